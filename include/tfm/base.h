@@ -1,0 +1,59 @@
+/* tfm/base.h: errors, asserts, counter-based random numbers, threads.
+ * The bottom layer: everything else includes it. */
+#ifndef TFM_BASE_H
+#define TFM_BASE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#define TFM_VERSION "0.1.0"
+
+/* Functions that can fail on user input return 0 on success and a non-zero
+ * status otherwise, leaving a one-line message for tfm_last_error(). The
+ * message names the file and line (or flag) when there is one. */
+const char *tfm_last_error(void);
+void tfm_set_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void tfm_clear_error(void);
+
+/* Internal invariants (programmer errors, never user input): abort with
+ * file and line. */
+#define TFM_ASSERT(cond, ...)                                                  \
+    do {                                                                       \
+        if (!(cond)) tfm_assert_fail(__FILE__, __LINE__, #cond, "" __VA_ARGS__); \
+    } while (0)
+_Noreturn void tfm_assert_fail(const char *file, int line, const char *cond, const char *fmt, ...);
+
+/* Aligned allocation (64 bytes) that reports failures through tfm_set_error. */
+void *tfm_alloc(size_t bytes);
+void *tfm_calloc(size_t bytes);
+void tfm_free(void *p);
+
+/* Counter-based random numbers: the value depends only on (key, counter), so
+ * results do not depend on thread count or order of evaluation. */
+uint64_t tfm_hash64(uint64_t x);                       /* splitmix64 finaliser */
+uint64_t tfm_rand_u64(uint64_t key, uint64_t counter); /* uniform 64 bits */
+float tfm_rand_uniform(uint64_t key, uint64_t counter); /* [0, 1) with 24 bits */
+
+/* A small sequential generator with an explicit state (for data order,
+ * initialisation). The state is one uint64_t so it is trivially saved. */
+typedef struct {
+    uint64_t state;
+} tfm_rng;
+void tfm_rng_seed(tfm_rng *r, uint64_t seed);
+uint64_t tfm_rng_next(tfm_rng *r);
+double tfm_rng_double(tfm_rng *r);        /* [0, 1) */
+uint64_t tfm_rng_below(tfm_rng *r, uint64_t n); /* [0, n) without modulo bias */
+
+/* Threads: a thin wrapper so that code without OpenMP still builds. */
+int tfm_num_threads(void);
+void tfm_set_num_threads(int n);
+
+/* Wall-clock seconds (monotonic). */
+double tfm_now(void);
+
+/* Parallel regions below this much work (roughly flops) run single-threaded. */
+#define TFM_PAR_MIN_WORK 32768
+
+#endif

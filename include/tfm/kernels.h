@@ -1,0 +1,131 @@
+/* tfm/kernels.h: pure compute kernels on float* + sizes.
+ *
+ * No tensors, no tape, no allocation. Row-major everywhere; the shape of each
+ * pointer is written beside it. Backward kernels ACCUMULATE into their
+ * gradient outputs (dx[i] += ...), so a value used twice gets the sum.
+ * Every kernel is deterministic for a fixed thread count: work is split by
+ * rows or columns with a static schedule, never reduced with atomics. */
+#ifndef TFM_KERNELS_H
+#define TFM_KERNELS_H
+
+#include "tfm/base.h"
+
+/* ---- GEMM ---------------------------------------------------------------
+ * C = alpha * op(A) * op(B) + beta * C, where op(X) = X or X^T.
+ *   A: (M, K) with row stride lda, or (K, M) when trans_a
+ *   B: (K, N) with row stride ldb, or (N, K) when trans_b
+ *   C: (M, N) with row stride ldc
+ * beta == 0 overwrites C (NaN in C is not propagated); beta == 1 accumulates.
+ * Called inside an OpenMP parallel region it runs on the calling thread. */
+void tfm_gemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+              const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
+              int64_t ldc);
+/* `batch` independent GEMMs; matrix i starts at A + i*stride_a etc. */
+void tfm_gemm_batched(int trans_a, int trans_b, int64_t batch, int64_t M, int64_t N, int64_t K,
+                      float alpha, const float *A, int64_t lda, int64_t stride_a, const float *B,
+                      int64_t ldb, int64_t stride_b, float beta, float *C, int64_t ldc,
+                      int64_t stride_c);
+/* The straightforward triple loop (double accumulation), for tests. */
+void tfm_gemm_reference(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                        const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
+                        float *C, int64_t ldc);
+/* Name of the micro-kernel chosen at build time ("avx512", "avx2", "generic"). */
+const char *tfm_gemm_kernel_name(void);
+
+/* ---- elementwise ---------------------------------------------------------- */
+void tfm_k_add(float *y, const float *a, const float *b, int64_t n);          /* y = a + b */
+void tfm_k_axpy(float *y, float alpha, const float *x, int64_t n);            /* y += alpha*x */
+void tfm_k_mul(float *y, const float *a, const float *b, int64_t n);          /* y = a * b */
+void tfm_k_scale(float *y, const float *x, float alpha, int64_t n);           /* y = alpha*x */
+void tfm_k_add_bias(float *y, const float *x, const float *bias, int64_t rows, int64_t cols);
+/* dbias[j] += sum_i dy[i, j]   dy: (rows, cols) */
+void tfm_k_colsum_acc(float *dbias, const float *dy, int64_t rows, int64_t cols);
+void tfm_k_relu_forward(float *y, const float *x, int64_t n);
+/* dx += dy * (y > 0) */
+void tfm_k_relu_backward(float *dx, const float *dy, const float *y, int64_t n);
+
+/* Dropout with an inverted scale: y = x * keep / (1 - p); keep is decided by
+ * tfm_rand_uniform(key, i) >= p, so backward regenerates the same mask. */
+void tfm_k_dropout_forward(float *y, const float *x, int64_t n, float p, uint64_t key);
+void tfm_k_dropout_backward(float *dx, const float *dy, int64_t n, float p, uint64_t key);
+
+/* ---- softmax over the last dim -------------------------------------------
+ * y = softmax(x) row-wise   x, y: (rows, cols) */
+void tfm_k_softmax_forward(float *y, const float *x, int64_t rows, int64_t cols);
+/* dx += y * (dy - sum_j dy_j y_j) */
+void tfm_k_softmax_backward(float *dx, const float *dy, const float *y, int64_t rows,
+                            int64_t cols);
+
+/* ---- layer norm over the last dim ------------------------------------------
+ * y = (x - mean) * rstd * gamma + beta; mean, rstd: (rows) saved for backward */
+void tfm_k_layernorm_forward(float *y, float *mean, float *rstd, const float *x,
+                             const float *gamma, const float *beta, int64_t rows, int64_t cols,
+                             float eps);
+void tfm_k_layernorm_backward(float *dx, float *dgamma, float *dbeta, const float *dy,
+                              const float *x, const float *mean, const float *rstd,
+                              const float *gamma, int64_t rows, int64_t cols);
+
+/* ---- embedding -------------------------------------------------------------
+ * y[i, :] = scale * table[ids[i], :]     table: (vocab, dim), y: (n, dim)
+ * Out-of-range ids are a programmer error (callers validate). */
+void tfm_k_embedding_forward(float *y, const float *table, const int32_t *ids, int64_t n,
+                             int64_t dim, float scale);
+/* dtable[ids[i], :] += scale * dy[i, :], except rows whose id == pad_id
+ * (pad_id < 0: none). Deterministic: parallel over columns. */
+void tfm_k_embedding_backward(float *dtable, const float *dy, const int32_t *ids, int64_t n,
+                              int64_t dim, float scale, int32_t pad_id);
+
+/* ---- multi-head scaled dot-product attention --------------------------------
+ * q: (B, Tq, D) with batch stride q_bs (usually Tq*D) and row stride D
+ * k, v: (B, Tk, D) with batch stride kv_bs (usually Tk*D; a KV cache uses Tmax*D)
+ * out: (B, Tq, D); heads are D/H consecutive channels.
+ * probs: (B, H, Tq, Tk) attention weights after softmax and before dropout,
+ *        saved for backward (may be NULL when no backward will run)
+ * key_pad: (B, Tk) nonzero = this key is padding and gets no weight (or NULL)
+ * causal: query i (at absolute position i + q_offset) sees keys j <= i + q_offset
+ * dropout_p, key: dropout on the probabilities (inverted scale)
+ * A query row with no visible key gets zero output. scores scaled by 1/sqrt(D/H). */
+typedef struct {
+    int64_t B, Tq, Tk, D, H;
+    int64_t q_bs, kv_bs;
+    const uint8_t *key_pad;
+    int causal;
+    int64_t q_offset;
+    float dropout_p;
+    uint64_t key;
+} tfm_attn_shape;
+/* scratch: at least tfm_attention_scratch_floats(s) floats (per-thread rows) */
+int64_t tfm_attention_scratch_floats(const tfm_attn_shape *s);
+void tfm_k_attention_forward(float *out, float *probs, const float *q, const float *k,
+                             const float *v, const tfm_attn_shape *s, float *scratch);
+/* dq, dk, dv: same layouts as q, k, v (contiguous, batch strides q_bs / kv_bs);
+ * accumulates. */
+void tfm_k_attention_backward(float *dq, float *dk, float *dv, const float *dout,
+                              const float *probs, const float *q, const float *k,
+                              const float *v, const tfm_attn_shape *s, float *scratch);
+
+/* ---- label-smoothed cross-entropy -------------------------------------------
+ * logits: (N, V), targets: (N); rows with targets[i] == ignore_index count for
+ * nothing. Per row: loss_i = (1-eps) * -log p[y_i] + eps * mean_v(-log p[v])
+ * (PyTorch's F.cross_entropy(label_smoothing=eps) convention).
+ * Returns sum_i loss_i (double); *count = number of non-ignored rows.
+ * lse: (N) log-sum-exp of each row, saved for backward. */
+double tfm_k_xent_forward(float *lse, const float *logits, const int32_t *targets, int64_t N,
+                          int64_t V, int32_t ignore_index, float eps, int64_t *count);
+/* dlogits[i, v] += scale * (p[v] - (1-eps)*[v == y_i] - eps/V) for kept rows,
+ * scale = dloss / count for the mean */
+void tfm_k_xent_backward(float *dlogits, const float *logits, const float *lse,
+                         const int32_t *targets, int64_t N, int64_t V, int32_t ignore_index,
+                         float eps, float scale);
+
+/* ---- Adam / AdamW over one contiguous block ------------------------------------
+ * m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2;
+ * p -= lr * (m / (1-b1^t)) / (sqrt(v / (1-b2^t)) + eps) + lr * wd * p   (decoupled) */
+void tfm_k_adam(float *p, const float *g, float *m, float *v, int64_t n, float lr, float beta1,
+                float beta2, float eps, float weight_decay, int64_t t);
+/* sum of squares in double, deterministic for a fixed thread count */
+double tfm_k_sumsq(const float *x, int64_t n);
+/* number of non-finite values */
+int64_t tfm_k_count_nonfinite(const float *x, int64_t n);
+
+#endif

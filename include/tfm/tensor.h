@@ -1,0 +1,69 @@
+/* tfm/tensor.h: tensors, the activation arena, and the parameter store.
+ *
+ * A tensor is a view: shape + data pointer (+ grad pointer when a gradient is
+ * wanted). Parameters live in one contiguous block (and their gradients and
+ * Adam moments in blocks of the same layout); activations come from a bump
+ * arena that is reset after every step without calling free(). */
+#ifndef TFM_TENSOR_H
+#define TFM_TENSOR_H
+
+#include "tfm/base.h"
+
+#define TFM_MAX_DIMS 4
+
+enum {
+    TFM_PARAM = 1u << 0,      /* a trainable parameter (lives in tfm_params) */
+    TFM_NEEDS_GRAD = 1u << 1, /* backward must produce a gradient for it */
+};
+
+typedef struct tfm_tensor {
+    int ndim;
+    int64_t shape[TFM_MAX_DIMS];
+    int64_t n; /* number of elements */
+    float *data;
+    float *grad; /* NULL when no gradient is needed */
+    uint32_t flags;
+    const char *name; /* "dec.3.cross_attn.q.weight"; NULL for activations */
+} tfm_tensor;
+
+/* ---- the arena ------------------------------------------------------------ */
+typedef struct {
+    char *base;
+    size_t cap, used, peak;
+    int owns;
+} tfm_arena;
+
+int tfm_arena_init(tfm_arena *a, size_t bytes); /* 0 ok; error names the size */
+void tfm_arena_free(tfm_arena *a);
+/* 64-byte aligned; NULL with tfm_last_error() = "arena: needed X bytes, have Y"
+ * when it does not fit. */
+void *tfm_arena_alloc(tfm_arena *a, size_t bytes);
+void tfm_arena_reset(tfm_arena *a);
+
+/* A tensor from the arena; data uninitialised; NULL when the arena is full. */
+tfm_tensor *tfm_tensor_new(tfm_arena *a, int ndim, const int64_t *shape);
+tfm_tensor *tfm_tensor_new2(tfm_arena *a, int64_t d0, int64_t d1);
+tfm_tensor *tfm_tensor_new3(tfm_arena *a, int64_t d0, int64_t d1, int64_t d2);
+int tfm_same_shape(const tfm_tensor *a, const tfm_tensor *b);
+/* "(2, 3, 4)" into buf */
+const char *tfm_shape_str(const tfm_tensor *t, char *buf, size_t size);
+
+/* ---- parameters --------------------------------------------------------------
+ * Declare every parameter first (tfm_params_add), then tfm_params_alloc makes
+ * four blocks of total_n floats each: data, grad, adam_m, adam_v, all in the
+ * declaration order. The returned tensor pointers stay valid until free. */
+typedef struct {
+    tfm_tensor **items;
+    int64_t count, cap;
+    int64_t total_n;
+    float *data, *grad, *adam_m, *adam_v;
+} tfm_params;
+
+void tfm_params_init(tfm_params *p);
+tfm_tensor *tfm_params_add(tfm_params *p, const char *name, int ndim, const int64_t *shape);
+int tfm_params_alloc(tfm_params *p); /* zero-filled */
+void tfm_params_free(tfm_params *p);
+tfm_tensor *tfm_params_find(const tfm_params *p, const char *name);
+void tfm_params_zero_grad(tfm_params *p);
+
+#endif

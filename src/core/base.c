@@ -1,0 +1,110 @@
+/* Errors, asserts, allocation, counter-based RNG, threads, clock. */
+#include "tfm/base.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <string.h>
+#include <time.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+static _Thread_local char g_error[1024];
+
+const char *tfm_last_error(void) { return g_error[0] ? g_error : "unknown error"; }
+
+void tfm_set_error(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(g_error, sizeof g_error, fmt, ap);
+    va_end(ap);
+}
+
+void tfm_clear_error(void) { g_error[0] = 0; }
+
+_Noreturn void tfm_assert_fail(const char *file, int line, const char *cond, const char *fmt, ...) {
+    fprintf(stderr, "tfm: internal error at %s:%d: assertion '%s' failed", file, line, cond);
+    if (fmt && fmt[0]) {
+        va_list ap;
+        va_start(ap, fmt);
+        fputs(": ", stderr);
+        vfprintf(stderr, fmt, ap);
+        va_end(ap);
+    }
+    fputc('\n', stderr);
+    abort();
+}
+
+void *tfm_alloc(size_t bytes) {
+    if (bytes == 0) bytes = 64;
+    size_t rounded = (bytes + 63) & ~(size_t)63;
+    void *p = aligned_alloc(64, rounded);
+    if (!p) tfm_set_error("out of memory: could not allocate %zu bytes", bytes);
+    return p;
+}
+
+void *tfm_calloc(size_t bytes) {
+    void *p = tfm_alloc(bytes);
+    if (p) memset(p, 0, bytes);
+    return p;
+}
+
+void tfm_free(void *p) { free(p); }
+
+uint64_t tfm_hash64(uint64_t x) {
+    x += 0x9E3779B97F4A7C15ull;
+    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+    return x ^ (x >> 31);
+}
+
+uint64_t tfm_rand_u64(uint64_t key, uint64_t counter) {
+    return tfm_hash64(tfm_hash64(key) ^ (counter * 0xD1342543DE82EF95ull + 0x2545F4914F6CDD1Dull));
+}
+
+float tfm_rand_uniform(uint64_t key, uint64_t counter) {
+    return (float)(tfm_rand_u64(key, counter) >> 40) * (1.0f / 16777216.0f);
+}
+
+void tfm_rng_seed(tfm_rng *r, uint64_t seed) { r->state = tfm_hash64(seed ^ 0x5DEECE66Dull); }
+
+uint64_t tfm_rng_next(tfm_rng *r) {
+    r->state += 0x9E3779B97F4A7C15ull;
+    uint64_t z = r->state;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+double tfm_rng_double(tfm_rng *r) { return (double)(tfm_rng_next(r) >> 11) * (1.0 / 9007199254740992.0); }
+
+uint64_t tfm_rng_below(tfm_rng *r, uint64_t n) {
+    if (n <= 1) return 0;
+    uint64_t limit = UINT64_MAX - UINT64_MAX % n;
+    uint64_t x;
+    do x = tfm_rng_next(r);
+    while (x >= limit);
+    return x % n;
+}
+
+int tfm_num_threads(void) {
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+
+void tfm_set_num_threads(int n) {
+#ifdef _OPENMP
+    if (n > 0) omp_set_num_threads(n);
+#else
+    (void)n;
+#endif
+}
+
+double tfm_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}

@@ -1,0 +1,64 @@
+/* Arena, tensors, parameters, RNG. */
+#include <string.h>
+
+#include "tfm/tensor.h"
+#include "util_test.h"
+
+START_TEST(arena_exhaustion_reports_sizes) {
+    tfm_arena a;
+    ck_assert_int_eq(tfm_arena_init(&a, 4096), 0);
+    ck_assert_ptr_nonnull(tfm_arena_alloc(&a, 1000));
+    ck_assert_ptr_null(tfm_arena_alloc(&a, 8000));
+    ck_assert_msg(strstr(tfm_last_error(), "needed 8000 bytes, have 3072") != NULL, "%s",
+                  tfm_last_error());
+    size_t used = a.used;
+    tfm_arena_reset(&a);
+    ck_assert_int_eq(a.used, 0);
+    ck_assert_int_eq(a.peak, used);
+    tfm_arena_free(&a);
+}
+END_TEST
+
+START_TEST(params_are_contiguous_and_aligned) {
+    tfm_params p;
+    tfm_params_init(&p);
+    int64_t s1[2] = {3, 5}, s2[1] = {7};
+    tfm_tensor *a = tfm_params_add(&p, "a", 2, s1);
+    tfm_tensor *b = tfm_params_add(&p, "b", 1, s2);
+    ck_assert_int_eq(tfm_params_alloc(&p), 0);
+    ck_assert_ptr_eq(a->data, p.data);
+    ck_assert_ptr_eq(b->data, p.data + 16);
+    ck_assert_ptr_eq(b->grad, p.grad + 16);
+    ck_assert_int_eq(((uintptr_t)b->data) % 64, 0);
+    ck_assert_ptr_eq(tfm_params_find(&p, "b"), b);
+    ck_assert_ptr_null(tfm_params_find(&p, "c"));
+    tfm_params_free(&p);
+}
+END_TEST
+
+START_TEST(rng_is_counter_based) {
+    ck_assert_uint_eq(tfm_rand_u64(7, 100), tfm_rand_u64(7, 100));
+    ck_assert_uint_ne(tfm_rand_u64(7, 100), tfm_rand_u64(7, 101));
+    ck_assert_uint_ne(tfm_rand_u64(7, 100), tfm_rand_u64(8, 100));
+    double sum = 0;
+    for (int i = 0; i < 100000; i++) {
+        float u = tfm_rand_uniform(3, (uint64_t)i);
+        ck_assert(u >= 0.0f && u < 1.0f);
+        sum += u;
+    }
+    ck_assert(sum / 100000 > 0.49 && sum / 100000 < 0.51);
+    tfm_rng r;
+    tfm_rng_seed(&r, 1);
+    for (int i = 0; i < 1000; i++) ck_assert_uint_lt(tfm_rng_below(&r, 7), 7);
+}
+END_TEST
+
+int main(void) {
+    Suite *s = suite_create("core");
+    TCase *tc = tcase_create("core");
+    tcase_add_test(tc, arena_exhaustion_reports_sizes);
+    tcase_add_test(tc, params_are_contiguous_and_aligned);
+    tcase_add_test(tc, rng_is_counter_based);
+    suite_add_tcase(s, tc);
+    return tfm_test_main(s);
+}

@@ -1,0 +1,167 @@
+#include "util_test.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "tfm/base.h"
+
+const char *tfm_test_path(const char *rel) {
+    static _Thread_local char buf[8][1024];
+    static _Thread_local int slot;
+    char *out = buf[slot++ & 7];
+    const char *root = getenv("TFM_ROOT");
+    snprintf(out, 1024, "%s/%s", root && root[0] ? root : ".", rel);
+    return out;
+}
+
+const char *tfm_test_bin(void) {
+    const char *bin = getenv("TFM_BIN");
+    return bin && bin[0] ? bin : tfm_test_path("build/tfm");
+}
+
+static uint32_t rd_u32(FILE *f, int *ok) {
+    unsigned char b[4];
+    if (fread(b, 1, 4, f) != 4) {
+        *ok = 0;
+        return 0;
+    }
+    return (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
+}
+
+void tfm_fixture_load(tfm_fixture *fx, const char *file) {
+    char rel[512];
+    snprintf(rel, sizeof rel, "tests/fixtures/%s", file);
+    const char *path = tfm_test_path(rel);
+    FILE *f = fopen(path, "rb");
+    ck_assert_msg(f != NULL, "fixture %s missing (run tests/gen_fixtures.py)", path);
+    char magic[8];
+    int ok = fread(magic, 1, 8, f) == 8 && memcmp(magic, "TFMFIX01", 8) == 0;
+    ck_assert_msg(ok, "fixture %s: bad magic", path);
+    uint32_t version = rd_u32(f, &ok);
+    ck_assert_msg(ok && version == 1, "fixture %s: version %u", path, version);
+    uint32_t count = rd_u32(f, &ok);
+    ck_assert_msg(ok && count < 100000, "fixture %s: bad count", path);
+    fx->count = (int)count;
+    fx->t = calloc(count, sizeof *fx->t);
+    for (uint32_t i = 0; i < count; i++) {
+        tfm_fixture_tensor *t = &fx->t[i];
+        uint32_t len = rd_u32(f, &ok);
+        ck_assert_msg(ok && len < sizeof t->name, "fixture %s: bad name length", path);
+        ok = fread(t->name, 1, len, f) == len;
+        t->name[len] = 0;
+        t->dtype = (int)rd_u32(f, &ok);
+        t->ndim = (int)rd_u32(f, &ok);
+        ck_assert_msg(ok && t->ndim >= 0 && t->ndim <= 4 && t->dtype >= 0 && t->dtype <= 1,
+                      "fixture %s: tensor %s header", path, t->name);
+        t->n = 1;
+        for (int d = 0; d < t->ndim; d++) {
+            int64_t s = 0;
+            ok = ok && fread(&s, 8, 1, f) == 1;
+            t->shape[d] = s;
+            t->n *= s;
+        }
+        t->data = malloc((size_t)(t->n ? t->n : 1) * 4);
+        ok = ok && fread(t->data, 4, (size_t)t->n, f) == (size_t)t->n;
+        ck_assert_msg(ok, "fixture %s: tensor %s truncated", path, t->name);
+    }
+    fclose(f);
+}
+
+void tfm_fixture_free(tfm_fixture *fx) {
+    for (int i = 0; i < fx->count; i++) free(fx->t[i].data);
+    free(fx->t);
+    fx->t = NULL;
+    fx->count = 0;
+}
+
+const tfm_fixture_tensor *tfm_fixture_get(const tfm_fixture *fx, const char *name) {
+    for (int i = 0; i < fx->count; i++)
+        if (!strcmp(fx->t[i].name, name)) return &fx->t[i];
+    ck_abort_msg("fixture tensor %s missing", name);
+    return NULL;
+}
+
+const float *tfm_fixture_f32(const tfm_fixture *fx, const char *name, int64_t expect_n) {
+    const tfm_fixture_tensor *t = tfm_fixture_get(fx, name);
+    ck_assert_msg(t->dtype == 0, "fixture tensor %s is not f32", name);
+    ck_assert_msg(expect_n < 0 || t->n == expect_n, "fixture tensor %s has %lld elements, want %lld",
+                  name, (long long)t->n, (long long)expect_n);
+    return t->data;
+}
+
+const int32_t *tfm_fixture_i32(const tfm_fixture *fx, const char *name, int64_t expect_n) {
+    const tfm_fixture_tensor *t = tfm_fixture_get(fx, name);
+    ck_assert_msg(t->dtype == 1, "fixture tensor %s is not i32", name);
+    ck_assert_msg(expect_n < 0 || t->n == expect_n, "fixture tensor %s has %lld elements, want %lld",
+                  name, (long long)t->n, (long long)expect_n);
+    return t->data;
+}
+
+int tfm_allclose(const char *what, const float *got, const float *want, int64_t n, float atol,
+                 float rtol) {
+    double max_diff = 0;
+    int64_t worst = -1, bad = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double d = fabs((double)got[i] - (double)want[i]);
+        if (!(d <= atol + rtol * fabs((double)want[i]))) {
+            bad++;
+            if (worst < 0) worst = i;
+        }
+        if (d > max_diff || isnan(d)) max_diff = isnan(d) ? INFINITY : d;
+    }
+    printf("  %-40s max |diff| = %.3g over %lld values%s\n", what, max_diff, (long long)n,
+           bad ? "  <-- FAIL" : "");
+    if (bad)
+        printf("    %lld out of tolerance, first at %lld: got %.9g want %.9g\n", (long long)bad,
+               (long long)worst, got[worst], want[worst]);
+    fflush(stdout);
+    return bad == 0;
+}
+
+void tfm_test_fill(float *x, int64_t n, uint64_t seed, float lo, float hi) {
+    for (int64_t i = 0; i < n; i++) x[i] = lo + (hi - lo) * tfm_rand_uniform(seed, (uint64_t)i);
+}
+
+const char *tfm_test_tmpdir(const char *tag) {
+    static char buf[8][256];
+    static int slot;
+    char *out = buf[slot++ & 7];
+    snprintf(out, 256, "/tmp/tfm-test-%s-XXXXXX", tag);
+    ck_assert_msg(mkdtemp(out) != NULL, "mkdtemp failed");
+    return out;
+}
+
+int tfm_test_run(const char *cmd, char *out, size_t cap) {
+    char full[8192];
+    snprintf(full, sizeof full, "%s 2>&1", cmd);
+    FILE *p = popen(full, "r");
+    if (!p) return -1;
+    size_t used = 0;
+    if (out && cap) out[0] = 0;
+    char chunk[4096];
+    size_t got;
+    while ((got = fread(chunk, 1, sizeof chunk, p)) > 0) {
+        if (out && used + 1 < cap) {
+            size_t take = got < cap - 1 - used ? got : cap - 1 - used;
+            memcpy(out + used, chunk, take);
+            used += take;
+            out[used] = 0;
+        }
+    }
+    int st = pclose(p);
+    if (st == -1) return -1;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + (WIFSIGNALED(st) ? WTERMSIG(st) : 0);
+}
+
+int tfm_test_main(Suite *s) {
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}

@@ -1,0 +1,59 @@
+/* Shared test helpers: fixtures written by tests/gen_fixtures.py, array
+ * comparison with atol/rtol that prints the max difference, temp dirs. */
+#ifndef TFM_TEST_UTIL_H
+#define TFM_TEST_UTIL_H
+
+#include <check.h>
+#include <stdint.h>
+
+/* Fixture file: "TFMFIX01", u32 version (1), u32 count, then per tensor:
+ * u32 name_len, name, u32 dtype (0 f32, 1 i32), u32 ndim, i64 shape[ndim],
+ * little-endian data. */
+typedef struct {
+    char name[128];
+    int dtype;
+    int ndim;
+    int64_t shape[4];
+    int64_t n;
+    void *data;
+} tfm_fixture_tensor;
+
+typedef struct {
+    int count;
+    tfm_fixture_tensor *t;
+} tfm_fixture;
+
+/* Loads tests/fixtures/<file> (relative to TFM_ROOT or the cwd); fails the
+ * test when missing or malformed. */
+void tfm_fixture_load(tfm_fixture *f, const char *file);
+void tfm_fixture_free(tfm_fixture *f);
+/* The named tensor; fails the test when missing. */
+const tfm_fixture_tensor *tfm_fixture_get(const tfm_fixture *f, const char *name);
+const float *tfm_fixture_f32(const tfm_fixture *f, const char *name, int64_t expect_n);
+const int32_t *tfm_fixture_i32(const tfm_fixture *f, const char *name, int64_t expect_n);
+
+/* Prints "what: max |diff| = ..." and returns 1 when every element satisfies
+ * |got - want| <= atol + rtol * |want|. */
+int tfm_allclose(const char *what, const float *got, const float *want, int64_t n, float atol,
+                 float rtol);
+#define ck_assert_allclose(what, got, want, n, atol, rtol) \
+    ck_assert_msg(tfm_allclose(what, got, want, n, atol, rtol), "%s differs", what)
+
+/* Uniform random floats in [lo, hi) from a seed (deterministic). */
+void tfm_test_fill(float *x, int64_t n, uint64_t seed, float lo, float hi);
+
+/* A fresh empty directory under /tmp; the returned string is static storage
+ * per call slot (up to 8 live at once). */
+const char *tfm_test_tmpdir(const char *tag);
+/* Absolute path of a file relative to the repository root. */
+const char *tfm_test_path(const char *rel);
+/* Path of the built tfm binary (TFM_BIN, else build/tfm). */
+const char *tfm_test_bin(void);
+/* Runs a shell command, captures up to cap-1 bytes of stdout+stderr into out,
+ * returns the exit status (or -1). */
+int tfm_test_run(const char *cmd, char *out, size_t cap);
+
+/* Standard main for a suite: runs it and returns non-zero on failure. */
+int tfm_test_main(Suite *s);
+
+#endif

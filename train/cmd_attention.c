@@ -1,0 +1,8 @@
+/* tfm attention: placeholder until the subcommand lands. */
+#include "commands.h"
+
+int tfm_cmd_attention(int argc, char **argv) {
+    (void)argc;
+    (void)argv;
+    return tfm_cli_fail(2, "'attention' is not available in this build yet");
+}

@@ -1,0 +1,8 @@
+/* tfm bleu: placeholder until the subcommand lands. */
+#include "commands.h"
+
+int tfm_cmd_bleu(int argc, char **argv) {
+    (void)argc;
+    (void)argv;
+    return tfm_cli_fail(2, "'bleu' is not available in this build yet");
+}

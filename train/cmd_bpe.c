@@ -1,0 +1,8 @@
+/* tfm bpe: placeholder until the subcommand lands. */
+#include "commands.h"
+
+int tfm_cmd_bpe(int argc, char **argv) {
+    (void)argc;
+    (void)argv;
+    return tfm_cli_fail(2, "'bpe' is not available in this build yet");
+}

@@ -1,0 +1,8 @@
+/* tfm train: placeholder until the subcommand lands. */
+#include "commands.h"
+
+int tfm_cmd_train(int argc, char **argv) {
+    (void)argc;
+    (void)argv;
+    return tfm_cli_fail(2, "'train' is not available in this build yet");
+}

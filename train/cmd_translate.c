@@ -1,0 +1,8 @@
+/* tfm translate: placeholder until the subcommand lands. */
+#include "commands.h"
+
+int tfm_cmd_translate(int argc, char **argv) {
+    (void)argc;
+    (void)argv;
+    return tfm_cli_fail(2, "'translate' is not available in this build yet");
+}

@@ -1,0 +1,18 @@
+/* The tfm program's subcommands: one file each, dispatched by main.c. Each
+ * returns the process exit status (0 ok, 1 runtime error, 2 usage error). */
+#ifndef TFM_TRAIN_COMMANDS_H
+#define TFM_TRAIN_COMMANDS_H
+
+int tfm_cmd_train(int argc, char **argv);
+int tfm_cmd_translate(int argc, char **argv);
+int tfm_cmd_bench(int argc, char **argv);
+int tfm_cmd_bleu(int argc, char **argv);
+int tfm_cmd_bpe(int argc, char **argv);
+int tfm_cmd_export(int argc, char **argv);
+int tfm_cmd_plot(int argc, char **argv);
+int tfm_cmd_attention(int argc, char **argv);
+
+/* Print "tfm: <message>" to stderr and return 1 (or 2 for usage). */
+int tfm_cli_fail(int status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#endif

@@ -1,0 +1,61 @@
+/* tfm: the command-line program. Dispatches to one file per subcommand. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "commands.h"
+#include "tfm/base.h"
+
+typedef struct {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *help;
+} command;
+
+static const command COMMANDS[] = {
+    {"train", tfm_cmd_train, "train a model on a toy task (copy, reverse) or a parallel corpus"},
+    {"translate", tfm_cmd_translate, "translate stdin with a trained or exported model"},
+    {"bpe", tfm_cmd_bpe, "learn or apply a byte-pair-encoding subword model"},
+    {"bleu", tfm_cmd_bleu, "corpus BLEU of stdin against reference files (sacreBLEU 13a)"},
+    {"export", tfm_cmd_export, "export a checkpoint as safetensors + config + tokenizer"},
+    {"bench", tfm_cmd_bench, "benchmark the GEMM or a training step"},
+    {"plot", tfm_cmd_plot, "draw a run's learning curves as SVG"},
+    {"attention", tfm_cmd_attention, "draw attention weights for one sentence as SVG"},
+};
+#define N_COMMANDS (sizeof COMMANDS / sizeof COMMANDS[0])
+
+int tfm_cli_fail(int status, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("tfm: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    return status;
+}
+
+static void usage(FILE *f) {
+    fprintf(f, "usage: tfm <command> [options]   (tfm <command> --help for its options)\n\n"
+               "commands:\n");
+    for (size_t i = 0; i < N_COMMANDS; i++)
+        fprintf(f, "  %-10s %s\n", COMMANDS[i].name, COMMANDS[i].help);
+    fprintf(f, "\n  --help     this list\n  --version  print the version\n");
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        usage(stdout);
+        return 0;
+    }
+    if (!strcmp(argv[1], "--version")) {
+        printf("tfm %s\n", TFM_VERSION);
+        return 0;
+    }
+    for (size_t i = 0; i < N_COMMANDS; i++)
+        if (!strcmp(argv[1], COMMANDS[i].name)) return COMMANDS[i].run(argc - 1, argv + 1);
+    return tfm_cli_fail(2, "unknown command '%s' (tfm --help lists them)", argv[1]);
+}
