@@ -1,0 +1,66 @@
+/* Softmax + label-smoothed cross-entropy over the vocabulary, fused: only
+ * the log-sum-exp of each row is saved; backward recomputes the softmax
+ * straight into the logits' gradient. */
+#include <math.h>
+
+#include "tfm/kernels.h"
+
+#define ROW_CHUNKS 64
+
+/* loss_i = (1-eps) (lse_i - x_{i,y}) + eps (lse_i - mean_v x_{i,v}) */
+double tfm_k_xent_forward(float *lse, const float *logits, const int32_t *targets, int64_t N,
+                          int64_t V, int32_t ignore_index, float eps, int64_t *count) {
+    double part[ROW_CHUNKS] = {0};
+    int64_t cnt[ROW_CHUNKS] = {0};
+    int64_t chunk = (N + ROW_CHUNKS - 1) / ROW_CHUNKS;
+#pragma omp parallel for schedule(static) if (N * V > TFM_PAR_MIN_WORK)
+    for (int c = 0; c < ROW_CHUNKS; c++) {
+        int64_t r0 = c * chunk, r1 = r0 + chunk < N ? r0 + chunk : N;
+        double s = 0;
+        int64_t k = 0;
+        for (int64_t r = r0; r < r1; r++) {
+            const float *x = logits + r * V;
+            float mx = -INFINITY;
+            double sum_x = 0;
+            for (int64_t v = 0; v < V; v++) {
+                mx = x[v] > mx ? x[v] : mx;
+                sum_x += x[v];
+            }
+            double se = 0;
+            for (int64_t v = 0; v < V; v++) se += exp((double)(x[v] - mx));
+            double l = (double)mx + log(se);
+            lse[r] = (float)l;
+            int32_t y = targets[r];
+            if (y == ignore_index) continue;
+            s += (1.0 - eps) * (l - x[y]) + eps * (l - sum_x / (double)V);
+            k++;
+        }
+        part[c] = s;
+        cnt[c] = k;
+    }
+    double total = 0;
+    int64_t n = 0;
+    for (int c = 0; c < ROW_CHUNKS; c++) {
+        total += part[c];
+        n += cnt[c];
+    }
+    if (count) *count = n;
+    return total;
+}
+
+/* d loss_i / d x_v = p_v - (1-eps) [v == y] - eps / V */
+void tfm_k_xent_backward(float *dlogits, const float *logits, const float *lse,
+                         const int32_t *targets, int64_t N, int64_t V, int32_t ignore_index,
+                         float eps, float scale) {
+    float smooth = eps / (float)V;
+#pragma omp parallel for schedule(static) if (N * V > TFM_PAR_MIN_WORK)
+    for (int64_t r = 0; r < N; r++) {
+        int32_t y = targets[r];
+        if (y == ignore_index) continue;
+        const float *x = logits + r * V;
+        float *dx = dlogits + r * V;
+        float l = lse[r];
+        for (int64_t v = 0; v < V; v++) dx[v] += scale * (expf(x[v] - l) - smooth);
+        dx[y] -= scale * (1.0f - eps);
+    }
+}
