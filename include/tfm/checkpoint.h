@@ -1,0 +1,75 @@
+/* tfm/checkpoint.h: crash-safe checkpoints.
+ *
+ * File layout (little-endian):
+ *   "TFMCKPT1"                       magic
+ *   u32 version (1), u32 flags (bit 0: Adam moments present)
+ *   u64 meta_len, meta bytes         "key = value\n" lines: model config and
+ *                                    the full training state (step, RNG, data
+ *                                    position, best metric, ...)
+ *   u64 n_tensors, then per tensor:  u32 name_len, name, u32 ndim, i64 shape[ndim]
+ *   u64 n_floats                     total floats per block (tensors in order, no padding)
+ *   f32 params[n_floats] [, f32 adam_m[n_floats], f32 adam_v[n_floats]]
+ *   u32 crc32c of everything above, then "TFMEND\0\0"
+ *
+ * Writes go to "<path>.tmp.<pid>" in the same directory, are fsync'ed and
+ * renamed over <path>, and the directory is fsync'ed: a reader sees the old
+ * file or the new one, never half of one. */
+#ifndef TFM_CHECKPOINT_H
+#define TFM_CHECKPOINT_H
+
+#include "tfm/nn.h"
+
+/* An ordered string map for metadata. */
+typedef struct {
+    int64_t n, cap;
+    char **keys, **vals;
+} tfm_kv;
+
+void tfm_kv_init(tfm_kv *kv);
+void tfm_kv_free(tfm_kv *kv);
+void tfm_kv_set(tfm_kv *kv, const char *key, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+const char *tfm_kv_get(const tfm_kv *kv, const char *key);
+/* 0 ok; missing or malformed keys give an error naming `where` and the key. */
+int tfm_kv_get_i64(const tfm_kv *kv, const char *key, int64_t *out, const char *where);
+int tfm_kv_get_f64(const tfm_kv *kv, const char *key, double *out, const char *where);
+int tfm_kv_get_u64(const tfm_kv *kv, const char *key, uint64_t *out, const char *where);
+/* Parses "key = value" lines; errors name where:line. */
+int tfm_kv_parse(tfm_kv *kv, const char *text, size_t len, const char *where);
+
+uint32_t tfm_crc32c(uint32_t crc, const void *data, size_t n);
+
+/* The model configuration as metadata and back. */
+void tfm_model_config_to_kv(const tfm_model_config *c, tfm_kv *kv);
+int tfm_model_config_from_kv(tfm_model_config *c, const tfm_kv *kv, const char *where);
+
+int tfm_checkpoint_save(const char *path, const tfm_kv *meta, const tfm_params *p,
+                        int with_moments);
+
+/* A verified checkpoint in memory. */
+typedef struct {
+    char *path;
+    unsigned char *buf;
+    size_t size;
+    tfm_kv meta;
+    int has_moments;
+    int64_t n_tensors, n_floats;
+    char **names;
+    int *ndims;
+    int64_t (*shapes)[4];
+    int64_t *offsets; /* float offset of each tensor in a block */
+    const unsigned char *blocks;
+} tfm_checkpoint;
+
+/* Reads and verifies (magic, sizes, CRC, structure); 0 ok, else an error
+ * naming the file. Never crashes on malformed input. */
+int tfm_checkpoint_read(const char *path, tfm_checkpoint *ck);
+int tfm_checkpoint_parse(const void *data, size_t size, const char *name, tfm_checkpoint *ck);
+void tfm_checkpoint_free(tfm_checkpoint *ck);
+/* Copies every parameter (and the moments when asked and present) by name;
+ * error on a missing tensor or a shape mismatch. */
+int tfm_checkpoint_load_params(const tfm_checkpoint *ck, tfm_params *p, int with_moments);
+
+/* Builds a model from a checkpoint's config and weights. */
+int tfm_model_from_checkpoint(tfm_model *m, const tfm_checkpoint *ck);
+
+#endif

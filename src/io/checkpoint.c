@@ -1,0 +1,434 @@
+/* Crash-safe checkpoints: see include/tfm/checkpoint.h for the layout. */
+#include "tfm/checkpoint.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdarg.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* ---- metadata map ----------------------------------------------------------- */
+void tfm_kv_init(tfm_kv *kv) { memset(kv, 0, sizeof *kv); }
+
+void tfm_kv_free(tfm_kv *kv) {
+    for (int64_t i = 0; i < kv->n; i++) {
+        free(kv->keys[i]);
+        free(kv->vals[i]);
+    }
+    free(kv->keys);
+    free(kv->vals);
+    memset(kv, 0, sizeof *kv);
+}
+
+static char *dup_str(const char *s) {
+    size_t n = strlen(s) + 1;
+    char *d = malloc(n);
+    TFM_ASSERT(d != NULL, "out of memory");
+    memcpy(d, s, n);
+    return d;
+}
+
+static void kv_put(tfm_kv *kv, const char *key, const char *val) {
+    for (int64_t i = 0; i < kv->n; i++)
+        if (!strcmp(kv->keys[i], key)) {
+            free(kv->vals[i]);
+            kv->vals[i] = dup_str(val);
+            return;
+        }
+    if (kv->n == kv->cap) {
+        kv->cap = kv->cap ? 2 * kv->cap : 32;
+        kv->keys = realloc(kv->keys, (size_t)kv->cap * sizeof(char *));
+        kv->vals = realloc(kv->vals, (size_t)kv->cap * sizeof(char *));
+        TFM_ASSERT(kv->keys && kv->vals, "out of memory");
+    }
+    kv->keys[kv->n] = dup_str(key);
+    kv->vals[kv->n] = dup_str(val);
+    kv->n++;
+}
+
+void tfm_kv_set(tfm_kv *kv, const char *key, const char *fmt, ...) {
+    char val[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(val, sizeof val, fmt, ap);
+    va_end(ap);
+    kv_put(kv, key, val);
+}
+
+const char *tfm_kv_get(const tfm_kv *kv, const char *key) {
+    for (int64_t i = 0; i < kv->n; i++)
+        if (!strcmp(kv->keys[i], key)) return kv->vals[i];
+    return NULL;
+}
+
+int tfm_kv_get_i64(const tfm_kv *kv, const char *key, int64_t *out, const char *where) {
+    const char *v = tfm_kv_get(kv, key);
+    if (!v) return tfm_set_error("%s: missing '%s'", where, key), 1;
+    char *end;
+    errno = 0;
+    long long x = strtoll(v, &end, 10);
+    if (!*v || *end || errno) return tfm_set_error("%s: '%s' = '%s' is not an integer", where, key, v), 1;
+    *out = x;
+    return 0;
+}
+
+int tfm_kv_get_u64(const tfm_kv *kv, const char *key, uint64_t *out, const char *where) {
+    const char *v = tfm_kv_get(kv, key);
+    if (!v) return tfm_set_error("%s: missing '%s'", where, key), 1;
+    char *end;
+    errno = 0;
+    unsigned long long x = strtoull(v, &end, 10);
+    if (!*v || *end || errno || *v == '-')
+        return tfm_set_error("%s: '%s' = '%s' is not an unsigned integer", where, key, v), 1;
+    *out = x;
+    return 0;
+}
+
+int tfm_kv_get_f64(const tfm_kv *kv, const char *key, double *out, const char *where) {
+    const char *v = tfm_kv_get(kv, key);
+    if (!v) return tfm_set_error("%s: missing '%s'", where, key), 1;
+    char *end;
+    errno = 0;
+    double x = strtod(v, &end);
+    if (!*v || *end || errno) return tfm_set_error("%s: '%s' = '%s' is not a number", where, key, v), 1;
+    *out = x;
+    return 0;
+}
+
+int tfm_kv_parse(tfm_kv *kv, const char *text, size_t len, const char *where) {
+    size_t i = 0;
+    int64_t lineno = 0;
+    char line[2048];
+    while (i < len) {
+        size_t j = i;
+        while (j < len && text[j] != '\n') j++;
+        lineno++;
+        size_t n = j - i;
+        if (n >= sizeof line) return tfm_set_error("%s:%lld: line too long", where, (long long)lineno), 1;
+        memcpy(line, text + i, n);
+        line[n] = 0;
+        i = j + 1;
+        if (memchr(line, 0, n)) return tfm_set_error("%s:%lld: NUL byte", where, (long long)lineno), 1;
+        if (!n) continue;
+        char *eq = strstr(line, " = ");
+        if (!eq) return tfm_set_error("%s:%lld: expected 'key = value'", where, (long long)lineno), 1;
+        *eq = 0;
+        kv_put(kv, line, eq + 3);
+    }
+    return 0;
+}
+
+/* ---- CRC-32C (Castagnoli), table-driven ------------------------------------------ */
+static uint32_t crc_table[256];
+static void crc_init(void) {
+    for (uint32_t i = 0; i < 256; i++) {
+        uint32_t c = i;
+        for (int k = 0; k < 8; k++) c = c & 1 ? (c >> 1) ^ 0x82F63B78u : c >> 1;
+        crc_table[i] = c;
+    }
+}
+
+uint32_t tfm_crc32c(uint32_t crc, const void *data, size_t n) {
+    static int ready;
+    if (!ready) {
+#pragma omp critical(tfm_crc_init)
+        if (!ready) {
+            crc_init();
+            ready = 1;
+        }
+    }
+    const unsigned char *p = data;
+    crc = ~crc;
+    for (size_t i = 0; i < n; i++) crc = crc_table[(crc ^ p[i]) & 0xFF] ^ (crc >> 8);
+    return ~crc;
+}
+
+/* ---- model config <-> metadata ------------------------------------------------------ */
+void tfm_model_config_to_kv(const tfm_model_config *c, tfm_kv *kv) {
+    tfm_kv_set(kv, "model.vocab", "%lld", (long long)c->vocab);
+    tfm_kv_set(kv, "model.d_model", "%lld", (long long)c->d_model);
+    tfm_kv_set(kv, "model.n_heads", "%lld", (long long)c->n_heads);
+    tfm_kv_set(kv, "model.d_ff", "%lld", (long long)c->d_ff);
+    tfm_kv_set(kv, "model.enc_layers", "%lld", (long long)c->enc_layers);
+    tfm_kv_set(kv, "model.dec_layers", "%lld", (long long)c->dec_layers);
+    tfm_kv_set(kv, "model.max_len", "%lld", (long long)c->max_len);
+    tfm_kv_set(kv, "model.dropout", "%.9g", c->dropout);
+    tfm_kv_set(kv, "model.attn_dropout", "%.9g", c->attn_dropout);
+    tfm_kv_set(kv, "model.ln_eps", "%.9g", c->ln_eps);
+    tfm_kv_set(kv, "model.pre_ln", "%d", c->pre_ln);
+    tfm_kv_set(kv, "model.share_src_emb", "%d", c->share_src_emb);
+}
+
+int tfm_model_config_from_kv(tfm_model_config *c, const tfm_kv *kv, const char *where) {
+    tfm_model_config_default(c);
+    int64_t pre = 0, share = 0;
+    double drop, adrop, eps;
+    if (tfm_kv_get_i64(kv, "model.vocab", &c->vocab, where) ||
+        tfm_kv_get_i64(kv, "model.d_model", &c->d_model, where) ||
+        tfm_kv_get_i64(kv, "model.n_heads", &c->n_heads, where) ||
+        tfm_kv_get_i64(kv, "model.d_ff", &c->d_ff, where) ||
+        tfm_kv_get_i64(kv, "model.enc_layers", &c->enc_layers, where) ||
+        tfm_kv_get_i64(kv, "model.dec_layers", &c->dec_layers, where) ||
+        tfm_kv_get_i64(kv, "model.max_len", &c->max_len, where) ||
+        tfm_kv_get_f64(kv, "model.dropout", &drop, where) ||
+        tfm_kv_get_f64(kv, "model.attn_dropout", &adrop, where) ||
+        tfm_kv_get_f64(kv, "model.ln_eps", &eps, where) ||
+        tfm_kv_get_i64(kv, "model.pre_ln", &pre, where) ||
+        tfm_kv_get_i64(kv, "model.share_src_emb", &share, where))
+        return 1;
+    c->dropout = (float)drop;
+    c->attn_dropout = (float)adrop;
+    c->ln_eps = (float)eps;
+    c->pre_ln = (int)pre;
+    c->share_src_emb = (int)share;
+    if (tfm_model_config_check(c)) {
+        char msg[512];
+        snprintf(msg, sizeof msg, "%s", tfm_last_error());
+        tfm_set_error("%s: bad model config: %s", where, msg);
+        return 1;
+    }
+    /* refuse absurd sizes before anything is allocated */
+    double params = (double)c->vocab * c->d_model * 2 +
+                    (double)(c->enc_layers + 2 * c->dec_layers) * (4.0 * c->d_model * c->d_model) +
+                    (double)(c->enc_layers + c->dec_layers) * 2.0 * c->d_model * c->d_ff;
+    if (params * 16 > 64e9) {
+        tfm_set_error("%s: model of %.3g parameters does not fit in memory", where, params);
+        return 1;
+    }
+    return 0;
+}
+
+/* ---- writing ------------------------------------------------------------------------ */
+typedef struct {
+    FILE *f;
+    uint32_t crc;
+    int failed;
+} writer;
+
+static void w_bytes(writer *w, const void *p, size_t n) {
+    if (w->failed || !n) return;
+    if (fwrite(p, 1, n, w->f) != n) w->failed = 1;
+    w->crc = tfm_crc32c(w->crc, p, n);
+}
+static void w_u32(writer *w, uint32_t x) { w_bytes(w, &x, 4); }
+static void w_u64(writer *w, uint64_t x) { w_bytes(w, &x, 8); }
+
+static int fsync_dir_of(const char *path) {
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s", path);
+    int fd = open(dirname(tmp), O_RDONLY);
+    if (fd < 0) return 1;
+    int rc = fsync(fd);
+    close(fd);
+    return rc;
+}
+
+int tfm_checkpoint_save(const char *path, const tfm_kv *meta, const tfm_params *p,
+                        int with_moments) {
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
+    writer w = {fopen(tmp, "wb"), 0, 0};
+    if (!w.f) return tfm_set_error("%s: cannot write checkpoint: %s", path, strerror(errno)), 1;
+    w_bytes(&w, "TFMCKPT1", 8);
+    w_u32(&w, 1);
+    w_u32(&w, with_moments ? 1u : 0u);
+    size_t meta_len = 0;
+    for (int64_t i = 0; i < meta->n; i++) meta_len += strlen(meta->keys[i]) + strlen(meta->vals[i]) + 4;
+    w_u64(&w, meta_len);
+    for (int64_t i = 0; i < meta->n; i++) {
+        w_bytes(&w, meta->keys[i], strlen(meta->keys[i]));
+        w_bytes(&w, " = ", 3);
+        w_bytes(&w, meta->vals[i], strlen(meta->vals[i]));
+        w_bytes(&w, "\n", 1);
+    }
+    w_u64(&w, (uint64_t)p->count);
+    int64_t n_floats = 0;
+    for (int64_t i = 0; i < p->count; i++) {
+        const tfm_tensor *t = p->items[i];
+        w_u32(&w, (uint32_t)strlen(t->name));
+        w_bytes(&w, t->name, strlen(t->name));
+        w_u32(&w, (uint32_t)t->ndim);
+        for (int d = 0; d < t->ndim; d++) w_u64(&w, (uint64_t)t->shape[d]);
+        n_floats += t->n;
+    }
+    w_u64(&w, (uint64_t)n_floats);
+    const float *blocks[3] = {p->data, p->adam_m, p->adam_v};
+    for (int b = 0; b < (with_moments ? 3 : 1); b++)
+        for (int64_t i = 0; i < p->count; i++) {
+            const tfm_tensor *t = p->items[i];
+            w_bytes(&w, blocks[b] + (t->data - p->data), (size_t)t->n * sizeof(float));
+        }
+    uint32_t crc = w.crc;
+    if (!w.failed && fwrite(&crc, 4, 1, w.f) != 1) w.failed = 1;
+    if (!w.failed && fwrite("TFMEND\0\0", 1, 8, w.f) != 8) w.failed = 1;
+    if (fflush(w.f) || fsync(fileno(w.f))) w.failed = 1;
+    if (fclose(w.f)) w.failed = 1;
+    if (w.failed) {
+        int e = errno;
+        unlink(tmp);
+        return tfm_set_error("%s: writing the checkpoint failed: %s", path, strerror(e)), 1;
+    }
+    if (rename(tmp, path)) {
+        int e = errno;
+        unlink(tmp);
+        return tfm_set_error("%s: cannot rename the checkpoint into place: %s", path, strerror(e)), 1;
+    }
+    fsync_dir_of(path);
+    return 0;
+}
+
+/* ---- reading ------------------------------------------------------------------------ */
+typedef struct {
+    const unsigned char *p;
+    size_t size, pos;
+} reader;
+
+static int r_take(reader *r, void *out, size_t n) {
+    if (n > r->size - r->pos) return 1;
+    memcpy(out, r->p + r->pos, n);
+    r->pos += n;
+    return 0;
+}
+
+void tfm_checkpoint_free(tfm_checkpoint *ck) {
+    for (int64_t i = 0; i < ck->n_tensors && ck->names; i++) free(ck->names[i]);
+    free(ck->names);
+    free(ck->ndims);
+    free(ck->shapes);
+    free(ck->offsets);
+    free(ck->buf);
+    free(ck->path);
+    tfm_kv_free(&ck->meta);
+    memset(ck, 0, sizeof *ck);
+}
+
+int tfm_checkpoint_parse(const void *data, size_t size, const char *name, tfm_checkpoint *ck) {
+    memset(ck, 0, sizeof *ck);
+    ck->path = dup_str(name);
+    reader r = {data, size, 0};
+#define BAD(...) do { tfm_set_error(__VA_ARGS__); tfm_checkpoint_free(ck); return 1; } while (0)
+    char magic[8];
+    if (size < 8 + 8 + 12 || r_take(&r, magic, 8) || memcmp(magic, "TFMCKPT1", 8))
+        BAD("%s: not a tfm checkpoint (bad magic or too short)", name);
+    if (memcmp((const char *)data + size - 8, "TFMEND\0\0", 8))
+        BAD("%s: truncated checkpoint (no end marker)", name);
+    uint32_t stored_crc;
+    memcpy(&stored_crc, (const char *)data + size - 12, 4);
+    if (tfm_crc32c(0, data, size - 12) != stored_crc)
+        BAD("%s: checksum mismatch: the checkpoint is corrupt", name);
+    r.size = size - 12;
+    uint32_t version, flags;
+    uint64_t meta_len, n_tensors, n_floats;
+    if (r_take(&r, &version, 4) || r_take(&r, &flags, 4) || version != 1)
+        BAD("%s: unsupported checkpoint version", name);
+    ck->has_moments = flags & 1;
+    if (r_take(&r, &meta_len, 8) || meta_len > r.size - r.pos) BAD("%s: bad metadata length", name);
+    if (tfm_kv_parse(&ck->meta, (const char *)data + r.pos, meta_len, name)) {
+        char msg[512];
+        snprintf(msg, sizeof msg, "%s", tfm_last_error());
+        BAD("%s", msg);
+    }
+    r.pos += meta_len;
+    if (r_take(&r, &n_tensors, 8) || n_tensors > 100000) BAD("%s: bad tensor count", name);
+    ck->n_tensors = (int64_t)n_tensors;
+    ck->names = calloc(n_tensors + 1, sizeof(char *));
+    ck->ndims = calloc(n_tensors + 1, sizeof(int));
+    ck->shapes = calloc(n_tensors + 1, sizeof *ck->shapes);
+    ck->offsets = calloc(n_tensors + 1, sizeof(int64_t));
+    if (!ck->names || !ck->ndims || !ck->shapes || !ck->offsets) BAD("%s: out of memory", name);
+    int64_t total = 0;
+    for (uint64_t i = 0; i < n_tensors; i++) {
+        uint32_t len, ndim;
+        if (r_take(&r, &len, 4) || len == 0 || len > 1024 || len > r.size - r.pos)
+            BAD("%s: tensor %llu: bad name", name, (unsigned long long)i);
+        ck->names[i] = malloc(len + 1);
+        if (!ck->names[i]) BAD("%s: out of memory", name);
+        r_take(&r, ck->names[i], len);
+        ck->names[i][len] = 0;
+        if (strlen(ck->names[i]) != len) BAD("%s: tensor %llu: NUL in name", name, (unsigned long long)i);
+        if (r_take(&r, &ndim, 4) || ndim < 1 || ndim > 4)
+            BAD("%s: tensor %s: bad rank", name, ck->names[i]);
+        ck->ndims[i] = (int)ndim;
+        int64_t n = 1;
+        for (uint32_t d = 0; d < ndim; d++) {
+            uint64_t s;
+            if (r_take(&r, &s, 8) || s > (1ull << 31)) BAD("%s: tensor %s: bad shape", name, ck->names[i]);
+            ck->shapes[i][d] = (int64_t)s;
+            n *= (int64_t)s;
+            if (n > (1ll << 34)) BAD("%s: tensor %s: too large", name, ck->names[i]);
+        }
+        ck->offsets[i] = total;
+        total += n;
+    }
+    if (r_take(&r, &n_floats, 8) || (int64_t)n_floats != total)
+        BAD("%s: float count does not match the tensor table", name);
+    ck->n_floats = total;
+    uint64_t need = (uint64_t)total * 4 * (ck->has_moments ? 3 : 1);
+    if (need != r.size - r.pos) BAD("%s: data size %zu does not match the tensor table (%llu)", name,
+                                    r.size - r.pos, (unsigned long long)need);
+    ck->blocks = (const unsigned char *)data + r.pos;
+#undef BAD
+    return 0;
+}
+
+int tfm_checkpoint_read(const char *path, tfm_checkpoint *ck) {
+    memset(ck, 0, sizeof *ck);
+    FILE *f = fopen(path, "rb");
+    if (!f) return tfm_set_error("%s: cannot open checkpoint: %s", path, strerror(errno)), 1;
+    struct stat st;
+    if (fstat(fileno(f), &st) || !S_ISREG(st.st_mode)) {
+        fclose(f);
+        return tfm_set_error("%s: not a regular file", path), 1;
+    }
+    size_t size = (size_t)st.st_size;
+    unsigned char *buf = malloc(size ? size : 1);
+    if (!buf || fread(buf, 1, size, f) != size) {
+        fclose(f);
+        free(buf);
+        return tfm_set_error("%s: cannot read checkpoint", path), 1;
+    }
+    fclose(f);
+    if (tfm_checkpoint_parse(buf, size, path, ck)) {
+        free(buf);
+        return 1;
+    }
+    ck->buf = buf; /* blocks point into it */
+    ck->size = size;
+    return 0;
+}
+
+int tfm_checkpoint_load_params(const tfm_checkpoint *ck, tfm_params *p, int with_moments) {
+    if (with_moments && !ck->has_moments)
+        return tfm_set_error("%s: has no optimizer state (cannot resume from it)", ck->path), 1;
+    for (int64_t i = 0; i < p->count; i++) {
+        tfm_tensor *t = p->items[i];
+        int64_t j = 0;
+        while (j < ck->n_tensors && strcmp(ck->names[j], t->name)) j++;
+        if (j == ck->n_tensors) return tfm_set_error("%s: missing tensor %s", ck->path, t->name), 1;
+        int same = ck->ndims[j] == t->ndim;
+        for (int d = 0; same && d < t->ndim; d++) same = ck->shapes[j][d] == t->shape[d];
+        if (!same) return tfm_set_error("%s: tensor %s has a different shape", ck->path, t->name), 1;
+        int64_t off = t->data - p->data;
+        float *dst[3] = {p->data, p->adam_m, p->adam_v};
+        for (int b = 0; b < (with_moments ? 3 : 1); b++)
+            memcpy(dst[b] + off, ck->blocks + ((size_t)b * ck->n_floats + ck->offsets[j]) * 4,
+                   (size_t)t->n * 4);
+    }
+    if (p->count != ck->n_tensors)
+        return tfm_set_error("%s: has %lld tensors, the model %lld", ck->path, (long long)ck->n_tensors,
+                             (long long)p->count), 1;
+    return 0;
+}
+
+int tfm_model_from_checkpoint(tfm_model *m, const tfm_checkpoint *ck) {
+    tfm_model_config c;
+    if (tfm_model_config_from_kv(&c, &ck->meta, ck->path)) return 1;
+    if (tfm_model_init(m, &c)) return 1;
+    if (tfm_checkpoint_load_params(ck, &m->params, 0)) {
+        tfm_model_free(m);
+        return 1;
+    }
+    return 0;
+}

@@ -1,0 +1,33 @@
+/* Table-driven command-line flags shared by every subcommand:
+ * --name VALUE or --name=VALUE; booleans take no value; --config FILE reads
+ * "key = value" lines (key = flag name without dashes; # comments), and flags
+ * on the command line override the file. Errors name the flag or file:line. */
+#ifndef TFM_TRAIN_FLAGS_H
+#define TFM_TRAIN_FLAGS_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+typedef enum { FLAG_INT, FLAG_FLOAT, FLAG_STR, FLAG_BOOL } flag_type;
+
+typedef struct {
+    const char *name; /* without the leading "--" */
+    flag_type type;
+    void *value;      /* int64_t*, double*, const char**, int* */
+    const char *help;
+    int set;          /* set by the parser when given */
+} flag_def;
+
+/* Parses argv[1..argc) (argv[0] is the subcommand). Positional arguments are
+ * collected into pos (up to max_pos). Returns 0, 1 after printing --help,
+ * or 2 after printing a one-line error. */
+int flags_parse(flag_def *flags, int n_flags, int argc, char **argv, const char *usage,
+                char **pos, int max_pos, int *n_pos);
+void flags_help(FILE *f, const flag_def *flags, int n_flags, const char *usage);
+/* Parses a config file into the flags (used by flags_parse for --config). */
+int flags_read_config(flag_def *flags, int n_flags, const char *path);
+/* Writes the resolved configuration as "key = value" lines. */
+void flags_write_config(FILE *f, const flag_def *flags, int n_flags);
+flag_def *flags_find(flag_def *flags, int n_flags, const char *name);
+
+#endif
