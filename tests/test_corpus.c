@@ -111,6 +111,44 @@ START_TEST(read_chunked_equals_whole) {
 }
 END_TEST
 
+/* "-" reads stdin (Check runs each test in its own process, so redirecting
+ * stdin here is harmless). */
+START_TEST(read_stdin) {
+    const char *dir = tfm_test_tmpdir("corpus");
+    const char *path = WRITE_STR(dir, "in.txt", "eins  zwei\r\ndrei\n");
+    ck_assert_ptr_nonnull(freopen(path, "rb", stdin));
+    tfm_lines l;
+    ck_assert_int_eq(tfm_text_read_lines("-", NULL, &l), 0);
+    ck_assert_int_eq(l.n, 2);
+    ck_assert_str_eq(l.line[0], "eins zwei");
+    ck_assert_str_eq(l.line[1], "drei");
+    tfm_lines_free(&l);
+    const char *bad = WRITE_STR(dir, "bad.txt", "ok\n\n");
+    ck_assert_ptr_nonnull(freopen(bad, "rb", stdin));
+    ck_assert_int_ne(tfm_text_read_lines("-", NULL, &l), 0);
+    ck_assert_str_eq(tfm_last_error(),
+                     "<stdin>:2: empty sentence (the line is blank or only whitespace)");
+}
+END_TEST
+
+/* After an error the reader stays failed and keeps the first message. */
+START_TEST(reader_stays_failed) {
+    tfm_line_reader r;
+    tfm_line_reader_init(&r, "s", NULL);
+    ck_assert_int_eq(tfm_line_reader_feed(&r, "a\nb\xFF", 5), 0); /* line 2 not complete yet */
+    ck_assert_int_ne(tfm_line_reader_feed(&r, "\nc\n", 3), 0);
+    ck_assert_str_eq(tfm_last_error(),
+                     "s:2: invalid UTF-8 at byte column 2: invalid byte (byte 0xFF)");
+    ck_assert_int_ne(tfm_line_reader_feed(&r, "d\n", 2), 0);
+    tfm_lines l;
+    ck_assert_int_ne(tfm_line_reader_finish(&r, &l), 0);
+    ck_assert_str_eq(tfm_last_error(),
+                     "s:2: invalid UTF-8 at byte column 2: invalid byte (byte 0xFF)");
+    ck_assert_int_eq(l.n, 0);
+    ck_assert_ptr_null(r.text);
+}
+END_TEST
+
 START_TEST(read_many_lines_linear) {
     /* 200k lines through 64 KiB chunks: exercises growth and chunk seams */
     int64_t n = 200000;
@@ -176,8 +214,7 @@ START_TEST(error_unequal_line_counts) {
     ck_assert_int_ne(tfm_corpus_read(en, de, NULL, &c), 0);
     char want[1200];
     snprintf(want, sizeof want,
-             "%s has 3 lines but %s has 2: source and target must be aligned line by line", en,
-             de);
+             "%s has 3 lines but %s has 2: source and target must be aligned line by line", en, de);
     ck_assert_str_eq(tfm_last_error(), want);
     ck_assert_ptr_null(c.src);
 }
@@ -203,11 +240,13 @@ START_TEST(error_invalid_utf8) {
     /* a sequence cut by the line end is truncated, not joined with the next line */
     EXPECT_ERR("\xE2\x82\n\xAC", NULL,
                "in.txt:1: invalid UTF-8 at byte column 1: truncated sequence (byte 0xE2)");
-    EXPECT_ERR("a\x80", NULL,
-               "in.txt:1: invalid UTF-8 at byte column 2: unexpected continuation byte (byte 0x80)");
+    EXPECT_ERR(
+        "a\x80", NULL,
+        "in.txt:1: invalid UTF-8 at byte column 2: unexpected continuation byte (byte 0x80)");
     EXPECT_ERR("\xFF", NULL, "in.txt:1: invalid UTF-8 at byte column 1: invalid byte (byte 0xFF)");
     /* the largest valid code points of each length pass */
-    static const char edge[] = "\x7F \xDF\xBF \xEF\xBF\xBF \xF4\x8F\xBF\xBF \xED\x9F\xBF \xEE\x80\x80";
+    static const char edge[] =
+        "\x7F \xDF\xBF \xEF\xBF\xBF \xF4\x8F\xBF\xBF \xED\x9F\xBF \xEE\x80\x80";
     const char *want[] = {edge};
     expect_lines(edge, sizeof edge - 1, NULL, 1, want);
 }
@@ -220,8 +259,8 @@ START_TEST(error_invalid_utf8_in_file) {
     tfm_corpus c;
     ck_assert_int_ne(tfm_corpus_read(en, de, NULL, &c), 0);
     char want[800];
-    snprintf(want, sizeof want, "%s:2: invalid UTF-8 at byte column 3: truncated sequence (byte 0xC3)",
-             de);
+    snprintf(want, sizeof want,
+             "%s:2: invalid UTF-8 at byte column 3: truncated sequence (byte 0xC3)", de);
     ck_assert_str_eq(tfm_last_error(), want);
 }
 END_TEST
@@ -294,7 +333,8 @@ static test_pairs make_pairs(int64_t n, int64_t max_len, uint64_t seed) {
     int64_t total = 0;
     for (int64_t i = 0; i < n; i++) {
         t.p.src_len[i] = 1 + (int64_t)(tfm_rand_u64(seed, (uint64_t)(2 * i)) % (uint64_t)max_len);
-        t.p.tgt_len[i] = 1 + (int64_t)(tfm_rand_u64(seed, (uint64_t)(2 * i + 1)) % (uint64_t)max_len);
+        t.p.tgt_len[i] =
+            1 + (int64_t)(tfm_rand_u64(seed, (uint64_t)(2 * i + 1)) % (uint64_t)max_len);
         total += t.p.src_len[i] + t.p.tgt_len[i];
     }
     t.ids = malloc((size_t)total * sizeof(int32_t));
@@ -433,7 +473,8 @@ START_TEST(batch_shuffle_per_epoch_reproducible) {
     ck_assert_int_gt(nb, 20);
     ck_assert_int_eq(b3.n_batches, nb);
     int64_t *e0 = malloc((size_t)nb * 8), *e1 = malloc((size_t)nb * 8);
-    int64_t *f0 = malloc((size_t)nb * 8), *f1 = malloc((size_t)nb * 8), *g0 = malloc((size_t)nb * 8);
+    int64_t *f0 = malloc((size_t)nb * 8), *f1 = malloc((size_t)nb * 8),
+            *g0 = malloc((size_t)nb * 8);
     epoch_signature(&b1, e0);
     epoch_signature(&b1, e1);
     epoch_signature(&b2, f0);
@@ -565,8 +606,11 @@ START_TEST(batch_drop_count_and_limits) {
     ck_assert_int_gt(want, 100);
     ck_assert_int_eq(tfm_pairs_count_too_long(&tp.p, 30, 40), want);
     tfm_batcher b;
-    tfm_batch_opts o = {.batch_tokens = 100, .max_src_len = 30, .max_tgt_len = 40,
-                        .max_batch_sentences = 3, .seed = 1};
+    tfm_batch_opts o = {.batch_tokens = 100,
+                        .max_src_len = 30,
+                        .max_tgt_len = 40,
+                        .max_batch_sentences = 3,
+                        .seed = 1};
     ck_assert_int_eq(tfm_batcher_init(&b, &tp.p, &o), 0);
     ck_assert_int_eq(b.n_dropped, want);
     ck_assert_int_eq(b.n_kept, 1000 - want);
@@ -677,7 +721,8 @@ START_TEST(numbers_all_distinct) {
     char(*en)[TFM_NUMBER_WORDS_CAP] = malloc((size_t)n * TFM_NUMBER_WORDS_CAP);
     char(*de)[TFM_NUMBER_WORDS_CAP] = malloc((size_t)n * TFM_NUMBER_WORDS_CAP);
     for (int64_t i = 0; i < n; i++) {
-        ck_assert_int_eq(tfm_numbers_pair(i, en[i], TFM_NUMBER_WORDS_CAP, de[i], TFM_NUMBER_WORDS_CAP), 0);
+        ck_assert_int_eq(
+            tfm_numbers_pair(i, en[i], TFM_NUMBER_WORDS_CAP, de[i], TFM_NUMBER_WORDS_CAP), 0);
         ck_assert_ptr_null(strchr(de[i], ' '));
         ck_assert_ptr_null(strchr(de[i], '-'));
     }
@@ -741,6 +786,8 @@ int main(void) {
     tcase_add_test(tr, read_normalizes_whitespace);
     tcase_add_test(tr, read_allow_empty);
     tcase_add_test(tr, read_chunked_equals_whole);
+    tcase_add_test(tr, read_stdin);
+    tcase_add_test(tr, reader_stays_failed);
     tcase_add_test(tr, read_many_lines_linear);
     tcase_add_test(tr, error_missing_and_unreadable);
     tcase_add_test(tr, error_empty_file);

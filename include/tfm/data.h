@@ -80,8 +80,8 @@ void tfm_corpus_free(tfm_corpus *c);
  * "<stdin>" in messages. */
 int tfm_text_read_lines(const char *path, const tfm_corpus_opts *opts, tfm_lines *out);
 /* The same from a memory buffer; name is used in error messages. */
-int tfm_text_parse_lines(const char *name, const char *buf, size_t len,
-                         const tfm_corpus_opts *opts, tfm_lines *out);
+int tfm_text_parse_lines(const char *name, const char *buf, size_t len, const tfm_corpus_opts *opts,
+                         tfm_lines *out);
 void tfm_lines_free(tfm_lines *l);
 
 /* The streaming line reader behind the functions above, for input that
@@ -94,13 +94,13 @@ typedef struct {
     int64_t max_line;
     int allow_empty;
     int failed;
-    int64_t line_no;    /* 1-based number of the line being read */
-    uint64_t bytes_in;  /* total bytes fed, to tell an empty file */
-    char *cur;          /* the current line when it straddles chunks */
+    int64_t line_no;   /* 1-based number of the line being read */
+    uint64_t bytes_in; /* total bytes fed, to tell an empty file */
+    char *cur;         /* the current line when it straddles chunks */
     size_t cur_len, cur_cap;
-    char *text;         /* normalized sentences, NUL-separated */
+    char *text; /* normalized sentences, NUL-separated */
     size_t text_len, text_cap;
-    int64_t *offs;      /* start of each sentence in text */
+    int64_t *offs; /* start of each sentence in text */
     int64_t n, offs_cap;
 } tfm_line_reader;
 
@@ -155,10 +155,10 @@ typedef struct {
     const tfm_pairs *pairs;
     tfm_batch_opts opts;
     int64_t n_kept, n_dropped; /* pairs kept / dropped for exceeding max lengths */
-    int64_t *order;            /* kept pair indices, bucketed; batch k is order[start[k] .. start[k+1]) */
-    int64_t *start;            /* n_batches + 1 */
+    int64_t *order; /* kept pair indices, bucketed; batch k is order[start[k] .. start[k+1]) */
+    int64_t *start; /* n_batches + 1 */
     int64_t n_batches;
-    int64_t *perm;             /* visiting order of the batches in perm_epoch */
+    int64_t *perm; /* visiting order of the batches in perm_epoch */
     int64_t perm_epoch;
     tfm_batcher_state state;
 } tfm_batcher;

@@ -92,7 +92,8 @@ static int is_space(unsigned char c) {
 void tfm_line_reader_init(tfm_line_reader *r, const char *name, const tfm_corpus_opts *opts) {
     memset(r, 0, sizeof *r);
     r->name = name;
-    r->max_line = opts && opts->max_line_bytes > 0 ? opts->max_line_bytes : TFM_MAX_LINE_BYTES_DEFAULT;
+    r->max_line =
+        opts && opts->max_line_bytes > 0 ? opts->max_line_bytes : TFM_MAX_LINE_BYTES_DEFAULT;
     /* keep max_line + 2 and doubling far from overflow */
     if ((uint64_t)r->max_line > (uint64_t)1 << 40) r->max_line = (int64_t)1 << 40;
     r->allow_empty = opts ? opts->allow_empty : 0;
@@ -256,8 +257,8 @@ void tfm_lines_free(tfm_lines *l) {
 
 /* ---- files and buffers ----------------------------------------------------- */
 
-int tfm_text_parse_lines(const char *name, const char *buf, size_t len,
-                         const tfm_corpus_opts *opts, tfm_lines *out) {
+int tfm_text_parse_lines(const char *name, const char *buf, size_t len, const tfm_corpus_opts *opts,
+                         tfm_lines *out) {
     tfm_line_reader r;
     tfm_line_reader_init(&r, name, opts);
     if (tfm_line_reader_reserve(&r, len) == 0) tfm_line_reader_feed(&r, buf, len);

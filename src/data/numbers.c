@@ -9,10 +9,10 @@
 
 #include "tfm/data.h"
 
-static const char *const EN_UNITS[20] = {
-    "zero",    "one",     "two",       "three",    "four",     "five",    "six",
-    "seven",   "eight",   "nine",      "ten",      "eleven",   "twelve",  "thirteen",
-    "fourteen", "fifteen", "sixteen",  "seventeen", "eighteen", "nineteen"};
+static const char *const EN_UNITS[20] = {"zero",    "one",     "two",       "three",    "four",
+                                         "five",    "six",     "seven",     "eight",    "nine",
+                                         "ten",     "eleven",  "twelve",    "thirteen", "fourteen",
+                                         "fifteen", "sixteen", "seventeen", "eighteen", "nineteen"};
 static const char *const EN_TENS[10] = {"",      "",      "twenty",  "thirty", "forty",
                                         "fifty", "sixty", "seventy", "eighty", "ninety"};
 
@@ -128,8 +128,12 @@ static int spell(int64_t n, char *buf, size_t cap, void (*words)(sbuf *, int), c
     return 0;
 }
 
-int tfm_number_en(int64_t n, char *buf, size_t cap) { return spell(n, buf, cap, en_words, "English"); }
-int tfm_number_de(int64_t n, char *buf, size_t cap) { return spell(n, buf, cap, de_words, "German"); }
+int tfm_number_en(int64_t n, char *buf, size_t cap) {
+    return spell(n, buf, cap, en_words, "English");
+}
+int tfm_number_de(int64_t n, char *buf, size_t cap) {
+    return spell(n, buf, cap, de_words, "German");
+}
 
 int tfm_numbers_pair(int64_t n, char *en, size_t en_cap, char *de, size_t de_cap) {
     return tfm_number_en(n, en, en_cap) || tfm_number_de(n, de, de_cap);

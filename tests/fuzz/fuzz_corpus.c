@@ -18,12 +18,12 @@
 
 #include "tfm/data.h"
 
-#define CHECK(cond)                                                                      \
-    do {                                                                                 \
-        if (!(cond)) {                                                                   \
-            fprintf(stderr, "fuzz_corpus: check failed at line %d: %s\n", __LINE__, #cond); \
-            abort();                                                                     \
-        }                                                                                \
+#define CHECK(cond)                                                                                \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "fuzz_corpus: check failed at line %d: %s\n", __LINE__, #cond);        \
+            abort();                                                                               \
+        }                                                                                          \
     } while (0)
 
 static int is_ws(unsigned char c) {
@@ -40,11 +40,18 @@ static size_t ref_check(const unsigned char *s, size_t n) {
         uint32_t c = s[i], cp, min;
         size_t len;
         if (c == 0) return i;
-        if (c < 0x80) { i++; continue; }
-        if ((c & 0xE0) == 0xC0) len = 2, cp = c & 0x1F, min = 0x80;
-        else if ((c & 0xF0) == 0xE0) len = 3, cp = c & 0x0F, min = 0x800;
-        else if ((c & 0xF8) == 0xF0) len = 4, cp = c & 0x07, min = 0x10000;
-        else return i;
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        if ((c & 0xE0) == 0xC0)
+            len = 2, cp = c & 0x1F, min = 0x80;
+        else if ((c & 0xF0) == 0xE0)
+            len = 3, cp = c & 0x0F, min = 0x800;
+        else if ((c & 0xF8) == 0xF0)
+            len = 4, cp = c & 0x07, min = 0x10000;
+        else
+            return i;
         if (i + len > n) return i;
         for (size_t k = 1; k < len; k++) {
             if ((s[i + k] & 0xC0) != 0x80) return i;
@@ -73,8 +80,8 @@ static int64_t ref_model(const char *t, size_t len, const tfm_corpus_opts *o, ch
         }
         size_t bad = ref_check(s, m);
         if (bad < m) {
-            snprintf(kind, kind_cap, "%s at byte column %zu",
-                     s[bad] ? "invalid UTF-8" : "NUL byte", bad + 1);
+            snprintf(kind, kind_cap, "%s at byte column %zu", s[bad] ? "invalid UTF-8" : "NUL byte",
+                     bad + 1);
             return line;
         }
         size_t skip = line == 1 && m >= 3 && !memcmp(s, "\xEF\xBB\xBF", 3) ? 3 : 0;
