@@ -203,6 +203,15 @@ START_TEST(error_empty_file) {
     snprintf(want, sizeof want, "%s: file is empty", en);
     ck_assert_str_eq(tfm_last_error(), want);
     EXPECT_ERR("", NULL, "in.txt: file is empty");
+    tfm_corpus_opts o = {.allow_empty = 1};
+    EXPECT_ERR("", &o, "in.txt: file is empty");
+    /* translation input may be empty */
+    o.allow_empty_file = 1;
+    tfm_lines l;
+    ck_assert_int_eq(tfm_text_parse_lines("in.txt", "", 0, &o, &l), 0);
+    ck_assert_int_eq(l.n, 0);
+    ck_assert_ptr_nonnull(l.line);
+    tfm_lines_free(&l);
 }
 END_TEST
 

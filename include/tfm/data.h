@@ -30,7 +30,7 @@
  *     Unicode spaces (U+00A0, ...) are left alone: they are the tokenizer's
  *     business. So "  a\tb  \r\n" reads as "a b".
  *   - Errors (non-zero return, tfm_last_error()): missing or unreadable file,
- *     empty file, a NUL byte, invalid UTF-8, a line longer than
+ *     empty (0-byte) file unless allow_empty_file, a NUL byte, invalid UTF-8, a line longer than
  *     max_line_bytes (checked while reading, so an unbounded line is never
  *     held in memory), an empty sentence (unless allow_empty), and for
  *     tfm_corpus_read unequal line counts in the two files.
@@ -52,6 +52,7 @@
 typedef struct {
     int64_t max_line_bytes; /* longest accepted line (bytes, without "\r\n"); <= 0: 1 MiB */
     int allow_empty;        /* accept sentences that are empty after normalization */
+    int allow_empty_file;   /* a 0-byte file gives 0 lines instead of an error (translate stdin) */
 } tfm_corpus_opts;
 
 /* The lines of one file: n NUL-terminated normalized sentences. line[i]
@@ -92,7 +93,7 @@ void tfm_lines_free(tfm_lines *l);
 typedef struct {
     const char *name;
     int64_t max_line;
-    int allow_empty;
+    int allow_empty, allow_empty_file;
     int failed;
     int64_t line_no;   /* 1-based number of the line being read */
     uint64_t bytes_in; /* total bytes fed, to tell an empty file */

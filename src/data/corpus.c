@@ -97,6 +97,7 @@ void tfm_line_reader_init(tfm_line_reader *r, const char *name, const tfm_corpus
     /* keep max_line + 2 and doubling far from overflow */
     if ((uint64_t)r->max_line > (uint64_t)1 << 40) r->max_line = (int64_t)1 << 40;
     r->allow_empty = opts ? opts->allow_empty : 0;
+    r->allow_empty_file = opts ? opts->allow_empty_file : 0;
     r->line_no = 1;
 }
 
@@ -224,7 +225,7 @@ int tfm_line_reader_feed(tfm_line_reader *r, const char *bytes, size_t n) {
 int tfm_line_reader_finish(tfm_line_reader *r, tfm_lines *out) {
     memset(out, 0, sizeof *out);
     int rc = r->failed;
-    if (!rc && r->bytes_in == 0) {
+    if (!rc && r->bytes_in == 0 && !r->allow_empty_file) {
         tfm_set_error("%s: file is empty", r->name);
         rc = 1;
     }

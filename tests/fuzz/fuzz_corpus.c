@@ -101,8 +101,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (size < 2) return 0;
     tfm_corpus_opts opts = {0};
     opts.allow_empty = data[0] & 1;
+    opts.allow_empty_file = (data[1] & 0x80) != 0;
     opts.max_line_bytes = (data[0] & 2) ? 1 + (data[0] >> 2) : 0; /* 1..64 or the default */
-    size_t chunk = 1 + data[1];
+    size_t chunk = 1 + (data[1] & 0x7F);
     const char *text = (const char *)data + 2;
     size_t len = size - 2;
 
@@ -126,7 +127,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     CHECK(rc == rc_whole);
     char kind[128] = "";
     int64_t bad_line = ref_model(text, len, &opts, kind, sizeof kind);
-    if (len == 0) {
+    if (len == 0 && !opts.allow_empty_file) {
         CHECK(rc && strcmp(err_whole, "fuzz: file is empty") == 0);
         return 0;
     }
