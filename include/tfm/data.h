@@ -30,10 +30,11 @@
  *     Unicode spaces (U+00A0, ...) are left alone: they are the tokenizer's
  *     business. So "  a\tb  \r\n" reads as "a b".
  *   - Errors (non-zero return, tfm_last_error()): missing or unreadable file,
- *     empty (0-byte) file unless allow_empty_file, a NUL byte, invalid UTF-8, a line longer than
- *     max_line_bytes (checked while reading, so an unbounded line is never
- *     held in memory), an empty sentence (unless allow_empty), and for
- *     tfm_corpus_read unequal line counts in the two files.
+ *     an empty (0-byte) file unless allow_empty_file, a NUL byte, invalid
+ *     UTF-8, a line longer than max_line_bytes (checked while reading, so an
+ *     unbounded line is never held in memory), an empty sentence unless
+ *     allow_empty, and for tfm_corpus_read unequal line counts in the two
+ *     files.
  *   - Reading is linear in the input size: the file is streamed in 64 KiB
  *     chunks and all sentences of a file share one growing buffer. */
 #ifndef TFM_DATA_H
