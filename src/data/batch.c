@@ -1,0 +1,285 @@
+/* Length-bucketed batches of id pairs under a padded token budget, with a
+ * resumable per-epoch shuffle, and filling of the padded batch tensors.
+ * Everything is sequential and keyed by the seed, so batches do not depend
+ * on the thread count. Conventions are documented in tfm/data.h. */
+#include <string.h>
+
+#include "tfm/data.h"
+
+static int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
+
+static int too_long(const tfm_pairs *p, int64_t i, int64_t max_src, int64_t max_tgt) {
+    return (max_src > 0 && p->src_len[i] > max_src) || (max_tgt > 0 && p->tgt_len[i] > max_tgt);
+}
+
+int64_t tfm_pairs_count_too_long(const tfm_pairs *p, int64_t max_src_len, int64_t max_tgt_len) {
+    int64_t n = 0;
+    for (int64_t i = 0; i < p->n; i++) n += too_long(p, i, max_src_len, max_tgt_len);
+    return n;
+}
+
+/* Sort key of a kept pair: padded cost first, then source length, then a
+ * random tie-break from the seed, then the index, so the order is total and
+ * qsort's instability cannot leak into the result. */
+typedef struct {
+    int64_t cost, s;
+    uint64_t tie;
+    int64_t index;
+} sort_key;
+
+static int cmp_key(const void *pa, const void *pb) {
+    const sort_key *a = pa, *b = pb;
+    if (a->cost != b->cost) return a->cost < b->cost ? -1 : 1;
+    if (a->s != b->s) return a->s < b->s ? -1 : 1;
+    if (a->tie != b->tie) return a->tie < b->tie ? -1 : 1;
+    return a->index < b->index ? -1 : a->index > b->index;
+}
+
+/* Sorts the kept pairs with the seed's tie-break and cuts batches. */
+static int bucket(tfm_batcher *b, uint64_t seed) {
+    const tfm_pairs *p = b->pairs;
+    sort_key *keys = malloc((size_t)b->n_kept * sizeof *keys);
+    if (!keys) {
+        tfm_set_error("batcher: out of memory for %lld pairs", (long long)b->n_kept);
+        return 1;
+    }
+    int64_t m = 0;
+    for (int64_t i = 0; i < p->n; i++) {
+        if (too_long(p, i, b->opts.max_src_len, b->opts.max_tgt_len)) continue;
+        int64_t s = p->src_len[i] + 1, t = p->tgt_len[i] + 1;
+        keys[m++] = (sort_key){max64(s, t), s, tfm_rand_u64(seed ^ 0xB0C4E7ull, (uint64_t)i), i};
+    }
+    TFM_ASSERT(m == b->n_kept);
+    qsort(keys, (size_t)m, sizeof *keys, cmp_key);
+
+    int64_t budget = b->opts.batch_tokens, cap_b = b->opts.max_batch_sentences;
+    int64_t nb = 0, count = 0, cur_s = 0, cur_t = 0;
+    b->start[0] = 0;
+    for (int64_t k = 0; k < m; k++) {
+        int64_t i = keys[k].index;
+        int64_t s = p->src_len[i] + 1, t = p->tgt_len[i] + 1;
+        int64_t ns = max64(cur_s, s), nt = max64(cur_t, t);
+        int fits = (count + 1) * max64(ns, nt) <= budget && (cap_b <= 0 || count + 1 <= cap_b);
+        if (count > 0 && !fits) {
+            b->start[++nb] = k;
+            count = 0;
+            ns = s;
+            nt = t;
+        }
+        b->order[k] = i;
+        count++;
+        cur_s = ns;
+        cur_t = nt;
+    }
+    b->start[++nb] = m;
+    b->n_batches = nb;
+    free(keys);
+    b->perm_epoch = -1;
+    b->state.seed = seed;
+    return 0;
+}
+
+int tfm_batcher_init(tfm_batcher *b, const tfm_pairs *pairs, const tfm_batch_opts *opts) {
+    memset(b, 0, sizeof *b);
+    if (opts->batch_tokens <= 0) {
+        tfm_set_error("batch_tokens must be positive, got %lld", (long long)opts->batch_tokens);
+        return 1;
+    }
+    b->pairs = pairs;
+    b->opts = *opts;
+    b->n_dropped = tfm_pairs_count_too_long(pairs, opts->max_src_len, opts->max_tgt_len);
+    b->n_kept = pairs->n - b->n_dropped;
+    if (b->n_kept == 0) {
+        tfm_set_error("no sentence pairs left to batch (%lld of %lld are longer than the limits "
+                      "%lld source / %lld target ids)",
+                      (long long)b->n_dropped, (long long)pairs->n, (long long)opts->max_src_len,
+                      (long long)opts->max_tgt_len);
+        return 1;
+    }
+    for (int64_t i = 0; i < pairs->n; i++) {
+        if (pairs->src_len[i] < 0 || pairs->tgt_len[i] < 0) {
+            tfm_set_error("pair %lld has a negative length", (long long)i);
+            return 1;
+        }
+        if (too_long(pairs, i, opts->max_src_len, opts->max_tgt_len)) continue;
+        int64_t cost = max64(pairs->src_len[i], pairs->tgt_len[i]) + 1;
+        if (cost > opts->batch_tokens) {
+            tfm_set_error("pair %lld (%lld source, %lld target ids) does not fit in batch_tokens "
+                          "%lld on its own: raise batch_tokens or lower the maximum lengths",
+                          (long long)i, (long long)pairs->src_len[i], (long long)pairs->tgt_len[i],
+                          (long long)opts->batch_tokens);
+            return 1;
+        }
+    }
+    size_t nk = (size_t)b->n_kept;
+    b->order = malloc(nk * sizeof *b->order);
+    b->start = malloc((nk + 1) * sizeof *b->start);
+    b->perm = malloc(nk * sizeof *b->perm);
+    if (!b->order || !b->start || !b->perm) {
+        tfm_batcher_free(b);
+        tfm_set_error("batcher: out of memory for %lld pairs", (long long)b->n_kept);
+        return 1;
+    }
+    if (bucket(b, opts->seed)) {
+        tfm_batcher_free(b);
+        return 1;
+    }
+    b->state = (tfm_batcher_state){opts->seed, 0, 0};
+    return 0;
+}
+
+void tfm_batcher_free(tfm_batcher *b) {
+    free(b->order);
+    free(b->start);
+    free(b->perm);
+    b->order = b->start = b->perm = NULL;
+    b->n_batches = 0;
+}
+
+/* The visiting order of epoch e: a Fisher-Yates shuffle from (seed, e). */
+static void shuffle_for(tfm_batcher *b, int64_t epoch) {
+    if (b->perm_epoch == epoch) return;
+    for (int64_t k = 0; k < b->n_batches; k++) b->perm[k] = k;
+    tfm_rng r;
+    tfm_rng_seed(&r, tfm_hash64(b->state.seed) ^ tfm_hash64((uint64_t)epoch + 0x5EEDull));
+    for (int64_t k = b->n_batches - 1; k > 0; k--) {
+        int64_t j = (int64_t)tfm_rng_below(&r, (uint64_t)k + 1);
+        int64_t tmp = b->perm[k];
+        b->perm[k] = b->perm[j];
+        b->perm[j] = tmp;
+    }
+    b->perm_epoch = epoch;
+}
+
+int64_t tfm_batcher_next(tfm_batcher *b, const int64_t **idx) {
+    if (b->state.pos >= b->n_batches) {
+        b->state.epoch++;
+        b->state.pos = 0;
+    }
+    shuffle_for(b, b->state.epoch);
+    int64_t k = b->perm[b->state.pos++];
+    if (b->state.pos == b->n_batches) {
+        b->state.epoch++;
+        b->state.pos = 0;
+    }
+    return tfm_batcher_batch(b, k, idx);
+}
+
+int64_t tfm_batcher_batch(const tfm_batcher *b, int64_t k, const int64_t **idx) {
+    TFM_ASSERT(k >= 0 && k < b->n_batches, "batch %lld of %lld", (long long)k,
+               (long long)b->n_batches);
+    *idx = b->order + b->start[k];
+    return b->start[k + 1] - b->start[k];
+}
+
+int tfm_batcher_set_state(tfm_batcher *b, tfm_batcher_state s) {
+    if (s.epoch < 0 || s.pos < 0) {
+        tfm_set_error("batcher state: negative epoch %lld or position %lld", (long long)s.epoch,
+                      (long long)s.pos);
+        return 1;
+    }
+    if (s.seed != b->state.seed && bucket(b, s.seed)) return 1;
+    if (s.pos > b->n_batches) {
+        tfm_set_error("batcher state: position %lld is past the %lld batches of an epoch (was the "
+                      "data or batch_tokens changed since the checkpoint?)",
+                      (long long)s.pos, (long long)b->n_batches);
+        return 1;
+    }
+    b->state = s;
+    return 0;
+}
+
+void tfm_batcher_max_shape(const tfm_batcher *b, int64_t *max_b, int64_t *max_s, int64_t *max_t) {
+    int64_t mb = 0, ms = 0, mt = 0;
+    for (int64_t k = 0; k < b->n_batches; k++) {
+        mb = max64(mb, b->start[k + 1] - b->start[k]);
+        for (int64_t j = b->start[k]; j < b->start[k + 1]; j++) {
+            int64_t i = b->order[j];
+            ms = max64(ms, b->pairs->src_len[i] + 1);
+            mt = max64(mt, b->pairs->tgt_len[i] + 1);
+        }
+    }
+    *max_b = mb;
+    *max_s = ms;
+    *max_t = mt;
+}
+
+/* ---- filling ------------------------------------------------------------- */
+
+int tfm_batch_alloc(tfm_batch *bt, int64_t max_b, int64_t max_s, int64_t max_t) {
+    memset(bt, 0, sizeof *bt);
+    if (max_b <= 0 || max_s <= 0 || max_t <= 0) {
+        tfm_set_error("batch shape must be positive, got B=%lld S=%lld T=%lld", (long long)max_b,
+                      (long long)max_s, (long long)max_t);
+        return 1;
+    }
+    size_t ns = (size_t)(max_b * max_s), nt = (size_t)(max_b * max_t);
+    bt->src = tfm_alloc(ns * sizeof(int32_t));
+    bt->dec_in = tfm_alloc(nt * sizeof(int32_t));
+    bt->dec_out = tfm_alloc(nt * sizeof(int32_t));
+    bt->src_pad = tfm_alloc(ns);
+    bt->tgt_pad = tfm_alloc(nt);
+    if (!bt->src || !bt->dec_in || !bt->dec_out || !bt->src_pad || !bt->tgt_pad) {
+        tfm_batch_free(bt);
+        return 1;
+    }
+    bt->cap_b = max_b;
+    bt->cap_s = max_s;
+    bt->cap_t = max_t;
+    return 0;
+}
+
+void tfm_batch_free(tfm_batch *bt) {
+    tfm_free(bt->src);
+    tfm_free(bt->dec_in);
+    tfm_free(bt->dec_out);
+    tfm_free(bt->src_pad);
+    tfm_free(bt->tgt_pad);
+    memset(bt, 0, sizeof *bt);
+}
+
+int tfm_batch_fill(tfm_batch *bt, const tfm_pairs *p, const int64_t *idx, int64_t n) {
+    int64_t S = 0, T = 0;
+    for (int64_t r = 0; r < n; r++) {
+        TFM_ASSERT(idx[r] >= 0 && idx[r] < p->n);
+        S = max64(S, p->src_len[idx[r]] + 1);
+        T = max64(T, p->tgt_len[idx[r]] + 1);
+    }
+    if (n <= 0 || n > bt->cap_b || S > bt->cap_s || T > bt->cap_t) {
+        tfm_set_error("batch of shape B=%lld S=%lld T=%lld does not fit the buffers sized for "
+                      "B=%lld S=%lld T=%lld",
+                      (long long)n, (long long)S, (long long)T, (long long)bt->cap_b,
+                      (long long)bt->cap_s, (long long)bt->cap_t);
+        return 1;
+    }
+    int64_t n_src = 0, n_tgt = 0;
+    for (int64_t r = 0; r < n; r++) {
+        const int32_t *x = p->src[idx[r]], *y = p->tgt[idx[r]];
+        int64_t m = p->src_len[idx[r]], k = p->tgt_len[idx[r]];
+        int32_t *src = bt->src + r * S, *din = bt->dec_in + r * T, *dout = bt->dec_out + r * T;
+        uint8_t *spad = bt->src_pad + r * S, *tpad = bt->tgt_pad + r * T;
+        if (m > 0) memcpy(src, x, (size_t)m * sizeof *src);
+        src[m] = TFM_EOS_ID;
+        for (int64_t j = m + 1; j < S; j++) src[j] = TFM_PAD_ID;
+        memset(spad, 0, (size_t)(m + 1));
+        memset(spad + m + 1, 1, (size_t)(S - m - 1));
+
+        din[0] = TFM_BOS_ID;
+        if (k > 0) {
+            memcpy(din + 1, y, (size_t)k * sizeof *din);
+            memcpy(dout, y, (size_t)k * sizeof *dout);
+        }
+        dout[k] = TFM_EOS_ID;
+        for (int64_t j = k + 1; j < T; j++) din[j] = dout[j] = TFM_PAD_ID;
+        memset(tpad, 0, (size_t)(k + 1));
+        memset(tpad + k + 1, 1, (size_t)(T - k - 1));
+        n_src += m + 1;
+        n_tgt += k + 1;
+    }
+    bt->b = n;
+    bt->s = S;
+    bt->t = T;
+    bt->n_src_tokens = n_src;
+    bt->n_tgt_tokens = n_tgt;
+    return 0;
+}
