@@ -41,7 +41,8 @@ BIN := $(BUILD)/tfm
 .SECONDARY:
 all: $(LIB) $(BIN)
 
-$(BUILD)/obj/%.o: %.c $(wildcard include/tfm/*.h) $(wildcard tests/*.h) $(wildcard train/*.h)
+$(BUILD)/obj/%.o: %.c $(wildcard include/tfm/*.h) $(wildcard src/*/*.h) $(wildcard tests/*.h) \
+                   $(wildcard train/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(if $(filter tests/%,$<),$(CHECK_CFLAGS)) -c $< -o $@
 
