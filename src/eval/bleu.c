@@ -839,7 +839,7 @@ int tfm_eval_read_lines_fp(FILE *f, const char *name, tfm_eval_lines *out) {
     memset(out, 0, sizeof *out);
     bbuf data = {0};
     for (;;) {
-        if (bb_reserve(&data, 65536))
+        if (bb_reserve(&data, 4096)) /* capacity doubles: linear overall */
             break;
         size_t got = fread(data.p + data.len, 1, data.cap - data.len, f);
         data.len += got;
