@@ -484,9 +484,9 @@ typedef struct {
 
 typedef struct {
     uint32_t ids[TFM_BLEU_MAX_N];
-    uint32_t n;     /* 0 = empty slot */
-    uint32_t stamp; /* 1 + the reference that `cur` counts */
-    int64_t hyp, cur, max;
+    uint32_t n;             /* 0 = empty slot */
+    uint32_t stamp;         /* 1 + the reference that `cur` counts */
+    uint32_t hyp, cur, max; /* counts in this segment (< 2^31 tokens) */
 } ngram_slot;
 
 struct tfm_bleu_acc {
@@ -501,8 +501,11 @@ struct tfm_bleu_acc {
     size_t cap_sides;
     uint32_t *intern; /* (intern_cap) 1 + token index, 0 = empty */
     size_t intern_cap;
-    ngram_slot *ngrams; /* (ngram_cap) */
-    size_t ngram_cap;
+    /* hypothesis n-grams: ngram_cap slots (a power of two) in use of
+     * ngram_alloc, grown when half full so memory follows the number of
+     * distinct n-grams, not the segment length */
+    ngram_slot *ngrams;
+    size_t ngram_cap, ngram_alloc, ngram_used;
 };
 
 tfm_bleu_acc *tfm_bleu_acc_new(int lowercase) {
@@ -632,6 +635,48 @@ static ngram_slot *ngram_find(ngram_slot *tab, size_t mask, const uint32_t *ids,
     }
 }
 
+/* Empties the table, sized for `expected` n-grams (at most a few thousand:
+ * repetitive segments have far fewer distinct ones, and it grows). */
+static int ngram_reset(tfm_bleu_acc *acc, size_t expected) {
+    size_t cap = pow2_at_least(2 * (expected < 4096 ? expected : 4096) + 2);
+    if (cap > acc->ngram_alloc) {
+        free(acc->ngrams);
+        acc->ngrams = malloc(cap * sizeof *acc->ngrams);
+        acc->ngram_alloc = acc->ngrams ? cap : 0;
+        if (!acc->ngrams)
+            return -1;
+    }
+    acc->ngram_cap = cap;
+    acc->ngram_used = 0;
+    memset(acc->ngrams, 0, cap * sizeof *acc->ngrams);
+    return 0;
+}
+
+/* The slot of ids[0..n), created if new; NULL on OOM. */
+static ngram_slot *ngram_insert(tfm_bleu_acc *acc, const uint32_t *ids, uint32_t n) {
+    if (2 * (acc->ngram_used + 1) > acc->ngram_cap) {
+        size_t cap = 2 * acc->ngram_cap;
+        ngram_slot *tab = calloc(cap, sizeof *tab);
+        if (!tab)
+            return NULL;
+        for (size_t s = 0; s < acc->ngram_cap; s++) {
+            const ngram_slot *e = &acc->ngrams[s];
+            if (e->n)
+                *ngram_find(tab, cap - 1, e->ids, e->n) = *e;
+        }
+        free(acc->ngrams);
+        acc->ngrams = tab;
+        acc->ngram_cap = acc->ngram_alloc = cap;
+    }
+    ngram_slot *e = ngram_find(acc->ngrams, acc->ngram_cap - 1, ids, n);
+    if (!e->n) {
+        e->n = n;
+        memcpy(e->ids, ids, n * sizeof *ids);
+        acc->ngram_used++;
+    }
+    return e;
+}
+
 int tfm_bleu_acc_add(tfm_bleu_acc *acc, const char *hyp, const char *const *refs, int n_refs) {
     if (n_refs < 1) {
         tfm_set_error("bleu: no reference given");
@@ -674,26 +719,17 @@ int tfm_bleu_acc_add(tfm_bleu_acc *acc, const char *hyp, const char *const *refs
     for (size_t n = 1; n <= TFM_BLEU_MAX_N; n++)
         if (hyp_len >= n)
             n_hyp_ngrams += hyp_len - n + 1;
-    size_t cap = pow2_at_least(2 * n_hyp_ngrams + 2);
-    if (cap > acc->ngram_cap) {
-        free(acc->ngrams);
-        acc->ngrams = malloc(cap * sizeof *acc->ngrams);
-        acc->ngram_cap = acc->ngrams ? cap : 0;
-        if (!acc->ngrams)
-            goto oom;
-    }
-    ngram_slot *tab = acc->ngrams;
-    size_t mask = cap - 1;
-    memset(tab, 0, cap * sizeof *tab);
+    if (ngram_reset(acc, n_hyp_ngrams))
+        goto oom;
     for (uint32_t n = 1; n <= TFM_BLEU_MAX_N; n++)
         for (size_t i = 0; i + n <= hyp_len; i++) {
-            ngram_slot *e = ngram_find(tab, mask, hyp_ids + i, n);
-            if (!e->n) {
-                e->n = n;
-                memcpy(e->ids, hyp_ids + i, n * sizeof *hyp_ids);
-            }
+            ngram_slot *e = ngram_insert(acc, hyp_ids + i, n);
+            if (!e)
+                goto oom;
             e->hyp++;
         }
+    ngram_slot *tab = acc->ngrams;
+    size_t cap = acc->ngram_cap, mask = cap - 1;
 
     /* references: clip counts, and the closest length (shorter on ties) */
     int64_t best_len = -1, best_diff = 0;
