@@ -289,6 +289,20 @@ START_TEST(long_segments_and_many_lines) {
     /* unigrams w0..w4 appear 715-714 times in hyp, 1000 in ref: all match;
      * w5, w6 never match */
     ck_assert_int_eq(b.correct[0], WORDS - 714 - 714);
+
+    /* 3000 distinct words: ~12000 distinct n-grams, past the table's first
+     * size, so it rehashes while counting; the reference is the first 2000 */
+    h = r = 0;
+    for (int i = 0; i < 3000; i++) {
+        h += (size_t)sprintf(hyp + h, "u%d ", i);
+        if (i < 2000)
+            r += (size_t)sprintf(ref + r, "u%d ", i);
+    }
+    b = bleu1(hyp, ref, 0);
+    for (int n = 0; n < 4; n++) {
+        ck_assert_int_eq(b.total[n], 3000 - n);
+        ck_assert_int_eq(b.correct[n], 2000 - n);
+    }
     free(hyp);
     free(ref);
 }
