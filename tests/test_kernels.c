@@ -379,6 +379,7 @@ END_TEST
 int main(void) {
     Suite *s = suite_create("kernels");
     TCase *tc = tcase_create("kernels");
+    tcase_set_timeout(tc, 60);
     tcase_add_test(tc, elementwise_small);
     tcase_add_test(tc, bias_and_column_sums);
     tcase_add_test(tc, sums_and_nonfinite);

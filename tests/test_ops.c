@@ -656,6 +656,83 @@ START_TEST(fixture_op) {
 }
 END_TEST
 
+/* ---- edge cases ----------------------------------------------------------------------- */
+
+START_TEST(cross_entropy_all_ignored) {
+    tfm_tape t;
+    tape_for(&t, NULL);
+    int64_t s[2] = {3, 4};
+    tfm_tensor *x = tfm_tape_tensor(&t, 2, s, 1);
+    tfm_test_fill(x->data, 12, 1, -2, 2);
+    int32_t tg[3] = {5, 5, 5};
+    int64_t count = -1;
+    tfm_tensor *loss = tfm_cross_entropy(&t, x, tg, 5, 0.1f, &count);
+    ck_assert_ptr_nonnull(loss);
+    ck_assert_int_eq(count, 0);
+    ck_assert(loss->data[0] == 0.0f);
+    ck_assert_int_eq(tfm_backward(&t, loss), 0);
+    for (int i = 0; i < 12; i++) ck_assert(x->grad[i] == 0.0f);
+    tfm_tape_free(&t);
+}
+END_TEST
+
+START_TEST(attention_probs_out) {
+    /* probs_out: (B, H, Tq, Tk) weights before dropout; rows sum to 1, a
+     * fully masked row to 0, masked keys get exactly 0 */
+    tfm_tape t;
+    tape_for(&t, NULL);
+    t.training = 1;
+    int64_t s[3] = {2, 3, 4};
+    tfm_tensor *q = tfm_tape_tensor(&t, 3, s, 1);
+    tfm_test_fill(q->data, q->n, 3, -1, 1);
+    static const uint8_t pad[6] = {1, 0, 0, 0, 0, 1};
+    float *probs = NULL;
+    tfm_tensor *y = tfm_attention(&t, q, q, q, 2, pad, 1, 0.5f, &probs);
+    ck_assert_ptr_nonnull(y);
+    ck_assert_ptr_nonnull(probs);
+    for (int b = 0; b < 2; b++)
+        for (int h = 0; h < 2; h++)
+            for (int i = 0; i < 3; i++) {
+                const float *row = probs + ((b * 2 + h) * 3 + i) * 3;
+                double sum = 0;
+                for (int j = 0; j < 3; j++) {
+                    int hidden = j > i || pad[b * 3 + j];
+                    if (hidden) ck_assert_msg(row[j] == 0.0f, "masked weight %g", row[j]);
+                    sum += row[j];
+                }
+                double want = (b == 0 && i == 0) ? 0.0 : 1.0; /* key 0 padded, causal */
+                ck_assert_msg(fabs(sum - want) < 1e-6, "row sum %g", sum);
+            }
+    /* the fully masked row (b 0, query 0) outputs zeros even with dropout */
+    for (int c = 0; c < 4; c++) ck_assert(y->data[c] == 0.0f);
+    tfm_tape_free(&t);
+}
+END_TEST
+
+START_TEST(constants_and_identities_record_nothing) {
+    tfm_tape t;
+    tape_for(&t, NULL);
+    float data[6] = {1, -2, 3, -4, 5, -6};
+    int64_t s[2] = {2, 3};
+    tfm_tensor *c = tfm_tape_constant(&t, data, 2, s);
+    tfm_tensor *y = tfm_relu(&t, tfm_scale(&t, c, 2.0f));
+    ck_assert_ptr_nonnull(y);
+    ck_assert_ptr_null(y->grad);
+    ck_assert_int_eq(t.n_nodes, 0);
+    float want[6] = {2, 0, 6, 0, 10, 0};
+    ck_assert_allclose("relu(2 c)", y->data, want, 6, 0, 0);
+    /* dropout in eval mode or with p = 0 is the input itself */
+    tfm_tensor *x = tfm_tape_tensor(&t, 2, s, 1);
+    t.training = 0;
+    ck_assert_ptr_eq(tfm_dropout(&t, x, 0.5f), x);
+    t.training = 1;
+    ck_assert_ptr_eq(tfm_dropout(&t, x, 0.0f), x);
+    ck_assert_int_eq(t.n_nodes, 0);
+    ck_assert_int_eq(t.rng_counter, 0);
+    tfm_tape_free(&t);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("ops");
     TCase *gc = tcase_create("gradcheck");
@@ -672,9 +749,17 @@ int main(void) {
     tcase_add_test(gc, grad_attention);
     suite_add_tcase(s, gc);
     TCase *fused = tcase_create("fused");
+    tcase_set_timeout(fused, 60);
     tcase_add_test(fused, attention_matches_composition);
     suite_add_tcase(s, fused);
+    TCase *edge = tcase_create("edge");
+    tcase_set_timeout(edge, 60);
+    tcase_add_test(edge, cross_entropy_all_ignored);
+    tcase_add_test(edge, attention_probs_out);
+    tcase_add_test(edge, constants_and_identities_record_nothing);
+    suite_add_tcase(s, edge);
     TCase *fxt = tcase_create("pytorch");
+    tcase_set_timeout(fxt, 60);
     tcase_add_loop_test(fxt, fixture_op, 0, TFM_OP_COUNT);
     suite_add_tcase(s, fxt);
     return tfm_test_main(s);
