@@ -182,8 +182,11 @@ def op_dropout(g):
     # Training-mode masks come from our counter RNG, not torch's: only the
     # eval path (identity) is compared; the training path is checked by
     # statistics and gradcheck in C.
-    return run_case("eval", lambda x: F.dropout(x, 0.25, training=False), [("x", g.uniform(3, 5))],
-                    [("p", f32(0.25))], gen=g)
+    cases = run_case("eval", lambda x: F.dropout(x, 0.25, training=False), [("x", g.uniform(3, 5))],
+                     [("p", f32(0.25)), ("training", i32(0))], gen=g)
+    cases += run_case("p0", lambda x: F.dropout(x, 0.0, training=True), [("x", g.uniform(2, 3, 4))],
+                      [("p", f32(0.0)), ("training", i32(1))], gen=g)
+    return cases
 
 
 def split(x, H):

@@ -73,6 +73,10 @@ static tfm_tensor *f_matmul(tfm_tape *t, tfm_tensor *const *in, void *c) {
     op_ctx *x = c;
     return tfm_matmul(t, in[0], in[1], x->trans_a, x->trans_b);
 }
+static tfm_tensor *f_matmul_self(tfm_tape *t, tfm_tensor *const *in, void *c) {
+    op_ctx *x = c;
+    return tfm_matmul(t, in[0], in[0], x->trans_a, x->trans_b);
+}
 static tfm_tensor *f_linear(tfm_tape *t, tfm_tensor *const *in, void *c) {
     (void)c;
     return tfm_linear(t, in[0], in[1], in[2]);
@@ -364,6 +368,63 @@ START_TEST(grad_attention) {
 }
 END_TEST
 
+/* Only some inputs want a gradient: backward must skip the others (a NULL
+ * gradient), and still get the rest right. */
+START_TEST(grad_with_constant_inputs) {
+    float a[24], b[24], g[6], bb[6];
+    op_ctx c = {.trans_b = 1, .eps = 1e-5f, .heads = 2};
+    for (int which = 0; which < 2; which++) {
+        tfm_gc_input mm[2] = {input("a", a, which == 0, 2, 3, 4, 0, 0),
+                              input("b", b, which == 1, 2, 5, 4, 0, 0)};
+        gradcheck(which ? "matmul const a" : "matmul const b", f_matmul, &c, mm, 2, NULL, 1);
+        tfm_gc_input ml[2] = {input("a", a, which == 0, 2, 4, 6, 0, 0),
+                              input("b", b, which == 1, 2, 4, 6, 0, 0)};
+        gradcheck(which ? "mul const a" : "mul const b", f_mul, NULL, ml, 2, NULL, 1);
+        gradcheck(which ? "add const a" : "add const b", f_add, NULL, ml, 2, NULL, 1);
+        tfm_gc_input ab[2] = {input("x", a, which == 0, 2, 4, 6, 0, 0),
+                              input("bias", bb, which == 1, 1, 6, 0, 0, 0)};
+        gradcheck(which ? "add_bias const x" : "add_bias const bias", f_add_bias, NULL, ab, 2, NULL, 1);
+    }
+    tfm_gc_opts o = tfm_gc_defaults();
+    o.h = 5e-3f;
+    tfm_gc_input ln[3] = {input("x", a, 0, 2, 4, 6, 0, 0), input("gamma", g, 1, 1, 6, 0, 0, 0),
+                          input("beta", bb, 0, 1, 6, 0, 0, 0)};
+    gradcheck("layernorm gamma only", f_layernorm, &c, ln, 3, &o, 1);
+    ln[0].needs_grad = 1;
+    ln[1].needs_grad = 0;
+    gradcheck("layernorm x only", f_layernorm, &c, ln, 3, &o, 1);
+    float q[48], k[48], v[48];
+    for (int which = 0; which < 3; which++) {
+        tfm_gc_input at[3] = {input("q", q, which == 0, 3, 2, 3, 8, 0),
+                              input("k", k, which == 1, 3, 2, 3, 8, 0),
+                              input("v", v, which == 2, 3, 2, 3, 8, 0)};
+        const char *names[3] = {"attention q only", "attention k only", "attention v only"};
+        gradcheck(names[which], f_attention, &c, at, 3, NULL, 1);
+    }
+}
+END_TEST
+
+/* The same tensor as query, key and value: three gradient contributions
+ * land in one buffer. */
+static tfm_tensor *f_self_attention(tfm_tape *t, tfm_tensor *const *in, void *c) {
+    op_ctx *x = c;
+    return tfm_attention(t, in[0], in[0], in[0], x->heads, x->key_pad, x->causal, x->p, NULL);
+}
+
+START_TEST(grad_aliased_inputs) {
+    float x[48];
+    op_ctx c = {.heads = 2, .causal = 1};
+    tfm_gc_input in[1] = {input("x", x, 1, 3, 2, 3, 8, 0)};
+    gradcheck("attention(x, x, x)", f_self_attention, &c, in, 1, NULL, 1);
+    c.training = 1;
+    c.p = 0.2f;
+    gradcheck("attention(x, x, x) dropout", f_self_attention, &c, in, 1, NULL, 1);
+    c.trans_b = 1;
+    tfm_gc_input sq[2] = {input("a", x, 1, 3, 2, 3, 8, 0)};
+    gradcheck("matmul(a, a^T)", f_matmul_self, &c, sq, 1, NULL, 1);
+}
+END_TEST
+
 /* ---- fused attention vs the composition of primitive ops --------------------------- */
 
 typedef struct {
@@ -535,7 +596,7 @@ static tfm_tensor *fx_embedding(fx_run *r) {
                          fx_int(r, "pad", 0));
 }
 static tfm_tensor *fx_dropout(fx_run *r) {
-    r->tape.training = 0; /* the eval path: identity */
+    r->tape.training = fx_int(r, "training", 0); /* eval, or p = 0: identity */
     return tfm_dropout(&r->tape, fx_input(r, "x"), fx_float(r, "p"));
 }
 static tfm_tensor *fx_split_heads(fx_run *r) {
@@ -587,7 +648,7 @@ static const fx_op FX_OPS[] = {
     [TFM_OP_SOFTMAX] = {fx_softmax, 1e-6f, 1e-5f, 1},
     [TFM_OP_LAYERNORM] = {fx_layernorm, 2e-5f, 1e-4f, 1},
     [TFM_OP_EMBEDDING] = {fx_embedding, 1e-6f, 1e-6f, 2},
-    [TFM_OP_DROPOUT] = {fx_dropout, 0, 0, 1},
+    [TFM_OP_DROPOUT] = {fx_dropout, 0, 0, 2},
     [TFM_OP_SPLIT_HEADS] = {fx_split_heads, 0, 0, 1},
     [TFM_OP_MERGE_HEADS] = {fx_merge_heads, 0, 0, 1},
     [TFM_OP_SUM] = {fx_sum, 1e-5f, 1e-6f, 1},
@@ -747,6 +808,8 @@ int main(void) {
     tcase_add_test(gc, grad_heads_and_reductions);
     tcase_add_test(gc, grad_cross_entropy);
     tcase_add_test(gc, grad_attention);
+    tcase_add_test(gc, grad_with_constant_inputs);
+    tcase_add_test(gc, grad_aliased_inputs);
     suite_add_tcase(s, gc);
     TCase *fused = tcase_create("fused");
     tcase_set_timeout(fused, 60);

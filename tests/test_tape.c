@@ -432,6 +432,50 @@ START_TEST(bit_identical_runs_and_threads) {
 }
 END_TEST
 
+/* Attention sizes its per-thread scratch in the forward; a backward that
+ * runs with more threads must not write past it (into the next tensor of
+ * the arena), and gives the same gradients. */
+START_TEST(attention_backward_with_more_threads) {
+    enum { AB = 4, AT = 32, AD = 32, AH = 2 }; /* B*H*T*T*dh = 131072: parallel */
+    float *grads[2][3];
+    for (int run = 0; run < 2; run++) {
+        tfm_set_num_threads(1);
+        tfm_tape t;
+        ck_assert_int_eq(tfm_tape_init(&t, 4 << 20, 16), 0);
+        int64_t s[3] = {AB, AT, AD};
+        tfm_tensor *in[3];
+        for (int i = 0; i < 3; i++) {
+            in[i] = tfm_tape_tensor(&t, 3, s, 1);
+            tfm_test_fill(in[i]->data, in[i]->n, 70 + (uint64_t)i, -1, 1);
+        }
+        tfm_tensor *y = tfm_attention(&t, in[0], in[1], in[2], AH, NULL, 1, 0.0f, NULL);
+        ck_assert_ptr_nonnull(y);
+        int64_t cs[1] = {4 * AT * AT};
+        /* right after the scratch; keep its pointer: the header may be hit too */
+        float *canary = tfm_tape_tensor(&t, 1, cs, 0)->data;
+        for (int64_t i = 0; i < cs[0]; i++) canary[i] = 7.0f;
+        tfm_tensor *loss = tfm_sum(&t, tfm_mul(&t, y, y));
+        if (run == 1) tfm_set_num_threads(2); /* run 0: 1 thread throughout */
+        ck_assert_int_eq(tfm_backward(&t, loss), 0);
+        int64_t hit = 0;
+        for (int64_t i = 0; i < cs[0]; i++) hit += canary[i] != 7.0f;
+        ck_assert_msg(hit == 0, "backward wrote %lld floats past the attention scratch", (long long)hit);
+        for (int i = 0; i < 3; i++) {
+            grads[run][i] = malloc((size_t)in[i]->n * sizeof(float));
+            memcpy(grads[run][i], in[i]->grad, (size_t)in[i]->n * sizeof(float));
+        }
+        tfm_tape_free(&t);
+    }
+    for (int i = 0; i < 3; i++) {
+        ck_assert_msg(memcmp(grads[0][i], grads[1][i], AB * AT * AD * sizeof(float)) == 0,
+                      "gradient %d differs", i);
+        free(grads[0][i]);
+        free(grads[1][i]);
+    }
+    tfm_set_num_threads(2);
+}
+END_TEST
+
 /* ---- whole-model directional gradient check ------------------------------------------------- */
 
 /* The harness hands fresh tape tensors for the parameters: swap them in. */
@@ -510,6 +554,7 @@ int main(void) {
     tcase_add_test(tc, check_numerics_names_the_op);
     tcase_add_test(tc, bit_identical_runs_and_threads);
     tcase_add_test(tc, model_directional_gradcheck);
+    tcase_add_test(tc, attention_backward_with_more_threads);
     suite_add_tcase(s, tc);
     return tfm_test_main(s);
 }
