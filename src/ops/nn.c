@@ -260,6 +260,7 @@ tfm_tensor *tfm_attention(tfm_tape *t, tfm_tensor *q, tfm_tensor *k, tfm_tensor 
         n->pi[1] = causal;
         n->pf.f[0] = p;
         n->key = key;
+        n->pi[2] = tfm_num_threads(); /* the scratch holds rows for this many threads */
     }
     return y;
 }
@@ -269,6 +270,11 @@ TFM_BACKWARD(attention) {
     tfm_tensor *q = n->in[0], *k = n->in[1], *v = n->in[2];
     tfm_attn_shape s;
     attn_shape(&s, q, k, n->pi[0], n->aux, (int)n->pi[1], n->pf.f[0], n->key);
+    /* More threads than at the forward would index past the scratch; the
+     * result does not depend on the thread count, so cap it for this call. */
+    int threads = tfm_num_threads();
+    if (threads > n->pi[2]) tfm_set_num_threads((int)n->pi[2]);
     tfm_k_attention_backward(q->grad, k->grad, v->grad, n->out->grad, n->saved[0], q->data,
                              k->data, v->data, &s, n->saved[1]);
+    if (threads > n->pi[2]) tfm_set_num_threads(threads);
 }

@@ -1,0 +1,396 @@
+/* Kernels on hand-computed small cases: every expected value below was
+ * worked out on paper from the definition (the derivation is in the comment
+ * above it), not produced by the code under test. */
+#include <math.h>
+#include <string.h>
+
+#include "tfm/kernels.h"
+#include "util_test.h"
+
+#define NEAR(got, want, tol) \
+    ck_assert_msg(fabs((double)(got) - (double)(want)) <= (tol), "%s = %.9g, want %.9g", #got, \
+                  (double)(got), (double)(want))
+
+/* ---- elementwise ------------------------------------------------------------ */
+
+START_TEST(elementwise_small) {
+    float a[4] = {1, -2, 3, 0.5f}, b[4] = {2, 2, -1, 4}, y[4];
+    tfm_k_add(y, a, b, 4);
+    float add[4] = {3, 0, 2, 4.5f};
+    ck_assert_allclose("add", y, add, 4, 0, 0);
+    tfm_k_mul(y, a, b, 4);
+    float mul[4] = {2, -4, -3, 2};
+    ck_assert_allclose("mul", y, mul, 4, 0, 0);
+    tfm_k_scale(y, a, -2.0f, 4);
+    float sc[4] = {-2, 4, -6, -1};
+    ck_assert_allclose("scale", y, sc, 4, 0, 0);
+    tfm_k_axpy(y, 0.5f, b, 4); /* y = sc + 0.5 b */
+    float ax[4] = {-1, 5, -6.5f, 1};
+    ck_assert_allclose("axpy", y, ax, 4, 0, 0);
+    tfm_k_relu_forward(y, a, 4);
+    float re[4] = {1, 0, 3, 0.5f};
+    ck_assert_allclose("relu", y, re, 4, 0, 0);
+    /* dx += dy [y > 0], starting from dx = 1 */
+    float dx[4] = {1, 1, 1, 1}, dy[4] = {10, 20, 30, 40};
+    tfm_k_relu_backward(dx, dy, y, 4);
+    float rb[4] = {11, 1, 31, 41};
+    ck_assert_allclose("relu backward", dx, rb, 4, 0, 0);
+}
+END_TEST
+
+START_TEST(bias_and_column_sums) {
+    /* (2, 3) + bias */
+    float x[6] = {1, 2, 3, 4, 5, 6}, bias[3] = {10, 20, 30}, y[6];
+    tfm_k_add_bias(y, x, bias, 2, 3);
+    float want[6] = {11, 22, 33, 14, 25, 36};
+    ck_assert_allclose("add_bias", y, want, 6, 0, 0);
+    float db[3] = {1, 1, 1};
+    tfm_k_colsum_acc(db, x, 2, 3);
+    float cs[3] = {6, 8, 10};
+    ck_assert_allclose("colsum", db, cs, 3, 0, 0);
+    /* 70 columns cross the 64-column block: column c of (3, 70) with
+     * dy[r][c] = r + c sums to 3c + 3; db starts at -1. */
+    enum { C = 70 };
+    float dy[3 * C], acc[C], exp_acc[C];
+    for (int r = 0; r < 3; r++)
+        for (int c = 0; c < C; c++) dy[r * C + c] = (float)(r + c);
+    for (int c = 0; c < C; c++) {
+        acc[c] = -1;
+        exp_acc[c] = (float)(3 * c + 3 - 1);
+    }
+    tfm_k_colsum_acc(acc, dy, 3, C);
+    ck_assert_allclose("colsum 70", acc, exp_acc, C, 0, 0);
+}
+END_TEST
+
+START_TEST(sums_and_nonfinite) {
+    float x[5] = {1, 2, 3, 4, 5};
+    NEAR(tfm_k_sumsq(x, 5), 55.0, 0);
+    /* 1000 values of 0.5: sum of squares 250 */
+    static float h[1000];
+    for (int i = 0; i < 1000; i++) h[i] = 0.5f;
+    NEAR(tfm_k_sumsq(h, 1000), 250.0, 0);
+    float bad[5] = {1, NAN, 3, INFINITY, -INFINITY};
+    ck_assert_int_eq(tfm_k_count_nonfinite(bad, 5), 3);
+    ck_assert_int_eq(tfm_k_count_nonfinite(x, 5), 0);
+}
+END_TEST
+
+/* ---- softmax ---------------------------------------------------------------- */
+
+START_TEST(softmax_of_1_2_3) {
+    /* e = (2.718281828, 7.389056099, 20.08553692), sum 30.19287485 */
+    float x[6] = {1, 2, 3, 1001, 1002, 1003}, y[6];
+    tfm_k_softmax_forward(y, x, 2, 3);
+    float want[6] = {0.0900305732f, 0.2447284711f, 0.6652409558f,
+                     0.0900305732f, 0.2447284711f, 0.6652409558f};
+    /* the second row checks the max shift: no overflow at 1000 */
+    ck_assert_allclose("softmax", y, want, 6, 1e-7f, 1e-6f);
+    /* dy = e_0: dx_j = y_j (dy_j - y_0) -> (y0 (1 - y0), -y1 y0, -y2 y0);
+     * dx starts at 1 (accumulation). */
+    float dy[6] = {1, 0, 0, 1, 0, 0}, dx[6] = {1, 1, 1, 1, 1, 1};
+    tfm_k_softmax_backward(dx, dy, y, 2, 3);
+    float y0 = 0.0900305732f, y1 = 0.2447284711f, y2 = 0.6652409558f;
+    float dwant[6] = {1 + y0 * (1 - y0), 1 - y1 * y0, 1 - y2 * y0,
+                      1 + y0 * (1 - y0), 1 - y1 * y0, 1 - y2 * y0};
+    ck_assert_allclose("softmax backward", dx, dwant, 6, 1e-7f, 1e-6f);
+}
+END_TEST
+
+/* ---- layer norm ------------------------------------------------------------- */
+
+START_TEST(layernorm_2x4) {
+    /* row 0: (1, 2, 3, 4): mean 2.5, var (2.25+0.25+0.25+2.25)/4 = 1.25,
+     *        xhat = (-3, -1, 1, 3)/sqrt(5)
+     * row 1: (2, 2, 2, 6): mean 3, var (1+1+1+9)/4 = 3, xhat = (-1,-1,-1,3)/sqrt(3) */
+    float x[8] = {1, 2, 3, 4, 2, 2, 2, 6};
+    float gamma[4] = {1, 2, 1, 0.5f}, beta[4] = {0, 0.1f, 0, -1};
+    float y[8], mean[2], rstd[2];
+    tfm_k_layernorm_forward(y, mean, rstd, x, gamma, beta, 2, 4, 1e-5f);
+    const float s5 = 2.2360679775f, s3 = 1.7320508076f;
+    float want[8] = {-3 / s5, 2 * (-1 / s5) + 0.1f, 1 / s5, 0.5f * 3 / s5 - 1,
+                     -1 / s3, 2 * (-1 / s3) + 0.1f, -1 / s3, 0.5f * 3 / s3 - 1};
+    /* eps 1e-5 moves rstd by about 4e-6 relative */
+    ck_assert_allclose("layernorm y", y, want, 8, 2e-5f, 1e-5f);
+    NEAR(mean[0], 2.5, 1e-6);
+    NEAR(mean[1], 3.0, 1e-6);
+    NEAR(rstd[0], 1 / sqrt(1.25 + 1e-5), 1e-6);
+    NEAR(rstd[1], 1 / sqrt(3 + 1e-5), 1e-6);
+
+    /* Backward with gamma = 1 and dy = e_0 on row 0 only:
+     * g = e_0, mean(g) = 1/4, mean(g xhat) = xhat_0/4 = -3/(4 sqrt5),
+     * dx_c = rstd (g_c - 1/4 + xhat_c 3/(4 sqrt5))
+     *      = (2/sqrt5) (0.75 - 0.45, -0.25 - 0.15, -0.25 + 0.15, -0.25 + 0.45)
+     *      = (0.6, -0.8, -0.2, 0.4)/sqrt5
+     * dgamma_c = sum_r dy xhat = (xhat_0, 0, 0, 0), dbeta = (1, 0, 0, 0). */
+    float ones[4] = {1, 1, 1, 1}, zeros[4] = {0};
+    tfm_k_layernorm_forward(y, mean, rstd, x, ones, zeros, 2, 4, 1e-5f);
+    float dy[8] = {1, 0, 0, 0, 0, 0, 0, 0}, dx[8] = {0}, dg[4] = {0}, dbeta[4] = {0};
+    tfm_k_layernorm_backward(dx, dg, dbeta, dy, x, mean, rstd, ones, 2, 4);
+    float dx_want[8] = {0.6f / s5, -0.8f / s5, -0.2f / s5, 0.4f / s5, 0, 0, 0, 0};
+    ck_assert_allclose("layernorm dx", dx, dx_want, 8, 2e-5f, 1e-5f);
+    float dg_want[4] = {-3 / s5, 0, 0, 0}, db_want[4] = {1, 0, 0, 0};
+    ck_assert_allclose("layernorm dgamma", dg, dg_want, 4, 2e-5f, 1e-5f);
+    ck_assert_allclose("layernorm dbeta", dbeta, db_want, 4, 0, 0);
+
+    /* A constant dy along a row is invisible to x (the mean is subtracted):
+     * dx = 0, and accumulation leaves the previous dx unchanged. */
+    float dyc[8] = {2, 2, 2, 2, -1, -1, -1, -1};
+    float dx2[8] = {5, 5, 5, 5, 5, 5, 5, 5};
+    tfm_k_layernorm_backward(dx2, NULL, NULL, dyc, x, mean, rstd, ones, 2, 4);
+    float five[8] = {5, 5, 5, 5, 5, 5, 5, 5};
+    ck_assert_allclose("layernorm dx (constant dy)", dx2, five, 8, 1e-5f, 0);
+}
+END_TEST
+
+/* ---- cross-entropy ----------------------------------------------------------- */
+
+START_TEST(cross_entropy_smoothed_2x3) {
+    /* row 0: logits (1, 2, 3), target 2; lse = 3 + log(1 + e^-1 + e^-2) = 3.40760596
+     *   -log p = (2.40760596, 1.40760596, 0.40760596)
+     *   loss = 0.9 * 0.40760596 + 0.1 * mean(-log p) = 0.36684536 + 0.14076060 = 0.50760596
+     * row 1: logits (0, 0, 0), target 0: -log p = log 3 = 1.09861229 everywhere,
+     *   loss = 1.09861229
+     * row 2: target = ignore_index (1): counts for nothing. */
+    float logits[9] = {1, 2, 3, 0, 0, 0, 5, -5, 0}, lse[3];
+    int32_t targets[3] = {2, 0, 1};
+    int64_t count = -1;
+    double total = tfm_k_xent_forward(lse, logits, targets, 3, 3, 1, 0.1f, &count);
+    ck_assert_int_eq(count, 2);
+    NEAR(total, 0.50760596 + 1.09861229, 1e-6);
+    NEAR(lse[0], 3.40760596, 1e-6);
+    NEAR(lse[1], 1.09861229, 1e-6);
+    /* no smoothing: plain -log p[y] */
+    double plain = tfm_k_xent_forward(lse, logits, targets, 3, 3, 1, 0.0f, &count);
+    NEAR(plain, 0.40760596 + 1.09861229, 1e-6);
+
+    /* d/dx = p - 0.9 onehot - 0.1/3, times scale 0.5 (mean over 2 rows):
+     * p0 = (0.09003057, 0.24472847, 0.66524096)
+     *   -> (0.05669724, 0.21139514, -0.26809237)
+     * p1 = 1/3 -> (-0.6, 0.3, 0.3); the ignored row keeps its prior value 7. */
+    float dl[9] = {0, 0, 0, 0, 0, 0, 7, 7, 7};
+    tfm_k_xent_backward(dl, logits, lse, targets, 3, 3, 1, 0.1f, 0.5f);
+    float want[9] = {0.5f * 0.05669724f, 0.5f * 0.21139514f, 0.5f * -0.26809237f,
+                     0.5f * -0.6f,       0.5f * 0.3f,        0.5f * 0.3f,
+                     7,                  7,                  7};
+    ck_assert_allclose("xent dlogits", dl, want, 9, 1e-6f, 1e-5f);
+}
+END_TEST
+
+/* ---- embedding ---------------------------------------------------------------- */
+
+START_TEST(embedding_scatter_add) {
+    /* table (4, 3): row v = (v, 10v, 100v); ids (1, 3, 1, 0) with pad 0, scale 2 */
+    float table[12];
+    for (int v = 0; v < 4; v++) {
+        table[v * 3] = (float)v;
+        table[v * 3 + 1] = 10.0f * v;
+        table[v * 3 + 2] = 100.0f * v;
+    }
+    int32_t ids[4] = {1, 3, 1, 0};
+    float y[12];
+    tfm_k_embedding_forward(y, table, ids, 4, 3, 2.0f);
+    float yw[12] = {2, 20, 200, 6, 60, 600, 2, 20, 200, 0, 0, 0};
+    ck_assert_allclose("embedding y", y, yw, 12, 0, 0);
+    /* dy rows (1,2,3) (4,5,6) (7,8,9) (10,11,12); dtable starts at 0.5:
+     *   row 1 (used twice): 0.5 + 2 ((1,2,3) + (7,8,9)) = (16.5, 20.5, 24.5)
+     *   row 3: 0.5 + 2 (4,5,6) = (8.5, 10.5, 12.5)
+     *   row 0 is the pad id: stays 0.5; row 2 unused: 0.5 */
+    float dy[12];
+    for (int i = 0; i < 12; i++) dy[i] = (float)(i + 1);
+    float dt[12];
+    for (int i = 0; i < 12; i++) dt[i] = 0.5f;
+    tfm_k_embedding_backward(dt, dy, ids, 4, 3, 2.0f, 0);
+    float dw[12] = {0.5f, 0.5f, 0.5f, 16.5f, 20.5f, 24.5f, 0.5f, 0.5f, 0.5f, 8.5f, 10.5f, 12.5f};
+    ck_assert_allclose("embedding dtable (pad 0)", dt, dw, 12, 0, 0);
+    /* pad_id < 0: the id-0 row gets its gradient 2 (10, 11, 12) */
+    for (int i = 0; i < 12; i++) dt[i] = 0;
+    tfm_k_embedding_backward(dt, dy, ids, 4, 3, 2.0f, -1);
+    float dn[12] = {20, 22, 24, 16, 20, 24, 0, 0, 0, 8, 10, 12};
+    ck_assert_allclose("embedding dtable (no pad)", dt, dn, 12, 0, 0);
+
+    /* dim 40 crosses the 32-column block: ids (2, 2, 0), dy = 1, scale 0.5
+     * -> row 2 gets 1.0 in every column, row 0 (pad) and row 1 stay 0. */
+    enum { D = 40 };
+    float big_dy[3 * D], big_dt[3 * D] = {0}, big_want[3 * D] = {0};
+    int32_t big_ids[3] = {2, 2, 0};
+    for (int i = 0; i < 3 * D; i++) big_dy[i] = 1.0f;
+    for (int c = 0; c < D; c++) big_want[2 * D + c] = 1.0f;
+    tfm_k_embedding_backward(big_dt, big_dy, big_ids, 3, D, 0.5f, 0);
+    ck_assert_allclose("embedding dtable dim 40", big_dt, big_want, 3 * D, 0, 0);
+}
+END_TEST
+
+/* ---- dropout ------------------------------------------------------------------ */
+
+START_TEST(dropout_keep_rate_and_scale) {
+    enum { N = 100000 };
+    static float x[N], y[N], dy[N], dx[N];
+    const float p = 0.3f;
+    for (int i = 0; i < N; i++) {
+        x[i] = 1.0f + (float)(i % 7);
+        dy[i] = 0.25f * (float)(i % 5) - 0.5f;
+        dx[i] = 0;
+    }
+    tfm_k_dropout_forward(y, x, N, p, 42);
+    tfm_k_dropout_backward(dx, dy, N, p, 42);
+    int64_t kept = 0;
+    double sum_y = 0, sum_x = 0;
+    for (int i = 0; i < N; i++) {
+        sum_x += x[i];
+        sum_y += y[i];
+        if (y[i] != 0.0f) {
+            kept++;
+            /* inverted scale: kept values are x / (1 - p) */
+            ck_assert_msg(fabsf(y[i] - x[i] / (1 - p)) <= 1e-6f * y[i], "y[%d] = %g", i, y[i]);
+            ck_assert_msg(fabsf(dx[i] - dy[i] / (1 - p)) <= 1e-6f, "dx[%d] = %g", i, dx[i]);
+        } else {
+            /* same mask in backward */
+            ck_assert_msg(dx[i] == 0.0f, "dx[%d] = %g where y was dropped", i, dx[i]);
+        }
+    }
+    double rate = (double)kept / N;
+    printf("  dropout p=0.3: keep rate %.4f, mean(y)/mean(x) %.4f\n", rate, sum_y / sum_x);
+    ck_assert_msg(fabs(rate - 0.7) < 0.01, "keep rate %g", rate);
+    ck_assert_msg(fabs(sum_y / sum_x - 1.0) < 0.01, "expectation not kept: %g", sum_y / sum_x);
+    /* another key, another mask; p = 0 keeps everything unscaled */
+    static float y2[N];
+    tfm_k_dropout_forward(y2, x, N, p, 43);
+    int64_t differ = 0;
+    for (int i = 0; i < N; i++) differ += (y[i] == 0) != (y2[i] == 0);
+    ck_assert_msg(differ > N / 10, "masks for keys 42 and 43 differ in only %lld places",
+                  (long long)differ);
+    tfm_k_dropout_forward(y2, x, N, 0.0f, 42);
+    ck_assert_allclose("dropout p=0", y2, x, N, 0, 0);
+}
+END_TEST
+
+/* ---- attention ------------------------------------------------------------------- */
+
+/* B = 1, H = 1, D = 1 (dh = 1, so the score scale is 1):
+ * q = (1, 1), k = (0, 1), v = (1, 3). Scores of either query: (0, 1);
+ * softmax -> (1/(1+e), e/(1+e)) = (0.26894142, 0.73105858);
+ * output 0.26894142 + 3 * 0.73105858 = 2.46211716. */
+static void attn_tiny(float *out, float *probs, const uint8_t *pad, int causal, int64_t Tq,
+                      int64_t q_offset) {
+    float q[2] = {1, 1}, k[2] = {0, 1}, v[2] = {1, 3};
+    tfm_attn_shape s = {.B = 1, .Tq = Tq, .Tk = 2, .D = 1, .H = 1, .q_bs = Tq, .kv_bs = 2,
+                        .key_pad = pad, .causal = causal, .q_offset = q_offset};
+    float scratch[64];
+    ck_assert_int_le(tfm_attention_scratch_floats(&s), 64);
+    tfm_k_attention_forward(out, probs, q, k, v, &s, scratch);
+}
+
+START_TEST(attention_masks_by_hand) {
+    const float pa = 0.26894142f, pb = 0.73105858f, mix = 2.46211716f;
+    float out[2], probs[4];
+    attn_tiny(out, probs, NULL, 0, 2, 0);
+    float o_full[2] = {mix, mix}, p_full[4] = {pa, pb, pa, pb};
+    ck_assert_allclose("attention no mask", out, o_full, 2, 1e-6f, 1e-6f);
+    ck_assert_allclose("attention probs", probs, p_full, 4, 1e-7f, 1e-6f);
+    /* causal: query 0 sees key 0 only -> v0 = 1 */
+    attn_tiny(out, probs, NULL, 1, 2, 0);
+    float o_causal[2] = {1, mix}, p_causal[4] = {1, 0, pa, pb};
+    ck_assert_allclose("attention causal", out, o_causal, 2, 1e-6f, 1e-6f);
+    ck_assert_allclose("attention causal probs", probs, p_causal, 4, 1e-7f, 1e-6f);
+    /* key 1 padded: every query sees key 0 only */
+    uint8_t pad1[2] = {0, 1};
+    attn_tiny(out, probs, pad1, 0, 2, 0);
+    float o_pad[2] = {1, 1};
+    ck_assert_allclose("attention key pad", out, o_pad, 2, 1e-6f, 1e-6f);
+    /* key 0 padded and causal: query 0 sees nothing -> zero output, no NaN;
+     * query 1 sees key 1 only -> 3 */
+    uint8_t pad0[2] = {1, 0};
+    attn_tiny(out, probs, pad0, 1, 2, 0);
+    float o_none[2] = {0, 3}, p_none[4] = {0, 0, 0, 1};
+    ck_assert_allclose("attention fully masked row", out, o_none, 2, 0, 1e-6f);
+    ck_assert_allclose("attention fully masked probs", probs, p_none, 4, 0, 1e-6f);
+    /* Its backward is finite and zero for that row: dO = (1, 1).
+     * query 1 sees one key: P = (0, 1) so dS = P (dP - P.dP) = 0 too; dq = 0,
+     * dk = 0; dv = P^T dO = (0, 1). */
+    float q[2] = {1, 1}, k[2] = {0, 1}, v[2] = {1, 3}, dout[2] = {1, 1};
+    float dq[2] = {0}, dk[2] = {0}, dv[2] = {0}, scratch[64];
+    tfm_attn_shape s = {.B = 1, .Tq = 2, .Tk = 2, .D = 1, .H = 1, .q_bs = 2, .kv_bs = 2,
+                        .key_pad = pad0, .causal = 1};
+    tfm_k_attention_backward(dq, dk, dv, dout, probs, q, k, v, &s, scratch);
+    float z2[2] = {0, 0}, dv_want[2] = {0, 1};
+    ck_assert_allclose("attention masked dq", dq, z2, 2, 0, 0);
+    ck_assert_allclose("attention masked dk", dk, z2, 2, 0, 0);
+    ck_assert_allclose("attention masked dv", dv, dv_want, 2, 0, 1e-6f);
+    /* KV-cache offset: one query at absolute position 1 sees both keys;
+     * at offset 0 it sees key 0 only. */
+    attn_tiny(out, probs, NULL, 1, 1, 1);
+    NEAR(out[0], mix, 1e-6);
+    attn_tiny(out, probs, NULL, 1, 1, 0);
+    NEAR(out[0], 1.0, 1e-6);
+}
+END_TEST
+
+START_TEST(attention_two_heads_by_hand) {
+    /* D = 4, H = 2 (dh = 2, scale 1/sqrt2). One query, two keys.
+     * head 0 (channels 0-1): q = (1, 1), k0 = (0, 0), k1 = (1, 1):
+     *   scores (0, 2/sqrt2 = sqrt2): p = (1, e^sqrt2)/(1 + e^sqrt2)
+     *   = (0.19557032, 0.80442968); v0 = (1, 0), v1 = (0, 1) -> out (p0, p1)
+     * head 1 (channels 2-3): q = (0, 0): uniform (0.5, 0.5);
+     *   v0 = (2, 4), v1 = (6, 8) -> out (4, 6) */
+    float q[4] = {1, 1, 0, 0};
+    float k[8] = {0, 0, 5, 5, 1, 1, -3, 7};
+    float v[8] = {1, 0, 2, 4, 0, 1, 6, 8};
+    float out[4], probs[4], scratch[64];
+    tfm_attn_shape s = {.B = 1, .Tq = 1, .Tk = 2, .D = 4, .H = 2, .q_bs = 4, .kv_bs = 8};
+    tfm_k_attention_forward(out, probs, q, k, v, &s, scratch);
+    float want[4] = {0.19557032f, 0.80442968f, 4, 6};
+    ck_assert_allclose("attention 2 heads", out, want, 4, 1e-6f, 1e-6f);
+    float pw[4] = {0.19557032f, 0.80442968f, 0.5f, 0.5f};
+    ck_assert_allclose("attention 2 heads probs", probs, pw, 4, 1e-6f, 1e-6f);
+}
+END_TEST
+
+/* ---- Adam --------------------------------------------------------------------------- */
+
+START_TEST(adam_steps_by_hand) {
+    /* lr 0.1, b1 0.9, b2 0.999, eps 1e-8, t = 1:
+     * g = 0.5: m = 0.05, v = 0.00025, mhat = 0.5, vhat = 0.25 -> step 0.1 * 0.5 / 0.5 = 0.1
+     * g = -2: m = -0.2, v = 0.004, mhat = -2, vhat = 4 -> step -0.1
+     * g = 0: no move. */
+    float p[3] = {1, 1, 1}, g[3] = {0.5f, -2, 0}, m[3] = {0}, v[3] = {0};
+    tfm_k_adam(p, g, m, v, 3, 0.1f, 0.9f, 0.999f, 1e-8f, 0.0f, 1);
+    float p1[3] = {0.9f, 1.1f, 1}, m1[3] = {0.05f, -0.2f, 0}, v1[3] = {0.00025f, 0.004f, 0};
+    ck_assert_allclose("adam p t=1", p, p1, 3, 1e-6f, 0);
+    ck_assert_allclose("adam m t=1", m, m1, 3, 1e-8f, 1e-6f);
+    /* 1 - 0.999f is 0.00099998713 in float: 1.3e-5 relative */
+    ck_assert_allclose("adam v t=1", v, v1, 3, 1e-9f, 3e-5f);
+    /* t = 2 with the same g = 0.5: m = 0.045 + 0.05 = 0.095, mhat = 0.095/0.19 = 0.5;
+     * v = 0.00024975 + 0.00025 = 0.00049975, vhat = 0.00049975/0.001999 = 0.25
+     * -> another step of exactly lr: 0.9 -> 0.8 */
+    tfm_k_adam(p, g, m, v, 3, 0.1f, 0.9f, 0.999f, 1e-8f, 0.0f, 2);
+    ck_assert_msg(fabsf(p[0] - 0.8f) < 1e-5f, "p = %.8g", p[0]);
+    ck_assert_msg(fabsf(m[0] - 0.095f) < 1e-7f, "m = %.8g", m[0]);
+    ck_assert_msg(fabsf(v[0] - 0.00049975f) < 2e-8f, "v = %.8g", v[0]);
+    /* decoupled weight decay 0.01: p = 2 - 0.1 - 0.1 * 0.01 * 2 = 1.898;
+     * with g = 0 only the decay acts: 2 - 0.002 = 1.998 */
+    float pw[2] = {2, 2}, gw[2] = {0.5f, 0}, mw[2] = {0}, vw[2] = {0};
+    tfm_k_adam(pw, gw, mw, vw, 2, 0.1f, 0.9f, 0.999f, 1e-8f, 0.01f, 1);
+    float pw1[2] = {1.898f, 1.998f};
+    ck_assert_allclose("adamw p", pw, pw1, 2, 1e-6f, 0);
+}
+END_TEST
+
+int main(void) {
+    Suite *s = suite_create("kernels");
+    TCase *tc = tcase_create("kernels");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, elementwise_small);
+    tcase_add_test(tc, bias_and_column_sums);
+    tcase_add_test(tc, sums_and_nonfinite);
+    tcase_add_test(tc, softmax_of_1_2_3);
+    tcase_add_test(tc, layernorm_2x4);
+    tcase_add_test(tc, cross_entropy_smoothed_2x3);
+    tcase_add_test(tc, embedding_scatter_add);
+    tcase_add_test(tc, dropout_keep_rate_and_scale);
+    tcase_add_test(tc, attention_masks_by_hand);
+    tcase_add_test(tc, attention_two_heads_by_hand);
+    tcase_add_test(tc, adam_steps_by_hand);
+    suite_add_tcase(s, tc);
+    return tfm_test_main(s);
+}
