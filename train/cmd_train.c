@@ -97,6 +97,8 @@ int tfm_cmd_train(int argc, char **argv) {
     trainer tr;
     if (trainer_init(&tr, &o, &mc, flags, n_flags)) return tfm_cli_fail(1, "%s", tfm_last_error());
 
+    tfm_kv_set(&tr.state, "data.kind", "toy");
+    tfm_kv_set(&tr.state, "data.task", "%s", o.task);
     tfm_toy_batch batch;
     if (tfm_toy_batch_alloc(&batch, &tc, o.batch)) return tfm_cli_fail(1, "%s", tfm_last_error());
     trainer_log(&tr, "task %s, vocab %lld, lengths %lld..%lld%s, %lld parameters, %d threads\n",

@@ -171,13 +171,17 @@ static int ensure_dir(const char *dir) {
     return 0;
 }
 
+/* "checkpoint-<digits>.tfm" -> step, else -1 */
 static int64_t checkpoint_step(const char *name) {
-    long long step;
-    char tail[8];
-    if (sscanf(name, "checkpoint-%lld.tf%1s", &step, tail) == 2 && !strcmp(tail, "m") &&
-        strlen(name) == 20 + 4)
-        return step;
-    return -1;
+    const char *prefix = "checkpoint-";
+    size_t len = strlen(name), plen = strlen(prefix);
+    if (len <= plen + 4 || strncmp(name, prefix, plen) || strcmp(name + len - 4, ".tfm")) return -1;
+    int64_t step = 0;
+    for (size_t i = plen; i < len - 4; i++) {
+        if (name[i] < '0' || name[i] > '9' || step > INT64_MAX / 20) return -1;
+        step = step * 10 + (name[i] - '0');
+    }
+    return step;
 }
 
 /* steps of checkpoint-*.tfm in dir, descending; returns the count */
@@ -439,6 +443,7 @@ void trainer_metrics(trainer *tr, double tokens_per_s, double valid_loss, double
 static void fill_meta(trainer *tr, tfm_kv *meta) {
     tfm_kv_init(meta);
     tfm_kv_set(meta, "format", "tfm checkpoint");
+    tfm_kv_set(meta, "tfm.version", "%s", TFM_VERSION);
     tfm_model_config_to_kv(&tr->model.cfg, meta);
     tfm_kv_set(meta, "train.step", "%lld", (long long)tr->step);
     tfm_kv_set(meta, "train.seed", "%lld", (long long)tr->o->seed);
@@ -482,4 +487,22 @@ int trainer_maybe_checkpoint(trainer *tr, int force) {
     if (force || train_should_stop() || (tr->o->save_every > 0 && tr->step % tr->o->save_every == 0))
         return trainer_checkpoint(tr, force);
     return 0;
+}
+
+int train_load_model(const char *path, tfm_model *m, tfm_kv *meta) {
+    char file[4096];
+    struct stat st;
+    if (stat(path, &st) != 0) return tfm_set_error("--model %s: %s", path, strerror(errno)), 1;
+    if (S_ISDIR(st.st_mode)) {
+        if (train_find_checkpoint(path, file, sizeof file, 1)) return 1;
+    } else {
+        snprintf(file, sizeof file, "%s", path);
+    }
+    tfm_checkpoint ck;
+    if (tfm_checkpoint_read(file, &ck)) return 1;
+    int rc = tfm_model_from_checkpoint(m, &ck);
+    if (!rc && meta)
+        for (int64_t i = 0; i < ck.meta.n; i++) tfm_kv_set(meta, ck.meta.keys[i], "%s", ck.meta.vals[i]);
+    tfm_checkpoint_free(&ck);
+    return rc;
 }

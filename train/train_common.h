@@ -84,6 +84,11 @@ int train_should_stop(void);
  * saying so on stderr); path into buf. 0 ok. */
 int train_find_checkpoint(const char *dir, char *buf, size_t size, int prefer_best);
 
+/* Loads a model for inference from a run directory (best.tfm, else the
+ * newest good checkpoint) or a checkpoint file; meta (if non-NULL, initialised)
+ * receives the checkpoint's metadata. */
+int train_load_model(const char *path, tfm_model *m, tfm_kv *meta);
+
 int tfm_cmd_train_corpus(train_options *o, flag_def *flags, int n_flags);
 
 #endif
