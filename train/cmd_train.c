@@ -95,7 +95,7 @@ int tfm_cmd_train(int argc, char **argv) {
     mc.vocab = o.vocab;
     if (mc.max_len < tc.max_len + 2) mc.max_len = tc.max_len + 2;
     trainer tr;
-    if (trainer_init(&tr, &o, &mc, flags, n_flags)) return tfm_cli_fail(1, "%s", tfm_last_error());
+    if (trainer_init(&tr, &o, &mc, flags, n_flags, o.batch, tc.max_len + 1, tc.max_len + 1)) return tfm_cli_fail(1, "%s", tfm_last_error());
 
     tfm_kv_set(&tr.state, "data.kind", "toy");
     tfm_kv_set(&tr.state, "data.task", "%s", o.task);

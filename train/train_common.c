@@ -284,7 +284,7 @@ fail:
 }
 
 int trainer_init(trainer *tr, const train_options *o, const tfm_model_config *mc, flag_def *flags,
-                 int n_flags) {
+                 int n_flags, int64_t max_B, int64_t max_S, int64_t max_T) {
     memset(tr, 0, sizeof *tr);
     tr->o = o;
     tr->flags = flags;
@@ -294,10 +294,8 @@ int trainer_init(trainer *tr, const train_options *o, const tfm_model_config *mc
     if (tfm_model_config_check(mc)) return 1;
     tr->n_params = tfm_model_param_count(mc);
     /* refuse configurations that cannot fit before allocating anything */
-    int64_t S = o->task ? o->max_len + 1 : o->max_tokens_len + 1;
-    int64_t B = o->task ? o->batch : (o->batch_tokens / 2 > 1 ? o->batch_tokens / 2 : 1);
-    if (!o->task && B * S > o->batch_tokens) B = o->batch_tokens / S > 0 ? o->batch_tokens / S : 1;
-    size_t arena = o->arena_mb ? (size_t)o->arena_mb << 20 : tfm_model_activation_bytes(mc, B, S, S);
+    size_t arena = o->arena_mb ? (size_t)o->arena_mb << 20
+                               : tfm_model_activation_bytes(mc, max_B, max_S, max_T);
     double need = (double)arena + 16.0 * (double)tr->n_params;
     double have = (double)sysconf(_SC_PHYS_PAGES) * (double)sysconf(_SC_PAGESIZE);
     if (need > 0.9 * have) {

@@ -63,7 +63,7 @@ typedef struct {
 
 /* Builds the model (or resumes it from the run directory with --resume). */
 int trainer_init(trainer *tr, const train_options *o, const tfm_model_config *mc,
-                 flag_def *flags, int n_flags);
+                 flag_def *flags, int n_flags, int64_t max_B, int64_t max_S, int64_t max_T);
 void trainer_free(trainer *tr);
 /* One update: forward, backward, clip, Adam. Returns 0, 1 when the step was
  * skipped (non-finite loss or gradient), -1 on error (message set). */
