@@ -60,6 +60,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 /* ---------------------------------------------------------------- UTF-8 */
 
@@ -106,7 +107,7 @@ typedef struct tfm_bpe tfm_bpe; /* merges + segmentation cache */
  * Progress goes to log (one line per 1000 merges) when log is not NULL.
  * Returns NULL with tfm_last_error() set on failure. */
 tfm_bpe *tfm_bpe_learn_files(const char *const *paths, int n_paths, int64_t n_merges,
-                             int64_t min_freq, void *log /* FILE* or NULL */);
+                             int64_t min_freq, FILE *log);
 /* The same on text in memory; name is used in error messages. */
 tfm_bpe *tfm_bpe_learn_text(const char *text, size_t len, const char *name, int64_t n_merges,
                             int64_t min_freq);
@@ -150,8 +151,8 @@ int tfm_bpe_segment(tfm_bpe *b, const char *line, size_t len, tfm_subwords *out)
  * one with the "@@" removed (also at the end of the input, like subword-nmt's
  * sed rule), the '~' escape is undone, and words are separated by single
  * spaces. Writes at most len bytes plus a NUL to out (detokenising never
- * lengthens text), returns the output length. Newlines count as whitespace,
- * so pass one line at a time to keep lines. */
+ * lengthens text, so out may be in itself), returns the output length.
+ * Newlines count as whitespace, so pass one line at a time to keep lines. */
 size_t tfm_bpe_detok(const char *in, size_t len, char *out);
 
 /* ----------------------------------------------------------- vocabulary */

@@ -466,7 +466,7 @@ fail:
 }
 
 tfm_bpe *tfm_bpe_learn_files(const char *const *paths, int n_paths, int64_t n_merges,
-                             int64_t min_freq, void *log) {
+                             int64_t min_freq, FILE *log) {
     word_counter wc;
     memset(&wc, 0, sizeof wc);
     for (int i = 0; i < n_paths; i++) {
