@@ -212,6 +212,139 @@ START_TEST(learn_counts_repeated_symbols_exactly) {
 }
 END_TEST
 
+/* A naive learner for cross-checking the incremental one: every step
+ * recounts all pairs from scratch and takes the max over (count, pair). */
+typedef struct {
+    const char *a, *b;
+    int64_t freq;
+} naive_pair;
+
+static int naive_pair_cmp(const void *x, const void *y) {
+    const naive_pair *p = x, *q = y;
+    int c = strcmp(p->a, q->a);
+    return c ? c : strcmp(p->b, q->b);
+}
+
+#define NAIVE_MAX_WORDS 512
+#define NAIVE_MAX_SYMS 16
+
+static int64_t naive_learn(char *words[], const int64_t *freq, int n_words, int n_merges,
+                           char merges[][2][64]) {
+    /* syms[w][i]: malloc'd symbol strings */
+    static char *syms[NAIVE_MAX_WORDS][NAIVE_MAX_SYMS];
+    static int len[NAIVE_MAX_WORDS];
+    for (int w = 0; w < n_words; w++) {
+        const char *s = words[w];
+        size_t n = strlen(s), pos = 0;
+        len[w] = 0;
+        while (pos < n) {
+            size_t cl = tfm_utf8_seq_len(s + pos, n - pos);
+            char *sym = calloc(cl + 5, 1);
+            memcpy(sym, s + pos, cl);
+            if (pos + cl == n) strcat(sym, "</w>");
+            syms[w][len[w]++] = sym;
+            pos += cl;
+        }
+    }
+    naive_pair *pairs = malloc(NAIVE_MAX_WORDS * NAIVE_MAX_SYMS * sizeof *pairs);
+    int64_t m = 0;
+    for (; m < n_merges; m++) {
+        int np = 0;
+        for (int w = 0; w < n_words; w++)
+            for (int i = 0; i + 1 < len[w]; i++)
+                pairs[np++] = (naive_pair){syms[w][i], syms[w][i + 1], freq[w]};
+        if (!np) break;
+        qsort(pairs, (size_t)np, sizeof *pairs, naive_pair_cmp);
+        naive_pair best = {NULL, NULL, 0};
+        for (int i = 0; i < np;) {
+            naive_pair cur = pairs[i];
+            int j = i + 1;
+            for (; j < np && !naive_pair_cmp(&pairs[j], &cur); j++) cur.freq += pairs[j].freq;
+            /* sorted ascending, so ">=" keeps the greatest pair among ties */
+            if (cur.freq >= best.freq) best = cur;
+            i = j;
+        }
+        snprintf(merges[m][0], 64, "%s", best.a);
+        snprintf(merges[m][1], 64, "%s", best.b);
+        for (int w = 0; w < n_words; w++) {
+            int j = 0;
+            for (int i = 0; i < len[w];) {
+                if (i + 1 < len[w] && !strcmp(syms[w][i], merges[m][0]) &&
+                    !strcmp(syms[w][i + 1], merges[m][1])) {
+                    char *cat = malloc(strlen(syms[w][i]) + strlen(syms[w][i + 1]) + 1);
+                    strcpy(cat, syms[w][i]);
+                    strcat(cat, syms[w][i + 1]);
+                    free(syms[w][i]);
+                    free(syms[w][i + 1]);
+                    syms[w][j++] = cat;
+                    i += 2;
+                } else {
+                    syms[w][j++] = syms[w][i++];
+                }
+            }
+            len[w] = j;
+        }
+    }
+    free(pairs);
+    for (int w = 0; w < n_words; w++)
+        for (int i = 0; i < len[w]; i++) free(syms[w][i]);
+    return m;
+}
+
+START_TEST(learn_matches_naive_recount) {
+    /* Small alphabets make many repeats, overlaps ("aaaa") and ties. */
+    static const char *const alpha[] = {"a", "b", "a", "\xC3\xA4", "\xE2\x82\xAC", "@", "~"};
+    for (int trial = 0; trial < 6; trial++) {
+        tfm_rng r;
+        tfm_rng_seed(&r, 777 + (uint64_t)trial);
+        int n_words = 40 + 60 * trial;
+        char *words[NAIVE_MAX_WORDS];
+        int64_t freq[NAIVE_MAX_WORDS];
+        size_t cap = 1 << 16, o = 0;
+        char *text = malloc(cap);
+        int n_alpha = 3 + trial % 5;
+        for (int w = 0; w < n_words; w++) {
+            char buf[64] = "";
+            int len = 1 + (int)tfm_rng_below(&r, 9);
+            for (int k = 0; k < len; k++) strcat(buf, alpha[tfm_rng_below(&r, (uint64_t)n_alpha)]);
+            /* Unique words only (the naive learner takes them as given). */
+            int dup = 0;
+            for (int v = 0; v < w && !dup; v++) dup = !strcmp(words[v], buf);
+            size_t k = strlen(buf);
+            while (k > 0 && buf[k - 1] == '~') k--;
+            if (dup || (k >= 2 && buf[k - 1] == '@' && buf[k - 2] == '@')) { /* escaped */
+                w--;
+                n_words--;
+                continue;
+            }
+            words[w] = strdup(buf);
+            freq[w] = 1 + (int64_t)tfm_rng_below(&r, 1 + 40 / (w % 7 + 1));
+            for (int64_t c = 0; c < freq[w]; c++) {
+                o += (size_t)snprintf(text + o, cap - o, "%s%c", buf, c % 5 == 4 ? '\n' : ' ');
+                ck_assert(o + 64 < cap);
+            }
+        }
+        static char want[400][2][64];
+        int64_t n_want = naive_learn(words, freq, n_words, 400, want);
+        tfm_bpe *b = tfm_bpe_learn_text(text, o, "random", 400, 1);
+        ck_assert_msg(b != NULL, "%s", tfm_last_error());
+        ck_assert_int_eq(tfm_bpe_n_merges(b), n_want);
+        for (int64_t m = 0; m < n_want; m++) {
+            ck_assert_msg(!strcmp(tfm_bpe_merge_left(b, m), want[m][0]) &&
+                              !strcmp(tfm_bpe_merge_right(b, m), want[m][1]),
+                          "trial %d merge %lld: got '%s %s' want '%s %s'", trial, (long long)m,
+                          tfm_bpe_merge_left(b, m), tfm_bpe_merge_right(b, m), want[m][0],
+                          want[m][1]);
+        }
+        printf("  naive recount: trial %d, %d words, %lld merges agree\n", trial, n_words,
+               (long long)n_want);
+        tfm_bpe_free(b);
+        for (int w = 0; w < n_words; w++) free(words[w]);
+        free(text);
+    }
+}
+END_TEST
+
 START_TEST(learn_rejects_bad_utf8_with_file_and_line) {
     const char *dir = tfm_test_tmpdir("bpe");
     char path[512];
@@ -698,6 +831,7 @@ int main(void) {
     tcase_add_test(tc, utf8_encode_decode_every_code_point);
     tcase_add_test(tc, learn_paper_example_hand_checked);
     tcase_add_test(tc, learn_counts_repeated_symbols_exactly);
+    tcase_add_test(tc, learn_matches_naive_recount);
     tcase_add_test(tc, learn_rejects_bad_utf8_with_file_and_line);
     tcase_add_test(tc, apply_known_words);
     tcase_add_test(tc, apply_version_01_codes_without_header);

@@ -348,6 +348,7 @@ static int learner_init(learner *L, const word_counter *wc) {
         L->wlen[w] = k;
         off += k;
     }
+    L->step = -1; /* not a merge step: merge 0 must see every pair it touches */
     for (int64_t w = 0; w < n; w++) {
         const int32_t *s = L->wsym + L->woff[w];
         for (int32_t i = 0; i + 1 < L->wlen[w]; i++)
