@@ -1,8 +1,285 @@
-/* tfm bpe: placeholder until the subcommand lands. */
+/* tfm bpe: learn, apply and undo byte-pair-encoding subwords; build the
+ * vocabulary; encode/decode ids; write a Hugging Face tokenizer.json. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
 #include "commands.h"
+#include "tfm/base.h"
+#include "tfm/text.h"
+
+static const char USAGE[] =
+    "usage: tfm bpe learn --merges N [--min-freq F] -o CODES [--vocab-out VOCAB] FILE...\n"
+    "       tfm bpe apply -c CODES [FILE...]          segment (stdin by default) with '@@ '\n"
+    "       tfm bpe detok [FILE...]                   join '@@ ' pieces back into words\n"
+    "       tfm bpe vocab -c CODES -o VOCAB FILE...   vocabulary of the segmented text\n"
+    "       tfm bpe encode -c CODES -v VOCAB [FILE...] one line of ids per line\n"
+    "       tfm bpe decode -v VOCAB [FILE...]         ids back to detokenized text\n"
+    "       tfm bpe hf -c CODES -v VOCAB -o tokenizer.json\n"
+    "\n"
+    "learn builds one joint model from all FILEs (e.g. source and target training text):\n"
+    "words are whitespace-separated, the end of word is marked '</w>' (subword-nmt 0.2).\n"
+    "Ties between equally frequent pairs go to the lexicographically greatest pair.\n"
+    "--min-freq defaults to 2: learning stops when no pair occurs that often.\n";
+
+typedef struct {
+    const char *codes, *out, *vocab, *vocab_out;
+    int64_t merges, min_freq;
+    int have_merges;
+    const char **files;
+    int n_files;
+} bpe_args;
+
+static int parse_int(const char *flag, const char *s, int64_t *v) {
+    char *end;
+    long long x = strtoll(s, &end, 10);
+    if (!*s || *end) return tfm_cli_fail(2, "%s wants an integer, got '%s'", flag, s);
+    *v = x;
+    return 0;
+}
+
+/* Parses the flags every subcommand shares; unknown flags are usage errors. */
+static int parse_args(int argc, char **argv, bpe_args *a) {
+    memset(a, 0, sizeof *a);
+    a->min_freq = 2;
+    a->files = calloc((size_t)argc + 1, sizeof *a->files);
+    if (!a->files) return tfm_cli_fail(1, "out of memory");
+    for (int i = 2; i < argc; i++) {
+        const char *f = argv[i];
+        int has_val = i + 1 < argc;
+        if (!strcmp(f, "-h") || !strcmp(f, "--help")) {
+            fputs(USAGE, stdout);
+            return -1;
+        }
+        if (f[0] == '-' && f[1] != 0) {
+            if (!has_val) return tfm_cli_fail(2, "%s needs a value\n%s", f, USAGE);
+            const char *v = argv[++i];
+            int rc = 0;
+            if (!strcmp(f, "-c") || !strcmp(f, "--codes")) a->codes = v;
+            else if (!strcmp(f, "-o") || !strcmp(f, "--output")) a->out = v;
+            else if (!strcmp(f, "-v") || !strcmp(f, "--vocab")) a->vocab = v;
+            else if (!strcmp(f, "--vocab-out")) a->vocab_out = v;
+            else if (!strcmp(f, "--merges") || !strcmp(f, "-s")) {
+                rc = parse_int(f, v, &a->merges);
+                a->have_merges = 1;
+            } else if (!strcmp(f, "--min-freq") || !strcmp(f, "--min-frequency"))
+                rc = parse_int(f, v, &a->min_freq);
+            else
+                return tfm_cli_fail(2, "bpe %s: unknown option '%s'\n%s", argv[1], f, USAGE);
+            if (rc) return rc;
+        } else {
+            a->files[a->n_files++] = f;
+        }
+    }
+    return 0;
+}
+
+/* Runs fn on every line of the files (stdin when none), with the name for
+ * errors. Lines are handed over without their newline. */
+typedef int (*line_cb)(void *ctx, char *line, size_t len, const char *name, long long lineno);
+
+static int each_input_line(const bpe_args *a, line_cb fn, void *ctx) {
+    int n = a->n_files ? a->n_files : 1;
+    char *line = NULL;
+    size_t cap = 0;
+    int rc = 0;
+    for (int i = 0; i < n && rc == 0; i++) {
+        const char *name = a->n_files ? a->files[i] : "<stdin>";
+        FILE *f = a->n_files ? fopen(name, "rb") : stdin;
+        if (!f) {
+            rc = tfm_cli_fail(1, "%s: cannot open", name);
+            break;
+        }
+        ssize_t got;
+        long long lineno = 0;
+        while (rc == 0 && (got = getline(&line, &cap, f)) >= 0) {
+            size_t len = (size_t)got;
+            if (len && line[len - 1] == '\n') len--;
+            rc = fn(ctx, line, len, name, ++lineno);
+        }
+        if (f != stdin) fclose(f);
+    }
+    free(line);
+    if (fflush(stdout) != 0 && rc == 0) rc = tfm_cli_fail(1, "write error on stdout");
+    return rc;
+}
+
+static int cmd_learn(const bpe_args *a) {
+    if (!a->have_merges) return tfm_cli_fail(2, "bpe learn: --merges N is required\n%s", USAGE);
+    if (!a->out) return tfm_cli_fail(2, "bpe learn: -o CODES is required\n%s", USAGE);
+    if (!a->n_files) return tfm_cli_fail(2, "bpe learn: no input FILE given\n%s", USAGE);
+    if (a->merges < 0) return tfm_cli_fail(2, "--merges must be >= 0");
+    if (a->min_freq < 1) return tfm_cli_fail(2, "--min-freq must be >= 1");
+    double t0 = tfm_now();
+    tfm_bpe *b = tfm_bpe_learn_files(a->files, a->n_files, a->merges, a->min_freq, stderr);
+    if (!b) return tfm_cli_fail(1, "%s", tfm_last_error());
+    double t1 = tfm_now();
+    if (tfm_bpe_save(b, a->out)) {
+        tfm_bpe_free(b);
+        return tfm_cli_fail(1, "%s", tfm_last_error());
+    }
+    fprintf(stderr, "bpe: %lld merges learned in %.2f s, written to %s\n",
+            (long long)tfm_bpe_n_merges(b), t1 - t0, a->out);
+    int rc = 0;
+    if (a->vocab_out) {
+        tfm_vocab *v = tfm_vocab_build(b, a->files, a->n_files);
+        if (!v || tfm_vocab_save(v, a->vocab_out))
+            rc = tfm_cli_fail(1, "%s", tfm_last_error());
+        else
+            fprintf(stderr, "bpe: vocabulary of %d tokens written to %s\n", tfm_vocab_size(v),
+                    a->vocab_out);
+        tfm_vocab_free(v);
+    }
+    tfm_bpe_free(b);
+    return rc;
+}
+
+typedef struct {
+    tfm_bpe *bpe;
+    const tfm_vocab *vocab;
+    tfm_subwords sw;
+    int32_t *ids;
+    int64_t cap;
+} apply_ctx;
+
+static int apply_line(void *ctx, char *line, size_t len, const char *name, long long lineno) {
+    apply_ctx *c = ctx;
+    if (tfm_bpe_segment(c->bpe, line, len, &c->sw))
+        return tfm_cli_fail(1, "%s:%lld: %s", name, lineno, tfm_last_error());
+    for (int64_t i = 0; i < c->sw.n; i++) {
+        if (i) putchar(' ');
+        fputs(tfm_subwords_get(&c->sw, i), stdout);
+    }
+    putchar('\n');
+    return 0;
+}
+
+static int encode_line(void *ctx, char *line, size_t len, const char *name, long long lineno) {
+    apply_ctx *c = ctx;
+    int64_t n;
+    while ((n = tfm_vocab_encode(c->bpe, c->vocab, line, len, c->ids, c->cap)) > c->cap) {
+        int32_t *ids = realloc(c->ids, (size_t)n * sizeof *ids);
+        if (!ids) return tfm_cli_fail(1, "out of memory");
+        c->ids = ids;
+        c->cap = n;
+    }
+    if (n < 0) return tfm_cli_fail(1, "%s:%lld: %s", name, lineno, tfm_last_error());
+    for (int64_t i = 0; i < n; i++) printf(i ? " %d" : "%d", c->ids[i]);
+    putchar('\n');
+    return 0;
+}
+
+static int decode_line(void *ctx, char *line, size_t len, const char *name, long long lineno) {
+    apply_ctx *c = ctx;
+    int64_t n = 0;
+    line[len] = 0;
+    for (char *p = line;;) {
+        while (*p && tfm_text_is_space((unsigned char)*p)) p++;
+        if (!*p) break;
+        char *end;
+        long long id = strtoll(p, &end, 10);
+        if (end == p || (*end && !tfm_text_is_space((unsigned char)*end)) || id < INT32_MIN ||
+            id > INT32_MAX)
+            return tfm_cli_fail(1, "%s:%lld: not a token id: '%.20s'", name, lineno, p);
+        if (n == c->cap) {
+            int64_t cap = c->cap ? c->cap * 2 : 256;
+            int32_t *ids = realloc(c->ids, (size_t)cap * sizeof *ids);
+            if (!ids) return tfm_cli_fail(1, "out of memory");
+            c->ids = ids;
+            c->cap = cap;
+        }
+        c->ids[n++] = (int32_t)id;
+        p = end;
+    }
+    char *text = tfm_vocab_decode(c->vocab, c->ids, n);
+    if (!text) return tfm_cli_fail(1, "%s:%lld: %s", name, lineno, tfm_last_error());
+    puts(text);
+    free(text);
+    return 0;
+}
+
+static int detok_line(void *ctx, char *line, size_t len, const char *name, long long lineno) {
+    (void)ctx;
+    (void)name;
+    (void)lineno;
+    /* Detokenising never lengthens: the output fits in place. */
+    size_t n = tfm_bpe_detok(line, len, line);
+    fwrite(line, 1, n, stdout);
+    putchar('\n');
+    return 0;
+}
+
+static int run_lines(const bpe_args *a, line_cb fn, int need_codes, int need_vocab) {
+    apply_ctx c;
+    memset(&c, 0, sizeof c);
+    tfm_vocab *v = NULL;
+    if (need_codes && !a->codes) return tfm_cli_fail(2, "-c CODES is required\n%s", USAGE);
+    if (need_vocab && !a->vocab) return tfm_cli_fail(2, "-v VOCAB is required\n%s", USAGE);
+    if (need_codes && !(c.bpe = tfm_bpe_load(a->codes)))
+        return tfm_cli_fail(1, "%s", tfm_last_error());
+    if (need_vocab && !(v = tfm_vocab_load(a->vocab))) {
+        tfm_bpe_free(c.bpe);
+        return tfm_cli_fail(1, "%s", tfm_last_error());
+    }
+    c.vocab = v;
+    int rc = each_input_line(a, fn, &c);
+    tfm_subwords_free(&c.sw);
+    free(c.ids);
+    tfm_vocab_free(v);
+    tfm_bpe_free(c.bpe);
+    return rc;
+}
+
+static int cmd_vocab(const bpe_args *a) {
+    if (!a->codes || !a->out || !a->n_files)
+        return tfm_cli_fail(2, "bpe vocab: -c CODES, -o VOCAB and a FILE are required\n%s", USAGE);
+    tfm_bpe *b = tfm_bpe_load(a->codes);
+    if (!b) return tfm_cli_fail(1, "%s", tfm_last_error());
+    tfm_vocab *v = tfm_vocab_build(b, a->files, a->n_files);
+    int rc = 0;
+    if (!v || tfm_vocab_save(v, a->out))
+        rc = tfm_cli_fail(1, "%s", tfm_last_error());
+    else
+        fprintf(stderr, "bpe: vocabulary of %d tokens written to %s\n", tfm_vocab_size(v), a->out);
+    tfm_vocab_free(v);
+    tfm_bpe_free(b);
+    return rc;
+}
+
+static int cmd_hf(const bpe_args *a) {
+    if (!a->codes || !a->vocab || !a->out)
+        return tfm_cli_fail(2, "bpe hf: -c CODES, -v VOCAB and -o FILE are required\n%s", USAGE);
+    tfm_bpe *b = tfm_bpe_load(a->codes);
+    tfm_vocab *v = b ? tfm_vocab_load(a->vocab) : NULL;
+    int rc = 0;
+    if (!b || !v || tfm_bpe_write_hf_tokenizer(b, v, a->out))
+        rc = tfm_cli_fail(1, "%s", tfm_last_error());
+    tfm_vocab_free(v);
+    tfm_bpe_free(b);
+    return rc;
+}
 
 int tfm_cmd_bpe(int argc, char **argv) {
-    (void)argc;
-    (void)argv;
-    return tfm_cli_fail(2, "'bpe' is not available in this build yet");
+    if (argc < 2) return tfm_cli_fail(2, "bpe: which subcommand?\n%s", USAGE);
+    const char *sub = argv[1];
+    if (!strcmp(sub, "-h") || !strcmp(sub, "--help") || !strcmp(sub, "help")) {
+        fputs(USAGE, stdout);
+        return 0;
+    }
+    bpe_args a;
+    int rc = parse_args(argc, argv, &a);
+    if (rc == 0) {
+        if (!strcmp(sub, "learn")) rc = cmd_learn(&a);
+        else if (!strcmp(sub, "apply")) rc = run_lines(&a, apply_line, 1, 0);
+        else if (!strcmp(sub, "detok")) rc = run_lines(&a, detok_line, 0, 0);
+        else if (!strcmp(sub, "vocab")) rc = cmd_vocab(&a);
+        else if (!strcmp(sub, "encode")) rc = run_lines(&a, encode_line, 1, 1);
+        else if (!strcmp(sub, "decode")) rc = run_lines(&a, decode_line, 0, 1);
+        else if (!strcmp(sub, "hf")) rc = cmd_hf(&a);
+        else rc = tfm_cli_fail(2, "bpe: unknown subcommand '%s'\n%s", sub, USAGE);
+    } else if (rc < 0) {
+        rc = 0; /* --help */
+    }
+    free(a.files);
+    return rc;
 }
