@@ -1,8 +1,77 @@
-/* Placeholder GEMM: correct, simple loop order; replaced by the packed,
- * register-tiled kernel. */
+/* Single-precision GEMM: packed, cache-blocked, register-tiled (Goto/BLIS
+ * style), with an AVX-512, an AVX2+FMA and a portable micro-kernel chosen at
+ * build time from the -march macros.
+ *
+ * Loop nest (row-major C, op(A): M x K, op(B): K x N):
+ *   jc over N in NC columns
+ *     pc over K in KC steps            pack op(B)[pc, jc] -> Bp (KC x NC, shared)
+ *       ic over M in MC rows           pack op(A)[ic, pc] -> Ap (MC x KC, per thread)
+ *         jr over NC in NR columns
+ *           ir over MC in MR rows      micro-kernel: MR x NR tile of C += Ap * Bp
+ * Packed A is stored per MR-row panel as a[k*MR + r]; packed B per NR-column
+ * panel as b[k*NR + c]; both zero-padded to full panels, so the micro-kernel
+ * never branches on edges. The transposes are handled entirely by packing.
+ *
+ * Determinism: every C element is owned by one thread; its value is the
+ * fused-multiply-add chain over k from 0 within each KC block (fixed KC), then
+ * C = alpha*acc + beta*C for the first block and C = alpha*acc + C for the
+ * rest, identically in full tiles and edge tiles. So the result depends on
+ * neither the thread count nor the tile an element falls in.
+ *
+ * Threads: above GEMM_PAR_MIN_FLOPS and outside any parallel region, one
+ * OpenMP team splits the C rows (or, for very few rows, the NR panels of each
+ * B block) statically; the B block is packed cooperatively and shared. Inside
+ * a parallel region everything runs on the calling thread.
+ *
+ * Memory: packing buffers are per thread (thread-local), 64-byte aligned,
+ * grown when a call needs more and never shrunk, so steady-state calls do not
+ * allocate. */
 #include "tfm/kernels.h"
 
+#include <math.h>
 #include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
+#include <immintrin.h>
+#endif
+
+#if defined(__AVX512F__)
+#define GEMM_KERNEL "avx512"
+#define MR 14
+#define NR 32
+#elif defined(__AVX2__) && defined(__FMA__)
+#define GEMM_KERNEL "avx2"
+#define MR 6
+#define NR 16
+#else
+#define GEMM_KERNEL "generic"
+#define MR 4
+#define NR 8
+#endif
+
+/* Cache blocking. A KC x NR panel of B (32 KB at KC=256, NR=32) stays in L1
+ * while MR x KC panels of A stream from an MC x KC block in L2; the KC x NC
+ * block of B lives in L3. KC is fixed (it defines the summation order). */
+#ifndef GEMM_KC
+#define GEMM_KC 256
+#endif
+#ifndef GEMM_MC
+#define GEMM_MC (MR * 24)
+#endif
+#ifndef GEMM_NC
+#define GEMM_NC (NR * 128)
+#endif
+/* Below this many flops (2*M*N*K) a GEMM runs on one thread: waking the team
+ * costs a few microseconds, about 1 Mflop at this machine's speed. */
+#ifndef GEMM_PAR_MIN_FLOPS
+#define GEMM_PAR_MIN_FLOPS 4.0e6
+#endif
+
+const char *tfm_gemm_kernel_name(void) { return GEMM_KERNEL; }
+
+/* ---- reference ------------------------------------------------------------ */
 
 void tfm_gemm_reference(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha,
                         const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
@@ -15,48 +84,430 @@ void tfm_gemm_reference(int trans_a, int trans_b, int64_t M, int64_t N, int64_t 
                 float b = trans_b ? B[j * ldb + p] : B[p * ldb + j];
                 acc += (double)a * b;
             }
-            float c = beta == 0.0f ? 0.0f : beta * C[i * ldc + j];
-            C[i * ldc + j] = c + alpha * (float)acc;
+            double c = beta == 0.0f ? 0.0 : (double)beta * C[i * ldc + j];
+            C[i * ldc + j] = (float)(c + (double)alpha * acc);
         }
 }
 
-static void gemm_rows(int trans_a, int trans_b, int64_t i0, int64_t i1, int64_t N, int64_t K,
-                      float alpha, const float *A, int64_t lda, const float *B, int64_t ldb,
-                      float beta, float *C, int64_t ldc) {
-    for (int64_t i = i0; i < i1; i++) {
-        float *c = C + i * ldc;
-        if (beta == 0.0f)
-            memset(c, 0, (size_t)N * sizeof(float));
-        else if (beta != 1.0f)
-            for (int64_t j = 0; j < N; j++) c[j] *= beta;
-        for (int64_t p = 0; p < K; p++) {
-            float a = alpha * (trans_a ? A[p * lda + i] : A[i * lda + p]);
-            if (!trans_b) {
-                const float *b = B + p * ldb;
-                for (int64_t j = 0; j < N; j++) c[j] += a * b[j];
-            } else {
-                for (int64_t j = 0; j < N; j++) c[j] += a * B[j * ldb + p];
+/* ---- per-thread buffers ---------------------------------------------------- */
+
+typedef struct {
+    float *p;
+    size_t n; /* floats */
+} gemm_buf;
+
+static _Thread_local gemm_buf g_buf_a, g_buf_b;
+
+/* Grows b to at least n floats (+ slack for full-vector overruns). */
+static float *buf_reserve(gemm_buf *b, size_t n) {
+    n += 64;
+    if (b->n < n) {
+        size_t want = n + n / 4;
+        float *p = tfm_alloc(want * sizeof(float));
+        TFM_ASSERT(p != NULL, "GEMM packing buffer of %zu floats", want);
+        tfm_free(b->p);
+        b->p = p;
+        b->n = want;
+    }
+    return b->p;
+}
+
+/* ---- packing ------------------------------------------------------------------
+ * Two shapes of source cover all four transpose cases. For a panel of R rows
+ * (R = MR for A, NR for B) and kc steps, with `valid` real rows (the rest are
+ * zero):
+ *   pack_copy:      out[k*R + r] = src[k*ld + r]   (rows contiguous in memory)
+ *   pack_transpose: out[k*R + r] = src[r*ld + k]   (k contiguous in memory)
+ * op(A) rows are A's columns when trans_a (copy), else A's rows (transpose);
+ * op(B) columns are B's columns unless trans_b (transpose). */
+
+static void pack_copy(float *restrict out, int R, const float *restrict src, int64_t ld, int valid,
+                      int64_t kc) {
+#if defined(__AVX512F__)
+    for (int64_t k = 0; k < kc; k++) {
+        const float *s = src + k * ld;
+        float *o = out + k * R;
+        for (int r = 0; r < R; r += 16) {
+            int w = valid - r;
+            __mmask16 m = w >= 16 ? (__mmask16)0xFFFF : w <= 0 ? 0 : (__mmask16)((1u << w) - 1);
+            int wr = R - r;
+            __mmask16 ms = wr >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << wr) - 1);
+            _mm512_mask_storeu_ps(o + r, ms, _mm512_maskz_loadu_ps(m, s + r));
+        }
+    }
+#else
+    for (int64_t k = 0; k < kc; k++) {
+        const float *s = src + k * ld;
+        float *o = out + k * R;
+        int r = 0;
+        for (; r < valid; r++) o[r] = s[r];
+        for (; r < R; r++) o[r] = 0.0f;
+    }
+#endif
+}
+
+#if defined(__AVX512F__)
+/* In-register transpose of a 16 x 16 block: r[i] holds row i on entry and
+ * column i on exit. */
+static inline void transpose16(__m512 r[16]) {
+    __m512 t[16];
+    for (int i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+    }
+    /* t[2j], t[2j+1] now interleave rows 2j, 2j+1 by pairs within 128-bit lanes */
+    for (int i = 0; i < 16; i += 4) {
+        r[i] = _mm512_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(1, 0, 1, 0));
+        r[i + 1] = _mm512_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(3, 2, 3, 2));
+        r[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(1, 0, 1, 0));
+        r[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(3, 2, 3, 2));
+    }
+    /* each 128-bit lane q of r[4g+c] holds rows 4g..4g+3 of column 4q+c */
+    const __m512i lo = _mm512_setr_epi32(0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27);
+    const __m512i hi = _mm512_setr_epi32(4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31);
+    for (int c = 0; c < 4; c++) {
+        /* combine groups 0,1 and 2,3: lanes (g0q0, g1q0, g0q2, g1q2) etc. */
+        t[c] = _mm512_permutex2var_ps(r[c], lo, r[4 + c]);
+        t[4 + c] = _mm512_permutex2var_ps(r[c], hi, r[4 + c]);
+        t[8 + c] = _mm512_permutex2var_ps(r[8 + c], lo, r[12 + c]);
+        t[12 + c] = _mm512_permutex2var_ps(r[8 + c], hi, r[12 + c]);
+    }
+    /* t[c]: (g0 q0, g1 q0, g0 q2, g1 q2) of column-phase c; t[4+c]: q1, q3 */
+    const __m512i lo2 = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23);
+    const __m512i hi2 =
+        _mm512_setr_epi32(8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31);
+    for (int c = 0; c < 4; c++) {
+        r[c] = _mm512_permutex2var_ps(t[c], lo2, t[8 + c]);      /* column c      (q0) */
+        r[8 + c] = _mm512_permutex2var_ps(t[c], hi2, t[8 + c]);  /* column 8 + c  (q2) */
+        r[4 + c] = _mm512_permutex2var_ps(t[4 + c], lo2, t[12 + c]);  /* column 4 + c  (q1) */
+        r[12 + c] = _mm512_permutex2var_ps(t[4 + c], hi2, t[12 + c]); /* column 12 + c (q3) */
+    }
+}
+#endif
+
+static void pack_transpose(float *restrict out, int R, const float *restrict src, int64_t ld,
+                           int valid, int64_t kc) {
+#if defined(__AVX512F__)
+    for (int r0 = 0; r0 < R; r0 += 16) {
+        int rows = valid - r0;
+        if (rows > 16) rows = 16;
+        int wr = R - r0;
+        __mmask16 ms = wr >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << wr) - 1);
+        for (int64_t k0 = 0; k0 < kc; k0 += 16) {
+            int64_t kk = kc - k0 < 16 ? kc - k0 : 16;
+            __mmask16 mk = kk == 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << kk) - 1);
+            __m512 v[16];
+            for (int i = 0; i < 16; i++)
+                v[i] = i < rows ? _mm512_maskz_loadu_ps(mk, src + (int64_t)(r0 + i) * ld + k0)
+                                : _mm512_setzero_ps();
+            transpose16(v);
+            for (int64_t k = 0; k < kk; k++)
+                _mm512_mask_storeu_ps(out + (k0 + k) * R + r0, ms, v[k]);
+        }
+    }
+#else
+    for (int64_t k0 = 0; k0 < kc; k0 += 8) {
+        int64_t kk = kc - k0 < 8 ? kc - k0 : 8;
+        for (int r = 0; r < R; r++) {
+            const float *s = src + (int64_t)r * ld + k0;
+            for (int64_t k = 0; k < kk; k++) out[(k0 + k) * R + r] = r < valid ? s[k] : 0.0f;
+        }
+    }
+#endif
+}
+
+/* op(A)[i0 : i0+mc, p0 : p0+kc] -> MR-row panels */
+static void pack_a(float *out, int trans_a, const float *A, int64_t lda, int64_t i0, int64_t mc,
+                   int64_t p0, int64_t kc) {
+    for (int64_t i = 0; i < mc; i += MR) {
+        int valid = (int)(mc - i < MR ? mc - i : MR);
+        float *o = out + i * kc;
+        if (trans_a)
+            pack_copy(o, MR, A + p0 * lda + i0 + i, lda, valid, kc);
+        else
+            pack_transpose(o, MR, A + (i0 + i) * lda + p0, lda, valid, kc);
+    }
+}
+
+/* op(B)[p0 : p0+kc, j0 + panels [q0, q1)] -> NR-column panels; nc = block width */
+static void pack_b(float *out, int trans_b, const float *B, int64_t ldb, int64_t p0, int64_t kc,
+                   int64_t j0, int64_t nc, int64_t q0, int64_t q1) {
+    for (int64_t q = q0; q < q1; q++) {
+        int64_t j = q * NR;
+        int valid = (int)(nc - j < NR ? nc - j : NR);
+        float *o = out + j * kc;
+        if (trans_b)
+            pack_transpose(o, NR, B + (j0 + j) * ldb + p0, ldb, valid, kc);
+        else
+            pack_copy(o, NR, B + p0 * ldb + j0 + j, ldb, valid, kc);
+    }
+}
+
+/* ---- micro-kernels ---------------------------------------------------------------
+ * acc = Ap (MR x kc) * Bp (kc x NR); then for the mr x nr corner that exists:
+ *   C = alpha * acc + beta * C   (beta == 0: C = alpha * acc, C not read)
+ * with a single rounding of the fused multiply-add, in the vector and the
+ * scalar (edge) path alike. */
+
+static inline float combine(float alpha, float acc, float beta, float c) {
+    return beta == 0.0f ? alpha * acc : fmaf(alpha, acc, beta == 1.0f ? c : beta * c);
+}
+
+static void store_edge(const float *tile, int mr, int nr, float alpha, float beta, float *C,
+                       int64_t ldc) {
+    for (int i = 0; i < mr; i++)
+        for (int j = 0; j < nr; j++)
+            C[i * ldc + j] = combine(alpha, tile[i * NR + j], beta, C[i * ldc + j]);
+}
+
+#if defined(__AVX512F__)
+#define NV (NR / 16)
+static void ukernel(int64_t kc, const float *restrict a, const float *restrict b, float *restrict C,
+                    int64_t ldc, float alpha, float beta, int mr, int nr) {
+    __m512 acc[MR][NV];
+#pragma GCC unroll 32
+    for (int i = 0; i < MR; i++)
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++) acc[i][v] = _mm512_setzero_ps();
+#pragma GCC unroll 2
+    for (int64_t k = 0; k < kc; k++) {
+        __m512 bv[NV];
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++) bv[v] = _mm512_load_ps(b + v * 16);
+#pragma GCC unroll 32
+        for (int i = 0; i < MR; i++) {
+            __m512 av = _mm512_set1_ps(a[i]);
+#pragma GCC unroll 4
+            for (int v = 0; v < NV; v++) acc[i][v] = _mm512_fmadd_ps(av, bv[v], acc[i][v]);
+        }
+        a += MR;
+        b += NR;
+    }
+    if (mr == MR && nr == NR) {
+        const __m512 va = _mm512_set1_ps(alpha);
+        if (beta == 0.0f) {
+#pragma GCC unroll 32
+            for (int i = 0; i < MR; i++)
+#pragma GCC unroll 4
+                for (int v = 0; v < NV; v++)
+                    _mm512_storeu_ps(C + i * ldc + v * 16, _mm512_mul_ps(va, acc[i][v]));
+        } else {
+            const __m512 vb = _mm512_set1_ps(beta);
+            const int one = beta == 1.0f;
+#pragma GCC unroll 32
+            for (int i = 0; i < MR; i++)
+#pragma GCC unroll 4
+                for (int v = 0; v < NV; v++) {
+                    float *c = C + i * ldc + v * 16;
+                    __m512 cv = _mm512_loadu_ps(c);
+                    if (!one) cv = _mm512_mul_ps(vb, cv);
+                    _mm512_storeu_ps(c, _mm512_fmadd_ps(va, acc[i][v], cv));
+                }
+        }
+    } else {
+        float tile[MR * NR] __attribute__((aligned(64)));
+        for (int i = 0; i < MR; i++)
+            for (int v = 0; v < NV; v++) _mm512_store_ps(tile + i * NR + v * 16, acc[i][v]);
+        store_edge(tile, mr, nr, alpha, beta, C, ldc);
+    }
+}
+#elif defined(__AVX2__) && defined(__FMA__)
+#define NV (NR / 8)
+static void ukernel(int64_t kc, const float *restrict a, const float *restrict b, float *restrict C,
+                    int64_t ldc, float alpha, float beta, int mr, int nr) {
+    __m256 acc[MR][NV];
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; i++)
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++) acc[i][v] = _mm256_setzero_ps();
+    for (int64_t k = 0; k < kc; k++) {
+        __m256 bv[NV];
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++) bv[v] = _mm256_load_ps(b + v * 8);
+#pragma GCC unroll 16
+        for (int i = 0; i < MR; i++) {
+            __m256 av = _mm256_broadcast_ss(a + i);
+#pragma GCC unroll 4
+            for (int v = 0; v < NV; v++) acc[i][v] = _mm256_fmadd_ps(av, bv[v], acc[i][v]);
+        }
+        a += MR;
+        b += NR;
+    }
+    if (mr == MR && nr == NR) {
+        const __m256 va = _mm256_set1_ps(alpha);
+        const __m256 vb = _mm256_set1_ps(beta);
+#pragma GCC unroll 16
+        for (int i = 0; i < MR; i++)
+#pragma GCC unroll 4
+            for (int v = 0; v < NV; v++) {
+                float *c = C + i * ldc + v * 8;
+                if (beta == 0.0f) {
+                    _mm256_storeu_ps(c, _mm256_mul_ps(va, acc[i][v]));
+                } else {
+                    __m256 cv = _mm256_loadu_ps(c);
+                    if (beta != 1.0f) cv = _mm256_mul_ps(vb, cv);
+                    _mm256_storeu_ps(c, _mm256_fmadd_ps(va, acc[i][v], cv));
+                }
+            }
+    } else {
+        float tile[MR * NR] __attribute__((aligned(32)));
+        for (int i = 0; i < MR; i++)
+            for (int v = 0; v < NV; v++) _mm256_store_ps(tile + i * NR + v * 8, acc[i][v]);
+        store_edge(tile, mr, nr, alpha, beta, C, ldc);
+    }
+}
+#else
+static void ukernel(int64_t kc, const float *restrict a, const float *restrict b, float *restrict C,
+                    int64_t ldc, float alpha, float beta, int mr, int nr) {
+    float acc[MR * NR];
+    for (int t = 0; t < MR * NR; t++) acc[t] = 0.0f;
+    for (int64_t k = 0; k < kc; k++) {
+        for (int i = 0; i < MR; i++)
+            for (int j = 0; j < NR; j++) acc[i * NR + j] = fmaf(a[i], b[j], acc[i * NR + j]);
+        a += MR;
+        b += NR;
+    }
+    store_edge(acc, mr, nr, alpha, beta, C, ldc);
+}
+#endif
+
+/* ---- driver -------------------------------------------------------------------- */
+
+typedef struct {
+    int trans_a, trans_b;
+    int64_t M, N, K;
+    float alpha, beta;
+    const float *A, *B;
+    int64_t lda, ldb, ldc;
+    float *C;
+    float *bp; /* shared packed B block (KC x NC) */
+} gemm_args;
+
+/* Thread `tid` of `nt` (split `split_m` ? rows : B panels) computes its part.
+ * With nt > 1 it must be called by every thread of a team: it packs its
+ * share of each B block and meets the others at barriers. */
+static void gemm_run(const gemm_args *g, int tid, int nt, int split_m) {
+    const int64_t M = g->M, N = g->N, K = g->K;
+    /* my rows [m0, m1): boundaries on MR multiples so tiles stay full */
+    int64_t m0 = 0, m1 = M;
+    if (split_m && nt > 1) {
+        int64_t panels = (M + MR - 1) / MR;
+        m0 = panels * tid / nt * MR;
+        m1 = panels * (tid + 1) / nt * MR;
+        if (m1 > M) m1 = M;
+        if (m0 > M) m0 = M;
+    }
+    int64_t mc_max = m1 - m0 < GEMM_MC ? m1 - m0 : GEMM_MC;
+    int64_t kc_max = K < GEMM_KC ? K : GEMM_KC;
+    float *ap = buf_reserve(&g_buf_a, (size_t)((mc_max + MR - 1) / MR * MR * kc_max));
+    for (int64_t jc = 0; jc < N; jc += GEMM_NC) {
+        int64_t nc = N - jc < GEMM_NC ? N - jc : GEMM_NC;
+        int64_t npanels = (nc + NR - 1) / NR;
+        /* my B panels to pack and (for split_n) to compute */
+        int64_t q0 = npanels * tid / nt, q1 = npanels * (tid + 1) / nt;
+        for (int64_t pc = 0; pc < K; pc += GEMM_KC) {
+            int64_t kc = K - pc < GEMM_KC ? K - pc : GEMM_KC;
+            float beta = pc == 0 ? g->beta : 1.0f;
+            pack_b(g->bp, g->trans_b, g->B, g->ldb, pc, kc, jc, nc, q0, q1);
+            if (nt > 1) {
+#pragma omp barrier
+            }
+            int64_t j_lo = split_m ? 0 : q0, j_hi = split_m ? npanels : q1;
+            for (int64_t ic = m0; ic < m1; ic += GEMM_MC) {
+                int64_t mc = m1 - ic < GEMM_MC ? m1 - ic : GEMM_MC;
+                if (j_lo >= j_hi) break;
+                pack_a(ap, g->trans_a, g->A, g->lda, ic, mc, pc, kc);
+                for (int64_t q = j_lo; q < j_hi; q++) {
+                    int64_t j = q * NR;
+                    int nr = (int)(nc - j < NR ? nc - j : NR);
+                    const float *bpan = g->bp + j * kc;
+                    for (int64_t i = 0; i < mc; i += MR) {
+                        int mr = (int)(mc - i < MR ? mc - i : MR);
+                        ukernel(kc, ap + i * kc, bpan, g->C + (ic + i) * g->ldc + jc + j, g->ldc,
+                                g->alpha, beta, mr, nr);
+                    }
+                }
+            }
+            if (nt > 1) {
+#pragma omp barrier
             }
         }
     }
 }
 
+/* C = beta * C when op(A) op(B) contributes nothing (K == 0 or alpha == 0). */
+static void scale_c(int64_t M, int64_t N, float beta, float *C, int64_t ldc) {
+    for (int64_t i = 0; i < M; i++) {
+        float *c = C + i * ldc;
+        if (beta == 0.0f)
+            memset(c, 0, (size_t)N * sizeof(float));
+        else if (beta != 1.0f)
+            for (int64_t j = 0; j < N; j++) c[j] *= beta;
+    }
+}
+
+static int in_parallel(void) {
+#ifdef _OPENMP
+    return omp_in_parallel();
+#else
+    return 1;
+#endif
+}
+
+static int max_threads(void) {
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+
 void tfm_gemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha,
               const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
               int64_t ldc) {
-    int par = (double)M * N * K > TFM_PAR_MIN_WORK;
-#pragma omp parallel for schedule(static) if (par)
-    for (int64_t i = 0; i < M; i++)
-        gemm_rows(trans_a, trans_b, i, i + 1, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    if (M <= 0 || N <= 0) return;
+    if (K <= 0 || alpha == 0.0f) {
+        scale_c(M, N, beta, C, ldc);
+        return;
+    }
+    gemm_args g = {trans_a, trans_b, M, N, K, alpha, beta, A, B, lda, ldb, ldc, C, NULL};
+    int64_t kc_max = K < GEMM_KC ? K : GEMM_KC;
+    int64_t nc_max = N < GEMM_NC ? N : GEMM_NC;
+    /* the calling thread owns the shared B block; team members only use it
+     * inside this call */
+    g.bp = buf_reserve(&g_buf_b, (size_t)((nc_max + NR - 1) / NR * NR * kc_max));
+    int nt = 1;
+    if (!in_parallel() && 2.0 * (double)M * N * K >= GEMM_PAR_MIN_FLOPS) nt = max_threads();
+    if (nt <= 1) {
+        gemm_run(&g, 0, 1, 1);
+        return;
+    }
+    /* split rows unless there are too few row panels to go around */
+    int split_m = (M + MR - 1) / MR >= 4 * (int64_t)nt;
+#pragma omp parallel num_threads(nt)
+    {
+#ifdef _OPENMP
+        gemm_run(&g, omp_get_thread_num(), omp_get_num_threads(), split_m);
+#endif
+    }
 }
 
 void tfm_gemm_batched(int trans_a, int trans_b, int64_t batch, int64_t M, int64_t N, int64_t K,
                       float alpha, const float *A, int64_t lda, int64_t stride_a, const float *B,
                       int64_t ldb, int64_t stride_b, float beta, float *C, int64_t ldc,
                       int64_t stride_c) {
+    /* Small GEMMs: one per thread across the batch (each runs serially inside
+     * the region). Large ones: one after another, each using every thread. */
+    int small = 2.0 * (double)M * N * K < GEMM_PAR_MIN_FLOPS;
+    if (small && batch > 1 && !in_parallel() &&
+        2.0 * (double)M * N * K * batch >= GEMM_PAR_MIN_FLOPS) {
+#pragma omp parallel for schedule(static)
+        for (int64_t b = 0; b < batch; b++)
+            tfm_gemm(trans_a, trans_b, M, N, K, alpha, A + b * stride_a, lda, B + b * stride_b,
+                     ldb, beta, C + b * stride_c, ldc);
+        return;
+    }
     for (int64_t b = 0; b < batch; b++)
         tfm_gemm(trans_a, trans_b, M, N, K, alpha, A + b * stride_a, lda, B + b * stride_b, ldb,
                  beta, C + b * stride_c, ldc);
 }
-
-const char *tfm_gemm_kernel_name(void) { return "generic"; }
