@@ -29,6 +29,7 @@
 #include "tfm/kernels.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <string.h>
 #ifdef _OPENMP
 #include <omp.h>
@@ -39,8 +40,12 @@
 
 #if defined(__AVX512F__)
 #define GEMM_KERNEL "avx512"
+#ifndef MR
 #define MR 14
+#endif
+#ifndef NR
 #define NR 32
+#endif
 #elif defined(__AVX2__) && defined(__FMA__)
 #define GEMM_KERNEL "avx2"
 #define MR 6
@@ -96,12 +101,34 @@ typedef struct {
     size_t n; /* floats */
 } gemm_buf;
 
-static _Thread_local gemm_buf g_buf_a, g_buf_b;
+typedef struct {
+    gemm_buf a, b;
+} gemm_bufs;
+
+static _Thread_local gemm_bufs g_bufs;
+/* Frees a thread's buffers when the thread exits (OpenMP may retire pool
+ * threads when the team size changes). */
+static pthread_key_t g_bufs_key;
+static pthread_once_t g_bufs_once = PTHREAD_ONCE_INIT;
+
+static void bufs_free(void *p) {
+    gemm_bufs *b = p;
+    tfm_free(b->a.p);
+    tfm_free(b->b.p);
+    b->a = (gemm_buf){NULL, 0};
+    b->b = (gemm_buf){NULL, 0};
+}
+
+static void bufs_key_init(void) { TFM_ASSERT(pthread_key_create(&g_bufs_key, bufs_free) == 0); }
 
 /* Grows b to at least n floats (+ slack for full-vector overruns). */
 static float *buf_reserve(gemm_buf *b, size_t n) {
     n += 64;
     if (b->n < n) {
+        if (!g_bufs.a.p && !g_bufs.b.p) {
+            pthread_once(&g_bufs_once, bufs_key_init);
+            pthread_setspecific(g_bufs_key, &g_bufs);
+        }
         size_t want = n + n / 4;
         float *p = tfm_alloc(want * sizeof(float));
         TFM_ASSERT(p != NULL, "GEMM packing buffer of %zu floats", want);
@@ -266,9 +293,16 @@ static void ukernel(int64_t kc, const float *restrict a, const float *restrict b
                     int64_t ldc, float alpha, float beta, int mr, int nr) {
     __m512 acc[MR][NV];
 #pragma GCC unroll 32
-    for (int i = 0; i < MR; i++)
+    for (int i = 0; i < MR; i++) {
+#ifndef GEMM_NO_PREFETCH_C
+        /* C is touched once per KC block, at rows ldc apart: the hardware
+         * prefetchers miss it, so fetch the tile while the k loop runs */
+        _mm_prefetch((const char *)(C + i * ldc), _MM_HINT_T0);
+        _mm_prefetch((const char *)(C + i * ldc + NR - 1), _MM_HINT_T0);
+#endif
 #pragma GCC unroll 4
         for (int v = 0; v < NV; v++) acc[i][v] = _mm512_setzero_ps();
+    }
 #pragma GCC unroll 2
     for (int64_t k = 0; k < kc; k++) {
         __m512 bv[NV];
@@ -399,7 +433,7 @@ static void gemm_run(const gemm_args *g, int tid, int nt, int split_m) {
     }
     int64_t mc_max = m1 - m0 < GEMM_MC ? m1 - m0 : GEMM_MC;
     int64_t kc_max = K < GEMM_KC ? K : GEMM_KC;
-    float *ap = buf_reserve(&g_buf_a, (size_t)((mc_max + MR - 1) / MR * MR * kc_max));
+    float *ap = buf_reserve(&g_bufs.a, (size_t)((mc_max + MR - 1) / MR * MR * kc_max));
     for (int64_t jc = 0; jc < N; jc += GEMM_NC) {
         int64_t nc = N - jc < GEMM_NC ? N - jc : GEMM_NC;
         int64_t npanels = (nc + NR - 1) / NR;
@@ -475,7 +509,7 @@ void tfm_gemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float a
     int64_t nc_max = N < GEMM_NC ? N : GEMM_NC;
     /* the calling thread owns the shared B block; team members only use it
      * inside this call */
-    g.bp = buf_reserve(&g_buf_b, (size_t)((nc_max + NR - 1) / NR * NR * kc_max));
+    g.bp = buf_reserve(&g_bufs.b, (size_t)((nc_max + NR - 1) / NR * NR * kc_max));
     int nt = 1;
     if (!in_parallel() && 2.0 * (double)M * N * K >= GEMM_PAR_MIN_FLOPS) nt = max_threads();
     if (nt <= 1) {
