@@ -216,9 +216,10 @@ static float *gemm_at_threads(int threads, int ta, int tb, int64_t M, int64_t N,
 
 START_TEST(bit_identical_across_thread_counts) {
     /* shapes that split by rows, by columns (few rows) and with K blocks */
-    static const int64_t shapes[][3] = {{300, 200, 700}, {5, 3000, 300}, {1000, 64, 64}};
+    static const int64_t shapes[][3] = {
+        {300, 200, 700}, {5, 3000, 300}, {1000, 64, 64}, {9, 4196, 300}, {512, 512, 600}};
     int saved = omp_get_max_threads();
-    for (int s = 0; s < 3; s++)
+    for (int s = 0; s < 5; s++)
         for (int t = 0; t < 4; t++) {
             int64_t M = shapes[s][0], N = shapes[s][1], K = shapes[s][2];
             float *A = malloc((size_t)(M * K) * sizeof(float));

@@ -256,13 +256,14 @@ static void pack_a(float *out, int trans_a, const float *A, int64_t lda, int64_t
     }
 }
 
-/* op(B)[p0 : p0+kc, j0 + panels [q0, q1)] -> NR-column panels; nc = block width */
+/* op(B)[p0 : p0+kc, j0 + panels [q0, q1)] -> NR-column panels, panel q at
+ * out + (q - qbase) * NR * kc; nc = block width */
 static void pack_b(float *out, int trans_b, const float *B, int64_t ldb, int64_t p0, int64_t kc,
-                   int64_t j0, int64_t nc, int64_t q0, int64_t q1) {
+                   int64_t j0, int64_t nc, int64_t q0, int64_t q1, int64_t qbase) {
     for (int64_t q = q0; q < q1; q++) {
         int64_t j = q * NR;
         int valid = (int)(nc - j < NR ? nc - j : NR);
-        float *o = out + j * kc;
+        float *o = out + (q - qbase) * NR * kc;
         if (trans_b)
             pack_transpose(o, NR, B + (j0 + j) * ldb + p0, ldb, valid, kc);
         else
@@ -434,16 +435,28 @@ static void gemm_run(const gemm_args *g, int tid, int nt, int split_m) {
     int64_t mc_max = m1 - m0 < GEMM_MC ? m1 - m0 : GEMM_MC;
     int64_t kc_max = K < GEMM_KC ? K : GEMM_KC;
     float *ap = buf_reserve(&g_bufs.a, (size_t)((mc_max + MR - 1) / MR * MR * kc_max));
+    /* rows split: one B block shared by the team (packed jointly between
+     * barriers); columns split: each thread packs only the panels it uses,
+     * into its own buffer, and never waits for the others */
+    float *bp = g->bp;
+    if (!split_m && nt > 1) {
+        int64_t nc_max = N < GEMM_NC ? N : GEMM_NC;
+        int64_t mine = ((nc_max + NR - 1) / NR + nt - 1) / nt + 1;
+        bp = buf_reserve(&g_bufs.b, (size_t)(mine * NR * kc_max));
+    }
     for (int64_t jc = 0; jc < N; jc += GEMM_NC) {
         int64_t nc = N - jc < GEMM_NC ? N - jc : GEMM_NC;
         int64_t npanels = (nc + NR - 1) / NR;
         /* my B panels to pack and (for split_n) to compute */
         int64_t q0 = npanels * tid / nt, q1 = npanels * (tid + 1) / nt;
+        int64_t qbase = split_m ? 0 : q0;
         for (int64_t pc = 0; pc < K; pc += GEMM_KC) {
             int64_t kc = K - pc < GEMM_KC ? K - pc : GEMM_KC;
             float beta = pc == 0 ? g->beta : 1.0f;
-            pack_b(g->bp, g->trans_b, g->B, g->ldb, pc, kc, jc, nc, q0, q1);
-            if (nt > 1) {
+            pack_b(bp, g->trans_b, g->B, g->ldb, pc, kc, jc, nc, q0, q1, qbase);
+            /* rows split: everyone reads every panel, so wait for all packs;
+             * columns split: a thread only reads the panels it packed */
+            if (nt > 1 && split_m) {
 #pragma omp barrier
             }
             int64_t j_lo = split_m ? 0 : q0, j_hi = split_m ? npanels : q1;
@@ -454,7 +467,7 @@ static void gemm_run(const gemm_args *g, int tid, int nt, int split_m) {
                 for (int64_t q = j_lo; q < j_hi; q++) {
                     int64_t j = q * NR;
                     int nr = (int)(nc - j < NR ? nc - j : NR);
-                    const float *bpan = g->bp + j * kc;
+                    const float *bpan = bp + (q - qbase) * NR * kc;
                     for (int64_t i = 0; i < mc; i += MR) {
                         int mr = (int)(mc - i < MR ? mc - i : MR);
                         ukernel(kc, ap + i * kc, bpan, g->C + (ic + i) * g->ldc + jc + j, g->ldc,
@@ -462,7 +475,7 @@ static void gemm_run(const gemm_args *g, int tid, int nt, int split_m) {
                     }
                 }
             }
-            if (nt > 1) {
+            if (nt > 1 && split_m) {
 #pragma omp barrier
             }
         }
@@ -516,8 +529,15 @@ void tfm_gemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float a
         gemm_run(&g, 0, 1, 1);
         return;
     }
-    /* split rows unless there are too few row panels to go around */
-    int split_m = (M + MR - 1) / MR >= 4 * (int64_t)nt;
+    /* Split C's rows (no duplicated work) unless splitting its NR-column
+     * panels balances the threads better; that costs every thread a pack of
+     * the whole of op(A) instead of its share, M*K copies against M*N*K/nt
+     * FMAs, negligible. */
+    int64_t tiles_m = (M + MR - 1) / MR;
+    int64_t nc_blk = N < GEMM_NC ? N : GEMM_NC, tiles_n = (nc_blk + NR - 1) / NR;
+    double load_m = (double)((tiles_m + nt - 1) / nt) * nt / (double)tiles_m;
+    double load_n = (double)((tiles_n + nt - 1) / nt) * nt / (double)tiles_n;
+    int split_m = tiles_m >= nt && load_m <= load_n;
 #pragma omp parallel num_threads(nt)
     {
 #ifdef _OPENMP
