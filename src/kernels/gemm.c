@@ -148,29 +148,32 @@ static float *buf_reserve(gemm_buf *b, size_t n) {
  * op(A) rows are A's columns when trans_a (copy), else A's rows (transpose);
  * op(B) columns are B's columns unless trans_b (transpose). */
 
-static void pack_copy(float *restrict out, int R, const float *restrict src, int64_t ld, int valid,
+static void pack_copy(float *restrict out, int R, const float *restrict src, int64_t ld, int64_t width,
                       int64_t kc) {
-#if defined(__AVX512F__)
+    /* `width` valid columns in ceil(width / R) panels, each R * kc floats.
+     * Walks src row by row (k outer) so that reads are sequential. */
+    int64_t npanels = (width + R - 1) / R;
     for (int64_t k = 0; k < kc; k++) {
         const float *s = src + k * ld;
-        float *o = out + k * R;
-        for (int r = 0; r < R; r += 16) {
-            int w = valid - r;
-            __mmask16 m = w >= 16 ? (__mmask16)0xFFFF : w <= 0 ? 0 : (__mmask16)((1u << w) - 1);
-            int wr = R - r;
-            __mmask16 ms = wr >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << wr) - 1);
-            _mm512_mask_storeu_ps(o + r, ms, _mm512_maskz_loadu_ps(m, s + r));
+        for (int64_t q = 0; q < npanels; q++) {
+            const float *sp = s + q * R;
+            float *o = out + q * R * kc + k * R;
+            int64_t valid = width - q * R;
+#if defined(__AVX512F__)
+            for (int r = 0; r < R; r += 16) {
+                int64_t w = valid - r;
+                __mmask16 m = w >= 16 ? (__mmask16)0xFFFF : w <= 0 ? 0 : (__mmask16)((1u << w) - 1);
+                int wr = R - r;
+                __mmask16 ms = wr >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << wr) - 1);
+                _mm512_mask_storeu_ps(o + r, ms, _mm512_maskz_loadu_ps(m, sp + r));
+            }
+#else
+            int r = 0;
+            for (; r < valid && r < R; r++) o[r] = sp[r];
+            for (; r < R; r++) o[r] = 0.0f;
+#endif
         }
     }
-#else
-    for (int64_t k = 0; k < kc; k++) {
-        const float *s = src + k * ld;
-        float *o = out + k * R;
-        int r = 0;
-        for (; r < valid; r++) o[r] = s[r];
-        for (; r < R; r++) o[r] = 0.0f;
-    }
-#endif
 }
 
 #if defined(__AVX512F__)
@@ -246,13 +249,13 @@ static void pack_transpose(float *restrict out, int R, const float *restrict src
 /* op(A)[i0 : i0+mc, p0 : p0+kc] -> MR-row panels */
 static void pack_a(float *out, int trans_a, const float *A, int64_t lda, int64_t i0, int64_t mc,
                    int64_t p0, int64_t kc) {
+    if (trans_a) {
+        pack_copy(out, MR, A + p0 * lda + i0, lda, mc, kc);
+        return;
+    }
     for (int64_t i = 0; i < mc; i += MR) {
         int valid = (int)(mc - i < MR ? mc - i : MR);
-        float *o = out + i * kc;
-        if (trans_a)
-            pack_copy(o, MR, A + p0 * lda + i0 + i, lda, valid, kc);
-        else
-            pack_transpose(o, MR, A + (i0 + i) * lda + p0, lda, valid, kc);
+        pack_transpose(out + i * kc, MR, A + (i0 + i) * lda + p0, lda, valid, kc);
     }
 }
 
@@ -260,14 +263,16 @@ static void pack_a(float *out, int trans_a, const float *A, int64_t lda, int64_t
  * out + (q - qbase) * NR * kc; nc = block width */
 static void pack_b(float *out, int trans_b, const float *B, int64_t ldb, int64_t p0, int64_t kc,
                    int64_t j0, int64_t nc, int64_t q0, int64_t q1, int64_t qbase) {
+    if (q0 >= q1) return;
+    if (!trans_b) {
+        int64_t j = q0 * NR, width = (q1 * NR < nc ? q1 * NR : nc) - j;
+        pack_copy(out + (q0 - qbase) * NR * kc, NR, B + p0 * ldb + j0 + j, ldb, width, kc);
+        return;
+    }
     for (int64_t q = q0; q < q1; q++) {
         int64_t j = q * NR;
         int valid = (int)(nc - j < NR ? nc - j : NR);
-        float *o = out + (q - qbase) * NR * kc;
-        if (trans_b)
-            pack_transpose(o, NR, B + (j0 + j) * ldb + p0, ldb, valid, kc);
-        else
-            pack_copy(o, NR, B + p0 * ldb + j0 + j, ldb, valid, kc);
+        pack_transpose(out + (q - qbase) * NR * kc, NR, B + (j0 + j) * ldb + p0, ldb, valid, kc);
     }
 }
 
