@@ -535,13 +535,15 @@ void tfm_gemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float a
         return;
     }
     /* Split C's rows (no duplicated work) unless splitting its NR-column
-     * panels balances the threads better; that costs every thread a pack of
-     * the whole of op(A) instead of its share, M*K copies against M*N*K/nt
-     * FMAs, negligible. */
+     * panels balances the threads better. That costs every thread a pack of
+     * all of op(A) instead of its share: (nt-1)/nt * M*K extra copies (about
+     * half a cycle each) against 2*M*N*K/nt flops (64 per cycle), a relative
+     * overhead of about (nt-1) * nt * 16 / N. */
     int64_t tiles_m = (M + MR - 1) / MR;
     int64_t nc_blk = N < GEMM_NC ? N : GEMM_NC, tiles_n = (nc_blk + NR - 1) / NR;
     double load_m = (double)((tiles_m + nt - 1) / nt) * nt / (double)tiles_m;
-    double load_n = (double)((tiles_n + nt - 1) / nt) * nt / (double)tiles_n;
+    double load_n = (double)((tiles_n + nt - 1) / nt) * nt / (double)tiles_n +
+                    (double)(nt - 1) * nt * 16.0 / (double)nc_blk;
     int split_m = tiles_m >= nt && load_m <= load_n;
 #pragma omp parallel num_threads(nt)
     {
