@@ -286,69 +286,113 @@ static inline float combine(float alpha, float acc, float beta, float c) {
     return beta == 0.0f ? alpha * acc : fmaf(alpha, acc, beta == 1.0f ? c : beta * c);
 }
 
+#if !defined(__AVX512F__)
 static void store_edge(const float *tile, int mr, int nr, float alpha, float beta, float *C,
                        int64_t ldc) {
     for (int i = 0; i < mr; i++)
         for (int j = 0; j < nr; j++)
             C[i * ldc + j] = combine(alpha, tile[i * NR + j], beta, C[i * ldc + j]);
 }
+#endif
 
 #if defined(__AVX512F__)
 #define NV (NR / 16)
-static void ukernel(int64_t kc, const float *restrict a, const float *restrict b, float *restrict C,
-                    int64_t ldc, float alpha, float beta, int mr, int nr) {
+/* ROWS x (16*VECS) accumulators; instantiated for the full MR x NR tile and
+ * for narrower edge tiles (ROWS < MR reads the first ROWS entries of each
+ * packed A column), so an edge tile of 1..4 rows does not pay for 14. The
+ * arithmetic per element is the same in every instance. */
+static inline __attribute__((always_inline)) void ukernel_body(int ROWS, int VECS, int64_t kc,
+                                                               const float *restrict a,
+                                                               const float *restrict b,
+                                                               float *restrict C, int64_t ldc,
+                                                               float alpha, float beta, int mr,
+                                                               int nr) {
     __m512 acc[MR][NV];
 #pragma GCC unroll 32
-    for (int i = 0; i < MR; i++) {
-#ifndef GEMM_NO_PREFETCH_C
+    for (int i = 0; i < ROWS; i++) {
         /* C is touched once per KC block, at rows ldc apart: the hardware
          * prefetchers miss it, so fetch the tile while the k loop runs */
         _mm_prefetch((const char *)(C + i * ldc), _MM_HINT_T0);
-        _mm_prefetch((const char *)(C + i * ldc + NR - 1), _MM_HINT_T0);
-#endif
+        _mm_prefetch((const char *)(C + i * ldc + VECS * 16 - 1), _MM_HINT_T0);
 #pragma GCC unroll 4
-        for (int v = 0; v < NV; v++) acc[i][v] = _mm512_setzero_ps();
+        for (int v = 0; v < VECS; v++) acc[i][v] = _mm512_setzero_ps();
     }
 #pragma GCC unroll 2
     for (int64_t k = 0; k < kc; k++) {
         __m512 bv[NV];
 #pragma GCC unroll 4
-        for (int v = 0; v < NV; v++) bv[v] = _mm512_load_ps(b + v * 16);
+        for (int v = 0; v < VECS; v++) bv[v] = _mm512_load_ps(b + v * 16);
 #pragma GCC unroll 32
-        for (int i = 0; i < MR; i++) {
+        for (int i = 0; i < ROWS; i++) {
             __m512 av = _mm512_set1_ps(a[i]);
 #pragma GCC unroll 4
-            for (int v = 0; v < NV; v++) acc[i][v] = _mm512_fmadd_ps(av, bv[v], acc[i][v]);
+            for (int v = 0; v < VECS; v++) acc[i][v] = _mm512_fmadd_ps(av, bv[v], acc[i][v]);
         }
         a += MR;
         b += NR;
     }
-    if (mr == MR && nr == NR) {
-        const __m512 va = _mm512_set1_ps(alpha);
-        if (beta == 0.0f) {
-#pragma GCC unroll 32
-            for (int i = 0; i < MR; i++)
+    /* C = alpha*acc (+ beta*C): masked lanes cover a partial last vector */
+    const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+    __mmask16 mask[NV];
 #pragma GCC unroll 4
-                for (int v = 0; v < NV; v++)
-                    _mm512_storeu_ps(C + i * ldc + v * 16, _mm512_mul_ps(va, acc[i][v]));
-        } else {
-            const __m512 vb = _mm512_set1_ps(beta);
-            const int one = beta == 1.0f;
+    for (int v = 0; v < VECS; v++) {
+        int w = nr - v * 16;
+        mask[v] = w >= 16 ? (__mmask16)0xFFFF : w <= 0 ? 0 : (__mmask16)((1u << w) - 1);
+    }
 #pragma GCC unroll 32
-            for (int i = 0; i < MR; i++)
+    for (int i = 0; i < ROWS; i++) {
+        if (i >= mr) break;
 #pragma GCC unroll 4
-                for (int v = 0; v < NV; v++) {
-                    float *c = C + i * ldc + v * 16;
-                    __m512 cv = _mm512_loadu_ps(c);
-                    if (!one) cv = _mm512_mul_ps(vb, cv);
-                    _mm512_storeu_ps(c, _mm512_fmadd_ps(va, acc[i][v], cv));
-                }
+        for (int v = 0; v < VECS; v++) {
+            float *c = C + i * ldc + v * 16;
+            __m512 r;
+            if (beta == 0.0f) {
+                r = _mm512_mul_ps(va, acc[i][v]);
+            } else {
+                __m512 cv = _mm512_maskz_loadu_ps(mask[v], c);
+                if (beta != 1.0f) cv = _mm512_mul_ps(vb, cv);
+                r = _mm512_fmadd_ps(va, acc[i][v], cv);
+            }
+            _mm512_mask_storeu_ps(c, mask[v], r);
         }
+    }
+}
+
+#define UKERNEL_INSTANCE(NAME, R, V)                                                          \
+    static void NAME(int64_t kc, const float *restrict a, const float *restrict b,            \
+                     float *restrict C, int64_t ldc, float alpha, float beta, int mr, int nr) { \
+        ukernel_body(R, V, kc, a, b, C, ldc, alpha, beta, mr, nr);                            \
+    }
+_Static_assert(MR > 8 && NV == 2, "the edge kernels below assume MR > 8 rows and 2 vectors");
+UKERNEL_INSTANCE(ukernel_full, MR, 2)
+UKERNEL_INSTANCE(ukernel_8x2, 8, 2)
+UKERNEL_INSTANCE(ukernel_4x2, 4, 2)
+UKERNEL_INSTANCE(ukernel_2x2, 2, 2)
+UKERNEL_INSTANCE(ukernel_1x2, 1, 2)
+UKERNEL_INSTANCE(ukernel_full_x1, MR, 1)
+UKERNEL_INSTANCE(ukernel_4x1, 4, 1)
+UKERNEL_INSTANCE(ukernel_1x1, 1, 1)
+
+static void ukernel(int64_t kc, const float *restrict a, const float *restrict b, float *restrict C,
+                    int64_t ldc, float alpha, float beta, int mr, int nr) {
+    if (nr > 16) {
+        if (mr > 8)
+            ukernel_full(kc, a, b, C, ldc, alpha, beta, mr, nr);
+        else if (mr > 4)
+            ukernel_8x2(kc, a, b, C, ldc, alpha, beta, mr, nr);
+        else if (mr > 2)
+            ukernel_4x2(kc, a, b, C, ldc, alpha, beta, mr, nr);
+        else if (mr > 1)
+            ukernel_2x2(kc, a, b, C, ldc, alpha, beta, mr, nr);
+        else
+            ukernel_1x2(kc, a, b, C, ldc, alpha, beta, mr, nr);
     } else {
-        float tile[MR * NR] __attribute__((aligned(64)));
-        for (int i = 0; i < MR; i++)
-            for (int v = 0; v < NV; v++) _mm512_store_ps(tile + i * NR + v * 16, acc[i][v]);
-        store_edge(tile, mr, nr, alpha, beta, C, ldc);
+        if (mr > 4)
+            ukernel_full_x1(kc, a, b, C, ldc, alpha, beta, mr, nr);
+        else if (mr > 1)
+            ukernel_4x1(kc, a, b, C, ldc, alpha, beta, mr, nr);
+        else
+            ukernel_1x1(kc, a, b, C, ldc, alpha, beta, mr, nr);
     }
 }
 #elif defined(__AVX2__) && defined(__FMA__)
