@@ -304,9 +304,17 @@ static void store_edge(const float *tile, int mr, int nr, float alpha, float bet
 static inline __attribute__((always_inline)) void ukernel_body(int ROWS, int VECS, int64_t kc,
                                                                const float *restrict a,
                                                                const float *restrict b,
-                                                               float *restrict C, int64_t ldc,
+                                                               int64_t ldbk, float *restrict C,
+                                                               int64_t ldc,
                                                                float alpha, float beta, int mr,
                                                                int nr) {
+    /* columns beyond nr: zero in packed B, not to be read in direct B */
+    __mmask16 mask[NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < VECS; v++) {
+        int w = nr - v * 16;
+        mask[v] = w >= 16 ? (__mmask16)0xFFFF : w <= 0 ? 0 : (__mmask16)((1u << w) - 1);
+    }
     __m512 acc[MR][NV];
 #pragma GCC unroll 32
     for (int i = 0; i < ROWS; i++) {
@@ -321,7 +329,7 @@ static inline __attribute__((always_inline)) void ukernel_body(int ROWS, int VEC
     for (int64_t k = 0; k < kc; k++) {
         __m512 bv[NV];
 #pragma GCC unroll 4
-        for (int v = 0; v < VECS; v++) bv[v] = _mm512_load_ps(b + v * 16);
+        for (int v = 0; v < VECS; v++) bv[v] = _mm512_maskz_loadu_ps(mask[v], b + v * 16);
 #pragma GCC unroll 32
         for (int i = 0; i < ROWS; i++) {
             __m512 av = _mm512_set1_ps(a[i]);
@@ -329,16 +337,10 @@ static inline __attribute__((always_inline)) void ukernel_body(int ROWS, int VEC
             for (int v = 0; v < VECS; v++) acc[i][v] = _mm512_fmadd_ps(av, bv[v], acc[i][v]);
         }
         a += MR;
-        b += NR;
+        b += ldbk;
     }
     /* C = alpha*acc (+ beta*C): masked lanes cover a partial last vector */
     const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
-    __mmask16 mask[NV];
-#pragma GCC unroll 4
-    for (int v = 0; v < VECS; v++) {
-        int w = nr - v * 16;
-        mask[v] = w >= 16 ? (__mmask16)0xFFFF : w <= 0 ? 0 : (__mmask16)((1u << w) - 1);
-    }
 #pragma GCC unroll 32
     for (int i = 0; i < ROWS; i++) {
         if (i >= mr) break;
@@ -360,8 +362,9 @@ static inline __attribute__((always_inline)) void ukernel_body(int ROWS, int VEC
 
 #define UKERNEL_INSTANCE(NAME, R, V)                                                          \
     static void NAME(int64_t kc, const float *restrict a, const float *restrict b,            \
-                     float *restrict C, int64_t ldc, float alpha, float beta, int mr, int nr) { \
-        ukernel_body(R, V, kc, a, b, C, ldc, alpha, beta, mr, nr);                            \
+                     int64_t ldbk, float *restrict C, int64_t ldc, float alpha, float beta,     \
+                     int mr, int nr) {                                                          \
+        ukernel_body(R, V, kc, a, b, ldbk, C, ldc, alpha, beta, mr, nr);                      \
     }
 _Static_assert(MR > 8 && NV == 2, "the edge kernels below assume MR > 8 rows and 2 vectors");
 UKERNEL_INSTANCE(ukernel_full, MR, 2)
@@ -373,32 +376,32 @@ UKERNEL_INSTANCE(ukernel_full_x1, MR, 1)
 UKERNEL_INSTANCE(ukernel_4x1, 4, 1)
 UKERNEL_INSTANCE(ukernel_1x1, 1, 1)
 
-static void ukernel(int64_t kc, const float *restrict a, const float *restrict b, float *restrict C,
-                    int64_t ldc, float alpha, float beta, int mr, int nr) {
+static void ukernel(int64_t kc, const float *restrict a, const float *restrict b, int64_t ldbk,
+                    float *restrict C, int64_t ldc, float alpha, float beta, int mr, int nr) {
     if (nr > 16) {
         if (mr > 8)
-            ukernel_full(kc, a, b, C, ldc, alpha, beta, mr, nr);
+            ukernel_full(kc, a, b, ldbk, C, ldc, alpha, beta, mr, nr);
         else if (mr > 4)
-            ukernel_8x2(kc, a, b, C, ldc, alpha, beta, mr, nr);
+            ukernel_8x2(kc, a, b, ldbk, C, ldc, alpha, beta, mr, nr);
         else if (mr > 2)
-            ukernel_4x2(kc, a, b, C, ldc, alpha, beta, mr, nr);
+            ukernel_4x2(kc, a, b, ldbk, C, ldc, alpha, beta, mr, nr);
         else if (mr > 1)
-            ukernel_2x2(kc, a, b, C, ldc, alpha, beta, mr, nr);
+            ukernel_2x2(kc, a, b, ldbk, C, ldc, alpha, beta, mr, nr);
         else
-            ukernel_1x2(kc, a, b, C, ldc, alpha, beta, mr, nr);
+            ukernel_1x2(kc, a, b, ldbk, C, ldc, alpha, beta, mr, nr);
     } else {
         if (mr > 4)
-            ukernel_full_x1(kc, a, b, C, ldc, alpha, beta, mr, nr);
+            ukernel_full_x1(kc, a, b, ldbk, C, ldc, alpha, beta, mr, nr);
         else if (mr > 1)
-            ukernel_4x1(kc, a, b, C, ldc, alpha, beta, mr, nr);
+            ukernel_4x1(kc, a, b, ldbk, C, ldc, alpha, beta, mr, nr);
         else
-            ukernel_1x1(kc, a, b, C, ldc, alpha, beta, mr, nr);
+            ukernel_1x1(kc, a, b, ldbk, C, ldc, alpha, beta, mr, nr);
     }
 }
 #elif defined(__AVX2__) && defined(__FMA__)
 #define NV (NR / 8)
-static void ukernel(int64_t kc, const float *restrict a, const float *restrict b, float *restrict C,
-                    int64_t ldc, float alpha, float beta, int mr, int nr) {
+static void ukernel(int64_t kc, const float *restrict a, const float *restrict b, int64_t ldbk,
+                    float *restrict C, int64_t ldc, float alpha, float beta, int mr, int nr) {
     __m256 acc[MR][NV];
 #pragma GCC unroll 16
     for (int i = 0; i < MR; i++)
@@ -441,8 +444,8 @@ static void ukernel(int64_t kc, const float *restrict a, const float *restrict b
     }
 }
 #else
-static void ukernel(int64_t kc, const float *restrict a, const float *restrict b, float *restrict C,
-                    int64_t ldc, float alpha, float beta, int mr, int nr) {
+static void ukernel(int64_t kc, const float *restrict a, const float *restrict b, int64_t ldbk,
+                    float *restrict C, int64_t ldc, float alpha, float beta, int mr, int nr) {
     float acc[MR * NR];
     for (int t = 0; t < MR * NR; t++) acc[t] = 0.0f;
     for (int64_t k = 0; k < kc; k++) {
@@ -464,7 +467,8 @@ typedef struct {
     const float *A, *B;
     int64_t lda, ldb, ldc;
     float *C;
-    float *bp; /* shared packed B block (KC x NC) */
+    float *bp;    /* shared packed B block (KC x NC) */
+    int direct_b; /* the micro-kernel reads op(B) = B in place (no packing) */
 } gemm_args;
 
 /* Thread `tid` of `nt` (split `split_m` ? rows : B panels) computes its part.
@@ -502,10 +506,10 @@ static void gemm_run(const gemm_args *g, int tid, int nt, int split_m) {
         for (int64_t pc = 0; pc < K; pc += GEMM_KC) {
             int64_t kc = K - pc < GEMM_KC ? K - pc : GEMM_KC;
             float beta = pc == 0 ? g->beta : 1.0f;
-            pack_b(bp, g->trans_b, g->B, g->ldb, pc, kc, jc, nc, q0, q1, qbase);
+            if (!g->direct_b) pack_b(bp, g->trans_b, g->B, g->ldb, pc, kc, jc, nc, q0, q1, qbase);
             /* rows split: everyone reads every panel, so wait for all packs;
              * columns split: a thread only reads the panels it packed */
-            if (nt > 1 && split_m) {
+            if (nt > 1 && split_m && !g->direct_b) {
 #pragma omp barrier
             }
             int64_t j_lo = split_m ? 0 : q0, j_hi = split_m ? npanels : q1;
@@ -517,14 +521,19 @@ static void gemm_run(const gemm_args *g, int tid, int nt, int split_m) {
                     int64_t j = q * NR;
                     int nr = (int)(nc - j < NR ? nc - j : NR);
                     const float *bpan = bp + (q - qbase) * NR * kc;
+                    int64_t ldbk = NR;
+                    if (g->direct_b) {
+                        bpan = g->B + pc * g->ldb + jc + j;
+                        ldbk = g->ldb;
+                    }
                     for (int64_t i = 0; i < mc; i += MR) {
                         int mr = (int)(mc - i < MR ? mc - i : MR);
-                        ukernel(kc, ap + i * kc, bpan, g->C + (ic + i) * g->ldc + jc + j, g->ldc,
+                        ukernel(kc, ap + i * kc, bpan, ldbk, g->C + (ic + i) * g->ldc + jc + j, g->ldc,
                                 g->alpha, beta, mr, nr);
                     }
                 }
             }
-            if (nt > 1 && split_m) {
+            if (nt > 1 && split_m && !g->direct_b) {
 #pragma omp barrier
             }
         }
@@ -566,7 +575,12 @@ void tfm_gemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float a
         scale_c(M, N, beta, C, ldc);
         return;
     }
-    gemm_args g = {trans_a, trans_b, M, N, K, alpha, beta, A, B, lda, ldb, ldc, C, NULL};
+    gemm_args g = {trans_a, trans_b, M, N, K, alpha, beta, A, B, lda, ldb, ldc, C, NULL, 0};
+#if defined(__AVX512F__)
+    /* With few rows each packed B panel would be read once or twice: cheaper
+     * to stream B (K x N, row-major) straight into the micro-kernel. */
+    g.direct_b = !trans_b && M <= 2 * MR;
+#endif
     int64_t kc_max = K < GEMM_KC ? K : GEMM_KC;
     int64_t nc_max = N < GEMM_NC ? N : GEMM_NC;
     /* the calling thread owns the shared B block; team members only use it
