@@ -402,6 +402,7 @@ static void ukernel(int64_t kc, const float *restrict a, const float *restrict b
 #define NV (NR / 8)
 static void ukernel(int64_t kc, const float *restrict a, const float *restrict b, int64_t ldbk,
                     float *restrict C, int64_t ldc, float alpha, float beta, int mr, int nr) {
+    (void)ldbk; /* B is always packed here (reading it in place is an AVX-512 path) */
     __m256 acc[MR][NV];
 #pragma GCC unroll 16
     for (int i = 0; i < MR; i++)
@@ -446,6 +447,7 @@ static void ukernel(int64_t kc, const float *restrict a, const float *restrict b
 #else
 static void ukernel(int64_t kc, const float *restrict a, const float *restrict b, int64_t ldbk,
                     float *restrict C, int64_t ldc, float alpha, float beta, int mr, int nr) {
+    (void)ldbk; /* B is always packed here (reading it in place is an AVX-512 path) */
     float acc[MR * NR];
     for (int t = 0; t < MR * NR; t++) acc[t] = 0.0f;
     for (int64_t k = 0; k < kc; k++) {
