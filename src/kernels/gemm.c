@@ -325,11 +325,15 @@ static inline __attribute__((always_inline)) void ukernel_body(int ROWS, int VEC
 #pragma GCC unroll 4
         for (int v = 0; v < VECS; v++) acc[i][v] = _mm512_setzero_ps();
     }
+    /* full width: plain loads and stores (masked stores cost more on some
+     * cores); the test is loop-invariant, so the compiler unswitches it */
+    const int full = nr == VECS * 16;
 #pragma GCC unroll 2
     for (int64_t k = 0; k < kc; k++) {
         __m512 bv[NV];
 #pragma GCC unroll 4
-        for (int v = 0; v < VECS; v++) bv[v] = _mm512_maskz_loadu_ps(mask[v], b + v * 16);
+        for (int v = 0; v < VECS; v++)
+            bv[v] = full ? _mm512_loadu_ps(b + v * 16) : _mm512_maskz_loadu_ps(mask[v], b + v * 16);
 #pragma GCC unroll 32
         for (int i = 0; i < ROWS; i++) {
             __m512 av = _mm512_set1_ps(a[i]);
@@ -351,11 +355,14 @@ static inline __attribute__((always_inline)) void ukernel_body(int ROWS, int VEC
             if (beta == 0.0f) {
                 r = _mm512_mul_ps(va, acc[i][v]);
             } else {
-                __m512 cv = _mm512_maskz_loadu_ps(mask[v], c);
+                __m512 cv = full ? _mm512_loadu_ps(c) : _mm512_maskz_loadu_ps(mask[v], c);
                 if (beta != 1.0f) cv = _mm512_mul_ps(vb, cv);
                 r = _mm512_fmadd_ps(va, acc[i][v], cv);
             }
-            _mm512_mask_storeu_ps(c, mask[v], r);
+            if (full)
+                _mm512_storeu_ps(c, r);
+            else
+                _mm512_mask_storeu_ps(c, mask[v], r);
         }
     }
 }
