@@ -162,10 +162,19 @@ static void pack_copy(float *restrict out, int R, const float *restrict src, int
 #if defined(__AVX512F__)
             for (int r = 0; r < R; r += 16) {
                 int64_t w = valid - r;
-                __mmask16 m = w >= 16 ? (__mmask16)0xFFFF : w <= 0 ? 0 : (__mmask16)((1u << w) - 1);
+                __m512 x;
+                if (w >= 16)
+                    x = _mm512_loadu_ps(sp + r);
+                else
+                    x = _mm512_maskz_loadu_ps(w <= 0 ? 0 : (__mmask16)((1u << w) - 1), sp + r);
+                /* a full store past R spills into slot k+1, rewritten next
+                 * step; only the last k, whose spill would land in the next
+                 * panel (already written), needs the masked (slower) store */
                 int wr = R - r;
-                __mmask16 ms = wr >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << wr) - 1);
-                _mm512_mask_storeu_ps(o + r, ms, _mm512_maskz_loadu_ps(m, sp + r));
+                if (wr >= 16 || k + 1 < kc)
+                    _mm512_storeu_ps(o + r, x);
+                else
+                    _mm512_mask_storeu_ps(o + r, (__mmask16)((1u << wr) - 1), x);
             }
 #else
             int r = 0;
@@ -218,11 +227,13 @@ static inline void transpose16(__m512 r[16]) {
 static void pack_transpose(float *restrict out, int R, const float *restrict src, int64_t ld,
                            int valid, int64_t kc) {
 #if defined(__AVX512F__)
+    /* Stores are full 16-wide even when R - r0 < 16 (R = 14): the spill
+     * lands in slot k+1, rewritten next, and after the last k in the next
+     * panel, which callers write later (panels go in increasing order), or
+     * in the buffer's slack. Masked stores are slower on some cores. */
     for (int r0 = 0; r0 < R; r0 += 16) {
         int rows = valid - r0;
         if (rows > 16) rows = 16;
-        int wr = R - r0;
-        __mmask16 ms = wr >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << wr) - 1);
         for (int64_t k0 = 0; k0 < kc; k0 += 16) {
             int64_t kk = kc - k0 < 16 ? kc - k0 : 16;
             __mmask16 mk = kk == 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << kk) - 1);
@@ -231,8 +242,7 @@ static void pack_transpose(float *restrict out, int R, const float *restrict src
                 v[i] = i < rows ? _mm512_maskz_loadu_ps(mk, src + (int64_t)(r0 + i) * ld + k0)
                                 : _mm512_setzero_ps();
             transpose16(v);
-            for (int64_t k = 0; k < kk; k++)
-                _mm512_mask_storeu_ps(out + (k0 + k) * R + r0, ms, v[k]);
+            for (int64_t k = 0; k < kk; k++) _mm512_storeu_ps(out + (k0 + k) * R + r0, v[k]);
         }
     }
 #else
