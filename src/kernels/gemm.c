@@ -68,6 +68,10 @@
 #ifndef GEMM_NC
 #define GEMM_NC (NR * 128)
 #endif
+/* How far ahead (floats) the transposing pack prefetches along each row. */
+#ifndef GEMM_PACK_PREFETCH
+#define GEMM_PACK_PREFETCH 128
+#endif
 /* Below this many flops (2*M*N*K) a GEMM runs on one thread: waking the team
  * costs a few microseconds, about 1 Mflop at this machine's speed. */
 #ifndef GEMM_PAR_MIN_FLOPS
@@ -238,9 +242,17 @@ static void pack_transpose(float *restrict out, int R, const float *restrict src
             int64_t kk = kc - k0 < 16 ? kc - k0 : 16;
             __mmask16 mk = kk == 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << kk) - 1);
             __m512 v[16];
-            for (int i = 0; i < 16; i++)
-                v[i] = i < rows ? _mm512_maskz_loadu_ps(mk, src + (int64_t)(r0 + i) * ld + k0)
-                                : _mm512_setzero_ps();
+            for (int i = 0; i < 16; i++) {
+                const float *row = src + (int64_t)(r0 + i) * ld + k0;
+                if (i < rows) {
+                    /* each row is a short stream (kc floats): the hardware
+                     * prefetcher barely ramps up before it ends */
+                    _mm_prefetch((const char *)(row + GEMM_PACK_PREFETCH), _MM_HINT_T0);
+                    v[i] = kk == 16 ? _mm512_loadu_ps(row) : _mm512_maskz_loadu_ps(mk, row);
+                } else {
+                    v[i] = _mm512_setzero_ps();
+                }
+            }
             transpose16(v);
             for (int64_t k = 0; k < kk; k++) _mm512_storeu_ps(out + (k0 + k) * R + r0, v[k]);
         }
