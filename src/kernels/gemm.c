@@ -68,6 +68,9 @@
 #ifndef GEMM_NC
 #define GEMM_NC (NR * 128)
 #endif
+/* Packed A panels are MR * GEMM_AKS floats; GEMM_AKS >= KC, padded by a
+ * cache line so that rows of a row-major panel fall in different L1 sets. */
+#define GEMM_AKS (GEMM_KC + 16)
 /* How far ahead (floats) the transposing pack prefetches along each row. */
 #ifndef GEMM_PACK_PREFETCH
 #define GEMM_PACK_PREFETCH 128
@@ -268,16 +271,39 @@ static void pack_transpose(float *restrict out, int R, const float *restrict src
 #endif
 }
 
-/* op(A)[i0 : i0+mc, p0 : p0+kc] -> MR-row panels */
+/* op(A)[i0 : i0+mc, p0 : p0+kc] -> MR-row panels of MR * GEMM_AKS floats.
+ * k-major (a[k*MR + i]) from A^T, a plain copy; from A (rows contiguous in
+ * k) the AVX-512 build keeps rows (a[i*GEMM_AKS + k]), also a plain copy,
+ * since its micro-kernel broadcasts single elements and needs no
+ * contiguity across i; the other builds transpose. */
+static int a_packs_rows(int trans_a) {
+#if defined(__AVX512F__)
+    return !trans_a;
+#else
+    (void)trans_a;
+    return 0;
+#endif
+}
+
 static void pack_a(float *out, int trans_a, const float *A, int64_t lda, int64_t i0, int64_t mc,
                    int64_t p0, int64_t kc) {
     if (trans_a) {
-        pack_copy(out, MR, A + p0 * lda + i0, lda, mc, kc);
+        /* panel stride MR * GEMM_AKS, so pack_copy's R * kc needs kc = AKS
+         * apart: copy panel by panel */
+        for (int64_t i = 0; i < mc; i += MR)
+            pack_copy(out + i * GEMM_AKS, MR, A + p0 * lda + i0 + i, lda,
+                      mc - i < MR ? mc - i : MR, kc);
+        return;
+    }
+    if (a_packs_rows(trans_a)) {
+        for (int64_t i = 0; i < mc; i++)
+            memcpy(out + i * GEMM_AKS, A + (i0 + i) * lda + p0, (size_t)kc * sizeof(float));
+        for (int64_t i = mc; i % MR; i++) memset(out + i * GEMM_AKS, 0, (size_t)kc * sizeof(float));
         return;
     }
     for (int64_t i = 0; i < mc; i += MR) {
         int valid = (int)(mc - i < MR ? mc - i : MR);
-        pack_transpose(out + i * kc, MR, A + (i0 + i) * lda + p0, lda, valid, kc);
+        pack_transpose(out + i * GEMM_AKS, MR, A + (i0 + i) * lda + p0, lda, valid, kc);
     }
 }
 
@@ -323,7 +349,8 @@ static void store_edge(const float *tile, int mr, int nr, float alpha, float bet
  * for narrower edge tiles (ROWS < MR reads the first ROWS entries of each
  * packed A column), so an edge tile of 1..4 rows does not pay for 14. The
  * arithmetic per element is the same in every instance. */
-static inline __attribute__((always_inline)) void ukernel_body(int ROWS, int VECS, int64_t kc,
+static inline __attribute__((always_inline)) void ukernel_body(int ROWS, int VECS, int AL,
+                                                               int64_t kc,
                                                                const float *restrict a,
                                                                const float *restrict b,
                                                                int64_t ldbk, float *restrict C,
@@ -358,11 +385,11 @@ static inline __attribute__((always_inline)) void ukernel_body(int ROWS, int VEC
             bv[v] = full ? _mm512_loadu_ps(b + v * 16) : _mm512_maskz_loadu_ps(mask[v], b + v * 16);
 #pragma GCC unroll 32
         for (int i = 0; i < ROWS; i++) {
-            __m512 av = _mm512_set1_ps(a[i]);
+            __m512 av = _mm512_set1_ps(AL ? a[i * GEMM_AKS] : a[i]);
 #pragma GCC unroll 4
             for (int v = 0; v < VECS; v++) acc[i][v] = _mm512_fmadd_ps(av, bv[v], acc[i][v]);
         }
-        a += MR;
+        a += AL ? 1 : MR;
         b += ldbk;
     }
     /* C = alpha*acc (+ beta*C): masked lanes cover a partial last vector */
@@ -389,49 +416,65 @@ static inline __attribute__((always_inline)) void ukernel_body(int ROWS, int VEC
     }
 }
 
-#define UKERNEL_INSTANCE(NAME, R, V)                                                          \
+#define UKERNEL_INSTANCE(NAME, R, V, AL)                                                      \
     static void NAME(int64_t kc, const float *restrict a, const float *restrict b,            \
                      int64_t ldbk, float *restrict C, int64_t ldc, float alpha, float beta,     \
                      int mr, int nr) {                                                          \
-        ukernel_body(R, V, kc, a, b, ldbk, C, ldc, alpha, beta, mr, nr);                      \
+        ukernel_body(R, V, AL, kc, a, b, ldbk, C, ldc, alpha, beta, mr, nr);                  \
+    }
+#define UKERNEL_SET(S, AL)                       \
+    UKERNEL_INSTANCE(ukernel_full##S, MR, 2, AL) \
+    UKERNEL_INSTANCE(ukernel_8x2##S, 8, 2, AL)   \
+    UKERNEL_INSTANCE(ukernel_4x2##S, 4, 2, AL)   \
+    UKERNEL_INSTANCE(ukernel_2x2##S, 2, 2, AL)   \
+    UKERNEL_INSTANCE(ukernel_1x2##S, 1, 2, AL)   \
+    UKERNEL_INSTANCE(ukernel_full_x1##S, MR, 1, AL) \
+    UKERNEL_INSTANCE(ukernel_4x1##S, 4, 1, AL)   \
+    UKERNEL_INSTANCE(ukernel_1x1##S, 1, 1, AL)   \
+    static void ukernel##S(int64_t kc, const float *restrict a, const float *restrict b,        \
+                           int64_t ldbk, float *restrict C, int64_t ldc, float alpha,           \
+                           float beta, int mr, int nr) {                                        \
+        if (nr > 16) {                                                                          \
+            if (mr > 8)                                                                         \
+                ukernel_full##S(kc, a, b, ldbk, C, ldc, alpha, beta, mr, nr);                   \
+            else if (mr > 4)                                                                    \
+                ukernel_8x2##S(kc, a, b, ldbk, C, ldc, alpha, beta, mr, nr);                    \
+            else if (mr > 2)                                                                    \
+                ukernel_4x2##S(kc, a, b, ldbk, C, ldc, alpha, beta, mr, nr);                    \
+            else if (mr > 1)                                                                    \
+                ukernel_2x2##S(kc, a, b, ldbk, C, ldc, alpha, beta, mr, nr);                    \
+            else                                                                                \
+                ukernel_1x2##S(kc, a, b, ldbk, C, ldc, alpha, beta, mr, nr);                    \
+        } else {                                                                                \
+            if (mr > 4)                                                                         \
+                ukernel_full_x1##S(kc, a, b, ldbk, C, ldc, alpha, beta, mr, nr);                \
+            else if (mr > 1)                                                                    \
+                ukernel_4x1##S(kc, a, b, ldbk, C, ldc, alpha, beta, mr, nr);                    \
+            else                                                                                \
+                ukernel_1x1##S(kc, a, b, ldbk, C, ldc, alpha, beta, mr, nr);                    \
+        }                                                                                       \
     }
 _Static_assert(MR > 8 && NV == 2, "the edge kernels below assume MR > 8 rows and 2 vectors");
-UKERNEL_INSTANCE(ukernel_full, MR, 2)
-UKERNEL_INSTANCE(ukernel_8x2, 8, 2)
-UKERNEL_INSTANCE(ukernel_4x2, 4, 2)
-UKERNEL_INSTANCE(ukernel_2x2, 2, 2)
-UKERNEL_INSTANCE(ukernel_1x2, 1, 2)
-UKERNEL_INSTANCE(ukernel_full_x1, MR, 1)
-UKERNEL_INSTANCE(ukernel_4x1, 4, 1)
-UKERNEL_INSTANCE(ukernel_1x1, 1, 1)
+UKERNEL_SET(_kmajor, 0) /* packed A as a[k*MR + i] */
+UKERNEL_SET(_rows, 1)   /* packed A as a[i*GEMM_AKS + k] */
 
-static void ukernel(int64_t kc, const float *restrict a, const float *restrict b, int64_t ldbk,
-                    float *restrict C, int64_t ldc, float alpha, float beta, int mr, int nr) {
-    if (nr > 16) {
-        if (mr > 8)
-            ukernel_full(kc, a, b, ldbk, C, ldc, alpha, beta, mr, nr);
-        else if (mr > 4)
-            ukernel_8x2(kc, a, b, ldbk, C, ldc, alpha, beta, mr, nr);
-        else if (mr > 2)
-            ukernel_4x2(kc, a, b, ldbk, C, ldc, alpha, beta, mr, nr);
-        else if (mr > 1)
-            ukernel_2x2(kc, a, b, ldbk, C, ldc, alpha, beta, mr, nr);
-        else
-            ukernel_1x2(kc, a, b, ldbk, C, ldc, alpha, beta, mr, nr);
-    } else {
-        if (mr > 4)
-            ukernel_full_x1(kc, a, b, ldbk, C, ldc, alpha, beta, mr, nr);
-        else if (mr > 1)
-            ukernel_4x1(kc, a, b, ldbk, C, ldc, alpha, beta, mr, nr);
-        else
-            ukernel_1x1(kc, a, b, ldbk, C, ldc, alpha, beta, mr, nr);
-    }
+static void ukernel(int a_rows, int64_t kc, const float *restrict a, const float *restrict b,
+                    int64_t ldbk, float *restrict C, int64_t ldc, float alpha, float beta, int mr,
+                    int nr) {
+    if (a_rows)
+        ukernel_rows(kc, a, b, ldbk, C, ldc, alpha, beta, mr, nr);
+    else
+        ukernel_kmajor(kc, a, b, ldbk, C, ldc, alpha, beta, mr, nr);
 }
 #elif defined(__AVX2__) && defined(__FMA__)
 #define NV (NR / 8)
-static void ukernel(int64_t kc, const float *restrict a, const float *restrict b, int64_t ldbk,
-                    float *restrict C, int64_t ldc, float alpha, float beta, int mr, int nr) {
-    (void)ldbk; /* B is always packed here (reading it in place is an AVX-512 path) */
+static void ukernel(int a_rows, int64_t kc, const float *restrict a, const float *restrict b,
+                    int64_t ldbk, float *restrict C, int64_t ldc, float alpha, float beta, int mr,
+                    int nr) {
+    /* B is always packed and A always k-major here (the other layouts are
+     * AVX-512 paths) */
+    (void)ldbk;
+    (void)a_rows;
     __m256 acc[MR][NV];
 #pragma GCC unroll 16
     for (int i = 0; i < MR; i++)
@@ -474,9 +517,13 @@ static void ukernel(int64_t kc, const float *restrict a, const float *restrict b
     }
 }
 #else
-static void ukernel(int64_t kc, const float *restrict a, const float *restrict b, int64_t ldbk,
-                    float *restrict C, int64_t ldc, float alpha, float beta, int mr, int nr) {
-    (void)ldbk; /* B is always packed here (reading it in place is an AVX-512 path) */
+static void ukernel(int a_rows, int64_t kc, const float *restrict a, const float *restrict b,
+                    int64_t ldbk, float *restrict C, int64_t ldc, float alpha, float beta, int mr,
+                    int nr) {
+    /* B is always packed and A always k-major here (the other layouts are
+     * AVX-512 paths) */
+    (void)ldbk;
+    (void)a_rows;
     float acc[MR * NR];
     for (int t = 0; t < MR * NR; t++) acc[t] = 0.0f;
     for (int64_t k = 0; k < kc; k++) {
@@ -518,7 +565,8 @@ static void gemm_run(const gemm_args *g, int tid, int nt, int split_m) {
     }
     int64_t mc_max = m1 - m0 < GEMM_MC ? m1 - m0 : GEMM_MC;
     int64_t kc_max = K < GEMM_KC ? K : GEMM_KC;
-    float *ap = buf_reserve(&g_bufs.a, (size_t)((mc_max + MR - 1) / MR * MR * kc_max));
+    float *ap = buf_reserve(&g_bufs.a, (size_t)((mc_max + MR - 1) / MR * MR * GEMM_AKS));
+    const int a_rows = a_packs_rows(g->trans_a);
     /* rows split: one B block shared by the team (packed jointly between
      * barriers); columns split: each thread packs only the panels it uses,
      * into its own buffer, and never waits for the others */
@@ -559,7 +607,7 @@ static void gemm_run(const gemm_args *g, int tid, int nt, int split_m) {
                     }
                     for (int64_t i = 0; i < mc; i += MR) {
                         int mr = (int)(mc - i < MR ? mc - i : MR);
-                        ukernel(kc, ap + i * kc, bpan, ldbk, g->C + (ic + i) * g->ldc + jc + j, g->ldc,
+                        ukernel(a_rows, kc, ap + i * GEMM_AKS, bpan, ldbk, g->C + (ic + i) * g->ldc + jc + j, g->ldc,
                                 g->alpha, beta, mr, nr);
                     }
                 }
