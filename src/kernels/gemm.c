@@ -349,6 +349,30 @@ static void store_edge(const float *tile, int mr, int nr, float alpha, float bet
  * for narrower edge tiles (ROWS < MR reads the first ROWS entries of each
  * packed A column), so an edge tile of 1..4 rows does not pay for 14. The
  * arithmetic per element is the same in every instance. */
+static inline __attribute__((always_inline)) void ukernel_kloop(int ROWS, int VECS, int AL,
+                                                                int FULL, int64_t kc,
+                                                                const float *restrict a,
+                                                                const float *restrict b,
+                                                                int64_t ldbk,
+                                                                const __mmask16 *mask,
+                                                                __m512 acc[MR][NV]) {
+#pragma GCC unroll 2
+    for (int64_t k = 0; k < kc; k++) {
+        __m512 bv[NV];
+#pragma GCC unroll 4
+        for (int v = 0; v < VECS; v++)
+            bv[v] = FULL ? _mm512_loadu_ps(b + v * 16) : _mm512_maskz_loadu_ps(mask[v], b + v * 16);
+#pragma GCC unroll 32
+        for (int i = 0; i < ROWS; i++) {
+            __m512 av = _mm512_set1_ps(AL ? a[i * GEMM_AKS] : a[i]);
+#pragma GCC unroll 4
+            for (int v = 0; v < VECS; v++) acc[i][v] = _mm512_fmadd_ps(av, bv[v], acc[i][v]);
+        }
+        a += AL ? 1 : MR;
+        b += ldbk;
+    }
+}
+
 static inline __attribute__((always_inline)) void ukernel_body(int ROWS, int VECS, int AL,
                                                                int64_t kc,
                                                                const float *restrict a,
@@ -374,24 +398,13 @@ static inline __attribute__((always_inline)) void ukernel_body(int ROWS, int VEC
 #pragma GCC unroll 4
         for (int v = 0; v < VECS; v++) acc[i][v] = _mm512_setzero_ps();
     }
-    /* full width: plain loads and stores (masked stores cost more on some
-     * cores); the test is loop-invariant, so the compiler unswitches it */
+    /* full width: plain loads and stores (masked ones cost more on some
+     * cores); the two k loops are separate instances, not a test per step */
     const int full = nr == VECS * 16;
-#pragma GCC unroll 2
-    for (int64_t k = 0; k < kc; k++) {
-        __m512 bv[NV];
-#pragma GCC unroll 4
-        for (int v = 0; v < VECS; v++)
-            bv[v] = full ? _mm512_loadu_ps(b + v * 16) : _mm512_maskz_loadu_ps(mask[v], b + v * 16);
-#pragma GCC unroll 32
-        for (int i = 0; i < ROWS; i++) {
-            __m512 av = _mm512_set1_ps(AL ? a[i * GEMM_AKS] : a[i]);
-#pragma GCC unroll 4
-            for (int v = 0; v < VECS; v++) acc[i][v] = _mm512_fmadd_ps(av, bv[v], acc[i][v]);
-        }
-        a += AL ? 1 : MR;
-        b += ldbk;
-    }
+    if (full)
+        ukernel_kloop(ROWS, VECS, AL, 1, kc, a, b, ldbk, mask, acc);
+    else
+        ukernel_kloop(ROWS, VECS, AL, 0, kc, a, b, ldbk, mask, acc);
     /* C = alpha*acc (+ beta*C): masked lanes cover a partial last vector */
     const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
 #pragma GCC unroll 32
