@@ -75,6 +75,10 @@
 #ifndef GEMM_PACK_PREFETCH
 #define GEMM_PACK_PREFETCH 128
 #endif
+/* How many rows ahead the copying pack prefetches. */
+#ifndef GEMM_COPY_PREFETCH_ROWS
+#define GEMM_COPY_PREFETCH_ROWS 4
+#endif
 /* Below this many flops (2*M*N*K) a GEMM runs on one thread: waking the team
  * costs a few microseconds, about 1 Mflop at this machine's speed. */
 #ifndef GEMM_PAR_MIN_FLOPS
@@ -155,18 +159,22 @@ static float *buf_reserve(gemm_buf *b, size_t n) {
  * op(A) rows are A's columns when trans_a (copy), else A's rows (transpose);
  * op(B) columns are B's columns unless trans_b (transpose). */
 
-static void pack_copy(float *restrict out, int R, const float *restrict src, int64_t ld, int64_t width,
-                      int64_t kc) {
-    /* `width` valid columns in ceil(width / R) panels, each R * kc floats.
+static void pack_copy(float *restrict out, int R, int64_t pstride, const float *restrict src,
+                      int64_t ld, int64_t width, int64_t kc) {
+    /* `width` valid columns in ceil(width / R) panels, pstride floats apart.
      * Walks src row by row (k outer) so that reads are sequential. */
     int64_t npanels = (width + R - 1) / R;
     for (int64_t k = 0; k < kc; k++) {
         const float *s = src + k * ld;
         for (int64_t q = 0; q < npanels; q++) {
             const float *sp = s + q * R;
-            float *o = out + q * R * kc + k * R;
+            float *o = out + q * pstride + k * R;
             int64_t valid = width - q * R;
 #if defined(__AVX512F__)
+            /* the rows below, for when this row segment is short */
+            if (k + GEMM_COPY_PREFETCH_ROWS < kc)
+                for (int r = 0; r < R; r += 16)
+                    _mm_prefetch((const char *)(sp + GEMM_COPY_PREFETCH_ROWS * ld + r), _MM_HINT_T0);
             for (int r = 0; r < R; r += 16) {
                 int64_t w = valid - r;
                 __m512 x;
@@ -288,11 +296,7 @@ static int a_packs_rows(int trans_a) {
 static void pack_a(float *out, int trans_a, const float *A, int64_t lda, int64_t i0, int64_t mc,
                    int64_t p0, int64_t kc) {
     if (trans_a) {
-        /* panel stride MR * GEMM_AKS, so pack_copy's R * kc needs kc = AKS
-         * apart: copy panel by panel */
-        for (int64_t i = 0; i < mc; i += MR)
-            pack_copy(out + i * GEMM_AKS, MR, A + p0 * lda + i0 + i, lda,
-                      mc - i < MR ? mc - i : MR, kc);
+        pack_copy(out, MR, MR * GEMM_AKS, A + p0 * lda + i0, lda, mc, kc);
         return;
     }
     if (a_packs_rows(trans_a)) {
@@ -314,7 +318,7 @@ static void pack_b(float *out, int trans_b, const float *B, int64_t ldb, int64_t
     if (q0 >= q1) return;
     if (!trans_b) {
         int64_t j = q0 * NR, width = (q1 * NR < nc ? q1 * NR : nc) - j;
-        pack_copy(out + (q0 - qbase) * NR * kc, NR, B + p0 * ldb + j0 + j, ldb, width, kc);
+        pack_copy(out + (q0 - qbase) * NR * kc, NR, NR * kc, B + p0 * ldb + j0 + j, ldb, width, kc);
         return;
     }
     for (int64_t q = q0; q < q1; q++) {
