@@ -1,0 +1,328 @@
+/* GEMM: against the double-accumulating reference at many shapes, every
+ * transpose, alpha/beta variants and strides; batched; bit-identical results
+ * across thread counts; calls from inside a parallel region. */
+#include <math.h>
+#include <omp.h>
+#include <string.h>
+
+#include "tfm/kernels.h"
+#include "util_test.h"
+
+typedef struct {
+    int ta, tb;
+    int64_t M, N, K;
+    int64_t lda, ldb, ldc; /* 0: tight */
+    float alpha, beta;
+} gemm_case;
+
+/* Fills a test problem, runs tfm_gemm and the reference, compares with a
+ * tolerance proportional to K * max|a| * max|b| (inputs are in [-1, 1)) and
+ * returns the max |diff|; *ok = 0 when out of tolerance or when a NaN/Inf
+ * appears. */
+static double run_case(gemm_case c, uint64_t seed, int *ok) {
+    int64_t ar = c.ta ? c.K : c.M, acol = c.ta ? c.M : c.K;
+    int64_t br = c.tb ? c.N : c.K, bcol = c.tb ? c.K : c.N;
+    int64_t lda = c.lda ? c.lda : (acol > 0 ? acol : 1);
+    int64_t ldb = c.ldb ? c.ldb : (bcol > 0 ? bcol : 1);
+    int64_t ldc = c.ldc ? c.ldc : (c.N > 0 ? c.N : 1);
+    size_t na = (size_t)(ar * lda + 1), nb = (size_t)(br * ldb + 1), nc = (size_t)(c.M * ldc + 1);
+    float *A = malloc(na * sizeof(float)), *B = malloc(nb * sizeof(float));
+    float *C = malloc(nc * sizeof(float)), *R = malloc(nc * sizeof(float));
+    tfm_test_fill(A, (int64_t)na, seed, -1.0f, 1.0f);
+    tfm_test_fill(B, (int64_t)nb, seed + 1, -1.0f, 1.0f);
+    if (c.beta == 0.0f) {
+        for (size_t i = 0; i < nc; i++) C[i] = NAN; /* must not leak into the result */
+    } else {
+        tfm_test_fill(C, (int64_t)nc, seed + 2, -1.0f, 1.0f);
+    }
+    memcpy(R, C, nc * sizeof(float));
+    tfm_gemm(c.ta, c.tb, c.M, c.N, c.K, c.alpha, A, lda, B, ldb, c.beta, C, ldc);
+    tfm_gemm_reference(c.ta, c.tb, c.M, c.N, c.K, c.alpha, A, lda, B, ldb, c.beta, R, ldc);
+    double tol = 1e-5 * (double)(c.K + 1) * (fabs(c.alpha) + 1) + 1e-6 * fabs(c.beta);
+    double maxdiff = 0;
+    *ok = 1;
+    for (int64_t i = 0; i < c.M; i++)
+        for (int64_t j = 0; j < ldc; j++) {
+            float got = C[i * ldc + j], want = R[i * ldc + j];
+            if (j >= c.N) {
+                /* padding between rows must be untouched (both are NaN or equal) */
+                if (!(got == want || (isnan(got) && isnan(want)))) *ok = 0;
+                continue;
+            }
+            double d = fabs((double)got - want);
+            if (!isfinite(got) || !(d <= tol)) *ok = 0;
+            if (d > maxdiff || isnan(d)) maxdiff = isnan(d) ? INFINITY : d;
+        }
+    free(A);
+    free(B);
+    free(C);
+    free(R);
+    return maxdiff;
+}
+
+static void check_case(gemm_case c, uint64_t seed) {
+    int ok;
+    double d = run_case(c, seed, &ok);
+    ck_assert_msg(ok, "gemm ta=%d tb=%d M=%lld N=%lld K=%lld lda=%lld ldb=%lld ldc=%lld alpha=%g "
+                      "beta=%g: max |diff| = %g",
+                  c.ta, c.tb, (long long)c.M, (long long)c.N, (long long)c.K, (long long)c.lda,
+                  (long long)c.ldb, (long long)c.ldc, c.alpha, c.beta, d);
+}
+
+static const int64_t SIZES[] = {1, 2, 3, 17, 31, 33, 63, 65, 127};
+#define NSIZES (int)(sizeof SIZES / sizeof SIZES[0])
+
+START_TEST(small_and_odd_shapes_all_transposes) {
+    /* every transpose over a pseudo-random walk through the size grid */
+    double worst = 0;
+    int n = 0;
+    for (int t = 0; t < 4; t++)
+        for (int a = 0; a < NSIZES; a++)
+            for (int b = 0; b < NSIZES; b++) {
+                int c = (a * 5 + b * 3 + t) % NSIZES;
+                gemm_case g = {t & 1, t >> 1, SIZES[a], SIZES[b], SIZES[c], 0, 0, 0, 1.0f, 0.0f};
+                int ok;
+                double d = run_case(g, (uint64_t)(t * 1000 + a * 31 + b), &ok);
+                ck_assert_msg(ok, "ta=%d tb=%d M=%lld N=%lld K=%lld: max |diff| = %g", t & 1,
+                              t >> 1, (long long)g.M, (long long)g.N, (long long)g.K, d);
+                if (d > worst) worst = d;
+                n++;
+            }
+    printf("gemm: %d small shapes, max |diff| = %.3g\n", n, worst);
+}
+END_TEST
+
+START_TEST(large_and_tall_skinny_shapes) {
+    static const int64_t shapes[][3] = {
+        {257, 129, 300}, {1000, 3, 7}, {3, 1000, 7}, {7, 3, 1000}, {1, 513, 257},
+        {513, 1, 257},   {65, 4100, 33}, {300, 300, 600}, {31, 257, 520},
+    };
+    for (int s = 0; s < (int)(sizeof shapes / sizeof shapes[0]); s++)
+        for (int t = 0; t < 4; t++) {
+            gemm_case g = {t & 1, t >> 1, shapes[s][0], shapes[s][1], shapes[s][2],
+                           0, 0, 0, 1.0f, 0.0f};
+            int ok;
+            double d = run_case(g, (uint64_t)(s * 10 + t), &ok);
+            ck_assert_msg(ok, "ta=%d tb=%d M=%lld N=%lld K=%lld: max |diff| = %g", g.ta, g.tb,
+                          (long long)g.M, (long long)g.N, (long long)g.K, d);
+            if (t == 0) printf("gemm %lldx%lldx%lld: max |diff| = %.3g\n", (long long)g.M,
+                               (long long)g.N, (long long)g.K, d);
+        }
+}
+END_TEST
+
+START_TEST(alpha_beta_and_strides) {
+    static const float ab[][2] = {{1, 0}, {1, 1}, {0.5f, -2.0f}, {-1.5f, 0}, {2, 1}, {0, 0.5f}};
+    for (int v = 0; v < 6; v++)
+        for (int t = 0; t < 4; t++) {
+            /* padded leading dimensions: lda/ldb/ldc larger than the rows */
+            gemm_case g = {t & 1, t >> 1, 37, 45, 70, 0, 0, 0, ab[v][0], ab[v][1]};
+            g.lda = (g.ta ? g.M : g.K) + 5;
+            g.ldb = (g.tb ? g.K : g.N) + 3;
+            g.ldc = g.N + 7;
+            check_case(g, (uint64_t)(v * 4 + t));
+            /* and tight strides, larger and spanning several K blocks */
+            gemm_case h = {t & 1, t >> 1, 130, 70, 600, 0, 0, 0, ab[v][0], ab[v][1]};
+            check_case(h, (uint64_t)(100 + v * 4 + t));
+        }
+}
+END_TEST
+
+START_TEST(k_zero_and_empty) {
+    /* K = 0: C = beta * C, and beta == 0 clears NaN */
+    float C[6];
+    for (int i = 0; i < 6; i++) C[i] = NAN;
+    tfm_gemm(0, 0, 2, 3, 0, 1.0f, NULL, 1, NULL, 3, 0.0f, C, 3);
+    for (int i = 0; i < 6; i++) ck_assert_float_eq(C[i], 0.0f);
+    for (int i = 0; i < 6; i++) C[i] = (float)i;
+    tfm_gemm(1, 1, 2, 3, 0, 1.0f, NULL, 2, NULL, 1, 2.0f, C, 3);
+    for (int i = 0; i < 6; i++) ck_assert_float_eq(C[i], 2.0f * i);
+    /* M or N = 0: nothing touched */
+    tfm_gemm(0, 0, 0, 3, 4, 1.0f, NULL, 4, NULL, 3, 0.0f, C, 3);
+    tfm_gemm(0, 0, 2, 0, 4, 1.0f, NULL, 4, NULL, 1, 0.0f, C, 3);
+    for (int i = 0; i < 6; i++) ck_assert_float_eq(C[i], 2.0f * i);
+}
+END_TEST
+
+START_TEST(hand_computed_2x2) {
+    const float A[4] = {1, 2, 3, 4}, B[4] = {5, 6, 7, 8};
+    float C[4] = {1, 1, 1, 1};
+    tfm_gemm(0, 0, 2, 2, 2, 1.0f, A, 2, B, 2, 0.0f, C, 2);
+    ck_assert_float_eq(C[0], 19);
+    ck_assert_float_eq(C[1], 22);
+    ck_assert_float_eq(C[2], 43);
+    ck_assert_float_eq(C[3], 50);
+    tfm_gemm(1, 1, 2, 2, 2, 1.0f, A, 2, B, 2, 1.0f, C, 2); /* += A^T B^T */
+    ck_assert_float_eq(C[0], 19 + 23);
+    ck_assert_float_eq(C[1], 22 + 31);
+    ck_assert_float_eq(C[2], 43 + 34);
+    ck_assert_float_eq(C[3], 50 + 46);
+}
+END_TEST
+
+START_TEST(batched_with_strides) {
+    const int64_t batch = 5, M = 19, N = 23, K = 29;
+    for (int t = 0; t < 4; t++) {
+        int ta = t & 1, tb = t >> 1;
+        int64_t lda = (ta ? M : K) + 2, ldb = (tb ? K : N) + 1, ldc = N + 3;
+        int64_t sa = (ta ? K : M) * lda + 5, sb = (tb ? N : K) * ldb + 7, sc = M * ldc + 11;
+        float *A = malloc((size_t)(batch * sa) * sizeof(float));
+        float *B = malloc((size_t)(batch * sb) * sizeof(float));
+        float *C = malloc((size_t)(batch * sc) * sizeof(float));
+        float *R = malloc((size_t)(batch * sc) * sizeof(float));
+        tfm_test_fill(A, batch * sa, 7 + t, -1, 1);
+        tfm_test_fill(B, batch * sb, 8 + t, -1, 1);
+        tfm_test_fill(C, batch * sc, 9 + t, -1, 1);
+        memcpy(R, C, (size_t)(batch * sc) * sizeof(float));
+        tfm_gemm_batched(ta, tb, batch, M, N, K, 0.75f, A, lda, sa, B, ldb, sb, 1.0f, C, ldc, sc);
+        for (int64_t b = 0; b < batch; b++)
+            tfm_gemm_reference(ta, tb, M, N, K, 0.75f, A + b * sa, lda, B + b * sb, ldb, 1.0f,
+                               R + b * sc, ldc);
+        ck_assert_allclose("batched gemm", C, R, batch * sc, 1e-5f * K, 1e-5f);
+        free(A);
+        free(B);
+        free(C);
+        free(R);
+    }
+    /* a batch big enough to run across threads, each GEMM small */
+    const int64_t nb = 64, m = 32, n = 32, k = 64;
+    float *A = malloc((size_t)(nb * m * k) * sizeof(float));
+    float *B = malloc((size_t)(nb * n * k) * sizeof(float));
+    float *C = malloc((size_t)(nb * m * n) * sizeof(float));
+    float *R = malloc((size_t)(nb * m * n) * sizeof(float));
+    tfm_test_fill(A, nb * m * k, 1, -1, 1);
+    tfm_test_fill(B, nb * n * k, 2, -1, 1);
+    tfm_gemm_batched(0, 1, nb, m, n, k, 1.0f, A, k, m * k, B, k, n * k, 0.0f, C, n, m * n);
+    for (int64_t b = 0; b < nb; b++)
+        tfm_gemm_reference(0, 1, m, n, k, 1.0f, A + b * m * k, k, B + b * n * k, k, 0.0f,
+                           R + b * m * n, n);
+    ck_assert_allclose("batched gemm 64 x 32x32x64", C, R, nb * m * n, 1e-5f * k, 1e-5f);
+    free(A);
+    free(B);
+    free(C);
+    free(R);
+}
+END_TEST
+
+/* Runs one GEMM at the given thread count into a fresh C. */
+static float *gemm_at_threads(int threads, int ta, int tb, int64_t M, int64_t N, int64_t K,
+                              const float *A, const float *B, float beta) {
+    float *C = malloc((size_t)(M * N) * sizeof(float));
+    tfm_test_fill(C, M * N, 99, -1, 1);
+    omp_set_num_threads(threads);
+    tfm_gemm(ta, tb, M, N, K, 1.0f, A, ta ? M : K, B, tb ? K : N, beta, C, N);
+    return C;
+}
+
+START_TEST(bit_identical_across_thread_counts) {
+    /* shapes that split by rows, by columns (few rows) and with K blocks */
+    static const int64_t shapes[][3] = {
+        {300, 200, 700}, {5, 3000, 300}, {1000, 64, 64}, {9, 4196, 300}, {512, 512, 600}};
+    int saved = omp_get_max_threads();
+    for (int s = 0; s < 5; s++)
+        for (int t = 0; t < 4; t++) {
+            int64_t M = shapes[s][0], N = shapes[s][1], K = shapes[s][2];
+            float *A = malloc((size_t)(M * K) * sizeof(float));
+            float *B = malloc((size_t)(K * N) * sizeof(float));
+            tfm_test_fill(A, M * K, 3 + s, -1, 1);
+            tfm_test_fill(B, K * N, 4 + s, -1, 1);
+            float beta = t == 1 ? 1.0f : 0.0f;
+            float *c1 = gemm_at_threads(1, t & 1, t >> 1, M, N, K, A, B, beta);
+            float *c2 = gemm_at_threads(2, t & 1, t >> 1, M, N, K, A, B, beta);
+            float *c3 = gemm_at_threads(3, t & 1, t >> 1, M, N, K, A, B, beta);
+            float *c2b = gemm_at_threads(2, t & 1, t >> 1, M, N, K, A, B, beta);
+            ck_assert_msg(memcmp(c1, c2, (size_t)(M * N) * sizeof(float)) == 0,
+                          "1 vs 2 threads differ at %lldx%lldx%lld t=%d", (long long)M,
+                          (long long)N, (long long)K, t);
+            ck_assert_msg(memcmp(c1, c3, (size_t)(M * N) * sizeof(float)) == 0,
+                          "1 vs 3 threads differ at %lldx%lldx%lld t=%d", (long long)M,
+                          (long long)N, (long long)K, t);
+            ck_assert_msg(memcmp(c2, c2b, (size_t)(M * N) * sizeof(float)) == 0,
+                          "two runs at 2 threads differ");
+            free(c1);
+            free(c2);
+            free(c3);
+            free(c2b);
+            free(A);
+            free(B);
+        }
+    omp_set_num_threads(saved);
+}
+END_TEST
+
+START_TEST(inside_parallel_region) {
+    /* each thread runs its own GEMM (on itself) and the result equals the
+     * same call made outside, bit for bit */
+    const int64_t M = 32, N = 48, K = 64, nb = 8;
+    float *A = malloc((size_t)(nb * M * K) * sizeof(float));
+    float *B = malloc((size_t)(K * N) * sizeof(float));
+    float *C = malloc((size_t)(nb * M * N) * sizeof(float));
+    float *R = malloc((size_t)(nb * M * N) * sizeof(float));
+    tfm_test_fill(A, nb * M * K, 11, -1, 1);
+    tfm_test_fill(B, K * N, 12, -1, 1);
+    int nthreads_seen = 0;
+#pragma omp parallel num_threads(2)
+    {
+#pragma omp single
+        nthreads_seen = omp_get_num_threads();
+#pragma omp for schedule(static)
+        for (int64_t b = 0; b < nb; b++)
+            tfm_gemm(0, 0, M, N, K, 1.0f, A + b * M * K, K, B, N, 0.0f, C + b * M * N, N);
+    }
+    for (int64_t b = 0; b < nb; b++)
+        tfm_gemm(0, 0, M, N, K, 1.0f, A + b * M * K, K, B, N, 0.0f, R + b * M * N, N);
+    ck_assert_int_ge(nthreads_seen, 1);
+    ck_assert_msg(memcmp(C, R, (size_t)(nb * M * N) * sizeof(float)) == 0,
+                  "GEMM inside a parallel region differs from outside");
+    /* and a large one inside a region is still right */
+    const int64_t L = 200;
+    float *A2 = malloc((size_t)(L * L) * sizeof(float)), *B2 = malloc((size_t)(L * L) * sizeof(float));
+    float *C2 = malloc((size_t)(L * L) * sizeof(float)), *R2 = malloc((size_t)(L * L) * sizeof(float));
+    tfm_test_fill(A2, L * L, 13, -1, 1);
+    tfm_test_fill(B2, L * L, 14, -1, 1);
+#pragma omp parallel num_threads(2)
+    {
+#pragma omp master
+        tfm_gemm(1, 0, L, L, L, 1.0f, A2, L, B2, L, 0.0f, C2, L);
+    }
+    tfm_gemm_reference(1, 0, L, L, L, 1.0f, A2, L, B2, L, 0.0f, R2, L);
+    ck_assert_allclose("gemm 200^3 in a parallel region", C2, R2, L * L, 1e-5f * L, 1e-5f);
+    free(A);
+    free(B);
+    free(C);
+    free(R);
+    free(A2);
+    free(B2);
+    free(C2);
+    free(R2);
+}
+END_TEST
+
+START_TEST(kernel_name_matches_build) {
+    const char *name = tfm_gemm_kernel_name();
+#if defined(__AVX512F__)
+    ck_assert_str_eq(name, "avx512");
+#elif defined(__AVX2__) && defined(__FMA__)
+    ck_assert_str_eq(name, "avx2");
+#else
+    ck_assert_str_eq(name, "generic");
+#endif
+}
+END_TEST
+
+int main(void) {
+    Suite *s = suite_create("gemm");
+    TCase *tc = tcase_create("gemm");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, hand_computed_2x2);
+    tcase_add_test(tc, k_zero_and_empty);
+    tcase_add_test(tc, small_and_odd_shapes_all_transposes);
+    tcase_add_test(tc, large_and_tall_skinny_shapes);
+    tcase_add_test(tc, alpha_beta_and_strides);
+    tcase_add_test(tc, batched_with_strides);
+    tcase_add_test(tc, bit_identical_across_thread_counts);
+    tcase_add_test(tc, inside_parallel_region);
+    tcase_add_test(tc, kernel_name_matches_build);
+    suite_add_tcase(s, tc);
+    return tfm_test_main(s);
+}

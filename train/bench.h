@@ -1,0 +1,12 @@
+/* Benchmarks behind `tfm bench ...`. Each takes the arguments after its own
+ * name (argv[0] is the benchmark name), prints its results and returns the
+ * exit status (0 ok, 1 runtime error, 2 usage error). */
+#ifndef TFM_TRAIN_BENCH_H
+#define TFM_TRAIN_BENCH_H
+
+/* tfm bench gemm --m M --n N --k K [--trans nn|nt|tn|tt] [--threads T] [--reps R]
+ * Times tfm_gemm on C(M,N) = op(A)(M,K) op(B)(K,N); the last line printed is
+ * gflops=<median>. */
+int tfm_bench_gemm(int argc, char **argv);
+
+#endif
