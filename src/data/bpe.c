@@ -274,8 +274,11 @@ static int64_t pair_update(learner *L, int32_t a, int32_t b, int64_t freq, int32
     if (!slot) return -1;
     int32_t p = *slot;
     if (added) {
-        if (L->n_pairs >= INT32_MAX ||
-            tfm_grow((void **)&L->pairs, &L->cap_pairs, L->n_pairs + 1, sizeof *L->pairs))
+        if (L->n_pairs >= INT32_MAX) {
+            tfm_set_error("too many distinct symbol pairs");
+            return -1;
+        }
+        if (tfm_grow((void **)&L->pairs, &L->cap_pairs, L->n_pairs + 1, sizeof *L->pairs))
             return -1;
         memset(&L->pairs[p], 0, sizeof L->pairs[p]);
         L->pairs[p].a = a;
@@ -425,6 +428,7 @@ static tfm_bpe *learn(word_counter *wc, int64_t n_merges, int64_t min_freq, FILE
         memcpy(L.tmp, tfm_strmap_key(&L.sym, a), la);
         memcpy(L.tmp + la, tfm_strmap_key(&L.sym, bb), lb);
         int64_t s = tfm_strmap_add(&L.sym, L.tmp, la + lb, NULL);
+        if (s >= INT32_MAX) tfm_set_error("too many symbols");
         if (s < 0 || s >= INT32_MAX) goto fail;
         if (bpe_add_merge(b, tfm_strmap_key(&L.sym, a), la, tfm_strmap_key(&L.sym, bb), lb))
             goto fail;
