@@ -173,6 +173,14 @@ static void word_counter_free(word_counter *wc) {
     free(wc->tmp);
 }
 
+/* Incremental learning. Distinct words are stored once with their counts
+ * as arrays of symbol ids. Each pair keeps its exact count and the list of
+ * words it occurs in. A merge of (a, b) visits only the words on that list:
+ * their old pairs are subtracted, the word is rewritten, the new pairs are
+ * added (and the word is listed under the new pairs with the new symbol).
+ * The best pair comes from a max-heap whose entries go stale when a count
+ * changes: a changed pair is pushed again with its new count, and an entry
+ * whose count differs from the pair's is dropped when it reaches the top. */
 typedef struct {
     int64_t count;      /* sum of the frequencies of the words, per occurrence */
     int64_t pushed;     /* count of its newest heap entry */
