@@ -173,6 +173,14 @@ static void word_counter_free(word_counter *wc) {
     free(wc->tmp);
 }
 
+/* Incremental learning. Distinct words are stored once with their counts
+ * as arrays of symbol ids. Each pair keeps its exact count and the list of
+ * words it occurs in. A merge of (a, b) visits only the words on that list:
+ * their old pairs are subtracted, the word is rewritten, the new pairs are
+ * added (and the word is listed under the new pairs with the new symbol).
+ * The best pair comes from a max-heap whose entries go stale when a count
+ * changes: a changed pair is pushed again with its new count, and an entry
+ * whose count differs from the pair's is dropped when it reaches the top. */
 typedef struct {
     int64_t count;      /* sum of the frequencies of the words, per occurrence */
     int64_t pushed;     /* count of its newest heap entry */
@@ -274,8 +282,11 @@ static int64_t pair_update(learner *L, int32_t a, int32_t b, int64_t freq, int32
     if (!slot) return -1;
     int32_t p = *slot;
     if (added) {
-        if (L->n_pairs >= INT32_MAX ||
-            tfm_grow((void **)&L->pairs, &L->cap_pairs, L->n_pairs + 1, sizeof *L->pairs))
+        if (L->n_pairs >= INT32_MAX) {
+            tfm_set_error("too many distinct symbol pairs");
+            return -1;
+        }
+        if (tfm_grow((void **)&L->pairs, &L->cap_pairs, L->n_pairs + 1, sizeof *L->pairs))
             return -1;
         memset(&L->pairs[p], 0, sizeof L->pairs[p]);
         L->pairs[p].a = a;
@@ -425,6 +436,7 @@ static tfm_bpe *learn(word_counter *wc, int64_t n_merges, int64_t min_freq, FILE
         memcpy(L.tmp, tfm_strmap_key(&L.sym, a), la);
         memcpy(L.tmp + la, tfm_strmap_key(&L.sym, bb), lb);
         int64_t s = tfm_strmap_add(&L.sym, L.tmp, la + lb, NULL);
+        if (s >= INT32_MAX) tfm_set_error("too many symbols");
         if (s < 0 || s >= INT32_MAX) goto fail;
         if (bpe_add_merge(b, tfm_strmap_key(&L.sym, a), la, tfm_strmap_key(&L.sym, bb), lb))
             goto fail;
