@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sys/resource.h>
 
+#include "bench.h"
 #include "commands.h"
 #include "flags.h"
 #include "tfm/nn.h"

@@ -13,7 +13,6 @@ int tfm_cmd_bench(int argc, char **argv) {
         return argc < 2 ? 2 : 0;
     }
     if (!strcmp(argv[1], "gemm")) return tfm_bench_gemm(argc - 1, argv + 1);
-    if (!strcmp(argv[1], "step"))
-        return tfm_cli_fail(2, "bench step: the training-step benchmark is not built yet");
+    if (!strcmp(argv[1], "step")) return tfm_bench_step(argc - 1, argv + 1);
     return tfm_cli_fail(2, "bench: unknown benchmark '%s' (gemm or step)", argv[1]);
 }

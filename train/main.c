@@ -18,6 +18,7 @@ static const command COMMANDS[] = {
     {"bpe", tfm_cmd_bpe, "learn or apply a byte-pair-encoding subword model"},
     {"bleu", tfm_cmd_bleu, "corpus BLEU of stdin against reference files (sacreBLEU 13a)"},
     {"export", tfm_cmd_export, "export a checkpoint as safetensors + config + tokenizer"},
+    {"data", tfm_cmd_data, "generate a dataset (the English/German numbers corpus)"},
     {"bench", tfm_cmd_bench, "benchmark the GEMM or a training step"},
     {"plot", tfm_cmd_plot, "draw a run's learning curves as SVG"},
     {"attention", tfm_cmd_attention, "draw attention weights for one sentence as SVG"},

@@ -42,7 +42,7 @@ typedef struct {
     tfm_attn_params self_attn, cross_attn; /* cross_attn only in decoder layers */
     tfm_ln_params ln1, ln2, ln3;          /* ln3 only in decoder layers */
     tfm_tensor *fc1_w, *fc1_b, *fc2_w, *fc2_b;
-    char label_self[32], label_cross[32], label_ffn[32];
+    char label_self[64], label_cross[64], label_ffn[64];
 } tfm_layer_params;
 
 typedef struct {
