@@ -194,6 +194,10 @@ START_TEST(depth_limit) {
     memset(deep, '[', n);
     ck_assert_int_ne(tfm_json_parse(deep, n, NULL, "deep", &v), 0);
     ck_assert_msg(strstr(tfm_last_error(), "nesting deeper than 128 levels (byte 128)"), "%s", tfm_last_error());
+    /* A caller asking for more than the stack can take gets the cap. */
+    tfm_json_options huge = {1 << 30, 0};
+    ck_assert_int_ne(tfm_json_parse(deep, n, &huge, "deep", &v), 0);
+    ck_assert_msg(strstr(tfm_last_error(), "nesting deeper than 4096 levels"), "%s", tfm_last_error());
     memset(deep, '{', n);
     ck_assert_int_ne(tfm_json_parse(deep, n, NULL, "deep", &v), 0);
     free(deep);

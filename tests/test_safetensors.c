@@ -477,6 +477,18 @@ START_TEST(writer_fails_cleanly) {
     ck_assert_int_ne(tfm_safetensors_write(path, &t, 1, NULL, 0), 0);
     ck_assert_msg(strstr(tfm_last_error(), path) && !strchr(tfm_last_error(), '\n'), "%s", tfm_last_error());
 
+    /* A regular file where a directory should be: unwritable even for root. */
+    char file[600];
+    snprintf(file, sizeof file, "%s/plain", dir);
+    fclose(fopen(file, "w"));
+    snprintf(path, sizeof path, "%s/m.safetensors", file);
+    ck_assert_int_ne(tfm_safetensors_write(path, &t, 1, NULL, 0), 0);
+    ck_assert_msg(strstr(tfm_last_error(), path) && strstr(tfm_last_error(), "Not a directory"), "%s",
+                  tfm_last_error());
+    unlink(file);
+    list_dir(dir, names, sizeof names);
+    ck_assert_str_eq(names, "");
+
     /* Read-only directory (root ignores the mode bits, so only check the
      * outcome when they apply). */
     char ro[512];

@@ -57,11 +57,12 @@ struct tfm_json {
 };
 
 typedef struct {
-    int max_depth;            /* nesting limit; <= 0 means TFM_JSON_DEFAULT_DEPTH */
+    int max_depth;            /* nesting limit; <= 0: TFM_JSON_DEFAULT_DEPTH; capped at TFM_JSON_MAX_DEPTH */
     int allow_duplicate_keys; /* 0: a repeated key is an error; 1: the last one wins */
 } tfm_json_options;
 
 #define TFM_JSON_DEFAULT_DEPTH 128
+#define TFM_JSON_MAX_DEPTH 4096
 
 /* Parses len bytes (no NUL needed). source names the input in errors, which
  * read "<source>:<line>:<column>: <what> (byte <offset>)". opt may be NULL

@@ -202,7 +202,7 @@ static int hexval(unsigned char c) {
 
 /* Four hex digits at pos, or -1. */
 static long hex4(const parser *p, size_t pos) {
-    if (p->n - pos < 4 || pos > p->n) return -1;
+    if (pos > p->n || p->n - pos < 4) return -1;
     long v = 0;
     for (int i = 0; i < 4; i++) {
         int h = hexval(p->s[pos + (size_t)i]);
@@ -526,6 +526,8 @@ int tfm_json_parse(const char *text, size_t len, const tfm_json_options *opt, co
                 0, 0};
     if (opt) {
         if (opt->max_depth > 0) p.max_depth = opt->max_depth;
+        /* Recursion uses the C stack: keep it far from overflowing. */
+        if (p.max_depth > TFM_JSON_MAX_DEPTH) p.max_depth = TFM_JSON_MAX_DEPTH;
         p.allow_dup = opt->allow_duplicate_keys;
     }
     if (!text && len) {
