@@ -182,7 +182,7 @@ START_TEST(decodes_escapes_and_surrogates) {
 END_TEST
 
 START_TEST(depth_limit) {
-    tfm_json_options opt = {4, 0};
+    tfm_json_options opt = {4, 0, 0};
     tfm_json *v;
     ck_assert_int_eq(tfm_json_parse("[[[{\"a\":1}]]]", 13, &opt, "d", &v), 0);
     tfm_json_free(v);
@@ -195,7 +195,7 @@ START_TEST(depth_limit) {
     ck_assert_int_ne(tfm_json_parse(deep, n, NULL, "deep", &v), 0);
     ck_assert_msg(strstr(tfm_last_error(), "nesting deeper than 128 levels (byte 128)"), "%s", tfm_last_error());
     /* A caller asking for more than the stack can take gets the cap. */
-    tfm_json_options huge = {1 << 30, 0};
+    tfm_json_options huge = {1 << 30, 0, 0};
     ck_assert_int_ne(tfm_json_parse(deep, n, &huge, "deep", &v), 0);
     ck_assert_msg(strstr(tfm_last_error(), "nesting deeper than 4096 levels"), "%s", tfm_last_error());
     memset(deep, '{', n);
@@ -244,7 +244,7 @@ START_TEST(numbers) {
 END_TEST
 
 START_TEST(duplicates_and_many_keys) {
-    tfm_json_options loose = {0, 1};
+    tfm_json_options loose = {0, 1, 0};
     tfm_json *v;
     ck_assert_int_eq(tfm_json_parse("{\"a\":1,\"b\":2,\"a\":3}", 19, &loose, "dup", &v), 0);
     int64_t a;
@@ -277,6 +277,26 @@ START_TEST(duplicates_and_many_keys) {
     ck_assert_int_eq(tfm_json_parse(text, strlen(text), &loose, "big", &v), 0);
     ck_assert_int_eq(tfm_json_get_int64(v, "key2000", &a), 0);
     ck_assert_int_eq(a, 1);
+    tfm_json_free(v);
+    free(text);
+}
+END_TEST
+
+START_TEST(memory_cap) {
+    /* 200k zeros: one node each, far more memory than text. */
+    size_t n = 400001;
+    char *text = malloc(n + 1);
+    text[0] = '[';
+    for (size_t i = 1; i < n; i += 2) text[i] = '0', text[i + 1] = ',';
+    text[n - 1] = ']';
+    tfm_json_options opt = {0, 0, 4u << 20};
+    tfm_json *v;
+    ck_assert_int_ne(tfm_json_parse(text, n, &opt, "big", &v), 0);
+    ck_assert_msg(strstr(tfm_last_error(), "document needs more than 4194304 bytes of memory"), "%s",
+                  tfm_last_error());
+    opt.max_memory = 0; /* the default is plenty for this */
+    ck_assert_msg(tfm_json_parse(text, n, &opt, "big", &v) == 0, "%s", tfm_last_error());
+    ck_assert_int_eq(tfm_json_len(v), 200000);
     tfm_json_free(v);
     free(text);
 }
@@ -474,6 +494,7 @@ int main(void) {
     tcase_add_test(tc, depth_limit);
     tcase_add_test(tc, numbers);
     tcase_add_test(tc, duplicates_and_many_keys);
+    tcase_add_test(tc, memory_cap);
     tcase_add_test(tc, utf8_validation);
     tcase_add_test(tc, writer_compact_and_pretty);
     tcase_add_test(tc, writer_numbers_round_trip);

@@ -59,14 +59,19 @@ struct tfm_json {
 typedef struct {
     int max_depth;            /* nesting limit; <= 0: TFM_JSON_DEFAULT_DEPTH; capped at TFM_JSON_MAX_DEPTH */
     int allow_duplicate_keys; /* 0: a repeated key is an error; 1: the last one wins */
+    size_t max_memory;        /* bytes the tree may use; 0: TFM_JSON_DEFAULT_MEMORY */
 } tfm_json_options;
 
 #define TFM_JSON_DEFAULT_DEPTH 128
 #define TFM_JSON_MAX_DEPTH 4096
+/* A tree takes up to ~100x its text ("[0,0,0,...]" is one node per two
+ * bytes), so hostile input is bounded by memory, not only by length. */
+#define TFM_JSON_DEFAULT_MEMORY ((size_t)1 << 30)
 
 /* Parses len bytes (no NUL needed). source names the input in errors, which
  * read "<source>:<line>:<column>: <what> (byte <offset>)". opt may be NULL
- * (default depth, duplicate keys rejected). On success *out owns the tree. */
+ * (default depth and memory, duplicate keys rejected). On success *out owns
+ * the tree. */
 int tfm_json_parse(const char *text, size_t len, const tfm_json_options *opt, const char *source,
                    tfm_json **out);
 /* Reads a whole file and parses it; errors name the path. */

@@ -147,6 +147,7 @@ typedef struct {
     int max_depth;
     int allow_dup;
     int failed;
+    size_t used, max_memory; /* bytes allocated for the tree so far, and the cap */
 } parser;
 
 static void perr(parser *p, size_t at, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -182,7 +183,17 @@ static void skip_ws(parser *p) {
     }
 }
 
+/* Counts an allocation against the memory cap (with a typical malloc
+ * overhead); 0 when it fits. */
+static int charge(parser *p, size_t bytes, size_t at) {
+    p->used += bytes + 16;
+    if (p->used <= p->max_memory) return 0;
+    perr(p, at, "document needs more than %zu bytes of memory", p->max_memory);
+    return -1;
+}
+
 static tfm_json *new_node(parser *p, tfm_json_type type, size_t offset) {
+    if (charge(p, sizeof(tfm_json), offset)) return NULL;
     tfm_json *v = calloc(1, sizeof *v);
     if (!v) {
         perr(p, offset, "out of memory");
@@ -223,6 +234,7 @@ static int parse_string(parser *p, char **out, size_t *out_len) {
         perr(p, start, "unterminated string");
         return -1;
     }
+    if (charge(p, end - p->pos + 1, start)) return -1;
     char *buf = malloc(end - p->pos + 1);
     if (!buf) {
         perr(p, start, "out of memory");
@@ -338,7 +350,10 @@ static tfm_json *parse_number(parser *p) {
         while (i < p->n && s[i] >= '0' && s[i] <= '9') i++;
     }
     tfm_json *v = new_node(p, TFM_JSON_NUMBER, start);
-    if (!v) return NULL;
+    if (!v || charge(p, i - start + 1, start)) {
+        free(v);
+        return NULL;
+    }
     v->text_len = i - start;
     v->text = malloc(v->text_len + 1);
     if (!v->text) {
@@ -367,6 +382,9 @@ static tfm_json *parse_value(parser *p, int depth);
 static int push_item(parser *p, tfm_json *c, tfm_json *item, int64_t *cap) {
     if (c->count == *cap) {
         int64_t ncap = *cap ? *cap * 2 : 4;
+        /* Objects also hold keys, key lengths and the hash index. */
+        size_t per_item = sizeof(tfm_json *) + (c->type == TFM_JSON_OBJECT ? sizeof(char *) + sizeof(size_t) + 8 : 0);
+        if (charge(p, (size_t)(ncap - *cap) * per_item, c->offset)) return -1;
         tfm_json **items = realloc(c->items, (size_t)ncap * sizeof *items);
         if (!items) goto oom;
         c->items = items;
@@ -523,8 +541,9 @@ int tfm_json_parse(const char *text, size_t len, const tfm_json_options *opt, co
                    tfm_json **out) {
     *out = NULL;
     parser p = {(const unsigned char *)text, len, 0, source ? source : "<json>", TFM_JSON_DEFAULT_DEPTH,
-                0, 0};
+                0, 0, 0, TFM_JSON_DEFAULT_MEMORY};
     if (opt) {
+        if (opt->max_memory) p.max_memory = opt->max_memory;
         if (opt->max_depth > 0) p.max_depth = opt->max_depth;
         /* Recursion uses the C stack: keep it far from overflowing. */
         if (p.max_depth > TFM_JSON_MAX_DEPTH) p.max_depth = TFM_JSON_MAX_DEPTH;

@@ -81,7 +81,7 @@ static void check_lookups(const tfm_json *v) {
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     tfm_json *doc;
-    tfm_json_options strict = {0, 0}, loose = {16, 1};
+    tfm_json_options strict = {0, 0, 0}, loose = {16, 1, 0};
     int rc_strict = tfm_json_parse((const char *)data, size, &strict, "fuzz.json", &doc);
     if (rc_strict) {
         if (strchr(tfm_last_error(), '\n')) abort();
