@@ -403,6 +403,17 @@ START_TEST(rejects_bad_lengths) {
     ck_assert_int_ne(tfm_safetensors_open(dir, &f), 0);
     ck_assert_msg(strstr(tfm_last_error(), "not a regular file"), "%s", tfm_last_error());
 
+    /* Metadata may be null (the reference reads it as absent); unknown
+     * fields in an entry are ignored, as the reference does. */
+    snprintf(path, sizeof path, "%s/nullmeta.safetensors", dir);
+    write_raw(path, UINT64_MAX,
+              "{\"__metadata__\":null,\"w\":{\"dtype\":\"U8\",\"shape\":[2],\"data_offsets\":[0,2],\"x\":[]}}", 2);
+    ck_assert_msg(tfm_safetensors_open(path, &f) == 0, "%s", tfm_last_error());
+    ck_assert_int_eq(f.n_tensors, 1);
+    ck_assert_int_eq(f.n_meta, 0);
+    ck_assert_ptr_null(tfm_st_meta(&f, "format"));
+    tfm_safetensors_close(&f);
+
     /* The smallest valid file: "{}" padded to 8, no tensors. */
     snprintf(path, sizeof path, "%s/none.safetensors", dir);
     write_raw(path, UINT64_MAX, "{}      ", 0);

@@ -20,7 +20,10 @@
  * with no duplicate names, every entry is well-formed, and the tensors tile
  * the buffer exactly (no gaps, no overlaps, nothing after the last tensor).
  * Every rejection is a one-line error naming the file and, when there is one,
- * the tensor. No input makes it crash or read out of bounds. */
+ * the tensor. No input makes it crash or read out of bounds. Like the
+ * reference reader, it ignores unknown fields in an entry and reads
+ * "__metadata__": null as no metadata; unlike it (for now), it requires the
+ * header to start with '{'. */
 #ifndef TFM_SAFETENSORS_H
 #define TFM_SAFETENSORS_H
 

@@ -434,7 +434,8 @@ static int parse_header(tfm_st_file *f) {
         const char *key = root->keys[i];
         size_t key_len = root->key_lens[i];
         if (key_len == 12 && !memcmp(key, "__metadata__", 12)) {
-            if (parse_metadata(f, root->items[i])) goto fail;
+            /* null means "no metadata" to the reference reader (an Option). */
+            if (root->items[i]->type != TFM_JSON_NULL && parse_metadata(f, root->items[i])) goto fail;
             continue;
         }
         char nb[96];
