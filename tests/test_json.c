@@ -112,6 +112,9 @@ static const struct {
     {"1 2", 0, "trailing data"},
     {"[1]\0", 4, "trailing data after the JSON value: byte 0x00"},
     {"{\"a\":1,\"a\":2}", 0, "duplicate key \"a\""},
+    /* Found by fuzz_safetensors: the key went into the message raw, newline
+     * and all. Control characters are now shown as '?'. */
+    {"{\"a\\nb\\u0001\":1,\"a\\nb\\u0001\":2}", 0, "duplicate key \"a?b?\""},
     {"/* c */ 1", 0, "unexpected '/'"},
     {"[1,2", 0, "expected ',' or ']' in array, got end of input"},
     {"\xEF\xBB\xBF{}", 0, "unexpected byte 0xEF"},         /* byte order mark */

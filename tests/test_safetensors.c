@@ -304,6 +304,11 @@ static const struct {
     {"duplicate_name", "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
                        "\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}",
      8, "duplicate key \"a\"", "a"},
+    /* Found by fuzz_safetensors (a two-line error): a repeated name with a
+     * newline in it. */
+    {"duplicate_newline_name", "{\"\\nc\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
+                               "\"\\nc\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}",
+     8, "duplicate key \"?c\"", NULL},
     {"metadata_not_object", "{\"__metadata__\":\"pt\"}", 0, "__metadata__ is a string, expected an object", NULL},
     {"metadata_not_string", "{\"__metadata__\":{\"epoch\":3}}", 0,
      "__metadata__ value for epoch is a number, expected a string", NULL},

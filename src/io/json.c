@@ -175,6 +175,21 @@ static void describe(const parser *p, size_t pos, char *out, size_t cap) {
     else snprintf(out, cap, "byte 0x%02X", p->s[pos]);
 }
 
+/* Text from the input made safe for a one-line message: control bytes
+ * become '?', and long text is cut at a UTF-8 boundary and ends in "...". */
+static const char *printable(const char *s, size_t n, char *out, size_t cap) {
+    size_t limit = cap - 4, o = 0;
+    int cut = n > limit;
+    if (cut) {
+        n = limit;
+        while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80) n--;
+    }
+    for (size_t i = 0; i < n; i++) out[o++] = ((unsigned char)s[i] < 0x20 || s[i] == 0x7F) ? '?' : s[i];
+    if (cut) memcpy(out + o, "...", 3), o += 3;
+    out[o] = 0;
+    return out;
+}
+
 static void skip_ws(parser *p) {
     while (p->pos < p->n) {
         unsigned char c = p->s[p->pos];
@@ -435,7 +450,8 @@ static tfm_json *parse_container(parser *p, int depth, int is_object) {
             }
             if (parse_string(p, &key, &key_len)) goto fail;
             if (!p->allow_dup && index_find(c, key, key_len) >= 0) {
-                perr(p, key_at, "duplicate key \"%.*s\"", (int)(key_len > 100 ? 100 : key_len), key);
+                char shown[104];
+                perr(p, key_at, "duplicate key \"%s\"", printable(key, key_len, shown, sizeof shown));
                 free(key);
                 goto fail;
             }

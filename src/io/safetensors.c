@@ -39,11 +39,16 @@ int tfm_st_dtype_from_name(const char *name, size_t len) {
 }
 
 /* A tensor name made safe for a one-line message: control bytes become '?'
- * and long names are cut with "...". */
+ * and long names are cut at a UTF-8 boundary and end in "...". */
 static const char *show(char *buf, size_t cap, const char *s, size_t n) {
     size_t limit = cap - 4, o = 0;
-    for (size_t i = 0; i < n && o < limit; i++) buf[o++] = ((unsigned char)s[i] < 0x20 || s[i] == 0x7F) ? '?' : s[i];
-    if (n > limit) memcpy(buf + o, "...", 3), o += 3;
+    int cut = n > limit;
+    if (cut) {
+        n = limit;
+        while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80) n--;
+    }
+    for (size_t i = 0; i < n; i++) buf[o++] = ((unsigned char)s[i] < 0x20 || s[i] == 0x7F) ? '?' : s[i];
+    if (cut) memcpy(buf + o, "...", 3), o += 3;
     buf[o] = 0;
     return buf;
 }
