@@ -553,6 +553,9 @@ START_TEST(writer_fails_cleanly) {
     bad[1].data = NULL;
     ck_assert_int_ne(tfm_safetensors_write(path, bad, 2, NULL, 0), 0);
     ck_assert_msg(strstr(tfm_last_error(), "tensor neg: no data"), "%s", tfm_last_error());
+    const char *dup_meta[] = {"k", "1", "k", "2"};
+    ck_assert_int_ne(tfm_safetensors_write(path, &t, 1, dup_meta, 2), 0);
+    ck_assert_msg(strstr(tfm_last_error(), "duplicate metadata key k"), "%s", tfm_last_error());
     const char *meta[] = {"k", "bad \xFF utf8"};
     ck_assert_int_ne(tfm_safetensors_write(path, &t, 1, meta, 1), 0);
     ck_assert_msg(strstr(tfm_last_error(), path) && strstr(tfm_last_error(), "not valid UTF-8"), "%s",

@@ -90,6 +90,14 @@ int tfm_safetensors_write(const char *path, const tfm_st_tensor *tensors, int64_
             tfm_set_error("%s: metadata entry %lld is NULL", path, (long long)i / 2);
             return -1;
         }
+    /* A repeated key would make a header that strict readers (ours) refuse. */
+    for (int64_t m = 0; m < n_meta; m++)
+        for (int64_t k = 0; k < m; k++)
+            if (!strcmp(meta_kv[2 * m], meta_kv[2 * k])) {
+                tfm_set_error("%s: duplicate metadata key %s", path,
+                              show(nb, sizeof nb, meta_kv[2 * m], strlen(meta_kv[2 * m])));
+                return -1;
+            }
     /* Validate everything before creating any file. */
     for (int64_t i = 0; i < n; i++) {
         const tfm_st_tensor *t = &tensors[i];
