@@ -69,7 +69,11 @@ for target in tests/fuzz/fuzz_*.c; do
     fi
     work=$out/$name
     rm -rf "$work/corpus"
-    mkdir -p "$work/corpus"
+    mkdir -p "$work/corpus" "$work/previous"
+    # Findings of earlier runs move aside so only this run's count.
+    for old in "$work"/crash-* "$work"/leak-* "$work"/timeout-* "$work"/oom-*; do
+        [ -e "$old" ] && mv "$old" "$work/previous/"
+    done
     if [ -d "tests/fuzz/corpus_$name" ]; then cp -r "tests/fuzz/corpus_$name/." "$work/corpus/"; fi
     dict=()
     if [ -f "tests/fuzz/$name.dict" ]; then dict=(-dict="tests/fuzz/$name.dict"); fi
