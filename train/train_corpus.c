@@ -177,6 +177,12 @@ int tfm_cmd_train_corpus(train_options *o, flag_def *flags, int n_flags) {
     /* restore the data position and the best-so-far */
     double best_bleu = -1;
     int64_t no_improve = 0;
+    if (!tfm_kv_get(&tr.state, "state.pos")) { /* a fresh run (resume brought these back) */
+        tfm_kv_set(&tr.state, "state.best_bleu", "%.17g", best_bleu);
+        tfm_kv_set(&tr.state, "state.no_improve", "0");
+        tfm_kv_set(&tr.state, "state.epoch", "%lld", (long long)batcher.state.epoch);
+        tfm_kv_set(&tr.state, "state.pos", "%lld", (long long)batcher.state.pos);
+    }
     if (o->resume) {
         tfm_batcher_state st = batcher.state;
         const char *w = "checkpoint";
