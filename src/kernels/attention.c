@@ -5,6 +5,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "kernels_internal.h"
 #include "tfm/kernels.h"
 #ifdef _OPENMP
 #include <omp.h>
@@ -43,7 +44,7 @@ static void masked_softmax(float *p, const tfm_attn_shape *s, int64_t b) {
         }
         float sum = 0.0f;
         for (int64_t j = 0; j < visible; j++) {
-            float e = (pad && pad[j]) ? 0.0f : expf(row[j] - mx);
+            float e = (pad && pad[j]) ? 0.0f : tfm_expf(row[j] - mx);
             row[j] = e;
             sum += e;
         }
@@ -55,8 +56,8 @@ static void masked_softmax(float *p, const tfm_attn_shape *s, int64_t b) {
 
 static void dropout_probs(float *dst, const float *src, int64_t n, float p, uint64_t key) {
     float keep_scale = 1.0f / (1.0f - p);
-    for (int64_t i = 0; i < n; i++)
-        dst[i] = tfm_rand_uniform(key, (uint64_t)i) >= p ? src[i] * keep_scale : 0.0f;
+    uint32_t th = tfm_dropout_threshold(p);
+    for (int64_t i = 0; i < n; i++) dst[i] = tfm_dropout_keep(key, (uint64_t)i, th) ? src[i] * keep_scale : 0.0f;
 }
 
 /* S = Q K^T / sqrt(dh); P = softmax(mask(S)); out = dropout(P) V */
@@ -119,12 +120,13 @@ void tfm_k_attention_backward(float *dq, float *dk, float *dv, const float *dout
             for (int64_t i = 0; i < Tq; i++) {
                 float *dpr = dp + i * Tk;
                 const float *pr = p + i * Tk;
-                if (p_drop > 0.0f)
+                if (p_drop > 0.0f) {
+                    uint32_t th = tfm_dropout_threshold(p_drop);
                     for (int64_t j = 0; j < Tk; j++)
-                        dpr[j] = tfm_rand_uniform(key, (uint64_t)(i * Tk + j)) >= p_drop
-                                     ? dpr[j] * keep_scale
-                                     : 0.0f;
+                        dpr[j] = tfm_dropout_keep(key, (uint64_t)(i * Tk + j), th) ? dpr[j] * keep_scale : 0.0f;
+                }
                 float dot = 0.0f;
+#pragma omp simd reduction(+ : dot)
                 for (int64_t j = 0; j < Tk; j++) dot += dpr[j] * pr[j];
                 for (int64_t j = 0; j < Tk; j++) dpr[j] = pr[j] * (dpr[j] - dot) * scale;
             }

@@ -3,6 +3,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "kernels_internal.h"
 #include "tfm/kernels.h"
 
 #define PAR(n) if ((n) > TFM_PAR_MIN_WORK)
@@ -63,25 +64,27 @@ void tfm_k_relu_backward(float *dx, const float *dy, const float *y, int64_t n) 
 
 void tfm_k_dropout_forward(float *y, const float *x, int64_t n, float p, uint64_t key) {
     float keep_scale = 1.0f / (1.0f - p);
+    uint32_t th = tfm_dropout_threshold(p);
 #pragma omp parallel for schedule(static) PAR(n)
-    for (int64_t i = 0; i < n; i++)
-        y[i] = tfm_rand_uniform(key, (uint64_t)i) >= p ? x[i] * keep_scale : 0.0f;
+    for (int64_t i = 0; i < n; i++) y[i] = tfm_dropout_keep(key, (uint64_t)i, th) ? x[i] * keep_scale : 0.0f;
 }
 
 /* dx = dy * keep / (1 - p), with the mask regenerated from (key, i) */
 void tfm_k_dropout_backward(float *dx, const float *dy, int64_t n, float p, uint64_t key) {
     float keep_scale = 1.0f / (1.0f - p);
+    uint32_t th = tfm_dropout_threshold(p);
 #pragma omp parallel for schedule(static) PAR(n)
-    for (int64_t i = 0; i < n; i++)
-        if (tfm_rand_uniform(key, (uint64_t)i) >= p) dx[i] += dy[i] * keep_scale;
+    for (int64_t i = 0; i < n; i++) dx[i] += tfm_dropout_keep(key, (uint64_t)i, th) ? dy[i] * keep_scale : 0.0f;
 }
 
 static void softmax_row(float *y, const float *x, int64_t cols) {
     float mx = -INFINITY;
+#pragma omp simd reduction(max : mx)
     for (int64_t j = 0; j < cols; j++) mx = x[j] > mx ? x[j] : mx;
     float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
     for (int64_t j = 0; j < cols; j++) {
-        y[j] = expf(x[j] - mx);
+        y[j] = tfm_expf(x[j] - mx);
         sum += y[j];
     }
     float inv = 1.0f / sum;
@@ -100,6 +103,7 @@ void tfm_k_softmax_backward(float *dx, const float *dy, const float *y, int64_t 
     for (int64_t r = 0; r < rows; r++) {
         const float *yr = y + r * cols, *dyr = dy + r * cols;
         float dot = 0.0f;
+#pragma omp simd reduction(+ : dot)
         for (int64_t j = 0; j < cols; j++) dot += dyr[j] * yr[j];
         float *dxr = dx + r * cols;
         for (int64_t j = 0; j < cols; j++) dxr[j] += yr[j] * (dyr[j] - dot);

@@ -3,6 +3,7 @@
  * straight into the logits' gradient. */
 #include <math.h>
 
+#include "kernels_internal.h"
 #include "tfm/kernels.h"
 
 #define ROW_CHUNKS 64
@@ -20,19 +21,19 @@ double tfm_k_xent_forward(float *lse, const float *logits, const int32_t *target
         int64_t k = 0;
         for (int64_t r = r0; r < r1; r++) {
             const float *x = logits + r * V;
-            float mx = -INFINITY;
-            double sum_x = 0;
+            float mx = -INFINITY, sum_x = 0.0f, se = 0.0f;
+#pragma omp simd reduction(max : mx) reduction(+ : sum_x)
             for (int64_t v = 0; v < V; v++) {
                 mx = x[v] > mx ? x[v] : mx;
                 sum_x += x[v];
             }
-            double se = 0;
-            for (int64_t v = 0; v < V; v++) se += exp((double)(x[v] - mx));
-            double l = (double)mx + log(se);
+#pragma omp simd reduction(+ : se)
+            for (int64_t v = 0; v < V; v++) se += tfm_expf(x[v] - mx);
+            double l = (double)mx + log((double)se);
             lse[r] = (float)l;
             int32_t y = targets[r];
             if (y == ignore_index) continue;
-            s += (1.0 - eps) * (l - x[y]) + eps * (l - sum_x / (double)V);
+            s += (1.0 - eps) * (l - x[y]) + eps * (l - (double)sum_x / (double)V);
             k++;
         }
         part[c] = s;
@@ -60,7 +61,8 @@ void tfm_k_xent_backward(float *dlogits, const float *logits, const float *lse,
         const float *x = logits + r * V;
         float *dx = dlogits + r * V;
         float l = lse[r];
-        for (int64_t v = 0; v < V; v++) dx[v] += scale * (expf(x[v] - l) - smooth);
+#pragma omp simd
+        for (int64_t v = 0; v < V; v++) dx[v] += scale * (tfm_expf(x[v] - l) - smooth);
         dx[y] -= scale * (1.0f - eps);
     }
 }

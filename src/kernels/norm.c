@@ -12,9 +12,11 @@ void tfm_k_layernorm_forward(float *y, float *mean, float *rstd, const float *x,
     for (int64_t r = 0; r < rows; r++) {
         const float *xr = x + r * cols;
         float s = 0.0f;
+#pragma omp simd reduction(+ : s)
         for (int64_t c = 0; c < cols; c++) s += xr[c];
         float mu = s / (float)cols;
         float ss = 0.0f;
+#pragma omp simd reduction(+ : ss)
         for (int64_t c = 0; c < cols; c++) {
             float d = xr[c] - mu;
             ss += d * d;
@@ -40,6 +42,7 @@ void tfm_k_layernorm_backward(float *dx, float *dgamma, float *dbeta, const floa
             const float *xr = x + r * cols, *dyr = dy + r * cols;
             float mu = mean[r], rs = rstd[r];
             float sum_g = 0.0f, sum_gx = 0.0f;
+#pragma omp simd reduction(+ : sum_g, sum_gx)
             for (int64_t c = 0; c < cols; c++) {
                 float g = dyr[c] * gamma[c];
                 sum_g += g;
