@@ -174,7 +174,8 @@ static void pack_copy(float *restrict out, int R, int64_t pstride, const float *
             /* the rows below, for when this row segment is short */
             if (k + GEMM_COPY_PREFETCH_ROWS < kc)
                 for (int r = 0; r < R; r += 16)
-                    _mm_prefetch((const char *)(sp + GEMM_COPY_PREFETCH_ROWS * ld + r), _MM_HINT_T0);
+                    _mm_prefetch((const char *)(sp + GEMM_COPY_PREFETCH_ROWS * ld + r),
+                                 _MM_HINT_T0);
             for (int r = 0; r < R; r += 16) {
                 int64_t w = valid - r;
                 __m512 x;
@@ -218,7 +219,8 @@ static inline void transpose16(__m512 r[16]) {
     }
     /* each 128-bit lane q of r[4g+c] holds rows 4g..4g+3 of column 4q+c */
     const __m512i lo = _mm512_setr_epi32(0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27);
-    const __m512i hi = _mm512_setr_epi32(4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31);
+    const __m512i hi =
+        _mm512_setr_epi32(4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31);
     for (int c = 0; c < 4; c++) {
         /* combine groups 0,1 and 2,3: lanes (g0q0, g1q0, g0q2, g1q2) etc. */
         t[c] = _mm512_permutex2var_ps(r[c], lo, r[4 + c]);
@@ -231,8 +233,8 @@ static inline void transpose16(__m512 r[16]) {
     const __m512i hi2 =
         _mm512_setr_epi32(8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31);
     for (int c = 0; c < 4; c++) {
-        r[c] = _mm512_permutex2var_ps(t[c], lo2, t[8 + c]);      /* column c      (q0) */
-        r[8 + c] = _mm512_permutex2var_ps(t[c], hi2, t[8 + c]);  /* column 8 + c  (q2) */
+        r[c] = _mm512_permutex2var_ps(t[c], lo2, t[8 + c]);           /* column c      (q0) */
+        r[8 + c] = _mm512_permutex2var_ps(t[c], hi2, t[8 + c]);       /* column 8 + c  (q2) */
         r[4 + c] = _mm512_permutex2var_ps(t[4 + c], lo2, t[12 + c]);  /* column 4 + c  (q1) */
         r[12 + c] = _mm512_permutex2var_ps(t[4 + c], hi2, t[12 + c]); /* column 12 + c (q3) */
     }
@@ -353,13 +355,9 @@ static void store_edge(const float *tile, int mr, int nr, float alpha, float bet
  * for narrower edge tiles (ROWS < MR reads the first ROWS entries of each
  * packed A column), so an edge tile of 1..4 rows does not pay for 14. The
  * arithmetic per element is the same in every instance. */
-static inline __attribute__((always_inline)) void ukernel_kloop(int ROWS, int VECS, int AL,
-                                                                int FULL, int64_t kc,
-                                                                const float *restrict a,
-                                                                const float *restrict b,
-                                                                int64_t ldbk,
-                                                                const __mmask16 *mask,
-                                                                __m512 acc[MR][NV]) {
+static inline __attribute__((always_inline)) void
+ukernel_kloop(int ROWS, int VECS, int AL, int FULL, int64_t kc, const float *restrict a,
+              const float *restrict b, int64_t ldbk, const __mmask16 *mask, __m512 acc[MR][NV]) {
 #pragma GCC unroll 2
     for (int64_t k = 0; k < kc; k++) {
         __m512 bv[NV];
@@ -377,14 +375,10 @@ static inline __attribute__((always_inline)) void ukernel_kloop(int ROWS, int VE
     }
 }
 
-static inline __attribute__((always_inline)) void ukernel_body(int ROWS, int VECS, int AL,
-                                                               int64_t kc,
-                                                               const float *restrict a,
-                                                               const float *restrict b,
-                                                               int64_t ldbk, float *restrict C,
-                                                               int64_t ldc,
-                                                               float alpha, float beta, int mr,
-                                                               int nr) {
+static inline __attribute__((always_inline)) void
+ukernel_body(int ROWS, int VECS, int AL, int64_t kc, const float *restrict a,
+             const float *restrict b, int64_t ldbk, float *restrict C, int64_t ldc, float alpha,
+             float beta, int mr, int nr) {
     /* columns beyond nr: zero in packed B, not to be read in direct B */
     __mmask16 mask[NV];
 #pragma GCC unroll 4
@@ -433,43 +427,42 @@ static inline __attribute__((always_inline)) void ukernel_body(int ROWS, int VEC
     }
 }
 
-#define UKERNEL_INSTANCE(NAME, R, V, AL)                                                      \
-    static void NAME(int64_t kc, const float *restrict a, const float *restrict b,            \
-                     int64_t ldbk, float *restrict C, int64_t ldc, float alpha, float beta,     \
-                     int mr, int nr) {                                                          \
-        ukernel_body(R, V, AL, kc, a, b, ldbk, C, ldc, alpha, beta, mr, nr);                  \
+#define UKERNEL_INSTANCE(NAME, R, V, AL)                                                           \
+    static void NAME(int64_t kc, const float *restrict a, const float *restrict b, int64_t ldbk,   \
+                     float *restrict C, int64_t ldc, float alpha, float beta, int mr, int nr) {    \
+        ukernel_body(R, V, AL, kc, a, b, ldbk, C, ldc, alpha, beta, mr, nr);                       \
     }
-#define UKERNEL_SET(S, AL)                       \
-    UKERNEL_INSTANCE(ukernel_full##S, MR, 2, AL) \
-    UKERNEL_INSTANCE(ukernel_8x2##S, 8, 2, AL)   \
-    UKERNEL_INSTANCE(ukernel_4x2##S, 4, 2, AL)   \
-    UKERNEL_INSTANCE(ukernel_2x2##S, 2, 2, AL)   \
-    UKERNEL_INSTANCE(ukernel_1x2##S, 1, 2, AL)   \
-    UKERNEL_INSTANCE(ukernel_full_x1##S, MR, 1, AL) \
-    UKERNEL_INSTANCE(ukernel_4x1##S, 4, 1, AL)   \
-    UKERNEL_INSTANCE(ukernel_1x1##S, 1, 1, AL)   \
-    static void ukernel##S(int64_t kc, const float *restrict a, const float *restrict b,        \
-                           int64_t ldbk, float *restrict C, int64_t ldc, float alpha,           \
-                           float beta, int mr, int nr) {                                        \
-        if (nr > 16) {                                                                          \
-            if (mr > 8)                                                                         \
-                ukernel_full##S(kc, a, b, ldbk, C, ldc, alpha, beta, mr, nr);                   \
-            else if (mr > 4)                                                                    \
-                ukernel_8x2##S(kc, a, b, ldbk, C, ldc, alpha, beta, mr, nr);                    \
-            else if (mr > 2)                                                                    \
-                ukernel_4x2##S(kc, a, b, ldbk, C, ldc, alpha, beta, mr, nr);                    \
-            else if (mr > 1)                                                                    \
-                ukernel_2x2##S(kc, a, b, ldbk, C, ldc, alpha, beta, mr, nr);                    \
-            else                                                                                \
-                ukernel_1x2##S(kc, a, b, ldbk, C, ldc, alpha, beta, mr, nr);                    \
-        } else {                                                                                \
-            if (mr > 4)                                                                         \
-                ukernel_full_x1##S(kc, a, b, ldbk, C, ldc, alpha, beta, mr, nr);                \
-            else if (mr > 1)                                                                    \
-                ukernel_4x1##S(kc, a, b, ldbk, C, ldc, alpha, beta, mr, nr);                    \
-            else                                                                                \
-                ukernel_1x1##S(kc, a, b, ldbk, C, ldc, alpha, beta, mr, nr);                    \
-        }                                                                                       \
+#define UKERNEL_SET(S, AL)                                                                         \
+    UKERNEL_INSTANCE(ukernel_full##S, MR, 2, AL)                                                   \
+    UKERNEL_INSTANCE(ukernel_8x2##S, 8, 2, AL)                                                     \
+    UKERNEL_INSTANCE(ukernel_4x2##S, 4, 2, AL)                                                     \
+    UKERNEL_INSTANCE(ukernel_2x2##S, 2, 2, AL)                                                     \
+    UKERNEL_INSTANCE(ukernel_1x2##S, 1, 2, AL)                                                     \
+    UKERNEL_INSTANCE(ukernel_full_x1##S, MR, 1, AL)                                                \
+    UKERNEL_INSTANCE(ukernel_4x1##S, 4, 1, AL)                                                     \
+    UKERNEL_INSTANCE(ukernel_1x1##S, 1, 1, AL)                                                     \
+    static void ukernel##S(int64_t kc, const float *restrict a, const float *restrict b,           \
+                           int64_t ldbk, float *restrict C, int64_t ldc, float alpha, float beta,  \
+                           int mr, int nr) {                                                       \
+        if (nr > 16) {                                                                             \
+            if (mr > 8)                                                                            \
+                ukernel_full##S(kc, a, b, ldbk, C, ldc, alpha, beta, mr, nr);                      \
+            else if (mr > 4)                                                                       \
+                ukernel_8x2##S(kc, a, b, ldbk, C, ldc, alpha, beta, mr, nr);                       \
+            else if (mr > 2)                                                                       \
+                ukernel_4x2##S(kc, a, b, ldbk, C, ldc, alpha, beta, mr, nr);                       \
+            else if (mr > 1)                                                                       \
+                ukernel_2x2##S(kc, a, b, ldbk, C, ldc, alpha, beta, mr, nr);                       \
+            else                                                                                   \
+                ukernel_1x2##S(kc, a, b, ldbk, C, ldc, alpha, beta, mr, nr);                       \
+        } else {                                                                                   \
+            if (mr > 4)                                                                            \
+                ukernel_full_x1##S(kc, a, b, ldbk, C, ldc, alpha, beta, mr, nr);                   \
+            else if (mr > 1)                                                                       \
+                ukernel_4x1##S(kc, a, b, ldbk, C, ldc, alpha, beta, mr, nr);                       \
+            else                                                                                   \
+                ukernel_1x1##S(kc, a, b, ldbk, C, ldc, alpha, beta, mr, nr);                       \
+        }                                                                                          \
     }
 _Static_assert(MR > 8 && NV == 2, "the edge kernels below assume MR > 8 rows and 2 vectors");
 UKERNEL_SET(_kmajor, 0) /* packed A as a[k*MR + i] */
@@ -562,8 +555,9 @@ typedef struct {
     const float *A, *B;
     int64_t lda, ldb, ldc;
     float *C;
-    float *bp;    /* shared packed B block (KC x NC) */
-    int direct_b; /* the micro-kernel reads op(B) = B in place (no packing) */
+    float *bp;         /* packed B: two KC x NC blocks (the second for teams) */
+    int64_t bp_floats; /* size of one block */
+    int direct_b;      /* the micro-kernel reads op(B) = B in place (no packing) */
 } gemm_args;
 
 /* Thread `tid` of `nt` (split `split_m` ? rows : B panels) computes its part.
@@ -584,14 +578,15 @@ static void gemm_run(const gemm_args *g, int tid, int nt, int split_m) {
     int64_t kc_max = K < GEMM_KC ? K : GEMM_KC;
     float *ap = buf_reserve(&g_bufs.a, (size_t)((mc_max + MR - 1) / MR * MR * GEMM_AKS));
     const int a_rows = a_packs_rows(g->trans_a);
-    /* rows split: one B block shared by the team (packed jointly between
-     * barriers); columns split: each thread packs only the panels it uses,
-     * into its own buffer, and never waits for the others */
-    float *bp = g->bp;
+    /* rows split: B blocks shared by the team (see below); columns split:
+     * each thread packs only the panels it uses, into its own buffer, and
+     * never waits for the others */
+    float *bp_own = g->bp;
+    int64_t block = 0;
     if (!split_m && nt > 1) {
         int64_t nc_max = N < GEMM_NC ? N : GEMM_NC;
         int64_t mine = ((nc_max + NR - 1) / NR + nt - 1) / nt + 1;
-        bp = buf_reserve(&g_bufs.b, (size_t)(mine * NR * kc_max));
+        bp_own = buf_reserve(&g_bufs.b, (size_t)(mine * NR * kc_max));
     }
     for (int64_t jc = 0; jc < N; jc += GEMM_NC) {
         int64_t nc = N - jc < GEMM_NC ? N - jc : GEMM_NC;
@@ -602,10 +597,17 @@ static void gemm_run(const gemm_args *g, int tid, int nt, int split_m) {
         for (int64_t pc = 0; pc < K; pc += GEMM_KC) {
             int64_t kc = K - pc < GEMM_KC ? K - pc : GEMM_KC;
             float beta = pc == 0 ? g->beta : 1.0f;
+            /* Rows split: the team packs the block jointly into one of two
+             * buffers and waits for all the packs; block n+1 goes into the
+             * other buffer, and block n+2 may overwrite this one because
+             * every thread has finished computing on it before it passes
+             * the barrier of block n+1. One barrier per block.
+             * Columns split: a thread reads only the panels it packed. */
+            int shared = nt > 1 && split_m && !g->direct_b;
+            float *bp = shared ? g->bp + (block & 1) * g->bp_floats : bp_own;
+            block++;
             if (!g->direct_b) pack_b(bp, g->trans_b, g->B, g->ldb, pc, kc, jc, nc, q0, q1, qbase);
-            /* rows split: everyone reads every panel, so wait for all packs;
-             * columns split: a thread only reads the panels it packed */
-            if (nt > 1 && split_m && !g->direct_b) {
+            if (shared) {
 #pragma omp barrier
             }
             int64_t j_lo = split_m ? 0 : q0, j_hi = split_m ? npanels : q1;
@@ -624,13 +626,10 @@ static void gemm_run(const gemm_args *g, int tid, int nt, int split_m) {
                     }
                     for (int64_t i = 0; i < mc; i += MR) {
                         int mr = (int)(mc - i < MR ? mc - i : MR);
-                        ukernel(a_rows, kc, ap + i * GEMM_AKS, bpan, ldbk, g->C + (ic + i) * g->ldc + jc + j, g->ldc,
-                                g->alpha, beta, mr, nr);
+                        ukernel(a_rows, kc, ap + i * GEMM_AKS, bpan, ldbk,
+                                g->C + (ic + i) * g->ldc + jc + j, g->ldc, g->alpha, beta, mr, nr);
                     }
                 }
-            }
-            if (nt > 1 && split_m && !g->direct_b) {
-#pragma omp barrier
             }
         }
     }
@@ -671,7 +670,7 @@ void tfm_gemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float a
         scale_c(M, N, beta, C, ldc);
         return;
     }
-    gemm_args g = {trans_a, trans_b, M, N, K, alpha, beta, A, B, lda, ldb, ldc, C, NULL, 0};
+    gemm_args g = {trans_a, trans_b, M, N, K, alpha, beta, A, B, lda, ldb, ldc, C, NULL, 0, 0};
 #if defined(__AVX512F__)
     /* With few rows each packed B panel would be read once or twice: cheaper
      * to stream B (K x N, row-major) straight into the micro-kernel. */
@@ -681,7 +680,8 @@ void tfm_gemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float a
     int64_t nc_max = N < GEMM_NC ? N : GEMM_NC;
     /* the calling thread owns the shared B block; team members only use it
      * inside this call */
-    g.bp = buf_reserve(&g_bufs.b, (size_t)((nc_max + NR - 1) / NR * NR * kc_max));
+    g.bp_floats = (nc_max + NR - 1) / NR * NR * kc_max;
+    g.bp = buf_reserve(&g_bufs.b, (size_t)(2 * g.bp_floats));
     int nt = 1;
     if (!in_parallel() && 2.0 * (double)M * N * K >= GEMM_PAR_MIN_FLOPS) nt = max_threads();
     if (nt <= 1) {
@@ -718,8 +718,8 @@ void tfm_gemm_batched(int trans_a, int trans_b, int64_t batch, int64_t M, int64_
         2.0 * (double)M * N * K * batch >= GEMM_PAR_MIN_FLOPS) {
 #pragma omp parallel for schedule(static)
         for (int64_t b = 0; b < batch; b++)
-            tfm_gemm(trans_a, trans_b, M, N, K, alpha, A + b * stride_a, lda, B + b * stride_b,
-                     ldb, beta, C + b * stride_c, ldc);
+            tfm_gemm(trans_a, trans_b, M, N, K, alpha, A + b * stride_a, lda, B + b * stride_b, ldb,
+                     beta, C + b * stride_c, ldc);
         return;
     }
     for (int64_t b = 0; b < batch; b++)
