@@ -4,13 +4,14 @@
  *
  * Loop nest (row-major C, op(A): M x K, op(B): K x N):
  *   jc over N in NC columns
- *     pc over K in KC steps            pack op(B)[pc, jc] -> Bp (KC x NC, shared)
+ *     pc over K in KC steps            pack op(B)[pc, jc] -> Bp (KC x NC)
  *       ic over M in MC rows           pack op(A)[ic, pc] -> Ap (MC x KC, per thread)
  *         jr over NC in NR columns
  *           ir over MC in MR rows      micro-kernel: MR x NR tile of C += Ap * Bp
- * Packed A is stored per MR-row panel as a[k*MR + r]; packed B per NR-column
- * panel as b[k*NR + c]; both zero-padded to full panels, so the micro-kernel
- * never branches on edges. The transposes are handled entirely by packing.
+ * Packed B is stored per NR-column panel as b[k*NR + c], zero-padded to a
+ * full panel; packed A per MR-row panel as a[k*MR + r] or (AVX-512, from an
+ * untransposed A) as rows a[r*GEMM_AKS + k]. All four transpose cases are
+ * handled by packing; edge tiles use narrower kernel instances and masks.
  *
  * Determinism: every C element is owned by one thread; its value is the
  * fused-multiply-add chain over k from 0 within each KC block (fixed KC), then
@@ -19,9 +20,10 @@
  * neither the thread count nor the tile an element falls in.
  *
  * Threads: above GEMM_PAR_MIN_FLOPS and outside any parallel region, one
- * OpenMP team splits the C rows (or, for very few rows, the NR panels of each
- * B block) statically; the B block is packed cooperatively and shared. Inside
- * a parallel region everything runs on the calling thread.
+ * OpenMP team splits C's rows or the NR-column panels of each B block
+ * statically (whichever balances better, packing included); each thread packs
+ * its own operands, so there is no barrier inside. Inside a parallel region
+ * everything runs on the calling thread.
  *
  * Memory: packing buffers are per thread (thread-local), 64-byte aligned,
  * grown when a call needs more and never shrunk, so steady-state calls do not
@@ -555,14 +557,15 @@ typedef struct {
     const float *A, *B;
     int64_t lda, ldb, ldc;
     float *C;
-    float *bp;         /* packed B: two KC x NC blocks (the second for teams) */
-    int64_t bp_floats; /* size of one block */
-    int direct_b;      /* the micro-kernel reads op(B) = B in place (no packing) */
+    int direct_b; /* the micro-kernel reads op(B) = B in place (no packing) */
 } gemm_args;
 
-/* Thread `tid` of `nt` (split `split_m` ? rows : B panels) computes its part.
- * With nt > 1 it must be called by every thread of a team: it packs its
- * share of each B block and meets the others at barriers. */
+/* Thread `tid` of `nt` computes its rows (split_m) or its NR-column panels
+ * of C. Every thread packs what it reads into its own buffers, so threads
+ * never wait for each other: with rows split each packs all of op(B), with
+ * columns split all of op(A); the caller's cost model weighs that. (Sharing
+ * packed B needs a barrier per block, and on a machine shared with other
+ * processes a descheduled thread then stalls the whole team.) */
 static void gemm_run(const gemm_args *g, int tid, int nt, int split_m) {
     const int64_t M = g->M, N = g->N, K = g->K;
     /* my rows [m0, m1): boundaries on MR multiples so tiles stay full */
@@ -574,55 +577,42 @@ static void gemm_run(const gemm_args *g, int tid, int nt, int split_m) {
         if (m1 > M) m1 = M;
         if (m0 > M) m0 = M;
     }
+    if (m0 >= m1) return;
     int64_t mc_max = m1 - m0 < GEMM_MC ? m1 - m0 : GEMM_MC;
     int64_t kc_max = K < GEMM_KC ? K : GEMM_KC;
+    int64_t nc_max = N < GEMM_NC ? N : GEMM_NC;
     float *ap = buf_reserve(&g_bufs.a, (size_t)((mc_max + MR - 1) / MR * MR * GEMM_AKS));
+    float *bp = NULL;
+    if (!g->direct_b) bp = buf_reserve(&g_bufs.b, (size_t)((nc_max + NR - 1) / NR * NR * kc_max));
     const int a_rows = a_packs_rows(g->trans_a);
-    /* rows split: B blocks shared by the team (see below); columns split:
-     * each thread packs only the panels it uses, into its own buffer, and
-     * never waits for the others */
-    float *bp_own = g->bp;
-    int64_t block = 0;
-    if (!split_m && nt > 1) {
-        int64_t nc_max = N < GEMM_NC ? N : GEMM_NC;
-        int64_t mine = ((nc_max + NR - 1) / NR + nt - 1) / nt + 1;
-        bp_own = buf_reserve(&g_bufs.b, (size_t)(mine * NR * kc_max));
-    }
     for (int64_t jc = 0; jc < N; jc += GEMM_NC) {
         int64_t nc = N - jc < GEMM_NC ? N - jc : GEMM_NC;
         int64_t npanels = (nc + NR - 1) / NR;
-        /* my B panels to pack and (for split_n) to compute */
-        int64_t q0 = npanels * tid / nt, q1 = npanels * (tid + 1) / nt;
-        int64_t qbase = split_m ? 0 : q0;
+        /* my B panels: all of them (rows split) or my share (columns split) */
+        int64_t q0 = 0, q1 = npanels;
+        if (!split_m) {
+            q0 = npanels * tid / nt;
+            q1 = npanels * (tid + 1) / nt;
+        }
+        if (q0 >= q1) continue;
         for (int64_t pc = 0; pc < K; pc += GEMM_KC) {
             int64_t kc = K - pc < GEMM_KC ? K - pc : GEMM_KC;
             float beta = pc == 0 ? g->beta : 1.0f;
-            /* Rows split: the team packs the block jointly into one of two
-             * buffers and waits for all the packs; block n+1 goes into the
-             * other buffer, and block n+2 may overwrite this one because
-             * every thread has finished computing on it before it passes
-             * the barrier of block n+1. One barrier per block.
-             * Columns split: a thread reads only the panels it packed. */
-            int shared = nt > 1 && split_m && !g->direct_b;
-            float *bp = shared ? g->bp + (block & 1) * g->bp_floats : bp_own;
-            block++;
-            if (!g->direct_b) pack_b(bp, g->trans_b, g->B, g->ldb, pc, kc, jc, nc, q0, q1, qbase);
-            if (shared) {
-#pragma omp barrier
-            }
-            int64_t j_lo = split_m ? 0 : q0, j_hi = split_m ? npanels : q1;
+            if (!g->direct_b) pack_b(bp, g->trans_b, g->B, g->ldb, pc, kc, jc, nc, q0, q1, q0);
             for (int64_t ic = m0; ic < m1; ic += GEMM_MC) {
                 int64_t mc = m1 - ic < GEMM_MC ? m1 - ic : GEMM_MC;
-                if (j_lo >= j_hi) break;
                 pack_a(ap, g->trans_a, g->A, g->lda, ic, mc, pc, kc);
-                for (int64_t q = j_lo; q < j_hi; q++) {
+                for (int64_t q = q0; q < q1; q++) {
                     int64_t j = q * NR;
                     int nr = (int)(nc - j < NR ? nc - j : NR);
-                    const float *bpan = bp + (q - qbase) * NR * kc;
-                    int64_t ldbk = NR;
+                    const float *bpan;
+                    int64_t ldbk;
                     if (g->direct_b) {
                         bpan = g->B + pc * g->ldb + jc + j;
                         ldbk = g->ldb;
+                    } else {
+                        bpan = bp + (q - q0) * NR * kc;
+                        ldbk = NR;
                     }
                     for (int64_t i = 0; i < mc; i += MR) {
                         int mr = (int)(mc - i < MR ? mc - i : MR);
@@ -670,35 +660,31 @@ void tfm_gemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float a
         scale_c(M, N, beta, C, ldc);
         return;
     }
-    gemm_args g = {trans_a, trans_b, M, N, K, alpha, beta, A, B, lda, ldb, ldc, C, NULL, 0, 0};
+    gemm_args g = {trans_a, trans_b, M, N, K, alpha, beta, A, B, lda, ldb, ldc, C, 0};
 #if defined(__AVX512F__)
     /* With few rows each packed B panel would be read once or twice: cheaper
      * to stream B (K x N, row-major) straight into the micro-kernel. */
     g.direct_b = !trans_b && M <= 2 * MR;
 #endif
-    int64_t kc_max = K < GEMM_KC ? K : GEMM_KC;
-    int64_t nc_max = N < GEMM_NC ? N : GEMM_NC;
-    /* the calling thread owns the shared B block; team members only use it
-     * inside this call */
-    g.bp_floats = (nc_max + NR - 1) / NR * NR * kc_max;
-    g.bp = buf_reserve(&g_bufs.b, (size_t)(2 * g.bp_floats));
     int nt = 1;
     if (!in_parallel() && 2.0 * (double)M * N * K >= GEMM_PAR_MIN_FLOPS) nt = max_threads();
     if (nt <= 1) {
         gemm_run(&g, 0, 1, 1);
         return;
     }
-    /* Split C's rows (no duplicated work) unless splitting its NR-column
-     * panels balances the threads better. That costs every thread a pack of
-     * all of op(A) instead of its share: (nt-1)/nt * M*K extra copies (about
-     * half a cycle each) against 2*M*N*K/nt flops (64 per cycle), a relative
-     * overhead of about (nt-1) * nt * 16 / N. */
+    /* Rows or columns of C? Each way costs its load imbalance (tiles per
+     * thread rounded up) plus the packing every thread repeats: splitting
+     * rows, each thread packs all of op(B) instead of 1/nt of it, about
+     * (nt-1) K*N copies of half a cycle against 2*M*N*K/nt flops at 64 per
+     * cycle: a relative cost of 16 nt (nt-1) / M; splitting columns, the same
+     * with op(A) and N (per NC block). */
     int64_t tiles_m = (M + MR - 1) / MR;
     int64_t nc_blk = N < GEMM_NC ? N : GEMM_NC, tiles_n = (nc_blk + NR - 1) / NR;
-    double load_m = (double)((tiles_m + nt - 1) / nt) * nt / (double)tiles_m;
-    double load_n = (double)((tiles_n + nt - 1) / nt) * nt / (double)tiles_n +
-                    (double)(nt - 1) * nt * 16.0 / (double)nc_blk;
-    int split_m = tiles_m >= nt && load_m <= load_n;
+    double dup = 16.0 * nt * (nt - 1);
+    double cost_m = (double)((tiles_m + nt - 1) / nt) * nt / (double)tiles_m +
+                    (g.direct_b ? 0.0 : dup / (double)M);
+    double cost_n = (double)((tiles_n + nt - 1) / nt) * nt / (double)tiles_n + dup / (double)nc_blk;
+    int split_m = cost_m <= cost_n;
 #pragma omp parallel num_threads(nt)
     {
 #ifdef _OPENMP
