@@ -75,7 +75,7 @@
 #define GEMM_AKS (GEMM_KC + 16)
 /* How far ahead (floats) the transposing pack prefetches along each row. */
 #ifndef GEMM_PACK_PREFETCH
-#define GEMM_PACK_PREFETCH 128
+#define GEMM_PACK_PREFETCH 64
 #endif
 /* How many rows ahead the copying pack prefetches. */
 #ifndef GEMM_COPY_PREFETCH_ROWS
