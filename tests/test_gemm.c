@@ -63,8 +63,9 @@ static double run_case(gemm_case c, uint64_t seed, int *ok) {
 static void check_case(gemm_case c, uint64_t seed) {
     int ok;
     double d = run_case(c, seed, &ok);
-    ck_assert_msg(ok, "gemm ta=%d tb=%d M=%lld N=%lld K=%lld lda=%lld ldb=%lld ldc=%lld alpha=%g "
-                      "beta=%g: max |diff| = %g",
+    ck_assert_msg(ok,
+                  "gemm ta=%d tb=%d M=%lld N=%lld K=%lld lda=%lld ldb=%lld ldc=%lld alpha=%g "
+                  "beta=%g: max |diff| = %g",
                   c.ta, c.tb, (long long)c.M, (long long)c.N, (long long)c.K, (long long)c.lda,
                   (long long)c.ldb, (long long)c.ldc, c.alpha, c.beta, d);
 }
@@ -94,19 +95,20 @@ END_TEST
 
 START_TEST(large_and_tall_skinny_shapes) {
     static const int64_t shapes[][3] = {
-        {257, 129, 300}, {1000, 3, 7}, {3, 1000, 7}, {7, 3, 1000}, {1, 513, 257},
+        {257, 129, 300}, {1000, 3, 7},   {3, 1000, 7},    {7, 3, 1000},   {1, 513, 257},
         {513, 1, 257},   {65, 4100, 33}, {300, 300, 600}, {31, 257, 520},
     };
     for (int s = 0; s < (int)(sizeof shapes / sizeof shapes[0]); s++)
         for (int t = 0; t < 4; t++) {
-            gemm_case g = {t & 1, t >> 1, shapes[s][0], shapes[s][1], shapes[s][2],
-                           0, 0, 0, 1.0f, 0.0f};
+            gemm_case g = {t & 1, t >> 1, shapes[s][0], shapes[s][1], shapes[s][2], 0,
+                           0,     0,      1.0f,         0.0f};
             int ok;
             double d = run_case(g, (uint64_t)(s * 10 + t), &ok);
             ck_assert_msg(ok, "ta=%d tb=%d M=%lld N=%lld K=%lld: max |diff| = %g", g.ta, g.tb,
                           (long long)g.M, (long long)g.N, (long long)g.K, d);
-            if (t == 0) printf("gemm %lldx%lldx%lld: max |diff| = %.3g\n", (long long)g.M,
-                               (long long)g.N, (long long)g.K, d);
+            if (t == 0)
+                printf("gemm %lldx%lldx%lld: max |diff| = %.3g\n", (long long)g.M, (long long)g.N,
+                       (long long)g.K, d);
         }
 }
 END_TEST
@@ -276,8 +278,10 @@ START_TEST(inside_parallel_region) {
                   "GEMM inside a parallel region differs from outside");
     /* and a large one inside a region is still right */
     const int64_t L = 200;
-    float *A2 = malloc((size_t)(L * L) * sizeof(float)), *B2 = malloc((size_t)(L * L) * sizeof(float));
-    float *C2 = malloc((size_t)(L * L) * sizeof(float)), *R2 = malloc((size_t)(L * L) * sizeof(float));
+    float *A2 = malloc((size_t)(L * L) * sizeof(float)),
+          *B2 = malloc((size_t)(L * L) * sizeof(float));
+    float *C2 = malloc((size_t)(L * L) * sizeof(float)),
+          *R2 = malloc((size_t)(L * L) * sizeof(float));
     tfm_test_fill(A2, L * L, 13, -1, 1);
     tfm_test_fill(B2, L * L, 14, -1, 1);
 #pragma omp parallel num_threads(2)

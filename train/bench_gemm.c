@@ -117,8 +117,8 @@ int tfm_bench_gemm(int argc, char **argv) {
     printf("shape M=%lld N=%lld K=%lld trans=%c%c threads=%d reps=%lld calls_per_sample=%lld\n",
            (long long)M, (long long)N, (long long)K, ta ? 't' : 'n', tb ? 't' : 'n', nthreads,
            (long long)reps, (long long)inner);
-    printf("gflops_min=%.1f gflops_max=%.1f cpu_util=%.2f gflops_per_cpu_thread=%.1f\n",
-           samples[0], samples[reps - 1], cpu / wall / nthreads,
+    printf("gflops_min=%.1f gflops_max=%.1f cpu_util=%.2f gflops_per_cpu_thread=%.1f\n", samples[0],
+           samples[reps - 1], cpu / wall / nthreads,
            flop * (double)inner * (double)reps / (cpu / nthreads) * 1e-9);
     printf("gflops=%.1f\n", med);
     tfm_free(A);

@@ -15,7 +15,9 @@
 # (pkg-config openblas), in the tuned environment: CORETYPE autodetected
 # (Cooperlake) and the OpenMP build of the library. With ROUNDS > 1 the two
 # alternate (ours, OpenBLAS, ours, ...) and each cell is the median over the
-# rounds, so that load from other processes hits both alike.
+# rounds, so that load from other processes hits both alike. RESULTS=file
+# keeps the raw figures there and adds to what the file already holds, so
+# that separate invocations (e.g. whenever the machine is idle) pool.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 SHARED_DIR=${SHARED_DIR:-$ROOT/../shared}
@@ -25,6 +27,8 @@ ROUNDS=${ROUNDS:-1}
 TFM=${TFM:-$ROOT/build/tfm}
 OUT=$(mktemp -d)
 trap 'rm -rf "$OUT"' EXIT
+RESULTS=${RESULTS:-$OUT/results}
+touch "$RESULTS"
 
 [ -x "$TFM" ] || make -C "$ROOT" -j2 build/tfm >/dev/null
 
@@ -58,7 +62,7 @@ for t in $THREADS; do
                 esac
                 # shellcheck disable=SC2086
                 g=$("$TFM" bench gemm $args --threads "$t" --reps "$REPS" | sed -n 's/^gflops=//p')
-                echo "ours $v $M $N $K $t $g" >>"$OUT/results"
+                echo "ours $v $M $N $K $t $g" >>"$RESULTS"
             done
         done
         if [ "$have_blas" = 1 ]; then
@@ -67,7 +71,7 @@ for t in $THREADS; do
                 "$ROOT/build/sgemm_peak" -g -r "$REPS" -t "$t" >"$OUT/blas"
             grep -E '^RESULT openblas' "$OUT/blas" | head -1
             sed -n 's/^RESULT gemm variant=\([A-Za-z_]*\) *M=\([0-9]*\) *N=\([0-9]*\) *K=\([0-9]*\) *threads=\([0-9]*\) *gflops_median= *\([0-9.]*\).*/blas \1 \2 \3 \4 \5 \6/p' \
-                "$OUT/blas" >>"$OUT/results"
+                "$OUT/blas" >>"$RESULTS"
         fi
     done
 done
@@ -99,4 +103,4 @@ END {
         else
             printf "aggregate (flop-weighted) threads=%d: ours %.1f GFLOP/s\n", t, fl[t] / to[t]
     }
-}' "$OUT/results"
+}' "$RESULTS"

@@ -4,13 +4,14 @@
  *
  * Loop nest (row-major C, op(A): M x K, op(B): K x N):
  *   jc over N in NC columns
- *     pc over K in KC steps            pack op(B)[pc, jc] -> Bp (KC x NC, shared)
+ *     pc over K in KC steps            pack op(B)[pc, jc] -> Bp (KC x NC)
  *       ic over M in MC rows           pack op(A)[ic, pc] -> Ap (MC x KC, per thread)
  *         jr over NC in NR columns
  *           ir over MC in MR rows      micro-kernel: MR x NR tile of C += Ap * Bp
- * Packed A is stored per MR-row panel as a[k*MR + r]; packed B per NR-column
- * panel as b[k*NR + c]; both zero-padded to full panels, so the micro-kernel
- * never branches on edges. The transposes are handled entirely by packing.
+ * Packed B is stored per NR-column panel as b[k*NR + c], zero-padded to a
+ * full panel; packed A per MR-row panel as a[k*MR + r] or (AVX-512, from an
+ * untransposed A) as rows a[r*GEMM_AKS + k]. All four transpose cases are
+ * handled by packing; edge tiles use narrower kernel instances and masks.
  *
  * Determinism: every C element is owned by one thread; its value is the
  * fused-multiply-add chain over k from 0 within each KC block (fixed KC), then
@@ -19,9 +20,10 @@
  * neither the thread count nor the tile an element falls in.
  *
  * Threads: above GEMM_PAR_MIN_FLOPS and outside any parallel region, one
- * OpenMP team splits the C rows (or, for very few rows, the NR panels of each
- * B block) statically; the B block is packed cooperatively and shared. Inside
- * a parallel region everything runs on the calling thread.
+ * OpenMP team splits C's rows or the NR-column panels of each B block
+ * statically (whichever balances better, packing included); each thread packs
+ * its own operands, so there is no barrier inside. Inside a parallel region
+ * everything runs on the calling thread.
  *
  * Memory: packing buffers are per thread (thread-local), 64-byte aligned,
  * grown when a call needs more and never shrunk, so steady-state calls do not
@@ -73,7 +75,7 @@
 #define GEMM_AKS (GEMM_KC + 16)
 /* How far ahead (floats) the transposing pack prefetches along each row. */
 #ifndef GEMM_PACK_PREFETCH
-#define GEMM_PACK_PREFETCH 128
+#define GEMM_PACK_PREFETCH 64
 #endif
 /* How many rows ahead the copying pack prefetches. */
 #ifndef GEMM_COPY_PREFETCH_ROWS
@@ -174,7 +176,8 @@ static void pack_copy(float *restrict out, int R, int64_t pstride, const float *
             /* the rows below, for when this row segment is short */
             if (k + GEMM_COPY_PREFETCH_ROWS < kc)
                 for (int r = 0; r < R; r += 16)
-                    _mm_prefetch((const char *)(sp + GEMM_COPY_PREFETCH_ROWS * ld + r), _MM_HINT_T0);
+                    _mm_prefetch((const char *)(sp + GEMM_COPY_PREFETCH_ROWS * ld + r),
+                                 _MM_HINT_T0);
             for (int r = 0; r < R; r += 16) {
                 int64_t w = valid - r;
                 __m512 x;
@@ -218,7 +221,8 @@ static inline void transpose16(__m512 r[16]) {
     }
     /* each 128-bit lane q of r[4g+c] holds rows 4g..4g+3 of column 4q+c */
     const __m512i lo = _mm512_setr_epi32(0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27);
-    const __m512i hi = _mm512_setr_epi32(4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31);
+    const __m512i hi =
+        _mm512_setr_epi32(4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31);
     for (int c = 0; c < 4; c++) {
         /* combine groups 0,1 and 2,3: lanes (g0q0, g1q0, g0q2, g1q2) etc. */
         t[c] = _mm512_permutex2var_ps(r[c], lo, r[4 + c]);
@@ -231,8 +235,8 @@ static inline void transpose16(__m512 r[16]) {
     const __m512i hi2 =
         _mm512_setr_epi32(8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31);
     for (int c = 0; c < 4; c++) {
-        r[c] = _mm512_permutex2var_ps(t[c], lo2, t[8 + c]);      /* column c      (q0) */
-        r[8 + c] = _mm512_permutex2var_ps(t[c], hi2, t[8 + c]);  /* column 8 + c  (q2) */
+        r[c] = _mm512_permutex2var_ps(t[c], lo2, t[8 + c]);           /* column c      (q0) */
+        r[8 + c] = _mm512_permutex2var_ps(t[c], hi2, t[8 + c]);       /* column 8 + c  (q2) */
         r[4 + c] = _mm512_permutex2var_ps(t[4 + c], lo2, t[12 + c]);  /* column 4 + c  (q1) */
         r[12 + c] = _mm512_permutex2var_ps(t[4 + c], hi2, t[12 + c]); /* column 12 + c (q3) */
     }
@@ -353,13 +357,9 @@ static void store_edge(const float *tile, int mr, int nr, float alpha, float bet
  * for narrower edge tiles (ROWS < MR reads the first ROWS entries of each
  * packed A column), so an edge tile of 1..4 rows does not pay for 14. The
  * arithmetic per element is the same in every instance. */
-static inline __attribute__((always_inline)) void ukernel_kloop(int ROWS, int VECS, int AL,
-                                                                int FULL, int64_t kc,
-                                                                const float *restrict a,
-                                                                const float *restrict b,
-                                                                int64_t ldbk,
-                                                                const __mmask16 *mask,
-                                                                __m512 acc[MR][NV]) {
+static inline __attribute__((always_inline)) void
+ukernel_kloop(int ROWS, int VECS, int AL, int FULL, int64_t kc, const float *restrict a,
+              const float *restrict b, int64_t ldbk, const __mmask16 *mask, __m512 acc[MR][NV]) {
 #pragma GCC unroll 2
     for (int64_t k = 0; k < kc; k++) {
         __m512 bv[NV];
@@ -377,14 +377,10 @@ static inline __attribute__((always_inline)) void ukernel_kloop(int ROWS, int VE
     }
 }
 
-static inline __attribute__((always_inline)) void ukernel_body(int ROWS, int VECS, int AL,
-                                                               int64_t kc,
-                                                               const float *restrict a,
-                                                               const float *restrict b,
-                                                               int64_t ldbk, float *restrict C,
-                                                               int64_t ldc,
-                                                               float alpha, float beta, int mr,
-                                                               int nr) {
+static inline __attribute__((always_inline)) void
+ukernel_body(int ROWS, int VECS, int AL, int64_t kc, const float *restrict a,
+             const float *restrict b, int64_t ldbk, float *restrict C, int64_t ldc, float alpha,
+             float beta, int mr, int nr) {
     /* columns beyond nr: zero in packed B, not to be read in direct B */
     __mmask16 mask[NV];
 #pragma GCC unroll 4
@@ -433,43 +429,42 @@ static inline __attribute__((always_inline)) void ukernel_body(int ROWS, int VEC
     }
 }
 
-#define UKERNEL_INSTANCE(NAME, R, V, AL)                                                      \
-    static void NAME(int64_t kc, const float *restrict a, const float *restrict b,            \
-                     int64_t ldbk, float *restrict C, int64_t ldc, float alpha, float beta,     \
-                     int mr, int nr) {                                                          \
-        ukernel_body(R, V, AL, kc, a, b, ldbk, C, ldc, alpha, beta, mr, nr);                  \
+#define UKERNEL_INSTANCE(NAME, R, V, AL)                                                           \
+    static void NAME(int64_t kc, const float *restrict a, const float *restrict b, int64_t ldbk,   \
+                     float *restrict C, int64_t ldc, float alpha, float beta, int mr, int nr) {    \
+        ukernel_body(R, V, AL, kc, a, b, ldbk, C, ldc, alpha, beta, mr, nr);                       \
     }
-#define UKERNEL_SET(S, AL)                       \
-    UKERNEL_INSTANCE(ukernel_full##S, MR, 2, AL) \
-    UKERNEL_INSTANCE(ukernel_8x2##S, 8, 2, AL)   \
-    UKERNEL_INSTANCE(ukernel_4x2##S, 4, 2, AL)   \
-    UKERNEL_INSTANCE(ukernel_2x2##S, 2, 2, AL)   \
-    UKERNEL_INSTANCE(ukernel_1x2##S, 1, 2, AL)   \
-    UKERNEL_INSTANCE(ukernel_full_x1##S, MR, 1, AL) \
-    UKERNEL_INSTANCE(ukernel_4x1##S, 4, 1, AL)   \
-    UKERNEL_INSTANCE(ukernel_1x1##S, 1, 1, AL)   \
-    static void ukernel##S(int64_t kc, const float *restrict a, const float *restrict b,        \
-                           int64_t ldbk, float *restrict C, int64_t ldc, float alpha,           \
-                           float beta, int mr, int nr) {                                        \
-        if (nr > 16) {                                                                          \
-            if (mr > 8)                                                                         \
-                ukernel_full##S(kc, a, b, ldbk, C, ldc, alpha, beta, mr, nr);                   \
-            else if (mr > 4)                                                                    \
-                ukernel_8x2##S(kc, a, b, ldbk, C, ldc, alpha, beta, mr, nr);                    \
-            else if (mr > 2)                                                                    \
-                ukernel_4x2##S(kc, a, b, ldbk, C, ldc, alpha, beta, mr, nr);                    \
-            else if (mr > 1)                                                                    \
-                ukernel_2x2##S(kc, a, b, ldbk, C, ldc, alpha, beta, mr, nr);                    \
-            else                                                                                \
-                ukernel_1x2##S(kc, a, b, ldbk, C, ldc, alpha, beta, mr, nr);                    \
-        } else {                                                                                \
-            if (mr > 4)                                                                         \
-                ukernel_full_x1##S(kc, a, b, ldbk, C, ldc, alpha, beta, mr, nr);                \
-            else if (mr > 1)                                                                    \
-                ukernel_4x1##S(kc, a, b, ldbk, C, ldc, alpha, beta, mr, nr);                    \
-            else                                                                                \
-                ukernel_1x1##S(kc, a, b, ldbk, C, ldc, alpha, beta, mr, nr);                    \
-        }                                                                                       \
+#define UKERNEL_SET(S, AL)                                                                         \
+    UKERNEL_INSTANCE(ukernel_full##S, MR, 2, AL)                                                   \
+    UKERNEL_INSTANCE(ukernel_8x2##S, 8, 2, AL)                                                     \
+    UKERNEL_INSTANCE(ukernel_4x2##S, 4, 2, AL)                                                     \
+    UKERNEL_INSTANCE(ukernel_2x2##S, 2, 2, AL)                                                     \
+    UKERNEL_INSTANCE(ukernel_1x2##S, 1, 2, AL)                                                     \
+    UKERNEL_INSTANCE(ukernel_full_x1##S, MR, 1, AL)                                                \
+    UKERNEL_INSTANCE(ukernel_4x1##S, 4, 1, AL)                                                     \
+    UKERNEL_INSTANCE(ukernel_1x1##S, 1, 1, AL)                                                     \
+    static void ukernel##S(int64_t kc, const float *restrict a, const float *restrict b,           \
+                           int64_t ldbk, float *restrict C, int64_t ldc, float alpha, float beta,  \
+                           int mr, int nr) {                                                       \
+        if (nr > 16) {                                                                             \
+            if (mr > 8)                                                                            \
+                ukernel_full##S(kc, a, b, ldbk, C, ldc, alpha, beta, mr, nr);                      \
+            else if (mr > 4)                                                                       \
+                ukernel_8x2##S(kc, a, b, ldbk, C, ldc, alpha, beta, mr, nr);                       \
+            else if (mr > 2)                                                                       \
+                ukernel_4x2##S(kc, a, b, ldbk, C, ldc, alpha, beta, mr, nr);                       \
+            else if (mr > 1)                                                                       \
+                ukernel_2x2##S(kc, a, b, ldbk, C, ldc, alpha, beta, mr, nr);                       \
+            else                                                                                   \
+                ukernel_1x2##S(kc, a, b, ldbk, C, ldc, alpha, beta, mr, nr);                       \
+        } else {                                                                                   \
+            if (mr > 4)                                                                            \
+                ukernel_full_x1##S(kc, a, b, ldbk, C, ldc, alpha, beta, mr, nr);                   \
+            else if (mr > 1)                                                                       \
+                ukernel_4x1##S(kc, a, b, ldbk, C, ldc, alpha, beta, mr, nr);                       \
+            else                                                                                   \
+                ukernel_1x1##S(kc, a, b, ldbk, C, ldc, alpha, beta, mr, nr);                       \
+        }                                                                                          \
     }
 _Static_assert(MR > 8 && NV == 2, "the edge kernels below assume MR > 8 rows and 2 vectors");
 UKERNEL_SET(_kmajor, 0) /* packed A as a[k*MR + i] */
@@ -562,13 +557,15 @@ typedef struct {
     const float *A, *B;
     int64_t lda, ldb, ldc;
     float *C;
-    float *bp;    /* shared packed B block (KC x NC) */
     int direct_b; /* the micro-kernel reads op(B) = B in place (no packing) */
 } gemm_args;
 
-/* Thread `tid` of `nt` (split `split_m` ? rows : B panels) computes its part.
- * With nt > 1 it must be called by every thread of a team: it packs its
- * share of each B block and meets the others at barriers. */
+/* Thread `tid` of `nt` computes its rows (split_m) or its NR-column panels
+ * of C. Every thread packs what it reads into its own buffers, so threads
+ * never wait for each other: with rows split each packs all of op(B), with
+ * columns split all of op(A); the caller's cost model weighs that. (Sharing
+ * packed B needs a barrier per block, and on a machine shared with other
+ * processes a descheduled thread then stalls the whole team.) */
 static void gemm_run(const gemm_args *g, int tid, int nt, int split_m) {
     const int64_t M = g->M, N = g->N, K = g->K;
     /* my rows [m0, m1): boundaries on MR multiples so tiles stay full */
@@ -580,57 +577,49 @@ static void gemm_run(const gemm_args *g, int tid, int nt, int split_m) {
         if (m1 > M) m1 = M;
         if (m0 > M) m0 = M;
     }
+    if (m0 >= m1) return;
     int64_t mc_max = m1 - m0 < GEMM_MC ? m1 - m0 : GEMM_MC;
     int64_t kc_max = K < GEMM_KC ? K : GEMM_KC;
+    int64_t nc_max = N < GEMM_NC ? N : GEMM_NC;
     float *ap = buf_reserve(&g_bufs.a, (size_t)((mc_max + MR - 1) / MR * MR * GEMM_AKS));
+    float *bp = NULL;
+    if (!g->direct_b) bp = buf_reserve(&g_bufs.b, (size_t)((nc_max + NR - 1) / NR * NR * kc_max));
     const int a_rows = a_packs_rows(g->trans_a);
-    /* rows split: one B block shared by the team (packed jointly between
-     * barriers); columns split: each thread packs only the panels it uses,
-     * into its own buffer, and never waits for the others */
-    float *bp = g->bp;
-    if (!split_m && nt > 1) {
-        int64_t nc_max = N < GEMM_NC ? N : GEMM_NC;
-        int64_t mine = ((nc_max + NR - 1) / NR + nt - 1) / nt + 1;
-        bp = buf_reserve(&g_bufs.b, (size_t)(mine * NR * kc_max));
-    }
     for (int64_t jc = 0; jc < N; jc += GEMM_NC) {
         int64_t nc = N - jc < GEMM_NC ? N - jc : GEMM_NC;
         int64_t npanels = (nc + NR - 1) / NR;
-        /* my B panels to pack and (for split_n) to compute */
-        int64_t q0 = npanels * tid / nt, q1 = npanels * (tid + 1) / nt;
-        int64_t qbase = split_m ? 0 : q0;
+        /* my B panels: all of them (rows split) or my share (columns split) */
+        int64_t q0 = 0, q1 = npanels;
+        if (!split_m) {
+            q0 = npanels * tid / nt;
+            q1 = npanels * (tid + 1) / nt;
+        }
+        if (q0 >= q1) continue;
         for (int64_t pc = 0; pc < K; pc += GEMM_KC) {
             int64_t kc = K - pc < GEMM_KC ? K - pc : GEMM_KC;
             float beta = pc == 0 ? g->beta : 1.0f;
-            if (!g->direct_b) pack_b(bp, g->trans_b, g->B, g->ldb, pc, kc, jc, nc, q0, q1, qbase);
-            /* rows split: everyone reads every panel, so wait for all packs;
-             * columns split: a thread only reads the panels it packed */
-            if (nt > 1 && split_m && !g->direct_b) {
-#pragma omp barrier
-            }
-            int64_t j_lo = split_m ? 0 : q0, j_hi = split_m ? npanels : q1;
+            if (!g->direct_b) pack_b(bp, g->trans_b, g->B, g->ldb, pc, kc, jc, nc, q0, q1, q0);
             for (int64_t ic = m0; ic < m1; ic += GEMM_MC) {
                 int64_t mc = m1 - ic < GEMM_MC ? m1 - ic : GEMM_MC;
-                if (j_lo >= j_hi) break;
                 pack_a(ap, g->trans_a, g->A, g->lda, ic, mc, pc, kc);
-                for (int64_t q = j_lo; q < j_hi; q++) {
+                for (int64_t q = q0; q < q1; q++) {
                     int64_t j = q * NR;
                     int nr = (int)(nc - j < NR ? nc - j : NR);
-                    const float *bpan = bp + (q - qbase) * NR * kc;
-                    int64_t ldbk = NR;
+                    const float *bpan;
+                    int64_t ldbk;
                     if (g->direct_b) {
                         bpan = g->B + pc * g->ldb + jc + j;
                         ldbk = g->ldb;
+                    } else {
+                        bpan = bp + (q - q0) * NR * kc;
+                        ldbk = NR;
                     }
                     for (int64_t i = 0; i < mc; i += MR) {
                         int mr = (int)(mc - i < MR ? mc - i : MR);
-                        ukernel(a_rows, kc, ap + i * GEMM_AKS, bpan, ldbk, g->C + (ic + i) * g->ldc + jc + j, g->ldc,
-                                g->alpha, beta, mr, nr);
+                        ukernel(a_rows, kc, ap + i * GEMM_AKS, bpan, ldbk,
+                                g->C + (ic + i) * g->ldc + jc + j, g->ldc, g->alpha, beta, mr, nr);
                     }
                 }
-            }
-            if (nt > 1 && split_m && !g->direct_b) {
-#pragma omp barrier
             }
         }
     }
@@ -671,34 +660,31 @@ void tfm_gemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float a
         scale_c(M, N, beta, C, ldc);
         return;
     }
-    gemm_args g = {trans_a, trans_b, M, N, K, alpha, beta, A, B, lda, ldb, ldc, C, NULL, 0};
+    gemm_args g = {trans_a, trans_b, M, N, K, alpha, beta, A, B, lda, ldb, ldc, C, 0};
 #if defined(__AVX512F__)
     /* With few rows each packed B panel would be read once or twice: cheaper
      * to stream B (K x N, row-major) straight into the micro-kernel. */
     g.direct_b = !trans_b && M <= 2 * MR;
 #endif
-    int64_t kc_max = K < GEMM_KC ? K : GEMM_KC;
-    int64_t nc_max = N < GEMM_NC ? N : GEMM_NC;
-    /* the calling thread owns the shared B block; team members only use it
-     * inside this call */
-    g.bp = buf_reserve(&g_bufs.b, (size_t)((nc_max + NR - 1) / NR * NR * kc_max));
     int nt = 1;
     if (!in_parallel() && 2.0 * (double)M * N * K >= GEMM_PAR_MIN_FLOPS) nt = max_threads();
     if (nt <= 1) {
         gemm_run(&g, 0, 1, 1);
         return;
     }
-    /* Split C's rows (no duplicated work) unless splitting its NR-column
-     * panels balances the threads better. That costs every thread a pack of
-     * all of op(A) instead of its share: (nt-1)/nt * M*K extra copies (about
-     * half a cycle each) against 2*M*N*K/nt flops (64 per cycle), a relative
-     * overhead of about (nt-1) * nt * 16 / N. */
+    /* Rows or columns of C? Each way costs its load imbalance (tiles per
+     * thread rounded up) plus the packing every thread repeats: splitting
+     * rows, each thread packs all of op(B) instead of 1/nt of it, about
+     * (nt-1) K*N copies of half a cycle against 2*M*N*K/nt flops at 64 per
+     * cycle: a relative cost of 16 nt (nt-1) / M; splitting columns, the same
+     * with op(A) and N (per NC block). */
     int64_t tiles_m = (M + MR - 1) / MR;
     int64_t nc_blk = N < GEMM_NC ? N : GEMM_NC, tiles_n = (nc_blk + NR - 1) / NR;
-    double load_m = (double)((tiles_m + nt - 1) / nt) * nt / (double)tiles_m;
-    double load_n = (double)((tiles_n + nt - 1) / nt) * nt / (double)tiles_n +
-                    (double)(nt - 1) * nt * 16.0 / (double)nc_blk;
-    int split_m = tiles_m >= nt && load_m <= load_n;
+    double dup = 16.0 * nt * (nt - 1);
+    double cost_m = (double)((tiles_m + nt - 1) / nt) * nt / (double)tiles_m +
+                    (g.direct_b ? 0.0 : dup / (double)M);
+    double cost_n = (double)((tiles_n + nt - 1) / nt) * nt / (double)tiles_n + dup / (double)nc_blk;
+    int split_m = cost_m <= cost_n;
 #pragma omp parallel num_threads(nt)
     {
 #ifdef _OPENMP
@@ -718,8 +704,8 @@ void tfm_gemm_batched(int trans_a, int trans_b, int64_t batch, int64_t M, int64_
         2.0 * (double)M * N * K * batch >= GEMM_PAR_MIN_FLOPS) {
 #pragma omp parallel for schedule(static)
         for (int64_t b = 0; b < batch; b++)
-            tfm_gemm(trans_a, trans_b, M, N, K, alpha, A + b * stride_a, lda, B + b * stride_b,
-                     ldb, beta, C + b * stride_c, ldc);
+            tfm_gemm(trans_a, trans_b, M, N, K, alpha, A + b * stride_a, lda, B + b * stride_b, ldb,
+                     beta, C + b * stride_c, ldc);
         return;
     }
     for (int64_t b = 0; b < batch; b++)
