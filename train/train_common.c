@@ -30,7 +30,7 @@ void train_options_default(train_options *o) {
     o->model_max_len = 256;
     o->dropout = 0.1;
     o->ln_eps = 1e-5;
-    o->steps = 1200;
+    o->steps = 2000;
     o->batch = 64;
     o->warmup = 200;
     o->lr_factor = 1.0;

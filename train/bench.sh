@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# make bench: tfm against the references in ../shared/bench, side by side in
+# one run (medians of RUNS runs, ours and the reference alternating so that
+# load from other processes hits both alike).
+#
+#   bash train/bench.sh [gemm] [step] [copy]     (default: all three)
+#   RUNS=5 bash train/bench.sh step
+#
+#   gemm  tfm_gemm vs OpenBLAS (AVX-512, OpenMP build) at the 12 GEMMs of
+#         sgemm_peak.c, 2 and 1 threads                      (train/bench_gemm.sh)
+#   step  one training step, presets toy/small/base of torch_transformer.py,
+#         tokens/s and peak RSS, 2 threads (+ base at 1 thread for scaling)
+#   copy  the Annotated Transformer copy task, 800 steps (40 epochs of 20
+#         batches), vs torch_copy_task.py: wall-clock training time and exact
+#         match on 1000 held-out sequences; plus our `make run` configuration
+# The references need python3-torch, libopenblas-dev and libopenblas0-openmp
+# (apt-get install); without them only our side runs.
+set -uo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+SHARED_DIR=${SHARED_DIR:-$ROOT/../shared}
+RUNS=${RUNS:-3}
+TFM=${TFM:-$ROOT/build/tfm}
+SECTIONS=${*:-gemm step copy}
+TORCH_ENV=(env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE LD_LIBRARY_PATH=/usr/lib/x86_64-linux-gnu/openblas-openmp)
+have_torch=0
+if /usr/bin/python3 -c "import torch" 2>/dev/null && [ -f "$SHARED_DIR/bench/torch_transformer.py" ]; then
+    have_torch=1
+else
+    echo "# PyTorch references skipped (no /usr/bin/python3 with torch, or no $SHARED_DIR/bench)"
+fi
+[ -x "$TFM" ] || make -C "$ROOT" -j2 >/dev/null
+
+median() { sort -g | awk '{v[NR] = $1} END {if (NR == 0) print "nan"; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
+field() { sed -n "s/.*[ ^]$1=\([-0-9.e+]*\).*/\1/p" | tail -1; }
+
+echo "# tfm bench on $(nproc) cores, $(date -u +%Y-%m-%dT%H:%MZ), gemm kernel $("$TFM" bench gemm --m 8 --n 8 --k 8 --reps 1 | sed -n 's/^kernel=//p')"
+
+for section in $SECTIONS; do
+case $section in
+gemm)
+    echo; echo "## GEMM: tfm_gemm vs OpenBLAS (GFLOP/s, median)"
+    SHARED_DIR=$SHARED_DIR TFM=$TFM bash "$ROOT/train/bench_gemm.sh"
+    ;;
+step)
+    echo; echo "## Training step: tokens/s (median of $RUNS), 2 threads unless noted"
+    printf "%-8s %3s %12s %12s %7s %11s %11s\n" preset thr "tfm tok/s" "torch tok/s" ratio "tfm RSS MB" "torch RSS"
+    for spec in toy:2 small:2 base:2 base:1; do
+        p=${spec%:*}; t=${spec#*:}
+        ours=() theirs=() rss_o=() rss_t=()
+        for _ in $(seq "$RUNS"); do
+            out=$("$TFM" bench step --preset "$p" --threads "$t" | tail -1)
+            ours+=("$(field tokens_per_s <<<"$out")"); rss_o+=("$(field peak_rss_mb <<<"$out")")
+            if [ $have_torch = 1 ]; then
+                out=$("${TORCH_ENV[@]}" /usr/bin/python3 "$SHARED_DIR/bench/torch_transformer.py" --preset "$p" --threads "$t" | tail -1)
+                theirs+=("$(field tokens_per_s <<<"$out")"); rss_t+=("$(field peak_rss_mb <<<"$out")")
+            fi
+        done
+        mo=$(printf '%s\n' "${ours[@]}" | median); ro=$(printf '%s\n' "${rss_o[@]}" | median)
+        if [ $have_torch = 1 ]; then
+            mt=$(printf '%s\n' "${theirs[@]}" | median); rt=$(printf '%s\n' "${rss_t[@]}" | median)
+            ratio=$(awk -v a="$mo" -v b="$mt" 'BEGIN {printf "%.2f", a / b}')
+        else mt=-; rt=-; ratio=-; fi
+        printf "%-8s %3s %12s %12s %7s %11s %11s\n" "$p" "$t" "$mo" "$mt" "$ratio" "$ro" "$rt"
+        [ "$spec" = base:2 ] && base2=$mo
+        [ "$spec" = base:1 ] && echo "scaling at base: 2 threads / 1 thread = $(awk -v a="$base2" -v b="$mo" 'BEGIN {printf "%.2f", a / b}')"
+    done
+    ;;
+copy)
+    echo; echo "## Copy task (Annotated Transformer setting), 800 steps, 2 threads"
+    dir=$(mktemp -d)
+    out=$("$TFM" train --task copy --annotated --vocab 11 --max-len 10 --d-model 512 --d-ff 2048 \
+        --heads 8 --layers 2 --batch 80 --lr-factor 0.5 --warmup 400 --label-smoothing 0 \
+        --dropout 0.1 --steps 800 --seed 0 --threads 2 --quiet | tail -1)
+    echo "tfm:   $out"
+    tfm_s=$(field seconds <<<"$out"); tfm_em=$(field exact_match <<<"$out")
+    if [ $have_torch = 1 ]; then
+        out=$("${TORCH_ENV[@]}" /usr/bin/python3 "$SHARED_DIR/bench/torch_copy_task.py" --threads 2 \
+            --seed 0 --epochs 40 --max-epochs 40 | tail -1)
+        echo "torch: $out"
+        t_s=$(field train_s <<<"$out"); t_em=$(field final_exact_match <<<"$out")
+        echo "copy task: tfm ${tfm_s}s exact_match $tfm_em, torch ${t_s}s exact_match $t_em, time ratio torch/tfm $(awk -v a="$t_s" -v b="$tfm_s" 'BEGIN {printf "%.2f", a / b}')"
+    fi
+    out=$("$TFM" train --task copy --quiet | tail -1)
+    echo "make run configuration: $out"
+    rm -rf "$dir"
+    ;;
+*) echo "bench: unknown section '$section' (gemm, step, copy)" >&2; exit 2 ;;
+esac
+done
