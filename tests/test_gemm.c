@@ -302,6 +302,28 @@ START_TEST(inside_parallel_region) {
 }
 END_TEST
 
+START_TEST(bench_gemm_command) {
+    /* `tfm bench gemm`: bad flags give one line and exit 2; a run ends with gflops= */
+    static const char *bad[] = {"--m 0 --n 2 --k 3", "--bogus 1", "--m 4 --n 4",
+                                "--m 4 --n 4 --k 4 --trans xx", "--m 4 --n 4 --k 4 --threads"};
+    char cmd[512], out[4096];
+    for (int i = 0; i < (int)(sizeof bad / sizeof bad[0]); i++) {
+        snprintf(cmd, sizeof cmd, "%s bench gemm %s", tfm_test_bin(), bad[i]);
+        ck_assert_int_eq(tfm_test_run(cmd, out, sizeof out), 2);
+        ck_assert_msg(strncmp(out, "tfm: bench gemm: ", 17) == 0, "%s", out);
+        ck_assert_msg(strchr(out, '\n') == out + strlen(out) - 1, "not one line: %s", out);
+    }
+    snprintf(cmd, sizeof cmd, "%s bench gemm --m 9 --n 7 --k 5 --trans tn --threads 1 --reps 1",
+             tfm_test_bin());
+    ck_assert_int_eq(tfm_test_run(cmd, out, sizeof out), 0);
+    ck_assert_msg(strstr(out, "kernel=") && strstr(out, "M=9 N=7 K=5 trans=tn threads=1"), "%s",
+                  out);
+    const char *last = strstr(out, "\ngflops=");
+    ck_assert_msg(last && atof(last + 8) > 0 && strchr(last + 1, '\n') == out + strlen(out) - 1,
+                  "%s", out);
+}
+END_TEST
+
 START_TEST(kernel_name_matches_build) {
     const char *name = tfm_gemm_kernel_name();
 #if defined(__AVX512F__)
@@ -327,6 +349,7 @@ int main(void) {
     tcase_add_test(tc, bit_identical_across_thread_counts);
     tcase_add_test(tc, inside_parallel_region);
     tcase_add_test(tc, kernel_name_matches_build);
+    tcase_add_test(tc, bench_gemm_command);
     suite_add_tcase(s, tc);
     return tfm_test_main(s);
 }
