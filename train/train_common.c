@@ -332,6 +332,7 @@ int trainer_init(trainer *tr, const train_options *o, const tfm_model_config *mc
         fclose(cf);
     }
     if (o->resume && resume_from(tr, mc)) return 1;
+    tr->first_step = tr->step;
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
@@ -403,7 +404,10 @@ void trainer_progress(trainer *tr, int64_t tokens, double seconds) {
     }
     if (o->quiet) return;
     double elapsed = tfm_now() - tr->t0;
-    double eta = step > 0 && o->steps > step ? elapsed / (double)step * (double)(o->steps - step) : 0;
+    int64_t done = step - tr->first_step;
+    double eta = done > 0 && o->steps > step ? elapsed / (double)done * (double)(o->steps - step) : 0;
+    if (o->max_minutes > 0 && eta > o->max_minutes * 60 - seconds) eta = o->max_minutes * 60 - seconds;
+    if (eta < 0) eta = 0;
     double avg = tr->loss_count ? tr->loss_sum / (double)tr->loss_count : tr->last_loss;
     if (tr->tty) {
         printf("\rstep %lld/%lld  loss %.4f  lr %.2e  %.0f tok/s  %.0fs elapsed  ETA %.0fs   ",

@@ -47,6 +47,7 @@ typedef struct {
     tfm_tape tape;
     tfm_adam_config adam;
     int64_t step;       /* updates done */
+    int64_t first_step; /* step this process started from (resume) */
     int64_t bad_steps;  /* in a row */
     int64_t skipped;    /* in total */
     int64_t n_params;
