@@ -1,8 +1,281 @@
-/* tfm export: placeholder until the subcommand lands. */
+/* tfm export: write a trained model in the Hugging Face MarianMT layout
+ * (model.safetensors, config.json, generation_config.json) with its
+ * tokenizer (bpe.codes, vocab.txt, tokenizer.json, tokenizer_config.json)
+ * for text models. Toy models have no tokenizer: their inputs are ids.
+ *
+ * --dump-logits FILE loads the export back and writes the logits and greedy
+ * tokens of a fixed built-in batch in the test fixture format (TFMFIX01),
+ * for tests/verify_export.py to compare with its PyTorch model. */
+#include <dirent.h>
+#include <errno.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include "commands.h"
+#include "flags.h"
+#include "tfm/atomic_file.h"
+#include "tfm/export.h"
+#include "tfm/json.h"
+#include "train_common.h"
+#include "translate.h"
+
+static const char *USAGE =
+    "tfm export --model RUN_DIR_OR_CHECKPOINT --out EXPORT_DIR [--force] [--dump-logits FILE]";
+
+/* 1 when dir has entries other than . and .., 0 when empty, -1 on error. */
+static int dir_nonempty(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) return tfm_set_error("--out %s: %s", dir, strerror(errno)), -1;
+    struct dirent *e;
+    int found = 0;
+    while (!found && (e = readdir(d)))
+        found = strcmp(e->d_name, ".") && strcmp(e->d_name, "..");
+    closedir(d);
+    return found;
+}
+
+static int prepare_out(const char *out, int force) {
+    struct stat st;
+    if (stat(out, &st) == 0) {
+        if (!S_ISDIR(st.st_mode)) return tfm_set_error("--out %s: exists and is not a directory", out), 1;
+        int ne = dir_nonempty(out);
+        if (ne < 0) return 1;
+        if (ne && !force)
+            return tfm_set_error("--out %s: exists and is not empty (use --force to write into it)", out), 1;
+        return 0;
+    }
+    if (errno != ENOENT) return tfm_set_error("--out %s: %s", out, strerror(errno)), 1;
+    if (mkdir(out, 0777) != 0) return tfm_set_error("--out %s: cannot create: %s", out, strerror(errno)), 1;
+    return 0;
+}
+
+static int copy_file(const char *from, const char *to) {
+    FILE *f = fopen(from, "rb");
+    if (!f) return tfm_set_error("%s: cannot open: %s", from, strerror(errno)), 1;
+    size_t cap = 1 << 16, n = 0;
+    char *buf = malloc(cap);
+    for (;;) {
+        if (!buf) {
+            fclose(f);
+            return tfm_set_error("%s: out of memory", from), 1;
+        }
+        n += fread(buf + n, 1, cap - n, f);
+        if (n < cap) break;
+        cap *= 2;
+        buf = realloc(buf, cap);
+    }
+    int bad = ferror(f);
+    fclose(f);
+    if (bad) {
+        free(buf);
+        return tfm_set_error("%s: read error", from), 1;
+    }
+    int rc = tfm_write_file_atomic(to, buf, n);
+    free(buf);
+    return rc;
+}
+
+static int write_tokenizer_config(const tfm_model_config *c, const char *path) {
+    tfm_json_writer w;
+    tfm_jw_init(&w, 1);
+    tfm_jw_begin_object(&w);
+    tfm_jw_key(&w, "tokenizer_class");
+    tfm_jw_string(&w, "PreTrainedTokenizerFast");
+    /* our detokenizer joins subwords exactly; HF's clean-up would alter spacing */
+    tfm_jw_key(&w, "clean_up_tokenization_spaces");
+    tfm_jw_bool(&w, 0);
+    tfm_jw_key(&w, "model_max_length");
+    tfm_jw_int(&w, c->max_len - 1);
+    tfm_jw_key(&w, "pad_token");
+    tfm_jw_string(&w, "<pad>");
+    tfm_jw_key(&w, "bos_token");
+    tfm_jw_string(&w, "<s>");
+    tfm_jw_key(&w, "eos_token");
+    tfm_jw_string(&w, "</s>");
+    tfm_jw_key(&w, "unk_token");
+    tfm_jw_string(&w, "<unk>");
+    tfm_jw_end_object(&w);
+    int rc = tfm_jw_save(&w, path);
+    tfm_jw_free(&w);
+    return rc;
+}
+
+static int export_tokenizer(const char *run_dir, const char *out, const tfm_model_config *c) {
+    text_model tm;
+    if (text_model_load(run_dir, &tm)) return 1;
+    int rc = 1;
+    char from[4096 + 64], to[4096 + 64];
+    if (tfm_vocab_size(tm.vocab) != c->vocab) {
+        tfm_set_error("%s/vocab.txt: %d tokens, but the model's vocabulary has %lld", run_dir,
+                      (int)tfm_vocab_size(tm.vocab), (long long)c->vocab);
+        goto done;
+    }
+    const char *files[] = {"bpe.codes", "vocab.txt"};
+    for (int i = 0; i < 2; i++) {
+        snprintf(from, sizeof from, "%s/%s", run_dir, files[i]);
+        snprintf(to, sizeof to, "%s/%s", out, files[i]);
+        if (copy_file(from, to)) goto done;
+    }
+    snprintf(to, sizeof to, "%s/tokenizer.json", out);
+    if (tfm_bpe_write_hf_tokenizer(tm.bpe, tm.vocab, to)) goto done;
+    snprintf(to, sizeof to, "%s/tokenizer_config.json", out);
+    if (write_tokenizer_config(c, to)) goto done;
+    rc = 0;
+done:
+    text_model_free(&tm);
+    return rc;
+}
+
+/* ---- --dump-logits ----------------------------------------------------------- */
+
+static int fx_tensor(FILE *f, const char *name, int dtype, int ndim, const int64_t *shape, const void *data) {
+    uint32_t len = (uint32_t)strlen(name), dt = (uint32_t)dtype, nd = (uint32_t)ndim;
+    int64_t n = 1;
+    for (int d = 0; d < ndim; d++) n *= shape[d];
+    return fwrite(&len, 4, 1, f) != 1 || fwrite(name, 1, len, f) != len || fwrite(&dt, 4, 1, f) != 1 ||
+           fwrite(&nd, 4, 1, f) != 1 || fwrite(shape, 8, (size_t)ndim, f) != (size_t)ndim ||
+           fwrite(data, 4, (size_t)n, f) != (size_t)n;
+}
+
+/* A fixed batch of 3 sentences of different lengths (the shorter ones
+ * padded), ids from a small LCG so every vocabulary size gets valid ones.
+ * Writes src (B, S) i32, tgt_in (B, T) i32 (<s> then symbols), logits
+ * (B, T, V) f32 of the teacher-forced decoder, and greedy (B, G) i32: the
+ * greedy decoder's tokens after <s>, </s> included, then pad. */
+static int dump_logits(const char *export_dir, const char *path) {
+    tfm_model m;
+    if (tfm_export_load(export_dir, &m, NULL)) return 1;
+    int64_t V = m.cfg.vocab, B = 3, L = m.cfg.max_len;
+    int64_t S = L < 7 ? L : 7, T = L < 6 ? L : 6, G = L - 1 < 12 ? L - 1 : 12;
+    int32_t *src = calloc((size_t)(B * S), sizeof(int32_t)), *tgt = calloc((size_t)(B * T), sizeof(int32_t));
+    int32_t *greedy = calloc((size_t)(B * G), sizeof(int32_t));
+    uint8_t *src_pad = calloc((size_t)(B * S), 1), *tgt_pad = calloc((size_t)(B * T), 1);
+    int64_t *lens = calloc((size_t)B, sizeof(int64_t));
+    tfm_tape t;
+    int rc = 1, tape = 0;
+    if (!src || !tgt || !greedy || !src_pad || !tgt_pad || !lens) {
+        tfm_set_error("out of memory");
+        goto done;
+    }
+    uint64_t state = 12345;
+    for (int64_t b = 0; b < B; b++) {
+        int64_t n_sym = S - 1 - 2 * b; /* 0 padding, then 2, then 4 */
+        if (n_sym < 1) n_sym = 1;
+        for (int64_t i = 0; i < S; i++) {
+            state = state * 6364136223846793005ull + 1442695040888963407ull;
+            int32_t sym = (int32_t)(3 + (int64_t)((state >> 33) % (uint64_t)(V - 3)));
+            int32_t v = i < n_sym ? sym : i == n_sym ? TFM_EOS_ID : TFM_PAD_ID;
+            src[b * S + i] = v;
+            src_pad[b * S + i] = v == TFM_PAD_ID;
+        }
+        for (int64_t i = 0; i < T; i++) {
+            state = state * 6364136223846793005ull + 1442695040888963407ull;
+            tgt[b * T + i] = i == 0 ? TFM_BOS_ID : (int32_t)(3 + (int64_t)((state >> 33) % (uint64_t)(V - 3)));
+        }
+    }
+    if (tfm_tape_init(&t, tfm_model_activation_bytes(&m.cfg, B, S, T), 1 << 10)) goto done;
+    tape = 1;
+    t.no_grad = 1;
+    t.training = 0;
+    tfm_tensor *mem = tfm_model_encode(&m, &t, src, src_pad, B, S);
+    tfm_tensor *logits = tfm_model_decode(&m, &t, mem, src_pad, tgt, tgt_pad, T);
+    if (!logits) goto done;
+    if (tfm_greedy_decode(&m, &t, src, src_pad, B, S, G, greedy, lens)) goto done;
+    FILE *f = fopen(path, "wb");
+    if (!f) {
+        tfm_set_error("--dump-logits %s: %s", path, strerror(errno));
+        goto done;
+    }
+    uint32_t version = 1, count = 4;
+    int err = fwrite("TFMFIX01", 1, 8, f) != 8 || fwrite(&version, 4, 1, f) != 1 || fwrite(&count, 4, 1, f) != 1 ||
+              fx_tensor(f, "src", 1, 2, (int64_t[]){B, S}, src) ||
+              fx_tensor(f, "tgt_in", 1, 2, (int64_t[]){B, T}, tgt) ||
+              fx_tensor(f, "logits", 0, 3, (int64_t[]){B, T, V}, logits->data) ||
+              fx_tensor(f, "greedy", 1, 2, (int64_t[]){B, G}, greedy);
+    if (fclose(f) != 0 || err) {
+        tfm_set_error("--dump-logits %s: write error", path);
+        goto done;
+    }
+    rc = 0;
+done:
+    if (tape) tfm_tape_free(&t);
+    free(src);
+    free(tgt);
+    free(greedy);
+    free(src_pad);
+    free(tgt_pad);
+    free(lens);
+    tfm_model_free(&m);
+    return rc;
+}
 
 int tfm_cmd_export(int argc, char **argv) {
-    (void)argc;
-    (void)argv;
-    return tfm_cli_fail(2, "'export' is not available in this build yet");
+    const char *model_path = NULL, *out = NULL, *dump = NULL;
+    int force = 0;
+    int64_t threads = 1;
+    flag_def flags[] = {
+        {"model", FLAG_STR, &model_path, "run directory or checkpoint file", 0},
+        {"out", FLAG_STR, &out, "export directory (created; must be empty unless --force)", 0},
+        {"force", FLAG_BOOL, &force, "write into an existing non-empty directory", 0},
+        {"dump-logits", FLAG_STR, &dump,
+         "also write the export's logits on a fixed batch to FILE (for tests/verify_export.py)", 0},
+        {"threads", FLAG_INT, &threads, "OpenMP threads for --dump-logits (0: all cores)", 0},
+    };
+    int n_flags = (int)(sizeof flags / sizeof flags[0]);
+    int rc = flags_parse(flags, n_flags, argc, argv, USAGE, NULL, 0, NULL);
+    if (rc) return rc == 1 ? 0 : rc;
+    if (!model_path) return tfm_cli_fail(2, "export: --model RUN_DIR is required");
+    if (!out) return tfm_cli_fail(2, "export: --out EXPORT_DIR is required");
+    if (threads < 0) return tfm_cli_fail(2, "--threads: must not be negative");
+    if (threads > 0) tfm_set_num_threads((int)threads);
+
+    tfm_model m;
+    tfm_kv meta;
+    tfm_kv_init(&meta);
+    if (train_load_model(model_path, &m, &meta)) {
+        tfm_kv_free(&meta);
+        return tfm_cli_fail(1, "%s", tfm_last_error());
+    }
+    const char *kind_meta = tfm_kv_get(&meta, "data.kind");
+    const char *kind = kind_meta && !strcmp(kind_meta, "toy") ? "toy" : "text";
+    char run_dir[4096];
+    struct stat st;
+    snprintf(run_dir, sizeof run_dir, "%s", model_path);
+    if (stat(model_path, &st) == 0 && !S_ISDIR(st.st_mode)) {
+        char tmp[4096];
+        snprintf(tmp, sizeof tmp, "%s", model_path);
+        snprintf(run_dir, sizeof run_dir, "%s", dirname(tmp));
+    }
+    rc = 0;
+    if (tfm_export_check(&m.cfg)) {
+        rc = tfm_cli_fail(1, "%s: cannot export: %s", model_path, tfm_last_error());
+    } else if (prepare_out(out, force) || tfm_export_save(&m, kind, out) ||
+               (!strcmp(kind, "text") && export_tokenizer(run_dir, out, &m.cfg))) {
+        rc = tfm_cli_fail(1, "%s", tfm_last_error());
+    } else {
+        if (!strcmp(kind, "toy")) {
+            /* a toy model has no tokenizer; drop one left by an earlier export (--force) */
+            const char *stale[] = {"bpe.codes", "vocab.txt", "tokenizer.json", "tokenizer_config.json"};
+            char p[4096];
+            for (int i = 0; i < 4; i++) {
+                snprintf(p, sizeof p, "%s/%s", out, stale[i]);
+                unlink(p);
+            }
+        }
+        printf("exported %s (%s model, %lld parameters) to %s\n", model_path, kind,
+               (long long)tfm_model_param_count(&m.cfg), out);
+        if (dump) {
+            if (dump_logits(out, dump))
+                rc = tfm_cli_fail(1, "%s", tfm_last_error());
+            else
+                printf("wrote the logits of the fixed batch to %s\n", dump);
+        }
+    }
+    tfm_kv_free(&meta);
+    tfm_model_free(&m);
+    return rc;
 }

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "commands.h"
+#include "tfm/export.h"
 
 void train_options_default(train_options *o) {
     memset(o, 0, sizeof *o);
@@ -495,6 +496,8 @@ int train_load_model(const char *path, tfm_model *m, tfm_kv *meta) {
     char file[4096];
     struct stat st;
     if (stat(path, &st) != 0) return tfm_set_error("--model %s: %s", path, strerror(errno)), 1;
+    snprintf(file, sizeof file, "%s/model.safetensors", path);
+    if (S_ISDIR(st.st_mode) && access(file, F_OK) == 0) return tfm_export_load(path, m, meta); /* an export */
     if (S_ISDIR(st.st_mode)) {
         if (train_find_checkpoint(path, file, sizeof file, 1)) return 1;
     } else {

@@ -1,0 +1,466 @@
+/* Export to the Hugging Face MarianMT layout (safetensors + config.json) and
+ * loading such an export back. See include/tfm/export.h for the mapping. */
+#include "tfm/export.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tfm/json.h"
+#include "tfm/safetensors.h"
+
+/* Bumped when the layout or the "tfm" section changes meaning. */
+#define EXPORT_FORMAT_VERSION 1
+
+/* One Marian tensor name and the parameter it holds. A parameter can appear
+ * under several names (tied embeddings); the first is `primary`, the rest
+ * must be identical copies. */
+typedef struct {
+    char name[112];
+    tfm_tensor *t;
+    int primary;
+} export_entry;
+
+typedef struct {
+    export_entry *e;
+    int64_t n, cap;
+} export_map;
+
+static int map_add(export_map *mp, tfm_tensor *t, int primary, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static int map_add(export_map *mp, tfm_tensor *t, int primary, const char *fmt, ...) {
+    if (mp->n == mp->cap) {
+        int64_t cap = mp->cap ? 2 * mp->cap : 64;
+        export_entry *e = realloc(mp->e, (size_t)cap * sizeof *e);
+        if (!e) return tfm_set_error("out of memory"), 1;
+        mp->e = e;
+        mp->cap = cap;
+    }
+    export_entry *x = &mp->e[mp->n++];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(x->name, sizeof x->name, fmt, ap);
+    va_end(ap);
+    x->t = t;
+    x->primary = primary;
+    return 0;
+}
+
+static int map_attn(export_map *mp, const tfm_attn_params *a, const char *prefix) {
+    return map_add(mp, a->q_w, 1, "%s.q_proj.weight", prefix) || map_add(mp, a->q_b, 1, "%s.q_proj.bias", prefix) ||
+           map_add(mp, a->k_w, 1, "%s.k_proj.weight", prefix) || map_add(mp, a->k_b, 1, "%s.k_proj.bias", prefix) ||
+           map_add(mp, a->v_w, 1, "%s.v_proj.weight", prefix) || map_add(mp, a->v_b, 1, "%s.v_proj.bias", prefix) ||
+           map_add(mp, a->o_w, 1, "%s.out_proj.weight", prefix) ||
+           map_add(mp, a->o_b, 1, "%s.out_proj.bias", prefix);
+}
+
+static int map_ln(export_map *mp, const tfm_ln_params *ln, const char *prefix) {
+    return map_add(mp, ln->w, 1, "%s.weight", prefix) || map_add(mp, ln->b, 1, "%s.bias", prefix);
+}
+
+static int map_ffn(export_map *mp, const tfm_layer_params *L, const char *prefix) {
+    return map_add(mp, L->fc1_w, 1, "%s.fc1.weight", prefix) || map_add(mp, L->fc1_b, 1, "%s.fc1.bias", prefix) ||
+           map_add(mp, L->fc2_w, 1, "%s.fc2.weight", prefix) || map_add(mp, L->fc2_b, 1, "%s.fc2.bias", prefix);
+}
+
+/* Every Marian name of the model's parameters, in the order they are written.
+ * Marian's MarianMTModel has no model.shared when the encoder and decoder
+ * embeddings are separate (share_encoder_decoder_embeddings = false); the
+ * output projection is always tied to the decoder's embedding. */
+static int build_map(const tfm_model *m, export_map *mp) {
+    memset(mp, 0, sizeof *mp);
+    char p[96];
+    int err;
+    if (m->cfg.share_src_emb)
+        err = map_add(mp, m->tgt_emb, 1, "model.shared.weight") ||
+              map_add(mp, m->tgt_emb, 0, "model.encoder.embed_tokens.weight");
+    else
+        err = map_add(mp, m->src_emb, 1, "model.encoder.embed_tokens.weight") ||
+              map_add(mp, m->tgt_emb, 1, "model.decoder.embed_tokens.weight");
+    if (!err && m->cfg.share_src_emb) err = map_add(mp, m->tgt_emb, 0, "model.decoder.embed_tokens.weight");
+    if (!err) err = map_add(mp, m->tgt_emb, 0, "lm_head.weight");
+    for (int64_t i = 0; !err && i < m->cfg.enc_layers; i++) {
+        const tfm_layer_params *L = &m->enc[i];
+        snprintf(p, sizeof p, "model.encoder.layers.%lld.self_attn", (long long)i);
+        err = map_attn(mp, &L->self_attn, p);
+        snprintf(p, sizeof p, "model.encoder.layers.%lld.self_attn_layer_norm", (long long)i);
+        err = err || map_ln(mp, &L->ln1, p);
+        snprintf(p, sizeof p, "model.encoder.layers.%lld", (long long)i);
+        err = err || map_ffn(mp, L, p);
+        snprintf(p, sizeof p, "model.encoder.layers.%lld.final_layer_norm", (long long)i);
+        err = err || map_ln(mp, &L->ln2, p);
+    }
+    for (int64_t i = 0; !err && i < m->cfg.dec_layers; i++) {
+        const tfm_layer_params *L = &m->dec[i];
+        snprintf(p, sizeof p, "model.decoder.layers.%lld.self_attn", (long long)i);
+        err = map_attn(mp, &L->self_attn, p);
+        snprintf(p, sizeof p, "model.decoder.layers.%lld.self_attn_layer_norm", (long long)i);
+        err = err || map_ln(mp, &L->ln1, p);
+        snprintf(p, sizeof p, "model.decoder.layers.%lld.encoder_attn", (long long)i);
+        err = err || map_attn(mp, &L->cross_attn, p);
+        snprintf(p, sizeof p, "model.decoder.layers.%lld.encoder_attn_layer_norm", (long long)i);
+        err = err || map_ln(mp, &L->ln2, p);
+        snprintf(p, sizeof p, "model.decoder.layers.%lld", (long long)i);
+        err = err || map_ffn(mp, L, p);
+        snprintf(p, sizeof p, "model.decoder.layers.%lld.final_layer_norm", (long long)i);
+        err = err || map_ln(mp, &L->ln3, p);
+    }
+    if (err) {
+        free(mp->e);
+        memset(mp, 0, sizeof *mp);
+    }
+    return err;
+}
+
+int tfm_export_check(const tfm_model_config *c) {
+    if (c->pre_ln)
+        return tfm_set_error("the model uses pre-LN layers, which MarianMT cannot express (it is post-LN only)"), 1;
+    /* PyTorch's LayerNorm default, which MarianMTModel uses and MarianConfig
+     * cannot change: any other value would silently change the outputs. */
+    if (c->ln_eps != 1e-5f)
+        return tfm_set_error("the model's layer-norm epsilon is %g, but MarianMT's LayerNorm uses PyTorch's "
+                             "default 1e-5 and has no setting for it",
+                             (double)c->ln_eps),
+               1;
+    if (c->d_model % 2)
+        return tfm_set_error("d_model %lld is odd; Marian's sinusoids need an even width", (long long)c->d_model), 1;
+    return 0;
+}
+
+static int write_config(const tfm_model_config *c, const char *data_kind, const char *path) {
+    tfm_json_writer w;
+    tfm_jw_init(&w, 1);
+    tfm_jw_begin_object(&w);
+    tfm_jw_key(&w, "architectures");
+    tfm_jw_begin_array(&w);
+    tfm_jw_string(&w, "MarianMTModel");
+    tfm_jw_end_array(&w);
+    tfm_jw_key(&w, "model_type");
+    tfm_jw_string(&w, "marian");
+    tfm_jw_key(&w, "activation_function");
+    tfm_jw_string(&w, "relu");
+    tfm_jw_key(&w, "d_model");
+    tfm_jw_int(&w, c->d_model);
+    tfm_jw_key(&w, "encoder_layers");
+    tfm_jw_int(&w, c->enc_layers);
+    tfm_jw_key(&w, "decoder_layers");
+    tfm_jw_int(&w, c->dec_layers);
+    tfm_jw_key(&w, "num_hidden_layers");
+    tfm_jw_int(&w, c->enc_layers);
+    tfm_jw_key(&w, "encoder_attention_heads");
+    tfm_jw_int(&w, c->n_heads);
+    tfm_jw_key(&w, "decoder_attention_heads");
+    tfm_jw_int(&w, c->n_heads);
+    tfm_jw_key(&w, "encoder_ffn_dim");
+    tfm_jw_int(&w, c->d_ff);
+    tfm_jw_key(&w, "decoder_ffn_dim");
+    tfm_jw_int(&w, c->d_ff);
+    tfm_jw_key(&w, "vocab_size");
+    tfm_jw_int(&w, c->vocab);
+    tfm_jw_key(&w, "decoder_vocab_size");
+    tfm_jw_int(&w, c->vocab);
+    tfm_jw_key(&w, "max_position_embeddings");
+    tfm_jw_int(&w, c->max_len);
+    tfm_jw_key(&w, "dropout");
+    tfm_jw_float(&w, c->dropout);
+    tfm_jw_key(&w, "activation_dropout"); /* ours drops the FFN's hidden layer with the same rate */
+    tfm_jw_float(&w, c->dropout);
+    tfm_jw_key(&w, "attention_dropout");
+    tfm_jw_float(&w, c->attn_dropout);
+    tfm_jw_key(&w, "encoder_layerdrop");
+    tfm_jw_double(&w, 0.0);
+    tfm_jw_key(&w, "decoder_layerdrop");
+    tfm_jw_double(&w, 0.0);
+    tfm_jw_key(&w, "init_std");
+    tfm_jw_double(&w, 0.02);
+    tfm_jw_key(&w, "scale_embedding");
+    tfm_jw_bool(&w, 1);
+    tfm_jw_key(&w, "normalize_before");
+    tfm_jw_bool(&w, 0);
+    tfm_jw_key(&w, "normalize_embedding");
+    tfm_jw_bool(&w, 0);
+    tfm_jw_key(&w, "add_final_layer_norm");
+    tfm_jw_bool(&w, 0);
+    tfm_jw_key(&w, "static_position_embeddings");
+    tfm_jw_bool(&w, 1);
+    tfm_jw_key(&w, "is_encoder_decoder");
+    tfm_jw_bool(&w, 1);
+    tfm_jw_key(&w, "use_cache");
+    tfm_jw_bool(&w, 1);
+    tfm_jw_key(&w, "pad_token_id");
+    tfm_jw_int(&w, TFM_PAD_ID);
+    tfm_jw_key(&w, "bos_token_id");
+    tfm_jw_int(&w, TFM_BOS_ID);
+    tfm_jw_key(&w, "eos_token_id");
+    tfm_jw_int(&w, TFM_EOS_ID);
+    tfm_jw_key(&w, "forced_eos_token_id");
+    tfm_jw_int(&w, TFM_EOS_ID);
+    /* our decoder starts from <s>; Marian's own models start from the pad id */
+    tfm_jw_key(&w, "decoder_start_token_id");
+    tfm_jw_int(&w, TFM_BOS_ID);
+    tfm_jw_key(&w, "share_encoder_decoder_embeddings");
+    tfm_jw_bool(&w, c->share_src_emb);
+    tfm_jw_key(&w, "tie_word_embeddings");
+    tfm_jw_bool(&w, 1);
+    tfm_jw_key(&w, "torch_dtype");
+    tfm_jw_string(&w, "float32");
+    tfm_jw_key(&w, "tfm");
+    tfm_jw_begin_object(&w);
+    tfm_jw_key(&w, "format_version");
+    tfm_jw_int(&w, EXPORT_FORMAT_VERSION);
+    tfm_jw_key(&w, "data_kind");
+    tfm_jw_string(&w, data_kind);
+    tfm_jw_key(&w, "vocab");
+    tfm_jw_int(&w, c->vocab);
+    tfm_jw_key(&w, "d_model");
+    tfm_jw_int(&w, c->d_model);
+    tfm_jw_key(&w, "n_heads");
+    tfm_jw_int(&w, c->n_heads);
+    tfm_jw_key(&w, "d_ff");
+    tfm_jw_int(&w, c->d_ff);
+    tfm_jw_key(&w, "enc_layers");
+    tfm_jw_int(&w, c->enc_layers);
+    tfm_jw_key(&w, "dec_layers");
+    tfm_jw_int(&w, c->dec_layers);
+    tfm_jw_key(&w, "max_len");
+    tfm_jw_int(&w, c->max_len);
+    tfm_jw_key(&w, "dropout");
+    tfm_jw_float(&w, c->dropout);
+    tfm_jw_key(&w, "attn_dropout");
+    tfm_jw_float(&w, c->attn_dropout);
+    tfm_jw_key(&w, "ln_eps");
+    tfm_jw_float(&w, c->ln_eps);
+    tfm_jw_key(&w, "pre_ln");
+    tfm_jw_bool(&w, c->pre_ln);
+    tfm_jw_key(&w, "share_src_emb");
+    tfm_jw_bool(&w, c->share_src_emb);
+    tfm_jw_end_object(&w);
+    tfm_jw_end_object(&w);
+    int rc = tfm_jw_save(&w, path);
+    tfm_jw_free(&w);
+    return rc;
+}
+
+static int write_generation_config(const tfm_model_config *c, const char *path) {
+    tfm_json_writer w;
+    tfm_jw_init(&w, 1);
+    tfm_jw_begin_object(&w);
+    tfm_jw_key(&w, "pad_token_id");
+    tfm_jw_int(&w, TFM_PAD_ID);
+    tfm_jw_key(&w, "bos_token_id");
+    tfm_jw_int(&w, TFM_BOS_ID);
+    tfm_jw_key(&w, "eos_token_id");
+    tfm_jw_int(&w, TFM_EOS_ID);
+    tfm_jw_key(&w, "forced_eos_token_id");
+    tfm_jw_int(&w, TFM_EOS_ID);
+    tfm_jw_key(&w, "decoder_start_token_id");
+    tfm_jw_int(&w, TFM_BOS_ID);
+    /* positions 0 .. max_len-1, the first taken by the start token */
+    tfm_jw_key(&w, "max_length");
+    tfm_jw_int(&w, c->max_len - 1);
+    tfm_jw_key(&w, "num_beams");
+    tfm_jw_int(&w, 1);
+    /* our decoders never emit <pad> or <s> (the argmax starts at </s>) */
+    tfm_jw_key(&w, "bad_words_ids");
+    tfm_jw_begin_array(&w);
+    tfm_jw_begin_array(&w);
+    tfm_jw_int(&w, TFM_PAD_ID);
+    tfm_jw_end_array(&w);
+    tfm_jw_begin_array(&w);
+    tfm_jw_int(&w, TFM_BOS_ID);
+    tfm_jw_end_array(&w);
+    tfm_jw_end_array(&w);
+    tfm_jw_end_object(&w);
+    int rc = tfm_jw_save(&w, path);
+    tfm_jw_free(&w);
+    return rc;
+}
+
+int tfm_export_save(const tfm_model *m, const char *data_kind, const char *dir) {
+    if (tfm_export_check(&m->cfg)) return 1;
+    export_map mp;
+    if (build_map(m, &mp)) return 1;
+    int64_t V = m->cfg.vocab;
+    tfm_st_tensor *ts = calloc((size_t)mp.n + 1, sizeof *ts);
+    float *bias = calloc((size_t)V, sizeof(float));
+    int rc = 1;
+    if (!ts || !bias) {
+        tfm_set_error("out of memory");
+        goto done;
+    }
+    for (int64_t i = 0; i < mp.n; i++) {
+        const tfm_tensor *t = mp.e[i].t;
+        ts[i] = (tfm_st_tensor){.name = mp.e[i].name, .dtype = TFM_ST_F32, .ndim = t->ndim, .data = t->data};
+        for (int d = 0; d < t->ndim; d++) ts[i].shape[d] = t->shape[d];
+    }
+    /* MarianMTModel adds this (1, V) bias to the logits; ours has none */
+    ts[mp.n] = (tfm_st_tensor){.name = "final_logits_bias", .dtype = TFM_ST_F32, .ndim = 2, .shape = {1, V},
+                               .data = bias};
+    char path[4096];
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    if (tfm_safetensors_write(path, ts, mp.n + 1, NULL, 0)) goto done;
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    if (write_config(&m->cfg, data_kind, path)) goto done;
+    snprintf(path, sizeof path, "%s/generation_config.json", dir);
+    if (write_generation_config(&m->cfg, path)) goto done;
+    rc = 0;
+done:
+    free(ts);
+    free(bias);
+    free(mp.e);
+    return rc;
+}
+
+/* ---- loading ------------------------------------------------------------- */
+
+/* Reads the configuration from config.json: the architecture from the
+ * MarianConfig fields, which must describe a model we can run, and our own
+ * settings (epsilon, dropout, data kind) from the "tfm" section. */
+static int read_config(const char *path, tfm_model_config *c, char *kind, size_t kind_cap) {
+    tfm_json *doc;
+    if (tfm_json_parse_file(path, NULL, &doc)) return 1;
+    int rc = 1;
+    const char *s;
+    int64_t v;
+    double x;
+    int b;
+    tfm_model_config_default(c);
+#define CFG_FAIL(...)                                                   \
+    do {                                                                \
+        char msg_[512];                                                 \
+        snprintf(msg_, sizeof msg_, __VA_ARGS__);                       \
+        tfm_set_error("%s: %s", path, msg_);                            \
+        goto done;                                                      \
+    } while (0)
+#define CFG_CALL(call, ctx)                                             \
+    do {                                                                \
+        if (call) CFG_FAIL("%s%s", ctx, tfm_last_error());              \
+    } while (0)
+    if (doc->type != TFM_JSON_OBJECT) CFG_FAIL("expected an object, got %s", tfm_json_type_name(doc->type));
+    CFG_CALL(tfm_json_get_string(doc, "model_type", &s), "");
+    if (strcmp(s, "marian")) CFG_FAIL("model_type is \"%s\", expected \"marian\"", s);
+    CFG_CALL(tfm_json_get_string(doc, "activation_function", &s), "");
+    if (strcmp(s, "relu")) CFG_FAIL("activation_function is \"%s\", only \"relu\" is supported", s);
+    CFG_CALL(tfm_json_get_bool(doc, "scale_embedding", &b), "");
+    if (!b) CFG_FAIL("scale_embedding is false, only true is supported");
+    if (tfm_json_get(doc, "normalize_before")) {
+        CFG_CALL(tfm_json_get_bool(doc, "normalize_before", &b), "");
+        if (b) CFG_FAIL("normalize_before is true, only post-LN models are supported");
+    }
+    CFG_CALL(tfm_json_get_int64(doc, "decoder_start_token_id", &v), "");
+    if (v != TFM_BOS_ID) CFG_FAIL("decoder_start_token_id is %lld, tfm models start from <s> = %d", (long long)v, TFM_BOS_ID);
+    CFG_CALL(tfm_json_get_int64(doc, "pad_token_id", &v), "");
+    if (v != TFM_PAD_ID) CFG_FAIL("pad_token_id is %lld, expected %d", (long long)v, TFM_PAD_ID);
+    CFG_CALL(tfm_json_get_int64(doc, "eos_token_id", &v), "");
+    if (v != TFM_EOS_ID) CFG_FAIL("eos_token_id is %lld, expected %d", (long long)v, TFM_EOS_ID);
+    CFG_CALL(tfm_json_get_int64(doc, "d_model", &c->d_model), "");
+    CFG_CALL(tfm_json_get_int64(doc, "encoder_layers", &c->enc_layers), "");
+    CFG_CALL(tfm_json_get_int64(doc, "decoder_layers", &c->dec_layers), "");
+    CFG_CALL(tfm_json_get_int64(doc, "encoder_attention_heads", &c->n_heads), "");
+    CFG_CALL(tfm_json_get_int64(doc, "decoder_attention_heads", &v), "");
+    if (v != c->n_heads) CFG_FAIL("decoder_attention_heads %lld differs from encoder_attention_heads %lld", (long long)v, (long long)c->n_heads);
+    CFG_CALL(tfm_json_get_int64(doc, "encoder_ffn_dim", &c->d_ff), "");
+    CFG_CALL(tfm_json_get_int64(doc, "decoder_ffn_dim", &v), "");
+    if (v != c->d_ff) CFG_FAIL("decoder_ffn_dim %lld differs from encoder_ffn_dim %lld", (long long)v, (long long)c->d_ff);
+    CFG_CALL(tfm_json_get_int64(doc, "vocab_size", &c->vocab), "");
+    if (tfm_json_get(doc, "decoder_vocab_size")) {
+        CFG_CALL(tfm_json_get_int64(doc, "decoder_vocab_size", &v), "");
+        if (v != c->vocab) CFG_FAIL("decoder_vocab_size %lld differs from vocab_size %lld", (long long)v, (long long)c->vocab);
+    }
+    CFG_CALL(tfm_json_get_int64(doc, "max_position_embeddings", &c->max_len), "");
+    CFG_CALL(tfm_json_get_bool(doc, "share_encoder_decoder_embeddings", &b), "");
+    c->share_src_emb = b;
+    if (tfm_json_get(doc, "tie_word_embeddings")) {
+        CFG_CALL(tfm_json_get_bool(doc, "tie_word_embeddings", &b), "");
+        if (!b) CFG_FAIL("tie_word_embeddings is false, tfm models tie the output projection");
+    }
+    const tfm_json *t = tfm_json_get(doc, "tfm");
+    if (!t) CFG_FAIL("no \"tfm\" section: only exports written by tfm export can be loaded");
+    if (t->type != TFM_JSON_OBJECT) CFG_FAIL("'tfm': expected an object, got %s", tfm_json_type_name(t->type));
+    CFG_CALL(tfm_json_get_int64(t, "format_version", &v), "tfm.");
+    if (v != EXPORT_FORMAT_VERSION) CFG_FAIL("tfm.format_version %lld is not supported (this build reads %d)", (long long)v, EXPORT_FORMAT_VERSION);
+    CFG_CALL(tfm_json_get_string(t, "data_kind", &s), "tfm.");
+    if (strcmp(s, "text") && strcmp(s, "toy")) CFG_FAIL("tfm.data_kind is \"%s\", expected \"text\" or \"toy\"", s);
+    snprintf(kind, kind_cap, "%s", s);
+    CFG_CALL(tfm_json_get_double(t, "ln_eps", &x), "tfm.");
+    c->ln_eps = (float)x;
+    CFG_CALL(tfm_json_get_double(t, "dropout", &x), "tfm.");
+    c->dropout = (float)x;
+    CFG_CALL(tfm_json_get_double(t, "attn_dropout", &x), "tfm.");
+    c->attn_dropout = (float)x;
+    CFG_CALL(tfm_json_get_bool(t, "pre_ln", &b), "tfm.");
+    c->pre_ln = b;
+    if (tfm_export_check(c) || tfm_model_config_check(c)) CFG_FAIL("%s", tfm_last_error());
+    rc = 0;
+#undef CFG_CALL
+#undef CFG_FAIL
+done:
+    tfm_json_free(doc);
+    return rc;
+}
+
+int tfm_export_load(const char *dir, tfm_model *m, tfm_kv *meta) {
+    memset(m, 0, sizeof *m);
+    char path[4096], kind[16];
+    tfm_model_config c;
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    if (read_config(path, &c, kind, sizeof kind)) return 1;
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    tfm_st_file f;
+    if (tfm_safetensors_open(path, &f)) return 1;
+    export_map mp = {0};
+    float *scratch = NULL;
+    int rc = 1;
+    if (tfm_model_init(m, &c) || build_map(m, &mp)) goto done;
+    int64_t V = c.vocab, D = c.d_model;
+    scratch = malloc((size_t)(V * (D > 1 ? D : 1)) * sizeof(float));
+    if (!scratch) {
+        tfm_set_error("out of memory");
+        goto done;
+    }
+    for (int64_t i = 0; i < mp.n; i++) {
+        const export_entry *e = &mp.e[i];
+        if (e->primary) {
+            if (tfm_st_read_f32(&f, e->name, e->t->ndim, e->t->shape, e->t->data)) goto done;
+            continue;
+        }
+        /* a tied copy: it must hold exactly the same values */
+        if (tfm_st_read_f32(&f, e->name, e->t->ndim, e->t->shape, scratch)) goto done;
+        if (memcmp(scratch, e->t->data, (size_t)e->t->n * sizeof(float))) {
+            const char *first = NULL;
+            for (int64_t j = 0; j < i && !first; j++)
+                if (mp.e[j].t == e->t) first = mp.e[j].name;
+            tfm_set_error("%s: tensor %s differs from %s, but the model ties them", path, e->name,
+                          first ? first : "?");
+            goto done;
+        }
+    }
+    if (tfm_st_read_f32(&f, "final_logits_bias", 2, (int64_t[]){1, V}, scratch)) goto done;
+    for (int64_t j = 0; j < V; j++)
+        if (scratch[j] != 0.0f) {
+            tfm_set_error("%s: tensor final_logits_bias is not zero (entry %lld is %g); tfm models have no output bias",
+                          path, (long long)j, (double)scratch[j]);
+            goto done;
+        }
+    for (int64_t k = 0; k < f.n_tensors; k++) {
+        const char *name = f.tensors[k].name;
+        int known = !strcmp(name, "final_logits_bias");
+        for (int64_t i = 0; i < mp.n && !known; i++) known = !strcmp(name, mp.e[i].name);
+        if (!known) {
+            tfm_set_error("%s: unexpected tensor %s (not part of this model's layout)", path, name);
+            goto done;
+        }
+    }
+    if (meta) {
+        tfm_kv_set(meta, "data.kind", "%s", kind);
+        tfm_model_config_to_kv(&c, meta);
+    }
+    rc = 0;
+done:
+    if (rc) tfm_model_free(m);
+    free(scratch);
+    free(mp.e);
+    tfm_safetensors_close(&f);
+    return rc;
+}
