@@ -123,9 +123,9 @@ int tfm_cmd_train(int argc, char **argv) {
     trainer_progress_end(&tr);
     if (o.save && trainer_checkpoint(&tr, 1)) return tfm_cli_fail(1, "%s", tfm_last_error());
     double exact = 0, acc = 0;
-    printf("sample decodes (held-out):\n");
+    if (!o.quiet) printf("sample decodes (held-out):\n"); /* --quiet: the summary line only */
     if (evaluate_toy(&tr.model, &tr.tape, &tc, o.seed, o.eval_n, o.batch < 100 ? 100 : o.batch,
-                     &exact, &acc, 5))
+                     &exact, &acc, o.quiet ? 0 : 5))
         return tfm_cli_fail(1, "%s", tfm_last_error());
     (void)t_start;
     printf("exact_match=%.3f token_acc=%.3f steps=%lld seconds=%.1f tokens_per_s=%.0f\n", exact, acc,

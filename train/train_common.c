@@ -398,30 +398,31 @@ void trainer_progress(trainer *tr, int64_t tokens, double seconds) {
     int64_t step = tr->step;
     int line_due = step % o->log_every == 0 || step == o->steps;
     double tps = seconds > 0 ? (double)tokens / seconds : 0;
+    /* the mean over the steps since the last line: one batch's loss is too noisy to plot */
+    double avg = tr->loss_count ? tr->loss_sum / (double)tr->loss_count : tr->last_loss;
     if (line_due && tr->metrics) {
-        fprintf(tr->metrics, "%lld,,%.6f,%.6g,%.6g,%.1f,,\n", (long long)step, tr->last_loss,
-                tr->last_lr, tr->last_grad_norm, tps);
+        fprintf(tr->metrics, "%lld,,%.6f,%.6g,%.6g,%.1f,,\n", (long long)step, avg, tr->last_lr,
+                tr->last_grad_norm, tps);
         fflush(tr->metrics);
     }
-    if (o->quiet) return;
-    double elapsed = tfm_now() - tr->t0;
-    int64_t done = step - tr->first_step;
-    double eta = done > 0 && o->steps > step ? elapsed / (double)done * (double)(o->steps - step) : 0;
-    if (o->max_minutes > 0 && eta > o->max_minutes * 60 - seconds) eta = o->max_minutes * 60 - seconds;
-    if (eta < 0) eta = 0;
-    double avg = tr->loss_count ? tr->loss_sum / (double)tr->loss_count : tr->last_loss;
-    if (tr->tty) {
-        printf("\rstep %lld/%lld  loss %.4f  lr %.2e  %.0f tok/s  %.0fs elapsed  ETA %.0fs   ",
-               (long long)step, (long long)o->steps, avg, tr->last_lr, tps, elapsed, eta);
-        fflush(stdout);
-    }
-    if (line_due) {
-        if (!tr->tty) {
+    if (!o->quiet) {
+        double elapsed = tfm_now() - tr->t0;
+        int64_t done = step - tr->first_step;
+        double eta = done > 0 && o->steps > step ? elapsed / (double)done * (double)(o->steps - step) : 0;
+        if (o->max_minutes > 0 && eta > o->max_minutes * 60 - seconds) eta = o->max_minutes * 60 - seconds;
+        if (eta < 0) eta = 0;
+        if (tr->tty) {
+            printf("\rstep %lld/%lld  loss %.4f  lr %.2e  %.0f tok/s  %.0fs elapsed  ETA %.0fs   ",
+                   (long long)step, (long long)o->steps, avg, tr->last_lr, tps, elapsed, eta);
+            fflush(stdout);
+        } else if (line_due) {
             printf("step %lld/%lld loss %.4f lr %.2e grad_norm %.3g tok/s %.0f elapsed %.0fs eta %.0fs\n",
                    (long long)step, (long long)o->steps, avg, tr->last_lr, tr->last_grad_norm, tps,
                    elapsed, eta);
             fflush(stdout);
         }
+    }
+    if (line_due) {
         if (tr->log)
             fprintf(tr->log, "step %lld loss %.4f lr %.3e grad_norm %.4g tok/s %.0f\n", (long long)step,
                     avg, tr->last_lr, tr->last_grad_norm, tps);

@@ -144,7 +144,7 @@ int tfm_cmd_train_corpus(train_options *o, flag_def *flags, int n_flags) {
     text_model tm;
     if (access(o->save, F_OK) != 0 && mkdir(o->save, 0777) != 0)
         return tfm_cli_fail(1, "--save %s: cannot create directory", o->save);
-    if (prepare_text_model(o, &tm, stdout)) return tfm_cli_fail(1, "%s", tfm_last_error());
+    if (prepare_text_model(o, &tm, o->quiet ? NULL : stdout)) return tfm_cli_fail(1, "%s", tfm_last_error());
     encoded etrain, evalid;
     memset(&evalid, 0, sizeof evalid);
     if (encode_corpus(&train, &tm, &etrain)) return tfm_cli_fail(1, "%s", tfm_last_error());

@@ -52,6 +52,9 @@ typedef struct {
     tfm_layer_params *enc, *dec;
     tfm_ln_params enc_final, dec_final; /* pre-LN only */
     float *pos_table; /* (max_len, d_model), constant */
+    /* If non-NULL, tfm_model_encode copies each encoder layer's self-attention
+     * weights here: (enc_layers, B, H, S, S), sized by the caller (tfm attention). */
+    float *capture_self_attn;
 } tfm_model;
 
 /* Declares and allocates every parameter (zeros); 0 ok. */

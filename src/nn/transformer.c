@@ -162,12 +162,12 @@ static tfm_tensor *embed(tfm_model *m, tfm_tape *t, tfm_tensor *table, const int
 
 static tfm_tensor *attention_block(tfm_model *m, tfm_tape *t, const tfm_attn_params *a,
                                    tfm_tensor *xq, tfm_tensor *xkv, const uint8_t *key_pad,
-                                   int causal) {
+                                   int causal, float **probs_out) {
     tfm_tensor *q = tfm_linear(t, xq, a->q_w, a->q_b);
     tfm_tensor *k = tfm_linear(t, xkv, a->k_w, a->k_b);
     tfm_tensor *v = tfm_linear(t, xkv, a->v_w, a->v_b);
     tfm_tensor *o = tfm_attention(t, q, k, v, m->cfg.n_heads, key_pad, causal,
-                                  m->cfg.attn_dropout, NULL);
+                                  m->cfg.attn_dropout, probs_out);
     return tfm_linear(t, o, a->o_w, a->o_b);
 }
 
@@ -194,7 +194,15 @@ tfm_tensor *tfm_model_encode(tfm_model *m, tfm_tape *t, const int32_t *src, cons
         tfm_layer_params *L = &m->enc[i];
         tfm_tape_label(t, L->label_self);
         tfm_tensor *h = pre_norm(m, t, x, &L->ln1);
-        x = residual(m, t, x, attention_block(m, t, &L->self_attn, h, h, src_pad, 0), &L->ln1);
+        float *probs = NULL;
+        x = residual(m, t, x,
+                     attention_block(m, t, &L->self_attn, h, h, src_pad, 0,
+                                     m->capture_self_attn ? &probs : NULL),
+                     &L->ln1);
+        if (probs) {
+            int64_t n = B * m->cfg.n_heads * S * S;
+            memcpy(m->capture_self_attn + i * n, probs, (size_t)n * sizeof(float));
+        }
         tfm_tape_label(t, L->label_ffn);
         h = pre_norm(m, t, x, &L->ln2);
         x = residual(m, t, x, ffn_block(m, t, L, h), &L->ln2);
@@ -212,10 +220,10 @@ tfm_tensor *tfm_model_decode(tfm_model *m, tfm_tape *t, tfm_tensor *memory, cons
         tfm_layer_params *L = &m->dec[i];
         tfm_tape_label(t, L->label_self);
         tfm_tensor *h = pre_norm(m, t, x, &L->ln1);
-        x = residual(m, t, x, attention_block(m, t, &L->self_attn, h, h, tgt_pad, 1), &L->ln1);
+        x = residual(m, t, x, attention_block(m, t, &L->self_attn, h, h, tgt_pad, 1, NULL), &L->ln1);
         tfm_tape_label(t, L->label_cross);
         h = pre_norm(m, t, x, &L->ln2);
-        x = residual(m, t, x, attention_block(m, t, &L->cross_attn, h, memory, src_pad, 0), &L->ln2);
+        x = residual(m, t, x, attention_block(m, t, &L->cross_attn, h, memory, src_pad, 0, NULL), &L->ln2);
         tfm_tape_label(t, L->label_ffn);
         h = pre_norm(m, t, x, &L->ln3);
         x = residual(m, t, x, ffn_block(m, t, L, h), &L->ln3);
