@@ -41,13 +41,13 @@ static const char *join(const char *dir, const char *name) {
 static void expect_error(const char *cmd, const char *want1, const char *want2) {
     static char out[1 << 16];
     int rc = tfm_test_run(cmd, out, sizeof out);
-    ck_assert_msg(rc > 0 && rc < 128, "exit status %d for: %s\n%s", rc, cmd, out);
-    ck_assert_msg(!strncmp(out, "tfm: ", 5), "does not start with 'tfm: ': %s", out);
+    ck_assert_msg(rc > 0 && rc < 128, "exit status %d for: %s\n%.1500s", rc, cmd, out);
+    ck_assert_msg(!strncmp(out, "tfm: ", 5), "does not start with 'tfm: ': %.1500s", out);
     size_t n = strlen(out);
     ck_assert_msg(n > 0 && out[n - 1] == '\n' && strchr(out, '\n') == out + n - 1,
-                  "not exactly one line: [%s]", out);
-    ck_assert_msg(!want1 || strstr(out, want1), "'%s' not in: %s", want1, out);
-    ck_assert_msg(!want2 || strstr(out, want2), "'%s' not in: %s", want2, out);
+                  "not exactly one line: [%.1500s]", out);
+    ck_assert_msg(!want1 || strstr(out, want1), "'%s' not in: %.1500s", want1, out);
+    ck_assert_msg(!want2 || strstr(out, want2), "'%s' not in: %.1500s", want2, out);
 }
 
 /* CRC-32C over the names, sizes and contents of every file in dir: equal
@@ -194,10 +194,10 @@ START_TEST(test_config_files) {
     const char *run = join(dir, "run");
     char cmd[4096], out[8192];
     snprintf(cmd, sizeof cmd, "%s train %s --steps 2 --save %s", tfm_test_bin(), TINY, run);
-    ck_assert_msg(tfm_test_run(cmd, out, sizeof out) == 0, "%s", out);
+    ck_assert_msg(tfm_test_run(cmd, out, sizeof out) == 0, "%.1500s", out);
     snprintf(cmd, sizeof cmd, "%s train --config %s/config.txt --save %s2 --steps 3", tfm_test_bin(), run, run);
-    ck_assert_msg(tfm_test_run(cmd, out, sizeof out) == 0, "%s", out);
-    ck_assert_msg(strstr(out, "steps=3"), "%s", out);
+    ck_assert_msg(tfm_test_run(cmd, out, sizeof out) == 0, "%.1500s", out);
+    ck_assert_msg(strstr(out, "steps=3"), "%.1500s", out);
 }
 END_TEST
 
@@ -237,7 +237,7 @@ START_TEST(test_existing_run_untouched) {
     const char *run = join(dir, "run");
     char cmd[4096], out[8192];
     snprintf(cmd, sizeof cmd, "%s train %s --steps 3 --save-every 1 --save %s", tfm_test_bin(), TINY, run);
-    ck_assert_msg(tfm_test_run(cmd, out, sizeof out) == 0, "%s", out);
+    ck_assert_msg(tfm_test_run(cmd, out, sizeof out) == 0, "%.1500s", out);
     uint32_t before = dir_digest(run);
     char args[1024], want[600];
     snprintf(args, sizeof args, "--steps 5 --save %s", run);

@@ -237,9 +237,9 @@ START_TEST(test_sigkill_resume_bit_exact) {
     assert_same_checkpoint(ckpt(a, N_STEPS), ckpt(b, N_STEPS));
     /* the resumes are in the run's log, the last one from step 18 or later */
     const char *tlog = slurp(run_dir(b, "train.log"));
-    ck_assert_msg(strstr(tlog, "/checkpoint-00000011.tfm at step 11"), "%s", tlog);
+    ck_assert_msg(strstr(tlog, "/checkpoint-00000011.tfm at step 11"), "%.1500s", tlog);
     /* the temporary files of the interrupted writes are gone */
-    ck_assert_msg(strstr(tlog, "temporary file(s) of interrupted checkpoint writes"), "%s", tlog);
+    ck_assert_msg(strstr(tlog, "temporary file(s) of interrupted checkpoint writes"), "%.1500s", tlog);
     ck_assert(!dir_has_prefix(b, "checkpoint-00000012.tfm.tmp."));
 }
 END_TEST
@@ -256,7 +256,7 @@ START_TEST(test_sigterm_saves_and_exits) {
     /* the message names the step it stopped at, and that step is saved */
     const char *tlog = slurp(run_dir(b, "train.log"));
     const char *msg = strstr(tlog, "interrupted at step ");
-    ck_assert_msg(msg != NULL, "no interruption message in %s", tlog);
+    ck_assert_msg(msg != NULL, "no interruption message in %.1500s", tlog);
     int stopped = atoi(msg + strlen("interrupted at step "));
     ck_assert_msg(stopped >= 6 && stopped < N_STEPS, "stopped at %d", stopped);
     ck_assert_int_eq(newest_checkpoint(b), stopped);
@@ -309,7 +309,7 @@ static void damaged_newest(int truncate_it) {
     char want[1024];
     snprintf(want, sizeof want, "tfm: %s: %s", bad, truncate_it ? "truncated" : "checksum mismatch");
     const char *line = strstr(out, want);
-    ck_assert_msg(line != NULL && (line == out || line[-1] == '\n'), "no '%s' line in:\n%s", want, out);
+    ck_assert_msg(line != NULL && (line == out || line[-1] == '\n'), "no '%s' line in:\n%.1500s", want, out);
     const char *eol = strchr(line, '\n');
     ck_assert_ptr_nonnull(eol);
     char first[1024];
@@ -317,7 +317,7 @@ static void damaged_newest(int truncate_it) {
     ck_assert_msg(strstr(first, "falling back to the previous checkpoint"), "%s", first);
     const char *tlog = slurp(run_dir(b, "train.log"));
     snprintf(want, sizeof want, "resumed from %s at step 19", ckpt(b, 19));
-    ck_assert_msg(strstr(tlog, want), "no '%s' in:\n%s", want, tlog);
+    ck_assert_msg(strstr(tlog, want), "no '%s' in:\n%.1500s", want, tlog);
     assert_same_checkpoint(ckpt(a, N_STEPS), ckpt(b, N_STEPS));
 }
 
@@ -361,7 +361,7 @@ static const char *corpus_args(void) {
     char cmd[1024], out[4096];
     snprintf(cmd, sizeof cmd, "%s data numbers --out %s --train 60 --valid 8 --test 0", tfm_test_bin(),
              g_corpus_dir);
-    ck_assert_msg(tfm_test_run(cmd, out, sizeof out) == 0, "%s", out);
+    ck_assert_msg(tfm_test_run(cmd, out, sizeof out) == 0, "%.1500s", out);
     static char paths[4][600];
     const char *names[4] = {"train.de", "train.en", "valid.de", "valid.en"};
     for (int i = 0; i < 4; i++) snprintf(paths[i], sizeof paths[i], "%s/%s", g_corpus_dir, names[i]);

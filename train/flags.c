@@ -16,11 +16,21 @@ flag_def *flags_find(flag_def *flags, int n_flags, const char *name) {
     return NULL;
 }
 
-/* Strings from config files must outlive parsing: keep them for the process. */
+/* Strings from config files must outlive parsing: keep them for the process,
+ * listed here so they stay reachable (not leaks to LeakSanitizer). */
+static char **g_kept;
+static size_t g_n_kept, g_cap_kept;
 static char *keep_string(const char *s) {
+    if (g_n_kept == g_cap_kept) {
+        size_t cap = g_cap_kept ? 2 * g_cap_kept : 16;
+        char **list = realloc(g_kept, cap * sizeof *list);
+        if (!list) return NULL;
+        g_kept = list;
+        g_cap_kept = cap;
+    }
     size_t n = strlen(s) + 1;
     char *copy = malloc(n);
-    if (copy) memcpy(copy, s, n);
+    if (copy) memcpy(copy, s, n), g_kept[g_n_kept++] = copy;
     return copy;
 }
 

@@ -312,8 +312,8 @@ fail:
     return 1;
 }
 
-int trainer_init(trainer *tr, const train_options *o, const tfm_model_config *mc, flag_def *flags,
-                 int n_flags, int64_t max_B, int64_t max_S, int64_t max_T) {
+static int trainer_init_body(trainer *tr, const train_options *o, const tfm_model_config *mc,
+                             flag_def *flags, int n_flags, int64_t max_B, int64_t max_S, int64_t max_T) {
     memset(tr, 0, sizeof *tr);
     tr->o = o;
     tr->flags = flags;
@@ -374,6 +374,15 @@ int trainer_init(trainer *tr, const train_options *o, const tfm_model_config *mc
     sigaction(SIGTERM, &sa, NULL);
     tr->t0 = tfm_now();
     return 0;
+}
+
+/* On failure nothing stays allocated or open (callers just print the error
+ * and return; under ASan a leak at that exit fails the bad-input tests). */
+int trainer_init(trainer *tr, const train_options *o, const tfm_model_config *mc, flag_def *flags,
+                 int n_flags, int64_t max_B, int64_t max_S, int64_t max_T) {
+    if (trainer_init_body(tr, o, mc, flags, n_flags, max_B, max_S, max_T) == 0) return 0;
+    trainer_free(tr);
+    return 1;
 }
 
 void trainer_free(trainer *tr) {
