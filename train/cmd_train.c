@@ -13,7 +13,7 @@
 #include "tfm/toy.h"
 #include "train_common.h"
 
-static const char *USAGE = "tfm train --task copy|reverse [options]";
+static const char *USAGE = "tfm train --task copy|reverse [options]\n       tfm train --src-train F --tgt-train F [--src-valid F --tgt-valid F] --save DIR [options]";
 
 /* Exact-sequence match and token accuracy of greedy decoding on n held-out
  * sequences (a stream disjoint from the training batches). */

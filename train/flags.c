@@ -7,6 +7,8 @@
 #include <string.h>
 
 #include "commands.h"
+#include "tfm/base.h"
+#include "tfm/config.h"
 
 flag_def *flags_find(flag_def *flags, int n_flags, const char *name) {
     for (int i = 0; i < n_flags; i++)
@@ -14,96 +16,87 @@ flag_def *flags_find(flag_def *flags, int n_flags, const char *name) {
     return NULL;
 }
 
-/* Strings from config files must outlive parsing: keep them for the process. */
+/* Strings from config files must outlive parsing: keep them for the process,
+ * listed here so they stay reachable (not leaks to LeakSanitizer). */
+static char **g_kept;
+static size_t g_n_kept, g_cap_kept;
 static char *keep_string(const char *s) {
+    if (g_n_kept == g_cap_kept) {
+        size_t cap = g_cap_kept ? 2 * g_cap_kept : 16;
+        char **list = realloc(g_kept, cap * sizeof *list);
+        if (!list) return NULL;
+        g_kept = list;
+        g_cap_kept = cap;
+    }
     size_t n = strlen(s) + 1;
     char *copy = malloc(n);
-    if (copy) memcpy(copy, s, n);
+    if (copy) memcpy(copy, s, n), g_kept[g_n_kept++] = copy;
     return copy;
 }
 
-/* where: "--steps" or "file.cfg:3" for messages */
-static int set_value(flag_def *f, const char *text, const char *where, int from_file) {
+/* Checks text against f's type and stores it unless check_only. where:
+ * "--steps" or "file.cfg:3" for messages. 0 ok, else 2 with the error set. */
+static int convert_value(flag_def *f, const char *text, const char *where, int from_file, int check_only) {
     char *end = NULL;
     errno = 0;
     switch (f->type) {
     case FLAG_INT: {
         long long v = strtoll(text, &end, 10);
-        if (!*text || *end || errno)
-            return tfm_cli_fail(2, "%s: '%s' is not an integer", where, text);
-        *(int64_t *)f->value = v;
+        if (!*text || *end || errno) return tfm_set_error("%s: '%s' is not an integer", where, text), 2;
+        if (!check_only) *(int64_t *)f->value = v;
         break;
     }
     case FLAG_FLOAT: {
         double v = strtod(text, &end);
         if (!*text || *end || errno || !isfinite(v))
-            return tfm_cli_fail(2, "%s: '%s' is not a number", where, text);
-        *(double *)f->value = v;
+            return tfm_set_error("%s: '%s' is not a number", where, text), 2;
+        if (!check_only) *(double *)f->value = v;
         break;
     }
     case FLAG_STR:
-        *(const char **)f->value = from_file ? keep_string(text) : text;
+        if (!check_only) {
+            const char *v = from_file ? keep_string(text) : text;
+            if (!v) return tfm_set_error("%s: out of memory", where), 2;
+            *(const char **)f->value = v;
+        }
         break;
-    case FLAG_BOOL:
-        if (!strcmp(text, "1") || !strcmp(text, "true") || !strcmp(text, "yes"))
-            *(int *)f->value = 1;
-        else if (!strcmp(text, "0") || !strcmp(text, "false") || !strcmp(text, "no"))
-            *(int *)f->value = 0;
-        else
-            return tfm_cli_fail(2, "%s: '%s' is not a boolean (true/false)", where, text);
+    case FLAG_BOOL: {
+        int v;
+        if (!strcmp(text, "1") || !strcmp(text, "true") || !strcmp(text, "yes")) v = 1;
+        else if (!strcmp(text, "0") || !strcmp(text, "false") || !strcmp(text, "no")) v = 0;
+        else return tfm_set_error("%s: '%s' is not a boolean (true/false)", where, text), 2;
+        if (!check_only) *(int *)f->value = v;
         break;
     }
+    }
+    return 0;
+}
+
+static int set_value(flag_def *f, const char *text, const char *where) {
+    if (convert_value(f, text, where, 0, 0)) return tfm_cli_fail(2, "%s", tfm_last_error());
     f->set = 1;
     return 0;
 }
 
+typedef struct {
+    flag_def *flags;
+    int n_flags;
+} config_ctx;
+
+static int config_pair(const char *key, const char *value, const char *where, void *ctx) {
+    config_ctx *c = ctx;
+    if (!strcmp(key, "config")) return tfm_set_error("%s: a config file cannot include another", where), 2;
+    flag_def *f = flags_find(c->flags, c->n_flags, key);
+    if (!f) return tfm_set_error("%s: unknown key '%s'", where, key), 2;
+    /* The command line wins (f->set), but a malformed value in the file is
+     * still an error. Values from the file leave f->set alone. */
+    return convert_value(f, value, where, 1, f->set);
+}
+
 int flags_read_config(flag_def *flags, int n_flags, const char *path) {
-    FILE *fp = fopen(path, "r");
-    if (!fp) return tfm_cli_fail(2, "%s: cannot open the config file", path);
-    char line[4096];
-    int64_t lineno = 0;
-    int rc = 0;
-    while (!rc && fgets(line, sizeof line, fp)) {
-        lineno++;
-        char where[512];
-        snprintf(where, sizeof where, "%s:%lld", path, (long long)lineno);
-        size_t len = strlen(line);
-        if (len == sizeof line - 1 && line[len - 1] != '\n') {
-            rc = tfm_cli_fail(2, "%s: line too long", where);
-            break;
-        }
-        char *hash = strchr(line, '#');
-        if (hash) *hash = 0;
-        char *s = line;
-        while (isspace((unsigned char)*s)) s++;
-        char *e = s + strlen(s);
-        while (e > s && isspace((unsigned char)e[-1])) *--e = 0;
-        if (!*s) continue;
-        char *eq = strchr(s, '=');
-        if (!eq) {
-            rc = tfm_cli_fail(2, "%s: expected 'key = value', got '%s'", where, s);
-            break;
-        }
-        char *ke = eq;
-        while (ke > s && isspace((unsigned char)ke[-1])) ke--;
-        *ke = 0;
-        char *v = eq + 1;
-        while (isspace((unsigned char)*v)) v++;
-        if (!strcmp(s, "config")) {
-            rc = tfm_cli_fail(2, "%s: a config file cannot include another", where);
-            break;
-        }
-        flag_def *f = flags_find(flags, n_flags, s);
-        if (!f) {
-            rc = tfm_cli_fail(2, "%s: unknown key '%s'", where, s);
-            break;
-        }
-        if (f->set) continue; /* the command line wins */
-        if (set_value(f, v, where, 1)) rc = 2;
-        f->set = 0; /* still overridable by a later command-line flag */
-    }
-    fclose(fp);
-    return rc;
+    config_ctx c = {flags, n_flags};
+    if (tfm_config_read(path, config_pair, &c)) return tfm_cli_fail(2, "%s", tfm_last_error());
+    return 0;
 }
 
 void flags_help(FILE *f, const flag_def *flags, int n_flags, const char *usage) {
@@ -172,7 +165,7 @@ int flags_parse(flag_def *flags, int n_flags, int argc, char **argv, const char 
             if (i + 1 >= argc) return tfm_cli_fail(2, "--%s: missing value", name);
             value = argv[++i];
         }
-        if (set_value(f, value, where, 0)) return 2;
+        if (set_value(f, value, where)) return 2;
     }
     if (config && flags_read_config(flags, n_flags, config)) return 2;
     return 0;

@@ -205,6 +205,37 @@ static int64_t list_checkpoints(const char *dir, int64_t *steps, int64_t cap) {
     return n;
 }
 
+/* Temporary files of checkpoint writes cut short by a crash or SIGKILL
+ * ("<name>.tfm.tmp.<pid>"): never read, but as large as a checkpoint each.
+ * Removed when a run starts or resumes in the directory (after the checks:
+ * one run per directory); returns how many. */
+static int64_t remove_stale_temporaries(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) return 0;
+    int64_t n = 0;
+    struct dirent *e;
+    char path[4096];
+    while ((e = readdir(d))) {
+        const char *tmp = strstr(e->d_name, ".tfm.tmp.");
+        if (!tmp || (strncmp(e->d_name, "checkpoint-", 11) && strncmp(e->d_name, "best.tfm", 8))) continue;
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        if (unlink(path) == 0) n++;
+    }
+    closedir(d);
+    return n;
+}
+
+int train_check_save_dir(const train_options *o) {
+    if (!o->save || o->resume) return 0;
+    int64_t steps[1];
+    /* a fresh run would clobber the logs and interleave its checkpoints with
+     * the old run's (a later --resume would pick the old run's newest) */
+    if (list_checkpoints(o->save, steps, 1) > 0)
+        return tfm_set_error("--save %s: already holds checkpoints of a run: add --resume to continue "
+                             "it, or choose another directory", o->save), 1;
+    return 0;
+}
+
 int train_find_checkpoint(const char *dir, char *buf, size_t size, int prefer_best) {
     if (prefer_best) {
         snprintf(buf, size, "%s/best.tfm", dir);
@@ -248,9 +279,8 @@ void trainer_log(trainer *tr, const char *fmt, ...) {
     }
 }
 
-static int resume_from(trainer *tr, const tfm_model_config *mc) {
-    char path[4096];
-    if (train_find_checkpoint(tr->o->save, path, sizeof path, 0)) return 1;
+static int resume_from(trainer *tr, const tfm_model_config *mc, char *path, size_t path_size) {
+    if (train_find_checkpoint(tr->o->save, path, path_size, 0)) return 1;
     tfm_checkpoint ck;
     if (tfm_checkpoint_read(path, &ck)) return 1;
     tfm_model_config saved;
@@ -276,7 +306,6 @@ static int resume_from(trainer *tr, const tfm_model_config *mc) {
     }
     for (int64_t i = 0; i < ck.meta.n; i++)
         if (!strncmp(ck.meta.keys[i], "state.", 6)) tfm_kv_set(&tr->state, ck.meta.keys[i], "%s", ck.meta.vals[i]);
-    trainer_log(tr, "resumed from %s at step %lld\n", path, (long long)tr->step);
     tfm_checkpoint_free(&ck);
     return 0;
 fail:
@@ -284,8 +313,8 @@ fail:
     return 1;
 }
 
-int trainer_init(trainer *tr, const train_options *o, const tfm_model_config *mc, flag_def *flags,
-                 int n_flags, int64_t max_B, int64_t max_S, int64_t max_T) {
+static int trainer_init_body(trainer *tr, const train_options *o, const tfm_model_config *mc,
+                             flag_def *flags, int n_flags, int64_t max_B, int64_t max_S, int64_t max_T) {
     memset(tr, 0, sizeof *tr);
     tr->o = o;
     tr->flags = flags;
@@ -305,7 +334,7 @@ int trainer_init(trainer *tr, const train_options *o, const tfm_model_config *mc
                       need / 1e9, (long long)tr->n_params, (double)arena / 1e9, have / 1e9);
         return 1;
     }
-    if (o->save && ensure_dir(o->save)) return 1;
+    if (train_check_save_dir(o) || (o->save && ensure_dir(o->save))) return 1;
     if (tfm_model_init(&tr->model, mc)) return 1;
     tfm_model_init_weights(&tr->model, (uint64_t)o->seed);
     if (tfm_tape_init(&tr->tape, arena, 1 << 16)) return 1;
@@ -317,6 +346,10 @@ int trainer_init(trainer *tr, const train_options *o, const tfm_model_config *mc
     tr->adam.clip_norm = (float)o->clip_norm;
     tr->adam.weight_decay = (float)o->weight_decay;
     tr->tty = isatty(fileno(stdout));
+    /* resume before writing anything: a failed resume leaves the run
+     * directory (config.txt, logs) as it was */
+    char resumed[4096] = "";
+    if (o->resume && resume_from(tr, mc, resumed, sizeof resumed)) return 1;
     if (o->save) {
         char path[4096];
         snprintf(path, sizeof path, "%s/train.log", o->save);
@@ -332,8 +365,10 @@ int trainer_init(trainer *tr, const train_options *o, const tfm_model_config *mc
         flags_write_config(cf, flags, n_flags);
         fclose(cf);
     }
-    if (o->resume && resume_from(tr, mc)) return 1;
     tr->first_step = tr->step;
+    if (*resumed) trainer_log(tr, "resumed from %s at step %lld\n", resumed, (long long)tr->step);
+    int64_t stale = o->save ? remove_stale_temporaries(o->save) : 0;
+    if (stale) trainer_log(tr, "removed %lld temporary file(s) of interrupted checkpoint writes\n", (long long)stale);
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
@@ -341,6 +376,15 @@ int trainer_init(trainer *tr, const train_options *o, const tfm_model_config *mc
     sigaction(SIGTERM, &sa, NULL);
     tr->t0 = tfm_now();
     return 0;
+}
+
+/* On failure nothing stays allocated or open (callers just print the error
+ * and return; under ASan a leak at that exit fails the bad-input tests). */
+int trainer_init(trainer *tr, const train_options *o, const tfm_model_config *mc, flag_def *flags,
+                 int n_flags, int64_t max_B, int64_t max_S, int64_t max_T) {
+    if (trainer_init_body(tr, o, mc, flags, n_flags, max_B, max_S, max_T) == 0) return 0;
+    trainer_free(tr);
+    return 1;
 }
 
 void trainer_free(trainer *tr) {

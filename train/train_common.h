@@ -81,6 +81,9 @@ int trainer_checkpoint(trainer *tr, int force);
 int trainer_save_best(trainer *tr);
 /* Set by SIGINT/SIGTERM: finish the step, save, exit. */
 int train_should_stop(void);
+/* A fresh run (no --resume) must not reuse a directory holding checkpoints;
+ * error set, 1 when it does. */
+int train_check_save_dir(const train_options *o);
 /* The newest checkpoint in dir that verifies (falling back to older ones,
  * saying so on stderr); path into buf. 0 ok. */
 int train_find_checkpoint(const char *dir, char *buf, size_t size, int prefer_best);

@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <libgen.h>
 #include <stdarg.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -270,6 +271,11 @@ int tfm_checkpoint_save(const char *path, const tfm_kv *meta, const tfm_params *
         unlink(tmp);
         return tfm_set_error("%s: writing the checkpoint failed: %s", path, strerror(e)), 1;
     }
+    /* Test hook: TFM_TEST_SLOW_CHECKPOINT=<ms> waits between the complete
+     * temporary file and the rename, so tests can SIGKILL a run mid-write
+     * (tests/test_resume.c, tests/kill_resume.sh). */
+    const char *slow = getenv("TFM_TEST_SLOW_CHECKPOINT");
+    if (slow && atoi(slow) > 0) usleep((useconds_t)atoi(slow) * 1000u);
     if (rename(tmp, path)) {
         int e = errno;
         unlink(tmp);

@@ -3,6 +3,7 @@
 # seconds each, one after another (each is single-threaded).
 #
 #   bash tests/fuzz/run.sh [SECONDS] [name ...]     (default 60 s, all targets)
+#   bash tests/fuzz/run.sh 600 vocab & bash tests/fuzz/run.sh 600 corpus &   (two at once is fine)
 #
 # Each target defines LLVMFuzzerTestOneInput and is linked against every
 # library source src/*/*.c, built with clang -fsanitize=fuzzer,address,undefined.
@@ -29,6 +30,12 @@ fi
 
 out=build/fuzz
 mkdir -p "$out/obj"
+# Several runners may share build/fuzz (e.g. two targets in parallel, one
+# per core): the probe and the library build below happen under a lock.
+if command -v flock >/dev/null; then
+    exec 9>"$out/.build.lock"
+    flock 9
+fi
 flags=(-g -O1 -fsanitize=address,undefined -std=c11 -D_DEFAULT_SOURCE -D_POSIX_C_SOURCE=200809L -Iinclude)
 # OpenMP when clang has it here (libomp); otherwise the pragmas are ignored
 # and the library's omp_* calls are compiled out by #ifdef _OPENMP.
@@ -53,6 +60,7 @@ if [ "$build_failed" -ne 0 ]; then
     echo "fuzz: library build failed"
     exit 2
 fi
+command -v flock >/dev/null && flock -u 9
 
 status=0
 summary=()

@@ -1,0 +1,351 @@
+/* Bad input never crashes and never costs a run: every case below gets a
+ * one-line "tfm: ..." error naming the file and line or the flag, a non-zero
+ * exit, and leaves the files it was pointed at untouched. Also the
+ * "key = value" config parser (src/io/config.c) on its own. */
+#include <check.h>
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "tfm/base.h"
+#include "tfm/checkpoint.h"
+#include "tfm/config.h"
+#include "util_test.h"
+
+static const char *TINY = "--task copy --d-model 16 --heads 2 --d-ff 32 --layers 1 --vocab 8 --max-len 5 "
+                          "--batch 8 --warmup 10 --threads 1 --eval-n 1 --quiet";
+
+static void write_file(const char *path, const char *data, size_t n) {
+    FILE *f = fopen(path, "wb");
+    ck_assert_msg(f != NULL, "cannot write %s", path);
+    ck_assert_uint_eq(fwrite(data, 1, n, f), n);
+    fclose(f);
+}
+static void write_text(const char *path, const char *text) { write_file(path, text, strlen(text)); }
+
+static const char *join(const char *dir, const char *name) {
+    static char buf[8][512];
+    static int slot;
+    char *out = buf[slot++ & 7], tmp[512];
+    snprintf(tmp, sizeof tmp, "%s/%s", dir, name);
+    memcpy(out, tmp, sizeof tmp);
+    return out;
+}
+
+/* Runs cmd and checks: exit status non-zero and not a signal, the output is
+ * exactly one line starting with "tfm: ", and it contains each of want[]. */
+static void expect_error(const char *cmd, const char *want1, const char *want2) {
+    static char out[1 << 16];
+    int rc = tfm_test_run(cmd, out, sizeof out);
+    ck_assert_msg(rc > 0 && rc < 128, "exit status %d for: %s\n%.1500s", rc, cmd, out);
+    ck_assert_msg(!strncmp(out, "tfm: ", 5), "does not start with 'tfm: ': %.1500s", out);
+    size_t n = strlen(out);
+    ck_assert_msg(n > 0 && out[n - 1] == '\n' && strchr(out, '\n') == out + n - 1,
+                  "not exactly one line: [%.1500s]", out);
+    ck_assert_msg(!want1 || strstr(out, want1), "'%s' not in: %.1500s", want1, out);
+    ck_assert_msg(!want2 || strstr(out, want2), "'%s' not in: %.1500s", want2, out);
+}
+
+/* CRC-32C over the names, sizes and contents of every file in dir: equal
+ * before and after means nothing was written. */
+static uint32_t dir_digest(const char *dir) {
+    DIR *d = opendir(dir);
+    ck_assert_ptr_nonnull(d);
+    char names[64][256];
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) && n < 64)
+        if (e->d_name[0] != '.') snprintf(names[n++], 256, "%s", e->d_name);
+    closedir(d);
+    /* readdir order is not stable across writes: sort */
+    for (int i = 1; i < n; i++)
+        for (int j = i; j > 0 && strcmp(names[j], names[j - 1]) < 0; j--) {
+            char t[256];
+            memcpy(t, names[j], 256);
+            memcpy(names[j], names[j - 1], 256);
+            memcpy(names[j - 1], t, 256);
+        }
+    uint32_t crc = 0;
+    for (int i = 0; i < n; i++) {
+        crc = tfm_crc32c(crc, names[i], strlen(names[i]));
+        char path[1024];
+        snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+        FILE *f = fopen(path, "rb");
+        ck_assert_msg(f != NULL, "cannot read %s", path);
+        char buf[4096];
+        size_t got;
+        while ((got = fread(buf, 1, sizeof buf, f)) > 0) crc = tfm_crc32c(crc, buf, got);
+        fclose(f);
+    }
+    return crc;
+}
+
+static int exists(const char *path) { return access(path, F_OK) == 0; }
+
+/* ---- corpus files ------------------------------------------------------------ */
+/* `tfm train` on src/tgt (names in dir) with a fresh --save that must not
+ * appear when the input is rejected. */
+static void corpus_expect(const char *dir, const char *src, const char *tgt, const char *want1,
+                          const char *want2) {
+    char cmd[4096];
+    const char *save = join(dir, "run");
+    snprintf(cmd, sizeof cmd, "%s train --src-train %s --tgt-train %s --save %s --steps 2 --quiet",
+             tfm_test_bin(), join(dir, src), join(dir, tgt), save);
+    expect_error(cmd, want1, want2);
+    ck_assert_msg(!exists(save), "%s was created for a rejected input", save);
+}
+
+START_TEST(test_corpus_inputs) {
+    const char *dir = tfm_test_tmpdir("cli-corpus");
+    write_text(join(dir, "ok.de"), "eins zwei\ndrei\n");
+    write_text(join(dir, "ok.en"), "one two\nthree\n");
+    write_text(join(dir, "one.en"), "one two\n");
+    write_text(join(dir, "empty.de"), "");
+    write_text(join(dir, "empty.en"), "");
+    write_text(join(dir, "utf8.de"), "eins\nzw\xC3\x28i\n");
+    write_text(join(dir, "blank.de"), "eins\n   \n");
+    size_t big = (1u << 20) + 100;
+    char *line = malloc(big + 2);
+    ck_assert_ptr_nonnull(line);
+    memset(line, 'a', big);
+    memcpy(line + big, "\nb\n", 2);
+    write_file(join(dir, "long.de"), line, big + 2);
+    free(line);
+
+    char want[600];
+    snprintf(want, sizeof want, "tfm: %s: cannot open", join(dir, "missing.de"));
+    corpus_expect(dir, "missing.de", "ok.en", want, NULL);
+    snprintf(want, sizeof want, "tfm: %s: file is empty", join(dir, "empty.de"));
+    corpus_expect(dir, "empty.de", "empty.en", want, NULL);
+    snprintf(want, sizeof want, "tfm: %s has 2 lines but %s has 1", join(dir, "ok.de"), join(dir, "one.en"));
+    corpus_expect(dir, "ok.de", "one.en", want, NULL);
+    snprintf(want, sizeof want, "tfm: %s:2: invalid UTF-8", join(dir, "utf8.de"));
+    corpus_expect(dir, "utf8.de", "ok.en", want, NULL);
+    snprintf(want, sizeof want, "tfm: %s:1: line is absurdly long", join(dir, "long.de"));
+    corpus_expect(dir, "long.de", "ok.en", want, NULL);
+    snprintf(want, sizeof want, "tfm: %s:2: empty sentence", join(dir, "blank.de"));
+    corpus_expect(dir, "blank.de", "ok.en", want, NULL);
+}
+END_TEST
+
+/* ---- flags and config files ------------------------------------------------------ */
+static void train_expect(const char *args, const char *want1, const char *want2) {
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "%s train %s %s", tfm_test_bin(), TINY, args);
+    expect_error(cmd, want1, want2);
+}
+
+START_TEST(test_bad_flags) {
+    train_expect("--bogus 3", "tfm: unknown flag '--bogus'", NULL);
+    train_expect("--steps abc", "tfm: --steps: 'abc' is not an integer", NULL);
+    train_expect("--steps=12x", "tfm: --steps: '12x' is not an integer", NULL);
+    train_expect("--steps 99999999999999999999", "tfm: --steps:", "not an integer");
+    train_expect("--lr-factor 1e", "tfm: --lr-factor: '1e' is not a number", NULL);
+    train_expect("--lr-factor nan", "tfm: --lr-factor: 'nan' is not a number", NULL);
+    train_expect("--steps", "tfm: --steps: missing value", NULL);
+    train_expect("--dropout 1.5", "tfm: --dropout:", NULL);
+    train_expect("--task copy --steps -3", "tfm: --steps:", NULL);
+    train_expect("--config", "tfm: --config: missing file name", NULL);
+}
+END_TEST
+
+START_TEST(test_config_files) {
+    const char *dir = tfm_test_tmpdir("cli-config");
+    char args[1024], want[600];
+    const char *unk = join(dir, "unknown.cfg");
+    write_text(unk, "# tiny run\nsteps = 2\nd-modle = 16\n");
+    snprintf(args, sizeof args, "--config %s", unk);
+    snprintf(want, sizeof want, "tfm: %s:3: unknown key 'd-modle'", unk);
+    train_expect(args, want, NULL);
+
+    const char *mal = join(dir, "malformed.cfg");
+    write_text(mal, "steps = 2\n\nthis line has no equals sign\n");
+    snprintf(args, sizeof args, "--config %s", mal);
+    snprintf(want, sizeof want, "tfm: %s:3: expected 'key = value'", mal);
+    train_expect(args, want, NULL);
+
+    /* the command line wins over the file, but a malformed value in the
+     * file is still reported (it used to be skipped silently) */
+    const char *num = join(dir, "number.cfg");
+    write_text(num, "lr-factor = 2\nsteps = 5x\n");
+    snprintf(args, sizeof args, "--config %s --steps 2", num);
+    snprintf(want, sizeof want, "tfm: %s:2: '5x' is not an integer", num);
+    train_expect(args, want, NULL);
+
+    const char *nested = join(dir, "nested.cfg");
+    write_text(nested, "config = other.cfg\n");
+    snprintf(args, sizeof args, "--config %s", nested);
+    snprintf(want, sizeof want, "tfm: %s:1: a config file cannot include another", nested);
+    train_expect(args, want, NULL);
+
+    snprintf(args, sizeof args, "--config %s", join(dir, "missing.cfg"));
+    snprintf(want, sizeof want, "tfm: %s: cannot open the config file", join(dir, "missing.cfg"));
+    train_expect(args, want, NULL);
+
+    snprintf(args, sizeof args, "--config %s", dir);
+    snprintf(want, sizeof want, "tfm: %s: the config file is not a regular file", dir);
+    train_expect(args, want, NULL);
+
+    /* the config.txt a run writes is itself a valid config file */
+    const char *run = join(dir, "run");
+    char cmd[4096], out[8192];
+    snprintf(cmd, sizeof cmd, "%s train %s --steps 2 --save %s", tfm_test_bin(), TINY, run);
+    ck_assert_msg(tfm_test_run(cmd, out, sizeof out) == 0, "%.1500s", out);
+    snprintf(cmd, sizeof cmd, "%s train --config %s/config.txt --save %s2 --steps 3", tfm_test_bin(), run, run);
+    ck_assert_msg(tfm_test_run(cmd, out, sizeof out) == 0, "%.1500s", out);
+    ck_assert_msg(strstr(out, "steps=3"), "%.1500s", out);
+}
+END_TEST
+
+START_TEST(test_will_not_fit_in_memory) {
+    double t0 = tfm_now();
+    train_expect("--d-model 65536 --d-ff 1000000 --heads 8", "will not fit in memory", "GB");
+    /* refused from the estimate, before allocating or touching anything */
+    ck_assert_msg(tfm_now() - t0 < 10.0, "took %.1f s", tfm_now() - t0);
+}
+END_TEST
+
+/* --save under a regular file: root ignores permission bits, a path through
+ * a file fails for everyone. */
+START_TEST(test_unwritable_save_dir) {
+    const char *dir = tfm_test_tmpdir("cli-save");
+    const char *file = join(dir, "plain");
+    write_text(file, "not a directory\n");
+    char args[1024], want[600];
+    snprintf(args, sizeof args, "--steps 2 --save %s/run", file);
+    snprintf(want, sizeof want, "tfm: --save %s/run: cannot create directory", file);
+    train_expect(args, want, NULL);
+    snprintf(args, sizeof args, "--steps 2 --save %s", file);
+    snprintf(want, sizeof want, "tfm: --save %s: exists and is not a directory", file);
+    train_expect(args, want, NULL);
+    FILE *f = fopen(file, "r");
+    char buf[64] = "";
+    ck_assert_ptr_nonnull(fgets(buf, sizeof buf, f));
+    fclose(f);
+    ck_assert_str_eq(buf, "not a directory\n");
+}
+END_TEST
+
+/* An existing run is never clobbered: a fresh run into its directory is
+ * refused, and a --resume that fails (different model) rewrites nothing. */
+START_TEST(test_existing_run_untouched) {
+    const char *dir = tfm_test_tmpdir("cli-run");
+    const char *run = join(dir, "run");
+    char cmd[4096], out[8192];
+    snprintf(cmd, sizeof cmd, "%s train %s --steps 3 --save-every 1 --save %s", tfm_test_bin(), TINY, run);
+    ck_assert_msg(tfm_test_run(cmd, out, sizeof out) == 0, "%.1500s", out);
+    uint32_t before = dir_digest(run);
+    char args[1024], want[600];
+    snprintf(args, sizeof args, "--steps 5 --save %s", run);
+    snprintf(want, sizeof want, "tfm: --save %s: already holds checkpoints", run);
+    train_expect(args, want, "--resume");
+    ck_assert_uint_eq(dir_digest(run), before);
+    snprintf(cmd, sizeof cmd, "%s train %s --d-model 32 --steps 5 --save %s --resume", tfm_test_bin(), TINY, run);
+    expect_error(cmd, "the model configuration differs", "checkpoint-00000003.tfm");
+    ck_assert_uint_eq(dir_digest(run), before);
+    snprintf(cmd, sizeof cmd, "%s train %s --seed 7 --steps 5 --save %s --resume", tfm_test_bin(), TINY, run);
+    expect_error(cmd, "was trained with --seed", NULL);
+    ck_assert_uint_eq(dir_digest(run), before);
+}
+END_TEST
+
+START_TEST(test_translate_and_bleu) {
+    const char *dir = tfm_test_tmpdir("cli-misc");
+    char cmd[4096], want[600];
+    snprintf(cmd, sizeof cmd, "echo hallo | %s translate --model %s", tfm_test_bin(), join(dir, "nomodel"));
+    snprintf(want, sizeof want, "tfm: --model %s:", join(dir, "nomodel"));
+    expect_error(cmd, want, NULL);
+    /* an existing directory without a checkpoint */
+    snprintf(cmd, sizeof cmd, "echo hallo | %s translate --model %s", tfm_test_bin(), dir);
+    snprintf(want, sizeof want, "tfm: %s: no usable checkpoint", dir);
+    expect_error(cmd, want, NULL);
+
+    const char *ref = join(dir, "ref.txt"), *hyp = join(dir, "hyp.txt");
+    write_text(ref, "a cat\nthe dog\n");
+    write_text(hyp, "a cat\n");
+    snprintf(cmd, sizeof cmd, "%s bleu %s < %s", tfm_test_bin(), ref, hyp);
+    snprintf(want, sizeof want, "tfm: %s: 2 reference lines but 1 hypothesis lines", ref);
+    expect_error(cmd, want, NULL);
+}
+END_TEST
+
+/* ---- the config parser itself ------------------------------------------------------ */
+typedef struct {
+    char text[1024];
+    int calls;
+    int fail_at;
+} collect;
+
+static int on_pair(const char *key, const char *value, const char *where, void *ctx) {
+    collect *c = ctx;
+    c->calls++;
+    if (c->calls == c->fail_at) return tfm_set_error("%s: rejected '%s'", where, key), 7;
+    size_t n = strlen(c->text);
+    snprintf(c->text + n, sizeof c->text - n, "[%s|%s|%s]", key, value, where);
+    return 0;
+}
+
+START_TEST(test_config_parse) {
+    collect c = {.fail_at = 0};
+    const char *text = "# comment\n  d-model =  16  \n\nsave=/tmp/x # trailing\nempty =\n\t lr-factor\t=\t2.5";
+    ck_assert_int_eq(tfm_config_parse(text, strlen(text), "t.cfg", on_pair, &c), 0);
+    ck_assert_str_eq(c.text, "[d-model|16|t.cfg:2][save|/tmp/x|t.cfg:4][empty||t.cfg:5][lr-factor|2.5|t.cfg:6]");
+
+    /* the length is honoured: nothing after len is read */
+    memset(&c, 0, sizeof c);
+    ck_assert_int_eq(tfm_config_parse("a = 1\nb = 2\n", 6, "t", on_pair, &c), 0);
+    ck_assert_str_eq(c.text, "[a|1|t:1]");
+
+    memset(&c, 0, sizeof c);
+    ck_assert_int_eq(tfm_config_parse("a = 1\nno equals\n", 16, "t", on_pair, &c), 1);
+    ck_assert_str_eq(tfm_last_error(), "t:2: expected 'key = value', got 'no equals'");
+    ck_assert_int_eq(tfm_config_parse(" = 3\n", 5, "t", on_pair, &c), 1);
+    ck_assert_str_eq(tfm_last_error(), "t:1: missing key before '='");
+    ck_assert_int_eq(tfm_config_parse("a = 1\0\n", 7, "t", on_pair, &c), 1);
+    ck_assert_str_eq(tfm_last_error(), "t:1: NUL byte in the line");
+
+    char *big = malloc(TFM_CONFIG_MAX_LINE + 16);
+    memcpy(big, "a = ", 4);
+    memset(big + 4, 'x', TFM_CONFIG_MAX_LINE + 10);
+    ck_assert_int_eq(tfm_config_parse(big, TFM_CONFIG_MAX_LINE + 14, "t", on_pair, &c), 1);
+    ck_assert_msg(strstr(tfm_last_error(), "t:1: line too long"), "%s", tfm_last_error());
+    /* the longest allowed line still parses */
+    memset(&c, 0, sizeof c);
+    ck_assert_int_eq(tfm_config_parse(big, TFM_CONFIG_MAX_LINE - 1, "t", on_pair, &c), 0);
+    ck_assert_int_eq(c.calls, 1);
+    free(big);
+
+    /* the callback's status stops parsing and is returned */
+    memset(&c, 0, sizeof c);
+    c.fail_at = 2;
+    ck_assert_int_eq(tfm_config_parse("a = 1\nb = 2\nc = 3\n", 18, "t", on_pair, &c), 7);
+    ck_assert_int_eq(c.calls, 2);
+    ck_assert_str_eq(tfm_last_error(), "t:2: rejected 'b'");
+
+    ck_assert_int_eq(tfm_config_read("/nonexistent/x.cfg", on_pair, &c), 1);
+    ck_assert_msg(strstr(tfm_last_error(), "/nonexistent/x.cfg: cannot open the config file"), "%s",
+                  tfm_last_error());
+}
+END_TEST
+
+static Suite *suite(void) {
+    Suite *s = suite_create("cli");
+    TCase *tc = tcase_create("bad_input");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_corpus_inputs);
+    tcase_add_test(tc, test_bad_flags);
+    tcase_add_test(tc, test_config_files);
+    tcase_add_test(tc, test_will_not_fit_in_memory);
+    tcase_add_test(tc, test_unwritable_save_dir);
+    tcase_add_test(tc, test_existing_run_untouched);
+    tcase_add_test(tc, test_translate_and_bleu);
+    tcase_add_test(tc, test_config_parse);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void) { return tfm_test_main(suite()); }
