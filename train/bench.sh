@@ -31,7 +31,7 @@ fi
 [ -x "$TFM" ] || make -C "$ROOT" -j2 >/dev/null
 
 median() { sort -g | awk '{v[NR] = $1} END {if (NR == 0) print "nan"; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
-field() { sed -n "s/.*[ ^]$1=\([-0-9.e+]*\).*/\1/p" | tail -1; }
+field() { grep -o "\(^\| \)$1=[^ ]*" | tail -1 | sed 's/.*=//'; }
 
 echo "# tfm bench on $(nproc) cores, $(date -u +%Y-%m-%dT%H:%MZ), gemm kernel $("$TFM" bench gemm --m 8 --n 8 --k 8 --reps 1 | sed -n 's/^kernel=//p')"
 
