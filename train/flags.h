@@ -15,7 +15,7 @@ typedef struct {
     flag_type type;
     void *value;      /* int64_t*, double*, const char**, int* */
     const char *help;
-    int set;          /* set by the parser when given */
+    int set;          /* bit 0: given on the command line, bit 1: in a config file */
 } flag_def;
 
 /* Parses argv[1..argc) (argv[0] is the subcommand). Positional arguments are

@@ -31,7 +31,7 @@ void train_options_default(train_options *o) {
     o->model_max_len = 256;
     o->dropout = 0.1;
     o->ln_eps = 1e-5;
-    o->steps = 2000;
+    o->steps = 3000;
     o->batch = 64;
     o->warmup = 200;
     o->lr_factor = 1.0;
@@ -77,7 +77,7 @@ int train_flags(train_options *o, flag_def *f) {
     I("enc-layers", enc_layers, "encoder layers (overrides --layers)");
     I("dec-layers", dec_layers, "decoder layers (overrides --layers)");
     I("model-max-len", model_max_len, "longest sequence the model handles");
-    F("dropout", dropout, "dropout on embeddings, residuals, FFN");
+    F("dropout", dropout, "dropout on embeddings, residuals, FFN (toy tasks: 0 unless given)");
     F("attn-dropout", attn_dropout, "dropout on attention weights");
     F("ln-eps", ln_eps, "layer-norm epsilon");
     B("pre-ln", pre_ln, "pre-LN layers (default post-LN as in the paper)");
@@ -85,7 +85,7 @@ int train_flags(train_options *o, flag_def *f) {
     I("steps", steps, "optimizer updates");
     I("batch", batch, "toy: sequences per batch");
     I("warmup", warmup, "warmup steps of the Noam schedule");
-    F("lr-factor", lr_factor, "Noam factor: lr = factor * d^-0.5 * min(s^-0.5, s*w^-1.5)");
+    F("lr-factor", lr_factor, "Noam factor: lr = factor * d^-0.5 * min(s^-0.5, s*w^-1.5) (toy: 0.5 unless given)");
     F("label-smoothing", label_smoothing, "label smoothing");
     F("clip-norm", clip_norm, "clip the global gradient norm (0: off)");
     F("weight-decay", weight_decay, "AdamW decoupled weight decay on matrices (0: off)");
