@@ -62,6 +62,7 @@ test: $(BIN) $(TEST_BIN)
 	@TFM_BIN=$(abspath $(BIN)) TFM_ROOT=$(CURDIR) bash tests/run_tests.sh $(TEST_BIN)
 
 run: $(BIN)
+	rm -rf runs/copy
 	$(BIN) train --task copy --save runs/copy
 
 bench: $(BIN)

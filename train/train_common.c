@@ -156,11 +156,24 @@ static void on_signal(int sig) {
 int train_should_stop(void) { return g_stop; }
 
 /* ---- run directory ---------------------------------------------------------------- */
+/* mkdir -p */
+int train_make_dirs(const char *dir) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s", dir);
+    for (char *p = path + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = 0;
+        if (mkdir(path, 0777) != 0 && errno != EEXIST) return 1;
+        *p = '/';
+    }
+    return mkdir(path, 0777) != 0 && errno != EEXIST;
+}
+
 static int ensure_dir(const char *dir) {
     struct stat st;
     if (stat(dir, &st) == 0) {
         if (!S_ISDIR(st.st_mode)) return tfm_set_error("--save %s: exists and is not a directory", dir), 1;
-    } else if (mkdir(dir, 0777) != 0) {
+    } else if (train_make_dirs(dir) != 0) {
         return tfm_set_error("--save %s: cannot create directory: %s", dir, strerror(errno)), 1;
     }
     char probe[4096];

@@ -93,6 +93,9 @@ int train_find_checkpoint(const char *dir, char *buf, size_t size, int prefer_be
  * receives the checkpoint's metadata. */
 int train_load_model(const char *path, tfm_model *m, tfm_kv *meta);
 
+/* mkdir -p; 0 ok */
+int train_make_dirs(const char *dir);
+
 int tfm_cmd_train_corpus(train_options *o, flag_def *flags, int n_flags);
 
 #endif

@@ -143,7 +143,7 @@ int tfm_cmd_train_corpus(train_options *o, flag_def *flags, int n_flags) {
     if (o->model_max_len < 2 * (o->max_tokens_len + 1) + 10) o->model_max_len = 2 * (o->max_tokens_len + 1) + 10;
     text_model tm;
     if (train_check_save_dir(o)) return tfm_cli_fail(1, "%s", tfm_last_error());
-    if (access(o->save, F_OK) != 0 && mkdir(o->save, 0777) != 0)
+    if (access(o->save, F_OK) != 0 && train_make_dirs(o->save) != 0)
         return tfm_cli_fail(1, "--save %s: cannot create directory", o->save);
     if (prepare_text_model(o, &tm, o->quiet ? NULL : stdout)) return tfm_cli_fail(1, "%s", tfm_last_error());
     encoded etrain, evalid;
