@@ -56,6 +56,23 @@ newest() { # newest complete checkpoint step in $1, or -1
     echo "$best"
 }
 
+compared=0 differ=0 mid_write=0 resumes=0
+# Every checkpoint of a killed chain against the same step of the reference.
+check_chain() {
+    local dir=$1 f name
+    for f in "$dir"/checkpoint-*.tfm; do
+        [ -e "$f" ] || continue
+        name=${f##*/}
+        compared=$((compared + 1))
+        if ! cmp -s "$f" "$work/ref/$name"; then
+            differ=$((differ + 1))
+            echo "DIFFERS: $dir/$name ($(cmp "$f" "$work/ref/$name" 2>&1 | head -n 1))"
+        fi
+    done
+    mid_write=$((mid_write + $(grep -o 'removed [0-9]* temporary' "$dir/train.log" | awk '{s += $2} END {print s + 0}')))
+    resumes=$((resumes + $(grep -c '^resumed from' "$dir/train.log" || true)))
+}
+
 run=$work/killed
 landed=0 restarts=0 finished_early=0
 while [ "$landed" -lt "$kills" ]; do
@@ -76,12 +93,15 @@ while [ "$landed" -lt "$kills" ]; do
     else
         wait "$pid"; rc=$?
         if [ "$rc" -ne 0 ]; then echo "kill_resume: a resumed run failed (exit $rc):"; tail -n 5 "$work/killed.out"; exit 1; fi
-        # the run finished before this kill: start over with a fresh run so
-        # every one of the kills lands in a live run
+        # the run finished before this kill (the machine got faster): check
+        # this chain, then start another one with shorter delays so every
+        # one of the kills lands in a live run
         finished_early=$((finished_early + 1))
         [ "$finished_early" -le 5 ] || { echo "kill_resume: the run keeps finishing before the kill"; exit 1; }
-        echo "kill_resume: the run finished before the kill; starting a new killed run"
-        rm -rf "$run"
+        check_chain "$run"
+        mv "$run" "$run.$finished_early"
+        max_delay=$(( max_delay / 2 > 20 ? max_delay / 2 : 20 ))
+        echo "kill_resume: the run finished before the kill (chain checked); new chain, delays up to ${max_delay} ms"
     fi
 done
 extra=()
@@ -91,23 +111,13 @@ if ! nice -n 19 "$bin" "${args[@]}" --save "$run" "${extra[@]}" >>"$work/killed.
 fi
 
 tmp_left=$(ls "$run" | grep -c '\.tmp\.' || true)
-mid_write=$(grep -o 'removed [0-9]* temporary' "$run/train.log" | awk '{s += $2} END {print s + 0}')
-resumes=$(grep -c '^resumed from' "$run/train.log" || true)
-compared=0 differ=0
-for f in "$run"/checkpoint-*.tfm; do
-    name=${f##*/}
-    compared=$((compared + 1))
-    if ! cmp -s "$f" "$work/ref/$name"; then
-        differ=$((differ + 1))
-        echo "DIFFERS: $name ($(cmp "$f" "$work/ref/$name" 2>&1 | head -n 1))"
-    fi
-done
+check_chain "$run"
 final=$(printf 'checkpoint-%08d.tfm' "$steps")
 [ -e "$run/$final" ] || { echo "kill_resume: no final checkpoint $final"; exit 1; }
-echo "kill_resume: $landed kills landed, $mid_write of them during a checkpoint write (temporary file removed on resume), $resumes resumes, $restarts fresh restarts"
+echo "kill_resume: $landed kills landed, $mid_write of them during a checkpoint write (temporary file removed on resume), $resumes resumes, $restarts fresh restarts, $((finished_early + 1)) chain(s)"
 [ "$tmp_left" -eq 0 ] || { echo "kill_resume: FAIL: $tmp_left temporary files left in $run"; exit 1; }
 if [ "$differ" -eq 0 ]; then
-    echo "kill_resume: PASS $landed/$kills kills; all $compared checkpoints of the killed run (final step $steps included) are byte-identical to the uninterrupted run"
+    echo "kill_resume: PASS $landed/$kills kills; all $compared checkpoints of the killed run(s) (final step $steps included) are byte-identical to the uninterrupted run"
     [ -n "${WORK:-}" ] || rm -rf "$work"
     exit 0
 fi

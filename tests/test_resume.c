@@ -353,6 +353,43 @@ START_TEST(test_no_usable_checkpoint) {
 }
 END_TEST
 
+/* Found by tests/fuzz/fuzz_checkpoint.c: a tensor name holding a newline was
+ * echoed into a two-line error. Control characters in names are rejected. */
+START_TEST(test_checkpoint_name_with_newline) {
+    unsigned char file[256];
+    size_t n = 0;
+#define PUT(p, len) (memcpy(file + n, (p), (len)), n += (len))
+    uint32_t u32;
+    uint64_t u64;
+    PUT("TFMCKPT1", 8);
+    u32 = 1, PUT(&u32, 4);      /* version */
+    u32 = 0, PUT(&u32, 4);      /* flags: no moments */
+    u64 = 0, PUT(&u64, 8);      /* metadata length */
+    u64 = 1, PUT(&u64, 8);      /* tensors */
+    u32 = 3, PUT(&u32, 4);
+    PUT("a\nb", 3);             /* the name */
+    u32 = 1, PUT(&u32, 4);      /* ndim */
+    u64 = 1, PUT(&u64, 8);      /* shape */
+    u64 = 1, PUT(&u64, 8);      /* floats */
+    float x = 1.0f;
+    PUT(&x, 4);
+    u32 = tfm_crc32c(0, file, n), PUT(&u32, 4);
+    PUT("TFMEND\0\0", 8);
+#undef PUT
+    tfm_checkpoint ck;
+    ck_assert_int_ne(tfm_checkpoint_parse(file, n, "crafted.tfm", &ck), 0);
+    ck_assert_str_eq(tfm_last_error(), "crafted.tfm: tensor 0: control character in name");
+    /* the same file with a plain name parses */
+    file[8 + 4 + 4 + 8 + 8 + 4 + 1] = '_';
+    n -= 12;
+    u32 = tfm_crc32c(0, file, n);
+    memcpy(file + n, &u32, 4);
+    ck_assert_msg(tfm_checkpoint_parse(file, n + 12, "crafted.tfm", &ck) == 0, "%s", tfm_last_error());
+    ck_assert_str_eq(ck.names[0], "a_b");
+    tfm_checkpoint_free(&ck);
+}
+END_TEST
+
 /* ---- corpus runs: the batcher's epoch and position must come back exactly ---- */
 static char g_corpus_dir[512];
 static const char *corpus_args(void) {
@@ -415,6 +452,7 @@ static Suite *suite(void) {
     tcase_add_test(tc, test_corrupt_newest_falls_back);
     tcase_add_test(tc, test_truncated_newest_falls_back);
     tcase_add_test(tc, test_no_usable_checkpoint);
+    tcase_add_test(tc, test_checkpoint_name_with_newline);
     tcase_add_test(tc, test_corpus_resume_across_epoch);
     suite_add_tcase(s, tc);
     return s;

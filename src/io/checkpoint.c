@@ -354,6 +354,10 @@ int tfm_checkpoint_parse(const void *data, size_t size, const char *name, tfm_ch
         r_take(&r, ck->names[i], len);
         ck->names[i][len] = 0;
         if (strlen(ck->names[i]) != len) BAD("%s: tensor %llu: NUL in name", name, (unsigned long long)i);
+        /* names go into one-line error messages: no control characters */
+        for (uint32_t c = 0; c < len; c++)
+            if ((unsigned char)ck->names[i][c] < 0x20 || ck->names[i][c] == 0x7f)
+                BAD("%s: tensor %llu: control character in name", name, (unsigned long long)i);
         if (r_take(&r, &ndim, 4) || ndim < 1 || ndim > 4)
             BAD("%s: tensor %s: bad rank", name, ck->names[i]);
         ck->ndims[i] = (int)ndim;
