@@ -252,6 +252,46 @@ START_TEST(bit_identical_across_thread_counts) {
 }
 END_TEST
 
+START_TEST(bias_equals_beta_one_over_bias_rows) {
+    /* tfm_gemm_bias must give, bit for bit, what tfm_gemm with beta = 1 gives
+     * over a C whose rows hold the bias (the old linear forward), at every
+     * transpose, at shapes with several K blocks, edge tiles and few rows
+     * (direct B), at 1 and 2 threads; and C = bias rows when K == 0 */
+    static const int64_t shapes[][3] = {{1, 1, 1},       {13, 37, 5},    {29, 33, 300},
+                                        {300, 200, 700}, {5, 3000, 300}, {64, 2048, 512},
+                                        {7, 19, 0}};
+    int saved = omp_get_max_threads();
+    for (int s = 0; s < 7; s++)
+        for (int t = 0; t < 8; t++) {
+            int64_t M = shapes[s][0], N = shapes[s][1], K = shapes[s][2];
+            int ta = t & 1, tb = (t >> 1) & 1, threads = 1 + (t >> 2);
+            int64_t ldc = N + 3; /* padding after each row stays untouched */
+            float *A = malloc((size_t)(M * K + 1) * sizeof(float));
+            float *B = malloc((size_t)(K * N + 1) * sizeof(float));
+            float *bias = malloc((size_t)N * sizeof(float));
+            float *want = malloc((size_t)(M * ldc) * sizeof(float));
+            float *got = malloc((size_t)(M * ldc) * sizeof(float));
+            tfm_test_fill(A, M * K + 1, 10 + s, -1, 1);
+            tfm_test_fill(B, K * N + 1, 20 + s, -1, 1);
+            tfm_test_fill(bias, N, 30 + s, -1, 1);
+            for (int64_t i = 0; i < M * ldc; i++) want[i] = got[i] = -7.0f;
+            for (int64_t i = 0; i < M; i++) memcpy(want + i * ldc, bias, (size_t)N * sizeof(float));
+            omp_set_num_threads(threads);
+            tfm_gemm(ta, tb, M, N, K, 1.0f, A, ta ? M : K, B, tb ? K : N, 1.0f, want, ldc);
+            tfm_gemm_bias(ta, tb, M, N, K, 1.0f, A, ta ? M : K, B, tb ? K : N, bias, got, ldc);
+            ck_assert_msg(memcmp(want, got, (size_t)(M * ldc) * sizeof(float)) == 0,
+                          "gemm_bias differs at %lldx%lldx%lld ta=%d tb=%d threads=%d",
+                          (long long)M, (long long)N, (long long)K, ta, tb, threads);
+            free(A);
+            free(B);
+            free(bias);
+            free(want);
+            free(got);
+        }
+    omp_set_num_threads(saved);
+}
+END_TEST
+
 START_TEST(inside_parallel_region) {
     /* each thread runs its own GEMM (on itself) and the result equals the
      * same call made outside, bit for bit */
@@ -347,6 +387,7 @@ int main(void) {
     tcase_add_test(tc, alpha_beta_and_strides);
     tcase_add_test(tc, batched_with_strides);
     tcase_add_test(tc, bit_identical_across_thread_counts);
+    tcase_add_test(tc, bias_equals_beta_one_over_bias_rows);
     tcase_add_test(tc, inside_parallel_region);
     tcase_add_test(tc, kernel_name_matches_build);
     tcase_add_test(tc, bench_gemm_command);

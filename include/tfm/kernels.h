@@ -20,6 +20,12 @@
 void tfm_gemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha,
               const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
               int64_t ldc);
+/* C = alpha * op(A) * op(B) + bias, bias (N) added to every row: exactly
+ * what tfm_gemm with beta = 1 gives over a C that holds the bias in each row,
+ * without writing those rows first (the linear layer's forward). */
+void tfm_gemm_bias(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                   const float *A, int64_t lda, const float *B, int64_t ldb, const float *bias,
+                   float *C, int64_t ldc);
 /* `batch` independent GEMMs; matrix i starts at A + i*stride_a etc. */
 void tfm_gemm_batched(int trans_a, int trans_b, int64_t batch, int64_t M, int64_t N, int64_t K,
                       float alpha, const float *A, int64_t lda, int64_t stride_a, const float *B,

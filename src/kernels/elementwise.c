@@ -139,16 +139,25 @@ void tfm_k_embedding_backward(float *dtable, const float *dy, const int32_t *ids
 }
 
 /* Deterministic sums: fixed chunks (independent of the thread count), each
- * summed in double, then the chunk sums added in order. */
+ * summed in double over SUM_LANES interleaved partial sums (element i goes to
+ * lane i % SUM_LANES, so the loop vectorizes instead of waiting on one add
+ * chain), the lanes and then the chunk sums added in a fixed order. */
 #define SUM_CHUNKS 64
+#define SUM_LANES 16
 double tfm_k_sumsq(const float *x, int64_t n) {
     double part[SUM_CHUNKS] = {0};
     int64_t chunk = (n + SUM_CHUNKS - 1) / SUM_CHUNKS;
+    chunk = (chunk + SUM_LANES - 1) / SUM_LANES * SUM_LANES; /* chunks start on a lane boundary */
 #pragma omp parallel for schedule(static) PAR(n)
     for (int c = 0; c < SUM_CHUNKS; c++) {
         int64_t i0 = c * chunk, i1 = i0 + chunk < n ? i0 + chunk : n;
+        double lane[SUM_LANES] = {0};
+        int64_t i = i0;
+        for (; i + SUM_LANES <= i1; i += SUM_LANES)
+            for (int l = 0; l < SUM_LANES; l++) lane[l] += (double)x[i + l] * x[i + l];
+        for (int l = 0; i < i1; i++, l++) lane[l] += (double)x[i] * x[i];
         double s = 0;
-        for (int64_t i = i0; i < i1; i++) s += (double)x[i] * x[i];
+        for (int l = 0; l < SUM_LANES; l++) s += lane[l];
         part[c] = s;
     }
     double total = 0;

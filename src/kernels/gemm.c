@@ -344,10 +344,10 @@ static inline float combine(float alpha, float acc, float beta, float c) {
 
 #if !defined(__AVX512F__)
 static void store_edge(const float *tile, int mr, int nr, float alpha, float beta, float *C,
-                       int64_t ldc) {
+                       int64_t ldc, const float *Cin, int64_t ldcin) {
     for (int i = 0; i < mr; i++)
         for (int j = 0; j < nr; j++)
-            C[i * ldc + j] = combine(alpha, tile[i * NR + j], beta, C[i * ldc + j]);
+            C[i * ldc + j] = combine(alpha, tile[i * NR + j], beta, Cin[i * ldcin + j]);
 }
 #endif
 
@@ -379,8 +379,8 @@ ukernel_kloop(int ROWS, int VECS, int AL, int FULL, int64_t kc, const float *res
 
 static inline __attribute__((always_inline)) void
 ukernel_body(int ROWS, int VECS, int AL, int64_t kc, const float *restrict a,
-             const float *restrict b, int64_t ldbk, float *restrict C, int64_t ldc, float alpha,
-             float beta, int mr, int nr) {
+             const float *restrict b, int64_t ldbk, float *C, int64_t ldc, const float *Cin,
+             int64_t ldcin, float alpha, float beta, int mr, int nr) {
     /* columns beyond nr: zero in packed B, not to be read in direct B */
     __mmask16 mask[NV];
 #pragma GCC unroll 4
@@ -426,11 +426,12 @@ ukernel_body(int ROWS, int VECS, int AL, int64_t kc, const float *restrict a,
 #pragma GCC unroll 4
         for (int v = 0; v < VECS; v++) {
             float *c = C + i * ldc + v * 16;
+            const float *cin = Cin + i * ldcin + v * 16;
             __m512 r;
             if (beta == 0.0f) {
                 r = _mm512_mul_ps(va, acc[i][v]);
             } else {
-                __m512 cv = full ? _mm512_loadu_ps(c) : _mm512_maskz_loadu_ps(mask[v], c);
+                __m512 cv = full ? _mm512_loadu_ps(cin) : _mm512_maskz_loadu_ps(mask[v], cin);
                 if (beta != 1.0f) cv = _mm512_mul_ps(vb, cv);
                 r = _mm512_fmadd_ps(va, acc[i][v], cv);
             }
@@ -444,8 +445,9 @@ ukernel_body(int ROWS, int VECS, int AL, int64_t kc, const float *restrict a,
 
 #define UKERNEL_INSTANCE(NAME, R, V, AL)                                                           \
     static void NAME(int64_t kc, const float *restrict a, const float *restrict b, int64_t ldbk,   \
-                     float *restrict C, int64_t ldc, float alpha, float beta, int mr, int nr) {    \
-        ukernel_body(R, V, AL, kc, a, b, ldbk, C, ldc, alpha, beta, mr, nr);                       \
+                     float *C, int64_t ldc, const float *Cin, int64_t ldcin, float alpha,          \
+                     float beta, int mr, int nr) {                                                 \
+        ukernel_body(R, V, AL, kc, a, b, ldbk, C, ldc, Cin, ldcin, alpha, beta, mr, nr);           \
     }
 #define UKERNEL_SET(S, AL)                                                                         \
     UKERNEL_INSTANCE(ukernel_full##S, MR, 2, AL)                                                   \
@@ -457,26 +459,26 @@ ukernel_body(int ROWS, int VECS, int AL, int64_t kc, const float *restrict a,
     UKERNEL_INSTANCE(ukernel_4x1##S, 4, 1, AL)                                                     \
     UKERNEL_INSTANCE(ukernel_1x1##S, 1, 1, AL)                                                     \
     static void ukernel##S(int64_t kc, const float *restrict a, const float *restrict b,           \
-                           int64_t ldbk, float *restrict C, int64_t ldc, float alpha, float beta,  \
-                           int mr, int nr) {                                                       \
+                           int64_t ldbk, float *C, int64_t ldc, const float *Cin, int64_t ldcin,   \
+                           float alpha, float beta, int mr, int nr) {                              \
         if (nr > 16) {                                                                             \
             if (mr > 8)                                                                            \
-                ukernel_full##S(kc, a, b, ldbk, C, ldc, alpha, beta, mr, nr);                      \
+                ukernel_full##S(kc, a, b, ldbk, C, ldc, Cin, ldcin, alpha, beta, mr, nr);          \
             else if (mr > 4)                                                                       \
-                ukernel_8x2##S(kc, a, b, ldbk, C, ldc, alpha, beta, mr, nr);                       \
+                ukernel_8x2##S(kc, a, b, ldbk, C, ldc, Cin, ldcin, alpha, beta, mr, nr);           \
             else if (mr > 2)                                                                       \
-                ukernel_4x2##S(kc, a, b, ldbk, C, ldc, alpha, beta, mr, nr);                       \
+                ukernel_4x2##S(kc, a, b, ldbk, C, ldc, Cin, ldcin, alpha, beta, mr, nr);           \
             else if (mr > 1)                                                                       \
-                ukernel_2x2##S(kc, a, b, ldbk, C, ldc, alpha, beta, mr, nr);                       \
+                ukernel_2x2##S(kc, a, b, ldbk, C, ldc, Cin, ldcin, alpha, beta, mr, nr);           \
             else                                                                                   \
-                ukernel_1x2##S(kc, a, b, ldbk, C, ldc, alpha, beta, mr, nr);                       \
+                ukernel_1x2##S(kc, a, b, ldbk, C, ldc, Cin, ldcin, alpha, beta, mr, nr);           \
         } else {                                                                                   \
             if (mr > 4)                                                                            \
-                ukernel_full_x1##S(kc, a, b, ldbk, C, ldc, alpha, beta, mr, nr);                   \
+                ukernel_full_x1##S(kc, a, b, ldbk, C, ldc, Cin, ldcin, alpha, beta, mr, nr);       \
             else if (mr > 1)                                                                       \
-                ukernel_4x1##S(kc, a, b, ldbk, C, ldc, alpha, beta, mr, nr);                       \
+                ukernel_4x1##S(kc, a, b, ldbk, C, ldc, Cin, ldcin, alpha, beta, mr, nr);           \
             else                                                                                   \
-                ukernel_1x1##S(kc, a, b, ldbk, C, ldc, alpha, beta, mr, nr);                       \
+                ukernel_1x1##S(kc, a, b, ldbk, C, ldc, Cin, ldcin, alpha, beta, mr, nr);           \
         }                                                                                          \
     }
 _Static_assert(MR > 8 && NV == 2, "the edge kernels below assume MR > 8 rows and 2 vectors");
@@ -484,18 +486,18 @@ UKERNEL_SET(_kmajor, 0) /* packed A as a[k*MR + i] */
 UKERNEL_SET(_rows, 1)   /* packed A as a[i*GEMM_AKS + k] */
 
 static void ukernel(int a_rows, int64_t kc, const float *restrict a, const float *restrict b,
-                    int64_t ldbk, float *restrict C, int64_t ldc, float alpha, float beta, int mr,
-                    int nr) {
+                    int64_t ldbk, float *C, int64_t ldc, const float *Cin, int64_t ldcin,
+                    float alpha, float beta, int mr, int nr) {
     if (a_rows)
-        ukernel_rows(kc, a, b, ldbk, C, ldc, alpha, beta, mr, nr);
+        ukernel_rows(kc, a, b, ldbk, C, ldc, Cin, ldcin, alpha, beta, mr, nr);
     else
-        ukernel_kmajor(kc, a, b, ldbk, C, ldc, alpha, beta, mr, nr);
+        ukernel_kmajor(kc, a, b, ldbk, C, ldc, Cin, ldcin, alpha, beta, mr, nr);
 }
 #elif defined(__AVX2__) && defined(__FMA__)
 #define NV (NR / 8)
 static void ukernel(int a_rows, int64_t kc, const float *restrict a, const float *restrict b,
-                    int64_t ldbk, float *restrict C, int64_t ldc, float alpha, float beta, int mr,
-                    int nr) {
+                    int64_t ldbk, float *C, int64_t ldc, const float *Cin, int64_t ldcin,
+                    float alpha, float beta, int mr, int nr) {
     /* B is always packed and A always k-major here (the other layouts are
      * AVX-512 paths) */
     (void)ldbk;
@@ -529,7 +531,7 @@ static void ukernel(int a_rows, int64_t kc, const float *restrict a, const float
                 if (beta == 0.0f) {
                     _mm256_storeu_ps(c, _mm256_mul_ps(va, acc[i][v]));
                 } else {
-                    __m256 cv = _mm256_loadu_ps(c);
+                    __m256 cv = _mm256_loadu_ps(Cin + i * ldcin + v * 8);
                     if (beta != 1.0f) cv = _mm256_mul_ps(vb, cv);
                     _mm256_storeu_ps(c, _mm256_fmadd_ps(va, acc[i][v], cv));
                 }
@@ -538,13 +540,13 @@ static void ukernel(int a_rows, int64_t kc, const float *restrict a, const float
         float tile[MR * NR] __attribute__((aligned(32)));
         for (int i = 0; i < MR; i++)
             for (int v = 0; v < NV; v++) _mm256_store_ps(tile + i * NR + v * 8, acc[i][v]);
-        store_edge(tile, mr, nr, alpha, beta, C, ldc);
+        store_edge(tile, mr, nr, alpha, beta, C, ldc, Cin, ldcin);
     }
 }
 #else
 static void ukernel(int a_rows, int64_t kc, const float *restrict a, const float *restrict b,
-                    int64_t ldbk, float *restrict C, int64_t ldc, float alpha, float beta, int mr,
-                    int nr) {
+                    int64_t ldbk, float *C, int64_t ldc, const float *Cin, int64_t ldcin,
+                    float alpha, float beta, int mr, int nr) {
     /* B is always packed and A always k-major here (the other layouts are
      * AVX-512 paths) */
     (void)ldbk;
@@ -557,7 +559,7 @@ static void ukernel(int a_rows, int64_t kc, const float *restrict a, const float
         a += MR;
         b += NR;
     }
-    store_edge(acc, mr, nr, alpha, beta, C, ldc);
+    store_edge(acc, mr, nr, alpha, beta, C, ldc, Cin, ldcin);
 }
 #endif
 
@@ -570,7 +572,8 @@ typedef struct {
     const float *A, *B;
     int64_t lda, ldb, ldc;
     float *C;
-    int direct_b; /* the micro-kernel reads op(B) = B in place (no packing) */
+    const float *bias; /* (N) or NULL: the first K block starts from bias, not beta * C */
+    int direct_b;      /* the micro-kernel reads op(B) = B in place (no packing) */
 } gemm_args;
 
 /* Thread `tid` of `nt` computes its rows (split_m) or its NR-column panels
@@ -629,8 +632,13 @@ static void gemm_run(const gemm_args *g, int tid, int nt, int split_m) {
                     }
                     for (int64_t i = 0; i < mc; i += MR) {
                         int mr = (int)(mc - i < MR ? mc - i : MR);
-                        ukernel(a_rows, kc, ap + i * GEMM_AKS, bpan, ldbk,
-                                g->C + (ic + i) * g->ldc + jc + j, g->ldc, g->alpha, beta, mr, nr);
+                        float *c = g->C + (ic + i) * g->ldc + jc + j;
+                        if (pc == 0 && g->bias) /* every row starts from the bias row */
+                            ukernel(a_rows, kc, ap + i * GEMM_AKS, bpan, ldbk, c, g->ldc,
+                                    g->bias + jc + j, 0, g->alpha, 1.0f, mr, nr);
+                        else
+                            ukernel(a_rows, kc, ap + i * GEMM_AKS, bpan, ldbk, c, g->ldc, c, g->ldc,
+                                    g->alpha, beta, mr, nr);
                     }
                 }
             }
@@ -638,11 +646,14 @@ static void gemm_run(const gemm_args *g, int tid, int nt, int split_m) {
     }
 }
 
-/* C = beta * C when op(A) op(B) contributes nothing (K == 0 or alpha == 0). */
-static void scale_c(int64_t M, int64_t N, float beta, float *C, int64_t ldc) {
+/* C = beta * C (or C = bias in every row) when op(A) op(B) contributes
+ * nothing (K == 0 or alpha == 0). */
+static void scale_c(int64_t M, int64_t N, float beta, const float *bias, float *C, int64_t ldc) {
     for (int64_t i = 0; i < M; i++) {
         float *c = C + i * ldc;
-        if (beta == 0.0f)
+        if (bias)
+            memcpy(c, bias, (size_t)N * sizeof(float));
+        else if (beta == 0.0f)
             memset(c, 0, (size_t)N * sizeof(float));
         else if (beta != 1.0f)
             for (int64_t j = 0; j < N; j++) c[j] *= beta;
@@ -665,15 +676,15 @@ static int max_threads(void) {
 #endif
 }
 
-void tfm_gemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha,
-              const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
-              int64_t ldc) {
+static void gemm_dispatch(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                          const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
+                          const float *bias, float *C, int64_t ldc) {
     if (M <= 0 || N <= 0) return;
     if (K <= 0 || alpha == 0.0f) {
-        scale_c(M, N, beta, C, ldc);
+        scale_c(M, N, beta, bias, C, ldc);
         return;
     }
-    gemm_args g = {trans_a, trans_b, M, N, K, alpha, beta, A, B, lda, ldb, ldc, C, 0};
+    gemm_args g = {trans_a, trans_b, M, N, K, alpha, beta, A, B, lda, ldb, ldc, C, bias, 0};
 #if defined(__AVX512F__)
     /* With few rows each packed B panel would be read once or twice: cheaper
      * to stream B (K x N, row-major) straight into the micro-kernel. */
@@ -704,6 +715,18 @@ void tfm_gemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float a
         gemm_run(&g, omp_get_thread_num(), omp_get_num_threads(), split_m);
 #endif
     }
+}
+
+void tfm_gemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+              const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
+              int64_t ldc) {
+    gemm_dispatch(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, NULL, C, ldc);
+}
+
+void tfm_gemm_bias(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                   const float *A, int64_t lda, const float *B, int64_t ldb, const float *bias,
+                   float *C, int64_t ldc) {
+    gemm_dispatch(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, 1.0f, bias, C, ldc);
 }
 
 void tfm_gemm_batched(int trans_a, int trans_b, int64_t batch, int64_t M, int64_t N, int64_t K,

@@ -109,8 +109,7 @@ tfm_tensor *tfm_linear(tfm_tape *t, tfm_tensor *x, tfm_tensor *w, tfm_tensor *b)
     if (!y) return NULL;
     int64_t rows = tfm_rows(x);
     if (b) {
-        for (int64_t r = 0; r < rows; r++) memcpy(y->data + r * out, b->data, (size_t)out * sizeof(float));
-        tfm_gemm(0, 1, rows, out, in, 1.0f, x->data, in, w->data, in, 1.0f, y->data, out);
+        tfm_gemm_bias(0, 1, rows, out, in, 1.0f, x->data, in, w->data, in, b->data, y->data, out);
     } else {
         tfm_gemm(0, 1, rows, out, in, 1.0f, x->data, in, w->data, in, 0.0f, y->data, out);
     }
