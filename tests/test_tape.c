@@ -12,10 +12,12 @@
 #endif
 
 #include "tfm/ops.h"
+#include "tfm/optim.h"
 #include "util_gradcheck.h"
 #include "util_test.h"
 
-#define HAS(msg, what) ck_assert_msg(strstr((msg), (what)) != NULL, "error \"%s\" lacks \"%s\"", (msg), (what))
+#define HAS(msg, what)                                                                             \
+    ck_assert_msg(strstr((msg), (what)) != NULL, "error \"%s\" lacks \"%s\"", (msg), (what))
 
 static tfm_tensor *leaf(tfm_tape *t, int64_t d0, int64_t d1, int needs_grad, uint64_t seed) {
     int64_t shape[2] = {d0, d1};
@@ -60,7 +62,8 @@ START_TEST(shared_tensor_gets_both_gradients) {
     ck_assert_int_eq(tfm_params_alloc(&p), 0);
     tfm_test_fill(w->data, 9, 4, -1, 1);
     tfm_tensor *a = leaf(&t, 1, 3, 0, 5), *b = leaf(&t, 1, 3, 0, 6);
-    loss = tfm_add(&t, tfm_sum(&t, tfm_linear(&t, a, w, NULL)), tfm_sum(&t, tfm_linear(&t, b, w, NULL)));
+    loss = tfm_add(&t, tfm_sum(&t, tfm_linear(&t, a, w, NULL)),
+                   tfm_sum(&t, tfm_linear(&t, b, w, NULL)));
     ck_assert_int_eq(tfm_backward(&t, loss), 0);
     /* d/dW[o][i] sum_o (a W^T)_o = a_i, for both inputs */
     for (int o = 0; o < 3; o++)
@@ -138,9 +141,11 @@ static tfm_tensor *model_forward(tfm_tape *t, model *m) {
     tfm_tensor *a = tfm_attention(t, q, k, v, H, m->key_pad, 1, 0.1f, NULL);
     tfm_tensor *x2 = tfm_add_bias(t, tfm_add(t, x, a), m->bo);
     tfm_tensor *f1 = tfm_linear(t, x2, m->w1, m->b1);
-    tfm_tensor *f = tfm_linear(t, tfm_dropout(t, m->smooth ? f1 : tfm_relu(t, f1), 0.1f), m->w2, m->b2);
+    tfm_tensor *f =
+        tfm_linear(t, tfm_dropout(t, m->smooth ? f1 : tfm_relu(t, f1), 0.1f), m->w2, m->b2);
     tfm_tensor *x3 = tfm_add(t, x2, f);
-    tfm_tensor *loss = tfm_cross_entropy(t, tfm_linear(t, x3, m->wout, NULL), m->targets, 0, 0.1f, NULL);
+    tfm_tensor *loss =
+        tfm_cross_entropy(t, tfm_linear(t, x3, m->wout, NULL), m->targets, 0, 0.1f, NULL);
     /* auxiliary: unfused self-attention of x3 with itself */
     tfm_tensor *qh = tfm_split_heads(t, x3, H);
     tfm_tensor *p = tfm_softmax(t, tfm_scale(t, tfm_matmul(t, qh, qh, 0, 1), 0.25f));
@@ -178,7 +183,8 @@ START_TEST(no_grad_records_nothing) {
     ck_assert_ptr_nonnull(loss);
     ck_assert_int_eq(t.n_nodes, 0);
     ck_assert_ptr_null(loss->grad);
-    ck_assert_msg(loss->data[0] == with_grad, "no-grad loss %.9g vs %.9g", loss->data[0], with_grad);
+    ck_assert_msg(loss->data[0] == with_grad, "no-grad loss %.9g vs %.9g", loss->data[0],
+                  with_grad);
     printf("  arena: %zu bytes recording, %zu without\n", used_grad, t.arena.used);
     /* no gradient buffers, no saved statistics or probabilities */
     ck_assert_uint_lt(t.arena.used, used_grad * 2 / 3);
@@ -193,7 +199,8 @@ START_TEST(no_grad_records_nothing) {
 }
 END_TEST
 
-/* ---- reset: same arena use, no allocation -------------------------------------------------------- */
+/* ---- reset: same arena use, no allocation
+ * -------------------------------------------------------- */
 
 static size_t heap_in_use(void) {
 #if defined(__GLIBC__) && defined(__GLIBC_MINOR__) && (__GLIBC__ > 2 || __GLIBC_MINOR__ >= 33)
@@ -231,14 +238,84 @@ START_TEST(reset_reuses_the_arena) {
            (long long)nodes, used, peak, heap, heap_after);
 #if !defined(__SANITIZE_ADDRESS__)
     /* ASan replaces malloc (mallinfo2 then reports nothing useful) */
-    ck_assert_msg(heap_after == heap, "the step allocated: heap in use %zu -> %zu", heap, heap_after);
+    ck_assert_msg(heap_after == heap, "the step allocated: heap in use %zu -> %zu", heap,
+                  heap_after);
 #endif
     tfm_tape_free(&t);
     tfm_params_free(&m.p);
 }
 END_TEST
 
-/* ---- errors ------------------------------------------------------------------------------------ */
+/* ---- lazily zeroed gradients -------------------------------------------------------------------
+ */
+
+/* tfm_params_zero_grad only marks the buffers stale; backward overwrites or
+ * zeroes what it reaches. Garbage (NaN) left in the buffers must never show:
+ * the gradients equal those of buffers zeroed explicitly, every one of them. */
+START_TEST(stale_gradients_never_leak) {
+    model m;
+    model_init(&m);
+    tfm_tape t;
+    ck_assert_int_eq(tfm_tape_init(&t, 16 << 20, 256), 0);
+    t.seed = 9;
+    int64_t n = m.p.total_n;
+    float *want = malloc((size_t)n * sizeof(float));
+    /* explicitly zeroed buffers, not marked stale: plain accumulation */
+    memset(m.p.grad, 0, (size_t)n * sizeof(float));
+    tfm_tape_reset(&t);
+    tfm_tensor *loss = model_forward(&t, &m);
+    ck_assert_int_eq(tfm_backward(&t, loss), 0);
+    memcpy(want, m.p.grad, (size_t)n * sizeof(float));
+    /* NaN in every gradient, then the lazy zeroing */
+    for (int64_t i = 0; i < m.p.count; i++) {
+        tfm_tensor *x = m.p.items[i];
+        for (int64_t j = 0; j < x->n; j++) x->grad[j] = NAN;
+    }
+    model_step(&t, &m);
+    int64_t differ = 0;
+    for (int64_t i = 0; i < n; i++) differ += !(m.p.grad[i] == want[i]);
+    ck_assert_msg(differ == 0, "%lld gradients differ from explicitly zeroed buffers",
+                  (long long)differ);
+    for (int64_t i = 0; i < m.p.count; i++)
+        ck_assert_msg(!(m.p.items[i]->flags & TFM_GRAD_STALE), "%s still stale after backward",
+                      m.p.items[i]->name);
+    free(want);
+    tfm_tape_free(&t);
+    tfm_params_free(&m.p);
+
+    /* a parameter no op reaches, and a leaf whose op does not reach the loss:
+     * both read as zero (the parameter once tfm_grad_norm has run) */
+    ck_assert_int_eq(tfm_tape_init(&t, 1 << 20, 64), 0);
+    tfm_params p;
+    tfm_params_init(&p);
+    int64_t ws[2] = {3, 3};
+    tfm_tensor *used = tfm_params_add(&p, "used", 2, ws),
+               *unused = tfm_params_add(&p, "unused", 2, ws);
+    ck_assert_int_eq(tfm_params_alloc(&p), 0);
+    tfm_test_fill(used->data, 9, 1, -1, 1);
+    for (int i = 0; i < 9; i++) used->grad[i] = unused->grad[i] = NAN;
+    tfm_params_zero_grad(&p);
+    tfm_tensor *a = leaf(&t, 2, 3, 1, 2), *dead = leaf(&t, 2, 3, 1, 3);
+    for (int i = 0; i < 6; i++) a->grad[i] = dead->grad[i] = NAN;
+    tfm_tensor *side = tfm_relu(&t, dead); /* recorded, but not part of the loss */
+    ck_assert_ptr_nonnull(side);
+    loss = tfm_sum(&t, tfm_linear(&t, a, used, NULL));
+    ck_assert_int_eq(tfm_backward(&t, loss), 0);
+    for (int i = 0; i < 6; i++) ck_assert_float_eq(dead->grad[i], 0.0f);
+    /* d sum(a W^T)/dW[o][i] = sum_rows a[r][i] */
+    for (int o = 0; o < 3; o++)
+        for (int i = 0; i < 3; i++)
+            ck_assert_float_eq_tol(used->grad[o * 3 + i], a->data[i] + a->data[3 + i], 1e-6f);
+    double norm = tfm_grad_norm(&p);
+    ck_assert_msg(isfinite(norm), "norm %g: a stale gradient leaked", norm);
+    for (int i = 0; i < 9; i++) ck_assert_float_eq(unused->grad[i], 0.0f);
+    tfm_params_free(&p);
+    tfm_tape_free(&t);
+}
+END_TEST
+
+/* ---- errors ------------------------------------------------------------------------------------
+ */
 
 START_TEST(arena_exhaustion_is_an_error) {
     tfm_tape t;
@@ -375,7 +452,8 @@ START_TEST(check_numerics_names_the_op) {
 }
 END_TEST
 
-/* ---- determinism --------------------------------------------------------------------------------- */
+/* ---- determinism
+ * --------------------------------------------------------------------------------- */
 
 typedef struct {
     float loss;
@@ -415,10 +493,11 @@ START_TEST(bit_identical_runs_and_threads) {
 #ifdef _OPENMP
     ck_assert_int_eq(omp_get_max_threads(), 2);
 #endif
-    printf("  loss: 2 threads %.9g / %.9g, 1 thread %.9g, next step %.9g\n", a.loss, b.loss,
-           c.loss, d.loss);
+    printf("  loss: 2 threads %.9g / %.9g, 1 thread %.9g, next step %.9g\n", a.loss, b.loss, c.loss,
+           d.loss);
     ck_assert_msg(memcmp(&a.loss, &b.loss, sizeof(float)) == 0, "two runs differ");
-    ck_assert_msg(memcmp(a.grad, b.grad, (size_t)n * sizeof(float)) == 0, "two runs' gradients differ");
+    ck_assert_msg(memcmp(a.grad, b.grad, (size_t)n * sizeof(float)) == 0,
+                  "two runs' gradients differ");
     ck_assert_msg(memcmp(&a.loss, &c.loss, sizeof(float)) == 0, "1 vs 2 threads: loss differs");
     int64_t differ = 0;
     for (int64_t i = 0; i < n; i++) differ += memcmp(&a.grad[i], &c.grad[i], sizeof(float)) != 0;
@@ -459,7 +538,8 @@ START_TEST(attention_backward_with_more_threads) {
         ck_assert_int_eq(tfm_backward(&t, loss), 0);
         int64_t hit = 0;
         for (int64_t i = 0; i < cs[0]; i++) hit += canary[i] != 7.0f;
-        ck_assert_msg(hit == 0, "backward wrote %lld floats past the attention scratch", (long long)hit);
+        ck_assert_msg(hit == 0, "backward wrote %lld floats past the attention scratch",
+                      (long long)hit);
         for (int i = 0; i < 3; i++) {
             grads[run][i] = malloc((size_t)in[i]->n * sizeof(float));
             memcpy(grads[run][i], in[i]->grad, (size_t)in[i]->n * sizeof(float));
@@ -481,8 +561,8 @@ END_TEST
 /* The harness hands fresh tape tensors for the parameters: swap them in. */
 static tfm_tensor *model_as_fn(tfm_tape *t, tfm_tensor *const *in, void *ctx) {
     model *m = ctx;
-    tfm_tensor **slots[12] = {&m->emb, &m->ln_g, &m->ln_b, &m->wq,  &m->wk, &m->wv,
-                              &m->bo,  &m->w1,   &m->b1,   &m->w2,  &m->b2, &m->wout};
+    tfm_tensor **slots[12] = {&m->emb, &m->ln_g, &m->ln_b, &m->wq, &m->wk, &m->wv,
+                              &m->bo,  &m->w1,   &m->b1,   &m->w2, &m->b2, &m->wout};
     tfm_tensor *saved[12];
     for (int i = 0; i < 12; i++) {
         saved[i] = *slots[i];
@@ -545,6 +625,7 @@ int main(void) {
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, op_table_is_complete);
     tcase_add_test(tc, shared_tensor_gets_both_gradients);
+    tcase_add_test(tc, stale_gradients_never_leak);
     tcase_add_test(tc, no_grad_records_nothing);
     tcase_add_test(tc, reset_reuses_the_arena);
     tcase_add_test(tc, arena_exhaustion_is_an_error);

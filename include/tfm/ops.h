@@ -73,6 +73,9 @@ typedef struct tfm_tape {
 typedef struct {
     const char *name;
     void (*backward)(tfm_tape *t, tfm_node *n);
+    /* 1: backward copes with stale input gradients itself (GEMMs with
+     * tfm_grad_beta); 0: tfm_backward zeroes stale ones before calling it */
+    int handles_stale;
 } tfm_op_def;
 extern const tfm_op_def TFM_OPS[TFM_OP_COUNT];
 

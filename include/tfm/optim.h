@@ -20,7 +20,7 @@ void tfm_adam_config_default(tfm_adam_config *c, int64_t d_model);
 double tfm_noam_lr(int64_t step, int64_t d_model, int64_t warmup, double factor);
 
 /* The global L2 norm of all gradients (double, deterministic). */
-double tfm_grad_norm(const tfm_params *p);
+double tfm_grad_norm(tfm_params *p); /* zeroes stale gradients first */
 
 /* One update at step t (1-based) with learning rate lr: clips when
  * configured, then Adam. If the gradient norm is not finite the update is

@@ -7,6 +7,8 @@
 #ifndef TFM_TENSOR_H
 #define TFM_TENSOR_H
 
+#include <string.h>
+
 #include "tfm/base.h"
 
 #define TFM_MAX_DIMS 4
@@ -14,6 +16,11 @@
 enum {
     TFM_PARAM = 1u << 0,      /* a trainable parameter (lives in tfm_params) */
     TFM_NEEDS_GRAD = 1u << 1, /* backward must produce a gradient for it */
+    /* The grad buffer holds stale values that stand for zero: the first
+     * backward kernel to write it overwrites instead of adding (a GEMM with
+     * beta 0) or zeroes it first. Saves zeroing every gradient up front and
+     * reading those zeros back from memory. */
+    TFM_GRAD_STALE = 1u << 2,
 };
 
 typedef struct tfm_tensor {
@@ -25,6 +32,22 @@ typedef struct tfm_tensor {
     uint32_t flags;
     const char *name; /* "dec.3.cross_attn.q.weight"; NULL for activations */
 } tfm_tensor;
+
+/* Before accumulating into x->grad: zero it when stale. */
+static inline void tfm_grad_fresh(tfm_tensor *x) {
+    if (x->grad && (x->flags & TFM_GRAD_STALE)) {
+        memset(x->grad, 0, (size_t)x->n * sizeof(float));
+        x->flags &= ~TFM_GRAD_STALE;
+    }
+}
+/* beta for a GEMM that adds into x->grad: 0 (overwrite) when stale, else 1. */
+static inline float tfm_grad_beta(tfm_tensor *x) {
+    if (x->flags & TFM_GRAD_STALE) {
+        x->flags &= ~TFM_GRAD_STALE;
+        return 0.0f;
+    }
+    return 1.0f;
+}
 
 /* ---- the arena ------------------------------------------------------------ */
 typedef struct {
@@ -64,6 +87,12 @@ tfm_tensor *tfm_params_add(tfm_params *p, const char *name, int ndim, const int6
 int tfm_params_alloc(tfm_params *p); /* zero-filled */
 void tfm_params_free(tfm_params *p);
 tfm_tensor *tfm_params_find(const tfm_params *p, const char *name);
+/* Every gradient becomes zero. Lazily: the buffers are marked stale, the
+ * backward pass zeroes or overwrites what it reaches, and
+ * tfm_params_settle_grads zeroes the rest (tfm_grad_norm and tfm_adam_step
+ * call it), so p->grad reads as zeros wherever backward did not write. */
 void tfm_params_zero_grad(tfm_params *p);
+/* Zero the gradients still marked stale (parameters no op reached). */
+void tfm_params_settle_grads(tfm_params *p);
 
 #endif

@@ -5,8 +5,8 @@
 #include "../ops/ops_internal.h"
 
 const tfm_op_def TFM_OPS[TFM_OP_COUNT] = {
-    [TFM_OP_MATMUL] = {"matmul", tfm_backward_matmul},
-    [TFM_OP_LINEAR] = {"linear", tfm_backward_linear},
+    [TFM_OP_MATMUL] = {"matmul", tfm_backward_matmul, 1},
+    [TFM_OP_LINEAR] = {"linear", tfm_backward_linear, 1},
     [TFM_OP_ADD] = {"add", tfm_backward_add},
     [TFM_OP_ADD_BIAS] = {"add_bias", tfm_backward_add_bias},
     [TFM_OP_MUL] = {"mul", tfm_backward_mul},
@@ -68,8 +68,9 @@ tfm_tensor *tfm_tape_tensor(tfm_tape *t, int ndim, const int64_t *shape, int nee
     if (needs_grad && !t->no_grad) {
         x->grad = tfm_arena_alloc(&t->arena, (size_t)x->n * sizeof(float));
         if (!x->grad) return NULL;
-        memset(x->grad, 0, (size_t)x->n * sizeof(float));
-        x->flags |= TFM_NEEDS_GRAD;
+        /* zero, lazily: the first backward kernel to reach it overwrites or
+         * zeroes it, tfm_backward zeroes it at the end if none did */
+        x->flags |= TFM_NEEDS_GRAD | TFM_GRAD_STALE;
     }
     return x;
 }
@@ -143,14 +144,19 @@ int tfm_backward(tfm_tape *t, tfm_tensor *loss) {
         tfm_set_error("backward: the loss does not depend on anything that needs a gradient");
         return 1;
     }
+    tfm_grad_fresh(loss);
     loss->grad[0] += 1.0f;
     for (int64_t i = t->n_nodes - 1; i >= 0; i--) {
         tfm_node *n = &t->nodes[i];
+        /* nothing flowed into this output: its backward would add zeros */
+        if (n->out->flags & TFM_GRAD_STALE) continue;
+        if (!TFM_OPS[n->op].handles_stale)
+            for (int j = 0; j < n->n_in; j++) tfm_grad_fresh(n->in[j]);
         TFM_OPS[n->op].backward(t, n);
         if (t->check_numerics) {
             for (int j = 0; j < n->n_in; j++) {
                 tfm_tensor *x = n->in[j];
-                if (!x->grad) continue;
+                if (!x->grad || (x->flags & TFM_GRAD_STALE)) continue;
                 tfm_tensor g = *x;
                 g.data = x->grad;
                 char what[96];
@@ -159,5 +165,8 @@ int tfm_backward(tfm_tape *t, tfm_tensor *loss) {
             }
         }
     }
+    /* gradients no op wrote (inputs nothing flowed back to) read as zero */
+    for (int64_t i = 0; i < t->n_nodes; i++)
+        for (int j = 0; j < t->nodes[i].n_in; j++) tfm_grad_fresh(t->nodes[i].in[j]);
     return 0;
 }

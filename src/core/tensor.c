@@ -151,5 +151,9 @@ tfm_tensor *tfm_params_find(const tfm_params *p, const char *name) {
 }
 
 void tfm_params_zero_grad(tfm_params *p) {
-    memset(p->grad, 0, (size_t)p->total_n * sizeof(float));
+    for (int64_t i = 0; i < p->count; i++) p->items[i]->flags |= TFM_GRAD_STALE;
+}
+
+void tfm_params_settle_grads(tfm_params *p) {
+    for (int64_t i = 0; i < p->count; i++) tfm_grad_fresh(p->items[i]);
 }

@@ -64,29 +64,33 @@ TFM_BACKWARD(matmul) {
     int shared_b = b->ndim == 2;
     int64_t lda = ta ? M : K, ldb = tb ? K : N;
     int64_t sa = M * K, sb = shared_b ? 0 : K * N, sc = M * N;
+    /* each slice of a stale gradient is written once here: beta decided per tensor */
     if (a->grad) {
+        float beta = tfm_grad_beta(a);
         if (!ta)
-            tfm_gemm_batched(0, !tb, batch, M, K, N, 1.0f, y->grad, N, sc, b->data, ldb, sb, 1.0f,
+            tfm_gemm_batched(0, !tb, batch, M, K, N, 1.0f, y->grad, N, sc, b->data, ldb, sb, beta,
                              a->grad, lda, sa);
         else
-            tfm_gemm_batched(tb, 1, batch, K, M, N, 1.0f, b->data, ldb, sb, y->grad, N, sc, 1.0f,
+            tfm_gemm_batched(tb, 1, batch, K, M, N, 1.0f, b->data, ldb, sb, y->grad, N, sc, beta,
                              a->grad, lda, sa);
     }
     if (b->grad) {
+        if (shared_b && ta) tfm_grad_fresh(b); /* summed over the loop of GEMMs below */
+        float beta = tfm_grad_beta(b);
         if (shared_b && !ta) {
             /* fold the batch into the rows: one GEMM over batch*M rows */
             if (!tb)
-                tfm_gemm(1, 0, K, N, batch * M, 1.0f, a->data, K, y->grad, N, 1.0f, b->grad, N);
+                tfm_gemm(1, 0, K, N, batch * M, 1.0f, a->data, K, y->grad, N, beta, b->grad, N);
             else
-                tfm_gemm(1, 0, N, K, batch * M, 1.0f, y->grad, N, a->data, K, 1.0f, b->grad, K);
+                tfm_gemm(1, 0, N, K, batch * M, 1.0f, y->grad, N, a->data, K, beta, b->grad, K);
         } else {
             for (int64_t i = 0; i < batch; i++) {
                 const float *ai = a->data + i * sa, *dci = y->grad + i * sc;
                 float *dbi = b->grad + i * sb;
                 if (!tb)
-                    tfm_gemm(!ta, 0, K, N, M, 1.0f, ai, lda, dci, N, 1.0f, dbi, N);
+                    tfm_gemm(!ta, 0, K, N, M, 1.0f, ai, lda, dci, N, beta, dbi, N);
                 else
-                    tfm_gemm(1, ta, N, K, M, 1.0f, dci, N, ai, lda, 1.0f, dbi, K);
+                    tfm_gemm(1, ta, N, K, M, 1.0f, dci, N, ai, lda, beta, dbi, K);
             }
         }
     }
@@ -124,7 +128,12 @@ TFM_BACKWARD(linear) {
     (void)t;
     tfm_tensor *x = n->in[0], *w = n->in[1], *b = n->n_in > 2 ? n->in[2] : NULL, *y = n->out;
     int64_t in = w->shape[1], out = w->shape[0], rows = tfm_rows(x);
-    if (x->grad) tfm_gemm(0, 0, rows, in, out, 1.0f, y->grad, out, w->data, in, 1.0f, x->grad, in);
-    if (w->grad) tfm_gemm(1, 0, out, in, rows, 1.0f, y->grad, out, x->data, in, 1.0f, w->grad, in);
-    if (b && b->grad) tfm_k_colsum_acc(b->grad, y->grad, rows, out);
+    if (x->grad)
+        tfm_gemm(0, 0, rows, in, out, 1.0f, y->grad, out, w->data, in, tfm_grad_beta(x), x->grad, in);
+    if (w->grad)
+        tfm_gemm(1, 0, out, in, rows, 1.0f, y->grad, out, x->data, in, tfm_grad_beta(w), w->grad, in);
+    if (b && b->grad) {
+        tfm_grad_fresh(b);
+        tfm_k_colsum_acc(b->grad, y->grad, rows, out);
+    }
 }

@@ -22,7 +22,10 @@ double tfm_noam_lr(int64_t step, int64_t d_model, int64_t warmup, double factor)
     return factor / sqrt((double)d_model) * (a < b ? a : b);
 }
 
-double tfm_grad_norm(const tfm_params *p) { return sqrt(tfm_k_sumsq(p->grad, p->total_n)); }
+double tfm_grad_norm(tfm_params *p) {
+    tfm_params_settle_grads(p);
+    return sqrt(tfm_k_sumsq(p->grad, p->total_n));
+}
 
 int tfm_adam_step(tfm_params *p, const tfm_adam_config *c, int64_t t, double lr,
                   double *grad_norm) {
