@@ -7,7 +7,8 @@
 #   RUNS=5 bash train/bench.sh step
 #
 #   gemm  tfm_gemm vs OpenBLAS (AVX-512, OpenMP build) at the 12 GEMMs of
-#         sgemm_peak.c, 2 and 1 threads                      (train/bench_gemm.sh)
+#         sgemm_peak.c, 2 and 1 threads, GEMM_ROUNDS (3) alternating rounds,
+#         median per cell                                    (train/bench_gemm.sh)
 #   step  one training step, presets toy/small/base of torch_transformer.py,
 #         tokens/s and peak RSS, 2 threads (+ base at 1 thread for scaling)
 #   copy  the Annotated Transformer copy task, 800 steps (40 epochs of 20
@@ -39,7 +40,7 @@ for section in $SECTIONS; do
 case $section in
 gemm)
     echo; echo "## GEMM: tfm_gemm vs OpenBLAS (GFLOP/s, median)"
-    SHARED_DIR=$SHARED_DIR TFM=$TFM bash "$ROOT/train/bench_gemm.sh"
+    SHARED_DIR=$SHARED_DIR TFM=$TFM ROUNDS=${GEMM_ROUNDS:-3} bash "$ROOT/train/bench_gemm.sh"
     ;;
 step)
     echo; echo "## Training step: tokens/s (median of $RUNS), 2 threads unless noted"
