@@ -13,7 +13,9 @@
 #         tokens/s and peak RSS, 2 threads (+ base at 1 thread for scaling)
 #   copy  the Annotated Transformer copy task, 800 steps (40 epochs of 20
 #         batches), vs torch_copy_task.py: wall-clock training time and exact
-#         match on 1000 held-out sequences; plus our `make run` configuration
+#         match on 1000 held-out sequences, for each seed of COPY_SEEDS
+#         (default "0"; e.g. COPY_SEEDS="0 1 2 3 4"), then the medians; plus
+#         our `make run` configuration
 # The references need python3-torch, libopenblas-dev and libopenblas0-openmp
 # (apt-get install); without them only our side runs.
 set -uo pipefail
@@ -67,23 +69,31 @@ step)
     done
     ;;
 copy)
-    echo; echo "## Copy task (Annotated Transformer setting), 800 steps, 2 threads"
-    dir=$(mktemp -d)
-    out=$("$TFM" train --task copy --annotated --vocab 11 --max-len 10 --d-model 512 --d-ff 2048 \
-        --heads 8 --layers 2 --batch 80 --lr-factor 0.5 --warmup 400 --label-smoothing 0 \
-        --dropout 0.1 --steps 800 --seed 0 --threads 2 --quiet | tail -1)
-    echo "tfm:   $out"
-    tfm_s=$(field seconds <<<"$out"); tfm_em=$(field exact_match <<<"$out")
+    seeds=${COPY_SEEDS:-0}
+    echo; echo "## Copy task (Annotated Transformer setting), 800 steps, 2 threads, seeds: $seeds"
+    t_tfm=() t_torch=() em_tfm=() em_torch=()
+    for seed in $seeds; do
+        out=$("$TFM" train --task copy --annotated --vocab 11 --max-len 10 --d-model 512 --d-ff 2048 \
+            --heads 8 --layers 2 --batch 80 --lr-factor 0.5 --warmup 400 --label-smoothing 0 \
+            --dropout 0.1 --steps 800 --seed "$seed" --threads 2 --quiet | tail -1)
+        echo "tfm   seed $seed: $out"
+        t_tfm+=("$(field seconds <<<"$out")"); em_tfm+=("$(field exact_match <<<"$out")")
+        if [ $have_torch = 1 ]; then
+            out=$("${TORCH_ENV[@]}" /usr/bin/python3 "$SHARED_DIR/bench/torch_copy_task.py" --threads 2 \
+                --seed "$seed" --epochs 40 --max-epochs 40 | tail -1)
+            echo "torch seed $seed: $out"
+            t_torch+=("$(field train_s <<<"$out")"); em_torch+=("$(field final_exact_match <<<"$out")")
+        fi
+    done
+    mt=$(printf '%s\n' "${t_tfm[@]}" | median); me=$(printf '%s\n' "${em_tfm[@]}" | median)
     if [ $have_torch = 1 ]; then
-        out=$("${TORCH_ENV[@]}" /usr/bin/python3 "$SHARED_DIR/bench/torch_copy_task.py" --threads 2 \
-            --seed 0 --epochs 40 --max-epochs 40 | tail -1)
-        echo "torch: $out"
-        t_s=$(field train_s <<<"$out"); t_em=$(field final_exact_match <<<"$out")
-        echo "copy task: tfm ${tfm_s}s exact_match $tfm_em, torch ${t_s}s exact_match $t_em, time ratio torch/tfm $(awk -v a="$t_s" -v b="$tfm_s" 'BEGIN {printf "%.2f", a / b}')"
+        mtt=$(printf '%s\n' "${t_torch[@]}" | median); met=$(printf '%s\n' "${em_torch[@]}" | median)
+        echo "copy task (median over seeds): tfm ${mt}s exact_match $me, torch ${mtt}s exact_match $met, time ratio torch/tfm $(awk -v a="$mtt" -v b="$mt" 'BEGIN {printf "%.2f", a / b}')"
+    else
+        echo "copy task (median over seeds): tfm ${mt}s exact_match $me"
     fi
     out=$("$TFM" train --task copy --quiet | tail -1)
     echo "make run configuration: $out"
-    rm -rf "$dir"
     ;;
 *) echo "bench: unknown section '$section' (gemm, step, copy)" >&2; exit 2 ;;
 esac
