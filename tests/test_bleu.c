@@ -295,8 +295,7 @@ START_TEST(long_segments_and_many_lines) {
     h = r = 0;
     for (int i = 0; i < 3000; i++) {
         h += (size_t)sprintf(hyp + h, "u%d ", i);
-        if (i < 2000)
-            r += (size_t)sprintf(ref + r, "u%d ", i);
+        if (i < 2000) r += (size_t)sprintf(ref + r, "u%d ", i);
     }
     b = bleu1(hyp, ref, 0);
     for (int n = 0; n < 4; n++) {
@@ -383,23 +382,19 @@ START_TEST(corpus_matches_bleu_py) {
         /* the requirement is 0.01; same operations and libm give ~exact */
         const double tol = 1e-9;
         double diffs[7] = {got.score - want.score, got.bp - want.bp, got.ratio - want.ratio};
-        for (int n = 0; n < 4; n++)
-            diffs[3 + n] = got.precisions[n] - want.precisions[n];
+        for (int n = 0; n < 4; n++) diffs[3 + n] = got.precisions[n] - want.precisions[n];
         for (int k = 0; k < 7; k++) {
             ck_assert_msg(fabs(diffs[k]) <= tol,
                           "case %d: field %d differs by %g (score %.17g, bleu.py %.17g)", id, k,
                           diffs[k], got.score, want.score);
-            if (fabs(diffs[k]) > max_diff)
-                max_diff = fabs(diffs[k]);
+            if (fabs(diffs[k]) > max_diff) max_diff = fabs(diffs[k]);
         }
         char line[512];
         tfm_bleu_format(&got, "", width, line, sizeof line);
         ck_assert_msg(!strcmp(line + 3, want_out), "case %d: printed \"%s\", bleu.py \"%s\"", id,
                       line + 3, want_out);
-        for (int k = 0; k < n_lines; k++)
-            free(hyps[k]);
-        for (size_t k = 0; k < (size_t)n_lines * n_refs; k++)
-            free(ref_store[k]);
+        for (int k = 0; k < n_lines; k++) free(hyps[k]);
+        for (size_t k = 0; k < (size_t)n_lines * n_refs; k++) free(ref_store[k]);
         free(hyps);
         free(ref_store);
         cases++;

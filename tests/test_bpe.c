@@ -66,20 +66,19 @@ static const char PAPER[] = "low low low low low lower lower newest\n"
  * (l,o)=7 (o,w</w>)=5 (o,w)=2 (w,e)=8 (e,r</w>)=2 (n,e)=6 (e,w)=6 (e,s)=9
  * (s,t</w>)=9 (w,i)=3 (i,d)=3 (d,e)=3. */
 static const char *const PAPER_CODES[] = {
-    "#version: 0.2",
-    "s t</w>",    /* 9, ties with (e,s): "s" > "e" */
-    "e st</w>",   /* 9 */
-    "l o",        /* 7; (w,e) fell to 2 when "e st</w>" took newest's e */
-    "w est</w>",  /* 6, ties (n,e) (e,w): "w" > "n" > "e" */
-    "n e",        /* 6, ties (e,west</w>) */
-    "ne west</w>",/* 6 */
-    "lo w</w>",   /* 5 */
-    "w i",        /* 3, ties (i,d) (d,est</w>) */
-    "wi d",       /* 3, ties (d,est</w>) */
-    "wid est</w>",/* 3 */
-    "w e",        /* 2, ties (lo,w) (e,r</w>): "w" > "lo" > "e" */
-    "we r</w>",   /* 2, ties (lo,we) */
-    "lo wer</w>", /* 2; then nothing is left to merge */
+    "#version: 0.2", "s t</w>", /* 9, ties with (e,s): "s" > "e" */
+    "e st</w>",                 /* 9 */
+    "l o",                      /* 7; (w,e) fell to 2 when "e st</w>" took newest's e */
+    "w est</w>",                /* 6, ties (n,e) (e,w): "w" > "n" > "e" */
+    "n e",                      /* 6, ties (e,west</w>) */
+    "ne west</w>",              /* 6 */
+    "lo w</w>",                 /* 5 */
+    "w i",                      /* 3, ties (i,d) (d,est</w>) */
+    "wi d",                     /* 3, ties (d,est</w>) */
+    "wid est</w>",              /* 3 */
+    "w e",                      /* 2, ties (lo,w) (e,r</w>): "w" > "lo" > "e" */
+    "we r</w>",                 /* 2, ties (lo,we) */
+    "lo wer</w>",               /* 2; then nothing is left to merge */
 };
 #define N_PAPER_LINES (int)(sizeof PAPER_CODES / sizeof PAPER_CODES[0])
 
@@ -89,8 +88,8 @@ static void check_paper_codes(const char *path) {
     int line = 0;
     for (char *l = strtok_r(text, "\n", &save); l; l = strtok_r(NULL, "\n", &save), line++) {
         ck_assert_msg(line < N_PAPER_LINES, "extra codes line %d: '%s'", line + 1, l);
-        ck_assert_msg(!strcmp(l, PAPER_CODES[line]), "codes line %d: got '%s' want '%s'",
-                      line + 1, l, PAPER_CODES[line]);
+        ck_assert_msg(!strcmp(l, PAPER_CODES[line]), "codes line %d: got '%s' want '%s'", line + 1,
+                      l, PAPER_CODES[line]);
     }
     ck_assert_int_eq(line, N_PAPER_LINES);
     free(text);
@@ -105,20 +104,22 @@ START_TEST(utf8_strict_validation) {
         size_t bad;
     } cases[] = {
         {"plain ascii", 1, 0},
-        {"M\xC3\xA4" "dchen \xE2\x82\xAC \xF0\x9F\x98\x80", 1, 0}, /* ä € 😀 */
-        {"\xEF\xBF\xBF \xF4\x8F\xBF\xBF", 1, 0},                    /* U+FFFF, U+10FFFF */
-        {"ab\x80", 0, 2},                                          /* stray continuation */
-        {"a\xC0\x80", 0, 1},                                       /* overlong NUL */
-        {"\xC1\xBF", 0, 0},                                        /* overlong 0x7F */
-        {"xy\xE0\x80\xAF", 0, 2},                                  /* overlong '/' */
-        {"\xF0\x82\x82\xAC", 0, 0},                                /* overlong euro */
-        {"ok\xED\xA0\x80", 0, 2},                                  /* U+D800 surrogate */
-        {"\xED\xBF\xBF", 0, 0},                                    /* U+DFFF surrogate */
-        {"\xF4\x90\x80\x80", 0, 0},                                /* U+110000 */
+        {"M\xC3\xA4"
+         "dchen \xE2\x82\xAC \xF0\x9F\x98\x80",
+         1, 0},                                  /* ä € 😀 */
+        {"\xEF\xBF\xBF \xF4\x8F\xBF\xBF", 1, 0}, /* U+FFFF, U+10FFFF */
+        {"ab\x80", 0, 2},                        /* stray continuation */
+        {"a\xC0\x80", 0, 1},                     /* overlong NUL */
+        {"\xC1\xBF", 0, 0},                      /* overlong 0x7F */
+        {"xy\xE0\x80\xAF", 0, 2},                /* overlong '/' */
+        {"\xF0\x82\x82\xAC", 0, 0},              /* overlong euro */
+        {"ok\xED\xA0\x80", 0, 2},                /* U+D800 surrogate */
+        {"\xED\xBF\xBF", 0, 0},                  /* U+DFFF surrogate */
+        {"\xF4\x90\x80\x80", 0, 0},              /* U+110000 */
         {"\xF5\x80\x80\x80", 0, 0},
-        {"abc\xE2\x82", 0, 3},                                     /* truncated */
+        {"abc\xE2\x82", 0, 3}, /* truncated */
         {"\xC3", 0, 0},
-        {"\xE2\x28\xA1", 0, 0},                                    /* bad 2nd byte */
+        {"\xE2\x28\xA1", 0, 0}, /* bad 2nd byte */
         {"\xF0\x9F\x98", 0, 0},
         {"\xFF", 0, 0},
     };
@@ -130,7 +131,10 @@ START_TEST(utf8_strict_validation) {
     }
     /* Embedded NUL is valid UTF-8 (U+0000). */
     ck_assert_int_eq(tfm_utf8_check("a\0b", 3, NULL), 0);
-    ck_assert_int_eq(tfm_utf8_count("M\xC3\xA4" "d", 4), 3);
+    ck_assert_int_eq(tfm_utf8_count("M\xC3\xA4"
+                                    "d",
+                                    4),
+                     3);
     ck_assert_int_eq(tfm_utf8_count("\xC3", 1), -1);
 }
 END_TEST
@@ -372,7 +376,7 @@ START_TEST(apply_known_words) {
     ck_assert_ptr_nonnull(b);
     /* lowest: s t</w> -> e st</w> -> l o -> w est</w>; (lo, west</w>) has no merge. */
     ck_assert_str_eq(seg(b, "lowest"), "lo@@ west");
-    ck_assert_str_eq(seg(b, "newer"), "ne@@ wer");  /* n e, w e, we r</w> */
+    ck_assert_str_eq(seg(b, "newer"), "ne@@ wer"); /* n e, w e, we r</w> */
     ck_assert_str_eq(seg(b, "wider"), "wid@@ e@@ r");
     ck_assert_str_eq(seg(b, "low lower newest widest"), "low lower newest widest");
     ck_assert_str_eq(seg(b, "  x\tlow  \r\n"), "x low"); /* whitespace normalised */
@@ -385,8 +389,14 @@ START_TEST(apply_known_words) {
     b = tfm_bpe_load_mem(codes, strlen(codes), "codes");
     ck_assert_msg(b != NULL, "%s", tfm_last_error());
     ck_assert_int_eq(tfm_bpe_version(b), 2);
-    ck_assert_str_eq(seg(b, "M\xC3\xA4" "dchen"), "M\xC3\xA4" "d@@ chen");
-    ck_assert_str_eq(detok("M\xC3\xA4" "d@@ chen"), "M\xC3\xA4" "dchen");
+    ck_assert_str_eq(seg(b, "M\xC3\xA4"
+                            "dchen"),
+                     "M\xC3\xA4"
+                     "d@@ chen");
+    ck_assert_str_eq(detok("M\xC3\xA4"
+                           "d@@ chen"),
+                     "M\xC3\xA4"
+                     "dchen");
     /* "chen" is word-final only: inside a word it stays "che n". */
     ck_assert_str_eq(seg(b, "chenM"), "che@@ n@@ M");
     tfm_bpe_free(b);
@@ -457,10 +467,13 @@ END_TEST
 /* ----------------------------------------------------------- detok */
 
 START_TEST(detok_rules) {
-    ck_assert_str_eq(detok("Ein M\xC3\xA4" "d@@ chen ."), "Ein M\xC3\xA4" "dchen .");
-    ck_assert_str_eq(detok("  a@@   b  c@@ "), "ab c");    /* trailing "@@" dropped */
-    ck_assert_str_eq(detok("a@@@@ b"), "a@@b");              /* piece ending in "@@" */
-    ck_assert_str_eq(detok("a@@ @@ b"), "ab");               /* empty piece joins too */
+    ck_assert_str_eq(detok("Ein M\xC3\xA4"
+                           "d@@ chen ."),
+                     "Ein M\xC3\xA4"
+                     "dchen .");
+    ck_assert_str_eq(detok("  a@@   b  c@@ "), "ab c"); /* trailing "@@" dropped */
+    ck_assert_str_eq(detok("a@@@@ b"), "a@@b");         /* piece ending in "@@" */
+    ck_assert_str_eq(detok("a@@ @@ b"), "ab");          /* empty piece joins too */
     ck_assert_str_eq(detok("@@"), "");
     ck_assert_str_eq(detok("x @@"), "x");
     ck_assert_str_eq(detok("a@@~ b@@~~ c~ @@~"), "a@@ b@@~ c~ @@"); /* escape undone */
@@ -504,11 +517,16 @@ static size_t random_text(tfm_rng *r, char *out, size_t cap, int n_lines) {
             for (int k = 0; k < len; k++) {
                 uint32_t cp;
                 uint64_t kind = tfm_rng_below(r, 10);
-                if (kind < 4) cp = special[tfm_rng_below(r, 10)];
-                else if (kind < 6) cp = 0x21 + (uint32_t)tfm_rng_below(r, 0x5E);
-                else if (kind < 7) cp = 0x80 + (uint32_t)tfm_rng_below(r, 0x780);
-                else if (kind < 8) cp = 0x800 + (uint32_t)tfm_rng_below(r, 0xF800);
-                else cp = 0x10000 + (uint32_t)tfm_rng_below(r, 0x100000);
+                if (kind < 4)
+                    cp = special[tfm_rng_below(r, 10)];
+                else if (kind < 6)
+                    cp = 0x21 + (uint32_t)tfm_rng_below(r, 0x5E);
+                else if (kind < 7)
+                    cp = 0x80 + (uint32_t)tfm_rng_below(r, 0x780);
+                else if (kind < 8)
+                    cp = 0x800 + (uint32_t)tfm_rng_below(r, 0xF800);
+                else
+                    cp = 0x10000 + (uint32_t)tfm_rng_below(r, 0x100000);
                 if (cp >= 0xD800 && cp <= 0xDFFF) cp = 0xFFFD;
                 if (cp == 0x7F) cp = '@';
                 o += tfm_utf8_encode(cp, out + o);
@@ -584,8 +602,8 @@ START_TEST(vocab_build_save_load_lookup) {
     ck_assert_msg(v != NULL, "%s", tfm_last_error());
     /* w@@: lower 2 + newest 6 + widest 3 = 11; e@@: lower 2 + newest 6 = 8;
      * est 9; lo@@ 7; ties at 3 by bytes: "d@@" < "i@@". */
-    const char *order[] = {"<pad>", "<s>", "</s>", "<unk>", "w@@", "est", "e@@", "lo@@",
-                           "n@@", "w", "d@@", "i@@", "r"};
+    const char *order[] = {"<pad>", "<s>", "</s>", "<unk>", "w@@", "est", "e@@",
+                           "lo@@",  "n@@", "w",    "d@@",   "i@@", "r"};
     const int64_t order_counts[] = {0, 0, 0, 0, 11, 9, 8, 7, 6, 5, 3, 3, 2};
     ck_assert_int_eq(tfm_vocab_size(v), 13);
     for (int i = 0; i < 13; i++) {
@@ -624,8 +642,8 @@ START_TEST(vocab_build_save_load_lookup) {
     ck_assert_int_eq(tfm_vocab_encode(b, v2, "\xFF", 1, ids, 16), -1);
 
     /* Decode skips <pad> <s> </s>, shows <unk>, detokenises. */
-    const int32_t dec[] = {TFM_BOS_ID, 7, 4, 6, 12, 4, 11, 10, 5, TFM_UNK_ID, TFM_EOS_ID,
-                           TFM_PAD_ID};
+    const int32_t dec[] = {TFM_BOS_ID, 7,  4, 6,          12,         4,
+                           11,         10, 5, TFM_UNK_ID, TFM_EOS_ID, TFM_PAD_ID};
     char *s = tfm_vocab_decode(v2, dec, 12);
     ck_assert_str_eq(s, "lower widest <unk>");
     free(s);
@@ -781,7 +799,8 @@ START_TEST(cli_learn_apply_detok_vocab) {
              vocab, in, vocab);
     ck_assert_msg(tfm_test_run(cmd, out, sizeof out) == 0, "%s", out);
     ck_assert_msg(strstr(out, "<unk> 0\ne@@ 1\nlo@@ 1\nlow 1\nne@@ 1\n") != NULL, "%s", out);
-    snprintf(cmd, sizeof cmd, "echo 'wider lowest' | %s bpe encode -c %s -v %s | %s bpe decode -v %s",
+    snprintf(cmd, sizeof cmd,
+             "echo 'wider lowest' | %s bpe encode -c %s -v %s | %s bpe decode -v %s",
              tfm_test_bin(), codes, vocab, tfm_test_bin(), vocab);
     ck_assert_msg(tfm_test_run(cmd, out, sizeof out) == 0, "%s", out);
     ck_assert_str_eq(out, "wider lowest\n");

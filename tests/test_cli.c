@@ -16,8 +16,9 @@
 #include "tfm/config.h"
 #include "util_test.h"
 
-static const char *TINY = "--task copy --d-model 16 --heads 2 --d-ff 32 --layers 1 --vocab 8 --max-len 5 "
-                          "--batch 8 --warmup 10 --threads 1 --eval-n 1 --quiet";
+static const char *TINY =
+    "--task copy --d-model 16 --heads 2 --d-ff 32 --layers 1 --vocab 8 --max-len 5 "
+    "--batch 8 --warmup 10 --threads 1 --eval-n 1 --quiet";
 
 static void write_file(const char *path, const char *data, size_t n) {
     FILE *f = fopen(path, "wb");
@@ -121,7 +122,8 @@ START_TEST(test_corpus_inputs) {
     corpus_expect(dir, "missing.de", "ok.en", want, NULL);
     snprintf(want, sizeof want, "tfm: %s: file is empty", join(dir, "empty.de"));
     corpus_expect(dir, "empty.de", "empty.en", want, NULL);
-    snprintf(want, sizeof want, "tfm: %s has 2 lines but %s has 1", join(dir, "ok.de"), join(dir, "one.en"));
+    snprintf(want, sizeof want, "tfm: %s has 2 lines but %s has 1", join(dir, "ok.de"),
+             join(dir, "one.en"));
     corpus_expect(dir, "ok.de", "one.en", want, NULL);
     snprintf(want, sizeof want, "tfm: %s:2: invalid UTF-8", join(dir, "utf8.de"));
     corpus_expect(dir, "utf8.de", "ok.en", want, NULL);
@@ -195,7 +197,8 @@ START_TEST(test_config_files) {
     char cmd[4096], out[8192];
     snprintf(cmd, sizeof cmd, "%s train %s --steps 2 --save %s", tfm_test_bin(), TINY, run);
     ck_assert_msg(tfm_test_run(cmd, out, sizeof out) == 0, "%.1500s", out);
-    snprintf(cmd, sizeof cmd, "%s train --config %s/config.txt --save %s2 --steps 3", tfm_test_bin(), run, run);
+    snprintf(cmd, sizeof cmd, "%s train --config %s/config.txt --save %s2 --steps 3",
+             tfm_test_bin(), run, run);
     ck_assert_msg(tfm_test_run(cmd, out, sizeof out) == 0, "%.1500s", out);
     ck_assert_msg(strstr(out, "steps=3"), "%.1500s", out);
 }
@@ -236,7 +239,8 @@ START_TEST(test_existing_run_untouched) {
     const char *dir = tfm_test_tmpdir("cli-run");
     const char *run = join(dir, "run");
     char cmd[4096], out[8192];
-    snprintf(cmd, sizeof cmd, "%s train %s --steps 3 --save-every 1 --save %s", tfm_test_bin(), TINY, run);
+    snprintf(cmd, sizeof cmd, "%s train %s --steps 3 --save-every 1 --save %s", tfm_test_bin(),
+             TINY, run);
     ck_assert_msg(tfm_test_run(cmd, out, sizeof out) == 0, "%.1500s", out);
     uint32_t before = dir_digest(run);
     char args[1024], want[600];
@@ -244,10 +248,12 @@ START_TEST(test_existing_run_untouched) {
     snprintf(want, sizeof want, "tfm: --save %s: already holds checkpoints", run);
     train_expect(args, want, "--resume");
     ck_assert_uint_eq(dir_digest(run), before);
-    snprintf(cmd, sizeof cmd, "%s train %s --d-model 32 --steps 5 --save %s --resume", tfm_test_bin(), TINY, run);
+    snprintf(cmd, sizeof cmd, "%s train %s --d-model 32 --steps 5 --save %s --resume",
+             tfm_test_bin(), TINY, run);
     expect_error(cmd, "the model configuration differs", "checkpoint-00000003.tfm");
     ck_assert_uint_eq(dir_digest(run), before);
-    snprintf(cmd, sizeof cmd, "%s train %s --seed 7 --steps 5 --save %s --resume", tfm_test_bin(), TINY, run);
+    snprintf(cmd, sizeof cmd, "%s train %s --seed 7 --steps 5 --save %s --resume", tfm_test_bin(),
+             TINY, run);
     expect_error(cmd, "was trained with --seed", NULL);
     ck_assert_uint_eq(dir_digest(run), before);
 }
@@ -256,7 +262,8 @@ END_TEST
 START_TEST(test_translate_and_bleu) {
     const char *dir = tfm_test_tmpdir("cli-misc");
     char cmd[4096], want[600];
-    snprintf(cmd, sizeof cmd, "echo hallo | %s translate --model %s", tfm_test_bin(), join(dir, "nomodel"));
+    snprintf(cmd, sizeof cmd, "echo hallo | %s translate --model %s", tfm_test_bin(),
+             join(dir, "nomodel"));
     snprintf(want, sizeof want, "tfm: --model %s:", join(dir, "nomodel"));
     expect_error(cmd, want, NULL);
     /* an existing directory without a checkpoint */
@@ -291,9 +298,11 @@ static int on_pair(const char *key, const char *value, const char *where, void *
 
 START_TEST(test_config_parse) {
     collect c = {.fail_at = 0};
-    const char *text = "# comment\n  d-model =  16  \n\nsave=/tmp/x # trailing\nempty =\n\t lr-factor\t=\t2.5";
+    const char *text =
+        "# comment\n  d-model =  16  \n\nsave=/tmp/x # trailing\nempty =\n\t lr-factor\t=\t2.5";
     ck_assert_int_eq(tfm_config_parse(text, strlen(text), "t.cfg", on_pair, &c), 0);
-    ck_assert_str_eq(c.text, "[d-model|16|t.cfg:2][save|/tmp/x|t.cfg:4][empty||t.cfg:5][lr-factor|2.5|t.cfg:6]");
+    ck_assert_str_eq(
+        c.text, "[d-model|16|t.cfg:2][save|/tmp/x|t.cfg:4][empty||t.cfg:5][lr-factor|2.5|t.cfg:6]");
 
     /* the length is honoured: nothing after len is read */
     memset(&c, 0, sizeof c);

@@ -50,22 +50,26 @@ static void write_text(const char *path, const char *text) {
 
 /* A copy-task model trained for a few steps in dir/run. */
 static void train_toy(const char *dir, const char *extra) {
-    int rc = run("%s train --task copy --steps 40 --save %s/run --d-model 32 --heads 2 --d-ff 64 --layers 1 "
-                 "--vocab 9 --max-len 6 --batch 16 --warmup 20 --dropout 0 --label-smoothing 0 --threads 1 "
-                 "--quiet %s",
-                 tfm_test_bin(), dir, extra);
+    int rc = run(
+        "%s train --task copy --steps 40 --save %s/run --d-model 32 --heads 2 --d-ff 64 --layers 1 "
+        "--vocab 9 --max-len 6 --batch 16 --warmup 20 --dropout 0 --label-smoothing 0 --threads 1 "
+        "--quiet %s",
+        tfm_test_bin(), dir, extra);
     ck_assert_msg(rc == 0, "toy training failed: %s", out_buf);
 }
 
 /* A numbers-corpus model (BPE, vocab.txt) trained for a few steps in dir/run. */
 static void train_text(const char *dir, int share) {
-    int rc = run("%s data numbers --out %s/data --train 1000 --valid 20 --test 20", tfm_test_bin(), dir);
+    int rc =
+        run("%s data numbers --out %s/data --train 1000 --valid 20 --test 20", tfm_test_bin(), dir);
     ck_assert_msg(rc == 0, "data numbers failed: %s", out_buf);
-    rc = run("%s train --src-train %s/data/train.de --tgt-train %s/data/train.en --src-valid %s/data/valid.de "
-             "--tgt-valid %s/data/valid.en --save %s/run --bpe-merges 80 --batch-tokens 512 --steps 30 "
-             "--valid-every 30 --valid-max 10 --warmup 10 --d-model 32 --heads 2 --d-ff 64 --layers 1 "
-             "--threads 1 --quiet %s",
-             tfm_test_bin(), dir, dir, dir, dir, dir, share ? "--share-emb" : "");
+    rc = run(
+        "%s train --src-train %s/data/train.de --tgt-train %s/data/train.en --src-valid "
+        "%s/data/valid.de "
+        "--tgt-valid %s/data/valid.en --save %s/run --bpe-merges 80 --batch-tokens 512 --steps 30 "
+        "--valid-every 30 --valid-max 10 --warmup 10 --d-model 32 --heads 2 --d-ff 64 --layers 1 "
+        "--threads 1 --quiet %s",
+        tfm_test_bin(), dir, dir, dir, dir, dir, share ? "--share-emb" : "");
     ck_assert_msg(rc == 0, "text training failed: %s", out_buf);
 }
 
@@ -101,7 +105,8 @@ static void check_round_trip(const char *ckpt_file, const char *export_dir, cons
         const tfm_tensor *x = a.params.items[i], *y = b.params.items[i];
         ck_assert_str_eq(x->name, y->name);
         ck_assert_int_eq(x->n, y->n);
-        ck_assert_msg(memcmp(x->data, y->data, (size_t)x->n * sizeof(float)) == 0, "%s differs", x->name);
+        ck_assert_msg(memcmp(x->data, y->data, (size_t)x->n * sizeof(float)) == 0, "%s differs",
+                      x->name);
     }
     tfm_model_free(&a);
     tfm_model_free(&b);
@@ -111,7 +116,8 @@ static void check_round_trip(const char *ckpt_file, const char *export_dir, cons
 
 /* Translation of input through tfm translate --model model into buf. */
 static void translate(const char *model, const char *input, char *buf, size_t cap) {
-    int rc = run("%s translate --model %s --input %s --threads 1 --quiet", tfm_test_bin(), model, input);
+    int rc =
+        run("%s translate --model %s --input %s --threads 1 --quiet", tfm_test_bin(), model, input);
     ck_assert_msg(rc == 0, "translate --model %s failed: %s", model, out_buf);
     copy_out(buf, cap);
 }
@@ -166,9 +172,12 @@ static void text_case(int share) {
     for (int i = 0; i < 4; i++) {
         snprintf(p, sizeof p, "%s/%s", exp, files[i]);
         ck_assert_msg(stat(p, &st) == 0, "%s missing", p);
-        if (i < 2) ck_assert_msg(run("cmp %s/%s %s", run_dir, files[i], p) == 0, "%s differs: %s", p, out_buf);
+        if (i < 2)
+            ck_assert_msg(run("cmp %s/%s %s", run_dir, files[i], p) == 0, "%s differs: %s", p,
+                          out_buf);
     }
-    ck_assert_int_eq(run("grep -c '\"clean_up_tokenization_spaces\": false' %s/tokenizer_config.json", exp), 0);
+    ck_assert_int_eq(
+        run("grep -c '\"clean_up_tokenization_spaces\": false' %s/tokenizer_config.json", exp), 0);
     ck_assert_int_eq(run("grep -c '\"end_of_word_suffix\": \"</w>\"' %s/tokenizer.json", exp), 0);
     ck_assert_int_eq(run("grep -c '\"share_encoder_decoder_embeddings\": %s' %s/config.json",
                          share ? "true" : "false", exp),
@@ -285,7 +294,8 @@ static void rewrite(const char *dir, const char *target, mutation how) {
     }
     ck_assert_msg(found, "no tensor %s", target);
     if (how == MUT_EXTRA)
-        ts[n++] = (tfm_st_tensor){.name = target, .dtype = TFM_ST_F32, .ndim = 1, .shape = {3}, .data = extra};
+        ts[n++] = (tfm_st_tensor){
+            .name = target, .dtype = TFM_ST_F32, .ndim = 1, .shape = {3}, .data = extra};
     /* write beside, then rename: the original's bytes are still in use */
     char tmp[700];
     snprintf(tmp, sizeof tmp, "%s/new.safetensors", dir);
@@ -313,11 +323,13 @@ static void make_overlap(const char *dir, const char *target) {
             begin = 0;
             end = t->nbytes;
         }
-        len += (size_t)snprintf(h + len, cap - len, ",\"%s\":{\"dtype\":\"F32\",\"shape\":[", t->name);
+        len +=
+            (size_t)snprintf(h + len, cap - len, ",\"%s\":{\"dtype\":\"F32\",\"shape\":[", t->name);
         for (int d = 0; d < t->ndim; d++)
-            len += (size_t)snprintf(h + len, cap - len, "%s%lld", d ? "," : "", (long long)t->shape[d]);
-        len += (size_t)snprintf(h + len, cap - len, "],\"data_offsets\":[%lld,%lld]}", (long long)begin,
-                                (long long)end);
+            len += (size_t)snprintf(h + len, cap - len, "%s%lld", d ? "," : "",
+                                    (long long)t->shape[d]);
+        len += (size_t)snprintf(h + len, cap - len, "],\"data_offsets\":[%lld,%lld]}",
+                                (long long)begin, (long long)end);
     }
     len += (size_t)snprintf(h + len, cap - len, "}");
     ck_assert(len < cap);
@@ -340,13 +352,15 @@ static void expect_load_error(const char *dir, const char *part1, const char *pa
     tfm_kv_init(&meta);
     ck_assert_msg(tfm_export_load(dir, &m, &meta) != 0, "loading %s should fail (%s)", dir, part1);
     const char *e = tfm_last_error();
-    ck_assert_msg(strstr(e, part1) && (!part2 || strstr(e, part2)), "error '%s' lacks '%s' / '%s'", e, part1,
-                  part2 ? part2 : "");
+    ck_assert_msg(strstr(e, part1) && (!part2 || strstr(e, part2)), "error '%s' lacks '%s' / '%s'",
+                  e, part1, part2 ? part2 : "");
     ck_assert_msg(!strchr(e, '\n'), "error '%s' is not one line", e);
     tfm_kv_free(&meta);
     ck_assert_int_ne(run("echo 3 | %s translate --model %s --threads 1", tfm_test_bin(), dir), 0);
-    ck_assert_msg(!strncmp(out_buf, "tfm: ", 5) && strstr(out_buf, part1), "translate said: %s", out_buf);
-    ck_assert_msg(strchr(out_buf, '\n') == out_buf + strlen(out_buf) - 1, "not one line: %s", out_buf);
+    ck_assert_msg(!strncmp(out_buf, "tfm: ", 5) && strstr(out_buf, part1), "translate said: %s",
+                  out_buf);
+    ck_assert_msg(strchr(out_buf, '\n') == out_buf + strlen(out_buf) - 1, "not one line: %s",
+                  out_buf);
 }
 
 START_TEST(malformed_exports_give_one_line_errors) {
@@ -385,12 +399,14 @@ START_TEST(malformed_exports_give_one_line_errors) {
     /* wrong dtype */
     dir = make_export(1);
     rewrite(dir, "model.decoder.layers.1.fc1.bias", MUT_DTYPE);
-    expect_load_error(dir, "tensor model.decoder.layers.1.fc1.bias has dtype F16, expected F32", NULL);
+    expect_load_error(dir, "tensor model.decoder.layers.1.fc1.bias has dtype F16, expected F32",
+                      NULL);
     rm_rf(dir);
     /* wrong shape */
     dir = make_export(1);
     rewrite(dir, "model.encoder.layers.0.fc1.weight", MUT_SHAPE);
-    expect_load_error(dir, "tensor model.encoder.layers.0.fc1.weight has shape (8, 12), expected (12, 8)", NULL);
+    expect_load_error(
+        dir, "tensor model.encoder.layers.0.fc1.weight has shape (8, 12), expected (12, 8)", NULL);
     rm_rf(dir);
     /* missing tensor */
     dir = make_export(1);
@@ -417,7 +433,10 @@ START_TEST(malformed_exports_give_one_line_errors) {
     rm_rf(dir);
     /* a config that is not ours, or describes another architecture */
     dir = make_export(1);
-    ck_assert_int_eq(run("sed -i 's/\"normalize_before\": false/\"normalize_before\": true/' %s/config.json", dir), 0);
+    ck_assert_int_eq(
+        run("sed -i 's/\"normalize_before\": false/\"normalize_before\": true/' %s/config.json",
+            dir),
+        0);
     expect_load_error(dir, "config.json", "normalize_before");
     rm_rf(dir);
     dir = make_export(1);
@@ -460,31 +479,39 @@ START_TEST(verify_export_py_matches_pytorch) {
     char model[512];
     train_toy(dir, "");
     snprintf(model, sizeof model, "%s/run", dir);
-    int rc = run("%s export --model %s --out %s/toy --dump-logits %s/toy.bin", tfm_test_bin(), model, dir, dir);
+    int rc = run("%s export --model %s --out %s/toy --dump-logits %s/toy.bin", tfm_test_bin(),
+                 model, dir, dir);
     ck_assert_msg(rc == 0, "%s", out_buf);
-    rc = run("/usr/bin/python3 %s %s/toy %s/toy.bin", tfm_test_path("tests/verify_export.py"), dir, dir);
+    rc = run("/usr/bin/python3 %s %s/toy %s/toy.bin", tfm_test_path("tests/verify_export.py"), dir,
+             dir);
     printf("verify_export (toy):\n%s", out_buf);
-    ck_assert_msg(rc == 0 && strstr(out_buf, "greedy tokens: identical") && strstr(out_buf, " ok\n"),
+    ck_assert_msg(rc == 0 && strstr(out_buf, "greedy tokens: identical") &&
+                      strstr(out_buf, " ok\n"),
                   "verify_export.py failed on the toy model:\n%s", out_buf);
     rm_rf(dir);
     dir = tfm_test_tmpdir("export-verify");
     train_text(dir, 1);
     snprintf(model, sizeof model, "%s/run", dir);
-    rc = run("%s export --model %s --out %s/text --dump-logits %s/text.bin", tfm_test_bin(), model, dir, dir);
+    rc = run("%s export --model %s --out %s/text --dump-logits %s/text.bin", tfm_test_bin(), model,
+             dir, dir);
     ck_assert_msg(rc == 0, "%s", out_buf);
-    rc = run("/usr/bin/python3 %s %s/text %s/text.bin", tfm_test_path("tests/verify_export.py"), dir, dir);
+    rc = run("/usr/bin/python3 %s %s/text %s/text.bin", tfm_test_path("tests/verify_export.py"),
+             dir, dir);
     printf("verify_export (text):\n%s", out_buf);
-    ck_assert_msg(rc == 0 && strstr(out_buf, "greedy tokens: identical") && strstr(out_buf, " ok\n"),
+    ck_assert_msg(rc == 0 && strstr(out_buf, "greedy tokens: identical") &&
+                      strstr(out_buf, " ok\n"),
                   "verify_export.py failed on the text model:\n%s", out_buf);
     /* and it notices a wrong model: a perturbed weight changes the logits */
-    ck_assert_int_eq(run("%s export --model %s --out %s/text --force --dump-logits %s/text.bin", tfm_test_bin(),
-                         model, dir, dir),
+    ck_assert_int_eq(run("%s export --model %s --out %s/text --force --dump-logits %s/text.bin",
+                         tfm_test_bin(), model, dir, dir),
                      0);
     char text_dir[600];
     snprintf(text_dir, sizeof text_dir, "%s/text", dir);
     rewrite(text_dir, "model.decoder.layers.0.fc2.bias", MUT_EDIT);
-    rc = run("/usr/bin/python3 %s %s/text %s/text.bin", tfm_test_path("tests/verify_export.py"), dir, dir);
-    ck_assert_msg(rc != 0 && strstr(out_buf, "MISMATCH"), "a perturbed export passed:\n%s", out_buf);
+    rc = run("/usr/bin/python3 %s %s/text %s/text.bin", tfm_test_path("tests/verify_export.py"),
+             dir, dir);
+    ck_assert_msg(rc != 0 && strstr(out_buf, "MISMATCH"), "a perturbed export passed:\n%s",
+                  out_buf);
     rm_rf(dir);
 }
 END_TEST

@@ -17,7 +17,8 @@ static tfm_json *parse_ok(const char *text) {
 
 START_TEST(parses_a_config) {
     const char *text = "{\n  \"d_model\": 512,\n  \"dropout\": 0.1,\n  \"name\": \"tfm\",\n"
-                       "  \"tie\": true,\n  \"extra\": null,\n  \"layers\": [6, 6],\n  \"nested\": {\"a\": []}\n}\n";
+                       "  \"tie\": true,\n  \"extra\": null,\n  \"layers\": [6, 6],\n  \"nested\": "
+                       "{\"a\": []}\n}\n";
     tfm_json *v = parse_ok(text);
     ck_assert_int_eq(v->type, TFM_JSON_OBJECT);
     ck_assert_int_eq(tfm_json_len(v), 7);
@@ -117,7 +118,7 @@ static const struct {
     {"{\"a\\nb\\u0001\":1,\"a\\nb\\u0001\":2}", 0, "duplicate key \"a?b?\""},
     {"/* c */ 1", 0, "unexpected '/'"},
     {"[1,2", 0, "expected ',' or ']' in array, got end of input"},
-    {"\xEF\xBB\xBF{}", 0, "unexpected byte 0xEF"},         /* byte order mark */
+    {"\xEF\xBB\xBF{}", 0, "unexpected byte 0xEF"},          /* byte order mark */
     {"\"\xC0\x80\"", 0, "invalid UTF-8 in string"},         /* overlong NUL */
     {"\"\xE0\x80\xAF\"", 0, "invalid UTF-8 in string"},     /* overlong '/' */
     {"\"\xED\xA0\x80\"", 0, "invalid UTF-8 in string"},     /* encoded surrogate */
@@ -125,8 +126,8 @@ static const struct {
     {"\"\xC3\"", 0, "invalid UTF-8 in string"},             /* truncated sequence */
     {"\"\x80\"", 0, "invalid UTF-8 in string"},             /* lone continuation */
     {"\"\xFF\"", 0, "invalid UTF-8 in string"},
-    {"[\xC3\xA9]", 0, "unexpected byte 0xC3"},              /* non-ASCII outside strings */
-    {"\"\xE2\x82\"", 0, "invalid UTF-8 in string"},         /* cut before the quote */
+    {"[\xC3\xA9]", 0, "unexpected byte 0xC3"},      /* non-ASCII outside strings */
+    {"\"\xE2\x82\"", 0, "invalid UTF-8 in string"}, /* cut before the quote */
 };
 
 START_TEST(rejects_invalid_documents) {
@@ -137,10 +138,11 @@ START_TEST(rejects_invalid_documents) {
         ck_assert_msg(rc != 0, "case %zu accepted: %s", i, INVALID[i].text);
         ck_assert_ptr_null(v);
         const char *err = tfm_last_error();
-        ck_assert_msg(strstr(err, INVALID[i].want) != NULL, "case %zu (%s): error '%s' lacks '%s'", i,
-                      INVALID[i].text, err, INVALID[i].want);
-        ck_assert_msg(strncmp(err, "bad.json:", 9) == 0 && strstr(err, "(byte ") && !strchr(err, '\n'),
-                      "case %zu: error '%s' is not one line with the source and byte offset", i, err);
+        ck_assert_msg(strstr(err, INVALID[i].want) != NULL, "case %zu (%s): error '%s' lacks '%s'",
+                      i, INVALID[i].text, err, INVALID[i].want);
+        ck_assert_msg(
+            strncmp(err, "bad.json:", 9) == 0 && strstr(err, "(byte ") && !strchr(err, '\n'),
+            "case %zu: error '%s' is not one line with the source and byte offset", i, err);
     }
 }
 END_TEST
@@ -155,8 +157,10 @@ START_TEST(errors_give_line_column_and_byte) {
 END_TEST
 
 START_TEST(decodes_escapes_and_surrogates) {
-    tfm_json *v = parse_ok("\"q\\\" b\\\\ s\\/ \\b\\f\\n\\r\\t \\u0041\\u00e9\\u20AC\\ud83d\\ude00 \xC3\xA9\xF0\x9F\x98\x80\"");
-    const char *want = "q\" b\\ s/ \b\f\n\r\t A\xC3\xA9\xE2\x82\xAC\xF0\x9F\x98\x80 \xC3\xA9\xF0\x9F\x98\x80";
+    tfm_json *v = parse_ok("\"q\\\" b\\\\ s\\/ \\b\\f\\n\\r\\t \\u0041\\u00e9\\u20AC\\ud83d\\ude00 "
+                           "\xC3\xA9\xF0\x9F\x98\x80\"");
+    const char *want =
+        "q\" b\\ s/ \b\f\n\r\t A\xC3\xA9\xE2\x82\xAC\xF0\x9F\x98\x80 \xC3\xA9\xF0\x9F\x98\x80";
     ck_assert_int_eq(v->text_len, strlen(want));
     ck_assert_mem_eq(v->text, want, strlen(want));
     tfm_json_free(v);
@@ -175,7 +179,8 @@ START_TEST(decodes_escapes_and_surrogates) {
     tfm_json_free(v);
 
     /* Largest code point and the edges of the surrogate range. */
-    v = parse_ok("[\"\\udbff\\udfff\", \"\\ud800\\udc00\", \"\\uD7FF\", \"\\uE000\", \"\xF4\x8F\xBF\xBF\"]");
+    v = parse_ok(
+        "[\"\\udbff\\udfff\", \"\\ud800\\udc00\", \"\\uD7FF\", \"\\uE000\", \"\xF4\x8F\xBF\xBF\"]");
     ck_assert_mem_eq(v->items[0]->text, "\xF4\x8F\xBF\xBF", 5);
     ck_assert_mem_eq(v->items[1]->text, "\xF0\x90\x80\x80", 5);
     ck_assert_mem_eq(v->items[2]->text, "\xED\x9F\xBF", 4);
@@ -190,17 +195,20 @@ START_TEST(depth_limit) {
     ck_assert_int_eq(tfm_json_parse("[[[{\"a\":1}]]]", 13, &opt, "d", &v), 0);
     tfm_json_free(v);
     ck_assert_int_ne(tfm_json_parse("[[[[[1]]]]]", 11, &opt, "d", &v), 0);
-    ck_assert_msg(strstr(tfm_last_error(), "nesting deeper than 4 levels (byte 4)"), "%s", tfm_last_error());
+    ck_assert_msg(strstr(tfm_last_error(), "nesting deeper than 4 levels (byte 4)"), "%s",
+                  tfm_last_error());
     /* Far beyond the default limit: a clean error, not a stack overflow. */
     size_t n = 1000000;
     char *deep = malloc(n);
     memset(deep, '[', n);
     ck_assert_int_ne(tfm_json_parse(deep, n, NULL, "deep", &v), 0);
-    ck_assert_msg(strstr(tfm_last_error(), "nesting deeper than 128 levels (byte 128)"), "%s", tfm_last_error());
+    ck_assert_msg(strstr(tfm_last_error(), "nesting deeper than 128 levels (byte 128)"), "%s",
+                  tfm_last_error());
     /* A caller asking for more than the stack can take gets the cap. */
     tfm_json_options huge = {1 << 30, 0, 0};
     ck_assert_int_ne(tfm_json_parse(deep, n, &huge, "deep", &v), 0);
-    ck_assert_msg(strstr(tfm_last_error(), "nesting deeper than 4096 levels"), "%s", tfm_last_error());
+    ck_assert_msg(strstr(tfm_last_error(), "nesting deeper than 4096 levels"), "%s",
+                  tfm_last_error());
     memset(deep, '{', n);
     ck_assert_int_ne(tfm_json_parse(deep, n, NULL, "deep", &v), 0);
     free(deep);
@@ -208,8 +216,9 @@ START_TEST(depth_limit) {
 END_TEST
 
 START_TEST(numbers) {
-    tfm_json *v = parse_ok("[0, -0, 9223372036854775807, -9223372036854775808, 9223372036854775808,"
-                           " -9223372036854775809, 1.5, 1e3, 1E-2, 9007199254740993, 0.1, 1e-400, 123456789012]");
+    tfm_json *v = parse_ok(
+        "[0, -0, 9223372036854775807, -9223372036854775808, 9223372036854775808,"
+        " -9223372036854775809, 1.5, 1e3, 1E-2, 9007199254740993, 0.1, 1e-400, 123456789012]");
     int64_t i;
     double d;
     ck_assert_int_eq(tfm_json_as_int64(v->items[0], &i), 0);
@@ -260,7 +269,8 @@ START_TEST(duplicates_and_many_keys) {
     char *text = malloc((size_t)n * 24 + 16);
     size_t o = 0;
     o += (size_t)sprintf(text + o, "{");
-    for (int k = 0; k < n; k++) o += (size_t)sprintf(text + o, "%s\"key%d\":%d", k ? "," : "", k, k * 7);
+    for (int k = 0; k < n; k++)
+        o += (size_t)sprintf(text + o, "%s\"key%d\":%d", k ? "," : "", k, k * 7);
     o += (size_t)sprintf(text + o, "}");
     v = parse_ok(text);
     ck_assert_int_eq(tfm_json_len(v), n);
@@ -295,8 +305,8 @@ START_TEST(memory_cap) {
     tfm_json_options opt = {0, 0, 4u << 20};
     tfm_json *v;
     ck_assert_int_ne(tfm_json_parse(text, n, &opt, "big", &v), 0);
-    ck_assert_msg(strstr(tfm_last_error(), "document needs more than 4194304 bytes of memory"), "%s",
-                  tfm_last_error());
+    ck_assert_msg(strstr(tfm_last_error(), "document needs more than 4194304 bytes of memory"),
+                  "%s", tfm_last_error());
     opt.max_memory = 0; /* the default is plenty for this */
     ck_assert_msg(tfm_json_parse(text, n, &opt, "big", &v) == 0, "%s", tfm_last_error());
     ck_assert_int_eq(tfm_json_len(v), 200000);
@@ -347,10 +357,12 @@ START_TEST(writer_compact_and_pretty) {
         tfm_jw_end_object(&w);
         ck_assert_int_eq(tfm_jw_finish(&w), 0);
         const char *want =
-            pretty ? "{\n  \"d_model\": 512,\n  \"eps\": 1e-06,\n  \"scale\": 1.0,\n  \"p\": 0.1,\n  \"layers\": [\n"
+            pretty ? "{\n  \"d_model\": 512,\n  \"eps\": 1e-06,\n  \"scale\": 1.0,\n  \"p\": "
+                     "0.1,\n  \"layers\": [\n"
                      "    -9223372036854775808,\n    false,\n    null,\n    {},\n    []\n  ],\n"
                      "  \"s\\\"\\\\\\n\\u0001\": \"caf\xC3\xA9 \\t\\u001f\"\n}\n"
-                   : "{\"d_model\":512,\"eps\":1e-06,\"scale\":1.0,\"p\":0.1,\"layers\":[-9223372036854775808,false,"
+                   : "{\"d_model\":512,\"eps\":1e-06,\"scale\":1.0,\"p\":0.1,\"layers\":[-"
+                     "9223372036854775808,false,"
                      "null,{},[]],\"s\\\"\\\\\\n\\u0001\":\"caf\xC3\xA9 \\t\\u001f\"}";
         ck_assert_str_eq(w.data, want);
         /* And it reads back. */
@@ -363,14 +375,16 @@ START_TEST(writer_compact_and_pretty) {
 END_TEST
 
 START_TEST(writer_numbers_round_trip) {
-    double ds[] = {0.1, 1.0 / 3.0, 1e300, -2.5e-308, 5e-324, 123456789.0, 1e16, -0.0, 0.30000000000000004};
+    double ds[] = {0.1,         1.0 / 3.0, 1e300, -2.5e-308,          5e-324,
+                   123456789.0, 1e16,      -0.0,  0.30000000000000004};
     for (size_t i = 0; i < sizeof ds / sizeof ds[0]; i++) {
         tfm_json_writer w;
         tfm_jw_init(&w, 0);
         tfm_jw_double(&w, ds[i]);
         ck_assert_int_eq(tfm_jw_finish(&w), 0);
         tfm_json *v = parse_ok(w.data);
-        ck_assert_msg(v->number == ds[i] && signbit(v->number) == signbit(ds[i]), "%s != %.17g", w.data, ds[i]);
+        ck_assert_msg(v->number == ds[i] && signbit(v->number) == signbit(ds[i]), "%s != %.17g",
+                      w.data, ds[i]);
         ck_assert_msg(strpbrk(w.data, ".e"), "%s would read back as an integer", w.data);
         tfm_json_free(v);
         tfm_jw_free(&w);

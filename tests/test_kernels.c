@@ -7,8 +7,8 @@
 #include "tfm/kernels.h"
 #include "util_test.h"
 
-#define NEAR(got, want, tol) \
-    ck_assert_msg(fabs((double)(got) - (double)(want)) <= (tol), "%s = %.9g, want %.9g", #got, \
+#define NEAR(got, want, tol)                                                                       \
+    ck_assert_msg(fabs((double)(got) - (double)(want)) <= (tol), "%s = %.9g, want %.9g", #got,     \
                   (double)(got), (double)(want))
 
 /* ---- elementwise ------------------------------------------------------------ */
@@ -108,7 +108,7 @@ START_TEST(layernorm_2x4) {
     float y[8], mean[2], rstd[2];
     tfm_k_layernorm_forward(y, mean, rstd, x, gamma, beta, 2, 4, 1e-5f);
     const float s5 = 2.2360679775f, s3 = 1.7320508076f;
-    float want[8] = {-3 / s5, 2 * (-1 / s5) + 0.1f, 1 / s5, 0.5f * 3 / s5 - 1,
+    float want[8] = {-3 / s5, 2 * (-1 / s5) + 0.1f, 1 / s5,  0.5f * 3 / s5 - 1,
                      -1 / s3, 2 * (-1 / s3) + 0.1f, -1 / s3, 0.5f * 3 / s3 - 1};
     /* eps 1e-5 moves rstd by about 4e-6 relative */
     ck_assert_allclose("layernorm y", y, want, 8, 2e-5f, 1e-5f);
@@ -170,9 +170,15 @@ START_TEST(cross_entropy_smoothed_2x3) {
      * p1 = 1/3 -> (-0.6, 0.3, 0.3); the ignored row keeps its prior value 7. */
     float dl[9] = {0, 0, 0, 0, 0, 0, 7, 7, 7};
     tfm_k_xent_backward(dl, logits, lse, targets, 3, 3, 1, 0.1f, 0.5f);
-    float want[9] = {0.5f * 0.05669724f, 0.5f * 0.21139514f, 0.5f * -0.26809237f,
-                     0.5f * -0.6f,       0.5f * 0.3f,        0.5f * 0.3f,
-                     7,                  7,                  7};
+    float want[9] = {0.5f * 0.05669724f,
+                     0.5f * 0.21139514f,
+                     0.5f * -0.26809237f,
+                     0.5f * -0.6f,
+                     0.5f * 0.3f,
+                     0.5f * 0.3f,
+                     7,
+                     7,
+                     7};
     ck_assert_allclose("xent dlogits", dl, want, 9, 1e-6f, 1e-5f);
 }
 END_TEST
@@ -274,8 +280,16 @@ END_TEST
 static void attn_tiny(float *out, float *probs, const uint8_t *pad, int causal, int64_t Tq,
                       int64_t q_offset) {
     float q[2] = {1, 1}, k[2] = {0, 1}, v[2] = {1, 3};
-    tfm_attn_shape s = {.B = 1, .Tq = Tq, .Tk = 2, .D = 1, .H = 1, .q_bs = Tq, .kv_bs = 2,
-                        .key_pad = pad, .causal = causal, .q_offset = q_offset};
+    tfm_attn_shape s = {.B = 1,
+                        .Tq = Tq,
+                        .Tk = 2,
+                        .D = 1,
+                        .H = 1,
+                        .q_bs = Tq,
+                        .kv_bs = 2,
+                        .key_pad = pad,
+                        .causal = causal,
+                        .q_offset = q_offset};
     float scratch[64];
     ck_assert_int_le(tfm_attention_scratch_floats(&s), 64);
     tfm_k_attention_forward(out, probs, q, k, v, &s, scratch);
@@ -310,8 +324,15 @@ START_TEST(attention_masks_by_hand) {
      * dk = 0; dv = P^T dO = (0, 1). */
     float q[2] = {1, 1}, k[2] = {0, 1}, v[2] = {1, 3}, dout[2] = {1, 1};
     float dq[2] = {0}, dk[2] = {0}, dv[2] = {0}, scratch[64];
-    tfm_attn_shape s = {.B = 1, .Tq = 2, .Tk = 2, .D = 1, .H = 1, .q_bs = 2, .kv_bs = 2,
-                        .key_pad = pad0, .causal = 1};
+    tfm_attn_shape s = {.B = 1,
+                        .Tq = 2,
+                        .Tk = 2,
+                        .D = 1,
+                        .H = 1,
+                        .q_bs = 2,
+                        .kv_bs = 2,
+                        .key_pad = pad0,
+                        .causal = 1};
     tfm_k_attention_backward(dq, dk, dv, dout, probs, q, k, v, &s, scratch);
     float z2[2] = {0, 0}, dv_want[2] = {0, 1};
     ck_assert_allclose("attention masked dq", dq, z2, 2, 0, 0);

@@ -42,9 +42,11 @@ START_TEST(parity_with_pytorch_five_adam_steps) {
         snprintf(name, sizeof name, "init.%s", p->name);
         memcpy(p->data, tfm_fixture_f32(&fx, name, p->n), (size_t)p->n * sizeof(float));
     }
-    const tfm_fixture_tensor *src_t = tfm_fixture_get(&fx, "src"), *tin_t = tfm_fixture_get(&fx, "tgt_in");
+    const tfm_fixture_tensor *src_t = tfm_fixture_get(&fx, "src"),
+                             *tin_t = tfm_fixture_get(&fx, "tgt_in");
     int64_t B = src_t->shape[0], S = src_t->shape[1], T = tin_t->shape[1];
-    const int32_t *src = tfm_fixture_i32(&fx, "src", B * S), *tin = tfm_fixture_i32(&fx, "tgt_in", B * T);
+    const int32_t *src = tfm_fixture_i32(&fx, "src", B * S),
+                  *tin = tfm_fixture_i32(&fx, "tgt_in", B * T);
     const int32_t *tout = tfm_fixture_i32(&fx, "tgt_out", B * T);
     uint8_t src_pad[64], tgt_pad[64];
     pads(src, src_pad, B * S);
@@ -72,7 +74,8 @@ START_TEST(parity_with_pytorch_five_adam_steps) {
                 tfm_tensor *p = m.params.items[i];
                 char name[160];
                 snprintf(name, sizeof name, "grad1.%s", p->name);
-                grads_ok &= tfm_allclose(name, p->grad, tfm_fixture_f32(&fx, name, p->n), p->n, 1e-5f, 1e-3f);
+                grads_ok &= tfm_allclose(name, p->grad, tfm_fixture_f32(&fx, name, p->n), p->n,
+                                         1e-5f, 1e-3f);
             }
             ck_assert_msg(grads_ok, "step-1 gradients differ from PyTorch");
         }
@@ -99,7 +102,8 @@ START_TEST(parity_with_pytorch_five_adam_steps) {
         for (int64_t j = 0; j < p->n; j++) {
             double d = fabs((double)p->data[j] - want[j]);
             if (key_bias) {
-                ck_assert_msg(fabs(p->data[j]) < 0.5, "%s[%lld] = %g", p->name, (long long)j, p->data[j]);
+                ck_assert_msg(fabs(p->data[j]) < 0.5, "%s[%lld] = %g", p->name, (long long)j,
+                              p->data[j]);
                 continue;
             }
             total++;
@@ -118,7 +122,8 @@ START_TEST(parity_with_pytorch_five_adam_steps) {
     ck_assert_int_eq(tfm_greedy_decode(&m, &t, src, src_pad, B, S, max_out, out, lens), 0);
     const int32_t *want = g->data;
     for (int64_t i = 0; i < B * max_out; i++)
-        ck_assert_msg(out[i] == want[i], "greedy token %lld: got %d want %d", (long long)i, out[i], want[i]);
+        ck_assert_msg(out[i] == want[i], "greedy token %lld: got %d want %d", (long long)i, out[i],
+                      want[i]);
     tfm_tape_free(&t);
     tfm_model_free(&m);
     tfm_fixture_free(&fx);
@@ -133,7 +138,8 @@ static void toy_batch(tfm_toy_batch *tb, int64_t V, int64_t B, int64_t max_len, 
 }
 
 static tfm_seq_batch as_seq(const tfm_toy_batch *tb) {
-    tfm_seq_batch b = {tb->B, tb->S, tb->T, tb->src, tb->tgt_in, tb->tgt_out, tb->src_pad, tb->tgt_pad};
+    tfm_seq_batch b = {tb->B,      tb->S,       tb->T,       tb->src,
+                       tb->tgt_in, tb->tgt_out, tb->src_pad, tb->tgt_pad};
     return b;
 }
 
@@ -194,7 +200,8 @@ static void directional_check(int pre_ln, int share) {
                 fd = fd_k;
             }
         }
-        printf("  directional check (pre_ln %d, shared %d, trial %d): grad.u %.6g, finite diff %.6g, rel %.2e\n",
+        printf("  directional check (pre_ln %d, shared %d, trial %d): grad.u %.6g, finite diff "
+               "%.6g, rel %.2e\n",
                pre_ln, share, trial, gu, fd, rel);
         ck_assert_msg(rel < 2e-2, "directional derivative mismatch: %g vs %g", gu, fd);
     }
@@ -232,7 +239,8 @@ START_TEST(kv_cache_decode_equals_full_recomputation) {
     uint8_t prefix_pad[3 * 6] = {0};
     tfm_rng rng;
     tfm_rng_seed(&rng, 9);
-    for (int64_t i = 0; i < B * T; i++) prefix[i] = i % T == 0 ? TFM_BOS_ID : 3 + (int32_t)tfm_rng_below(&rng, 9);
+    for (int64_t i = 0; i < B * T; i++)
+        prefix[i] = i % T == 0 ? TFM_BOS_ID : 3 + (int32_t)tfm_rng_below(&rng, 9);
     double worst = 0;
     for (int64_t pos = 0; pos < T; pos++) {
         int32_t tokens[3];
@@ -247,7 +255,8 @@ START_TEST(kv_cache_decode_equals_full_recomputation) {
         ck_assert_ptr_nonnull(full);
         for (int64_t b = 0; b < B; b++)
             for (int64_t v = 0; v < V; v++) {
-                double d = fabs(full->data[(b * (pos + 1) + pos) * V + v] - step_logits->data[b * V + v]);
+                double d =
+                    fabs(full->data[(b * (pos + 1) + pos) * V + v] - step_logits->data[b * V + v]);
                 if (d > worst) worst = d;
             }
     }
@@ -306,7 +315,8 @@ START_TEST(same_seed_same_threads_bit_identical) {
     train_steps(20, l2, &w2, &n2);
     ck_assert_int_eq(n1, n2);
     ck_assert_msg(memcmp(l1, l2, sizeof l1) == 0, "losses differ between identical runs");
-    ck_assert_msg(memcmp(w1, w2, (size_t)n1 * sizeof(float)) == 0, "weights differ between identical runs");
+    ck_assert_msg(memcmp(w1, w2, (size_t)n1 * sizeof(float)) == 0,
+                  "weights differ between identical runs");
     ck_assert_msg(l1[19] < l1[0], "loss did not go down (%g -> %g)", l1[0], l1[19]);
     free(w1);
     free(w2);
@@ -339,7 +349,8 @@ START_TEST(copy_task_smoke) {
         if (step == 1) first = loss->data[0];
         last = loss->data[0];
         ck_assert_int_eq(tfm_backward(&t, loss), 0);
-        tfm_adam_step(&m.params, &ac, step, tfm_noam_lr(step, c.d_model, ac.warmup, ac.lr_factor), NULL);
+        tfm_adam_step(&m.params, &ac, step, tfm_noam_lr(step, c.d_model, ac.warmup, ac.lr_factor),
+                      NULL);
     }
     printf("  copy smoke: loss %.3f -> %.3f\n", first, last);
     ck_assert_msg(last < 0.4f, "copy-task loss %g after 300 steps (from %g)", last, first);
@@ -383,7 +394,8 @@ START_TEST(checkpoint_round_trip_and_corruption) {
     fputc(ch ^ 0x40, f);
     fclose(f);
     ck_assert_int_ne(tfm_checkpoint_read(path, &ck), 0);
-    ck_assert_msg(strstr(tfm_last_error(), "checksum") && strstr(tfm_last_error(), "a.tfm"), "%s", tfm_last_error());
+    ck_assert_msg(strstr(tfm_last_error(), "checksum") && strstr(tfm_last_error(), "a.tfm"), "%s",
+                  tfm_last_error());
     /* truncated */
     ck_assert_int_eq(truncate(path, size - 20), 0);
     ck_assert_int_ne(tfm_checkpoint_read(path, &ck), 0);

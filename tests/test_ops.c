@@ -21,7 +21,7 @@ typedef struct {
     const uint8_t *key_pad;
     int causal;
     int training;
-    float kink; /* relu: skip |x| < kink */
+    float kink;               /* relu: skip |x| < kink */
     int64_t pad_row, row_len; /* embedding: skip the pad row */
 } op_ctx;
 
@@ -256,8 +256,13 @@ START_TEST(grad_embedding_pad_row_gets_nothing) {
     /* table (6, 4); ids (2, 3) with 2 repeated and the pad id 0 */
     static const int32_t ids[6] = {2, 5, 2, 0, 1, 0};
     float table[24], grad[24];
-    op_ctx c = {.ids = ids, .out_ndim = 3, .out_shape = {2, 3, 4}, .scale = 1.5f, .pad = 0,
-                .pad_row = 0, .row_len = 4};
+    op_ctx c = {.ids = ids,
+                .out_ndim = 3,
+                .out_shape = {2, 3, 4},
+                .scale = 1.5f,
+                .pad = 0,
+                .pad_row = 0,
+                .row_len = 4};
     tfm_gc_input in[1] = {input("table", table, 1, 2, 6, 4, 0, 0)};
     in[0].grad_out = grad;
     tfm_gc_opts o = tfm_gc_defaults();
@@ -384,7 +389,8 @@ START_TEST(grad_with_constant_inputs) {
         gradcheck(which ? "add const a" : "add const b", f_add, NULL, ml, 2, NULL, 1);
         tfm_gc_input ab[2] = {input("x", a, which == 0, 2, 4, 6, 0, 0),
                               input("bias", bb, which == 1, 1, 6, 0, 0, 0)};
-        gradcheck(which ? "add_bias const x" : "add_bias const bias", f_add_bias, NULL, ab, 2, NULL, 1);
+        gradcheck(which ? "add_bias const x" : "add_bias const bias", f_add_bias, NULL, ab, 2, NULL,
+                  1);
     }
     tfm_gc_opts o = tfm_gc_defaults();
     o.h = 5e-3f;
@@ -504,7 +510,6 @@ START_TEST(attention_matches_composition) {
     compare_composition("attention causal key pad", 2, 4, 4, 12, 3, pad4, 1);
 }
 END_TEST
-
 
 /* ---- PyTorch fixtures ---------------------------------------------------------------
  * tests/fixtures/ops_<op>.bin: cases "C.*" with inputs, parameters, dy, y and
@@ -627,8 +632,8 @@ static tfm_tensor *fx_attention(fx_run *r) {
             for (int64_t j = 0; j < n; j++) r->key_pad[j] = (uint8_t)(pad[j] != 0);
             kp = r->key_pad;
         }
-    return tfm_attention(&r->tape, q, k, v, fx_int(r, "heads", 0), kp, fx_int(r, "causal", 0),
-                         0.0f, NULL);
+    return tfm_attention(&r->tape, q, k, v, fx_int(r, "heads", 0), kp, fx_int(r, "causal", 0), 0.0f,
+                         NULL);
 }
 
 typedef struct {

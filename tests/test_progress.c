@@ -9,8 +9,9 @@
 #include "util_test.h"
 
 /* A toy run small enough for a test: well under a second. */
-#define TOY "--task copy --d-model 16 --heads 2 --d-ff 32 --layers 1 --vocab 8 --max-len 5 " \
-            "--batch 16 --warmup 20 --threads 1 --eval-n 10"
+#define TOY                                                                                        \
+    "--task copy --d-model 16 --heads 2 --d-ff 32 --layers 1 --vocab 8 --max-len 5 "               \
+    "--batch 16 --warmup 20 --threads 1 --eval-n 10"
 
 static char *slurp(const char *path) {
     FILE *f = fopen(path, "rb");
@@ -44,19 +45,23 @@ START_TEST(test_plain_lines_on_a_pipe) {
     const char *dir = tfm_test_tmpdir("progress");
     char cmd[2048], out[65536];
     /* tfm_test_run reads through a pipe: stdout is not a terminal */
-    snprintf(cmd, sizeof cmd, "%s train " TOY " --steps 40 --log-every 10 --save %s/run", tfm_test_bin(), dir);
+    snprintf(cmd, sizeof cmd, "%s train " TOY " --steps 40 --log-every 10 --save %s/run",
+             tfm_test_bin(), dir);
     int rc = tfm_test_run(cmd, out, sizeof out);
     ck_assert_msg(rc == 0, "%s", out);
     ck_assert_msg(strchr(out, '\r') == NULL, "carriage return in piped output:\n%s", out);
     ck_assert_int_eq(count_lines_starting(out, "step "), 4);
-    ck_assert_msg(strstr(out, "\nstep 10/40 loss ") && strstr(out, "\nstep 40/40 loss "), "%s", out);
+    ck_assert_msg(strstr(out, "\nstep 10/40 loss ") && strstr(out, "\nstep 40/40 loss "), "%s",
+                  out);
     ck_assert_msg(strstr(out, "exact_match=") != NULL, "%s", out);
 
     /* the run directory */
     char path[512];
     snprintf(path, sizeof path, "%s/run/metrics.csv", dir);
     char *csv = slurp(path);
-    ck_assert_msg(!strncmp(csv, "step,epoch,loss,lr,grad_norm,tokens_per_s,valid_loss,valid_bleu\n", 64), "%s", csv);
+    ck_assert_msg(
+        !strncmp(csv, "step,epoch,loss,lr,grad_norm,tokens_per_s,valid_loss,valid_bleu\n", 64),
+        "%s", csv);
     ck_assert_int_eq(count_lines_starting(csv, "10,"), 1);
     ck_assert_int_eq(count_lines_starting(csv, "40,"), 1);
     int rows = 0;
@@ -70,7 +75,8 @@ START_TEST(test_plain_lines_on_a_pipe) {
     free(log);
     snprintf(path, sizeof path, "%s/run/config.txt", dir);
     char *cfg = slurp(path);
-    ck_assert_msg(strstr(cfg, "task = copy\n") && strstr(cfg, "steps = 40\n") && strstr(cfg, "d-model = 16\n"),
+    ck_assert_msg(strstr(cfg, "task = copy\n") && strstr(cfg, "steps = 40\n") &&
+                      strstr(cfg, "d-model = 16\n"),
                   "%s", cfg);
     free(cfg);
 }
@@ -79,7 +85,8 @@ END_TEST
 START_TEST(test_quiet) {
     const char *dir = tfm_test_tmpdir("quiet");
     char cmd[2048], out[65536];
-    snprintf(cmd, sizeof cmd, "%s train " TOY " --steps 30 --log-every 10 --quiet --save %s/run", tfm_test_bin(), dir);
+    snprintf(cmd, sizeof cmd, "%s train " TOY " --steps 30 --log-every 10 --quiet --save %s/run",
+             tfm_test_bin(), dir);
     int rc = tfm_test_run(cmd, out, sizeof out);
     ck_assert_msg(rc == 0, "%s", out);
     /* one line: the summary */
@@ -118,24 +125,29 @@ START_TEST(test_config_file) {
               "eval-n = 10\n"
               "quiet = true\n");
     /* the command line beats the file, in either order */
-    snprintf(cmd, sizeof cmd, "%s train --steps 12 --config %s --save %s/run --log-every 4", tfm_test_bin(), cfg, dir);
+    snprintf(cmd, sizeof cmd, "%s train --steps 12 --config %s --save %s/run --log-every 4",
+             tfm_test_bin(), cfg, dir);
     int rc = tfm_test_run(cmd, out, sizeof out);
     ck_assert_msg(rc == 0, "%s", out);
     ck_assert_msg(strstr(out, "steps=12 ") != NULL, "%s", out);
     snprintf(path, sizeof path, "%s/run/config.txt", dir);
     char *written = slurp(path);
     ck_assert_msg(strstr(written, "steps = 12\n") && strstr(written, "task = reverse\n") &&
-                  strstr(written, "d-model = 16\n") && strstr(written, "quiet = true\n") &&
-                  strstr(written, "log-every = 4\n"), "%s", written);
+                      strstr(written, "d-model = 16\n") && strstr(written, "quiet = true\n") &&
+                      strstr(written, "log-every = 4\n"),
+                  "%s", written);
     free(written);
-    snprintf(cmd, sizeof cmd, "%s train --config %s --save %s/run2 --steps 8 --task copy", tfm_test_bin(), cfg, dir);
+    snprintf(cmd, sizeof cmd, "%s train --config %s --save %s/run2 --steps 8 --task copy",
+             tfm_test_bin(), cfg, dir);
     ck_assert_msg(tfm_test_run(cmd, out, sizeof out) == 0, "%s", out);
     snprintf(path, sizeof path, "%s/run2/config.txt", dir);
     written = slurp(path);
-    ck_assert_msg(strstr(written, "task = copy\n") && strstr(written, "steps = 8\n"), "%s", written);
+    ck_assert_msg(strstr(written, "task = copy\n") && strstr(written, "steps = 8\n"), "%s",
+                  written);
     free(written);
     /* config.txt is itself a config file: it reproduces the run's settings */
-    snprintf(cmd, sizeof cmd, "%s train --config %s/run2/config.txt --save %s/run3", tfm_test_bin(), dir, dir);
+    snprintf(cmd, sizeof cmd, "%s train --config %s/run2/config.txt --save %s/run3", tfm_test_bin(),
+             dir, dir);
     ck_assert_msg(tfm_test_run(cmd, out, sizeof out) == 0, "%s", out);
     snprintf(path, sizeof path, "%s/run3/config.txt", dir);
     char *again = slurp(path);
@@ -182,9 +194,11 @@ START_TEST(test_example_configs) {
     char cmd[8192], out[65536];
     const char *toys[2] = {"examples/copy.cfg", "examples/reverse.cfg"};
     for (int i = 0; i < 2; i++) {
-        snprintf(cmd, sizeof cmd, "%s train --config %s --steps 2 --eval-n 4 --d-model 16 --heads 2 --d-ff 16 --layers 1 "
-                 "--batch 8 --threads 1 --quiet --save %s/t%d",
-                 tfm_test_bin(), tfm_test_path(toys[i]), dir, i);
+        snprintf(
+            cmd, sizeof cmd,
+            "%s train --config %s --steps 2 --eval-n 4 --d-model 16 --heads 2 --d-ff 16 --layers 1 "
+            "--batch 8 --threads 1 --quiet --save %s/t%d",
+            tfm_test_bin(), tfm_test_path(toys[i]), dir, i);
         ck_assert_msg(tfm_test_run(cmd, out, sizeof out) == 0, "%s: %s", toys[i], out);
     }
     /* every key must be known (the run is shrunk: this checks the file, not the
@@ -196,7 +210,8 @@ START_TEST(test_example_configs) {
     spit(tgt, "a dog runs\na cat sleeps\n");
     snprintf(cmd, sizeof cmd,
              "%s train --config %s --src-train %s --tgt-train %s --src-valid %s --tgt-valid %s "
-             "--steps 0 --bpe-merges 5 --d-model 16 --heads 2 --d-ff 16 --layers 1 --threads 1 --quiet --save %s/m",
+             "--steps 0 --bpe-merges 5 --d-model 16 --heads 2 --d-ff 16 --layers 1 --threads 1 "
+             "--quiet --save %s/m",
              tfm_test_bin(), tfm_test_path("examples/multi30k.cfg"), src, tgt, src, tgt, dir);
     ck_assert_msg(tfm_test_run(cmd, out, sizeof out) == 0, "multi30k.cfg: %s", out);
 }
@@ -206,13 +221,17 @@ START_TEST(test_help) {
     char cmd[1024], out[65536];
     snprintf(cmd, sizeof cmd, "%s train --help", tfm_test_bin());
     ck_assert_int_eq(tfm_test_run(cmd, out, sizeof out), 0);
-    ck_assert_msg(strstr(out, "--steps X") && strstr(out, "(default: 3000)") && strstr(out, "--config FILE"), "%s", out);
+    ck_assert_msg(strstr(out, "--steps X") && strstr(out, "(default: 3000)") &&
+                      strstr(out, "--config FILE"),
+                  "%s", out);
     snprintf(cmd, sizeof cmd, "%s plot --help", tfm_test_bin());
     ck_assert_int_eq(tfm_test_run(cmd, out, sizeof out), 0);
     ck_assert_msg(strstr(out, "usage: tfm plot") && strstr(out, "--output X"), "%s", out);
     snprintf(cmd, sizeof cmd, "%s attention --help", tfm_test_bin());
     ck_assert_int_eq(tfm_test_run(cmd, out, sizeof out), 0);
-    ck_assert_msg(strstr(out, "--head X") && strstr(out, "(default: mean)") && strstr(out, "--self"), "%s", out);
+    ck_assert_msg(strstr(out, "--head X") && strstr(out, "(default: mean)") &&
+                      strstr(out, "--self"),
+                  "%s", out);
     snprintf(cmd, sizeof cmd, "%s --help", tfm_test_bin());
     ck_assert_int_eq(tfm_test_run(cmd, out, sizeof out), 0);
     ck_assert_msg(strstr(out, "plot") && strstr(out, "attention"), "%s", out);

@@ -29,11 +29,16 @@
 #define SLOW_MS "40"
 
 /* dropout on, so the resumed run must also reproduce the dropout masks */
-static const char *TOY_ARGS[] = {"train", "--task", "copy", "--d-model", "16", "--heads", "2",
-                                 "--d-ff", "32", "--layers", "1", "--vocab", "8", "--max-len", "5",
-                                 "--batch", "8", "--warmup", "10", "--dropout", "0.1",
-                                 "--threads", "1", "--eval-n", "1", "--quiet", "--save-every", "1",
-                                 NULL};
+static const char *TOY_ARGS[] = {"train",     "--task",    "copy",
+                                 "--d-model", "16",        "--heads",
+                                 "2",         "--d-ff",    "32",
+                                 "--layers",  "1",         "--vocab",
+                                 "8",         "--max-len", "5",
+                                 "--batch",   "8",         "--warmup",
+                                 "10",        "--dropout", "0.1",
+                                 "--threads", "1",         "--eval-n",
+                                 "1",         "--quiet",   "--save-every",
+                                 "1",         NULL};
 
 /* corpus runs: argument list built in corpus_args() */
 static const char *CORPUS_ARGS[64];
@@ -63,8 +68,10 @@ static pid_t spawn(const char **base, const char *dir, int steps, int resume, co
     pid_t pid = fork();
     ck_assert_int_ge(pid, 0);
     if (pid == 0) {
-        if (slow_ms) setenv("TFM_TEST_SLOW_CHECKPOINT", slow_ms, 1);
-        else unsetenv("TFM_TEST_SLOW_CHECKPOINT");
+        if (slow_ms)
+            setenv("TFM_TEST_SLOW_CHECKPOINT", slow_ms, 1);
+        else
+            unsetenv("TFM_TEST_SLOW_CHECKPOINT");
         int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
         if (fd >= 0) {
             dup2(fd, 1);
@@ -125,7 +132,8 @@ static void wait_for_entry(pid_t pid, const char *dir, const char *prefix) {
 static void kill_now(pid_t pid) {
     ck_assert_int_eq(kill(pid, SIGKILL), 0);
     int st = wait_exit(pid);
-    ck_assert_msg(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL, "child was not killed (status %d)", st);
+    ck_assert_msg(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL, "child was not killed (status %d)",
+                  st);
 }
 
 /* Highest N of DIR/checkpoint-N.tfm (complete files only), -1 if none. */
@@ -137,7 +145,8 @@ static int newest_checkpoint(const char *dir) {
     while ((e = readdir(d))) {
         int step;
         char tail[8] = "";
-        if (sscanf(e->d_name, "checkpoint-%d%7s", &step, tail) == 2 && !strcmp(tail, ".tfm") && step > best)
+        if (sscanf(e->d_name, "checkpoint-%d%7s", &step, tail) == 2 && !strcmp(tail, ".tfm") &&
+            step > best)
             best = step;
     }
     closedir(d);
@@ -177,15 +186,16 @@ static void assert_same_checkpoint(const char *a, const char *b) {
     ck_assert_int_eq(ca.n_floats, cb.n_floats);
     ck_assert_int_eq(ca.n_tensors, cb.n_tensors);
     size_t n = (size_t)ca.n_floats * 3;
-    const float *fa = (const float *)(const void *)ca.blocks, *fb = (const float *)(const void *)cb.blocks;
+    const float *fa = (const float *)(const void *)ca.blocks,
+                *fb = (const float *)(const void *)cb.blocks;
     size_t differ = 0, first = 0;
     for (size_t i = 0; i < n; i++)
         if (memcmp(&fa[i], &fb[i], 4)) {
             if (!differ) first = i;
             differ++;
         }
-    ck_assert_msg(differ == 0, "%s vs %s: %zu of %zu floats differ (first at %zu: %.9g vs %.9g)", a, b,
-                  differ, n, first, differ ? fa[first] : 0.0, differ ? fb[first] : 0.0);
+    ck_assert_msg(differ == 0, "%s vs %s: %zu of %zu floats differ (first at %zu: %.9g vs %.9g)", a,
+                  b, differ, n, first, differ ? fa[first] : 0.0, differ ? fb[first] : 0.0);
     ck_assert_str_eq(tfm_kv_get(&ca.meta, "train.step"), tfm_kv_get(&cb.meta, "train.step"));
     for (int64_t i = 0; i < ca.meta.n; i++)
         if (!strncmp(ca.meta.keys[i], "state.", 6)) {
@@ -239,7 +249,8 @@ START_TEST(test_sigkill_resume_bit_exact) {
     const char *tlog = slurp(run_dir(b, "train.log"));
     ck_assert_msg(strstr(tlog, "/checkpoint-00000011.tfm at step 11"), "%.1500s", tlog);
     /* the temporary files of the interrupted writes are gone */
-    ck_assert_msg(strstr(tlog, "temporary file(s) of interrupted checkpoint writes"), "%.1500s", tlog);
+    ck_assert_msg(strstr(tlog, "temporary file(s) of interrupted checkpoint writes"), "%.1500s",
+                  tlog);
     ck_assert(!dir_has_prefix(b, "checkpoint-00000012.tfm.tmp."));
 }
 END_TEST
@@ -294,7 +305,8 @@ static void damaged_newest(int truncate_it) {
     tfm_checkpoint ck;
     ck_assert_int_ne(tfm_checkpoint_read(bad, &ck), 0);
     const char *err = tfm_last_error();
-    ck_assert_msg(strstr(err, bad) && strstr(err, truncate_it ? "truncated" : "checksum"), "%s", err);
+    ck_assert_msg(strstr(err, bad) && strstr(err, truncate_it ? "truncated" : "checksum"), "%s",
+                  err);
     ck_assert_ptr_null(strchr(err, '\n'));
 
     char cmd[2048], out[8192];
@@ -303,13 +315,16 @@ static void damaged_newest(int truncate_it) {
         strcat(extra, " ");
         strcat(extra, TOY_ARGS[i]);
     }
-    snprintf(cmd, sizeof cmd, "%s%s --steps %d --save %s --resume", tfm_test_bin(), extra, N_STEPS, b);
+    snprintf(cmd, sizeof cmd, "%s%s --steps %d --save %s --resume", tfm_test_bin(), extra, N_STEPS,
+             b);
     ck_assert_int_eq(tfm_test_run(cmd, out, sizeof out), 0);
     /* exactly one line about the damaged file, naming it and the fallback */
     char want[1024];
-    snprintf(want, sizeof want, "tfm: %s: %s", bad, truncate_it ? "truncated" : "checksum mismatch");
+    snprintf(want, sizeof want, "tfm: %s: %s", bad,
+             truncate_it ? "truncated" : "checksum mismatch");
     const char *line = strstr(out, want);
-    ck_assert_msg(line != NULL && (line == out || line[-1] == '\n'), "no '%s' line in:\n%.1500s", want, out);
+    ck_assert_msg(line != NULL && (line == out || line[-1] == '\n'), "no '%s' line in:\n%.1500s",
+                  want, out);
     const char *eol = strchr(line, '\n');
     ck_assert_ptr_nonnull(eol);
     char first[1024];
@@ -362,15 +377,15 @@ START_TEST(test_checkpoint_name_with_newline) {
     uint32_t u32;
     uint64_t u64;
     PUT("TFMCKPT1", 8);
-    u32 = 1, PUT(&u32, 4);      /* version */
-    u32 = 0, PUT(&u32, 4);      /* flags: no moments */
-    u64 = 0, PUT(&u64, 8);      /* metadata length */
-    u64 = 1, PUT(&u64, 8);      /* tensors */
+    u32 = 1, PUT(&u32, 4); /* version */
+    u32 = 0, PUT(&u32, 4); /* flags: no moments */
+    u64 = 0, PUT(&u64, 8); /* metadata length */
+    u64 = 1, PUT(&u64, 8); /* tensors */
     u32 = 3, PUT(&u32, 4);
-    PUT("a\nb", 3);             /* the name */
-    u32 = 1, PUT(&u32, 4);      /* ndim */
-    u64 = 1, PUT(&u64, 8);      /* shape */
-    u64 = 1, PUT(&u64, 8);      /* floats */
+    PUT("a\nb", 3);        /* the name */
+    u32 = 1, PUT(&u32, 4); /* ndim */
+    u64 = 1, PUT(&u64, 8); /* shape */
+    u64 = 1, PUT(&u64, 8); /* floats */
     float x = 1.0f;
     PUT(&x, 4);
     u32 = tfm_crc32c(0, file, n), PUT(&u32, 4);
@@ -384,7 +399,8 @@ START_TEST(test_checkpoint_name_with_newline) {
     n -= 12;
     u32 = tfm_crc32c(0, file, n);
     memcpy(file + n, &u32, 4);
-    ck_assert_msg(tfm_checkpoint_parse(file, n + 12, "crafted.tfm", &ck) == 0, "%s", tfm_last_error());
+    ck_assert_msg(tfm_checkpoint_parse(file, n + 12, "crafted.tfm", &ck) == 0, "%s",
+                  tfm_last_error());
     ck_assert_str_eq(ck.names[0], "a_b");
     tfm_checkpoint_free(&ck);
 }
@@ -396,18 +412,52 @@ static const char *corpus_args(void) {
     const char *root = tfm_test_tmpdir("resume-corpus");
     snprintf(g_corpus_dir, sizeof g_corpus_dir, "%s/data", root);
     char cmd[1024], out[4096];
-    snprintf(cmd, sizeof cmd, "%s data numbers --out %s --train 60 --valid 8 --test 0", tfm_test_bin(),
-             g_corpus_dir);
+    snprintf(cmd, sizeof cmd, "%s data numbers --out %s --train 60 --valid 8 --test 0",
+             tfm_test_bin(), g_corpus_dir);
     ck_assert_msg(tfm_test_run(cmd, out, sizeof out) == 0, "%.1500s", out);
     static char paths[4][600];
     const char *names[4] = {"train.de", "train.en", "valid.de", "valid.en"};
-    for (int i = 0; i < 4; i++) snprintf(paths[i], sizeof paths[i], "%s/%s", g_corpus_dir, names[i]);
-    const char *args[] = {"train", "--src-train", paths[0], "--tgt-train", paths[1], "--src-valid",
-                          paths[2], "--tgt-valid", paths[3], "--bpe-merges", "40",
-                          "--batch-tokens", "160", "--valid-every", "1000", "--valid-max", "4",
-                          "--d-model", "16", "--heads", "2", "--d-ff", "32", "--layers", "1",
-                          "--warmup", "10", "--dropout", "0.1", "--threads", "1", "--quiet",
-                          "--save-every", "1", "--keep", "2", "--eval-n", "1", NULL};
+    for (int i = 0; i < 4; i++)
+        snprintf(paths[i], sizeof paths[i], "%s/%s", g_corpus_dir, names[i]);
+    const char *args[] = {"train",
+                          "--src-train",
+                          paths[0],
+                          "--tgt-train",
+                          paths[1],
+                          "--src-valid",
+                          paths[2],
+                          "--tgt-valid",
+                          paths[3],
+                          "--bpe-merges",
+                          "40",
+                          "--batch-tokens",
+                          "160",
+                          "--valid-every",
+                          "1000",
+                          "--valid-max",
+                          "4",
+                          "--d-model",
+                          "16",
+                          "--heads",
+                          "2",
+                          "--d-ff",
+                          "32",
+                          "--layers",
+                          "1",
+                          "--warmup",
+                          "10",
+                          "--dropout",
+                          "0.1",
+                          "--threads",
+                          "1",
+                          "--quiet",
+                          "--save-every",
+                          "1",
+                          "--keep",
+                          "2",
+                          "--eval-n",
+                          "1",
+                          NULL};
     int n = 0;
     for (; args[n]; n++) CORPUS_ARGS[n] = args[n];
     CORPUS_ARGS[n] = NULL;
@@ -436,7 +486,8 @@ START_TEST(test_corpus_resume_across_epoch) {
     int at = newest_checkpoint(b);
     ck_assert_msg(at >= 3 && at < CORPUS_STEPS, "newest checkpoint after the kill: %d", at);
     int64_t epoch_kill = ckpt_i64(ckpt(b, at), "state.epoch");
-    ck_assert_msg(epoch_end > epoch_kill, "the run does not cross an epoch after the kill (%lld, %lld)",
+    ck_assert_msg(epoch_end > epoch_kill,
+                  "the run does not cross an epoch after the kill (%lld, %lld)",
                   (long long)epoch_kill, (long long)epoch_end);
     run_to_end(CORPUS_ARGS, b, CORPUS_STEPS, 1);
     assert_same_checkpoint(ckpt(a, CORPUS_STEPS), ckpt(b, CORPUS_STEPS));

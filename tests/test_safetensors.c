@@ -100,7 +100,8 @@ START_TEST(round_trip_bit_exact) {
     ck_assert_int_lt(f.header_len - end, 8);
 
     float *got;
-    ck_assert_msg(tfm_st_get_f32(&f, "dec.0.w", 2, (int64_t[]){5, 7}, &got) == 0, "%s", tfm_last_error());
+    ck_assert_msg(tfm_st_get_f32(&f, "dec.0.w", 2, (int64_t[]){5, 7}, &got) == 0, "%s",
+                  tfm_last_error());
     ck_assert_int_eq((uintptr_t)got % 64, 0); /* first tensor sits at the aligned buffer start */
     for (int i = 0; i < 35; i++) ck_assert_uint_eq(bits(got[i]), bits(w[i]));
     ck_assert_int_eq(tfm_st_get_f32(&f, "dec.0.b", 1, (int64_t[]){7}, &got), 0);
@@ -140,7 +141,8 @@ START_TEST(reads_python_fixture) {
     ck_assert_str_eq(tfm_st_meta(&f, "format"), "pt");
     ck_assert_str_eq(tfm_st_meta(&f, "source"), "tests/gen_safetensors_fixtures.py");
     float *x;
-    ck_assert_msg(tfm_st_get_f32(&f, "encoder.weight", 2, (int64_t[]){3, 4}, &x) == 0, "%s", tfm_last_error());
+    ck_assert_msg(tfm_st_get_f32(&f, "encoder.weight", 2, (int64_t[]){3, 4}, &x) == 0, "%s",
+                  tfm_last_error());
     for (int i = 0; i < 12; i++) ck_assert(x[i] == (float)(i - 5) * 0.125f);
     ck_assert_int_eq(tfm_st_get_f32(&f, "encoder.bias", 1, (int64_t[]){4}, &x), 0);
     for (int i = 0; i < 4; i++) ck_assert(x[i] == (float)i * 1.5f);
@@ -175,14 +177,19 @@ START_TEST(reads_python_fixture) {
     t = tfm_st_find(&f, "bf");
     ck_assert_int_eq(t->dtype, TFM_ST_BF16);
     ck_assert_int_eq(memcmp(t->data, "\x80\x3F\x40\xC0", 4), 0); /* 1, -3 */
-    t = tfm_st_find(&f, "d\xC3\xA9" "codeur.poids");
+    t = tfm_st_find(&f, "d\xC3\xA9"
+                        "codeur.poids");
     ck_assert_ptr_nonnull(t);
     ck_assert_int_eq(t->dtype, TFM_ST_F64);
     double dv[2];
     memcpy(dv, t->data, 16);
     ck_assert(dv[0] == 0.5 && dv[1] == 0.25);
     /* The F64 tensor is not F32. */
-    ck_assert_int_ne(tfm_st_get_f32(&f, "d\xC3\xA9" "codeur.poids", 1, (int64_t[]){2}, &x), 0);
+    ck_assert_int_ne(tfm_st_get_f32(&f,
+                                    "d\xC3\xA9"
+                                    "codeur.poids",
+                                    1, (int64_t[]){2}, &x),
+                     0);
     tfm_safetensors_close(&f);
 }
 END_TEST
@@ -203,10 +210,11 @@ START_TEST(writer_matches_python_bytes) {
     ck_assert_int_eq(tfm_safetensors_write(path, t, 3, NULL, 0), 0);
     size_t n_c, n_py;
     unsigned char *c = read_all(path, &n_c);
-    unsigned char *py = read_all(tfm_test_path("tests/fixtures/safetensors/f32_given_order.safetensors"), &n_py);
+    unsigned char *py =
+        read_all(tfm_test_path("tests/fixtures/safetensors/f32_given_order.safetensors"), &n_py);
     ck_assert_int_eq(n_c, n_py);
-    ck_assert_msg(memcmp(c, py, n_c) == 0, "C and Python files differ:\n%.*s\n%.*s", (int)n_c - 8, c + 8,
-                  (int)n_py - 8, py + 8);
+    ck_assert_msg(memcmp(c, py, n_c) == 0, "C and Python files differ:\n%.*s\n%.*s", (int)n_c - 8,
+                  c + 8, (int)n_py - 8, py + 8);
     free(c);
     free(py);
 }
@@ -235,22 +243,28 @@ static const struct {
     const char *want;   /* substring of the error */
     const char *tensor; /* the tensor the error must name, or NULL */
 } MALFORMED[] = {
-    {"bad_json", "{\"w\":{\"dtype\":\"F32\",}", 0, "header:1:21: expected a string key, got '}'", NULL},
-    {"unterminated", "{\"w\":{\"dtype\":\"F32\"", 0, "expected ',' or '}' in object, got end of input", NULL},
+    {"bad_json", "{\"w\":{\"dtype\":\"F32\",}", 0, "header:1:21: expected a string key, got '}'",
+     NULL},
+    {"unterminated", "{\"w\":{\"dtype\":\"F32\"", 0,
+     "expected ',' or '}' in object, got end of input", NULL},
     {"bad_utf8", "{\"w\xFF\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4,
      "header is not valid UTF-8 (header byte 3)", NULL},
     {"not_object", "[1, 2]", 0, "header does not start with '{'", NULL},
     {"leading_space", " {}", 0, "header does not start with '{'", NULL},
     {"trailing_json", "{} 1", 0, "trailing data after the JSON value", NULL},
-    {"nul_padding", "{}\0\0", 0, "header does not start", NULL}, /* strlen stops: see length below */
+    {"nul_padding", "{}\0\0", 0, "header does not start",
+     NULL}, /* strlen stops: see length below */
     {"entry_not_object", "{\"w\":5}", 0, "entry is a number, expected an object", "w"},
-    {"missing_dtype", "{\"w\":{\"shape\":[1],\"data_offsets\":[0,4]}}", 4, "missing \"dtype\"", "w"},
-    {"missing_shape", "{\"w\":{\"dtype\":\"F32\",\"data_offsets\":[0,4]}}", 4, "missing \"shape\"", "w"},
-    {"missing_offsets", "{\"w\":{\"dtype\":\"F32\",\"shape\":[1]}}", 4, "missing \"data_offsets\"", "w"},
+    {"missing_dtype", "{\"w\":{\"shape\":[1],\"data_offsets\":[0,4]}}", 4, "missing \"dtype\"",
+     "w"},
+    {"missing_shape", "{\"w\":{\"dtype\":\"F32\",\"data_offsets\":[0,4]}}", 4, "missing \"shape\"",
+     "w"},
+    {"missing_offsets", "{\"w\":{\"dtype\":\"F32\",\"shape\":[1]}}", 4, "missing \"data_offsets\"",
+     "w"},
     {"dtype_not_string", "{\"w\":{\"dtype\":4,\"shape\":[1],\"data_offsets\":[0,4]}}", 4,
      "dtype is a number, expected a string", "w"},
-    {"unknown_dtype", "{\"w\":{\"dtype\":\"Q8\",\"shape\":[1],\"data_offsets\":[0,1]}}", 1, "unknown dtype \"Q8\"",
-     "w"},
+    {"unknown_dtype", "{\"w\":{\"dtype\":\"Q8\",\"shape\":[1],\"data_offsets\":[0,1]}}", 1,
+     "unknown dtype \"Q8\"", "w"},
     {"lowercase_dtype", "{\"w\":{\"dtype\":\"f32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4,
      "unknown dtype \"f32\"", "w"},
     {"shape_not_array", "{\"w\":{\"dtype\":\"F32\",\"shape\":4,\"data_offsets\":[0,4]}}", 4,
@@ -263,9 +277,11 @@ static const struct {
      "shape dimension 0 is not an integer", "w"},
     {"string_dim", "{\"w\":{\"dtype\":\"F32\",\"shape\":[\"1\"],\"data_offsets\":[0,4]}}", 4,
      "shape dimension 0 is not an integer", "w"},
-    {"huge_dim", "{\"w\":{\"dtype\":\"F32\",\"shape\":[99999999999999999999],\"data_offsets\":[0,4]}}", 4,
+    {"huge_dim",
+     "{\"w\":{\"dtype\":\"F32\",\"shape\":[99999999999999999999],\"data_offsets\":[0,4]}}", 4,
      "shape dimension 0 is too large", "w"},
-    {"too_many_dims", "{\"w\":{\"dtype\":\"F32\",\"shape\":[1,1,1,1,1,1,1,1,1],\"data_offsets\":[0,4]}}", 4,
+    {"too_many_dims",
+     "{\"w\":{\"dtype\":\"F32\",\"shape\":[1,1,1,1,1,1,1,1,1],\"data_offsets\":[0,4]}}", 4,
      "9 dimensions, at most 8", "w"},
     {"offsets_one", "{\"w\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4]}}", 4,
      "data_offsets must be an array [begin, end]", "w"},
@@ -275,41 +291,50 @@ static const struct {
      "data_offsets [4, 0] has begin after end", "w"},
     {"out_of_bounds", "{\"w\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}", 4,
      "data_offsets [0, 8] out of bounds (the data buffer has 4 bytes)", "w"},
-    {"truncated_data", "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
-                       "\"b\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[4,16]}}",
+    {"truncated_data",
+     "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
+     "\"b\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[4,16]}}",
      10, "out of bounds", "b"},
     {"size_mismatch", "{\"w\":{\"dtype\":\"F32\",\"shape\":[2,3],\"data_offsets\":[0,20]}}", 20,
      "data_offsets [0, 20] hold 20 bytes, but F32 (2, 3) needs 24", "w"},
     {"wrong_dtype_size", "{\"w\":{\"dtype\":\"F16\",\"shape\":[2],\"data_offsets\":[0,8]}}", 8,
      "hold 8 bytes, but F16 (2) needs 4", "w"},
-    {"overflowing_shape", "{\"w\":{\"dtype\":\"F64\",\"shape\":[4294967296,4294967296],\"data_offsets\":[0,8]}}",
-     8, "needs more than", "w"},
-    {"overlap", "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
-                "\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[4,12]}}",
+    {"overflowing_shape",
+     "{\"w\":{\"dtype\":\"F64\",\"shape\":[4294967296,4294967296],\"data_offsets\":[0,8]}}", 8,
+     "needs more than", "w"},
+    {"overlap",
+     "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
+     "\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[4,12]}}",
      12, "tensor b: data_offsets [4, 12] overlap tensor a [0, 8]", "b"},
-    {"same_range", "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
-                   "\"b\":{\"dtype\":\"I32\",\"shape\":[1],\"data_offsets\":[0,4]}}",
+    {"same_range",
+     "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
+     "\"b\":{\"dtype\":\"I32\",\"shape\":[1],\"data_offsets\":[0,4]}}",
      4, "overlap tensor a", "b"},
-    {"empty_inside", "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
-                     "\"e\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[4,4]}}",
+    {"empty_inside",
+     "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
+     "\"e\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[4,4]}}",
      8, "tensor e: data_offsets [4, 4] overlap tensor a", "e"},
-    {"gap", "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
-            "\"b\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[8,12]}}",
+    {"gap",
+     "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
+     "\"b\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[8,12]}}",
      12, "tensor b: gap of 4 unused bytes before its data_offsets [8, 12]", "b"},
     {"gap_at_start", "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}", 8,
      "gap of 4 unused bytes", "a"},
     {"trailing_garbage", "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 7,
      "3 bytes after the end of the last tensor", NULL},
     {"no_tensors_but_data", "{\"__metadata__\":{}}", 1, "1 bytes after the end", NULL},
-    {"duplicate_name", "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
-                       "\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}",
+    {"duplicate_name",
+     "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
+     "\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}",
      8, "duplicate key \"a\"", "a"},
     /* Found by fuzz_safetensors (a two-line error): a repeated name with a
      * newline in it. */
-    {"duplicate_newline_name", "{\"\\nc\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
-                               "\"\\nc\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}",
+    {"duplicate_newline_name",
+     "{\"\\nc\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
+     "\"\\nc\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}",
      8, "duplicate key \"?c\"", NULL},
-    {"metadata_not_object", "{\"__metadata__\":\"pt\"}", 0, "__metadata__ is a string, expected an object", NULL},
+    {"metadata_not_object", "{\"__metadata__\":\"pt\"}", 0,
+     "__metadata__ is a string, expected an object", NULL},
     {"metadata_not_string", "{\"__metadata__\":{\"epoch\":3}}", 0,
      "__metadata__ value for epoch is a number, expected a string", NULL},
     {"nul_in_name", "{\"a\\u0000b\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4,
@@ -335,18 +360,21 @@ START_TEST(rejects_malformed_files) {
         tfm_st_file f;
         ck_assert_msg(tfm_safetensors_open(path, &f) != 0, "%s accepted", MALFORMED[i].tag);
         const char *err = tfm_last_error();
-        const char *want = nul ? "trailing data after the JSON value: byte 0x00" : MALFORMED[i].want;
-        ck_assert_msg(strstr(err, want) != NULL, "%s: error '%s' lacks '%s'", MALFORMED[i].tag, err, want);
-        ck_assert_msg(strncmp(err, path, strlen(path)) == 0, "%s: error '%s' does not start with the path",
-                      MALFORMED[i].tag, err);
+        const char *want =
+            nul ? "trailing data after the JSON value: byte 0x00" : MALFORMED[i].want;
+        ck_assert_msg(strstr(err, want) != NULL, "%s: error '%s' lacks '%s'", MALFORMED[i].tag, err,
+                      want);
+        ck_assert_msg(strncmp(err, path, strlen(path)) == 0,
+                      "%s: error '%s' does not start with the path", MALFORMED[i].tag, err);
         ck_assert_msg(!strchr(err, '\n'), "%s: error is not one line", MALFORMED[i].tag);
         if (MALFORMED[i].tensor) {
             char named[64];
             snprintf(named, sizeof named, "tensor %s", MALFORMED[i].tensor);
             char quoted[64];
             snprintf(quoted, sizeof quoted, "\"%s\"", MALFORMED[i].tensor);
-            ck_assert_msg(strstr(err, named) || strstr(err, quoted), "%s: error '%s' does not name tensor %s",
-                          MALFORMED[i].tag, err, MALFORMED[i].tensor);
+            ck_assert_msg(strstr(err, named) || strstr(err, quoted),
+                          "%s: error '%s' does not name tensor %s", MALFORMED[i].tag, err,
+                          MALFORMED[i].tensor);
         }
         /* The same bytes through the in-memory entry point give the same verdict. */
         size_t n;
@@ -369,8 +397,9 @@ START_TEST(rejects_bad_lengths) {
     fwrite("\2\0\0\0\0", 1, 5, fp);
     fclose(fp);
     ck_assert_int_ne(tfm_safetensors_open(path, &f), 0);
-    ck_assert_msg(strstr(tfm_last_error(), path) && strstr(tfm_last_error(), "file is 5 bytes, too short"), "%s",
-                  tfm_last_error());
+    ck_assert_msg(strstr(tfm_last_error(), path) &&
+                      strstr(tfm_last_error(), "file is 5 bytes, too short"),
+                  "%s", tfm_last_error());
 
     /* Empty file. */
     snprintf(path, sizeof path, "%s/empty.safetensors", dir);
@@ -382,9 +411,10 @@ START_TEST(rejects_bad_lengths) {
     snprintf(path, sizeof path, "%s/past.safetensors", dir);
     write_raw(path, 100, "{}", 0);
     ck_assert_int_ne(tfm_safetensors_open(path, &f), 0);
-    ck_assert_msg(strstr(tfm_last_error(), path) &&
-                      strstr(tfm_last_error(), "header length 100 runs past the end of the file (10 bytes)"),
-                  "%s", tfm_last_error());
+    ck_assert_msg(
+        strstr(tfm_last_error(), path) &&
+            strstr(tfm_last_error(), "header length 100 runs past the end of the file (10 bytes)"),
+        "%s", tfm_last_error());
 
     /* Huge header lengths are refused before any allocation. */
     uint64_t huge[] = {100000001ull, 1ull << 40, UINT64_MAX - 1};
@@ -392,7 +422,8 @@ START_TEST(rejects_bad_lengths) {
         snprintf(path, sizeof path, "%s/huge%d.safetensors", dir, i);
         write_raw(path, huge[i], "{}", 0);
         ck_assert_int_ne(tfm_safetensors_open(path, &f), 0);
-        ck_assert_msg(strstr(tfm_last_error(), path) && strstr(tfm_last_error(), "exceeds the limit of 100000000"),
+        ck_assert_msg(strstr(tfm_last_error(), path) &&
+                          strstr(tfm_last_error(), "exceeds the limit of 100000000"),
                       "%s", tfm_last_error());
     }
     /* Zero-length header: not JSON. */
@@ -404,7 +435,8 @@ START_TEST(rejects_bad_lengths) {
     /* Missing file and a directory. */
     snprintf(path, sizeof path, "%s/absent.safetensors", dir);
     ck_assert_int_ne(tfm_safetensors_open(path, &f), 0);
-    ck_assert_msg(strstr(tfm_last_error(), path) && strstr(tfm_last_error(), "cannot open"), "%s", tfm_last_error());
+    ck_assert_msg(strstr(tfm_last_error(), path) && strstr(tfm_last_error(), "cannot open"), "%s",
+                  tfm_last_error());
     ck_assert_int_ne(tfm_safetensors_open(dir, &f), 0);
     ck_assert_msg(strstr(tfm_last_error(), "not a regular file"), "%s", tfm_last_error());
 
@@ -412,7 +444,9 @@ START_TEST(rejects_bad_lengths) {
      * fields in an entry are ignored, as the reference does. */
     snprintf(path, sizeof path, "%s/nullmeta.safetensors", dir);
     write_raw(path, UINT64_MAX,
-              "{\"__metadata__\":null,\"w\":{\"dtype\":\"U8\",\"shape\":[2],\"data_offsets\":[0,2],\"x\":[]}}", 2);
+              "{\"__metadata__\":null,\"w\":{\"dtype\":\"U8\",\"shape\":[2],\"data_offsets\":[0,2],"
+              "\"x\":[]}}",
+              2);
     ck_assert_msg(tfm_safetensors_open(path, &f) == 0, "%s", tfm_last_error());
     ck_assert_int_eq(f.n_tensors, 1);
     ck_assert_int_eq(f.n_meta, 0);
@@ -474,7 +508,8 @@ START_TEST(get_f32_checks) {
     memcpy(buf + 8 + hl + 1, &one, 4);
     ck_assert_msg(tfm_safetensors_parse(buf, n, "odd", &f) == 0, "%s", tfm_last_error());
     ck_assert_int_ne(tfm_st_get_f32(&f, "w", 1, (int64_t[]){1}, &x), 0);
-    ck_assert_msg(strstr(tfm_last_error(), "odd: tensor w is not 4-byte aligned"), "%s", tfm_last_error());
+    ck_assert_msg(strstr(tfm_last_error(), "odd: tensor w is not 4-byte aligned"), "%s",
+                  tfm_last_error());
     ck_assert_int_eq(tfm_st_read_f32(&f, "w", 1, (int64_t[]){1}, dst), 0);
     ck_assert(dst[0] == 1.5f);
     tfm_safetensors_close(&f);
@@ -491,7 +526,8 @@ START_TEST(writer_fails_cleanly) {
     /* Directory that does not exist. */
     snprintf(path, sizeof path, "%s/missing/m.safetensors", dir);
     ck_assert_int_ne(tfm_safetensors_write(path, &t, 1, NULL, 0), 0);
-    ck_assert_msg(strstr(tfm_last_error(), path) && !strchr(tfm_last_error(), '\n'), "%s", tfm_last_error());
+    ck_assert_msg(strstr(tfm_last_error(), path) && !strchr(tfm_last_error(), '\n'), "%s",
+                  tfm_last_error());
 
     /* A regular file where a directory should be: unwritable even for root. */
     char file[600];
@@ -499,8 +535,8 @@ START_TEST(writer_fails_cleanly) {
     fclose(fopen(file, "w"));
     snprintf(path, sizeof path, "%s/m.safetensors", file);
     ck_assert_int_ne(tfm_safetensors_write(path, &t, 1, NULL, 0), 0);
-    ck_assert_msg(strstr(tfm_last_error(), path) && strstr(tfm_last_error(), "Not a directory"), "%s",
-                  tfm_last_error());
+    ck_assert_msg(strstr(tfm_last_error(), path) && strstr(tfm_last_error(), "Not a directory"),
+                  "%s", tfm_last_error());
     unlink(file);
     list_dir(dir, names, sizeof names);
     ck_assert_str_eq(names, "");
@@ -513,8 +549,9 @@ START_TEST(writer_fails_cleanly) {
     snprintf(path, sizeof path, "%s/m.safetensors", ro);
     if (geteuid() != 0) {
         ck_assert_int_ne(tfm_safetensors_write(path, &t, 1, NULL, 0), 0);
-        ck_assert_msg(strstr(tfm_last_error(), path) && strstr(tfm_last_error(), "Permission denied"), "%s",
-                      tfm_last_error());
+        ck_assert_msg(strstr(tfm_last_error(), path) &&
+                          strstr(tfm_last_error(), "Permission denied"),
+                      "%s", tfm_last_error());
         list_dir(ro, names, sizeof names);
         ck_assert_str_eq(names, "");
     }
@@ -548,7 +585,8 @@ START_TEST(writer_fails_cleanly) {
     bad[1].name = "neg";
     bad[1].shape[0] = -2;
     ck_assert_int_ne(tfm_safetensors_write(path, bad, 2, NULL, 0), 0);
-    ck_assert_msg(strstr(tfm_last_error(), "tensor neg: negative or overflowing shape"), "%s", tfm_last_error());
+    ck_assert_msg(strstr(tfm_last_error(), "tensor neg: negative or overflowing shape"), "%s",
+                  tfm_last_error());
     bad[1].shape[0] = 2;
     bad[1].data = NULL;
     ck_assert_int_ne(tfm_safetensors_write(path, bad, 2, NULL, 0), 0);
@@ -558,8 +596,8 @@ START_TEST(writer_fails_cleanly) {
     ck_assert_msg(strstr(tfm_last_error(), "duplicate metadata key k"), "%s", tfm_last_error());
     const char *meta[] = {"k", "bad \xFF utf8"};
     ck_assert_int_ne(tfm_safetensors_write(path, &t, 1, meta, 1), 0);
-    ck_assert_msg(strstr(tfm_last_error(), path) && strstr(tfm_last_error(), "not valid UTF-8"), "%s",
-                  tfm_last_error());
+    ck_assert_msg(strstr(tfm_last_error(), path) && strstr(tfm_last_error(), "not valid UTF-8"),
+                  "%s", tfm_last_error());
     tfm_st_file f;
     ck_assert_int_eq(tfm_safetensors_open(path, &f), 0);
     ck_assert_int_eq(f.n_tensors, 1);

@@ -36,7 +36,9 @@ static const char *xml_entity(const char **pp) {
     return "bad entity";
 }
 
-static int name_char(char c) { return isalnum((unsigned char)c) || c == '-' || c == '_' || c == ':' || c == '.'; }
+static int name_char(char c) {
+    return isalnum((unsigned char)c) || c == '-' || c == '_' || c == ':' || c == '.';
+}
 
 static const char *xml_check(const char *doc) {
     const char *p = doc;
@@ -171,9 +173,15 @@ START_TEST(test_escape) {
     ck_assert_str_eq(out, "a&lt;b &amp; &quot;c&quot; &apos;d&apos;&gt;");
     ck_assert_uint_eq(n, strlen(out));
     /* UTF-8 stays; control characters and broken bytes become '?' */
-    tfm_svg_escape("M\xc3\xa4" "dchen \xe2\x86\x92", out, sizeof out);
-    ck_assert_str_eq(out, "M\xc3\xa4" "dchen \xe2\x86\x92");
-    tfm_svg_escape("a\x01" "b\xff" "c\xc3", out, sizeof out);
+    tfm_svg_escape("M\xc3\xa4"
+                   "dchen \xe2\x86\x92",
+                   out, sizeof out);
+    ck_assert_str_eq(out, "M\xc3\xa4"
+                          "dchen \xe2\x86\x92");
+    tfm_svg_escape("a\x01"
+                   "b\xff"
+                   "c\xc3",
+                   out, sizeof out);
     ck_assert_str_eq(out, "a?b?c?");
     tfm_svg_escape("\xed\xa0\x80", out, sizeof out); /* a surrogate, 3 bytes */
     ck_assert_str_eq(out, "???");
@@ -195,14 +203,15 @@ START_TEST(test_nice_ticks) {
     ck_assert(step == 1 && lo == 0 && hi == 5);
     ck_assert_int_eq(n, 6);
     n = tfm_svg_nice_ticks(0, 0.0125, 3, t, 32, &lo, &hi, &step);
-    ck_assert_msg(fabs(step - 0.005) < 1e-15 && n == 4 && fabs(hi - 0.015) < 1e-15, "step %g n %d", step, n);
+    ck_assert_msg(fabs(step - 0.005) < 1e-15 && n == 4 && fabs(hi - 0.015) < 1e-15, "step %g n %d",
+                  step, n);
     n = tfm_svg_nice_ticks(20, 20, 5, t, 32, &lo, &hi, &step); /* degenerate: widened */
     ck_assert(lo < 20 && hi > 20 && n >= 2);
     n = tfm_svg_nice_ticks(NAN, 3, 5, t, 32, &lo, &hi, &step);
     ck_assert(lo == 0 && hi == 1 && n >= 2);
     n = tfm_svg_nice_ticks(-0.3, 0.3, 6, t, 32, &lo, &hi, &step);
     for (int i = 0; i < n; i++) ck_assert(!signbit(t[i]) || t[i] != 0); /* no -0 */
-    n = tfm_svg_nice_ticks(0, 1e6, 5, t, 3, &lo, &hi, &step); /* capped */
+    n = tfm_svg_nice_ticks(0, 1e6, 5, t, 3, &lo, &hi, &step);           /* capped */
     ck_assert_int_eq(n, 3);
     char buf[32];
     tfm_svg_format_tick(0.5, 0.5, buf, sizeof buf);
@@ -252,9 +261,16 @@ START_TEST(test_document) {
     tfm_svg_plot_legend(&s, &p, names, colors, 2, 0);
     float v[6] = {0.9f, 0.1f, 0, 0.2f, 0.5f, 0.3f};
     const char *rows[2] = {"<s>", "a&b"}, *cols[3] = {"\"q\"", "Mäd@@", "</s>"};
-    tfm_svg_heatmap_spec h = {.rows = 2, .cols = 3, .values = v, .row_labels = rows, .col_labels = cols,
-                              .title = "head 0", .row_axis = "output", .col_axis = "source",
-                              .cell = 22, .v_max = 1};
+    tfm_svg_heatmap_spec h = {.rows = 2,
+                              .cols = 3,
+                              .values = v,
+                              .row_labels = rows,
+                              .col_labels = cols,
+                              .title = "head 0",
+                              .row_axis = "output",
+                              .col_axis = "source",
+                              .cell = 22,
+                              .v_max = 1};
     double hw, hh;
     tfm_svg_heatmap_extent(&h, &hw, &hh);
     ck_assert(hw > 3 * 22 && hh > 2 * 22);
@@ -271,7 +287,7 @@ START_TEST(test_document) {
     assert_contains(doc, "a&amp;b");
     assert_contains(doc, "&quot;q&quot;");
     assert_contains(doc, "Mäd@@");
-    assert_contains(doc, ">600</text>"); /* x tick label */
+    assert_contains(doc, ">600</text>");      /* x tick label */
     assert_contains(doc, "fill=\"#6baed6\""); /* the 0.5 cell */
     /* the NaN splits the series into a two-point polyline and a two-point one */
     const char *first = strstr(doc, "<polyline");
@@ -283,14 +299,13 @@ END_TEST
 
 /* ---- tfm plot ---------------------------------------------------------------------- */
 
-static const char *METRICS =
-    "step,epoch,loss,lr,grad_norm,tokens_per_s,valid_loss,valid_bleu\n"
-    "50,,3.5,0.0025,1.2,1000.0,,\n"
-    "100,,2.5,0.005,1.0,1000.0,,\n"
-    "100,3,2.5,0.005,1.0,1000.0,2.1,12.5\n"
-    "150,,2.0,0.004,0.9,1000.0,,\n"
-    "200,,1.5,0.0035,0.8,1000.0,,\n"
-    "200,6,1.5,0.0035,0.8,1000.0,1.6,31.25\n";
+static const char *METRICS = "step,epoch,loss,lr,grad_norm,tokens_per_s,valid_loss,valid_bleu\n"
+                             "50,,3.5,0.0025,1.2,1000.0,,\n"
+                             "100,,2.5,0.005,1.0,1000.0,,\n"
+                             "100,3,2.5,0.005,1.0,1000.0,2.1,12.5\n"
+                             "150,,2.0,0.004,0.9,1000.0,,\n"
+                             "200,,1.5,0.0035,0.8,1000.0,,\n"
+                             "200,6,1.5,0.0035,0.8,1000.0,1.6,31.25\n";
 
 START_TEST(test_plot) {
     const char *dir = tfm_test_tmpdir("plot");
@@ -342,7 +357,8 @@ START_TEST(test_plot_errors) {
     /* not a number */
     spit(path, "step,loss,lr\n10,2.0,0.001\n20,abc,0.001\n");
     ck_assert_int_ne(tfm_test_run(cmd, out, sizeof out), 0);
-    ck_assert_msg(strstr(out, "metrics.csv:3: column 'loss': 'abc' is not a number") != NULL, "%s", out);
+    ck_assert_msg(strstr(out, "metrics.csv:3: column 'loss': 'abc' is not a number") != NULL, "%s",
+                  out);
     /* no step column, empty file, header only */
     spit(path, "loss,lr\n1,2\n");
     ck_assert_int_ne(tfm_test_run(cmd, out, sizeof out), 0);
@@ -354,7 +370,8 @@ START_TEST(test_plot_errors) {
     ck_assert_int_ne(tfm_test_run(cmd, out, sizeof out), 0);
     ck_assert_msg(strstr(out, "no rows") != NULL, "%s", out);
     /* a resumed run repeats steps: the later rows replace the earlier ones; CRLF is fine */
-    spit(path, "step,loss,lr\r\n10,3,0.001\r\n20,2,0.002\r\n30,1.5,0.003\r\n20,2.1,0.002\r\n30,1.4,0.003\r\n");
+    spit(path, "step,loss,lr\r\n10,3,0.001\r\n20,2,0.002\r\n30,1.5,0.003\r\n20,2.1,0.002\r\n30,1.4,"
+               "0.003\r\n");
     ck_assert_int_eq(tfm_test_run(cmd, out, sizeof out), 0);
     ck_assert_msg(strstr(out, "(4 rows") != NULL, "%s", out);
     /* usage errors */
@@ -370,10 +387,11 @@ END_TEST
 START_TEST(test_attention_toy) {
     const char *dir = tfm_test_tmpdir("attn-toy");
     char cmd[4096], out[16384], path[512];
-    snprintf(cmd, sizeof cmd,
-             "%s train --task copy --steps 40 --save %s/run --d-model 16 --heads 2 --d-ff 32 "
-             "--layers 2 --vocab 8 --max-len 5 --batch 16 --warmup 20 --threads 1 --eval-n 10 --quiet",
-             tfm_test_bin(), dir);
+    snprintf(
+        cmd, sizeof cmd,
+        "%s train --task copy --steps 40 --save %s/run --d-model 16 --heads 2 --d-ff 32 "
+        "--layers 2 --vocab 8 --max-len 5 --batch 16 --warmup 20 --threads 1 --eval-n 10 --quiet",
+        tfm_test_bin(), dir);
     ck_assert_msg(tfm_test_run(cmd, out, sizeof out) == 0, "%s", out);
     snprintf(cmd, sizeof cmd, "%s attention --model %s/run --src '3 4 5 6' --head all -o %s/a.svg",
              tfm_test_bin(), dir, dir);
@@ -397,7 +415,8 @@ START_TEST(test_attention_toy) {
     doc = slurp(path);
     assert_contains(doc, "dec.0.cross_attn, mean of 2 heads");
     free(doc);
-    snprintf(cmd, sizeof cmd, "%s attention --model %s/run --src '7 3 4' --self --head 1 -o %s/c.svg",
+    snprintf(cmd, sizeof cmd,
+             "%s attention --model %s/run --src '7 3 4' --self --head 1 -o %s/c.svg",
              tfm_test_bin(), dir, dir);
     ck_assert_msg(tfm_test_run(cmd, out, sizeof out) == 0, "%s", out);
     snprintf(path, sizeof path, "%s/c.svg", dir);
@@ -446,13 +465,15 @@ START_TEST(test_attention_text_escaping) {
     }
     fclose(fs);
     fclose(ft);
-    snprintf(cmd, sizeof cmd,
-             "%s train --src-train %s --tgt-train %s --save %s/run --bpe-merges 10 --batch-tokens 256 "
-             "--steps 20 --d-model 16 --heads 2 --d-ff 32 --layers 1 --warmup 10 --share-emb "
-             "--threads 1 --quiet",
-             tfm_test_bin(), src, tgt, dir);
+    snprintf(
+        cmd, sizeof cmd,
+        "%s train --src-train %s --tgt-train %s --save %s/run --bpe-merges 10 --batch-tokens 256 "
+        "--steps 20 --d-model 16 --heads 2 --d-ff 32 --layers 1 --warmup 10 --share-emb "
+        "--threads 1 --quiet",
+        tfm_test_bin(), src, tgt, dir);
     ck_assert_msg(tfm_test_run(cmd, out, sizeof out) == 0, "%s", out);
-    snprintf(cmd, sizeof cmd, "%s attention --model %s/run --src 'x<y & \"z\" 3' --max-len 6 -o %s/a.svg",
+    snprintf(cmd, sizeof cmd,
+             "%s attention --model %s/run --src 'x<y & \"z\" 3' --max-len 6 -o %s/a.svg",
              tfm_test_bin(), dir, dir);
     ck_assert_msg(tfm_test_run(cmd, out, sizeof out) == 0, "%s", out);
     snprintf(path, sizeof path, "%s/a.svg", dir);
@@ -462,7 +483,7 @@ START_TEST(test_attention_text_escaping) {
     assert_contains(doc, "&quot;");
     assert_contains(doc, "&lt;");
     assert_contains(doc, "x&lt;y &amp; &quot;z&quot; 3"); /* the sentence in the subtitle */
-    assert_contains(doc, ">&amp;</text>");               /* the subword "&" as a column label */
+    assert_contains(doc, ">&amp;</text>");                /* the subword "&" as a column label */
     free(doc);
 }
 END_TEST

@@ -64,17 +64,20 @@ START_TEST(numbers_corpus_trains_to_bleu) {
     snprintf(cmd, sizeof cmd, "%s data numbers --out %s/data --train 3000 --valid 100 --test 200",
              tfm_test_bin(), dir);
     ck_assert_int_eq(tfm_test_run(cmd, out, sizeof out), 0);
-    snprintf(cmd, sizeof cmd,
-             "%s train --src-train %s/data/train.de --tgt-train %s/data/train.en "
-             "--src-valid %s/data/valid.de --tgt-valid %s/data/valid.en --save %s/run "
-             "--bpe-merges 200 --batch-tokens 1024 --steps 300 --valid-every 300 --warmup 100 "
-             "--share-emb --d-model 32 --heads 2 --d-ff 64 --layers 1 --dropout 0 --threads 1 --quiet",
-             tfm_test_bin(), dir, dir, dir, dir, dir);
+    snprintf(
+        cmd, sizeof cmd,
+        "%s train --src-train %s/data/train.de --tgt-train %s/data/train.en "
+        "--src-valid %s/data/valid.de --tgt-valid %s/data/valid.en --save %s/run "
+        "--bpe-merges 200 --batch-tokens 1024 --steps 300 --valid-every 300 --warmup 100 "
+        "--share-emb --d-model 32 --heads 2 --d-ff 64 --layers 1 --dropout 0 --threads 1 --quiet",
+        tfm_test_bin(), dir, dir, dir, dir, dir);
     int rc = tfm_test_run(cmd, out, sizeof out);
     printf("%s", out);
     ck_assert_msg(rc == 0, "training failed: %s", out);
     ck_assert_msg(strstr(out, "best_bleu=") != NULL, "no summary line: %s", out);
-    snprintf(cmd, sizeof cmd, "%s translate --model %s/run --beam 3 < %s/data/test.de > %s/hyp.txt && %s bleu %s/data/test.en < %s/hyp.txt",
+    snprintf(cmd, sizeof cmd,
+             "%s translate --model %s/run --beam 3 < %s/data/test.de > %s/hyp.txt && %s bleu "
+             "%s/data/test.en < %s/hyp.txt",
              tfm_test_bin(), dir, dir, dir, tfm_test_bin(), dir, dir);
     rc = tfm_test_run(cmd, out, sizeof out);
     ck_assert_msg(rc == 0, "translate/bleu failed: %s", out);
@@ -84,7 +87,8 @@ START_TEST(numbers_corpus_trains_to_bleu) {
     printf("  numbers de->en test BLEU after 300 steps: %.2f\n", bleu);
     ck_assert_msg(bleu >= 50.0, "test BLEU %.2f below 50", bleu);
     /* the run directory has what translate and resume need */
-    const char *files[] = {"best.tfm", "bpe.codes", "vocab.txt", "config.txt", "train.log", "metrics.csv"};
+    const char *files[] = {"best.tfm",   "bpe.codes", "vocab.txt",
+                           "config.txt", "train.log", "metrics.csv"};
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
         snprintf(cmd, sizeof cmd, "test -s %s/run/%s", dir, files[i]);
         ck_assert_msg(tfm_test_run(cmd, NULL, 0) == 0, "missing %s", files[i]);

@@ -26,12 +26,12 @@
 #include "tfm/ops.h"
 
 typedef struct {
-    const char *name;        /* "x", "gamma": used in the printed lines */
+    const char *name; /* "x", "gamma": used in the printed lines */
     int ndim;
     int64_t shape[TFM_MAX_DIMS];
-    float *data;             /* caller-owned values; perturbed during the check, then restored */
-    int needs_grad;          /* check this input's gradient (else it is a constant) */
-    float *grad_out;         /* optional (n floats): receives the analytic gradient */
+    float *data;     /* caller-owned values; perturbed during the check, then restored */
+    int needs_grad;  /* check this input's gradient (else it is a constant) */
+    float *grad_out; /* optional (n floats): receives the analytic gradient */
 } tfm_gc_input;
 
 /* Builds the graph under test; in[i] is a fresh tape tensor with the values
@@ -39,8 +39,8 @@ typedef struct {
 typedef tfm_tensor *(*tfm_gc_fn)(tfm_tape *t, tfm_tensor *const *in, void *ctx);
 
 typedef struct {
-    float h;            /* central-difference step */
-    double atol, rtol;  /* element passes when |an - num| <= atol + rtol * max(|an|, |num|) */
+    float h;           /* central-difference step */
+    double atol, rtol; /* element passes when |an - num| <= atol + rtol * max(|an|, |num|) */
     /* Optional: return non-zero to skip element i of input `input` (kinks
      * such as ReLU at 0, or rows that by design get no gradient). */
     int (*skip)(void *ctx, int input, int64_t i, const float *data);
@@ -53,7 +53,7 @@ typedef struct {
 tfm_gc_opts tfm_gc_defaults(void);
 
 typedef struct {
-    double max_abs, max_rel;  /* over checked elements of one input */
+    double max_abs, max_rel; /* over checked elements of one input */
     int64_t checked, skipped, failed;
 } tfm_gc_result;
 

@@ -89,16 +89,18 @@ const tfm_fixture_tensor *tfm_fixture_get(const tfm_fixture *fx, const char *nam
 const float *tfm_fixture_f32(const tfm_fixture *fx, const char *name, int64_t expect_n) {
     const tfm_fixture_tensor *t = tfm_fixture_get(fx, name);
     ck_assert_msg(t->dtype == 0, "fixture tensor %s is not f32", name);
-    ck_assert_msg(expect_n < 0 || t->n == expect_n, "fixture tensor %s has %lld elements, want %lld",
-                  name, (long long)t->n, (long long)expect_n);
+    ck_assert_msg(expect_n < 0 || t->n == expect_n,
+                  "fixture tensor %s has %lld elements, want %lld", name, (long long)t->n,
+                  (long long)expect_n);
     return t->data;
 }
 
 const int32_t *tfm_fixture_i32(const tfm_fixture *fx, const char *name, int64_t expect_n) {
     const tfm_fixture_tensor *t = tfm_fixture_get(fx, name);
     ck_assert_msg(t->dtype == 1, "fixture tensor %s is not i32", name);
-    ck_assert_msg(expect_n < 0 || t->n == expect_n, "fixture tensor %s has %lld elements, want %lld",
-                  name, (long long)t->n, (long long)expect_n);
+    ck_assert_msg(expect_n < 0 || t->n == expect_n,
+                  "fixture tensor %s has %lld elements, want %lld", name, (long long)t->n,
+                  (long long)expect_n);
     return t->data;
 }
 

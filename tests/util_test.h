@@ -36,7 +36,7 @@ const int32_t *tfm_fixture_i32(const tfm_fixture *f, const char *name, int64_t e
  * |got - want| <= atol + rtol * |want|. */
 int tfm_allclose(const char *what, const float *got, const float *want, int64_t n, float atol,
                  float rtol);
-#define ck_assert_allclose(what, got, want, n, atol, rtol) \
+#define ck_assert_allclose(what, got, want, n, atol, rtol)                                         \
     ck_assert_msg(tfm_allclose(what, got, want, n, atol, rtol), "%s differs", what)
 
 /* Uniform random floats in [lo, hi) from a seed (deterministic). */

@@ -25,11 +25,13 @@ static const preset PRESETS[] = {
 
 /* torch_transformer.py's flop_count(): 3 x forward matmul flops */
 static double flop_count(const preset *p) {
-    double B = (double)p->batch, S = (double)p->src_len, T = (double)p->tgt_len, d = (double)p->d_model,
-           f = (double)p->d_ff, V = (double)p->vocab;
-    double enc = (double)p->enc_layers * (8 * B * S * d * d + 4 * B * S * S * d + 4 * B * S * d * f);
-    double dec = (double)p->dec_layers * (8 * B * T * d * d + 4 * B * T * T * d + 4 * B * T * d * d +
-                                          4 * B * S * d * d + 4 * B * T * S * d + 4 * B * T * d * f);
+    double B = (double)p->batch, S = (double)p->src_len, T = (double)p->tgt_len,
+           d = (double)p->d_model, f = (double)p->d_ff, V = (double)p->vocab;
+    double enc =
+        (double)p->enc_layers * (8 * B * S * d * d + 4 * B * S * S * d + 4 * B * S * d * f);
+    double dec =
+        (double)p->dec_layers * (8 * B * T * d * d + 4 * B * T * T * d + 4 * B * T * d * d +
+                                 4 * B * S * d * d + 4 * B * T * S * d + 4 * B * T * d * f);
     return 3 * (enc + dec + 2 * B * T * d * V);
 }
 
@@ -48,14 +50,15 @@ int tfm_bench_step(int argc, char **argv) {
         {"warmup-steps", FLAG_INT, &warmup_steps, "untimed steps first", 0},
         {"seed", FLAG_INT, &seed, "random seed", 0},
     };
-    int rc = flags_parse(flags, 5, argc, argv, "tfm bench step --preset toy|small|base [--threads T]",
-                         NULL, 0, NULL);
+    int rc = flags_parse(flags, 5, argc, argv,
+                         "tfm bench step --preset toy|small|base [--threads T]", NULL, 0, NULL);
     if (rc) return rc == 1 ? 0 : rc;
     const preset *p = NULL;
     for (size_t i = 0; i < sizeof PRESETS / sizeof PRESETS[0]; i++)
         if (!strcmp(PRESETS[i].name, preset_name)) p = &PRESETS[i];
     if (!p) return tfm_cli_fail(2, "--preset: '%s' is not toy, small or base", preset_name);
-    if (threads < 0 || steps < 0 || warmup_steps < 0) return tfm_cli_fail(2, "bench step: negative count");
+    if (threads < 0 || steps < 0 || warmup_steps < 0)
+        return tfm_cli_fail(2, "bench step: negative count");
     if (threads) tfm_set_num_threads((int)threads);
     if (!steps) steps = !strcmp(p->name, "base") ? 10 : 20;
 
@@ -91,18 +94,21 @@ int tfm_bench_step(int argc, char **argv) {
     tfm_rng_seed(&rng, (uint64_t)seed + 1);
     for (int64_t k = 0; k < NB * B; k++) {
         for (int64_t i = 0; i < S; i++)
-            src[k * S + i] = i == S - 1 ? TFM_EOS_ID : 3 + (int32_t)tfm_rng_below(&rng, (uint64_t)(p->vocab - 3));
+            src[k * S + i] = i == S - 1
+                                 ? TFM_EOS_ID
+                                 : 3 + (int32_t)tfm_rng_below(&rng, (uint64_t)(p->vocab - 3));
         int32_t y[4096];
         y[0] = TFM_BOS_ID;
-        for (int64_t i = 1; i <= T; i++) y[i] = i == T ? TFM_EOS_ID : 3 + (int32_t)tfm_rng_below(&rng, (uint64_t)(p->vocab - 3));
+        for (int64_t i = 1; i <= T; i++)
+            y[i] = i == T ? TFM_EOS_ID : 3 + (int32_t)tfm_rng_below(&rng, (uint64_t)(p->vocab - 3));
         for (int64_t i = 0; i < T; i++) {
             tin[k * T + i] = y[i];
             tout[k * T + i] = y[i + 1];
         }
     }
-    printf("# tfm %s, gemm kernel %s, threads %d, preset %s, params %lld, arena %.0f MB\n", TFM_VERSION,
-           tfm_gemm_kernel_name(), tfm_num_threads(), p->name, (long long)m.params.total_n,
-           (double)arena / 1e6);
+    printf("# tfm %s, gemm kernel %s, threads %d, preset %s, params %lld, arena %.0f MB\n",
+           TFM_VERSION, tfm_gemm_kernel_name(), tfm_num_threads(), p->name,
+           (long long)m.params.total_n, (double)arena / 1e6);
     double times[1024];
     int64_t n_times = 0, tokens = 0;
     double flops = flop_count(p);
@@ -123,18 +129,20 @@ int tfm_bench_step(int argc, char **argv) {
             tokens = ntok;
         }
         if (step == 1 || step == warmup_steps + steps)
-            printf("# step %lld loss %.4f step_ms %.1f\n", (long long)step, loss->data[0], dt * 1e3);
+            printf("# step %lld loss %.4f step_ms %.1f\n", (long long)step, loss->data[0],
+                   dt * 1e3);
     }
     qsort(times, (size_t)n_times, sizeof(double), cmp_double);
-    double med = n_times % 2 ? times[n_times / 2] : 0.5 * (times[n_times / 2 - 1] + times[n_times / 2]);
+    double med =
+        n_times % 2 ? times[n_times / 2] : 0.5 * (times[n_times / 2 - 1] + times[n_times / 2]);
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     printf("# preset=%s threads=%d tokens_per_step=%lld step_ms_median=%.2f step_ms_min=%.2f "
            "step_ms_max=%.2f gflop_per_step=%.3f arena_peak_mb=%.1f\n",
            p->name, tfm_num_threads(), (long long)tokens, med * 1e3, times[0] * 1e3,
            times[n_times - 1] * 1e3, flops / 1e9, (double)t.arena.peak / 1e6);
-    printf("tokens_per_s=%.1f ms_per_step=%.2f gflops=%.2f peak_rss_mb=%.1f\n", (double)tokens / med,
-           med * 1e3, flops / med / 1e9, (double)ru.ru_maxrss / 1024.0);
+    printf("tokens_per_s=%.1f ms_per_step=%.2f gflops=%.2f peak_rss_mb=%.1f\n",
+           (double)tokens / med, med * 1e3, flops / med / 1e9, (double)ru.ru_maxrss / 1024.0);
     tfm_free(src);
     tfm_free(tin);
     tfm_free(tout);

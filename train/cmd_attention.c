@@ -73,10 +73,13 @@ static int toy_source(const char *text, int64_t vocab, int64_t cap, labelled *l)
         errno = 0;
         long v = strtol(p, &end, 10);
         if (end == p || (*end && *end != ' ' && *end != '\t') || errno)
-            return tfm_set_error("--src: '%.*s' is not a symbol id (toy models read ids such as \"3 4 5\")",
-                                 (int)strcspn(p, " \t"), p), 1;
+            return tfm_set_error(
+                       "--src: '%.*s' is not a symbol id (toy models read ids such as \"3 4 5\")",
+                       (int)strcspn(p, " \t"), p),
+                   1;
         if (v < 3 || v >= vocab)
-            return tfm_set_error("--src: symbol %ld is outside 3..%lld", v, (long long)(vocab - 1)), 1;
+            return tfm_set_error("--src: symbol %ld is outside 3..%lld", v, (long long)(vocab - 1)),
+                   1;
         if (l->n >= cap) return tfm_set_error("--src: longer than %lld symbols", (long long)cap), 1;
         l->ids[l->n++] = (int32_t)v;
         p = end;
@@ -89,7 +92,10 @@ static int text_source(const char *text, text_model *tm, int64_t cap, labelled *
     int32_t tmp[1];
     int64_t k = tfm_vocab_encode(tm->bpe, tm->vocab, text, strlen(text), tmp, 0);
     if (k < 0) return 1;
-    if (k > cap) return tfm_set_error("--src: %lld subwords, the model handles %lld", (long long)k, (long long)cap), 1;
+    if (k > cap)
+        return tfm_set_error("--src: %lld subwords, the model handles %lld", (long long)k,
+                             (long long)cap),
+               1;
     l->ids = malloc((size_t)(k + 1) * sizeof(int32_t));
     if (!l->ids) return tfm_set_error("out of memory"), 1;
     tfm_vocab_encode(tm->bpe, tm->vocab, text, strlen(text), l->ids, k);
@@ -153,13 +159,13 @@ static void pick(const float *w, int64_t H, int64_t rows, int64_t rows_stride, i
 }
 
 static int draw(const char *path, const char *title, const char *subtitle, const float *w,
-                int64_t H, int64_t rows, int64_t rows_stride, int64_t cols, const char *const *row_labels,
-                const char *const *col_labels, int head_mode, int64_t head, const char *stack,
-                int64_t layer, int self) {
+                int64_t H, int64_t rows, int64_t rows_stride, int64_t cols,
+                const char *const *row_labels, const char *const *col_labels, int head_mode,
+                int64_t head, const char *stack, int64_t layer, int self) {
     int64_t n_panels = head_mode == 1 ? H : 1;
     float *mats = malloc((size_t)(n_panels * rows * cols) * sizeof(float));
     if (!mats) return tfm_set_error("out of memory"), 1;
-    char (*titles)[96] = calloc((size_t)n_panels, sizeof *titles);
+    char(*titles)[96] = calloc((size_t)n_panels, sizeof *titles);
     tfm_svg_heatmap_spec *specs = calloc((size_t)n_panels, sizeof *specs);
     if (!titles || !specs) {
         free(mats);
@@ -172,17 +178,21 @@ static int draw(const char *path, const char *title, const char *subtitle, const
         int64_t h = head_mode == 1 ? p : head_mode == 2 ? head : -1;
         pick(w, H, rows, rows_stride, cols, h, mats + p * rows * cols);
         if (h < 0)
-            snprintf(titles[p], sizeof titles[p], "%s.%lld.%s, mean of %lld heads", stack, (long long)layer,
-                     self ? "self_attn" : "cross_attn", (long long)H);
+            snprintf(titles[p], sizeof titles[p], "%s.%lld.%s, mean of %lld heads", stack,
+                     (long long)layer, self ? "self_attn" : "cross_attn", (long long)H);
         else
             snprintf(titles[p], sizeof titles[p], "%s.%lld.%s, head %lld", stack, (long long)layer,
                      self ? "self_attn" : "cross_attn", (long long)h);
-        specs[p] = (tfm_svg_heatmap_spec){.rows = rows, .cols = cols, .values = mats + p * rows * cols,
-                                          .row_labels = row_labels, .col_labels = col_labels,
+        specs[p] = (tfm_svg_heatmap_spec){.rows = rows,
+                                          .cols = cols,
+                                          .values = mats + p * rows * cols,
+                                          .row_labels = row_labels,
+                                          .col_labels = col_labels,
                                           .title = titles[p],
                                           .row_axis = self ? "query (source)" : "output",
                                           .col_axis = self ? "key (source)" : "source",
-                                          .cell = cell, .v_max = 1.0};
+                                          .cell = cell,
+                                          .v_max = 1.0};
         double pw1, ph1;
         tfm_svg_heatmap_extent(&specs[p], &pw1, &ph1);
         if (pw1 > pw) pw = pw1;
@@ -194,7 +204,8 @@ static int draw(const char *path, const char *title, const char *subtitle, const
     double margin = 16, head_h = 58, gap = 24;
     double W = 2 * margin + grid * pw + (grid - 1) * gap;
     double text_w = tfm_svg_text_width(subtitle, 12) + 2 * margin;
-    if (tfm_svg_text_width(title, 15) + 2 * margin > text_w) text_w = tfm_svg_text_width(title, 15) + 2 * margin;
+    if (tfm_svg_text_width(title, 15) + 2 * margin > text_w)
+        text_w = tfm_svg_text_width(title, 15) + 2 * margin;
     if (text_w > W) W = text_w;
     if (W < 300) W = 300;
     double Hh = head_h + grid_rows * ph + (grid_rows - 1) * gap + 50;
@@ -239,13 +250,15 @@ static int run(const char *model_path, const char *src_text, int64_t layer, cons
     }
     int head_mode = 0; /* 0 mean, 1 all, 2 one */
     int64_t head = -1;
-    if (!strcmp(head_text, "all")) head_mode = 1;
+    if (!strcmp(head_text, "all"))
+        head_mode = 1;
     else if (strcmp(head_text, "mean")) {
         char *end;
         errno = 0;
         head = strtoll(head_text, &end, 10);
         if (!*head_text || *end || errno || head < 0 || head >= H) {
-            tfm_set_error("--head %s: give mean, all, or a head number 0..%lld", head_text, (long long)(H - 1));
+            tfm_set_error("--head %s: give mean, all, or a head number 0..%lld", head_text,
+                          (long long)(H - 1));
             goto done;
         }
         head_mode = 2;
@@ -282,7 +295,8 @@ static int run(const char *model_path, const char *src_text, int64_t layer, cons
     have_tape = 1;
     t.no_grad = 1;
     t.training = 0;
-    size_t n_attn = self ? (size_t)(c->enc_layers * H * S * S) : (size_t)(c->dec_layers * H * T_max * S);
+    size_t n_attn =
+        self ? (size_t)(c->enc_layers * H * S * S) : (size_t)(c->dec_layers * H * T_max * S);
     attn = calloc(n_attn, sizeof(float));
     if (!attn) {
         tfm_set_error("out of memory");
@@ -337,8 +351,10 @@ int tfm_cmd_attention(int argc, char **argv) {
         {"model", FLAG_STR, &model_path, "run directory or checkpoint file", 0},
         {"src", FLAG_STR, &src, "the source sentence (toy models: symbol ids \"3 4 5\")", 0},
         {"layer", FLAG_INT, &layer, "layer to draw, from 0 (-1: the last)", 0},
-        {"head", FLAG_STR, &head, "mean (over heads), all (one panel each), or a head number from 0", 0},
-        {"self", FLAG_BOOL, &self, "draw the encoder self-attention instead of the cross-attention", 0},
+        {"head", FLAG_STR, &head,
+         "mean (over heads), all (one panel each), or a head number from 0", 0},
+        {"self", FLAG_BOOL, &self, "draw the encoder self-attention instead of the cross-attention",
+         0},
         {"output", FLAG_STR, &out, "SVG file to write (also -o)", 0},
         {"max-len", FLAG_INT, &max_len, "longest output in subwords (0: from the input)", 0},
         {"threads", FLAG_INT, &threads, "OpenMP threads (0: all cores)", 0},
@@ -362,11 +378,14 @@ int tfm_cmd_attention(int argc, char **argv) {
     int rc = flags_parse(flags, n_flags, n_args, args, USAGE, NULL, 0, NULL);
     free(args);
     if (rc) return rc == 1 ? 0 : rc;
-    if (!model_path) return tfm_cli_fail(2, "attention: --model DIR is required (usage: %s)", USAGE);
-    if (!src) return tfm_cli_fail(2, "attention: --src \"SENTENCE\" is required (usage: %s)", USAGE);
+    if (!model_path)
+        return tfm_cli_fail(2, "attention: --model DIR is required (usage: %s)", USAGE);
+    if (!src)
+        return tfm_cli_fail(2, "attention: --src \"SENTENCE\" is required (usage: %s)", USAGE);
     if (threads < 0) return tfm_cli_fail(2, "--threads: must not be negative");
     if (max_len < 0) return tfm_cli_fail(2, "--max-len: must not be negative");
     if (threads > 0) tfm_set_num_threads((int)threads);
-    if (run(model_path, src, layer, head, self, max_len, out)) return tfm_cli_fail(1, "%s", tfm_last_error());
+    if (run(model_path, src, layer, head, self, max_len, out))
+        return tfm_cli_fail(1, "%s", tfm_last_error());
     return 0;
 }

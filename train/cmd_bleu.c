@@ -21,8 +21,7 @@ static void usage(FILE *f) {
 int tfm_cmd_bleu(int argc, char **argv) {
     int lowercase = 0, width = 1, options_done = 0;
     const char **paths = calloc((size_t)argc + 1, sizeof *paths);
-    if (!paths)
-        return tfm_cli_fail(1, "bleu: out of memory");
+    if (!paths) return tfm_cli_fail(1, "bleu: out of memory");
     int n_refs = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -92,12 +91,10 @@ int tfm_cmd_bleu(int argc, char **argv) {
     tfm_bleu_format(&b, label, width, line, sizeof line);
     printf("%s\n%.*f\n", line, width, b.score);
     status = fflush(stdout) ? 1 : 0;
-    if (status)
-        tfm_cli_fail(1, "bleu: cannot write the result");
+    if (status) tfm_cli_fail(1, "bleu: cannot write the result");
 done:
     if (refs)
-        for (int r = 0; r < n_refs; r++)
-            tfm_eval_lines_free(&refs[r]);
+        for (int r = 0; r < n_refs; r++) tfm_eval_lines_free(&refs[r]);
     free(refs);
     free(ref_lines);
     tfm_eval_lines_free(&hyp);

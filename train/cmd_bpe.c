@@ -55,10 +55,14 @@ static int parse_args(int argc, char **argv, bpe_args *a) {
             if (!has_val) return tfm_cli_fail(2, "%s needs a value\n%s", f, USAGE);
             const char *v = argv[++i];
             int rc = 0;
-            if (!strcmp(f, "-c") || !strcmp(f, "--codes")) a->codes = v;
-            else if (!strcmp(f, "-o") || !strcmp(f, "--output")) a->out = v;
-            else if (!strcmp(f, "-v") || !strcmp(f, "--vocab")) a->vocab = v;
-            else if (!strcmp(f, "--vocab-out")) a->vocab_out = v;
+            if (!strcmp(f, "-c") || !strcmp(f, "--codes"))
+                a->codes = v;
+            else if (!strcmp(f, "-o") || !strcmp(f, "--output"))
+                a->out = v;
+            else if (!strcmp(f, "-v") || !strcmp(f, "--vocab"))
+                a->vocab = v;
+            else if (!strcmp(f, "--vocab-out"))
+                a->vocab_out = v;
             else if (!strcmp(f, "--merges") || !strcmp(f, "-s")) {
                 rc = parse_int(f, v, &a->merges);
                 a->have_merges = 1;
@@ -269,14 +273,22 @@ int tfm_cmd_bpe(int argc, char **argv) {
     bpe_args a;
     int rc = parse_args(argc, argv, &a);
     if (rc == 0) {
-        if (!strcmp(sub, "learn")) rc = cmd_learn(&a);
-        else if (!strcmp(sub, "apply")) rc = run_lines(&a, apply_line, 1, 0);
-        else if (!strcmp(sub, "detok")) rc = run_lines(&a, detok_line, 0, 0);
-        else if (!strcmp(sub, "vocab")) rc = cmd_vocab(&a);
-        else if (!strcmp(sub, "encode")) rc = run_lines(&a, encode_line, 1, 1);
-        else if (!strcmp(sub, "decode")) rc = run_lines(&a, decode_line, 0, 1);
-        else if (!strcmp(sub, "hf")) rc = cmd_hf(&a);
-        else rc = tfm_cli_fail(2, "bpe: unknown subcommand '%s'\n%s", sub, USAGE);
+        if (!strcmp(sub, "learn"))
+            rc = cmd_learn(&a);
+        else if (!strcmp(sub, "apply"))
+            rc = run_lines(&a, apply_line, 1, 0);
+        else if (!strcmp(sub, "detok"))
+            rc = run_lines(&a, detok_line, 0, 0);
+        else if (!strcmp(sub, "vocab"))
+            rc = cmd_vocab(&a);
+        else if (!strcmp(sub, "encode"))
+            rc = run_lines(&a, encode_line, 1, 1);
+        else if (!strcmp(sub, "decode"))
+            rc = run_lines(&a, decode_line, 0, 1);
+        else if (!strcmp(sub, "hf"))
+            rc = cmd_hf(&a);
+        else
+            rc = tfm_cli_fail(2, "bpe: unknown subcommand '%s'\n%s", sub, USAGE);
     } else if (rc < 0) {
         rc = 0; /* --help */
     }

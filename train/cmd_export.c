@@ -32,8 +32,7 @@ static int dir_nonempty(const char *dir) {
     if (!d) return tfm_set_error("--out %s: %s", dir, strerror(errno)), -1;
     struct dirent *e;
     int found = 0;
-    while (!found && (e = readdir(d)))
-        found = strcmp(e->d_name, ".") && strcmp(e->d_name, "..");
+    while (!found && (e = readdir(d))) found = strcmp(e->d_name, ".") && strcmp(e->d_name, "..");
     closedir(d);
     return found;
 }
@@ -41,15 +40,19 @@ static int dir_nonempty(const char *dir) {
 static int prepare_out(const char *out, int force) {
     struct stat st;
     if (stat(out, &st) == 0) {
-        if (!S_ISDIR(st.st_mode)) return tfm_set_error("--out %s: exists and is not a directory", out), 1;
+        if (!S_ISDIR(st.st_mode))
+            return tfm_set_error("--out %s: exists and is not a directory", out), 1;
         int ne = dir_nonempty(out);
         if (ne < 0) return 1;
         if (ne && !force)
-            return tfm_set_error("--out %s: exists and is not empty (use --force to write into it)", out), 1;
+            return tfm_set_error("--out %s: exists and is not empty (use --force to write into it)",
+                                 out),
+                   1;
         return 0;
     }
     if (errno != ENOENT) return tfm_set_error("--out %s: %s", out, strerror(errno)), 1;
-    if (mkdir(out, 0777) != 0) return tfm_set_error("--out %s: cannot create: %s", out, strerror(errno)), 1;
+    if (mkdir(out, 0777) != 0)
+        return tfm_set_error("--out %s: cannot create: %s", out, strerror(errno)), 1;
     return 0;
 }
 
@@ -132,12 +135,14 @@ done:
 
 /* ---- --dump-logits ----------------------------------------------------------- */
 
-static int fx_tensor(FILE *f, const char *name, int dtype, int ndim, const int64_t *shape, const void *data) {
+static int fx_tensor(FILE *f, const char *name, int dtype, int ndim, const int64_t *shape,
+                     const void *data) {
     uint32_t len = (uint32_t)strlen(name), dt = (uint32_t)dtype, nd = (uint32_t)ndim;
     int64_t n = 1;
     for (int d = 0; d < ndim; d++) n *= shape[d];
-    return fwrite(&len, 4, 1, f) != 1 || fwrite(name, 1, len, f) != len || fwrite(&dt, 4, 1, f) != 1 ||
-           fwrite(&nd, 4, 1, f) != 1 || fwrite(shape, 8, (size_t)ndim, f) != (size_t)ndim ||
+    return fwrite(&len, 4, 1, f) != 1 || fwrite(name, 1, len, f) != len ||
+           fwrite(&dt, 4, 1, f) != 1 || fwrite(&nd, 4, 1, f) != 1 ||
+           fwrite(shape, 8, (size_t)ndim, f) != (size_t)ndim ||
            fwrite(data, 4, (size_t)n, f) != (size_t)n;
 }
 
@@ -151,7 +156,8 @@ static int dump_logits(const char *export_dir, const char *path) {
     if (tfm_export_load(export_dir, &m, NULL)) return 1;
     int64_t V = m.cfg.vocab, B = 3, L = m.cfg.max_len;
     int64_t S = L < 7 ? L : 7, T = L < 6 ? L : 6, G = L - 1 < 12 ? L - 1 : 12;
-    int32_t *src = calloc((size_t)(B * S), sizeof(int32_t)), *tgt = calloc((size_t)(B * T), sizeof(int32_t));
+    int32_t *src = calloc((size_t)(B * S), sizeof(int32_t)),
+            *tgt = calloc((size_t)(B * T), sizeof(int32_t));
     int32_t *greedy = calloc((size_t)(B * G), sizeof(int32_t));
     uint8_t *src_pad = calloc((size_t)(B * S), 1), *tgt_pad = calloc((size_t)(B * T), 1);
     int64_t *lens = calloc((size_t)B, sizeof(int64_t));
@@ -174,7 +180,8 @@ static int dump_logits(const char *export_dir, const char *path) {
         }
         for (int64_t i = 0; i < T; i++) {
             state = state * 6364136223846793005ull + 1442695040888963407ull;
-            tgt[b * T + i] = i == 0 ? TFM_BOS_ID : (int32_t)(3 + (int64_t)((state >> 33) % (uint64_t)(V - 3)));
+            tgt[b * T + i] =
+                i == 0 ? TFM_BOS_ID : (int32_t)(3 + (int64_t)((state >> 33) % (uint64_t)(V - 3)));
         }
     }
     if (tfm_tape_init(&t, tfm_model_activation_bytes(&m.cfg, B, S, T), 1 << 10)) goto done;
@@ -191,8 +198,8 @@ static int dump_logits(const char *export_dir, const char *path) {
         goto done;
     }
     uint32_t version = 1, count = 4;
-    int err = fwrite("TFMFIX01", 1, 8, f) != 8 || fwrite(&version, 4, 1, f) != 1 || fwrite(&count, 4, 1, f) != 1 ||
-              fx_tensor(f, "src", 1, 2, (int64_t[]){B, S}, src) ||
+    int err = fwrite("TFMFIX01", 1, 8, f) != 8 || fwrite(&version, 4, 1, f) != 1 ||
+              fwrite(&count, 4, 1, f) != 1 || fx_tensor(f, "src", 1, 2, (int64_t[]){B, S}, src) ||
               fx_tensor(f, "tgt_in", 1, 2, (int64_t[]){B, T}, tgt) ||
               fx_tensor(f, "logits", 0, 3, (int64_t[]){B, T, V}, logits->data) ||
               fx_tensor(f, "greedy", 1, 2, (int64_t[]){B, G}, greedy);
@@ -259,7 +266,8 @@ int tfm_cmd_export(int argc, char **argv) {
     } else {
         if (!strcmp(kind, "toy")) {
             /* a toy model has no tokenizer; drop one left by an earlier export (--force) */
-            const char *stale[] = {"bpe.codes", "vocab.txt", "tokenizer.json", "tokenizer_config.json"};
+            const char *stale[] = {"bpe.codes", "vocab.txt", "tokenizer.json",
+                                   "tokenizer_config.json"};
             char p[4096];
             for (int i = 0; i < 4; i++) {
                 snprintf(p, sizeof p, "%s/%s", out, stale[i]);

@@ -83,7 +83,8 @@ static int metrics_read(const char *path, metrics *m) {
         if (!line[0]) continue;
         int n = split_csv(line, fields, 64);
         if (n != n_header) {
-            tfm_set_error("%s:%lld: %d fields, the header has %d", path, (long long)lineno, n, n_header);
+            tfm_set_error("%s:%lld: %d fields, the header has %d", path, (long long)lineno, n,
+                          n_header);
             goto done;
         }
         double row[N_COLS];
@@ -204,7 +205,8 @@ static int draw(const metrics *m, const char *title, const char *out) {
     /* loss: training and validation, from 0 so that the two are comparable */
     tfm_svg_plot p = {.x = left, .y = 64, .w = pw, .h = 250};
     int any = col_range(m, COL_LOSS, COL_VALID_LOSS, &lo, &hi);
-    tfm_svg_plot_axes(&s, &p, x_lo, x_hi, lo < 0 ? lo : 0, any ? hi : 1, "Loss", NULL, "loss (nats per token)");
+    tfm_svg_plot_axes(&s, &p, x_lo, x_hi, lo < 0 ? lo : 0, any ? hi : 1, "Loss", NULL,
+                      "loss (nats per token)");
     const char *names[2], *colors[2];
     int n_leg = 0;
     int64_t n = train_loss_series(m, x, y);
@@ -226,7 +228,8 @@ static int draw(const metrics *m, const char *title, const char *out) {
     p = (tfm_svg_plot){.x = left, .y = 370, .w = pw, .h = 150};
     lo = 0, hi = 1;
     any = col_range(m, COL_VALID_BLEU, -1, &lo, &hi);
-    tfm_svg_plot_axes(&s, &p, x_lo, x_hi, 0, any && hi > 0 ? hi : 100, "Validation BLEU", NULL, "BLEU");
+    tfm_svg_plot_axes(&s, &p, x_lo, x_hi, 0, any && hi > 0 ? hi : 100, "Validation BLEU", NULL,
+                      "BLEU");
     n = sparse_series(m, COL_VALID_BLEU, x, y);
     if (n) {
         tfm_svg_plot_series(&s, &p, x, y, n, C_BLEU, 1);
@@ -295,11 +298,14 @@ int tfm_cmd_plot(int argc, char **argv) {
     snprintf(def_out, sizeof def_out, "%s/curves.svg", dir);
     snprintf(def_title, sizeof def_title, "tfm run %s", dir);
     metrics m;
-    if (metrics_read(csv, &m)) rc = tfm_cli_fail(1, "%s", tfm_last_error());
+    if (metrics_read(csv, &m))
+        rc = tfm_cli_fail(1, "%s", tfm_last_error());
     else {
         const char *path = out ? out : def_out;
-        if (draw(&m, title ? title : def_title, path)) rc = tfm_cli_fail(1, "%s", tfm_last_error());
-        else fprintf(stderr, "wrote %s (%lld rows of %s)\n", path, (long long)m.n, csv);
+        if (draw(&m, title ? title : def_title, path))
+            rc = tfm_cli_fail(1, "%s", tfm_last_error());
+        else
+            fprintf(stderr, "wrote %s (%lld rows of %s)\n", path, (long long)m.n, csv);
         metrics_free(&m);
     }
     free(args);

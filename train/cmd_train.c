@@ -13,7 +13,8 @@
 #include "tfm/toy.h"
 #include "train_common.h"
 
-static const char *USAGE = "tfm train --task copy|reverse [options]\n       tfm train --src-train F --tgt-train F [--src-valid F --tgt-valid F] --save DIR [options]";
+static const char *USAGE = "tfm train --task copy|reverse [options]\n       tfm train --src-train "
+                           "F --tgt-train F [--src-valid F --tgt-valid F] --save DIR [options]";
 
 /* Exact-sequence match and token accuracy of greedy decoding on n held-out
  * sequences (a stream disjoint from the training batches). */
@@ -34,7 +35,8 @@ static int evaluate_toy(tfm_model *m, tfm_tape *t, const tfm_toy_config *tc, uin
         if (tc->annotated) {
             /* start from the first source symbol, decode L-1 more */
             if (tfm_greedy_decode_from(m, t, b.src, b.src_pad, rows, b.S, b.src, b.S, max_out, out,
-                                       lens)) return 1;
+                                       lens))
+                return 1;
         } else if (tfm_greedy_decode(m, t, b.src, b.src_pad, rows, b.S, max_out, out, lens)) {
             return 1;
         }
@@ -48,14 +50,17 @@ static int evaluate_toy(tfm_model *m, tfm_tape *t, const tfm_toy_config *tc, uin
                 int32_t w = i < wn ? want[i] : TFM_EOS_ID;
                 if (tc->annotated && i == wn) break;
                 tok_n++;
-                if (got[i] == w) tok_ok++;
-                else ok = 0;
+                if (got[i] == w)
+                    tok_ok++;
+                else
+                    ok = 0;
             }
             exact_n += ok;
             if (shown < n_show) {
                 shown++;
                 printf("  src:");
-                for (int64_t i = 0; i < b.S && b.src[r * b.S + i] > TFM_EOS_ID; i++) printf(" %d", b.src[r * b.S + i]);
+                for (int64_t i = 0; i < b.S && b.src[r * b.S + i] > TFM_EOS_ID; i++)
+                    printf(" %d", b.src[r * b.S + i]);
                 printf("\n  out:");
                 for (int64_t i = 0; i < got_n; i++) printf(" %d", got[i]);
                 printf("   %s\n", ok ? "(right)" : "(WRONG)");
@@ -81,16 +86,21 @@ int tfm_cmd_train(int argc, char **argv) {
     int rc = flags_parse(flags, n_flags, argc, argv, USAGE, NULL, 0, NULL);
     if (rc) return rc == 1 ? 0 : rc;
     if (o.src_train) return tfm_cmd_train_corpus(&o, flags, n_flags);
-    if (!o.task) return tfm_cli_fail(2, "train: give --task copy|reverse or --src-train/--tgt-train (see --help)");
+    if (!o.task)
+        return tfm_cli_fail(
+            2, "train: give --task copy|reverse or --src-train/--tgt-train (see --help)");
     /* toy-task defaults, measured to reach exact match 1.000 on copy and
      * reverse: no dropout and half the Noam factor, unless given */
     if (!flags_find(flags, n_flags, "dropout")->set) o.dropout = 0.0;
     if (!flags_find(flags, n_flags, "lr-factor")->set) o.lr_factor = 0.5;
-    tfm_toy_config tc = {.vocab = o.vocab, .min_len = o.min_len, .max_len = o.max_len,
-                         .annotated = o.annotated};
-    if (!strcmp(o.task, "copy")) tc.task = TFM_TOY_COPY;
-    else if (!strcmp(o.task, "reverse")) tc.task = TFM_TOY_REVERSE;
-    else return tfm_cli_fail(2, "--task: '%s' is not a toy task (copy, reverse)", o.task);
+    tfm_toy_config tc = {
+        .vocab = o.vocab, .min_len = o.min_len, .max_len = o.max_len, .annotated = o.annotated};
+    if (!strcmp(o.task, "copy"))
+        tc.task = TFM_TOY_COPY;
+    else if (!strcmp(o.task, "reverse"))
+        tc.task = TFM_TOY_REVERSE;
+    else
+        return tfm_cli_fail(2, "--task: '%s' is not a toy task (copy, reverse)", o.task);
     if (tfm_toy_config_check(&tc)) return tfm_cli_fail(2, "%s", tfm_last_error());
     if (train_check_options(&o)) return 2;
 
@@ -99,7 +109,8 @@ int tfm_cmd_train(int argc, char **argv) {
     mc.vocab = o.vocab;
     if (mc.max_len < tc.max_len + 2) mc.max_len = tc.max_len + 2;
     trainer tr;
-    if (trainer_init(&tr, &o, &mc, flags, n_flags, o.batch, tc.max_len + 1, tc.max_len + 1)) return tfm_cli_fail(1, "%s", tfm_last_error());
+    if (trainer_init(&tr, &o, &mc, flags, n_flags, o.batch, tc.max_len + 1, tc.max_len + 1))
+        return tfm_cli_fail(1, "%s", tfm_last_error());
 
     tfm_kv_set(&tr.state, "data.kind", "toy");
     tfm_kv_set(&tr.state, "data.task", "%s", o.task);
@@ -113,9 +124,14 @@ int tfm_cmd_train(int argc, char **argv) {
     int64_t tokens = 0;
     for (int64_t step = tr.step + 1; step <= o.steps && !train_should_stop(); step++) {
         tfm_toy_batch_fill(&batch, &tc, o.seed, step - 1);
-        tfm_seq_batch sb = {.B = batch.B, .S = batch.S, .T = batch.T, .src = batch.src,
-                            .tgt_in = batch.tgt_in, .tgt_out = batch.tgt_out,
-                            .src_pad = batch.src_pad, .tgt_pad = batch.tgt_pad};
+        tfm_seq_batch sb = {.B = batch.B,
+                            .S = batch.S,
+                            .T = batch.T,
+                            .src = batch.src,
+                            .tgt_in = batch.tgt_in,
+                            .tgt_out = batch.tgt_out,
+                            .src_pad = batch.src_pad,
+                            .tgt_pad = batch.tgt_pad};
         double t0 = tfm_now();
         int st = trainer_step(&tr, &sb);
         train_seconds += tfm_now() - t0;
@@ -132,8 +148,9 @@ int tfm_cmd_train(int argc, char **argv) {
                      &exact, &acc, o.quiet ? 0 : 5))
         return tfm_cli_fail(1, "%s", tfm_last_error());
     (void)t_start;
-    printf("exact_match=%.3f token_acc=%.3f steps=%lld seconds=%.1f tokens_per_s=%.0f\n", exact, acc,
-           (long long)tr.step, train_seconds, train_seconds > 0 ? (double)tokens / train_seconds : 0.0);
+    printf("exact_match=%.3f token_acc=%.3f steps=%lld seconds=%.1f tokens_per_s=%.0f\n", exact,
+           acc, (long long)tr.step, train_seconds,
+           train_seconds > 0 ? (double)tokens / train_seconds : 0.0);
     tfm_toy_batch_free(&batch);
     trainer_free(&tr);
     return 0;

@@ -27,11 +27,16 @@ static int parse_symbols(const char *line, int64_t lineno, int64_t vocab, int32_
         long v = strtol(p, &end, 10);
         if (end == p || (*end && *end != ' ') || errno)
             return tfm_set_error("<stdin>:%lld: '%.*s' is not a symbol id", (long long)lineno,
-                                 (int)strcspn(p, " "), p), 1;
+                                 (int)strcspn(p, " "), p),
+                   1;
         if (v < 3 || v >= vocab)
-            return tfm_set_error("<stdin>:%lld: symbol %ld is outside 3..%lld", (long long)lineno, v,
-                                 (long long)(vocab - 1)), 1;
-        if (*n >= cap) return tfm_set_error("<stdin>:%lld: longer than %lld symbols", (long long)lineno, (long long)cap), 1;
+            return tfm_set_error("<stdin>:%lld: symbol %ld is outside 3..%lld", (long long)lineno,
+                                 v, (long long)(vocab - 1)),
+                   1;
+        if (*n >= cap)
+            return tfm_set_error("<stdin>:%lld: longer than %lld symbols", (long long)lineno,
+                                 (long long)cap),
+                   1;
         ids[(*n)++] = (int32_t)v;
         p = end;
     }
@@ -47,13 +52,14 @@ static int translate_toy(tfm_model *m, const tfm_lines *in, int64_t batch) {
     int32_t *src = malloc((size_t)(batch * (cap + 1)) * sizeof(int32_t));
     uint8_t *pad = malloc((size_t)(batch * (cap + 1)));
     int32_t *out = malloc((size_t)(batch * (cap + 1)) * sizeof(int32_t));
-    int64_t *lens = malloc((size_t)batch * sizeof(int64_t)), *row_len = malloc((size_t)batch * sizeof(int64_t));
+    int64_t *lens = malloc((size_t)batch * sizeof(int64_t)),
+            *row_len = malloc((size_t)batch * sizeof(int64_t));
     if (!src || !pad || !out || !lens || !row_len) return tfm_set_error("out of memory"), 1;
     for (int64_t start = 0; start < in->n; start += batch) {
         int64_t B = in->n - start < batch ? in->n - start : batch, S = 1;
         for (int64_t b = 0; b < B; b++) {
-            if (parse_symbols(in->line[start + b], start + b + 1, m->cfg.vocab, src + b * (cap + 1), cap,
-                              &row_len[b]))
+            if (parse_symbols(in->line[start + b], start + b + 1, m->cfg.vocab, src + b * (cap + 1),
+                              cap, &row_len[b]))
                 return 1;
             if (row_len[b] + 1 > S) S = row_len[b] + 1;
         }
@@ -61,7 +67,9 @@ static int translate_toy(tfm_model *m, const tfm_lines *in, int64_t batch) {
         int32_t *packed = out; /* reuse as scratch for the source */
         for (int64_t b = 0; b < B; b++)
             for (int64_t i = 0; i < S; i++) {
-                int32_t v = i < row_len[b] ? src[b * (cap + 1) + i] : i == row_len[b] ? TFM_EOS_ID : TFM_PAD_ID;
+                int32_t v = i < row_len[b]    ? src[b * (cap + 1) + i]
+                            : i == row_len[b] ? TFM_EOS_ID
+                                              : TFM_PAD_ID;
                 packed[b * S + i] = v;
                 pad[b * S + i] = v == TFM_PAD_ID;
             }
@@ -106,7 +114,7 @@ int tfm_cmd_translate(int argc, char **argv) {
     if (!(alpha >= 0)) return tfm_cli_fail(2, "--alpha: must not be negative");
     if (threads < 0) return tfm_cli_fail(2, "--threads: must not be negative");
     if (threads > 0) tfm_set_num_threads((int)threads);
-    translate_options to = {.beam = beam, .alpha = alpha, .batch = batch, .max_len = max_len,
-                            .quiet = quiet};
+    translate_options to = {
+        .beam = beam, .alpha = alpha, .batch = batch, .max_len = max_len, .quiet = quiet};
     return translate_main(model_path, input, &to, translate_toy);
 }

@@ -36,13 +36,15 @@ static char *keep_string(const char *s) {
 
 /* Checks text against f's type and stores it unless check_only. where:
  * "--steps" or "file.cfg:3" for messages. 0 ok, else 2 with the error set. */
-static int convert_value(flag_def *f, const char *text, const char *where, int from_file, int check_only) {
+static int convert_value(flag_def *f, const char *text, const char *where, int from_file,
+                         int check_only) {
     char *end = NULL;
     errno = 0;
     switch (f->type) {
     case FLAG_INT: {
         long long v = strtoll(text, &end, 10);
-        if (!*text || *end || errno) return tfm_set_error("%s: '%s' is not an integer", where, text), 2;
+        if (!*text || *end || errno)
+            return tfm_set_error("%s: '%s' is not an integer", where, text), 2;
         if (!check_only) *(int64_t *)f->value = v;
         break;
     }
@@ -62,9 +64,12 @@ static int convert_value(flag_def *f, const char *text, const char *where, int f
         break;
     case FLAG_BOOL: {
         int v;
-        if (!strcmp(text, "1") || !strcmp(text, "true") || !strcmp(text, "yes")) v = 1;
-        else if (!strcmp(text, "0") || !strcmp(text, "false") || !strcmp(text, "no")) v = 0;
-        else return tfm_set_error("%s: '%s' is not a boolean (true/false)", where, text), 2;
+        if (!strcmp(text, "1") || !strcmp(text, "true") || !strcmp(text, "yes"))
+            v = 1;
+        else if (!strcmp(text, "0") || !strcmp(text, "false") || !strcmp(text, "no"))
+            v = 0;
+        else
+            return tfm_set_error("%s: '%s' is not a boolean (true/false)", where, text), 2;
         if (!check_only) *(int *)f->value = v;
         break;
     }
@@ -85,7 +90,8 @@ typedef struct {
 
 static int config_pair(const char *key, const char *value, const char *where, void *ctx) {
     config_ctx *c = ctx;
-    if (!strcmp(key, "config")) return tfm_set_error("%s: a config file cannot include another", where), 2;
+    if (!strcmp(key, "config"))
+        return tfm_set_error("%s: a config file cannot include another", where), 2;
     flag_def *f = flags_find(c->flags, c->n_flags, key);
     if (!f) return tfm_set_error("%s: unknown key '%s'", where, key), 2;
     /* The command line wins (bit 0 of f->set), but a malformed value in the
@@ -107,12 +113,19 @@ void flags_help(FILE *f, const flag_def *flags, int n_flags, const char *usage) 
         const flag_def *d = &flags[i];
         char def[64] = "";
         switch (d->type) {
-        case FLAG_INT: snprintf(def, sizeof def, "%lld", (long long)*(int64_t *)d->value); break;
-        case FLAG_FLOAT: snprintf(def, sizeof def, "%g", *(double *)d->value); break;
-        case FLAG_STR:
-            snprintf(def, sizeof def, "%s", *(const char **)d->value ? *(const char **)d->value : "none");
+        case FLAG_INT:
+            snprintf(def, sizeof def, "%lld", (long long)*(int64_t *)d->value);
             break;
-        case FLAG_BOOL: snprintf(def, sizeof def, "%s", *(int *)d->value ? "on" : "off"); break;
+        case FLAG_FLOAT:
+            snprintf(def, sizeof def, "%g", *(double *)d->value);
+            break;
+        case FLAG_STR:
+            snprintf(def, sizeof def, "%s",
+                     *(const char **)d->value ? *(const char **)d->value : "none");
+            break;
+        case FLAG_BOOL:
+            snprintf(def, sizeof def, "%s", *(int *)d->value ? "on" : "off");
+            break;
         }
         char name[48];
         snprintf(name, sizeof name, "--%s%s", d->name, d->type == FLAG_BOOL ? "" : " X");
@@ -122,8 +135,8 @@ void flags_help(FILE *f, const flag_def *flags, int n_flags, const char *usage) 
             "--help", "this list");
 }
 
-int flags_parse(flag_def *flags, int n_flags, int argc, char **argv, const char *usage,
-                char **pos, int max_pos, int *n_pos) {
+int flags_parse(flag_def *flags, int n_flags, int argc, char **argv, const char *usage, char **pos,
+                int max_pos, int *n_pos) {
     const char *config = NULL;
     if (n_pos) *n_pos = 0;
     for (int i = 1; i < argc; i++) {
@@ -177,12 +190,19 @@ void flags_write_config(FILE *f, const flag_def *flags, int n_flags) {
     for (int i = 0; i < n_flags; i++) {
         const flag_def *d = &flags[i];
         switch (d->type) {
-        case FLAG_INT: fprintf(f, "%s = %lld\n", d->name, (long long)*(int64_t *)d->value); break;
-        case FLAG_FLOAT: fprintf(f, "%s = %.17g\n", d->name, *(double *)d->value); break;
-        case FLAG_STR:
-            if (*(const char **)d->value) fprintf(f, "%s = %s\n", d->name, *(const char **)d->value);
+        case FLAG_INT:
+            fprintf(f, "%s = %lld\n", d->name, (long long)*(int64_t *)d->value);
             break;
-        case FLAG_BOOL: fprintf(f, "%s = %s\n", d->name, *(int *)d->value ? "true" : "false"); break;
+        case FLAG_FLOAT:
+            fprintf(f, "%s = %.17g\n", d->name, *(double *)d->value);
+            break;
+        case FLAG_STR:
+            if (*(const char **)d->value)
+                fprintf(f, "%s = %s\n", d->name, *(const char **)d->value);
+            break;
+        case FLAG_BOOL:
+            fprintf(f, "%s = %s\n", d->name, *(int *)d->value ? "true" : "false");
+            break;
         }
     }
 }

@@ -13,16 +13,16 @@ typedef enum { FLAG_INT, FLAG_FLOAT, FLAG_STR, FLAG_BOOL } flag_type;
 typedef struct {
     const char *name; /* without the leading "--" */
     flag_type type;
-    void *value;      /* int64_t*, double*, const char**, int* */
+    void *value; /* int64_t*, double*, const char**, int* */
     const char *help;
-    int set;          /* bit 0: given on the command line, bit 1: in a config file */
+    int set; /* bit 0: given on the command line, bit 1: in a config file */
 } flag_def;
 
 /* Parses argv[1..argc) (argv[0] is the subcommand). Positional arguments are
  * collected into pos (up to max_pos). Returns 0, 1 after printing --help,
  * or 2 after printing a one-line error. */
-int flags_parse(flag_def *flags, int n_flags, int argc, char **argv, const char *usage,
-                char **pos, int max_pos, int *n_pos);
+int flags_parse(flag_def *flags, int n_flags, int argc, char **argv, const char *usage, char **pos,
+                int max_pos, int *n_pos);
 void flags_help(FILE *f, const flag_def *flags, int n_flags, const char *usage);
 /* Parses a config file into the flags (used by flags_parse for --config). */
 int flags_read_config(flag_def *flags, int n_flags, const char *path);

@@ -49,9 +49,12 @@ void train_options_default(train_options *o) {
 int train_flags(train_options *o, flag_def *f) {
     int n = 0;
 #define I(name, field, help) f[n++] = (flag_def){name, FLAG_INT, &o->field, help, 0}
-#define F(name, field, help) f[n++] = (flag_def){name, FLAG_FLOAT, &o->field, help, 0}
-#define S(name, field, help) f[n++] = (flag_def){name, FLAG_STR, &o->field, help, 0}
-#define B(name, field, help) f[n++] = (flag_def){name, FLAG_BOOL, &o->field, help, 0}
+#define F(name, field, help)                                                                       \
+    f[n++] = (flag_def) { name, FLAG_FLOAT, &o->field, help, 0 }
+#define S(name, field, help)                                                                       \
+    f[n++] = (flag_def) { name, FLAG_STR, &o->field, help, 0 }
+#define B(name, field, help)                                                                       \
+    f[n++] = (flag_def) { name, FLAG_BOOL, &o->field, help, 0 }
     S("task", task, "toy task: copy or reverse");
     I("vocab", vocab, "toy vocabulary incl. pad, <s>, </s>");
     I("min-len", min_len, "toy: shortest sequence");
@@ -66,7 +69,8 @@ int train_flags(train_options *o, flag_def *f) {
     I("bpe-merges", bpe_merges, "corpus: BPE merges to learn (joint)");
     I("valid-every", valid_every, "corpus: validate every N steps");
     I("valid-max", valid_max, "corpus: decode at most N validation sentences (0: all)");
-    I("early-stop", early_stop, "corpus: stop after N validations without BLEU improvement (0: off)");
+    I("early-stop", early_stop,
+      "corpus: stop after N validations without BLEU improvement (0: off)");
     F("max-minutes", max_minutes, "stop after this much training time (0: off)");
     I("beam", beam, "validation decoding beam size");
     F("alpha", alpha, "beam length penalty (GNMT)");
@@ -85,7 +89,8 @@ int train_flags(train_options *o, flag_def *f) {
     I("steps", steps, "optimizer updates");
     I("batch", batch, "toy: sequences per batch");
     I("warmup", warmup, "warmup steps of the Noam schedule");
-    F("lr-factor", lr_factor, "Noam factor: lr = factor * d^-0.5 * min(s^-0.5, s*w^-1.5) (toy: 0.5 unless given)");
+    F("lr-factor", lr_factor,
+      "Noam factor: lr = factor * d^-0.5 * min(s^-0.5, s*w^-1.5) (toy: 0.5 unless given)");
     F("label-smoothing", label_smoothing, "label smoothing");
     F("clip-norm", clip_norm, "clip the global gradient norm (0: off)");
     F("weight-decay", weight_decay, "AdamW decoupled weight decay on matrices (0: off)");
@@ -110,7 +115,8 @@ int train_flags(train_options *o, flag_def *f) {
 }
 
 int train_check_options(const train_options *o) {
-#define NEED(cond, ...) if (!(cond)) return tfm_cli_fail(2, __VA_ARGS__)
+#define NEED(cond, ...)                                                                            \
+    if (!(cond)) return tfm_cli_fail(2, __VA_ARGS__)
     NEED(o->steps >= 0, "--steps: must not be negative");
     NEED(o->batch >= 1 && o->batch <= 1000000, "--batch: must be between 1 and 1000000");
     NEED(o->warmup >= 1, "--warmup: must be at least 1");
@@ -172,14 +178,16 @@ int train_make_dirs(const char *dir) {
 static int ensure_dir(const char *dir) {
     struct stat st;
     if (stat(dir, &st) == 0) {
-        if (!S_ISDIR(st.st_mode)) return tfm_set_error("--save %s: exists and is not a directory", dir), 1;
+        if (!S_ISDIR(st.st_mode))
+            return tfm_set_error("--save %s: exists and is not a directory", dir), 1;
     } else if (train_make_dirs(dir) != 0) {
         return tfm_set_error("--save %s: cannot create directory: %s", dir, strerror(errno)), 1;
     }
     char probe[4096];
     snprintf(probe, sizeof probe, "%s/.write-test.%ld", dir, (long)getpid());
     FILE *f = fopen(probe, "w");
-    if (!f) return tfm_set_error("--save %s: directory is not writable: %s", dir, strerror(errno)), 1;
+    if (!f)
+        return tfm_set_error("--save %s: directory is not writable: %s", dir, strerror(errno)), 1;
     fclose(f);
     unlink(probe);
     return 0;
@@ -230,7 +238,8 @@ static int64_t remove_stale_temporaries(const char *dir) {
     char path[4096];
     while ((e = readdir(d))) {
         const char *tmp = strstr(e->d_name, ".tfm.tmp.");
-        if (!tmp || (strncmp(e->d_name, "checkpoint-", 11) && strncmp(e->d_name, "best.tfm", 8))) continue;
+        if (!tmp || (strncmp(e->d_name, "checkpoint-", 11) && strncmp(e->d_name, "best.tfm", 8)))
+            continue;
         snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
         if (unlink(path) == 0) n++;
     }
@@ -244,8 +253,11 @@ int train_check_save_dir(const train_options *o) {
     /* a fresh run would clobber the logs and interleave its checkpoints with
      * the old run's (a later --resume would pick the old run's newest) */
     if (list_checkpoints(o->save, steps, 1) > 0)
-        return tfm_set_error("--save %s: already holds checkpoints of a run: add --resume to continue "
-                             "it, or choose another directory", o->save), 1;
+        return tfm_set_error(
+                   "--save %s: already holds checkpoints of a run: add --resume to continue "
+                   "it, or choose another directory",
+                   o->save),
+               1;
     return 0;
 }
 
@@ -318,7 +330,8 @@ static int resume_from(trainer *tr, const tfm_model_config *mc, char *path, size
         goto fail;
     }
     for (int64_t i = 0; i < ck.meta.n; i++)
-        if (!strncmp(ck.meta.keys[i], "state.", 6)) tfm_kv_set(&tr->state, ck.meta.keys[i], "%s", ck.meta.vals[i]);
+        if (!strncmp(ck.meta.keys[i], "state.", 6))
+            tfm_kv_set(&tr->state, ck.meta.keys[i], "%s", ck.meta.vals[i]);
     tfm_checkpoint_free(&ck);
     return 0;
 fail:
@@ -327,7 +340,8 @@ fail:
 }
 
 static int trainer_init_body(trainer *tr, const train_options *o, const tfm_model_config *mc,
-                             flag_def *flags, int n_flags, int64_t max_B, int64_t max_S, int64_t max_T) {
+                             flag_def *flags, int n_flags, int64_t max_B, int64_t max_S,
+                             int64_t max_T) {
     memset(tr, 0, sizeof *tr);
     tr->o = o;
     tr->flags = flags;
@@ -371,7 +385,9 @@ static int trainer_init_body(trainer *tr, const train_options *o, const tfm_mode
         int fresh = !o->resume || access(path, F_OK) != 0;
         tr->metrics = fopen(path, fresh ? "w" : "a");
         if (!tr->log || !tr->metrics) return tfm_set_error("%s: cannot write logs", o->save), 1;
-        if (fresh) fprintf(tr->metrics, "step,epoch,loss,lr,grad_norm,tokens_per_s,valid_loss,valid_bleu\n");
+        if (fresh)
+            fprintf(tr->metrics,
+                    "step,epoch,loss,lr,grad_norm,tokens_per_s,valid_loss,valid_bleu\n");
         snprintf(path, sizeof path, "%s/config.txt", o->save);
         FILE *cf = fopen(path, "w");
         if (!cf) return tfm_set_error("%s: cannot write", path), 1;
@@ -381,7 +397,9 @@ static int trainer_init_body(trainer *tr, const train_options *o, const tfm_mode
     tr->first_step = tr->step;
     if (*resumed) trainer_log(tr, "resumed from %s at step %lld\n", resumed, (long long)tr->step);
     int64_t stale = o->save ? remove_stale_temporaries(o->save) : 0;
-    if (stale) trainer_log(tr, "removed %lld temporary file(s) of interrupted checkpoint writes\n", (long long)stale);
+    if (stale)
+        trainer_log(tr, "removed %lld temporary file(s) of interrupted checkpoint writes\n",
+                    (long long)stale);
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
@@ -435,7 +453,8 @@ int trainer_step(trainer *tr, const tfm_seq_batch *b) {
         trainer_log(tr, "%sstep %lld: non-finite %s (%g), update skipped (%lld in a row)\n",
                     tr->tty && !tr->o->quiet ? "\n" : "", (long long)step,
                     isfinite(loss->data[0]) ? "gradient norm" : "loss",
-                    isfinite(loss->data[0]) ? norm : (double)loss->data[0], (long long)tr->bad_steps);
+                    isfinite(loss->data[0]) ? norm : (double)loss->data[0],
+                    (long long)tr->bad_steps);
         if (tr->bad_steps >= tr->o->max_bad_steps) {
             tfm_set_error("stopping: %lld non-finite steps in a row (--max-bad-steps %lld); try a "
                           "lower --lr-factor or --clip-norm",
@@ -465,15 +484,18 @@ void trainer_progress(trainer *tr, int64_t tokens, double seconds) {
     if (!o->quiet) {
         double elapsed = tfm_now() - tr->t0;
         int64_t done = step - tr->first_step;
-        double eta = done > 0 && o->steps > step ? elapsed / (double)done * (double)(o->steps - step) : 0;
-        if (o->max_minutes > 0 && eta > o->max_minutes * 60 - seconds) eta = o->max_minutes * 60 - seconds;
+        double eta =
+            done > 0 && o->steps > step ? elapsed / (double)done * (double)(o->steps - step) : 0;
+        if (o->max_minutes > 0 && eta > o->max_minutes * 60 - seconds)
+            eta = o->max_minutes * 60 - seconds;
         if (eta < 0) eta = 0;
         if (tr->tty) {
             printf("\rstep %lld/%lld  loss %.4f  lr %.2e  %.0f tok/s  %.0fs elapsed  ETA %.0fs   ",
                    (long long)step, (long long)o->steps, avg, tr->last_lr, tps, elapsed, eta);
             fflush(stdout);
         } else if (line_due) {
-            printf("step %lld/%lld loss %.4f lr %.2e grad_norm %.3g tok/s %.0f elapsed %.0fs eta %.0fs\n",
+            printf("step %lld/%lld loss %.4f lr %.2e grad_norm %.3g tok/s %.0f elapsed %.0fs eta "
+                   "%.0fs\n",
                    (long long)step, (long long)o->steps, avg, tr->last_lr, tr->last_grad_norm, tps,
                    elapsed, eta);
             fflush(stdout);
@@ -481,8 +503,8 @@ void trainer_progress(trainer *tr, int64_t tokens, double seconds) {
     }
     if (line_due) {
         if (tr->log)
-            fprintf(tr->log, "step %lld loss %.4f lr %.3e grad_norm %.4g tok/s %.0f\n", (long long)step,
-                    avg, tr->last_lr, tr->last_grad_norm, tps);
+            fprintf(tr->log, "step %lld loss %.4f lr %.3e grad_norm %.4g tok/s %.0f\n",
+                    (long long)step, avg, tr->last_lr, tr->last_grad_norm, tps);
         tr->loss_sum = 0;
         tr->loss_count = 0;
     }
@@ -490,7 +512,8 @@ void trainer_progress(trainer *tr, int64_t tokens, double seconds) {
 
 void trainer_progress_end(trainer *tr) {
     if (tr->tty && !tr->o->quiet) printf("\n");
-    if (train_should_stop()) trainer_log(tr, "interrupted at step %lld: saving and exiting\n", (long long)tr->step);
+    if (train_should_stop())
+        trainer_log(tr, "interrupted at step %lld: saving and exiting\n", (long long)tr->step);
 }
 
 void trainer_metrics(trainer *tr, double tokens_per_s, double valid_loss, double valid_bleu) {
@@ -510,7 +533,8 @@ static void fill_meta(trainer *tr, tfm_kv *meta) {
     tfm_kv_set(meta, "train.seed", "%lld", (long long)tr->o->seed);
     tfm_kv_set(meta, "train.bad_steps", "%lld", (long long)tr->bad_steps);
     tfm_kv_set(meta, "train.skipped", "%lld", (long long)tr->skipped);
-    for (int64_t i = 0; i < tr->state.n; i++) tfm_kv_set(meta, tr->state.keys[i], "%s", tr->state.vals[i]);
+    for (int64_t i = 0; i < tr->state.n; i++)
+        tfm_kv_set(meta, tr->state.keys[i], "%s", tr->state.vals[i]);
 }
 
 int trainer_checkpoint(trainer *tr, int force) {
@@ -545,7 +569,8 @@ int trainer_save_best(trainer *tr) {
 
 int trainer_maybe_checkpoint(trainer *tr, int force) {
     if (!tr->o->save) return 0;
-    if (force || train_should_stop() || (tr->o->save_every > 0 && tr->step % tr->o->save_every == 0))
+    if (force || train_should_stop() ||
+        (tr->o->save_every > 0 && tr->step % tr->o->save_every == 0))
         return trainer_checkpoint(tr, force);
     return 0;
 }
@@ -555,7 +580,8 @@ int train_load_model(const char *path, tfm_model *m, tfm_kv *meta) {
     struct stat st;
     if (stat(path, &st) != 0) return tfm_set_error("--model %s: %s", path, strerror(errno)), 1;
     snprintf(file, sizeof file, "%s/model.safetensors", path);
-    if (S_ISDIR(st.st_mode) && access(file, F_OK) == 0) return tfm_export_load(path, m, meta); /* an export */
+    if (S_ISDIR(st.st_mode) && access(file, F_OK) == 0)
+        return tfm_export_load(path, m, meta); /* an export */
     if (S_ISDIR(st.st_mode)) {
         if (train_find_checkpoint(path, file, sizeof file, 1)) return 1;
     } else {
@@ -565,7 +591,8 @@ int train_load_model(const char *path, tfm_model *m, tfm_kv *meta) {
     if (tfm_checkpoint_read(file, &ck)) return 1;
     int rc = tfm_model_from_checkpoint(m, &ck);
     if (!rc && meta)
-        for (int64_t i = 0; i < ck.meta.n; i++) tfm_kv_set(meta, ck.meta.keys[i], "%s", ck.meta.vals[i]);
+        for (int64_t i = 0; i < ck.meta.n; i++)
+            tfm_kv_set(meta, ck.meta.keys[i], "%s", ck.meta.vals[i]);
     tfm_checkpoint_free(&ck);
     return rc;
 }

@@ -38,7 +38,7 @@ typedef struct {
 
 void train_options_default(train_options *o);
 int train_flags(train_options *o, flag_def *flags); /* fills flags, returns the count */
-int train_check_options(const train_options *o);   /* prints the error; 0 ok */
+int train_check_options(const train_options *o);    /* prints the error; 0 ok */
 void train_model_config(const train_options *o, tfm_model_config *c);
 
 typedef struct {
@@ -52,9 +52,9 @@ typedef struct {
     int64_t skipped;    /* in total */
     int64_t n_params;
     double last_loss, last_lr, last_grad_norm;
-    double loss_sum;    /* since the last progress line */
+    double loss_sum; /* since the last progress line */
     int64_t loss_count;
-    tfm_kv state;       /* extra training state saved with each checkpoint */
+    tfm_kv state; /* extra training state saved with each checkpoint */
     FILE *log, *metrics;
     int tty;
     double t0;
@@ -63,8 +63,8 @@ typedef struct {
 } trainer;
 
 /* Builds the model (or resumes it from the run directory with --resume). */
-int trainer_init(trainer *tr, const train_options *o, const tfm_model_config *mc,
-                 flag_def *flags, int n_flags, int64_t max_B, int64_t max_S, int64_t max_T);
+int trainer_init(trainer *tr, const train_options *o, const tfm_model_config *mc, flag_def *flags,
+                 int n_flags, int64_t max_B, int64_t max_S, int64_t max_T);
 void trainer_free(trainer *tr);
 /* One update: forward, backward, clip, Adam. Returns 0, 1 when the step was
  * skipped (non-finite loss or gradient), -1 on error (message set). */

@@ -76,7 +76,8 @@ static int prepare_text_model(const train_options *o, text_model *tm, FILE *log)
     char codes[4096], vocab[4096];
     snprintf(codes, sizeof codes, "%s/bpe.codes", o->save);
     snprintf(vocab, sizeof vocab, "%s/vocab.txt", o->save);
-    if (o->resume && access(codes, F_OK) == 0 && access(vocab, F_OK) == 0) return text_model_load(o->save, tm);
+    if (o->resume && access(codes, F_OK) == 0 && access(vocab, F_OK) == 0)
+        return text_model_load(o->save, tm);
     const char *files[2] = {o->src_train, o->tgt_train};
     memset(tm, 0, sizeof *tm);
     double t0 = tfm_now();
@@ -100,8 +101,8 @@ static int valid_loss(trainer *tr, const tfm_batcher *vb, const tfm_pairs *vp, t
         const int64_t *idx;
         int64_t n = tfm_batcher_batch(vb, k, &idx);
         if (tfm_batch_fill(batch, vp, idx, n)) return 1;
-        tfm_seq_batch sb = {batch->b, batch->s, batch->t, batch->src, batch->dec_in, batch->dec_out,
-                            batch->src_pad, batch->tgt_pad};
+        tfm_seq_batch sb = {batch->b,      batch->s,       batch->t,       batch->src,
+                            batch->dec_in, batch->dec_out, batch->src_pad, batch->tgt_pad};
         tfm_tape_reset(t);
         t->no_grad = 1;
         t->training = 0;
@@ -120,8 +121,10 @@ static int valid_loss(trainer *tr, const tfm_batcher *vb, const tfm_pairs *vp, t
 
 int tfm_cmd_train_corpus(train_options *o, flag_def *flags, int n_flags) {
     if (!o->tgt_train) return tfm_cli_fail(2, "train: --src-train needs --tgt-train");
-    if (!o->src_valid != !o->tgt_valid) return tfm_cli_fail(2, "train: give both --src-valid and --tgt-valid");
-    if (!o->save) return tfm_cli_fail(2, "train: a corpus run needs --save DIR (checkpoints, vocabulary)");
+    if (!o->src_valid != !o->tgt_valid)
+        return tfm_cli_fail(2, "train: give both --src-valid and --tgt-valid");
+    if (!o->save)
+        return tfm_cli_fail(2, "train: a corpus run needs --save DIR (checkpoints, vocabulary)");
     if (o->bpe_merges <= 0) o->bpe_merges = 8000;
     if (o->batch_tokens < 16) return tfm_cli_fail(2, "--batch-tokens: must be at least 16");
     if (o->max_tokens_len < 1) return tfm_cli_fail(2, "--max-tokens: must be positive");
@@ -136,45 +139,59 @@ int tfm_cmd_train_corpus(train_options *o, flag_def *flags, int n_flags) {
     tfm_corpus_opts copts = {.max_line_bytes = 1 << 20};
     tfm_corpus train, valid;
     memset(&valid, 0, sizeof valid);
-    if (tfm_corpus_read(o->src_train, o->tgt_train, &copts, &train)) return tfm_cli_fail(1, "%s", tfm_last_error());
+    if (tfm_corpus_read(o->src_train, o->tgt_train, &copts, &train))
+        return tfm_cli_fail(1, "%s", tfm_last_error());
     if (o->src_valid && tfm_corpus_read(o->src_valid, o->tgt_valid, &copts, &valid))
         return tfm_cli_fail(1, "%s", tfm_last_error());
     if (o->model_max_len < o->max_tokens_len + 2) o->model_max_len = o->max_tokens_len + 2;
-    if (o->model_max_len < 2 * (o->max_tokens_len + 1) + 10) o->model_max_len = 2 * (o->max_tokens_len + 1) + 10;
+    if (o->model_max_len < 2 * (o->max_tokens_len + 1) + 10)
+        o->model_max_len = 2 * (o->max_tokens_len + 1) + 10;
     text_model tm;
     if (train_check_save_dir(o)) return tfm_cli_fail(1, "%s", tfm_last_error());
     if (access(o->save, F_OK) != 0 && train_make_dirs(o->save) != 0)
         return tfm_cli_fail(1, "--save %s: cannot create directory", o->save);
-    if (prepare_text_model(o, &tm, o->quiet ? NULL : stdout)) return tfm_cli_fail(1, "%s", tfm_last_error());
+    if (prepare_text_model(o, &tm, o->quiet ? NULL : stdout))
+        return tfm_cli_fail(1, "%s", tfm_last_error());
     encoded etrain, evalid;
     memset(&evalid, 0, sizeof evalid);
     if (encode_corpus(&train, &tm, &etrain)) return tfm_cli_fail(1, "%s", tfm_last_error());
-    if (valid.n && encode_corpus(&valid, &tm, &evalid)) return tfm_cli_fail(1, "%s", tfm_last_error());
-    tfm_batch_opts bo = {.batch_tokens = o->batch_tokens, .max_src_len = o->max_tokens_len,
-                         .max_tgt_len = o->max_tokens_len, .seed = (uint64_t)o->seed};
+    if (valid.n && encode_corpus(&valid, &tm, &evalid))
+        return tfm_cli_fail(1, "%s", tfm_last_error());
+    tfm_batch_opts bo = {.batch_tokens = o->batch_tokens,
+                         .max_src_len = o->max_tokens_len,
+                         .max_tgt_len = o->max_tokens_len,
+                         .seed = (uint64_t)o->seed};
     tfm_batcher batcher, vbatcher;
-    if (tfm_batcher_init(&batcher, &etrain.pairs, &bo)) return tfm_cli_fail(1, "%s", tfm_last_error());
+    if (tfm_batcher_init(&batcher, &etrain.pairs, &bo))
+        return tfm_cli_fail(1, "%s", tfm_last_error());
     int64_t B, S, T, vB = 0, vS = 0, vT = 0;
     tfm_batcher_max_shape(&batcher, &B, &S, &T);
     if (valid.n) {
-        if (tfm_batcher_init(&vbatcher, &evalid.pairs, &bo)) return tfm_cli_fail(1, "%s", tfm_last_error());
+        if (tfm_batcher_init(&vbatcher, &evalid.pairs, &bo))
+            return tfm_cli_fail(1, "%s", tfm_last_error());
         tfm_batcher_max_shape(&vbatcher, &vB, &vS, &vT);
     }
     tfm_model_config mc;
     train_model_config(o, &mc);
     mc.vocab = tfm_vocab_size(tm.vocab);
     trainer tr;
-    if (trainer_init(&tr, o, &mc, flags, n_flags, B > vB ? B : vB, S > vS ? S : vS, T > vT ? T : vT))
+    if (trainer_init(&tr, o, &mc, flags, n_flags, B > vB ? B : vB, S > vS ? S : vS,
+                     T > vT ? T : vT))
         return tfm_cli_fail(1, "%s", tfm_last_error());
     tfm_kv_set(&tr.state, "data.kind", "text");
-    trainer_log(&tr, "corpus %s / %s: %lld pairs, %lld dropped (longer than %lld subwords); "
-                     "%lld batches per epoch (max %lld x %lld/%lld); vocabulary %d; %lld parameters; %d threads\n",
+    trainer_log(&tr,
+                "corpus %s / %s: %lld pairs, %lld dropped (longer than %lld subwords); "
+                "%lld batches per epoch (max %lld x %lld/%lld); vocabulary %d; %lld parameters; %d "
+                "threads\n",
                 o->src_train, o->tgt_train, (long long)train.n, (long long)batcher.n_dropped,
-                (long long)o->max_tokens_len, (long long)batcher.n_batches, (long long)B, (long long)S,
-                (long long)T, tfm_vocab_size(tm.vocab), (long long)tr.n_params, tfm_num_threads());
+                (long long)o->max_tokens_len, (long long)batcher.n_batches, (long long)B,
+                (long long)S, (long long)T, tfm_vocab_size(tm.vocab), (long long)tr.n_params,
+                tfm_num_threads());
     if (valid.n && vbatcher.n_dropped)
-        trainer_log(&tr, "validation: %lld of %lld pairs longer than %lld subwords are left out of the loss\n",
-                    (long long)vbatcher.n_dropped, (long long)valid.n, (long long)o->max_tokens_len);
+        trainer_log(
+            &tr,
+            "validation: %lld of %lld pairs longer than %lld subwords are left out of the loss\n",
+            (long long)vbatcher.n_dropped, (long long)valid.n, (long long)o->max_tokens_len);
     /* restore the data position and the best-so-far */
     double best_bleu = -1;
     int64_t no_improve = 0;
@@ -197,7 +214,8 @@ int tfm_cmd_train_corpus(train_options *o, flag_def *flags, int n_flags) {
     tfm_batch batch;
     if (tfm_batch_alloc(&batch, B > vB ? B : vB, S > vS ? S : vS, T > vT ? T : vT))
         return tfm_cli_fail(1, "%s", tfm_last_error());
-    translate_options to = {.beam = o->beam, .alpha = o->alpha, .batch = 64, .max_len = 0, .quiet = 1};
+    translate_options to = {
+        .beam = o->beam, .alpha = o->alpha, .batch = 64, .max_len = 0, .quiet = 1};
     int64_t n_dec = valid.n && o->valid_max > 0 && o->valid_max < valid.n ? o->valid_max : valid.n;
     char **hyps = calloc((size_t)(n_dec + 1), sizeof(char *));
     double train_seconds = 0;
@@ -206,9 +224,10 @@ int tfm_cmd_train_corpus(train_options *o, flag_def *flags, int n_flags) {
     for (int64_t step = tr.step + 1; step <= o->steps && !train_should_stop(); step++) {
         const int64_t *idx;
         int64_t n = tfm_batcher_next(&batcher, &idx);
-        if (tfm_batch_fill(&batch, &etrain.pairs, idx, n)) return tfm_cli_fail(1, "%s", tfm_last_error());
-        tfm_seq_batch sb = {batch.b, batch.s, batch.t, batch.src, batch.dec_in, batch.dec_out,
-                            batch.src_pad, batch.tgt_pad};
+        if (tfm_batch_fill(&batch, &etrain.pairs, idx, n))
+            return tfm_cli_fail(1, "%s", tfm_last_error());
+        tfm_seq_batch sb = {batch.b,      batch.s,       batch.t,       batch.src,
+                            batch.dec_in, batch.dec_out, batch.src_pad, batch.tgt_pad};
         double t0 = tfm_now();
         int st = trainer_step(&tr, &sb);
         train_seconds += tfm_now() - t0;
@@ -220,12 +239,14 @@ int tfm_cmd_train_corpus(train_options *o, flag_def *flags, int n_flags) {
         int time_up = o->max_minutes > 0 && train_seconds > o->max_minutes * 60;
         if (valid.n && (step % o->valid_every == 0 || step == o->steps || time_up)) {
             double nll = 0, t_valid = tfm_now();
-            if (valid_loss(&tr, &vbatcher, &evalid.pairs, &batch, &nll)) return tfm_cli_fail(1, "%s", tfm_last_error());
+            if (valid_loss(&tr, &vbatcher, &evalid.pairs, &batch, &nll))
+                return tfm_cli_fail(1, "%s", tfm_last_error());
             for (int64_t i = 0; i < n_dec; i++) {
                 free(hyps[i]);
                 hyps[i] = NULL;
             }
-            if (translate_lines(&tr.model, &tm, valid.src, n_dec, &to, hyps)) return tfm_cli_fail(1, "%s", tfm_last_error());
+            if (translate_lines(&tr.model, &tm, valid.src, n_dec, &to, hyps))
+                return tfm_cli_fail(1, "%s", tfm_last_error());
             tfm_bleu bleu;
             const char *const *refs[1] = {(const char *const *)valid.tgt};
             if (tfm_bleu_corpus((const char *const *)hyps, n_dec, refs, 1, 0, &bleu))
@@ -240,10 +261,13 @@ int tfm_cmd_train_corpus(train_options *o, flag_def *flags, int n_flags) {
             tfm_kv_set(&tr.state, "state.best_bleu", "%.17g", best_bleu);
             tfm_kv_set(&tr.state, "state.no_improve", "%lld", (long long)no_improve);
             if (tr.tty && !o->quiet) printf("\n");
-            trainer_log(&tr, "validation at step %lld (epoch %lld): loss %.4f ppl %.2f BLEU %.2f%s (%.1fs)\n",
-                        (long long)step, (long long)batcher.state.epoch, nll, exp(nll), bleu.score,
-                        improved ? " (best)" : "", tfm_now() - t_valid);
-            trainer_metrics(&tr, train_seconds > 0 ? (double)tokens / train_seconds : 0, nll, bleu.score);
+            trainer_log(
+                &tr,
+                "validation at step %lld (epoch %lld): loss %.4f ppl %.2f BLEU %.2f%s (%.1fs)\n",
+                (long long)step, (long long)batcher.state.epoch, nll, exp(nll), bleu.score,
+                improved ? " (best)" : "", tfm_now() - t_valid);
+            trainer_metrics(&tr, train_seconds > 0 ? (double)tokens / train_seconds : 0, nll,
+                            bleu.score);
             if (improved && trainer_save_best(&tr)) return tfm_cli_fail(1, "%s", tfm_last_error());
             if (trainer_checkpoint(&tr, 1)) return tfm_cli_fail(1, "%s", tfm_last_error());
             if (o->early_stop > 0 && no_improve >= o->early_stop) stop_reason = 1;
@@ -254,12 +278,15 @@ int tfm_cmd_train_corpus(train_options *o, flag_def *flags, int n_flags) {
         if (stop_reason) break;
     }
     trainer_progress_end(&tr);
-    if (stop_reason == 1) trainer_log(&tr, "early stop: %lld validations without improvement\n", (long long)no_improve);
-    if (stop_reason == 2) trainer_log(&tr, "stopping: --max-minutes %.1f reached\n", o->max_minutes);
+    if (stop_reason == 1)
+        trainer_log(&tr, "early stop: %lld validations without improvement\n",
+                    (long long)no_improve);
+    if (stop_reason == 2)
+        trainer_log(&tr, "stopping: --max-minutes %.1f reached\n", o->max_minutes);
     if (trainer_checkpoint(&tr, 1)) return tfm_cli_fail(1, "%s", tfm_last_error());
     if (!valid.n && trainer_save_best(&tr)) return tfm_cli_fail(1, "%s", tfm_last_error());
-    printf("steps=%lld epochs=%lld best_bleu=%.2f seconds=%.1f tokens_per_s=%.0f\n", (long long)tr.step,
-           (long long)batcher.state.epoch, best_bleu, train_seconds,
+    printf("steps=%lld epochs=%lld best_bleu=%.2f seconds=%.1f tokens_per_s=%.0f\n",
+           (long long)tr.step, (long long)batcher.state.epoch, best_bleu, train_seconds,
            train_seconds > 0 ? (double)tokens / train_seconds : 0.0);
     for (int64_t i = 0; i < n_dec; i++) free(hyps[i]);
     free(hyps);

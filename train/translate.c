@@ -89,7 +89,8 @@ int translate_lines(tfm_model *m, const text_model *tm, char *const *lines, int6
             }
         }
         int64_t lim = o->max_len > 0 ? max_out : (2 * S + 10 < max_out ? 2 * S + 10 : max_out);
-        int st = o->beam > 1 ? tfm_beam_decode(m, &t, src, pad, rows, S, o->beam, (float)o->alpha, lim, hyp, lens)
+        int st = o->beam > 1 ? tfm_beam_decode(m, &t, src, pad, rows, S, o->beam, (float)o->alpha,
+                                               lim, hyp, lens)
                              : tfm_greedy_decode(m, &t, src, pad, rows, S, lim, hyp, lens);
         if (st) goto done_tape;
         for (int64_t r = 0; r < rows; r++) {
@@ -99,7 +100,8 @@ int translate_lines(tfm_model *m, const text_model *tm, char *const *lines, int6
         if (progress) {
             double el = tfm_now() - t0;
             fprintf(stderr, "\rtranslated %lld/%lld sentences, %.1f sentences/s   ",
-                    (long long)(start + rows), (long long)n, el > 0 ? (double)(start + rows) / el : 0.0);
+                    (long long)(start + rows), (long long)n,
+                    el > 0 ? (double)(start + rows) / el : 0.0);
         }
     }
     if (progress) fprintf(stderr, "\n");

@@ -19,9 +19,9 @@ void tfm_clear_error(void);
 
 /* Internal invariants (programmer errors, never user input): abort with
  * file and line. */
-#define TFM_ASSERT(cond, ...)                                                  \
-    do {                                                                       \
-        if (!(cond)) tfm_assert_fail(__FILE__, __LINE__, #cond, "" __VA_ARGS__); \
+#define TFM_ASSERT(cond, ...)                                                                      \
+    do {                                                                                           \
+        if (!(cond)) tfm_assert_fail(__FILE__, __LINE__, #cond, "" __VA_ARGS__);                   \
     } while (0)
 _Noreturn void tfm_assert_fail(const char *file, int line, const char *cond, const char *fmt, ...);
 
@@ -32,8 +32,8 @@ void tfm_free(void *p);
 
 /* Counter-based random numbers: the value depends only on (key, counter), so
  * results do not depend on thread count or order of evaluation. */
-uint64_t tfm_hash64(uint64_t x);                       /* splitmix64 finaliser */
-uint64_t tfm_rand_u64(uint64_t key, uint64_t counter); /* uniform 64 bits */
+uint64_t tfm_hash64(uint64_t x);                        /* splitmix64 finaliser */
+uint64_t tfm_rand_u64(uint64_t key, uint64_t counter);  /* uniform 64 bits */
 float tfm_rand_uniform(uint64_t key, uint64_t counter); /* [0, 1) with 24 bits */
 
 /* A small sequential generator with an explicit state (for data order,
@@ -43,7 +43,7 @@ typedef struct {
 } tfm_rng;
 void tfm_rng_seed(tfm_rng *r, uint64_t seed);
 uint64_t tfm_rng_next(tfm_rng *r);
-double tfm_rng_double(tfm_rng *r);        /* [0, 1) */
+double tfm_rng_double(tfm_rng *r);              /* [0, 1) */
 uint64_t tfm_rng_below(tfm_rng *r, uint64_t n); /* [0, n) without modulo bias */
 
 /* Threads: a thin wrapper so that code without OpenMP still builds. */

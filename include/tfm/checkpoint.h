@@ -27,7 +27,8 @@ typedef struct {
 
 void tfm_kv_init(tfm_kv *kv);
 void tfm_kv_free(tfm_kv *kv);
-void tfm_kv_set(tfm_kv *kv, const char *key, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void tfm_kv_set(tfm_kv *kv, const char *key, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 const char *tfm_kv_get(const tfm_kv *kv, const char *key);
 /* 0 ok; missing or malformed keys give an error naming `where` and the key. */
 int tfm_kv_get_i64(const tfm_kv *kv, const char *key, int64_t *out, const char *where);

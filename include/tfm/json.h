@@ -9,8 +9,8 @@
  *     tfm_json *doc;
  *     if (tfm_json_parse(text, len, NULL, "config.json", &doc)) return fail();
  *     int64_t d_model;
- *     if (tfm_json_get_int64(doc, "d_model", &d_model)) ...   // "'d_model': expected an integer, got a string"
- *     tfm_json_free(doc);
+ *     if (tfm_json_get_int64(doc, "d_model", &d_model)) ...   // "'d_model': expected an integer,
+ * got a string" tfm_json_free(doc);
  *
  *     tfm_json_writer w;
  *     tfm_jw_init(&w, 1);                      // pretty: two-space indent like json.dump(indent=2)
@@ -43,21 +43,21 @@ typedef enum {
 typedef struct tfm_json tfm_json;
 struct tfm_json {
     tfm_json_type type;
-    size_t offset;      /* byte offset of the value in the input (for errors) */
-    int boolean;        /* TFM_JSON_BOOL */
-    double number;      /* TFM_JSON_NUMBER: nearest double */
-    char *text;         /* NUMBER: the literal as written; STRING: the decoded string */
+    size_t offset; /* byte offset of the value in the input (for errors) */
+    int boolean;   /* TFM_JSON_BOOL */
+    double number; /* TFM_JSON_NUMBER: nearest double */
+    char *text;    /* NUMBER: the literal as written; STRING: the decoded string */
     size_t text_len;
-    int64_t count;      /* ARRAY / OBJECT: number of items */
-    tfm_json **items;   /* ARRAY / OBJECT: the values, in document order */
-    char **keys;        /* OBJECT: the keys, in document order */
+    int64_t count;    /* ARRAY / OBJECT: number of items */
+    tfm_json **items; /* ARRAY / OBJECT: the values, in document order */
+    char **keys;      /* OBJECT: the keys, in document order */
     size_t *key_lens;
-    uint32_t *index;    /* OBJECT: hash index over keys (NULL for small objects) */
+    uint32_t *index; /* OBJECT: hash index over keys (NULL for small objects) */
     int64_t index_cap;
 };
 
 typedef struct {
-    int max_depth;            /* nesting limit; <= 0: TFM_JSON_DEFAULT_DEPTH; capped at TFM_JSON_MAX_DEPTH */
+    int max_depth; /* nesting limit; <= 0: TFM_JSON_DEFAULT_DEPTH; capped at TFM_JSON_MAX_DEPTH */
     int allow_duplicate_keys; /* 0: a repeated key is an error; 1: the last one wins */
     size_t max_memory;        /* bytes the tree may use; 0: TFM_JSON_DEFAULT_MEMORY */
 } tfm_json_options;

@@ -39,10 +39,10 @@ void tfm_gemm_reference(int trans_a, int trans_b, int64_t M, int64_t N, int64_t 
 const char *tfm_gemm_kernel_name(void);
 
 /* ---- elementwise ---------------------------------------------------------- */
-void tfm_k_add(float *y, const float *a, const float *b, int64_t n);          /* y = a + b */
-void tfm_k_axpy(float *y, float alpha, const float *x, int64_t n);            /* y += alpha*x */
-void tfm_k_mul(float *y, const float *a, const float *b, int64_t n);          /* y = a * b */
-void tfm_k_scale(float *y, const float *x, float alpha, int64_t n);           /* y = alpha*x */
+void tfm_k_add(float *y, const float *a, const float *b, int64_t n); /* y = a + b */
+void tfm_k_axpy(float *y, float alpha, const float *x, int64_t n);   /* y += alpha*x */
+void tfm_k_mul(float *y, const float *a, const float *b, int64_t n); /* y = a * b */
+void tfm_k_scale(float *y, const float *x, float alpha, int64_t n);  /* y = alpha*x */
 void tfm_k_add_bias(float *y, const float *x, const float *bias, int64_t rows, int64_t cols);
 /* dbias[j] += sum_i dy[i, j]   dy: (rows, cols) */
 void tfm_k_colsum_acc(float *dbias, const float *dy, int64_t rows, int64_t cols);
@@ -59,14 +59,12 @@ void tfm_k_dropout_backward(float *dx, const float *dy, int64_t n, float p, uint
  * y = softmax(x) row-wise   x, y: (rows, cols) */
 void tfm_k_softmax_forward(float *y, const float *x, int64_t rows, int64_t cols);
 /* dx += y * (dy - sum_j dy_j y_j) */
-void tfm_k_softmax_backward(float *dx, const float *dy, const float *y, int64_t rows,
-                            int64_t cols);
+void tfm_k_softmax_backward(float *dx, const float *dy, const float *y, int64_t rows, int64_t cols);
 
 /* ---- layer norm over the last dim ------------------------------------------
  * y = (x - mean) * rstd * gamma + beta; mean, rstd: (rows) saved for backward */
-void tfm_k_layernorm_forward(float *y, float *mean, float *rstd, const float *x,
-                             const float *gamma, const float *beta, int64_t rows, int64_t cols,
-                             float eps);
+void tfm_k_layernorm_forward(float *y, float *mean, float *rstd, const float *x, const float *gamma,
+                             const float *beta, int64_t rows, int64_t cols, float eps);
 void tfm_k_layernorm_backward(float *dx, float *dgamma, float *dbeta, const float *dy,
                               const float *x, const float *mean, const float *rstd,
                               const float *gamma, int64_t rows, int64_t cols);
@@ -107,8 +105,8 @@ void tfm_k_attention_forward(float *out, float *probs, const float *q, const flo
 /* dq, dk, dv: same layouts as q, k, v (contiguous, batch strides q_bs / kv_bs);
  * accumulates. */
 void tfm_k_attention_backward(float *dq, float *dk, float *dv, const float *dout,
-                              const float *probs, const float *q, const float *k,
-                              const float *v, const tfm_attn_shape *s, float *scratch);
+                              const float *probs, const float *q, const float *k, const float *v,
+                              const tfm_attn_shape *s, float *scratch);
 
 /* ---- label-smoothed cross-entropy -------------------------------------------
  * logits: (N, V), targets: (N); rows with targets[i] == ignore_index count for

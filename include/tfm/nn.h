@@ -16,10 +16,10 @@
 #define TFM_UNK_ID 3
 
 typedef struct {
-    int64_t vocab;     /* shared size of the source and target vocabularies */
+    int64_t vocab; /* shared size of the source and target vocabularies */
     int64_t d_model, n_heads, d_ff, enc_layers, dec_layers;
-    int64_t max_len;   /* longest sequence (positions table size) */
-    float dropout;     /* residual, embedding and FFN dropout */
+    int64_t max_len;    /* longest sequence (positions table size) */
+    float dropout;      /* residual, embedding and FFN dropout */
     float attn_dropout; /* on attention probabilities */
     float ln_eps;
     int pre_ln;        /* 0: post-LN (paper); 1: pre-LN with a final LN per stack */
@@ -40,7 +40,7 @@ typedef struct {
 
 typedef struct {
     tfm_attn_params self_attn, cross_attn; /* cross_attn only in decoder layers */
-    tfm_ln_params ln1, ln2, ln3;          /* ln3 only in decoder layers */
+    tfm_ln_params ln1, ln2, ln3;           /* ln3 only in decoder layers */
     tfm_tensor *fc1_w, *fc1_b, *fc2_w, *fc2_b;
     char label_self[64], label_cross[64], label_ffn[64];
 } tfm_layer_params;
@@ -51,7 +51,7 @@ typedef struct {
     tfm_tensor *src_emb, *tgt_emb; /* same tensor when share_src_emb */
     tfm_layer_params *enc, *dec;
     tfm_ln_params enc_final, dec_final; /* pre-LN only */
-    float *pos_table; /* (max_len, d_model), constant */
+    float *pos_table;                   /* (max_len, d_model), constant */
     /* If non-NULL, tfm_model_encode copies each encoder layer's self-attention
      * weights here: (enc_layers, B, H, S, S), sized by the caller (tfm attention). */
     float *capture_self_attn;
@@ -99,7 +99,7 @@ typedef struct {
     float *cross_k, *cross_v; /* per layer (B, S, D) */
     const uint8_t *src_pad;   /* (B, S), owned by the caller */
     float *scratch;
-    float *attn_cross;        /* if non-NULL: (layers, B, H, T_max, S) cross-attention weights */
+    float *attn_cross; /* if non-NULL: (layers, B, H, T_max, S) cross-attention weights */
 } tfm_kv_cache;
 
 int tfm_kv_cache_init(tfm_kv_cache *c, const tfm_model *m, int64_t B, int64_t S, int64_t T_max);

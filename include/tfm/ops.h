@@ -47,13 +47,13 @@ typedef struct tfm_node {
     tfm_tensor *out;
     tfm_tensor *in[4];
     int n_in;
-    float *saved[2];  /* what backward needs: mean/rstd, attention probs, ... */
-    const void *aux;  /* ids, targets, masks (owned by the caller, must outlive backward) */
+    float *saved[2]; /* what backward needs: mean/rstd, attention probs, ... */
+    const void *aux; /* ids, targets, masks (owned by the caller, must outlive backward) */
     union {
         float f[4];
     } pf;
     int64_t pi[6];
-    uint64_t key;     /* RNG key for dropout */
+    uint64_t key;      /* RNG key for dropout */
     const char *label; /* set by tfm_tape_label: "enc.0.self_attn" for error messages */
 } tfm_node;
 
@@ -61,13 +61,13 @@ typedef struct tfm_tape {
     tfm_arena arena;
     tfm_node *nodes;
     int64_t n_nodes, cap_nodes;
-    int no_grad;           /* record nothing, allocate no gradients */
-    int training;          /* dropout active */
-    uint64_t seed;         /* dropout keys derive from (seed, step, node index) */
+    int no_grad;   /* record nothing, allocate no gradients */
+    int training;  /* dropout active */
+    uint64_t seed; /* dropout keys derive from (seed, step, node index) */
     uint64_t step;
-    int64_t rng_counter;   /* dropout calls this step */
-    int check_numerics;    /* check every output (forward and backward) for NaN/Inf */
-    const char *label;     /* current label for new nodes */
+    int64_t rng_counter; /* dropout calls this step */
+    int check_numerics;  /* check every output (forward and backward) for NaN/Inf */
+    const char *label;   /* current label for new nodes */
 } tfm_tape;
 
 typedef struct {
@@ -129,9 +129,8 @@ tfm_tensor *tfm_cross_entropy(tfm_tape *t, tfm_tensor *logits, const int32_t *ta
  * (B, Tk) nonzero = padding, or NULL; causal mask when causal != 0. Dropout
  * on the probabilities with dropout_p when training. -> (B, Tq, D).
  * If probs_out is non-NULL it receives the (B, H, Tq, Tk) weights. */
-tfm_tensor *tfm_attention(tfm_tape *t, tfm_tensor *q, tfm_tensor *k, tfm_tensor *v,
-                          int64_t n_heads, const uint8_t *key_pad, int causal, float dropout_p,
-                          float **probs_out);
+tfm_tensor *tfm_attention(tfm_tape *t, tfm_tensor *q, tfm_tensor *k, tfm_tensor *v, int64_t n_heads,
+                          const uint8_t *key_pad, int causal, float dropout_p, float **probs_out);
 
 /* Check a tensor for NaN/Inf; returns 0 if finite, else sets an error naming
  * the op and label. */

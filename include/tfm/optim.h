@@ -6,9 +6,9 @@
 #include "tfm/tensor.h"
 
 typedef struct {
-    double lr_factor;  /* Noam factor */
-    int64_t warmup;    /* warmup steps */
-    int64_t d_model;   /* for the d_model^-0.5 term */
+    double lr_factor; /* Noam factor */
+    int64_t warmup;   /* warmup steps */
+    int64_t d_model;  /* for the d_model^-0.5 term */
     float beta1, beta2, eps;
     float weight_decay; /* decoupled (AdamW); applied to 2-D weights only */
     float clip_norm;    /* clip the global gradient norm to this (0: off) */
@@ -26,7 +26,6 @@ double tfm_grad_norm(tfm_params *p); /* zeroes stale gradients first */
  * configured, then Adam. If the gradient norm is not finite the update is
  * skipped and 1 is returned (parameters and moments untouched); *grad_norm
  * receives the norm before clipping. */
-int tfm_adam_step(tfm_params *p, const tfm_adam_config *c, int64_t t, double lr,
-                  double *grad_norm);
+int tfm_adam_step(tfm_params *p, const tfm_adam_config *c, int64_t t, double lr, double *grad_norm);
 
 #endif

@@ -6,15 +6,17 @@
  * relative to the start of the buffer, plus an optional "__metadata__" object
  * of string -> string.
  *
- *     tfm_st_tensor t[2] = {{.name = "w", .dtype = TFM_ST_F32, .ndim = 2, .shape = {3, 4}, .data = w},
- *                           {.name = "b", .dtype = TFM_ST_F32, .ndim = 1, .shape = {4}, .data = b}};
- *     if (tfm_safetensors_write("model.safetensors", t, 2, NULL, 0)) fail();
+ *     tfm_st_tensor t[2] = {{.name = "w", .dtype = TFM_ST_F32, .ndim = 2, .shape = {3, 4}, .data =
+ * w},
+ *                           {.name = "b", .dtype = TFM_ST_F32, .ndim = 1, .shape = {4}, .data =
+ * b}}; if (tfm_safetensors_write("model.safetensors", t, 2, NULL, 0)) fail();
  *
  *     tfm_st_file f;
  *     if (tfm_safetensors_open("model.safetensors", &f)) fail();   // validates everything
  *     float *w;
- *     if (tfm_st_get_f32(&f, "w", 2, (int64_t[]){3, 4}, &w)) fail(); // "tensor w has shape (4, 3), expected (3, 4)"
- *     tfm_safetensors_close(&f);                                       // w is invalid from here on
+ *     if (tfm_st_get_f32(&f, "w", 2, (int64_t[]){3, 4}, &w)) fail(); // "tensor w has shape (4, 3),
+ * expected (3, 4)" tfm_safetensors_close(&f);                                       // w is invalid
+ * from here on
  *
  * The reader is strict: a file is accepted only if the header is valid JSON
  * with no duplicate names, every entry is well-formed, and the tensors tile
@@ -67,12 +69,12 @@ int tfm_st_dtype_from_name(const char *name, size_t len);
 typedef struct {
     const char *name;
     tfm_st_dtype dtype;
-    int ndim;                        /* 0 for a scalar */
+    int ndim; /* 0 for a scalar */
     int64_t shape[TFM_ST_MAX_DIMS];
-    const void *data;                /* product(shape) * dtype size bytes, little-endian */
+    const void *data; /* product(shape) * dtype size bytes, little-endian */
     /* Filled by the reader (the writer ignores them): */
     int64_t nbytes;
-    int64_t offset;                  /* begin, relative to the start of the buffer */
+    int64_t offset; /* begin, relative to the start of the buffer */
 } tfm_st_tensor;
 
 /* Writes tensors to path in the order given, contiguously from offset 0,
@@ -86,18 +88,18 @@ int tfm_safetensors_write(const char *path, const tfm_st_tensor *tensors, int64_
                           const char *const *meta_kv, int64_t n_meta);
 
 typedef struct {
-    char *path;             /* for messages */
-    unsigned char *bytes;   /* the whole file */
+    char *path;           /* for messages */
+    unsigned char *bytes; /* the whole file */
     size_t size;
-    void *alloc;            /* what to free: set when opened from a path */
-    size_t header_len;      /* N */
+    void *alloc;                 /* what to free: set when opened from a path */
+    size_t header_len;           /* N */
     const unsigned char *buffer; /* bytes + 8 + N */
     size_t buffer_len;
     int64_t n_tensors;
     tfm_st_tensor *tensors; /* in header order; names and data point into this file */
     int64_t n_meta;
     char **meta_keys, **meta_values;
-    char *names;            /* storage for the tensor names */
+    char *names; /* storage for the tensor names */
 } tfm_st_file;
 
 /* Reads and validates the whole file. The buffer is placed at a 64-byte

@@ -94,12 +94,12 @@ void tfm_svg_plot_legend(tfm_svg *s, const tfm_svg_plot *p, const char *const *n
  * left, a title above everything, and the axis names. */
 typedef struct {
     int64_t rows, cols;
-    const float *values;                  /* (rows, cols) */
-    const char *const *row_labels;        /* rows entries, or NULL */
-    const char *const *col_labels;        /* cols entries, or NULL */
+    const float *values;                     /* (rows, cols) */
+    const char *const *row_labels;           /* rows entries, or NULL */
+    const char *const *col_labels;           /* cols entries, or NULL */
     const char *title, *row_axis, *col_axis; /* may be NULL */
-    double cell;                          /* cell size, e.g. 22 */
-    double v_max;                         /* value drawn darkest (> 0) */
+    double cell;                             /* cell size, e.g. 22 */
+    double v_max;                            /* value drawn darkest (> 0) */
 } tfm_svg_heatmap_spec;
 
 /* The panel's size including labels; tfm_svg_heatmap draws it with its

@@ -98,9 +98,9 @@ static inline int tfm_text_is_space(int c) {
 
 /* ------------------------------------------------------------------ BPE */
 
-#define TFM_BPE_EOW "</w>"   /* end-of-word marker inside codes */
-#define TFM_BPE_SEP "@@"     /* continuation separator in segmented text */
-#define TFM_BPE_ESCAPE '~'   /* escape for words ending in "@@" (see above) */
+#define TFM_BPE_EOW "</w>" /* end-of-word marker inside codes */
+#define TFM_BPE_SEP "@@"   /* continuation separator in segmented text */
+#define TFM_BPE_ESCAPE '~' /* escape for words ending in "@@" (see above) */
 
 typedef struct tfm_bpe tfm_bpe; /* merges + segmentation cache */
 
@@ -202,8 +202,8 @@ int64_t tfm_vocab_count(const tfm_vocab *v, int32_t id);
 /* One line of text -> ids (segmentation + lookup, no <s>/</s> added). Writes
  * min(n, cap) ids and returns n, the number the line needs (call again with
  * a bigger buffer when n > cap), or -1 on bad input (tfm_last_error()). */
-int64_t tfm_vocab_encode(tfm_bpe *b, const tfm_vocab *v, const char *line, size_t len,
-                         int32_t *ids, int64_t cap);
+int64_t tfm_vocab_encode(tfm_bpe *b, const tfm_vocab *v, const char *line, size_t len, int32_t *ids,
+                         int64_t cap);
 /* Ids -> detokenised text (malloc'd, caller frees). <pad>, <s> and </s> are
  * skipped; <unk> is written as the word piece "<unk>" so that unknown output
  * stays visible. NULL with an error for an id outside [0, size). */

@@ -26,7 +26,7 @@ typedef struct {
     int64_t B, S, T;
     int32_t *src, *tgt_in, *tgt_out; /* (B, S), (B, T), (B, T) */
     uint8_t *src_pad, *tgt_pad;
-    int64_t n_tokens;                /* non-pad targets */
+    int64_t n_tokens; /* non-pad targets */
 } tfm_toy_batch;
 
 int tfm_toy_config_check(const tfm_toy_config *c);

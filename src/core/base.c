@@ -76,7 +76,9 @@ uint64_t tfm_rng_next(tfm_rng *r) {
     return z ^ (z >> 31);
 }
 
-double tfm_rng_double(tfm_rng *r) { return (double)(tfm_rng_next(r) >> 11) * (1.0 / 9007199254740992.0); }
+double tfm_rng_double(tfm_rng *r) {
+    return (double)(tfm_rng_next(r) >> 11) * (1.0 / 9007199254740992.0);
+}
 
 uint64_t tfm_rng_below(tfm_rng *r, uint64_t n) {
     if (n <= 1) return 0;

@@ -99,8 +99,8 @@ tfm_tensor *tfm_op_output(tfm_tape *t, int ndim, const int64_t *shape, tfm_tenso
     return tfm_tape_tensor(t, ndim, shape, grad);
 }
 
-tfm_node *tfm_op_record(tfm_tape *t, tfm_op op, tfm_tensor *out, tfm_tensor *const *ins,
-                        int n_in, int *failed) {
+tfm_node *tfm_op_record(tfm_tape *t, tfm_op op, tfm_tensor *out, tfm_tensor *const *ins, int n_in,
+                        int *failed) {
     *failed = 0;
     if (t->no_grad || !out->grad) return NULL;
     if (t->n_nodes == t->cap_nodes) {
@@ -121,8 +121,8 @@ tfm_node *tfm_op_record(tfm_tape *t, tfm_op op, tfm_tensor *out, tfm_tensor *con
 int tfm_check_finite(const tfm_tensor *x, const char *what, const char *label) {
     int64_t bad = tfm_k_count_nonfinite(x->data, x->n);
     if (!bad) return 0;
-    tfm_set_error("numerics: %s%s%s produced %lld non-finite value(s)", what,
-                  label ? " in " : "", label ? label : "", (long long)bad);
+    tfm_set_error("numerics: %s%s%s produced %lld non-finite value(s)", what, label ? " in " : "",
+                  label ? label : "", (long long)bad);
     return 1;
 }
 
@@ -137,7 +137,8 @@ int tfm_backward(tfm_tape *t, tfm_tensor *loss) {
         return 1;
     }
     if (loss->n != 1) {
-        tfm_set_error("backward: the loss must be a scalar, it has %lld elements", (long long)loss->n);
+        tfm_set_error("backward: the loss must be a scalar, it has %lld elements",
+                      (long long)loss->n);
         return 1;
     }
     if (!loss->grad) {
@@ -160,7 +161,8 @@ int tfm_backward(tfm_tape *t, tfm_tensor *loss) {
                 tfm_tensor g = *x;
                 g.data = x->grad;
                 char what[96];
-                snprintf(what, sizeof what, "the gradient of %s (input %d)", TFM_OPS[n->op].name, j);
+                snprintf(what, sizeof what, "the gradient of %s (input %d)", TFM_OPS[n->op].name,
+                         j);
                 if (tfm_check_finite(&g, what, n->label)) return 1;
             }
         }

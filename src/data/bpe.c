@@ -6,9 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "text_util.h"
 #include "tfm/base.h"
 #include "tfm/text.h"
-#include "text_util.h"
 
 #define EOW_LEN 4 /* strlen(TFM_BPE_EOW) */
 
@@ -17,8 +17,8 @@
 #define CACHE_MAX_WORDS (1 << 20)
 
 struct tfm_bpe {
-    int version;         /* 1: codes 0.1 ("</w>" its own symbol), 2: codes 0.2 */
-    tfm_strmap sym;      /* every symbol string: lefts, rights, results */
+    int version;                          /* 1: codes 0.1 ("</w>" its own symbol), 2: codes 0.2 */
+    tfm_strmap sym;                       /* every symbol string: lefts, rights, results */
     int32_t *m_left, *m_right, *m_result; /* (n_merges) symbol ids */
     int64_t n_merges, m_cap;
     tfm_u64map pair_rank; /* (left << 32 | right) -> first rank */
@@ -182,12 +182,12 @@ static void word_counter_free(word_counter *wc) {
  * changes: a changed pair is pushed again with its new count, and an entry
  * whose count differs from the pair's is dropped when it reaches the top. */
 typedef struct {
-    int64_t count;      /* sum of the frequencies of the words, per occurrence */
-    int64_t pushed;     /* count of its newest heap entry */
-    int32_t a, b;       /* symbol ids */
-    int32_t *words;     /* words that contain (or once contained) the pair */
+    int64_t count;  /* sum of the frequencies of the words, per occurrence */
+    int64_t pushed; /* count of its newest heap entry */
+    int32_t a, b;   /* symbol ids */
+    int32_t *words; /* words that contain (or once contained) the pair */
     int32_t n_words, cap_words;
-    int64_t touched;    /* merge step that last changed count */
+    int64_t touched; /* merge step that last changed count */
 } pair_stat;
 
 typedef struct {
@@ -401,8 +401,7 @@ static int merge_word(learner *L, int32_t w, int32_t a, int32_t b, int32_t s) {
     /* Only pairs with the new symbol are new to this word; the others were
      * already listed. */
     for (int32_t i = 0; i + 1 < j; i++)
-        if (pair_update(L, sym[i], sym[i + 1], f, w, sym[i] == s || sym[i + 1] == s) < 0)
-            return -1;
+        if (pair_update(L, sym[i], sym[i + 1], f, w, sym[i] == s || sym[i + 1] == s) < 0) return -1;
     return 0;
 }
 
@@ -465,8 +464,7 @@ static tfm_bpe *learn(word_counter *wc, int64_t n_merges, int64_t min_freq, FILE
                    (long long)L.pairs[p].count);
         for (int64_t i = 0; i < L.n_touched; i++) {
             int32_t q = L.touched[i];
-            if (L.pairs[q].count > 0 && L.pairs[q].count != L.pairs[q].pushed &&
-                heap_push(&L, q))
+            if (L.pairs[q].count > 0 && L.pairs[q].count != L.pairs[q].pushed && heap_push(&L, q))
                 goto fail;
         }
     }
@@ -536,9 +534,12 @@ static int codes_line(void *ctx, const char *line, size_t len, const char *name,
                 if (!dot || !dot[1] || strspn(dot + 1, "0") != strlen(dot + 1)) break;
                 *dot = 0;
             }
-            if (!strcmp(ver, "0.2")) cr->b->version = 2;
-            else if (!strcmp(ver, "0.1")) cr->b->version = 1;
-            else goto bad_version;
+            if (!strcmp(ver, "0.2"))
+                cr->b->version = 2;
+            else if (!strcmp(ver, "0.1"))
+                cr->b->version = 1;
+            else
+                goto bad_version;
             return 0;
         bad_version:
             tfm_set_error("%s:%lld: unsupported codes version '%.*s' (want 0.1 or 0.2)", name,
@@ -781,7 +782,8 @@ int tfm_bpe_segment(tfm_bpe *b, const char *line, size_t len, tfm_subwords *out)
         return -1;
     }
     if (memchr(line, 0, len)) {
-        tfm_set_error("NUL byte at byte %zu", (size_t)((const char *)memchr(line, 0, len) - line) + 1);
+        tfm_set_error("NUL byte at byte %zu",
+                      (size_t)((const char *)memchr(line, 0, len) - line) + 1);
         return -1;
     }
     size_t i = 0;

@@ -5,9 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "text_util.h"
 #include "tfm/base.h"
 #include "tfm/text.h"
-#include "text_util.h"
 
 typedef struct {
     char *s;
@@ -45,8 +45,10 @@ static void sb_json(sbuf *b, const char *s, size_t n) {
         if (c >= 0x20 && c != '"' && c != '\\') continue;
         sb_put(b, s + run, i - run);
         char esc[8];
-        if (c == '"' || c == '\\') snprintf(esc, sizeof esc, "\\%c", c);
-        else snprintf(esc, sizeof esc, "\\u%04x", c);
+        if (c == '"' || c == '\\')
+            snprintf(esc, sizeof esc, "\\%c", c);
+        else
+            snprintf(esc, sizeof esc, "\\u%04x", c);
         sb_str(b, esc);
         run = i + 1;
     }
@@ -83,14 +85,18 @@ char *tfm_bpe_hf_tokenizer_json(const tfm_bpe *bpe, const tfm_vocab *v, size_t *
             t = tfm_vocab_token(v, (int32_t)i);
             tl = strlen(t);
             if (i >= TFM_N_SPECIALS) {
-                if (tl >= 2 && t[tl - 2] == '@' && t[tl - 1] == '@') tl -= 2;
-                else eow = 1;
+                if (tl >= 2 && t[tl - 2] == '@' && t[tl - 1] == '@')
+                    tl -= 2;
+                else
+                    eow = 1;
             }
         } else {
             int64_t m = (i - size) / 3, which = (i - size) % 3;
             const char *l = tfm_bpe_merge_left(bpe, m), *r = tfm_bpe_merge_right(bpe, m);
-            if (which == 0) t = l, tl = strlen(l);
-            else if (which == 1) t = r, tl = strlen(r);
+            if (which == 0)
+                t = l, tl = strlen(l);
+            else if (which == 1)
+                t = r, tl = strlen(r);
             else {
                 size_t ll = strlen(l), rl = strlen(r);
                 if (tfm_grow((void **)&tmp, &tmp_cap, (int64_t)(ll + rl), 1)) goto fail;

@@ -77,8 +77,7 @@ int64_t tfm_strmap_add(tfm_strmap *m, const char *key, size_t len, int *added) {
         return -1;
     }
     /* Keep the load factor at most 1/2. */
-    if ((size_t)(m->n + 1) * 2 > m->n_slots &&
-        rehash(m, m->n_slots ? m->n_slots * 2 : 64) != 0)
+    if ((size_t)(m->n + 1) * 2 > m->n_slots && rehash(m, m->n_slots ? m->n_slots * 2 : 64) != 0)
         return -1;
     if (m->n + 1 > m->cap) {
         int64_t c1 = m->cap, c2 = m->cap, c3 = m->cap;

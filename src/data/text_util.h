@@ -12,14 +12,14 @@
 #include "tfm/text.h"
 
 typedef struct {
-    char *pool;            /* keys, each NUL-terminated */
+    char *pool; /* keys, each NUL-terminated */
     size_t pool_len, pool_cap;
-    size_t *key_off;       /* (n) offset of key i in pool */
-    uint32_t *key_len;     /* (n) */
-    uint64_t *key_hash;    /* (n) */
+    size_t *key_off;    /* (n) offset of key i in pool */
+    uint32_t *key_len;  /* (n) */
+    uint64_t *key_hash; /* (n) */
     int64_t n, cap;
-    int64_t *slot;         /* (n_slots) entry index + 1, 0 = empty */
-    size_t n_slots;        /* power of two */
+    int64_t *slot;  /* (n_slots) entry index + 1, 0 = empty */
+    size_t n_slots; /* power of two */
 } tfm_strmap;
 
 uint64_t tfm_str_hash(const char *s, size_t len);

@@ -8,13 +8,13 @@ const char *tfm_toy_task_name(tfm_toy_task t) { return t == TFM_TOY_COPY ? "copy
 int tfm_toy_config_check(const tfm_toy_config *c) {
     int64_t first = c->annotated ? 1 : 3;
     if (c->vocab < first + 2) {
-        tfm_set_error("--vocab %lld: need at least %lld (specials + 2 symbols)", (long long)c->vocab,
-                      (long long)(first + 2));
+        tfm_set_error("--vocab %lld: need at least %lld (specials + 2 symbols)",
+                      (long long)c->vocab, (long long)(first + 2));
         return 1;
     }
     if (c->min_len < 1 || c->max_len < c->min_len) {
-        tfm_set_error("--min-len %lld / --max-len %lld: need 1 <= min <= max", (long long)c->min_len,
-                      (long long)c->max_len);
+        tfm_set_error("--min-len %lld / --max-len %lld: need 1 <= min <= max",
+                      (long long)c->min_len, (long long)c->max_len);
         return 1;
     }
     if (c->annotated && c->max_len < 2) {
@@ -72,7 +72,8 @@ void tfm_toy_batch_fill(tfm_toy_batch *b, const tfm_toy_config *c, uint64_t seed
             b->n_tokens += L - 1;
             continue;
         }
-        int64_t L = c->min_len + (int64_t)tfm_rng_below(&rng, (uint64_t)(c->max_len - c->min_len + 1));
+        int64_t L =
+            c->min_len + (int64_t)tfm_rng_below(&rng, (uint64_t)(c->max_len - c->min_len + 1));
         for (int64_t i = 0; i < S; i++) {
             src[i] = i < L ? 3 + (int32_t)tfm_rng_below(&rng, (uint64_t)(c->vocab - 3)) : 0;
             sp[i] = i > L;

@@ -59,14 +59,21 @@ int32_t tfm_utf8_next(const char *str, size_t n, size_t *pos) {
     size_t len = tfm_utf8_seq_len(str + *pos, n - *pos);
     int32_t cp;
     switch (len) {
-    case 1: cp = s[0]; break;
-    case 2: cp = (int32_t)(s[0] & 0x1F) << 6 | (s[1] & 0x3F); break;
-    case 3: cp = (int32_t)(s[0] & 0x0F) << 12 | (int32_t)(s[1] & 0x3F) << 6 | (s[2] & 0x3F); break;
+    case 1:
+        cp = s[0];
+        break;
+    case 2:
+        cp = (int32_t)(s[0] & 0x1F) << 6 | (s[1] & 0x3F);
+        break;
+    case 3:
+        cp = (int32_t)(s[0] & 0x0F) << 12 | (int32_t)(s[1] & 0x3F) << 6 | (s[2] & 0x3F);
+        break;
     case 4:
         cp = (int32_t)(s[0] & 0x07) << 18 | (int32_t)(s[1] & 0x3F) << 12 |
              (int32_t)(s[2] & 0x3F) << 6 | (s[3] & 0x3F);
         break;
-    default: return -1;
+    default:
+        return -1;
     }
     *pos += len;
     return cp;

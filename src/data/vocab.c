@@ -6,9 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "text_util.h"
 #include "tfm/base.h"
 #include "tfm/text.h"
-#include "text_util.h"
 
 struct tfm_vocab {
     tfm_strmap map; /* token -> id (entry index = id) */
@@ -280,8 +280,8 @@ tfm_vocab *tfm_vocab_build_text(tfm_bpe *b, const char *text, size_t len, const 
 
 /* ------------------------------------------------- encode / decode */
 
-int64_t tfm_vocab_encode(tfm_bpe *b, const tfm_vocab *v, const char *line, size_t len,
-                         int32_t *ids, int64_t cap) {
+int64_t tfm_vocab_encode(tfm_bpe *b, const tfm_vocab *v, const char *line, size_t len, int32_t *ids,
+                         int64_t cap) {
     tfm_subwords *sw = tfm_bpe_scratch_(b);
     if (tfm_bpe_segment(b, line, len, sw)) return -1;
     for (int64_t i = 0; i < sw->n && i < cap; i++) {

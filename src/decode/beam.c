@@ -7,12 +7,14 @@
 #include "tfm/decode.h"
 
 typedef struct {
-    float score; /* sum of log-probabilities */
+    float score;  /* sum of log-probabilities */
     int64_t from; /* parent row */
     int32_t token;
 } candidate;
 
-static double length_penalty(int64_t len, float alpha) { return pow((5.0 + (double)len) / 6.0, alpha); }
+static double length_penalty(int64_t len, float alpha) {
+    return pow((5.0 + (double)len) / 6.0, alpha);
+}
 
 /* Keeps the n best of a stream of candidates in `best` (descending). */
 static void keep_best(candidate *best, int64_t *count, int64_t n, candidate c) {
@@ -48,8 +50,8 @@ int tfm_beam_decode(tfm_model *m, tfm_tape *t, const int32_t *src, const uint8_t
     candidate *cand = tfm_arena_alloc(&t->arena, (size_t)(2 * K) * sizeof(candidate));
     double *best_final = tfm_arena_alloc(&t->arena, (size_t)B * sizeof(double));
     int64_t *n_finished = tfm_arena_alloc(&t->arena, (size_t)B * sizeof(int64_t));
-    if (!rsrc || !rpad || !tokens || !scores || !hist || !hist_new || !from || !cand || !best_final ||
-        !n_finished)
+    if (!rsrc || !rpad || !tokens || !scores || !hist || !hist_new || !from || !cand ||
+        !best_final || !n_finished)
         goto done;
     for (int64_t b = 0; b < B; b++) {
         for (int64_t k = 0; k < K; k++) {
@@ -108,9 +110,11 @@ int tfm_beam_decode(tfm_model *m, tfm_tape *t, const int32_t *src, const uint8_t
                     double final = cd.score / length_penalty(step + 1, alpha);
                     if (final > best_final[b]) {
                         best_final[b] = final;
-                        memcpy(out + b * max_out, hist + cd.from * max_out, (size_t)step * sizeof(int32_t));
+                        memcpy(out + b * max_out, hist + cd.from * max_out,
+                               (size_t)step * sizeof(int32_t));
                         out[b * max_out + step] = TFM_EOS_ID;
-                        for (int64_t j = step + 1; j < max_out; j++) out[b * max_out + j] = TFM_PAD_ID;
+                        for (int64_t j = step + 1; j < max_out; j++)
+                            out[b * max_out + j] = TFM_PAD_ID;
                         lens[b] = step;
                     }
                     continue;
@@ -119,7 +123,8 @@ int tfm_beam_decode(tfm_model *m, tfm_tape *t, const int32_t *src, const uint8_t
                 from[r] = cd.from;
                 scores[r] = cd.score;
                 tokens[r] = cd.token;
-                memcpy(hist_new + r * max_out, hist + cd.from * max_out, (size_t)step * sizeof(int32_t));
+                memcpy(hist_new + r * max_out, hist + cd.from * max_out,
+                       (size_t)step * sizeof(int32_t));
                 hist_new[r * max_out + step] = cd.token;
             }
             for (; alive < K; alive++) {

@@ -34,17 +34,14 @@ typedef struct {
 } bbuf;
 
 static int bb_reserve(bbuf *b, size_t extra) {
-    if (b->oom)
-        return -1;
-    if (extra <= b->cap - b->len)
-        return 0;
+    if (b->oom) return -1;
+    if (extra <= b->cap - b->len) return 0;
     if (extra > SIZE_MAX / 2 - b->len) {
         b->oom = 1;
         return -1;
     }
     size_t cap = b->cap ? b->cap : 256;
-    while (cap - b->len < extra)
-        cap *= 2;
+    while (cap - b->len < extra) cap *= 2;
     char *p = realloc(b->p, cap);
     if (!p) {
         b->oom = 1;
@@ -56,8 +53,7 @@ static int bb_reserve(bbuf *b, size_t extra) {
 }
 
 static inline void bb_put(bbuf *b, char c) {
-    if (b->len < b->cap || bb_reserve(b, 1) == 0)
-        b->p[b->len++] = c;
+    if (b->len < b->cap || bb_reserve(b, 1) == 0) b->p[b->len++] = c;
 }
 
 static void bb_add(bbuf *b, const char *s, size_t n) {
@@ -94,17 +90,13 @@ static size_t u8_decode(const unsigned char *s, size_t n, uint32_t *cp) {
     } else if (c >= 0xE0 && c <= 0xEF) {
         len = 3;
         v = c & 0x0F;
-        if (c == 0xE0)
-            lo = 0xA0;
-        if (c == 0xED)
-            hi = 0x9F;
+        if (c == 0xE0) lo = 0xA0;
+        if (c == 0xED) hi = 0x9F;
     } else if (c >= 0xF0 && c <= 0xF4) {
         len = 4;
         v = c & 0x07;
-        if (c == 0xF0)
-            lo = 0x90;
-        if (c == 0xF4)
-            hi = 0x8F;
+        if (c == 0xF0) lo = 0x90;
+        if (c == 0xF4) hi = 0x8F;
     } else {
         *cp = BAD_CP;
         return 1;
@@ -146,10 +138,8 @@ static void u8_encode(bbuf *b, uint32_t cp) {
 
 /* Python's str.isspace(): what split() and rstrip() remove. */
 static int is_space(uint32_t cp) {
-    if (cp < 0x80)
-        return (cp >= 0x09 && cp <= 0x0D) || (cp >= 0x1C && cp <= 0x20);
-    if (cp == BAD_CP)
-        return 0;
+    if (cp < 0x80) return (cp >= 0x09 && cp <= 0x0D) || (cp >= 0x1C && cp <= 0x20);
+    if (cp == BAD_CP) return 0;
     size_t lo = 0, hi = sizeof BLEU_SPACES / sizeof BLEU_SPACES[0];
     while (lo < hi) {
         size_t mid = (lo + hi) / 2;
@@ -177,29 +167,23 @@ static int is_space(uint32_t cp) {
 
 /* Simple lowercase mapping of one code point (U+0130 is handled apart). */
 static uint32_t lower_cp(uint32_t cp) {
-    if (cp < 0x80)
-        return (cp >= 'A' && cp <= 'Z') ? cp + 32 : cp;
-    if (cp == BAD_CP)
-        return cp;
+    if (cp < 0x80) return (cp >= 'A' && cp <= 'Z') ? cp + 32 : cp;
+    if (cp == BAD_CP) return cp;
     long i;
     RUN_SEARCH(BLEU_LOWER, cp, i);
-    if (i < 0)
-        return cp;
+    if (i < 0) return cp;
     const bleu_lower_run *r = &BLEU_LOWER[i];
-    if (cp > r->last || (cp - r->first) % r->stride)
-        return cp;
+    if (cp > r->last || (cp - r->first) % r->stride) return cp;
     return (uint32_t)((int64_t)cp + r->delta);
 }
 
 enum { CASE_OTHER = 0, CASE_IGNORABLE = 1, CASE_CASED = 2 };
 
 static int case_class(uint32_t cp) {
-    if (cp == BAD_CP)
-        return CASE_OTHER;
+    if (cp == BAD_CP) return CASE_OTHER;
     long i;
     RUN_SEARCH(BLEU_CASE, cp, i);
-    if (i < 0 || cp > BLEU_CASE[i].last)
-        return CASE_OTHER;
+    if (i < 0 || cp > BLEU_CASE[i].last) return CASE_OTHER;
     return (int)BLEU_CASE[i].cls;
 }
 
@@ -241,8 +225,7 @@ static void lower_utf8(bbuf *dst, const char *s, size_t n) {
             u8_encode(dst, lower_cp(cp));
         }
         int cls = case_class(cp);
-        if (cls != CASE_IGNORABLE)
-            prev_cased = cls == CASE_CASED;
+        if (cls != CASE_IGNORABLE) prev_cased = cls == CASE_CASED;
         i += len;
     }
 }
@@ -254,8 +237,7 @@ static size_t rstrip_len(const char *s, size_t n) {
     while (i < n) {
         uint32_t cp;
         i += u8_decode(u + i, n - i, &cp);
-        if (!is_space(cp))
-            keep = i;
+        if (!is_space(cp)) keep = i;
     }
     return keep;
 }
@@ -400,8 +382,7 @@ static const bbuf *prep_13a(tok_scratch *sc, const char *s, size_t n, int lowerc
     };
     for (size_t k = 0; k < sizeof REPL / sizeof REPL[0]; k++) {
         /* bleu.py only unescapes when the line holds an '&' (a no-op skip) */
-        if (k == 3 && !(src_n && memchr(src, '&', src_n)))
-            break;
+        if (k == 3 && !(src_n && memchr(src, '&', src_n))) break;
         replace_all(cur, src, src_n, REPL[k][0], REPL[k][1]);
         src = cur->p;
         src_n = cur->len;
@@ -416,8 +397,7 @@ static const bbuf *prep_13a(tok_scratch *sc, const char *s, size_t n, int lowerc
         nxt = t;
         rule_pairs(cur, nxt->p, nxt->len, rule);
     }
-    if (sc->a.oom || sc->b.oom)
-        return NULL;
+    if (sc->a.oom || sc->b.oom) return NULL;
     return cur;
 }
 
@@ -428,8 +408,7 @@ static int next_token(const char *s, size_t n, size_t *pos, size_t *start, size_
     uint32_t cp;
     while (i < n) {
         size_t l = u8_decode(u + i, n - i, &cp);
-        if (!is_space(cp))
-            break;
+        if (!is_space(cp)) break;
         i += l;
     }
     if (i >= n) {
@@ -439,8 +418,7 @@ static int next_token(const char *s, size_t n, size_t *pos, size_t *start, size_
     *start = i;
     while (i < n) {
         size_t l = u8_decode(u + i, n - i, &cp);
-        if (is_space(cp))
-            break;
+        if (is_space(cp)) break;
         i += l;
     }
     *len = i - *start;
@@ -450,16 +428,14 @@ static int next_token(const char *s, size_t n, size_t *pos, size_t *start, size_
 
 int tfm_bleu_tokenize(const char *text, size_t len, int lowercase, char **out, size_t *out_len) {
     *out = NULL;
-    if (out_len)
-        *out_len = 0;
+    if (out_len) *out_len = 0;
     tok_scratch sc = {0};
     const bbuf *t = prep_13a(&sc, text ? text : "", text ? len : 0, lowercase);
     bbuf res = {0};
     if (t) {
         size_t pos = 0, start, tok_len;
         while (next_token(t->p, t->len, &pos, &start, &tok_len)) {
-            if (res.len)
-                bb_put(&res, ' ');
+            if (res.len) bb_put(&res, ' ');
             bb_add(&res, t->p + start, tok_len);
         }
         bb_put(&res, '\0');
@@ -471,8 +447,7 @@ int tfm_bleu_tokenize(const char *text, size_t len, int lowercase, char **out, s
         return -1;
     }
     *out = res.p;
-    if (out_len)
-        *out_len = res.len - 1;
+    if (out_len) *out_len = res.len - 1;
     return 0;
 }
 
@@ -519,8 +494,7 @@ tfm_bleu_acc *tfm_bleu_acc_new(int lowercase) {
 }
 
 void tfm_bleu_acc_free(tfm_bleu_acc *acc) {
-    if (!acc)
-        return;
+    if (!acc) return;
     tok_scratch_free(&acc->sc);
     bb_free(&acc->text);
     free(acc->toks);
@@ -532,17 +506,14 @@ void tfm_bleu_acc_free(tfm_bleu_acc *acc) {
 }
 
 static int grow(void **p, size_t *cap, size_t need, size_t elem) {
-    if (need <= *cap)
-        return 0;
+    if (need <= *cap) return 0;
     size_t c = *cap ? *cap : 64;
     while (c < need) {
-        if (c > SIZE_MAX / 2 / elem)
-            return -1;
+        if (c > SIZE_MAX / 2 / elem) return -1;
         c *= 2;
     }
     void *q = realloc(*p, c * elem);
-    if (!q)
-        return -1;
+    if (!q) return -1;
     *p = q;
     *cap = c;
     return 0;
@@ -550,30 +521,26 @@ static int grow(void **p, size_t *cap, size_t need, size_t elem) {
 
 static size_t pow2_at_least(size_t n) {
     size_t c = 16;
-    while (c < n)
-        c *= 2;
+    while (c < n) c *= 2;
     return c;
 }
 
 static uint64_t hash_bytes(const char *s, size_t n) {
     uint64_t h = 0xCBF29CE484222325ull; /* FNV-1a */
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ (unsigned char)s[i]) * 0x100000001B3ull;
+    for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)s[i]) * 0x100000001B3ull;
     return tfm_hash64(h);
 }
 
 static uint64_t hash_ngram(const uint32_t *ids, uint32_t n) {
     uint64_t h = n;
-    for (uint32_t k = 0; k < n; k++)
-        h = tfm_hash64(h ^ ((uint64_t)ids[k] << 8));
+    for (uint32_t k = 0; k < n; k++) h = tfm_hash64(h ^ ((uint64_t)ids[k] << 8));
     return h;
 }
 
 /* Tokenizes one side of the segment and appends its tokens. */
 static int add_side(tfm_bleu_acc *acc, const char *s) {
     const bbuf *t = prep_13a(&acc->sc, s, strlen(s), acc->lowercase);
-    if (!t)
-        return -1;
+    if (!t) return -1;
     size_t pos = 0, start, len;
     while (next_token(t->p, t->len, &pos, &start, &len)) {
         if (grow((void **)&acc->toks, &acc->cap_toks, acc->n_toks + 1, sizeof *acc->toks))
@@ -593,11 +560,9 @@ static int intern_tokens(tfm_bleu_acc *acc) {
         free(acc->intern);
         acc->intern = malloc(cap * sizeof *acc->intern);
         acc->intern_cap = acc->intern ? cap : 0;
-        if (!acc->intern)
-            return -1;
+        if (!acc->intern) return -1;
     }
-    if (grow((void **)&acc->ids, &acc->cap_ids, acc->n_toks + 1, sizeof *acc->ids))
-        return -1;
+    if (grow((void **)&acc->ids, &acc->cap_ids, acc->n_toks + 1, sizeof *acc->ids)) return -1;
     memset(acc->intern, 0, cap * sizeof *acc->intern);
     size_t mask = cap - 1;
     for (size_t t = 0; t < acc->n_toks; t++) {
@@ -627,10 +592,8 @@ static ngram_slot *ngram_find(ngram_slot *tab, size_t mask, const uint32_t *ids,
     size_t slot = (size_t)hash_ngram(ids, n) & mask;
     for (;;) {
         ngram_slot *e = &tab[slot];
-        if (!e->n)
-            return e;
-        if (e->n == n && !memcmp(e->ids, ids, n * sizeof *ids))
-            return e;
+        if (!e->n) return e;
+        if (e->n == n && !memcmp(e->ids, ids, n * sizeof *ids)) return e;
         slot = (slot + 1) & mask;
     }
 }
@@ -643,8 +606,7 @@ static int ngram_reset(tfm_bleu_acc *acc, size_t expected) {
         free(acc->ngrams);
         acc->ngrams = malloc(cap * sizeof *acc->ngrams);
         acc->ngram_alloc = acc->ngrams ? cap : 0;
-        if (!acc->ngrams)
-            return -1;
+        if (!acc->ngrams) return -1;
     }
     acc->ngram_cap = cap;
     acc->ngram_used = 0;
@@ -657,12 +619,10 @@ static ngram_slot *ngram_insert(tfm_bleu_acc *acc, const uint32_t *ids, uint32_t
     if (2 * (acc->ngram_used + 1) > acc->ngram_cap) {
         size_t cap = 2 * acc->ngram_cap;
         ngram_slot *tab = calloc(cap, sizeof *tab);
-        if (!tab)
-            return NULL;
+        if (!tab) return NULL;
         for (size_t s = 0; s < acc->ngram_cap; s++) {
             const ngram_slot *e = &acc->ngrams[s];
-            if (e->n)
-                *ngram_find(tab, cap - 1, e->ids, e->n) = *e;
+            if (e->n) *ngram_find(tab, cap - 1, e->ids, e->n) = *e;
         }
         free(acc->ngrams);
         acc->ngrams = tab;
@@ -701,8 +661,7 @@ int tfm_bleu_acc_add(tfm_bleu_acc *acc, const char *hyp, const char *const *refs
     acc->n_toks = 0;
     for (int side = 0; side <= n_refs; side++) {
         acc->side_start[side] = acc->n_toks;
-        if (add_side(acc, side == 0 ? hyp : refs[side - 1]))
-            goto oom;
+        if (add_side(acc, side == 0 ? hyp : refs[side - 1])) goto oom;
     }
     acc->side_start[n_refs + 1] = acc->n_toks;
     if (acc->n_toks >= UINT32_MAX / 2) {
@@ -710,22 +669,18 @@ int tfm_bleu_acc_add(tfm_bleu_acc *acc, const char *hyp, const char *const *refs
                       (long long)acc->sums.n_segments + 1, acc->n_toks);
         return -1;
     }
-    if (intern_tokens(acc))
-        goto oom;
+    if (intern_tokens(acc)) goto oom;
 
     const uint32_t *hyp_ids = acc->ids;
     size_t hyp_len = acc->side_start[1];
     size_t n_hyp_ngrams = 0;
     for (size_t n = 1; n <= TFM_BLEU_MAX_N; n++)
-        if (hyp_len >= n)
-            n_hyp_ngrams += hyp_len - n + 1;
-    if (ngram_reset(acc, n_hyp_ngrams))
-        goto oom;
+        if (hyp_len >= n) n_hyp_ngrams += hyp_len - n + 1;
+    if (ngram_reset(acc, n_hyp_ngrams)) goto oom;
     for (uint32_t n = 1; n <= TFM_BLEU_MAX_N; n++)
         for (size_t i = 0; i + n <= hyp_len; i++) {
             ngram_slot *e = ngram_insert(acc, hyp_ids + i, n);
-            if (!e)
-                goto oom;
+            if (!e) goto oom;
             e->hyp++;
         }
     ngram_slot *tab = acc->ngrams;
@@ -741,25 +696,21 @@ int tfm_bleu_acc_add(tfm_bleu_acc *acc, const char *hyp, const char *const *refs
             best_len = len;
             best_diff = diff;
         }
-        if (!hyp_len)
-            continue;
+        if (!hyp_len) continue;
         for (uint32_t n = 1; n <= TFM_BLEU_MAX_N; n++)
             for (size_t i = start; i + n <= end; i++) {
                 ngram_slot *e = ngram_find(tab, mask, acc->ids + i, n);
-                if (!e->n)
-                    continue;
+                if (!e->n) continue;
                 if (e->stamp != (uint32_t)r + 1) {
                     e->stamp = (uint32_t)r + 1;
                     e->cur = 0;
                 }
-                if (++e->cur > e->max)
-                    e->max = e->cur;
+                if (++e->cur > e->max) e->max = e->cur;
             }
     }
     for (size_t s = 0; s < cap; s++) {
         const ngram_slot *e = &tab[s];
-        if (!e->n)
-            continue;
+        if (!e->n) continue;
         acc->sums.total[e->n - 1] += e->hyp;
         acc->sums.correct[e->n - 1] += e->hyp < e->max ? e->hyp : e->max;
     }
@@ -776,18 +727,15 @@ void tfm_bleu_finish(tfm_bleu *b) {
     /* the same operations in the same order as bleu.py, so the doubles agree
      * to the last bit with the same libm */
     b->score = 0.0;
-    for (int n = 0; n < TFM_BLEU_MAX_N; n++)
-        b->precisions[n] = 0.0;
+    for (int n = 0; n < TFM_BLEU_MAX_N; n++) b->precisions[n] = 0.0;
     b->bp = 1.0;
     if (b->hyp_len < b->ref_len)
         b->bp = b->hyp_len > 0 ? exp(1.0 - (double)b->ref_len / (double)b->hyp_len) : 0.0;
     b->ratio = b->ref_len ? (double)b->hyp_len / (double)b->ref_len : 0.0;
-    if (b->correct[0] == 0)
-        return;
+    if (b->correct[0] == 0) return;
     double k = 1.0;
     for (int n = 0; n < TFM_BLEU_MAX_N; n++) {
-        if (b->total[n] == 0)
-            break;
+        if (b->total[n] == 0) break;
         if (b->correct[n] == 0) {
             k *= 2;
             b->precisions[n] = 100.0 / (k * (double)b->total[n]);
@@ -798,8 +746,7 @@ void tfm_bleu_finish(tfm_bleu *b) {
     double log_sum = 0.0;
     for (int n = 0; n < TFM_BLEU_MAX_N; n++) {
         /* fewer than n tokens in the whole hypothesis */
-        if (b->precisions[n] == 0.0)
-            return;
+        if (b->precisions[n] == 0.0) return;
         log_sum += log(b->precisions[n]);
     }
     b->score = b->bp * exp(log_sum / TFM_BLEU_MAX_N);
@@ -836,24 +783,19 @@ int tfm_bleu_corpus(const char *const *hyps, int64_t n_lines, const char *const 
     }
     int status = 0;
     for (int64_t i = 0; i < n_lines && !status; i++) {
-        for (int r = 0; r < n_refs; r++)
-            seg_refs[r] = refs[r][i];
+        for (int r = 0; r < n_refs; r++) seg_refs[r] = refs[r][i];
         status = tfm_bleu_acc_add(acc, hyps[i], seg_refs, n_refs);
     }
-    if (!status)
-        tfm_bleu_acc_result(acc, out);
+    if (!status) tfm_bleu_acc_result(acc, out);
     free(seg_refs);
     tfm_bleu_acc_free(acc);
     return status;
 }
 
 void tfm_bleu_format(const tfm_bleu *b, const char *label, int decimals, char *buf, size_t size) {
-    if (!buf || !size)
-        return;
-    if (decimals < 0)
-        decimals = 0;
-    if (decimals > 17)
-        decimals = 17;
+    if (!buf || !size) return;
+    if (decimals < 0) decimals = 0;
+    if (decimals > 17) decimals = 17;
     snprintf(buf, size,
              "%s = %.*f %.1f/%.1f/%.1f/%.1f (BP = %.3f ratio = %.3f hyp_len = %lld ref_len = %lld)",
              label ? label : "BLEU", decimals, b->score, b->precisions[0], b->precisions[1],
@@ -864,8 +806,7 @@ void tfm_bleu_format(const tfm_bleu *b, const char *label, int decimals, char *b
 /* ---------------------------------------------------------------- files */
 
 void tfm_eval_lines_free(tfm_eval_lines *l) {
-    if (!l)
-        return;
+    if (!l) return;
     free(l->lines);
     free(l->data);
     memset(l, 0, sizeof *l);
@@ -879,8 +820,7 @@ int tfm_eval_read_lines_fp(FILE *f, const char *name, tfm_eval_lines *out) {
             break;
         size_t got = fread(data.p + data.len, 1, data.cap - data.len, f);
         data.len += got;
-        if (got == 0)
-            break;
+        if (got == 0) break;
     }
     if (data.oom) {
         bb_free(&data);
@@ -923,8 +863,7 @@ int tfm_eval_read_lines_fp(FILE *f, const char *name, tfm_eval_lines *out) {
         }
         i += len;
     }
-    if (n > 0 && data.p[n - 1] != '\n')
-        n_lines++;
+    if (n > 0 && data.p[n - 1] != '\n') n_lines++;
     out->lines = malloc((size_t)(n_lines ? n_lines : 1) * sizeof *out->lines);
     if (!out->lines) {
         bb_free(&data);
@@ -939,8 +878,7 @@ int tfm_eval_read_lines_fp(FILE *f, const char *name, tfm_eval_lines *out) {
             out->lines[k++] = data.p + start;
             start = i + 1;
         }
-    if (start < n)
-        out->lines[k++] = data.p + start;
+    if (start < n) out->lines[k++] = data.p + start;
     TFM_ASSERT(k == n_lines);
     out->n = n_lines;
     out->data = data.p;

@@ -79,7 +79,8 @@ static size_t utf8_ok(const unsigned char *p) {
     if (c < 0x80) return c >= 0x20 || c == '\t' || c == '\n' || c == '\r' ? 1 : 0;
     size_t n;
     unsigned lo = 0x80, hi = 0xBF;
-    if (c >= 0xC2 && c <= 0xDF) n = 2;
+    if (c >= 0xC2 && c <= 0xDF)
+        n = 2;
     else if (c >= 0xE0 && c <= 0xEF) {
         n = 3;
         if (c == 0xE0) lo = 0xA0; /* overlong */
@@ -93,7 +94,8 @@ static size_t utf8_ok(const unsigned char *p) {
     if (p[1] < lo || p[1] > hi) return 0;
     for (size_t i = 2; i < n; i++)
         if (p[i] < 0x80 || p[i] > 0xBF) return 0;
-    if (n == 3 && c == 0xEF && p[1] == 0xBF && (p[2] == 0xBE || p[2] == 0xBF)) return 0; /* U+FFFE/F */
+    if (n == 3 && c == 0xEF && p[1] == 0xBF && (p[2] == 0xBE || p[2] == 0xBF))
+        return 0; /* U+FFFE/F */
     return n;
 }
 
@@ -101,23 +103,34 @@ size_t tfm_svg_escape(const char *text, char *out, size_t cap) {
     size_t need = 0;
     const unsigned char *p = (const unsigned char *)(text ? text : "");
     size_t written = 0; /* stays == need until the first piece that does not fit */
-#define EMIT(str, n)                                                         \
-    do {                                                                     \
-        if (written == need && need + (n) < cap) {                           \
-            memcpy(out + need, (str), (n));                                  \
-            written += (n);                                                  \
-        }                                                                    \
-        need += (n);                                                         \
+#define EMIT(str, n)                                                                               \
+    do {                                                                                           \
+        if (written == need && need + (n) < cap) {                                                 \
+            memcpy(out + need, (str), (n));                                                        \
+            written += (n);                                                                        \
+        }                                                                                          \
+        need += (n);                                                                               \
     } while (0)
     while (*p) {
         const char *rep = NULL;
         switch (*p) {
-        case '&': rep = "&amp;"; break;
-        case '<': rep = "&lt;"; break;
-        case '>': rep = "&gt;"; break;
-        case '"': rep = "&quot;"; break;
-        case '\'': rep = "&apos;"; break;
-        default: break;
+        case '&':
+            rep = "&amp;";
+            break;
+        case '<':
+            rep = "&lt;";
+            break;
+        case '>':
+            rep = "&gt;";
+            break;
+        case '"':
+            rep = "&quot;";
+            break;
+        case '\'':
+            rep = "&apos;";
+            break;
+        default:
+            break;
         }
         if (rep) {
             EMIT(rep, strlen(rep));
@@ -154,8 +167,8 @@ double tfm_svg_text_width(const char *text, double size) {
 
 void tfm_svg_text(tfm_svg *s, double x, double y, double size, const char *anchor, double rotate,
                   const char *fill, const char *text) {
-    tfm_svg_raw(s, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"%.0f\" text-anchor=\"%s\" fill=\"%s\"", x,
-                y, size, anchor, fill);
+    tfm_svg_raw(s, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"%.0f\" text-anchor=\"%s\" fill=\"%s\"",
+                x, y, size, anchor, fill);
     if (rotate != 0) tfm_svg_raw(s, " transform=\"rotate(%.0f %.1f %.1f)\"", rotate, x, y);
     tfm_svg_raw(s, ">");
     tfm_svg_escaped(s, text);
@@ -166,14 +179,18 @@ void tfm_svg_text(tfm_svg *s, double x, double y, double size, const char *ancho
 
 void tfm_svg_line(tfm_svg *s, double x1, double y1, double x2, double y2, const char *stroke,
                   double width, int dashed) {
-    tfm_svg_raw(s, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" stroke-width=\"%g\"%s/>\n",
+    tfm_svg_raw(s,
+                "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" "
+                "stroke-width=\"%g\"%s/>\n",
                 x1, y1, x2, y2, stroke, width, dashed ? " stroke-dasharray=\"4 3\"" : "");
 }
 
 void tfm_svg_rect(tfm_svg *s, double x, double y, double w, double h, const char *fill,
                   const char *stroke) {
-    tfm_svg_raw(s, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"%s\" stroke=\"%s\"/>\n",
-                x, y, w, h, fill, stroke);
+    tfm_svg_raw(
+        s,
+        "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"%s\" stroke=\"%s\"/>\n",
+        x, y, w, h, fill, stroke);
 }
 
 /* ---- ticks --------------------------------------------------------------------- */
@@ -257,7 +274,9 @@ void tfm_svg_plot_axes(tfm_svg *s, tfm_svg_plot *p, double x_lo, double x_hi, do
     }
     tfm_svg_rect(s, p->x, p->y, p->w, p->h, "none", "#444444");
     if (title) tfm_svg_text(s, p->x, p->y - 9, TITLE_SIZE, "start", 0, "#111111", title);
-    if (x_label) tfm_svg_text(s, p->x + p->w / 2, p->y + p->h + 35, LABEL_SIZE, "middle", 0, "#111111", x_label);
+    if (x_label)
+        tfm_svg_text(s, p->x + p->w / 2, p->y + p->h + 35, LABEL_SIZE, "middle", 0, "#111111",
+                     x_label);
     if (y_label)
         tfm_svg_text(s, p->x - 52, p->y + p->h / 2, LABEL_SIZE, "middle", -90, "#111111", y_label);
 }
@@ -270,8 +289,10 @@ void tfm_svg_plot_series(tfm_svg *s, const tfm_svg_plot *p, const double *x, con
         int64_t start = i;
         while (i < n && isfinite(x[i]) && isfinite(y[i])) i++;
         if (i - start >= 2) {
-            tfm_svg_raw(s, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"1.8\" "
-                           "stroke-linejoin=\"round\" points=\"", color);
+            tfm_svg_raw(s,
+                        "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"1.8\" "
+                        "stroke-linejoin=\"round\" points=\"",
+                        color);
             for (int64_t j = start; j < i; j++)
                 tfm_svg_raw(s, "%s%.1f,%.1f", j > start ? " " : "", tfm_svg_plot_x(p, x[j]),
                             tfm_svg_plot_y(p, y[j]));
@@ -295,8 +316,10 @@ void tfm_svg_plot_legend(tfm_svg *s, const tfm_svg_plot *p, const char *const *n
     }
     double bw = wmax + 40, bh = n * 17 + 8, bx = p->x + p->w - bw - 8;
     double by = bottom ? p->y + p->h - bh - 8 : p->y + 8;
-    tfm_svg_raw(s, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"#ffffff\" "
-                   "fill-opacity=\"0.9\" stroke=\"#bbbbbb\"/>\n", bx, by, bw, bh);
+    tfm_svg_raw(s,
+                "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"#ffffff\" "
+                "fill-opacity=\"0.9\" stroke=\"#bbbbbb\"/>\n",
+                bx, by, bw, bh);
     for (int i = 0; i < n; i++) {
         double y = by + 14 + i * 17;
         tfm_svg_line(s, bx + 8, y - 4, bx + 28, y - 4, colors[i], 2.5, 0);
@@ -317,7 +340,8 @@ void tfm_svg_heat_color(double v, double v_max, char *buf) {
     int i = pos >= 4 ? 3 : (int)pos;
     double f = pos - i;
     int rgb[3];
-    for (int c = 0; c < 3; c++) rgb[c] = (int)lround(stops[i][c] + f * (stops[i + 1][c] - stops[i][c]));
+    for (int c = 0; c < 3; c++)
+        rgb[c] = (int)lround(stops[i][c] + f * (stops[i + 1][c] - stops[i][c]));
     snprintf(buf, 8, "#%02x%02x%02x", rgb[0], rgb[1], rgb[2]);
 }
 
@@ -362,20 +386,23 @@ void tfm_svg_heatmap(tfm_svg *s, const tfm_svg_heatmap_spec *h, double x, double
     for (int64_t r = 0; r < h->rows; r++)
         for (int64_t k = 0; k < h->cols; k++) {
             tfm_svg_heat_color(h->values[r * h->cols + k], h->v_max, color);
-            tfm_svg_raw(s, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"%s\"/>\n",
-                        cx + k * c, cy + r * c, c, c, color);
+            tfm_svg_raw(
+                s, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"%s\"/>\n",
+                cx + k * c, cy + r * c, c, c, color);
         }
     tfm_svg_rect(s, cx, cy, h->cols * c, h->rows * c, "none", "#888888");
     for (int64_t r = 0; h->row_labels && r < h->rows; r++)
-        tfm_svg_text(s, cx - 6, cy + r * c + c / 2 + 4, LABEL_SIZE, "end", 0, "#111111", h->row_labels[r]);
+        tfm_svg_text(s, cx - 6, cy + r * c + c / 2 + 4, LABEL_SIZE, "end", 0, "#111111",
+                     h->row_labels[r]);
     for (int64_t k = 0; h->col_labels && k < h->cols; k++)
         tfm_svg_text(s, cx + k * c + c / 2 - 2, cy - 6, LABEL_SIZE, "start", -45, "#111111",
                      h->col_labels[k]);
     if (h->row_axis)
-        tfm_svg_text(s, x + 12, cy + h->rows * c / 2, LABEL_SIZE, "middle", -90, "#555555", h->row_axis);
+        tfm_svg_text(s, x + 12, cy + h->rows * c / 2, LABEL_SIZE, "middle", -90, "#555555",
+                     h->row_axis);
     if (h->col_axis)
-        tfm_svg_text(s, cx + h->cols * c / 2, cy + h->rows * c + 18, LABEL_SIZE, "middle", 0, "#555555",
-                     h->col_axis);
+        tfm_svg_text(s, cx + h->cols * c / 2, cy + h->rows * c + 18, LABEL_SIZE, "middle", 0,
+                     "#555555", h->col_axis);
 }
 
 void tfm_svg_colorbar(tfm_svg *s, double x, double y, double w, double v_max, const char *label) {

@@ -109,8 +109,10 @@ int tfm_atomic_commit(tfm_atomic_file *af) {
     }
     const char *what = NULL;
     int err = 0;
-    if (fflush(af->f) != 0) what = "write failed", err = errno;
-    else if (fsync(fileno(af->f)) != 0) what = "fsync failed", err = errno;
+    if (fflush(af->f) != 0)
+        what = "write failed", err = errno;
+    else if (fsync(fileno(af->f)) != 0)
+        what = "fsync failed", err = errno;
     int close_rc = fclose(af->f);
     af->f = NULL;
     if (!what && close_rc != 0) what = "close failed", err = errno;

@@ -70,7 +70,8 @@ int tfm_kv_get_i64(const tfm_kv *kv, const char *key, int64_t *out, const char *
     char *end;
     errno = 0;
     long long x = strtoll(v, &end, 10);
-    if (!*v || *end || errno) return tfm_set_error("%s: '%s' = '%s' is not an integer", where, key, v), 1;
+    if (!*v || *end || errno)
+        return tfm_set_error("%s: '%s' = '%s' is not an integer", where, key, v), 1;
     *out = x;
     return 0;
 }
@@ -93,7 +94,8 @@ int tfm_kv_get_f64(const tfm_kv *kv, const char *key, double *out, const char *w
     char *end;
     errno = 0;
     double x = strtod(v, &end);
-    if (!*v || *end || errno) return tfm_set_error("%s: '%s' = '%s' is not a number", where, key, v), 1;
+    if (!*v || *end || errno)
+        return tfm_set_error("%s: '%s' = '%s' is not a number", where, key, v), 1;
     *out = x;
     return 0;
 }
@@ -107,14 +109,17 @@ int tfm_kv_parse(tfm_kv *kv, const char *text, size_t len, const char *where) {
         while (j < len && text[j] != '\n') j++;
         lineno++;
         size_t n = j - i;
-        if (n >= sizeof line) return tfm_set_error("%s:%lld: line too long", where, (long long)lineno), 1;
+        if (n >= sizeof line)
+            return tfm_set_error("%s:%lld: line too long", where, (long long)lineno), 1;
         memcpy(line, text + i, n);
         line[n] = 0;
         i = j + 1;
-        if (memchr(line, 0, n)) return tfm_set_error("%s:%lld: NUL byte", where, (long long)lineno), 1;
+        if (memchr(line, 0, n))
+            return tfm_set_error("%s:%lld: NUL byte", where, (long long)lineno), 1;
         if (!n) continue;
         char *eq = strstr(line, " = ");
-        if (!eq) return tfm_set_error("%s:%lld: expected 'key = value'", where, (long long)lineno), 1;
+        if (!eq)
+            return tfm_set_error("%s:%lld: expected 'key = value'", where, (long long)lineno), 1;
         *eq = 0;
         kv_put(kv, line, eq + 3);
     }
@@ -236,7 +241,8 @@ int tfm_checkpoint_save(const char *path, const tfm_kv *meta, const tfm_params *
     w_u32(&w, 1);
     w_u32(&w, with_moments ? 1u : 0u);
     size_t meta_len = 0;
-    for (int64_t i = 0; i < meta->n; i++) meta_len += strlen(meta->keys[i]) + strlen(meta->vals[i]) + 4;
+    for (int64_t i = 0; i < meta->n; i++)
+        meta_len += strlen(meta->keys[i]) + strlen(meta->vals[i]) + 4;
     w_u64(&w, meta_len);
     for (int64_t i = 0; i < meta->n; i++) {
         w_bytes(&w, meta->keys[i], strlen(meta->keys[i]));
@@ -279,7 +285,8 @@ int tfm_checkpoint_save(const char *path, const tfm_kv *meta, const tfm_params *
     if (rename(tmp, path)) {
         int e = errno;
         unlink(tmp);
-        return tfm_set_error("%s: cannot rename the checkpoint into place: %s", path, strerror(e)), 1;
+        return tfm_set_error("%s: cannot rename the checkpoint into place: %s", path, strerror(e)),
+               1;
     }
     fsync_dir_of(path);
     return 0;
@@ -314,7 +321,12 @@ int tfm_checkpoint_parse(const void *data, size_t size, const char *name, tfm_ch
     memset(ck, 0, sizeof *ck);
     ck->path = dup_str(name);
     reader r = {data, size, 0};
-#define BAD(...) do { tfm_set_error(__VA_ARGS__); tfm_checkpoint_free(ck); return 1; } while (0)
+#define BAD(...)                                                                                   \
+    do {                                                                                           \
+        tfm_set_error(__VA_ARGS__);                                                                \
+        tfm_checkpoint_free(ck);                                                                   \
+        return 1;                                                                                  \
+    } while (0)
     char magic[8];
     if (size < 8 + 8 + 12 || r_take(&r, magic, 8) || memcmp(magic, "TFMCKPT1", 8))
         BAD("%s: not a tfm checkpoint (bad magic or too short)", name);
@@ -353,7 +365,8 @@ int tfm_checkpoint_parse(const void *data, size_t size, const char *name, tfm_ch
         if (!ck->names[i]) BAD("%s: out of memory", name);
         r_take(&r, ck->names[i], len);
         ck->names[i][len] = 0;
-        if (strlen(ck->names[i]) != len) BAD("%s: tensor %llu: NUL in name", name, (unsigned long long)i);
+        if (strlen(ck->names[i]) != len)
+            BAD("%s: tensor %llu: NUL in name", name, (unsigned long long)i);
         /* names go into one-line error messages: no control characters */
         for (uint32_t c = 0; c < len; c++)
             if ((unsigned char)ck->names[i][c] < 0x20 || ck->names[i][c] == 0x7f)
@@ -364,7 +377,8 @@ int tfm_checkpoint_parse(const void *data, size_t size, const char *name, tfm_ch
         int64_t n = 1;
         for (uint32_t d = 0; d < ndim; d++) {
             uint64_t s;
-            if (r_take(&r, &s, 8) || s > (1ull << 31)) BAD("%s: tensor %s: bad shape", name, ck->names[i]);
+            if (r_take(&r, &s, 8) || s > (1ull << 31))
+                BAD("%s: tensor %s: bad shape", name, ck->names[i]);
             ck->shapes[i][d] = (int64_t)s;
             n *= (int64_t)s;
             if (n > (1ll << 34)) BAD("%s: tensor %s: too large", name, ck->names[i]);
@@ -376,8 +390,9 @@ int tfm_checkpoint_parse(const void *data, size_t size, const char *name, tfm_ch
         BAD("%s: float count does not match the tensor table", name);
     ck->n_floats = total;
     uint64_t need = (uint64_t)total * 4 * (ck->has_moments ? 3 : 1);
-    if (need != r.size - r.pos) BAD("%s: data size %zu does not match the tensor table (%llu)", name,
-                                    r.size - r.pos, (unsigned long long)need);
+    if (need != r.size - r.pos)
+        BAD("%s: data size %zu does not match the tensor table (%llu)", name, r.size - r.pos,
+            (unsigned long long)need);
     ck->blocks = (const unsigned char *)data + r.pos;
 #undef BAD
     return 0;
@@ -419,7 +434,8 @@ int tfm_checkpoint_load_params(const tfm_checkpoint *ck, tfm_params *p, int with
         if (j == ck->n_tensors) return tfm_set_error("%s: missing tensor %s", ck->path, t->name), 1;
         int same = ck->ndims[j] == t->ndim;
         for (int d = 0; same && d < t->ndim; d++) same = ck->shapes[j][d] == t->shape[d];
-        if (!same) return tfm_set_error("%s: tensor %s has a different shape", ck->path, t->name), 1;
+        if (!same)
+            return tfm_set_error("%s: tensor %s has a different shape", ck->path, t->name), 1;
         int64_t off = t->data - p->data;
         float *dst[3] = {p->data, p->adam_m, p->adam_v};
         for (int b = 0; b < (with_moments ? 3 : 1); b++)
@@ -427,8 +443,9 @@ int tfm_checkpoint_load_params(const tfm_checkpoint *ck, tfm_params *p, int with
                    (size_t)t->n * 4);
     }
     if (p->count != ck->n_tensors)
-        return tfm_set_error("%s: has %lld tensors, the model %lld", ck->path, (long long)ck->n_tensors,
-                             (long long)p->count), 1;
+        return tfm_set_error("%s: has %lld tensors, the model %lld", ck->path,
+                             (long long)ck->n_tensors, (long long)p->count),
+               1;
     return 0;
 }
 

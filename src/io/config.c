@@ -41,7 +41,8 @@ int tfm_config_parse(const char *text, size_t len, const char *name, tfm_config_
         char *eq = strchr(s, '=');
         if (!eq) {
             /* quote at most a screenful of the offending line */
-            tfm_set_error("%s: expected 'key = value', got '%.60s%s'", where, s, strlen(s) > 60 ? "..." : "");
+            tfm_set_error("%s: expected 'key = value', got '%.60s%s'", where, s,
+                          strlen(s) > 60 ? "..." : "");
             return 1;
         }
         char *ke = eq;
@@ -69,7 +70,8 @@ int tfm_config_read(const char *path, tfm_config_fn fn, void *ctx) {
     }
     if (st.st_size > (16 << 20)) {
         fclose(f);
-        return tfm_set_error("%s: config file too large (%lld bytes)", path, (long long)st.st_size), 1;
+        return tfm_set_error("%s: config file too large (%lld bytes)", path, (long long)st.st_size),
+               1;
     }
     size_t size = (size_t)st.st_size;
     char *buf = malloc(size ? size : 1);

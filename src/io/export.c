@@ -48,9 +48,12 @@ static int map_add(export_map *mp, tfm_tensor *t, int primary, const char *fmt, 
 }
 
 static int map_attn(export_map *mp, const tfm_attn_params *a, const char *prefix) {
-    return map_add(mp, a->q_w, 1, "%s.q_proj.weight", prefix) || map_add(mp, a->q_b, 1, "%s.q_proj.bias", prefix) ||
-           map_add(mp, a->k_w, 1, "%s.k_proj.weight", prefix) || map_add(mp, a->k_b, 1, "%s.k_proj.bias", prefix) ||
-           map_add(mp, a->v_w, 1, "%s.v_proj.weight", prefix) || map_add(mp, a->v_b, 1, "%s.v_proj.bias", prefix) ||
+    return map_add(mp, a->q_w, 1, "%s.q_proj.weight", prefix) ||
+           map_add(mp, a->q_b, 1, "%s.q_proj.bias", prefix) ||
+           map_add(mp, a->k_w, 1, "%s.k_proj.weight", prefix) ||
+           map_add(mp, a->k_b, 1, "%s.k_proj.bias", prefix) ||
+           map_add(mp, a->v_w, 1, "%s.v_proj.weight", prefix) ||
+           map_add(mp, a->v_b, 1, "%s.v_proj.bias", prefix) ||
            map_add(mp, a->o_w, 1, "%s.out_proj.weight", prefix) ||
            map_add(mp, a->o_b, 1, "%s.out_proj.bias", prefix);
 }
@@ -60,8 +63,10 @@ static int map_ln(export_map *mp, const tfm_ln_params *ln, const char *prefix) {
 }
 
 static int map_ffn(export_map *mp, const tfm_layer_params *L, const char *prefix) {
-    return map_add(mp, L->fc1_w, 1, "%s.fc1.weight", prefix) || map_add(mp, L->fc1_b, 1, "%s.fc1.bias", prefix) ||
-           map_add(mp, L->fc2_w, 1, "%s.fc2.weight", prefix) || map_add(mp, L->fc2_b, 1, "%s.fc2.bias", prefix);
+    return map_add(mp, L->fc1_w, 1, "%s.fc1.weight", prefix) ||
+           map_add(mp, L->fc1_b, 1, "%s.fc1.bias", prefix) ||
+           map_add(mp, L->fc2_w, 1, "%s.fc2.weight", prefix) ||
+           map_add(mp, L->fc2_b, 1, "%s.fc2.bias", prefix);
 }
 
 /* Every Marian name of the model's parameters, in the order they are written.
@@ -78,7 +83,8 @@ static int build_map(const tfm_model *m, export_map *mp) {
     else
         err = map_add(mp, m->src_emb, 1, "model.encoder.embed_tokens.weight") ||
               map_add(mp, m->tgt_emb, 1, "model.decoder.embed_tokens.weight");
-    if (!err && m->cfg.share_src_emb) err = map_add(mp, m->tgt_emb, 0, "model.decoder.embed_tokens.weight");
+    if (!err && m->cfg.share_src_emb)
+        err = map_add(mp, m->tgt_emb, 0, "model.decoder.embed_tokens.weight");
     if (!err) err = map_add(mp, m->tgt_emb, 0, "lm_head.weight");
     for (int64_t i = 0; !err && i < m->cfg.enc_layers; i++) {
         const tfm_layer_params *L = &m->enc[i];
@@ -115,16 +121,21 @@ static int build_map(const tfm_model *m, export_map *mp) {
 
 int tfm_export_check(const tfm_model_config *c) {
     if (c->pre_ln)
-        return tfm_set_error("the model uses pre-LN layers, which MarianMT cannot express (it is post-LN only)"), 1;
+        return tfm_set_error("the model uses pre-LN layers, which MarianMT cannot express (it is "
+                             "post-LN only)"),
+               1;
     /* PyTorch's LayerNorm default, which MarianMTModel uses and MarianConfig
      * cannot change: any other value would silently change the outputs. */
     if (c->ln_eps != 1e-5f)
-        return tfm_set_error("the model's layer-norm epsilon is %g, but MarianMT's LayerNorm uses PyTorch's "
-                             "default 1e-5 and has no setting for it",
-                             (double)c->ln_eps),
+        return tfm_set_error(
+                   "the model's layer-norm epsilon is %g, but MarianMT's LayerNorm uses PyTorch's "
+                   "default 1e-5 and has no setting for it",
+                   (double)c->ln_eps),
                1;
     if (c->d_model % 2)
-        return tfm_set_error("d_model %lld is odd; Marian's sinusoids need an even width", (long long)c->d_model), 1;
+        return tfm_set_error("d_model %lld is odd; Marian's sinusoids need an even width",
+                             (long long)c->d_model),
+               1;
     return 0;
 }
 
@@ -291,12 +302,13 @@ int tfm_export_save(const tfm_model *m, const char *data_kind, const char *dir) 
     }
     for (int64_t i = 0; i < mp.n; i++) {
         const tfm_tensor *t = mp.e[i].t;
-        ts[i] = (tfm_st_tensor){.name = mp.e[i].name, .dtype = TFM_ST_F32, .ndim = t->ndim, .data = t->data};
+        ts[i] = (tfm_st_tensor){
+            .name = mp.e[i].name, .dtype = TFM_ST_F32, .ndim = t->ndim, .data = t->data};
         for (int d = 0; d < t->ndim; d++) ts[i].shape[d] = t->shape[d];
     }
     /* MarianMTModel adds this (1, V) bias to the logits; ours has none */
-    ts[mp.n] = (tfm_st_tensor){.name = "final_logits_bias", .dtype = TFM_ST_F32, .ndim = 2, .shape = {1, V},
-                               .data = bias};
+    ts[mp.n] = (tfm_st_tensor){
+        .name = "final_logits_bias", .dtype = TFM_ST_F32, .ndim = 2, .shape = {1, V}, .data = bias};
     char path[4096];
     snprintf(path, sizeof path, "%s/model.safetensors", dir);
     if (tfm_safetensors_write(path, ts, mp.n + 1, NULL, 0)) goto done;
@@ -326,18 +338,19 @@ static int read_config(const char *path, tfm_model_config *c, char *kind, size_t
     double x;
     int b;
     tfm_model_config_default(c);
-#define CFG_FAIL(...)                                                   \
-    do {                                                                \
-        char msg_[512];                                                 \
-        snprintf(msg_, sizeof msg_, __VA_ARGS__);                       \
-        tfm_set_error("%s: %s", path, msg_);                            \
-        goto done;                                                      \
+#define CFG_FAIL(...)                                                                              \
+    do {                                                                                           \
+        char msg_[512];                                                                            \
+        snprintf(msg_, sizeof msg_, __VA_ARGS__);                                                  \
+        tfm_set_error("%s: %s", path, msg_);                                                       \
+        goto done;                                                                                 \
     } while (0)
-#define CFG_CALL(call, ctx)                                             \
-    do {                                                                \
-        if (call) CFG_FAIL("%s%s", ctx, tfm_last_error());              \
+#define CFG_CALL(call, ctx)                                                                        \
+    do {                                                                                           \
+        if (call) CFG_FAIL("%s%s", ctx, tfm_last_error());                                         \
     } while (0)
-    if (doc->type != TFM_JSON_OBJECT) CFG_FAIL("expected an object, got %s", tfm_json_type_name(doc->type));
+    if (doc->type != TFM_JSON_OBJECT)
+        CFG_FAIL("expected an object, got %s", tfm_json_type_name(doc->type));
     CFG_CALL(tfm_json_get_string(doc, "model_type", &s), "");
     if (strcmp(s, "marian")) CFG_FAIL("model_type is \"%s\", expected \"marian\"", s);
     CFG_CALL(tfm_json_get_string(doc, "activation_function", &s), "");
@@ -349,7 +362,9 @@ static int read_config(const char *path, tfm_model_config *c, char *kind, size_t
         if (b) CFG_FAIL("normalize_before is true, only post-LN models are supported");
     }
     CFG_CALL(tfm_json_get_int64(doc, "decoder_start_token_id", &v), "");
-    if (v != TFM_BOS_ID) CFG_FAIL("decoder_start_token_id is %lld, tfm models start from <s> = %d", (long long)v, TFM_BOS_ID);
+    if (v != TFM_BOS_ID)
+        CFG_FAIL("decoder_start_token_id is %lld, tfm models start from <s> = %d", (long long)v,
+                 TFM_BOS_ID);
     CFG_CALL(tfm_json_get_int64(doc, "pad_token_id", &v), "");
     if (v != TFM_PAD_ID) CFG_FAIL("pad_token_id is %lld, expected %d", (long long)v, TFM_PAD_ID);
     CFG_CALL(tfm_json_get_int64(doc, "eos_token_id", &v), "");
@@ -359,14 +374,20 @@ static int read_config(const char *path, tfm_model_config *c, char *kind, size_t
     CFG_CALL(tfm_json_get_int64(doc, "decoder_layers", &c->dec_layers), "");
     CFG_CALL(tfm_json_get_int64(doc, "encoder_attention_heads", &c->n_heads), "");
     CFG_CALL(tfm_json_get_int64(doc, "decoder_attention_heads", &v), "");
-    if (v != c->n_heads) CFG_FAIL("decoder_attention_heads %lld differs from encoder_attention_heads %lld", (long long)v, (long long)c->n_heads);
+    if (v != c->n_heads)
+        CFG_FAIL("decoder_attention_heads %lld differs from encoder_attention_heads %lld",
+                 (long long)v, (long long)c->n_heads);
     CFG_CALL(tfm_json_get_int64(doc, "encoder_ffn_dim", &c->d_ff), "");
     CFG_CALL(tfm_json_get_int64(doc, "decoder_ffn_dim", &v), "");
-    if (v != c->d_ff) CFG_FAIL("decoder_ffn_dim %lld differs from encoder_ffn_dim %lld", (long long)v, (long long)c->d_ff);
+    if (v != c->d_ff)
+        CFG_FAIL("decoder_ffn_dim %lld differs from encoder_ffn_dim %lld", (long long)v,
+                 (long long)c->d_ff);
     CFG_CALL(tfm_json_get_int64(doc, "vocab_size", &c->vocab), "");
     if (tfm_json_get(doc, "decoder_vocab_size")) {
         CFG_CALL(tfm_json_get_int64(doc, "decoder_vocab_size", &v), "");
-        if (v != c->vocab) CFG_FAIL("decoder_vocab_size %lld differs from vocab_size %lld", (long long)v, (long long)c->vocab);
+        if (v != c->vocab)
+            CFG_FAIL("decoder_vocab_size %lld differs from vocab_size %lld", (long long)v,
+                     (long long)c->vocab);
     }
     CFG_CALL(tfm_json_get_int64(doc, "max_position_embeddings", &c->max_len), "");
     CFG_CALL(tfm_json_get_bool(doc, "share_encoder_decoder_embeddings", &b), "");
@@ -377,11 +398,15 @@ static int read_config(const char *path, tfm_model_config *c, char *kind, size_t
     }
     const tfm_json *t = tfm_json_get(doc, "tfm");
     if (!t) CFG_FAIL("no \"tfm\" section: only exports written by tfm export can be loaded");
-    if (t->type != TFM_JSON_OBJECT) CFG_FAIL("'tfm': expected an object, got %s", tfm_json_type_name(t->type));
+    if (t->type != TFM_JSON_OBJECT)
+        CFG_FAIL("'tfm': expected an object, got %s", tfm_json_type_name(t->type));
     CFG_CALL(tfm_json_get_int64(t, "format_version", &v), "tfm.");
-    if (v != EXPORT_FORMAT_VERSION) CFG_FAIL("tfm.format_version %lld is not supported (this build reads %d)", (long long)v, EXPORT_FORMAT_VERSION);
+    if (v != EXPORT_FORMAT_VERSION)
+        CFG_FAIL("tfm.format_version %lld is not supported (this build reads %d)", (long long)v,
+                 EXPORT_FORMAT_VERSION);
     CFG_CALL(tfm_json_get_string(t, "data_kind", &s), "tfm.");
-    if (strcmp(s, "text") && strcmp(s, "toy")) CFG_FAIL("tfm.data_kind is \"%s\", expected \"text\" or \"toy\"", s);
+    if (strcmp(s, "text") && strcmp(s, "toy"))
+        CFG_FAIL("tfm.data_kind is \"%s\", expected \"text\" or \"toy\"", s);
     snprintf(kind, kind_cap, "%s", s);
     CFG_CALL(tfm_json_get_double(t, "ln_eps", &x), "tfm.");
     c->ln_eps = (float)x;
@@ -439,7 +464,8 @@ int tfm_export_load(const char *dir, tfm_model *m, tfm_kv *meta) {
     if (tfm_st_read_f32(&f, "final_logits_bias", 2, (int64_t[]){1, V}, scratch)) goto done;
     for (int64_t j = 0; j < V; j++)
         if (scratch[j] != 0.0f) {
-            tfm_set_error("%s: tensor final_logits_bias is not zero (entry %lld is %g); tfm models have no output bias",
+            tfm_set_error("%s: tensor final_logits_bias is not zero (entry %lld is %g); tfm models "
+                          "have no output bias",
                           path, (long long)j, (double)scratch[j]);
             goto done;
         }

@@ -20,15 +20,24 @@ static size_t utf8_seq(const unsigned char *s, size_t n) {
     if (c < 0x80) return 1;
     size_t len;
     unsigned lo = 0x80, hi = 0xBF; /* allowed range of the second byte */
-    if (c >= 0xC2 && c <= 0xDF) len = 2;
-    else if (c == 0xE0) len = 3, lo = 0xA0;
-    else if (c >= 0xE1 && c <= 0xEC) len = 3;
-    else if (c == 0xED) len = 3, hi = 0x9F; /* excludes surrogates D800-DFFF */
-    else if (c >= 0xEE && c <= 0xEF) len = 3;
-    else if (c == 0xF0) len = 4, lo = 0x90;
-    else if (c >= 0xF1 && c <= 0xF3) len = 4;
-    else if (c == 0xF4) len = 4, hi = 0x8F; /* <= U+10FFFF */
-    else return 0;
+    if (c >= 0xC2 && c <= 0xDF)
+        len = 2;
+    else if (c == 0xE0)
+        len = 3, lo = 0xA0;
+    else if (c >= 0xE1 && c <= 0xEC)
+        len = 3;
+    else if (c == 0xED)
+        len = 3, hi = 0x9F; /* excludes surrogates D800-DFFF */
+    else if (c >= 0xEE && c <= 0xEF)
+        len = 3;
+    else if (c == 0xF0)
+        len = 4, lo = 0x90;
+    else if (c >= 0xF1 && c <= 0xF3)
+        len = 4;
+    else if (c == 0xF4)
+        len = 4, hi = 0x8F; /* <= U+10FFFF */
+    else
+        return 0;
     if (n < len) return 0;
     if (s[1] < lo || s[1] > hi) return 0;
     for (size_t i = 2; i < len; i++)
@@ -157,8 +166,10 @@ static void perr(parser *p, size_t at, const char *fmt, ...) {
     if (at > p->n) at = p->n;
     long long line = 1, col = 1;
     for (size_t i = 0; i < at; i++) {
-        if (p->s[i] == '\n') line++, col = 1;
-        else col++;
+        if (p->s[i] == '\n')
+            line++, col = 1;
+        else
+            col++;
     }
     char what[512];
     va_list ap;
@@ -170,9 +181,12 @@ static void perr(parser *p, size_t at, const char *fmt, ...) {
 
 /* Printable description of the byte at pos for messages. */
 static void describe(const parser *p, size_t pos, char *out, size_t cap) {
-    if (pos >= p->n) snprintf(out, cap, "end of input");
-    else if (p->s[pos] >= 0x20 && p->s[pos] < 0x7F) snprintf(out, cap, "'%c'", p->s[pos]);
-    else snprintf(out, cap, "byte 0x%02X", p->s[pos]);
+    if (pos >= p->n)
+        snprintf(out, cap, "end of input");
+    else if (p->s[pos] >= 0x20 && p->s[pos] < 0x7F)
+        snprintf(out, cap, "'%c'", p->s[pos]);
+    else
+        snprintf(out, cap, "byte 0x%02X", p->s[pos]);
 }
 
 /* Text from the input made safe for a one-line message: control bytes
@@ -184,7 +198,8 @@ static const char *printable(const char *s, size_t n, char *out, size_t cap) {
         n = limit;
         while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80) n--;
     }
-    for (size_t i = 0; i < n; i++) out[o++] = ((unsigned char)s[i] < 0x20 || s[i] == 0x7F) ? '?' : s[i];
+    for (size_t i = 0; i < n; i++)
+        out[o++] = ((unsigned char)s[i] < 0x20 || s[i] == 0x7F) ? '?' : s[i];
     if (cut) memcpy(out + o, "...", 3), o += 3;
     out[o] = 0;
     return out;
@@ -263,14 +278,30 @@ static int parse_string(parser *p, char **out, size_t *out_len) {
             unsigned char e = p->s[p->pos + 1];
             p->pos += 2;
             switch (e) {
-            case '"': buf[len++] = '"'; break;
-            case '\\': buf[len++] = '\\'; break;
-            case '/': buf[len++] = '/'; break;
-            case 'b': buf[len++] = '\b'; break;
-            case 'f': buf[len++] = '\f'; break;
-            case 'n': buf[len++] = '\n'; break;
-            case 'r': buf[len++] = '\r'; break;
-            case 't': buf[len++] = '\t'; break;
+            case '"':
+                buf[len++] = '"';
+                break;
+            case '\\':
+                buf[len++] = '\\';
+                break;
+            case '/':
+                buf[len++] = '/';
+                break;
+            case 'b':
+                buf[len++] = '\b';
+                break;
+            case 'f':
+                buf[len++] = '\f';
+                break;
+            case 'n':
+                buf[len++] = '\n';
+                break;
+            case 'r':
+                buf[len++] = '\r';
+                break;
+            case 't':
+                buf[len++] = '\t';
+                break;
             case 'u': {
                 long cp = hex4(p, p->pos);
                 if (cp < 0) {
@@ -398,7 +429,8 @@ static int push_item(parser *p, tfm_json *c, tfm_json *item, int64_t *cap) {
     if (c->count == *cap) {
         int64_t ncap = *cap ? *cap * 2 : 4;
         /* Objects also hold keys, key lengths and the hash index. */
-        size_t per_item = sizeof(tfm_json *) + (c->type == TFM_JSON_OBJECT ? sizeof(char *) + sizeof(size_t) + 8 : 0);
+        size_t per_item = sizeof(tfm_json *) +
+                          (c->type == TFM_JSON_OBJECT ? sizeof(char *) + sizeof(size_t) + 8 : 0);
         if (charge(p, (size_t)(ncap - *cap) * per_item, c->offset)) return -1;
         tfm_json **items = realloc(c->items, (size_t)ncap * sizeof *items);
         if (!items) goto oom;
@@ -451,7 +483,8 @@ static tfm_json *parse_container(parser *p, int depth, int is_object) {
             if (parse_string(p, &key, &key_len)) goto fail;
             if (!p->allow_dup && index_find(c, key, key_len) >= 0) {
                 char shown[104];
-                perr(p, key_at, "duplicate key \"%s\"", printable(key, key_len, shown, sizeof shown));
+                perr(p, key_at, "duplicate key \"%s\"",
+                     printable(key, key_len, shown, sizeof shown));
                 free(key);
                 goto fail;
             }
@@ -499,7 +532,8 @@ static tfm_json *parse_container(parser *p, int depth, int is_object) {
         }
         char d[32];
         describe(p, p->pos, d, sizeof d);
-        perr(p, p->pos, "expected ',' or '%c' in %s, got %s", close, is_object ? "object" : "array", d);
+        perr(p, p->pos, "expected ',' or '%c' in %s, got %s", close, is_object ? "object" : "array",
+             d);
         goto fail;
     }
 fail:
@@ -528,8 +562,10 @@ static tfm_json *parse_value(parser *p, int depth) {
     }
     unsigned char c = p->s[p->pos];
     switch (c) {
-    case '{': return parse_container(p, depth, 1);
-    case '[': return parse_container(p, depth, 0);
+    case '{':
+        return parse_container(p, depth, 1);
+    case '[':
+        return parse_container(p, depth, 0);
     case '"': {
         tfm_json *v = new_node(p, TFM_JSON_STRING, p->pos);
         if (!v) return NULL;
@@ -539,9 +575,12 @@ static tfm_json *parse_value(parser *p, int depth) {
         }
         return v;
     }
-    case 't': return parse_literal(p, "true", TFM_JSON_BOOL, 1);
-    case 'f': return parse_literal(p, "false", TFM_JSON_BOOL, 0);
-    case 'n': return parse_literal(p, "null", TFM_JSON_NULL, 0);
+    case 't':
+        return parse_literal(p, "true", TFM_JSON_BOOL, 1);
+    case 'f':
+        return parse_literal(p, "false", TFM_JSON_BOOL, 0);
+    case 'n':
+        return parse_literal(p, "null", TFM_JSON_NULL, 0);
     default:
         if (c == '-' || (c >= '0' && c <= '9')) return parse_number(p);
         {
@@ -556,8 +595,9 @@ static tfm_json *parse_value(parser *p, int depth) {
 int tfm_json_parse(const char *text, size_t len, const tfm_json_options *opt, const char *source,
                    tfm_json **out) {
     *out = NULL;
-    parser p = {(const unsigned char *)text, len, 0, source ? source : "<json>", TFM_JSON_DEFAULT_DEPTH,
-                0, 0, 0, TFM_JSON_DEFAULT_MEMORY};
+    parser p = {(const unsigned char *)text, len, 0, source ? source : "<json>",
+                TFM_JSON_DEFAULT_DEPTH,      0,   0, 0,
+                TFM_JSON_DEFAULT_MEMORY};
     if (opt) {
         if (opt->max_memory) p.max_memory = opt->max_memory;
         if (opt->max_depth > 0) p.max_depth = opt->max_depth;
@@ -639,12 +679,18 @@ void tfm_json_free(tfm_json *v) {
 
 const char *tfm_json_type_name(tfm_json_type t) {
     switch (t) {
-    case TFM_JSON_NULL: return "null";
-    case TFM_JSON_BOOL: return "a boolean";
-    case TFM_JSON_NUMBER: return "a number";
-    case TFM_JSON_STRING: return "a string";
-    case TFM_JSON_ARRAY: return "an array";
-    case TFM_JSON_OBJECT: return "an object";
+    case TFM_JSON_NULL:
+        return "null";
+    case TFM_JSON_BOOL:
+        return "a boolean";
+    case TFM_JSON_NUMBER:
+        return "a number";
+    case TFM_JSON_STRING:
+        return "a string";
+    case TFM_JSON_ARRAY:
+        return "an array";
+    case TFM_JSON_OBJECT:
+        return "an object";
     }
     return "an unknown value";
 }
@@ -886,13 +932,27 @@ static void jw_quoted(tfm_json_writer *w, const char *s, size_t n) {
         const char *esc = NULL;
         char ubuf[8];
         switch (c) {
-        case '"': esc = "\\\""; break;
-        case '\\': esc = "\\\\"; break;
-        case '\n': esc = "\\n"; break;
-        case '\r': esc = "\\r"; break;
-        case '\t': esc = "\\t"; break;
-        case '\b': esc = "\\b"; break;
-        case '\f': esc = "\\f"; break;
+        case '"':
+            esc = "\\\"";
+            break;
+        case '\\':
+            esc = "\\\\";
+            break;
+        case '\n':
+            esc = "\\n";
+            break;
+        case '\r':
+            esc = "\\r";
+            break;
+        case '\t':
+            esc = "\\t";
+            break;
+        case '\b':
+            esc = "\\b";
+            break;
+        case '\f':
+            esc = "\\f";
+            break;
         default:
             if (c < 0x20) {
                 snprintf(ubuf, sizeof ubuf, "\\u%04x", c);

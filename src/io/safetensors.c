@@ -12,17 +12,20 @@
 
 /* Tensor bytes are copied between memory and file as they are: the format is
  * little-endian, and so is every machine we build for. */
-_Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "safetensors I/O assumes a little-endian host");
+_Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
+               "safetensors I/O assumes a little-endian host");
 
 static const struct {
     const char *name;
     int64_t size;
 } DTYPES[TFM_ST_DTYPE_COUNT] = {
-    [TFM_ST_BOOL] = {"BOOL", 1},       [TFM_ST_U8] = {"U8", 1},   [TFM_ST_I8] = {"I8", 1},
-    [TFM_ST_F8_E5M2] = {"F8_E5M2", 1}, [TFM_ST_F8_E4M3] = {"F8_E4M3", 1},
-    [TFM_ST_I16] = {"I16", 2},         [TFM_ST_U16] = {"U16", 2}, [TFM_ST_F16] = {"F16", 2},
-    [TFM_ST_BF16] = {"BF16", 2},       [TFM_ST_I32] = {"I32", 4}, [TFM_ST_U32] = {"U32", 4},
-    [TFM_ST_F32] = {"F32", 4},         [TFM_ST_F64] = {"F64", 8}, [TFM_ST_I64] = {"I64", 8},
+    [TFM_ST_BOOL] = {"BOOL", 1},       [TFM_ST_U8] = {"U8", 1},
+    [TFM_ST_I8] = {"I8", 1},           [TFM_ST_F8_E5M2] = {"F8_E5M2", 1},
+    [TFM_ST_F8_E4M3] = {"F8_E4M3", 1}, [TFM_ST_I16] = {"I16", 2},
+    [TFM_ST_U16] = {"U16", 2},         [TFM_ST_F16] = {"F16", 2},
+    [TFM_ST_BF16] = {"BF16", 2},       [TFM_ST_I32] = {"I32", 4},
+    [TFM_ST_U32] = {"U32", 4},         [TFM_ST_F32] = {"F32", 4},
+    [TFM_ST_F64] = {"F64", 8},         [TFM_ST_I64] = {"I64", 8},
     [TFM_ST_U64] = {"U64", 8},
 };
 
@@ -30,7 +33,9 @@ const char *tfm_st_dtype_name(tfm_st_dtype d) {
     return (unsigned)d < TFM_ST_DTYPE_COUNT ? DTYPES[d].name : "?";
 }
 
-int64_t tfm_st_dtype_size(tfm_st_dtype d) { return (unsigned)d < TFM_ST_DTYPE_COUNT ? DTYPES[d].size : 0; }
+int64_t tfm_st_dtype_size(tfm_st_dtype d) {
+    return (unsigned)d < TFM_ST_DTYPE_COUNT ? DTYPES[d].size : 0;
+}
 
 int tfm_st_dtype_from_name(const char *name, size_t len) {
     for (int d = 0; d < TFM_ST_DTYPE_COUNT; d++)
@@ -47,7 +52,8 @@ static const char *show(char *buf, size_t cap, const char *s, size_t n) {
         n = limit;
         while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80) n--;
     }
-    for (size_t i = 0; i < n; i++) buf[o++] = ((unsigned char)s[i] < 0x20 || s[i] == 0x7F) ? '?' : s[i];
+    for (size_t i = 0; i < n; i++)
+        buf[o++] = ((unsigned char)s[i] < 0x20 || s[i] == 0x7F) ? '?' : s[i];
     if (cut) memcpy(buf + o, "...", 3), o += 3;
     buf[o] = 0;
     return buf;
@@ -111,7 +117,8 @@ int tfm_safetensors_write(const char *path, const tfm_st_tensor *tensors, int64_
             return -1;
         }
         if ((unsigned)t->dtype >= TFM_ST_DTYPE_COUNT || t->ndim < 0 || t->ndim > TFM_ST_MAX_DIMS) {
-            tfm_set_error("%s: tensor %s: invalid dtype %d or rank %d", path, name, (int)t->dtype, t->ndim);
+            tfm_set_error("%s: tensor %s: invalid dtype %d or rank %d", path, name, (int)t->dtype,
+                          t->ndim);
             return -1;
         }
         int64_t bytes = tensor_bytes(t->ndim, t->shape, DTYPES[t->dtype].size);
@@ -218,7 +225,8 @@ static char *dup_n(const char *s, size_t n) {
     return d;
 }
 
-static void st_error(const tfm_st_file *f, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void st_error(const tfm_st_file *f, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 static void st_error(const tfm_st_file *f, const char *fmt, ...) {
     char what[768];
     va_list ap;
@@ -248,7 +256,8 @@ static int64_t header_uint(const tfm_json *v, const char **err) {
 
 static int parse_metadata(tfm_st_file *f, const tfm_json *meta) {
     if (meta->type != TFM_JSON_OBJECT) {
-        st_error(f, "__metadata__ is %s, expected an object of strings", tfm_json_type_name(meta->type));
+        st_error(f, "__metadata__ is %s, expected an object of strings",
+                 tfm_json_type_name(meta->type));
         return -1;
     }
     f->meta_keys = calloc((size_t)meta->count + 1, sizeof *f->meta_keys);
@@ -262,7 +271,8 @@ static int parse_metadata(tfm_st_file *f, const tfm_json *meta) {
         const tfm_json *v = meta->items[i];
         if (v->type != TFM_JSON_STRING) {
             st_error(f, "__metadata__ value for %s is %s, expected a string",
-                     show(nb, sizeof nb, meta->keys[i], meta->key_lens[i]), tfm_json_type_name(v->type));
+                     show(nb, sizeof nb, meta->keys[i], meta->key_lens[i]),
+                     tfm_json_type_name(v->type));
             return -1;
         }
         f->meta_keys[i] = dup_n(meta->keys[i], meta->key_lens[i]);
@@ -279,33 +289,40 @@ static int parse_metadata(tfm_st_file *f, const tfm_json *meta) {
 /* Reads one header entry into t (name already set). */
 static int parse_entry(tfm_st_file *f, const char *name, const tfm_json *e, tfm_st_tensor *t) {
     if (e->type != TFM_JSON_OBJECT) {
-        st_error(f, "tensor %s: entry is %s, expected an object", name, tfm_json_type_name(e->type));
+        st_error(f, "tensor %s: entry is %s, expected an object", name,
+                 tfm_json_type_name(e->type));
         return -1;
     }
     const tfm_json *dtype = tfm_json_get(e, "dtype"), *shape = tfm_json_get(e, "shape"),
                    *offsets = tfm_json_get(e, "data_offsets");
     if (!dtype || !shape || !offsets) {
-        st_error(f, "tensor %s: missing \"%s\"", name, !dtype ? "dtype" : !shape ? "shape" : "data_offsets");
+        st_error(f, "tensor %s: missing \"%s\"", name,
+                 !dtype   ? "dtype"
+                 : !shape ? "shape"
+                          : "data_offsets");
         return -1;
     }
     if (dtype->type != TFM_JSON_STRING) {
-        st_error(f, "tensor %s: dtype is %s, expected a string", name, tfm_json_type_name(dtype->type));
+        st_error(f, "tensor %s: dtype is %s, expected a string", name,
+                 tfm_json_type_name(dtype->type));
         return -1;
     }
     int d = tfm_st_dtype_from_name(dtype->text, dtype->text_len);
     if (d < 0) {
         char db[40];
-        st_error(f, "tensor %s: unknown dtype \"%s\"", name, show(db, sizeof db, dtype->text, dtype->text_len));
+        st_error(f, "tensor %s: unknown dtype \"%s\"", name,
+                 show(db, sizeof db, dtype->text, dtype->text_len));
         return -1;
     }
     t->dtype = (tfm_st_dtype)d;
     if (shape->type != TFM_JSON_ARRAY) {
-        st_error(f, "tensor %s: shape is %s, expected an array", name, tfm_json_type_name(shape->type));
+        st_error(f, "tensor %s: shape is %s, expected an array", name,
+                 tfm_json_type_name(shape->type));
         return -1;
     }
     if (shape->count > TFM_ST_MAX_DIMS) {
-        st_error(f, "tensor %s: %lld dimensions, at most %d are supported", name, (long long)shape->count,
-                 TFM_ST_MAX_DIMS);
+        st_error(f, "tensor %s: %lld dimensions, at most %d are supported", name,
+                 (long long)shape->count, TFM_ST_MAX_DIMS);
         return -1;
     }
     t->ndim = (int)shape->count;
@@ -329,21 +346,23 @@ static int parse_entry(tfm_st_file *f, const char *name, const tfm_json *e, tfm_
         return -1;
     }
     if (begin > end) {
-        st_error(f, "tensor %s: data_offsets [%lld, %lld] has begin after end", name, (long long)begin,
-                 (long long)end);
+        st_error(f, "tensor %s: data_offsets [%lld, %lld] has begin after end", name,
+                 (long long)begin, (long long)end);
         return -1;
     }
     if ((uint64_t)end > f->buffer_len) {
-        st_error(f, "tensor %s: data_offsets [%lld, %lld] out of bounds (the data buffer has %zu bytes)", name,
-                 (long long)begin, (long long)end, f->buffer_len);
+        st_error(
+            f, "tensor %s: data_offsets [%lld, %lld] out of bounds (the data buffer has %zu bytes)",
+            name, (long long)begin, (long long)end, f->buffer_len);
         return -1;
     }
     int64_t bytes = tensor_bytes(t->ndim, t->shape, DTYPES[t->dtype].size);
     char sb[256];
     if (bytes < 0 || bytes != end - begin) {
-        st_error(f, "tensor %s: data_offsets [%lld, %lld] hold %lld bytes, but %s %s needs %s%lld", name,
-                 (long long)begin, (long long)end, (long long)(end - begin), DTYPES[t->dtype].name,
-                 shape_str(sb, sizeof sb, t->ndim, t->shape), bytes < 0 ? "more than " : "",
+        st_error(f, "tensor %s: data_offsets [%lld, %lld] hold %lld bytes, but %s %s needs %s%lld",
+                 name, (long long)begin, (long long)end, (long long)(end - begin),
+                 DTYPES[t->dtype].name, shape_str(sb, sizeof sb, t->ndim, t->shape),
+                 bytes < 0 ? "more than " : "",
                  bytes < 0 ? (long long)INT64_MAX : (long long)bytes);
         return -1;
     }
@@ -372,14 +391,16 @@ static int check_layout(tfm_st_file *f) {
         if (spans[k].begin < expect) {
             const tfm_st_tensor *o = &f->tensors[spans[prev].index];
             st_error(f, "tensor %s: data_offsets [%lld, %lld] overlap tensor %s [%lld, %lld]", name,
-                     (long long)spans[k].begin, (long long)spans[k].end, show(pb, sizeof pb, o->name, strlen(o->name)),
-                     (long long)spans[prev].begin, (long long)spans[prev].end);
+                     (long long)spans[k].begin, (long long)spans[k].end,
+                     show(pb, sizeof pb, o->name, strlen(o->name)), (long long)spans[prev].begin,
+                     (long long)spans[prev].end);
             free(spans);
             return -1;
         }
         if (spans[k].begin > expect) {
-            st_error(f, "tensor %s: gap of %lld unused bytes before its data_offsets [%lld, %lld]", name,
-                     (long long)(spans[k].begin - expect), (long long)spans[k].begin, (long long)spans[k].end);
+            st_error(f, "tensor %s: gap of %lld unused bytes before its data_offsets [%lld, %lld]",
+                     name, (long long)(spans[k].begin - expect), (long long)spans[k].begin,
+                     (long long)spans[k].end);
             free(spans);
             return -1;
         }
@@ -390,8 +411,11 @@ static int check_layout(tfm_st_file *f) {
     }
     free(spans);
     if ((uint64_t)expect != f->buffer_len) {
-        st_error(f, "%zu bytes after the end of the last tensor (the file is %zu bytes, the tensors end at %lld)",
-                 f->buffer_len - (size_t)expect, f->size, (long long)(8 + f->header_len + (size_t)expect));
+        st_error(f,
+                 "%zu bytes after the end of the last tensor (the file is %zu bytes, the tensors "
+                 "end at %lld)",
+                 f->buffer_len - (size_t)expect, f->size,
+                 (long long)(8 + f->header_len + (size_t)expect));
         return -1;
     }
     return 0;
@@ -411,7 +435,8 @@ static int parse_header(tfm_st_file *f) {
         return -1;
     }
     if (n > f->size - 8) {
-        st_error(f, "header length %llu runs past the end of the file (%zu bytes)", (unsigned long long)n, f->size);
+        st_error(f, "header length %llu runs past the end of the file (%zu bytes)",
+                 (unsigned long long)n, f->size);
         return -1;
     }
     f->header_len = (size_t)n;
@@ -448,7 +473,8 @@ static int parse_header(tfm_st_file *f) {
         size_t key_len = root->key_lens[i];
         if (key_len == 12 && !memcmp(key, "__metadata__", 12)) {
             /* null means "no metadata" to the reference reader (an Option). */
-            if (root->items[i]->type != TFM_JSON_NULL && parse_metadata(f, root->items[i])) goto fail;
+            if (root->items[i]->type != TFM_JSON_NULL && parse_metadata(f, root->items[i]))
+                goto fail;
             continue;
         }
         char nb[96];
@@ -562,7 +588,8 @@ const char *tfm_st_meta(const tfm_st_file *f, const char *key) {
     return NULL;
 }
 
-static const tfm_st_tensor *check_f32(const tfm_st_file *f, const char *name, int ndim, const int64_t *shape) {
+static const tfm_st_tensor *check_f32(const tfm_st_file *f, const char *name, int ndim,
+                                      const int64_t *shape) {
     const tfm_st_tensor *t = tfm_st_find(f, name);
     if (!t) {
         st_error(f, "missing tensor %s", name ? name : "(null)");
@@ -576,19 +603,21 @@ static const tfm_st_tensor *check_f32(const tfm_st_file *f, const char *name, in
     for (int d = 0; same && d < ndim; d++) same = t->shape[d] == shape[d];
     if (!same) {
         char have[256], want[256];
-        st_error(f, "tensor %s has shape %s, expected %s", name, shape_str(have, sizeof have, t->ndim, t->shape),
+        st_error(f, "tensor %s has shape %s, expected %s", name,
+                 shape_str(have, sizeof have, t->ndim, t->shape),
                  shape_str(want, sizeof want, ndim < 0 ? 0 : ndim, shape));
         return NULL;
     }
     return t;
 }
 
-int tfm_st_get_f32(const tfm_st_file *f, const char *name, int ndim, const int64_t *shape, float **data) {
+int tfm_st_get_f32(const tfm_st_file *f, const char *name, int ndim, const int64_t *shape,
+                   float **data) {
     const tfm_st_tensor *t = check_f32(f, name, ndim, shape);
     if (!t) return -1;
     if ((uintptr_t)t->data % _Alignof(float) != 0) {
-        st_error(f, "tensor %s is not 4-byte aligned in memory (offset %lld); use tfm_st_read_f32", name,
-                 (long long)t->offset);
+        st_error(f, "tensor %s is not 4-byte aligned in memory (offset %lld); use tfm_st_read_f32",
+                 name, (long long)t->offset);
         return -1;
     }
     /* The file's bytes are ours (or the caller's) to hand out; the const is
@@ -597,7 +626,8 @@ int tfm_st_get_f32(const tfm_st_file *f, const char *name, int ndim, const int64
     return 0;
 }
 
-int tfm_st_read_f32(const tfm_st_file *f, const char *name, int ndim, const int64_t *shape, float *dst) {
+int tfm_st_read_f32(const tfm_st_file *f, const char *name, int ndim, const int64_t *shape,
+                    float *dst) {
     const tfm_st_tensor *t = check_f32(f, name, ndim, shape);
     if (!t) return -1;
     if (t->nbytes) memcpy(dst, t->data, (size_t)t->nbytes);

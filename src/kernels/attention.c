@@ -57,7 +57,8 @@ static void masked_softmax(float *p, const tfm_attn_shape *s, int64_t b) {
 static void dropout_probs(float *dst, const float *src, int64_t n, float p, uint64_t key) {
     float keep_scale = 1.0f / (1.0f - p);
     uint32_t th = tfm_dropout_threshold(p);
-    for (int64_t i = 0; i < n; i++) dst[i] = tfm_dropout_keep(key, (uint64_t)i, th) ? src[i] * keep_scale : 0.0f;
+    for (int64_t i = 0; i < n; i++)
+        dst[i] = tfm_dropout_keep(key, (uint64_t)i, th) ? src[i] * keep_scale : 0.0f;
 }
 
 /* S = Q K^T / sqrt(dh); P = softmax(mask(S)); out = dropout(P) V */
@@ -91,8 +92,8 @@ void tfm_k_attention_forward(float *out, float *probs, const float *q, const flo
  *   dS = P * (dP - rowsum(dP * P)) / sqrt(dh)
  *   dQ += dS K;  dK += dS^T Q                                              */
 void tfm_k_attention_backward(float *dq, float *dk, float *dv, const float *dout,
-                              const float *probs, const float *q, const float *k,
-                              const float *v, const tfm_attn_shape *s, float *scratch) {
+                              const float *probs, const float *q, const float *k, const float *v,
+                              const tfm_attn_shape *s, float *scratch) {
     const int64_t B = s->B, H = s->H, Tq = s->Tq, Tk = s->Tk, D = s->D, dh = D / H;
     const float scale = 1.0f / sqrtf((float)dh);
     const int64_t tile = Tq * Tk;
@@ -114,8 +115,9 @@ void tfm_k_attention_backward(float *dq, float *dk, float *dv, const float *dout
                 dropout_probs(pd, p, tile, p_drop, key);
                 p_used = pd;
             }
-            if (dv) tfm_gemm(1, 0, Tk, dh, Tq, 1.0f, p_used, Tk, dob, D, 1.0f,
-                             dv + b * s->kv_bs + h * dh, D);
+            if (dv)
+                tfm_gemm(1, 0, Tk, dh, Tq, 1.0f, p_used, Tk, dob, D, 1.0f,
+                         dv + b * s->kv_bs + h * dh, D);
             tfm_gemm(0, 1, Tq, Tk, dh, 1.0f, dob, D, vb, D, 0.0f, dp, Tk);
             for (int64_t i = 0; i < Tq; i++) {
                 float *dpr = dp + i * Tk;
@@ -123,16 +125,19 @@ void tfm_k_attention_backward(float *dq, float *dk, float *dv, const float *dout
                 if (p_drop > 0.0f) {
                     uint32_t th = tfm_dropout_threshold(p_drop);
                     for (int64_t j = 0; j < Tk; j++)
-                        dpr[j] = tfm_dropout_keep(key, (uint64_t)(i * Tk + j), th) ? dpr[j] * keep_scale : 0.0f;
+                        dpr[j] = tfm_dropout_keep(key, (uint64_t)(i * Tk + j), th)
+                                     ? dpr[j] * keep_scale
+                                     : 0.0f;
                 }
                 float dot = 0.0f;
 #pragma omp simd reduction(+ : dot)
                 for (int64_t j = 0; j < Tk; j++) dot += dpr[j] * pr[j];
                 for (int64_t j = 0; j < Tk; j++) dpr[j] = pr[j] * (dpr[j] - dot) * scale;
             }
-            if (dq) tfm_gemm(0, 0, Tq, dh, Tk, 1.0f, dp, Tk, kb, D, 1.0f,
-                             dq + b * s->q_bs + h * dh, D);
-            if (dk) tfm_gemm(1, 0, Tk, dh, Tq, 1.0f, dp, Tk, qb, D, 1.0f,
-                             dk + b * s->kv_bs + h * dh, D);
+            if (dq)
+                tfm_gemm(0, 0, Tq, dh, Tk, 1.0f, dp, Tk, kb, D, 1.0f, dq + b * s->q_bs + h * dh, D);
+            if (dk)
+                tfm_gemm(1, 0, Tk, dh, Tq, 1.0f, dp, Tk, qb, D, 1.0f, dk + b * s->kv_bs + h * dh,
+                         D);
         }
 }

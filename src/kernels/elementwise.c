@@ -66,7 +66,8 @@ void tfm_k_dropout_forward(float *y, const float *x, int64_t n, float p, uint64_
     float keep_scale = 1.0f / (1.0f - p);
     uint32_t th = tfm_dropout_threshold(p);
 #pragma omp parallel for schedule(static) PAR(n)
-    for (int64_t i = 0; i < n; i++) y[i] = tfm_dropout_keep(key, (uint64_t)i, th) ? x[i] * keep_scale : 0.0f;
+    for (int64_t i = 0; i < n; i++)
+        y[i] = tfm_dropout_keep(key, (uint64_t)i, th) ? x[i] * keep_scale : 0.0f;
 }
 
 /* dx = dy * keep / (1 - p), with the mask regenerated from (key, i) */
@@ -74,7 +75,8 @@ void tfm_k_dropout_backward(float *dx, const float *dy, int64_t n, float p, uint
     float keep_scale = 1.0f / (1.0f - p);
     uint32_t th = tfm_dropout_threshold(p);
 #pragma omp parallel for schedule(static) PAR(n)
-    for (int64_t i = 0; i < n; i++) dx[i] += tfm_dropout_keep(key, (uint64_t)i, th) ? dy[i] * keep_scale : 0.0f;
+    for (int64_t i = 0; i < n; i++)
+        dx[i] += tfm_dropout_keep(key, (uint64_t)i, th) ? dy[i] * keep_scale : 0.0f;
 }
 
 static void softmax_row(float *y, const float *x, int64_t cols) {

@@ -15,10 +15,11 @@ static inline float tfm_expf(float x) {
     const float hi = 88.3762626647949f, lo = -87.3365447505531f;
     float xc = x > hi ? hi : (x < lo ? lo : x);
     float n = rintf(xc * 1.44269504088896341f);
-    float r = xc - n * 0.693359375f;           /* ln2 split in two for accuracy */
+    float r = xc - n * 0.693359375f; /* ln2 split in two for accuracy */
     r = r - n * -2.12194440e-4f;
-    float p = 1.0f + r * (1.0f + r * (0.5f + r * (0.166666672f + r * (0.0416666642f +
-                 r * (0.00833345205f + r * 0.00138888881f)))));
+    float p = 1.0f + r * (1.0f + r * (0.5f + r * (0.166666672f +
+                                                  r * (0.0416666642f + r * (0.00833345205f +
+                                                                            r * 0.00138888881f)))));
     int32_t e = (int32_t)n + 127;
     uint32_t bits = (uint32_t)e << 23;
     float scale;

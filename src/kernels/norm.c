@@ -5,9 +5,8 @@
 
 /* y = (x - mean) * rstd * gamma + beta,  rstd = 1 / sqrt(var + eps)
  * (biased variance, as PyTorch's LayerNorm) */
-void tfm_k_layernorm_forward(float *y, float *mean, float *rstd, const float *x,
-                             const float *gamma, const float *beta, int64_t rows, int64_t cols,
-                             float eps) {
+void tfm_k_layernorm_forward(float *y, float *mean, float *rstd, const float *x, const float *gamma,
+                             const float *beta, int64_t rows, int64_t cols, float eps) {
 #pragma omp parallel for schedule(static) if (rows * cols > TFM_PAR_MIN_WORK)
     for (int64_t r = 0; r < rows; r++) {
         const float *xr = x + r * cols;

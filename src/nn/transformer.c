@@ -19,13 +19,21 @@ void tfm_model_config_default(tfm_model_config *c) {
 }
 
 int tfm_model_config_check(const tfm_model_config *c) {
-    if (c->vocab < 4) return tfm_set_error("vocab %lld: need at least 4 (pad, <s>, </s>, one symbol)", (long long)c->vocab), 1;
-    if (c->d_model < 2 || c->d_model % 2) return tfm_set_error("d-model %lld: must be even and >= 2", (long long)c->d_model), 1;
+    if (c->vocab < 4)
+        return tfm_set_error("vocab %lld: need at least 4 (pad, <s>, </s>, one symbol)",
+                             (long long)c->vocab),
+               1;
+    if (c->d_model < 2 || c->d_model % 2)
+        return tfm_set_error("d-model %lld: must be even and >= 2", (long long)c->d_model), 1;
     if (c->n_heads < 1 || c->d_model % c->n_heads)
-        return tfm_set_error("heads %lld: must divide d-model %lld", (long long)c->n_heads, (long long)c->d_model), 1;
+        return tfm_set_error("heads %lld: must divide d-model %lld", (long long)c->n_heads,
+                             (long long)c->d_model),
+               1;
     if (c->d_ff < 1) return tfm_set_error("d-ff %lld: must be positive", (long long)c->d_ff), 1;
-    if (c->enc_layers < 1 || c->dec_layers < 1) return tfm_set_error("layers: need at least 1 encoder and 1 decoder layer"), 1;
-    if (c->max_len < 2) return tfm_set_error("max-len %lld: must be at least 2", (long long)c->max_len), 1;
+    if (c->enc_layers < 1 || c->dec_layers < 1)
+        return tfm_set_error("layers: need at least 1 encoder and 1 decoder layer"), 1;
+    if (c->max_len < 2)
+        return tfm_set_error("max-len %lld: must be at least 2", (long long)c->max_len), 1;
     if (!(c->dropout >= 0 && c->dropout < 1) || !(c->attn_dropout >= 0 && c->attn_dropout < 1))
         return tfm_set_error("dropout must be in [0, 1)"), 1;
     if (!(c->ln_eps > 0)) return tfm_set_error("ln-eps must be positive"), 1;
@@ -57,7 +65,8 @@ static void declare_ln(tfm_model *m, tfm_ln_params *ln, const char *prefix) {
     ln->b = param(m, "%s.%s", prefix, "bias", 1, m->cfg.d_model, 0);
 }
 
-static void declare_layer(tfm_model *m, tfm_layer_params *L, const char *stack, int64_t i, int dec) {
+static void declare_layer(tfm_model *m, tfm_layer_params *L, const char *stack, int64_t i,
+                          int dec) {
     char p[64];
     int64_t D = m->cfg.d_model, F = m->cfg.d_ff;
     snprintf(L->label_self, sizeof L->label_self, "%s.%lld.self_attn", stack, (long long)i);
@@ -166,8 +175,8 @@ static tfm_tensor *attention_block(tfm_model *m, tfm_tape *t, const tfm_attn_par
     tfm_tensor *q = tfm_linear(t, xq, a->q_w, a->q_b);
     tfm_tensor *k = tfm_linear(t, xkv, a->k_w, a->k_b);
     tfm_tensor *v = tfm_linear(t, xkv, a->v_w, a->v_b);
-    tfm_tensor *o = tfm_attention(t, q, k, v, m->cfg.n_heads, key_pad, causal,
-                                  m->cfg.attn_dropout, probs_out);
+    tfm_tensor *o =
+        tfm_attention(t, q, k, v, m->cfg.n_heads, key_pad, causal, m->cfg.attn_dropout, probs_out);
     return tfm_linear(t, o, a->o_w, a->o_b);
 }
 
@@ -220,10 +229,12 @@ tfm_tensor *tfm_model_decode(tfm_model *m, tfm_tape *t, tfm_tensor *memory, cons
         tfm_layer_params *L = &m->dec[i];
         tfm_tape_label(t, L->label_self);
         tfm_tensor *h = pre_norm(m, t, x, &L->ln1);
-        x = residual(m, t, x, attention_block(m, t, &L->self_attn, h, h, tgt_pad, 1, NULL), &L->ln1);
+        x = residual(m, t, x, attention_block(m, t, &L->self_attn, h, h, tgt_pad, 1, NULL),
+                     &L->ln1);
         tfm_tape_label(t, L->label_cross);
         h = pre_norm(m, t, x, &L->ln2);
-        x = residual(m, t, x, attention_block(m, t, &L->cross_attn, h, memory, src_pad, 0, NULL), &L->ln2);
+        x = residual(m, t, x, attention_block(m, t, &L->cross_attn, h, memory, src_pad, 0, NULL),
+                     &L->ln2);
         tfm_tape_label(t, L->label_ffn);
         h = pre_norm(m, t, x, &L->ln3);
         x = residual(m, t, x, ffn_block(m, t, L, h), &L->ln3);
@@ -242,7 +253,8 @@ tfm_tensor *tfm_model_loss(tfm_model *m, tfm_tape *t, const tfm_seq_batch *b, fl
 }
 
 size_t tfm_model_activation_bytes(const tfm_model_config *c, int64_t B, int64_t S, int64_t T) {
-    double D = (double)c->d_model, F = (double)c->d_ff, H = (double)c->n_heads, V = (double)c->vocab;
+    double D = (double)c->d_model, F = (double)c->d_ff, H = (double)c->n_heads,
+           V = (double)c->vocab;
     double enc = (double)B * S * (16 * D + 3 * F) + (double)B * H * S * S;
     double dec = (double)B * T * (26 * D + 3 * F) + (double)B * H * (T * T + T * S);
     double out = (double)B * T * V + 2.0 * B * T;
@@ -319,8 +331,14 @@ static tfm_tensor *cached_attention(tfm_model *m, tfm_tape *t, tfm_kv_cache *c, 
                                     const uint8_t *key_pad, float *probs_out) {
     tfm_tensor *out = tfm_tape_tensor(t, 3, q->shape, 0);
     if (!out) return NULL;
-    tfm_attn_shape s = {.B = c->B, .Tq = 1, .Tk = Tk, .D = m->cfg.d_model, .H = m->cfg.n_heads,
-                        .q_bs = m->cfg.d_model, .kv_bs = kv_bs, .key_pad = key_pad};
+    tfm_attn_shape s = {.B = c->B,
+                        .Tq = 1,
+                        .Tk = Tk,
+                        .D = m->cfg.d_model,
+                        .H = m->cfg.n_heads,
+                        .q_bs = m->cfg.d_model,
+                        .kv_bs = kv_bs,
+                        .key_pad = key_pad};
     float *probs = NULL;
     if (probs_out) {
         probs = tfm_arena_alloc(&t->arena, (size_t)(c->B * s.H * Tk) * sizeof(float));
@@ -361,8 +379,8 @@ tfm_tensor *tfm_model_decode_step(tfm_model *m, tfm_tape *t, tfm_kv_cache *c,
         h = pre_norm(m, t, x, &L->ln2);
         q = tfm_linear(t, h, L->cross_attn.q_w, L->cross_attn.q_b);
         if (!q) return NULL;
-        float *probs = c->attn_cross ? c->attn_cross + (l * B * m->cfg.n_heads * c->T_max + pos) * c->S
-                                     : NULL;
+        float *probs =
+            c->attn_cross ? c->attn_cross + (l * B * m->cfg.n_heads * c->T_max + pos) * c->S : NULL;
         a = cached_attention(m, t, c, q, c->cross_k + l * B * c->S * D,
                              c->cross_v + l * B * c->S * D, c->S, c->S * D, c->src_pad, probs);
         x = residual(m, t, x, tfm_linear(t, a, L->cross_attn.o_w, L->cross_attn.o_b), &L->ln2);
@@ -388,7 +406,8 @@ void tfm_kv_cache_reorder(tfm_kv_cache *c, const tfm_model *m, const int64_t *fr
                 memcpy(c->scratch + b * row, blocks[w] + from[b] * row,
                        (size_t)(c->len * D) * sizeof(float));
             for (int64_t b = 0; b < B; b++)
-                memcpy(blocks[w] + b * row, c->scratch + b * row, (size_t)(c->len * D) * sizeof(float));
+                memcpy(blocks[w] + b * row, c->scratch + b * row,
+                       (size_t)(c->len * D) * sizeof(float));
         }
     }
 }

@@ -121,8 +121,8 @@ tfm_tensor *tfm_dropout(tfm_tape *t, tfm_tensor *x, float p) {
     if (!y) return NULL;
     /* The key depends only on (seed, step, how many dropouts ran before in
      * this step): the same graph sees the same masks, whatever the threads. */
-    uint64_t key = tfm_rand_u64(t->seed ^ (t->step * 0x9E3779B97F4A7C15ull),
-                                (uint64_t)t->rng_counter++);
+    uint64_t key =
+        tfm_rand_u64(t->seed ^ (t->step * 0x9E3779B97F4A7C15ull), (uint64_t)t->rng_counter++);
     tfm_k_dropout_forward(y->data, x->data, x->n, p, key);
     tfm_node *n = NULL;
     y = record(t, TFM_OP_DROPOUT, y, ins, 1, &n);

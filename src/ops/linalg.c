@@ -17,10 +17,11 @@ tfm_tensor *tfm_matmul(tfm_tape *t, tfm_tensor *a, tfm_tensor *b, int trans_a, i
     int64_t N = trans_b ? b->shape[b->ndim - 2] : b->shape[b->ndim - 1];
     int64_t batch = a->n / (M * Ka > 0 ? M * Ka : 1);
     int shared_b = b->ndim == 2;
-    if (Ka != Kb || (!shared_b && (b->ndim != a->ndim || b->n / (Kb * N > 0 ? Kb * N : 1) != batch)))
+    if (Ka != Kb ||
+        (!shared_b && (b->ndim != a->ndim || b->n / (Kb * N > 0 ? Kb * N : 1) != batch)))
         return tfm_op_fail(TFM_OP_MATMUL, "shapes %s%s and %s%s do not multiply",
-                           tfm_shape_str(a, sa, 64), trans_a ? "^T" : "",
-                           tfm_shape_str(b, sb, 64), trans_b ? "^T" : "");
+                           tfm_shape_str(a, sa, 64), trans_a ? "^T" : "", tfm_shape_str(b, sb, 64),
+                           trans_b ? "^T" : "");
     if (!shared_b)
         for (int i = 0; i < a->ndim - 2; i++)
             if (a->shape[i] != b->shape[i])
@@ -129,9 +130,11 @@ TFM_BACKWARD(linear) {
     tfm_tensor *x = n->in[0], *w = n->in[1], *b = n->n_in > 2 ? n->in[2] : NULL, *y = n->out;
     int64_t in = w->shape[1], out = w->shape[0], rows = tfm_rows(x);
     if (x->grad)
-        tfm_gemm(0, 0, rows, in, out, 1.0f, y->grad, out, w->data, in, tfm_grad_beta(x), x->grad, in);
+        tfm_gemm(0, 0, rows, in, out, 1.0f, y->grad, out, w->data, in, tfm_grad_beta(x), x->grad,
+                 in);
     if (w->grad)
-        tfm_gemm(1, 0, out, in, rows, 1.0f, y->grad, out, x->data, in, tfm_grad_beta(w), w->grad, in);
+        tfm_gemm(1, 0, out, in, rows, 1.0f, y->grad, out, x->data, in, tfm_grad_beta(w), w->grad,
+                 in);
     if (b && b->grad) {
         tfm_grad_fresh(b);
         tfm_k_colsum_acc(b->grad, y->grad, rows, out);

@@ -101,8 +101,8 @@ TFM_BACKWARD(embedding) {
 }
 
 /* (B, T, H*dh) -> (B, H, T, dh) when to_heads, else the inverse. */
-static void permute_heads(float *dst, const float *src, int64_t B, int64_t T, int64_t H,
-                          int64_t dh, int to_heads, int accumulate) {
+static void permute_heads(float *dst, const float *src, int64_t B, int64_t T, int64_t H, int64_t dh,
+                          int to_heads, int accumulate) {
 #pragma omp parallel for schedule(static) collapse(2) if (B * T * H * dh > TFM_PAR_MIN_WORK)
     for (int64_t b = 0; b < B; b++)
         for (int64_t h = 0; h < H; h++)
@@ -176,8 +176,8 @@ tfm_tensor *tfm_cross_entropy(tfm_tape *t, tfm_tensor *logits, const int32_t *ta
     float *lse = tfm_arena_alloc(&t->arena, (size_t)N * sizeof(float));
     if (!y || !lse) return NULL;
     int64_t count = 0;
-    double total = tfm_k_xent_forward(lse, logits->data, targets, N, V, ignore_index, smoothing,
-                                      &count);
+    double total =
+        tfm_k_xent_forward(lse, logits->data, targets, N, V, ignore_index, smoothing, &count);
     y->data[0] = count ? (float)(total / (double)count) : 0.0f;
     if (out_count) *out_count = count;
     tfm_node *n = NULL;
@@ -218,9 +218,8 @@ static void attn_shape(tfm_attn_shape *s, const tfm_tensor *q, const tfm_tensor 
     s->key = key;
 }
 
-tfm_tensor *tfm_attention(tfm_tape *t, tfm_tensor *q, tfm_tensor *k, tfm_tensor *v,
-                          int64_t n_heads, const uint8_t *key_pad, int causal, float dropout_p,
-                          float **probs_out) {
+tfm_tensor *tfm_attention(tfm_tape *t, tfm_tensor *q, tfm_tensor *k, tfm_tensor *v, int64_t n_heads,
+                          const uint8_t *key_pad, int causal, float dropout_p, float **probs_out) {
     if (!q || !k || !v) return NULL;
     char sq[64], sk[64], sv[64];
     if (q->ndim != 3 || k->ndim != 3 || !tfm_same_shape(k, v) || k->shape[0] != q->shape[0] ||
@@ -246,7 +245,8 @@ tfm_tensor *tfm_attention(tfm_tape *t, tfm_tensor *q, tfm_tensor *k, tfm_tensor 
         probs = tfm_arena_alloc(&t->arena, (size_t)(s.B * s.H * s.Tq * s.Tk) * sizeof(float));
         if (!probs) return NULL;
     }
-    float *scratch = tfm_arena_alloc(&t->arena, (size_t)tfm_attention_scratch_floats(&s) * sizeof(float));
+    float *scratch =
+        tfm_arena_alloc(&t->arena, (size_t)tfm_attention_scratch_floats(&s) * sizeof(float));
     if (!scratch) return NULL;
     tfm_k_attention_forward(y->data, probs, q->data, k->data, v->data, &s, scratch);
     if (probs_out) *probs_out = probs;
@@ -274,7 +274,7 @@ TFM_BACKWARD(attention) {
      * result does not depend on the thread count, so cap it for this call. */
     int threads = tfm_num_threads();
     if (threads > n->pi[2]) tfm_set_num_threads((int)n->pi[2]);
-    tfm_k_attention_backward(q->grad, k->grad, v->grad, n->out->grad, n->saved[0], q->data,
-                             k->data, v->data, &s, n->saved[1]);
+    tfm_k_attention_backward(q->grad, k->grad, v->grad, n->out->grad, n->saved[0], q->data, k->data,
+                             v->data, &s, n->saved[1]);
     if (threads > n->pi[2]) tfm_set_num_threads(threads);
 }

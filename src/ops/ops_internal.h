@@ -13,8 +13,8 @@ tfm_tensor *tfm_op_output(tfm_tape *t, int ndim, const int64_t *shape, tfm_tenso
 /* Records a node when the output has a gradient; returns it (or NULL when
  * nothing is recorded). Sets an error and returns NULL on node overflow via
  * *failed. */
-tfm_node *tfm_op_record(tfm_tape *t, tfm_op op, tfm_tensor *out, tfm_tensor *const *ins,
-                        int n_in, int *failed);
+tfm_node *tfm_op_record(tfm_tape *t, tfm_op op, tfm_tensor *out, tfm_tensor *const *ins, int n_in,
+                        int *failed);
 /* After a forward: with check_numerics, verify out; returns out or NULL. */
 tfm_tensor *tfm_op_done(tfm_tape *t, tfm_op op, tfm_tensor *out);
 /* Error helper: sets "op: message" and returns NULL. */

@@ -24,13 +24,10 @@
 
 static void check_tokens(const char *tok, size_t len) {
     CHECK(tok[len] == '\0');
-    if (!len)
-        return;
+    if (!len) return;
     CHECK(tok[0] != ' ' && tok[len - 1] != ' ');
-    for (size_t i = 0; i + 1 < len; i++)
-        CHECK(!(tok[i] == ' ' && tok[i + 1] == ' '));
-    for (size_t i = 0; i < len; i++)
-        CHECK(tok[i] != '\t' && tok[i] != '\n' && tok[i] != '\r');
+    for (size_t i = 0; i + 1 < len; i++) CHECK(!(tok[i] == ' ' && tok[i + 1] == ' '));
+    for (size_t i = 0; i < len; i++) CHECK(tok[i] != '\t' && tok[i] != '\n' && tok[i] != '\r');
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
@@ -45,8 +42,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 
     /* the input as one segment (up to its first NUL) against itself */
     char *text = malloc(size + 1);
-    if (!text)
-        return 0;
+    if (!text) return 0;
     memcpy(text, data, size);
     text[size] = 0;
     const char *hyps[1] = {text};
@@ -64,8 +60,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (f) {
         tfm_eval_lines lines;
         if (size && tfm_eval_read_lines_fp(f, "<fuzz>", &lines) == 0) {
-            for (int64_t i = 0; i < lines.n; i++)
-                CHECK(!strchr(lines.lines[i], '\n'));
+            for (int64_t i = 0; i < lines.n; i++) CHECK(!strchr(lines.lines[i], '\n'));
             if (lines.n > 1) {
                 const char *const *ref_lines[1] = {(const char *const *)lines.lines + 1};
                 CHECK(tfm_bleu_corpus((const char *const *)lines.lines, lines.n - 1, ref_lines, 1,

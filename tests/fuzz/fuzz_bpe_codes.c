@@ -14,7 +14,8 @@
 #include "tfm/text.h"
 
 static const char *const SAMPLES[] = {
-    ("Ein kleines M\xC3\xA4" "dchen klettert in ein Spielhaus aus Holz ."),
+    ("Ein kleines M\xC3\xA4"
+     "dchen klettert in ein Spielhaus aus Holz ."),
     "low lower newest widest lowest",
     "a@@ @@ @@~ x</w> </w> \xF0\x9F\x98\x80 \xE2\x82\xAC@@b",
     "  spaced\tout \r text  ",

@@ -10,13 +10,21 @@
 static void emit(tfm_json_writer *w, const tfm_json *v) {
     int64_t i64;
     switch (v->type) {
-    case TFM_JSON_NULL: tfm_jw_null(w); break;
-    case TFM_JSON_BOOL: tfm_jw_bool(w, v->boolean); break;
-    case TFM_JSON_NUMBER:
-        if (tfm_json_as_int64(v, &i64) == 0) tfm_jw_int(w, i64);
-        else tfm_jw_double(w, v->number);
+    case TFM_JSON_NULL:
+        tfm_jw_null(w);
         break;
-    case TFM_JSON_STRING: tfm_jw_string_n(w, v->text, v->text_len); break;
+    case TFM_JSON_BOOL:
+        tfm_jw_bool(w, v->boolean);
+        break;
+    case TFM_JSON_NUMBER:
+        if (tfm_json_as_int64(v, &i64) == 0)
+            tfm_jw_int(w, i64);
+        else
+            tfm_jw_double(w, v->number);
+        break;
+    case TFM_JSON_STRING:
+        tfm_jw_string_n(w, v->text, v->text_len);
+        break;
     case TFM_JSON_ARRAY:
         tfm_jw_begin_array(w);
         for (int64_t i = 0; i < v->count; i++) emit(w, v->items[i]);
@@ -36,16 +44,20 @@ static void emit(tfm_json_writer *w, const tfm_json *v) {
 static int same(const tfm_json *a, const tfm_json *b) {
     if (a->type != b->type) return 0;
     switch (a->type) {
-    case TFM_JSON_NULL: return 1;
-    case TFM_JSON_BOOL: return a->boolean == b->boolean;
-    case TFM_JSON_NUMBER: return a->number == b->number;
-    case TFM_JSON_STRING: return a->text_len == b->text_len && !memcmp(a->text, b->text, a->text_len);
+    case TFM_JSON_NULL:
+        return 1;
+    case TFM_JSON_BOOL:
+        return a->boolean == b->boolean;
+    case TFM_JSON_NUMBER:
+        return a->number == b->number;
+    case TFM_JSON_STRING:
+        return a->text_len == b->text_len && !memcmp(a->text, b->text, a->text_len);
     case TFM_JSON_ARRAY:
     case TFM_JSON_OBJECT:
         if (a->count != b->count) return 0;
         for (int64_t i = 0; i < a->count; i++) {
-            if (a->type == TFM_JSON_OBJECT &&
-                (a->key_lens[i] != b->key_lens[i] || memcmp(a->keys[i], b->keys[i], a->key_lens[i])))
+            if (a->type == TFM_JSON_OBJECT && (a->key_lens[i] != b->key_lens[i] ||
+                                               memcmp(a->keys[i], b->keys[i], a->key_lens[i])))
                 return 0;
             if (!same(a->items[i], b->items[i])) return 0;
         }
@@ -64,7 +76,8 @@ static void check_lookups(const tfm_json *v) {
     }
     if (v->type == TFM_JSON_ARRAY || v->type == TFM_JSON_OBJECT) {
         if (tfm_json_len(v) != v->count) abort();
-        if (v->type == TFM_JSON_ARRAY && v->count && tfm_json_at(v, v->count - 1) != v->items[v->count - 1])
+        if (v->type == TFM_JSON_ARRAY && v->count &&
+            tfm_json_at(v, v->count - 1) != v->items[v->count - 1])
             abort();
         for (int64_t i = 0; i < v->count; i++) check_lookups(v->items[i]);
     }

@@ -13,7 +13,8 @@
 
 static const char CODES[] = "#version: 0.2\nl o\nlo w</w>\ne r</w>\nM \xC3\xA4\nM\xC3\xA4 d\n"
                             "c h\nch e\nche n</w>\n";
-static const char SENTENCE[] = "low lower M\xC3\xA4" "dchen <unk> x@@ y";
+static const char SENTENCE[] = "low lower M\xC3\xA4"
+                               "dchen <unk> x@@ y";
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     static tfm_bpe *bpe;
