@@ -6,6 +6,9 @@ set -u
 # Check's default per-test timeout is 4 s; a loaded machine (or the
 # sanitizer build) can exceed it without anything being wrong.
 export CK_DEFAULT_TIMEOUT=${CK_DEFAULT_TIMEOUT:-900}
+# Every arena allocation starts as NaN bytes: a kernel that reads memory it
+# never wrote (say, a gradient it forgot to zero) fails here, not by luck.
+export TFM_POISON_ARENA=${TFM_POISON_ARENA:-1}
 total_pass=0 total_fail=0 crashed=0
 for bin in "$@"; do
     name=$(basename "$bin")

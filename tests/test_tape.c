@@ -408,6 +408,10 @@ START_TEST(backward_needs_a_scalar) {
     tfm_tensor *y = tfm_relu(&t, x);
     ck_assert_int_ne(tfm_backward(&t, y), 0);
     HAS(tfm_last_error(), "backward: the loss must be a scalar, it has 6 elements");
+    /* nothing was written: x's gradient is still the untouched (stale) buffer
+     * that stands for zero, and reads as zero once materialised */
+    ck_assert(x->flags & TFM_GRAD_STALE);
+    tfm_grad_fresh(x);
     for (int i = 0; i < 6; i++) ck_assert(x->grad[i] == 0.0f);
     tfm_tape_free(&t);
 }

@@ -54,6 +54,10 @@ typedef struct {
     char *base;
     size_t cap, used, peak;
     int owns;
+    /* fill every allocation with 0xFF bytes (NaN as float) so that code that
+     * reads memory it never wrote fails loudly; set by tfm_arena_init from the
+     * environment variable TFM_POISON_ARENA=1 (the test runner sets it) */
+    int poison;
 } tfm_arena;
 
 int tfm_arena_init(tfm_arena *a, size_t bytes); /* 0 ok; error names the size */

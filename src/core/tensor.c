@@ -1,6 +1,7 @@
 /* The activation arena, tensors, and the parameter store. */
 #include "tfm/tensor.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 int tfm_arena_init(tfm_arena *a, size_t bytes) {
@@ -12,6 +13,8 @@ int tfm_arena_init(tfm_arena *a, size_t bytes) {
     }
     a->cap = bytes;
     a->owns = 1;
+    const char *poison = getenv("TFM_POISON_ARENA");
+    a->poison = poison && poison[0] == '1';
     return 0;
 }
 
@@ -31,6 +34,7 @@ void *tfm_arena_alloc(tfm_arena *a, size_t bytes) {
     void *p = a->base + a->used;
     a->used += need;
     if (a->used > a->peak) a->peak = a->used;
+    if (a->poison) memset(p, 0xFF, need);
     return p;
 }
 
