@@ -88,7 +88,10 @@ void tfm_tape_label(tfm_tape *t, const char *label);
 int tfm_backward(tfm_tape *t, tfm_tensor *loss);
 
 /* A tensor from the tape's arena (gradient allocated too when needs_grad and
- * the tape records). */
+ * the tape records). Its gradient starts stale (TFM_GRAD_STALE: the buffer is
+ * uninitialised and stands for zero); tfm_backward leaves every gradient of a
+ * tensor an op on the tape reads materialised, and tfm_grad_fresh(x)
+ * materialises any other. */
 tfm_tensor *tfm_tape_tensor(tfm_tape *t, int ndim, const int64_t *shape, int needs_grad);
 /* Wrap caller-owned memory as a constant input (no gradient). */
 tfm_tensor *tfm_tape_constant(tfm_tape *t, float *data, int ndim, const int64_t *shape);
