@@ -9,6 +9,9 @@ export CK_DEFAULT_TIMEOUT=${CK_DEFAULT_TIMEOUT:-900}
 # Every arena allocation starts as NaN bytes: a kernel that reads memory it
 # never wrote (say, a gradient it forgot to zero) fails here, not by luck.
 export TFM_POISON_ARENA=${TFM_POISON_ARENA:-1}
+# The same for the heap (glibc fills each malloc'd block with this byte's
+# complement, and freed blocks with the byte).
+export MALLOC_PERTURB_=${MALLOC_PERTURB_:-165}
 total_pass=0 total_fail=0 crashed=0
 for bin in "$@"; do
     name=$(basename "$bin")
