@@ -246,8 +246,7 @@ START_TEST(reset_reuses_the_arena) {
 }
 END_TEST
 
-/* ---- lazily zeroed gradients -------------------------------------------------------------------
- */
+/* ---- lazily zeroed gradients ------------------------------------------------------------- */
 
 /* tfm_params_zero_grad only marks the buffers stale; backward overwrites or
  * zeroes what it reaches. Garbage (NaN) left in the buffers must never show:
@@ -314,8 +313,7 @@ START_TEST(stale_gradients_never_leak) {
 }
 END_TEST
 
-/* ---- errors ------------------------------------------------------------------------------------
- */
+/* ---- errors ------------------------------------------------------------------------------ */
 
 START_TEST(arena_exhaustion_is_an_error) {
     tfm_tape t;
