@@ -102,32 +102,43 @@ START_TEST(utf8_strict_validation) {
         const char *s;
         int ok;
         size_t bad;
+        const char *why; /* tfm_utf8_error at the bad offset */
     } cases[] = {
-        {"plain ascii", 1, 0},
+        {"plain ascii", 1, 0, NULL},
         {"M\xC3\xA4"
          "dchen \xE2\x82\xAC \xF0\x9F\x98\x80",
-         1, 0},                                  /* ä € 😀 */
-        {"\xEF\xBF\xBF \xF4\x8F\xBF\xBF", 1, 0}, /* U+FFFF, U+10FFFF */
-        {"ab\x80", 0, 2},                        /* stray continuation */
-        {"a\xC0\x80", 0, 1},                     /* overlong NUL */
-        {"\xC1\xBF", 0, 0},                      /* overlong 0x7F */
-        {"xy\xE0\x80\xAF", 0, 2},                /* overlong '/' */
-        {"\xF0\x82\x82\xAC", 0, 0},              /* overlong euro */
-        {"ok\xED\xA0\x80", 0, 2},                /* U+D800 surrogate */
-        {"\xED\xBF\xBF", 0, 0},                  /* U+DFFF surrogate */
-        {"\xF4\x90\x80\x80", 0, 0},              /* U+110000 */
-        {"\xF5\x80\x80\x80", 0, 0},
-        {"abc\xE2\x82", 0, 3}, /* truncated */
-        {"\xC3", 0, 0},
-        {"\xE2\x28\xA1", 0, 0}, /* bad 2nd byte */
-        {"\xF0\x9F\x98", 0, 0},
-        {"\xFF", 0, 0},
+         1, 0, NULL},                                  /* ä € 😀 */
+        {"\xEF\xBF\xBF \xF4\x8F\xBF\xBF", 1, 0, NULL}, /* U+FFFF, U+10FFFF */
+        {"ab\x80", 0, 2, "unexpected continuation byte"},
+        {"a\xC0\x80", 0, 1, "overlong encoding"},        /* overlong NUL */
+        {"\xC1\xBF", 0, 0, "overlong encoding"},         /* overlong 0x7F */
+        {"xy\xE0\x80\xAF", 0, 2, "overlong encoding"},   /* overlong '/' */
+        {"\xF0\x82\x82\xAC", 0, 0, "overlong encoding"}, /* overlong euro */
+        {"ok\xED\xA0\x80", 0, 2, "UTF-16 surrogate"},    /* U+D800 */
+        {"\xED\xBF\xBF", 0, 0, "UTF-16 surrogate"},      /* U+DFFF */
+        {"\xF4\x90\x80\x80", 0, 0, "code point above U+10FFFF"},
+        {"\xF5\x80\x80\x80", 0, 0, "code point above U+10FFFF"},
+        {"abc\xE2\x82", 0, 3, "truncated sequence"},
+        {"\xC3", 0, 0, "truncated sequence"},
+        {"\xE2\x28\xA1", 0, 0, "truncated sequence"}, /* bad 2nd byte */
+        {"\xE0\x80\x41", 0, 0, "truncated sequence"}, /* the missing byte wins */
+        {"\xF0\x9F\x98", 0, 0, "truncated sequence"},
+        {"\xFF", 0, 0, "invalid byte"},
+        {"\xF8\x88\x80\x80\x80", 0, 0, "invalid byte"}, /* the old 5-byte form */
+        {"", 1, 0, NULL},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        size_t bad = 999;
-        int rc = tfm_utf8_check(cases[i].s, strlen(cases[i].s), &bad);
+        size_t bad = 999, n = strlen(cases[i].s);
+        int rc = tfm_utf8_check(cases[i].s, n, &bad);
         ck_assert_msg((rc == 0) == cases[i].ok, "case %zu: rc %d", i, rc);
-        if (!cases[i].ok) ck_assert_msg(bad == cases[i].bad, "case %zu: bad at %zu", i, bad);
+        if (cases[i].ok) {
+            ck_assert_ptr_null(tfm_utf8_error(cases[i].s, n));
+            continue;
+        }
+        ck_assert_msg(bad == cases[i].bad, "case %zu: bad at %zu", i, bad);
+        const char *why = tfm_utf8_error(cases[i].s + bad, n - bad);
+        ck_assert_msg(why && strcmp(why, cases[i].why) == 0, "case %zu: '%s'", i,
+                      why ? why : "(null)");
     }
     /* Embedded NUL is valid UTF-8 (U+0000). */
     ck_assert_int_eq(tfm_utf8_check("a\0b", 3, NULL), 0);

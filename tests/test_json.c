@@ -315,20 +315,6 @@ START_TEST(memory_cap) {
 }
 END_TEST
 
-START_TEST(utf8_validation) {
-    size_t bad = 99;
-    ck_assert(tfm_utf8_valid("abc \xC3\xA9 \xE2\x82\xAC \xF0\x9F\x98\x80", 15, &bad));
-    ck_assert(tfm_utf8_valid("", 0, &bad));
-    ck_assert(!tfm_utf8_valid("ab\xC3", 3, &bad));
-    ck_assert_int_eq(bad, 2);
-    ck_assert(!tfm_utf8_valid("a\xED\xBF\xBF", 4, &bad)); /* U+DFFF */
-    ck_assert_int_eq(bad, 1);
-    ck_assert(!tfm_utf8_valid("\xF8\x88\x80\x80\x80", 5, &bad)); /* 5-byte form */
-    ck_assert(!tfm_utf8_valid("\xC1\xBF", 2, &bad));             /* overlong */
-    ck_assert(tfm_utf8_valid("\xEF\xBF\xBF", 3, &bad));          /* U+FFFF is allowed */
-}
-END_TEST
-
 START_TEST(writer_compact_and_pretty) {
     tfm_json_writer w;
     for (int pretty = 0; pretty <= 1; pretty++) {
@@ -512,7 +498,6 @@ int main(void) {
     tcase_add_test(tc, numbers);
     tcase_add_test(tc, duplicates_and_many_keys);
     tcase_add_test(tc, memory_cap);
-    tcase_add_test(tc, utf8_validation);
     tcase_add_test(tc, writer_compact_and_pretty);
     tcase_add_test(tc, writer_numbers_round_trip);
     tcase_add_test(tc, writer_errors_are_sticky);

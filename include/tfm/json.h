@@ -102,10 +102,6 @@ int tfm_json_get_double(const tfm_json *obj, const char *key, double *out);
 int tfm_json_get_string(const tfm_json *obj, const char *key, const char **out);
 int tfm_json_get_bool(const tfm_json *obj, const char *key, int *out);
 
-/* Strict UTF-8 check (no overlong forms, no surrogates, <= U+10FFFF). Returns
- * 1 when valid; otherwise 0 and *bad_offset (may be NULL) is the first bad byte. */
-int tfm_utf8_valid(const void *s, size_t n, size_t *bad_offset);
-
 /* ---- writer ---------------------------------------------------------------
  * Appends JSON to a growing buffer. Commas, colons and (when pretty) newlines
  * with two-space indentation are inserted automatically. Errors (allocation,

@@ -78,6 +78,12 @@ int tfm_utf8_check(const char *s, size_t n, size_t *bad_offset);
  * available, or 0 when it is invalid or n == 0. */
 size_t tfm_utf8_seq_len(const char *s, size_t n);
 
+/* Why the sequence starting at s[0] (n bytes available) is not valid UTF-8,
+ * for error messages: "unexpected continuation byte", "overlong encoding",
+ * "UTF-16 surrogate", "code point above U+10FFFF", "invalid byte" or
+ * "truncated sequence"; NULL when it is valid (or n is 0). */
+const char *tfm_utf8_error(const char *s, size_t n);
+
 /* Decodes the code point at s[*pos] and advances *pos past it. Returns the
  * code point, or -1 (leaving *pos unchanged) when the sequence is invalid or
  * *pos >= n. Iterate with: while (*pos < n) { int32_t c = tfm_utf8_next(...);

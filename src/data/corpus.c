@@ -8,80 +8,9 @@
 #include <sys/stat.h>
 
 #include "tfm/data.h"
+#include "tfm/text.h"
 
 #define READ_CHUNK ((size_t)64 << 10)
-
-/* ---- strict UTF-8 (RFC 3629) ----------------------------------------------
- * TODO(lead): dedupe with the validator in text.h once it lands. */
-
-static int is_cont(unsigned char c) { return (c & 0xC0) == 0x80; }
-
-/* Checks s[0 .. n). Returns 0 when valid; otherwise 1 with *bad = offset of
- * the first byte of the offending sequence and *why = the reason. A NUL byte
- * is valid UTF-8 but never valid text here, so it is reported too. */
-static int utf8_check(const unsigned char *s, size_t n, size_t *bad, const char **why) {
-    size_t i = 0;
-    while (i < n) {
-        unsigned char c = s[i];
-        if (c >= 0x20 && c < 0x80) { /* fast path for ASCII text */
-            i++;
-            continue;
-        }
-        if (c == 0) {
-            *bad = i;
-            *why = "NUL byte";
-            return 1;
-        }
-        if (c < 0x80) {
-            i++;
-            continue;
-        }
-        size_t need;
-        unsigned char lo = 0x80, hi = 0xBF; /* allowed range of the second byte */
-        const char *range_why = NULL;
-        if (c < 0xC0) {
-            *bad = i;
-            *why = "unexpected continuation byte";
-            return 1;
-        } else if (c < 0xC2) {
-            *bad = i;
-            *why = "overlong encoding";
-            return 1;
-        } else if (c < 0xE0) {
-            need = 1;
-        } else if (c < 0xF0) {
-            need = 2;
-            if (c == 0xE0) lo = 0xA0, range_why = "overlong encoding";
-            if (c == 0xED) hi = 0x9F, range_why = "UTF-16 surrogate";
-        } else if (c < 0xF5) {
-            need = 3;
-            if (c == 0xF0) lo = 0x90, range_why = "overlong encoding";
-            if (c == 0xF4) hi = 0x8F, range_why = "code point above U+10FFFF";
-        } else if (c < 0xF8) {
-            *bad = i;
-            *why = "code point above U+10FFFF";
-            return 1;
-        } else {
-            *bad = i;
-            *why = "invalid byte";
-            return 1;
-        }
-        for (size_t k = 1; k <= need; k++) {
-            if (i + k >= n || !is_cont(s[i + k])) {
-                *bad = i;
-                *why = "truncated sequence";
-                return 1;
-            }
-        }
-        if (s[i + 1] < lo || s[i + 1] > hi) {
-            *bad = i;
-            *why = range_why;
-            return 1;
-        }
-        i += need + 1;
-    }
-    return 0;
-}
 
 static int is_space(unsigned char c) {
     return c == ' ' || c == '\t' || c == '\r' || c == '\v' || c == '\f';
@@ -146,16 +75,22 @@ static int too_long(tfm_line_reader *r) {
 static int take_line(tfm_line_reader *r, const char *line, size_t len) {
     if (len > 0 && line[len - 1] == '\r') len--;
     if (len > (size_t)r->max_line) return too_long(r);
-    size_t bad;
-    const char *why;
-    if (utf8_check((const unsigned char *)line, len, &bad, &why)) {
+    /* strict UTF-8 (tfm_utf8_check); a NUL byte is valid UTF-8 but never
+     * text, so the first of the two problems is reported */
+    size_t bad = len;
+    int invalid = tfm_utf8_check(line, len, &bad) != 0;
+    const char *nul = memchr(line, 0, bad);
+    if (nul) {
         r->failed = 1;
-        if (line[bad] == 0)
-            tfm_set_error("%s:%lld: NUL byte at byte column %zu (is this a binary file?)", r->name,
-                          (long long)r->line_no, bad + 1);
-        else
-            tfm_set_error("%s:%lld: invalid UTF-8 at byte column %zu: %s (byte 0x%02X)", r->name,
-                          (long long)r->line_no, bad + 1, why, (unsigned)(unsigned char)line[bad]);
+        tfm_set_error("%s:%lld: NUL byte at byte column %zu (is this a binary file?)", r->name,
+                      (long long)r->line_no, (size_t)(nul - line) + 1);
+        return 1;
+    }
+    if (invalid) {
+        r->failed = 1;
+        tfm_set_error("%s:%lld: invalid UTF-8 at byte column %zu: %s (byte 0x%02X)", r->name,
+                      (long long)r->line_no, bad + 1, tfm_utf8_error(line + bad, len - bad),
+                      (unsigned)(unsigned char)line[bad]);
         return 1;
     }
     size_t i = 0;

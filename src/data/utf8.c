@@ -53,6 +53,25 @@ int tfm_utf8_check(const char *s, size_t n, size_t *bad_offset) {
     return 0;
 }
 
+const char *tfm_utf8_error(const char *str, size_t n) {
+    const unsigned char *s = (const unsigned char *)str;
+    if (n == 0) return NULL;
+    unsigned c = s[0];
+    if (c < 0x80) return NULL;
+    if (c < 0xC0) return "unexpected continuation byte";
+    if (c < 0xC2) return "overlong encoding";
+    if (c >= 0xF8) return "invalid byte";
+    if (c >= 0xF5) return "code point above U+10FFFF";
+    size_t len = c < 0xE0 ? 2 : c < 0xF0 ? 3 : 4;
+    for (size_t i = 1; i < len; i++)
+        if (i >= n || (s[i] & 0xC0) != 0x80) return "truncated sequence";
+    /* every byte is in place: only the second byte's range can be wrong */
+    if ((c == 0xE0 && s[1] < 0xA0) || (c == 0xF0 && s[1] < 0x90)) return "overlong encoding";
+    if (c == 0xED && s[1] > 0x9F) return "UTF-16 surrogate";
+    if (c == 0xF4 && s[1] > 0x8F) return "code point above U+10FFFF";
+    return NULL;
+}
+
 int32_t tfm_utf8_next(const char *str, size_t n, size_t *pos) {
     if (*pos >= n) return -1;
     const unsigned char *s = (const unsigned char *)str + *pos;

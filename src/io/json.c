@@ -9,82 +9,7 @@
 #include <string.h>
 
 #include "tfm/atomic_file.h"
-
-/* ---- UTF-8 ------------------------------------------------------------- */
-
-/* Length of the valid UTF-8 sequence at s (n bytes available), or 0 when the
- * bytes there are not a valid sequence (RFC 3629: no overlong forms, no
- * UTF-16 surrogates, nothing above U+10FFFF). */
-static size_t utf8_seq(const unsigned char *s, size_t n) {
-    unsigned c = s[0];
-    if (c < 0x80) return 1;
-    size_t len;
-    unsigned lo = 0x80, hi = 0xBF; /* allowed range of the second byte */
-    if (c >= 0xC2 && c <= 0xDF)
-        len = 2;
-    else if (c == 0xE0)
-        len = 3, lo = 0xA0;
-    else if (c >= 0xE1 && c <= 0xEC)
-        len = 3;
-    else if (c == 0xED)
-        len = 3, hi = 0x9F; /* excludes surrogates D800-DFFF */
-    else if (c >= 0xEE && c <= 0xEF)
-        len = 3;
-    else if (c == 0xF0)
-        len = 4, lo = 0x90;
-    else if (c >= 0xF1 && c <= 0xF3)
-        len = 4;
-    else if (c == 0xF4)
-        len = 4, hi = 0x8F; /* <= U+10FFFF */
-    else
-        return 0;
-    if (n < len) return 0;
-    if (s[1] < lo || s[1] > hi) return 0;
-    for (size_t i = 2; i < len; i++)
-        if (s[i] < 0x80 || s[i] > 0xBF) return 0;
-    return len;
-}
-
-int tfm_utf8_valid(const void *s, size_t n, size_t *bad_offset) {
-    const unsigned char *p = s;
-    size_t i = 0;
-    while (i < n) {
-        if (p[i] < 0x80) {
-            i++;
-            continue;
-        }
-        size_t len = utf8_seq(p + i, n - i);
-        if (!len) {
-            if (bad_offset) *bad_offset = i;
-            return 0;
-        }
-        i += len;
-    }
-    return 1;
-}
-
-static size_t utf8_encode(unsigned cp, char *out) {
-    if (cp < 0x80) {
-        out[0] = (char)cp;
-        return 1;
-    }
-    if (cp < 0x800) {
-        out[0] = (char)(0xC0 | (cp >> 6));
-        out[1] = (char)(0x80 | (cp & 0x3F));
-        return 2;
-    }
-    if (cp < 0x10000) {
-        out[0] = (char)(0xE0 | (cp >> 12));
-        out[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
-        out[2] = (char)(0x80 | (cp & 0x3F));
-        return 3;
-    }
-    out[0] = (char)(0xF0 | (cp >> 18));
-    out[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
-    out[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
-    out[3] = (char)(0x80 | (cp & 0x3F));
-    return 4;
-}
+#include "tfm/text.h"
 
 /* ---- object key index ----------------------------------------------------
  * Objects with many keys (a safetensors header has one per tensor) get an
@@ -324,7 +249,7 @@ static int parse_string(parser *p, char **out, size_t *out_len) {
                     p->pos += 6;
                     cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
                 }
-                len += utf8_encode((unsigned)cp, buf + len);
+                len += tfm_utf8_encode((uint32_t)cp, buf + len);
                 break;
             }
             default: {
@@ -341,7 +266,7 @@ static int parse_string(parser *p, char **out, size_t *out_len) {
             buf[len++] = (char)c;
             p->pos++;
         } else {
-            size_t n = utf8_seq(p->s + p->pos, end - p->pos);
+            size_t n = tfm_utf8_seq_len((const char *)p->s + p->pos, end - p->pos);
             if (!n) {
                 perr(p, p->pos, "invalid UTF-8 in string");
                 goto fail;
@@ -921,7 +846,7 @@ static void jw_quoted(tfm_json_writer *w, const char *s, size_t n) {
         }
         s = "";
     }
-    if (!tfm_utf8_valid(s, n, &bad)) {
+    if (tfm_utf8_check(s, n, &bad) != 0) {
         jw_fail(w, "string is not valid UTF-8 (byte %zu)", bad);
         return;
     }

@@ -9,6 +9,7 @@
 
 #include "tfm/atomic_file.h"
 #include "tfm/json.h"
+#include "tfm/text.h"
 
 /* Tensor bytes are copied between memory and file as they are: the format is
  * little-endian, and so is every machine we build for. */
@@ -444,7 +445,7 @@ static int parse_header(tfm_st_file *f) {
     f->buffer_len = f->size - 8 - (size_t)n;
     const char *hdr = (const char *)b + 8;
     size_t bad;
-    if (!tfm_utf8_valid(hdr, f->header_len, &bad)) {
+    if (tfm_utf8_check(hdr, f->header_len, &bad) != 0) {
         st_error(f, "header is not valid UTF-8 (header byte %zu)", bad);
         return -1;
     }
