@@ -21,6 +21,7 @@
 #include "bleu_unicode.h"
 #include "tfm/base.h"
 #include "tfm/eval.h"
+#include "tfm/text.h"
 
 /* ---------------------------------------------------------------- bytes */
 
@@ -76,62 +77,16 @@ static void bb_free(bbuf *b) {
  * overlongs, surrogates or values above U+10FFFF). Returns its length; an
  * invalid byte comes back as BAD_CP of length 1. */
 static size_t u8_decode(const unsigned char *s, size_t n, uint32_t *cp) {
-    unsigned c = s[0];
-    if (c < 0x80) {
-        *cp = c;
-        return 1;
-    }
-    size_t len;
-    unsigned lo = 0x80, hi = 0xBF; /* allowed range of the second byte */
-    uint32_t v;
-    if (c >= 0xC2 && c <= 0xDF) {
-        len = 2;
-        v = c & 0x1F;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-        len = 3;
-        v = c & 0x0F;
-        if (c == 0xE0) lo = 0xA0;
-        if (c == 0xED) hi = 0x9F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        len = 4;
-        v = c & 0x07;
-        if (c == 0xF0) lo = 0x90;
-        if (c == 0xF4) hi = 0x8F;
-    } else {
-        *cp = BAD_CP;
-        return 1;
-    }
-    if (n < len || s[1] < lo || s[1] > hi) {
-        *cp = BAD_CP;
-        return 1;
-    }
-    for (size_t k = 1; k < len; k++) {
-        if ((s[k] & 0xC0) != 0x80) {
-            *cp = BAD_CP;
-            return 1;
-        }
-        v = (v << 6) | (s[k] & 0x3F);
-    }
-    *cp = v;
-    return len;
+    size_t pos = 0;
+    int32_t v = tfm_utf8_next((const char *)s, n, &pos);
+    *cp = v < 0 ? BAD_CP : (uint32_t)v;
+    return v < 0 ? 1 : pos;
 }
 
 static void u8_encode(bbuf *b, uint32_t cp) {
-    if (cp < 0x80) {
-        bb_put(b, (char)cp);
-    } else if (cp < 0x800) {
-        bb_put(b, (char)(0xC0 | (cp >> 6)));
-        bb_put(b, (char)(0x80 | (cp & 0x3F)));
-    } else if (cp < 0x10000) {
-        bb_put(b, (char)(0xE0 | (cp >> 12)));
-        bb_put(b, (char)(0x80 | ((cp >> 6) & 0x3F)));
-        bb_put(b, (char)(0x80 | (cp & 0x3F)));
-    } else {
-        bb_put(b, (char)(0xF0 | (cp >> 18)));
-        bb_put(b, (char)(0x80 | ((cp >> 12) & 0x3F)));
-        bb_put(b, (char)(0x80 | ((cp >> 6) & 0x3F)));
-        bb_put(b, (char)(0x80 | (cp & 0x3F)));
-    }
+    char buf[4];
+    size_t len = tfm_utf8_encode(cp, buf);
+    for (size_t i = 0; i < len; i++) bb_put(b, buf[i]);
 }
 
 /* ------------------------------------------------------ Unicode classes */
