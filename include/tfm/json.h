@@ -9,8 +9,9 @@
  *     tfm_json *doc;
  *     if (tfm_json_parse(text, len, NULL, "config.json", &doc)) return fail();
  *     int64_t d_model;
- *     if (tfm_json_get_int64(doc, "d_model", &d_model)) ...   // "'d_model': expected an integer,
- * got a string" tfm_json_free(doc);
+ *     if (tfm_json_get_int64(doc, "d_model", &d_model)) ...
+ *         // "'d_model': expected an integer, got a string"
+ *     tfm_json_free(doc);
  *
  *     tfm_json_writer w;
  *     tfm_jw_init(&w, 1);                      // pretty: two-space indent like json.dump(indent=2)

@@ -6,17 +6,17 @@
  * relative to the start of the buffer, plus an optional "__metadata__" object
  * of string -> string.
  *
- *     tfm_st_tensor t[2] = {{.name = "w", .dtype = TFM_ST_F32, .ndim = 2, .shape = {3, 4}, .data =
- * w},
- *                           {.name = "b", .dtype = TFM_ST_F32, .ndim = 1, .shape = {4}, .data =
- * b}}; if (tfm_safetensors_write("model.safetensors", t, 2, NULL, 0)) fail();
+ *     tfm_st_tensor t[2] = {
+ *         {.name = "w", .dtype = TFM_ST_F32, .ndim = 2, .shape = {3, 4}, .data = w},
+ *         {.name = "b", .dtype = TFM_ST_F32, .ndim = 1, .shape = {4}, .data = b}};
+ *     if (tfm_safetensors_write("model.safetensors", t, 2, NULL, 0)) fail();
  *
  *     tfm_st_file f;
  *     if (tfm_safetensors_open("model.safetensors", &f)) fail();   // validates everything
  *     float *w;
- *     if (tfm_st_get_f32(&f, "w", 2, (int64_t[]){3, 4}, &w)) fail(); // "tensor w has shape (4, 3),
- * expected (3, 4)" tfm_safetensors_close(&f);                                       // w is invalid
- * from here on
+ *     if (tfm_st_get_f32(&f, "w", 2, (int64_t[]){3, 4}, &w)) fail();
+ *         // "tensor w has shape (4, 3), expected (3, 4)"
+ *     tfm_safetensors_close(&f);   // w is invalid from here on
  *
  * The reader is strict: a file is accepted only if the header is valid JSON
  * with no duplicate names, every entry is well-formed, and the tensors tile
