@@ -1,4 +1,7 @@
 /* Arena, tensors, parameters, RNG. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "tfm/tensor.h"
@@ -16,6 +19,31 @@ START_TEST(arena_exhaustion_reports_sizes) {
     ck_assert_int_eq(a.used, 0);
     ck_assert_int_eq(a.peak, used);
     tfm_arena_free(&a);
+}
+END_TEST
+
+/* TFM_POISON_ARENA=1 (set by the test runner) fills each allocation with
+ * NaN bytes, even memory an earlier step wrote; otherwise it is left alone. */
+START_TEST(arena_poison_fills_with_nan) {
+    const char *was = getenv("TFM_POISON_ARENA");
+    char saved[8] = "";
+    if (was) snprintf(saved, sizeof saved, "%s", was);
+    for (int poison = 0; poison <= 1; poison++) {
+        setenv("TFM_POISON_ARENA", poison ? "1" : "0", 1);
+        tfm_arena a;
+        ck_assert_int_eq(tfm_arena_init(&a, 4096), 0);
+        float *x = tfm_arena_alloc(&a, 10 * sizeof(float));
+        for (int i = 0; i < 10; i++) x[i] = 1.0f;
+        tfm_arena_reset(&a);
+        float *y = tfm_arena_alloc(&a, 10 * sizeof(float));
+        ck_assert_ptr_eq(x, y);
+        for (int i = 0; i < 10; i++) ck_assert(poison ? isnan(y[i]) : y[i] == 1.0f);
+        tfm_arena_free(&a);
+    }
+    if (was)
+        setenv("TFM_POISON_ARENA", saved, 1);
+    else
+        unsetenv("TFM_POISON_ARENA");
 }
 END_TEST
 
@@ -57,6 +85,7 @@ int main(void) {
     Suite *s = suite_create("core");
     TCase *tc = tcase_create("core");
     tcase_add_test(tc, arena_exhaustion_reports_sizes);
+    tcase_add_test(tc, arena_poison_fills_with_nan);
     tcase_add_test(tc, params_are_contiguous_and_aligned);
     tcase_add_test(tc, rng_is_counter_based);
     suite_add_tcase(s, tc);
