@@ -1,0 +1,462 @@
+/* Beam search, proven against slow references that share none of its code:
+ *  - exhaustive: with a beam wider than the number of possible hypotheses,
+ *    tfm_beam_decode returns exactly the best length-normalized finished
+ *    hypothesis found by scoring every one of them teacher-forced;
+ *  - reference beam: with narrow beams it returns what a plain beam search
+ *    over teacher-forced next-token distributions returns (no KV cache);
+ *  - the GNMT length penalty ((5 + len) / 6)^alpha, len counting </s>: its
+ *    direction and the hand-computed alpha where two hypotheses swap.
+ * Teacher-forced scoring runs the full decoder (tfm_model_decode) over the
+ * whole prefix, so a stale or misordered KV cache, candidates ranked without
+ * their accumulated score, or an inverted penalty each change the answer. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tfm/decode.h"
+#include "tfm/nn.h"
+#include "util_test.h"
+
+enum { MAX_OUT = 8, MAX_HYPS = 4096 };
+
+/* Separation below which two scores count as a tie: the decoder's cached and
+ * full paths round differently (about 1e-6 here), so a case whose answer
+ * hinges on a smaller gap is not a test of the algorithm. */
+#define TIE_EPS 1e-4
+
+/* "3 4 2" for messages (static storage, two slots). */
+static const char *ids_str(const int32_t *ids, int64_t n) {
+    static char buf[2][256];
+    static int slot;
+    char *p = buf[slot ^= 1];
+    size_t used = 0;
+    p[0] = 0;
+    for (int64_t i = 0; i < n && used + 16 < sizeof buf[0]; i++)
+        used += (size_t)snprintf(p + used, sizeof buf[0] - used, i ? " %d" : "%d", ids[i]);
+    return p;
+}
+
+static double gnmt_lp(int64_t len, double alpha) { return pow((5.0 + (double)len) / 6.0, alpha); }
+
+/* A random post-LN model with `vocab` ids (vocab - 3 generable besides </s>);
+ * weights scaled by `sharpen` so the next-token distributions are peaked
+ * enough for the hypotheses to be well separated. */
+static void random_model(tfm_model *m, int64_t vocab, uint64_t seed, float sharpen) {
+    tfm_model_config c;
+    tfm_model_config_default(&c);
+    c.vocab = vocab;
+    c.d_model = 16;
+    c.n_heads = 2;
+    c.d_ff = 32;
+    c.enc_layers = c.dec_layers = 2;
+    c.max_len = 32;
+    c.dropout = 0;
+    ck_assert_int_eq(tfm_model_init(m, &c), 0);
+    tfm_model_init_weights(m, seed);
+    for (int64_t i = 0; i < m->params.count; i++) {
+        tfm_tensor *p = m->params.items[i];
+        if (p->ndim != 2) continue;
+        for (int64_t j = 0; j < p->n; j++) p->data[j] *= sharpen;
+    }
+}
+
+/* B sources of different lengths (the last ones padded), tokens >= 3. */
+static void make_sources(int32_t *src, uint8_t *pad, int64_t B, int64_t S, int64_t vocab,
+                         uint64_t seed) {
+    for (int64_t b = 0; b < B; b++) {
+        int64_t len = S - 1 - b % 3;
+        if (len < 1) len = 1;
+        for (int64_t j = 0; j < S; j++) {
+            int32_t tok =
+                (int32_t)(3 + (seed * 31 + (uint64_t)(b * 7 + j * 5)) % (uint64_t)(vocab - 3));
+            src[b * S + j] = j < len ? tok : j == len ? TFM_EOS_ID : TFM_PAD_ID;
+            pad[b * S + j] = src[b * S + j] == TFM_PAD_ID;
+        }
+    }
+}
+
+/* Teacher-forced next-token log-probabilities (over </s> .. vocab-1, as beam
+ * search normalizes them; pad and <s> get -inf) after each of n prefixes of
+ * length L for one source: lp (n, V). Prefixes (n, L) without the <s>. */
+static void tf_next_logprobs(tfm_model *m, tfm_tape *t, const int32_t *src1, const uint8_t *pad1,
+                             int64_t S, const int32_t *prefixes, int64_t n, int64_t L, double *lp) {
+    const int64_t V = m->cfg.vocab, T = L + 1;
+    size_t mark = t->arena.used;
+    int32_t *src = malloc((size_t)(n * S) * sizeof *src);
+    uint8_t *spad = malloc((size_t)(n * S));
+    int32_t *tin = malloc((size_t)(n * T) * sizeof *tin);
+    uint8_t *tpad = calloc((size_t)(n * T), 1);
+    ck_assert(src && spad && tin && tpad);
+    for (int64_t i = 0; i < n; i++) {
+        memcpy(src + i * S, src1, (size_t)S * sizeof *src);
+        memcpy(spad + i * S, pad1, (size_t)S);
+        tin[i * T] = TFM_BOS_ID;
+        memcpy(tin + i * T + 1, prefixes + i * L, (size_t)L * sizeof *tin);
+    }
+    tfm_tensor *mem = tfm_model_encode(m, t, src, spad, n, S);
+    tfm_tensor *logits = tfm_model_decode(m, t, mem, spad, tin, tpad, T);
+    ck_assert_msg(logits != NULL, "%s", tfm_last_error());
+    for (int64_t i = 0; i < n; i++) {
+        const float *row = logits->data + (i * T + L) * V;
+        double mx = -INFINITY, sum = 0;
+        for (int64_t v = TFM_EOS_ID; v < V; v++) mx = row[v] > mx ? row[v] : mx;
+        for (int64_t v = TFM_EOS_ID; v < V; v++) sum += exp(row[v] - mx);
+        for (int64_t v = 0; v < V; v++)
+            lp[i * V + v] = v < TFM_EOS_ID ? -INFINITY : row[v] - mx - log(sum);
+    }
+    t->arena.used = mark;
+    free(src);
+    free(spad);
+    free(tin);
+    free(tpad);
+}
+
+/* Teacher-forced log-probability of hyp[0..len) (its last token </s> or not). */
+static double tf_score(tfm_model *m, tfm_tape *t, const int32_t *src1, const uint8_t *pad1,
+                       int64_t S, const int32_t *hyp, int64_t len) {
+    const int64_t V = m->cfg.vocab;
+    double *lp = malloc((size_t)V * sizeof *lp), sum = 0;
+    ck_assert_ptr_nonnull(lp);
+    for (int64_t i = 0; i < len; i++) {
+        tf_next_logprobs(m, t, src1, pad1, S, hyp, 1, i, lp);
+        sum += lp[hyp[i]];
+    }
+    free(lp);
+    return sum;
+}
+
+/* ---- exhaustive search ----------------------------------------------------- */
+
+/* Every finished hypothesis of at most max_out tokens (</s> included) over
+ * the generable ids, scored teacher-forced; the best normalized one goes to
+ * best (max_out), its content length to *best_len; returns the gap to the
+ * runner-up. */
+static double exhaustive_best(tfm_model *m, tfm_tape *t, const int32_t *src1, const uint8_t *pad1,
+                              int64_t S, int64_t max_out, double alpha, int32_t *best,
+                              int64_t *best_len, double *best_score) {
+    const int64_t V = m->cfg.vocab, n_sym = V - 3;
+    double top = -INFINITY, second = -INFINITY;
+    int32_t hyp[MAX_OUT];
+    for (int64_t len = 0; len < max_out; len++) { /* len content tokens, then </s> */
+        int64_t count = 1;
+        for (int64_t j = 0; j < len; j++) count *= n_sym;
+        for (int64_t code = 0; code < count; code++) {
+            int64_t c = code;
+            for (int64_t j = 0; j < len; j++, c /= n_sym) hyp[j] = (int32_t)(3 + c % n_sym);
+            hyp[len] = TFM_EOS_ID;
+            double s = tf_score(m, t, src1, pad1, S, hyp, len + 1);
+            double norm = s / gnmt_lp(len + 1, alpha);
+            if (norm > top) {
+                second = top;
+                top = norm;
+                *best_score = s;
+                *best_len = len;
+                for (int64_t j = 0; j < max_out; j++) best[j] = j <= len ? hyp[j] : TFM_PAD_ID;
+            } else if (norm > second) {
+                second = norm;
+            }
+        }
+    }
+    return top - second;
+}
+
+/* Number of possible outputs of at most max_out tokens: finished ones plus
+ * the unfinished ones of exactly max_out tokens. */
+static int64_t n_possible(int64_t n_sym, int64_t max_out) {
+    int64_t total = 0, pw = 1;
+    for (int64_t len = 0; len < max_out; len++, pw *= n_sym) total += pw;
+    return total + pw;
+}
+
+START_TEST(wide_beam_equals_exhaustive_search) {
+    static const struct { int64_t vocab, max_out; } shapes[] = {{4, 6}, {5, 4}, {6, 3}};
+    static const float alphas[] = {0.0f, 0.6f, 1.0f, 2.0f};
+    enum { B = 3, S = 5 };
+    tfm_tape t;
+    ck_assert_int_eq(tfm_tape_init(&t, 64 << 20, 64), 0);
+    t.no_grad = 1;
+    int compared = 0, skipped = 0, nonempty = 0, lens_seen = 0;
+    for (size_t sh = 0; sh < sizeof shapes / sizeof shapes[0]; sh++) {
+        const int64_t V = shapes[sh].vocab, MO = shapes[sh].max_out;
+        const int64_t K = n_possible(V - 3, MO);
+        for (uint64_t seed = 1; seed <= 3; seed++) {
+            tfm_model m;
+            random_model(&m, V, 100 * sh + seed, 2.0f);
+            int32_t src[B * S];
+            uint8_t pad[B * S];
+            make_sources(src, pad, B, S, V, seed);
+            for (size_t a = 0; a < sizeof alphas / sizeof alphas[0]; a++) {
+                int32_t out[B * MAX_OUT];
+                int64_t lens[B];
+                ck_assert_int_eq(
+                    tfm_beam_decode(&m, &t, src, pad, B, S, K, alphas[a], MO, out, lens), 0);
+                for (int64_t b = 0; b < B; b++) {
+                    int32_t want[MAX_OUT];
+                    int64_t want_len = -1;
+                    double want_score = 0;
+                    double gap = exhaustive_best(&m, &t, src + b * S, pad + b * S, S, MO, alphas[a],
+                                                 want, &want_len, &want_score);
+                    if (gap < TIE_EPS) {
+                        skipped++;
+                        continue;
+                    }
+                    compared++;
+                    nonempty += want_len > 0;
+                    lens_seen |= 1 << want_len;
+                    ck_assert_msg(
+                        lens[b] == want_len &&
+                            !memcmp(out + b * MO, want, (size_t)MO * sizeof *want),
+                        "vocab %lld max_out %lld seed %llu alpha %.1f source %lld: "
+                        "beam %lld returned [%s], exhaustive best is [%s] (normalized gap "
+                        "to runner-up %.4f)",
+                        (long long)V, (long long)MO, (unsigned long long)seed, (double)alphas[a],
+                        (long long)b, (long long)K, ids_str(out + b * MO, MO), ids_str(want, MO),
+                        gap);
+                }
+            }
+            tfm_model_free(&m);
+        }
+    }
+    printf("  exhaustive: %d cases compared, %d near-ties skipped, %d non-empty winners, "
+           "winner lengths seen mask 0x%x\n",
+           compared, skipped, nonempty, lens_seen);
+    /* the cases must exercise something: mostly comparable, winners of several lengths */
+    ck_assert_int_ge(compared, 90);
+    ck_assert_int_ge(nonempty, compared / 4);
+    ck_assert_int_ge(__builtin_popcount((unsigned)lens_seen), 3);
+    ck_assert_int_eq(t.arena.used, 0);
+    tfm_tape_free(&t);
+}
+END_TEST
+
+/* ---- reference beam search ------------------------------------------------- */
+
+typedef struct {
+    double score;
+    int64_t parent;
+    int32_t token;
+} ref_cand;
+
+static int cmp_cand(const void *pa, const void *pb) {
+    const ref_cand *a = pa, *b = pb;
+    if (a->score != b->score) return a->score < b->score ? 1 : -1;
+    /* ties: in the order the candidates were generated (parent, then token) */
+    if (a->parent != b->parent) return a->parent < b->parent ? -1 : 1;
+    return a->token < b->token ? -1 : a->token > b->token;
+}
+
+/* Beam search as tfm/decode.h documents it, over teacher-forced
+ * distributions: K live hypotheses, each step ranks all expansions by
+ * accumulated log-probability and looks at the best 2K in order: a </s>
+ * finishes a hypothesis (ranked by score / lp(len with </s>)), anything else
+ * fills the next of the K live slots until they are full. Stops when K have
+ * finished or after max_out tokens; with none finished, the best live one.
+ * Returns the smallest score gap that decided anything (a near-tie makes the
+ * case ambiguous); best (max_out) and *best_len as tfm_beam_decode; *score
+ * the winner's accumulated log-probability. */
+static double reference_beam(tfm_model *m, tfm_tape *t, const int32_t *src1, const uint8_t *pad1,
+                             int64_t S, int64_t K, double alpha, int64_t max_out, int32_t *best,
+                             int64_t *best_len, double *best_score) {
+    const int64_t V = m->cfg.vocab;
+    int32_t *live = calloc((size_t)(K * max_out), sizeof *live);
+    int32_t *next = calloc((size_t)(K * max_out), sizeof *next);
+    double *live_score = malloc((size_t)K * sizeof *live_score);
+    double *lp = malloc((size_t)(K * V) * sizeof *lp);
+    ref_cand *cand = malloc((size_t)(K * V) * sizeof *cand);
+    ck_assert(live && next && live_score && lp && cand);
+    int64_t n_live = 1, n_finished = 0;
+    live_score[0] = 0;
+    double min_gap = INFINITY, best_final = -INFINITY;
+    *best_len = -1;
+    for (int64_t step = 0; step < max_out && n_finished < K; step++) {
+        tf_next_logprobs(m, t, src1, pad1, S, live, n_live, step, lp);
+        int64_t n_cand = 0;
+        for (int64_t k = 0; k < n_live; k++)
+            for (int64_t v = TFM_EOS_ID; v < V; v++)
+                cand[n_cand++] = (ref_cand){live_score[k] + lp[k * V + v], k, (int32_t)v};
+        qsort(cand, (size_t)n_cand, sizeof *cand, cmp_cand);
+        int64_t considered = n_cand < 2 * K ? n_cand : 2 * K;
+        for (int64_t c = 0; c + 1 < n_cand && c < considered; c++) {
+            double g = cand[c].score - cand[c + 1].score;
+            if (g < min_gap) min_gap = g;
+        }
+        int64_t alive = 0;
+        double new_scores[64];
+        ck_assert_int_le(K, 64);
+        for (int64_t c = 0; c < considered && alive < K; c++) {
+            if (cand[c].token == TFM_EOS_ID) {
+                if (n_finished >= K) continue;
+                n_finished++;
+                double final = cand[c].score / gnmt_lp(step + 1, alpha);
+                if (fabs(final - best_final) < min_gap) min_gap = fabs(final - best_final);
+                if (final > best_final) {
+                    best_final = final;
+                    *best_score = cand[c].score;
+                    *best_len = step;
+                    for (int64_t j = 0; j < max_out; j++)
+                        best[j] = j < step    ? live[cand[c].parent * step + j]
+                                  : j == step ? TFM_EOS_ID
+                                              : TFM_PAD_ID;
+                }
+                continue;
+            }
+            memcpy(next + alive * (step + 1), live + cand[c].parent * step,
+                   (size_t)step * sizeof *next);
+            next[alive * (step + 1) + step] = cand[c].token;
+            new_scores[alive++] = cand[c].score;
+        }
+        int32_t *swap = live;
+        live = next;
+        next = swap;
+        n_live = alive;
+        memcpy(live_score, new_scores, (size_t)alive * sizeof *live_score);
+    }
+    if (*best_len < 0) { /* nothing finished: the best live hypothesis, max_out tokens */
+        int64_t bk = 0;
+        for (int64_t k = 1; k < n_live; k++)
+            if (live_score[k] > live_score[bk]) bk = k;
+        memcpy(best, live + bk * max_out, (size_t)max_out * sizeof *best);
+        *best_len = max_out;
+        *best_score = live_score[bk];
+    }
+    free(live);
+    free(next);
+    free(live_score);
+    free(lp);
+    free(cand);
+    return min_gap;
+}
+
+START_TEST(narrow_beam_equals_reference_beam) {
+    static const int64_t beams[] = {2, 3, 5};
+    static const float alphas[] = {0.0f, 0.6f, 1.5f};
+    enum { B = 4, S = 6, MO = 7, V = 9 };
+    tfm_tape t;
+    ck_assert_int_eq(tfm_tape_init(&t, 64 << 20, 64), 0);
+    t.no_grad = 1;
+    int compared = 0, skipped = 0, differs_from_greedy = 0;
+    for (uint64_t seed = 1; seed <= 4; seed++) {
+        tfm_model m;
+        random_model(&m, V, 1000 + seed, 2.0f);
+        int32_t src[B * S];
+        uint8_t pad[B * S];
+        make_sources(src, pad, B, S, V, seed);
+        int32_t greedy[B * MO];
+        int64_t greedy_lens[B];
+        ck_assert_int_eq(tfm_greedy_decode(&m, &t, src, pad, B, S, MO, greedy, greedy_lens), 0);
+        for (size_t bi = 0; bi < sizeof beams / sizeof beams[0]; bi++) {
+            for (size_t a = 0; a < sizeof alphas / sizeof alphas[0]; a++) {
+                int32_t out[B * MO];
+                int64_t lens[B];
+                ck_assert_int_eq(
+                    tfm_beam_decode(&m, &t, src, pad, B, S, beams[bi], alphas[a], MO, out, lens),
+                    0);
+                for (int64_t b = 0; b < B; b++) {
+                    int32_t want[MO];
+                    int64_t want_len;
+                    double want_score = 0;
+                    double gap = reference_beam(&m, &t, src + b * S, pad + b * S, S, beams[bi],
+                                                alphas[a], MO, want, &want_len, &want_score);
+                    if (gap < TIE_EPS) {
+                        skipped++;
+                        continue;
+                    }
+                    compared++;
+                    differs_from_greedy += memcmp(want, greedy + b * MO, sizeof want) != 0;
+                    ck_assert_msg(lens[b] == want_len && !memcmp(out + b * MO, want, sizeof want),
+                                  "seed %llu beam %lld alpha %.1f source %lld: [%s], the "
+                                  "reference beam search found [%s]",
+                                  (unsigned long long)seed, (long long)beams[bi], (double)alphas[a],
+                                  (long long)b, ids_str(out + b * MO, MO), ids_str(want, MO));
+                }
+            }
+        }
+        tfm_model_free(&m);
+    }
+    printf("  reference beam: %d cases compared, %d near-ties skipped, %d differ from greedy\n",
+           compared, skipped, differs_from_greedy);
+    ck_assert_int_ge(compared, 100);
+    /* a beam that is not a greedy search in disguise */
+    ck_assert_int_ge(differs_from_greedy, compared / 5);
+    ck_assert_int_eq(t.arena.used, 0);
+    tfm_tape_free(&t);
+}
+END_TEST
+
+/* ---- the length penalty ---------------------------------------------------- */
+
+/* A model whose next-token distribution is the same after every prefix and
+ * for every source: the last decoder LayerNorm outputs its bias e0 whatever
+ * its input, and the tied output row of each id holds that id's log-odds in
+ * channel 0. Over the generable ids, p(</s>) = p_eos and the rest share
+ * 1 - p_eos (one symbol when vocab is 4). */
+static void constant_model(tfm_model *m, int64_t vocab, double p_eos) {
+    random_model(m, vocab, 7, 1.0f);
+    const int64_t D = m->cfg.d_model;
+    tfm_layer_params *last = &m->dec[m->cfg.dec_layers - 1];
+    for (int64_t d = 0; d < D; d++) {
+        last->ln3.w->data[d] = 0.0f;
+        last->ln3.b->data[d] = d == 0 ? 1.0f : 0.0f;
+    }
+    for (int64_t v = 0; v < vocab; v++) {
+        float *row = m->tgt_emb->data + v * D;
+        row[0] = v == TFM_EOS_ID  ? (float)log(p_eos)
+                 : v > TFM_EOS_ID ? (float)log((1.0 - p_eos) / (double)(vocab - 3))
+                                  : -30.0f;
+    }
+}
+
+START_TEST(length_penalty_direction_and_value) {
+    tfm_model m;
+    constant_model(&m, 4, 0.1); /* ids: pad, <s>, </s>, a */
+    tfm_tape t;
+    ck_assert_int_eq(tfm_tape_init(&t, 16 << 20, 64), 0);
+    int32_t src[3] = {3, 3, TFM_EOS_ID};
+    uint8_t pad[3] = {0, 0, 0};
+    int32_t out[8];
+    int64_t len;
+    /* the model really is constant: log p(</s>) = log 0.1 after any prefix */
+    double lp[4];
+    int32_t prefix[3] = {3, 3, 3};
+    t.no_grad = 1;
+    for (int64_t L = 0; L <= 3; L++) {
+        tf_next_logprobs(&m, &t, src, pad, 3, prefix, 1, L, lp);
+        ck_assert_double_eq_tol(lp[TFM_EOS_ID], log(0.1), 1e-6);
+        ck_assert_double_eq_tol(lp[3], log(0.9), 1e-6);
+    }
+    /* Two finished hypotheses with max_out 2: "</s>" (len 1) scores
+     * e = log 0.1 and "a </s>" (len 2) scores x + e, x = log 0.9. GNMT:
+     * e / lp(1) vs (x + e) / lp(2), lp(1) = 1, lp(2) = (7/6)^alpha, so the
+     * longer one wins exactly when alpha > ln((x + e) / e) / ln(7/6)
+     * = ln(1.045757) / ln(1.166667) = 0.044741 / 0.154151 = 0.29024. */
+    double crossing = log((log(0.9) + log(0.1)) / log(0.1)) / log(7.0 / 6.0);
+    ck_assert_double_eq_tol(crossing, 0.29024, 1e-4);
+    ck_assert_int_eq(tfm_beam_decode(&m, &t, src, pad, 1, 3, 2, 0.28f, 2, out, &len), 0);
+    ck_assert_msg(len == 0 && out[0] == TFM_EOS_ID, "alpha 0.28: want the empty hypothesis");
+    ck_assert_int_eq(tfm_beam_decode(&m, &t, src, pad, 1, 3, 2, 0.30f, 2, out, &len), 0);
+    ck_assert_msg(len == 1 && out[0] == 3 && out[1] == TFM_EOS_ID, "alpha 0.30: want \"a </s>\"");
+    /* Direction over six lengths: no penalty keeps the shortest (every token
+     * costs log 0.9), alpha 1 already prefers the longest that fits: with
+     * lp(len) = (5 + len) / 6 the normalized score 6 (j x + e) / (6 + j)
+     * rises with j because 6x > e. Beam 8 holds every hypothesis. */
+    ck_assert_int_eq(tfm_beam_decode(&m, &t, src, pad, 1, 3, 8, 0.0f, 6, out, &len), 0);
+    ck_assert_int_eq(len, 0);
+    ck_assert_int_eq(tfm_beam_decode(&m, &t, src, pad, 1, 3, 8, 1.0f, 6, out, &len), 0);
+    ck_assert_int_eq(len, 5);
+    ck_assert_int_eq(out[5], TFM_EOS_ID);
+    ck_assert_int_eq(t.arena.used, 0);
+    tfm_tape_free(&t);
+    tfm_model_free(&m);
+}
+END_TEST
+
+int main(void) {
+    Suite *s = suite_create("beam");
+    TCase *tc = tcase_create("beam");
+    tcase_set_timeout(tc, 300);
+    tcase_add_test(tc, length_penalty_direction_and_value);
+    tcase_add_test(tc, wide_beam_equals_exhaustive_search);
+    tcase_add_test(tc, narrow_beam_equals_reference_beam);
+    suite_add_tcase(s, tc);
+    return tfm_test_main(s);
+}
