@@ -1,0 +1,260 @@
+/* Decoding outputs pinned byte for byte: greedy and beam search (several beam
+ * sizes and length penalties) on fixed models, compared with expected outputs
+ * that the beam search of 2026-11-28 (before the batched rewrite) produced.
+ *
+ * Models: tests/fixtures/decode/numbers.tfm, a 2+2-layer d_model 32 model
+ * trained 400 steps on the generated numbers corpus (`tfm data numbers`,
+ * `tfm train ... --steps 400 --d-model 32 --heads 2 --d-ff 64 --layers 2
+ * --bpe-merges 200 --share-emb --model-max-len 64`), on the first 96 test
+ * sentences (ids in numbers_src.txt); and two random-init models (post-LN and
+ * pre-LN) on generated id sequences.
+ *
+ * Regenerate the expected files (only when a change of output is intended
+ * and explained in the commit): TFM_DECODE_REGEN=1 build/tests/test_decode */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tfm/checkpoint.h"
+#include "tfm/decode.h"
+#include "tfm/nn.h"
+#include "util_test.h"
+
+typedef struct {
+    int64_t n, S_max;
+    int32_t *ids; /* (n, S_max), each row: tokens, </s>, pad */
+    int64_t *len; /* tokens before </s> */
+} sources;
+
+static void sources_free(sources *s) {
+    free(s->ids);
+    free(s->len);
+}
+
+static void sources_alloc(sources *s, int64_t n, int64_t S_max) {
+    s->n = n;
+    s->S_max = S_max;
+    s->ids = calloc((size_t)(n * S_max), sizeof(int32_t));
+    s->len = calloc((size_t)n, sizeof(int64_t));
+    ck_assert(s->ids && s->len);
+}
+
+/* Lines of space-separated ids (the output of `tfm bpe encode`). */
+static void sources_from_file(sources *s, const char *rel, int64_t max_lines) {
+    FILE *f = fopen(tfm_test_path(rel), "r");
+    ck_assert_msg(f != NULL, "missing %s", rel);
+    sources_alloc(s, max_lines, 32);
+    char line[1024];
+    int64_t n = 0;
+    while (n < max_lines && fgets(line, sizeof line, f)) {
+        char *p = line, *end;
+        int64_t k = 0;
+        for (long v = strtol(p, &end, 10); end != p; v = strtol(p, &end, 10)) {
+            ck_assert_int_lt(k, s->S_max - 1);
+            s->ids[n * s->S_max + k++] = (int32_t)v;
+            p = end;
+        }
+        s->ids[n * s->S_max + k] = TFM_EOS_ID;
+        s->len[n++] = k;
+    }
+    fclose(f);
+    ck_assert_int_eq(n, max_lines);
+}
+
+/* n sequences of 1..max_len ids in [4, vocab) from a fixed LCG. */
+static void sources_random(sources *s, int64_t n, int64_t max_len, int64_t vocab, uint64_t seed) {
+    sources_alloc(s, n, max_len + 1);
+    uint64_t x = seed;
+    for (int64_t i = 0; i < n; i++) {
+        x = x * 6364136223846793005ull + 1442695040888963407ull;
+        int64_t len = 1 + (int64_t)((x >> 33) % (uint64_t)max_len);
+        for (int64_t j = 0; j < len; j++) {
+            x = x * 6364136223846793005ull + 1442695040888963407ull;
+            s->ids[i * s->S_max + j] = (int32_t)(4 + (x >> 33) % (uint64_t)(vocab - 4));
+        }
+        s->ids[i * s->S_max + len] = TFM_EOS_ID;
+        s->len[i] = len;
+    }
+}
+
+typedef struct {
+    int64_t beam; /* 0: tfm_greedy_decode */
+    float alpha;
+} decode_config;
+
+static const decode_config CONFIGS[] = {{0, 0.0f}, {1, 0.6f}, {2, 0.6f}, {4, 0.6f},
+                                        {5, 0.0f}, {5, 0.6f}, {5, 2.0f}};
+
+typedef struct {
+    char *buf;
+    size_t len, cap;
+} text;
+
+static void text_printf(text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void text_printf(text *t, const char *fmt, ...) {
+    va_list ap;
+    for (;;) {
+        va_start(ap, fmt);
+        int n = vsnprintf(t->buf + t->len, t->cap - t->len, fmt, ap);
+        va_end(ap);
+        ck_assert_int_ge(n, 0);
+        if (t->len + (size_t)n < t->cap) {
+            t->len += (size_t)n;
+            return;
+        }
+        t->cap = t->cap * 2 + (size_t)n + 1024;
+        t->buf = realloc(t->buf, t->cap);
+        ck_assert_ptr_nonnull(t->buf);
+    }
+}
+
+/* Decodes the sources in batches of `batch` in file order (mixed lengths, so
+ * padding is exercised) with every configuration; one line per sentence:
+ * "beam B alpha A #i len L: ids up to and including </s>". */
+static void decode_all(tfm_model *m, const sources *s, int64_t batch, text *out) {
+    tfm_tape t;
+    ck_assert_int_eq(tfm_tape_init(&t, (size_t)64 << 20, 64), 0);
+    int32_t *src = malloc((size_t)(batch * s->S_max) * sizeof(int32_t));
+    uint8_t *pad = malloc((size_t)(batch * s->S_max));
+    int32_t *hyp = malloc((size_t)(batch * (2 * s->S_max + 10)) * sizeof(int32_t));
+    int64_t *lens = malloc((size_t)batch * sizeof(int64_t));
+    ck_assert(src && pad && hyp && lens);
+    for (size_t c = 0; c < sizeof CONFIGS / sizeof CONFIGS[0]; c++) {
+        const decode_config *cfg = &CONFIGS[c];
+        for (int64_t start = 0; start < s->n; start += batch) {
+            int64_t rows = s->n - start < batch ? s->n - start : batch, S = 0;
+            for (int64_t r = 0; r < rows; r++)
+                if (s->len[start + r] + 1 > S) S = s->len[start + r] + 1;
+            for (int64_t r = 0; r < rows; r++)
+                for (int64_t j = 0; j < S; j++) {
+                    src[r * S + j] = s->ids[(start + r) * s->S_max + j];
+                    pad[r * S + j] = src[r * S + j] == TFM_PAD_ID;
+                }
+            int64_t max_out = 2 * S + 10;
+            ck_assert_int_le(max_out + 1, m->cfg.max_len); /* no clamping here */
+            int rc = cfg->beam ? tfm_beam_decode(m, &t, src, pad, rows, S, cfg->beam, cfg->alpha,
+                                                 max_out, hyp, lens)
+                               : tfm_greedy_decode(m, &t, src, pad, rows, S, max_out, hyp, lens);
+            ck_assert_msg(rc == 0, "decode failed: %s", tfm_last_error());
+            for (int64_t r = 0; r < rows; r++) {
+                const int32_t *h = hyp + r * max_out;
+                ck_assert(lens[r] >= 0 && lens[r] <= max_out);
+                int64_t shown = lens[r] < max_out ? lens[r] + 1 : max_out;
+                if (lens[r] < max_out) ck_assert_int_eq(h[lens[r]], TFM_EOS_ID);
+                for (int64_t j = shown; j < max_out; j++) ck_assert_int_eq(h[j], TFM_PAD_ID);
+                text_printf(out, "beam %lld alpha %.1f #%lld len %lld:", (long long)cfg->beam,
+                            (double)cfg->alpha, (long long)(start + r), (long long)lens[r]);
+                for (int64_t j = 0; j < shown; j++) text_printf(out, " %d", (int)h[j]);
+                text_printf(out, "\n");
+            }
+        }
+    }
+    ck_assert_int_eq(t.arena.used, 0);
+    free(src);
+    free(pad);
+    free(hyp);
+    free(lens);
+    tfm_tape_free(&t);
+}
+
+/* Byte-for-byte comparison with tests/fixtures/decode/<name>; with
+ * TFM_DECODE_REGEN=1 writes the file instead. */
+static void compare_expected(const text *got, const char *name) {
+    char rel[256];
+    snprintf(rel, sizeof rel, "tests/fixtures/decode/%s", name);
+    const char *path = tfm_test_path(rel);
+    const char *regen = getenv("TFM_DECODE_REGEN");
+    if (regen && !strcmp(regen, "1")) {
+        FILE *f = fopen(path, "w");
+        ck_assert_msg(f != NULL, "cannot write %s", path);
+        ck_assert_int_eq(fwrite(got->buf, 1, got->len, f), got->len);
+        ck_assert_int_eq(fclose(f), 0);
+        printf("wrote %s (%zu bytes)\n", path, got->len);
+        return;
+    }
+    FILE *f = fopen(path, "r");
+    ck_assert_msg(f != NULL, "missing %s", path);
+    text want = {0};
+    char chunk[4096];
+    size_t k;
+    while ((k = fread(chunk, 1, sizeof chunk, f)) > 0) text_printf(&want, "%.*s", (int)k, chunk);
+    fclose(f);
+    /* the first differing line, for the message */
+    size_t i = 0;
+    while (i < got->len && i < want.len && got->buf[i] == want.buf[i]) i++;
+    if (i == got->len && i == want.len) {
+        free(want.buf);
+        return;
+    }
+    size_t line_start = i;
+    while (line_start > 0 && want.buf[line_start - 1] != '\n') line_start--;
+    int64_t line_no = 1;
+    for (size_t j = 0; j < line_start; j++) line_no += want.buf[j] == '\n';
+    const char *we = memchr(want.buf + line_start, '\n', want.len - line_start);
+    const char *ge = memchr(got->buf + line_start, '\n', got->len - line_start);
+    int wl = (int)(we ? we - (want.buf + line_start) : (long)(want.len - line_start));
+    int gl = (int)(ge ? ge - (got->buf + line_start) : (long)(got->len - line_start));
+    ck_abort_msg("%s line %lld differs:\n  want: %.*s\n  got:  %.*s", name, (long long)line_no, wl,
+                 want.buf + line_start, gl, got->buf + line_start);
+}
+
+START_TEST(numbers_model_outputs_unchanged) {
+    tfm_checkpoint ck;
+    ck_assert_msg(tfm_checkpoint_read(tfm_test_path("tests/fixtures/decode/numbers.tfm"), &ck) == 0,
+                  "%s", tfm_last_error());
+    tfm_model m;
+    ck_assert_msg(tfm_model_from_checkpoint(&m, &ck) == 0, "%s", tfm_last_error());
+    tfm_checkpoint_free(&ck);
+    sources s;
+    sources_from_file(&s, "tests/fixtures/decode/numbers_src.txt", 96);
+    text got = {0};
+    decode_all(&m, &s, 16, &got);
+    compare_expected(&got, "expected_numbers.txt");
+    free(got.buf);
+    sources_free(&s);
+    tfm_model_free(&m);
+}
+END_TEST
+
+static void random_model(tfm_model *m, int pre_ln, uint64_t seed) {
+    tfm_model_config c;
+    tfm_model_config_default(&c);
+    c.vocab = 29;
+    c.d_model = 24;
+    c.n_heads = 3;
+    c.d_ff = 40;
+    c.enc_layers = 2;
+    c.dec_layers = 2;
+    c.max_len = 48;
+    c.pre_ln = pre_ln;
+    ck_assert_int_eq(tfm_model_init(m, &c), 0);
+    tfm_model_init_weights(m, seed);
+}
+
+START_TEST(random_models_outputs_unchanged) {
+    sources s;
+    sources_random(&s, 24, 12, 29, 7);
+    text got = {0};
+    for (int pre_ln = 0; pre_ln <= 1; pre_ln++) {
+        tfm_model m;
+        random_model(&m, pre_ln, 11 + (uint64_t)pre_ln);
+        text_printf(&got, "# %s\n", pre_ln ? "pre-LN" : "post-LN");
+        decode_all(&m, &s, 7, &got);
+        tfm_model_free(&m);
+    }
+    compare_expected(&got, "expected_random.txt");
+    free(got.buf);
+    sources_free(&s);
+}
+END_TEST
+
+int main(void) {
+    Suite *s = suite_create("decode");
+    TCase *tc = tcase_create("decode");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, numbers_model_outputs_unchanged);
+    tcase_add_test(tc, random_models_outputs_unchanged);
+    suite_add_tcase(s, tc);
+    return tfm_test_main(s);
+}
