@@ -1,0 +1,146 @@
+/* Training stays bit-identical across refactors: real `tfm` runs (the
+ * numbers corpus and the toy tasks, 200 steps each, fixed seed, --threads 2)
+ * end with parameters whose hash matches the value recorded from the code of
+ * 2026-11-28 (main at dbeb07c, before the trainer moved into the library).
+ *
+ * The hash is FNV-1a (64-bit) over the final checkpoint's parameters, taken
+ * tensor by tensor in name order: name, shape, then the float bytes. Only the
+ * program and the checkpoint reader are used, so the same test holds before
+ * and after the move. When a change is meant to alter the numbers (and only
+ * then), rerun with TFM_PRINT_HASHES=1 to print the new values.
+ * Recorded on x86-64 with AVX-512 (-march=native builds); kernels that take
+ * another vector path on another CPU may round differently. */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tfm/base.h"
+#include "tfm/checkpoint.h"
+#include "util_test.h"
+
+static uint64_t fnv1a(uint64_t h, const void *data, size_t n) {
+    const unsigned char *p = data;
+    for (size_t i = 0; i < n; i++) {
+        h ^= p[i];
+        h *= 0x100000001b3ull;
+    }
+    return h;
+}
+
+static int by_name(const void *a, const void *b) {
+    const tfm_tensor *x = *(tfm_tensor *const *)a, *y = *(tfm_tensor *const *)b;
+    return strcmp(x->name, y->name);
+}
+
+/* Hash of the parameters of the checkpoint at path. */
+static uint64_t params_hash(const char *path, int64_t *n_tensors) {
+    tfm_checkpoint ck;
+    ck_assert_msg(tfm_checkpoint_read(path, &ck) == 0, "%s", tfm_last_error());
+    tfm_model m;
+    ck_assert_msg(tfm_model_from_checkpoint(&m, &ck) == 0, "%s", tfm_last_error());
+    tfm_checkpoint_free(&ck);
+    int64_t n = m.params.count;
+    tfm_tensor **sorted = malloc((size_t)n * sizeof *sorted);
+    ck_assert_ptr_nonnull(sorted);
+    memcpy(sorted, m.params.items, (size_t)n * sizeof *sorted);
+    qsort(sorted, (size_t)n, sizeof *sorted, by_name);
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (int64_t i = 0; i < n; i++) {
+        const tfm_tensor *t = sorted[i];
+        h = fnv1a(h, t->name, strlen(t->name) + 1);
+        for (int d = 0; d < t->ndim; d++) {
+            int64_t s = t->shape[d];
+            h = fnv1a(h, &s, sizeof s);
+        }
+        h = fnv1a(h, t->data, (size_t)t->n * sizeof(float));
+    }
+    free(sorted);
+    tfm_model_free(&m);
+    *n_tensors = n;
+    return h;
+}
+
+static void run(const char *cmd) {
+    static char out[1 << 14];
+    int rc = tfm_test_run(cmd, out, sizeof out);
+    ck_assert_msg(rc == 0, "exit %d: %s\n%s", rc, cmd, out);
+}
+
+static void check_hash(const char *what, const char *checkpoint, uint64_t want,
+                       int64_t want_tensors) {
+    int64_t n = 0;
+    uint64_t got = params_hash(checkpoint, &n);
+    if (getenv("TFM_PRINT_HASHES"))
+        printf("%s: 0x%016llxull, %lld tensors\n", what, (unsigned long long)got, (long long)n);
+    ck_assert_int_eq(n, want_tensors);
+    ck_assert_msg(got == want, "%s: parameter hash 0x%016llx, recorded 0x%016llx", what,
+                  (unsigned long long)got, (unsigned long long)want);
+}
+
+/* post-LN, dropout and attention dropout, AdamW weight decay, shared source
+ * embedding, validation (loss and greedy BLEU) every 100 steps */
+START_TEST(test_numbers_corpus_200_steps) {
+    const char *dir = tfm_test_tmpdir("bitid-numbers");
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd,
+             "'%s' data numbers --out %s/data --train 2000 --valid 40 --test 1 --seed 1 2>&1",
+             tfm_test_bin(), dir);
+    run(cmd);
+    snprintf(cmd, sizeof cmd,
+             "'%s' train --src-train %s/data/train.en --tgt-train %s/data/train.de "
+             "--src-valid %s/data/valid.en --tgt-valid %s/data/valid.de --bpe-merges 100 "
+             "--d-model 32 --heads 2 --d-ff 64 --layers 1 --batch-tokens 400 --max-tokens 40 "
+             "--steps 200 --valid-every 100 --warmup 50 --dropout 0.1 --attn-dropout 0.1 "
+             "--weight-decay 0.01 --share-emb --seed 3 --threads 2 --quiet --save %s/run 2>&1",
+             tfm_test_bin(), dir, dir, dir, dir, dir);
+    run(cmd);
+    char path[1024];
+    snprintf(path, sizeof path, "%s/run/checkpoint-00000200.tfm", dir);
+    check_hash("numbers", path, 0x9f409e9dfe6765ecull, 43);
+}
+END_TEST
+
+/* post-LN, dropout, gradient clipping, the toy-task defaults */
+START_TEST(test_copy_200_steps) {
+    const char *dir = tfm_test_tmpdir("bitid-copy");
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd,
+             "'%s' train --task copy --vocab 12 --max-len 8 --d-model 32 --heads 4 --d-ff 64 "
+             "--layers 2 --batch 32 --warmup 50 --dropout 0.1 --clip-norm 1 --steps 200 --seed 5 "
+             "--threads 2 --eval-n 10 --quiet --save %s/run 2>&1",
+             tfm_test_bin(), dir);
+    run(cmd);
+    char path[1024];
+    snprintf(path, sizeof path, "%s/run/checkpoint-00000200.tfm", dir);
+    check_hash("copy", path, 0xe33f500649a65400ull, 86);
+}
+END_TEST
+
+/* pre-LN (final layer norms), separate encoder/decoder depths, no dropout */
+START_TEST(test_reverse_pre_ln_200_steps) {
+    const char *dir = tfm_test_tmpdir("bitid-reverse");
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd,
+             "'%s' train --task reverse --vocab 10 --max-len 6 --d-model 32 --heads 2 --d-ff 48 "
+             "--enc-layers 2 --dec-layers 1 --pre-ln --batch 24 --warmup 40 --steps 200 --seed 9 "
+             "--threads 2 --eval-n 10 --quiet --save %s/run 2>&1",
+             tfm_test_bin(), dir);
+    run(cmd);
+    char path[1024];
+    snprintf(path, sizeof path, "%s/run/checkpoint-00000200.tfm", dir);
+    check_hash("reverse", path, 0x224ac041fc119824ull, 64);
+}
+END_TEST
+
+static Suite *suite(void) {
+    Suite *s = suite_create("bit_identity");
+    TCase *tc = tcase_create("training");
+    tcase_add_test(tc, test_numbers_corpus_200_steps);
+    tcase_add_test(tc, test_copy_200_steps);
+    tcase_add_test(tc, test_reverse_pre_ln_200_steps);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void) { return tfm_test_main(suite()); }
