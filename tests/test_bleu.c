@@ -309,9 +309,10 @@ END_TEST
 
 /* --------------------------------------------------- against bleu.py */
 
-START_TEST(tokenizer_matches_bleu_py) {
+/* Every s/t/l record of a tokenize fixture: tokens without and with lowercasing. */
+static int64_t check_tokenize_fixture(const char *file, tfm_bleu_tok tok) {
     tfm_eval_lines f;
-    load_fixture(&f, "tokenize.txt");
+    load_fixture(&f, file);
     int64_t cases = 0;
     for (int64_t i = 1; i < f.n; i += 3, cases++) {
         size_t in_len, want_len[2];
@@ -321,9 +322,9 @@ START_TEST(tokenizer_matches_bleu_py) {
         for (int lc = 0; lc < 2; lc++) {
             char *got;
             size_t got_len;
-            ck_assert_int_eq(tfm_bleu_tokenize(in, in_len, lc, &got, &got_len), 0);
+            ck_assert_int_eq(tfm_bleu_tokenize_tok(in, in_len, lc, tok, &got, &got_len), 0);
             ck_assert_msg(got_len == want_len[lc] && !memcmp(got, want[lc], got_len),
-                          "tokenize.txt line %lld (lowercase %d): got \"%s\", want \"%s\"",
+                          "%s line %lld (lowercase %d): got \"%s\", want \"%s\"", file,
                           (long long)i + 1, lc, got, want[lc]);
             free(got);
         }
@@ -331,21 +332,57 @@ START_TEST(tokenizer_matches_bleu_py) {
         free(want[0]);
         free(want[1]);
     }
-    ck_assert_int_ge(cases, 400);
     tfm_eval_lines_free(&f);
+    return cases;
+}
+
+START_TEST(tokenizer_matches_bleu_py) {
+    ck_assert_int_ge(check_tokenize_fixture("tokenize.txt", TFM_BLEU_TOK_13A), 400);
 }
 END_TEST
 
-START_TEST(corpus_matches_bleu_py) {
+START_TEST(tokenizer_none_matches_bleu_py) {
+    ck_assert_int_ge(check_tokenize_fixture("tokenize_none.txt", TFM_BLEU_TOK_NONE), 250);
+    /* the _tok entry points with 13a are the plain ones */
+    char *a, *b;
+    const char *s = "Hello, world!";
+    ck_assert_int_eq(tfm_bleu_tokenize(s, strlen(s), 0, &a, NULL), 0);
+    ck_assert_int_eq(tfm_bleu_tokenize_tok(s, strlen(s), 0, TFM_BLEU_TOK_13A, &b, NULL), 0);
+    ck_assert_str_eq(a, "Hello , world !");
+    ck_assert_str_eq(b, a);
+    free(a);
+    free(b);
+    ck_assert_int_eq(tfm_bleu_tokenize_tok(s, strlen(s), 1, TFM_BLEU_TOK_NONE, &a, NULL), 0);
+    ck_assert_str_eq(a, "hello, world!");
+    free(a);
+    tfm_bleu_tok tok = TFM_BLEU_TOK_13A;
+    ck_assert_int_eq(tfm_bleu_tok_parse("none", &tok), 0);
+    ck_assert_int_eq(tok, TFM_BLEU_TOK_NONE);
+    ck_assert_str_eq(tfm_bleu_tok_name(tok), "none");
+    ck_assert_int_eq(tfm_bleu_tok_parse("13a", &tok), 0);
+    ck_assert_int_eq(tok, TFM_BLEU_TOK_13A);
+    ck_assert_str_eq(tfm_bleu_tok_name(tok), "13a");
+    ck_assert_int_ne(tfm_bleu_tok_parse("intl", &tok), 0);
+    ck_assert_msg(strstr(tfm_last_error(), "unknown tokenizer 'intl' (13a or none)"), "%s",
+                  tfm_last_error());
+    ck_assert_int_ne(tfm_bleu_tok_parse(NULL, &tok), 0);
+}
+END_TEST
+
+/* Every case of a corpus fixture, each field to 1e-9 and the printed line
+ * exactly; *differ counts the cases whose counts the other tokenizer changes
+ * (evidence that the fixture tells the tokenizers apart). Returns the number
+ * of cases. */
+static int64_t check_corpus_fixture(const char *file, tfm_bleu_tok tok, int64_t *differ) {
     tfm_eval_lines f;
-    load_fixture(&f, "corpus.txt");
+    load_fixture(&f, file);
     int64_t i = 1, cases = 0, segments = 0;
     double max_diff = 0;
     while (i < f.n) {
         int id, n_lines, n_refs, lc, width;
         ck_assert_msg(sscanf(record(&f, i, "case"), "%d lines %d refs %d lc %d width %d", &id,
                              &n_lines, &n_refs, &lc, &width) == 5,
-                      "corpus.txt line %lld", (long long)i + 1);
+                      "%s line %lld", file, (long long)i + 1);
         i++;
         char **hyps = calloc((size_t)n_lines + 1, sizeof *hyps);
         char **ref_store = calloc((size_t)n_lines * n_refs + 1, sizeof *ref_store);
@@ -369,9 +406,17 @@ START_TEST(corpus_matches_bleu_py) {
                                 &hl, &rl, &c[0], &c[1], &c[2], &c[3], &t[0], &t[1], &t[2], &t[3]),
                          17);
         const char *want_out = record(&f, i++, "out");
-        ck_assert_msg(tfm_bleu_corpus((const char *const *)hyps, n_lines, refs, n_refs, lc, &got) ==
-                          0,
+        ck_assert_msg(tfm_bleu_corpus_tok((const char *const *)hyps, n_lines, refs, n_refs, lc, tok,
+                                          &got) == 0,
                       "%s", tfm_last_error());
+        tfm_bleu other;
+        ck_assert_int_eq(
+            tfm_bleu_corpus_tok((const char *const *)hyps, n_lines, refs, n_refs, lc,
+                                tok == TFM_BLEU_TOK_13A ? TFM_BLEU_TOK_NONE : TFM_BLEU_TOK_13A,
+                                &other),
+            0);
+        *differ += memcmp(other.correct, got.correct, sizeof got.correct) ||
+                   memcmp(other.total, got.total, sizeof got.total) || other.ref_len != got.ref_len;
         ck_assert_msg(got.hyp_len == hl && got.ref_len == rl,
                       "case %d: lengths %lld/%lld, bleu.py %lld/%lld", id, (long long)got.hyp_len,
                       (long long)got.ref_len, hl, rl);
@@ -400,10 +445,24 @@ START_TEST(corpus_matches_bleu_py) {
         cases++;
         segments += n_lines;
     }
-    printf("bleu: %lld fixture corpora (%lld segments) agree with bleu.py, max |diff| %.3g\n",
-           (long long)cases, (long long)segments, max_diff);
-    ck_assert_int_ge(cases, 250);
+    printf("bleu: %lld %s corpora (%lld segments) agree with bleu.py -tok %s, max |diff| %.3g; "
+           "%lld score differently with the other tokenizer\n",
+           (long long)cases, file, (long long)segments, tfm_bleu_tok_name(tok), max_diff,
+           (long long)*differ);
     tfm_eval_lines_free(&f);
+    return cases;
+}
+
+START_TEST(corpus_matches_bleu_py) {
+    int64_t differ = 0;
+    ck_assert_int_ge(check_corpus_fixture("corpus.txt", TFM_BLEU_TOK_13A, &differ), 250);
+}
+END_TEST
+
+START_TEST(corpus_none_matches_bleu_py) {
+    int64_t differ = 0;
+    ck_assert_int_ge(check_corpus_fixture("corpus_none.txt", TFM_BLEU_TOK_NONE, &differ), 250);
+    ck_assert_int_ge(differ, 150);
 }
 END_TEST
 
@@ -492,6 +551,21 @@ START_TEST(cli_prints_bleu_line_and_fails_cleanly) {
     ck_assert_str_eq(out, "BLEU|nrefs:1|case:lc|eff:no|tok:13a|smooth:exp|impl:tfm = 38.01 "
                           "88.9/57.1/40.0/25.0 (BP = 0.801 ratio = 0.818 hyp_len = 9 ref_len = "
                           "11)\n38.01\n");
+    /* -tok none: "mat." and "Hello," stay whole (bleu.py -tok none prints this) */
+    snprintf(cmd, sizeof cmd, "%s bleu --tokenize none %s < %s", tfm_test_bin(), ref, hyp);
+    ck_assert_int_eq(tfm_test_run(cmd, out, sizeof out), 0);
+    ck_assert_str_eq(out, "BLEU|nrefs:1|case:mixed|eff:no|tok:none|smooth:exp|impl:tfm = 47.8 "
+                          "62.5/50.0/50.0/33.3 (BP = 1.000 ratio = 1.000 hyp_len = 8 ref_len = "
+                          "8)\n47.8\n");
+    snprintf(cmd, sizeof cmd, "%s bleu -tok 13a %s < %s", tfm_test_bin(), ref, hyp);
+    ck_assert_int_eq(tfm_test_run(cmd, out, sizeof out), 0);
+    ck_assert_msg(strstr(out, "tok:13a|smooth:exp|impl:tfm = 36.8 ") != NULL, "%s", out);
+    snprintf(cmd, sizeof cmd, "%s bleu -tok intl %s < %s", tfm_test_bin(), ref, hyp);
+    ck_assert_int_eq(tfm_test_run(cmd, out, sizeof out), 2);
+    ck_assert_str_eq(out, "tfm: bleu: -tok needs 13a or none (got 'intl')\n");
+    snprintf(cmd, sizeof cmd, "%s bleu %s --tokenize < %s", tfm_test_bin(), ref, hyp);
+    ck_assert_int_eq(tfm_test_run(cmd, out, sizeof out), 2);
+    ck_assert_str_eq(out, "tfm: bleu: --tokenize needs 13a or none\n");
     snprintf(cmd, sizeof cmd, "%s bleu %s %s < %s", tfm_test_bin(), ref, ref2, hyp);
     ck_assert_int_eq(tfm_test_run(cmd, out, sizeof out), 0);
     ck_assert_msg(strstr(out, "nrefs:2") && strstr(out, "= 51.2 100.0/71.4/60.0/25.0 (BP = 0.895 "
@@ -521,7 +595,8 @@ START_TEST(cli_prints_bleu_line_and_fails_cleanly) {
     ck_assert_msg(strstr(out, "no reference file") != NULL, "%s", out);
     snprintf(cmd, sizeof cmd, "%s bleu --help", tfm_test_bin());
     ck_assert_int_eq(tfm_test_run(cmd, out, sizeof out), 0);
-    ck_assert_msg(strstr(out, "--lowercase") && strstr(out, "--width"), "%s", out);
+    ck_assert_msg(strstr(out, "--lowercase") && strstr(out, "--width") && strstr(out, "--tokenize"),
+                  "%s", out);
 }
 END_TEST
 
@@ -543,6 +618,8 @@ int main(void) {
     tcase_add_test(tc, long_segments_and_many_lines);
     tcase_add_test(tc, tokenizer_matches_bleu_py);
     tcase_add_test(tc, corpus_matches_bleu_py);
+    tcase_add_test(tc, tokenizer_none_matches_bleu_py);
+    tcase_add_test(tc, corpus_none_matches_bleu_py);
     tcase_add_test(tc, read_lines_splits_and_validates);
     tcase_add_test(tc, cli_prints_bleu_line_and_fails_cleanly);
     suite_add_tcase(s, tc);

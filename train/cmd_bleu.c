@@ -13,6 +13,8 @@ static void usage(FILE *f) {
                "files (UTF-8, one segment per line), as sacreBLEU's default: 13a tokens,\n"
                "exp smoothing, closest reference length.\n\n"
                "  -lc, --lowercase   lowercase hypotheses and references first\n"
+               "  -tok, --tokenize T 13a (default, sacreBLEU's) or none (split on whitespace\n"
+               "                     only, for text that is already tokenized)\n"
                "  -w, --width N      decimals of the score (default 1)\n"
                "  --                 end of options (for file names starting with '-')\n"
                "  -h, --help         this help\n");
@@ -20,6 +22,7 @@ static void usage(FILE *f) {
 
 int tfm_cmd_bleu(int argc, char **argv) {
     int lowercase = 0, width = 1, options_done = 0;
+    tfm_bleu_tok tok = TFM_BLEU_TOK_13A;
     const char **paths = calloc((size_t)argc + 1, sizeof *paths);
     if (!paths) return tfm_cli_fail(1, "bleu: out of memory");
     int n_refs = 0;
@@ -31,6 +34,14 @@ int tfm_cmd_bleu(int argc, char **argv) {
             options_done = 1;
         } else if (!strcmp(a, "-lc") || !strcmp(a, "--lowercase")) {
             lowercase = 1;
+        } else if (!strcmp(a, "-tok") || !strcmp(a, "--tokenize")) {
+            if (i + 1 >= argc || tfm_bleu_tok_parse(argv[i + 1], &tok)) {
+                free(paths);
+                return tfm_cli_fail(2, "bleu: %s needs 13a or none%s%s%s", a,
+                                    i + 1 < argc ? " (got '" : "", i + 1 < argc ? argv[i + 1] : "",
+                                    i + 1 < argc ? "')" : "");
+            }
+            i++;
         } else if (!strcmp(a, "-w") || !strcmp(a, "--width")) {
             char *end = NULL;
             long w = i + 1 < argc ? strtol(argv[i + 1], &end, 10) : -1;
@@ -81,13 +92,14 @@ int tfm_cmd_bleu(int argc, char **argv) {
             goto done;
         }
     tfm_bleu b;
-    if (tfm_bleu_corpus((const char *const *)hyp.lines, hyp.n, ref_lines, n_refs, lowercase, &b)) {
+    if (tfm_bleu_corpus_tok((const char *const *)hyp.lines, hyp.n, ref_lines, n_refs, lowercase,
+                            tok, &b)) {
         tfm_cli_fail(1, "%s", tfm_last_error());
         goto done;
     }
     char label[128], line[512];
-    snprintf(label, sizeof label, "BLEU|nrefs:%d|case:%s|eff:no|tok:13a|smooth:exp|impl:tfm",
-             n_refs, lowercase ? "lc" : "mixed");
+    snprintf(label, sizeof label, "BLEU|nrefs:%d|case:%s|eff:no|tok:%s|smooth:exp|impl:tfm", n_refs,
+             lowercase ? "lc" : "mixed", tfm_bleu_tok_name(tok));
     tfm_bleu_format(&b, label, width, line, sizeof line);
     printf("%s\n%.*f\n", line, width, b.score);
     status = fflush(stdout) ? 1 : 0;

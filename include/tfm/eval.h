@@ -37,16 +37,28 @@ typedef struct {
     int64_t n_segments;
 } tfm_bleu;
 
+/* How segments become tokens: TFM_BLEU_TOK_13A is sacreBLEU's default
+ * (mteval-v13a); TFM_BLEU_TOK_NONE splits on whitespace only (sacreBLEU's
+ * -tok none), for text that is already tokenized, such as Multi30k's
+ * *.lc.norm.tok files. The functions without _tok use 13a. */
+typedef enum { TFM_BLEU_TOK_13A = 0, TFM_BLEU_TOK_NONE = 1 } tfm_bleu_tok;
+/* "13a" or "none"; 0, or non-zero with tfm_last_error() naming the choices. */
+int tfm_bleu_tok_parse(const char *name, tfm_bleu_tok *tok);
+const char *tfm_bleu_tok_name(tfm_bleu_tok tok); /* "13a", "none" */
+
 /* Corpus BLEU of n_lines hypotheses against n_refs reference sets:
  * refs[r][i] is reference r of segment i. lowercase != 0 lowercases both
  * sides first (Python's str.lower(), Final_Sigma included). Returns 0, or
  * non-zero with tfm_last_error() set (no reference, NULL segment, memory). */
 int tfm_bleu_corpus(const char *const *hyps, int64_t n_lines, const char *const *const *refs,
                     int n_refs, int lowercase, tfm_bleu *out);
+int tfm_bleu_corpus_tok(const char *const *hyps, int64_t n_lines, const char *const *const *refs,
+                        int n_refs, int lowercase, tfm_bleu_tok tok, tfm_bleu *out);
 
 /* The same, one segment at a time: for a trainer decoding in batches. */
 typedef struct tfm_bleu_acc tfm_bleu_acc;
 tfm_bleu_acc *tfm_bleu_acc_new(int lowercase); /* NULL with an error on OOM */
+tfm_bleu_acc *tfm_bleu_acc_new_tok(int lowercase, tfm_bleu_tok tok);
 int tfm_bleu_acc_add(tfm_bleu_acc *acc, const char *hyp, const char *const *refs, int n_refs);
 void tfm_bleu_acc_result(const tfm_bleu_acc *acc, tfm_bleu *out);
 void tfm_bleu_acc_free(tfm_bleu_acc *acc);
@@ -65,6 +77,9 @@ void tfm_bleu_format(const tfm_bleu *b, const char *label, int decimals, char *b
  * NUL-terminated string (free with free()). text may hold any bytes,
  * including NUL. Returns 0, or non-zero on out-of-memory. */
 int tfm_bleu_tokenize(const char *text, size_t len, int lowercase, char **out, size_t *out_len);
+/* The same with either tokenizer (none: rstrip, optional lowercase, split). */
+int tfm_bleu_tokenize_tok(const char *text, size_t len, int lowercase, tfm_bleu_tok tok, char **out,
+                          size_t *out_len);
 
 /* A text file as lines (without the '\n'; a '\r' or other trailing space is
  * kept, BLEU strips it). The whole file is validated as strict UTF-8, as

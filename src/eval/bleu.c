@@ -313,9 +313,10 @@ static void tok_scratch_free(tok_scratch *sc) {
 }
 
 /* bleu.py's prep(): rstrip (after lowercasing when asked), then
- * tokenize_13a up to the final split. Returns the buffer holding the
- * rewritten text (tokens separated by Unicode whitespace), or NULL on OOM. */
-static const bbuf *prep_13a(tok_scratch *sc, const char *s, size_t n, int lowercase) {
+ * tokenize_13a up to the final split (or nothing more for TFM_BLEU_TOK_NONE).
+ * Returns the buffer holding the rewritten text (tokens separated by Unicode
+ * whitespace), or NULL on OOM. */
+static const bbuf *prep(tok_scratch *sc, const char *s, size_t n, int lowercase, tfm_bleu_tok tok) {
     bbuf *cur = &sc->a, *nxt = &sc->b;
     cur->oom = nxt->oom = 0;
     const char *src = s;
@@ -329,6 +330,11 @@ static const bbuf *prep_13a(tok_scratch *sc, const char *s, size_t n, int lowerc
         nxt = t;
     } else {
         src_n = rstrip_len(s, n);
+    }
+    if (tok == TFM_BLEU_TOK_NONE) { /* str.split() on the text as it is */
+        cur->len = 0;
+        bb_add(cur, src, src_n);
+        return cur->oom ? NULL : cur;
     }
     /* str.replace passes, each into the other buffer */
     static const char *const REPL[][2] = {
@@ -381,11 +387,33 @@ static int next_token(const char *s, size_t n, size_t *pos, size_t *start, size_
     return 1;
 }
 
+int tfm_bleu_tok_parse(const char *name, tfm_bleu_tok *tok) {
+    if (name && !strcmp(name, "13a")) {
+        *tok = TFM_BLEU_TOK_13A;
+        return 0;
+    }
+    if (name && !strcmp(name, "none")) {
+        *tok = TFM_BLEU_TOK_NONE;
+        return 0;
+    }
+    tfm_set_error("bleu: unknown tokenizer '%s' (13a or none)", name ? name : "");
+    return -1;
+}
+
+const char *tfm_bleu_tok_name(tfm_bleu_tok tok) {
+    return tok == TFM_BLEU_TOK_NONE ? "none" : "13a";
+}
+
 int tfm_bleu_tokenize(const char *text, size_t len, int lowercase, char **out, size_t *out_len) {
+    return tfm_bleu_tokenize_tok(text, len, lowercase, TFM_BLEU_TOK_13A, out, out_len);
+}
+
+int tfm_bleu_tokenize_tok(const char *text, size_t len, int lowercase, tfm_bleu_tok tok, char **out,
+                          size_t *out_len) {
     *out = NULL;
     if (out_len) *out_len = 0;
     tok_scratch sc = {0};
-    const bbuf *t = prep_13a(&sc, text ? text : "", text ? len : 0, lowercase);
+    const bbuf *t = prep(&sc, text ? text : "", text ? len : 0, lowercase, tok);
     bbuf res = {0};
     if (t) {
         size_t pos = 0, start, tok_len;
@@ -421,6 +449,7 @@ typedef struct {
 
 struct tfm_bleu_acc {
     int lowercase;
+    tfm_bleu_tok tok;
     tfm_bleu sums;
     tok_scratch sc;
     bbuf text;      /* token bytes of the current segment, all sides */
@@ -439,12 +468,17 @@ struct tfm_bleu_acc {
 };
 
 tfm_bleu_acc *tfm_bleu_acc_new(int lowercase) {
+    return tfm_bleu_acc_new_tok(lowercase, TFM_BLEU_TOK_13A);
+}
+
+tfm_bleu_acc *tfm_bleu_acc_new_tok(int lowercase, tfm_bleu_tok tok) {
     tfm_bleu_acc *acc = calloc(1, sizeof *acc);
     if (!acc) {
         tfm_set_error("bleu: out of memory");
         return NULL;
     }
     acc->lowercase = lowercase;
+    acc->tok = tok;
     return acc;
 }
 
@@ -494,7 +528,7 @@ static uint64_t hash_ngram(const uint32_t *ids, uint32_t n) {
 
 /* Tokenizes one side of the segment and appends its tokens. */
 static int add_side(tfm_bleu_acc *acc, const char *s) {
-    const bbuf *t = prep_13a(&acc->sc, s, strlen(s), acc->lowercase);
+    const bbuf *t = prep(&acc->sc, s, strlen(s), acc->lowercase, acc->tok);
     if (!t) return -1;
     size_t pos = 0, start, len;
     while (next_token(t->p, t->len, &pos, &start, &len)) {
@@ -714,6 +748,11 @@ void tfm_bleu_acc_result(const tfm_bleu_acc *acc, tfm_bleu *out) {
 
 int tfm_bleu_corpus(const char *const *hyps, int64_t n_lines, const char *const *const *refs,
                     int n_refs, int lowercase, tfm_bleu *out) {
+    return tfm_bleu_corpus_tok(hyps, n_lines, refs, n_refs, lowercase, TFM_BLEU_TOK_13A, out);
+}
+
+int tfm_bleu_corpus_tok(const char *const *hyps, int64_t n_lines, const char *const *const *refs,
+                        int n_refs, int lowercase, tfm_bleu_tok tok, tfm_bleu *out) {
     memset(out, 0, sizeof *out);
     if (n_refs < 1 || !refs) {
         tfm_set_error("bleu: no reference given");
@@ -729,7 +768,7 @@ int tfm_bleu_corpus(const char *const *hyps, int64_t n_lines, const char *const 
             return -1;
         }
     const char **seg_refs = malloc((size_t)n_refs * sizeof *seg_refs);
-    tfm_bleu_acc *acc = tfm_bleu_acc_new(lowercase);
+    tfm_bleu_acc *acc = tfm_bleu_acc_new_tok(lowercase, tok);
     if (!seg_refs || !acc) {
         free(seg_refs);
         tfm_bleu_acc_free(acc);
