@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "tfm/base.h"
+#include "tfm/json.h"
 #include "tfm/text.h"
 #include "util_test.h"
 
@@ -727,48 +728,76 @@ START_TEST(hf_tokenizer_json_maps_subwords) {
     tfm_bpe *b = tfm_bpe_learn_text(PAPER, strlen(PAPER), "paper", 3, 2);
     tfm_vocab *v = tfm_vocab_build_text(b, PAPER, strlen(PAPER), "paper");
     size_t len;
-    char *json = tfm_bpe_hf_tokenizer_json(b, v, &len);
+    tfm_hf_tokenizer_info info;
+    char *json = tfm_bpe_hf_tokenizer_json(b, v, &len, &info);
     ck_assert_msg(json != NULL, "%s", tfm_last_error());
     ck_assert_uint_eq(len, strlen(json));
-    const char *want[] = {
-        "\"type\": \"BPE\"",
-        "\"continuing_subword_prefix\": null",
-        "\"end_of_word_suffix\": \"</w>\"",
-        "\"unk_token\": \"<unk>\"",
-        "\"pre_tokenizer\": {\"type\": \"WhitespaceSplit\"}",
-        "\"decoder\": {\"type\": \"BPEDecoder\", \"suffix\": \"</w>\"}",
-        "\"<pad>\": 0,",
-        "\"<unk>\": 3,",
-        "\"w\": 4,",       /* our "w@@" */
-        "\"est</w>\": 5,", /* our word-final "est" */
-        "\"w</w>\": 9,",   /* our word-final "w" */
-        "\"r</w>\": 12,",
-        /* then the merge symbols we lack, in merge order: s t</w> st</w>
-         * (e, est</w> are ours), l o (lo is ours: "lo@@" = 7) */
-        "\"s\": 13,",
-        "\"t</w>\": 14,",
-        "\"st</w>\": 15,",
-        "\"lo\": 7,",
-        "\"o\": 17\n",
-        "\"merges\": [\n      \"s t</w>\",\n      \"e st</w>\",\n      \"l o\"\n    ]",
-        "{\"id\": 2, \"content\": \"</s>\"",
+    tfm_json *doc;
+    ck_assert_msg(tfm_json_parse(json, len, NULL, "tokenizer.json", &doc) == 0, "%s",
+                  tfm_last_error());
+    const tfm_json *model = tfm_json_get(doc, "model"), *vocab = tfm_json_get(model, "vocab");
+    struct {
+        const char *key;
+        int64_t id;
+    } want[] = {
+        {"<pad>", 0},
+        {"<unk>", 3},
+        {"w", 4},       /* our "w@@" */
+        {"est</w>", 5}, /* our word-final "est" */
+        {"w</w>", 9},
+        {"r</w>", 12}, /* our word-final "w", "r" */
+        /* merge symbols we lack map to <unk>: s t</w> st</w> (e, est</w>
+         * are ours), l o (lo is ours: "lo@@" = 7) */
+        {"s", 3},
+        {"t</w>", 3},
+        {"st</w>", 3},
+        {"l", 3},
+        {"o", 3},
+        {"lo", 7},
     };
-    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
-        ck_assert_msg(strstr(json, want[i]) != NULL, "missing %s in\n%s", want[i], json);
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        int64_t id = -1;
+        ck_assert_msg(tfm_json_get_int64(vocab, want[i].key, &id) == 0, "no %s", want[i].key);
+        ck_assert_msg(id == want[i].id, "%s: %lld, want %lld", want[i].key, (long long)id,
+                      (long long)want[i].id);
+    }
+    ck_assert_int_eq(tfm_json_len(vocab), tfm_vocab_size(v) + 5);
+    ck_assert_int_eq(info.n_tokens, tfm_vocab_size(v) + 5);
+    ck_assert_int_eq(info.n_symbols_unk, 5);
+    ck_assert_int_eq(info.n_merges_from_unk, 3); /* all three */
+    const tfm_json *merges = tfm_json_get(model, "merges");
+    ck_assert_int_eq(tfm_json_len(merges), 3);
+    const char *m;
+    ck_assert_int_eq(tfm_json_as_string(tfm_json_at(merges, 1), &m, NULL), 0);
+    ck_assert_str_eq(m, "e st</w>");
+    tfm_json_free(doc);
     free(json);
-    /* JSON escaping of quotes, backslashes and control characters. */
-    const char codes[] = "#version: 0.2\n\" \\\n\x01 x</w>\n";
+    /* JSON escaping of quotes, backslashes and control characters; a
+     * repeated merge is written once (HF would keep the last rank). */
+    const char codes[] = "#version: 0.2\n\" \\\n\x01 x</w>\n\" \\\n";
     tfm_bpe *b2 = tfm_bpe_load_mem(codes, strlen(codes), "c");
     ck_assert_ptr_nonnull(b2);
-    json = tfm_bpe_hf_tokenizer_json(b2, v, &len);
+    json = tfm_bpe_hf_tokenizer_json(b2, v, &len, &info);
     ck_assert_ptr_nonnull(json);
     ck_assert_msg(strstr(json, "\"\\\" \\\\\"") && strstr(json, "\"\\u0001 x</w>\""), "%s", json);
+    ck_assert_int_eq(info.n_duplicate_merges, 1);
     free(json);
     tfm_bpe_free(b2);
     /* Version 0.1 codes have no HF equivalent. */
     b2 = tfm_bpe_load_mem("a b\n", 4, "c");
-    ck_assert_ptr_null(tfm_bpe_hf_tokenizer_json(b2, v, &len));
+    ck_assert_ptr_null(tfm_bpe_hf_tokenizer_json(b2, v, &len, NULL));
     tfm_bpe_free(b2);
+    /* Adding the merge symbols makes every one of them ours. */
+    ck_assert_int_eq(tfm_vocab_add_merge_symbols(v, b), 5);
+    ck_assert_int_eq(tfm_vocab_id(v, "s@@"), tfm_vocab_size(v) - 5);
+    ck_assert_int_eq(tfm_vocab_id(v, "st"), tfm_vocab_size(v) - 3);
+    ck_assert_int_eq(tfm_vocab_id(v, "o@@"), tfm_vocab_size(v) - 1);
+    ck_assert_int_eq(tfm_vocab_add_merge_symbols(v, b), 0);
+    json = tfm_bpe_hf_tokenizer_json(b, v, &len, &info);
+    ck_assert_ptr_nonnull(json);
+    ck_assert_int_eq(info.n_symbols_unk, 0);
+    ck_assert_int_eq(info.n_merges_from_unk, 0);
+    free(json);
     tfm_vocab_free(v);
     tfm_bpe_free(b);
 }

@@ -166,19 +166,24 @@ static void text_case(int share) {
     /* from the checkpoint file: the tokenizer is found beside it */
     snprintf(p, sizeof p, "%s/best.tfm", run_dir);
     export_cli(p, exp);
+    /* tfm train's vocabulary lacks merge symbols that later merges start
+     * from: Hugging Face's BPE cannot reproduce it, so no tokenizer.json
+     * (test_hf_tokenizer checks the file on vocabularies that have them) */
+    ck_assert_msg(strstr(out_buf, "tokenizer.json and tokenizer_config.json are not written"),
+                  "%s", out_buf);
     check_round_trip(p, exp, "text");
     const char *files[] = {"bpe.codes", "vocab.txt", "tokenizer.json", "tokenizer_config.json"};
     struct stat st;
     for (int i = 0; i < 4; i++) {
         snprintf(p, sizeof p, "%s/%s", exp, files[i]);
+        if (i >= 2) {
+            ck_assert_msg(stat(p, &st) != 0, "%s written", p);
+            continue;
+        }
         ck_assert_msg(stat(p, &st) == 0, "%s missing", p);
-        if (i < 2)
-            ck_assert_msg(run("cmp %s/%s %s", run_dir, files[i], p) == 0, "%s differs: %s", p,
-                          out_buf);
+        ck_assert_msg(run("cmp %s/%s %s", run_dir, files[i], p) == 0, "%s differs: %s", p,
+                      out_buf);
     }
-    ck_assert_int_eq(
-        run("grep -c '\"clean_up_tokenization_spaces\": false' %s/tokenizer_config.json", exp), 0);
-    ck_assert_int_eq(run("grep -c '\"end_of_word_suffix\": \"</w>\"' %s/tokenizer.json", exp), 0);
     ck_assert_int_eq(run("grep -c '\"share_encoder_decoder_embeddings\": %s' %s/config.json",
                          share ? "true" : "false", exp),
                      0);

@@ -256,7 +256,7 @@ static int cmd_hf(const bpe_args *a) {
     tfm_bpe *b = tfm_bpe_load(a->codes);
     tfm_vocab *v = b ? tfm_vocab_load(a->vocab) : NULL;
     int rc = 0;
-    if (!b || !v || tfm_bpe_write_hf_tokenizer(b, v, a->out))
+    if (!b || !v || tfm_bpe_write_hf_tokenizer(b, v, a->out, NULL))
         rc = tfm_cli_fail(1, "%s", tfm_last_error());
     tfm_vocab_free(v);
     tfm_bpe_free(b);

@@ -123,8 +123,34 @@ static int export_tokenizer(const char *run_dir, const char *out, const tfm_mode
         snprintf(to, sizeof to, "%s/%s", out, files[i]);
         if (copy_file(from, to)) goto done;
     }
+    /* tokenizer.json only when Hugging Face's BPE reproduces our encoder
+     * exactly: it needs every merge's symbols in its vocabulary and keys
+     * merges by their ids, so merges that start from a symbol our vocabulary
+     * lacks (it would have <unk>'s id) cannot be represented. */
+    tfm_hf_tokenizer_info info;
+    size_t len;
+    char *json = tfm_bpe_hf_tokenizer_json(tm.bpe, tm.vocab, &len, &info);
+    if (!json) goto done;
+    const char *hf_files[] = {"tokenizer.json", "tokenizer_config.json"};
+    if (info.n_merges_from_unk) {
+        free(json);
+        fprintf(stderr,
+                "tfm: note: %s/vocab.txt lacks %lld symbols of bpe.codes' merges that %lld later "
+                "merges start from; Hugging Face's BPE cannot reproduce tfm's segmentation with "
+                "it, so tokenizer.json and tokenizer_config.json are not written (a vocabulary "
+                "with every merge symbol, tfm_vocab_add_merge_symbols, avoids this)\n",
+                run_dir, (long long)info.n_symbols_unk, (long long)info.n_merges_from_unk);
+        for (int i = 0; i < 2; i++) { /* drop stale ones from an earlier --force export */
+            snprintf(to, sizeof to, "%s/%s", out, hf_files[i]);
+            unlink(to);
+        }
+        rc = 0;
+        goto done;
+    }
     snprintf(to, sizeof to, "%s/tokenizer.json", out);
-    if (tfm_bpe_write_hf_tokenizer(tm.bpe, tm.vocab, to)) goto done;
+    int bad = tfm_write_file_atomic(to, json, len);
+    free(json);
+    if (bad) goto done;
     snprintf(to, sizeof to, "%s/tokenizer_config.json", out);
     if (write_tokenizer_config(c, to)) goto done;
     rc = 0;

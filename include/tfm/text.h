@@ -217,24 +217,50 @@ char *tfm_vocab_decode(const tfm_vocab *v, const int32_t *ids, int64_t n);
 
 /* ----------------------------------------------------- Hugging Face export */
 
-/* Writes a Hugging Face tokenizers "tokenizer.json" for this model: model
- * "BPE" with unk_token "<unk>", continuing_subword_prefix null,
- * end_of_word_suffix "</w>", a WhitespaceSplit pre-tokenizer, a BPEDecoder
- * with suffix "</w>", the four specials as added tokens, and the merges.
- *
- * Mapping of subwords: HF marks the END of a word instead of continuation,
- * so our "X@@" (a piece followed by more of the word) becomes "X" and our
- * word-final "Y" becomes "Y</w>"; the specials are kept as they are. Ids
- * 0..size-1 are exactly ours. HF also requires every merge's two symbols
- * and their concatenation to be in the vocab; the ones that are not among
- * our tokens (intermediate symbols, characters never left alone) get ids
- * from size upwards in merge order. On the training text they never come
- * out of HF's tokenizer; on unseen text such an id stands where our encoder
- * gives <unk>. If two of our tokens map to the same HF string (only possible
- * when the text itself contains "</w>") the lower id keeps it. HF splits on
- * Unicode whitespace while we split on ASCII whitespace only. Only version
- * 0.2 codes can be exported. */
-char *tfm_bpe_hf_tokenizer_json(const tfm_bpe *b, const tfm_vocab *v, size_t *len);
-int tfm_bpe_write_hf_tokenizer(const tfm_bpe *b, const tfm_vocab *v, const char *path);
+/* Writes a Hugging Face tokenizers "tokenizer.json" (src/io/hf_tokenizer.c)
+ * whose tokenizer(text) gives exactly tfm_vocab_encode's ids followed by
+ * </s>, and whose decode(ids) gives tfm_vocab_decode's text:
+ *   - added_tokens: the four specials (ids 0..3, special);
+ *   - normalizer: Replace adding our '~' escape to words ending in "@@~*";
+ *   - pre_tokenizer: Split on runs of ASCII whitespace (our word rule; HF's
+ *     WhitespaceSplit would also split at U+00A0 and other Unicode spaces);
+ *   - model: BPE with end_of_word_suffix "</w>", no continuing prefix, unk
+ *     "<unk>", fuse_unk false; our "X@@" becomes "X" and a word-final "Y"
+ *     becomes "Y</w>", with our ids. HF requires every merge's two symbols
+ *     and their concatenation in the vocab: those our vocabulary lacks
+ *     (intermediate symbols, characters never left alone) get <unk>'s id,
+ *     which is what our encoder gives for such a piece. Duplicate merges are
+ *     left out (HF would keep the last, we keep the first);
+ *   - post_processor: TemplateProcessing "A </s>" (pairs "A B </s>");
+ *   - decoder: a Sequence of Replace/Fuse steps equivalent to
+ *     tfm_vocab_decode (with decode(..., skip_special_tokens=False); True
+ *     also drops <unk>).
+ * Exact when no merge has an input our vocabulary lacks
+ * (info->n_merges_from_unk == 0; tfm_vocab_add_merge_symbols makes a
+ * vocabulary so). Otherwise HF, which keys merges by the ids of their
+ * inputs, also applies such a merge to a real <unk> (a character it has
+ * never seen) next to the merge's other input, where we give <unk> and the
+ * other piece. Also different: text containing "</w>" or the literal
+ * special strings (HF matches "<s>" etc. in the raw text). Only version 0.2
+ * codes can be exported. info (may be NULL) receives the counts. */
+typedef struct {
+    int64_t n_tokens;           /* entries in the model's vocab */
+    int64_t n_symbols_unk;      /* merge symbols we lack, given <unk>'s id */
+    int64_t n_merges_from_unk;  /* merges with such a symbol as an input */
+    int64_t n_duplicate_merges; /* repeated merges left out */
+} tfm_hf_tokenizer_info;
+char *tfm_bpe_hf_tokenizer_json(const tfm_bpe *b, const tfm_vocab *v, size_t *len,
+                                tfm_hf_tokenizer_info *info);
+int tfm_bpe_write_hf_tokenizer(const tfm_bpe *b, const tfm_vocab *v, const char *path,
+                               tfm_hf_tokenizer_info *info);
+/* The regular expressions tokenizer.json uses (for tests and docs). */
+extern const char *const TFM_HF_SPLIT_REGEX, *const TFM_HF_ESCAPE_REGEX,
+                                                 *const TFM_HF_UNESCAPE_REGEX;
+
+/* Appends to v every symbol of b's merges that v lacks (in merge order, count
+ * 0, in our "@@" form), so that a Hugging Face tokenizer.json of the pair is
+ * exact. Returns how many were added, -1 on error. Changes the vocabulary
+ * size: do it before training a model on it. */
+int64_t tfm_vocab_add_merge_symbols(tfm_vocab *v, const tfm_bpe *b);
 
 #endif

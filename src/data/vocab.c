@@ -321,3 +321,41 @@ char *tfm_vocab_decode(const tfm_vocab *v, const int32_t *ids, int64_t n) {
     free(joined);
     return out;
 }
+
+/* ------------------------------------------------- closure under merges */
+
+int64_t tfm_vocab_add_merge_symbols(tfm_vocab *v, const tfm_bpe *b) {
+    if (tfm_bpe_version(b) != 2) {
+        tfm_set_error("only version 0.2 codes have word-final symbols to add");
+        return -1;
+    }
+    char *buf = NULL;
+    int64_t cap = 0, added = 0;
+    for (int64_t m = 0; m < tfm_bpe_n_merges(b); m++) {
+        const char *l = tfm_bpe_merge_left(b, m), *r = tfm_bpe_merge_right(b, m);
+        size_t ll = strlen(l), rl = strlen(r);
+        for (int which = 0; which < 3; which++) {
+            size_t n = which == 0 ? ll : which == 1 ? rl : ll + rl;
+            if (tfm_grow((void **)&buf, &cap, (int64_t)n + 3, 1)) goto fail;
+            if (which != 1) memcpy(buf, l, ll);
+            if (which != 0) memcpy(buf + (which == 2 ? ll : 0), r, rl);
+            /* a symbol ending in the end-of-word marker is a word-final
+             * piece (marker dropped), any other a continued one ("@@") */
+            if (n >= 4 && !memcmp(buf + n - 4, TFM_BPE_EOW, 4))
+                n -= 4;
+            else {
+                memcpy(buf + n, TFM_BPE_SEP, 2);
+                n += 2;
+            }
+            int dup;
+            if (tfm_strmap_find(&v->map, buf, n) >= 0) continue;
+            if (vocab_add(v, buf, n, 0, &dup) < 0 || v->map.n >= INT32_MAX - 1) goto fail;
+            added++;
+        }
+    }
+    free(buf);
+    return added;
+fail:
+    free(buf);
+    return -1;
+}
