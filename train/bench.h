@@ -5,7 +5,8 @@
 #define TFM_TRAIN_BENCH_H
 
 /* tfm bench gemm --m M --n N --k K [--trans nn|nt|tn|tt] [--threads T] [--reps R]
- * Times tfm_gemm on C(M,N) = op(A)(M,K) op(B)(K,N); the last line printed is
+ *                [--precision fp32|bf16]
+ * Times tfm_gemm (or tfm_gemm_bf16) on C(M,N) = op(A)(M,K) op(B)(K,N); the last line printed is
  * gflops=<median>. */
 int tfm_bench_gemm(int argc, char **argv);
 /* tfm bench step --preset toy|small|base [--threads T]: one training step

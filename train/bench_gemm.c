@@ -41,12 +41,14 @@ static int cmp_double(const void *a, const void *b) {
 int tfm_bench_gemm(int argc, char **argv) {
     int64_t M = 0, N = 0, K = 0, threads = 0, reps = 5;
     int ta = 0, tb = 0;
+    tfm_precision prec = TFM_FP32;
     for (int i = 1; i < argc; i++) {
         const char *f = argv[i];
         if (!strcmp(f, "--help") || !strcmp(f, "-h")) {
             printf("usage: tfm bench gemm --m M --n N --k K [--trans nn|nt|tn|tt] [--threads T]"
-                   " [--reps R]\n"
-                   "  times C(M,N) = op(A)(M,K) * op(B)(K,N); trans letters are op(A), op(B)\n");
+                   " [--reps R] [--precision fp32|bf16]\n"
+                   "  times C(M,N) = op(A)(M,K) * op(B)(K,N); trans letters are op(A), op(B);\n"
+                   "  bf16 rounds op(A) and op(B) to bfloat16 and accumulates in fp32\n");
             return 0;
         }
         if (i + 1 >= argc) return tfm_cli_fail(2, "bench gemm: %s needs a value", f);
@@ -62,7 +64,10 @@ int tfm_bench_gemm(int argc, char **argv) {
             rc = parse_i64(f, v, 1, 1024, &threads);
         else if (!strcmp(f, "--reps"))
             rc = parse_i64(f, v, 1, 1000, &reps);
-        else if (!strcmp(f, "--trans")) {
+        else if (!strcmp(f, "--precision")) {
+            if (tfm_precision_parse(v, &prec))
+                return tfm_cli_fail(2, "bench gemm: --precision expects fp32 or bf16, got '%s'", v);
+        } else if (!strcmp(f, "--trans")) {
             if (strlen(v) != 2 || !strchr("nt", v[0]) || !strchr("nt", v[1]))
                 return tfm_cli_fail(2, "bench gemm: --trans expects nn, nt, tn or tt, got '%s'", v);
             ta = v[0] == 't';
@@ -98,14 +103,14 @@ int tfm_bench_gemm(int argc, char **argv) {
     double flop = 2.0 * (double)M * N * K;
 
     double t0 = tfm_now();
-    tfm_gemm(ta, tb, M, N, K, 1.0f, A, lda, B, ldb, 0.0f, C, N); /* warm-up */
+    tfm_gemm_prec(prec, ta, tb, M, N, K, 1.0f, A, lda, B, ldb, 0.0f, C, N); /* warm-up */
     double t1 = tfm_now() - t0;
     int64_t inner = (int64_t)(0.2 / (t1 > 1e-7 ? t1 : 1e-7)) + 1;
     double cpu0 = cpu_seconds(), wall0 = tfm_now();
     for (int64_t r = 0; r < reps; r++) {
         double a = tfm_now();
         for (int64_t i = 0; i < inner; i++)
-            tfm_gemm(ta, tb, M, N, K, 1.0f, A, lda, B, ldb, 0.0f, C, N);
+            tfm_gemm_prec(prec, ta, tb, M, N, K, 1.0f, A, lda, B, ldb, 0.0f, C, N);
         samples[r] = flop * (double)inner / (tfm_now() - a) * 1e-9;
     }
     /* CPU share: on a busy machine wall-clock rates drop while this one
@@ -113,10 +118,11 @@ int tfm_bench_gemm(int argc, char **argv) {
     double cpu = cpu_seconds() - cpu0, wall = tfm_now() - wall0;
     qsort(samples, (size_t)reps, sizeof(double), cmp_double);
     double med = reps % 2 ? samples[reps / 2] : 0.5 * (samples[reps / 2 - 1] + samples[reps / 2]);
-    printf("kernel=%s\n", tfm_gemm_kernel_name());
-    printf("shape M=%lld N=%lld K=%lld trans=%c%c threads=%d reps=%lld calls_per_sample=%lld\n",
+    printf("kernel=%s\n", prec == TFM_BF16 ? tfm_gemm_bf16_kernel_name() : tfm_gemm_kernel_name());
+    printf("shape M=%lld N=%lld K=%lld trans=%c%c threads=%d reps=%lld calls_per_sample=%lld "
+           "precision=%s\n",
            (long long)M, (long long)N, (long long)K, ta ? 't' : 'n', tb ? 't' : 'n', nthreads,
-           (long long)reps, (long long)inner);
+           (long long)reps, (long long)inner, tfm_precision_name(prec));
     printf("gflops_min=%.1f gflops_max=%.1f cpu_util=%.2f gflops_per_cpu_thread=%.1f\n", samples[0],
            samples[reps - 1], cpu / wall / nthreads,
            flop * (double)inner * (double)reps / (cpu / nthreads) * 1e-9);

@@ -38,6 +38,79 @@ void tfm_gemm_reference(int trans_a, int trans_b, int64_t M, int64_t N, int64_t 
 /* Name of the micro-kernel chosen at build time ("avx512", "avx2", "generic"). */
 const char *tfm_gemm_kernel_name(void);
 
+/* ---- bf16 GEMM (gemm_bf16.c) ------------------------------------------------
+ * The same calls as tfm_gemm, tfm_gemm_bias and tfm_gemm_batched with op(A)
+ * and op(B) rounded to bfloat16 (8-bit significand) and the products summed
+ * in fp32; C, bias and the epilogue stay fp32. Rounding (tfm_bf16_from_f32):
+ * to nearest, ties to even; fp32 denormals (|x| < 2^-126) become a zero of
+ * the same sign; Inf stays Inf; NaN stays NaN (made quiet). Summation: an
+ * fp32 fma chain over k (odd k of each pair first, as vdpbf16ps does;
+ * partial sums below 2^-126 flushed to zero) in blocks of 512 k, then
+ * C = alpha*acc + beta*C per block as in tfm_gemm: deterministic, and
+ * independent of the thread count.
+ * Runs vdpbf16ps (AVX512_BF16) where cpuid reports it; elsewhere an emulated
+ * path computes the identical results in portable C, several times slower
+ * than tfm_gemm. */
+void tfm_gemm_bf16(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                   const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
+                   int64_t ldc);
+void tfm_gemm_bf16_bias(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                        const float *A, int64_t lda, const float *B, int64_t ldb, const float *bias,
+                        float *C, int64_t ldc);
+void tfm_gemm_bf16_batched(int trans_a, int trans_b, int64_t batch, int64_t M, int64_t N, int64_t K,
+                           float alpha, const float *A, int64_t lda, int64_t stride_a,
+                           const float *B, int64_t ldb, int64_t stride_b, float beta, float *C,
+                           int64_t ldc, int64_t stride_c);
+/* Triple loop on bf16-rounded inputs with double accumulation, for tests. */
+void tfm_gemm_bf16_reference(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                             const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
+                             float *C, int64_t ldc);
+uint16_t tfm_bf16_from_f32(float x); /* bits of the rounded value */
+float tfm_f32_from_bf16(uint16_t h); /* exact */
+float tfm_bf16_round(float x);       /* tfm_f32_from_bf16(tfm_bf16_from_f32(x)) */
+/* 1 when this CPU (cpuid) and build run the vdpbf16ps kernel. */
+int tfm_bf16_cpu_native(void);
+/* Force the emulated path (tests, benchmarks); results are the same. */
+void tfm_bf16_set_emulated(int on);
+/* "avx512bf16" or "emulated": what tfm_gemm_bf16 runs now. */
+const char *tfm_gemm_bf16_kernel_name(void);
+
+/* Arithmetic of the GEMMs in ops and attention: fp32 or bf16 inputs (fp32
+ * accumulation and output either way). */
+typedef enum { TFM_FP32 = 0, TFM_BF16 = 1 } tfm_precision;
+const char *tfm_precision_name(tfm_precision p);            /* "fp32", "bf16" */
+int tfm_precision_parse(const char *s, tfm_precision *out); /* 0 ok, 1 not fp32/bf16 */
+
+static inline void tfm_gemm_prec(tfm_precision p, int trans_a, int trans_b, int64_t M, int64_t N,
+                                 int64_t K, float alpha, const float *A, int64_t lda,
+                                 const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+    if (p == TFM_BF16)
+        tfm_gemm_bf16(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    else
+        tfm_gemm(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+static inline void tfm_gemm_bias_prec(tfm_precision p, int trans_a, int trans_b, int64_t M,
+                                      int64_t N, int64_t K, float alpha, const float *A,
+                                      int64_t lda, const float *B, int64_t ldb, const float *bias,
+                                      float *C, int64_t ldc) {
+    if (p == TFM_BF16)
+        tfm_gemm_bf16_bias(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, bias, C, ldc);
+    else
+        tfm_gemm_bias(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, bias, C, ldc);
+}
+static inline void tfm_gemm_batched_prec(tfm_precision p, int trans_a, int trans_b, int64_t batch,
+                                         int64_t M, int64_t N, int64_t K, float alpha,
+                                         const float *A, int64_t lda, int64_t stride_a,
+                                         const float *B, int64_t ldb, int64_t stride_b, float beta,
+                                         float *C, int64_t ldc, int64_t stride_c) {
+    if (p == TFM_BF16)
+        tfm_gemm_bf16_batched(trans_a, trans_b, batch, M, N, K, alpha, A, lda, stride_a, B, ldb,
+                              stride_b, beta, C, ldc, stride_c);
+    else
+        tfm_gemm_batched(trans_a, trans_b, batch, M, N, K, alpha, A, lda, stride_a, B, ldb,
+                         stride_b, beta, C, ldc, stride_c);
+}
+
 /* ---- elementwise ---------------------------------------------------------- */
 void tfm_k_add(float *y, const float *a, const float *b, int64_t n); /* y = a + b */
 void tfm_k_axpy(float *y, float alpha, const float *x, int64_t n);   /* y += alpha*x */
@@ -97,6 +170,7 @@ typedef struct {
     int64_t q_offset;
     float dropout_p;
     uint64_t key;
+    tfm_precision precision; /* of the QK^T and PV GEMMs (and their backward) */
 } tfm_attn_shape;
 /* scratch: at least tfm_attention_scratch_floats(s) floats (per-thread rows) */
 int64_t tfm_attention_scratch_floats(const tfm_attn_shape *s);

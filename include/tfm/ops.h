@@ -53,8 +53,9 @@ typedef struct tfm_node {
         float f[4];
     } pf;
     int64_t pi[6];
-    uint64_t key;      /* RNG key for dropout */
-    const char *label; /* set by tfm_tape_label: "enc.0.self_attn" for error messages */
+    uint64_t key;            /* RNG key for dropout */
+    const char *label;       /* set by tfm_tape_label: "enc.0.self_attn" for error messages */
+    tfm_precision precision; /* the tape's at recording: backward GEMMs use it too */
 } tfm_node;
 
 typedef struct tfm_tape {
@@ -68,6 +69,11 @@ typedef struct tfm_tape {
     int64_t rng_counter; /* dropout calls this step */
     int check_numerics;  /* check every output (forward and backward) for NaN/Inf */
     const char *label;   /* current label for new nodes */
+    /* Arithmetic of the GEMMs in linear, matmul and attention (forward and
+     * backward): TFM_FP32 (the default, zero) or TFM_BF16 (inputs rounded to
+     * bf16, fp32 accumulation). Everything else, and every tensor, stays
+     * fp32. Set it before recording; the step's results depend on it. */
+    tfm_precision precision;
 } tfm_tape;
 
 typedef struct {

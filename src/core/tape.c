@@ -115,6 +115,7 @@ tfm_node *tfm_op_record(tfm_tape *t, tfm_op op, tfm_tensor *out, tfm_tensor *con
     n->n_in = n_in;
     for (int i = 0; i < n_in; i++) n->in[i] = ins[i];
     n->label = t->label;
+    n->precision = t->precision;
     return n;
 }
 

@@ -76,14 +76,15 @@ void tfm_k_attention_forward(float *out, float *probs, const float *q, const flo
             const float *qb = q + b * s->q_bs + h * dh;
             const float *kb = k + b * s->kv_bs + h * dh;
             const float *vb = v + b * s->kv_bs + h * dh;
-            tfm_gemm(0, 1, Tq, Tk, dh, scale, qb, D, kb, D, 0.0f, p, Tk);
+            tfm_gemm_prec(s->precision, 0, 1, Tq, Tk, dh, scale, qb, D, kb, D, 0.0f, p, Tk);
             masked_softmax(p, s, b);
             const float *pd = p;
             if (s->dropout_p > 0.0f) {
                 dropout_probs(mine + tile, p, tile, s->dropout_p, head_key(s, b, h));
                 pd = mine + tile;
             }
-            tfm_gemm(0, 0, Tq, dh, Tk, 1.0f, pd, Tk, vb, D, 0.0f, out + b * Tq * D + h * dh, D);
+            tfm_gemm_prec(s->precision, 0, 0, Tq, dh, Tk, 1.0f, pd, Tk, vb, D, 0.0f,
+                          out + b * Tq * D + h * dh, D);
         }
 }
 
@@ -116,9 +117,9 @@ void tfm_k_attention_backward(float *dq, float *dk, float *dv, const float *dout
                 p_used = pd;
             }
             if (dv)
-                tfm_gemm(1, 0, Tk, dh, Tq, 1.0f, p_used, Tk, dob, D, 1.0f,
-                         dv + b * s->kv_bs + h * dh, D);
-            tfm_gemm(0, 1, Tq, Tk, dh, 1.0f, dob, D, vb, D, 0.0f, dp, Tk);
+                tfm_gemm_prec(s->precision, 1, 0, Tk, dh, Tq, 1.0f, p_used, Tk, dob, D, 1.0f,
+                              dv + b * s->kv_bs + h * dh, D);
+            tfm_gemm_prec(s->precision, 0, 1, Tq, Tk, dh, 1.0f, dob, D, vb, D, 0.0f, dp, Tk);
             for (int64_t i = 0; i < Tq; i++) {
                 float *dpr = dp + i * Tk;
                 const float *pr = p + i * Tk;
@@ -135,9 +136,10 @@ void tfm_k_attention_backward(float *dq, float *dk, float *dv, const float *dout
                 for (int64_t j = 0; j < Tk; j++) dpr[j] = pr[j] * (dpr[j] - dot) * scale;
             }
             if (dq)
-                tfm_gemm(0, 0, Tq, dh, Tk, 1.0f, dp, Tk, kb, D, 1.0f, dq + b * s->q_bs + h * dh, D);
+                tfm_gemm_prec(s->precision, 0, 0, Tq, dh, Tk, 1.0f, dp, Tk, kb, D, 1.0f,
+                              dq + b * s->q_bs + h * dh, D);
             if (dk)
-                tfm_gemm(1, 0, Tk, dh, Tq, 1.0f, dp, Tk, qb, D, 1.0f, dk + b * s->kv_bs + h * dh,
-                         D);
+                tfm_gemm_prec(s->precision, 1, 0, Tk, dh, Tq, 1.0f, dp, Tk, qb, D, 1.0f,
+                              dk + b * s->kv_bs + h * dh, D);
         }
 }

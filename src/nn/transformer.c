@@ -338,7 +338,8 @@ static tfm_tensor *cached_attention(tfm_model *m, tfm_tape *t, tfm_kv_cache *c, 
                         .H = m->cfg.n_heads,
                         .q_bs = m->cfg.d_model,
                         .kv_bs = kv_bs,
-                        .key_pad = key_pad};
+                        .key_pad = key_pad,
+                        .precision = t->precision};
     float *probs = NULL;
     if (probs_out) {
         probs = tfm_arena_alloc(&t->arena, (size_t)(c->B * s.H * Tk) * sizeof(float));

@@ -36,10 +36,11 @@ tfm_tensor *tfm_matmul(tfm_tape *t, tfm_tensor *a, tfm_tensor *b, int trans_a, i
     if (!y) return NULL;
     int64_t lda = trans_a ? M : Ka, ldb = trans_b ? Ka : N;
     if (shared_b && !trans_a)
-        tfm_gemm(0, trans_b, batch * M, N, Ka, 1.0f, a->data, lda, b->data, ldb, 0.0f, y->data, N);
+        tfm_gemm_prec(t->precision, 0, trans_b, batch * M, N, Ka, 1.0f, a->data, lda, b->data, ldb,
+                      0.0f, y->data, N);
     else
-        tfm_gemm_batched(trans_a, trans_b, batch, M, N, Ka, 1.0f, a->data, lda, M * Ka, b->data,
-                         ldb, shared_b ? 0 : Ka * N, 0.0f, y->data, N, M * N);
+        tfm_gemm_batched_prec(t->precision, trans_a, trans_b, batch, M, N, Ka, 1.0f, a->data, lda,
+                              M * Ka, b->data, ldb, shared_b ? 0 : Ka * N, 0.0f, y->data, N, M * N);
     int failed;
     tfm_node *n = tfm_op_record(t, TFM_OP_MATMUL, y, ins, 2, &failed);
     if (failed) return NULL;
@@ -59,6 +60,7 @@ tfm_tensor *tfm_matmul(tfm_tape *t, tfm_tensor *a, tfm_tensor *b, int trans_a, i
  *   dB += op(A)^T dC   (or, when B is stored transposed, dB^T += dC^T op(A)) */
 TFM_BACKWARD(matmul) {
     (void)t;
+    const tfm_precision prec = n->precision;
     tfm_tensor *a = n->in[0], *b = n->in[1], *y = n->out;
     int ta = (int)n->pi[0], tb = (int)n->pi[1];
     int64_t batch = n->pi[2], M = n->pi[3], N = n->pi[4], K = n->pi[5];
@@ -69,11 +71,11 @@ TFM_BACKWARD(matmul) {
     if (a->grad) {
         float beta = tfm_grad_beta(a);
         if (!ta)
-            tfm_gemm_batched(0, !tb, batch, M, K, N, 1.0f, y->grad, N, sc, b->data, ldb, sb, beta,
-                             a->grad, lda, sa);
+            tfm_gemm_batched_prec(prec, 0, !tb, batch, M, K, N, 1.0f, y->grad, N, sc, b->data, ldb,
+                                  sb, beta, a->grad, lda, sa);
         else
-            tfm_gemm_batched(tb, 1, batch, K, M, N, 1.0f, b->data, ldb, sb, y->grad, N, sc, beta,
-                             a->grad, lda, sa);
+            tfm_gemm_batched_prec(prec, tb, 1, batch, K, M, N, 1.0f, b->data, ldb, sb, y->grad, N,
+                                  sc, beta, a->grad, lda, sa);
     }
     if (b->grad) {
         if (shared_b && ta) tfm_grad_fresh(b); /* summed over the loop of GEMMs below */
@@ -81,17 +83,19 @@ TFM_BACKWARD(matmul) {
         if (shared_b && !ta) {
             /* fold the batch into the rows: one GEMM over batch*M rows */
             if (!tb)
-                tfm_gemm(1, 0, K, N, batch * M, 1.0f, a->data, K, y->grad, N, beta, b->grad, N);
+                tfm_gemm_prec(prec, 1, 0, K, N, batch * M, 1.0f, a->data, K, y->grad, N, beta,
+                              b->grad, N);
             else
-                tfm_gemm(1, 0, N, K, batch * M, 1.0f, y->grad, N, a->data, K, beta, b->grad, K);
+                tfm_gemm_prec(prec, 1, 0, N, K, batch * M, 1.0f, y->grad, N, a->data, K, beta,
+                              b->grad, K);
         } else {
             for (int64_t i = 0; i < batch; i++) {
                 const float *ai = a->data + i * sa, *dci = y->grad + i * sc;
                 float *dbi = b->grad + i * sb;
                 if (!tb)
-                    tfm_gemm(!ta, 0, K, N, M, 1.0f, ai, lda, dci, N, beta, dbi, N);
+                    tfm_gemm_prec(prec, !ta, 0, K, N, M, 1.0f, ai, lda, dci, N, beta, dbi, N);
                 else
-                    tfm_gemm(1, ta, N, K, M, 1.0f, dci, N, ai, lda, beta, dbi, K);
+                    tfm_gemm_prec(prec, 1, ta, N, K, M, 1.0f, dci, N, ai, lda, beta, dbi, K);
             }
         }
     }
@@ -114,9 +118,11 @@ tfm_tensor *tfm_linear(tfm_tape *t, tfm_tensor *x, tfm_tensor *w, tfm_tensor *b)
     if (!y) return NULL;
     int64_t rows = tfm_rows(x);
     if (b) {
-        tfm_gemm_bias(0, 1, rows, out, in, 1.0f, x->data, in, w->data, in, b->data, y->data, out);
+        tfm_gemm_bias_prec(t->precision, 0, 1, rows, out, in, 1.0f, x->data, in, w->data, in,
+                           b->data, y->data, out);
     } else {
-        tfm_gemm(0, 1, rows, out, in, 1.0f, x->data, in, w->data, in, 0.0f, y->data, out);
+        tfm_gemm_prec(t->precision, 0, 1, rows, out, in, 1.0f, x->data, in, w->data, in, 0.0f,
+                      y->data, out);
     }
     int failed;
     tfm_op_record(t, TFM_OP_LINEAR, y, ins, b ? 3 : 2, &failed);
@@ -130,11 +136,11 @@ TFM_BACKWARD(linear) {
     tfm_tensor *x = n->in[0], *w = n->in[1], *b = n->n_in > 2 ? n->in[2] : NULL, *y = n->out;
     int64_t in = w->shape[1], out = w->shape[0], rows = tfm_rows(x);
     if (x->grad)
-        tfm_gemm(0, 0, rows, in, out, 1.0f, y->grad, out, w->data, in, tfm_grad_beta(x), x->grad,
-                 in);
+        tfm_gemm_prec(n->precision, 0, 0, rows, in, out, 1.0f, y->grad, out, w->data, in,
+                      tfm_grad_beta(x), x->grad, in);
     if (w->grad)
-        tfm_gemm(1, 0, out, in, rows, 1.0f, y->grad, out, x->data, in, tfm_grad_beta(w), w->grad,
-                 in);
+        tfm_gemm_prec(n->precision, 1, 0, out, in, rows, 1.0f, y->grad, out, x->data, in,
+                      tfm_grad_beta(w), w->grad, in);
     if (b && b->grad) {
         tfm_grad_fresh(b);
         tfm_k_colsum_acc(b->grad, y->grad, rows, out);

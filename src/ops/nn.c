@@ -203,7 +203,8 @@ TFM_BACKWARD(xent) {
 }
 
 static void attn_shape(tfm_attn_shape *s, const tfm_tensor *q, const tfm_tensor *k, int64_t H,
-                       const uint8_t *key_pad, int causal, float p, uint64_t key) {
+                       const uint8_t *key_pad, int causal, float p, uint64_t key,
+                       tfm_precision precision) {
     memset(s, 0, sizeof *s);
     s->B = q->shape[0];
     s->Tq = q->shape[1];
@@ -216,6 +217,7 @@ static void attn_shape(tfm_attn_shape *s, const tfm_tensor *q, const tfm_tensor 
     s->causal = causal;
     s->dropout_p = p;
     s->key = key;
+    s->precision = precision;
 }
 
 tfm_tensor *tfm_attention(tfm_tape *t, tfm_tensor *q, tfm_tensor *k, tfm_tensor *v, int64_t n_heads,
@@ -235,7 +237,7 @@ tfm_tensor *tfm_attention(tfm_tape *t, tfm_tensor *q, tfm_tensor *k, tfm_tensor 
                                            (uint64_t)t->rng_counter++)
                             : 0;
     tfm_attn_shape s;
-    attn_shape(&s, q, k, n_heads, key_pad, causal, p, key);
+    attn_shape(&s, q, k, n_heads, key_pad, causal, p, key, t->precision);
     tfm_tensor *ins[3] = {q, k, v};
     tfm_tensor *y = tfm_op_output(t, 3, q->shape, ins, 3);
     if (!y) return NULL;
@@ -269,7 +271,7 @@ TFM_BACKWARD(attention) {
     (void)t;
     tfm_tensor *q = n->in[0], *k = n->in[1], *v = n->in[2];
     tfm_attn_shape s;
-    attn_shape(&s, q, k, n->pi[0], n->aux, (int)n->pi[1], n->pf.f[0], n->key);
+    attn_shape(&s, q, k, n->pi[0], n->aux, (int)n->pi[1], n->pf.f[0], n->key, n->precision);
     /* More threads than at the forward would index past the scratch; the
      * result does not depend on the thread count, so cap it for this call. */
     int threads = tfm_num_threads();
