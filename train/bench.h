@@ -9,7 +9,7 @@
  * Times tfm_gemm (or tfm_gemm_bf16) on C(M,N) = op(A)(M,K) op(B)(K,N); the last line printed is
  * gflops=<median>. */
 int tfm_bench_gemm(int argc, char **argv);
-/* tfm bench step --preset toy|small|base [--threads T]: one training step
+/* tfm bench step --preset toy|small|base [--threads T] [--precision fp32|bf16]: one training step
  * as ../shared/bench/torch_transformer.py; the last line printed is
  * tokens_per_s=... ms_per_step=... gflops=... peak_rss_mb=... */
 int tfm_bench_step(int argc, char **argv);

@@ -3,7 +3,7 @@
 # one run (medians of RUNS runs, ours and the reference alternating so that
 # load from other processes hits both alike).
 #
-#   bash train/bench.sh [gemm] [step] [copy]     (default: all three)
+#   bash train/bench.sh [gemm] [step] [copy] [gemm-bf16] [step-bf16]   (default: all)
 #   RUNS=5 bash train/bench.sh step
 #
 #   gemm  tfm_gemm vs OpenBLAS (AVX-512, OpenMP build) at the 12 GEMMs of
@@ -16,6 +16,10 @@
 #         match on 1000 held-out sequences, for each seed of COPY_SEEDS
 #         (default "0"; e.g. COPY_SEEDS="0 1 2 3 4"), then the medians; plus
 #         our `make run` configuration
+#   gemm-bf16  tfm_gemm_bf16 vs our fp32 tfm_gemm at the same 12 GEMMs, 2 and
+#         1 threads, GEMM_ROUNDS alternating rounds   (train/bench_gemm_bf16.sh)
+#   step-bf16  the step of toy/small/base at 2 threads: tfm --precision fp32
+#         and bf16, PyTorch fp32 and --autocast-bf16, alternating, RUNS runs
 # The references need python3-torch, libopenblas-dev and libopenblas0-openmp
 # (apt-get install); without them only our side runs.
 set -uo pipefail
@@ -23,7 +27,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 SHARED_DIR=${SHARED_DIR:-$ROOT/../shared}
 RUNS=${RUNS:-3}
 TFM=${TFM:-$ROOT/build/tfm}
-SECTIONS=${*:-gemm step copy}
+SECTIONS=${*:-gemm step copy gemm-bf16 step-bf16}
 TORCH_ENV=(env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE LD_LIBRARY_PATH=/usr/lib/x86_64-linux-gnu/openblas-openmp)
 have_torch=0
 if /usr/bin/python3 -c "import torch" 2>/dev/null && [ -f "$SHARED_DIR/bench/torch_transformer.py" ]; then
@@ -95,6 +99,34 @@ copy)
     out=$("$TFM" train --task copy --quiet | tail -1)
     echo "make run configuration: $out"
     ;;
-*) echo "bench: unknown section '$section' (gemm, step, copy)" >&2; exit 2 ;;
+gemm-bf16)
+    echo; echo "## bf16 GEMM: tfm_gemm_bf16 vs our fp32 tfm_gemm (GFLOP/s, median)"
+    TFM=$TFM ROUNDS=${GEMM_ROUNDS:-3} bash "$ROOT/train/bench_gemm_bf16.sh"
+    ;;
+step-bf16)
+    echo; echo "## Training step in bf16: tokens/s (median of $RUNS), 2 threads"
+    printf "%-6s %10s %10s %6s %11s %11s %6s %8s\n" preset "tfm fp32" "tfm bf16" "bf/fp" "torch fp32" "torch bf16" "bf/fp" "tfm/torch"
+    for p in toy small base; do
+        of=() ob=() tf=() tb=()
+        for _ in $(seq "$RUNS"); do
+            of+=("$("$TFM" bench step --preset "$p" --threads 2 --precision fp32 | tail -1 | field tokens_per_s)")
+            ob+=("$("$TFM" bench step --preset "$p" --threads 2 --precision bf16 | tail -1 | field tokens_per_s)")
+            if [ $have_torch = 1 ]; then
+                tf+=("$("${TORCH_ENV[@]}" /usr/bin/python3 "$SHARED_DIR/bench/torch_transformer.py" --preset "$p" --threads 2 | tail -1 | field tokens_per_s)")
+                tb+=("$("${TORCH_ENV[@]}" /usr/bin/python3 "$SHARED_DIR/bench/torch_transformer.py" --preset "$p" --threads 2 --autocast-bf16 | tail -1 | field tokens_per_s)")
+            fi
+        done
+        mof=$(printf '%s\n' "${of[@]}" | median); mob=$(printf '%s\n' "${ob[@]}" | median)
+        r1=$(awk -v a="$mob" -v b="$mof" 'BEGIN {printf "%.2f", a / b}')
+        if [ $have_torch = 1 ]; then
+            mtf=$(printf '%s\n' "${tf[@]}" | median); mtb=$(printf '%s\n' "${tb[@]}" | median)
+            r2=$(awk -v a="$mtb" -v b="$mtf" 'BEGIN {printf "%.2f", a / b}')
+            r3=$(awk -v a="$mob" -v b="$mtb" 'BEGIN {printf "%.2f", a / b}')
+        else mtf=-; mtb=-; r2=-; r3=-; fi
+        printf "%-6s %10s %10s %6s %11s %11s %6s %8s\n" "$p" "$mof" "$mob" "$r1" "$mtf" "$mtb" "$r2" "$r3"
+    done
+    echo "targets (issue 13) at base: tfm bf16 >= 1.5x tfm fp32 and >= 1.3x PyTorch bf16 autocast"
+    ;;
+*) echo "bench: unknown section '$section' (gemm, step, copy, gemm-bf16, step-bf16)" >&2; exit 2 ;;
 esac
 done

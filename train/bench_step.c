@@ -41,7 +41,7 @@ static int cmp_double(const void *a, const void *b) {
 }
 
 int tfm_bench_step(int argc, char **argv) {
-    const char *preset_name = "toy";
+    const char *preset_name = "toy", *precision = "fp32";
     int64_t threads = 0, steps = 0, warmup_steps = 3, seed = 0;
     flag_def flags[] = {
         {"preset", FLAG_STR, &preset_name, "toy, small or base (torch_transformer.py's)", 0},
@@ -49,14 +49,21 @@ int tfm_bench_step(int argc, char **argv) {
         {"steps", FLAG_INT, &steps, "timed steps (0: 20, base 10)", 0},
         {"warmup-steps", FLAG_INT, &warmup_steps, "untimed steps first", 0},
         {"seed", FLAG_INT, &seed, "random seed", 0},
+        {"precision", FLAG_STR, &precision,
+         "GEMM arithmetic: fp32 or bf16 (bf16 inputs, fp32 sums)", 0},
     };
-    int rc = flags_parse(flags, 5, argc, argv,
-                         "tfm bench step --preset toy|small|base [--threads T]", NULL, 0, NULL);
+    int rc =
+        flags_parse(flags, 6, argc, argv,
+                    "tfm bench step --preset toy|small|base [--threads T] [--precision fp32|bf16]",
+                    NULL, 0, NULL);
     if (rc) return rc == 1 ? 0 : rc;
     const preset *p = NULL;
     for (size_t i = 0; i < sizeof PRESETS / sizeof PRESETS[0]; i++)
         if (!strcmp(PRESETS[i].name, preset_name)) p = &PRESETS[i];
     if (!p) return tfm_cli_fail(2, "--preset: '%s' is not toy, small or base", preset_name);
+    tfm_precision prec;
+    if (tfm_precision_parse(precision, &prec))
+        return tfm_cli_fail(2, "--precision: '%s' is not fp32 or bf16", precision);
     if (threads < 0 || steps < 0 || warmup_steps < 0)
         return tfm_cli_fail(2, "bench step: negative count");
     if (threads) tfm_set_num_threads((int)threads);
@@ -80,6 +87,7 @@ int tfm_bench_step(int argc, char **argv) {
     size_t arena = tfm_model_activation_bytes(&c, p->batch, p->src_len, p->tgt_len);
     if (tfm_tape_init(&t, arena, 1 << 16)) return tfm_cli_fail(1, "%s", tfm_last_error());
     t.seed = (uint64_t)seed;
+    t.precision = prec;
     tfm_adam_config ac;
     tfm_adam_config_default(&ac, c.d_model);
 
@@ -106,9 +114,11 @@ int tfm_bench_step(int argc, char **argv) {
             tout[k * T + i] = y[i + 1];
         }
     }
-    printf("# tfm %s, gemm kernel %s, threads %d, preset %s, params %lld, arena %.0f MB\n",
-           TFM_VERSION, tfm_gemm_kernel_name(), tfm_num_threads(), p->name,
-           (long long)m.params.total_n, (double)arena / 1e6);
+    printf("# tfm %s, gemm kernel %s, precision %s, threads %d, preset %s, params %lld, arena %.0f "
+           "MB\n",
+           TFM_VERSION, prec == TFM_BF16 ? tfm_gemm_bf16_kernel_name() : tfm_gemm_kernel_name(),
+           tfm_precision_name(prec), tfm_num_threads(), p->name, (long long)m.params.total_n,
+           (double)arena / 1e6);
     double times[1024];
     int64_t n_times = 0, tokens = 0;
     double flops = flop_count(p);
@@ -137,10 +147,11 @@ int tfm_bench_step(int argc, char **argv) {
         n_times % 2 ? times[n_times / 2] : 0.5 * (times[n_times / 2 - 1] + times[n_times / 2]);
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
-    printf("# preset=%s threads=%d tokens_per_step=%lld step_ms_median=%.2f step_ms_min=%.2f "
+    printf("# preset=%s precision=%s threads=%d tokens_per_step=%lld step_ms_median=%.2f "
+           "step_ms_min=%.2f "
            "step_ms_max=%.2f gflop_per_step=%.3f arena_peak_mb=%.1f\n",
-           p->name, tfm_num_threads(), (long long)tokens, med * 1e3, times[0] * 1e3,
-           times[n_times - 1] * 1e3, flops / 1e9, (double)t.arena.peak / 1e6);
+           p->name, tfm_precision_name(prec), tfm_num_threads(), (long long)tokens, med * 1e3,
+           times[0] * 1e3, times[n_times - 1] * 1e3, flops / 1e9, (double)t.arena.peak / 1e6);
     printf("tokens_per_s=%.1f ms_per_step=%.2f gflops=%.2f peak_rss_mb=%.1f\n",
            (double)tokens / med, med * 1e3, flops / med / 1e9, (double)ru.ru_maxrss / 1024.0);
     tfm_free(src);

@@ -68,7 +68,8 @@ void tfm_gemm_bf16_reference(int trans_a, int trans_b, int64_t M, int64_t N, int
 uint16_t tfm_bf16_from_f32(float x); /* bits of the rounded value */
 float tfm_f32_from_bf16(uint16_t h); /* exact */
 float tfm_bf16_round(float x);       /* tfm_f32_from_bf16(tfm_bf16_from_f32(x)) */
-/* 1 when this CPU (cpuid) and build run the vdpbf16ps kernel. */
+/* 1 when this CPU (cpuid) and build run the vdpbf16ps kernel (0 also when
+ * TFM_BF16_EMULATE=1 was set in the environment at the first call). */
 int tfm_bf16_cpu_native(void);
 /* Force the emulated path (tests, benchmarks); results are the same. */
 void tfm_bf16_set_emulated(int on);

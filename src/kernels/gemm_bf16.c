@@ -35,6 +35,7 @@
  * AVX512F/BW/VL/DQ + AVX512_BF16 and the OS saves the ZMM state. Elsewhere
  * (or after tfm_bf16_set_emulated(1)) portable C packs the same words and
  * computes the same fma/ftz chain: the same results, several times slower.
+ * TFM_BF16_EMULATE=1 in the environment forces it too (read once).
  *
  * Threads and buffers: as tfm_gemm (static split of C's rows or column
  * panels above BGEMM_PAR_MIN_FLOPS, serial inside a parallel region;
@@ -42,6 +43,7 @@
 #include <float.h>
 #include <math.h>
 #include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 #ifdef _OPENMP
 #include <omp.h>
@@ -118,7 +120,11 @@ static int cpu_has_bf16(void) {
 
 static int g_cpu_bf16;
 static pthread_once_t g_cpu_once = PTHREAD_ONCE_INIT;
-static void cpu_init(void) { g_cpu_bf16 = cpu_has_bf16(); }
+/* TFM_BF16_EMULATE=1 in the environment forces the emulated path (same results) */
+static void cpu_init(void) {
+    const char *e = getenv("TFM_BF16_EMULATE");
+    g_cpu_bf16 = cpu_has_bf16() && !(e && e[0] == '1');
+}
 static int g_force_emulated;
 
 int tfm_bf16_cpu_native(void) {
