@@ -712,6 +712,32 @@ START_TEST(bf16_copy_task_exact_match) {
 }
 END_TEST
 
+START_TEST(bench_commands_take_precision) {
+    char cmd[512], out[8192];
+    snprintf(cmd, sizeof cmd, "%s bench gemm --m 9 --n 7 --k 5 --reps 1 --precision fp16",
+             tfm_test_bin());
+    ck_assert_int_eq(tfm_test_run(cmd, out, sizeof out), 2);
+    ck_assert_msg(!strcmp(out, "tfm: bench gemm: --precision expects fp32 or bf16, got 'fp16'\n"),
+                  "%s", out);
+    snprintf(cmd, sizeof cmd, "%s bench gemm --m 9 --n 7 --k 5 --reps 1 --precision bf16",
+             tfm_test_bin());
+    ck_assert_int_eq(tfm_test_run(cmd, out, sizeof out), 0);
+    ck_assert_msg(strstr(out, "precision=bf16") && strstr(out, "kernel=") &&
+                      (strstr(out, "kernel=avx512bf16") || strstr(out, "kernel=emulated")),
+                  "%s", out);
+    snprintf(cmd, sizeof cmd, "%s bench step --preset toy --precision half", tfm_test_bin());
+    ck_assert_int_eq(tfm_test_run(cmd, out, sizeof out), 2);
+    ck_assert_msg(!strcmp(out, "tfm: --precision: 'half' is not fp32 or bf16\n"), "%s", out);
+    snprintf(cmd, sizeof cmd,
+             "%s bench step --preset toy --steps 1 --warmup-steps 0 --threads 1 --precision bf16",
+             tfm_test_bin());
+    ck_assert_int_eq(tfm_test_run(cmd, out, sizeof out), 0);
+    ck_assert_msg(strstr(out, "precision bf16") && strstr(out, "precision=bf16") &&
+                      strstr(out, "\ntokens_per_s="),
+                  "%s", out);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("bf16");
     TCase *tc = tcase_create("kernels");
@@ -731,6 +757,7 @@ int main(void) {
     tcase_add_test(to, attention_follows_the_tape_precision);
     tcase_add_test(to, bf16_training_repeats_bit_identically);
     tcase_add_test(to, bf16_copy_task_exact_match);
+    tcase_add_test(to, bench_commands_take_precision);
     suite_add_tcase(s, to);
     return tfm_test_main(s);
 }
