@@ -262,6 +262,13 @@ static BF16_TARGET void pack_kmajor_native(uint32_t *out, int R, const float *sr
         const float *r0 = src + 2 * p * ld;
         const float *r1 = 2 * p + 1 < kc ? r0 + ld : NULL;
         uint32_t *o = out + p * R;
+        /* rows ld apart: the prefetchers barely see a stream of 14-32 floats
+         * per row, so fetch the pair 4 rows ahead */
+        if (2 * p + 5 < kc)
+            for (int c = 0; c < R; c += 16) {
+                _mm_prefetch((const char *)(r0 + 4 * ld + c), _MM_HINT_T0);
+                _mm_prefetch((const char *)(r0 + 5 * ld + c), _MM_HINT_T0);
+            }
         for (int c = 0; c < R; c += 16) {
             __m512i w = interleave_rows(r0 + c, r1 ? r1 + c : NULL, valid - c);
             if (R - c >= 16)
