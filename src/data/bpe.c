@@ -589,33 +589,19 @@ tfm_bpe *tfm_bpe_load(const char *path) {
         tfm_set_error("%s: cannot open codes file", path);
         return NULL;
     }
-    char *buf = NULL;
-    size_t len = 0, cap = 0;
-    for (;;) {
-        if (len + 65536 > cap) {
-            cap = cap ? cap * 2 : 1 << 20;
-            char *nb = realloc(buf, cap);
-            if (!nb) {
-                free(buf);
-                fclose(f);
-                tfm_set_error("%s: out of memory", path);
-                return NULL;
-            }
-            buf = nb;
-        }
-        size_t got = fread(buf + len, 1, cap - len, f);
-        len += got;
-        if (got == 0) break;
-    }
-    int err = ferror(f);
+    tfm_buf buf = {0};
+    int failed = tfm_buf_read_all(&buf, f);
     fclose(f);
-    if (err) {
-        free(buf);
-        tfm_set_error("%s: read error", path);
+    if (failed) {
+        if (buf.oom)
+            tfm_set_error("%s: out of memory", path);
+        else
+            tfm_set_error("%s: read error", path);
+        tfm_buf_free(&buf);
         return NULL;
     }
-    tfm_bpe *b = tfm_bpe_load_mem(buf, len, path);
-    free(buf);
+    tfm_bpe *b = tfm_bpe_load_mem(buf.p, buf.len, path);
+    tfm_buf_free(&buf);
     return b;
 }
 
@@ -753,16 +739,9 @@ void tfm_subwords_free(tfm_subwords *s) {
 static int subwords_push(tfm_subwords *s, const char *p, size_t len, int sep) {
     size_t need = len + (sep ? 2 : 0) + 1;
     if (tfm_grow((void **)&s->offset, &s->cap, s->n + 1, sizeof *s->offset)) return -1;
-    if (s->data_len + need > s->data_cap) {
-        size_t c = s->data_cap ? s->data_cap : 256;
-        while (c < s->data_len + need) c *= 2;
-        char *d = realloc(s->data, c);
-        if (!d) {
-            tfm_set_error("out of memory");
-            return -1;
-        }
-        s->data = d;
-        s->data_cap = c;
+    if (tfm_bytes_reserve(&s->data, &s->data_cap, s->data_len, need)) {
+        tfm_set_error("out of memory");
+        return -1;
     }
     s->offset[s->n++] = s->data_len;
     char *o = s->data + s->data_len;

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "../util/buf.h"
 #include "tfm/data.h"
 #include "tfm/text.h"
 
@@ -48,14 +49,7 @@ static int fail_oom(tfm_line_reader *r, size_t bytes) {
 
 /* Grows *buf to hold at least need bytes, doubling so appends stay linear. */
 static int grow(tfm_line_reader *r, char **buf, size_t *cap, size_t need) {
-    if (need <= *cap) return 0;
-    size_t c = *cap ? *cap : 256;
-    while (c < need) c *= 2;
-    char *p = realloc(*buf, c);
-    if (!p) return fail_oom(r, c);
-    *buf = p;
-    *cap = c;
-    return 0;
+    return tfm_bytes_reserve(buf, cap, 0, need) ? fail_oom(r, need) : 0;
 }
 
 int tfm_line_reader_reserve(tfm_line_reader *r, size_t bytes) {
@@ -116,13 +110,8 @@ static int take_line(tfm_line_reader *r, const char *line, size_t len) {
                       (long long)r->line_no);
         return 1;
     }
-    if (r->n == r->offs_cap) {
-        int64_t c = r->offs_cap ? 2 * r->offs_cap : 1024;
-        int64_t *p = realloc(r->offs, (size_t)c * sizeof *p);
-        if (!p) return fail_oom(r, (size_t)c * sizeof *p);
-        r->offs = p;
-        r->offs_cap = c;
-    }
+    if (tfm_grow((void **)&r->offs, &r->offs_cap, r->n + 1, sizeof *r->offs))
+        return fail_oom(r, (size_t)(r->n + 1) * sizeof *r->offs);
     r->offs[r->n++] = (int64_t)r->text_len;
     r->text_len += (size_t)(o - out) + 1;
     r->line_no++;

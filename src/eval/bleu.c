@@ -18,6 +18,9 @@
 #include <math.h>
 #include <string.h>
 
+#include "../util/buf.h"
+#include "../util/hash.h"
+#include "../util/lines.h"
 #include "bleu_unicode.h"
 #include "tfm/base.h"
 #include "tfm/eval.h"
@@ -25,50 +28,9 @@
 
 /* ---------------------------------------------------------------- bytes */
 
-/* A growable byte buffer. Allocation failure sets oom and drops further
+/* Byte buffers are tfm_buf (src/util/buf.h): allocation failure sets oom and drops further
  * writes, so the tokenizer's inner loops stay free of error plumbing; the
  * caller checks oom once. */
-typedef struct {
-    char *p;
-    size_t len, cap;
-    int oom;
-} bbuf;
-
-static int bb_reserve(bbuf *b, size_t extra) {
-    if (b->oom) return -1;
-    if (extra <= b->cap - b->len) return 0;
-    if (extra > SIZE_MAX / 2 - b->len) {
-        b->oom = 1;
-        return -1;
-    }
-    size_t cap = b->cap ? b->cap : 256;
-    while (cap - b->len < extra) cap *= 2;
-    char *p = realloc(b->p, cap);
-    if (!p) {
-        b->oom = 1;
-        return -1;
-    }
-    b->p = p;
-    b->cap = cap;
-    return 0;
-}
-
-static inline void bb_put(bbuf *b, char c) {
-    if (b->len < b->cap || bb_reserve(b, 1) == 0) b->p[b->len++] = c;
-}
-
-static void bb_add(bbuf *b, const char *s, size_t n) {
-    if (n && bb_reserve(b, n) == 0) {
-        memcpy(b->p + b->len, s, n);
-        b->len += n;
-    }
-}
-
-static void bb_free(bbuf *b) {
-    free(b->p);
-    memset(b, 0, sizeof *b);
-}
-
 /* --------------------------------------------------------------- UTF-8 */
 
 #define BAD_CP 0xFFFFFFFFu
@@ -83,10 +45,10 @@ static size_t u8_decode(const unsigned char *s, size_t n, uint32_t *cp) {
     return v < 0 ? 1 : pos;
 }
 
-static void u8_encode(bbuf *b, uint32_t cp) {
+static void u8_encode(tfm_buf *b, uint32_t cp) {
     char buf[4];
     size_t len = tfm_utf8_encode(cp, buf);
-    for (size_t i = 0; i < len; i++) bb_put(b, buf[i]);
+    for (size_t i = 0; i < len; i++) tfm_buf_put(b, buf[i]);
 }
 
 /* ------------------------------------------------------ Unicode classes */
@@ -146,7 +108,7 @@ static int case_class(uint32_t cp) {
  * the Final_Sigma rule for U+03A3: it becomes final sigma when the nearest
  * non-case-ignorable code point before it is cased and the nearest one after
  * it is not (or there is none). Invalid bytes are copied unchanged. */
-static void lower_utf8(bbuf *dst, const char *s, size_t n) {
+static void lower_utf8(tfm_buf *dst, const char *s, size_t n) {
     const unsigned char *u = (const unsigned char *)s;
     int prev_cased = 0;
     size_t i = 0;
@@ -155,7 +117,7 @@ static void lower_utf8(bbuf *dst, const char *s, size_t n) {
         uint32_t cp;
         size_t len = u8_decode(u + i, n - i, &cp);
         if (cp == BAD_CP) {
-            bb_put(dst, s[i]);
+            tfm_buf_put(dst, s[i]);
         } else if (cp == 0x3A3) {
             int final = 0;
             if (prev_cased) {
@@ -201,7 +163,7 @@ static size_t rstrip_len(const char *s, size_t n) {
 
 /* dst = src with every non-overlapping `from` replaced by `to`, scanning
  * left to right (str.replace). */
-static void replace_all(bbuf *dst, const char *src, size_t n, const char *from, const char *to) {
+static void replace_all(tfm_buf *dst, const char *src, size_t n, const char *from, const char *to) {
     size_t from_len = strlen(from), to_len = strlen(to);
     dst->len = 0;
     size_t i = 0;
@@ -209,16 +171,16 @@ static void replace_all(bbuf *dst, const char *src, size_t n, const char *from, 
         const char *hit = n - i >= from_len ? memchr(src + i, from[0], n - i - from_len + 1) : NULL;
         if (hit) {
             size_t at = (size_t)(hit - src);
-            bb_add(dst, src + i, at - i);
+            tfm_buf_add(dst, src + i, at - i);
             if (!memcmp(hit, from, from_len)) {
-                bb_add(dst, to, to_len);
+                tfm_buf_add(dst, to, to_len);
                 i = at + from_len;
             } else {
-                bb_put(dst, *hit);
+                tfm_buf_put(dst, *hit);
                 i = at + 1;
             }
         } else {
-            bb_add(dst, src + i, n - i);
+            tfm_buf_add(dst, src + i, n - i);
             i = n;
         }
     }
@@ -234,9 +196,9 @@ static inline int is_pad_symbol(unsigned char c) {
 }
 
 /* " " + src + " " with rule 1 applied. */
-static void rule_pad_symbols(bbuf *dst, const char *src, size_t n) {
+static void rule_pad_symbols(tfm_buf *dst, const char *src, size_t n) {
     dst->len = 0;
-    if (n > (SIZE_MAX - 8) / 3 || bb_reserve(dst, 3 * n + 2)) {
+    if (n > (SIZE_MAX - 8) / 3 || tfm_buf_reserve(dst, 3 * n + 2)) {
         dst->oom = 1;
         return;
     }
@@ -262,9 +224,9 @@ static void rule_pad_symbols(bbuf *dst, const char *src, size_t n) {
  *   4: ([0-9])(-)     -> "\1 \2 " */
 enum { RULE_SPLIT_AFTER_NONDIGIT, RULE_SPLIT_BEFORE_NONDIGIT, RULE_DASH_AFTER_DIGIT };
 
-static void rule_pairs(bbuf *dst, const char *src, size_t n, int rule) {
+static void rule_pairs(tfm_buf *dst, const char *src, size_t n, int rule) {
     dst->len = 0;
-    if (n > (SIZE_MAX - 8) / 2 || bb_reserve(dst, 2 * n + 2)) {
+    if (n > (SIZE_MAX - 8) / 2 || tfm_buf_reserve(dst, 2 * n + 2)) {
         dst->oom = 1;
         return;
     }
@@ -304,20 +266,21 @@ static void rule_pairs(bbuf *dst, const char *src, size_t n, int rule) {
 }
 
 typedef struct {
-    bbuf a, b;
+    tfm_buf a, b;
 } tok_scratch;
 
 static void tok_scratch_free(tok_scratch *sc) {
-    bb_free(&sc->a);
-    bb_free(&sc->b);
+    tfm_buf_free(&sc->a);
+    tfm_buf_free(&sc->b);
 }
 
 /* bleu.py's prep(): rstrip (after lowercasing when asked), then
  * tokenize_13a up to the final split (or nothing more for TFM_BLEU_TOK_NONE).
  * Returns the buffer holding the rewritten text (tokens separated by Unicode
  * whitespace), or NULL on OOM. */
-static const bbuf *prep(tok_scratch *sc, const char *s, size_t n, int lowercase, tfm_bleu_tok tok) {
-    bbuf *cur = &sc->a, *nxt = &sc->b;
+static const tfm_buf *prep(tok_scratch *sc, const char *s, size_t n, int lowercase,
+                           tfm_bleu_tok tok) {
+    tfm_buf *cur = &sc->a, *nxt = &sc->b;
     cur->oom = nxt->oom = 0;
     const char *src = s;
     size_t src_n;
@@ -325,7 +288,7 @@ static const bbuf *prep(tok_scratch *sc, const char *s, size_t n, int lowercase,
         lower_utf8(cur, s, n);
         src = cur->p;
         src_n = rstrip_len(cur->p, cur->len);
-        bbuf *t = cur;
+        tfm_buf *t = cur;
         cur = nxt;
         nxt = t;
     } else {
@@ -333,7 +296,7 @@ static const bbuf *prep(tok_scratch *sc, const char *s, size_t n, int lowercase,
     }
     if (tok == TFM_BLEU_TOK_NONE) { /* str.split() on the text as it is */
         cur->len = 0;
-        bb_add(cur, src, src_n);
+        tfm_buf_add(cur, src, src_n);
         return cur->oom ? NULL : cur;
     }
     /* str.replace passes, each into the other buffer */
@@ -347,13 +310,13 @@ static const bbuf *prep(tok_scratch *sc, const char *s, size_t n, int lowercase,
         replace_all(cur, src, src_n, REPL[k][0], REPL[k][1]);
         src = cur->p;
         src_n = cur->len;
-        bbuf *t = cur;
+        tfm_buf *t = cur;
         cur = nxt;
         nxt = t;
     }
     rule_pad_symbols(cur, src, src_n);
     for (int rule = RULE_SPLIT_AFTER_NONDIGIT; rule <= RULE_DASH_AFTER_DIGIT; rule++) {
-        bbuf *t = cur;
+        tfm_buf *t = cur;
         cur = nxt;
         nxt = t;
         rule_pairs(cur, nxt->p, nxt->len, rule);
@@ -413,19 +376,19 @@ int tfm_bleu_tokenize_tok(const char *text, size_t len, int lowercase, tfm_bleu_
     *out = NULL;
     if (out_len) *out_len = 0;
     tok_scratch sc = {0};
-    const bbuf *t = prep(&sc, text ? text : "", text ? len : 0, lowercase, tok);
-    bbuf res = {0};
+    const tfm_buf *t = prep(&sc, text ? text : "", text ? len : 0, lowercase, tok);
+    tfm_buf res = {0};
     if (t) {
         size_t pos = 0, start, tok_len;
         while (next_token(t->p, t->len, &pos, &start, &tok_len)) {
-            if (res.len) bb_put(&res, ' ');
-            bb_add(&res, t->p + start, tok_len);
+            if (res.len) tfm_buf_put(&res, ' ');
+            tfm_buf_add(&res, t->p + start, tok_len);
         }
-        bb_put(&res, '\0');
+        tfm_buf_put(&res, '\0');
     }
     tok_scratch_free(&sc);
     if (!t || res.oom) {
-        bb_free(&res);
+        tfm_buf_free(&res);
         tfm_set_error("bleu: out of memory while tokenizing %zu bytes", len);
         return -1;
     }
@@ -452,12 +415,13 @@ struct tfm_bleu_acc {
     tfm_bleu_tok tok;
     tfm_bleu sums;
     tok_scratch sc;
-    bbuf text;      /* token bytes of the current segment, all sides */
+    tfm_buf text;   /* token bytes of the current segment, all sides */
     tok_span *toks; /* (n_toks) */
     uint32_t *ids;  /* (n_toks) interned ids */
-    size_t n_toks, cap_toks, cap_ids;
+    size_t n_toks;
+    int64_t cap_toks, cap_ids;
     size_t *side_start; /* (n_sides + 1): hypothesis, then each reference */
-    size_t cap_sides;
+    int64_t cap_sides;
     uint32_t *intern; /* (intern_cap) 1 + token index, 0 = empty */
     size_t intern_cap;
     /* hypothesis n-grams: ngram_cap slots (a power of two) in use of
@@ -485,7 +449,7 @@ tfm_bleu_acc *tfm_bleu_acc_new_tok(int lowercase, tfm_bleu_tok tok) {
 void tfm_bleu_acc_free(tfm_bleu_acc *acc) {
     if (!acc) return;
     tok_scratch_free(&acc->sc);
-    bb_free(&acc->text);
+    tfm_buf_free(&acc->text);
     free(acc->toks);
     free(acc->ids);
     free(acc->side_start);
@@ -494,30 +458,10 @@ void tfm_bleu_acc_free(tfm_bleu_acc *acc) {
     free(acc);
 }
 
-static int grow(void **p, size_t *cap, size_t need, size_t elem) {
-    if (need <= *cap) return 0;
-    size_t c = *cap ? *cap : 64;
-    while (c < need) {
-        if (c > SIZE_MAX / 2 / elem) return -1;
-        c *= 2;
-    }
-    void *q = realloc(*p, c * elem);
-    if (!q) return -1;
-    *p = q;
-    *cap = c;
-    return 0;
-}
-
 static size_t pow2_at_least(size_t n) {
     size_t c = 16;
     while (c < n) c *= 2;
     return c;
-}
-
-static uint64_t hash_bytes(const char *s, size_t n) {
-    uint64_t h = 0xCBF29CE484222325ull; /* FNV-1a */
-    for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)s[i]) * 0x100000001B3ull;
-    return tfm_hash64(h);
 }
 
 static uint64_t hash_ngram(const uint32_t *ids, uint32_t n) {
@@ -528,16 +472,17 @@ static uint64_t hash_ngram(const uint32_t *ids, uint32_t n) {
 
 /* Tokenizes one side of the segment and appends its tokens. */
 static int add_side(tfm_bleu_acc *acc, const char *s) {
-    const bbuf *t = prep(&acc->sc, s, strlen(s), acc->lowercase, acc->tok);
+    const tfm_buf *t = prep(&acc->sc, s, strlen(s), acc->lowercase, acc->tok);
     if (!t) return -1;
     size_t pos = 0, start, len;
     while (next_token(t->p, t->len, &pos, &start, &len)) {
-        if (grow((void **)&acc->toks, &acc->cap_toks, acc->n_toks + 1, sizeof *acc->toks))
+        if (tfm_grow((void **)&acc->toks, &acc->cap_toks, (int64_t)acc->n_toks + 1,
+                     sizeof *acc->toks))
             return -1;
         acc->toks[acc->n_toks].off = acc->text.len;
         acc->toks[acc->n_toks].len = len;
         acc->n_toks++;
-        bb_add(&acc->text, t->p + start, len);
+        tfm_buf_add(&acc->text, t->p + start, len);
     }
     return acc->text.oom ? -1 : 0;
 }
@@ -551,13 +496,14 @@ static int intern_tokens(tfm_bleu_acc *acc) {
         acc->intern_cap = acc->intern ? cap : 0;
         if (!acc->intern) return -1;
     }
-    if (grow((void **)&acc->ids, &acc->cap_ids, acc->n_toks + 1, sizeof *acc->ids)) return -1;
+    if (tfm_grow((void **)&acc->ids, &acc->cap_ids, (int64_t)acc->n_toks + 1, sizeof *acc->ids))
+        return -1;
     memset(acc->intern, 0, cap * sizeof *acc->intern);
     size_t mask = cap - 1;
     for (size_t t = 0; t < acc->n_toks; t++) {
         const char *s = acc->text.p + acc->toks[t].off;
         size_t len = acc->toks[t].len;
-        size_t slot = (size_t)hash_bytes(s, len) & mask;
+        size_t slot = (size_t)tfm_hash_bytes(s, len) & mask;
         for (;;) {
             uint32_t e = acc->intern[slot];
             if (!e) {
@@ -642,8 +588,8 @@ int tfm_bleu_acc_add(tfm_bleu_acc *acc, const char *hyp, const char *const *refs
                           (long long)acc->sums.n_segments + 1, r + 1);
             return -1;
         }
-    if (grow((void **)&acc->side_start, &acc->cap_sides, (size_t)n_refs + 2,
-             sizeof *acc->side_start))
+    if (tfm_grow((void **)&acc->side_start, &acc->cap_sides, (int64_t)n_refs + 2,
+                 sizeof *acc->side_start))
         goto oom;
     acc->text.len = 0;
     acc->text.oom = 0;
@@ -806,76 +752,68 @@ void tfm_eval_lines_free(tfm_eval_lines *l) {
     memset(l, 0, sizeof *l);
 }
 
+/* A line must be valid UTF-8 without NUL (columns are 1-based bytes). */
+static int check_line(void *ctx, const char *line, size_t len, const char *name, int64_t lineno) {
+    int64_t *n_lines = ctx;
+    const unsigned char *u = (const unsigned char *)line;
+    for (size_t i = 0; i < len;) {
+        uint32_t cp;
+        size_t cp_len = u8_decode(u + i, len - i, &cp);
+        if (cp == 0) {
+            tfm_set_error("%s:%lld: NUL byte at column %zu", name, (long long)lineno, i + 1);
+            return -1;
+        }
+        if (cp == BAD_CP) {
+            tfm_set_error("%s:%lld: invalid UTF-8 (byte 0x%02X at column %zu)", name,
+                          (long long)lineno, u[i], i + 1);
+            return -1;
+        }
+        i += cp_len;
+    }
+    ++*n_lines;
+    return 0;
+}
+
+/* Ends the line in place (its '\n', or the buffer's final NUL) and keeps it. */
+static int take_line(void *ctx, const char *line, size_t len, const char *name, int64_t lineno) {
+    (void)name;
+    tfm_eval_lines *out = ctx;
+    char *start = out->data + (line - out->data); /* the same byte, writable */
+    start[len] = '\0';
+    out->lines[lineno - 1] = start;
+    return 0;
+}
+
 int tfm_eval_read_lines_fp(FILE *f, const char *name, tfm_eval_lines *out) {
     memset(out, 0, sizeof *out);
-    bbuf data = {0};
-    for (;;) {
-        if (bb_reserve(&data, 4096)) /* capacity doubles: linear overall */
-            break;
-        size_t got = fread(data.p + data.len, 1, data.cap - data.len, f);
-        data.len += got;
-        if (got == 0) break;
-    }
-    if (data.oom) {
-        bb_free(&data);
-        tfm_set_error("%s: out of memory reading the file", name);
-        return -1;
-    }
-    if (ferror(f)) {
+    tfm_buf data = {0};
+    if (tfm_buf_read_all(&data, f) && !data.oom) {
         int err = errno;
-        bb_free(&data);
+        tfm_buf_free(&data);
         tfm_set_error("%s: cannot read: %s", name, strerror(err));
         return -1;
     }
-    bb_put(&data, '\0');
+    tfm_buf_put(&data, '\0');
     if (data.oom) {
-        bb_free(&data);
+        tfm_buf_free(&data);
         tfm_set_error("%s: out of memory reading the file", name);
         return -1;
     }
     size_t n = data.len - 1;
-    const unsigned char *u = (const unsigned char *)data.p;
-    int64_t line = 1, n_lines = 0;
-    size_t line_start = 0;
-    for (size_t i = 0; i < n;) {
-        uint32_t cp;
-        size_t len = u8_decode(u + i, n - i, &cp);
-        if (cp == BAD_CP || cp == 0) {
-            if (cp == 0)
-                tfm_set_error("%s:%lld: NUL byte at column %zu", name, (long long)line,
-                              i - line_start + 1);
-            else
-                tfm_set_error("%s:%lld: invalid UTF-8 (byte 0x%02X at column %zu)", name,
-                              (long long)line, u[i], i - line_start + 1);
-            bb_free(&data);
-            return -1;
-        }
-        if (cp == '\n') {
-            line++;
-            n_lines++;
-            line_start = i + 1;
-        }
-        i += len;
+    int64_t n_lines = 0;
+    if (tfm_each_line_mem(data.p, n, name, check_line, &n_lines)) {
+        tfm_buf_free(&data);
+        return -1;
     }
-    if (n > 0 && data.p[n - 1] != '\n') n_lines++;
     out->lines = malloc((size_t)(n_lines ? n_lines : 1) * sizeof *out->lines);
     if (!out->lines) {
-        bb_free(&data);
+        tfm_buf_free(&data);
         tfm_set_error("%s: out of memory reading the file", name);
         return -1;
     }
-    int64_t k = 0;
-    size_t start = 0;
-    for (size_t i = 0; i < n; i++)
-        if (data.p[i] == '\n') {
-            data.p[i] = '\0';
-            out->lines[k++] = data.p + start;
-            start = i + 1;
-        }
-    if (start < n) out->lines[k++] = data.p + start;
-    TFM_ASSERT(k == n_lines);
-    out->n = n_lines;
     out->data = data.p;
+    tfm_each_line_mem(data.p, n, name, take_line, out);
+    out->n = n_lines;
     return 0;
 }
 

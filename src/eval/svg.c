@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <string.h>
 
+#include "../util/buf.h"
 #include "tfm/atomic_file.h"
 
 #define FONT "DejaVu Sans, Helvetica, Arial, sans-serif"
@@ -15,17 +16,9 @@
 
 static int reserve(tfm_svg *s, size_t more) {
     if (s->failed) return 1;
-    if (s->len + more + 1 <= s->cap) return 0;
-    size_t cap = s->cap ? s->cap : 4096;
-    while (cap < s->len + more + 1) cap *= 2;
-    char *p = realloc(s->buf, cap);
-    if (!p) {
-        s->failed = 1;
-        return 1;
-    }
-    s->buf = p;
-    s->cap = cap;
-    return 0;
+    if (more < SIZE_MAX && tfm_bytes_reserve(&s->buf, &s->cap, s->len, more + 1) == 0) return 0;
+    s->failed = 1;
+    return 1;
 }
 
 void tfm_svg_raw(tfm_svg *s, const char *fmt, ...) {

@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../util/buf.h"
+#include "../util/hash.h"
 #include "tfm/atomic_file.h"
 #include "tfm/text.h"
 
@@ -18,12 +20,6 @@
 
 #define INDEX_MIN_KEYS 8
 
-static uint64_t hash_key(const char *k, size_t n) {
-    uint64_t h = 0xcbf29ce484222325ull; /* FNV-1a */
-    for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)k[i]) * 0x100000001b3ull;
-    return h;
-}
-
 static int64_t index_find(const tfm_json *o, const char *k, size_t n) {
     if (!o->index) {
         for (int64_t i = o->count - 1; i >= 0; i--)
@@ -31,7 +27,7 @@ static int64_t index_find(const tfm_json *o, const char *k, size_t n) {
         return -1;
     }
     uint64_t mask = (uint64_t)o->index_cap - 1;
-    for (uint64_t s = hash_key(k, n) & mask;; s = (s + 1) & mask) {
+    for (uint64_t s = tfm_hash_bytes(k, n) & mask;; s = (s + 1) & mask) {
         uint32_t slot = o->index[s];
         if (!slot) return -1;
         int64_t i = (int64_t)slot - 1;
@@ -45,7 +41,7 @@ static void index_put(const tfm_json *o, uint32_t *index, int64_t cap, int64_t i
     const char *k = o->keys[i];
     size_t n = o->key_lens[i];
     uint64_t mask = (uint64_t)cap - 1;
-    uint64_t s = hash_key(k, n) & mask;
+    uint64_t s = tfm_hash_bytes(k, n) & mask;
     for (; index[s]; s = (s + 1) & mask) {
         int64_t j = (int64_t)index[s] - 1;
         if (o->key_lens[j] == n && memcmp(o->keys[j], k, n) == 0) break;
@@ -559,30 +555,19 @@ int tfm_json_parse_file(const char *path, const tfm_json_options *opt, tfm_json 
         tfm_set_error("%s: cannot open: %s", path, strerror(errno));
         return -1;
     }
-    size_t cap = 1 << 16, len = 0;
-    char *buf = malloc(cap);
-    for (;;) {
-        if (!buf) {
-            fclose(f);
-            tfm_set_error("%s: out of memory", path);
-            return -1;
-        }
-        len += fread(buf + len, 1, cap - len, f);
-        if (len < cap) break;
-        char *nb = realloc(buf, cap * 2);
-        if (!nb) free(buf);
-        buf = nb;
-        cap *= 2;
-    }
-    int read_error = ferror(f);
+    tfm_buf buf = {0};
+    int failed = tfm_buf_read_all(&buf, f);
     fclose(f);
-    if (read_error) {
-        free(buf);
-        tfm_set_error("%s: read error", path);
+    if (failed) {
+        if (buf.oom)
+            tfm_set_error("%s: out of memory", path);
+        else
+            tfm_set_error("%s: read error", path);
+        tfm_buf_free(&buf);
         return -1;
     }
-    int rc = tfm_json_parse(buf, len, opt, path, out);
-    free(buf);
+    int rc = tfm_json_parse(buf.p ? buf.p : "", buf.len, opt, path, out);
+    tfm_buf_free(&buf);
     return rc;
 }
 
@@ -752,16 +737,9 @@ static void jw_fail(tfm_json_writer *w, const char *fmt, ...) {
 
 static void jw_append(tfm_json_writer *w, const char *s, size_t n) {
     if (w->failed || n == 0) return;
-    if (w->len + n + 1 > w->cap) {
-        size_t cap = w->cap ? w->cap : 256;
-        while (w->len + n + 1 > cap) cap *= 2;
-        char *d = realloc(w->data, cap);
-        if (!d) {
-            jw_fail(w, "out of memory (JSON text of %zu bytes)", w->len + n);
-            return;
-        }
-        w->data = d;
-        w->cap = cap;
+    if (tfm_bytes_reserve(&w->data, &w->cap, w->len, n + 1)) {
+        jw_fail(w, "out of memory (JSON text of %zu bytes)", w->len + n);
+        return;
     }
     memcpy(w->data + w->len, s, n);
     w->len += n;

@@ -1,0 +1,47 @@
+/* Line iteration over a file or a buffer: see lines.h. */
+#include "lines.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tfm/base.h"
+
+int tfm_each_line_file(const char *path, tfm_line_fn fn, void *ctx) {
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        tfm_set_error("%s: cannot open: %s", path, strerror(errno));
+        return -1;
+    }
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t got;
+    int64_t lineno = 0;
+    int rc = 0;
+    while ((got = getline(&line, &cap, f)) >= 0) {
+        size_t len = (size_t)got;
+        if (len && line[len - 1] == '\n') len--;
+        if ((rc = fn(ctx, line, len, path, ++lineno)) != 0) break;
+    }
+    if (rc == 0 && ferror(f)) {
+        tfm_set_error("%s: read error: %s", path, strerror(errno));
+        rc = -1;
+    }
+    free(line);
+    fclose(f);
+    return rc;
+}
+
+int tfm_each_line_mem(const char *data, size_t len, const char *name, tfm_line_fn fn, void *ctx) {
+    size_t pos = 0;
+    int64_t lineno = 0;
+    while (pos < len) {
+        const char *nl = memchr(data + pos, '\n', len - pos);
+        size_t end = nl ? (size_t)(nl - data) : len;
+        int rc = fn(ctx, data + pos, end - pos, name, ++lineno);
+        if (rc) return rc;
+        pos = end + 1;
+    }
+    return 0;
+}
