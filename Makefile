@@ -1,7 +1,8 @@
 # tfm: a Transformer training framework in C11 + OpenMP.
 #   make            build build/libtfm.a and build/tfm
 #   make run        train the copy task and show its translations
-#   make test       build and run every Check suite (tests/test_*.c)
+#   make test       check-layers, then build and run every Check suite (tests/test_*.c)
+#   make check-layers  fail on an #include that runs up the layer order of STYLE.md
 #   make SANITIZE=1 test   the same with ASan + UBSan (objects in build/san)
 #   make bench      benchmarks against the references in ../shared/bench
 #   make fuzz       libFuzzer targets (clang), FUZZ_SECONDS each
@@ -37,7 +38,7 @@ TEST_BIN  := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 LIB := $(BUILD)/libtfm.a
 BIN := $(BUILD)/tfm
 
-.PHONY: all test run bench clean fuzz install
+.PHONY: all test run bench clean fuzz install check-layers
 .SECONDARY:
 all: $(LIB) $(BIN)
 
@@ -63,7 +64,10 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(TUTIL_OBJ) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $< $(TUTIL_OBJ) $(LIB) $(CHECK_LIBS) $(LDLIBS)
 
-test: $(BIN) $(TEST_BIN)
+check-layers:
+	@bash tests/check_layers.sh
+
+test: check-layers $(BIN) $(TEST_BIN)
 	@TFM_BIN=$(abspath $(BIN)) TFM_ROOT=$(CURDIR) bash tests/run_tests.sh $(TEST_BIN)
 
 run: $(BIN)

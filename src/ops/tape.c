@@ -2,7 +2,7 @@
 #include <stdarg.h>
 #include <string.h>
 
-#include "../ops/ops_internal.h"
+#include "ops_internal.h"
 
 const tfm_op_def TFM_OPS[TFM_OP_COUNT] = {
     [TFM_OP_MATMUL] = {"matmul", tfm_backward_matmul, 1},
