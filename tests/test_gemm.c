@@ -3,6 +3,7 @@
  * across thread counts; calls from inside a parallel region. */
 #include <math.h>
 #include <omp.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "tfm/kernels.h"
@@ -364,6 +365,47 @@ START_TEST(bench_gemm_command) {
 }
 END_TEST
 
+/* Out of memory for the packing buffers: the GEMM still computes C (without
+ * packing, sums in double) instead of aborting. */
+START_TEST(survives_out_of_memory_for_packing) {
+    tfm_set_num_threads(1);
+    const int64_t M = 64, N = 2048, K = 256; /* B's packing buffer alone is > 2 MB */
+    float *A = malloc((size_t)(M * K) * sizeof(float)),
+          *B = malloc((size_t)(K * N) * sizeof(float));
+    float *C = malloc((size_t)(M * N) * sizeof(float)),
+          *want = malloc((size_t)(M * N) * sizeof(float));
+    float *bias = malloc((size_t)N * sizeof(float));
+    tfm_test_fill(A, M * K, 1, -1, 1);
+    tfm_test_fill(B, K * N, 2, -1, 1);
+    tfm_test_fill(bias, N, 3, -1, 1);
+    for (int pass = 0; pass < 2; pass++) { /* beta = 0.5, then bias rows */
+        tfm_test_fill(C, M * N, 4, -1, 1);
+        memcpy(want, C, (size_t)(M * N) * sizeof(float));
+        if (pass == 0) {
+            tfm_gemm_reference(0, 1, M, N, K, 1.5f, A, K, B, K, 0.5f, want, N);
+        } else {
+            for (int64_t i = 0; i < M; i++) memcpy(want + i * N, bias, (size_t)N * sizeof(float));
+            tfm_gemm_reference(0, 0, M, N, K, 1.0f, A, K, B, N, 1.0f, want, N);
+        }
+        if (tfm_test_limit_memory(256 << 10) != 0) {
+            printf("  skipped: cannot limit memory here (sanitizer build)\n");
+            break;
+        }
+        if (pass == 0)
+            tfm_gemm(0, 1, M, N, K, 1.5f, A, K, B, K, 0.5f, C, N);
+        else
+            tfm_gemm_bias(0, 0, M, N, K, 1.0f, A, K, B, N, bias, C, N);
+        tfm_test_unlimit_memory();
+        ck_assert_allclose(pass ? "C (bias)" : "C (beta)", C, want, M * N, 1e-5f, 1e-5f);
+    }
+    free(A);
+    free(B);
+    free(C);
+    free(want);
+    free(bias);
+}
+END_TEST
+
 START_TEST(kernel_name_matches_build) {
     const char *name = tfm_gemm_kernel_name();
 #if defined(__AVX512F__)
@@ -389,6 +431,7 @@ int main(void) {
     tcase_add_test(tc, bit_identical_across_thread_counts);
     tcase_add_test(tc, bias_equals_beta_one_over_bias_rows);
     tcase_add_test(tc, inside_parallel_region);
+    tcase_add_test(tc, survives_out_of_memory_for_packing);
     tcase_add_test(tc, kernel_name_matches_build);
     tcase_add_test(tc, bench_gemm_command);
     suite_add_tcase(s, tc);

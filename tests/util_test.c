@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -166,4 +167,39 @@ int tfm_test_main(Suite *s) {
     int failed = srunner_ntests_failed(sr);
     srunner_free(sr);
     return failed ? 1 : 0;
+}
+
+#if defined(__SANITIZE_ADDRESS__)
+#define TFM_TEST_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define TFM_TEST_ASAN 1
+#endif
+#endif
+
+static struct rlimit g_saved_as;
+static int g_as_limited;
+
+int tfm_test_limit_memory(size_t extra) {
+#ifdef TFM_TEST_ASAN
+    (void)extra;
+    return -1;
+#else
+    FILE *f = fopen("/proc/self/statm", "r");
+    unsigned long long pages = 0;
+    int ok = f && fscanf(f, "%llu", &pages) == 1;
+    if (f) fclose(f);
+    if (!ok || getrlimit(RLIMIT_AS, &g_saved_as) != 0) return -1;
+    struct rlimit rl = g_saved_as;
+    rl.rlim_cur = (rlim_t)(pages * (unsigned long long)sysconf(_SC_PAGESIZE) + extra);
+    if (g_saved_as.rlim_cur != RLIM_INFINITY && rl.rlim_cur > g_saved_as.rlim_cur) return -1;
+    if (setrlimit(RLIMIT_AS, &rl) != 0) return -1;
+    g_as_limited = 1;
+    return 0;
+#endif
+}
+
+void tfm_test_unlimit_memory(void) {
+    if (g_as_limited) setrlimit(RLIMIT_AS, &g_saved_as);
+    g_as_limited = 0;
 }

@@ -53,6 +53,14 @@ const char *tfm_test_bin(void);
  * returns the exit status (or -1). */
 int tfm_test_run(const char *cmd, char *out, size_t cap);
 
+/* Caps this process's address space at its current size plus extra bytes
+ * (setrlimit RLIMIT_AS), so that a larger allocation fails; for out-of-memory
+ * tests, which Check runs in a forked child. Returns 0, or -1 where it cannot
+ * work (AddressSanitizer reserves terabytes of address space): skip then.
+ * tfm_test_unlimit_memory() lifts the cap again. */
+int tfm_test_limit_memory(size_t extra);
+void tfm_test_unlimit_memory(void);
+
 /* Standard main for a suite: runs it and returns non-zero on failure. */
 int tfm_test_main(Suite *s);
 

@@ -123,11 +123,11 @@ static int decode_with_attention(tfm_model *m, tfm_tape *t, const labelled *src,
     cache.attn_cross = attn;
     tfm_tensor *mem = tfm_model_encode(m, t, src->ids, pad, 1, S);
     if (!mem || tfm_kv_cache_start(&cache, m, t, mem, pad)) goto done_cache;
-    size_t mark = t->arena.used;
+    size_t mark = tfm_arena_mark(&t->arena);
     int32_t token = TFM_BOS_ID;
     out->n = 0;
     for (int64_t step = 0; step < max_out; step++) {
-        t->arena.used = mark;
+        tfm_arena_rewind(&t->arena, mark);
         tfm_tensor *logits = tfm_model_decode_step(m, t, &cache, &token);
         if (!logits) goto done_cache;
         int64_t best = TFM_EOS_ID;

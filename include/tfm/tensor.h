@@ -66,6 +66,17 @@ void tfm_arena_free(tfm_arena *a);
  * when it does not fit. */
 void *tfm_arena_alloc(tfm_arena *a, size_t bytes);
 void tfm_arena_reset(tfm_arena *a);
+/* Scratch scopes: everything allocated after a mark is released by rewinding
+ * to it, without free():
+ *     size_t mark = tfm_arena_mark(&t->arena);
+ *     ... temporaries ...
+ *     tfm_arena_rewind(&t->arena, mark);
+ * Marks nest (rewind inner marks first). Rewinding to a mark above the
+ * current position (one taken before an earlier rewind or reset) is a bug
+ * and fails the internal assert. Code outside the arena never writes
+ * arena.used itself. */
+size_t tfm_arena_mark(const tfm_arena *a);
+void tfm_arena_rewind(tfm_arena *a, size_t mark);
 
 /* A tensor from the arena; data uninitialised; NULL when the arena is full. */
 tfm_tensor *tfm_tensor_new(tfm_arena *a, int ndim, const int64_t *shape);
@@ -84,11 +95,14 @@ typedef struct {
     int64_t count, cap;
     int64_t total_n;
     float *data, *grad, *adam_m, *adam_v;
+    int failed; /* a tfm_params_add ran out of memory: tfm_params_alloc fails */
 } tfm_params;
 
 void tfm_params_init(tfm_params *p);
+/* NULL when out of memory (error set); later adds do nothing and
+ * tfm_params_alloc fails, so a model can declare everything and check once. */
 tfm_tensor *tfm_params_add(tfm_params *p, const char *name, int ndim, const int64_t *shape);
-int tfm_params_alloc(tfm_params *p); /* zero-filled */
+int tfm_params_alloc(tfm_params *p); /* zero-filled; 0 ok, 1 out of memory (error set) */
 void tfm_params_free(tfm_params *p);
 tfm_tensor *tfm_params_find(const tfm_params *p, const char *name);
 /* Every gradient becomes zero. Lazily: the buffers are marked stale, the

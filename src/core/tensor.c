@@ -40,6 +40,13 @@ void *tfm_arena_alloc(tfm_arena *a, size_t bytes) {
 
 void tfm_arena_reset(tfm_arena *a) { a->used = 0; }
 
+size_t tfm_arena_mark(const tfm_arena *a) { return a->used; }
+
+void tfm_arena_rewind(tfm_arena *a, size_t mark) {
+    TFM_ASSERT(mark <= a->used, "arena rewind to %zu bytes, above the %zu in use", mark, a->used);
+    a->used = mark;
+}
+
 tfm_tensor *tfm_tensor_new(tfm_arena *a, int ndim, const int64_t *shape) {
     TFM_ASSERT(ndim >= 1 && ndim <= TFM_MAX_DIMS);
     int64_t n = 1;
@@ -87,19 +94,31 @@ const char *tfm_shape_str(const tfm_tensor *t, char *buf, size_t size) {
 
 void tfm_params_init(tfm_params *p) { memset(p, 0, sizeof *p); }
 
+static tfm_tensor *params_oom(tfm_params *p, const char *name) {
+    p->failed = 1;
+    tfm_set_error("out of memory declaring parameter %.200s (%lld declared)", name,
+                  (long long)p->count);
+    return NULL;
+}
+
 tfm_tensor *tfm_params_add(tfm_params *p, const char *name, int ndim, const int64_t *shape) {
     TFM_ASSERT(p->data == NULL, "parameters added after tfm_params_alloc");
     TFM_ASSERT(ndim >= 1 && ndim <= TFM_MAX_DIMS);
+    if (p->failed) return NULL; /* the first failure's message stands */
     if (p->count == p->cap) {
         int64_t cap = p->cap ? 2 * p->cap : 64;
         tfm_tensor **items = realloc(p->items, (size_t)cap * sizeof *items);
-        TFM_ASSERT(items != NULL, "out of memory");
+        if (!items) return params_oom(p, name);
         p->items = items;
         p->cap = cap;
     }
     tfm_tensor *t = calloc(1, sizeof *t);
     char *copy = malloc(strlen(name) + 1);
-    TFM_ASSERT(t && copy, "out of memory");
+    if (!t || !copy) {
+        free(t);
+        free(copy);
+        return params_oom(p, name);
+    }
     strcpy(copy, name);
     t->name = copy;
     t->ndim = ndim;
@@ -116,6 +135,11 @@ tfm_tensor *tfm_params_add(tfm_params *p, const char *name, int ndim, const int6
 }
 
 int tfm_params_alloc(tfm_params *p) {
+    if (p->failed) {
+        tfm_set_error("out of memory declaring the parameters (%lld declared)",
+                      (long long)p->count);
+        return 1;
+    }
     size_t bytes = (size_t)p->total_n * sizeof(float);
     p->data = tfm_calloc(bytes);
     p->grad = tfm_calloc(bytes);

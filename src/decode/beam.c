@@ -34,7 +34,7 @@ int tfm_beam_decode(tfm_model *m, tfm_tape *t, const int32_t *src, const uint8_t
     int saved_grad = t->no_grad, saved_train = t->training;
     t->no_grad = 1;
     t->training = 0;
-    size_t mark = t->arena.used;
+    size_t mark = tfm_arena_mark(&t->arena);
     int rc = 1;
     if (max_out + 1 > m->cfg.max_len) max_out = m->cfg.max_len - 1;
     tfm_kv_cache cache;
@@ -68,10 +68,10 @@ int tfm_beam_decode(tfm_model *m, tfm_tape *t, const int32_t *src, const uint8_t
     if (tfm_kv_cache_init(&cache, m, R, S, max_out + 1)) goto done;
     tfm_tensor *mem = tfm_model_encode(m, t, rsrc, rpad, R, S);
     if (!mem || tfm_kv_cache_start(&cache, m, t, mem, rpad)) goto done;
-    size_t step_mark = t->arena.used;
+    size_t step_mark = tfm_arena_mark(&t->arena);
     int64_t done_sources = 0;
     for (int64_t step = 0; step < max_out && done_sources < B; step++) {
-        t->arena.used = step_mark;
+        tfm_arena_rewind(&t->arena, step_mark);
         tfm_tensor *logits = tfm_model_decode_step(m, t, &cache, tokens);
         if (!logits) goto done;
         /* log-softmax in place (pad and <s> excluded) */
@@ -152,7 +152,7 @@ int tfm_beam_decode(tfm_model *m, tfm_tape *t, const int32_t *src, const uint8_t
     rc = 0;
 done:
     tfm_kv_cache_free(&cache);
-    t->arena.used = mark;
+    tfm_arena_rewind(&t->arena, mark);
     t->no_grad = saved_grad;
     t->training = saved_train;
     return rc;

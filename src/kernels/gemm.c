@@ -132,19 +132,22 @@ static void bufs_free(void *p) {
     b->b = (gemm_buf){NULL, 0};
 }
 
-static void bufs_key_init(void) { TFM_ASSERT(pthread_key_create(&g_bufs_key, bufs_free) == 0); }
+static int g_bufs_key_ok;
+/* Without the key (out of resources) buffers are not freed at thread exit. */
+static void bufs_key_init(void) { g_bufs_key_ok = pthread_key_create(&g_bufs_key, bufs_free) == 0; }
 
-/* Grows b to at least n floats (+ slack for full-vector overruns). */
+/* Grows b to at least n floats (+ slack for full-vector overruns). NULL when
+ * out of memory (b unchanged): the caller then computes without packing. */
 static float *buf_reserve(gemm_buf *b, size_t n) {
     n += 64;
     if (b->n < n) {
         if (!g_bufs.a.p && !g_bufs.b.p) {
             pthread_once(&g_bufs_once, bufs_key_init);
-            pthread_setspecific(g_bufs_key, &g_bufs);
+            if (g_bufs_key_ok) pthread_setspecific(g_bufs_key, &g_bufs);
         }
         size_t want = n + n / 4;
         float *p = tfm_alloc(want * sizeof(float));
-        TFM_ASSERT(p != NULL, "GEMM packing buffer of %zu floats", want);
+        if (!p) return NULL;
         tfm_free(b->p);
         b->p = p;
         b->n = want;
@@ -576,6 +579,24 @@ typedef struct {
     int direct_b;      /* the micro-kernel reads op(B) = B in place (no packing) */
 } gemm_args;
 
+/* C[i0:i1, j0:j1] without packing buffers, for when they cannot be
+ * allocated: the same result up to rounding (sums in double, as
+ * tfm_gemm_reference), only slower. Never taken while memory lasts. */
+static void gemm_unpacked(const gemm_args *g, int64_t i0, int64_t i1, int64_t j0, int64_t j1) {
+    for (int64_t i = i0; i < i1; i++)
+        for (int64_t j = j0; j < j1; j++) {
+            double acc = 0.0;
+            for (int64_t p = 0; p < g->K; p++) {
+                float a = g->trans_a ? g->A[p * g->lda + i] : g->A[i * g->lda + p];
+                float b = g->trans_b ? g->B[j * g->ldb + p] : g->B[p * g->ldb + j];
+                acc += (double)a * b;
+            }
+            float *c = &g->C[i * g->ldc + j];
+            double c0 = g->bias ? (double)g->bias[j] : g->beta == 0.0f ? 0.0 : (double)g->beta * *c;
+            *c = (float)(c0 + (double)g->alpha * acc);
+        }
+}
+
 /* Thread `tid` of `nt` computes its rows (split_m) or its NR-column panels
  * of C. Every thread packs what it reads into its own buffers, so threads
  * never wait for each other: with rows split each packs all of op(B), with
@@ -600,6 +621,16 @@ static void gemm_run(const gemm_args *g, int tid, int nt, int split_m) {
     float *ap = buf_reserve(&g_bufs.a, (size_t)((mc_max + MR - 1) / MR * MR * GEMM_AKS));
     float *bp = NULL;
     if (!g->direct_b) bp = buf_reserve(&g_bufs.b, (size_t)((nc_max + NR - 1) / NR * NR * kc_max));
+    if (!ap || (!g->direct_b && !bp)) { /* out of memory: the same share of C, unpacked */
+        for (int64_t jc = 0; jc < N; jc += GEMM_NC) {
+            int64_t nc = N - jc < GEMM_NC ? N - jc : GEMM_NC, npanels = (nc + NR - 1) / NR;
+            int64_t q0 = split_m ? 0 : npanels * tid / nt,
+                    q1 = split_m ? npanels : npanels * (tid + 1) / nt;
+            int64_t j1 = jc + q1 * NR < jc + nc ? jc + q1 * NR : jc + nc;
+            if (q0 < q1) gemm_unpacked(g, m0, m1, jc + q0 * NR, j1);
+        }
+        return;
+    }
     const int a_rows = a_packs_rows(g->trans_a);
     for (int64_t jc = 0; jc < N; jc += GEMM_NC) {
         int64_t nc = N - jc < GEMM_NC ? N - jc : GEMM_NC;

@@ -309,7 +309,7 @@ void tfm_kv_cache_free(tfm_kv_cache *c) {
 int tfm_kv_cache_start(tfm_kv_cache *c, tfm_model *m, tfm_tape *t, const tfm_tensor *memory,
                        const uint8_t *src_pad) {
     int64_t D = m->cfg.d_model, BSD = c->B * c->S * D;
-    size_t mark = t->arena.used;
+    size_t mark = tfm_arena_mark(&t->arena);
     for (int64_t l = 0; l < m->cfg.dec_layers; l++) {
         tfm_attn_params *a = &m->dec[l].cross_attn;
         tfm_tensor *mem = (tfm_tensor *)memory;
@@ -318,7 +318,7 @@ int tfm_kv_cache_start(tfm_kv_cache *c, tfm_model *m, tfm_tape *t, const tfm_ten
         if (!k || !v) return 1;
         memcpy(c->cross_k + l * BSD, k->data, (size_t)BSD * sizeof(float));
         memcpy(c->cross_v + l * BSD, v->data, (size_t)BSD * sizeof(float));
-        t->arena.used = mark;
+        tfm_arena_rewind(&t->arena, mark);
     }
     c->src_pad = src_pad;
     c->len = 0;
@@ -423,7 +423,7 @@ static int greedy(tfm_model *m, tfm_tape *t, const int32_t *src, const uint8_t *
     int saved_grad = t->no_grad, saved_train = t->training;
     t->no_grad = 1;
     t->training = 0;
-    size_t mark = t->arena.used;
+    size_t mark = tfm_arena_mark(&t->arena);
     int rc = 1;
     tfm_kv_cache cache;
     if (max_out + 1 > m->cfg.max_len) max_out = m->cfg.max_len - 1;
@@ -439,10 +439,10 @@ static int greedy(tfm_model *m, tfm_tape *t, const int32_t *src, const uint8_t *
         lens[b] = max_out;
         for (int64_t j = 0; j < max_out; j++) out[b * max_out + j] = TFM_PAD_ID;
     }
-    size_t step_mark = t->arena.used;
+    size_t step_mark = tfm_arena_mark(&t->arena);
     int64_t V = m->cfg.vocab, n_done = 0, first = annotated ? 0 : TFM_EOS_ID;
     for (int64_t step = 0; step < max_out && n_done < B; step++) {
-        t->arena.used = step_mark;
+        tfm_arena_rewind(&t->arena, step_mark);
         tfm_tensor *logits = tfm_model_decode_step(m, t, &cache, tokens);
         if (!logits) goto done_cache;
         for (int64_t b = 0; b < B; b++) {
@@ -467,7 +467,7 @@ static int greedy(tfm_model *m, tfm_tape *t, const int32_t *src, const uint8_t *
 done_cache:
     tfm_kv_cache_free(&cache);
 done:
-    t->arena.used = mark;
+    tfm_arena_rewind(&t->arena, mark);
     t->no_grad = saved_grad;
     t->training = saved_train;
     return rc;
