@@ -28,7 +28,7 @@ declare -A header_layer=(
     [nn.h]=nn
     [optim.h]=optim
     [data.h]=data [text.h]=data [toy.h]=data
-    [atomic_file.h]=io [checkpoint.h]=io [config.h]=io [export.h]=io [json.h]=io
+    [atomic_file.h]=io [average.h]=io [checkpoint.h]=io [config.h]=io [export.h]=io [json.h]=io
     [safetensors.h]=io
     [decode.h]=decode
     [eval.h]=eval [svg.h]=eval

@@ -12,6 +12,7 @@ int tfm_cmd_export(int argc, char **argv);
 int tfm_cmd_plot(int argc, char **argv);
 int tfm_cmd_attention(int argc, char **argv);
 int tfm_cmd_data(int argc, char **argv);
+int tfm_cmd_average(int argc, char **argv);
 
 /* Print "tfm: <message>" to stderr and return 1 (or 2 for usage). */
 int tfm_cli_fail(int status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -17,6 +17,7 @@ static const command COMMANDS[] = {
     {"translate", tfm_cmd_translate, "translate stdin with a trained or exported model"},
     {"bpe", tfm_cmd_bpe, "learn or apply a byte-pair-encoding subword model"},
     {"bleu", tfm_cmd_bleu, "corpus BLEU of stdin against reference files (sacreBLEU 13a)"},
+    {"average", tfm_cmd_average, "average the weights of several checkpoints into one"},
     {"export", tfm_cmd_export, "export a checkpoint as safetensors + config + tokenizer"},
     {"data", tfm_cmd_data, "generate a dataset (the English/German numbers corpus)"},
     {"bench", tfm_cmd_bench, "benchmark the GEMM or a training step"},
