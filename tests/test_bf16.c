@@ -8,6 +8,7 @@
 #include <float.h>
 #include <math.h>
 #include <omp.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "tfm/nn.h"
@@ -465,6 +466,47 @@ START_TEST(gemm_bit_identical_across_thread_counts_and_batched) {
 }
 END_TEST
 
+/* Out of memory for the packing buffers: the bf16 GEMM still computes C
+ * (unpacked, bf16-rounded inputs, double sums) instead of aborting. */
+START_TEST(gemm_survives_out_of_memory_for_packing) {
+    tfm_set_num_threads(1);
+    const int64_t M = 64, N = 2048, K = 256; /* B's packed panels alone are > 1 MB */
+    float *A = malloc((size_t)(M * K) * sizeof(float)),
+          *B = malloc((size_t)(K * N) * sizeof(float));
+    float *C = malloc((size_t)(M * N) * sizeof(float)),
+          *want = malloc((size_t)(M * N) * sizeof(float));
+    float *bias = malloc((size_t)N * sizeof(float));
+    tfm_test_fill(A, M * K, 1, -1, 1);
+    tfm_test_fill(B, K * N, 2, -1, 1);
+    tfm_test_fill(bias, N, 3, -1, 1);
+    for (int pass = 0; pass < 2; pass++) { /* beta = 0.5, then bias rows */
+        tfm_test_fill(C, M * N, 4, -1, 1);
+        memcpy(want, C, (size_t)(M * N) * sizeof(float));
+        if (pass == 0) {
+            tfm_gemm_bf16_reference(0, 1, M, N, K, 1.5f, A, K, B, K, 0.5f, want, N);
+        } else {
+            for (int64_t i = 0; i < M; i++) memcpy(want + i * N, bias, (size_t)N * sizeof(float));
+            tfm_gemm_bf16_reference(0, 0, M, N, K, 1.0f, A, K, B, N, 1.0f, want, N);
+        }
+        if (tfm_test_limit_memory(128 << 10) != 0) {
+            printf("  skipped: cannot limit memory here (sanitizer build)\n");
+            break;
+        }
+        if (pass == 0)
+            tfm_gemm_bf16(0, 1, M, N, K, 1.5f, A, K, B, K, 0.5f, C, N);
+        else
+            tfm_gemm_bf16_bias(0, 0, M, N, K, 1.0f, A, K, B, N, bias, C, N);
+        tfm_test_unlimit_memory();
+        ck_assert_allclose(pass ? "C (bias)" : "C (beta)", C, want, M * N, 1e-5f, 1e-5f);
+    }
+    free(A);
+    free(B);
+    free(C);
+    free(want);
+    free(bias);
+}
+END_TEST
+
 START_TEST(precision_names) {
     tfm_precision p = TFM_BF16;
     ck_assert_int_eq(tfm_precision_parse("fp32", &p), 0);
@@ -750,6 +792,7 @@ int main(void) {
     tcase_add_test(tc, gemm_large_shapes_blocks_and_strides);
     tcase_add_test(tc, emulated_equals_native);
     tcase_add_test(tc, gemm_bit_identical_across_thread_counts_and_batched);
+    tcase_add_test(tc, gemm_survives_out_of_memory_for_packing);
     tcase_add_test(tc, precision_names);
     suite_add_tcase(s, tc);
     TCase *to = tcase_create("ops");

@@ -161,18 +161,23 @@ static void bbufs_free(void *p) {
     b->b = (bbuf){NULL, 0};
 }
 
-static void bbufs_key_init(void) { TFM_ASSERT(pthread_key_create(&g_bbufs_key, bbufs_free) == 0); }
+static int g_bbufs_key_ok;
+/* Without the key (out of resources) buffers are not freed at thread exit. */
+static void bbufs_key_init(void) {
+    g_bbufs_key_ok = pthread_key_create(&g_bbufs_key, bbufs_free) == 0;
+}
 
+/* NULL when out of memory (b unchanged): the caller then computes unpacked. */
 static uint32_t *bbuf_reserve(bbuf *b, size_t n) {
     n += 64;
     if (b->n < n) {
         if (!g_bbufs.a.p && !g_bbufs.b.p) {
             pthread_once(&g_bbufs_once, bbufs_key_init);
-            pthread_setspecific(g_bbufs_key, &g_bbufs);
+            if (g_bbufs_key_ok) pthread_setspecific(g_bbufs_key, &g_bbufs);
         }
         size_t want = n + n / 4;
         uint32_t *p = tfm_alloc(want * sizeof(uint32_t));
-        TFM_ASSERT(p != NULL, "bf16 GEMM packing buffer of %zu words", want);
+        if (!p) return NULL;
         tfm_free(b->p);
         b->p = p;
         b->n = want;
@@ -537,6 +542,24 @@ typedef struct {
     int native;
 } bgemm_args;
 
+/* C[i0:i1, j0:j1] without packing buffers, for when they cannot be
+ * allocated: inputs rounded to bf16, products summed in double (as the bf16
+ * reference), only slower. Never taken while memory lasts. */
+static void bgemm_unpacked(const bgemm_args *g, int64_t i0, int64_t i1, int64_t j0, int64_t j1) {
+    for (int64_t i = i0; i < i1; i++)
+        for (int64_t j = j0; j < j1; j++) {
+            double acc = 0.0;
+            for (int64_t p = 0; p < g->K; p++) {
+                float a = tfm_bf16_round(g->trans_a ? g->A[p * g->lda + i] : g->A[i * g->lda + p]);
+                float b = tfm_bf16_round(g->trans_b ? g->B[j * g->ldb + p] : g->B[p * g->ldb + j]);
+                acc += (double)a * b;
+            }
+            float *c = &g->C[i * g->ldc + j];
+            double c0 = g->bias ? (double)g->bias[j] : g->beta == 0.0f ? 0.0 : (double)g->beta * *c;
+            *c = (float)(c0 + (double)g->alpha * acc);
+        }
+}
+
 /* Thread `tid` of `nt` computes its rows (split_m) or its BNR-column panels
  * of C, packing what it reads into its own buffers (see tfm_gemm). */
 static void bgemm_run(const bgemm_args *g, int tid, int nt, int split_m) {
@@ -555,6 +578,16 @@ static void bgemm_run(const bgemm_args *g, int tid, int nt, int split_m) {
     int64_t nc_max = N < BNC ? N : BNC;
     uint32_t *ap = bbuf_reserve(&g_bbufs.a, (size_t)((mc_max + BMR - 1) / BMR * BMR * BAKS));
     uint32_t *bp = bbuf_reserve(&g_bbufs.b, (size_t)((nc_max + BNR - 1) / BNR * BNR * np_max));
+    if (!ap || !bp) { /* out of memory: the same share of C, unpacked */
+        for (int64_t jc = 0; jc < N; jc += BNC) {
+            int64_t nc = N - jc < BNC ? N - jc : BNC, npanels = (nc + BNR - 1) / BNR;
+            int64_t q0 = split_m ? 0 : npanels * tid / nt;
+            int64_t q1 = split_m ? npanels : npanels * (tid + 1) / nt;
+            int64_t j1 = jc + q1 * BNR < jc + nc ? jc + q1 * BNR : jc + nc;
+            if (q0 < q1) bgemm_unpacked(g, m0, m1, jc + q0 * BNR, j1);
+        }
+        return;
+    }
     const int a_rows = !g->trans_a;
     for (int64_t jc = 0; jc < N; jc += BNC) {
         int64_t nc = N - jc < BNC ? N - jc : BNC;
