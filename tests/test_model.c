@@ -360,6 +360,40 @@ START_TEST(copy_task_smoke) {
 }
 END_TEST
 
+/* Out of memory while building checkpoint metadata: tfm_kv_set records it
+ * (no abort) and tfm_checkpoint_save refuses to write a partial map. */
+START_TEST(checkpoint_metadata_out_of_memory_is_an_error) {
+    tfm_model_config c = small_config(10, 16, 2, 32, 1);
+    tfm_model m;
+    ck_assert_int_eq(tfm_model_init(&m, &c), 0);
+    tfm_kv meta;
+    tfm_kv_init(&meta);
+    tfm_model_config_to_kv(&c, &meta);
+    size_t big = (size_t)64 << 20;
+    char *key = malloc(big + 1);
+    ck_assert_ptr_nonnull(key);
+    memset(key, 'k', big);
+    key[big] = 0;
+    if (tfm_test_limit_memory(1 << 20) == 0) {
+        tfm_kv_set(&meta, key, "%d", 1); /* the key cannot be copied */
+        tfm_test_unlimit_memory();
+        ck_assert_int_eq(meta.failed, 1);
+        char path[512];
+        snprintf(path, sizeof path, "%s/oom.tfm", tfm_test_tmpdir("ckpt_oom"));
+        ck_assert_int_ne(tfm_checkpoint_save(path, &meta, &m.params, 1), 0);
+        ck_assert_msg(strstr(tfm_last_error(), "oom.tfm: out of memory building the checkpoint "
+                                               "metadata") != NULL,
+                      "%s", tfm_last_error());
+        ck_assert_int_ne(access(path, F_OK), 0); /* nothing written */
+    } else {
+        printf("  skipped: cannot limit memory here (sanitizer build)\n");
+    }
+    free(key);
+    tfm_kv_free(&meta);
+    tfm_model_free(&m);
+}
+END_TEST
+
 START_TEST(checkpoint_round_trip_and_corruption) {
     tfm_model_config c = small_config(10, 16, 2, 32, 1);
     tfm_model m;
@@ -421,6 +455,7 @@ int main(void) {
     tcase_add_test(tc, same_seed_same_threads_bit_identical);
     tcase_add_test(tc, copy_task_smoke);
     tcase_add_test(tc, checkpoint_round_trip_and_corruption);
+    tcase_add_test(tc, checkpoint_metadata_out_of_memory_is_an_error);
     suite_add_tcase(s, tc);
     return tfm_test_main(s);
 }

@@ -19,10 +19,12 @@
 
 #include "tfm/nn.h"
 
-/* An ordered string map for metadata. */
+/* An ordered string map for metadata. Out of memory in tfm_kv_set sets
+ * failed (and the error); tfm_checkpoint_save then refuses the map. */
 typedef struct {
     int64_t n, cap;
     char **keys, **vals;
+    int failed;
 } tfm_kv;
 
 void tfm_kv_init(tfm_kv *kv);

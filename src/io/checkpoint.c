@@ -23,30 +23,48 @@ void tfm_kv_free(tfm_kv *kv) {
     memset(kv, 0, sizeof *kv);
 }
 
-static char *dup_str(const char *s) {
+static char *dup_str(const char *s) { /* NULL when out of memory */
     size_t n = strlen(s) + 1;
     char *d = malloc(n);
-    TFM_ASSERT(d != NULL, "out of memory");
-    memcpy(d, s, n);
+    if (d) memcpy(d, s, n);
     return d;
 }
 
-static void kv_put(tfm_kv *kv, const char *key, const char *val) {
+static int kv_oom(tfm_kv *kv) {
+    kv->failed = 1;
+    tfm_set_error("out of memory storing metadata");
+    return 1;
+}
+
+static int kv_put(tfm_kv *kv, const char *key, const char *val) {
     for (int64_t i = 0; i < kv->n; i++)
         if (!strcmp(kv->keys[i], key)) {
+            char *v = dup_str(val);
+            if (!v) return kv_oom(kv);
             free(kv->vals[i]);
-            kv->vals[i] = dup_str(val);
-            return;
+            kv->vals[i] = v;
+            return 0;
         }
     if (kv->n == kv->cap) {
-        kv->cap = kv->cap ? 2 * kv->cap : 32;
-        kv->keys = realloc(kv->keys, (size_t)kv->cap * sizeof(char *));
-        kv->vals = realloc(kv->vals, (size_t)kv->cap * sizeof(char *));
-        TFM_ASSERT(kv->keys && kv->vals, "out of memory");
+        int64_t cap = kv->cap ? 2 * kv->cap : 32;
+        char **keys = realloc(kv->keys, (size_t)cap * sizeof(char *));
+        if (!keys) return kv_oom(kv);
+        kv->keys = keys;
+        char **vals = realloc(kv->vals, (size_t)cap * sizeof(char *));
+        if (!vals) return kv_oom(kv);
+        kv->vals = vals;
+        kv->cap = cap;
     }
-    kv->keys[kv->n] = dup_str(key);
-    kv->vals[kv->n] = dup_str(val);
+    char *k = dup_str(key), *v = dup_str(val);
+    if (!k || !v) {
+        free(k);
+        free(v);
+        return kv_oom(kv);
+    }
+    kv->keys[kv->n] = k;
+    kv->vals[kv->n] = v;
     kv->n++;
+    return 0;
 }
 
 void tfm_kv_set(tfm_kv *kv, const char *key, const char *fmt, ...) {
@@ -121,7 +139,8 @@ int tfm_kv_parse(tfm_kv *kv, const char *text, size_t len, const char *where) {
         if (!eq)
             return tfm_set_error("%s:%lld: expected 'key = value'", where, (long long)lineno), 1;
         *eq = 0;
-        kv_put(kv, line, eq + 3);
+        if (kv_put(kv, line, eq + 3))
+            return tfm_set_error("%s:%lld: out of memory", where, (long long)lineno), 1;
     }
     return 0;
 }
@@ -233,6 +252,8 @@ static int fsync_dir_of(const char *path) {
 
 int tfm_checkpoint_save(const char *path, const tfm_kv *meta, const tfm_params *p,
                         int with_moments) {
+    if (meta->failed)
+        return tfm_set_error("%s: out of memory building the checkpoint metadata", path), 1;
     char tmp[4096];
     snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
     writer w = {fopen(tmp, "wb"), 0, 0};
@@ -320,6 +341,7 @@ void tfm_checkpoint_free(tfm_checkpoint *ck) {
 int tfm_checkpoint_parse(const void *data, size_t size, const char *name, tfm_checkpoint *ck) {
     memset(ck, 0, sizeof *ck);
     ck->path = dup_str(name);
+    if (!ck->path) return tfm_set_error("%s: out of memory", name), 1;
     reader r = {data, size, 0};
 #define BAD(...)                                                                                   \
     do {                                                                                           \
