@@ -6,11 +6,20 @@
 #   make SANITIZE=1 test   the same with ASan + UBSan (objects in build/san)
 #   make bench      benchmarks against the references in ../shared/bench
 #   make fuzz       libFuzzer targets (clang), FUZZ_SECONDS each
+#   make install PREFIX=/usr/local [DESTDIR=...]   (make uninstall with the same)
+#                   tfm, tfm(1), bash completion, libtfm.so.MAJOR.MINOR, libtfm.a,
+#                   include/tfm/, tfm.pc
 CC      ?= cc
 ifeq ($(CC),cc)
 CC      := gcc
 endif
+# PORTABLE=1 (the Debian package): baseline x86-64-v2 code, with the kernels
+# built for AVX-512, AVX2 and baseline CPUs and chosen at run time.
+ifeq ($(PORTABLE),1)
+OPT     ?= -O3 -march=x86-64-v2 -mtune=generic
+else
 OPT     ?= -O3 -march=native
+endif
 CFLAGS  := -std=c11 $(OPT) -fopenmp -Wall -Wextra -Werror -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE \
            -Iinclude $(EXTRA_CFLAGS)
 LDLIBS  := -fopenmp -lm
@@ -21,16 +30,39 @@ CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-re
 LDLIBS  += -fsanitize=address,undefined
 BUILD   := build/san
 endif
+ifeq ($(PORTABLE),1)
+BUILD   := $(BUILD)/portable
+endif
 
 CHECK_CFLAGS := $(shell pkg-config --cflags check 2>/dev/null)
 CHECK_LIBS   := $(shell pkg-config --libs check 2>/dev/null || echo -lcheck -lsubunit -lrt -lpthread)
 
-LIB_SRC   := $(sort $(wildcard src/*/*.c))
+# The kernels compiled once per CPU variant (see src/kernels/dispatch.h);
+# dispatch.c picks one at run time. Each variant's flags: its -march alone,
+# except "native", which is the build's own.
+ISA_SRC   := $(addprefix src/kernels/,attention.c elementwise.c gemm.c loss.c norm.c variant.c)
+ifeq ($(shell uname -m),x86_64)
+ifeq ($(PORTABLE),1)
+VARIANTS  := avx512 avx2 generic
+else
+VARIANTS  := native generic
+endif
+else
+VARIANTS  := native
+endif
+VARIANT_ARCH_avx512  := -march=x86-64-v4 -mtune=generic
+VARIANT_ARCH_avx2    := -march=x86-64-v3 -mtune=generic
+VARIANT_ARCH_generic := -march=x86-64-v2 -mtune=generic
+variant_cflags = $(if $(filter native,$(1)),$(CFLAGS),$(filter-out -march=% -mtune=%,$(CFLAGS)) \
+                 $(VARIANT_ARCH_$(1))) -fno-math-errno -DTFM_ISA=$(1) -include src/kernels/dispatch.h
+
+LIB_SRC   := $(filter-out $(ISA_SRC),$(sort $(wildcard src/*/*.c)))
 TRAIN_SRC := $(sort $(wildcard train/*.c))
 TEST_SRC  := $(sort $(wildcard tests/test_*.c))
 TUTIL_SRC := $(sort $(wildcard tests/util_*.c))
 
-LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
+LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/obj/%.o) \
+             $(foreach v,$(VARIANTS),$(ISA_SRC:%.c=$(BUILD)/obj/kv/$(v)/%.o))
 TRAIN_OBJ := $(TRAIN_SRC:%.c=$(BUILD)/obj/%.o)
 TUTIL_OBJ := $(TUTIL_SRC:%.c=$(BUILD)/obj/%.o)
 TEST_BIN  := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
@@ -38,7 +70,8 @@ TEST_BIN  := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 LIB := $(BUILD)/libtfm.a
 BIN := $(BUILD)/tfm
 
-.PHONY: all test run bench clean fuzz install check-layers
+SHELL := bash
+.PHONY: all test test-suites run bench clean fuzz install check-layers
 .SECONDARY:
 all: $(LIB) $(BIN)
 
@@ -52,13 +85,26 @@ $(BUILD)/obj/%.o: %.c $(wildcard include/tfm/*.h) $(wildcard src/*/*.h) $(wildca
 # sqrt is correctly rounded either way, only errno is not set.
 $(BUILD)/obj/src/kernels/%.o: CFLAGS += -fno-math-errno
 
+# One object per kernel source and variant: build/obj/kv/<variant>/src/...
+define VARIANT_RULES
+$(BUILD)/obj/kv/$(1)/%.o: %.c $(wildcard include/tfm/*.h) $(wildcard src/*/*.h)
+	@mkdir -p $$(dir $$@)
+	$$(CC) $$(call variant_cflags,$(1)) -c $$< -o $$@
+$(BUILD)/pic/kv/$(1)/%.o: %.c $(wildcard include/tfm/*.h) $(wildcard src/*/*.h)
+	@mkdir -p $$(dir $$@)
+	$$(CC) $$(call variant_cflags,$(1)) -fPIC -fno-semantic-interposition -c $$< -o $$@
+endef
+$(foreach v,$(VARIANTS),$(eval $(call VARIANT_RULES,$(v))))
+KERNEL_VARIANTS_DEF := -DTFM_KERNEL_VARIANTS="$(foreach v,$(VARIANTS),X($(v)))"
+$(BUILD)/obj/src/kernels/dispatch.o $(BUILD)/pic/src/kernels/dispatch.o: CFLAGS += $(KERNEL_VARIANTS_DEF)
+
 $(LIB): $(LIB_OBJ)
 	@mkdir -p $(dir $@)
 	rm -f $@
 	ar rcs $@ $^
 
 $(BIN): $(TRAIN_OBJ) $(LIB)
-	$(CC) $(CFLAGS) -o $@ $(TRAIN_OBJ) $(LIB) $(LDLIBS)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(TRAIN_OBJ) $(LIB) $(LDLIBS)
 
 $(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(TUTIL_OBJ) $(LIB)
 	@mkdir -p $(dir $@)
@@ -67,10 +113,22 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(TUTIL_OBJ) $(LIB)
 check-layers:
 	@bash tests/check_layers.sh
 
-test: check-layers $(BIN) $(TEST_BIN)
-	@TFM_BIN=$(abspath $(BIN)) TFM_ROOT=$(CURDIR) bash tests/run_tests.sh $(TEST_BIN)
+# make test / make run first check (and as root on Debian/Ubuntu install)
+# their prerequisites, so a fresh machine gets one line, not a compiler error.
+test: check-layers
+	@bash tests/setup.sh test $(CC)
+	@$(MAKE) --no-print-directory test-suites
 
-run: $(BIN)
+test-suites: $(BIN) $(TEST_BIN) $(BUILD)/tests/runner_selftest
+	@bash tests/run_tests.sh --self-test $(BUILD)/tests/runner_selftest
+	@TFM_BIN=$(abspath $(BIN)) TFM_ROOT=$(CURDIR) bash tests/run_tests.sh $(TEST_BIN)
+	@echo "kernel tests again with the portable kernels (TFM_KERNELS=portable):"
+	@TFM_KERNELS=portable TFM_BIN=$(abspath $(BIN)) TFM_ROOT=$(CURDIR) bash tests/run_tests.sh \
+	    $(BUILD)/tests/test_gemm $(BUILD)/tests/test_kernels
+
+run:
+	@bash tests/setup.sh run $(CC)
+	@$(MAKE) --no-print-directory $(BIN)
 	rm -rf runs/copy
 	$(BIN) train --task copy --save runs/copy
 
@@ -81,12 +139,81 @@ FUZZ_SECONDS ?= 60
 fuzz:
 	bash tests/fuzz/run.sh $(FUZZ_SECONDS)
 
-PREFIX ?= /usr/local
-install: $(LIB) $(BIN)
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include/tfm
-	install -m 755 $(BIN) $(DESTDIR)$(PREFIX)/bin/tfm
-	install -m 644 $(LIB) $(DESTDIR)$(PREFIX)/lib/libtfm.a
-	install -m 644 include/tfm/*.h $(DESTDIR)$(PREFIX)/include/tfm/
+# ---- shared library, man page, pkg-config, install ---------------------------
+# The version comes from include/tfm/base.h (tfm_version() returns it too).
+VERSION_PART = $(shell sed -n 's/^\#define TFM_VERSION_$(1) \([0-9]*\).*/\1/p' include/tfm/base.h)
+MAJOR   := $(call VERSION_PART,MAJOR)
+MINOR   := $(call VERSION_PART,MINOR)
+VERSION := $(MAJOR).$(MINOR).$(call VERSION_PART,PATCH)
+SONAME  := libtfm.so.$(MAJOR)
+SO      := $(BUILD)/libtfm.so.$(MAJOR).$(MINOR)
+# The shared library's objects are position-independent (a separate set, so
+# the default build is unchanged); calls inside the library stay direct.
+PIC_OBJ := $(LIB_SRC:%.c=$(BUILD)/pic/%.o) \
+           $(foreach v,$(VARIANTS),$(ISA_SRC:%.c=$(BUILD)/pic/kv/$(v)/%.o))
+
+$(BUILD)/pic/%.o: %.c $(wildcard include/tfm/*.h) $(wildcard src/*/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -fPIC -fno-semantic-interposition -c $< -o $@
+$(BUILD)/pic/src/kernels/%.o: CFLAGS += -fno-math-errno
+
+# Exported: exactly the tfm_* names the public headers declare; every other
+# symbol (internal helpers, the per-CPU kernel variants) is local.
+$(BUILD)/libtfm.map: $(PIC_OBJ) $(wildcard include/tfm/*.h)
+	{ echo '{ global:'; \
+	  comm -12 <(nm -g --defined-only $(PIC_OBJ) | awk 'NF == 3 && $$3 ~ /^tfm_/ {print $$3}' | sort -u) \
+	           <(grep -ohw 'tfm_[A-Za-z0-9_]*' include/tfm/*.h | sort -u) | sed 's/.*/    &;/'; \
+	  echo '  local: *; };'; } > $@.tmp && mv $@.tmp $@
+
+$(SO): $(PIC_OBJ) $(BUILD)/libtfm.map
+	$(CC) $(CFLAGS) $(LDFLAGS) -shared -Wl,-soname,$(SONAME) -Wl,--version-script,$(BUILD)/libtfm.map \
+	    -Wl,--no-undefined -o $@ $(PIC_OBJ) $(LDLIBS)
+	ln -sf $(notdir $@) $(BUILD)/$(SONAME)
+	ln -sf $(SONAME) $(BUILD)/libtfm.so
+
+# tfm(1), generated by the program from its flag tables (tfm help --roff).
+$(BUILD)/tfm.1: $(BIN)
+	$(BIN) help --roff > $@.tmp && mv $@.tmp $@
+
+PREFIX     ?= /usr/local
+BINDIR     ?= $(PREFIX)/bin
+LIBDIR     ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+MANDIR     ?= $(PREFIX)/share/man
+COMPLDIR   ?= $(PREFIX)/share/bash-completion/completions
+
+$(BUILD)/tfm.pc: Makefile include/tfm/base.h
+	printf '%s\n' 'prefix=$(PREFIX)' 'libdir=$(LIBDIR)' 'includedir=$(INCLUDEDIR)' '' \
+	    'Name: tfm' 'Description: Transformer training framework in C11 + OpenMP' \
+	    'Version: $(VERSION)' \
+	    'Cflags: -I$${includedir}' 'Libs: -L$${libdir} -ltfm' 'Libs.private: -fopenmp -lm -lpthread' > $@
+.PHONY: $(BUILD)/tfm.pc shared man uninstall check-install
+shared: $(SO)
+man: $(BUILD)/tfm.1
+
+install: $(LIB) $(BIN) $(SO) $(BUILD)/tfm.1 $(BUILD)/tfm.pc
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCLUDEDIR)/tfm \
+	    $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(COMPLDIR)
+	install -m 755 $(BIN) $(DESTDIR)$(BINDIR)/tfm
+	install -m 644 $(LIB) $(DESTDIR)$(LIBDIR)/libtfm.a
+	install -m 644 $(SO) $(DESTDIR)$(LIBDIR)/
+	ln -sf $(notdir $(SO)) $(DESTDIR)$(LIBDIR)/$(SONAME)
+	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libtfm.so
+	install -m 644 include/tfm/*.h $(DESTDIR)$(INCLUDEDIR)/tfm/
+	install -m 644 $(BUILD)/tfm.pc $(DESTDIR)$(LIBDIR)/pkgconfig/tfm.pc
+	install -m 644 $(BUILD)/tfm.1 $(DESTDIR)$(MANDIR)/man1/tfm.1
+	install -m 644 train/completion.bash $(DESTDIR)$(COMPLDIR)/tfm
+
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/tfm $(DESTDIR)$(LIBDIR)/libtfm.a $(DESTDIR)$(LIBDIR)/libtfm.so \
+	    $(DESTDIR)$(LIBDIR)/$(SONAME) $(DESTDIR)$(LIBDIR)/libtfm.so.$(MAJOR).$(MINOR) \
+	    $(DESTDIR)$(LIBDIR)/pkgconfig/tfm.pc $(DESTDIR)$(MANDIR)/man1/tfm.1 $(DESTDIR)$(COMPLDIR)/tfm
+	rm -f $(addprefix $(DESTDIR)$(INCLUDEDIR)/tfm/,$(notdir $(wildcard include/tfm/*.h)))
+	-rmdir $(DESTDIR)$(INCLUDEDIR)/tfm 2>/dev/null
+
+# Installs into a temporary DESTDIR and checks what a C user gets there.
+check-install: $(LIB) $(BIN) $(SO) $(BUILD)/tfm.1
+	bash tests/install_check.sh
 
 clean:
 	rm -rf build

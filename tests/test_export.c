@@ -476,10 +476,9 @@ END_TEST
 /* ---- PyTorch cross-check ---------------------------------------------------------- */
 
 START_TEST(verify_export_py_matches_pytorch) {
-    if (run("/usr/bin/python3 -c 'import torch, numpy' ") != 0) {
-        printf("verify_export: skipped: no torch\n");
-        return;
-    }
+    if (run("/usr/bin/python3 -c 'import torch, numpy' ") != 0)
+        tfm_test_skip("no PyTorch/numpy for /usr/bin/python3 (apt-get install python3-torch "
+                      "python3-numpy)");
     const char *dir = tfm_test_tmpdir("export-verify");
     char model[512];
     train_toy(dir, "");

@@ -1,6 +1,7 @@
 #include "util_test.h"
 
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -159,6 +160,19 @@ int tfm_test_run(const char *cmd, char *out, size_t cap) {
     int st = pclose(p);
     if (st == -1) return -1;
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + (WIFSIGNALED(st) ? WTERMSIG(st) : 0);
+}
+
+void tfm_test_skip_note(const char *test_fn, const char *fmt, ...) {
+    /* START_TEST(name) defines name_fn: report the test's own name */
+    size_t len = strlen(test_fn);
+    if (len > 3 && !strcmp(test_fn + len - 3, "_fn")) len -= 3;
+    printf("SKIP: %.*s: ", (int)len, test_fn);
+    va_list ap;
+    va_start(ap, fmt);
+    vprintf(fmt, ap);
+    va_end(ap);
+    printf("\n");
+    fflush(stdout);
 }
 
 int tfm_test_main(Suite *s) {

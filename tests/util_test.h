@@ -61,6 +61,17 @@ int tfm_test_run(const char *cmd, char *out, size_t cap);
 int tfm_test_limit_memory(size_t extra);
 void tfm_test_unlimit_memory(void);
 
+/* Skips the running test: prints "SKIP: <test>: <reason>", which
+ * tests/run_tests.sh counts as a skip (not a pass) and lists with its reason,
+ * then returns from the test. */
+#define tfm_test_skip(...)                                                                         \
+    do {                                                                                           \
+        tfm_test_skip_note(__func__, __VA_ARGS__);                                                 \
+        return;                                                                                    \
+    } while (0)
+void tfm_test_skip_note(const char *test_fn, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
 /* Standard main for a suite: runs it and returns non-zero on failure. */
 int tfm_test_main(Suite *s);
 

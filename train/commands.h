@@ -3,6 +3,8 @@
 #ifndef TFM_TRAIN_COMMANDS_H
 #define TFM_TRAIN_COMMANDS_H
 
+#include <stddef.h>
+
 int tfm_cmd_train(int argc, char **argv);
 int tfm_cmd_translate(int argc, char **argv);
 int tfm_cmd_bench(int argc, char **argv);
@@ -13,6 +15,17 @@ int tfm_cmd_plot(int argc, char **argv);
 int tfm_cmd_attention(int argc, char **argv);
 int tfm_cmd_data(int argc, char **argv);
 int tfm_cmd_average(int argc, char **argv);
+
+/* main.c's command table (also walked by the man page generator). */
+typedef struct {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *help;
+} tfm_command;
+
+/* man.c: writes tfm(1) in roff to stdout from the commands' --help (their
+ * flag tables); `tfm help --roff`. Returns the exit status. */
+int tfm_man_page(const tfm_command *cmds, size_t n);
 
 /* Print "tfm: <message>" to stderr and return 1 (or 2 for usage). */
 int tfm_cli_fail(int status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

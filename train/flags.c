@@ -108,7 +108,10 @@ int flags_read_config(flag_def *flags, int n_flags, const char *path) {
 }
 
 void flags_help(FILE *f, const flag_def *flags, int n_flags, const char *usage) {
-    fprintf(f, "usage: %s\n\noptions:\n", usage);
+    if (flags_help_roff)
+        man_usage(f, usage);
+    else
+        fprintf(f, "usage: %s\n\noptions:\n", usage);
     for (int i = 0; i < n_flags; i++) {
         const flag_def *d = &flags[i];
         char def[64] = "";
@@ -129,7 +132,15 @@ void flags_help(FILE *f, const flag_def *flags, int n_flags, const char *usage) 
         }
         char name[48];
         snprintf(name, sizeof name, "--%s%s", d->name, d->type == FLAG_BOOL ? "" : " X");
-        fprintf(f, "  %-24s %s (default: %s)\n", name, d->help, def);
+        if (flags_help_roff)
+            man_flag(f, name, d->help, def);
+        else
+            fprintf(f, "  %-24s %s (default: %s)\n", name, d->help, def);
+    }
+    if (flags_help_roff) {
+        man_flag(f, "--config FILE", "read 'key = value' lines; flags win", NULL);
+        man_flag(f, "--help", "print the options", NULL);
+        return;
     }
     fprintf(f, "  %-24s %s\n  %-24s %s\n", "--config FILE", "read 'key = value' lines; flags win",
             "--help", "this list");

@@ -24,6 +24,11 @@ typedef struct {
 int flags_parse(flag_def *flags, int n_flags, int argc, char **argv, const char *usage, char **pos,
                 int max_pos, int *n_pos);
 void flags_help(FILE *f, const flag_def *flags, int n_flags, const char *usage);
+/* Set by `tfm help --roff` (man.c): flags_help then writes man-page markup
+ * with man_usage and man_flag (def NULL: no default). */
+extern int flags_help_roff;
+void man_usage(FILE *f, const char *usage);
+void man_flag(FILE *f, const char *name, const char *help, const char *def);
 /* Parses a config file into the flags (used by flags_parse for --config). */
 int flags_read_config(flag_def *flags, int n_flags, const char *path);
 /* Writes the resolved configuration as "key = value" lines. */

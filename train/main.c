@@ -5,12 +5,9 @@
 
 #include "commands.h"
 #include "tfm/base.h"
+#include "tfm/kernels.h"
 
-typedef struct {
-    const char *name;
-    int (*run)(int argc, char **argv);
-    const char *help;
-} command;
+typedef tfm_command command;
 
 static const command COMMANDS[] = {
     {"train", tfm_cmd_train, "train a model on a toy task (copy, reverse) or a parallel corpus"},
@@ -49,14 +46,22 @@ int main(int argc, char **argv) {
         usage(stderr);
         return 2;
     }
-    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+    /* TFM_KERNELS naming kernels this build or CPU lacks is a usage error */
+    if (tfm_kernels_init()) return tfm_cli_fail(2, "%s", tfm_last_error());
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") ||
+        (!strcmp(argv[1], "help") && argc == 2)) {
         usage(stdout);
         return 0;
     }
     if (!strcmp(argv[1], "--version")) {
-        printf("tfm %s\n", TFM_VERSION);
+        printf("tfm %s\nkernels: %s (this CPU runs: %s; TFM_KERNELS=portable forces the "
+               "portable ones)\n",
+               tfm_version(), tfm_kernels_name(), tfm_kernels_available());
         return 0;
     }
+    /* hidden: the man page, generated from the flag tables (make man) */
+    if (!strcmp(argv[1], "help") && argc == 3 && !strcmp(argv[2], "--roff"))
+        return tfm_man_page(COMMANDS, N_COMMANDS);
     for (size_t i = 0; i < N_COMMANDS; i++)
         if (!strcmp(argv[1], COMMANDS[i].name)) return COMMANDS[i].run(argc - 1, argv + 1);
     return tfm_cli_fail(2, "unknown command '%s' (tfm --help lists them)", argv[1]);

@@ -8,7 +8,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#define TFM_VERSION "0.1.0"
+/* The version; libtfm.so.MAJOR.MINOR carries the soname libtfm.so.MAJOR
+ * (the Makefile reads these lines). tfm_version() is the library's own, which
+ * can differ from the header a program was compiled with. */
+#define TFM_VERSION_MAJOR 0
+#define TFM_VERSION_MINOR 1
+#define TFM_VERSION_PATCH 0
+#define TFM_VERSION_STR_(x) #x
+#define TFM_VERSION_STR(x) TFM_VERSION_STR_(x)
+#define TFM_VERSION                                                                                \
+    TFM_VERSION_STR(TFM_VERSION_MAJOR)                                                             \
+    "." TFM_VERSION_STR(TFM_VERSION_MINOR) "." TFM_VERSION_STR(TFM_VERSION_PATCH)
+const char *tfm_version(void);
 
 /* Functions that can fail on user input return 0 on success and a non-zero
  * status otherwise, leaving a one-line message for tfm_last_error(). The

@@ -35,7 +35,7 @@ void tfm_gemm_batched(int trans_a, int trans_b, int64_t batch, int64_t M, int64_
 void tfm_gemm_reference(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha,
                         const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
                         float *C, int64_t ldc);
-/* Name of the micro-kernel chosen at build time ("avx512", "avx2", "generic"). */
+/* Name of the GEMM micro-kernel in use ("avx512", "avx2", "generic"). */
 const char *tfm_gemm_kernel_name(void);
 
 /* ---- bf16 GEMM (gemm_bf16.c) ------------------------------------------------
@@ -111,6 +111,19 @@ static inline void tfm_gemm_batched_prec(tfm_precision p, int trans_a, int trans
         tfm_gemm_batched(trans_a, trans_b, batch, M, N, K, alpha, A, lda, stride_a, B, ldb,
                          stride_b, beta, C, ldc, stride_c);
 }
+
+/* ---- which kernels ----------------------------------------------------------
+ * The kernels are built for several CPUs ("avx512", "avx2", "generic"; a
+ * -march=native build has its own and "generic") and chosen at first use:
+ * the best this CPU runs, or the one the environment variable TFM_KERNELS
+ * names ("portable" means "generic"). Each choice gives the same results as
+ * a build for that CPU alone. */
+const char *tfm_kernels_name(void);      /* the kernels in use */
+const char *tfm_kernels_available(void); /* those this CPU runs, best first */
+/* Chooses now: non-zero, with the error set, when TFM_KERNELS names kernels
+ * this build lacks or this CPU cannot run (a later first use would warn on
+ * stderr and take the best). */
+int tfm_kernels_init(void);
 
 /* ---- elementwise ---------------------------------------------------------- */
 void tfm_k_add(float *y, const float *a, const float *b, int64_t n); /* y = a + b */

@@ -110,3 +110,5 @@ double tfm_now(void) {
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
+
+const char *tfm_version(void) { return TFM_VERSION; }
