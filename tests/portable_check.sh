@@ -49,7 +49,7 @@ same "$tmp/native-generic" "$tmp/portable-generic" "native vs portable build, ge
 
 for k in $("$portable" --version | sed -n 's/.*this CPU runs: \([^;]*\);.*/\1/p'); do
     echo "kernel tests with TFM_KERNELS=$k:"
-    out=$(TFM_KERNELS=$k bash tests/run_tests.sh build/portable/tests/test_gemm \
+    out=$(TFM_KERNELS=$k TFM_BIN=$PWD/$portable TFM_ROOT=$PWD bash tests/run_tests.sh build/portable/tests/test_gemm \
         build/portable/tests/test_kernels build/portable/tests/test_ops 2>&1) ||
         { printf '%s\n' "$out"; fail "kernel tests fail with TFM_KERNELS=$k"; }
     tail -n 1 <<<"$out"
