@@ -110,7 +110,7 @@ START_TEST(params_out_of_memory_is_an_error) {
     int64_t shape[2] = {4, 8};
     ck_assert_ptr_nonnull(tfm_params_add(&p, "a", 2, shape));
     if (tfm_test_limit_memory(1 << 20) != 0) {
-        printf("  skipped: cannot limit memory here (sanitizer build)\n");
+        tfm_test_skip_note(__func__, "cannot limit memory here (sanitizer build)");
         free(name);
         tfm_params_free(&p);
         return;

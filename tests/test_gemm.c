@@ -388,7 +388,7 @@ START_TEST(survives_out_of_memory_for_packing) {
             tfm_gemm_reference(0, 0, M, N, K, 1.0f, A, K, B, N, 1.0f, want, N);
         }
         if (tfm_test_limit_memory(256 << 10) != 0) {
-            printf("  skipped: cannot limit memory here (sanitizer build)\n");
+            tfm_test_skip_note(__func__, "cannot limit memory here (sanitizer build)");
             break;
         }
         if (pass == 0)
