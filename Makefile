@@ -34,6 +34,19 @@ ifeq ($(PORTABLE),1)
 BUILD   := $(BUILD)/portable
 endif
 
+# make test / make run first check (and as root on Debian/Ubuntu install)
+# their prerequisites, so a fresh machine gets one line naming the command
+# to run, not a compiler error.
+ifeq ($(MAKELEVEL),0)
+SETUP_GOAL := $(if $(filter test,$(MAKECMDGOALS)),test,$(if $(filter run,$(MAKECMDGOALS)),run))
+ifneq ($(SETUP_GOAL),)
+SETUP_FAIL := $(shell bash tests/setup.sh $(SETUP_GOAL) $(CC))
+ifneq ($(SETUP_FAIL),)
+$(error $(SETUP_FAIL))
+endif
+endif
+endif
+
 CHECK_CFLAGS := $(shell pkg-config --cflags check 2>/dev/null)
 CHECK_LIBS   := $(shell pkg-config --libs check 2>/dev/null || echo -lcheck -lsubunit -lrt -lpthread)
 
@@ -71,7 +84,7 @@ LIB := $(BUILD)/libtfm.a
 BIN := $(BUILD)/tfm
 
 SHELL := bash
-.PHONY: all test test-suites run bench clean fuzz install check-layers
+.PHONY: all test run bench clean fuzz install check-layers
 .SECONDARY:
 all: $(LIB) $(BIN)
 
@@ -113,22 +126,14 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(TUTIL_OBJ) $(LIB)
 check-layers:
 	@bash tests/check_layers.sh
 
-# make test / make run first check (and as root on Debian/Ubuntu install)
-# their prerequisites, so a fresh machine gets one line, not a compiler error.
-test: check-layers
-	@bash tests/setup.sh test $(CC)
-	@$(MAKE) --no-print-directory test-suites
-
-test-suites: $(BIN) $(TEST_BIN) $(BUILD)/tests/runner_selftest
+test: check-layers $(BIN) $(TEST_BIN) $(BUILD)/tests/runner_selftest
 	@bash tests/run_tests.sh --self-test $(BUILD)/tests/runner_selftest
 	@TFM_BIN=$(abspath $(BIN)) TFM_ROOT=$(CURDIR) bash tests/run_tests.sh $(TEST_BIN)
 	@echo "kernel tests again with the portable kernels (TFM_KERNELS=portable):"
 	@TFM_KERNELS=portable TFM_BIN=$(abspath $(BIN)) TFM_ROOT=$(CURDIR) bash tests/run_tests.sh \
 	    $(BUILD)/tests/test_gemm $(BUILD)/tests/test_kernels
 
-run:
-	@bash tests/setup.sh run $(CC)
-	@$(MAKE) --no-print-directory $(BIN)
+run: $(BIN)
 	rm -rf runs/copy
 	$(BIN) train --task copy --save runs/copy
 

@@ -2,8 +2,9 @@
 # Prerequisites of `make run` (a C compiler with OpenMP) and `make test` (also
 # the Check library and pkg-config; optionally PyTorch, numpy and xmllint for
 # the cross-checks). Missing ones are installed with apt-get when running as
-# root on Debian/Ubuntu (unless TFM_SETUP_NO_INSTALL=1); otherwise one line
-# names the command to run, and the exit status is 1.
+# root on Debian/Ubuntu (unless TFM_SETUP_NO_INSTALL=1); otherwise one line on
+# stdout names the command to run, and the exit status is 1 (the Makefile
+# stops with that line). Progress and notes go to stderr.
 #   usage: tests/setup.sh run|test [CC]
 set -u
 goal=${1:-test}
@@ -40,9 +41,9 @@ if [ ${#need[@]} -gt 0 ]; then
         sudo=""
         [ "$(id -u)" = 0 ] || sudo="sudo "
         if [ $debian = 1 ]; then
-            echo "tfm: make $goal needs ${need[*]}: run '${sudo}apt-get install -y ${need[*]}' and try again" >&2
+            echo "tfm: make $goal needs ${need[*]}: run '${sudo}apt-get install -y ${need[*]}' and try again"
         else
-            echo "tfm: make $goal needs a C compiler with OpenMP, the Check library and pkg-config (e.g. 'dnf install gcc check-devel pkgconf' or 'brew install check pkg-config')" >&2
+            echo "tfm: make $goal needs a C compiler with OpenMP, the Check library and pkg-config (e.g. 'dnf install gcc check-devel pkgconf' or 'brew install check pkg-config')"
         fi
         exit 1
     fi
