@@ -249,12 +249,170 @@ START_TEST(random_models_outputs_unchanged) {
 }
 END_TEST
 
+/* Decodes sentences order[0..n) in batches of `batch` (rows padded to the
+ * batch's longest), max_out fixed; out (n, max_out) and lens (n) by sentence. */
+static void decode_ordered(tfm_model *m, const sources *s, const int64_t *order, int64_t batch,
+                           int64_t beam, float alpha, int64_t max_out, int32_t *out,
+                           int64_t *lens) {
+    tfm_tape t;
+    ck_assert_int_eq(tfm_tape_init(&t, (size_t)64 << 20, 64), 0);
+    int32_t *src = malloc((size_t)(batch * s->S_max) * sizeof(int32_t));
+    uint8_t *pad = malloc((size_t)(batch * s->S_max));
+    int32_t *hyp = malloc((size_t)(batch * max_out) * sizeof(int32_t));
+    int64_t *hl = malloc((size_t)batch * sizeof(int64_t));
+    ck_assert(src && pad && hyp && hl);
+    for (int64_t start = 0; start < s->n; start += batch) {
+        int64_t rows = s->n - start < batch ? s->n - start : batch, S = 0;
+        for (int64_t r = 0; r < rows; r++)
+            if (s->len[order[start + r]] + 1 > S) S = s->len[order[start + r]] + 1;
+        for (int64_t r = 0; r < rows; r++)
+            for (int64_t j = 0; j < S; j++) {
+                src[r * S + j] = s->ids[order[start + r] * s->S_max + j];
+                pad[r * S + j] = src[r * S + j] == TFM_PAD_ID;
+            }
+        int rc = beam ? tfm_beam_decode(m, &t, src, pad, rows, S, beam, alpha, max_out, hyp, hl)
+                      : tfm_greedy_decode(m, &t, src, pad, rows, S, max_out, hyp, hl);
+        ck_assert_msg(rc == 0, "decode failed: %s", tfm_last_error());
+        for (int64_t r = 0; r < rows; r++) {
+            memcpy(out + order[start + r] * max_out, hyp + r * max_out,
+                   (size_t)max_out * sizeof(int32_t));
+            lens[order[start + r]] = hl[r];
+        }
+    }
+    free(src);
+    free(pad);
+    free(hyp);
+    free(hl);
+    tfm_tape_free(&t);
+}
+
+static const int64_t *by_length(const sources *s, int64_t *order) {
+    for (int64_t i = 0; i < s->n; i++) order[i] = i;
+    for (int64_t i = 1; i < s->n; i++) /* stable insertion sort by length */
+        for (int64_t j = i; j > 0 && s->len[order[j - 1]] > s->len[order[j]]; j--) {
+            int64_t x = order[j];
+            order[j] = order[j - 1];
+            order[j - 1] = x;
+        }
+    return order;
+}
+
+/* Each sentence's output is the same whatever else is in its batch: file
+ * order in batches of 7, length-sorted batches of 5, and all at once; and
+ * beam 1 equals greedy. */
+START_TEST(batching_and_order_do_not_change_outputs) {
+    tfm_checkpoint ck;
+    ck_assert_int_eq(tfm_checkpoint_read(tfm_test_path("tests/fixtures/decode/numbers.tfm"), &ck),
+                     0);
+    tfm_model models[2];
+    ck_assert_int_eq(tfm_model_from_checkpoint(&models[0], &ck), 0);
+    tfm_checkpoint_free(&ck);
+    random_model(&models[1], 0, 11);
+    sources srcs[2];
+    sources_from_file(&srcs[0], "tests/fixtures/decode/numbers_src.txt", 40);
+    sources_random(&srcs[1], 30, 12, 29, 7);
+    enum { MO = 24 };
+    for (int mi = 0; mi < 2; mi++) {
+        const sources *s = &srcs[mi];
+        int64_t *file_order = malloc((size_t)s->n * sizeof(int64_t));
+        int64_t *sorted = malloc((size_t)s->n * sizeof(int64_t));
+        int32_t *a = malloc((size_t)(s->n * MO) * sizeof(int32_t));
+        int32_t *b = malloc((size_t)(s->n * MO) * sizeof(int32_t));
+        int64_t *la = malloc((size_t)s->n * sizeof(int64_t));
+        int64_t *lb = malloc((size_t)s->n * sizeof(int64_t));
+        ck_assert(file_order && sorted && a && b && la && lb);
+        for (int64_t i = 0; i < s->n; i++) file_order[i] = i;
+        by_length(s, sorted);
+        const int64_t beams[] = {0, 1, 4};
+        for (int bi = 0; bi < 3; bi++) {
+            decode_ordered(&models[mi], s, file_order, 7, beams[bi], 0.6f, MO, a, la);
+            decode_ordered(&models[mi], s, sorted, 5, beams[bi], 0.6f, MO, b, lb);
+            ck_assert_msg(!memcmp(a, b, (size_t)(s->n * MO) * sizeof(int32_t)) &&
+                              !memcmp(la, lb, (size_t)s->n * sizeof(int64_t)),
+                          "model %d beam %lld: length-sorted batches differ", mi,
+                          (long long)beams[bi]);
+            decode_ordered(&models[mi], s, file_order, s->n, beams[bi], 0.6f, MO, b, lb);
+            ck_assert_msg(!memcmp(a, b, (size_t)(s->n * MO) * sizeof(int32_t)) &&
+                              !memcmp(la, lb, (size_t)s->n * sizeof(int64_t)),
+                          "model %d beam %lld: one batch differs", mi, (long long)beams[bi]);
+            if (beams[bi] == 0) { /* keep greedy in b for the beam 1 comparison */
+                int32_t *x = a;
+                a = b;
+                b = x;
+                int64_t *y = la;
+                la = lb;
+                lb = y;
+            }
+            if (beams[bi] == 1)
+                ck_assert_msg(!memcmp(a, b, (size_t)(s->n * MO) * sizeof(int32_t)) &&
+                                  !memcmp(la, lb, (size_t)s->n * sizeof(int64_t)),
+                              "model %d: beam 1 differs from greedy", mi);
+        }
+        free(file_order);
+        free(sorted);
+        free(a);
+        free(b);
+        free(la);
+        free(lb);
+        sources_free(&srcs[mi]);
+        tfm_model_free(&models[mi]);
+    }
+}
+END_TEST
+
+/* Issue 16 item 17: when max_out exceeds what the model's positions allow
+ * (max_len - 1), decoding stops there, but rows stay max_out apart (they were
+ * written max_len - 1 apart, so the caller read shifted rows). */
+START_TEST(rows_keep_their_stride_when_max_out_is_clamped) {
+    tfm_model m;
+    tfm_model_config c;
+    tfm_model_config_default(&c);
+    c.vocab = 20;
+    c.d_model = 16;
+    c.n_heads = 2;
+    c.d_ff = 16;
+    c.enc_layers = c.dec_layers = 1;
+    c.max_len = 7;
+    ck_assert_int_eq(tfm_model_init(&m, &c), 0);
+    tfm_model_init_weights(&m, 21);
+    sources s;
+    sources_random(&s, 12, 5, 20, 3);
+    int64_t *order = malloc((size_t)s.n * sizeof(int64_t));
+    for (int64_t i = 0; i < s.n; i++) order[i] = i;
+    enum { LIMIT = 6, WIDE = 15 };
+    int32_t narrow[12 * LIMIT], wide[12 * WIDE];
+    int64_t ln[12], lw[12];
+    const int64_t beams[] = {0, 3};
+    for (int bi = 0; bi < 2; bi++) {
+        decode_ordered(&m, &s, order, 12, beams[bi], 0.6f, LIMIT, narrow, ln);
+        decode_ordered(&m, &s, order, 12, beams[bi], 0.6f, WIDE, wide, lw);
+        int64_t ran_out = 0;
+        for (int64_t i = 0; i < s.n; i++) {
+            ck_assert_int_eq(lw[i], ln[i]);
+            ran_out += ln[i] == LIMIT;
+            for (int64_t j = 0; j < LIMIT; j++)
+                ck_assert_msg(wide[i * WIDE + j] == narrow[i * LIMIT + j],
+                              "beam %lld row %lld position %lld: %d, want %d", (long long)beams[bi],
+                              (long long)i, (long long)j, wide[i * WIDE + j],
+                              narrow[i * LIMIT + j]);
+            for (int64_t j = LIMIT; j < WIDE; j++) ck_assert_int_eq(wide[i * WIDE + j], TFM_PAD_ID);
+        }
+        if (beams[bi] == 0) ck_assert_int_gt(ran_out, 0); /* greedy reached the limit */
+    }
+    free(order);
+    sources_free(&s);
+    tfm_model_free(&m);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("decode");
     TCase *tc = tcase_create("decode");
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, numbers_model_outputs_unchanged);
     tcase_add_test(tc, random_models_outputs_unchanged);
+    tcase_add_test(tc, batching_and_order_do_not_change_outputs);
+    tcase_add_test(tc, rows_keep_their_stride_when_max_out_is_clamped);
     suite_add_tcase(s, tc);
     return tfm_test_main(s);
 }

@@ -1,18 +1,60 @@
-/* tfm/decode.h: batched beam search with the decoder's key/value cache.
- * Greedy decoding is tfm_greedy_decode in nn.h; beam 1 gives the same tokens. */
+/* tfm/decode.h: greedy and beam search with the decoder's key/value cache.
+ *
+ * Both take a batch of B sources (src (B, S) token ids, src_pad (B, S)
+ * nonzero = padding), encode each source once, and decode all of the batch's
+ * hypotheses together, one decoder step for every live row at a time:
+ * greedy has one row per unfinished source, beam search up to `beam` rows
+ * per unfinished source. A source whose search is over leaves the batch, and
+ * the rows' cached keys and values are shared, not copied, when hypotheses
+ * are reordered (tfm_kv_cache_select in nn.h). Nothing is allocated per step;
+ * the cache is allocated once per call and everything else comes from the
+ * tape's arena, which is left as it was found.
+ *
+ * Each source's result depends only on that source: the same tokens come
+ * out whatever else is in the batch, in any order, for any thread count.
+ *
+ * Output (both): out (B, max_out) receives, per source, the tokens after
+ * <s> up to and including </s>, then pad; rows are max_out apart. lens (B)
+ * gets the count before </s>, or the number of steps run (max_out, or
+ * max_len - 1 when the model's positions are fewer) when no </s> came. pad
+ * and <s> are never generated.
+ *
+ * Greedy decoding is tfm_greedy_decode in nn.h; beam 1 gives the same
+ * tokens. */
 #ifndef TFM_DECODE_H
 #define TFM_DECODE_H
 
 #include "tfm/nn.h"
 
 /* For each of the B sources keeps `beam` hypotheses; scores are sums of
- * log-probabilities; a finished hypothesis (ending in </s>) is ranked by
- * score / lp(len), lp = ((5 + len) / 6)^alpha (GNMT; len counts </s>). A
- * source is done when `beam` hypotheses have finished. pad and <s> are never
- * generated. out (B, max_out) receives the best hypothesis' tokens up to and
- * including </s>, then pad; lens (B) the count before </s>. */
+ * log-probabilities (log-softmax over the vocabulary, pad and <s> excluded);
+ * each step, per source, the 2 * beam best extensions of its live hypotheses
+ * (ties: earlier hypothesis, then lower id) are taken in order: one ending in
+ * </s> finishes (until `beam` have finished) and is ranked by
+ * score / lp(len), lp = ((5 + len) / 6)^alpha (GNMT; len counts </s>); the
+ * others become the next live hypotheses, up to `beam`. A source is done
+ * when `beam` hypotheses have finished; out gets its best finished one, or,
+ * if none finished within max_out steps, its best live one. */
 int tfm_beam_decode(tfm_model *m, tfm_tape *t, const int32_t *src, const uint8_t *src_pad,
                     int64_t B, int64_t S, int64_t beam, float alpha, int64_t max_out, int32_t *out,
                     int64_t *lens);
+
+/* Seconds spent per phase of decoding, summed over the calls made while it is
+ * installed (for benchmarks and profiles; not thread-safe). */
+typedef struct {
+    double encoder;     /* tfm_model_encode of the batch's sources */
+    double cross_kv;    /* cross-attention keys and values, once per source */
+    double decoder;     /* decoder layers, one position for every live row */
+    double output;      /* projection to the vocabulary (logits) */
+    double log_softmax; /* beam: log-sum-exp of each row */
+    double top_k;       /* beam: best extensions per source; greedy: argmax */
+    double bookkeeping; /* beam: hypotheses, finished ones, next rows */
+    double select;      /* next rows' cache indices (reordering, leaving) */
+    int64_t steps;      /* decoder steps */
+    int64_t row_steps;  /* rows summed over steps */
+} tfm_decode_profile;
+
+/* Installs p (NULL: none); decoding adds to it. */
+void tfm_decode_set_profile(tfm_decode_profile *p);
 
 #endif

@@ -196,6 +196,32 @@ void tfm_k_attention_backward(float *dq, float *dk, float *dv, const float *dout
                               const float *probs, const float *q, const float *k, const float *v,
                               const tfm_attn_shape *s, float *scratch);
 
+/* ---- attention for incremental decoding ---------------------------------------
+ * One query row per batch row against Tk keys and values that are gathered:
+ * key j of row r starts at k + off(r, j), the value at v + off(r, j), with
+ *   off(r, j) = group[r] * group_stride + j * pos_stride + slot[r * slot_ld + j] * D
+ * (a NULL group or slot contributes 0). A beam search's rows share their
+ * source's cross-attention keys (group = the source) and their ancestors'
+ * self-attention keys (slot = the row that computed position j), so no cache
+ * is copied when hypotheses are reordered.
+ * q, out: (rows, D); key_pad: (groups, Tk) nonzero = padding, or NULL;
+ * probs: (rows, H, Tk) attention weights, or NULL.
+ * The result is bit-identical to tfm_k_attention_forward with Tq = 1 over the
+ * same keys (same summation order as tfm_gemm). */
+typedef struct {
+    int64_t rows, Tk, D, H;
+    int64_t pos_stride;
+    const int32_t *group;
+    int64_t group_stride;
+    const int32_t *slot;
+    int64_t slot_ld;
+    const uint8_t *key_pad;
+} tfm_attn_gather;
+/* scratch: at least this many floats */
+int64_t tfm_attention_decode_scratch_floats(const tfm_attn_gather *s);
+void tfm_k_attention_decode(float *out, float *probs, const float *q, const float *k,
+                            const float *v, const tfm_attn_gather *s, float *scratch);
+
 /* ---- label-smoothed cross-entropy -------------------------------------------
  * logits: (N, V), targets: (N); rows with targets[i] == ignore_index count for
  * nothing. Per row: loss_i = (1-eps) * -log p[y_i] + eps * mean_v(-log p[v])

@@ -92,31 +92,62 @@ int64_t tfm_model_param_count(const tfm_model_config *c);
 /* ---- incremental decoding ---------------------------------------------------
  * The decoder's keys and values for positions already decoded are kept per
  * layer, so each new token costs one position. The cross-attention keys and
- * values are computed once from the encoder output. */
+ * values are computed once per source from the encoder output; the batch's
+ * rows (beam hypotheses, say) point at their source. Rows can be reordered,
+ * duplicated and dropped between steps (tfm_kv_cache_select) without copying
+ * cached keys: each row keeps, per position, the index of the row that
+ * computed it.
+ *
+ *   tfm_kv_cache c;
+ *   tfm_kv_cache_init(&c, m, max_rows, S, max_steps);
+ *   tfm_kv_cache_start(&c, m, t, tfm_model_encode(m, t, src, pad, B, S), pad); // rows = B
+ *   for (...) {
+ *       tfm_tensor *logits = tfm_model_decode_step(m, t, &c, tokens);  // (c.rows, V)
+ *       ... choose, for each next row i, the row from[i] it continues ...
+ *       tfm_kv_cache_select(&c, from, n_next);                         // rows = n_next
+ *   }
+ *   tfm_kv_cache_free(&c); */
 typedef struct {
-    int64_t B, S, T_max, len;
-    float *self_k, *self_v;   /* per layer (B, T_max, D) */
-    float *cross_k, *cross_v; /* per layer (B, S, D) */
-    const uint8_t *src_pad;   /* (B, S), owned by the caller */
+    int64_t B, S, T_max;           /* row capacity, source length, positions */
+    int64_t len;                   /* positions decoded so far */
+    int64_t rows;                  /* rows in the current batch (<= B) */
+    float *self_k, *self_v;        /* per layer (T_max, B, D): position j of slot r */
+    float *cross_k, *cross_v;      /* per layer (B, S, D): only the first n_src sources used */
+    int32_t *slot, *slot_alt;      /* (B, T_max): slot[r * T_max + j] holds row r's position j */
+    int32_t *src_of_row, *src_alt; /* (B): the source row r attends to */
+    const uint8_t *src_pad;        /* (n_src, S), owned by the caller */
     float *scratch;
-    float *attn_cross; /* if non-NULL: (layers, B, H, T_max, S) cross-attention weights */
+    float *attn_cross; /* if non-NULL: (layers, B, H, T_max, S) cross-attention weights of
+                          row r at [.., r, .., pos, ..] (meaningful while rows keep their order) */
 } tfm_kv_cache;
 
+/* B: the most rows a step will hold (sources times beam); T_max: positions. */
 int tfm_kv_cache_init(tfm_kv_cache *c, const tfm_model *m, int64_t B, int64_t S, int64_t T_max);
 void tfm_kv_cache_free(tfm_kv_cache *c);
-/* Fills the cross-attention keys/values from memory (B, S, D); len = 0. */
+/* Fills the cross-attention keys/values from memory (n_src, S, D), n_src <= B;
+ * len = 0; rows = n_src, row r attending to source r. */
 int tfm_kv_cache_start(tfm_kv_cache *c, tfm_model *m, tfm_tape *t, const tfm_tensor *memory,
                        const uint8_t *src_pad);
-/* Feeds tokens (B) at position c->len; returns the logits (B, V) for the
- * next token (from t's arena, valid until the arena is reset); len += 1. */
+/* Feeds tokens (rows) at position c->len; returns the logits (rows, V) for
+ * the next token (from t's arena, valid until the arena is reset); len += 1. */
 tfm_tensor *tfm_model_decode_step(tfm_model *m, tfm_tape *t, tfm_kv_cache *c,
                                   const int32_t *tokens);
-/* Reorders the batch rows of the cache: row i takes the old row from[i]
- * (beam search). scratch must hold B rows of one layer. */
+/* The same step without the vocabulary projection: the decoder output
+ * (rows, D) (after the final LN with pre-LN); logits = output E^T. */
+tfm_tensor *tfm_model_decode_hidden(tfm_model *m, tfm_tape *t, tfm_kv_cache *c,
+                                    const int32_t *tokens);
+/* The next batch has `rows` rows; row i continues the current row from[i]
+ * (its source and its cached positions). Rows may repeat or be left out.
+ * Copies len indices per row, no keys. 0 ok. */
+int tfm_kv_cache_select(tfm_kv_cache *c, const int64_t *from, int64_t rows);
+/* select with the same number of rows (row i takes the old row from[i]). */
 void tfm_kv_cache_reorder(tfm_kv_cache *c, const tfm_model *m, const int64_t *from);
 
-/* Greedy decoding of a batch: out (B, max_out) gets the tokens after <s>,
- * up to and including </s>, then pad; lens (B) the count before </s>. */
+/* Greedy decoding of a batch (implemented in src/decode/greedy.c): out
+ * (B, max_out) gets the tokens after <s>, up to and including </s>, then
+ * pad; lens (B) the count before </s> (max_out, or the model's limit
+ * max_len - 1 if smaller, when no </s> came). Rows are max_out apart even
+ * when the model's limit is smaller. Rows that reached </s> leave the batch. */
 int tfm_greedy_decode(tfm_model *m, tfm_tape *t, const int32_t *src, const uint8_t *src_pad,
                       int64_t B, int64_t S, int64_t max_out, int32_t *out, int64_t *lens);
 /* The Annotated Transformer's decoding (toy benchmark): row b starts from

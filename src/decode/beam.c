@@ -1,10 +1,19 @@
-/* Batched beam search. Rows of the decoder batch are (source b, beam k) at
- * b * K + k; after each step the cache rows are reordered to follow the
- * surviving hypotheses. */
+/* Batched beam search. The decoder batch holds every live hypothesis of every
+ * unfinished source, grouped by source in source order; a source starts with
+ * one row (<s>) and leaves the batch when `beam` hypotheses have finished.
+ * Each step, per row (in parallel): the log-sum-exp of the logits and the
+ * row's 2K best extensions; then per source, those rows' lists merged into
+ * the source's 2K best, which finish hypotheses or become the next rows. The
+ * cache follows through tfm_kv_cache_select (indices, not keys). */
 #include <math.h>
 #include <string.h>
 
-#include "tfm/decode.h"
+#include "decode_internal.h"
+
+static tfm_decode_profile *g_profile;
+
+void tfm_decode_set_profile(tfm_decode_profile *p) { g_profile = p; }
+tfm_decode_profile *tfm_decode_profile_active(void) { return g_profile; }
 
 typedef struct {
     float score;  /* sum of log-probabilities */
@@ -16,7 +25,8 @@ static double length_penalty(int64_t len, float alpha) {
     return pow((5.0 + (double)len) / 6.0, alpha);
 }
 
-/* Keeps the n best of a stream of candidates in `best` (descending). */
+/* Keeps the n best of a stream of candidates in `best` (descending; a
+ * candidate equal to one already kept goes after it: the stable top n). */
 static void keep_best(candidate *best, int64_t *count, int64_t n, candidate c) {
     if (*count == n && c.score <= best[n - 1].score) return;
     int64_t i = *count < n ? (*count)++ : n - 1;
@@ -27,127 +37,184 @@ static void keep_best(candidate *best, int64_t *count, int64_t n, candidate c) {
     best[i] = c;
 }
 
+/* log sum_v exp(row[v]) over v >= </s>: the max, then the sum of exp in
+ * double, in id order. */
+static float row_log_sum_exp(const float *row, int64_t V) {
+    float mx = -INFINITY;
+    for (int64_t v = TFM_EOS_ID; v < V; v++) mx = row[v] > mx ? row[v] : mx;
+    double sum = 0;
+    for (int64_t v = TFM_EOS_ID; v < V; v++) sum += exp((double)(row[v] - mx));
+    return mx + (float)log(sum);
+}
+
+/* The stable top n of row r's extensions score + (row[v] - lse), v >= </s>,
+ * in id order, then sorted by id (the order the source's merge reads them
+ * in). Whatever ranks in the source's top n ranks in its row's top n. */
+static int64_t row_top(const float *row, int64_t V, float score, float lse, int64_t r, int64_t n,
+                       candidate *list) {
+    int64_t count = 0;
+    enum { W = 16 };
+    for (int64_t v0 = TFM_EOS_ID; v0 < V; v0 += W) {
+        int64_t w = V - v0 < W ? V - v0 : W;
+        float s[W];
+        for (int64_t i = 0; i < w; i++) s[i] = score + (row[v0 + i] - lse);
+        if (count == n) { /* most chunks have nothing above the n-th best */
+            float th = list[n - 1].score;
+            int any = 0;
+            for (int64_t i = 0; i < w; i++) any |= s[i] > th;
+            if (!any) continue;
+        }
+        for (int64_t i = 0; i < w; i++)
+            keep_best(list, &count, n, (candidate){s[i], r, (int32_t)(v0 + i)});
+    }
+    for (int64_t i = 1; i < count; i++) /* by id: insertion sort of <= 2K */
+        for (int64_t j = i; j > 0 && list[j - 1].token > list[j].token; j--) {
+            candidate c = list[j];
+            list[j] = list[j - 1];
+            list[j - 1] = c;
+        }
+    return count;
+}
+
 int tfm_beam_decode(tfm_model *m, tfm_tape *t, const int32_t *src, const uint8_t *src_pad,
                     int64_t B, int64_t S, int64_t beam, float alpha, int64_t max_out, int32_t *out,
                     int64_t *lens) {
-    const int64_t K = beam, R = B * K, V = m->cfg.vocab;
+    const int64_t K = beam, R = B * K, V = m->cfg.vocab, n = 2 * K, stride = max_out;
+    /* positions 0..T: <s> and T outputs must fit the model's positions */
+    const int64_t T = max_out + 1 > m->cfg.max_len ? m->cfg.max_len - 1 : max_out;
+    tfm_decode_profile *prof = g_profile;
     int saved_grad = t->no_grad, saved_train = t->training;
     t->no_grad = 1;
     t->training = 0;
     size_t mark = tfm_arena_mark(&t->arena);
     int rc = 1;
-    if (max_out + 1 > m->cfg.max_len) max_out = m->cfg.max_len - 1;
     tfm_kv_cache cache;
     memset(&cache, 0, sizeof cache);
-    /* per-row state and per-source results, from the arena */
-    int32_t *rsrc = tfm_arena_alloc(&t->arena, (size_t)(R * S) * sizeof(int32_t));
-    uint8_t *rpad = tfm_arena_alloc(&t->arena, (size_t)(R * S));
-    int32_t *tokens = tfm_arena_alloc(&t->arena, (size_t)R * sizeof(int32_t));
-    float *scores = tfm_arena_alloc(&t->arena, (size_t)R * sizeof(float));
-    int32_t *hist = tfm_arena_alloc(&t->arena, (size_t)(R * max_out) * sizeof(int32_t));
-    int32_t *hist_new = tfm_arena_alloc(&t->arena, (size_t)(R * max_out) * sizeof(int32_t));
+    /* rows (current and next), their candidates, and per-source results */
+    int32_t *tokens = tfm_arena_alloc(&t->arena, (size_t)(2 * R) * sizeof(int32_t));
+    float *scores = tfm_arena_alloc(&t->arena, (size_t)(2 * R) * sizeof(float));
+    int64_t *sent = tfm_arena_alloc(&t->arena, (size_t)(2 * R) * sizeof(int64_t));
+    int32_t *hist = tfm_arena_alloc(&t->arena, (size_t)(2 * R * (T > 0 ? T : 1)) * sizeof(int32_t));
     int64_t *from = tfm_arena_alloc(&t->arena, (size_t)R * sizeof(int64_t));
-    candidate *cand = tfm_arena_alloc(&t->arena, (size_t)(2 * K) * sizeof(candidate));
+    int64_t *n_cand = tfm_arena_alloc(&t->arena, (size_t)R * sizeof(int64_t));
+    candidate *cand = tfm_arena_alloc(&t->arena, (size_t)(R * n) * sizeof(candidate));
+    candidate *merged = tfm_arena_alloc(&t->arena, (size_t)n * sizeof(candidate));
     double *best_final = tfm_arena_alloc(&t->arena, (size_t)B * sizeof(double));
     int64_t *n_finished = tfm_arena_alloc(&t->arena, (size_t)B * sizeof(int64_t));
-    if (!rsrc || !rpad || !tokens || !scores || !hist || !hist_new || !from || !cand ||
+    if (!tokens || !scores || !sent || !hist || !from || !n_cand || !cand || !merged ||
         !best_final || !n_finished)
         goto done;
+    int32_t *tokens_next = tokens + R, *hist_next = hist + R * T;
+    float *scores_next = scores + R;
+    int64_t *sent_next = sent + R;
     for (int64_t b = 0; b < B; b++) {
-        for (int64_t k = 0; k < K; k++) {
-            memcpy(rsrc + (b * K + k) * S, src + b * S, (size_t)S * sizeof(int32_t));
-            memcpy(rpad + (b * K + k) * S, src_pad + b * S, (size_t)S);
-            tokens[b * K + k] = TFM_BOS_ID;
-            scores[b * K + k] = k == 0 ? 0.0f : -INFINITY; /* one live hypothesis at first */
-        }
+        tokens[b] = TFM_BOS_ID;
+        scores[b] = 0.0f; /* one live hypothesis per source at first */
+        sent[b] = b;
         best_final[b] = -INFINITY;
         n_finished[b] = 0;
         lens[b] = 0;
-        for (int64_t j = 0; j < max_out; j++) out[b * max_out + j] = TFM_PAD_ID;
+        for (int64_t j = 0; j < stride; j++) out[b * stride + j] = TFM_PAD_ID;
     }
-    if (tfm_kv_cache_init(&cache, m, R, S, max_out + 1)) goto done;
-    tfm_tensor *mem = tfm_model_encode(m, t, rsrc, rpad, R, S);
-    if (!mem || tfm_kv_cache_start(&cache, m, t, mem, rpad)) goto done;
+    if (tfm_kv_cache_init(&cache, m, R, S, T + 1)) goto done;
+    double t0 = prof ? tfm_now() : 0;
+    tfm_tensor *mem = tfm_model_encode(m, t, src, src_pad, B, S); /* once per source */
+    double t1 = prof ? tfm_now() : 0;
+    if (!mem || tfm_kv_cache_start(&cache, m, t, mem, src_pad)) goto done;
+    if (prof) {
+        prof->encoder += t1 - t0;
+        prof->cross_kv += tfm_now() - t1;
+    }
     size_t step_mark = tfm_arena_mark(&t->arena);
-    int64_t done_sources = 0;
-    for (int64_t step = 0; step < max_out && done_sources < B; step++) {
+    int64_t rows = B;
+    for (int64_t step = 0; step < T && rows > 0; step++) {
         tfm_arena_rewind(&t->arena, step_mark);
-        tfm_tensor *logits = tfm_model_decode_step(m, t, &cache, tokens);
+        double p0 = prof ? tfm_now() : 0;
+        tfm_tensor *x = tfm_model_decode_hidden(m, t, &cache, tokens);
+        double p1 = prof ? tfm_now() : 0;
+        tfm_tensor *logits = tfm_linear(t, x, m->tgt_emb, NULL);
         if (!logits) goto done;
-        /* log-softmax in place (pad and <s> excluded) */
-        for (int64_t r = 0; r < R; r++) {
-            float *row = logits->data + r * V;
-            float mx = -INFINITY;
-            for (int64_t v = TFM_EOS_ID; v < V; v++) mx = row[v] > mx ? row[v] : mx;
-            double sum = 0;
-            for (int64_t v = TFM_EOS_ID; v < V; v++) sum += exp((double)(row[v] - mx));
-            float lse = mx + (float)log(sum);
-            for (int64_t v = TFM_EOS_ID; v < V; v++) row[v] -= lse;
+        double p2 = prof ? tfm_now() : 0, p_lse = 0;
+#pragma omp parallel for schedule(static) reduction(+ : p_lse) if (rows * V > TFM_PAR_MIN_WORK)
+        for (int64_t r = 0; r < rows; r++) {
+            const float *row = logits->data + r * V;
+            double q0 = prof ? tfm_now() : 0;
+            float lse = row_log_sum_exp(row, V);
+            if (prof) p_lse += tfm_now() - q0;
+            n_cand[r] =
+                scores[r] == -INFINITY ? 0 : row_top(row, V, scores[r], lse, r, n, cand + r * n);
         }
-        for (int64_t b = 0; b < B; b++) {
-            if (n_finished[b] >= K) {
-                for (int64_t k = 0; k < K; k++) {
-                    from[b * K + k] = b * K + k;
-                    scores[b * K + k] = -INFINITY;
-                    tokens[b * K + k] = TFM_PAD_ID;
-                }
-                continue;
-            }
-            int64_t n_cand = 0;
-            for (int64_t k = 0; k < K; k++) {
-                int64_t r = b * K + k;
-                if (scores[r] == -INFINITY) continue;
-                const float *row = logits->data + r * V;
-                for (int64_t v = TFM_EOS_ID; v < V; v++)
-                    keep_best(cand, &n_cand, 2 * K, (candidate){scores[r] + row[v], r, (int32_t)v});
-            }
+        double p3 = prof ? tfm_now() : 0;
+        int64_t next = 0;
+        for (int64_t r0 = 0, r1; r0 < rows; r0 = r1) {
+            int64_t b = sent[r0], count = 0;
+            for (r1 = r0; r1 < rows && sent[r1] == b; r1++)
+                for (int64_t c = 0; c < n_cand[r1]; c++)
+                    keep_best(merged, &count, n, cand[r1 * n + c]);
             int64_t alive = 0;
-            for (int64_t c = 0; c < n_cand && alive < K; c++) {
-                candidate cd = cand[c];
+            for (int64_t c = 0; c < count && alive < K; c++) {
+                candidate cd = merged[c];
                 if (cd.token == TFM_EOS_ID) {
                     if (n_finished[b] >= K) continue;
                     n_finished[b]++;
                     double final = cd.score / length_penalty(step + 1, alpha);
                     if (final > best_final[b]) {
                         best_final[b] = final;
-                        memcpy(out + b * max_out, hist + cd.from * max_out,
+                        memcpy(out + b * stride, hist + cd.from * T,
                                (size_t)step * sizeof(int32_t));
-                        out[b * max_out + step] = TFM_EOS_ID;
-                        for (int64_t j = step + 1; j < max_out; j++)
-                            out[b * max_out + j] = TFM_PAD_ID;
+                        out[b * stride + step] = TFM_EOS_ID;
+                        for (int64_t j = step + 1; j < stride; j++)
+                            out[b * stride + j] = TFM_PAD_ID;
                         lens[b] = step;
                     }
                     continue;
                 }
-                int64_t r = b * K + alive++;
-                from[r] = cd.from;
-                scores[r] = cd.score;
-                tokens[r] = cd.token;
-                memcpy(hist_new + r * max_out, hist + cd.from * max_out,
-                       (size_t)step * sizeof(int32_t));
-                hist_new[r * max_out + step] = cd.token;
+                from[next] = cd.from;
+                scores_next[next] = cd.score;
+                tokens_next[next] = cd.token;
+                sent_next[next] = b;
+                memcpy(hist_next + next * T, hist + cd.from * T, (size_t)step * sizeof(int32_t));
+                hist_next[next * T + step] = cd.token;
+                next++;
+                alive++;
             }
-            for (; alive < K; alive++) {
-                int64_t r = b * K + alive;
-                from[r] = r;
-                scores[r] = -INFINITY;
-                tokens[r] = TFM_PAD_ID;
-            }
-            if (n_finished[b] >= K) done_sources++;
+            if (n_finished[b] >= K) next -= alive; /* done: its rows leave the batch */
         }
-        int32_t *swap = hist;
-        hist = hist_new;
-        hist_new = swap;
-        tfm_kv_cache_reorder(&cache, m, from);
+        double p4 = prof ? tfm_now() : 0;
+        if (tfm_kv_cache_select(&cache, from, next)) goto done;
+        int32_t *swap_i = tokens;
+        tokens = tokens_next;
+        tokens_next = swap_i;
+        swap_i = hist;
+        hist = hist_next;
+        hist_next = swap_i;
+        float *swap_f = scores;
+        scores = scores_next;
+        scores_next = swap_f;
+        int64_t *swap_l = sent;
+        sent = sent_next;
+        sent_next = swap_l;
+        if (prof) {
+            int nt = tfm_num_threads();
+            prof->decoder += p1 - p0;
+            prof->output += p2 - p1;
+            prof->log_softmax += p_lse / (nt > 0 ? nt : 1);
+            prof->top_k += p3 - p2 - p_lse / (nt > 0 ? nt : 1);
+            prof->bookkeeping += p4 - p3;
+            prof->select += tfm_now() - p4;
+            prof->steps++;
+            prof->row_steps += rows;
+        }
+        rows = next;
     }
-    /* sources with no finished hypothesis: the best live one */
-    for (int64_t b = 0; b < B; b++) {
+    /* sources with no finished hypothesis: the best live one (first of equals) */
+    for (int64_t r0 = 0, r1; r0 < rows; r0 = r1) {
+        int64_t b = sent[r0], best = r0;
+        for (r1 = r0 + 1; r1 < rows && sent[r1] == b; r1++)
+            if (scores[r1] > scores[best]) best = r1;
         if (n_finished[b] > 0) continue;
-        int64_t best = b * K;
-        for (int64_t k = 1; k < K; k++)
-            if (scores[b * K + k] > scores[best]) best = b * K + k;
-        memcpy(out + b * max_out, hist + best * max_out, (size_t)max_out * sizeof(int32_t));
-        lens[b] = max_out;
+        memcpy(out + b * stride, hist + best * T, (size_t)T * sizeof(int32_t));
+        lens[b] = T;
     }
     rc = 0;
 done:

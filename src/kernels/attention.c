@@ -27,30 +27,34 @@ static uint64_t head_key(const tfm_attn_shape *s, int64_t b, int64_t h) {
     return tfm_hash64(s->key ^ (uint64_t)(b * s->H + h) * 0x9E3779B97F4A7C15ull);
 }
 
-/* Scores -> masked softmax in place, row by row. Masked keys get 0; a row
- * with no visible key is all zeros. */
+/* One row of scores (Tk) -> masked softmax in place: keys at or after
+ * `visible` and padded keys get 0; a row with no visible key is all zeros. */
+static void masked_softmax_row(float *row, int64_t Tk, int64_t visible, const uint8_t *pad) {
+    float mx = -INFINITY;
+    for (int64_t j = 0; j < visible; j++)
+        if (!(pad && pad[j]) && row[j] > mx) mx = row[j];
+    if (mx == -INFINITY) {
+        memset(row, 0, (size_t)Tk * sizeof(float));
+        return;
+    }
+    float sum = 0.0f;
+    for (int64_t j = 0; j < visible; j++) {
+        float e = (pad && pad[j]) ? 0.0f : tfm_expf(row[j] - mx);
+        row[j] = e;
+        sum += e;
+    }
+    float inv = 1.0f / sum;
+    for (int64_t j = 0; j < visible; j++) row[j] *= inv;
+    for (int64_t j = visible; j < Tk; j++) row[j] = 0.0f;
+}
+
+/* Scores -> masked softmax in place, row by row. */
 static void masked_softmax(float *p, const tfm_attn_shape *s, int64_t b) {
     const uint8_t *pad = s->key_pad ? s->key_pad + b * s->Tk : NULL;
     for (int64_t i = 0; i < s->Tq; i++) {
-        float *row = p + i * s->Tk;
         int64_t visible = s->causal ? i + s->q_offset + 1 : s->Tk;
         if (visible > s->Tk) visible = s->Tk;
-        float mx = -INFINITY;
-        for (int64_t j = 0; j < visible; j++)
-            if (!(pad && pad[j]) && row[j] > mx) mx = row[j];
-        if (mx == -INFINITY) {
-            memset(row, 0, (size_t)s->Tk * sizeof(float));
-            continue;
-        }
-        float sum = 0.0f;
-        for (int64_t j = 0; j < visible; j++) {
-            float e = (pad && pad[j]) ? 0.0f : tfm_expf(row[j] - mx);
-            row[j] = e;
-            sum += e;
-        }
-        float inv = 1.0f / sum;
-        for (int64_t j = 0; j < visible; j++) row[j] *= inv;
-        for (int64_t j = visible; j < s->Tk; j++) row[j] = 0.0f;
+        masked_softmax_row(p + i * s->Tk, s->Tk, visible, pad);
     }
 }
 
@@ -142,4 +146,77 @@ void tfm_k_attention_backward(float *dq, float *dk, float *dv, const float *dout
                 tfm_gemm_prec(s->precision, 1, 0, Tk, dh, Tq, 1.0f, dp, Tk, qb, D, 1.0f,
                               dk + b * s->kv_bs + h * dh, D);
         }
+}
+
+/* ---- decoding: one query per row, keys and values gathered ------------------ */
+
+/* The GEMM's summation order (tfm_gemm, GEMM_KC = 256): per output element a
+ * fused-multiply-add chain over k from 0 within each block of 256, the first
+ * block giving alpha * acc and each later one fma(alpha, acc, c). Reproducing
+ * it here makes decoding give exactly the numbers of tfm_attention. */
+#define DECODE_KC 256
+
+int64_t tfm_attention_decode_scratch_floats(const tfm_attn_gather *s) {
+    int64_t dh = s->D / s->H, kc = dh < DECODE_KC ? dh : DECODE_KC;
+    return (int64_t)tfm_num_threads() * (4 * s->Tk + dh + kc * s->Tk + 64);
+}
+
+/* S_j = q . k_j / sqrt(dh); P = masked softmax(S); out = sum_j P_j v_j, head
+ * by head, with k_j and v_j at the row's gathered offsets. The keys of a head
+ * are first copied transposed (kc x Tk, as the GEMM packs them) so that the
+ * score chains run side by side in vector lanes. */
+void tfm_k_attention_decode(float *out, float *probs, const float *q, const float *k,
+                            const float *v, const tfm_attn_gather *s, float *scratch) {
+    const int64_t R = s->rows, H = s->H, Tk = s->Tk, D = s->D, dh = D / H;
+    const int64_t kc_max = dh < DECODE_KC ? dh : DECODE_KC;
+    const float scale = 1.0f / sqrtf((float)dh);
+    const int64_t per_thread = 4 * Tk + dh + kc_max * Tk + 64;
+    int par = R > 1 && R * Tk * D > TFM_PAR_MIN_WORK;
+#pragma omp parallel for schedule(static) if (par)
+    for (int64_t r = 0; r < R; r++) {
+        float *mine = scratch + (int64_t)thread_id() * per_thread;
+        int64_t *off = (int64_t *)(void *)mine; /* (Tk) offsets of position j */
+        float *acc = mine + 2 * Tk;             /* (Tk) scores, or (dh) sums */
+        float *p_own = acc + (Tk > dh ? Tk : dh);
+        float *kt = p_own + Tk; /* (kc, Tk) transposed keys of one head */
+        int64_t g = s->group ? s->group[r] : 0;
+        const uint8_t *pad = s->key_pad ? s->key_pad + g * Tk : NULL;
+        const int32_t *slot = s->slot ? s->slot + r * s->slot_ld : NULL;
+        for (int64_t j = 0; j < Tk; j++)
+            off[j] = g * s->group_stride + j * s->pos_stride + (slot ? (int64_t)slot[j] * D : 0);
+        for (int64_t h = 0; h < H; h++) {
+            const float *qh = q + r * D + h * dh;
+            const float *kh = k + h * dh, *vh = v + h * dh;
+            float *p = probs ? probs + (r * H + h) * Tk : p_own;
+            for (int64_t k0 = 0; k0 < dh; k0 += DECODE_KC) {
+                int64_t kc = dh - k0 < DECODE_KC ? dh - k0 : DECODE_KC;
+                for (int64_t j = 0; j < Tk; j++) {
+                    const float *kj = kh + off[j] + k0;
+                    for (int64_t kk = 0; kk < kc; kk++) kt[kk * Tk + j] = kj[kk];
+                }
+                for (int64_t j = 0; j < Tk; j++) acc[j] = 0.0f;
+                for (int64_t kk = 0; kk < kc; kk++) {
+                    const float qk = qh[k0 + kk], *row = kt + kk * Tk;
+#pragma omp simd
+                    for (int64_t j = 0; j < Tk; j++) acc[j] = fmaf(qk, row[j], acc[j]);
+                }
+                for (int64_t j = 0; j < Tk; j++)
+                    p[j] = k0 == 0 ? scale * acc[j] : fmaf(scale, acc[j], p[j]);
+            }
+            masked_softmax_row(p, Tk, Tk, pad);
+            float *o = out + r * D + h * dh;
+            for (int64_t j0 = 0; j0 < Tk; j0 += DECODE_KC) {
+                int64_t j1 = j0 + DECODE_KC < Tk ? j0 + DECODE_KC : Tk;
+                for (int64_t n = 0; n < dh; n++) acc[n] = 0.0f;
+                for (int64_t j = j0; j < j1; j++) {
+                    const float *vj = vh + off[j];
+                    const float pj = p[j];
+#pragma omp simd
+                    for (int64_t n = 0; n < dh; n++) acc[n] = fmaf(pj, vj[n], acc[n]);
+                }
+                for (int64_t n = 0; n < dh; n++)
+                    o[n] = j0 == 0 ? 1.0f * acc[n] : fmaf(1.0f, acc[n], o[n]);
+            }
+        }
+    }
 }

@@ -174,6 +174,13 @@ void tfm_k_embedding_backward(float *dtable, const float *dy, const int32_t *ids
                               int64_t dim, float scale, int32_t pad_id) {
     kt()->k_embedding_backward(dtable, dy, ids, n, dim, scale, pad_id);
 }
+int64_t tfm_attention_decode_scratch_floats(const tfm_attn_gather *s) {
+    return kt()->attention_decode_scratch_floats(s);
+}
+void tfm_k_attention_decode(float *out, float *probs, const float *q, const float *k,
+                            const float *v, const tfm_attn_gather *s, float *scratch) {
+    kt()->k_attention_decode(out, probs, q, k, v, s, scratch);
+}
 int64_t tfm_attention_scratch_floats(const tfm_attn_shape *s) {
     return kt()->attention_scratch_floats(s);
 }

@@ -45,6 +45,8 @@
 #define tfm_attention_scratch_floats TFM_ISA_NAME(tfm_attention_scratch_floats)
 #define tfm_k_attention_forward TFM_ISA_NAME(tfm_k_attention_forward)
 #define tfm_k_attention_backward TFM_ISA_NAME(tfm_k_attention_backward)
+#define tfm_attention_decode_scratch_floats TFM_ISA_NAME(tfm_attention_decode_scratch_floats)
+#define tfm_k_attention_decode TFM_ISA_NAME(tfm_k_attention_decode)
 #define tfm_k_xent_forward TFM_ISA_NAME(tfm_k_xent_forward)
 #define tfm_k_xent_backward TFM_ISA_NAME(tfm_k_xent_backward)
 #define tfm_k_adam TFM_ISA_NAME(tfm_k_adam)
@@ -80,6 +82,8 @@
     X(attention_scratch_floats)                                                                    \
     X(k_attention_forward)                                                                         \
     X(k_attention_backward)                                                                        \
+    X(attention_decode_scratch_floats)                                                             \
+    X(k_attention_decode)                                                                          \
     X(k_xent_forward)                                                                              \
     X(k_xent_backward)                                                                             \
     X(k_adam)                                                                                      \

@@ -220,26 +220,105 @@ tfm_tensor *tfm_model_encode(tfm_model *m, tfm_tape *t, const int32_t *src, cons
     return x;
 }
 
+/* ---- the decoder layer: one code path for training and cached decoding ------ */
+
+/* What a decoder layer's attention reads: the whole target sequence at once
+ * (training and teacher forcing: causal self-attention, cross-attention to
+ * the encoder output), or one new position per row against the key/value
+ * cache (incremental decoding). Everything else in the layer is shared. */
+typedef struct {
+    tfm_tensor *memory; /* (B, S, D) encoder output; teacher forcing only */
+    const uint8_t *src_pad, *tgt_pad;
+    tfm_kv_cache *cache; /* non-NULL: cached decoding of position cache->len */
+} dec_inputs;
+
+/* q (rows, 1, D) against gathered keys/values; probs (rows, H, Tk) or NULL */
+static tfm_tensor *cached_attention(tfm_model *m, tfm_tape *t, tfm_kv_cache *c, tfm_tensor *q,
+                                    const float *k, const float *v, tfm_attn_gather *g,
+                                    float **probs) {
+    if (!q) return NULL;
+    tfm_tensor *out = tfm_tape_tensor(t, 3, q->shape, 0);
+    if (!out) return NULL;
+    g->rows = c->rows;
+    g->D = m->cfg.d_model;
+    g->H = m->cfg.n_heads;
+    if (probs) {
+        *probs = tfm_arena_alloc(&t->arena, (size_t)(c->rows * g->H * g->Tk) * sizeof(float));
+        if (!*probs) return NULL;
+    }
+    tfm_k_attention_decode(out->data, probs ? *probs : NULL, q->data, k, v, g, c->scratch);
+    return out;
+}
+
+static tfm_tensor *self_attention(tfm_model *m, tfm_tape *t, int64_t l, tfm_tensor *h,
+                                  const dec_inputs *in) {
+    const tfm_attn_params *a = &m->dec[l].self_attn;
+    if (!in->cache) return attention_block(m, t, a, h, h, in->tgt_pad, 1, NULL);
+    tfm_kv_cache *c = in->cache;
+    int64_t D = m->cfg.d_model, layer = l * c->T_max * c->B * D;
+    tfm_tensor *q = tfm_linear(t, h, a->q_w, a->q_b);
+    tfm_tensor *k = tfm_linear(t, h, a->k_w, a->k_b);
+    tfm_tensor *v = tfm_linear(t, h, a->v_w, a->v_b);
+    if (!q || !k || !v) return NULL;
+    /* this position's keys and values go to slot r of position len */
+    size_t pos = (size_t)(layer + c->len * c->B * D), bytes = (size_t)(c->rows * D) * sizeof(float);
+    memcpy(c->self_k + pos, k->data, bytes);
+    memcpy(c->self_v + pos, v->data, bytes);
+    tfm_attn_gather g = {
+        .Tk = c->len + 1, .pos_stride = c->B * D, .slot = c->slot, .slot_ld = c->T_max};
+    tfm_tensor *o = cached_attention(m, t, c, q, c->self_k + layer, c->self_v + layer, &g, NULL);
+    return tfm_linear(t, o, a->o_w, a->o_b);
+}
+
+static tfm_tensor *cross_attention(tfm_model *m, tfm_tape *t, int64_t l, tfm_tensor *h,
+                                   const dec_inputs *in) {
+    const tfm_attn_params *a = &m->dec[l].cross_attn;
+    if (!in->cache) return attention_block(m, t, a, h, in->memory, in->src_pad, 0, NULL);
+    tfm_kv_cache *c = in->cache;
+    int64_t D = m->cfg.d_model, H = m->cfg.n_heads, S = c->S, layer = l * c->B * S * D;
+    tfm_tensor *q = tfm_linear(t, h, a->q_w, a->q_b);
+    tfm_attn_gather g = {.Tk = S,
+                         .pos_stride = D,
+                         .group = c->src_of_row,
+                         .group_stride = S * D,
+                         .key_pad = c->src_pad};
+    float *probs = NULL;
+    tfm_tensor *o = cached_attention(m, t, c, q, c->cross_k + layer, c->cross_v + layer, &g,
+                                     c->attn_cross ? &probs : NULL);
+    if (o && probs) /* attn_cross: (layers, B, H, T_max, S) */
+        for (int64_t rh = 0; rh < c->rows * H; rh++)
+            memcpy(c->attn_cross + ((l * c->B * H + rh) * c->T_max + c->len) * S, probs + rh * S,
+                   (size_t)S * sizeof(float));
+    return tfm_linear(t, o, a->o_w, a->o_b);
+}
+
+static tfm_tensor *decoder_layer(tfm_model *m, tfm_tape *t, int64_t l, tfm_tensor *x,
+                                 const dec_inputs *in) {
+    tfm_layer_params *L = &m->dec[l];
+    tfm_tape_label(t, L->label_self);
+    tfm_tensor *h = pre_norm(m, t, x, &L->ln1);
+    x = residual(m, t, x, self_attention(m, t, l, h, in), &L->ln1);
+    tfm_tape_label(t, L->label_cross);
+    h = pre_norm(m, t, x, &L->ln2);
+    x = residual(m, t, x, cross_attention(m, t, l, h, in), &L->ln2);
+    tfm_tape_label(t, L->label_ffn);
+    h = pre_norm(m, t, x, &L->ln3);
+    return residual(m, t, x, ffn_block(m, t, L, h), &L->ln3);
+}
+
+/* Embedded targets -> the decoder's output before the vocabulary projection. */
+static tfm_tensor *decoder_stack(tfm_model *m, tfm_tape *t, tfm_tensor *x, const dec_inputs *in) {
+    for (int64_t l = 0; l < m->cfg.dec_layers; l++) x = decoder_layer(m, t, l, x, in);
+    if (m->cfg.pre_ln) x = tfm_layernorm(t, x, m->dec_final.w, m->dec_final.b, m->cfg.ln_eps);
+    return x;
+}
+
 tfm_tensor *tfm_model_decode(tfm_model *m, tfm_tape *t, tfm_tensor *memory, const uint8_t *src_pad,
                              const int32_t *tgt_in, const uint8_t *tgt_pad, int64_t T) {
     if (!memory) return NULL;
     int64_t B = memory->shape[0];
-    tfm_tensor *x = embed(m, t, m->tgt_emb, tgt_in, B, T, 0);
-    for (int64_t i = 0; i < m->cfg.dec_layers; i++) {
-        tfm_layer_params *L = &m->dec[i];
-        tfm_tape_label(t, L->label_self);
-        tfm_tensor *h = pre_norm(m, t, x, &L->ln1);
-        x = residual(m, t, x, attention_block(m, t, &L->self_attn, h, h, tgt_pad, 1, NULL),
-                     &L->ln1);
-        tfm_tape_label(t, L->label_cross);
-        h = pre_norm(m, t, x, &L->ln2);
-        x = residual(m, t, x, attention_block(m, t, &L->cross_attn, h, memory, src_pad, 0, NULL),
-                     &L->ln2);
-        tfm_tape_label(t, L->label_ffn);
-        h = pre_norm(m, t, x, &L->ln3);
-        x = residual(m, t, x, ffn_block(m, t, L, h), &L->ln3);
-    }
-    if (m->cfg.pre_ln) x = tfm_layernorm(t, x, m->dec_final.w, m->dec_final.b, m->cfg.ln_eps);
+    dec_inputs in = {.memory = memory, .src_pad = src_pad, .tgt_pad = tgt_pad};
+    tfm_tensor *x = decoder_stack(m, t, embed(m, t, m->tgt_emb, tgt_in, B, T, 0), &in);
     tfm_tape_label(t, "output");
     return tfm_linear(t, x, m->tgt_emb, NULL); /* tied: logits = x E^T */
 }
@@ -274,22 +353,30 @@ int64_t tfm_model_param_count(const tfm_model_config *c) {
     return n;
 }
 
-/* ---- incremental decoding ---------------------------------------------------- */
+/* ---- incremental decoding ------------------------------------------------------
+ * Self-attention keys and values live per layer as (T_max, B, D): position j
+ * of slot r. Row r of the current batch reads position j from slot
+ * slot[r * T_max + j], the row that computed it (itself or an ancestor), so
+ * reordering or dropping rows copies those indices, never the cache. */
 
 int tfm_kv_cache_init(tfm_kv_cache *c, const tfm_model *m, int64_t B, int64_t S, int64_t T_max) {
     memset(c, 0, sizeof *c);
-    int64_t L = m->cfg.dec_layers, D = m->cfg.d_model;
+    int64_t L = m->cfg.dec_layers, D = m->cfg.d_model, H = m->cfg.n_heads;
     c->B = B;
     c->S = S;
     c->T_max = T_max;
-    c->self_k = tfm_alloc((size_t)(L * B * T_max * D) * sizeof(float));
-    c->self_v = tfm_alloc((size_t)(L * B * T_max * D) * sizeof(float));
+    c->self_k = tfm_alloc((size_t)(L * T_max * B * D) * sizeof(float));
+    c->self_v = tfm_alloc((size_t)(L * T_max * B * D) * sizeof(float));
     c->cross_k = tfm_alloc((size_t)(L * B * S * D) * sizeof(float));
     c->cross_v = tfm_alloc((size_t)(L * B * S * D) * sizeof(float));
-    int64_t scratch_rows = B * (T_max > S ? T_max : S) * D;
-    int64_t attn = (int64_t)tfm_num_threads() * 2 * (T_max > S ? T_max : S);
-    c->scratch = tfm_alloc((size_t)(scratch_rows > attn ? scratch_rows : attn) * sizeof(float));
-    if (!c->self_k || !c->self_v || !c->cross_k || !c->cross_v || !c->scratch) {
+    c->slot = tfm_alloc((size_t)(B * T_max) * sizeof(int32_t));
+    c->slot_alt = tfm_alloc((size_t)(B * T_max) * sizeof(int32_t));
+    c->src_of_row = tfm_alloc((size_t)B * sizeof(int32_t));
+    c->src_alt = tfm_alloc((size_t)B * sizeof(int32_t));
+    tfm_attn_gather g = {.Tk = T_max > S ? T_max : S, .D = D, .H = H};
+    c->scratch = tfm_alloc((size_t)tfm_attention_decode_scratch_floats(&g) * sizeof(float));
+    if (!c->self_k || !c->self_v || !c->cross_k || !c->cross_v || !c->slot || !c->slot_alt ||
+        !c->src_of_row || !c->src_alt || !c->scratch) {
         tfm_kv_cache_free(c);
         tfm_set_error("out of memory for the decoder cache (batch %lld)", (long long)B);
         return 1;
@@ -302,13 +389,23 @@ void tfm_kv_cache_free(tfm_kv_cache *c) {
     tfm_free(c->self_v);
     tfm_free(c->cross_k);
     tfm_free(c->cross_v);
+    tfm_free(c->slot);
+    tfm_free(c->slot_alt);
+    tfm_free(c->src_of_row);
+    tfm_free(c->src_alt);
     tfm_free(c->scratch);
     memset(c, 0, sizeof *c);
 }
 
 int tfm_kv_cache_start(tfm_kv_cache *c, tfm_model *m, tfm_tape *t, const tfm_tensor *memory,
                        const uint8_t *src_pad) {
-    int64_t D = m->cfg.d_model, BSD = c->B * c->S * D;
+    int64_t D = m->cfg.d_model, n_src = memory->shape[0], n = n_src * c->S * D;
+    if (n_src > c->B || memory->shape[1] != c->S) {
+        tfm_set_error("decoder cache for %lld sources of length %lld, given %lld of %lld",
+                      (long long)c->B, (long long)c->S, (long long)n_src,
+                      (long long)memory->shape[1]);
+        return 1;
+    }
     size_t mark = tfm_arena_mark(&t->arena);
     for (int64_t l = 0; l < m->cfg.dec_layers; l++) {
         tfm_attn_params *a = &m->dec[l].cross_attn;
@@ -316,170 +413,67 @@ int tfm_kv_cache_start(tfm_kv_cache *c, tfm_model *m, tfm_tape *t, const tfm_ten
         tfm_tensor *k = tfm_linear(t, mem, a->k_w, a->k_b);
         tfm_tensor *v = tfm_linear(t, mem, a->v_w, a->v_b);
         if (!k || !v) return 1;
-        memcpy(c->cross_k + l * BSD, k->data, (size_t)BSD * sizeof(float));
-        memcpy(c->cross_v + l * BSD, v->data, (size_t)BSD * sizeof(float));
+        memcpy(c->cross_k + l * c->B * c->S * D, k->data, (size_t)n * sizeof(float));
+        memcpy(c->cross_v + l * c->B * c->S * D, v->data, (size_t)n * sizeof(float));
         tfm_arena_rewind(&t->arena, mark);
     }
+    for (int64_t r = 0; r < n_src; r++) c->src_of_row[r] = (int32_t)r;
     c->src_pad = src_pad;
+    c->rows = n_src;
     c->len = 0;
     return 0;
 }
 
-/* One query row per batch entry against cached keys/values. */
-static tfm_tensor *cached_attention(tfm_model *m, tfm_tape *t, tfm_kv_cache *c, tfm_tensor *q,
-                                    const float *k, const float *v, int64_t Tk, int64_t kv_bs,
-                                    const uint8_t *key_pad, float *probs_out) {
-    tfm_tensor *out = tfm_tape_tensor(t, 3, q->shape, 0);
-    if (!out) return NULL;
-    tfm_attn_shape s = {.B = c->B,
-                        .Tq = 1,
-                        .Tk = Tk,
-                        .D = m->cfg.d_model,
-                        .H = m->cfg.n_heads,
-                        .q_bs = m->cfg.d_model,
-                        .kv_bs = kv_bs,
-                        .key_pad = key_pad,
-                        .precision = t->precision};
-    float *probs = NULL;
-    if (probs_out) {
-        probs = tfm_arena_alloc(&t->arena, (size_t)(c->B * s.H * Tk) * sizeof(float));
-        if (!probs) return NULL;
-    }
-    tfm_k_attention_forward(out->data, probs, q->data, k, v, &s, c->scratch);
-    if (probs_out)
-        for (int64_t bh = 0; bh < c->B * s.H; bh++)
-            memcpy(probs_out + bh * c->T_max * Tk, probs + bh * Tk, (size_t)Tk * sizeof(float));
-    return out;
-}
-
-tfm_tensor *tfm_model_decode_step(tfm_model *m, tfm_tape *t, tfm_kv_cache *c,
-                                  const int32_t *tokens) {
+tfm_tensor *tfm_model_decode_hidden(tfm_model *m, tfm_tape *t, tfm_kv_cache *c,
+                                    const int32_t *tokens) {
     TFM_ASSERT(t->no_grad, "decode_step runs in no-grad mode");
     if (c->len >= c->T_max) {
         tfm_set_error("decoder cache full at %lld positions", (long long)c->T_max);
         return NULL;
     }
-    int64_t B = c->B, D = m->cfg.d_model, pos = c->len;
-    tfm_tensor *x = embed(m, t, m->tgt_emb, tokens, B, 1, pos);
-    for (int64_t l = 0; l < m->cfg.dec_layers && x; l++) {
-        tfm_layer_params *L = &m->dec[l];
-        float *sk = c->self_k + l * B * c->T_max * D, *sv = c->self_v + l * B * c->T_max * D;
-        /* self-attention over positions 0..pos */
-        tfm_tensor *h = pre_norm(m, t, x, &L->ln1);
-        tfm_tensor *q = tfm_linear(t, h, L->self_attn.q_w, L->self_attn.q_b);
-        tfm_tensor *k = tfm_linear(t, h, L->self_attn.k_w, L->self_attn.k_b);
-        tfm_tensor *v = tfm_linear(t, h, L->self_attn.v_w, L->self_attn.v_b);
-        if (!q || !k || !v) return NULL;
-        for (int64_t b = 0; b < B; b++) {
-            memcpy(sk + (b * c->T_max + pos) * D, k->data + b * D, (size_t)D * sizeof(float));
-            memcpy(sv + (b * c->T_max + pos) * D, v->data + b * D, (size_t)D * sizeof(float));
-        }
-        tfm_tensor *a = cached_attention(m, t, c, q, sk, sv, pos + 1, c->T_max * D, NULL, NULL);
-        x = residual(m, t, x, tfm_linear(t, a, L->self_attn.o_w, L->self_attn.o_b), &L->ln1);
-        /* cross-attention over the source */
-        h = pre_norm(m, t, x, &L->ln2);
-        q = tfm_linear(t, h, L->cross_attn.q_w, L->cross_attn.q_b);
-        if (!q) return NULL;
-        float *probs =
-            c->attn_cross ? c->attn_cross + (l * B * m->cfg.n_heads * c->T_max + pos) * c->S : NULL;
-        a = cached_attention(m, t, c, q, c->cross_k + l * B * c->S * D,
-                             c->cross_v + l * B * c->S * D, c->S, c->S * D, c->src_pad, probs);
-        x = residual(m, t, x, tfm_linear(t, a, L->cross_attn.o_w, L->cross_attn.o_b), &L->ln2);
-        h = pre_norm(m, t, x, &L->ln3);
-        x = residual(m, t, x, ffn_block(m, t, L, h), &L->ln3);
-    }
-    if (x && m->cfg.pre_ln) x = tfm_layernorm(t, x, m->dec_final.w, m->dec_final.b, m->cfg.ln_eps);
-    tfm_tensor *logits = tfm_linear(t, x, m->tgt_emb, NULL);
+    for (int64_t r = 0; r < c->rows; r++) c->slot[r * c->T_max + c->len] = (int32_t)r;
+    dec_inputs in = {.cache = c};
+    tfm_tensor *x = decoder_stack(m, t, embed(m, t, m->tgt_emb, tokens, c->rows, 1, c->len), &in);
+    if (!x) return NULL;
+    x->ndim = 2;
+    x->shape[0] = c->rows;
+    x->shape[1] = m->cfg.d_model;
+    c->len++;
+    return x;
+}
+
+tfm_tensor *tfm_model_decode_step(tfm_model *m, tfm_tape *t, tfm_kv_cache *c,
+                                  const int32_t *tokens) {
+    tfm_tensor *logits = tfm_linear(t, tfm_model_decode_hidden(m, t, c, tokens), m->tgt_emb, NULL);
     if (!logits) return NULL;
     logits->ndim = 2;
-    logits->shape[0] = B;
+    logits->shape[0] = logits->n / m->cfg.vocab;
     logits->shape[1] = m->cfg.vocab;
-    c->len++;
     return logits;
 }
 
+int tfm_kv_cache_select(tfm_kv_cache *c, const int64_t *from, int64_t rows) {
+    if (rows < 0 || rows > c->B) {
+        tfm_set_error("decoder cache holds %lld rows, asked for %lld", (long long)c->B,
+                      (long long)rows);
+        return 1;
+    }
+    int32_t *slot_next = c->slot_alt, *src_next = c->src_alt;
+    for (int64_t i = 0; i < rows; i++) {
+        TFM_ASSERT(from[i] >= 0 && from[i] < c->rows, "select: row out of range");
+        memcpy(slot_next + i * c->T_max, c->slot + from[i] * c->T_max,
+               (size_t)c->len * sizeof(int32_t));
+        src_next[i] = c->src_of_row[from[i]];
+    }
+    c->slot_alt = c->slot;
+    c->slot = slot_next;
+    c->src_alt = c->src_of_row;
+    c->src_of_row = src_next;
+    c->rows = rows;
+    return 0;
+}
+
 void tfm_kv_cache_reorder(tfm_kv_cache *c, const tfm_model *m, const int64_t *from) {
-    int64_t D = m->cfg.d_model, row = c->T_max * D, B = c->B;
-    for (int64_t l = 0; l < m->cfg.dec_layers; l++) {
-        float *blocks[2] = {c->self_k + l * B * row, c->self_v + l * B * row};
-        for (int w = 0; w < 2; w++) {
-            for (int64_t b = 0; b < B; b++)
-                memcpy(c->scratch + b * row, blocks[w] + from[b] * row,
-                       (size_t)(c->len * D) * sizeof(float));
-            for (int64_t b = 0; b < B; b++)
-                memcpy(blocks[w] + b * row, c->scratch + b * row,
-                       (size_t)(c->len * D) * sizeof(float));
-        }
-    }
-}
-
-/* Shared by both greedy decoders. annotated: starts from start[], argmax over
- * every id, never stops early; else starts from <s>, never emits pad or <s>,
- * stops a row at </s>. */
-static int greedy(tfm_model *m, tfm_tape *t, const int32_t *src, const uint8_t *src_pad, int64_t B,
-                  int64_t S, const int32_t *start, int64_t start_stride, int64_t max_out,
-                  int32_t *out, int64_t *lens) {
-    int annotated = start != NULL;
-    int saved_grad = t->no_grad, saved_train = t->training;
-    t->no_grad = 1;
-    t->training = 0;
-    size_t mark = tfm_arena_mark(&t->arena);
-    int rc = 1;
-    tfm_kv_cache cache;
-    if (max_out + 1 > m->cfg.max_len) max_out = m->cfg.max_len - 1;
-    if (tfm_kv_cache_init(&cache, m, B, S, max_out + 1)) goto done;
-    tfm_tensor *mem = tfm_model_encode(m, t, src, src_pad, B, S);
-    if (!mem || tfm_kv_cache_start(&cache, m, t, mem, src_pad)) goto done_cache;
-    int32_t *tokens = tfm_arena_alloc(&t->arena, (size_t)B * sizeof(int32_t));
-    uint8_t *finished = tfm_arena_alloc(&t->arena, (size_t)B);
-    if (!tokens || !finished) goto done_cache;
-    memset(finished, 0, (size_t)B);
-    for (int64_t b = 0; b < B; b++) {
-        tokens[b] = annotated ? start[b * start_stride] : TFM_BOS_ID;
-        lens[b] = max_out;
-        for (int64_t j = 0; j < max_out; j++) out[b * max_out + j] = TFM_PAD_ID;
-    }
-    size_t step_mark = tfm_arena_mark(&t->arena);
-    int64_t V = m->cfg.vocab, n_done = 0, first = annotated ? 0 : TFM_EOS_ID;
-    for (int64_t step = 0; step < max_out && n_done < B; step++) {
-        tfm_arena_rewind(&t->arena, step_mark);
-        tfm_tensor *logits = tfm_model_decode_step(m, t, &cache, tokens);
-        if (!logits) goto done_cache;
-        for (int64_t b = 0; b < B; b++) {
-            if (finished[b]) {
-                tokens[b] = TFM_PAD_ID;
-                continue;
-            }
-            const float *row = logits->data + b * V;
-            int64_t best = first;
-            for (int64_t v = first; v < V; v++)
-                if (row[v] > row[best]) best = v;
-            out[b * max_out + step] = (int32_t)best;
-            tokens[b] = (int32_t)best;
-            if (!annotated && best == TFM_EOS_ID) {
-                finished[b] = 1;
-                lens[b] = step;
-                n_done++;
-            }
-        }
-    }
-    rc = 0;
-done_cache:
-    tfm_kv_cache_free(&cache);
-done:
-    tfm_arena_rewind(&t->arena, mark);
-    t->no_grad = saved_grad;
-    t->training = saved_train;
-    return rc;
-}
-
-int tfm_greedy_decode(tfm_model *m, tfm_tape *t, const int32_t *src, const uint8_t *src_pad,
-                      int64_t B, int64_t S, int64_t max_out, int32_t *out, int64_t *lens) {
-    return greedy(m, t, src, src_pad, B, S, NULL, 0, max_out, out, lens);
-}
-
-int tfm_greedy_decode_from(tfm_model *m, tfm_tape *t, const int32_t *src, const uint8_t *src_pad,
-                           int64_t B, int64_t S, const int32_t *start, int64_t start_stride,
-                           int64_t n_steps, int32_t *out, int64_t *lens) {
-    return greedy(m, t, src, src_pad, B, S, start, start_stride, n_steps, out, lens);
+    (void)m;
+    tfm_kv_cache_select(c, from, c->rows);
 }
