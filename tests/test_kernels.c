@@ -2,6 +2,7 @@
  * worked out on paper from the definition (the derivation is in the comment
  * above it), not produced by the code under test. */
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "tfm/kernels.h"
@@ -397,6 +398,84 @@ START_TEST(adam_steps_by_hand) {
 }
 END_TEST
 
+/* Decoding attention over gathered keys (slots, groups, padding) equals the
+ * fused attention over the same keys copied contiguously, bit for bit; with
+ * head width and key count above the GEMM's 256-long blocks too. */
+START_TEST(attention_decode_equals_forward) {
+    const int64_t shapes[][3] = {{4, 2, 9}, {600, 2, 300}}; /* D, H, Tk */
+    for (int si = 0; si < 2; si++) {
+        const int64_t D = shapes[si][0], H = shapes[si][1], Tk = shapes[si][2], R = 3, G = 2;
+        const int64_t slots = 4; /* self-attention: slots per position */
+        float *q = malloc((size_t)(R * D) * sizeof(float));
+        float *cache_k = malloc((size_t)(Tk * slots * D) * sizeof(float));
+        float *cache_v = malloc((size_t)(Tk * slots * D) * sizeof(float));
+        float *kc = malloc((size_t)(Tk * D) * sizeof(float)),
+              *vc = malloc((size_t)(Tk * D) * sizeof(float));
+        float *got = malloc((size_t)(R * D) * sizeof(float)),
+              *want = malloc((size_t)D * sizeof(float));
+        float *pg = malloc((size_t)(R * H * Tk) * sizeof(float)),
+              *pw = malloc((size_t)(H * Tk) * sizeof(float));
+        int32_t *slot = malloc((size_t)(R * Tk) * sizeof(int32_t));
+        int32_t group[3] = {1, 0, 1};
+        uint8_t *pad = calloc((size_t)(G * Tk), 1);
+        tfm_attn_gather g0 = {.rows = R, .Tk = Tk, .D = D, .H = H};
+        tfm_attn_shape s0 = {.B = 1, .Tq = 1, .Tk = Tk, .D = D, .H = H, .q_bs = D, .kv_bs = Tk * D};
+        int64_t nscr = tfm_attention_decode_scratch_floats(&g0) + tfm_attention_scratch_floats(&s0);
+        float *scratch = malloc((size_t)nscr * sizeof(float));
+        ck_assert(q && cache_k && cache_v && kc && vc && got && want && pg && pw && slot && pad &&
+                  scratch);
+        tfm_test_fill(q, R * D, 1, -2, 2);
+        tfm_test_fill(cache_k, Tk * slots * D, 2, -2, 2);
+        tfm_test_fill(cache_v, Tk * slots * D, 3, -1, 1);
+        for (int64_t i = 0; i < R * Tk; i++) slot[i] = (int32_t)((i * 7 + i / Tk) % slots);
+        for (int64_t j = 0; j < Tk; j++) pad[Tk + j] = j % 3 == 2; /* group 1 pads some keys */
+        for (int mode = 0; mode < 2; mode++) { /* 0: self (slots), 1: cross (groups, pad) */
+            tfm_attn_gather g = g0;
+            if (mode == 0) {
+                g.pos_stride = slots * D;
+                g.slot = slot;
+                g.slot_ld = Tk;
+            } else { /* groups: G sources of (Tk, D) in the same buffer */
+                g.pos_stride = D;
+                g.group = group;
+                g.group_stride = Tk * D;
+                g.key_pad = pad;
+            }
+            tfm_k_attention_decode(got, pg, q, cache_k, cache_v, &g, scratch);
+            for (int64_t r = 0; r < R; r++) {
+                for (int64_t j = 0; j < Tk; j++) {
+                    int64_t off = mode == 0 ? j * slots * D + slot[r * Tk + j] * D
+                                            : group[r] * Tk * D + j * D;
+                    memcpy(kc + j * D, cache_k + off, (size_t)D * sizeof(float));
+                    memcpy(vc + j * D, cache_v + off, (size_t)D * sizeof(float));
+                }
+                tfm_attn_shape s = s0;
+                s.key_pad = mode == 1 ? pad + group[r] * Tk : NULL;
+                tfm_k_attention_forward(want, pw, q + r * D, kc, vc, &s, scratch);
+                ck_assert_msg(memcmp(got + r * D, want, (size_t)D * sizeof(float)) == 0,
+                              "D %lld mode %d row %lld: output differs", (long long)D, mode,
+                              (long long)r);
+                ck_assert_msg(memcmp(pg + r * H * Tk, pw, (size_t)(H * Tk) * sizeof(float)) == 0,
+                              "D %lld mode %d row %lld: weights differ", (long long)D, mode,
+                              (long long)r);
+            }
+        }
+        free(q);
+        free(cache_k);
+        free(cache_v);
+        free(kc);
+        free(vc);
+        free(got);
+        free(want);
+        free(pg);
+        free(pw);
+        free(slot);
+        free(pad);
+        free(scratch);
+    }
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("kernels");
     TCase *tc = tcase_create("kernels");
@@ -410,6 +489,7 @@ int main(void) {
     tcase_add_test(tc, embedding_scatter_add);
     tcase_add_test(tc, dropout_keep_rate_and_scale);
     tcase_add_test(tc, attention_masks_by_hand);
+    tcase_add_test(tc, attention_decode_equals_forward);
     tcase_add_test(tc, attention_two_heads_by_hand);
     tcase_add_test(tc, adam_steps_by_hand);
     suite_add_tcase(s, tc);

@@ -38,7 +38,7 @@ static void keep_best(candidate *best, int64_t *count, int64_t n, candidate c) {
 }
 
 /* log sum_v exp(row[v]) over v >= </s>: the max, then the sum of exp in
- * double, in id order. */
+ * double, in id order (the scores' exact formula). */
 static float row_log_sum_exp(const float *row, int64_t V) {
     float mx = -INFINITY;
     for (int64_t v = TFM_EOS_ID; v < V; v++) mx = row[v] > mx ? row[v] : mx;
