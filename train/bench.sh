@@ -3,7 +3,7 @@
 # one run (medians of RUNS runs, ours and the reference alternating so that
 # load from other processes hits both alike).
 #
-#   bash train/bench.sh [gemm] [step] [copy] [gemm-bf16] [step-bf16]   (default: all)
+#   bash train/bench.sh [gemm] [step] [copy] [gemm-bf16] [step-bf16] [translate]   (default: all)
 #   RUNS=5 bash train/bench.sh step
 #
 #   gemm  tfm_gemm vs OpenBLAS (AVX-512, OpenMP build) at the 12 GEMMs of
@@ -20,6 +20,10 @@
 #         1 threads, GEMM_ROUNDS alternating rounds   (train/bench_gemm_bf16.sh)
 #   step-bf16  the step of toy/small/base at 2 threads: tfm --precision fp32
 #         and bf16, PyTorch fp32 and --autocast-bf16, alternating, RUNS runs
+#   translate  greedy and beam 5 on the same 1000 sentences (numbers corpus,
+#         a model trained here with a fixed seed), 2 threads, RUNS alternating
+#         runs, medians and the beam5/greedy ratio; TFM_OLD=path/to/old/tfm
+#         also times another build on the same model and input (before/after)
 # The references need python3-torch, libopenblas-dev and libopenblas0-openmp
 # (apt-get install); without them only our side runs.
 set -uo pipefail
@@ -27,7 +31,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 SHARED_DIR=${SHARED_DIR:-$ROOT/../shared}
 RUNS=${RUNS:-3}
 TFM=${TFM:-$ROOT/build/tfm}
-SECTIONS=${*:-gemm step copy gemm-bf16 step-bf16}
+SECTIONS=${*:-gemm step copy gemm-bf16 step-bf16 translate}
 TORCH_ENV=(env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE LD_LIBRARY_PATH=/usr/lib/x86_64-linux-gnu/openblas-openmp)
 have_torch=0
 if /usr/bin/python3 -c "import torch" 2>/dev/null && [ -f "$SHARED_DIR/bench/torch_transformer.py" ]; then
@@ -127,6 +131,39 @@ step-bf16)
     done
     echo "targets (issue 13) at base: tfm bf16 >= 1.5x tfm fp32 and >= 1.3x PyTorch bf16 autocast"
     ;;
-*) echo "bench: unknown section '$section' (gemm, step, copy, gemm-bf16, step-bf16)" >&2; exit 2 ;;
+translate)
+    echo; echo "## Translation: seconds for the 1000 numbers test sentences, 2 threads (median of $RUNS)"
+    work=$(mktemp -d)
+    "$TFM" data numbers --out "$work/data" --train 3000 --valid 100 --test 1000 >/dev/null
+    "$TFM" train --src-train "$work/data/train.de" --tgt-train "$work/data/train.en" \
+        --src-valid "$work/data/valid.de" --tgt-valid "$work/data/valid.en" --save "$work/run" \
+        --bpe-merges 300 --batch-tokens 2048 --steps 500 --valid-every 500 --share-emb \
+        --d-model 64 --heads 4 --d-ff 256 --layers 2 --seed 1 --threads 2 --quiet >/dev/null
+    bins=("$TFM"); names=(tfm)
+    if [ -n "${TFM_OLD:-}" ]; then bins+=("$TFM_OLD"); names+=(old); fi
+    declare -A secs
+    for _ in $(seq "$RUNS"); do
+        for i in "${!bins[@]}"; do
+            for beam in 1 5; do
+                t0=$(date +%s.%N)
+                "${bins[$i]}" translate --model "$work/run" --beam "$beam" --threads 2 --quiet \
+                    < "$work/data/test.de" > "$work/hyp.${names[$i]}.$beam"
+                secs[${names[$i]}.$beam]+="$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN {print b - a}') "
+            done
+        done
+    done
+    printf "%-6s %10s %10s %12s %s\n" build "greedy s" "beam5 s" "beam5/greedy" "BLEU greedy / beam5"
+    for i in "${!bins[@]}"; do
+        n=${names[$i]}
+        g=$(printf '%s\n' ${secs[$n.1]} | median); b=$(printf '%s\n' ${secs[$n.5]} | median)
+        bg=$("$TFM" bleu "$work/data/test.en" < "$work/hyp.$n.1" | tail -1)
+        bb=$("$TFM" bleu "$work/data/test.en" < "$work/hyp.$n.5" | tail -1)
+        printf "%-6s %10.3f %10.3f %12.2f %s / %s\n" "$n" "$g" "$b" "$(awk -v a="$b" -v c="$g" 'BEGIN {print a / c}')" "$bg" "$bb"
+        [ "$n" = tfm ] && new_g=$g && new_b=$b
+        [ "$n" = old ] && echo "old/new: greedy $(awk -v a="$g" -v c="$new_g" 'BEGIN {printf "%.2f", a / c}')x, beam 5 $(awk -v a="$b" -v c="$new_b" 'BEGIN {printf "%.2f", a / c}')x; outputs $(cmp -s "$work/hyp.tfm.5" "$work/hyp.old.5" && cmp -s "$work/hyp.tfm.1" "$work/hyp.old.1" && echo identical || echo DIFFER)"
+    done
+    rm -rf "$work"
+    ;;
+*) echo "bench: unknown section '$section' (gemm, step, copy, gemm-bf16, step-bf16, translate)" >&2; exit 2 ;;
 esac
 done
