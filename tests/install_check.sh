@@ -47,7 +47,10 @@ C
 cc=${CC:-gcc}
 $cc -std=c11 -o "$dest/prog" "$dest/prog.c" $(pkg-config --cflags --libs tfm)
 out=$(LD_LIBRARY_PATH=$lib "$dest/prog")
-LD_LIBRARY_PATH=$lib ldd "$dest/prog" | grep -q "libtfm.so.$major => $lib/" || fail "prog not linked to the staged libtfm.so"
+# (whole outputs into variables first: grep -q stopping early would make the
+# writer die of SIGPIPE, a failure under pipefail)
+deps=$(LD_LIBRARY_PATH=$lib ldd "$dest/prog")
+grep -q "libtfm.so.$major => $lib/" <<<"$deps" || fail "prog not linked to the staged libtfm.so: $deps"
 # (libgomp.a warns that dlopen in a static program needs the same glibc)
 log=$($cc -std=c11 -o "$dest/prog_static" "$dest/prog.c" $(pkg-config --static --cflags --libs tfm) \
     -static 2>&1) || fail "static link: $log"
@@ -59,7 +62,8 @@ version=$("$dest/usr/bin/tfm" --version | head -n 1)
 
 # man page and completion
 man -l "$dest/usr/share/man/man1/tfm.1" 2>&1 >/dev/null | grep . && fail "man -l warns" || true
-MANWIDTH=80 man -l "$dest/usr/share/man/man1/tfm.1" 2>/dev/null | grep -q 'TFM TRAIN' || fail "man -l"
+page=$(MANWIDTH=80 man -l "$dest/usr/share/man/man1/tfm.1" 2>/dev/null)
+grep -q 'TFM TRAIN' <<<"$page" || fail "man -l"
 got=$(PATH=$dest/usr/bin:$PATH bash -c "source $dest/usr/share/bash-completion/completions/tfm
     COMP_WORDS=(tfm train --ste); COMP_CWORD=2; _tfm; echo \${COMPREPLY[*]}
     COMP_WORDS=(tfm tr); COMP_CWORD=1; _tfm; echo \${COMPREPLY[*]}
