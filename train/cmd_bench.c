@@ -5,14 +5,31 @@
 #include "bench.h"
 #include "commands.h"
 
+typedef struct {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *help;
+} benchmark;
+
+static const benchmark BENCHMARKS[] = {
+    {"gemm", tfm_bench_gemm, "time the GEMM kernel on one shape, fp32 or bf16 (GFLOP/s)"},
+    {"step", tfm_bench_step, "time one training step of a preset model (tokens/s)"},
+};
+#define N_BENCHMARKS (sizeof BENCHMARKS / sizeof BENCHMARKS[0])
+
+static void usage(FILE *f) {
+    fprintf(f, "usage: tfm bench <benchmark> [options]\n\nbenchmarks:\n");
+    for (size_t i = 0; i < N_BENCHMARKS; i++)
+        fprintf(f, "  %-6s %s (options: tfm bench %s --help)\n", BENCHMARKS[i].name,
+                BENCHMARKS[i].help, BENCHMARKS[i].name);
+}
+
 int tfm_cmd_bench(int argc, char **argv) {
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
-        fprintf(argc < 2 ? stderr : stdout,
-                "usage: tfm bench gemm --m M --n N --k K [--trans nn|nt|tn|tt] [--threads T]"
-                " [--reps R] [--precision fp32|bf16]\n       tfm bench step ...\n");
+        usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;
     }
-    if (!strcmp(argv[1], "gemm")) return tfm_bench_gemm(argc - 1, argv + 1);
-    if (!strcmp(argv[1], "step")) return tfm_bench_step(argc - 1, argv + 1);
-    return tfm_cli_fail(2, "bench: unknown benchmark '%s' (gemm or step)", argv[1]);
+    for (size_t i = 0; i < N_BENCHMARKS; i++)
+        if (!strcmp(argv[1], BENCHMARKS[i].name)) return BENCHMARKS[i].run(argc - 1, argv + 1);
+    return tfm_cli_fail(2, "bench: unknown benchmark '%s' (tfm bench --help lists them)", argv[1]);
 }
