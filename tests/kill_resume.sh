@@ -15,8 +15,9 @@
 # values). Whole checkpoint files are compared with cmp.
 #
 # Kill delays are uniform in [0, T/16] where T is the measured length of the
-# uninterrupted run, so the 20 kills spread over the run; a kill that lands
-# before the first checkpoint restarts the run from scratch (nothing to lose).
+# uninterrupted run, so the 20 kills spread over the run. Every launch passes
+# --resume, as a job scheduler restarting a preempted job does: one killed
+# before its first checkpoint (or during its write) starts again from step 0.
 # The tfm processes run under nice -n 19.
 set -u
 cd "$(dirname "$0")/.."
@@ -76,13 +77,10 @@ check_chain() {
 run=$work/killed
 landed=0 restarts=0 finished_early=0
 while [ "$landed" -lt "$kills" ]; do
-    extra=()
-    if [ "$(newest "$run")" -ge 0 ]; then
-        extra=(--resume)
-    elif [ -d "$run" ]; then
-        restarts=$((restarts + 1)) # killed before its first checkpoint: nothing to resume
+    if [ "$(newest "$run")" -lt 0 ] && [ -d "$run" ]; then
+        restarts=$((restarts + 1)) # killed before its first checkpoint: starts from step 0
     fi
-    nice -n 19 "$bin" "${args[@]}" --save "$run" "${extra[@]}" >>"$work/killed.out" 2>&1 &
+    nice -n 19 "$bin" "${args[@]}" --save "$run" --resume >>"$work/killed.out" 2>&1 &
     pid=$!
     delay=$(( (RANDOM * 32768 + RANDOM) % (max_delay + 1) ))
     sleep "$(printf '%d.%03d' $((delay / 1000)) $((delay % 1000)))"
@@ -104,9 +102,7 @@ while [ "$landed" -lt "$kills" ]; do
         echo "kill_resume: the run finished before the kill (chain checked); new chain, delays up to ${max_delay} ms"
     fi
 done
-extra=()
-[ "$(newest "$run")" -ge 0 ] && extra=(--resume)
-if ! nice -n 19 "$bin" "${args[@]}" --save "$run" "${extra[@]}" >>"$work/killed.out" 2>&1; then
+if ! nice -n 19 "$bin" "${args[@]}" --save "$run" --resume >>"$work/killed.out" 2>&1; then
     echo "kill_resume: the final resume failed:"; tail -n 5 "$work/killed.out"; exit 1
 fi
 
@@ -114,7 +110,7 @@ tmp_left=$(ls "$run" | grep -c '\.tmp\.' || true)
 check_chain "$run"
 final=$(printf 'checkpoint-%08d.tfm' "$steps")
 [ -e "$run/$final" ] || { echo "kill_resume: no final checkpoint $final"; exit 1; }
-echo "kill_resume: $landed kills landed, $mid_write of them during a checkpoint write (temporary file removed on resume), $resumes resumes, $restarts fresh restarts, $((finished_early + 1)) chain(s)"
+echo "kill_resume: $landed kills landed, $mid_write of them during a checkpoint write (temporary file removed on resume), $resumes resumes, $restarts restarts from step 0 (killed before the first checkpoint), $((finished_early + 1)) chain(s)"
 [ "$tmp_left" -eq 0 ] || { echo "kill_resume: FAIL: $tmp_left temporary files left in $run"; exit 1; }
 if [ "$differ" -eq 0 ]; then
     echo "kill_resume: PASS $landed/$kills kills; all $compared checkpoints of the killed run(s) (final step $steps included) are byte-identical to the uninterrupted run"

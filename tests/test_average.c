@@ -38,7 +38,8 @@ static const char *save_model(const char *dir, const char *name, const tfm_model
     tfm_model_config_to_kv(c, &meta);
     tfm_kv_set(&meta, "data.kind", "%s", kind);
     tfm_kv_set(&meta, "train.step", "%llu", (unsigned long long)seed);
-    ck_assert_msg(tfm_checkpoint_save(path, &meta, &m.params, 0) == 0, "%s", tfm_last_error());
+    ck_assert_msg(tfm_checkpoint_save(path, &meta, &m.params, NULL, 0) == 0, "%s",
+                  tfm_last_error());
     tfm_kv_free(&meta);
     tfm_model_free(&m);
     return path;
@@ -119,7 +120,7 @@ START_TEST(average_with_itself_is_bit_identical) {
     char a[512], out[512];
     snprintf(a, sizeof a, "%s/a.tfm", dir);
     snprintf(out, sizeof out, "%s/avg.tfm", dir);
-    ck_assert_int_eq(tfm_checkpoint_save(a, &meta, &m.params, 0), 0);
+    ck_assert_int_eq(tfm_checkpoint_save(a, &meta, &m.params, NULL, 0), 0);
     tfm_kv_free(&meta);
     tfm_model_free(&m);
     int64_t n, n2;
@@ -182,7 +183,7 @@ START_TEST(different_configurations_are_refused) {
     ck_assert_int_eq(tfm_params_alloc(&p), 0);
     char odd[512];
     snprintf(odd, sizeof odd, "%s/odd.tfm", dir);
-    ck_assert_int_eq(tfm_checkpoint_save(odd, &ck.meta, &p, 0), 0);
+    ck_assert_int_eq(tfm_checkpoint_save(odd, &ck.meta, &p, NULL, 0), 0);
     tfm_params_free(&p);
     tfm_checkpoint_free(&ck);
     expect_refused(a, odd, out, "tensor 3 of");

@@ -14,6 +14,7 @@
 #include "tfm/nn.h"
 #include "tfm/optim.h"
 #include "tfm/toy.h"
+#include "tfm/train.h"
 #include "util_test.h"
 
 static uint32_t f2u(float x) {
@@ -673,31 +674,23 @@ static tfm_model_config toy_model(void) {
  * decoding (in the same precision) on 200 held-out sequences. */
 static float *train_copy(tfm_precision prec, int64_t steps, double *exact, int64_t *n_weights) {
     tfm_model_config c = toy_model();
-    tfm_model m;
-    ck_assert_int_eq(tfm_model_init(&m, &c), 0);
-    tfm_model_init_weights(&m, 3);
     tfm_toy_config tc = {TFM_TOY_COPY, c.vocab, 1, 6, 0};
-    tfm_toy_batch tb;
-    ck_assert_int_eq(tfm_toy_batch_alloc(&tb, &tc, 32), 0);
-    tfm_tape t;
-    ck_assert_int_eq(tfm_tape_init(&t, 32 << 20, 1 << 14), 0);
-    t.precision = prec;
-    t.seed = 3;
-    tfm_adam_config ac;
-    tfm_adam_config_default(&ac, c.d_model);
-    ac.warmup = 100;
-    for (int64_t step = 1; step <= steps; step++) {
-        tfm_toy_batch_fill(&tb, &tc, 3, step - 1);
-        tfm_seq_batch b = {tb.B, tb.S, tb.T, tb.src, tb.tgt_in, tb.tgt_out, tb.src_pad, tb.tgt_pad};
-        tfm_tape_reset(&t);
-        t.step = (uint64_t)step;
-        t.training = 1;
-        tfm_params_zero_grad(&m.params);
-        tfm_tensor *loss = tfm_model_loss(&m, &t, &b, 0.0f, NULL);
-        ck_assert_ptr_nonnull(loss);
-        ck_assert_int_eq(tfm_backward(&t, loss), 0);
-        tfm_adam_step(&m.params, &ac, step, tfm_noam_lr(step, c.d_model, ac.warmup, 1.0), NULL);
-    }
+    tfm_toy_source toy;
+    ck_assert_int_eq(tfm_toy_source_init(&toy, &tc, 32, 3), 0);
+    /* the library trainer's step: Noam (factor 1, warmup 100), no smoothing */
+    tfm_train_opts o;
+    tfm_train_opts_default(&o);
+    o.seed = 3;
+    o.schedule.warmup = 100;
+    o.label_smoothing = 0.0f;
+    o.precision = prec;
+    o.arena_bytes = 32 << 20;
+    o.quiet = 1;
+    tfm_trainer tr;
+    ck_assert_msg(tfm_trainer_init(&tr, &o, &c, &toy.source, NULL) == 0, "%s", tfm_last_error());
+    for (int64_t step = 1; step <= steps; step++) ck_assert_int_eq(tfm_trainer_step(&tr), 0);
+    tfm_model m = tr.model; /* freed with the trainer */
+    tfm_tape t = tr.tape;
     if (exact) {
         int64_t right = 0, total = 0;
         tfm_toy_batch eb;
@@ -723,9 +716,9 @@ static float *train_copy(tfm_precision prec, int64_t steps, double *exact, int64
     *n_weights = m.params.total_n;
     float *w = malloc((size_t)m.params.total_n * sizeof(float));
     memcpy(w, m.params.data, (size_t)m.params.total_n * sizeof(float));
-    tfm_tape_free(&t);
-    tfm_toy_batch_free(&tb);
-    tfm_model_free(&m);
+    tr.tape = t; /* the decoding moved the arena's high-water mark */
+    tfm_trainer_free(&tr);
+    tfm_toy_source_free(&toy);
     return w;
 }
 

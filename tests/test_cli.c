@@ -296,6 +296,48 @@ static int on_pair(const char *key, const char *value, const char *where, void *
     return 0;
 }
 
+/* tfm bench --help lists every benchmark and where its flags are */
+START_TEST(test_bench_help) {
+    char cmd[1024], out[8192];
+    snprintf(cmd, sizeof cmd, "%s bench --help", tfm_test_bin());
+    ck_assert_int_eq(tfm_test_run(cmd, out, sizeof out), 0);
+    ck_assert_msg(strstr(out, "\n  gemm ") && strstr(out, "tfm bench gemm --help") &&
+                      strstr(out, "\n  step ") && strstr(out, "tfm bench step --help"),
+                  "%s", out);
+    snprintf(cmd, sizeof cmd, "%s bench step --help", tfm_test_bin());
+    ck_assert_int_eq(tfm_test_run(cmd, out, sizeof out), 0);
+    ck_assert_msg(strstr(out, "--preset"), "%s", out);
+    snprintf(cmd, sizeof cmd, "%s bench nosuch 2>&1", tfm_test_bin());
+    ck_assert_int_eq(tfm_test_run(cmd, out, sizeof out), 2);
+    ck_assert_msg(strstr(out, "tfm: bench: unknown benchmark 'nosuch'"), "%s", out);
+}
+END_TEST
+
+/* --resume into a run that never reached a checkpoint, with other flags:
+ * refused, naming the setting; with the same flags it starts from step 0 */
+START_TEST(test_resume_other_config_refused) {
+    const char *dir = tfm_test_tmpdir("cli-resume-config");
+    char cmd[4096], out[8192];
+    snprintf(cmd, sizeof cmd, "%s train %s --steps 0 --save %s/run 2>&1", tfm_test_bin(), TINY,
+             dir);
+    ck_assert_msg(tfm_test_run(cmd, out, sizeof out) == 0, "%s", out);
+    char ck0[700];
+    snprintf(ck0, sizeof ck0, "%s/run/checkpoint-00000000.tfm", dir);
+    ck_assert_int_eq(unlink(ck0), 0); /* as if killed before its first checkpoint */
+    snprintf(cmd, sizeof cmd, "%s train %s --d-model 24 --steps 2 --save %s/run --resume 2>&1",
+             tfm_test_bin(), TINY, dir);
+    ck_assert_int_eq(tfm_test_run(cmd, out, sizeof out), 1);
+    ck_assert_msg(strstr(out, "config.txt: --resume:") && strstr(out, "d-model was 16, now 24") &&
+                      strchr(out, '\n') == out + strlen(out) - 1,
+                  "%s", out);
+    snprintf(cmd, sizeof cmd, "%s train %s --steps 2 --save %s/run --resume 2>&1", tfm_test_bin(),
+             TINY, dir);
+    ck_assert_msg(tfm_test_run(cmd, out, sizeof out) == 0, "%s", out);
+    ck_assert_msg(strstr(out, "no checkpoint yet: starting from step 0") && strstr(out, "steps=2"),
+                  "%s", out);
+}
+END_TEST
+
 START_TEST(test_config_parse) {
     collect c = {.fail_at = 0};
     const char *text =
@@ -353,6 +395,8 @@ static Suite *suite(void) {
     tcase_add_test(tc, test_existing_run_untouched);
     tcase_add_test(tc, test_translate_and_bleu);
     tcase_add_test(tc, test_config_parse);
+    tcase_add_test(tc, test_bench_help);
+    tcase_add_test(tc, test_resume_other_config_refused);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -9,6 +9,7 @@
 #include "tfm/nn.h"
 #include "tfm/optim.h"
 #include "tfm/toy.h"
+#include "tfm/train.h"
 #include "util_test.h"
 
 static tfm_model_config small_config(int64_t V, int64_t D, int64_t H, int64_t F, int64_t L) {
@@ -29,19 +30,23 @@ static void pads(const int32_t *ids, uint8_t *pad, int64_t n) {
     for (int64_t i = 0; i < n; i++) pad[i] = ids[i] == TFM_PAD_ID;
 }
 
+/* A batch source that hands out the same batch at every step. */
+typedef struct {
+    tfm_seq_batch b;
+} fixed_batch;
+
+static int fixed_next(void *ctx, int64_t step, tfm_seq_batch *b, int64_t *n_tokens) {
+    (void)step;
+    *b = ((fixed_batch *)ctx)->b;
+    *n_tokens = 0;
+    return 0;
+}
+
 START_TEST(parity_with_pytorch_five_adam_steps) {
     tfm_fixture fx;
     tfm_fixture_load(&fx, "model_parity.bin");
     const int32_t *cfg = tfm_fixture_i32(&fx, "cfg", 8);
     tfm_model_config c = small_config(cfg[0], cfg[1], cfg[2], cfg[3], cfg[4]);
-    tfm_model m;
-    ck_assert_int_eq(tfm_model_init(&m, &c), 0);
-    for (int64_t i = 0; i < m.params.count; i++) {
-        tfm_tensor *p = m.params.items[i];
-        char name[160];
-        snprintf(name, sizeof name, "init.%s", p->name);
-        memcpy(p->data, tfm_fixture_f32(&fx, name, p->n), (size_t)p->n * sizeof(float));
-    }
     const tfm_fixture_tensor *src_t = tfm_fixture_get(&fx, "src"),
                              *tin_t = tfm_fixture_get(&fx, "tgt_in");
     int64_t B = src_t->shape[0], S = src_t->shape[1], T = tin_t->shape[1];
@@ -52,26 +57,33 @@ START_TEST(parity_with_pytorch_five_adam_steps) {
     pads(src, src_pad, B * S);
     pads(tin, tgt_pad, B * T);
     tgt_pad[0] = 0;
-    tfm_seq_batch b = {B, S, T, src, tin, tout, src_pad, tgt_pad};
-    tfm_tape t;
-    ck_assert_int_eq(tfm_tape_init(&t, 64 << 20, 1 << 14), 0);
-    tfm_adam_config ac;
-    tfm_adam_config_default(&ac, c.d_model);
-    ac.warmup = cfg[6];
+    fixed_batch fb = {{B, S, T, src, tin, tout, src_pad, tgt_pad}};
+    tfm_batch_source source = {.ctx = &fb, .next = fixed_next, .max_b = B, .max_s = S, .max_t = T};
+    /* the library trainer: Noam (factor 1), label smoothing 0.1, Adam */
+    tfm_train_opts o;
+    tfm_train_opts_default(&o);
+    o.schedule.warmup = cfg[6];
+    o.arena_bytes = 64 << 20;
+    o.quiet = 1;
+    tfm_trainer tr;
+    ck_assert_msg(tfm_trainer_init(&tr, &o, &c, &source, NULL) == 0, "%s", tfm_last_error());
+    tfm_model *mp = &tr.model;
+    for (int64_t i = 0; i < mp->params.count; i++) {
+        tfm_tensor *p = mp->params.items[i];
+        char name[160];
+        snprintf(name, sizeof name, "init.%s", p->name);
+        memcpy(p->data, tfm_fixture_f32(&fx, name, p->n), (size_t)p->n * sizeof(float));
+    }
     const float *want_losses = tfm_fixture_f32(&fx, "losses", cfg[7]);
     float losses[16];
     for (int64_t step = 1; step <= cfg[7]; step++) {
-        tfm_tape_reset(&t);
-        tfm_params_zero_grad(&m.params);
-        tfm_tensor *loss = tfm_model_loss(&m, &t, &b, 0.1f, NULL);
-        ck_assert_ptr_nonnull(loss);
-        losses[step - 1] = loss->data[0];
-        ck_assert_int_eq(tfm_backward(&t, loss), 0);
+        ck_assert_msg(tfm_trainer_step(&tr) == 0, "%s", tfm_last_error());
+        losses[step - 1] = (float)tr.last_loss;
         if (step == 1) {
-            /* raw gradients: Adam would hide a wrong scale */
+            /* raw gradients (the update leaves them): Adam would hide a wrong scale */
             int grads_ok = 1;
-            for (int64_t i = 0; i < m.params.count; i++) {
-                tfm_tensor *p = m.params.items[i];
+            for (int64_t i = 0; i < mp->params.count; i++) {
+                tfm_tensor *p = mp->params.items[i];
                 char name[160];
                 snprintf(name, sizeof name, "grad1.%s", p->name);
                 grads_ok &= tfm_allclose(name, p->grad, tfm_fixture_f32(&fx, name, p->n), p->n,
@@ -79,9 +91,9 @@ START_TEST(parity_with_pytorch_five_adam_steps) {
             }
             ck_assert_msg(grads_ok, "step-1 gradients differ from PyTorch");
         }
-        double lr = tfm_noam_lr(step, c.d_model, ac.warmup, ac.lr_factor);
-        ck_assert_int_eq(tfm_adam_step(&m.params, &ac, step, lr, NULL), 0);
     }
+    tfm_model m = tr.model; /* for the checks below; freed with the trainer */
+    tfm_tape t = tr.tape;
     ck_assert_allclose("losses (5 steps)", losses, want_losses, cfg[7], 0.0f, 1e-4f);
     /* Final weights: atol 1e-5 + rtol 1e-4. Two documented exceptions, both
      * from Adam dividing by sqrt(v) + 1e-9, which turns float rounding in a
@@ -275,36 +287,25 @@ static void train_steps(int64_t n, float *losses, float **weights, int64_t *n_we
     tfm_model_config c = small_config(10, 16, 2, 32, 1);
     c.dropout = 0.1f;
     c.attn_dropout = 0.1f;
-    tfm_model m;
-    ck_assert_int_eq(tfm_model_init(&m, &c), 0);
-    tfm_model_init_weights(&m, 42);
     tfm_toy_config tc = {TFM_TOY_COPY, 10, 1, 6, 0};
-    tfm_toy_batch tb;
-    ck_assert_int_eq(tfm_toy_batch_alloc(&tb, &tc, 16), 0);
-    tfm_tape t;
-    ck_assert_int_eq(tfm_tape_init(&t, 32 << 20, 1 << 14), 0);
-    t.seed = 42;
-    tfm_adam_config ac;
-    tfm_adam_config_default(&ac, c.d_model);
-    ac.warmup = 10;
+    tfm_toy_source toy;
+    ck_assert_int_eq(tfm_toy_source_init(&toy, &tc, 16, 42), 0);
+    tfm_train_opts o;
+    tfm_train_opts_default(&o);
+    o.seed = 42;
+    o.schedule.warmup = 10;
+    o.quiet = 1;
+    tfm_trainer tr;
+    ck_assert_msg(tfm_trainer_init(&tr, &o, &c, &toy.source, NULL) == 0, "%s", tfm_last_error());
     for (int64_t step = 1; step <= n; step++) {
-        tfm_toy_batch_fill(&tb, &tc, 42, step - 1);
-        tfm_seq_batch b = as_seq(&tb);
-        tfm_tape_reset(&t);
-        t.step = (uint64_t)step;
-        tfm_params_zero_grad(&m.params);
-        tfm_tensor *loss = tfm_model_loss(&m, &t, &b, 0.1f, NULL);
-        ck_assert_ptr_nonnull(loss);
-        losses[step - 1] = loss->data[0];
-        ck_assert_int_eq(tfm_backward(&t, loss), 0);
-        tfm_adam_step(&m.params, &ac, step, tfm_noam_lr(step, 16, 10, 1.0), NULL);
+        ck_assert_int_eq(tfm_trainer_step(&tr), 0);
+        losses[step - 1] = (float)tr.last_loss;
     }
-    *n_weights = m.params.total_n;
-    *weights = malloc((size_t)m.params.total_n * sizeof(float));
-    memcpy(*weights, m.params.data, (size_t)m.params.total_n * sizeof(float));
-    tfm_tape_free(&t);
-    tfm_toy_batch_free(&tb);
-    tfm_model_free(&m);
+    *n_weights = tr.params->total_n;
+    *weights = malloc((size_t)tr.params->total_n * sizeof(float));
+    memcpy(*weights, tr.params->data, (size_t)tr.params->total_n * sizeof(float));
+    tfm_trainer_free(&tr);
+    tfm_toy_source_free(&toy);
 }
 
 START_TEST(same_seed_same_threads_bit_identical) {
@@ -326,37 +327,26 @@ END_TEST
 START_TEST(copy_task_smoke) {
     /* a short run of the real task must drive the loss well down */
     tfm_model_config c = small_config(8, 32, 2, 64, 1);
-    tfm_model m;
-    ck_assert_int_eq(tfm_model_init(&m, &c), 0);
-    tfm_model_init_weights(&m, 1);
     tfm_toy_config tc = {TFM_TOY_COPY, 8, 1, 5, 0};
-    tfm_toy_batch tb;
-    ck_assert_int_eq(tfm_toy_batch_alloc(&tb, &tc, 32), 0);
-    tfm_tape t;
-    ck_assert_int_eq(tfm_tape_init(&t, 32 << 20, 1 << 14), 0);
-    tfm_adam_config ac;
-    tfm_adam_config_default(&ac, c.d_model);
-    ac.warmup = 100;
+    tfm_toy_source toy;
+    ck_assert_int_eq(tfm_toy_source_init(&toy, &tc, 32, 1), 0);
+    tfm_train_opts o;
+    tfm_train_opts_default(&o);
+    o.schedule.warmup = 100;
+    o.label_smoothing = 0.0f;
+    o.quiet = 1;
+    tfm_trainer tr;
+    ck_assert_msg(tfm_trainer_init(&tr, &o, &c, &toy.source, NULL) == 0, "%s", tfm_last_error());
     float first = 0, last = 0;
     for (int64_t step = 1; step <= 300; step++) {
-        tfm_toy_batch_fill(&tb, &tc, 1, step - 1);
-        tfm_seq_batch b = as_seq(&tb);
-        tfm_tape_reset(&t);
-        t.step = (uint64_t)step;
-        tfm_params_zero_grad(&m.params);
-        tfm_tensor *loss = tfm_model_loss(&m, &t, &b, 0.0f, NULL);
-        ck_assert_ptr_nonnull(loss);
-        if (step == 1) first = loss->data[0];
-        last = loss->data[0];
-        ck_assert_int_eq(tfm_backward(&t, loss), 0);
-        tfm_adam_step(&m.params, &ac, step, tfm_noam_lr(step, c.d_model, ac.warmup, ac.lr_factor),
-                      NULL);
+        ck_assert_int_eq(tfm_trainer_step(&tr), 0);
+        if (step == 1) first = (float)tr.last_loss;
+        last = (float)tr.last_loss;
     }
     printf("  copy smoke: loss %.3f -> %.3f\n", first, last);
     ck_assert_msg(last < 0.4f, "copy-task loss %g after 300 steps (from %g)", last, first);
-    tfm_tape_free(&t);
-    tfm_toy_batch_free(&tb);
-    tfm_model_free(&m);
+    tfm_trainer_free(&tr);
+    tfm_toy_source_free(&toy);
 }
 END_TEST
 
@@ -380,7 +370,7 @@ START_TEST(checkpoint_metadata_out_of_memory_is_an_error) {
         ck_assert_int_eq(meta.failed, 1);
         char path[512];
         snprintf(path, sizeof path, "%s/oom.tfm", tfm_test_tmpdir("ckpt_oom"));
-        ck_assert_int_ne(tfm_checkpoint_save(path, &meta, &m.params, 1), 0);
+        ck_assert_int_ne(tfm_checkpoint_save(path, &meta, &m.params, NULL, 0), 0);
         ck_assert_msg(strstr(tfm_last_error(), "oom.tfm: out of memory building the checkpoint "
                                                "metadata") != NULL,
                       "%s", tfm_last_error());
@@ -399,8 +389,14 @@ START_TEST(checkpoint_round_trip_and_corruption) {
     tfm_model m;
     ck_assert_int_eq(tfm_model_init(&m, &c), 0);
     tfm_model_init_weights(&m, 5);
-    tfm_test_fill(m.params.adam_m, m.params.total_n, 1, -1, 1);
-    tfm_test_fill(m.params.adam_v, m.params.total_n, 2, 0, 1);
+    tfm_adam_config ac;
+    tfm_adam_config_default(&ac);
+    tfm_adam adam, adam2;
+    ck_assert_int_eq(tfm_adam_init(&adam, &m.params, &ac), 0);
+    tfm_test_fill(adam.m, m.params.total_n, 1, -1, 1);
+    tfm_test_fill(adam.v, m.params.total_n, 2, 0, 1);
+    int n_state;
+    tfm_state_block *state = tfm_adam_state(&adam, &n_state);
     const char *dir = tfm_test_tmpdir("ckpt");
     char path[512];
     snprintf(path, sizeof path, "%s/a.tfm", dir);
@@ -408,14 +404,20 @@ START_TEST(checkpoint_round_trip_and_corruption) {
     tfm_kv_init(&meta);
     tfm_model_config_to_kv(&c, &meta);
     tfm_kv_set(&meta, "train.step", "%d", 17);
-    ck_assert_int_eq(tfm_checkpoint_save(path, &meta, &m.params, 1), 0);
+    ck_assert_int_eq(tfm_checkpoint_save(path, &meta, &m.params, state, n_state), 0);
     tfm_checkpoint ck;
     ck_assert_int_eq(tfm_checkpoint_read(path, &ck), 0);
     tfm_model m2;
     ck_assert_int_eq(tfm_model_from_checkpoint(&m2, &ck), 0);
-    ck_assert_int_eq(tfm_checkpoint_load_params(&ck, &m2.params, 1), 0);
+    ck_assert_int_eq(tfm_adam_init(&adam2, &m2.params, &ac), 0);
+    tfm_state_block *state2 = tfm_adam_state(&adam2, &n_state);
+    ck_assert_int_eq(ck.version, 2);
+    ck_assert_int_eq(tfm_checkpoint_load_state(&ck, &m2.params, state2, n_state), 0);
     ck_assert(memcmp(m.params.data, m2.params.data, (size_t)m.params.total_n * 4) == 0);
-    ck_assert(memcmp(m.params.adam_v, m2.params.adam_v, (size_t)m.params.total_n * 4) == 0);
+    ck_assert(memcmp(adam.m, adam2.m, (size_t)m.params.total_n * 4) == 0);
+    ck_assert(memcmp(adam.v, adam2.v, (size_t)m.params.total_n * 4) == 0);
+    tfm_adam_free(&adam);
+    tfm_adam_free(&adam2);
     ck_assert_str_eq(tfm_kv_get(&ck.meta, "train.step"), "17");
     tfm_checkpoint_free(&ck);
     /* flip one byte in the middle: the checksum catches it */

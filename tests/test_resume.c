@@ -255,6 +255,35 @@ START_TEST(test_sigkill_resume_bit_exact) {
 }
 END_TEST
 
+/* Issue 19: a job killed before its first checkpoint, and again while its
+ * first checkpoint is being written, is restarted with the same command and
+ * --resume: it starts from step 0 (saying so) and ends bit-identical. */
+START_TEST(test_kill_before_first_checkpoint) {
+    const char *root = tfm_test_tmpdir("resume-early");
+    const char *a = run_dir(root, "straight"), *b = run_dir(root, "killed");
+    run_to_end(TOY_ARGS, a, N_STEPS, 0);
+
+    /* 1: as soon as the run directory is set up, before any checkpoint is complete */
+    pid_t pid = spawn(TOY_ARGS, b, N_STEPS, 1, SLOW_MS);
+    wait_for_entry(pid, b, "config.txt");
+    kill_now(pid);
+    ck_assert_int_eq(newest_checkpoint(b), -1);
+
+    /* 2: during the write of the first checkpoint (complete temporary file, not renamed) */
+    pid = spawn(TOY_ARGS, b, N_STEPS, 1, SLOW_MS);
+    wait_for_entry(pid, b, "checkpoint-00000001.tfm.tmp.");
+    kill_now(pid);
+    ck_assert_int_eq(newest_checkpoint(b), -1);
+
+    run_to_end(TOY_ARGS, b, N_STEPS, 1);
+    assert_same_checkpoint(ckpt(a, N_STEPS), ckpt(b, N_STEPS));
+    const char *tlog = slurp(run_dir(b, "train.log"));
+    ck_assert_msg(strstr(tlog, "--resume: no checkpoint yet: starting from step 0"), "%.1500s",
+                  tlog);
+    ck_assert(!dir_has_prefix(b, "checkpoint-00000001.tfm.tmp."));
+}
+END_TEST
+
 START_TEST(test_sigterm_saves_and_exits) {
     const char *root = tfm_test_tmpdir("resume-term");
     const char *a = run_dir(root, "straight"), *b = run_dir(root, "term");
@@ -499,6 +528,7 @@ static Suite *suite(void) {
     TCase *tc = tcase_create("kill");
     tcase_set_timeout(tc, 240);
     tcase_add_test(tc, test_sigkill_resume_bit_exact);
+    tcase_add_test(tc, test_kill_before_first_checkpoint);
     tcase_add_test(tc, test_sigterm_saves_and_exits);
     tcase_add_test(tc, test_corrupt_newest_falls_back);
     tcase_add_test(tc, test_truncated_newest_falls_back);

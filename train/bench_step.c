@@ -9,8 +9,7 @@
 #include "bench.h"
 #include "commands.h"
 #include "flags.h"
-#include "tfm/nn.h"
-#include "tfm/optim.h"
+#include "tfm/train.h"
 
 typedef struct {
     const char *name;
@@ -33,6 +32,22 @@ static double flop_count(const preset *p) {
         (double)p->dec_layers * (8 * B * T * d * d + 4 * B * T * T * d + 4 * B * T * d * d +
                                  4 * B * S * d * d + 4 * B * T * S * d + 4 * B * T * d * f);
     return 3 * (enc + dec + 2 * B * T * d * V);
+}
+
+/* The batches as a trainer batch source: batch (step - 1) mod NB. */
+typedef struct {
+    int64_t B, S, T, nb;
+    const int32_t *src, *tin, *tout;
+    const uint8_t *spad, *tpad;
+} bench_batches;
+
+static int bench_next(void *ctx, int64_t step, tfm_seq_batch *b, int64_t *n_tokens) {
+    const bench_batches *d = ctx;
+    int64_t k = (step - 1) % d->nb, B = d->B, S = d->S, T = d->T;
+    *b = (tfm_seq_batch){
+        B, S, T, d->src + k * B * S, d->tin + k * B * T, d->tout + k * B * T, d->spad, d->tpad};
+    *n_tokens = B * T;
+    return 0;
 }
 
 static int cmp_double(const void *a, const void *b) {
@@ -80,17 +95,6 @@ int tfm_bench_step(int argc, char **argv) {
     c.max_len = 1024;
     c.dropout = 0.1f;
     c.ln_eps = 1e-6f;
-    tfm_model m;
-    if (tfm_model_init(&m, &c)) return tfm_cli_fail(1, "%s", tfm_last_error());
-    tfm_model_init_weights(&m, (uint64_t)seed);
-    tfm_tape t;
-    size_t arena = tfm_model_activation_bytes(&c, p->batch, p->src_len, p->tgt_len);
-    if (tfm_tape_init(&t, arena, 1 << 16)) return tfm_cli_fail(1, "%s", tfm_last_error());
-    t.seed = (uint64_t)seed;
-    t.precision = prec;
-    tfm_adam_config ac;
-    tfm_adam_config_default(&ac, c.d_model);
-
     /* 8 random batches as make_batches() with min_len_frac 1 (no padding) */
     enum { NB = 8 };
     int64_t B = p->batch, S = p->src_len, T = p->tgt_len;
@@ -114,33 +118,42 @@ int tfm_bench_step(int argc, char **argv) {
             tout[k * T + i] = y[i + 1];
         }
     }
+    /* the library trainer's step: Noam (factor 1, warmup 4000), label
+     * smoothing 0.1, Adam */
+    bench_batches data = {B, S, T, NB, src, tin, tout, spad, tpad};
+    tfm_batch_source source = {
+        .ctx = &data, .next = bench_next, .max_b = B, .max_s = S, .max_t = T, .kind = "bench"};
+    tfm_train_opts o;
+    tfm_train_opts_default(&o);
+    o.steps = warmup_steps + steps;
+    o.seed = (uint64_t)seed;
+    o.schedule = (tfm_schedule){TFM_SCHEDULE_NOAM, 1.0, 4000, c.d_model};
+    o.quiet = 1;
+    o.precision = prec;
+    size_t arena = tfm_model_activation_bytes(&c, B, S, T);
+    o.arena_bytes = arena;
+    tfm_trainer tr;
+    if (tfm_trainer_init(&tr, &o, &c, &source, NULL))
+        return tfm_cli_fail(1, "%s", tfm_last_error());
     printf("# tfm %s, gemm kernel %s, precision %s, threads %d, preset %s, params %lld, arena %.0f "
            "MB\n",
            TFM_VERSION, prec == TFM_BF16 ? tfm_gemm_bf16_kernel_name() : tfm_gemm_kernel_name(),
-           tfm_precision_name(prec), tfm_num_threads(), p->name, (long long)m.params.total_n,
+           tfm_precision_name(prec), tfm_num_threads(), p->name, (long long)tr.params->total_n,
            (double)arena / 1e6);
     double times[1024];
     int64_t n_times = 0, tokens = 0;
     double flops = flop_count(p);
     for (int64_t step = 1; step <= warmup_steps + steps && n_times < 1024; step++) {
-        int64_t k = (step - 1) % NB;
-        tfm_seq_batch b = {B, S, T, src + k * B * S, tin + k * B * T, tout + k * B * T, spad, tpad};
         double t0 = tfm_now();
-        tfm_tape_reset(&t);
-        t.step = (uint64_t)step;
-        tfm_params_zero_grad(&m.params);
-        int64_t ntok = 0;
-        tfm_tensor *loss = tfm_model_loss(&m, &t, &b, 0.1f, &ntok);
-        if (!loss || tfm_backward(&t, loss)) return tfm_cli_fail(1, "%s", tfm_last_error());
-        tfm_adam_step(&m.params, &ac, step, tfm_noam_lr(step, c.d_model, 4000, 1.0), NULL);
+        if (tfm_trainer_step(&tr) < 0) return tfm_cli_fail(1, "%s", tfm_last_error());
+        int64_t ntok = tr.last_tokens;
         double dt = tfm_now() - t0;
         if (step > warmup_steps) {
             times[n_times++] = dt;
             tokens = ntok;
         }
         if (step == 1 || step == warmup_steps + steps)
-            printf("# step %lld loss %.4f step_ms %.1f\n", (long long)step, loss->data[0],
-                   dt * 1e3);
+            printf("# step %lld loss %.4f step_ms %.1f\n", (long long)step, tr.last_loss, dt * 1e3);
     }
     qsort(times, (size_t)n_times, sizeof(double), cmp_double);
     double med =
@@ -151,7 +164,7 @@ int tfm_bench_step(int argc, char **argv) {
            "step_ms_min=%.2f "
            "step_ms_max=%.2f gflop_per_step=%.3f arena_peak_mb=%.1f\n",
            p->name, tfm_precision_name(prec), tfm_num_threads(), (long long)tokens, med * 1e3,
-           times[0] * 1e3, times[n_times - 1] * 1e3, flops / 1e9, (double)t.arena.peak / 1e6);
+           times[0] * 1e3, times[n_times - 1] * 1e3, flops / 1e9, (double)tr.tape.arena.peak / 1e6);
     printf("tokens_per_s=%.1f ms_per_step=%.2f gflops=%.2f peak_rss_mb=%.1f\n",
            (double)tokens / med, med * 1e3, flops / med / 1e9, (double)ru.ru_maxrss / 1024.0);
     tfm_free(src);
@@ -159,7 +172,6 @@ int tfm_bench_step(int argc, char **argv) {
     tfm_free(tout);
     tfm_free(spad);
     tfm_free(tpad);
-    tfm_tape_free(&t);
-    tfm_model_free(&m);
+    tfm_trainer_free(&tr);
     return 0;
 }

@@ -17,8 +17,7 @@
 #include "commands.h"
 #include "flags.h"
 #include "tfm/svg.h"
-#include "train_common.h"
-#include "translate.h"
+#include "tfm/train.h"
 
 static const char *USAGE =
     "tfm attention --model DIR --src \"ein Hund rennt\" [--layer L] [--head mean|all|N] [--self] "
@@ -45,7 +44,7 @@ static char *dup_str(const char *s) {
 }
 
 /* Labels for ids: vocabulary tokens for text models, the numbers for toys. */
-static int make_labels(labelled *l, const text_model *tm) {
+static int make_labels(labelled *l, const tfm_text_model *tm) {
     l->labels = calloc((size_t)(l->n ? l->n : 1), sizeof(char *));
     if (!l->labels) return tfm_set_error("out of memory"), 1;
     for (int64_t i = 0; i < l->n; i++) {
@@ -88,7 +87,7 @@ static int toy_source(const char *text, int64_t vocab, int64_t cap, labelled *l)
     return 0;
 }
 
-static int text_source(const char *text, text_model *tm, int64_t cap, labelled *l) {
+static int text_source(const char *text, tfm_text_model *tm, int64_t cap, labelled *l) {
     int32_t tmp[1];
     int64_t k = tfm_vocab_encode(tm->bpe, tm->vocab, text, strlen(text), tmp, 0);
     if (k < 0) return 1;
@@ -230,13 +229,13 @@ static int run(const char *model_path, const char *src_text, int64_t layer, cons
     tfm_model m;
     tfm_kv meta;
     tfm_kv_init(&meta);
-    text_model tm = {0};
+    tfm_text_model tm = {0};
     labelled src = {0}, hyp = {0};
     tfm_tape t = {0};
     float *attn = NULL;
     char *translation = NULL;
     int rc = 1, have_tape = 0, have_tm = 0;
-    if (train_load_model(model_path, &m, &meta)) {
+    if (tfm_load_model(model_path, &m, &meta)) {
         tfm_kv_free(&meta);
         return 1;
     }
@@ -278,7 +277,7 @@ static int run(const char *model_path, const char *src_text, int64_t layer, cons
             snprintf(tmp, sizeof tmp, "%s", model_path);
             snprintf(dir, sizeof dir, "%s", dirname(tmp));
         }
-        if (text_model_load(dir, &tm)) goto done;
+        if (tfm_text_model_load(dir, &tm)) goto done;
         have_tm = 1;
         if (text_source(src_text, &tm, cap, &src)) goto done;
     }
@@ -337,7 +336,7 @@ done:
     if (have_tape) tfm_tape_free(&t);
     labelled_free(&src);
     labelled_free(&hyp);
-    if (have_tm) text_model_free(&tm);
+    if (have_tm) tfm_text_model_free(&tm);
     tfm_kv_free(&meta);
     tfm_model_free(&m);
     return rc;

@@ -20,8 +20,7 @@
 #include "tfm/atomic_file.h"
 #include "tfm/export.h"
 #include "tfm/json.h"
-#include "train_common.h"
-#include "translate.h"
+#include "tfm/train.h"
 
 static const char *USAGE =
     "tfm export --model RUN_DIR_OR_CHECKPOINT --out EXPORT_DIR [--force] [--dump-logits FILE]";
@@ -108,8 +107,8 @@ static int write_tokenizer_config(const tfm_model_config *c, const char *path) {
 }
 
 static int export_tokenizer(const char *run_dir, const char *out, const tfm_model_config *c) {
-    text_model tm;
-    if (text_model_load(run_dir, &tm)) return 1;
+    tfm_text_model tm;
+    if (tfm_text_model_load(run_dir, &tm)) return 1;
     int rc = 1;
     char from[4096 + 64], to[4096 + 64];
     if (tfm_vocab_size(tm.vocab) != c->vocab) {
@@ -155,7 +154,7 @@ static int export_tokenizer(const char *run_dir, const char *out, const tfm_mode
     if (write_tokenizer_config(c, to)) goto done;
     rc = 0;
 done:
-    text_model_free(&tm);
+    tfm_text_model_free(&tm);
     return rc;
 }
 
@@ -269,7 +268,7 @@ int tfm_cmd_export(int argc, char **argv) {
     tfm_model m;
     tfm_kv meta;
     tfm_kv_init(&meta);
-    if (train_load_model(model_path, &m, &meta)) {
+    if (tfm_load_model(model_path, &m, &meta)) {
         tfm_kv_free(&meta);
         return tfm_cli_fail(1, "%s", tfm_last_error());
     }

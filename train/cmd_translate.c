@@ -2,15 +2,17 @@
  * Toy models read space-separated symbol ids ("3 4 5 6"); text models read
  * sentences and write detokenized translations, one line per input line. */
 #include <errno.h>
+#include <libgen.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "commands.h"
 #include "flags.h"
 #include "tfm/data.h"
 #include "tfm/nn.h"
-#include "train_common.h"
-#include "translate.h"
+#include "tfm/train.h"
 
 static const char *USAGE = "tfm translate --model DIR [--beam K] [--alpha A] < input > output";
 
@@ -90,6 +92,59 @@ static int translate_toy(tfm_model *m, const tfm_lines *in, int64_t batch) {
     return 0;
 }
 
+/* Loads the model (run directory, checkpoint or export), reads the input and
+ * prints one output line per input line. */
+static int translate_main(const char *model_path, const char *input, const tfm_translate_opts *o) {
+    tfm_model m;
+    tfm_kv meta;
+    tfm_kv_init(&meta);
+    if (tfm_load_model(model_path, &m, &meta)) {
+        tfm_kv_free(&meta);
+        return tfm_cli_fail(1, "%s", tfm_last_error());
+    }
+    tfm_corpus_opts copts = {.max_line_bytes = 1 << 20, .allow_empty = 1, .allow_empty_file = 1};
+    tfm_lines in;
+    if (tfm_text_read_lines(input, &copts, &in)) {
+        tfm_kv_free(&meta);
+        tfm_model_free(&m);
+        return tfm_cli_fail(1, "%s", tfm_last_error());
+    }
+    const char *kind = tfm_kv_get(&meta, "data.kind");
+    int rc = 0;
+    if (kind && !strcmp(kind, "toy")) {
+        if (translate_toy(&m, &in, o->batch)) rc = tfm_cli_fail(1, "%s", tfm_last_error());
+    } else {
+        /* the subword files sit beside the checkpoint */
+        char dir[4096];
+        struct stat st;
+        snprintf(dir, sizeof dir, "%s", model_path);
+        if (stat(model_path, &st) == 0 && !S_ISDIR(st.st_mode)) {
+            char tmp[4096];
+            snprintf(tmp, sizeof tmp, "%s", model_path);
+            snprintf(dir, sizeof dir, "%s", dirname(tmp));
+        }
+        tfm_text_model tm;
+        char **out = calloc((size_t)(in.n ? in.n : 1), sizeof(char *));
+        int have_tm = 0;
+        if (!out || tfm_text_model_load(dir, &tm)) {
+            rc = tfm_cli_fail(1, "%s", out ? tfm_last_error() : "out of memory");
+        } else {
+            have_tm = 1;
+            if (tfm_translate_lines(&m, &tm, in.line, in.n, o, out))
+                rc = tfm_cli_fail(1, "%s", tfm_last_error());
+            else
+                for (int64_t i = 0; i < in.n; i++) printf("%s\n", out[i]);
+        }
+        for (int64_t i = 0; out && i < in.n; i++) free(out[i]);
+        free(out);
+        if (have_tm) tfm_text_model_free(&tm);
+    }
+    tfm_lines_free(&in);
+    tfm_kv_free(&meta);
+    tfm_model_free(&m);
+    return rc;
+}
+
 int tfm_cmd_translate(int argc, char **argv) {
     const char *model_path = NULL, *input = "-";
     int64_t beam = 1, batch = 64, threads = 0, max_len = 0;
@@ -114,7 +169,10 @@ int tfm_cmd_translate(int argc, char **argv) {
     if (!(alpha >= 0)) return tfm_cli_fail(2, "--alpha: must not be negative");
     if (threads < 0) return tfm_cli_fail(2, "--threads: must not be negative");
     if (threads > 0) tfm_set_num_threads((int)threads);
-    translate_options to = {
-        .beam = beam, .alpha = alpha, .batch = batch, .max_len = max_len, .quiet = quiet};
-    return translate_main(model_path, input, &to, translate_toy);
+    tfm_translate_opts to = {.beam = beam,
+                             .alpha = alpha,
+                             .batch = batch,
+                             .max_len = max_len,
+                             .progress = !quiet && isatty(fileno(stderr))};
+    return translate_main(model_path, input, &to);
 }

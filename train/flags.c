@@ -55,6 +55,13 @@ static int convert_value(flag_def *f, const char *text, const char *where, int f
         if (!check_only) *(double *)f->value = v;
         break;
     }
+    case FLAG_F32: {
+        double v = strtod(text, &end);
+        if (!*text || *end || errno || !isfinite(v) || !isfinite((float)v))
+            return tfm_set_error("%s: '%s' is not a number", where, text), 2;
+        if (!check_only) *(float *)f->value = (float)v;
+        break;
+    }
     case FLAG_STR:
         if (!check_only) {
             const char *v = from_file ? keep_string(text) : text;
@@ -121,6 +128,9 @@ void flags_help(FILE *f, const flag_def *flags, int n_flags, const char *usage) 
             break;
         case FLAG_FLOAT:
             snprintf(def, sizeof def, "%g", *(double *)d->value);
+            break;
+        case FLAG_F32:
+            snprintf(def, sizeof def, "%g", (double)*(float *)d->value);
             break;
         case FLAG_STR:
             snprintf(def, sizeof def, "%s",
@@ -206,6 +216,9 @@ void flags_write_config(FILE *f, const flag_def *flags, int n_flags) {
             break;
         case FLAG_FLOAT:
             fprintf(f, "%s = %.17g\n", d->name, *(double *)d->value);
+            break;
+        case FLAG_F32:
+            fprintf(f, "%s = %.9g\n", d->name, (double)*(float *)d->value);
             break;
         case FLAG_STR:
             if (*(const char **)d->value)

@@ -8,12 +8,12 @@
 #include <stdint.h>
 #include <stdio.h>
 
-typedef enum { FLAG_INT, FLAG_FLOAT, FLAG_STR, FLAG_BOOL } flag_type;
+typedef enum { FLAG_INT, FLAG_FLOAT, FLAG_STR, FLAG_BOOL, FLAG_F32 } flag_type;
 
 typedef struct {
     const char *name; /* without the leading "--" */
     flag_type type;
-    void *value; /* int64_t*, double*, const char**, int* */
+    void *value; /* int64_t*, double*, const char**, int*, float* */
     const char *help;
     int set; /* bit 0: given on the command line, bit 1: in a config file */
 } flag_def;

@@ -1,23 +1,29 @@
 /* tfm/checkpoint.h: crash-safe checkpoints.
  *
- * File layout (little-endian):
+ * File layout, version 2 (little-endian):
  *   "TFMCKPT1"                       magic
- *   u32 version (1), u32 flags (bit 0: Adam moments present)
+ *   u32 version (2), u32 flags (0)
  *   u64 meta_len, meta bytes         "key = value\n" lines: model config and
- *                                    the full training state (step, RNG, data
+ *                                    the full training state (step, seed, data
  *                                    position, best metric, ...)
  *   u64 n_tensors, then per tensor:  u32 name_len, name, u32 ndim, i64 shape[ndim]
  *   u64 n_floats                     total floats per block (tensors in order, no padding)
- *   f32 params[n_floats] [, f32 adam_m[n_floats], f32 adam_v[n_floats]]
+ *   u32 n_blocks, per block:         u32 name_len, name ("params" first, then the
+ *                                    optimizer's state: "adam.m", "adam.v", ...)
+ *   f32 block[n_blocks][n_floats]
  *   u32 crc32c of everything above, then "TFMEND\0\0"
+ * Version 1 (still read) had no block table: flags bit 0 meant the blocks
+ * "params", "adam.m", "adam.v", else "params" alone.
  *
- * Writes go to "<path>.tmp.<pid>" in the same directory, are fsync'ed and
- * renamed over <path>, and the directory is fsync'ed: a reader sees the old
- * file or the new one, never half of one. */
+ * Writes go through the crash-safe writer (tfm/atomic_file.h): a reader
+ * sees the old file or the new one, never half of one. */
 #ifndef TFM_CHECKPOINT_H
 #define TFM_CHECKPOINT_H
 
 #include "tfm/nn.h"
+#include "tfm/optim.h"
+
+#define TFM_CHECKPOINT_MAX_BLOCKS 8
 
 /* An ordered string map for metadata. Out of memory in tfm_kv_set sets
  * failed (and the error); tfm_checkpoint_save then refuses the map. */
@@ -45,8 +51,10 @@ uint32_t tfm_crc32c(uint32_t crc, const void *data, size_t n);
 void tfm_model_config_to_kv(const tfm_model_config *c, tfm_kv *kv);
 int tfm_model_config_from_kv(tfm_model_config *c, const tfm_kv *kv, const char *where);
 
+/* Writes the parameters and the optimizer's named state blocks (each laid
+ * out like p's block; n_state may be 0, e.g. for best.tfm). */
 int tfm_checkpoint_save(const char *path, const tfm_kv *meta, const tfm_params *p,
-                        int with_moments);
+                        const tfm_state_block *state, int n_state);
 
 /* A verified checkpoint in memory. */
 typedef struct {
@@ -54,13 +62,16 @@ typedef struct {
     unsigned char *buf;
     size_t size;
     tfm_kv meta;
-    int has_moments;
+    int version;     /* 1 or 2 */
+    int has_moments; /* blocks "adam.m" and "adam.v" present */
+    int n_blocks;
+    char *block_names[TFM_CHECKPOINT_MAX_BLOCKS]; /* [0] = "params" */
     int64_t n_tensors, n_floats;
     char **names;
     int *ndims;
     int64_t (*shapes)[4];
-    int64_t *offsets; /* float offset of each tensor in a block */
-    const unsigned char *blocks;
+    int64_t *offsets;            /* float offset of each tensor in a block */
+    const unsigned char *blocks; /* n_blocks blocks of n_floats floats, in order */
 } tfm_checkpoint;
 
 /* Reads and verifies (magic, sizes, CRC, structure); 0 ok, else an error
@@ -68,9 +79,15 @@ typedef struct {
 int tfm_checkpoint_read(const char *path, tfm_checkpoint *ck);
 int tfm_checkpoint_parse(const void *data, size_t size, const char *name, tfm_checkpoint *ck);
 void tfm_checkpoint_free(tfm_checkpoint *ck);
-/* Copies every parameter (and the moments when asked and present) by name;
- * error on a missing tensor or a shape mismatch. */
-int tfm_checkpoint_load_params(const tfm_checkpoint *ck, tfm_params *p, int with_moments);
+/* The named block's n_floats floats (file order), NULL when absent. */
+const unsigned char *tfm_checkpoint_block(const tfm_checkpoint *ck, const char *name);
+/* Copies every parameter by name; error on a missing tensor or a shape
+ * mismatch. */
+int tfm_checkpoint_load_params(const tfm_checkpoint *ck, tfm_params *p);
+/* Copies the optimizer's state blocks by name (laid out like p); error
+ * naming the block when the checkpoint lacks one. */
+int tfm_checkpoint_load_state(const tfm_checkpoint *ck, const tfm_params *p,
+                              const tfm_state_block *state, int n_state);
 
 /* Builds a model from a checkpoint's config and weights. */
 int tfm_model_from_checkpoint(tfm_model *m, const tfm_checkpoint *ck);

@@ -15,18 +15,42 @@
 #define TFM_EOS_ID 2
 #define TFM_UNK_ID 3
 
+/* The model settings, one list for everything that names them: the config
+ * struct, its defaults, the checkpoint keys ("model.<field>"), the export's
+ * "tfm" section, the program's flags and the resume comparison.
+ *   X(type, field, flag, default, must_match_on_resume, help)
+ * type INT is int64_t, FLOAT float, BOOL int; flag is NULL when the program
+ * sets the value itself (the vocabulary comes from the data). */
+#define TFM_MODEL_SETTINGS(X)                                                                      \
+    X(INT, vocab, NULL, 16, 1, "vocabulary size (source and target share it)")                     \
+    X(INT, d_model, "d-model", 64, 1, "model width")                                               \
+    X(INT, n_heads, "heads", 4, 1, "attention heads")                                              \
+    X(INT, d_ff, "d-ff", 256, 1, "feed-forward width")                                             \
+    X(INT, enc_layers, "enc-layers", 2, 1, "encoder layers")                                       \
+    X(INT, dec_layers, "dec-layers", 2, 1, "decoder layers")                                       \
+    X(INT, max_len, "model-max-len", 256, 0, "longest sequence the model handles")                 \
+    X(FLOAT, dropout, "dropout", 0.1, 0, "dropout on embeddings, residuals, FFN")                  \
+    X(FLOAT, attn_dropout, "attn-dropout", 0.0, 0, "dropout on attention weights")                 \
+    X(FLOAT, ln_eps, "ln-eps", 1e-5, 0, "layer-norm epsilon")                                      \
+    X(BOOL, pre_ln, "pre-ln", 0, 1, "pre-LN layers (default post-LN as in the paper)")             \
+    X(BOOL, share_src_emb, "share-emb", 0, 1, "one embedding for source and target")
+
+#define TFM_SETTING_CTYPE_INT int64_t
+#define TFM_SETTING_CTYPE_FLOAT float
+#define TFM_SETTING_CTYPE_BOOL int
+
 typedef struct {
-    int64_t vocab; /* shared size of the source and target vocabularies */
-    int64_t d_model, n_heads, d_ff, enc_layers, dec_layers;
-    int64_t max_len;    /* longest sequence (positions table size) */
-    float dropout;      /* residual, embedding and FFN dropout */
-    float attn_dropout; /* on attention probabilities */
-    float ln_eps;
-    int pre_ln;        /* 0: post-LN (paper); 1: pre-LN with a final LN per stack */
-    int share_src_emb; /* one embedding for source and target (joint vocabulary) */
+#define TFM_X_FIELD(type, field, flag, def, must_match, help) TFM_SETTING_CTYPE_##type field;
+    TFM_MODEL_SETTINGS(TFM_X_FIELD)
+#undef TFM_X_FIELD
 } tfm_model_config;
 
+/* The defaults of the list above. */
 void tfm_model_config_default(tfm_model_config *c);
+/* The first setting (field name) that differs between a and b, NULL when
+ * none; with resume_only only the settings that must match on resume. */
+const char *tfm_model_config_differs(const tfm_model_config *a, const tfm_model_config *b,
+                                     int resume_only);
 /* 0 ok; else an error naming the offending setting. */
 int tfm_model_config_check(const tfm_model_config *c);
 

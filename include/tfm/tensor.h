@@ -88,13 +88,15 @@ const char *tfm_shape_str(const tfm_tensor *t, char *buf, size_t size);
 
 /* ---- parameters --------------------------------------------------------------
  * Declare every parameter first (tfm_params_add), then tfm_params_alloc makes
- * four blocks of total_n floats each: data, grad, adam_m, adam_v, all in the
- * declaration order. The returned tensor pointers stay valid until free. */
+ * two blocks of total_n floats each: data and grad, in the declaration order
+ * (each tensor 64-byte aligned). Optimizer state (Adam's moments) belongs to
+ * the optimizer (tfm/optim.h), in blocks of the same layout. The returned
+ * tensor pointers stay valid until free. */
 typedef struct {
     tfm_tensor **items;
     int64_t count, cap;
     int64_t total_n;
-    float *data, *grad, *adam_m, *adam_v;
+    float *data, *grad;
     int failed; /* a tfm_params_add ran out of memory: tfm_params_alloc fails */
 } tfm_params;
 
@@ -107,7 +109,7 @@ void tfm_params_free(tfm_params *p);
 tfm_tensor *tfm_params_find(const tfm_params *p, const char *name);
 /* Every gradient becomes zero. Lazily: the buffers are marked stale, the
  * backward pass zeroes or overwrites what it reaches, and
- * tfm_params_settle_grads zeroes the rest (tfm_grad_norm and tfm_adam_step
+ * tfm_params_settle_grads zeroes the rest (tfm_grad_norm
  * call it), so p->grad reads as zeros wherever backward did not write. */
 void tfm_params_zero_grad(tfm_params *p);
 /* Zero the gradients still marked stale (parameters no op reached). */

@@ -143,10 +143,8 @@ int tfm_params_alloc(tfm_params *p) {
     size_t bytes = (size_t)p->total_n * sizeof(float);
     p->data = tfm_calloc(bytes);
     p->grad = tfm_calloc(bytes);
-    p->adam_m = tfm_calloc(bytes);
-    p->adam_v = tfm_calloc(bytes);
-    if (!p->data || !p->grad || !p->adam_m || !p->adam_v) {
-        tfm_set_error("out of memory: parameters need 4 x %zu MB", bytes >> 20);
+    if (!p->data || !p->grad) {
+        tfm_set_error("out of memory: parameters need 2 x %zu MB", bytes >> 20);
         return 1;
     }
     int64_t off = 0;
@@ -167,8 +165,6 @@ void tfm_params_free(tfm_params *p) {
     free(p->items);
     tfm_free(p->data);
     tfm_free(p->grad);
-    tfm_free(p->adam_m);
-    tfm_free(p->adam_v);
     memset(p, 0, sizeof *p);
 }
 

@@ -116,6 +116,13 @@ int tfm_atomic_commit(tfm_atomic_file *af) {
     int close_rc = fclose(af->f);
     af->f = NULL;
     if (!what && close_rc != 0) what = "close failed", err = errno;
+    /* Test hook: TFM_TEST_SLOW_CHECKPOINT=<ms> waits between the complete
+     * temporary file of a checkpoint (*.tfm) and the rename, so tests can
+     * SIGKILL a run mid-write (tests/test_resume.c, tests/kill_resume.sh). */
+    const char *slow = getenv("TFM_TEST_SLOW_CHECKPOINT");
+    size_t plen = strlen(af->path);
+    if (!what && slow && atoi(slow) > 0 && plen > 4 && !strcmp(af->path + plen - 4, ".tfm"))
+        usleep((useconds_t)atoi(slow) * 1000u);
     if (!what && rename(af->tmp_path, af->path) != 0) what = "rename failed", err = errno;
     if (what) {
         tfm_set_error("%s: %s: %s", af->path, what, strerror(err));

@@ -113,7 +113,7 @@ int tfm_checkpoint_average(const char *const *paths, int64_t n, const char *out_
         const double *s = sum + first.offsets[i];
         for (int64_t j = 0; j < t->n; j++) t->data[j] = (float)(s[j] / (double)n);
     }
-    rc = tfm_checkpoint_save(out_path, &meta, &p, 0);
+    rc = tfm_checkpoint_save(out_path, &meta, &p, NULL, 0);
 done:
     tfm_checkpoint_free(&cur);
     tfm_checkpoint_free(&first);

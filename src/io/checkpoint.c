@@ -1,6 +1,8 @@
 /* Crash-safe checkpoints: see include/tfm/checkpoint.h for the layout. */
 #include "tfm/checkpoint.h"
 
+#include "tfm/atomic_file.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
@@ -172,42 +174,37 @@ uint32_t tfm_crc32c(uint32_t crc, const void *data, size_t n) {
 
 /* ---- model config <-> metadata ------------------------------------------------------ */
 void tfm_model_config_to_kv(const tfm_model_config *c, tfm_kv *kv) {
-    tfm_kv_set(kv, "model.vocab", "%lld", (long long)c->vocab);
-    tfm_kv_set(kv, "model.d_model", "%lld", (long long)c->d_model);
-    tfm_kv_set(kv, "model.n_heads", "%lld", (long long)c->n_heads);
-    tfm_kv_set(kv, "model.d_ff", "%lld", (long long)c->d_ff);
-    tfm_kv_set(kv, "model.enc_layers", "%lld", (long long)c->enc_layers);
-    tfm_kv_set(kv, "model.dec_layers", "%lld", (long long)c->dec_layers);
-    tfm_kv_set(kv, "model.max_len", "%lld", (long long)c->max_len);
-    tfm_kv_set(kv, "model.dropout", "%.9g", c->dropout);
-    tfm_kv_set(kv, "model.attn_dropout", "%.9g", c->attn_dropout);
-    tfm_kv_set(kv, "model.ln_eps", "%.9g", c->ln_eps);
-    tfm_kv_set(kv, "model.pre_ln", "%d", c->pre_ln);
-    tfm_kv_set(kv, "model.share_src_emb", "%d", c->share_src_emb);
+#define FMT_INT "%lld", (long long)
+#define FMT_FLOAT "%.9g", (double)
+#define FMT_BOOL "%d", (int)
+#define X(type, field, flag, def, must_match, help)                                                \
+    tfm_kv_set(kv, "model." #field, FMT_##type c->field);
+    TFM_MODEL_SETTINGS(X)
+#undef X
+#undef FMT_INT
+#undef FMT_FLOAT
+#undef FMT_BOOL
 }
 
 int tfm_model_config_from_kv(tfm_model_config *c, const tfm_kv *kv, const char *where) {
     tfm_model_config_default(c);
-    int64_t pre = 0, share = 0;
-    double drop, adrop, eps;
-    if (tfm_kv_get_i64(kv, "model.vocab", &c->vocab, where) ||
-        tfm_kv_get_i64(kv, "model.d_model", &c->d_model, where) ||
-        tfm_kv_get_i64(kv, "model.n_heads", &c->n_heads, where) ||
-        tfm_kv_get_i64(kv, "model.d_ff", &c->d_ff, where) ||
-        tfm_kv_get_i64(kv, "model.enc_layers", &c->enc_layers, where) ||
-        tfm_kv_get_i64(kv, "model.dec_layers", &c->dec_layers, where) ||
-        tfm_kv_get_i64(kv, "model.max_len", &c->max_len, where) ||
-        tfm_kv_get_f64(kv, "model.dropout", &drop, where) ||
-        tfm_kv_get_f64(kv, "model.attn_dropout", &adrop, where) ||
-        tfm_kv_get_f64(kv, "model.ln_eps", &eps, where) ||
-        tfm_kv_get_i64(kv, "model.pre_ln", &pre, where) ||
-        tfm_kv_get_i64(kv, "model.share_src_emb", &share, where))
-        return 1;
-    c->dropout = (float)drop;
-    c->attn_dropout = (float)adrop;
-    c->ln_eps = (float)eps;
-    c->pre_ln = (int)pre;
-    c->share_src_emb = (int)share;
+    int64_t i64;
+    double f64;
+#define GET_INT(field)                                                                             \
+    if (tfm_kv_get_i64(kv, "model." #field, &i64, where)) return 1;                                \
+    c->field = i64;
+#define GET_BOOL(field)                                                                            \
+    if (tfm_kv_get_i64(kv, "model." #field, &i64, where)) return 1;                                \
+    c->field = (int)i64;
+#define GET_FLOAT(field)                                                                           \
+    if (tfm_kv_get_f64(kv, "model." #field, &f64, where)) return 1;                                \
+    c->field = (float)f64;
+#define X(type, field, flag, def, must_match, help) GET_##type(field)
+    TFM_MODEL_SETTINGS(X)
+#undef X
+#undef GET_INT
+#undef GET_BOOL
+#undef GET_FLOAT
     if (tfm_model_config_check(c)) {
         char msg[512];
         snprintf(msg, sizeof msg, "%s", tfm_last_error());
@@ -227,40 +224,32 @@ int tfm_model_config_from_kv(tfm_model_config *c, const tfm_kv *kv, const char *
 
 /* ---- writing ------------------------------------------------------------------------ */
 typedef struct {
-    FILE *f;
+    tfm_atomic_file af;
     uint32_t crc;
-    int failed;
+    int failed; /* the atomic file is already cleaned up (error set) */
 } writer;
 
 static void w_bytes(writer *w, const void *p, size_t n) {
     if (w->failed || !n) return;
-    if (fwrite(p, 1, n, w->f) != n) w->failed = 1;
+    if (tfm_atomic_write(&w->af, p, n)) w->failed = 1;
     w->crc = tfm_crc32c(w->crc, p, n);
 }
 static void w_u32(writer *w, uint32_t x) { w_bytes(w, &x, 4); }
 static void w_u64(writer *w, uint64_t x) { w_bytes(w, &x, 8); }
 
-static int fsync_dir_of(const char *path) {
-    char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s", path);
-    int fd = open(dirname(tmp), O_RDONLY);
-    if (fd < 0) return 1;
-    int rc = fsync(fd);
-    close(fd);
-    return rc;
-}
-
 int tfm_checkpoint_save(const char *path, const tfm_kv *meta, const tfm_params *p,
-                        int with_moments) {
+                        const tfm_state_block *state, int n_state) {
     if (meta->failed)
         return tfm_set_error("%s: out of memory building the checkpoint metadata", path), 1;
-    char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
-    writer w = {fopen(tmp, "wb"), 0, 0};
-    if (!w.f) return tfm_set_error("%s: cannot write checkpoint: %s", path, strerror(errno)), 1;
+    if (n_state < 0 || n_state > TFM_CHECKPOINT_MAX_BLOCKS - 1)
+        return tfm_set_error("%s: %d state blocks (at most %d)", path, n_state,
+                             TFM_CHECKPOINT_MAX_BLOCKS - 1),
+               1;
+    writer w = {.crc = 0};
+    if (tfm_atomic_open(&w.af, path)) return 1;
     w_bytes(&w, "TFMCKPT1", 8);
-    w_u32(&w, 1);
-    w_u32(&w, with_moments ? 1u : 0u);
+    w_u32(&w, 2);
+    w_u32(&w, 0);
     size_t meta_len = 0;
     for (int64_t i = 0; i < meta->n; i++)
         meta_len += strlen(meta->keys[i]) + strlen(meta->vals[i]) + 4;
@@ -282,35 +271,32 @@ int tfm_checkpoint_save(const char *path, const tfm_kv *meta, const tfm_params *
         n_floats += t->n;
     }
     w_u64(&w, (uint64_t)n_floats);
-    const float *blocks[3] = {p->data, p->adam_m, p->adam_v};
-    for (int b = 0; b < (with_moments ? 3 : 1); b++)
+    w_u32(&w, (uint32_t)(n_state + 1));
+    const char *names[TFM_CHECKPOINT_MAX_BLOCKS];
+    const float *blocks[TFM_CHECKPOINT_MAX_BLOCKS];
+    names[0] = "params";
+    blocks[0] = p->data;
+    for (int b = 0; b < n_state; b++) {
+        names[b + 1] = state[b].name;
+        blocks[b + 1] = state[b].data;
+    }
+    for (int b = 0; b <= n_state; b++) {
+        w_u32(&w, (uint32_t)strlen(names[b]));
+        w_bytes(&w, names[b], strlen(names[b]));
+    }
+    for (int b = 0; b <= n_state; b++)
         for (int64_t i = 0; i < p->count; i++) {
             const tfm_tensor *t = p->items[i];
             w_bytes(&w, blocks[b] + (t->data - p->data), (size_t)t->n * sizeof(float));
         }
     uint32_t crc = w.crc;
-    if (!w.failed && fwrite(&crc, 4, 1, w.f) != 1) w.failed = 1;
-    if (!w.failed && fwrite("TFMEND\0\0", 1, 8, w.f) != 8) w.failed = 1;
-    if (fflush(w.f) || fsync(fileno(w.f))) w.failed = 1;
-    if (fclose(w.f)) w.failed = 1;
-    if (w.failed) {
-        int e = errno;
-        unlink(tmp);
-        return tfm_set_error("%s: writing the checkpoint failed: %s", path, strerror(e)), 1;
-    }
-    /* Test hook: TFM_TEST_SLOW_CHECKPOINT=<ms> waits between the complete
-     * temporary file and the rename, so tests can SIGKILL a run mid-write
-     * (tests/test_resume.c, tests/kill_resume.sh). */
-    const char *slow = getenv("TFM_TEST_SLOW_CHECKPOINT");
-    if (slow && atoi(slow) > 0) usleep((useconds_t)atoi(slow) * 1000u);
-    if (rename(tmp, path)) {
-        int e = errno;
-        unlink(tmp);
-        return tfm_set_error("%s: cannot rename the checkpoint into place: %s", path, strerror(e)),
-               1;
-    }
-    fsync_dir_of(path);
-    return 0;
+    w_bytes(&w, &crc, 4);
+    w_bytes(&w, "TFMEND\0\0", 8);
+    if (w.failed) return 1;
+    /* Test hook (in tfm_atomic_commit): TFM_TEST_SLOW_CHECKPOINT=<ms> waits
+     * between the complete temporary file and the rename, so tests can
+     * SIGKILL a run mid-write (tests/test_resume.c, tests/kill_resume.sh). */
+    return tfm_atomic_commit(&w.af) ? 1 : 0;
 }
 
 /* ---- reading ------------------------------------------------------------------------ */
@@ -328,6 +314,7 @@ static int r_take(reader *r, void *out, size_t n) {
 
 void tfm_checkpoint_free(tfm_checkpoint *ck) {
     for (int64_t i = 0; i < ck->n_tensors && ck->names; i++) free(ck->names[i]);
+    for (int b = 0; b < ck->n_blocks; b++) free(ck->block_names[b]);
     free(ck->names);
     free(ck->ndims);
     free(ck->shapes);
@@ -361,9 +348,9 @@ int tfm_checkpoint_parse(const void *data, size_t size, const char *name, tfm_ch
     r.size = size - 12;
     uint32_t version, flags;
     uint64_t meta_len, n_tensors, n_floats;
-    if (r_take(&r, &version, 4) || r_take(&r, &flags, 4) || version != 1)
-        BAD("%s: unsupported checkpoint version", name);
-    ck->has_moments = flags & 1;
+    if (r_take(&r, &version, 4) || r_take(&r, &flags, 4) || version < 1 || version > 2)
+        BAD("%s: unsupported checkpoint version (this tfm reads versions 1 and 2)", name);
+    ck->version = (int)version;
     if (r_take(&r, &meta_len, 8) || meta_len > r.size - r.pos) BAD("%s: bad metadata length", name);
     if (tfm_kv_parse(&ck->meta, (const char *)data + r.pos, meta_len, name)) {
         char msg[512];
@@ -411,7 +398,35 @@ int tfm_checkpoint_parse(const void *data, size_t size, const char *name, tfm_ch
     if (r_take(&r, &n_floats, 8) || (int64_t)n_floats != total)
         BAD("%s: float count does not match the tensor table", name);
     ck->n_floats = total;
-    uint64_t need = (uint64_t)total * 4 * (ck->has_moments ? 3 : 1);
+    if (version == 1) {
+        /* v1: the parameters, then Adam's moments when flag bit 0 is set */
+        static const char *const v1_names[3] = {"params", "adam.m", "adam.v"};
+        ck->n_blocks = flags & 1 ? 3 : 1;
+        for (int b = 0; b < ck->n_blocks; b++) ck->block_names[b] = dup_str(v1_names[b]);
+    } else {
+        uint32_t n_blocks;
+        if (r_take(&r, &n_blocks, 4) || n_blocks < 1 || n_blocks > TFM_CHECKPOINT_MAX_BLOCKS)
+            BAD("%s: bad state block count", name);
+        for (uint32_t b = 0; b < n_blocks; b++) {
+            uint32_t len;
+            if (r_take(&r, &len, 4) || len == 0 || len > 64 || len > r.size - r.pos)
+                BAD("%s: state block %u: bad name", name, b);
+            char *bn = malloc(len + 1);
+            if (!bn) BAD("%s: out of memory", name);
+            ck->block_names[ck->n_blocks++] = bn;
+            r_take(&r, bn, len);
+            bn[len] = 0;
+            for (uint32_t c = 0; c < len; c++)
+                if ((unsigned char)bn[c] <= 0x20 || bn[c] == 0x7f)
+                    BAD("%s: state block %u: bad character in name", name, b);
+            for (uint32_t o = 0; o < b; o++)
+                if (!strcmp(ck->block_names[o], bn)) BAD("%s: state block %s twice", name, bn);
+        }
+        if (strcmp(ck->block_names[0], "params"))
+            BAD("%s: the first block is '%s', not 'params'", name, ck->block_names[0]);
+    }
+    ck->has_moments = tfm_checkpoint_block(ck, "adam.m") && tfm_checkpoint_block(ck, "adam.v");
+    uint64_t need = (uint64_t)total * 4 * (uint64_t)ck->n_blocks;
     if (need != r.size - r.pos)
         BAD("%s: data size %zu does not match the tensor table (%llu)", name, r.size - r.pos,
             (unsigned long long)need);
@@ -446,9 +461,16 @@ int tfm_checkpoint_read(const char *path, tfm_checkpoint *ck) {
     return 0;
 }
 
-int tfm_checkpoint_load_params(const tfm_checkpoint *ck, tfm_params *p, int with_moments) {
-    if (with_moments && !ck->has_moments)
-        return tfm_set_error("%s: has no optimizer state (cannot resume from it)", ck->path), 1;
+const unsigned char *tfm_checkpoint_block(const tfm_checkpoint *ck, const char *name) {
+    for (int b = 0; b < ck->n_blocks; b++)
+        if (!strcmp(ck->block_names[b], name))
+            return ck->blocks + (size_t)b * (size_t)ck->n_floats * 4;
+    return NULL;
+}
+
+/* Copies block `data` (n_floats floats in file order) into dst laid out like p. */
+static int load_block(const tfm_checkpoint *ck, const unsigned char *data, const tfm_params *p,
+                      float *dst) {
     for (int64_t i = 0; i < p->count; i++) {
         tfm_tensor *t = p->items[i];
         int64_t j = 0;
@@ -458,11 +480,7 @@ int tfm_checkpoint_load_params(const tfm_checkpoint *ck, tfm_params *p, int with
         for (int d = 0; same && d < t->ndim; d++) same = ck->shapes[j][d] == t->shape[d];
         if (!same)
             return tfm_set_error("%s: tensor %s has a different shape", ck->path, t->name), 1;
-        int64_t off = t->data - p->data;
-        float *dst[3] = {p->data, p->adam_m, p->adam_v};
-        for (int b = 0; b < (with_moments ? 3 : 1); b++)
-            memcpy(dst[b] + off, ck->blocks + ((size_t)b * ck->n_floats + ck->offsets[j]) * 4,
-                   (size_t)t->n * 4);
+        memcpy(dst + (t->data - p->data), data + (size_t)ck->offsets[j] * 4, (size_t)t->n * 4);
     }
     if (p->count != ck->n_tensors)
         return tfm_set_error("%s: has %lld tensors, the model %lld", ck->path,
@@ -471,11 +489,28 @@ int tfm_checkpoint_load_params(const tfm_checkpoint *ck, tfm_params *p, int with
     return 0;
 }
 
+int tfm_checkpoint_load_params(const tfm_checkpoint *ck, tfm_params *p) {
+    return load_block(ck, ck->blocks, p, p->data);
+}
+
+int tfm_checkpoint_load_state(const tfm_checkpoint *ck, const tfm_params *p,
+                              const tfm_state_block *state, int n_state) {
+    for (int b = 0; b < n_state; b++) {
+        const unsigned char *data = tfm_checkpoint_block(ck, state[b].name);
+        if (!data)
+            return tfm_set_error("%s: has no optimizer state '%s' (cannot resume from it)",
+                                 ck->path, state[b].name),
+                   1;
+        if (load_block(ck, data, p, state[b].data)) return 1;
+    }
+    return 0;
+}
+
 int tfm_model_from_checkpoint(tfm_model *m, const tfm_checkpoint *ck) {
     tfm_model_config c;
     if (tfm_model_config_from_kv(&c, &ck->meta, ck->path)) return 1;
     if (tfm_model_init(m, &c)) return 1;
-    if (tfm_checkpoint_load_params(ck, &m->params, 0)) {
+    if (tfm_checkpoint_load_params(ck, &m->params)) {
         tfm_model_free(m);
         return 1;
     }

@@ -222,30 +222,18 @@ static int write_config(const tfm_model_config *c, const char *data_kind, const 
     tfm_jw_int(&w, EXPORT_FORMAT_VERSION);
     tfm_jw_key(&w, "data_kind");
     tfm_jw_string(&w, data_kind);
-    tfm_jw_key(&w, "vocab");
-    tfm_jw_int(&w, c->vocab);
-    tfm_jw_key(&w, "d_model");
-    tfm_jw_int(&w, c->d_model);
-    tfm_jw_key(&w, "n_heads");
-    tfm_jw_int(&w, c->n_heads);
-    tfm_jw_key(&w, "d_ff");
-    tfm_jw_int(&w, c->d_ff);
-    tfm_jw_key(&w, "enc_layers");
-    tfm_jw_int(&w, c->enc_layers);
-    tfm_jw_key(&w, "dec_layers");
-    tfm_jw_int(&w, c->dec_layers);
-    tfm_jw_key(&w, "max_len");
-    tfm_jw_int(&w, c->max_len);
-    tfm_jw_key(&w, "dropout");
-    tfm_jw_float(&w, c->dropout);
-    tfm_jw_key(&w, "attn_dropout");
-    tfm_jw_float(&w, c->attn_dropout);
-    tfm_jw_key(&w, "ln_eps");
-    tfm_jw_float(&w, c->ln_eps);
-    tfm_jw_key(&w, "pre_ln");
-    tfm_jw_bool(&w, c->pre_ln);
-    tfm_jw_key(&w, "share_src_emb");
-    tfm_jw_bool(&w, c->share_src_emb);
+    /* every model setting, from the one list in tfm/nn.h */
+#define JW_INT(v) tfm_jw_int(&w, v)
+#define JW_FLOAT(v) tfm_jw_float(&w, v)
+#define JW_BOOL(v) tfm_jw_bool(&w, v)
+#define X(type, field, flag, def, must_match, help)                                                \
+    tfm_jw_key(&w, #field);                                                                        \
+    JW_##type(c->field);
+    TFM_MODEL_SETTINGS(X)
+#undef X
+#undef JW_INT
+#undef JW_FLOAT
+#undef JW_BOOL
     tfm_jw_end_object(&w);
     tfm_jw_end_object(&w);
     int rc = tfm_jw_save(&w, path);

@@ -4,19 +4,7 @@
 
 #include "tfm/nn.h"
 
-void tfm_model_config_default(tfm_model_config *c) {
-    memset(c, 0, sizeof *c);
-    c->vocab = 16;
-    c->d_model = 128;
-    c->n_heads = 4;
-    c->d_ff = 512;
-    c->enc_layers = 2;
-    c->dec_layers = 2;
-    c->max_len = 256;
-    c->dropout = 0.1f;
-    c->attn_dropout = 0.0f;
-    c->ln_eps = 1e-5f;
-}
+/* tfm_model_config_default and the other settings-table helpers: config.c */
 
 int tfm_model_config_check(const tfm_model_config *c) {
     if (c->vocab < 4)

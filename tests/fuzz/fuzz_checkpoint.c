@@ -47,7 +47,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     }
     /* the parsed table must describe the data exactly */
     if (ck.n_tensors < 0 || ck.n_floats < 0) abort();
-    size_t blocks = (size_t)ck.n_floats * 4 * (ck.has_moments ? 3 : 1);
+    size_t blocks = (size_t)ck.n_floats * 4 * (size_t)ck.n_blocks;
     if (ck.blocks < file || ck.blocks + blocks != file + n - 12) abort();
     int64_t total = 0;
     for (int64_t i = 0; i < ck.n_tensors; i++) {

@@ -1,17 +1,12 @@
-/* Model loading and text decoding for tfm translate and validation. */
-#include "translate.h"
-
-#include <libgen.h>
+/* Text in the library: the BPE + vocabulary bundle, corpus encoding, and
+ * batched translation of sentences. */
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
-#include "commands.h"
-#include "tfm/decode.h"
-#include "train_common.h"
+#include "tfm/train.h"
 
-int text_model_load(const char *dir, text_model *tm) {
+int tfm_text_model_load(const char *dir, tfm_text_model *tm) {
     char path[4096];
     memset(tm, 0, sizeof *tm);
     snprintf(path, sizeof path, "%s/bpe.codes", dir);
@@ -20,16 +15,86 @@ int text_model_load(const char *dir, text_model *tm) {
     snprintf(path, sizeof path, "%s/vocab.txt", dir);
     tm->vocab = tfm_vocab_load(path);
     if (!tm->vocab) {
-        text_model_free(tm);
+        tfm_text_model_free(tm);
         return 1;
     }
     return 0;
 }
 
-void text_model_free(text_model *tm) {
+int tfm_text_model_learn(const char *const *files, int n_files, int64_t n_merges, const char *dir,
+                         tfm_text_model *tm) {
+    memset(tm, 0, sizeof *tm);
+    tm->bpe = tfm_bpe_learn_files(files, n_files, n_merges, 2, NULL);
+    if (!tm->bpe) return 1;
+    tm->vocab = tfm_vocab_build(tm->bpe, files, n_files);
+    if (!tm->vocab) goto fail;
+    if (dir) {
+        char codes[4096], vocab[4096];
+        snprintf(codes, sizeof codes, "%s/bpe.codes", dir);
+        snprintf(vocab, sizeof vocab, "%s/vocab.txt", dir);
+        if (tfm_bpe_save(tm->bpe, codes) || tfm_vocab_save(tm->vocab, vocab)) goto fail;
+    }
+    return 0;
+fail:
+    tfm_text_model_free(tm);
+    return 1;
+}
+
+void tfm_text_model_free(tfm_text_model *tm) {
     if (tm->bpe) tfm_bpe_free(tm->bpe);
     if (tm->vocab) tfm_vocab_free(tm->vocab);
     memset(tm, 0, sizeof *tm);
+}
+
+void tfm_encoded_corpus_free(tfm_encoded_corpus *e) {
+    free(e->pairs.src);
+    free(e->pairs.tgt);
+    free(e->pairs.src_len);
+    free(e->pairs.tgt_len);
+    free(e->ids);
+    memset(e, 0, sizeof *e);
+}
+
+int tfm_corpus_encode(const tfm_corpus *c, const tfm_text_model *tm, tfm_encoded_corpus *e) {
+    memset(e, 0, sizeof *e);
+    int64_t n = c->n, total = 0;
+    int64_t *lens = malloc((size_t)(2 * n + 1) * sizeof(int64_t));
+    if (!lens) return tfm_set_error("out of memory"), 1;
+    for (int64_t i = 0; i < 2 * n; i++) {
+        const char *line = i < n ? c->src[i] : c->tgt[i - n];
+        lens[i] = tfm_vocab_encode(tm->bpe, tm->vocab, line, strlen(line), NULL, 0);
+        if (lens[i] < 0) {
+            free(lens);
+            return 1;
+        }
+        total += lens[i];
+    }
+    e->ids = malloc((size_t)(total + 1) * sizeof(int32_t));
+    e->pairs.n = n;
+    e->pairs.src = malloc((size_t)(n + 1) * sizeof(int32_t *));
+    e->pairs.tgt = malloc((size_t)(n + 1) * sizeof(int32_t *));
+    e->pairs.src_len = malloc((size_t)(n + 1) * sizeof(int64_t));
+    e->pairs.tgt_len = malloc((size_t)(n + 1) * sizeof(int64_t));
+    if (!e->ids || !e->pairs.src || !e->pairs.tgt || !e->pairs.src_len || !e->pairs.tgt_len) {
+        free(lens);
+        tfm_encoded_corpus_free(e);
+        return tfm_set_error("out of memory encoding the corpus"), 1;
+    }
+    int64_t off = 0;
+    for (int64_t i = 0; i < 2 * n; i++) {
+        const char *line = i < n ? c->src[i] : c->tgt[i - n];
+        tfm_vocab_encode(tm->bpe, tm->vocab, line, strlen(line), e->ids + off, lens[i]);
+        if (i < n) {
+            e->pairs.src[i] = e->ids + off;
+            e->pairs.src_len[i] = lens[i];
+        } else {
+            e->pairs.tgt[i - n] = e->ids + off;
+            e->pairs.tgt_len[i - n] = lens[i];
+        }
+        off += lens[i];
+    }
+    free(lens);
+    return 0;
 }
 
 typedef struct {
@@ -42,12 +107,18 @@ static int cmp_len(const void *a, const void *b) {
     return x->index < y->index ? -1 : x->index > y->index;
 }
 
-int translate_lines(tfm_model *m, const text_model *tm, char *const *lines, int64_t n,
-                    const translate_options *o, char **out) {
+int tfm_translate_lines(tfm_model *m, const tfm_text_model *tm, char *const *lines, int64_t n,
+                        const tfm_translate_opts *o, char **out) {
+    if (o->beam < 1 || o->batch < 1)
+        return tfm_set_error("translate: beam and batch must be at least 1"), 1;
     int64_t cap = m->cfg.max_len - 1; /* source ids + </s> must fit the positions */
     int32_t **ids = calloc((size_t)(n ? n : 1), sizeof *ids);
     by_len *order = malloc((size_t)(n ? n : 1) * sizeof *order);
-    if (!ids || !order) return tfm_set_error("out of memory"), 1;
+    if (!ids || !order) {
+        free(ids);
+        free(order);
+        return tfm_set_error("out of memory"), 1;
+    }
     int rc = 1;
     for (int64_t i = 0; i < n; i++) {
         int32_t tmp[1];
@@ -75,7 +146,6 @@ int translate_lines(tfm_model *m, const text_model *tm, char *const *lines, int6
         tfm_set_error("out of memory");
         goto done_tape;
     }
-    int progress = !o->quiet && isatty(fileno(stderr));
     double t0 = tfm_now();
     for (int64_t start = 0; start < n; start += B) {
         int64_t rows = n - start < B ? n - start : B;
@@ -97,14 +167,14 @@ int translate_lines(tfm_model *m, const text_model *tm, char *const *lines, int6
             out[order[start + r].index] = tfm_vocab_decode(tm->vocab, hyp + r * lim, lens[r]);
             if (!out[order[start + r].index]) goto done_tape;
         }
-        if (progress) {
+        if (o->progress) {
             double el = tfm_now() - t0;
             fprintf(stderr, "\rtranslated %lld/%lld sentences, %.1f sentences/s   ",
                     (long long)(start + rows), (long long)n,
                     el > 0 ? (double)(start + rows) / el : 0.0);
         }
     }
-    if (progress) fprintf(stderr, "\n");
+    if (o->progress) fprintf(stderr, "\n");
     rc = 0;
 done_tape:
     free(src);
@@ -116,47 +186,5 @@ done:
     for (int64_t i = 0; i < n; i++) free(ids[i]);
     free(ids);
     free(order);
-    return rc;
-}
-
-int translate_main(const char *model_path, const char *input, const translate_options *o,
-                   toy_translate_fn toy) {
-    tfm_model m;
-    tfm_kv meta;
-    tfm_kv_init(&meta);
-    if (train_load_model(model_path, &m, &meta)) return tfm_cli_fail(1, "%s", tfm_last_error());
-    tfm_corpus_opts copts = {.max_line_bytes = 1 << 20, .allow_empty = 1, .allow_empty_file = 1};
-    tfm_lines in;
-    if (tfm_text_read_lines(input, &copts, &in)) return tfm_cli_fail(1, "%s", tfm_last_error());
-    const char *kind = tfm_kv_get(&meta, "data.kind");
-    int rc = 0;
-    if (kind && !strcmp(kind, "toy")) {
-        if (toy(&m, &in, o->batch)) rc = tfm_cli_fail(1, "%s", tfm_last_error());
-    } else {
-        /* the subword files sit beside the checkpoint */
-        char dir[4096];
-        struct stat st;
-        snprintf(dir, sizeof dir, "%s", model_path);
-        if (stat(model_path, &st) == 0 && !S_ISDIR(st.st_mode)) {
-            char tmp[4096];
-            snprintf(tmp, sizeof tmp, "%s", model_path);
-            snprintf(dir, sizeof dir, "%s", dirname(tmp));
-        }
-        text_model tm;
-        char **out = calloc((size_t)(in.n ? in.n : 1), sizeof(char *));
-        if (text_model_load(dir, &tm) || !out) {
-            rc = tfm_cli_fail(1, "%s", tfm_last_error());
-        } else if (translate_lines(&m, &tm, in.line, in.n, o, out)) {
-            rc = tfm_cli_fail(1, "%s", tfm_last_error());
-        } else {
-            for (int64_t i = 0; i < in.n; i++) printf("%s\n", out[i]);
-        }
-        for (int64_t i = 0; out && i < in.n; i++) free(out[i]);
-        free(out);
-        if (!rc) text_model_free(&tm);
-    }
-    tfm_lines_free(&in);
-    tfm_kv_free(&meta);
-    tfm_model_free(&m);
     return rc;
 }

@@ -1,0 +1,306 @@
+/* tfm/train.h: the trainer. It owns the tape, the optimizer (Adam/AdamW) and
+ * its learning-rate schedule, runs the step (forward, backward, gradient
+ * reduction, non-finite guard, clipping, update), logs progress, writes
+ * checkpoints with the full training state into a run directory (rotation
+ * with --keep, best.tfm), resumes, validates, stops early, on a time limit or
+ * when asked to (tfm_trainer_request_stop, e.g. from a signal handler).
+ *
+ * Data comes from a batch source; everything else is an optional hook. The
+ * Transformer of nn.h is the default model, but any set of parameters with a
+ * loss hook trains (examples/char_lm.c trains a decoder-only model):
+ *
+ *     tfm_train_opts o;
+ *     tfm_train_opts_default(&o);
+ *     o.steps = 3000;
+ *     o.run_dir = "runs/copy";                       // NULL: write nothing
+ *     tfm_toy_source toy;                            // or tfm_corpus_source, or your own
+ *     tfm_toy_source_init(&toy, &task, 64, o.seed);
+ *     tfm_trainer tr;
+ *     if (tfm_trainer_init(&tr, &o, &model_config, &toy.source, NULL)) die(tfm_last_error());
+ *     if (tfm_train(&tr)) die(tfm_last_error());     // until o.steps, a stop or a limit
+ *     ... tr.model is trained; tfm_trainer_free(&tr); tfm_toy_source_free(&toy);
+ *
+ * Run directory (o.run_dir): checkpoint-<step>.tfm (the last o.keep kept),
+ * best.tfm (best validation metric; the final weights when there is no
+ * validation), train.log, metrics.csv, config.txt (o.config_text, e.g. the
+ * program's resolved flags) and anything the caller adds (bpe.codes,
+ * vocab.txt). A fresh run refuses a directory that holds checkpoints; with
+ * o.resume the newest checkpoint that verifies is loaded (older ones are
+ * tried when it does not), and a directory with a config.txt but no
+ * checkpoint yet (a run killed before its first one) starts from step 0 when
+ * o.config_text is the same configuration, else it is refused naming the
+ * setting that differs. Determinism: the same seed, thread count and data
+ * give bit-identical parameters, resumed or not. */
+#ifndef TFM_TRAIN_H
+#define TFM_TRAIN_H
+
+#include <stdio.h>
+
+#include "tfm/checkpoint.h"
+#include "tfm/data.h"
+#include "tfm/decode.h"
+#include "tfm/nn.h"
+#include "tfm/optim.h"
+#include "tfm/text.h"
+#include "tfm/toy.h"
+
+typedef struct tfm_trainer tfm_trainer;
+
+/* ---- batch sources ------------------------------------------------------------
+ * next() fills *b with the batch of update `step` (1-based; the pointers stay
+ * valid until the next call) and *n_tokens with its number of target tokens
+ * (the loss denominator); it must not allocate. save() writes the source's
+ * position into the training state (keys "state.*", saved in every
+ * checkpoint) and load() restores it on resume; both may be NULL for a
+ * source whose batch depends only on the step. max_b/max_s/max_t bound the
+ * batches (the activation arena is sized from them). For decoder-only models
+ * leave src/src_pad NULL and S 0. */
+typedef struct {
+    void *ctx;
+    int (*next)(void *ctx, int64_t step, tfm_seq_batch *b, int64_t *n_tokens);
+    void (*save)(void *ctx, tfm_kv *state);
+    int (*load)(void *ctx, const tfm_kv *state, const char *where);
+    int64_t max_b, max_s, max_t;
+    const char *kind; /* "toy", "text" or your own; saved as data.kind */
+} tfm_batch_source;
+
+/* The copy/reverse task (toy.h): batch k of the stream seed for step k + 1. */
+typedef struct {
+    tfm_toy_config task;
+    tfm_toy_batch batch;
+    uint64_t seed;
+    tfm_batch_source source;
+} tfm_toy_source;
+int tfm_toy_source_init(tfm_toy_source *s, const tfm_toy_config *task, int64_t batch,
+                        uint64_t seed);
+void tfm_toy_source_free(tfm_toy_source *s);
+
+/* Encoded sentence pairs in length-bucketed batches (data.h), epoch after
+ * epoch; the position (state.epoch, state.pos) is checkpointed. The pairs
+ * must outlive the source. */
+typedef struct {
+    const tfm_pairs *pairs;
+    tfm_batcher batcher;
+    tfm_batch batch;
+    tfm_batch_source source;
+} tfm_corpus_source;
+int tfm_corpus_source_init(tfm_corpus_source *s, const tfm_pairs *pairs, const tfm_batch_opts *o);
+void tfm_corpus_source_free(tfm_corpus_source *s);
+
+/* ---- hooks ------------------------------------------------------------------- */
+/* What one step saw: filled by the trainer before the reduction hook. */
+typedef struct {
+    double loss;      /* mean loss over n_tokens (this process) */
+    int64_t n_tokens; /* target tokens of the batch (this process) */
+} tfm_step_stats;
+
+typedef struct {
+    double loss;    /* mean validation loss (NAN when not measured) */
+    double metric;  /* higher is better (BLEU, -perplexity, ...): best.tfm and early stopping */
+    char text[256]; /* shown after "validation at step N: " (e.g. "loss 1.23 ppl 3.42 BLEU 30.1") */
+} tfm_valid_result;
+
+typedef struct {
+    void *ctx;
+    /* The training loss of a batch (a scalar on the tape), *n_tokens its
+     * denominator. Default: the Transformer's label-smoothed cross-entropy
+     * (o.label_smoothing). */
+    tfm_tensor *(*loss)(void *ctx, tfm_trainer *tr, const tfm_seq_batch *b, int64_t *n_tokens);
+    /* Validation, every o.valid_every steps and at the end; NULL: none. Use
+     * tr->tape for forward passes (tfm_trainer_eval_mode) and leave it reset. */
+    int (*validate)(void *ctx, tfm_trainer *tr, tfm_valid_result *out);
+    /* After every update (skipped ones too); a non-zero return stops the run. */
+    int (*on_step)(void *ctx, tfm_trainer *tr);
+    /* Every line the trainer logs (already in train.log and, unless quiet, on
+     * stdout). */
+    void (*on_log)(void *ctx, tfm_trainer *tr, const char *line);
+    /* Gradient reduction across processes. Called on every step after
+     * backward and before the gradient norm, clipping and the update:
+     *   grad (n floats) holds d(loss)/d(params) of THIS process's batch, where
+     *   loss is the mean over st->n_tokens tokens (st->loss its value; NAN or
+     *   Inf when the local loss was not finite: grad is then all zeros);
+     * on return grad must hold the gradient of the mean loss over ALL
+     * processes' tokens, i.e. sum_r n_r * g_r / sum_r n_r, and st the global
+     * token count and mean loss (sum_r n_r * loss_r / sum_r n_r), identical
+     * on every process, so that every process takes the same decision on a
+     * non-finite step and applies the same update. The gradient block is
+     * contiguous and laid out like the parameters (padding between tensors
+     * is zero and stays zero). Return 0, or non-zero to abort the run (error
+     * set). NULL (one process): nothing to do. */
+    int (*reduce)(void *ctx, float *grad, int64_t n, tfm_step_stats *st);
+} tfm_train_hooks;
+
+/* ---- options ----------------------------------------------------------------- */
+typedef struct {
+    int64_t steps; /* total updates (a resumed run continues up to this) */
+    uint64_t seed; /* weights, dropout; checked on resume */
+    tfm_schedule schedule;
+    tfm_adam_config adam;
+    float clip_norm;         /* global gradient norm limit (0: off) */
+    float label_smoothing;   /* the default loss */
+    int64_t max_bad_steps;   /* stop after this many non-finite steps in a row */
+    size_t arena_bytes;      /* activation arena (0: estimated from the model and source) */
+    int check_numerics;      /* check every op for NaN/Inf and name the first */
+    tfm_precision precision; /* of the step's GEMMs (TFM_FP32 default; kernels.h) */
+    int threads;             /* OpenMP threads (0: leave as is) */
+    /* run directory */
+    const char *run_dir; /* NULL: no files */
+    int resume;
+    const char *config_text; /* written to config.txt; compared on resume without a checkpoint */
+    int64_t save_every;      /* checkpoint every N steps (0: only at validations and the end) */
+    int64_t keep;            /* checkpoints kept */
+    int final_best;          /* without validation, best.tfm = the final weights */
+    /* progress */
+    int64_t log_every; /* progress line every N steps (not on a terminal) */
+    int quiet;         /* nothing on stdout */
+    /* validation and stopping */
+    int64_t valid_every; /* with a validate hook */
+    int64_t early_stop;  /* stop after N validations without a better metric (0: off) */
+    double max_minutes;  /* stop after this much training time (0: off) */
+} tfm_train_opts;
+
+/* steps 3000, seed 1, Noam (factor 1, warmup 200), Adam defaults, label
+ * smoothing 0.1, max_bad_steps 10, keep 3, log_every 100, valid_every 500. */
+void tfm_train_opts_default(tfm_train_opts *o);
+
+/* ---- the trainer ---------------------------------------------------------------- */
+struct tfm_trainer {
+    tfm_train_opts o;
+    tfm_train_hooks hooks;
+    tfm_batch_source *source;
+    tfm_model model;    /* the Transformer (unless tfm_trainer_init_params) */
+    tfm_params *params; /* &model.params, or the caller's */
+    int has_model;      /* model is ours (config in checkpoints, default loss) */
+    tfm_tape tape;
+    tfm_adam adam;
+    int64_t step;       /* updates done */
+    int64_t first_step; /* step this process started from */
+    int64_t bad_steps;  /* non-finite steps in a row */
+    int64_t skipped;    /* in total */
+    int64_t n_params;
+    double last_loss, last_lr, last_grad_norm;
+    int64_t last_tokens;
+    double loss_sum; /* since the last progress line */
+    int64_t loss_count;
+    int64_t tokens;       /* trained tokens, this process */
+    double train_seconds; /* time in steps, this process */
+    double best_metric;   /* -INFINITY before the first validation */
+    int64_t no_improve;   /* validations since the best */
+    int stop_reason;      /* after tfm_train: 0 steps done, 1 early stop, 2 time, 3 asked */
+    tfm_kv state;         /* "state.*", "data.*" and your keys: saved with every checkpoint */
+    FILE *log, *metrics;
+    int tty;
+    double t0;
+};
+
+/* Builds the Transformer for mc (weights from o->seed) or, with o->resume,
+ * loads it with the optimizer state from the run directory. hooks may be
+ * NULL. On failure nothing stays allocated and the run directory is as it
+ * was. */
+int tfm_trainer_init(tfm_trainer *tr, const tfm_train_opts *o, const tfm_model_config *mc,
+                     tfm_batch_source *source, const tfm_train_hooks *hooks);
+/* The same for your own model: params (allocated and initialised by you,
+ * outliving the trainer) and a loss hook (required). Put your model's
+ * settings into tr->state under "model.*" keys after init if you want them in
+ * the checkpoints. */
+int tfm_trainer_init_params(tfm_trainer *tr, const tfm_train_opts *o, tfm_params *params,
+                            tfm_batch_source *source, const tfm_train_hooks *hooks);
+void tfm_trainer_free(tfm_trainer *tr);
+
+/* One update with the source's next batch. Returns 0, 1 when the update was
+ * skipped (non-finite loss or gradient), -1 on error (message set; also after
+ * o.max_bad_steps skipped steps in a row). No allocation. */
+int tfm_trainer_step(tfm_trainer *tr);
+/* The loop: steps until o.steps, then the final checkpoint (and best.tfm
+ * without validation). Validates, checkpoints, logs and stops as configured.
+ * 0 ok (tr->stop_reason says why it ended), else error set. */
+int tfm_train(tfm_trainer *tr);
+/* Validation now (the hook), with best.tfm, early-stopping count and
+ * metrics.csv; 0 ok. */
+int tfm_trainer_validate(tfm_trainer *tr, tfm_valid_result *out);
+/* Checkpoint of the current step (with rotation); best.tfm. */
+int tfm_trainer_checkpoint(tfm_trainer *tr);
+int tfm_trainer_save_best(tfm_trainer *tr);
+/* Async-signal-safe: the loop finishes the step, saves and returns. */
+void tfm_trainer_request_stop(void);
+int tfm_trainer_stop_requested(void);
+/* Writes a line (printf format) to train.log, stdout unless quiet, on_log. */
+void tfm_trainer_log(tfm_trainer *tr, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Tape in evaluation mode (no gradients, no dropout) / back to training. */
+void tfm_trainer_eval_mode(tfm_trainer *tr, int on);
+
+/* ---- run directories and models ---------------------------------------------------- */
+/* The newest checkpoint in dir that verifies (falling back to older ones,
+ * saying so on stderr), best.tfm first when prefer_best; path into buf. */
+int tfm_run_find_checkpoint(const char *dir, char *buf, size_t size, int prefer_best);
+/* Loads a model for inference from a run directory (best.tfm, else the
+ * newest good checkpoint), a checkpoint file or an export directory; meta
+ * (if non-NULL, initialised by the caller) receives its metadata (data.kind
+ * says "toy" or "text"). */
+int tfm_load_model(const char *path, tfm_model *m, tfm_kv *meta);
+/* mkdir -p; 0 ok */
+int tfm_make_dirs(const char *dir);
+
+/* ---- text: subword model, corpus encoding, translation ---------------------------------- */
+/* The BPE codes and vocabulary that go with a text model: DIR/bpe.codes and
+ * DIR/vocab.txt in a run directory or an export. */
+typedef struct {
+    tfm_bpe *bpe;
+    tfm_vocab *vocab;
+} tfm_text_model;
+
+int tfm_text_model_load(const char *dir, tfm_text_model *tm);
+/* Learns a joint BPE (n_merges, min frequency 2) and the vocabulary from the
+ * files; with dir non-NULL saves them there. */
+int tfm_text_model_learn(const char *const *files, int n_files, int64_t n_merges, const char *dir,
+                         tfm_text_model *tm);
+void tfm_text_model_free(tfm_text_model *tm);
+
+/* Sentence pairs as ids (one block of ids; pairs point into it). */
+typedef struct {
+    tfm_pairs pairs;
+    int32_t *ids;
+} tfm_encoded_corpus;
+int tfm_corpus_encode(const tfm_corpus *c, const tfm_text_model *tm, tfm_encoded_corpus *e);
+void tfm_encoded_corpus_free(tfm_encoded_corpus *e);
+
+typedef struct {
+    int64_t beam;    /* 1: greedy */
+    double alpha;    /* beam length penalty */
+    int64_t batch;   /* sentences per decoding batch */
+    int64_t max_len; /* output limit (0: 2 * source + 10) */
+    int progress;    /* progress on stderr */
+} tfm_translate_opts;
+
+/* Translates n sentences; out[i] receives a malloc'd string. Sentences are
+ * decoded in batches of similar length. */
+int tfm_translate_lines(tfm_model *m, const tfm_text_model *tm, char *const *lines, int64_t n,
+                        const tfm_translate_opts *o, char **out);
+
+/* ---- training on a parallel corpus ---------------------------------------------------
+ * Everything `tfm train --src-train` does: reads the corpora, learns (or on
+ * resume reloads) the BPE and vocabulary in the run directory, encodes,
+ * batches by tokens, trains with validation loss/perplexity/BLEU every
+ * valid_every steps, best.tfm, early stopping. */
+typedef struct {
+    const char *src_train, *tgt_train, *src_valid, *tgt_valid; /* valid optional */
+    int64_t bpe_merges, batch_tokens, max_tokens, valid_max;
+    tfm_translate_opts decode; /* validation decoding */
+} tfm_corpus_task;
+
+/* Runs the whole training; summary (optional) receives the result. */
+typedef struct {
+    int64_t steps, epochs;
+    double best_bleu, seconds, tokens_per_s;
+} tfm_corpus_summary;
+int tfm_train_corpus(const tfm_corpus_task *task, const tfm_train_opts *o,
+                     const tfm_model_config *mc, tfm_corpus_summary *summary);
+
+/* ---- the toy tasks ---------------------------------------------------------------------
+ * Exact-sequence match and token accuracy of greedy decoding on n held-out
+ * sequences (a stream disjoint from training); the first n_show sources and
+ * outputs are printed to show (may be NULL). */
+int tfm_toy_evaluate(tfm_model *m, const tfm_toy_config *tc, uint64_t seed, int64_t n,
+                     int64_t batch, double *exact, double *token_acc, FILE *show, int n_show);
+
+#endif

@@ -1,0 +1,166 @@
+/* Batch sources for the trainer (the toy tasks and a bucketed corpus) and the
+ * toy tasks' held-out evaluation. */
+#include <string.h>
+
+#include "tfm/train.h"
+
+/* ---- toy tasks ---------------------------------------------------------------------- */
+static int toy_next(void *ctx, int64_t step, tfm_seq_batch *b, int64_t *n_tokens) {
+    tfm_toy_source *s = ctx;
+    tfm_toy_batch_fill(&s->batch, &s->task, s->seed, step - 1);
+    const tfm_toy_batch *t = &s->batch;
+    *b = (tfm_seq_batch){.B = t->B,
+                         .S = t->S,
+                         .T = t->T,
+                         .src = t->src,
+                         .tgt_in = t->tgt_in,
+                         .tgt_out = t->tgt_out,
+                         .src_pad = t->src_pad,
+                         .tgt_pad = t->tgt_pad};
+    *n_tokens = t->n_tokens;
+    return 0;
+}
+
+int tfm_toy_source_init(tfm_toy_source *s, const tfm_toy_config *task, int64_t batch,
+                        uint64_t seed) {
+    memset(s, 0, sizeof *s);
+    s->task = *task;
+    s->seed = seed;
+    if (tfm_toy_config_check(task) || tfm_toy_batch_alloc(&s->batch, task, batch)) return 1;
+    s->source = (tfm_batch_source){.ctx = s,
+                                   .next = toy_next,
+                                   .max_b = batch,
+                                   .max_s = s->batch.S,
+                                   .max_t = s->batch.T,
+                                   .kind = "toy"};
+    return 0;
+}
+
+void tfm_toy_source_free(tfm_toy_source *s) { tfm_toy_batch_free(&s->batch); }
+
+/* ---- a corpus ------------------------------------------------------------------------- */
+static int corpus_next(void *ctx, int64_t step, tfm_seq_batch *b, int64_t *n_tokens) {
+    (void)step; /* the batcher's own position says which batch comes next */
+    tfm_corpus_source *s = ctx;
+    const int64_t *idx;
+    int64_t n = tfm_batcher_next(&s->batcher, &idx);
+    if (tfm_batch_fill(&s->batch, s->pairs, idx, n)) return 1;
+    const tfm_batch *t = &s->batch;
+    *b = (tfm_seq_batch){t->b, t->s, t->t, t->src, t->dec_in, t->dec_out, t->src_pad, t->tgt_pad};
+    *n_tokens = t->n_tgt_tokens;
+    return 0;
+}
+
+static void corpus_save(void *ctx, tfm_kv *state) {
+    tfm_corpus_source *s = ctx;
+    tfm_kv_set(state, "state.epoch", "%lld", (long long)s->batcher.state.epoch);
+    tfm_kv_set(state, "state.pos", "%lld", (long long)s->batcher.state.pos);
+}
+
+static int corpus_load(void *ctx, const tfm_kv *state, const char *where) {
+    tfm_corpus_source *s = ctx;
+    tfm_batcher_state st = s->batcher.state;
+    if (tfm_kv_get_i64(state, "state.epoch", &st.epoch, where) ||
+        tfm_kv_get_i64(state, "state.pos", &st.pos, where))
+        return 1;
+    return tfm_batcher_set_state(&s->batcher, st);
+}
+
+int tfm_corpus_source_init(tfm_corpus_source *s, const tfm_pairs *pairs, const tfm_batch_opts *o) {
+    memset(s, 0, sizeof *s);
+    s->pairs = pairs;
+    if (tfm_batcher_init(&s->batcher, pairs, o)) return 1;
+    int64_t B, S, T;
+    tfm_batcher_max_shape(&s->batcher, &B, &S, &T);
+    if (tfm_batch_alloc(&s->batch, B, S, T)) {
+        tfm_batcher_free(&s->batcher);
+        return 1;
+    }
+    s->source = (tfm_batch_source){.ctx = s,
+                                   .next = corpus_next,
+                                   .save = corpus_save,
+                                   .load = corpus_load,
+                                   .max_b = B,
+                                   .max_s = S,
+                                   .max_t = T,
+                                   .kind = "text"};
+    return 0;
+}
+
+void tfm_corpus_source_free(tfm_corpus_source *s) {
+    tfm_batch_free(&s->batch);
+    tfm_batcher_free(&s->batcher);
+}
+
+/* ---- toy evaluation ------------------------------------------------------------------- */
+int tfm_toy_evaluate(tfm_model *m, const tfm_toy_config *tc, uint64_t seed, int64_t n,
+                     int64_t batch, double *exact, double *token_acc, FILE *show, int n_show) {
+    tfm_toy_batch b;
+    if (tfm_toy_batch_alloc(&b, tc, batch)) return 1;
+    int64_t max_out = tc->annotated ? b.T : b.T + 1;
+    int32_t *out = tfm_alloc((size_t)(batch * max_out) * sizeof(int32_t));
+    int64_t *lens = tfm_alloc((size_t)batch * sizeof(int64_t));
+    int32_t *want = tfm_alloc((size_t)b.T * sizeof(int32_t));
+    tfm_tape t;
+    int rc = 1, tape_ok = 0;
+    if (!out || !lens || !want) {
+        tfm_set_error("out of memory");
+        goto done;
+    }
+    if (tfm_tape_init(&t, tfm_model_activation_bytes(&m->cfg, batch, b.S, b.T + 1), 16)) goto done;
+    tape_ok = 1;
+    t.no_grad = 1;
+    t.training = 0;
+    int64_t done = 0, exact_n = 0, tok_ok = 0, tok_n = 0, shown = 0;
+    for (int64_t index = 0; done < n; index++) {
+        tfm_toy_batch_fill(&b, tc, seed ^ 0x5EEDull, index);
+        int64_t rows = n - done < batch ? n - done : batch;
+        b.B = rows;
+        if (tc->annotated) {
+            /* start from the first source symbol, decode L-1 more */
+            if (tfm_greedy_decode_from(m, &t, b.src, b.src_pad, rows, b.S, b.src, b.S, max_out, out,
+                                       lens))
+                goto done;
+        } else if (tfm_greedy_decode(m, &t, b.src, b.src_pad, rows, b.S, max_out, out, lens)) {
+            goto done;
+        }
+        for (int64_t r = 0; r < rows; r++) {
+            int64_t wn = tfm_toy_expected(&b, tc, r, want);
+            const int32_t *got = out + r * max_out;
+            int64_t got_n = tc->annotated ? b.T : lens[r];
+            int ok = got_n == wn;
+            /* token accuracy over the expected tokens and the end marker */
+            for (int64_t i = 0; i <= wn && i < max_out; i++) {
+                int32_t w = i < wn ? want[i] : TFM_EOS_ID;
+                if (tc->annotated && i == wn) break;
+                tok_n++;
+                if (got[i] == w)
+                    tok_ok++;
+                else
+                    ok = 0;
+            }
+            exact_n += ok;
+            if (show && shown < n_show) {
+                shown++;
+                fprintf(show, "  src:");
+                for (int64_t i = 0; i < b.S && b.src[r * b.S + i] > TFM_EOS_ID; i++)
+                    fprintf(show, " %d", b.src[r * b.S + i]);
+                fprintf(show, "\n  out:");
+                for (int64_t i = 0; i < got_n; i++) fprintf(show, " %d", got[i]);
+                fprintf(show, "   %s\n", ok ? "(right)" : "(WRONG)");
+            }
+        }
+        done += rows;
+        b.B = batch;
+    }
+    *exact = (double)exact_n / (double)n;
+    *token_acc = tok_n ? (double)tok_ok / (double)tok_n : 0.0;
+    rc = 0;
+done:
+    if (tape_ok) tfm_tape_free(&t);
+    tfm_free(out);
+    tfm_free(lens);
+    tfm_free(want);
+    tfm_toy_batch_free(&b);
+    return rc;
+}

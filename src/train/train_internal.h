@@ -1,0 +1,18 @@
+/* Shared inside src/train/: run-directory helpers used by the trainer. */
+#ifndef TFM_TRAIN_INTERNAL_H
+#define TFM_TRAIN_INTERNAL_H
+
+#include "tfm/train.h"
+
+/* Checks the run directory before anything is allocated and creates it:
+ * a fresh run refuses one that holds checkpoints; with resume and no
+ * checkpoint, *fresh_restart = 1 when the directory is empty or holds a run
+ * of the same configuration (o->config_text against its config.txt), else an
+ * error naming the setting that differs or the foreign file. */
+int tfm_run_check_dir(const tfm_train_opts *o, int *fresh_restart);
+/* train.log, metrics.csv (header when new), config.txt. */
+int tfm_run_open_files(tfm_trainer *tr, int resuming);
+/* Removes temporary files of interrupted checkpoint writes; returns how many. */
+int64_t tfm_run_remove_temporaries(const char *dir);
+
+#endif

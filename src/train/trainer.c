@@ -1,0 +1,429 @@
+/* The trainer: init and resume, the step, the loop with validation, logging
+ * and checkpoints. Run-directory helpers are in run_dir.c. */
+#include <errno.h>
+#include <math.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "train_internal.h"
+
+void tfm_train_opts_default(tfm_train_opts *o) {
+    memset(o, 0, sizeof *o);
+    o->steps = 3000;
+    o->seed = 1;
+    o->schedule = (tfm_schedule){TFM_SCHEDULE_NOAM, 1.0, 200, 0};
+    tfm_adam_config_default(&o->adam);
+    o->label_smoothing = 0.1f;
+    o->max_bad_steps = 10;
+    o->keep = 3;
+    o->log_every = 100;
+    o->valid_every = 500;
+}
+
+/* ---- stopping ------------------------------------------------------------------- */
+static volatile sig_atomic_t g_stop;
+void tfm_trainer_request_stop(void) { g_stop = 1; }
+int tfm_trainer_stop_requested(void) { return g_stop; }
+
+/* ---- logging ---------------------------------------------------------------------- */
+void tfm_trainer_log(tfm_trainer *tr, const char *fmt, ...) {
+    char line[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    if (!tr->o.quiet) {
+        fputs(line, stdout);
+        fflush(stdout);
+    }
+    if (tr->log) {
+        fputs(line, tr->log);
+        fflush(tr->log);
+    }
+    if (tr->hooks.on_log) tr->hooks.on_log(tr->hooks.ctx, tr, line);
+}
+
+static void progress(tfm_trainer *tr) {
+    const tfm_train_opts *o = &tr->o;
+    int64_t step = tr->step;
+    int line_due = step % o->log_every == 0 || step == o->steps;
+    double seconds = tr->train_seconds;
+    double tps = seconds > 0 ? (double)tr->tokens / seconds : 0;
+    /* the mean over the steps since the last line: one batch's loss is too noisy to plot */
+    double avg = tr->loss_count ? tr->loss_sum / (double)tr->loss_count : tr->last_loss;
+    if (line_due && tr->metrics) {
+        fprintf(tr->metrics, "%lld,,%.6f,%.6g,%.6g,%.1f,,\n", (long long)step, avg, tr->last_lr,
+                tr->last_grad_norm, tps);
+        fflush(tr->metrics);
+    }
+    if (!o->quiet) {
+        double elapsed = tfm_now() - tr->t0;
+        int64_t done = step - tr->first_step;
+        double eta =
+            done > 0 && o->steps > step ? elapsed / (double)done * (double)(o->steps - step) : 0;
+        if (o->max_minutes > 0 && eta > o->max_minutes * 60 - seconds)
+            eta = o->max_minutes * 60 - seconds;
+        if (eta < 0) eta = 0;
+        if (tr->tty) {
+            printf("\rstep %lld/%lld  loss %.4f  lr %.2e  %.0f tok/s  %.0fs elapsed  ETA %.0fs   ",
+                   (long long)step, (long long)o->steps, avg, tr->last_lr, tps, elapsed, eta);
+            fflush(stdout);
+        } else if (line_due) {
+            printf("step %lld/%lld loss %.4f lr %.2e grad_norm %.3g tok/s %.0f elapsed %.0fs eta "
+                   "%.0fs\n",
+                   (long long)step, (long long)o->steps, avg, tr->last_lr, tr->last_grad_norm, tps,
+                   elapsed, eta);
+            fflush(stdout);
+        }
+    }
+    if (line_due) {
+        if (tr->log)
+            fprintf(tr->log, "step %lld loss %.4f lr %.3e grad_norm %.4g tok/s %.0f\n",
+                    (long long)step, avg, tr->last_lr, tr->last_grad_norm, tps);
+        tr->loss_sum = 0;
+        tr->loss_count = 0;
+    }
+}
+
+/* ---- init ------------------------------------------------------------------------- */
+static int check_opts(const tfm_train_opts *o) {
+#define NEED(cond, ...)                                                                            \
+    if (!(cond)) return tfm_set_error(__VA_ARGS__), 1
+    NEED(o->steps >= 0, "steps: must not be negative");
+    NEED(o->schedule.warmup >= 1, "warmup: must be at least 1");
+    NEED(o->schedule.lr > 0, "learning rate: must be positive");
+    NEED((unsigned)o->schedule.kind <= TFM_SCHEDULE_CONSTANT, "schedule: unknown kind");
+    NEED(o->label_smoothing >= 0 && o->label_smoothing < 1, "label smoothing: must be in [0, 1)");
+    NEED(o->clip_norm >= 0, "clip norm: must not be negative");
+    NEED(o->adam.weight_decay >= 0, "weight decay: must not be negative");
+    NEED(o->keep >= 1, "keep: must be at least 1");
+    NEED(o->log_every >= 1, "log every: must be at least 1");
+    NEED(o->save_every >= 0, "save every: must not be negative");
+    NEED(o->max_bad_steps >= 1, "max bad steps: must be at least 1");
+    NEED(o->valid_every >= 1, "valid every: must be positive");
+    NEED(o->early_stop >= 0 && o->max_minutes >= 0,
+         "early stop, max minutes: must not be negative");
+    NEED(!o->resume || o->run_dir, "resume needs a run directory");
+#undef NEED
+    return 0;
+}
+
+/* Loads params, optimizer state and counters from the newest good checkpoint. */
+static int resume_from(tfm_trainer *tr, char *path, size_t path_size) {
+    if (tfm_run_find_checkpoint(tr->o.run_dir, path, path_size, 0)) return 1;
+    tfm_checkpoint ck;
+    if (tfm_checkpoint_read(path, &ck)) return 1;
+    if (tr->has_model) {
+        tfm_model_config saved;
+        if (tfm_model_config_from_kv(&saved, &ck.meta, path)) goto fail;
+        const char *diff = tfm_model_config_differs(&saved, &tr->model.cfg, 1);
+        if (diff) {
+            char key[64];
+            snprintf(key, sizeof key, "model.%s", diff);
+            tfm_kv mine;
+            tfm_kv_init(&mine);
+            tfm_model_config_to_kv(&tr->model.cfg, &mine);
+            tfm_set_error("%s: the model configuration differs from the one given: %s is %s in "
+                          "the checkpoint, %s now",
+                          path, diff, tfm_kv_get(&ck.meta, key), tfm_kv_get(&mine, key));
+            tfm_kv_free(&mine);
+            goto fail;
+        }
+    }
+    int n_state;
+    tfm_state_block *state = tfm_adam_state(&tr->adam, &n_state);
+    uint64_t seed;
+    if (tfm_checkpoint_load_params(&ck, tr->params) ||
+        tfm_checkpoint_load_state(&ck, tr->params, state, n_state) ||
+        tfm_kv_get_i64(&ck.meta, "train.step", &tr->step, path) ||
+        tfm_kv_get_i64(&ck.meta, "train.bad_steps", &tr->bad_steps, path) ||
+        tfm_kv_get_i64(&ck.meta, "train.skipped", &tr->skipped, path) ||
+        tfm_kv_get_u64(&ck.meta, "train.seed", &seed, path))
+        goto fail;
+    if (seed != tr->o.seed) {
+        tfm_set_error("%s: was trained with --seed %llu, not %llu", path, (unsigned long long)seed,
+                      (unsigned long long)tr->o.seed);
+        goto fail;
+    }
+    for (int64_t i = 0; i < ck.meta.n; i++)
+        if (!strncmp(ck.meta.keys[i], "state.", 6))
+            tfm_kv_set(&tr->state, ck.meta.keys[i], "%s", ck.meta.vals[i]);
+    if (tfm_kv_get(&tr->state, "state.best_metric") &&
+        (tfm_kv_get_f64(&tr->state, "state.best_metric", &tr->best_metric, path) ||
+         tfm_kv_get_i64(&tr->state, "state.no_improve", &tr->no_improve, path)))
+        goto fail;
+    if (tr->source->load && tr->source->load(tr->source->ctx, &tr->state, path)) goto fail;
+    tfm_checkpoint_free(&ck);
+    return 0;
+fail:
+    tfm_checkpoint_free(&ck);
+    return 1;
+}
+
+/* Before anything is allocated: the memory estimate and the run directory
+ * (a fresh run refuses one with checkpoints; *fresh_restart is set for
+ * --resume into a run that never reached a checkpoint). */
+static int prepare(tfm_trainer *tr, size_t arena, int *fresh_restart) {
+    const tfm_train_opts *o = &tr->o;
+    if (o->threads > 0) tfm_set_num_threads(o->threads);
+    double need = (double)arena + 16.0 * (double)tr->n_params;
+    double have = (double)sysconf(_SC_PHYS_PAGES) * (double)sysconf(_SC_PAGESIZE);
+    if (need > 0.9 * have)
+        return tfm_set_error("configuration will not fit in memory: needs about %.1f GB (%lld "
+                             "parameters, %.1f GB of activations), the machine has %.1f GB",
+                             need / 1e9, (long long)tr->n_params, (double)arena / 1e9, have / 1e9),
+               1;
+    *fresh_restart = 0;
+    return o->run_dir ? tfm_run_check_dir(o, fresh_restart) : 0;
+}
+
+/* Everything after the parameters exist: tape, optimizer, resume, logs. */
+static int init_common(tfm_trainer *tr, size_t arena, int fresh_restart) {
+    const tfm_train_opts *o = &tr->o;
+    if (tfm_tape_init(&tr->tape, arena, 1 << 16)) return 1;
+    tr->tape.seed = o->seed;
+    tr->tape.check_numerics = o->check_numerics;
+    tr->tape.precision = o->precision;
+    if (tfm_adam_init(&tr->adam, tr->params, &o->adam)) return 1;
+    tr->tty = isatty(fileno(stdout));
+    /* resume before writing anything: a failed resume leaves the run
+     * directory (config.txt, logs) as it was */
+    char resumed[4096] = "";
+    int resuming = o->resume && !fresh_restart;
+    if (resuming && resume_from(tr, resumed, sizeof resumed)) return 1;
+    if (o->run_dir && tfm_run_open_files(tr, resuming)) return 1;
+    tr->first_step = tr->step;
+    if (*resumed)
+        tfm_trainer_log(tr, "resumed from %s at step %lld\n", resumed, (long long)tr->step);
+    if (fresh_restart) {
+        const char *msg = "--resume: no checkpoint yet: starting from step 0";
+        fprintf(stderr, "tfm: %s: %s\n", o->run_dir, msg);
+        if (tr->log) fprintf(tr->log, "%s\n", msg);
+    }
+    int64_t stale = o->run_dir ? tfm_run_remove_temporaries(o->run_dir) : 0;
+    if (stale)
+        tfm_trainer_log(tr, "removed %lld temporary file(s) of interrupted checkpoint writes\n",
+                        (long long)stale);
+    if (tr->source->kind) tfm_kv_set(&tr->state, "data.kind", "%s", tr->source->kind);
+    tr->t0 = tfm_now();
+    return 0;
+}
+
+static void init_fields(tfm_trainer *tr, const tfm_train_opts *o, tfm_batch_source *source,
+                        const tfm_train_hooks *hooks) {
+    memset(tr, 0, sizeof *tr);
+    tr->o = *o;
+    if (hooks) tr->hooks = *hooks;
+    tr->source = source;
+    tr->best_metric = -INFINITY;
+    tfm_kv_init(&tr->state);
+}
+
+int tfm_trainer_init(tfm_trainer *tr, const tfm_train_opts *o, const tfm_model_config *mc,
+                     tfm_batch_source *source, const tfm_train_hooks *hooks) {
+    init_fields(tr, o, source, hooks);
+    int fresh_restart = 0;
+    if (check_opts(o) || tfm_model_config_check(mc)) goto fail;
+    if (tr->o.schedule.d_model <= 0) tr->o.schedule.d_model = mc->d_model;
+    tr->n_params = tfm_model_param_count(mc);
+    size_t arena = o->arena_bytes ? o->arena_bytes
+                                  : tfm_model_activation_bytes(mc, source->max_b, source->max_s,
+                                                               source->max_t);
+    if (prepare(tr, arena, &fresh_restart)) goto fail;
+    if (tfm_model_init(&tr->model, mc)) goto fail;
+    tr->has_model = 1;
+    tr->params = &tr->model.params;
+    tfm_model_init_weights(&tr->model, o->seed);
+    if (init_common(tr, arena, fresh_restart)) goto fail;
+    return 0;
+fail:
+    tfm_trainer_free(tr);
+    return 1;
+}
+
+int tfm_trainer_init_params(tfm_trainer *tr, const tfm_train_opts *o, tfm_params *params,
+                            tfm_batch_source *source, const tfm_train_hooks *hooks) {
+    init_fields(tr, o, source, hooks);
+    int fresh_restart = 0;
+    if (check_opts(o)) goto fail;
+    if (!tr->hooks.loss) {
+        tfm_set_error("tfm_trainer_init_params: a loss hook is required");
+        goto fail;
+    }
+    if (!o->arena_bytes) {
+        tfm_set_error("tfm_trainer_init_params: set the activation arena size (arena_bytes)");
+        goto fail;
+    }
+    if (tr->o.schedule.d_model <= 0) tr->o.schedule.d_model = 1;
+    tr->params = params;
+    for (int64_t i = 0; i < params->count; i++) tr->n_params += params->items[i]->n;
+    if (prepare(tr, o->arena_bytes, &fresh_restart) ||
+        init_common(tr, o->arena_bytes, fresh_restart))
+        goto fail;
+    return 0;
+fail:
+    tfm_trainer_free(tr);
+    return 1;
+}
+
+void tfm_trainer_free(tfm_trainer *tr) {
+    if (tr->log) fclose(tr->log);
+    if (tr->metrics) fclose(tr->metrics);
+    tfm_tape_free(&tr->tape);
+    tfm_adam_free(&tr->adam);
+    if (tr->has_model) tfm_model_free(&tr->model);
+    tfm_kv_free(&tr->state);
+    tr->log = tr->metrics = NULL;
+    tr->has_model = 0;
+}
+
+/* ---- the step --------------------------------------------------------------------- */
+void tfm_trainer_eval_mode(tfm_trainer *tr, int on) {
+    tfm_tape_reset(&tr->tape);
+    tr->tape.no_grad = on;
+    tr->tape.training = !on;
+}
+
+int tfm_trainer_step(tfm_trainer *tr) {
+    tfm_tape *t = &tr->tape;
+    tfm_params *p = tr->params;
+    int64_t step = tr->step + 1;
+    tfm_seq_batch b;
+    int64_t batch_tokens = 0;
+    if (tr->source->next(tr->source->ctx, step, &b, &batch_tokens)) return -1;
+    double t0 = tfm_now();
+    tfm_tape_reset(t);
+    t->step = (uint64_t)step;
+    t->training = 1;
+    t->no_grad = 0;
+    tfm_params_zero_grad(p);
+    int64_t n_tok = 0;
+    tfm_tensor *loss = tr->hooks.loss
+                           ? tr->hooks.loss(tr->hooks.ctx, tr, &b, &n_tok)
+                           : tfm_model_loss(&tr->model, t, &b, tr->o.label_smoothing, &n_tok);
+    if (!loss) return -1;
+    double lr = tfm_schedule_lr(&tr->o.schedule, step);
+    tfm_step_stats st = {loss->data[0], n_tok};
+    if (isfinite(loss->data[0]) && tfm_backward(t, loss)) return -1;
+    if (tr->hooks.reduce) {
+        /* gradients that backward did not reach (or all of them, after a
+         * non-finite loss) must read as zero for the other processes */
+        tfm_params_settle_grads(p);
+        if (tr->hooks.reduce(tr->hooks.ctx, p->grad, p->total_n, &st)) return -1;
+    }
+    double norm = NAN;
+    int bad = !isfinite(st.loss);
+    if (!bad) {
+        norm = tfm_grad_norm(p);
+        bad = !isfinite(norm);
+    }
+    if (!bad) {
+        tfm_clip_grad_norm(p, norm, tr->o.clip_norm);
+        tfm_adam_update(&tr->adam, p, step, lr);
+    }
+    tr->train_seconds += tfm_now() - t0;
+    tr->tokens += batch_tokens;
+    tr->step = step;
+    tr->last_loss = st.loss;
+    tr->last_lr = lr;
+    tr->last_grad_norm = norm;
+    tr->last_tokens = st.n_tokens;
+    if (bad) {
+        tr->bad_steps++;
+        tr->skipped++;
+        tfm_trainer_log(tr, "%sstep %lld: non-finite %s (%g), update skipped (%lld in a row)\n",
+                        tr->tty && !tr->o.quiet ? "\n" : "", (long long)step,
+                        isfinite(st.loss) ? "gradient norm" : "loss",
+                        isfinite(st.loss) ? norm : st.loss, (long long)tr->bad_steps);
+        if (tr->bad_steps >= tr->o.max_bad_steps) {
+            tfm_set_error("stopping: %lld non-finite steps in a row (--max-bad-steps %lld); try a "
+                          "lower learning rate or --clip-norm",
+                          (long long)tr->bad_steps, (long long)tr->o.max_bad_steps);
+            return -1;
+        }
+        return 1;
+    }
+    tr->bad_steps = 0;
+    tr->loss_sum += st.loss;
+    tr->loss_count++;
+    return 0;
+}
+
+/* ---- validation and the loop ------------------------------------------------------------ */
+static void metrics_row(tfm_trainer *tr, double valid_loss, double metric) {
+    if (!tr->metrics) return;
+    const char *epoch = tfm_kv_get(&tr->state, "state.epoch");
+    double tps = tr->train_seconds > 0 ? (double)tr->tokens / tr->train_seconds : 0;
+    fprintf(tr->metrics, "%lld,%s,%.6f,%.6g,%.6g,%.1f,%.6f,%.4f\n", (long long)tr->step,
+            epoch ? epoch : "", tr->last_loss, tr->last_lr, tr->last_grad_norm, tps, valid_loss,
+            metric);
+    fflush(tr->metrics);
+}
+
+int tfm_trainer_validate(tfm_trainer *tr, tfm_valid_result *out) {
+    if (!tr->hooks.validate) return 0;
+    double t0 = tfm_now();
+    memset(out, 0, sizeof *out);
+    out->loss = NAN;
+    if (tr->source->save) tr->source->save(tr->source->ctx, &tr->state);
+    int rc = tr->hooks.validate(tr->hooks.ctx, tr, out);
+    tfm_trainer_eval_mode(tr, 0);
+    if (rc) return 1;
+    int improved = out->metric > tr->best_metric;
+    if (improved) {
+        tr->best_metric = out->metric;
+        tr->no_improve = 0;
+    } else {
+        tr->no_improve++;
+    }
+    tfm_kv_set(&tr->state, "state.best_metric", "%.17g", tr->best_metric);
+    tfm_kv_set(&tr->state, "state.no_improve", "%lld", (long long)tr->no_improve);
+    if (tr->tty && !tr->o.quiet) printf("\n");
+    const char *epoch = tfm_kv_get(&tr->state, "state.epoch");
+    char at[64] = "";
+    if (epoch) snprintf(at, sizeof at, " (epoch %s)", epoch);
+    tfm_trainer_log(tr, "validation at step %lld%s: %s%s (%.1fs)\n", (long long)tr->step, at,
+                    out->text, improved ? " (best)" : "", tfm_now() - t0);
+    metrics_row(tr, out->loss, out->metric);
+    if (improved && tfm_trainer_save_best(tr)) return 1;
+    return 0;
+}
+
+int tfm_train(tfm_trainer *tr) {
+    const tfm_train_opts *o = &tr->o;
+    tr->stop_reason = 0;
+    while (tr->step < o->steps && !tfm_trainer_stop_requested()) {
+        if (tfm_trainer_step(tr) < 0) return 1;
+        progress(tr);
+        int64_t step = tr->step;
+        int time_up = o->max_minutes > 0 && tr->train_seconds > o->max_minutes * 60;
+        if (tr->hooks.validate && (step % o->valid_every == 0 || step == o->steps || time_up)) {
+            tfm_valid_result vr;
+            if (tfm_trainer_validate(tr, &vr) || tfm_trainer_checkpoint(tr)) return 1;
+            if (o->early_stop > 0 && tr->no_improve >= o->early_stop) tr->stop_reason = 1;
+        } else if ((o->save_every > 0 && step % o->save_every == 0) ||
+                   tfm_trainer_stop_requested()) {
+            if (tfm_trainer_checkpoint(tr)) return 1;
+        }
+        if (time_up) tr->stop_reason = 2;
+        if (tr->hooks.on_step && tr->hooks.on_step(tr->hooks.ctx, tr)) tr->stop_reason = 3;
+        if (tr->stop_reason) break;
+    }
+    if (tr->tty && !o->quiet) printf("\n");
+    if (tfm_trainer_stop_requested()) {
+        tr->stop_reason = 3;
+        tfm_trainer_log(tr, "interrupted at step %lld: saving and exiting\n", (long long)tr->step);
+    }
+    if (tr->stop_reason == 1)
+        tfm_trainer_log(tr, "early stop: %lld validations without improvement\n",
+                        (long long)tr->no_improve);
+    if (tr->stop_reason == 2)
+        tfm_trainer_log(tr, "stopping: --max-minutes %.1f reached\n", o->max_minutes);
+    if (tfm_trainer_checkpoint(tr)) return 1;
+    if (!tr->hooks.validate && o->final_best && tfm_trainer_save_best(tr)) return 1;
+    return 0;
+}

@@ -1,0 +1,368 @@
+/* The library trainer (tfm/train.h) in-process: learning-rate schedules, the
+ * gradient-reduction hook's contract, checkpoint format v2 and the v1
+ * fixture (written by the code of 2026-11-28) loading and resuming bit for
+ * bit, resume after a run that never reached a checkpoint, and a refusal
+ * naming the setting that differs. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "tfm/train.h"
+#include "util_test.h"
+
+/* ---- schedules ------------------------------------------------------------------- */
+START_TEST(test_schedules) {
+    tfm_schedule noam = {TFM_SCHEDULE_NOAM, 0.5, 200, 64};
+    for (int64_t s = 1; s <= 1000; s += 37)
+        ck_assert(tfm_schedule_lr(&noam, s) == tfm_noam_lr(s, 64, 200, 0.5));
+    /* Noam peaks at the end of the warmup: factor * d^-0.5 * w^-0.5 */
+    ck_assert(fabs(tfm_schedule_lr(&noam, 200) - 0.5 / sqrt(64.0) / sqrt(200.0)) < 1e-15);
+
+    tfm_schedule inv = {TFM_SCHEDULE_INVERSE_SQRT, 1e-3, 100, 0};
+    ck_assert(fabs(tfm_schedule_lr(&inv, 1) - 1e-5) < 1e-18); /* linear warmup from 0 */
+    ck_assert(fabs(tfm_schedule_lr(&inv, 50) - 5e-4) < 1e-18);
+    ck_assert(fabs(tfm_schedule_lr(&inv, 100) - 1e-3) < 1e-18); /* the peak */
+    ck_assert(fabs(tfm_schedule_lr(&inv, 400) - 5e-4) < 1e-18); /* peak * sqrt(100 / 400) */
+    ck_assert(fabs(tfm_schedule_lr(&inv, 10000) - 1e-4) < 1e-18);
+
+    tfm_schedule cst = {TFM_SCHEDULE_CONSTANT, 3e-4, 100, 0};
+    ck_assert(tfm_schedule_lr(&cst, 1) == 3e-4 && tfm_schedule_lr(&cst, 12345) == 3e-4);
+
+    ck_assert_int_eq(tfm_schedule_parse("noam"), TFM_SCHEDULE_NOAM);
+    ck_assert_int_eq(tfm_schedule_parse("inverse-sqrt"), TFM_SCHEDULE_INVERSE_SQRT);
+    ck_assert_int_eq(tfm_schedule_parse("constant"), TFM_SCHEDULE_CONSTANT);
+    ck_assert_int_eq(tfm_schedule_parse("cosine"), -1);
+    ck_assert_str_eq(tfm_schedule_name(TFM_SCHEDULE_INVERSE_SQRT), "inverse-sqrt");
+}
+END_TEST
+
+/* ---- a small toy run --------------------------------------------------------------- */
+static tfm_model_config toy_model(void) {
+    tfm_model_config c;
+    tfm_model_config_default(&c);
+    c.vocab = 8;
+    c.d_model = 16;
+    c.n_heads = 2;
+    c.d_ff = 32;
+    c.enc_layers = c.dec_layers = 1;
+    c.dropout = 0.1f;
+    return c;
+}
+
+static const tfm_toy_config TOY = {TFM_TOY_COPY, 8, 1, 5, 0};
+
+static tfm_train_opts toy_opts(int64_t steps) {
+    tfm_train_opts o;
+    tfm_train_opts_default(&o);
+    o.steps = steps;
+    o.seed = 3;
+    o.schedule.lr = 0.5;
+    o.schedule.warmup = 10;
+    o.threads = 1;
+    o.quiet = 1;
+    return o;
+}
+
+/* Trains, returns a malloc'd copy of the parameter block. */
+static float *train_toy(const tfm_train_opts *o, const tfm_train_hooks *hooks, int64_t *n,
+                        int64_t *skipped) {
+    tfm_model_config c = toy_model();
+    tfm_toy_source toy;
+    ck_assert_int_eq(tfm_toy_source_init(&toy, &TOY, 8, o->seed), 0);
+    tfm_trainer tr;
+    ck_assert_msg(tfm_trainer_init(&tr, o, &c, &toy.source, hooks) == 0, "%s", tfm_last_error());
+    ck_assert_msg(tfm_train(&tr) == 0, "%s", tfm_last_error());
+    *n = tr.params->total_n;
+    float *w = malloc((size_t)*n * sizeof(float));
+    memcpy(w, tr.params->data, (size_t)*n * sizeof(float));
+    if (skipped) *skipped = tr.skipped;
+    tfm_trainer_free(&tr);
+    tfm_toy_source_free(&toy);
+    return w;
+}
+
+/* ---- the gradient-reduction hook ----------------------------------------------------- */
+typedef struct {
+    int calls;
+    int64_t n;
+    int64_t min_tokens;
+    int mode; /* 0 record only, 1 zero the gradient, 2 report a non-finite loss at step 5 */
+} reduce_probe;
+
+static int probe_reduce(void *ctx, float *grad, int64_t n, tfm_step_stats *st) {
+    reduce_probe *p = ctx;
+    p->calls++;
+    p->n = n;
+    if (p->min_tokens < 0 || st->n_tokens < p->min_tokens) p->min_tokens = st->n_tokens;
+    if (p->mode == 1) memset(grad, 0, (size_t)n * sizeof(float));
+    if (p->mode == 2 && p->calls == 5) st->loss = NAN;
+    return 0;
+}
+
+START_TEST(test_reduce_hook_contract) {
+    tfm_train_opts o = toy_opts(12);
+    int64_t n0, n1, n2, n3, skipped = 0;
+    float *plain = train_toy(&o, NULL, &n0, NULL);
+
+    /* a hook that leaves the gradient alone changes nothing, bit for bit,
+     * and sees every step with the whole block and the batch's tokens */
+    reduce_probe p = {0, 0, -1, 0};
+    tfm_train_hooks h = {.ctx = &p, .reduce = probe_reduce};
+    float *same = train_toy(&o, &h, &n1, NULL);
+    ck_assert_int_eq(n0, n1);
+    ck_assert_msg(memcmp(plain, same, (size_t)n0 * 4) == 0, "a no-op reduction changed the result");
+    ck_assert_int_eq(p.calls, 12);
+    ck_assert_int_eq(p.n, n0);
+    ck_assert_int_gt(p.min_tokens, 0);
+
+    /* what the hook leaves in the block is what the optimizer applies: a
+     * zero gradient gives zero Adam updates, so the initial weights stay */
+    tfm_train_opts o0 = toy_opts(0);
+    float *init = train_toy(&o0, NULL, &n2, NULL);
+    reduce_probe pz = {0, 0, -1, 1};
+    h.ctx = &pz;
+    float *zeroed = train_toy(&o, &h, &n2, NULL);
+    ck_assert_msg(memcmp(init, zeroed, (size_t)n0 * 4) == 0, "updates despite zero gradients");
+    ck_assert_msg(memcmp(plain, init, (size_t)n0 * 4) != 0, "training did not move the weights");
+
+    /* the reduced loss decides: a non-finite global loss skips the step */
+    reduce_probe pn = {0, 0, -1, 2};
+    h.ctx = &pn;
+    float *skip = train_toy(&o, &h, &n3, &skipped);
+    ck_assert_int_eq(skipped, 1);
+    ck_assert_msg(memcmp(plain, skip, (size_t)n0 * 4) != 0, "the skipped step made no difference");
+    free(plain);
+    free(same);
+    free(init);
+    free(zeroed);
+    free(skip);
+}
+END_TEST
+
+/* ---- checkpoints: v1 fixture, v2 blocks ------------------------------------------------ */
+/* tests/fixtures/checkpoint_v1.tfm: `tfm train --task copy --vocab 6 --min-len 1
+ * --max-len 3 --d-model 8 --heads 2 --d-ff 16 --layers 1 --batch 4 --warmup 2
+ * --steps 3 --seed 11 --threads 1` by the code before format v2 (toy
+ * defaults: dropout 0, Noam factor 0.5). */
+static const tfm_toy_config V1_TOY = {TFM_TOY_COPY, 6, 1, 3, 0};
+
+static tfm_train_opts v1_opts(const char *dir, int64_t steps, int resume) {
+    tfm_train_opts o;
+    tfm_train_opts_default(&o);
+    o.steps = steps;
+    o.seed = 11;
+    o.schedule.lr = 0.5;
+    o.schedule.warmup = 2;
+    o.threads = 1;
+    o.quiet = 1;
+    o.run_dir = dir;
+    o.resume = resume;
+    return o;
+}
+
+static void v1_model(tfm_model_config *c) {
+    tfm_model_config_default(c);
+    c->vocab = 6;
+    c->d_model = 8;
+    c->n_heads = 2;
+    c->d_ff = 16;
+    c->enc_layers = c->dec_layers = 1;
+    c->dropout = 0;
+}
+
+static void v1_run(const char *dir, int64_t steps, int resume) {
+    tfm_model_config c;
+    v1_model(&c);
+    tfm_train_opts o = v1_opts(dir, steps, resume);
+    tfm_toy_source toy;
+    ck_assert_int_eq(tfm_toy_source_init(&toy, &V1_TOY, 4, 11), 0);
+    tfm_trainer tr;
+    ck_assert_msg(tfm_trainer_init(&tr, &o, &c, &toy.source, NULL) == 0, "%s", tfm_last_error());
+    if (resume) ck_assert_int_eq(tr.step, 3);
+    ck_assert_msg(tfm_train(&tr) == 0, "%s", tfm_last_error());
+    tfm_trainer_free(&tr);
+    tfm_toy_source_free(&toy);
+}
+
+static void copy_file(const char *from, const char *to) {
+    FILE *a = fopen(from, "rb"), *b = fopen(to, "wb");
+    ck_assert(a && b);
+    char buf[4096];
+    size_t k;
+    while ((k = fread(buf, 1, sizeof buf, a)) > 0) ck_assert(fwrite(buf, 1, k, b) == k);
+    fclose(a);
+    fclose(b);
+}
+
+/* Parameters and every state block equal, bit for bit. */
+static void assert_same_state(const char *pa, const char *pb) {
+    tfm_checkpoint a, b;
+    ck_assert_msg(tfm_checkpoint_read(pa, &a) == 0, "%s", tfm_last_error());
+    ck_assert_msg(tfm_checkpoint_read(pb, &b) == 0, "%s", tfm_last_error());
+    ck_assert_int_eq(a.n_floats, b.n_floats);
+    const char *names[3] = {"params", "adam.m", "adam.v"};
+    for (int i = 0; i < 3; i++) {
+        const unsigned char *x = tfm_checkpoint_block(&a, names[i]),
+                            *y = tfm_checkpoint_block(&b, names[i]);
+        ck_assert_msg(x && y, "block %s missing", names[i]);
+        ck_assert_msg(memcmp(x, y, (size_t)a.n_floats * 4) == 0, "%s differs: %s vs %s", names[i],
+                      pa, pb);
+    }
+    tfm_checkpoint_free(&a);
+    tfm_checkpoint_free(&b);
+}
+
+START_TEST(test_v1_checkpoint_loads_and_resumes) {
+    const char *fixture = tfm_test_path("tests/fixtures/checkpoint_v1.tfm");
+    tfm_checkpoint ck;
+    ck_assert_msg(tfm_checkpoint_read(fixture, &ck) == 0, "%s", tfm_last_error());
+    ck_assert_int_eq(ck.version, 1);
+    ck_assert_int_eq(ck.n_blocks, 3);
+    ck_assert_str_eq(ck.block_names[1], "adam.m");
+    ck_assert(ck.has_moments);
+    tfm_model m;
+    ck_assert_msg(tfm_model_from_checkpoint(&m, &ck) == 0, "%s", tfm_last_error());
+    ck_assert_int_eq(m.cfg.d_model, 8);
+    tfm_model_free(&m);
+    tfm_checkpoint_free(&ck);
+
+    /* a run resumed from the v1 checkpoint of step 3 ends where a run of
+     * today's code that never stopped ends (the fixture's numbers were made
+     * by the old code, so this also shows nothing changed numerically) */
+    const char *root = tfm_test_tmpdir("train-v1");
+    char straight[600], resumed[600], path[700], path2[700];
+    snprintf(straight, sizeof straight, "%s/straight", root);
+    snprintf(resumed, sizeof resumed, "%s/resumed", root);
+    v1_run(straight, 6, 0);
+    snprintf(path, sizeof path, "%s/checkpoint-00000003.tfm", resumed);
+    ck_assert_int_eq(mkdir(resumed, 0777), 0);
+    copy_file(fixture, path);
+    v1_run(resumed, 6, 1);
+    snprintf(path, sizeof path, "%s/checkpoint-00000006.tfm", straight);
+    snprintf(path2, sizeof path2, "%s/checkpoint-00000006.tfm", resumed);
+    assert_same_state(path, path2);
+    /* what is written now is version 2 with named blocks */
+    ck_assert_int_eq(tfm_checkpoint_read(path2, &ck), 0);
+    ck_assert_int_eq(ck.version, 2);
+    ck_assert_int_eq(ck.n_blocks, 3);
+    ck_assert_str_eq(ck.block_names[0], "params");
+    ck_assert_str_eq(ck.block_names[2], "adam.v");
+    tfm_checkpoint_free(&ck);
+}
+END_TEST
+
+/* ---- resume without a checkpoint (issue 19) ------------------------------------------------ */
+static const char *CONFIG_A = "task = copy\nd-model = 16\nsteps = 8\nresume = false\n";
+static const char *CONFIG_A_RESUMED = "task = copy\nd-model = 16\nsteps = 12\nresume = true\n";
+static const char *CONFIG_B = "task = copy\nd-model = 32\nsteps = 8\nresume = true\n";
+
+static int toy_run_dir(const char *dir, int64_t steps, int resume, const char *config,
+                       int64_t *step_at_start) {
+    tfm_model_config c = toy_model();
+    tfm_train_opts o = toy_opts(steps);
+    o.run_dir = dir;
+    o.resume = resume;
+    o.config_text = config;
+    o.save_every = 4;
+    tfm_toy_source toy;
+    ck_assert_int_eq(tfm_toy_source_init(&toy, &TOY, 8, o.seed), 0);
+    tfm_trainer tr;
+    int rc = tfm_trainer_init(&tr, &o, &c, &toy.source, NULL);
+    if (rc == 0) {
+        if (step_at_start) *step_at_start = tr.step;
+        ck_assert_msg(tfm_train(&tr) == 0, "%s", tfm_last_error());
+        tfm_trainer_free(&tr);
+    }
+    tfm_toy_source_free(&toy);
+    return rc;
+}
+
+static char *read_text(const char *path) {
+    FILE *f = fopen(path, "rb");
+    ck_assert_msg(f != NULL, "cannot open %s", path);
+    static char buf[1 << 16];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    buf[n] = 0;
+    fclose(f);
+    return buf;
+}
+
+START_TEST(test_resume_before_first_checkpoint) {
+    const char *root = tfm_test_tmpdir("train-nockpt");
+    char a[600], b[600], c[600], d[600], path[700], path2[700];
+    snprintf(a, sizeof a, "%s/straight", root);
+    snprintf(b, sizeof b, "%s/killed", root);
+    snprintf(c, sizeof c, "%s/other", root);
+    snprintf(d, sizeof d, "%s/foreign", root);
+    ck_assert_int_eq(toy_run_dir(a, 12, 0, CONFIG_A, NULL), 0);
+
+    /* what a run killed before its first checkpoint leaves behind */
+    ck_assert_int_eq(mkdir(b, 0777), 0);
+    snprintf(path, sizeof path, "%s/config.txt", b);
+    FILE *f = fopen(path, "w");
+    fputs(CONFIG_A, f);
+    fclose(f);
+    snprintf(path, sizeof path, "%s/train.log", b);
+    f = fopen(path, "w");
+    fputs("task copy\n", f);
+    fclose(f);
+    snprintf(path, sizeof path, "%s/checkpoint-00000004.tfm.tmp.123.0", b);
+    f = fopen(path, "w");
+    fputs("partial", f);
+    fclose(f);
+    int64_t start = -1;
+    ck_assert_msg(toy_run_dir(b, 12, 1, CONFIG_A_RESUMED, &start) == 0, "%s", tfm_last_error());
+    ck_assert_int_eq(start, 0);
+    snprintf(path, sizeof path, "%s/checkpoint-00000012.tfm", a);
+    snprintf(path2, sizeof path2, "%s/checkpoint-00000012.tfm", b);
+    assert_same_state(path, path2);
+    snprintf(path, sizeof path, "%s/train.log", b);
+    const char *log = read_text(path);
+    ck_assert_msg(strstr(log, "no checkpoint yet") && strstr(log, "starting from step 0"), "%s",
+                  log);
+
+    /* an empty or missing directory starts too (the first launch of a job
+     * that always passes --resume) */
+    snprintf(path, sizeof path, "%s/fresh", root);
+    ck_assert_int_eq(toy_run_dir(path, 4, 1, CONFIG_A, &start), 0);
+    ck_assert_int_eq(start, 0);
+
+    /* a different configuration is refused, naming the setting */
+    ck_assert_int_eq(mkdir(c, 0777), 0);
+    snprintf(path, sizeof path, "%s/config.txt", c);
+    f = fopen(path, "w");
+    fputs(CONFIG_A, f);
+    fclose(f);
+    ck_assert_int_ne(toy_run_dir(c, 12, 1, CONFIG_B, NULL), 0);
+    ck_assert_msg(strstr(tfm_last_error(), "d-model was 16, now 32") &&
+                      strstr(tfm_last_error(), "config.txt"),
+                  "%s", tfm_last_error());
+    ck_assert_msg(access(path, F_OK) == 0, "the refused directory was changed");
+
+    /* so is a directory holding files that are not a tfm run */
+    ck_assert_int_eq(mkdir(d, 0777), 0);
+    snprintf(path, sizeof path, "%s/thesis.tex", d);
+    f = fopen(path, "w");
+    fputs("x", f);
+    fclose(f);
+    ck_assert_int_ne(toy_run_dir(d, 12, 1, CONFIG_A, NULL), 0);
+    ck_assert_msg(strstr(tfm_last_error(), "thesis.tex"), "%s", tfm_last_error());
+}
+END_TEST
+
+static Suite *suite(void) {
+    Suite *s = suite_create("train");
+    TCase *tc = tcase_create("trainer");
+    tcase_set_timeout(tc, 240);
+    tcase_add_test(tc, test_schedules);
+    tcase_add_test(tc, test_reduce_hook_contract);
+    tcase_add_test(tc, test_v1_checkpoint_loads_and_resumes);
+    tcase_add_test(tc, test_resume_before_first_checkpoint);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void) { return tfm_test_main(suite()); }
