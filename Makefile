@@ -73,12 +73,14 @@ LIB_SRC   := $(filter-out $(ISA_SRC),$(sort $(wildcard src/*/*.c)))
 TRAIN_SRC := $(sort $(wildcard train/*.c))
 TEST_SRC  := $(sort $(wildcard tests/test_*.c))
 TUTIL_SRC := $(sort $(wildcard tests/util_*.c))
+EX_SRC    := $(sort $(wildcard examples/*.c))
 
 LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/obj/%.o) \
              $(foreach v,$(VARIANTS),$(ISA_SRC:%.c=$(BUILD)/obj/kv/$(v)/%.o))
 TRAIN_OBJ := $(TRAIN_SRC:%.c=$(BUILD)/obj/%.o)
 TUTIL_OBJ := $(TUTIL_SRC:%.c=$(BUILD)/obj/%.o)
 TEST_BIN  := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+EX_BIN    := $(EX_SRC:examples/%.c=$(BUILD)/examples/%)
 
 LIB := $(BUILD)/libtfm.a
 BIN := $(BUILD)/tfm
@@ -86,7 +88,7 @@ BIN := $(BUILD)/tfm
 SHELL := bash
 .PHONY: all test run bench clean fuzz install check-layers
 .SECONDARY:
-all: $(LIB) $(BIN)
+all: $(LIB) $(BIN) $(EX_BIN)
 
 $(BUILD)/obj/%.o: %.c $(wildcard include/tfm/*.h) $(wildcard src/*/*.h) $(wildcard tests/*.h) \
                    $(wildcard train/*.h)
@@ -119,6 +121,11 @@ $(LIB): $(LIB_OBJ)
 $(BIN): $(TRAIN_OBJ) $(LIB)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(TRAIN_OBJ) $(LIB) $(LDLIBS)
 
+# examples/: programs that use only the public headers and libtfm.a
+$(BUILD)/examples/%: $(BUILD)/obj/examples/%.o $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIB) $(LDLIBS)
+
 $(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(TUTIL_OBJ) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $< $(TUTIL_OBJ) $(LIB) $(CHECK_LIBS) $(LDLIBS)
@@ -126,7 +133,7 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(TUTIL_OBJ) $(LIB)
 check-layers:
 	@bash tests/check_layers.sh
 
-test: check-layers $(BIN) $(TEST_BIN) $(BUILD)/tests/runner_selftest
+test: check-layers $(BIN) $(TEST_BIN) $(EX_BIN) $(BUILD)/tests/runner_selftest
 	@bash tests/run_tests.sh --self-test $(BUILD)/tests/runner_selftest
 	@TFM_BIN=$(abspath $(BIN)) TFM_ROOT=$(CURDIR) bash tests/run_tests.sh $(TEST_BIN)
 	@echo "kernel tests again with the portable kernels (TFM_KERNELS=portable):"
