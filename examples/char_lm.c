@@ -48,7 +48,8 @@ static int model_init(model *m, int64_t vocab, uint64_t seed) {
     for (int l = 0; l < LAYERS; l++) {
         block *b = &m->blocks[l];
         char n[64];
-#define P(field, name, r, c) (snprintf(n, sizeof n, "h.%d.%s", l, name), b->field = param(m, n, r, c))
+#define P(field, name, r, c)                                                                       \
+    (snprintf(n, sizeof n, "h.%d.%s", l, name), b->field = param(m, n, r, c))
         P(ln1_w, "ln1.w", D, 0), P(ln1_b, "ln1.b", D, 0);
         P(q_w, "q.w", D, D), P(q_b, "q.b", D, 0), P(k_w, "k.w", D, D), P(k_b, "k.b", D, 0);
         P(v_w, "v.w", D, D), P(v_b, "v.b", D, 0), P(o_w, "o.w", D, D), P(o_b, "o.b", D, 0);
@@ -82,9 +83,9 @@ static tfm_tensor *forward(model *m, tfm_tape *t, const int32_t *ids, int64_t B,
     for (int l = 0; l < LAYERS; l++) {
         block *b = &m->blocks[l];
         tfm_tensor *h = tfm_layernorm(t, x, b->ln1_w, b->ln1_b, 1e-5f);
-        tfm_tensor *a = tfm_attention(t, tfm_linear(t, h, b->q_w, b->q_b),
-                                      tfm_linear(t, h, b->k_w, b->k_b),
-                                      tfm_linear(t, h, b->v_w, b->v_b), HEADS, NULL, 1, 0.0f, NULL);
+        tfm_tensor *a =
+            tfm_attention(t, tfm_linear(t, h, b->q_w, b->q_b), tfm_linear(t, h, b->k_w, b->k_b),
+                          tfm_linear(t, h, b->v_w, b->v_b), HEADS, NULL, 1, 0.0f, NULL);
         x = tfm_add(t, x, tfm_linear(t, a, b->o_w, b->o_b));
         h = tfm_layernorm(t, x, b->ln2_w, b->ln2_b, 1e-5f);
         h = tfm_linear(t, tfm_relu(t, tfm_linear(t, h, b->fc1_w, b->fc1_b)), b->fc2_w, b->fc2_b);
@@ -117,7 +118,8 @@ static int next_batch(void *ctx, int64_t step, tfm_seq_batch *b, int64_t *n_toke
             c->out[r * CTX + i] = c->byte_id[c->text[at + i + 1]];
         }
     }
-    *b = (tfm_seq_batch){.B = BATCH, .T = CTX, .tgt_in = c->in, .tgt_out = c->out, .tgt_pad = c->pad};
+    *b = (tfm_seq_batch){
+        .B = BATCH, .T = CTX, .tgt_in = c->in, .tgt_out = c->out, .tgt_pad = c->pad};
     *n_tokens = BATCH * CTX;
     return 0;
 }
@@ -201,18 +203,25 @@ int main(int argc, char **argv) {
     const char *path = NULL, *save = NULL;
     int64_t steps = 1500, threads = 0, n_sample = 300;
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--steps") && i + 1 < argc) steps = atoll(argv[++i]);
-        else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoll(argv[++i]);
-        else if (!strcmp(argv[i], "--sample") && i + 1 < argc) n_sample = atoll(argv[++i]);
-        else if (!strcmp(argv[i], "--save") && i + 1 < argc) save = argv[++i];
-        else if (argv[i][0] != '-' && !path) path = argv[i];
+        if (!strcmp(argv[i], "--steps") && i + 1 < argc)
+            steps = atoll(argv[++i]);
+        else if (!strcmp(argv[i], "--threads") && i + 1 < argc)
+            threads = atoll(argv[++i]);
+        else if (!strcmp(argv[i], "--sample") && i + 1 < argc)
+            n_sample = atoll(argv[++i]);
+        else if (!strcmp(argv[i], "--save") && i + 1 < argc)
+            save = argv[++i];
+        else if (argv[i][0] != '-' && !path)
+            path = argv[i];
         else {
-            fprintf(stderr, "usage: char_lm FILE [--steps N] [--threads T] [--sample N] [--save DIR]\n");
+            fprintf(stderr,
+                    "usage: char_lm FILE [--steps N] [--threads T] [--sample N] [--save DIR]\n");
             return 2;
         }
     }
     if (!path) {
-        fprintf(stderr, "usage: char_lm FILE [--steps N] [--threads T] [--sample N] [--save DIR]\n");
+        fprintf(stderr,
+                "usage: char_lm FILE [--steps N] [--threads T] [--sample N] [--save DIR]\n");
         return 2;
     }
     FILE *f = fopen(path, "rb");
@@ -234,7 +243,8 @@ int main(int argc, char **argv) {
     c.valid_len = size / 20;
     c.train_len = size - c.valid_len;
     if (c.train_len < 4 * CTX || c.valid_len < BATCH * CTX + 1) {
-        fprintf(stderr, "char_lm: %s: need at least %d bytes of text\n", path, 20 * (BATCH * CTX + 1));
+        fprintf(stderr, "char_lm: %s: need at least %d bytes of text\n", path,
+                20 * (BATCH * CTX + 1));
         return 1;
     }
     int64_t vocab = 1; /* id 0 unused */
@@ -271,8 +281,10 @@ int main(int argc, char **argv) {
            path, (long long)c.train_len, (long long)c.valid_len, (long long)vocab - 1,
            (long long)tr.n_params, tfm_num_threads());
     int rc = tfm_train(&tr);
-    if (rc) fprintf(stderr, "char_lm: %s\n", tfm_last_error());
-    else if (n_sample > 0) sample(&m, &c, "A man ", n_sample, o.seed);
+    if (rc)
+        fprintf(stderr, "char_lm: %s\n", tfm_last_error());
+    else if (n_sample > 0)
+        sample(&m, &c, "A man ", n_sample, o.seed);
     tfm_trainer_free(&tr);
     tfm_params_free(&m.params);
     free(text);

@@ -67,8 +67,9 @@ int main(int argc, char **argv) {
     double exact = 0, token_acc = 0;
     if (!rc && tfm_toy_evaluate(&tr.model, &task, o.seed, 500, 100, &exact, &token_acc, stdout, 3))
         rc = 1;
-    if (!rc) printf("loss %.3f -> %.3f, exact match %.3f, token accuracy %.3f\n", w.first_loss,
-                    w.last_loss, exact, token_acc);
+    if (!rc)
+        printf("loss %.3f -> %.3f, exact match %.3f, token accuracy %.3f\n", w.first_loss,
+               w.last_loss, exact, token_acc);
 
     /* decoding one sequence by hand: 3 1 4 1 5 9 2 6 in symbol ids 3..12 */
     if (!rc) {

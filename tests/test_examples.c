@@ -1,7 +1,8 @@
 /* The programs in examples/ (public API only) build and run: train_copy
  * drives the loss down and decodes; char_lm, a decoder-only model trained
  * through the trainer's hooks, reports validation perplexity that falls and
- * samples text. Short runs: the point is that they work, not how well. */
+ * samples text. Short one-thread runs: the point is that they work, not how
+ * well. */
 #include <check.h>
 #include <libgen.h>
 #include <stdio.h>
@@ -22,7 +23,7 @@ static const char *example(const char *name) {
 START_TEST(test_train_copy) {
     static char out[1 << 16];
     char cmd[2048];
-    snprintf(cmd, sizeof cmd, "%s 400 2>&1", example("train_copy"));
+    snprintf(cmd, sizeof cmd, "OMP_NUM_THREADS=1 %s 100 2>&1", example("train_copy"));
     ck_assert_msg(tfm_test_run(cmd, out, sizeof out) == 0, "%s", out);
     const char *l = strstr(out, "\nloss ");
     ck_assert_msg(l != NULL, "%s", out);
@@ -40,8 +41,8 @@ START_TEST(test_char_lm) {
     snprintf(cmd, sizeof cmd, "%s data numbers --out %s --train 4000 --valid 1 --test 1 2>&1",
              tfm_test_bin(), dir);
     ck_assert_msg(tfm_test_run(cmd, out, sizeof out) == 0, "%s", out);
-    snprintf(cmd, sizeof cmd, "%s %s/train.en --steps 60 --sample 40 2>&1", example("char_lm"),
-             dir);
+    snprintf(cmd, sizeof cmd, "%s %s/train.en --steps 40 --sample 40 --threads 1 2>&1",
+             example("char_lm"), dir);
     ck_assert_msg(tfm_test_run(cmd, out, sizeof out) == 0, "%s", out);
     /* five validations; perplexity falls from the first to the last */
     double ppl[8];
@@ -49,7 +50,7 @@ START_TEST(test_char_lm) {
     for (const char *p = out; (p = strstr(p, "perplexity ")) && n < 8; p++)
         ppl[n++] = atof(p + strlen("perplexity "));
     ck_assert_msg(n == 5, "%d validations in:\n%s", n, out);
-    ck_assert_msg(ppl[4] < 0.7 * ppl[0], "perplexity %g -> %g\n%s", ppl[0], ppl[4], out);
+    ck_assert_msg(ppl[4] < 0.8 * ppl[0], "perplexity %g -> %g\n%s", ppl[0], ppl[4], out);
     ck_assert_msg(strstr(out, "\nA man "), "no sample in:\n%s", out);
 }
 END_TEST
@@ -57,7 +58,7 @@ END_TEST
 static Suite *suite(void) {
     Suite *s = suite_create("examples");
     TCase *tc = tcase_create("run");
-    tcase_set_timeout(tc, 300);
+    tcase_set_timeout(tc, 900);
     tcase_add_test(tc, test_train_copy);
     tcase_add_test(tc, test_char_lm);
     suite_add_tcase(s, tc);

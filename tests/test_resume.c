@@ -4,8 +4,10 @@
  * the step, saves and exits; a corrupt or truncated newest checkpoint is
  * rejected by name and --resume falls back to the previous good one.
  *
- * The runs are real `tfm train` processes on a tiny model with --threads 1.
- * TFM_TEST_SLOW_CHECKPOINT (src/io/checkpoint.c) makes each checkpoint wait
+ * The runs are forked processes that train through the library
+ * (tfm/train.h: the toy task or tfm_train_corpus) on a tiny model with one
+ * thread; tests/kill_resume.sh does the same with the real program.
+ * TFM_TEST_SLOW_CHECKPOINT (src/io/atomic_file.c) makes each checkpoint wait
  * between its complete temporary file and the rename, so a kill can land
  * deterministically mid-write. */
 #include <check.h>
@@ -23,47 +25,105 @@
 
 #include "tfm/base.h"
 #include "tfm/checkpoint.h"
+#include "tfm/train.h"
 #include "util_test.h"
 
 #define N_STEPS 24
 #define SLOW_MS "40"
 
-/* dropout on, so the resumed run must also reproduce the dropout masks */
-static const char *TOY_ARGS[] = {"train",     "--task",    "copy",
-                                 "--d-model", "16",        "--heads",
-                                 "2",         "--d-ff",    "32",
-                                 "--layers",  "1",         "--vocab",
-                                 "8",         "--max-len", "5",
-                                 "--batch",   "8",         "--warmup",
-                                 "10",        "--dropout", "0.1",
-                                 "--threads", "1",         "--eval-n",
-                                 "1",         "--quiet",   "--save-every",
-                                 "1",         NULL};
-
-/* corpus runs: argument list built in corpus_args() */
-static const char *CORPUS_ARGS[64];
+typedef enum { RUN_TOY, RUN_CORPUS } run_kind;
 
 static void sleep_ms(int ms) {
     struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
     nanosleep(&ts, NULL);
 }
 
-/* Starts `tfm <base...> --steps N --save DIR [--resume]` with its output in
- * DIR.log; slow_ms (or NULL) sets TFM_TEST_SLOW_CHECKPOINT. */
-static pid_t spawn(const char **base, const char *dir, int steps, int resume, const char *slow_ms) {
-    char log[512], steps_s[32];
+/* corpus runs: the numbers corpus written by corpus_setup() */
+static char g_corpus_dir[512];
+
+static void on_term(int sig) {
+    (void)sig;
+    tfm_trainer_request_stop();
+}
+
+/* The toy run: copy task, tiny model, dropout on (so the resumed run must
+ * also reproduce the dropout masks), a checkpoint after every step. */
+static int toy_train(const char *dir, int steps, int resume) {
+    tfm_toy_config tc = {TFM_TOY_COPY, 8, 1, 5, 0};
+    tfm_model_config mc;
+    tfm_model_config_default(&mc);
+    mc.vocab = 8;
+    mc.d_model = 16;
+    mc.n_heads = 2;
+    mc.d_ff = 32;
+    mc.enc_layers = mc.dec_layers = 1;
+    mc.dropout = 0.1f;
+    tfm_train_opts o;
+    tfm_train_opts_default(&o);
+    o.steps = steps;
+    o.schedule.lr = 0.5;
+    o.schedule.warmup = 10;
+    o.threads = 1;
+    o.quiet = 1;
+    o.save_every = 1;
+    o.run_dir = dir;
+    o.resume = resume;
+    o.config_text = "run = toy\n";
+    tfm_toy_source toy;
+    tfm_trainer tr;
+    if (tfm_toy_source_init(&toy, &tc, 8, o.seed)) return 1;
+    if (tfm_trainer_init(&tr, &o, &mc, &toy.source, NULL)) return 1;
+    tfm_kv_set(&tr.state, "data.task", "copy");
+    int rc = tfm_train(&tr);
+    tfm_trainer_free(&tr);
+    tfm_toy_source_free(&toy);
+    return rc;
+}
+
+/* The corpus run: joint BPE, token batches of 160, many epochs. */
+static int corpus_train(const char *dir, int steps, int resume) {
+    char paths[4][600];
+    const char *names[4] = {"train.de", "train.en", "valid.de", "valid.en"};
+    for (int i = 0; i < 4; i++)
+        snprintf(paths[i], sizeof paths[i], "%s/%s", g_corpus_dir, names[i]);
+    tfm_corpus_task task = {.src_train = paths[0],
+                            .tgt_train = paths[1],
+                            .src_valid = paths[2],
+                            .tgt_valid = paths[3],
+                            .bpe_merges = 40,
+                            .batch_tokens = 160,
+                            .max_tokens = 100,
+                            .valid_max = 4,
+                            .decode = {.beam = 1, .alpha = 0.6, .batch = 64}};
+    tfm_model_config mc;
+    tfm_model_config_default(&mc);
+    mc.d_model = 16;
+    mc.n_heads = 2;
+    mc.d_ff = 32;
+    mc.enc_layers = mc.dec_layers = 1;
+    mc.dropout = 0.1f;
+    tfm_train_opts o;
+    tfm_train_opts_default(&o);
+    o.steps = steps;
+    o.schedule.warmup = 10;
+    o.threads = 1;
+    o.quiet = 1;
+    o.save_every = 1;
+    o.keep = 2;
+    o.valid_every = 1000;
+    o.run_dir = dir;
+    o.resume = resume;
+    o.config_text = "run = corpus\n";
+    return tfm_train_corpus(&task, &o, &mc, NULL);
+}
+
+/* Forks a process that trains `steps` steps into dir (resuming when asked),
+ * with its output in DIR.log; slow_ms (or NULL) sets
+ * TFM_TEST_SLOW_CHECKPOINT. The child exits 0, or 1 after printing
+ * "tfm: <error>" as the program would. */
+static pid_t spawn(run_kind kind, const char *dir, int steps, int resume, const char *slow_ms) {
+    char log[512];
     snprintf(log, sizeof log, "%s.log", dir);
-    snprintf(steps_s, sizeof steps_s, "%d", steps);
-    const char *argv[96];
-    int n = 0;
-    argv[n++] = tfm_test_bin();
-    for (int i = 0; base[i]; i++) argv[n++] = base[i];
-    argv[n++] = "--steps";
-    argv[n++] = steps_s;
-    argv[n++] = "--save";
-    argv[n++] = dir;
-    if (resume) argv[n++] = "--resume";
-    argv[n] = NULL;
     fflush(NULL);
     pid_t pid = fork();
     ck_assert_int_ge(pid, 0);
@@ -78,8 +138,14 @@ static pid_t spawn(const char **base, const char *dir, int steps, int resume, co
             dup2(fd, 2);
             close(fd);
         }
-        execv(argv[0], (char *const *)argv);
-        _exit(127);
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = on_term;
+        sigaction(SIGTERM, &sa, NULL);
+        int rc = kind == RUN_TOY ? toy_train(dir, steps, resume) : corpus_train(dir, steps, resume);
+        if (rc) fprintf(stderr, "tfm: %s\n", tfm_last_error());
+        fflush(NULL);
+        _exit(rc ? 1 : 0);
     }
     return pid;
 }
@@ -161,8 +227,8 @@ static const char *ckpt(const char *dir, int step) {
     return out;
 }
 
-static void run_to_end(const char **base, const char *dir, int steps, int resume) {
-    int st = wait_exit(spawn(base, dir, steps, resume, NULL));
+static void run_to_end(run_kind kind, const char *dir, int steps, int resume) {
+    int st = wait_exit(spawn(kind, dir, steps, resume, NULL));
     ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "run in %s failed (status %d)", dir, st);
 }
 
@@ -219,10 +285,10 @@ static const char *run_dir(const char *root, const char *name) {
 START_TEST(test_sigkill_resume_bit_exact) {
     const char *root = tfm_test_tmpdir("resume-kill");
     const char *a = run_dir(root, "straight"), *b = run_dir(root, "killed");
-    run_to_end(TOY_ARGS, a, N_STEPS, 0);
+    run_to_end(RUN_TOY, a, N_STEPS, 0);
 
     /* 1: after 4 steps (the kill lands in step 5's training or its checkpoint) */
-    pid_t pid = spawn(TOY_ARGS, b, N_STEPS, 0, SLOW_MS);
+    pid_t pid = spawn(RUN_TOY, b, N_STEPS, 0, SLOW_MS);
     wait_for_entry(pid, b, "checkpoint-00000004.tfm");
     kill_now(pid);
     int at = newest_checkpoint(b);
@@ -230,20 +296,20 @@ START_TEST(test_sigkill_resume_bit_exact) {
 
     /* 2: while checkpoint 12 is being written: its temporary file is complete
      * but not yet renamed, so the resume must use checkpoint 11 */
-    pid = spawn(TOY_ARGS, b, N_STEPS, 1, SLOW_MS);
+    pid = spawn(RUN_TOY, b, N_STEPS, 1, SLOW_MS);
     wait_for_entry(pid, b, "checkpoint-00000012.tfm.tmp.");
     kill_now(pid);
     ck_assert_int_eq(newest_checkpoint(b), 11);
     ck_assert(dir_has_prefix(b, "checkpoint-00000012.tfm.tmp."));
 
     /* 3: right after checkpoint 18 appeared */
-    pid = spawn(TOY_ARGS, b, N_STEPS, 1, SLOW_MS);
+    pid = spawn(RUN_TOY, b, N_STEPS, 1, SLOW_MS);
     wait_for_entry(pid, b, "checkpoint-00000018.tfm");
     kill_now(pid);
     at = newest_checkpoint(b);
     ck_assert_msg(at >= 18 && at < N_STEPS, "newest checkpoint after the third kill: %d", at);
 
-    run_to_end(TOY_ARGS, b, N_STEPS, 1);
+    run_to_end(RUN_TOY, b, N_STEPS, 1);
     assert_same_checkpoint(ckpt(a, N_STEPS), ckpt(b, N_STEPS));
     /* the resumes are in the run's log, the last one from step 18 or later */
     const char *tlog = slurp(run_dir(b, "train.log"));
@@ -261,21 +327,21 @@ END_TEST
 START_TEST(test_kill_before_first_checkpoint) {
     const char *root = tfm_test_tmpdir("resume-early");
     const char *a = run_dir(root, "straight"), *b = run_dir(root, "killed");
-    run_to_end(TOY_ARGS, a, N_STEPS, 0);
+    run_to_end(RUN_TOY, a, N_STEPS, 0);
 
     /* 1: as soon as the run directory is set up, before any checkpoint is complete */
-    pid_t pid = spawn(TOY_ARGS, b, N_STEPS, 1, SLOW_MS);
+    pid_t pid = spawn(RUN_TOY, b, N_STEPS, 1, SLOW_MS);
     wait_for_entry(pid, b, "config.txt");
     kill_now(pid);
     ck_assert_int_eq(newest_checkpoint(b), -1);
 
     /* 2: during the write of the first checkpoint (complete temporary file, not renamed) */
-    pid = spawn(TOY_ARGS, b, N_STEPS, 1, SLOW_MS);
+    pid = spawn(RUN_TOY, b, N_STEPS, 1, SLOW_MS);
     wait_for_entry(pid, b, "checkpoint-00000001.tfm.tmp.");
     kill_now(pid);
     ck_assert_int_eq(newest_checkpoint(b), -1);
 
-    run_to_end(TOY_ARGS, b, N_STEPS, 1);
+    run_to_end(RUN_TOY, b, N_STEPS, 1);
     assert_same_checkpoint(ckpt(a, N_STEPS), ckpt(b, N_STEPS));
     const char *tlog = slurp(run_dir(b, "train.log"));
     ck_assert_msg(strstr(tlog, "--resume: no checkpoint yet: starting from step 0"), "%.1500s",
@@ -287,8 +353,8 @@ END_TEST
 START_TEST(test_sigterm_saves_and_exits) {
     const char *root = tfm_test_tmpdir("resume-term");
     const char *a = run_dir(root, "straight"), *b = run_dir(root, "term");
-    run_to_end(TOY_ARGS, a, N_STEPS, 0);
-    pid_t pid = spawn(TOY_ARGS, b, N_STEPS, 0, SLOW_MS);
+    run_to_end(RUN_TOY, a, N_STEPS, 0);
+    pid_t pid = spawn(RUN_TOY, b, N_STEPS, 0, SLOW_MS);
     wait_for_entry(pid, b, "checkpoint-00000006.tfm");
     ck_assert_int_eq(kill(pid, SIGTERM), 0);
     int st = wait_exit(pid);
@@ -304,7 +370,7 @@ START_TEST(test_sigterm_saves_and_exits) {
     char tmp_prefix[64];
     snprintf(tmp_prefix, sizeof tmp_prefix, "checkpoint-%08d.tfm.tmp", stopped);
     ck_assert_msg(!dir_has_prefix(b, tmp_prefix), "temporary file left behind");
-    run_to_end(TOY_ARGS, b, N_STEPS, 1);
+    run_to_end(RUN_TOY, b, N_STEPS, 1);
     assert_same_checkpoint(ckpt(a, N_STEPS), ckpt(b, N_STEPS));
 }
 END_TEST
@@ -314,8 +380,8 @@ END_TEST
 static void damaged_newest(int truncate_it) {
     const char *root = tfm_test_tmpdir("resume-bad");
     const char *a = run_dir(root, "straight"), *b = run_dir(root, "damaged");
-    run_to_end(TOY_ARGS, a, N_STEPS, 0);
-    run_to_end(TOY_ARGS, b, 20, 0);
+    run_to_end(RUN_TOY, a, N_STEPS, 0);
+    run_to_end(RUN_TOY, b, 20, 0);
     const char *bad = ckpt(b, 20);
     struct stat sb;
     ck_assert_int_eq(stat(bad, &sb), 0);
@@ -338,15 +404,11 @@ static void damaged_newest(int truncate_it) {
                   err);
     ck_assert_ptr_null(strchr(err, '\n'));
 
-    char cmd[2048], out[8192];
-    char extra[1024] = "";
-    for (int i = 0; TOY_ARGS[i]; i++) {
-        strcat(extra, " ");
-        strcat(extra, TOY_ARGS[i]);
-    }
-    snprintf(cmd, sizeof cmd, "%s%s --steps %d --save %s --resume", tfm_test_bin(), extra, N_STEPS,
-             b);
-    ck_assert_int_eq(tfm_test_run(cmd, out, sizeof out), 0);
+    char logpath[700];
+    snprintf(logpath, sizeof logpath, "%s.log", b);
+    unlink(logpath);
+    run_to_end(RUN_TOY, b, N_STEPS, 1);
+    const char *out = slurp(logpath);
     /* exactly one line about the damaged file, naming it and the fallback */
     char want[1024];
     snprintf(want, sizeof want, "tfm: %s: %s", bad,
@@ -375,21 +437,20 @@ END_TEST
 START_TEST(test_no_usable_checkpoint) {
     const char *root = tfm_test_tmpdir("resume-none");
     const char *b = run_dir(root, "run");
-    run_to_end(TOY_ARGS, b, 3, 0);
+    run_to_end(RUN_TOY, b, 3, 0);
     for (int s = 1; s <= 3; s++) truncate(ckpt(b, s), 100);
-    char extra[1024] = "", cmd[2048], out[8192];
-    for (int i = 0; TOY_ARGS[i]; i++) {
-        strcat(extra, " ");
-        strcat(extra, TOY_ARGS[i]);
-    }
-    snprintf(cmd, sizeof cmd, "%s%s --steps 6 --save %s --resume 2>&1 | tail -n 1", tfm_test_bin(),
-             extra, b);
-    tfm_test_run(cmd, out, sizeof out);
+    char logpath[700];
+    snprintf(logpath, sizeof logpath, "%s.log", b);
+    unlink(logpath);
+    int st = wait_exit(spawn(RUN_TOY, b, 6, 1, NULL));
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 1, "status %d", st);
+    /* the last line of the output: the checkpoints tried, then this */
+    const char *out = slurp(logpath);
+    const char *last = out + strlen(out) - 1;
+    while (last > out && last[-1] != '\n') last--;
     char want[640];
     snprintf(want, sizeof want, "tfm: %s: no usable checkpoint\n", b);
-    ck_assert_str_eq(out, want);
-    snprintf(cmd, sizeof cmd, "%s%s --steps 6 --save %s --resume", tfm_test_bin(), extra, b);
-    ck_assert_int_ne(tfm_test_run(cmd, out, sizeof out), 0);
+    ck_assert_str_eq(last, want);
     ck_assert_int_eq(newest_checkpoint(b), 3);
     struct stat sb;
     ck_assert_int_eq(stat(ckpt(b, 3), &sb), 0);
@@ -436,60 +497,11 @@ START_TEST(test_checkpoint_name_with_newline) {
 END_TEST
 
 /* ---- corpus runs: the batcher's epoch and position must come back exactly ---- */
-static char g_corpus_dir[512];
-static const char *corpus_args(void) {
+static const char *corpus_setup(void) {
     const char *root = tfm_test_tmpdir("resume-corpus");
     snprintf(g_corpus_dir, sizeof g_corpus_dir, "%s/data", root);
-    char cmd[1024], out[4096];
-    snprintf(cmd, sizeof cmd, "%s data numbers --out %s --train 60 --valid 8 --test 0",
-             tfm_test_bin(), g_corpus_dir);
-    ck_assert_msg(tfm_test_run(cmd, out, sizeof out) == 0, "%.1500s", out);
-    static char paths[4][600];
-    const char *names[4] = {"train.de", "train.en", "valid.de", "valid.en"};
-    for (int i = 0; i < 4; i++)
-        snprintf(paths[i], sizeof paths[i], "%s/%s", g_corpus_dir, names[i]);
-    const char *args[] = {"train",
-                          "--src-train",
-                          paths[0],
-                          "--tgt-train",
-                          paths[1],
-                          "--src-valid",
-                          paths[2],
-                          "--tgt-valid",
-                          paths[3],
-                          "--bpe-merges",
-                          "40",
-                          "--batch-tokens",
-                          "160",
-                          "--valid-every",
-                          "1000",
-                          "--valid-max",
-                          "4",
-                          "--d-model",
-                          "16",
-                          "--heads",
-                          "2",
-                          "--d-ff",
-                          "32",
-                          "--layers",
-                          "1",
-                          "--warmup",
-                          "10",
-                          "--dropout",
-                          "0.1",
-                          "--threads",
-                          "1",
-                          "--quiet",
-                          "--save-every",
-                          "1",
-                          "--keep",
-                          "2",
-                          "--eval-n",
-                          "1",
-                          NULL};
-    int n = 0;
-    for (; args[n]; n++) CORPUS_ARGS[n] = args[n];
-    CORPUS_ARGS[n] = NULL;
+    ck_assert_int_eq(mkdir(g_corpus_dir, 0777), 0);
+    ck_assert_msg(tfm_numbers_corpus_write(g_corpus_dir, 1, 60, 8, 0) == 0, "%s", tfm_last_error());
     return root;
 }
 
@@ -504,12 +516,12 @@ static int64_t ckpt_i64(const char *path, const char *key) {
 
 #define CORPUS_STEPS 16
 START_TEST(test_corpus_resume_across_epoch) {
-    const char *root = corpus_args();
+    const char *root = corpus_setup();
     const char *a = run_dir(root, "straight"), *b = run_dir(root, "killed");
-    run_to_end(CORPUS_ARGS, a, CORPUS_STEPS, 0);
+    run_to_end(RUN_CORPUS, a, CORPUS_STEPS, 0);
     /* the straight run must cross at least one epoch boundary after the kill */
     int64_t epoch_end = ckpt_i64(ckpt(a, CORPUS_STEPS), "state.epoch");
-    pid_t pid = spawn(CORPUS_ARGS, b, CORPUS_STEPS, 0, SLOW_MS);
+    pid_t pid = spawn(RUN_CORPUS, b, CORPUS_STEPS, 0, SLOW_MS);
     wait_for_entry(pid, b, "checkpoint-00000003.tfm");
     kill_now(pid);
     int at = newest_checkpoint(b);
@@ -518,7 +530,7 @@ START_TEST(test_corpus_resume_across_epoch) {
     ck_assert_msg(epoch_end > epoch_kill,
                   "the run does not cross an epoch after the kill (%lld, %lld)",
                   (long long)epoch_kill, (long long)epoch_end);
-    run_to_end(CORPUS_ARGS, b, CORPUS_STEPS, 1);
+    run_to_end(RUN_CORPUS, b, CORPUS_STEPS, 1);
     assert_same_checkpoint(ckpt(a, CORPUS_STEPS), ckpt(b, CORPUS_STEPS));
 }
 END_TEST

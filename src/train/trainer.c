@@ -365,10 +365,10 @@ static void metrics_row(tfm_trainer *tr, double valid_loss, double metric) {
 }
 
 int tfm_trainer_validate(tfm_trainer *tr, tfm_valid_result *out) {
-    if (!tr->hooks.validate) return 0;
-    double t0 = tfm_now();
     memset(out, 0, sizeof *out);
     out->loss = NAN;
+    if (!tr->hooks.validate) return 0;
+    double t0 = tfm_now();
     if (tr->source->save) tr->source->save(tr->source->ctx, &tr->state);
     int rc = tr->hooks.validate(tr->hooks.ctx, tr, out);
     tfm_trainer_eval_mode(tr, 0);
