@@ -51,6 +51,8 @@ START_TEST(arena_rewind_above_position_aborts) {
     ck_assert_ptr_nonnull(tfm_arena_alloc(&a, 256));
     size_t mark = tfm_arena_mark(&a);
     tfm_arena_reset(&a);
+    /* the expected "internal error" line would read like a failure in the log */
+    ck_assert_ptr_nonnull(freopen("/dev/null", "w", stderr));
     tfm_arena_rewind(&a, mark);
 }
 END_TEST
