@@ -2,10 +2,12 @@
  * worked out on paper from the definition (the derivation is in the comment
  * above it), not produced by the code under test. */
 #include <math.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "tfm/kernels.h"
+#include "tfm/optim.h"
 #include "util_test.h"
 
 #define NEAR(got, want, tol)                                                                       \
@@ -476,6 +478,28 @@ START_TEST(attention_decode_equals_forward) {
 }
 END_TEST
 
+/* Step 0 would divide by 1 - beta^0 = 0 and make every parameter NaN: the
+ * optimizer and the kernel both refuse it (an assertion, before any write). */
+START_TEST(adam_step_zero_refused) {
+    tfm_params ps;
+    tfm_params_init(&ps);
+    int64_t shape[1] = {3};
+    tfm_params_add(&ps, "w", 1, shape);
+    ck_assert_int_eq(tfm_params_alloc(&ps), 0);
+    tfm_adam_config ac;
+    tfm_adam_config_default(&ac);
+    tfm_adam a;
+    ck_assert_int_eq(tfm_adam_init(&a, &ps, &ac), 0);
+    tfm_adam_update(&a, &ps, 0, 0.1);
+}
+END_TEST
+
+START_TEST(adam_kernel_step_zero_aborts) {
+    float p[1] = {1}, g[1] = {0.5f}, m[1] = {0}, v[1] = {0};
+    tfm_k_adam(p, g, m, v, 1, 0.1f, 0.9f, 0.999f, 1e-8f, 0.0f, 0);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("kernels");
     TCase *tc = tcase_create("kernels");
@@ -492,6 +516,8 @@ int main(void) {
     tcase_add_test(tc, attention_decode_equals_forward);
     tcase_add_test(tc, attention_two_heads_by_hand);
     tcase_add_test(tc, adam_steps_by_hand);
+    tcase_add_test_raise_signal(tc, adam_step_zero_refused, SIGABRT);
+    tcase_add_test_raise_signal(tc, adam_kernel_step_zero_aborts, SIGABRT);
     suite_add_tcase(s, tc);
     return tfm_test_main(s);
 }

@@ -241,8 +241,8 @@ static int run(const char *model_path, const char *src_text, int64_t layer, cons
     }
     const tfm_model_config *c = &m.cfg;
     int64_t H = c->n_heads, n_layers = self ? c->enc_layers : c->dec_layers;
-    if (layer < 0) layer = n_layers - 1;
-    if (layer >= n_layers) {
+    if (layer == -1) layer = n_layers - 1; /* only -1 means the last: -2 is a typo, not a wish */
+    if (layer < 0 || layer >= n_layers) {
         tfm_set_error("--layer %lld: the %s has layers 0..%lld", (long long)layer,
                       self ? "encoder" : "decoder", (long long)(n_layers - 1));
         goto done;
@@ -381,7 +381,8 @@ int tfm_cmd_attention(int argc, char **argv) {
         return tfm_cli_fail(2, "attention: --model DIR is required (usage: %s)", USAGE);
     if (!src)
         return tfm_cli_fail(2, "attention: --src \"SENTENCE\" is required (usage: %s)", USAGE);
-    if (threads < 0) return tfm_cli_fail(2, "--threads: must not be negative");
+    if (threads < 0 || threads > TFM_MAX_THREADS)
+        return tfm_cli_fail(2, "--threads: must be between 0 and %d", TFM_MAX_THREADS);
     if (max_len < 0) return tfm_cli_fail(2, "--max-len: must not be negative");
     if (threads > 0) tfm_set_num_threads((int)threads);
     if (run(model_path, src, layer, head, self, max_len, out))

@@ -1,5 +1,6 @@
 /* tfm bpe: learn, apply and undo byte-pair-encoding subwords; build the
  * vocabulary; encode/decode ids; write a Hugging Face tokenizer.json. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,8 +33,10 @@ typedef struct {
 
 static int parse_int(const char *flag, const char *s, int64_t *v) {
     char *end;
+    errno = 0;
     long long x = strtoll(s, &end, 10);
-    if (!*s || *end) return tfm_cli_fail(2, "%s wants an integer, got '%s'", flag, s);
+    if (!*s || *end || errno == ERANGE)
+        return tfm_cli_fail(2, "%s wants an integer, got '%s'", flag, s);
     *v = x;
     return 0;
 }
@@ -89,9 +92,9 @@ static int each_input_line(const bpe_args *a, line_cb fn, void *ctx) {
     int rc = 0;
     for (int i = 0; i < n && rc == 0; i++) {
         const char *name = a->n_files ? a->files[i] : "<stdin>";
-        FILE *f = a->n_files ? fopen(name, "rb") : stdin;
+        FILE *f = a->n_files ? tfm_open_input(name) : stdin;
         if (!f) {
-            rc = tfm_cli_fail(1, "%s: cannot open", name);
+            rc = tfm_cli_fail(1, "%s", tfm_last_error());
             break;
         }
         ssize_t got;
@@ -101,6 +104,7 @@ static int each_input_line(const bpe_args *a, line_cb fn, void *ctx) {
             if (len && line[len - 1] == '\n') len--;
             rc = fn(ctx, line, len, name, ++lineno);
         }
+        if (rc == 0 && tfm_input_error(f, name)) rc = tfm_cli_fail(1, "%s", tfm_last_error());
         if (f != stdin) fclose(f);
     }
     free(line);
@@ -114,19 +118,34 @@ static int cmd_learn(const bpe_args *a) {
     if (!a->n_files) return tfm_cli_fail(2, "bpe learn: no input FILE given\n%s", USAGE);
     if (a->merges < 0) return tfm_cli_fail(2, "--merges must be >= 0");
     if (a->min_freq < 1) return tfm_cli_fail(2, "--min-freq must be >= 1");
+    /* each input is read once: pipes and FIFOs cannot be read again for
+     * the vocabulary */
+    tfm_text_input *in = calloc((size_t)a->n_files, sizeof *in);
+    if (!in) return tfm_cli_fail(1, "out of memory");
+    int rc = 0;
+    for (int i = 0; i < a->n_files && !rc; i++) {
+        char *text;
+        in[i].name = a->files[i];
+        if (tfm_read_input(a->files[i], &text, &in[i].len))
+            rc = tfm_cli_fail(1, "%s", tfm_last_error());
+        else
+            in[i].text = text;
+    }
     double t0 = tfm_now();
-    tfm_bpe *b = tfm_bpe_learn_files(a->files, a->n_files, a->merges, a->min_freq, stderr);
-    if (!b) return tfm_cli_fail(1, "%s", tfm_last_error());
+    tfm_bpe *b = rc ? NULL : tfm_bpe_learn_texts(in, a->n_files, a->merges, a->min_freq, stderr);
+    if (!b && !rc) rc = tfm_cli_fail(1, "%s", tfm_last_error());
     double t1 = tfm_now();
-    if (tfm_bpe_save(b, a->out)) {
+    if (!rc && tfm_bpe_save(b, a->out)) rc = tfm_cli_fail(1, "%s", tfm_last_error());
+    if (rc) {
         tfm_bpe_free(b);
-        return tfm_cli_fail(1, "%s", tfm_last_error());
+        for (int i = 0; i < a->n_files; i++) free((char *)in[i].text);
+        free(in);
+        return rc;
     }
     fprintf(stderr, "bpe: %lld merges learned in %.2f s, written to %s\n",
             (long long)tfm_bpe_n_merges(b), t1 - t0, a->out);
-    int rc = 0;
     if (a->vocab_out) {
-        tfm_vocab *v = tfm_vocab_build(b, a->files, a->n_files);
+        tfm_vocab *v = tfm_vocab_build_texts(b, in, a->n_files);
         if (!v || tfm_vocab_save(v, a->vocab_out))
             rc = tfm_cli_fail(1, "%s", tfm_last_error());
         else
@@ -135,6 +154,8 @@ static int cmd_learn(const bpe_args *a) {
         tfm_vocab_free(v);
     }
     tfm_bpe_free(b);
+    for (int i = 0; i < a->n_files; i++) free((char *)in[i].text);
+    free(in);
     return rc;
 }
 

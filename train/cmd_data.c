@@ -26,8 +26,9 @@ int tfm_cmd_data(int argc, char **argv) {
         return tfm_cli_fail(
             2, "data: the only generated dataset is 'numbers' (tfm data numbers --out DIR)");
     if (!out) return tfm_cli_fail(2, "data numbers: --out DIR is required");
-    if (n_train < 1 || n_valid < 0 || n_test < 0 ||
-        n_train + n_valid + n_test > TFM_NUMBERS_MAX + 1)
+    int64_t total;
+    if (n_train < 1 || n_valid < 0 || n_test < 0 || tfm_add_i64(n_train, n_valid, &total) ||
+        tfm_add_i64(total, n_test, &total) || total > TFM_NUMBERS_MAX + 1)
         return tfm_cli_fail(2, "data numbers: need train >= 1 and train + valid + test <= %d",
                             TFM_NUMBERS_MAX + 1);
     mkdir(out, 0777);

@@ -25,13 +25,19 @@
 static const char *USAGE =
     "tfm export --model RUN_DIR_OR_CHECKPOINT --out EXPORT_DIR [--force] [--dump-logits FILE]";
 
-/* 1 when dir has entries other than . and .., 0 when empty, -1 on error. */
-static int dir_nonempty(const char *dir) {
+/* 1 when dir has entries other than . and .., 0 when empty, -1 on error;
+ * *checkpoints = 1 when one of them is a checkpoint (a run directory). */
+static int dir_nonempty(const char *dir, int *checkpoints) {
     DIR *d = opendir(dir);
     if (!d) return tfm_set_error("--out %s: %s", dir, strerror(errno)), -1;
     struct dirent *e;
     int found = 0;
-    while (!found && (e = readdir(d))) found = strcmp(e->d_name, ".") && strcmp(e->d_name, "..");
+    *checkpoints = 0;
+    while ((e = readdir(d))) {
+        size_t n = strlen(e->d_name);
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) found = 1;
+        if (n > 4 && !strcmp(e->d_name + n - 4, ".tfm")) *checkpoints = 1;
+    }
     closedir(d);
     return found;
 }
@@ -41,8 +47,16 @@ static int prepare_out(const char *out, int force) {
     if (stat(out, &st) == 0) {
         if (!S_ISDIR(st.st_mode))
             return tfm_set_error("--out %s: exists and is not a directory", out), 1;
-        int ne = dir_nonempty(out);
+        int run_dir;
+        int ne = dir_nonempty(out, &run_dir);
         if (ne < 0) return 1;
+        /* a run's bpe.codes and vocab.txt are its only copies: an export
+         * must never replace or remove them, even with --force */
+        if (run_dir)
+            return tfm_set_error("--out %s: holds checkpoints (a run directory); export into a "
+                                 "directory of its own",
+                                 out),
+                   1;
         if (ne && !force)
             return tfm_set_error("--out %s: exists and is not empty (use --force to write into it)",
                                  out),
@@ -56,8 +70,8 @@ static int prepare_out(const char *out, int force) {
 }
 
 static int copy_file(const char *from, const char *to) {
-    FILE *f = fopen(from, "rb");
-    if (!f) return tfm_set_error("%s: cannot open: %s", from, strerror(errno)), 1;
+    FILE *f = tfm_open_input(from);
+    if (!f) return 1;
     size_t cap = 1 << 16, n = 0;
     char *buf = malloc(cap);
     for (;;) {
@@ -262,7 +276,8 @@ int tfm_cmd_export(int argc, char **argv) {
     if (rc) return rc == 1 ? 0 : rc;
     if (!model_path) return tfm_cli_fail(2, "export: --model RUN_DIR is required");
     if (!out) return tfm_cli_fail(2, "export: --out EXPORT_DIR is required");
-    if (threads < 0) return tfm_cli_fail(2, "--threads: must not be negative");
+    if (threads < 0 || threads > TFM_MAX_THREADS)
+        return tfm_cli_fail(2, "--threads: must be between 0 and %d", TFM_MAX_THREADS);
     if (threads > 0) tfm_set_num_threads((int)threads);
 
     tfm_model m;
@@ -283,13 +298,18 @@ int tfm_cmd_export(int argc, char **argv) {
         snprintf(run_dir, sizeof run_dir, "%s", dirname(tmp));
     }
     rc = 0;
+    /* tokenizer files left by an earlier export are removed for a toy model
+     * (below); files in a directory that held no export are never touched */
+    char probe[4200];
+    snprintf(probe, sizeof probe, "%s/model.safetensors", out);
+    int earlier_export = access(probe, F_OK) == 0;
     if (tfm_export_check(&m.cfg)) {
         rc = tfm_cli_fail(1, "%s: cannot export: %s", model_path, tfm_last_error());
     } else if (prepare_out(out, force) || tfm_export_save(&m, kind, out) ||
                (!strcmp(kind, "text") && export_tokenizer(run_dir, out, &m.cfg))) {
         rc = tfm_cli_fail(1, "%s", tfm_last_error());
     } else {
-        if (!strcmp(kind, "toy")) {
+        if (!strcmp(kind, "toy") && earlier_export) {
             /* a toy model has no tokenizer; drop one left by an earlier export (--force) */
             const char *stale[] = {"bpe.codes", "vocab.txt", "tokenizer.json",
                                    "tokenizer_config.json"};

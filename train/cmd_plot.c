@@ -50,8 +50,8 @@ static void chomp(char *s) {
 
 static int metrics_read(const char *path, metrics *m) {
     memset(m, 0, sizeof *m);
-    FILE *f = fopen(path, "r");
-    if (!f) return tfm_set_error("%s: %s", path, strerror(errno)), 1;
+    FILE *f = tfm_open_input(path);
+    if (!f) return 1;
     char *line = NULL;
     size_t line_cap = 0;
     int64_t lineno = 0;
@@ -96,7 +96,9 @@ static int metrics_read(const char *path, metrics *m) {
             char *end;
             errno = 0;
             double v = strtod(text, &end);
-            if (*end || errno == ERANGE || (!isfinite(v) && c == COL_STEP)) {
+            /* overflow is an error; underflow (1e-308, a subnormal or 0) is a value */
+            if (end == text || *end || (errno == ERANGE && fabs(v) == HUGE_VAL) ||
+                (!isfinite(v) && c == COL_STEP)) {
                 tfm_set_error("%s:%lld: column '%s': '%s' is not a number", path, (long long)lineno,
                               COL_NAMES[c], text);
                 goto done;

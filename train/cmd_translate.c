@@ -56,13 +56,17 @@ static int translate_toy(tfm_model *m, const tfm_lines *in, int64_t batch) {
     int32_t *out = malloc((size_t)(batch * (cap + 1)) * sizeof(int32_t));
     int64_t *lens = malloc((size_t)batch * sizeof(int64_t)),
             *row_len = malloc((size_t)batch * sizeof(int64_t));
-    if (!src || !pad || !out || !lens || !row_len) return tfm_set_error("out of memory"), 1;
+    int rc = 1;
+    if (!src || !pad || !out || !lens || !row_len) {
+        tfm_set_error("out of memory");
+        goto done;
+    }
     for (int64_t start = 0; start < in->n; start += batch) {
         int64_t B = in->n - start < batch ? in->n - start : batch, S = 1;
         for (int64_t b = 0; b < B; b++) {
             if (parse_symbols(in->line[start + b], start + b + 1, m->cfg.vocab, src + b * (cap + 1),
                               cap, &row_len[b]))
-                return 1;
+                goto done;
             if (row_len[b] + 1 > S) S = row_len[b] + 1;
         }
         /* repack to (B, S) with </s> and padding */
@@ -77,19 +81,21 @@ static int translate_toy(tfm_model *m, const tfm_lines *in, int64_t batch) {
             }
         memcpy(src, packed, (size_t)(B * S) * sizeof(int32_t));
         int64_t max_out = 2 * S + 10 < cap ? 2 * S + 10 : cap;
-        if (tfm_greedy_decode(m, &t, src, pad, B, S, max_out, out, lens)) return 1;
+        if (tfm_greedy_decode(m, &t, src, pad, B, S, max_out, out, lens)) goto done;
         for (int64_t b = 0; b < B; b++) {
             for (int64_t i = 0; i < lens[b]; i++) printf(i ? " %d" : "%d", out[b * max_out + i]);
             printf("\n");
         }
     }
+    rc = 0;
+done:
     free(src);
     free(pad);
     free(out);
     free(lens);
     free(row_len);
     tfm_tape_free(&t);
-    return 0;
+    return rc;
 }
 
 /* Loads the model (run directory, checkpoint or export), reads the input and
@@ -167,7 +173,9 @@ int tfm_cmd_translate(int argc, char **argv) {
     if (beam < 1 || beam > 64) return tfm_cli_fail(2, "--beam: must be between 1 and 64");
     if (batch < 1 || batch > 4096) return tfm_cli_fail(2, "--batch: must be between 1 and 4096");
     if (!(alpha >= 0)) return tfm_cli_fail(2, "--alpha: must not be negative");
-    if (threads < 0) return tfm_cli_fail(2, "--threads: must not be negative");
+    if (max_len < 0) return tfm_cli_fail(2, "--max-len: must not be negative");
+    if (threads < 0 || threads > TFM_MAX_THREADS)
+        return tfm_cli_fail(2, "--threads: must be between 0 and %d", TFM_MAX_THREADS);
     if (threads > 0) tfm_set_num_threads((int)threads);
     tfm_translate_opts to = {.beam = beam,
                              .alpha = alpha,

@@ -1,4 +1,5 @@
 /* tfm: the command-line program. Dispatches to one file per subcommand. */
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -41,7 +42,21 @@ static void usage(FILE *f) {
     fprintf(f, "\n  --help     this list\n  --version  print the version\n");
 }
 
-int main(int argc, char **argv) {
+/* Every command's output ends here: data still in stdio's buffer, or a write
+ * that already failed (a full disk, a closed pipe reader: ferror), must not
+ * go unnoticed behind exit status 0. */
+static int finish_stdout(int status) {
+    errno = 0;
+    int bad = fflush(stdout) != 0 || ferror(stdout);
+    int err = errno;
+    if (fclose(stdout) != 0 && !bad) bad = 1, err = errno;
+    if (!bad || status) return status; /* a failed command has said why */
+    fprintf(stderr, "tfm: write error on standard output%s%s\n", err ? ": " : "",
+            err ? strerror(err) : "");
+    return status ? status : 1;
+}
+
+static int run(int argc, char **argv) {
     if (argc < 2) {
         usage(stderr);
         return 2;
@@ -66,3 +81,5 @@ int main(int argc, char **argv) {
         if (!strcmp(argv[1], COMMANDS[i].name)) return COMMANDS[i].run(argc - 1, argv + 1);
     return tfm_cli_fail(2, "unknown command '%s' (tfm --help lists them)", argv[1]);
 }
+
+int main(int argc, char **argv) { return finish_stdout(run(argc, argv)); }

@@ -11,6 +11,14 @@
  *     if (tfm_atomic_open(&af, path)) return -1;
  *     if (tfm_atomic_write(&af, buf, n) || tfm_atomic_commit(&af)) return -1;
  *
+ * Only regular files are replaced that way. The path is resolved first: a
+ * symlink is followed (its target is replaced, the link stays), and a path
+ * that exists and is not a regular file (a character or block device, a
+ * FIFO, a socket) is written in place, as a shell redirection would, so
+ * `-o /dev/null` or `-o >(gzip > x.gz)` work and never turn the node into a
+ * regular file. A directory is refused ("<path>: is a directory"). A file
+ * replaced keeps its permission bits.
+ *
  * tfm_atomic_write and tfm_atomic_commit clean up (close and unlink the
  * temporary file) themselves on failure; call tfm_atomic_abort only to give
  * up on a file for a reason of your own. */
@@ -23,7 +31,8 @@
 typedef struct {
     FILE *f;        /* buffered stream on the temporary file (NULL when closed) */
     char *path;     /* the destination */
-    char *tmp_path; /* "<path>.tmp.<pid>.<n>" */
+    char *tmp_path; /* "<target>.tmp.<pid>.<n>"; NULL when writing in place */
+    char *target;   /* path with its symlinks resolved: what is replaced */
 } tfm_atomic_file;
 
 /* Creates the temporary file; error "<path>: cannot create temporary file

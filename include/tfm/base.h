@@ -41,6 +41,43 @@ void *tfm_alloc(size_t bytes);
 void *tfm_calloc(size_t bytes);
 void tfm_free(void *p);
 
+/* Overflow-checked size arithmetic for every size computed from input
+ * (flags, config files, checkpoint and export metadata): 0 and *out = the
+ * result, or 1 (and *out untouched) when it does not fit. */
+static inline int tfm_mul_i64(int64_t a, int64_t b, int64_t *out) {
+    int64_t r;
+    if (__builtin_mul_overflow(a, b, &r)) return 1;
+    *out = r;
+    return 0;
+}
+static inline int tfm_add_i64(int64_t a, int64_t b, int64_t *out) {
+    int64_t r;
+    if (__builtin_add_overflow(a, b, &r)) return 1;
+    *out = r;
+    return 0;
+}
+static inline int tfm_mul_size(size_t a, size_t b, size_t *out) {
+    size_t r;
+    if (__builtin_mul_overflow(a, b, &r)) return 1;
+    *out = r;
+    return 0;
+}
+/* The product of n non-negative factors, 1 when it exceeds limit (or a
+ * factor is negative, or it overflows). */
+int tfm_product_i64(const int64_t *factors, int n, int64_t limit, int64_t *out);
+
+/* Input files. tfm_open_input opens a file for reading and refuses what
+ * cannot be read as one (a directory): "<path>: cannot open: <reason>" or
+ * "<path>: is a directory". tfm_read_input reads the whole input once into
+ * a NUL-terminated buffer (malloc'ed; *len without the NUL), so pipes,
+ * FIFOs and /dev/stdin work as well as regular files; read errors are
+ * reported as "<path>: read error: <reason>". "-" is not special here. */
+FILE *tfm_open_input(const char *path);
+int tfm_read_input(const char *path, char **data, size_t *len);
+/* After reading f to its end: 0, or 1 with "<path>: read error: ..." when
+ * the stream had an error (EISDIR, EIO). */
+int tfm_input_error(FILE *f, const char *path);
+
 /* Counter-based random numbers: the value depends only on (key, counter), so
  * results do not depend on thread count or order of evaluation. */
 uint64_t tfm_hash64(uint64_t x);                        /* splitmix64 finaliser */
@@ -57,7 +94,9 @@ uint64_t tfm_rng_next(tfm_rng *r);
 double tfm_rng_double(tfm_rng *r);              /* [0, 1) */
 uint64_t tfm_rng_below(tfm_rng *r, uint64_t n); /* [0, n) without modulo bias */
 
-/* Threads: a thin wrapper so that code without OpenMP still builds. */
+/* Threads: a thin wrapper so that code without OpenMP still builds.
+ * --threads flags accept 0 (all cores) .. TFM_MAX_THREADS. */
+#define TFM_MAX_THREADS 1024
 int tfm_num_threads(void);
 void tfm_set_num_threads(int n);
 

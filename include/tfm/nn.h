@@ -45,6 +45,18 @@ typedef struct {
 #undef TFM_X_FIELD
 } tfm_model_config;
 
+/* What a configuration may ask for, from flags or files (checked by
+ * tfm_model_config_check before anything is allocated). */
+#define TFM_MAX_VOCAB ((int64_t)1 << 24)
+#define TFM_MAX_DIM ((int64_t)1 << 16)           /* d_model */
+#define TFM_MAX_FF ((int64_t)1 << 20)            /* d_ff */
+#define TFM_MAX_LAYERS 1024                      /* per stack */
+#define TFM_MAX_POSITIONS ((int64_t)1 << 16)     /* max_len */
+#define TFM_MAX_TENSOR_FLOATS ((int64_t)1 << 28) /* the position table */
+/* Only against overflow: what fits in memory is the trainer's estimate, and
+ * a checkpoint or export must hold every parameter it declares. */
+#define TFM_MAX_PARAMS ((int64_t)1 << 40)
+
 /* The defaults of the list above. */
 void tfm_model_config_default(tfm_model_config *c);
 /* The first setting (field name) that differs between a and b, NULL when
@@ -110,7 +122,8 @@ tfm_tensor *tfm_model_loss(tfm_model *m, tfm_tape *t, const tfm_seq_batch *b, fl
 /* Upper bound of the activation arena one training step needs (bytes) for
  * a batch of B sequences with source length S and target length T. */
 size_t tfm_model_activation_bytes(const tfm_model_config *c, int64_t B, int64_t S, int64_t T);
-/* Parameter count for a configuration (without allocating). */
+/* Parameter count for a configuration (without allocating); -1 when it
+ * overflows int64_t. */
 int64_t tfm_model_param_count(const tfm_model_config *c);
 
 /* ---- incremental decoding ---------------------------------------------------

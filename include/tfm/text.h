@@ -120,6 +120,17 @@ tfm_bpe *tfm_bpe_learn_files(const char *const *paths, int n_paths, int64_t n_me
 /* The same on text in memory; name is used in error messages. */
 tfm_bpe *tfm_bpe_learn_text(const char *text, size_t len, const char *name, int64_t n_merges,
                             int64_t min_freq);
+/* One text in memory per input, with its name for errors. A caller that
+ * also builds the vocabulary (tfm_vocab_build_texts) reads each input once
+ * (tfm_read_input) and passes the same buffers to both: pipes, FIFOs and
+ * /dev/stdin cannot be read twice. */
+typedef struct {
+    const char *name;
+    const char *text;
+    size_t len;
+} tfm_text_input;
+tfm_bpe *tfm_bpe_learn_texts(const tfm_text_input *in, int n, int64_t n_merges, int64_t min_freq,
+                             FILE *log);
 
 /* Codes file: "#version: 0.2" then one merge "left right" per line. Loading
  * accepts CRLF, a missing header (version 0.1) and "#version: 0.1"/"0.2";
@@ -192,6 +203,7 @@ typedef struct tfm_vocab tfm_vocab;
 
 tfm_vocab *tfm_vocab_build(tfm_bpe *b, const char *const *paths, int n_paths);
 tfm_vocab *tfm_vocab_build_text(tfm_bpe *b, const char *text, size_t len, const char *name);
+tfm_vocab *tfm_vocab_build_texts(tfm_bpe *b, const tfm_text_input *in, int n);
 tfm_vocab *tfm_vocab_load(const char *path);
 tfm_vocab *tfm_vocab_load_mem(const char *data, size_t len, const char *name);
 int tfm_vocab_save(const tfm_vocab *v, const char *path);

@@ -2,6 +2,7 @@
  * learning with incremental pair statistics, loading/saving codes, applying
  * merges by rank with a cache, and detokenisation. See tfm/text.h for the
  * text model (words, "</w>", "@@ ", the '~' escape). */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -491,6 +492,21 @@ tfm_bpe *tfm_bpe_learn_files(const char *const *paths, int n_paths, int64_t n_me
     return b;
 }
 
+tfm_bpe *tfm_bpe_learn_texts(const tfm_text_input *in, int n, int64_t n_merges, int64_t min_freq,
+                             FILE *log) {
+    word_counter wc;
+    memset(&wc, 0, sizeof wc);
+    for (int i = 0; i < n; i++) {
+        if (tfm_each_line_mem(in[i].text, in[i].len, in[i].name, count_line, &wc)) {
+            word_counter_free(&wc);
+            return NULL;
+        }
+    }
+    tfm_bpe *b = learn(&wc, n_merges, min_freq, log);
+    word_counter_free(&wc);
+    return b;
+}
+
 tfm_bpe *tfm_bpe_learn_text(const char *text, size_t len, const char *name, int64_t n_merges,
                             int64_t min_freq) {
     word_counter wc;
@@ -584,11 +600,8 @@ tfm_bpe *tfm_bpe_load_mem(const char *data, size_t len, const char *name) {
 }
 
 tfm_bpe *tfm_bpe_load(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        tfm_set_error("%s: cannot open codes file", path);
-        return NULL;
-    }
+    FILE *f = tfm_open_input(path);
+    if (!f) return NULL;
     tfm_buf buf = {0};
     int failed = tfm_buf_read_all(&buf, f);
     fclose(f);
@@ -608,7 +621,7 @@ tfm_bpe *tfm_bpe_load(const char *path) {
 int tfm_bpe_save(const tfm_bpe *b, const char *path) {
     FILE *f = fopen(path, "wb");
     if (!f) {
-        tfm_set_error("%s: cannot open for writing", path);
+        tfm_set_error("%s: cannot open for writing: %s", path, strerror(errno));
         return -1;
     }
     fprintf(f, "#version: 0.%d\n", b->version);

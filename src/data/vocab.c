@@ -266,6 +266,19 @@ tfm_vocab *tfm_vocab_build(tfm_bpe *b, const char *const *paths, int n_paths) {
     return v;
 }
 
+tfm_vocab *tfm_vocab_build_texts(tfm_bpe *b, const tfm_text_input *in, int n) {
+    vocab_builder vb = {b, vocab_with_specials()};
+    if (!vb.counts) return NULL;
+    for (int i = 0; i < n; i++)
+        if (tfm_each_line_mem(in[i].text, in[i].len, in[i].name, build_line, &vb)) {
+            tfm_vocab_free(vb.counts);
+            return NULL;
+        }
+    tfm_vocab *v = build_finish(&vb);
+    tfm_vocab_free(vb.counts);
+    return v;
+}
+
 tfm_vocab *tfm_vocab_build_text(tfm_bpe *b, const char *text, size_t len, const char *name) {
     vocab_builder vb = {b, vocab_with_specials()};
     if (!vb.counts) return NULL;

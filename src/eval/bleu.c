@@ -824,11 +824,8 @@ int tfm_eval_read_lines(const char *path, tfm_eval_lines *out) {
         tfm_set_error("%s: gzip input is not supported; decompress it first", path);
         return -1;
     }
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        tfm_set_error("%s: cannot open: %s", path, strerror(errno));
-        return -1;
-    }
+    FILE *f = tfm_open_input(path);
+    if (!f) return -1;
     int status = tfm_eval_read_lines_fp(f, path, out);
     fclose(f);
     return status;

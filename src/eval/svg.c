@@ -196,6 +196,13 @@ int tfm_svg_nice_ticks(double lo, double hi, int target, double *ticks, int cap,
         lo = hi;
         hi = t;
     }
+    /* hi - lo of two finite doubles can still be inf (-1e308 .. 1e308), and
+     * every coordinate after it NaN: an axis spans at most +-1e300 (values
+     * beyond are drawn at the edge of the plot). */
+    if (lo < -1e300) lo = -1e300;
+    if (hi > 1e300) hi = 1e300;
+    if (lo > 1e300) lo = 1e300;
+    if (hi < -1e300) hi = -1e300;
     if (hi - lo <= 1e-12 * (fabs(lo) + fabs(hi)) || hi == lo) {
         double d = lo != 0 ? fabs(lo) * 0.1 : 0.5;
         lo -= d;
@@ -237,12 +244,16 @@ void tfm_svg_format_tick(double v, double step, char *buf, size_t cap) {
 
 /* ---- charts -------------------------------------------------------------------- */
 
+/* v mapped into [lo, hi]: values beyond the axis (see tfm_svg_nice_ticks)
+ * are drawn at the edge of the frame */
+static double clamp_to(double v, double lo, double hi) { return v < lo ? lo : v > hi ? hi : v; }
+
 double tfm_svg_plot_x(const tfm_svg_plot *p, double x) {
-    return p->x + (x - p->x_lo) / (p->x_hi - p->x_lo) * p->w;
+    return clamp_to(p->x + (x - p->x_lo) / (p->x_hi - p->x_lo) * p->w, p->x, p->x + p->w);
 }
 
 double tfm_svg_plot_y(const tfm_svg_plot *p, double y) {
-    return p->y + p->h - (y - p->y_lo) / (p->y_hi - p->y_lo) * p->h;
+    return clamp_to(p->y + p->h - (y - p->y_lo) / (p->y_hi - p->y_lo) * p->h, p->y, p->y + p->h);
 }
 
 void tfm_svg_plot_axes(tfm_svg *s, tfm_svg_plot *p, double x_lo, double x_hi, double y_lo,

@@ -21,8 +21,52 @@ static char *dup_str(const char *s) {
 static void release(tfm_atomic_file *af) {
     free(af->path);
     free(af->tmp_path);
-    af->path = af->tmp_path = NULL;
+    free(af->target);
+    af->path = af->tmp_path = af->target = NULL;
     af->f = NULL;
+}
+
+/* path with every symlink in its last component followed (a dangling link
+ * resolves to where it points, so the file is created there); malloc'ed, or
+ * NULL with errno set (ELOOP after 40 links). */
+static char *resolve_links(const char *path) {
+    char *cur = dup_str(path);
+    for (int depth = 0; cur; depth++) {
+        struct stat st;
+        if (lstat(cur, &st) != 0 || !S_ISLNK(st.st_mode)) return cur;
+        if (depth == 40) {
+            free(cur);
+            errno = ELOOP;
+            return NULL;
+        }
+        size_t cap = (size_t)st.st_size + 1 > 256 ? (size_t)st.st_size + 1 : 256;
+        char *link = malloc(cap + 1);
+        ssize_t n = link ? readlink(cur, link, cap) : -1;
+        if (n < 0 || (size_t)n >= cap) {
+            free(link);
+            free(cur);
+            errno = n < 0 ? errno : ENAMETOOLONG;
+            return NULL;
+        }
+        link[n] = 0;
+        const char *slash = strrchr(cur, '/');
+        if (link[0] == '/' || !slash) {
+            free(cur);
+            cur = link;
+        } else {
+            size_t dir = (size_t)(slash - cur) + 1;
+            char *next = malloc(dir + (size_t)n + 1);
+            if (next) {
+                memcpy(next, cur, dir);
+                memcpy(next + dir, link, (size_t)n + 1);
+            }
+            free(link);
+            free(cur);
+            cur = next;
+        }
+    }
+    errno = ENOMEM;
+    return NULL;
 }
 
 int tfm_atomic_open(tfm_atomic_file *af, const char *path) {
@@ -32,10 +76,39 @@ int tfm_atomic_open(tfm_atomic_file *af, const char *path) {
         tfm_set_error("cannot write a file with an empty path");
         return -1;
     }
-    size_t cap = strlen(path) + 64;
     af->path = dup_str(path);
+    if (!af->path) {
+        tfm_set_error("%s: out of memory", path);
+        return -1;
+    }
+    af->target = resolve_links(path);
+    if (!af->target) {
+        tfm_set_error("%s: cannot follow the symbolic link: %s", path, strerror(errno));
+        release(af);
+        return -1;
+    }
+    struct stat st;
+    int exists = stat(af->target, &st) == 0;
+    if (exists && S_ISDIR(st.st_mode)) {
+        tfm_set_error("%s: is a directory", path);
+        release(af);
+        return -1;
+    }
+    if (exists && !S_ISREG(st.st_mode)) {
+        /* a device, FIFO or socket: write into it, never replace the node */
+        int fd = open(af->target, O_WRONLY | O_CLOEXEC);
+        if (fd < 0 || !(af->f = fdopen(fd, "wb"))) {
+            int err = errno;
+            if (fd >= 0) close(fd);
+            tfm_set_error("%s: cannot open for writing: %s", path, strerror(err));
+            release(af);
+            return -1;
+        }
+        return 0;
+    }
+    size_t cap = strlen(af->target) + 64;
     af->tmp_path = malloc(cap);
-    if (!af->path || !af->tmp_path) {
+    if (!af->tmp_path) {
         release(af);
         tfm_set_error("%s: out of memory", path);
         return -1;
@@ -45,7 +118,7 @@ int tfm_atomic_open(tfm_atomic_file *af, const char *path) {
      * file created by fopen. */
     int fd = -1, err = 0;
     for (int attempt = 0; attempt < 16 && fd < 0; attempt++) {
-        snprintf(af->tmp_path, cap, "%s.tmp.%ld.%u", path, (long)getpid(), counter++);
+        snprintf(af->tmp_path, cap, "%s.tmp.%ld.%u", af->target, (long)getpid(), counter++);
         fd = open(af->tmp_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
         err = errno;
         if (fd < 0 && err != EEXIST) break;
@@ -55,6 +128,8 @@ int tfm_atomic_open(tfm_atomic_file *af, const char *path) {
         release(af);
         return -1;
     }
+    /* a replaced file keeps its permissions (the umask applies to new ones) */
+    if (exists) (void)fchmod(fd, st.st_mode & 07777);
     af->f = fdopen(fd, "wb");
     if (!af->f) {
         err = errno;
@@ -109,6 +184,14 @@ int tfm_atomic_commit(tfm_atomic_file *af) {
     }
     const char *what = NULL;
     int err = 0;
+    if (!af->tmp_path) { /* in place: a device or FIFO has nothing to sync or rename */
+        if (fflush(af->f) != 0) what = "write failed", err = errno;
+        if (fclose(af->f) != 0 && !what) what = "close failed", err = errno;
+        af->f = NULL;
+        if (what) tfm_set_error("%s: %s: %s", af->path, what, strerror(err));
+        release(af);
+        return what ? -1 : 0;
+    }
     if (fflush(af->f) != 0)
         what = "write failed", err = errno;
     else if (fsync(fileno(af->f)) != 0)
@@ -123,7 +206,7 @@ int tfm_atomic_commit(tfm_atomic_file *af) {
     size_t plen = strlen(af->path);
     if (!what && slow && atoi(slow) > 0 && plen > 4 && !strcmp(af->path + plen - 4, ".tfm"))
         usleep((useconds_t)atoi(slow) * 1000u);
-    if (!what && rename(af->tmp_path, af->path) != 0) what = "rename failed", err = errno;
+    if (!what && rename(af->tmp_path, af->target) != 0) what = "rename failed", err = errno;
     if (what) {
         tfm_set_error("%s: %s: %s", af->path, what, strerror(err));
         unlink(af->tmp_path);
@@ -134,7 +217,7 @@ int tfm_atomic_commit(tfm_atomic_file *af) {
      * filesystems refuse fsync on a directory (EINVAL): the data itself is
      * safe by then, so that is not an error. */
     char dir[4096];
-    dir_of(af->path, dir, sizeof dir);
+    dir_of(af->target, dir, sizeof dir);
     int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dfd >= 0) {
         if (fsync(dfd) != 0 && errno != EINVAL && errno != EROFS) {

@@ -383,17 +383,17 @@ int tfm_checkpoint_parse(const void *data, size_t size, const char *name, tfm_ch
         if (r_take(&r, &ndim, 4) || ndim < 1 || ndim > 4)
             BAD("%s: tensor %s: bad rank", name, ck->names[i]);
         ck->ndims[i] = (int)ndim;
-        int64_t n = 1;
         for (uint32_t d = 0; d < ndim; d++) {
             uint64_t s;
             if (r_take(&r, &s, 8) || s > (1ull << 31))
                 BAD("%s: tensor %s: bad shape", name, ck->names[i]);
             ck->shapes[i][d] = (int64_t)s;
-            n *= (int64_t)s;
-            if (n > (1ll << 34)) BAD("%s: tensor %s: too large", name, ck->names[i]);
         }
-        ck->offsets[i] = total;
-        total += n;
+        int64_t n;
+        if (tfm_product_i64(ck->shapes[i], (int)ndim, 1ll << 34, &n) ||
+            tfm_add_i64(total, n, &total) || total > (1ll << 36))
+            BAD("%s: tensor %s: too large", name, ck->names[i]);
+        ck->offsets[i] = total - n;
     }
     if (r_take(&r, &n_floats, 8) || (int64_t)n_floats != total)
         BAD("%s: float count does not match the tensor table", name);
@@ -509,6 +509,14 @@ int tfm_checkpoint_load_state(const tfm_checkpoint *ck, const tfm_params *p,
 int tfm_model_from_checkpoint(tfm_model *m, const tfm_checkpoint *ck) {
     tfm_model_config c;
     if (tfm_model_config_from_kv(&c, &ck->meta, ck->path)) return 1;
+    /* the file holds the weights: a configuration asking for more than it
+     * has is refused before anything that size is allocated */
+    int64_t want = tfm_model_param_count(&c);
+    if (want != ck->n_floats)
+        return tfm_set_error("%s: the model configuration needs %lld parameters, the file has "
+                             "%lld",
+                             ck->path, (long long)want, (long long)ck->n_floats),
+               1;
     if (tfm_model_init(m, &c)) return 1;
     if (tfm_checkpoint_load_params(ck, &m->params)) {
         tfm_model_free(m);

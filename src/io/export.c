@@ -405,6 +405,26 @@ static int read_config(const char *path, tfm_model_config *c, char *kind, size_t
     CFG_CALL(tfm_json_get_bool(t, "pre_ln", &b), "tfm.");
     c->pre_ln = b;
     if (tfm_export_check(c) || tfm_model_config_check(c)) CFG_FAIL("%s", tfm_last_error());
+    /* The section repeats the architecture (tfm export writes it): each value
+     * must be there, with its type, and agree with the Marian fields; a
+     * contradiction means the file was edited by hand and is not trusted. */
+    const struct {
+        const char *key;
+        int64_t have;
+    } same[] = {{"vocab", c->vocab},           {"d_model", c->d_model},
+                {"n_heads", c->n_heads},       {"d_ff", c->d_ff},
+                {"enc_layers", c->enc_layers}, {"dec_layers", c->dec_layers},
+                {"max_len", c->max_len}};
+    for (size_t i = 0; i < sizeof same / sizeof same[0]; i++) {
+        CFG_CALL(tfm_json_get_int64(t, same[i].key, &v), "tfm.");
+        if (v != same[i].have)
+            CFG_FAIL("tfm.%s is %lld, but the MarianConfig fields say %lld", same[i].key,
+                     (long long)v, (long long)same[i].have);
+    }
+    CFG_CALL(tfm_json_get_bool(t, "share_src_emb", &b), "tfm.");
+    if (b != c->share_src_emb)
+        CFG_FAIL("tfm.share_src_emb is %s, but share_encoder_decoder_embeddings is %s",
+                 b ? "true" : "false", c->share_src_emb ? "true" : "false");
     rc = 0;
 #undef CFG_CALL
 #undef CFG_FAIL
@@ -422,6 +442,16 @@ int tfm_export_load(const char *dir, tfm_model *m, tfm_kv *meta) {
     snprintf(path, sizeof path, "%s/model.safetensors", dir);
     tfm_st_file f;
     if (tfm_safetensors_open(path, &f)) return 1;
+    /* the weights are in the file: a config.json asking for more parameters
+     * than it can hold is refused before anything that size is allocated */
+    int64_t want = tfm_model_param_count(&c);
+    if (want < 0 || (uint64_t)want > f.size / sizeof(float)) {
+        tfm_set_error("%s: config.json describes %lld parameters, more than the %zu bytes of "
+                      "this file hold",
+                      path, (long long)want, f.size);
+        tfm_safetensors_close(&f);
+        return 1;
+    }
     export_map mp = {0};
     float *scratch = NULL;
     int rc = 1;

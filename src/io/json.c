@@ -550,11 +550,8 @@ int tfm_json_parse(const char *text, size_t len, const tfm_json_options *opt, co
 
 int tfm_json_parse_file(const char *path, const tfm_json_options *opt, tfm_json **out) {
     *out = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        tfm_set_error("%s: cannot open: %s", path, strerror(errno));
-        return -1;
-    }
+    FILE *f = tfm_open_input(path);
+    if (!f) return -1;
     tfm_buf buf = {0};
     int failed = tfm_buf_read_all(&buf, f);
     fclose(f);

@@ -179,6 +179,7 @@ int64_t tfm_k_count_nonfinite(const float *x, int64_t n) {
  *   p -= lr * (m/(1-b1^t)) / (sqrt(v/(1-b2^t)) + eps) + lr * wd * p        */
 void tfm_k_adam(float *p, const float *g, float *m, float *v, int64_t n, float lr, float beta1,
                 float beta2, float eps, float weight_decay, int64_t t) {
+    TFM_ASSERT(t >= 1, "Adam step %lld: steps count from 1", (long long)t);
     float bc1 = (float)(1.0 - pow((double)beta1, (double)t));
     float bc2 = (float)(1.0 - pow((double)beta2, (double)t));
     float step = lr / bc1, inv_sqrt_bc2 = 1.0f / sqrtf(bc2), decay = lr * weight_decay;

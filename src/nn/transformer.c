@@ -21,10 +21,47 @@ int tfm_model_config_check(const tfm_model_config *c) {
     if (c->enc_layers < 1 || c->dec_layers < 1)
         return tfm_set_error("layers: need at least 1 encoder and 1 decoder layer"), 1;
     if (c->max_len < 2)
-        return tfm_set_error("max-len %lld: must be at least 2", (long long)c->max_len), 1;
-    if (!(c->dropout >= 0 && c->dropout < 1) || !(c->attn_dropout >= 0 && c->attn_dropout < 1))
-        return tfm_set_error("dropout must be in [0, 1)"), 1;
-    if (!(c->ln_eps > 0)) return tfm_set_error("ln-eps must be positive"), 1;
+        return tfm_set_error("model-max-len %lld: must be at least 2", (long long)c->max_len), 1;
+    /* Bounds on what a flag, a checkpoint or an export may ask for, checked
+     * before anything is allocated: every size product below then fits in
+     * int64_t, and a crafted file cannot make us compute a table for minutes. */
+    if (c->vocab > TFM_MAX_VOCAB)
+        return tfm_set_error("vocab %lld: at most %lld", (long long)c->vocab,
+                             (long long)TFM_MAX_VOCAB),
+               1;
+    if (c->d_model > TFM_MAX_DIM)
+        return tfm_set_error("d-model %lld: at most %lld", (long long)c->d_model,
+                             (long long)TFM_MAX_DIM),
+               1;
+    if (c->d_ff > TFM_MAX_FF)
+        return tfm_set_error("d-ff %lld: at most %lld", (long long)c->d_ff, (long long)TFM_MAX_FF),
+               1;
+    if (c->enc_layers > TFM_MAX_LAYERS || c->dec_layers > TFM_MAX_LAYERS)
+        return tfm_set_error("layers %lld + %lld: at most %d each", (long long)c->enc_layers,
+                             (long long)c->dec_layers, TFM_MAX_LAYERS),
+               1;
+    if (c->max_len > TFM_MAX_POSITIONS)
+        return tfm_set_error("model-max-len %lld: at most %lld positions", (long long)c->max_len,
+                             (long long)TFM_MAX_POSITIONS),
+               1;
+    int64_t table = c->max_len * c->d_model, params = tfm_model_param_count(c);
+    if (table > TFM_MAX_TENSOR_FLOATS)
+        return tfm_set_error("model-max-len %lld x d-model %lld: position table too large",
+                             (long long)c->max_len, (long long)c->d_model),
+               1;
+    if (params < 0 || params > TFM_MAX_PARAMS)
+        return tfm_set_error("model too large: more than %lld parameters",
+                             (long long)TFM_MAX_PARAMS),
+               1;
+    if (!(c->dropout >= 0 && c->dropout < 1))
+        return tfm_set_error("dropout %g: must be in [0, 1)", (double)c->dropout), 1;
+    if (!(c->attn_dropout >= 0 && c->attn_dropout < 1))
+        return tfm_set_error("attn-dropout %g: must be in [0, 1)", (double)c->attn_dropout), 1;
+    /* the float that is used: 1e300 becomes inf, 1e-50 becomes 0 */
+    if (!(c->ln_eps > 0) || !isfinite(c->ln_eps))
+        return tfm_set_error("ln-eps %g: must be positive and finite as a float",
+                             (double)c->ln_eps),
+               1;
     return 0;
 }
 
@@ -333,11 +370,19 @@ size_t tfm_model_activation_bytes(const tfm_model_config *c, int64_t B, int64_t 
 }
 
 int64_t tfm_model_param_count(const tfm_model_config *c) {
-    int64_t D = c->d_model, F = c->d_ff, V = c->vocab;
-    int64_t attn = 4 * (D * D + D), ffn = 2 * D * F + F + D, ln = 2 * D;
-    int64_t n = V * D * (c->share_src_emb ? 1 : 2);
-    n += c->enc_layers * (attn + ffn + 2 * ln) + c->dec_layers * (2 * attn + ffn + 3 * ln);
-    if (c->pre_ln) n += 2 * ln;
+    int64_t D = c->d_model, F = c->d_ff, V = c->vocab, L1 = c->enc_layers, L2 = c->dec_layers;
+    if (D < 0 || F < 0 || V < 0 || L1 < 0 || L2 < 0) return -1;
+    /* every product from input is checked: -1 when it does not fit */
+    int64_t dd, df, attn, ffn, ln = 0, emb, enc, dec, per_enc, per_dec, n;
+    if (tfm_mul_i64(D, D, &dd) || tfm_add_i64(dd, D, &attn) || tfm_mul_i64(attn, 4, &attn) ||
+        tfm_mul_i64(D, F, &df) || tfm_mul_i64(df, 2, &ffn) || tfm_add_i64(ffn, F + D, &ffn) ||
+        tfm_mul_i64(D, 2, &ln) || tfm_mul_i64(V, D, &emb) ||
+        tfm_mul_i64(emb, c->share_src_emb ? 1 : 2, &emb) || tfm_add_i64(attn, ffn, &per_enc) ||
+        tfm_add_i64(per_enc, 2 * ln, &per_enc) || tfm_add_i64(per_enc, attn, &per_dec) ||
+        tfm_add_i64(per_dec, ln, &per_dec) || tfm_mul_i64(L1, per_enc, &enc) ||
+        tfm_mul_i64(L2, per_dec, &dec) || tfm_add_i64(emb, enc, &n) || tfm_add_i64(n, dec, &n) ||
+        tfm_add_i64(n, c->pre_ln ? 2 * ln : 0, &n))
+        return -1;
     return n;
 }
 
@@ -349,7 +394,15 @@ int64_t tfm_model_param_count(const tfm_model_config *c) {
 
 int tfm_kv_cache_init(tfm_kv_cache *c, const tfm_model *m, int64_t B, int64_t S, int64_t T_max) {
     memset(c, 0, sizeof *c);
-    int64_t L = m->cfg.dec_layers, D = m->cfg.d_model, H = m->cfg.n_heads;
+    int64_t L = m->cfg.dec_layers, D = m->cfg.d_model, H = m->cfg.n_heads, cells;
+    int64_t self_dims[4] = {L, B, T_max > S ? T_max : S, D};
+    /* B and the lengths come from flags and input: the products must fit */
+    if (B < 1 || S < 1 || T_max < 1 ||
+        tfm_product_i64(self_dims, 4, INT64_MAX / (int64_t)sizeof(float), &cells)) {
+        tfm_set_error("decoder cache for batch %lld, lengths %lld/%lld: too large", (long long)B,
+                      (long long)S, (long long)T_max);
+        return 1;
+    }
     c->B = B;
     c->S = S;
     c->T_max = T_max;

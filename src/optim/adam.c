@@ -93,6 +93,8 @@ tfm_state_block *tfm_adam_state(tfm_adam *a, int *n) {
 void tfm_adam_update(tfm_adam *a, tfm_params *p, int64_t t, double lr) {
     const tfm_adam_config *c = &a->cfg;
     TFM_ASSERT(a->n == p->total_n, "Adam state made for another parameter block");
+    /* step 0 would divide by 1 - beta^0 = 0 and make every parameter NaN */
+    TFM_ASSERT(t >= 1, "Adam step %lld: steps count from 1", (long long)t);
     if (c->weight_decay == 0.0f) {
         /* one pass over the whole block (padding between tensors stays 0) */
         tfm_k_adam(p->data, p->grad, a->m, a->v, p->total_n, (float)lr, c->beta1, c->beta2, c->eps,

@@ -1,9 +1,11 @@
 /* Errors, asserts, allocation, counter-based RNG, threads, clock. */
 #include "tfm/base.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdarg.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #ifdef _OPENMP
 #include <omp.h>
@@ -50,6 +52,69 @@ void *tfm_calloc(size_t bytes) {
 }
 
 void tfm_free(void *p) { free(p); }
+
+int tfm_product_i64(const int64_t *factors, int n, int64_t limit, int64_t *out) {
+    int64_t p = 1;
+    for (int i = 0; i < n; i++)
+        if (factors[i] < 0 || tfm_mul_i64(p, factors[i], &p) || p > limit) return 1;
+    *out = p;
+    return 0;
+}
+
+FILE *tfm_open_input(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        tfm_set_error("%s: cannot open: %s", path, strerror(errno));
+        return NULL;
+    }
+    struct stat st;
+    if (fstat(fileno(f), &st) == 0 && S_ISDIR(st.st_mode)) {
+        fclose(f);
+        tfm_set_error("%s: is a directory", path);
+        return NULL;
+    }
+    return f;
+}
+
+int tfm_input_error(FILE *f, const char *path) {
+    if (!ferror(f)) return 0;
+    tfm_set_error("%s: read error: %s", path, strerror(errno ? errno : EIO));
+    return 1;
+}
+
+int tfm_read_input(const char *path, char **data, size_t *len) {
+    *data = NULL;
+    *len = 0;
+    FILE *f = tfm_open_input(path);
+    if (!f) return 1;
+    size_t cap = 1 << 16, n = 0;
+    char *buf = malloc(cap + 1);
+    for (;;) {
+        if (!buf) {
+            fclose(f);
+            tfm_set_error("%s: out of memory reading the file", path);
+            return 1;
+        }
+        errno = 0;
+        size_t got = fread(buf + n, 1, cap - n, f);
+        n += got;
+        if (n < cap) break;
+        char *bigger = cap > SIZE_MAX / 4 ? NULL : realloc(buf, 2 * cap + 1);
+        if (!bigger) free(buf);
+        buf = bigger;
+        cap *= 2;
+    }
+    if (tfm_input_error(f, path)) {
+        free(buf);
+        fclose(f);
+        return 1;
+    }
+    fclose(f);
+    buf[n] = 0;
+    *data = buf;
+    *len = n;
+    return 0;
+}
 
 uint64_t tfm_hash64(uint64_t x) {
     x += 0x9E3779B97F4A7C15ull;

@@ -9,11 +9,8 @@
 #include "tfm/base.h"
 
 int tfm_each_line_file(const char *path, tfm_line_fn fn, void *ctx) {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        tfm_set_error("%s: cannot open: %s", path, strerror(errno));
-        return -1;
-    }
+    FILE *f = tfm_open_input(path);
+    if (!f) return -1;
     char *line = NULL;
     size_t cap = 0;
     ssize_t got;
@@ -24,10 +21,7 @@ int tfm_each_line_file(const char *path, tfm_line_fn fn, void *ctx) {
         if (len && line[len - 1] == '\n') len--;
         if ((rc = fn(ctx, line, len, path, ++lineno)) != 0) break;
     }
-    if (rc == 0 && ferror(f)) {
-        tfm_set_error("%s: read error: %s", path, strerror(errno));
-        rc = -1;
-    }
+    if (rc == 0 && tfm_input_error(f, path)) rc = -1;
     free(line);
     fclose(f);
     return rc;
