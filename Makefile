@@ -3,7 +3,7 @@
 #   make run        train the copy task and show its translations
 #   make test       check-layers, then build and run every Check suite (tests/test_*.c)
 #   make check-layers  fail on an #include that runs up the layer order of STYLE.md
-#   make SANITIZE=1 test   the same with ASan + UBSan (objects in build/san)
+#   make SANITIZE=1 test   the same with ASan + UBSan + LSan (objects in build/san)
 #   make bench      benchmarks against the references in ../shared/bench
 #   make fuzz       libFuzzer targets (clang), FUZZ_SECONDS each
 #   make install PREFIX=/usr/local [DESTDIR=...]   (make uninstall with the same)
@@ -29,6 +29,10 @@ ifeq ($(SANITIZE),1)
 CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined -g
 LDLIBS  += -fsanitize=address,undefined
 BUILD   := build/san
+# Leak detection on, whatever the platform's default: a leak on any exit path
+# (every error exit of tfm included) fails the test that ran it.
+export ASAN_OPTIONS := detect_leaks=1$(if $(ASAN_OPTIONS),:$(ASAN_OPTIONS))
+export UBSAN_OPTIONS := halt_on_error=1:print_stacktrace=1$(if $(UBSAN_OPTIONS),:$(UBSAN_OPTIONS))
 endif
 ifeq ($(PORTABLE),1)
 BUILD   := $(BUILD)/portable
