@@ -773,6 +773,66 @@ START_TEST(bench_commands_take_precision) {
 }
 END_TEST
 
+/* Parameters of a run directory's newest checkpoint (malloc'd). */
+static float *run_params(const char *dir, int64_t *n) {
+    tfm_model m;
+    ck_assert_msg(tfm_load_model(dir, &m, NULL) == 0, "%s: %s", dir, tfm_last_error());
+    *n = m.params.total_n;
+    float *w = malloc((size_t)*n * sizeof(float));
+    memcpy(w, m.params.data, (size_t)*n * sizeof(float));
+    tfm_model_free(&m);
+    return w;
+}
+
+START_TEST(train_and_translate_take_precision) {
+    char cmd[4096], out[1 << 14];
+    /* bad values: one line, exit 2 */
+    snprintf(cmd, sizeof cmd, "%s train --task copy --steps 1 --precision fp8", tfm_test_bin());
+    ck_assert_int_eq(tfm_test_run(cmd, out, sizeof out), 2);
+    ck_assert_msg(!strcmp(out, "tfm: --precision: 'fp8' is not fp32 or bf16\n"), "%s", out);
+    snprintf(cmd, sizeof cmd, "%s translate --model /nonexistent --precision bf17", tfm_test_bin());
+    ck_assert_int_eq(tfm_test_run(cmd, out, sizeof out), 2);
+    ck_assert_msg(!strcmp(out, "tfm: --precision: 'bf17' is not fp32 or bf16\n"), "%s", out);
+    /* two bf16 runs and an fp32 one of a tiny copy task */
+    const char *dir = tfm_test_tmpdir("bf16-cli");
+    const char *runs[3] = {"bf16a", "bf16b", "fp32"};
+    for (int r = 0; r < 3; r++) {
+        snprintf(cmd, sizeof cmd,
+                 "%s train --task copy --d-model 16 --heads 2 --d-ff 32 --layers 1 --vocab 8 "
+                 "--max-len 5 --batch 16 --steps 30 --eval-n 20 --threads 2 --quiet --save %s/%s"
+                 "%s",
+                 tfm_test_bin(), dir, runs[r], r < 2 ? " --precision bf16" : "");
+        ck_assert_msg(tfm_test_run(cmd, out, sizeof out) == 0, "%s\n%s", cmd, out);
+    }
+    char path[1024];
+    snprintf(path, sizeof path, "%s/bf16a/config.txt", dir);
+    FILE *f = fopen(path, "r");
+    ck_assert_ptr_nonnull(f);
+    size_t got = fread(out, 1, sizeof out - 1, f);
+    out[got] = 0;
+    fclose(f);
+    ck_assert_msg(strstr(out, "precision = bf16\n") != NULL, "config.txt:\n%s", out);
+    int64_t n[3];
+    float *w[3];
+    for (int r = 0; r < 3; r++) {
+        snprintf(path, sizeof path, "%s/%s", dir, runs[r]);
+        w[r] = run_params(path, &n[r]);
+    }
+    ck_assert_msg(n[0] == n[1] && !differs(w[0], w[1], n[0]), "two bf16 runs differ");
+    ck_assert_msg(differs(w[0], w[2], n[0]), "--precision bf16 trained the fp32 weights");
+    /* the bf16 model translates in either precision */
+    for (int p = 0; p < 2; p++) {
+        snprintf(cmd, sizeof cmd, "printf '3 4 5\\n6 7\\n' | %s translate --model %s/bf16a%s",
+                 tfm_test_bin(), dir, p ? " --precision bf16" : " --precision fp32");
+        ck_assert_msg(tfm_test_run(cmd, out, sizeof out) == 0, "%s\n%s", cmd, out);
+        int lines = 0;
+        for (const char *c = out; *c; c++) lines += *c == '\n';
+        ck_assert_msg(lines == 2, "two output lines expected:\n%s", out);
+    }
+    for (int r = 0; r < 3; r++) free(w[r]);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("bf16");
     TCase *tc = tcase_create("kernels");
@@ -794,6 +854,7 @@ int main(void) {
     tcase_add_test(to, bf16_training_repeats_bit_identically);
     tcase_add_test(to, bf16_copy_task_exact_match);
     tcase_add_test(to, bench_commands_take_precision);
+    tcase_add_test(to, train_and_translate_take_precision);
     suite_add_tcase(s, to);
     return tfm_test_main(s);
 }

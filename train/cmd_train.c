@@ -35,6 +35,7 @@ typedef struct {
     /* run */
     int64_t seed, threads, log_every, save_every, keep, max_bad_steps, arena_mb;
     const char *save;
+    const char *precision;
     int resume, quiet, check_numerics;
 } train_cli;
 
@@ -64,6 +65,7 @@ static void defaults(train_cli *o) {
     o->log_every = t.log_every;
     o->keep = t.keep;
     o->max_bad_steps = t.max_bad_steps;
+    o->precision = tfm_precision_name(t.precision);
 }
 
 static int make_flags(train_cli *o, flag_def *f) {
@@ -125,6 +127,9 @@ static int make_flags(train_cli *o, flag_def *f) {
     B("resume", resume, "continue from the newest good checkpoint in --save");
     B("quiet", quiet, "no progress output");
     B("check-numerics", check_numerics, "check every op for NaN/Inf and name the first");
+    S("precision", precision,
+      "GEMM arithmetic of the step and validation: fp32 or bf16 (bf16 inputs, fp32 sums; "
+      "weights, gradients, Adam, norms, softmax and loss stay fp32)");
 #undef I
 #undef F
 #undef S
@@ -156,6 +161,9 @@ static int check_flags(const train_cli *o) {
     NEED(o->save_every >= 0, "--save-every: must not be negative");
     NEED(o->max_bad_steps >= 1, "--max-bad-steps: must be at least 1");
     NEED(o->arena_mb >= 0, "--arena-mb: must not be negative");
+    tfm_precision prec;
+    NEED(tfm_precision_parse(o->precision, &prec) == 0, "--precision: '%s' is not fp32 or bf16",
+         o->precision);
     NEED(o->eval_n >= 1, "--eval-n: must be at least 1");
     NEED(!o->resume || o->save, "--resume needs --save DIR");
     NEED(o->batch_tokens >= 16, "--batch-tokens: must be at least 16");
@@ -192,6 +200,7 @@ static void to_train_opts(const train_cli *c, const char *config, tfm_train_opts
     o->max_bad_steps = c->max_bad_steps;
     o->arena_bytes = (size_t)c->arena_mb << 20;
     o->check_numerics = c->check_numerics;
+    tfm_precision_parse(c->precision, &o->precision); /* checked by check_flags */
     o->threads = (int)c->threads;
     o->run_dir = c->save;
     o->resume = c->resume;
@@ -211,15 +220,16 @@ static void on_signal(int sig) {
 }
 
 static int train_corpus(train_cli *c, const tfm_train_opts *o) {
-    tfm_corpus_task task = {.src_train = c->src_train,
-                            .tgt_train = c->tgt_train,
-                            .src_valid = c->src_valid,
-                            .tgt_valid = c->tgt_valid,
-                            .bpe_merges = c->bpe_merges > 0 ? c->bpe_merges : 8000,
-                            .batch_tokens = c->batch_tokens,
-                            .max_tokens = c->max_tokens_len,
-                            .valid_max = c->valid_max,
-                            .decode = {.beam = c->beam, .alpha = c->alpha, .batch = 64}};
+    tfm_corpus_task task = {
+        .src_train = c->src_train,
+        .tgt_train = c->tgt_train,
+        .src_valid = c->src_valid,
+        .tgt_valid = c->tgt_valid,
+        .bpe_merges = c->bpe_merges > 0 ? c->bpe_merges : 8000,
+        .batch_tokens = c->batch_tokens,
+        .max_tokens = c->max_tokens_len,
+        .valid_max = c->valid_max,
+        .decode = {.beam = c->beam, .alpha = c->alpha, .batch = 64, .precision = o->precision}};
     tfm_corpus_summary sum;
     if (tfm_train_corpus(&task, o, &c->model, &sum)) return tfm_cli_fail(1, "%s", tfm_last_error());
     printf("steps=%lld epochs=%lld best_bleu=%.2f seconds=%.1f tokens_per_s=%.0f\n",

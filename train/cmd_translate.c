@@ -45,11 +45,12 @@ static int parse_symbols(const char *line, int64_t lineno, int64_t vocab, int32_
     return 0;
 }
 
-static int translate_toy(tfm_model *m, const tfm_lines *in, int64_t batch) {
+static int translate_toy(tfm_model *m, const tfm_lines *in, int64_t batch, tfm_precision prec) {
     tfm_tape t;
     if (tfm_tape_init(&t, (size_t)256 << 20, 1 << 10)) return 1;
     t.no_grad = 1;
     t.training = 0;
+    t.precision = prec;
     int64_t cap = m->cfg.max_len - 2;
     int32_t *src = malloc((size_t)(batch * (cap + 1)) * sizeof(int32_t));
     uint8_t *pad = malloc((size_t)(batch * (cap + 1)));
@@ -118,7 +119,8 @@ static int translate_main(const char *model_path, const char *input, const tfm_t
     const char *kind = tfm_kv_get(&meta, "data.kind");
     int rc = 0;
     if (kind && !strcmp(kind, "toy")) {
-        if (translate_toy(&m, &in, o->batch)) rc = tfm_cli_fail(1, "%s", tfm_last_error());
+        if (translate_toy(&m, &in, o->batch, o->precision))
+            rc = tfm_cli_fail(1, "%s", tfm_last_error());
     } else {
         /* the subword files sit beside the checkpoint */
         char dir[4096];
@@ -152,7 +154,7 @@ static int translate_main(const char *model_path, const char *input, const tfm_t
 }
 
 int tfm_cmd_translate(int argc, char **argv) {
-    const char *model_path = NULL, *input = "-";
+    const char *model_path = NULL, *input = "-", *precision = "fp32";
     int64_t beam = 1, batch = 64, threads = 0, max_len = 0;
     double alpha = 0.6;
     int quiet = 0;
@@ -165,6 +167,8 @@ int tfm_cmd_translate(int argc, char **argv) {
         {"max-len", FLAG_INT, &max_len, "longest output in subwords (0: from the input)", 0},
         {"threads", FLAG_INT, &threads, "OpenMP threads (0: all cores)", 0},
         {"quiet", FLAG_BOOL, &quiet, "no progress on stderr", 0},
+        {"precision", FLAG_STR, &precision,
+         "GEMM arithmetic: fp32 or bf16 (bf16 inputs, fp32 sums; any model runs in either)", 0},
     };
     int n_flags = (int)(sizeof flags / sizeof flags[0]);
     int rc = flags_parse(flags, n_flags, argc, argv, USAGE, NULL, 0, NULL);
@@ -176,11 +180,15 @@ int tfm_cmd_translate(int argc, char **argv) {
     if (max_len < 0) return tfm_cli_fail(2, "--max-len: must not be negative");
     if (threads < 0 || threads > TFM_MAX_THREADS)
         return tfm_cli_fail(2, "--threads: must be between 0 and %d", TFM_MAX_THREADS);
+    tfm_precision prec;
+    if (tfm_precision_parse(precision, &prec))
+        return tfm_cli_fail(2, "--precision: '%s' is not fp32 or bf16", precision);
     if (threads > 0) tfm_set_num_threads((int)threads);
     tfm_translate_opts to = {.beam = beam,
                              .alpha = alpha,
                              .batch = batch,
                              .max_len = max_len,
-                             .progress = !quiet && isatty(fileno(stderr))};
+                             .progress = !quiet && isatty(fileno(stderr)),
+                             .precision = prec};
     return translate_main(model_path, input, &to);
 }

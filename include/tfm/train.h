@@ -265,11 +265,12 @@ int tfm_corpus_encode(const tfm_corpus *c, const tfm_text_model *tm, tfm_encoded
 void tfm_encoded_corpus_free(tfm_encoded_corpus *e);
 
 typedef struct {
-    int64_t beam;    /* 1: greedy */
-    double alpha;    /* beam length penalty */
-    int64_t batch;   /* sentences per decoding batch */
-    int64_t max_len; /* output limit (0: 2 * source + 10) */
-    int progress;    /* progress on stderr */
+    int64_t beam;            /* 1: greedy */
+    double alpha;            /* beam length penalty */
+    int64_t batch;           /* sentences per decoding batch */
+    int64_t max_len;         /* output limit (0: 2 * source + 10) */
+    int progress;            /* progress on stderr */
+    tfm_precision precision; /* GEMM arithmetic of decoding (TFM_FP32 default) */
 } tfm_translate_opts;
 
 /* Translates n sentences; out[i] receives a malloc'd string. Sentences are

@@ -138,6 +138,7 @@ int tfm_translate_lines(tfm_model *m, const tfm_text_model *tm, char *const *lin
     if (tfm_tape_init(&t, arena, 16)) goto done;
     t.no_grad = 1;
     t.training = 0;
+    t.precision = o->precision;
     int32_t *src = malloc((size_t)(B * S_max) * sizeof(int32_t));
     uint8_t *pad = malloc((size_t)(B * S_max));
     int32_t *hyp = malloc((size_t)(B * max_out) * sizeof(int32_t));
