@@ -23,7 +23,8 @@
 #include "tfm/train.h"
 
 static const char *USAGE =
-    "tfm export --model RUN_DIR_OR_CHECKPOINT --out EXPORT_DIR [--force] [--dump-logits FILE]";
+    "tfm export --model RUN_DIR_OR_CHECKPOINT --out EXPORT_DIR [--format hf|marian] [--force] "
+    "[--dump-logits FILE]";
 
 /* 1 when dir has entries other than . and .., 0 when empty, -1 on error;
  * *checkpoints = 1 when one of them is a checkpoint (a run directory). */
@@ -172,6 +173,24 @@ done:
     return rc;
 }
 
+static int export_marian(const tfm_model *m, const char *kind, const char *run_dir, const char *out,
+                         int force) {
+    text_model tm = {0};
+    int text = !strcmp(kind, "text"), rc = 1;
+    if (prepare_out(out, force) || (text && text_model_load(run_dir, &tm))) goto done;
+    if (tfm_export_marian_save(m, text ? tm.vocab : NULL, out, 0)) goto done;
+    if (text) {
+        char from[4096 + 64], to[4096 + 64];
+        snprintf(from, sizeof from, "%s/bpe.codes", run_dir);
+        snprintf(to, sizeof to, "%s/bpe.codes", out);
+        if (copy_file(from, to)) goto done;
+    }
+    rc = 0;
+done:
+    if (text) text_model_free(&tm);
+    return rc ? tfm_cli_fail(1, "%s", tfm_last_error()) : 0;
+}
+
 /* ---- --dump-logits ----------------------------------------------------------- */
 
 static int fx_tensor(FILE *f, const char *name, int dtype, int ndim, const int64_t *shape,
@@ -260,12 +279,15 @@ done:
 }
 
 int tfm_cmd_export(int argc, char **argv) {
-    const char *model_path = NULL, *out = NULL, *dump = NULL;
+    const char *model_path = NULL, *out = NULL, *dump = NULL, *format = "hf";
     int force = 0;
     int64_t threads = 1;
     flag_def flags[] = {
         {"model", FLAG_STR, &model_path, "run directory or checkpoint file", 0},
         {"out", FLAG_STR, &out, "export directory (created; must be empty unless --force)", 0},
+        {"format", FLAG_STR, &format,
+         "hf: Hugging Face MarianMT layout; marian: marian-dev's model.npz, vocab.yml, decoder.yml",
+         0},
         {"force", FLAG_BOOL, &force, "write into an existing non-empty directory", 0},
         {"dump-logits", FLAG_STR, &dump,
          "also write the export's logits on a fixed batch to FILE (for tests/verify_export.py)", 0},
@@ -278,6 +300,8 @@ int tfm_cmd_export(int argc, char **argv) {
     if (!out) return tfm_cli_fail(2, "export: --out EXPORT_DIR is required");
     if (threads < 0 || threads > TFM_MAX_THREADS)
         return tfm_cli_fail(2, "--threads: must be between 0 and %d", TFM_MAX_THREADS);
+    if (strcmp(format, "hf") && strcmp(format, "marian"))
+        return tfm_cli_fail(2, "--format: '%s' is not hf or marian", format);
     if (threads > 0) tfm_set_num_threads((int)threads);
 
     tfm_model m;
@@ -303,7 +327,14 @@ int tfm_cmd_export(int argc, char **argv) {
     char probe[4200];
     snprintf(probe, sizeof probe, "%s/model.safetensors", out);
     int earlier_export = access(probe, F_OK) == 0;
-    if (tfm_export_check(&m.cfg)) {
+    if (!strcmp(format, "marian")) {
+        /* no tfm model records a zero decoder start yet (issue 15): refused */
+        if (tfm_export_marian_check(&m.cfg, 0))
+            rc = tfm_cli_fail(1, "%s: cannot export to Marian: %s", model_path, tfm_last_error());
+        else
+            rc = export_marian(&m, kind, run_dir, out, force);
+        if (!rc) printf("exported %s (%s model) to %s for marian-decoder\n", model_path, kind, out);
+    } else if (tfm_export_check(&m.cfg)) {
         rc = tfm_cli_fail(1, "%s: cannot export: %s", model_path, tfm_last_error());
     } else if (prepare_out(out, force) || tfm_export_save(&m, kind, out) ||
                (!strcmp(kind, "text") && export_tokenizer(run_dir, out, &m.cfg))) {

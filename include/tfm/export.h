@@ -30,6 +30,7 @@
 
 #include "tfm/checkpoint.h"
 #include "tfm/nn.h"
+#include "tfm/text.h"
 
 /* 0 when the model can be expressed as a MarianMTModel; otherwise an error
  * saying why (pre-LN layers; a layer-norm epsilon other than PyTorch's
@@ -49,5 +50,46 @@ int tfm_export_save(const tfm_model *m, const char *data_kind, const char *dir);
  * the file and the tensor. meta (initialised by the caller, may be NULL)
  * receives "data.kind" and the model configuration keys. */
 int tfm_export_load(const char *dir, tfm_model *m, tfm_kv *meta);
+
+/* ---- native Marian (marian-dev) export -----------------------------------
+ * dir/model.npz: a zip (stored entries, CRC-32) of .npy v1.0 arrays under
+ * marian-dev's parameter names (src/models/transformer.h, layers 1-based;
+ * Marian computes x W, so our (out, in) weights are written transposed):
+ *
+ *     Wemb (V, D) [encoder_Wemb, decoder_Wemb without --share-emb]
+ *                                   our embeddings times sqrt(D) (see below)
+ *     Wpos (max_len, D)             our sinusoid table
+ *     encoder_lN_self_{Wq,Wk,Wv,Wo} (D, D), _{bq,bk,bv,bo} (1, D)
+ *     encoder_lN_self_Wo_ln_{scale,bias} (1, D)        enc.N.ln1
+ *     encoder_lN_ffn_W1 (D, F), _b1 (1, F), _W2 (F, D), _b2 (1, D)
+ *     encoder_lN_ffn_ffn_ln_{scale,bias} (1, D)        enc.N.ln2
+ *     decoder_lN_self_*, decoder_lN_context_* (cross-attention, ln2),
+ *     decoder_lN_ffn_* (ln3)        as in the encoder
+ *     decoder_ff_logit_out_Wt (V, D) our (unscaled) target embedding
+ *     decoder_ff_logit_out_b (1, V) 0, and -1e9 for <pad> and <s> (which our
+ *                                   decoders never emit)
+ *     special:model.yml             int8, the YAML options, NUL-padded to 256
+ *
+ * Marian's built-in sinusoids differ from ours (log(10000)/(D/2-1) against
+ * /(D/2)), so the export asks for trained positions
+ * (transformer-train-position-embeddings) and stores our table as Wpos; in
+ * that mode Marian adds the positions to the looked-up embedding without
+ * its sqrt(D) scale, hence the pre-scaled tables, and the output layer is
+ * untied (tied-embeddings: false, tied-embeddings-src for --share-emb).
+ * dir/vocab.yml maps our tokens to ids (JSON, which YAML reads), used for
+ * both sides; dir/decoder.yml runs marian-decoder on input segmented by
+ * `tfm bpe apply` (greedy, allow-unk, no length normalisation).
+ *
+ * Refused (tfm_export_marian_check): a decoder that starts from the <s>
+ * embedding (Marian starts from a zero vector plus position 0; no tfm model
+ * records another convention yet, so callers pass TFM_MARIAN_ZERO_START
+ * only for models they know start that way), pre-LN layers, and a layer-norm
+ * epsilon other than Marian's fixed 1e-6. */
+#define TFM_MARIAN_ZERO_START 1
+int tfm_export_marian_check(const tfm_model_config *c, int flags);
+/* v may be NULL (toy models: no vocab.yml). dir must exist. */
+int tfm_export_marian_save(const tfm_model *m, const tfm_vocab *v, const char *dir, int flags);
+/* CRC-32 as zip computes it (exposed for tests). */
+uint32_t tfm_crc32(const void *data, size_t n);
 
 #endif
