@@ -337,7 +337,7 @@ END_TEST
 int main(void) {
     Suite *s = suite_create("export_marian");
     TCase *tc = tcase_create("export_marian");
-    tcase_set_timeout(tc, 120);
+    tcase_set_timeout(tc, 300);
     tcase_add_test(tc, crc32_known_values);
     tcase_add_test(tc, marian_npz_names_shapes_values);
     tcase_add_test(tc, marian_npz_shared_embedding);

@@ -657,7 +657,7 @@ END_TEST
 int main(void) {
     Suite *s = suite_create("hf_tokenizer");
     TCase *tc = tcase_create("hf_tokenizer");
-    tcase_set_timeout(tc, 120);
+    tcase_set_timeout(tc, 300);
     tcase_add_test(tc, numbers_corpus_ids_exact);
     tcase_add_test(tc, stress_corpus_ids_exact);
     suite_add_tcase(s, tc);
