@@ -13,7 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../data/text_util.h" /* tfm_strmap, tfm_grow (src/data private; to src/util) */
+#include "../util/buf.h"  /* tfm_grow */
+#include "../util/hash.h" /* tfm_strmap */
 #include "tfm/atomic_file.h"
 #include "tfm/base.h"
 #include "tfm/json.h"
