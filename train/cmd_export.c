@@ -175,9 +175,9 @@ done:
 
 static int export_marian(const tfm_model *m, const char *kind, const char *run_dir, const char *out,
                          int force) {
-    text_model tm = {0};
+    tfm_text_model tm = {0};
     int text = !strcmp(kind, "text"), rc = 1;
-    if (prepare_out(out, force) || (text && text_model_load(run_dir, &tm))) goto done;
+    if (prepare_out(out, force) || (text && tfm_text_model_load(run_dir, &tm))) goto done;
     if (tfm_export_marian_save(m, text ? tm.vocab : NULL, out, 0)) goto done;
     if (text) {
         char from[4096 + 64], to[4096 + 64];
@@ -187,7 +187,7 @@ static int export_marian(const tfm_model *m, const char *kind, const char *run_d
     }
     rc = 0;
 done:
-    if (text) text_model_free(&tm);
+    if (text) tfm_text_model_free(&tm);
     return rc ? tfm_cli_fail(1, "%s", tfm_last_error()) : 0;
 }
 
