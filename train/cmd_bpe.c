@@ -277,14 +277,8 @@ static int cmd_hf(const bpe_args *a) {
     tfm_bpe *b = tfm_bpe_load(a->codes);
     tfm_vocab *v = b ? tfm_vocab_load(a->vocab) : NULL;
     int rc = 0;
-    tfm_hf_tokenizer_info info;
-    if (!b || !v || tfm_bpe_write_hf_tokenizer(b, v, a->out, &info))
+    if (!b || !v || tfm_bpe_write_hf_tokenizer(b, v, a->out, NULL))
         rc = tfm_cli_fail(1, "%s", tfm_last_error());
-    else if (info.n_merges_from_unk) /* written as asked, but say it is not exact */
-        fprintf(stderr,
-                "tfm: note: %s: %lld merges start from a symbol %s lacks; Hugging Face will not "
-                "segment exactly as tfm does\n",
-                a->out, (long long)info.n_merges_from_unk, a->vocab);
     tfm_vocab_free(v);
     tfm_bpe_free(b);
     return rc;
