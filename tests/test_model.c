@@ -136,8 +136,7 @@ START_TEST(parity_with_pytorch_five_adam_steps) {
     for (int64_t i = 0; i < B * max_out; i++)
         ck_assert_msg(out[i] == want[i], "greedy token %lld: got %d want %d", (long long)i, out[i],
                       want[i]);
-    tfm_tape_free(&t);
-    tfm_model_free(&m);
+    tfm_trainer_free(&tr); /* the model, the tape (m and t are copies) and Adam's moments */
     tfm_fixture_free(&fx);
 }
 END_TEST
