@@ -35,7 +35,7 @@ static void setup(void) {
     tfm_kv_init(&meta);
     tfm_model_config_to_kv(&c, &meta);
     tfm_checkpoint ck;
-    if (tfm_model_init(&m, &c) || tfm_checkpoint_save(path, &meta, &m.params, 0) ||
+    if (tfm_model_init(&m, &c) || tfm_checkpoint_save(path, &meta, &m.params, NULL, 0) ||
         tfm_checkpoint_read(path, &ck)) {
         fprintf(stderr, "fuzz_checkpoint_meta: setup failed: %s\n", tfm_last_error());
         abort();

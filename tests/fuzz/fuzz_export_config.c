@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "tfm/base.h"
@@ -27,7 +28,7 @@ static void setup(void) {
     c.vocab = 8, c.d_model = 8, c.n_heads = 2, c.d_ff = 16, c.enc_layers = 1, c.dec_layers = 1;
     c.max_len = 16;
     tfm_model m;
-    if (tfm_model_init(&m, &c) || tfm_export_save(&m, "toy", dir)) {
+    if (mkdir(dir, 0700) != 0 || tfm_model_init(&m, &c) || tfm_export_save(&m, "toy", dir)) {
         fprintf(stderr, "fuzz_export_config: setup failed: %s\n", tfm_last_error());
         abort();
     }
