@@ -666,6 +666,10 @@ static tfm_model_config toy_model(void) {
     c.enc_layers = c.dec_layers = 1;
     c.max_len = 16;
     c.dropout = 0.0f;
+    /* STEPS_COPY was measured with the decoder starting from <s>; with the
+     * zero start of new models this run ends at exact match 0.990 (fp32 with
+     * the zero start reaches 1.000: test_decoder_start) */
+    c.decoder_start = TFM_START_BOS;
     return c;
 }
 

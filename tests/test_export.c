@@ -58,8 +58,9 @@ static void train_toy(const char *dir, const char *extra) {
     ck_assert_msg(rc == 0, "toy training failed: %s", out_buf);
 }
 
-/* A numbers-corpus model (BPE, vocab.txt) trained for a few steps in dir/run. */
-static void train_text(const char *dir, int share) {
+/* A numbers-corpus model (BPE, vocab.txt) trained for a few steps in dir/run;
+ * extra: more flags. */
+static void train_text(const char *dir, int share, const char *extra) {
     int rc =
         run("%s data numbers --out %s/data --train 1000 --valid 20 --test 20", tfm_test_bin(), dir);
     ck_assert_msg(rc == 0, "data numbers failed: %s", out_buf);
@@ -68,8 +69,8 @@ static void train_text(const char *dir, int share) {
         "%s/data/valid.de "
         "--tgt-valid %s/data/valid.en --save %s/run --bpe-merges 80 --batch-tokens 512 --steps 30 "
         "--valid-every 30 --valid-max 10 --warmup 10 --d-model 32 --heads 2 --d-ff 64 --layers 1 "
-        "--threads 1 --quiet %s",
-        tfm_test_bin(), dir, dir, dir, dir, dir, share ? "--share-emb" : "");
+        "--threads 1 --quiet %s %s",
+        tfm_test_bin(), dir, dir, dir, dir, dir, share ? "--share-emb" : "", extra);
     ck_assert_msg(rc == 0, "text training failed: %s", out_buf);
 }
 
@@ -97,6 +98,7 @@ static void check_round_trip(const char *ckpt_file, const char *export_dir, cons
     ck_assert_int_eq(a.cfg.max_len, b.cfg.max_len);
     ck_assert_int_eq(a.cfg.pre_ln, b.cfg.pre_ln);
     ck_assert_int_eq(a.cfg.share_src_emb, b.cfg.share_src_emb);
+    ck_assert_int_eq(a.cfg.decoder_start, b.cfg.decoder_start);
     ck_assert(a.cfg.ln_eps == b.cfg.ln_eps && a.cfg.dropout == b.cfg.dropout &&
               a.cfg.attn_dropout == b.cfg.attn_dropout);
     ck_assert_int_eq(a.params.count, b.params.count);
@@ -139,6 +141,15 @@ START_TEST(toy_export_round_trip_and_translate) {
     }
     snprintf(p, sizeof p, "%s/tokenizer.json", exp);
     ck_assert_msg(stat(p, &st) != 0, "a toy export has no tokenizer");
+    /* a zero-start model (the default): the pad-last layout of tfm/export.h,
+     * 9 ids of ours and the zero row 9 */
+    const char *keys[] = {"\"vocab_size\": 10,", "\"pad_token_id\": 9,",
+                          "\"decoder_start_token_id\": 9,", "\"vocab\": 9,",
+                          "\"decoder_start\": \"zero\""};
+    for (int i = 0; i < 5; i++)
+        ck_assert_msg(run("grep -qF '%s' %s/config.json", keys[i], exp) == 0, "no %s", keys[i]);
+    ck_assert_int_eq(
+        run("grep -qF '\"decoder_start_token_id\": 9,' %s/generation_config.json", exp), 0);
     /* the run directory's newest checkpoint: best.tfm when present */
     if (stat(ck, &st) != 0) {
         ck_assert_int_eq(run("ls %s/run/checkpoint-*.tfm | tail -1 | tr -d '\\n'", dir), 0);
@@ -157,19 +168,22 @@ START_TEST(toy_export_round_trip_and_translate) {
 }
 END_TEST
 
-static void text_case(int share) {
+/* legacy: a run with the conventions before 2026-11-29 (decoder start <s>,
+ * vocabulary without merge symbols) */
+static void text_case(int share, int legacy) {
     const char *dir = tfm_test_tmpdir("export-text");
     char run_dir[512], exp[512], in[512], p[600];
     snprintf(run_dir, sizeof run_dir, "%s/run", dir);
     snprintf(exp, sizeof exp, "%s/export", dir);
-    train_text(dir, share);
+    train_text(dir, share, legacy ? "--decoder-start bos --exact-vocab=false" : "");
     /* from the checkpoint file: the tokenizer is found beside it */
     snprintf(p, sizeof p, "%s/best.tfm", run_dir);
     export_cli(p, exp);
-    /* tfm train's vocabulary lacks merge symbols that later merges start
-     * from: Hugging Face's BPE cannot reproduce it, so no tokenizer.json
-     * (test_hf_tokenizer checks the file on vocabularies that have them) */
-    ck_assert_msg(strstr(out_buf, "tokenizer.json and tokenizer_config.json are not written"),
+    /* a legacy vocabulary lacks merge symbols that later merges start from:
+     * Hugging Face's BPE cannot reproduce it, so no tokenizer.json; tfm train
+     * now adds them (test_hf_tokenizer checks the file itself) */
+    ck_assert_msg(!strstr(out_buf, "tokenizer.json and tokenizer_config.json are not written") ==
+                      !legacy,
                   "%s", out_buf);
     check_round_trip(p, exp, "text");
     const char *files[] = {"bpe.codes", "vocab.txt", "tokenizer.json", "tokenizer_config.json"};
@@ -177,12 +191,21 @@ static void text_case(int share) {
     for (int i = 0; i < 4; i++) {
         snprintf(p, sizeof p, "%s/%s", exp, files[i]);
         if (i >= 2) {
-            ck_assert_msg(stat(p, &st) != 0, "%s written", p);
+            ck_assert_msg((stat(p, &st) != 0) == legacy, "%s %s", p,
+                          legacy ? "written" : "missing");
             continue;
         }
         ck_assert_msg(stat(p, &st) == 0, "%s missing", p);
-        ck_assert_msg(run("cmp %s/%s %s", run_dir, files[i], p) == 0, "%s differs: %s", p,
-                      out_buf);
+        ck_assert_msg(run("cmp %s/%s %s", run_dir, files[i], p) == 0, "%s differs: %s", p, out_buf);
+    }
+    if (!legacy) {
+        /* pad-last: "<pad>" is the id after ours (the model's zero row), ours renamed */
+        ck_assert_int_eq(run("wc -l < %s/vocab.txt", exp), 0);
+        long V = atol(out_buf);
+        ck_assert_msg(run("grep -qF '\"<pad>\": %ld' %s/tokenizer.json", V, exp) == 0 &&
+                          run("grep -qF '\"<tfm_pad>\": 0' %s/tokenizer.json", exp) == 0 &&
+                          run("grep -qF '\"vocab_size\": %ld,' %s/config.json", V + 1, exp) == 0,
+                      "pad-last layout missing (vocabulary %ld)", V);
     }
     ck_assert_int_eq(run("grep -c '\"share_encoder_decoder_embeddings\": %s' %s/config.json",
                          share ? "true" : "false", exp),
@@ -193,13 +216,22 @@ static void text_case(int share) {
     translate(exp, in, b, sizeof b);
     ck_assert(strlen(a) > 20);
     ck_assert_str_eq(a, b);
+    if (legacy) {
+        /* an export written before the setting existed has no
+         * tfm.decoder_start: it loads as bos and translates as before */
+        ck_assert_int_eq(
+            run("perl -0pi -e 's/,\\s*\"decoder_start\": \"bos\"//' %s/config.json", exp), 0);
+        ck_assert_int_ne(run("grep -q decoder_start\\\" %s/config.json", exp), 0);
+        translate(exp, in, b, sizeof b);
+        ck_assert_str_eq(a, b);
+    }
     rm_rf(dir);
 }
 
-START_TEST(text_export_round_trip_and_translate) { text_case(0); }
+START_TEST(text_export_round_trip_and_translate) { text_case(0, 0); }
 END_TEST
 
-START_TEST(text_export_shared_embedding) { text_case(1); }
+START_TEST(text_export_shared_embedding_legacy) { text_case(1, 1); }
 END_TEST
 
 START_TEST(refuses_unrepresentable_models_and_busy_out) {
@@ -242,9 +274,10 @@ END_TEST
 /* ---- malformed exports ---------------------------------------------------------- */
 
 /* A small in-memory model saved as an export in a fresh directory. */
-static const char *make_export(int share) {
+static const char *make_export_start(int share, int start) {
     tfm_model_config c;
     tfm_model_config_default(&c);
+    c.decoder_start = start;
     c.vocab = 11;
     c.d_model = 8;
     c.n_heads = 2;
@@ -262,7 +295,10 @@ static const char *make_export(int share) {
     return dir;
 }
 
-typedef enum { MUT_DROP, MUT_SHAPE, MUT_DTYPE, MUT_EXTRA, MUT_EDIT } mutation;
+/* the reader's strictness, on the layout of models that start from <s> */
+static const char *make_export(int share) { return make_export_start(share, TFM_START_BOS); }
+
+typedef enum { MUT_DROP, MUT_SHAPE, MUT_DTYPE, MUT_EXTRA, MUT_EDIT, MUT_LAST_ROW } mutation;
 
 /* Rewrites dir/model.safetensors (a valid file) with one tensor changed. */
 static void rewrite(const char *dir, const char *target, mutation how) {
@@ -289,10 +325,13 @@ static void rewrite(const char *dir, const char *target, mutation how) {
         } else if (how == MUT_DTYPE) { /* same bytes read as twice as many F16 */
             t.dtype = TFM_ST_F16;
             t.shape[t.ndim - 1] *= 2;
-        } else if (how == MUT_EDIT) {
+        } else if (how == MUT_EDIT || how == MUT_LAST_ROW) {
             edited = malloc((size_t)t.nbytes);
             memcpy(edited, t.data, (size_t)t.nbytes);
-            edited[1] += 1.0f;
+            /* the second value, or the last one (in the last row); x / 2 + 1
+             * changes any value but 2, -1e9 included */
+            float *x = &edited[how == MUT_EDIT ? 1 : t.nbytes / 4 - 1];
+            *x = *x * 0.5f + 1.0f;
             t.data = edited;
         }
         ts[n++] = t;
@@ -448,6 +487,33 @@ START_TEST(malformed_exports_give_one_line_errors) {
     ck_assert_int_eq(run("sed -i 's/\"tfm\":/\"other\":/' %s/config.json", dir), 0);
     expect_load_error(dir, "config.json", "no \"tfm\" section");
     rm_rf(dir);
+    /* zero-start layout: the start row must be zero, the ids must agree */
+    dir = make_export_start(0, TFM_START_ZERO);
+    ck_assert_msg(tfm_export_load(dir, &m, NULL) == 0, "%s", tfm_last_error());
+    ck_assert_int_eq(m.cfg.vocab, 11);
+    ck_assert_int_eq(m.cfg.decoder_start, TFM_START_ZERO);
+    tfm_model_free(&m);
+    rewrite(dir, "model.decoder.embed_tokens.weight", MUT_LAST_ROW);
+    expect_load_error(dir, "model.decoder.embed_tokens.weight: row 11", "not zero");
+    rm_rf(dir);
+    dir = make_export_start(1, TFM_START_ZERO);
+    ck_assert_int_eq(run("sed -i 's/\"decoder_start_token_id\": 11/\"decoder_start_token_id\": 1/' "
+                         "%s/config.json",
+                         dir),
+                     0);
+    expect_load_error(dir, "decoder_start_token_id is 1", "zero row 11");
+    rm_rf(dir);
+    dir = make_export_start(1, TFM_START_ZERO);
+    ck_assert_int_eq(
+        run("sed -i 's/\"decoder_start\": \"zero\"/\"decoder_start\": \"one\"/' %s/config.json",
+            dir),
+        0);
+    expect_load_error(dir, "tfm.decoder_start is \"one\"", NULL);
+    rm_rf(dir);
+    dir = make_export_start(1, TFM_START_ZERO);
+    rewrite(dir, "final_logits_bias", MUT_EDIT);
+    expect_load_error(dir, "final_logits_bias: entry 1 is", NULL);
+    rm_rf(dir);
     /* a missing model.safetensors in a directory with a config: not an export,
      * so train_load_model looks for checkpoints; tfm_export_load names the file */
     dir = make_export(1);
@@ -490,11 +556,25 @@ START_TEST(verify_export_py_matches_pytorch) {
              dir);
     printf("verify_export (toy):\n%s", out_buf);
     ck_assert_msg(rc == 0 && strstr(out_buf, "greedy tokens: identical") &&
-                      strstr(out_buf, " ok\n"),
+                      strstr(out_buf, " ok\n") && strstr(out_buf, "(the decoder start) are zero"),
                   "verify_export.py failed on the toy model:\n%s", out_buf);
     rm_rf(dir);
+    /* a model that starts from <s> (exports before 2026-11-29) */
     dir = tfm_test_tmpdir("export-verify");
-    train_text(dir, 1);
+    train_toy(dir, "--decoder-start bos");
+    snprintf(model, sizeof model, "%s/run", dir);
+    rc = run("%s export --model %s --out %s/toy --dump-logits %s/toy.bin", tfm_test_bin(), model,
+             dir, dir);
+    ck_assert_msg(rc == 0, "%s", out_buf);
+    rc = run("/usr/bin/python3 %s %s/toy %s/toy.bin", tfm_test_path("tests/verify_export.py"), dir,
+             dir);
+    printf("verify_export (toy, decoder start <s>):\n%s", out_buf);
+    ck_assert_msg(rc == 0 && strstr(out_buf, "greedy tokens: identical") &&
+                      strstr(out_buf, " ok\n"),
+                  "verify_export.py failed on the <s>-start toy model:\n%s", out_buf);
+    rm_rf(dir);
+    dir = tfm_test_tmpdir("export-verify");
+    train_text(dir, 1, "");
     snprintf(model, sizeof model, "%s/run", dir);
     rc = run("%s export --model %s --out %s/text --dump-logits %s/text.bin", tfm_test_bin(), model,
              dir, dir);
@@ -528,7 +608,7 @@ int main(void) {
     tcase_add_test(tc, malformed_exports_give_one_line_errors);
     tcase_add_test(tc, toy_export_round_trip_and_translate);
     tcase_add_test(tc, text_export_round_trip_and_translate);
-    tcase_add_test(tc, text_export_shared_embedding);
+    tcase_add_test(tc, text_export_shared_embedding_legacy);
     tcase_add_test(tc, refuses_unrepresentable_models_and_busy_out);
     tcase_add_test(tc, verify_export_py_matches_pytorch);
     suite_add_tcase(s, tc);

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "tfm/export.h"
 #include "tfm/json.h"
@@ -159,6 +160,7 @@ static void marian_case(int share) {
     c.dec_layers = 1;
     c.max_len = 10;
     c.ln_eps = 1e-6f;
+    c.decoder_start = TFM_START_ZERO;
     c.share_src_emb = share;
     tfm_model m;
     ck_assert_msg(tfm_model_init(&m, &c) == 0, "%s", tfm_last_error());
@@ -168,8 +170,7 @@ static void marian_case(int share) {
         m.params.data[i] = (float)((double)(s >> 40) / (double)(1 << 24) - 0.5);
     }
     const char *dir = tfm_test_tmpdir("marian");
-    ck_assert_msg(tfm_export_marian_save(&m, v, dir, TFM_MARIAN_ZERO_START) == 0, "%s",
-                  tfm_last_error());
+    ck_assert_msg(tfm_export_marian_save(&m, v, dir) == 0, "%s", tfm_last_error());
     char path[600];
     snprintf(path, sizeof path, "%s/model.npz", dir);
     size_t n;
@@ -310,22 +311,26 @@ START_TEST(marian_refuses_unrepresentable_models) {
     tfm_model_config c;
     tfm_model_config_default(&c);
     c.ln_eps = 1e-6f;
-    ck_assert_int_eq(tfm_export_marian_check(&c, TFM_MARIAN_ZERO_START), 0);
-    ck_assert_int_ne(tfm_export_marian_check(&c, 0), 0);
+    c.decoder_start = TFM_START_ZERO;
+    ck_assert_int_eq(tfm_export_marian_check(&c), 0);
+    c.decoder_start = TFM_START_BOS;
+    ck_assert_int_ne(tfm_export_marian_check(&c), 0);
     ck_assert_msg(strstr(tfm_last_error(), "Marian starts it from a zero vector"), "%s",
                   tfm_last_error());
+    c.decoder_start = TFM_START_ZERO;
     c.ln_eps = 1e-5f;
-    ck_assert_int_ne(tfm_export_marian_check(&c, TFM_MARIAN_ZERO_START), 0);
+    ck_assert_int_ne(tfm_export_marian_check(&c), 0);
     ck_assert_msg(strstr(tfm_last_error(), "fixed 1e-6"), "%s", tfm_last_error());
     c.ln_eps = 1e-6f;
     c.pre_ln = 1;
-    ck_assert_int_ne(tfm_export_marian_check(&c, TFM_MARIAN_ZERO_START), 0);
+    ck_assert_int_ne(tfm_export_marian_check(&c), 0);
     ck_assert_msg(strstr(tfm_last_error(), "pre-LN"), "%s", tfm_last_error());
-    /* the CLI: today's models start from <s>, so they are refused */
+    /* the CLI: a model that starts from <s> is refused in one line */
     const char *dir = tfm_test_tmpdir("marian-cli");
-    int rc = run("%s train --task copy --steps 2 --save %s/run --d-model 16 --heads 2 --d-ff 32 "
-                 "--layers 1 --vocab 9 --max-len 6 --batch 8 --threads 1 --quiet",
-                 tfm_test_bin(), dir);
+    const char *train = "%s train --task copy --steps 2 --save %s/%s --d-model 16 --heads 2 "
+                        "--d-ff 32 --layers 1 --vocab 9 --max-len 6 --batch 8 --threads 1 --quiet "
+                        "--ln-eps 1e-6 --decoder-start %s";
+    int rc = run(train, tfm_test_bin(), dir, "run", "bos");
     ck_assert_msg(rc == 0, "%s", out_buf);
     rc = run("%s export --format marian --model %s/run --out %s/m", tfm_test_bin(), dir, dir);
     ck_assert_int_eq(rc, 1);
@@ -335,6 +340,18 @@ START_TEST(marian_refuses_unrepresentable_models) {
     rc = run("%s export --format onnx --model %s/run --out %s/m", tfm_test_bin(), dir, dir);
     ck_assert_int_eq(rc, 2);
     ck_assert_msg(strstr(out_buf, "--format"), "%s", out_buf);
+    /* a zero-start model with Marian's epsilon is exported, and the Hugging
+     * Face export, whose LayerNorm epsilon is 1e-5, refuses it saying so */
+    rc = run(train, tfm_test_bin(), dir, "zero", "zero");
+    ck_assert_msg(rc == 0, "%s", out_buf);
+    rc = run("%s export --format marian --model %s/zero --out %s/mz", tfm_test_bin(), dir, dir);
+    ck_assert_msg(rc == 0 && strstr(out_buf, "for marian-decoder"), "%s", out_buf);
+    char p[600];
+    snprintf(p, sizeof p, "%s/mz/model.npz", dir);
+    ck_assert_int_eq(access(p, F_OK), 0);
+    rc = run("%s export --model %s/zero --out %s/hz", tfm_test_bin(), dir, dir);
+    ck_assert_int_eq(rc, 1);
+    ck_assert_msg(strstr(out_buf, "epsilon") && strstr(out_buf, "--format marian"), "%s", out_buf);
 }
 END_TEST
 

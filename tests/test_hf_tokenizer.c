@@ -654,12 +654,79 @@ START_TEST(stress_corpus_ids_exact) {
 }
 END_TEST
 
+/* The pad-last file of zero-start exports (tfm/export.h): the same file but
+ * for "<pad>", now the id after ours, and our id 0 renamed; so the same
+ * segmentation and ids (checked above on the normal file), every id of ours
+ * unchanged, and the new one below the exported model's vocabulary (V + 1). */
+START_TEST(pad_last_layout) {
+    const char *dir = tfm_test_tmpdir("hf_padlast");
+    ck_assert_msg(tfm_numbers_corpus_write(dir, 1, 300, 10, 10) == 0, "%s", tfm_last_error());
+    char a[512], b2[512];
+    snprintf(a, sizeof a, "%s/train.de", dir);
+    snprintf(b2, sizeof b2, "%s/train.en", dir);
+    const char *pp[2] = {a, b2};
+    tfm_bpe *b = tfm_bpe_learn_files(pp, 2, 80, 2, NULL);
+    tfm_vocab *v = tfm_vocab_build(b, pp, 2);
+    ck_assert_int_ge(tfm_vocab_add_merge_symbols(v, b), 0);
+    int64_t V = tfm_vocab_size(v);
+    size_t n1, n2;
+    tfm_hf_tokenizer_info i1, i2;
+    char *t1 = tfm_bpe_hf_tokenizer_json(b, v, &n1, &i1);
+    char *t2 = tfm_bpe_hf_tokenizer_json_pad_last(b, v, &n2, &i2);
+    ck_assert(t1 && t2);
+    ck_assert_int_eq(i2.n_tokens, i1.n_tokens + 1);
+    ck_assert_int_eq(i2.n_merges_from_unk, 0);
+    tfm_json *d1, *d2;
+    ck_assert_int_eq(tfm_json_parse(t1, n1, NULL, "normal", &d1), 0);
+    ck_assert_int_eq(tfm_json_parse(t2, n2, NULL, "pad-last", &d2), 0);
+    const tfm_json *added = tfm_json_get(d2, "added_tokens");
+    ck_assert_int_eq(tfm_json_len(added), 5);
+    const int64_t want_id[5] = {0, 1, 2, 3, V};
+    const char *want[5] = {"<tfm_pad>", "<s>", "</s>", "<unk>", "<pad>"};
+    for (int i = 0; i < 5; i++) {
+        int64_t id;
+        ck_assert_int_eq(tfm_json_get_int64(tfm_json_at(added, i), "id", &id), 0);
+        ck_assert_int_eq(id, want_id[i]);
+        ck_assert_str_eq(str_at(tfm_json_at(added, i), "content"), want[i]);
+    }
+    const tfm_json *v1 = tfm_json_get(tfm_json_get(d1, "model"), "vocab"),
+                   *v2 = tfm_json_get(tfm_json_get(d2, "model"), "vocab");
+    ck_assert_int_eq(tfm_json_len(v2), tfm_json_len(v1) + 1);
+    for (int64_t i = 0; i < tfm_json_len(v1); i++) {
+        int64_t id1, id2;
+        const char *key = v1->keys[i];
+        const char *key2 = !strcmp(key, "<pad>") ? "<tfm_pad>" : key;
+        ck_assert_int_eq(tfm_json_as_int64(v1->items[i], &id1), 0);
+        ck_assert_int_eq(tfm_json_get_int64(v2, key2, &id2), 0);
+        ck_assert_int_eq(id1, id2);
+        ck_assert_int_lt(id2, V);
+    }
+    int64_t pad;
+    ck_assert_int_eq(tfm_json_get_int64(v2, "<pad>", &pad), 0);
+    ck_assert_int_eq(pad, V);
+    const tfm_json *m1 = tfm_json_get(tfm_json_get(d1, "model"), "merges"),
+                   *m2 = tfm_json_get(tfm_json_get(d2, "model"), "merges");
+    ck_assert_int_eq(tfm_json_len(m1), tfm_json_len(m2));
+    for (int64_t i = 0; i < tfm_json_len(m1); i++)
+        ck_assert_str_eq(tfm_json_at(m1, i)->text, tfm_json_at(m2, i)->text);
+    const tfm_json *ds = tfm_json_get(tfm_json_get(d2, "decoder"), "decoders");
+    expect_replace(tfm_json_at(ds, 1), "\\A(?:<pad>|<tfm_pad>|<s>|</s>)\\z", "");
+    tfm_json_free(d1);
+    tfm_json_free(d2);
+    free(t1);
+    free(t2);
+    tfm_vocab_free(v);
+    tfm_bpe_free(b);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("hf_tokenizer");
     TCase *tc = tcase_create("hf_tokenizer");
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, numbers_corpus_ids_exact);
     tcase_add_test(tc, stress_corpus_ids_exact);
+    tcase_add_test(tc, pad_last_layout);
     suite_add_tcase(s, tc);
     return tfm_test_main(s);
 }

@@ -22,6 +22,9 @@ static tfm_model_config small_config(int64_t V, int64_t D, int64_t H, int64_t F,
     c.enc_layers = c.dec_layers = L;
     c.max_len = 64;
     c.dropout = 0.0f;
+    /* the PyTorch twin (tests/gen_model_fixtures.py) embeds <s>; the zero
+     * start of new models is tested in test_decoder_start */
+    c.decoder_start = TFM_START_BOS;
     return c;
 }
 

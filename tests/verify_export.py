@@ -19,8 +19,17 @@
    missing and no unexpected ones (tied copies must be equal).
 4. Compares its teacher-forced logits on the batch stored in logits.bin (the
    fixture format of tests/util_test.h, written by tfm) with tfm's logits
-   (max |diff| <= 1e-4), and its greedy decoding (starting from
-   decoder_start_token_id, never emitting <pad> or <s>) with tfm's tokens.
+   (max |diff| <= 1e-4), and its greedy decoding with tfm's tokens.
+   The batch is fed as a Hugging Face user would: padded with pad_token_id,
+   the decoder starting from decoder_start_token_id (logits.bin holds tfm's
+   ids: <pad> 0 and <s> 1 there). A zero-start export ("tfm" section
+   decoder_start "zero") has one id more than the model, the last: its
+   embedding row must be zero, and it is the pad and start id. The logits
+   compared are the lm_head's on tfm's ids; final_logits_bias must be 0 on
+   every id tfm can emit (>= </s>, below tfm's vocabulary) and 0 or <= -1e8
+   elsewhere. Greedy decoding takes the argmax over every id of lm_head +
+   final_logits_bias with generation_config.json's bad_words_ids banned, as
+   transformers' generate() does.
 Exits 0 when everything matches, 1 otherwise.
 """
 import json
@@ -229,14 +238,16 @@ class MarianMT(nn.Module):
             x = layer(x, key_mask)
         return x, key_mask
 
-    def decode(self, memory, key_mask, tgt):
+    def decode(self, memory, key_mask, tgt, bias=True):
+        """The logits, lm_head(x) + final_logits_bias; without the bias when
+        asked (subtracting a -1e9 bias afterwards would lose the digits)."""
         T = tgt.shape[1]
         neg = torch.finfo(torch.float32).min
         causal = torch.triu(torch.full((T, T), neg), diagonal=1)[None, None]
         x = self.model.decoder.embed(tgt)
         for layer in self.model.decoder.layers:
             x = layer(x, causal, memory, key_mask)
-        return self.lm_head(x) + self.final_logits_bias
+        return self.lm_head(x) + self.final_logits_bias if bias else self.lm_head(x)
 
 
 def config_from_json(path):
@@ -258,7 +269,23 @@ def config_from_json(path):
     eps = c.get("tfm", {}).get("ln_eps")
     need(eps is not None and abs(eps - nn.LayerNorm(1).eps) <= 1e-12,
          f"tfm.ln_eps {eps} is not PyTorch's LayerNorm default {nn.LayerNorm(1).eps}")
+    start = c.get("tfm", {}).get("decoder_start", "bos")  # absent: an export before the setting
+    ours = c.get("tfm", {}).get("vocab")
+    need(start in ("bos", "zero"), f"tfm.decoder_start {start!r} is not bos or zero")
+    if start == "zero":
+        need(c["vocab_size"] == ours + 1, f"vocab_size {c['vocab_size']} is not tfm.vocab {ours} + 1")
+        need(c["decoder_start_token_id"] == ours and c["pad_token_id"] == ours,
+             "a zero-start export starts from and pads with its last id")
+    else:
+        need(c["vocab_size"] == ours, f"vocab_size {c['vocab_size']} is not tfm.vocab {ours}")
+    try:
+        with open(path.rsplit("/", 1)[0] + "/generation_config.json") as f:
+            bad = json.load(f).get("bad_words_ids") or []
+    except FileNotFoundError:
+        bad = []
+    need(all(isinstance(b, list) and len(b) == 1 for b in bad), "bad_words_ids of one id each")
     return {
+        "ours": ours, "bad": [b[0] for b in bad],
         "vocab": c["vocab_size"], "d_model": c["d_model"], "heads": c["encoder_attention_heads"],
         "ffn": c["encoder_ffn_dim"], "enc_layers": c["encoder_layers"], "dec_layers": c["decoder_layers"],
         "max_pos": c["max_position_embeddings"], "scale_embedding": c["scale_embedding"],
@@ -288,18 +315,20 @@ def load_weights(model, tensors):
     return len(expected)
 
 
-def greedy(model, src, steps, start, eos, pad):
-    """Batch greedy decoding like tfm's: argmax over ids >= </s> (never <pad>
-    or <s>), rows stop after </s> and are padded."""
+def greedy(model, src, steps, start, eos, bad, fill):
+    """Batch greedy decoding as generate(num_beams=1) does it: argmax over
+    every id of the logits (bias included) with bad_words_ids banned; rows
+    stop after </s> and are filled with `fill` (tfm's pad, to compare)."""
     memory, key_mask = model.encode(src)
     B = src.shape[0]
-    out = torch.full((B, steps), pad, dtype=torch.long)
+    out = torch.full((B, steps), fill, dtype=torch.long)
     tokens = torch.full((B, 1), start, dtype=torch.long)
     done = torch.zeros(B, dtype=torch.bool)
     for step in range(steps):
-        logits = model.decode(memory, key_mask, tokens)[:, -1]
-        best = torch.argmax(logits[:, eos:], dim=-1) + eos
-        best = torch.where(done, torch.full_like(best, pad), best)
+        logits = model.decode(memory, key_mask, tokens)[:, -1].clone()
+        logits[:, bad] = -math.inf
+        best = torch.argmax(logits, dim=-1)
+        best = torch.where(done, torch.full_like(best, fill), best)
         out[:, step] = best
         done = done | (best == eos)
         tokens = torch.cat([tokens, best[:, None]], dim=1)
@@ -324,13 +353,35 @@ def main(argv):
         print(f"verify_export: {e}", file=sys.stderr)
         return 1
     print(f"{export_dir}: {n_keys} keys loaded strictly (none missing, none unexpected)")
+    # tfm's ids in the fixture: <pad> 0 after each source, <s> 1 first in the
+    # decoder; fed with the export's own pad and start ids
+    TFM_PAD, TFM_BOS = 0, 1
     src = torch.from_numpy(fx["src"].astype(np.int64))
+    src = torch.where(src == TFM_PAD, cfg["pad"], src)
     tgt = torch.from_numpy(fx["tgt_in"].astype(np.int64))
+    if not bool((tgt[:, 0] == TFM_BOS).all()):
+        print("verify_export: the fixture's decoder inputs do not start with <s>", file=sys.stderr)
+        return 1
+    tgt[:, 0] = cfg["start"]
+    V, eos = cfg["ours"], cfg["eos"]
+    bias = model.final_logits_bias[0].numpy()
+    emb = model.model.decoder.embed_tokens.weight.detach().numpy()
+    checks = []
+    if cfg["vocab"] > V:
+        checks.append((not np.any(emb[V:]), f"embedding rows {V}.. (the decoder start) are zero"))
+    checks.append((not np.any(bias[eos:V]), f"final_logits_bias is 0 on ids {eos}..{V - 1}"))
+    rest = np.concatenate([bias[:eos], bias[V:]])
+    checks.append((bool(np.all((rest == 0) | (rest <= -1e8))),
+                   f"final_logits_bias is 0 or <= -1e8 elsewhere: {rest.tolist()}"))
     with torch.no_grad():
         memory, key_mask = model.encode(src)
-        logits = model.decode(memory, key_mask, tgt).numpy()
+        logits = model.decode(memory, key_mask, tgt, bias=False).numpy()[..., :V]
         want = fx["greedy"].astype(np.int64)
-        got = greedy(model, src, want.shape[1], cfg["start"], cfg["eos"], cfg["pad"]).numpy()
+        got = greedy(model, src, want.shape[1], cfg["start"], eos, cfg["bad"], TFM_PAD).numpy()
+    for good, what in checks:
+        print(f"{what}: {'ok' if good else 'WRONG'}")
+        if not good:
+            return 1
     diff = float(np.max(np.abs(logits - fx["logits"])))
     ok = diff <= TOLERANCE
     print(f"logits {tuple(logits.shape)}: max |PyTorch - tfm| = {diff:.3g} (tolerance {TOLERANCE:g})"

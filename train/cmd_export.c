@@ -143,7 +143,10 @@ static int export_tokenizer(const char *run_dir, const char *out, const tfm_mode
      * lacks (it would have <unk>'s id) cannot be represented. */
     tfm_hf_tokenizer_info info;
     size_t len;
-    char *json = tfm_bpe_hf_tokenizer_json(tm.bpe, tm.vocab, &len, &info);
+    /* zero-start models: the pad-last layout of the model files (tfm/export.h) */
+    char *json = c->decoder_start == TFM_START_ZERO
+                     ? tfm_bpe_hf_tokenizer_json_pad_last(tm.bpe, tm.vocab, &len, &info)
+                     : tfm_bpe_hf_tokenizer_json(tm.bpe, tm.vocab, &len, &info);
     if (!json) goto done;
     const char *hf_files[] = {"tokenizer.json", "tokenizer_config.json"};
     if (info.n_merges_from_unk) {
@@ -152,7 +155,8 @@ static int export_tokenizer(const char *run_dir, const char *out, const tfm_mode
                 "tfm: note: %s/vocab.txt lacks %lld symbols of bpe.codes' merges that %lld later "
                 "merges start from; Hugging Face's BPE cannot reproduce tfm's segmentation with "
                 "it, so tokenizer.json and tokenizer_config.json are not written (a vocabulary "
-                "with every merge symbol, tfm_vocab_add_merge_symbols, avoids this)\n",
+                "with every merge symbol, which tfm train builds unless --exact-vocab=false, "
+                "avoids this)\n",
                 run_dir, (long long)info.n_symbols_unk, (long long)info.n_merges_from_unk);
         for (int i = 0; i < 2; i++) { /* drop stale ones from an earlier --force export */
             snprintf(to, sizeof to, "%s/%s", out, hf_files[i]);
@@ -178,7 +182,7 @@ static int export_marian(const tfm_model *m, const char *kind, const char *run_d
     tfm_text_model tm = {0};
     int text = !strcmp(kind, "text"), rc = 1;
     if (prepare_out(out, force) || (text && tfm_text_model_load(run_dir, &tm))) goto done;
-    if (tfm_export_marian_save(m, text ? tm.vocab : NULL, out, 0)) goto done;
+    if (tfm_export_marian_save(m, text ? tm.vocab : NULL, out)) goto done;
     if (text) {
         char from[4096 + 64], to[4096 + 64];
         snprintf(from, sizeof from, "%s/bpe.codes", run_dir);
@@ -328,8 +332,7 @@ int tfm_cmd_export(int argc, char **argv) {
     snprintf(probe, sizeof probe, "%s/model.safetensors", out);
     int earlier_export = access(probe, F_OK) == 0;
     if (!strcmp(format, "marian")) {
-        /* no tfm model records a zero decoder start yet (issue 15): refused */
-        if (tfm_export_marian_check(&m.cfg, 0))
+        if (tfm_export_marian_check(&m.cfg))
             rc = tfm_cli_fail(1, "%s: cannot export to Marian: %s", model_path, tfm_last_error());
         else
             rc = export_marian(&m, kind, run_dir, out, force);

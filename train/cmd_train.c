@@ -24,6 +24,7 @@ typedef struct {
     /* corpus */
     const char *src_train, *tgt_train, *src_valid, *tgt_valid;
     int64_t batch_tokens, max_tokens_len, bpe_merges, valid_every, early_stop, valid_max, beam;
+    int exact_vocab;
     double alpha, max_minutes;
     /* model: the settings table of tfm/nn.h, plus --layers for both stacks */
     tfm_model_config model;
@@ -37,6 +38,8 @@ typedef struct {
     const char *save;
     const char *precision;
     int resume, quiet, check_numerics;
+    flag_choice choice[2]; /* the FLAG_CHOICE model settings */
+    int n_choice;
 } train_cli;
 
 static void defaults(train_cli *o) {
@@ -50,6 +53,7 @@ static void defaults(train_cli *o) {
     o->max_tokens_len = 100;
     o->valid_every = 500;
     o->beam = 1;
+    o->exact_vocab = 1;
     o->alpha = 0.6;
     tfm_model_config_default(&o->model);
     o->layers = o->model.enc_layers;
@@ -66,6 +70,20 @@ static void defaults(train_cli *o) {
     o->keep = t.keep;
     o->max_bad_steps = t.max_bad_steps;
     o->precision = tfm_precision_name(t.precision);
+}
+
+/* tfm_decoder_start by index */
+static const char *const START_NAMES[] = {"bos", "zero", NULL};
+_Static_assert(TFM_START_BOS == 0 && TFM_START_ZERO == 1, "START_NAMES follows tfm_decoder_start");
+
+static void add_setting(train_cli *o, flag_def *f, const char *name, void *value, const char *help,
+                        flag_type type, const char *const *names) {
+    if (type == FLAG_CHOICE) {
+        TFM_ASSERT(o->n_choice < (int)(sizeof o->choice / sizeof o->choice[0]));
+        o->choice[o->n_choice] = (flag_choice){value, names};
+        value = &o->choice[o->n_choice++];
+    }
+    *f = (flag_def){name, type, value, help, 0};
 }
 
 static int make_flags(train_cli *o, flag_def *f) {
@@ -89,6 +107,9 @@ static int make_flags(train_cli *o, flag_def *f) {
     I("batch-tokens", batch_tokens, "corpus: tokens per batch (padded)");
     I("max-tokens", max_tokens_len, "corpus: drop pairs longer than this many subwords");
     I("bpe-merges", bpe_merges, "corpus: BPE merges to learn (joint; 0: 8000)");
+    B("exact-vocab", exact_vocab,
+      "corpus: also give an id to every symbol the BPE merges pass through, so that tfm export's "
+      "tokenizer.json segments exactly as tfm (false: the vocabulary of runs before 2026-11-29)");
     I("valid-every", valid_every, "corpus: validate every N steps");
     I("valid-max", valid_max, "corpus: decode at most N validation sentences (0: all)");
     I("early-stop", early_stop,
@@ -97,11 +118,12 @@ static int make_flags(train_cli *o, flag_def *f) {
     I("beam", beam, "validation decoding beam size");
     F("alpha", alpha, "beam length penalty (GNMT)");
     /* the model settings, from the one list in tfm/nn.h */
-#define FLAG_TYPE_INT FLAG_INT
-#define FLAG_TYPE_FLOAT FLAG_F32
-#define FLAG_TYPE_BOOL FLAG_BOOL
+#define FLAG_TYPE_INT FLAG_INT, NULL
+#define FLAG_TYPE_FLOAT FLAG_F32, NULL
+#define FLAG_TYPE_BOOL FLAG_BOOL, NULL
+#define FLAG_TYPE_START FLAG_CHOICE, START_NAMES
 #define X(type, field, flag, def, must_match, help)                                                \
-    if (flag) f[n++] = (flag_def){flag, FLAG_TYPE_##type, &o->model.field, help, 0};
+    if (flag) add_setting(o, &f[n++], flag, &o->model.field, help, FLAG_TYPE_##type);
     TFM_MODEL_SETTINGS(X)
 #undef X
     I("layers", layers, "encoder and decoder layers (unless --enc-layers/--dec-layers)");
@@ -229,6 +251,7 @@ static int train_corpus(train_cli *c, const tfm_train_opts *o) {
         .batch_tokens = c->batch_tokens,
         .max_tokens = c->max_tokens_len,
         .valid_max = c->valid_max,
+        .inexact_vocab = !c->exact_vocab,
         .decode = {.beam = c->beam, .alpha = c->alpha, .batch = 64, .precision = o->precision}};
     tfm_corpus_summary sum;
     if (tfm_train_corpus(&task, o, &c->model, &sum)) return tfm_cli_fail(1, "%s", tfm_last_error());

@@ -69,6 +69,20 @@ static int convert_value(flag_def *f, const char *text, const char *where, int f
             *(const char **)f->value = v;
         }
         break;
+    case FLAG_CHOICE: {
+        const flag_choice *c = f->value;
+        int v = 0;
+        while (c->names[v] && strcmp(c->names[v], text)) v++;
+        if (!c->names[v]) {
+            char names[128] = "";
+            for (int i = 0; c->names[i]; i++)
+                snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s",
+                         i ? " or " : "", c->names[i]);
+            return tfm_set_error("%s: '%s' is not %s", where, text, names), 2;
+        }
+        if (!check_only) *c->index = v;
+        break;
+    }
     case FLAG_BOOL: {
         int v;
         if (!strcmp(text, "1") || !strcmp(text, "true") || !strcmp(text, "yes"))
@@ -139,6 +153,11 @@ void flags_help(FILE *f, const flag_def *flags, int n_flags, const char *usage) 
         case FLAG_BOOL:
             snprintf(def, sizeof def, "%s", *(int *)d->value ? "on" : "off");
             break;
+        case FLAG_CHOICE: {
+            const flag_choice *c = d->value;
+            snprintf(def, sizeof def, "%s", c->names[*c->index]);
+            break;
+        }
         }
         char name[48];
         snprintf(name, sizeof name, "--%s%s", d->name, d->type == FLAG_BOOL ? "" : " X");
@@ -227,6 +246,11 @@ void flags_write_config(FILE *f, const flag_def *flags, int n_flags) {
         case FLAG_BOOL:
             fprintf(f, "%s = %s\n", d->name, *(int *)d->value ? "true" : "false");
             break;
+        case FLAG_CHOICE: {
+            const flag_choice *c = d->value;
+            fprintf(f, "%s = %s\n", d->name, c->names[*c->index]);
+            break;
+        }
         }
     }
 }

@@ -8,15 +8,21 @@
 #include <stdint.h>
 #include <stdio.h>
 
-typedef enum { FLAG_INT, FLAG_FLOAT, FLAG_STR, FLAG_BOOL, FLAG_F32 } flag_type;
+typedef enum { FLAG_INT, FLAG_FLOAT, FLAG_STR, FLAG_BOOL, FLAG_F32, FLAG_CHOICE } flag_type;
 
 typedef struct {
     const char *name; /* without the leading "--" */
     flag_type type;
-    void *value; /* int64_t*, double*, const char**, int*, float* */
+    void *value; /* int64_t*, double*, const char**, int*, float*, flag_choice* */
     const char *help;
     int set; /* bit 0: given on the command line, bit 1: in a config file */
 } flag_def;
+
+/* FLAG_CHOICE: one of the names (NULL-terminated); *index is its position. */
+typedef struct {
+    int *index;
+    const char *const *names;
+} flag_choice;
 
 /* Parses argv[1..argc) (argv[0] is the subcommand). Positional arguments are
  * collected into pos (up to max_pos). Returns 0, 1 after printing --help,

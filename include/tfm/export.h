@@ -21,6 +21,17 @@
  *     dec.N.ffn.fc1 / fc2, ln3      ...fc1 / fc2, final_layer_norm
  *     (none)                        final_logits_bias (1, V) zeros
  *
+ * Zero-start models (decoder_start zero, tfm/nn.h) get the layout of
+ * Hugging Face's converted Marian models: one more id, V, whose embedding
+ * row is zero (appended to every (V, D) table above), which is <pad>,
+ * decoder_start_token_id and the last id (CTranslate2's converter drops that
+ * row and starts from a zero vector itself); final_logits_bias is -1e9 on
+ * <pad> (0), <s> (1) and V, which tfm never emits, 0 elsewhere, so every
+ * runtime's softmax equals tfm's (over ids >= </s>). Our <pad> (id 0) stays
+ * an ordinary, never emitted id; tokenizer.json names it "<tfm_pad>". Models
+ * that start from <s> keep V ids, pad 0, start 1 and a zero bias. config.json's
+ * "tfm" section records decoder_start ("bos" when absent: older exports).
+ *
  *     if (tfm_export_save(&model, "toy", "out/")) fail();     // model.safetensors + configs
  *     tfm_model m; tfm_kv meta; tfm_kv_init(&meta);
  *     if (tfm_export_load("out/", &m, &meta)) fail();           // meta "data.kind" = "toy"
@@ -81,14 +92,13 @@ int tfm_export_load(const char *dir, tfm_model *m, tfm_kv *meta);
  * `tfm bpe apply` (greedy, allow-unk, no length normalisation).
  *
  * Refused (tfm_export_marian_check): a decoder that starts from the <s>
- * embedding (Marian starts from a zero vector plus position 0; no tfm model
- * records another convention yet, so callers pass TFM_MARIAN_ZERO_START
- * only for models they know start that way), pre-LN layers, and a layer-norm
- * epsilon other than Marian's fixed 1e-6. */
-#define TFM_MARIAN_ZERO_START 1
-int tfm_export_marian_check(const tfm_model_config *c, int flags);
+ * embedding (decoder_start bos: Marian starts from a zero vector plus
+ * position 0 and has no setting for anything else), pre-LN layers, and a
+ * layer-norm epsilon other than Marian's fixed 1e-6 (train with --ln-eps
+ * 1e-6; the Hugging Face export then refuses the model: MarianMT's is 1e-5). */
+int tfm_export_marian_check(const tfm_model_config *c);
 /* v may be NULL (toy models: no vocab.yml). dir must exist. */
-int tfm_export_marian_save(const tfm_model *m, const tfm_vocab *v, const char *dir, int flags);
+int tfm_export_marian_save(const tfm_model *m, const tfm_vocab *v, const char *dir);
 /* CRC-32 as zip computes it (exposed for tests). */
 uint32_t tfm_crc32(const void *data, size_t n);
 

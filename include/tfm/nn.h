@@ -15,12 +15,30 @@
 #define TFM_EOS_ID 2
 #define TFM_UNK_ID 3
 
+/* What the decoder reads at its first position (setting decoder_start):
+ *   TFM_START_ZERO  a zero vector plus the position-0 encoding, as Marian,
+ *                   Hugging Face's converted Marian models and CTranslate2
+ *                   start; the <s> row of the target embedding is then only
+ *                   an output row (and gets no gradient from the input side).
+ *                   The default of models made since 2026-11-29.
+ *   TFM_START_BOS   the (scaled) <s> embedding: every earlier tfm model. A
+ *                   checkpoint or export that does not record the setting is
+ *                   one of these and loads with it.
+ * Either way the decoder's input sequences begin with TFM_BOS_ID; only what
+ * that id embeds to differs. */
+typedef enum { TFM_START_BOS = 0, TFM_START_ZERO = 1 } tfm_decoder_start;
+/* "bos" / "zero" (NULL for another value); parse: -1 when neither. */
+const char *tfm_decoder_start_name(int start);
+int tfm_decoder_start_parse(const char *name);
+
 /* The model settings, one list for everything that names them: the config
  * struct, its defaults, the checkpoint keys ("model.<field>"), the export's
  * "tfm" section, the program's flags and the resume comparison.
  *   X(type, field, flag, default, must_match_on_resume, help)
- * type INT is int64_t, FLOAT float, BOOL int; flag is NULL when the program
- * sets the value itself (the vocabulary comes from the data). */
+ * type INT is int64_t, FLOAT float, BOOL int, START an int holding a
+ * tfm_decoder_start (written by name; absent in a file: TFM_START_BOS); flag
+ * is NULL when the program sets the value itself (the vocabulary comes from
+ * the data). */
 #define TFM_MODEL_SETTINGS(X)                                                                      \
     X(INT, vocab, NULL, 16, 1, "vocabulary size (source and target share it)")                     \
     X(INT, d_model, "d-model", 64, 1, "model width")                                               \
@@ -33,11 +51,14 @@
     X(FLOAT, attn_dropout, "attn-dropout", 0.0, 0, "dropout on attention weights")                 \
     X(FLOAT, ln_eps, "ln-eps", 1e-5, 0, "layer-norm epsilon")                                      \
     X(BOOL, pre_ln, "pre-ln", 0, 1, "pre-LN layers (default post-LN as in the paper)")             \
-    X(BOOL, share_src_emb, "share-emb", 0, 1, "one embedding for source and target")
+    X(BOOL, share_src_emb, "share-emb", 0, 1, "one embedding for source and target")               \
+    X(START, decoder_start, "decoder-start", TFM_START_ZERO, 1,                                    \
+      "decoder's first input: zero (a zero vector, as Marian) or bos (the <s> embedding)")
 
 #define TFM_SETTING_CTYPE_INT int64_t
 #define TFM_SETTING_CTYPE_FLOAT float
 #define TFM_SETTING_CTYPE_BOOL int
+#define TFM_SETTING_CTYPE_START int
 
 typedef struct {
 #define TFM_X_FIELD(type, field, flag, def, must_match, help) TFM_SETTING_CTYPE_##type field;

@@ -265,6 +265,13 @@ char *tfm_bpe_hf_tokenizer_json(const tfm_bpe *b, const tfm_vocab *v, size_t *le
                                 tfm_hf_tokenizer_info *info);
 int tfm_bpe_write_hf_tokenizer(const tfm_bpe *b, const tfm_vocab *v, const char *path,
                                tfm_hf_tokenizer_info *info);
+/* The same for the pad-last layout of a zero-start model's export
+ * (tfm/export.h): "<pad>" is one more id, the vocabulary's size (the zero
+ * row, decoder start and padding id of the model), and our id 0 is renamed
+ * TFM_HF_TFM_PAD; every other id and the segmentation are unchanged. */
+char *tfm_bpe_hf_tokenizer_json_pad_last(const tfm_bpe *b, const tfm_vocab *v, size_t *len,
+                                         tfm_hf_tokenizer_info *info);
+extern const char *const TFM_HF_TFM_PAD;
 /* The regular expressions tokenizer.json uses (for tests and docs). */
 extern const char *const TFM_HF_SPLIT_REGEX, *const TFM_HF_ESCAPE_REGEX,
                                                  *const TFM_HF_UNESCAPE_REGEX;

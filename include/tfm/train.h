@@ -287,6 +287,12 @@ typedef struct {
     const char *src_train, *tgt_train, *src_valid, *tgt_valid; /* valid optional */
     int64_t bpe_merges, batch_tokens, max_tokens, valid_max;
     tfm_translate_opts decode; /* validation decoding */
+    /* 0: the vocabulary also holds every symbol the BPE merges pass through
+     * (tfm_vocab_add_merge_symbols), so tfm export can write a tokenizer.json
+     * that segments exactly as tfm; 1: only the pieces the corpus produces,
+     * the vocabulary of runs before 2026-11-29. A resumed run keeps the
+     * vocabulary in its directory either way. */
+    int inexact_vocab;
 } tfm_corpus_task;
 
 /* Runs the whole training; summary (optional) receives the result. */

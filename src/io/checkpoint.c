@@ -174,16 +174,18 @@ uint32_t tfm_crc32c(uint32_t crc, const void *data, size_t n) {
 
 /* ---- model config <-> metadata ------------------------------------------------------ */
 void tfm_model_config_to_kv(const tfm_model_config *c, tfm_kv *kv) {
-#define FMT_INT "%lld", (long long)
-#define FMT_FLOAT "%.9g", (double)
-#define FMT_BOOL "%d", (int)
+#define FMT_INT(v) "%lld", (long long)(v)
+#define FMT_FLOAT(v) "%.9g", (double)(v)
+#define FMT_BOOL(v) "%d", (int)(v)
+#define FMT_START(v) "%s", tfm_decoder_start_name(v)
 #define X(type, field, flag, def, must_match, help)                                                \
-    tfm_kv_set(kv, "model." #field, FMT_##type c->field);
+    tfm_kv_set(kv, "model." #field, FMT_##type(c->field));
     TFM_MODEL_SETTINGS(X)
 #undef X
 #undef FMT_INT
 #undef FMT_FLOAT
 #undef FMT_BOOL
+#undef FMT_START
 }
 
 int tfm_model_config_from_kv(tfm_model_config *c, const tfm_kv *kv, const char *where) {
@@ -199,12 +201,23 @@ int tfm_model_config_from_kv(tfm_model_config *c, const tfm_kv *kv, const char *
 #define GET_FLOAT(field)                                                                           \
     if (tfm_kv_get_f64(kv, "model." #field, &f64, where)) return 1;                                \
     c->field = (float)f64;
+/* absent: a checkpoint of the code before the setting (tfm/nn.h) */
+#define GET_START(field)                                                                           \
+    {                                                                                              \
+        const char *name_ = tfm_kv_get(kv, "model." #field);                                       \
+        c->field = name_ ? tfm_decoder_start_parse(name_) : TFM_START_BOS;                         \
+        if (c->field < 0) {                                                                        \
+            tfm_set_error("%s: model." #field " is '%s', not bos or zero", where, name_);          \
+            return 1;                                                                              \
+        }                                                                                          \
+    }
 #define X(type, field, flag, def, must_match, help) GET_##type(field)
     TFM_MODEL_SETTINGS(X)
 #undef X
 #undef GET_INT
 #undef GET_BOOL
 #undef GET_FLOAT
+#undef GET_START
     if (tfm_model_config_check(c)) {
         char msg[512];
         snprintf(msg, sizeof msg, "%s", tfm_last_error());

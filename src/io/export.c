@@ -20,6 +20,7 @@ typedef struct {
     char name[112];
     tfm_tensor *t;
     int primary;
+    int vocab_rows; /* an embedding or the output projection: (V, D) */
 } export_entry;
 
 typedef struct {
@@ -44,6 +45,7 @@ static int map_add(export_map *mp, tfm_tensor *t, int primary, const char *fmt, 
     va_end(ap);
     x->t = t;
     x->primary = primary;
+    x->vocab_rows = 0;
     return 0;
 }
 
@@ -86,6 +88,7 @@ static int build_map(const tfm_model *m, export_map *mp) {
     if (!err && m->cfg.share_src_emb)
         err = map_add(mp, m->tgt_emb, 0, "model.decoder.embed_tokens.weight");
     if (!err) err = map_add(mp, m->tgt_emb, 0, "lm_head.weight");
+    for (int64_t i = 0; !err && i < mp->n; i++) mp->e[i].vocab_rows = 1;
     for (int64_t i = 0; !err && i < m->cfg.enc_layers; i++) {
         const tfm_layer_params *L = &m->enc[i];
         snprintf(p, sizeof p, "model.encoder.layers.%lld.self_attn", (long long)i);
@@ -129,14 +132,31 @@ int tfm_export_check(const tfm_model_config *c) {
     if (c->ln_eps != 1e-5f)
         return tfm_set_error(
                    "the model's layer-norm epsilon is %g, but MarianMT's LayerNorm uses PyTorch's "
-                   "default 1e-5 and has no setting for it",
-                   (double)c->ln_eps),
+                   "default 1e-5 and has no setting for it%s",
+                   (double)c->ln_eps,
+                   c->ln_eps == 1e-6f && c->decoder_start == TFM_START_ZERO
+                       ? " (Marian's own 1e-6: export it with --format marian)"
+                       : ""),
                1;
     if (c->d_model % 2)
         return tfm_set_error("d_model %lld is odd; Marian's sinusoids need an even width",
                              (long long)c->d_model),
                1;
     return 0;
+}
+
+/* The Hugging Face vocabulary: ours, plus for zero-start models one more
+ * id, V, with a zero embedding row: <pad>, decoder_start_token_id and the
+ * last id, as in every converted Marian model (CTranslate2's converter drops
+ * that last row and starts from a zero vector itself). */
+static int64_t hf_vocab(const tfm_model_config *c) {
+    return c->vocab + (c->decoder_start == TFM_START_ZERO);
+}
+static int64_t hf_pad(const tfm_model_config *c) {
+    return c->decoder_start == TFM_START_ZERO ? c->vocab : TFM_PAD_ID;
+}
+static int64_t hf_start(const tfm_model_config *c) {
+    return c->decoder_start == TFM_START_ZERO ? c->vocab : TFM_BOS_ID;
 }
 
 static int write_config(const tfm_model_config *c, const char *data_kind, const char *path) {
@@ -168,9 +188,9 @@ static int write_config(const tfm_model_config *c, const char *data_kind, const 
     tfm_jw_key(&w, "decoder_ffn_dim");
     tfm_jw_int(&w, c->d_ff);
     tfm_jw_key(&w, "vocab_size");
-    tfm_jw_int(&w, c->vocab);
+    tfm_jw_int(&w, hf_vocab(c));
     tfm_jw_key(&w, "decoder_vocab_size");
-    tfm_jw_int(&w, c->vocab);
+    tfm_jw_int(&w, hf_vocab(c));
     tfm_jw_key(&w, "max_position_embeddings");
     tfm_jw_int(&w, c->max_len);
     tfm_jw_key(&w, "dropout");
@@ -200,16 +220,17 @@ static int write_config(const tfm_model_config *c, const char *data_kind, const 
     tfm_jw_key(&w, "use_cache");
     tfm_jw_bool(&w, 1);
     tfm_jw_key(&w, "pad_token_id");
-    tfm_jw_int(&w, TFM_PAD_ID);
+    tfm_jw_int(&w, hf_pad(c));
     tfm_jw_key(&w, "bos_token_id");
     tfm_jw_int(&w, TFM_BOS_ID);
     tfm_jw_key(&w, "eos_token_id");
     tfm_jw_int(&w, TFM_EOS_ID);
     tfm_jw_key(&w, "forced_eos_token_id");
     tfm_jw_int(&w, TFM_EOS_ID);
-    /* our decoder starts from <s>; Marian's own models start from the pad id */
+    /* zero-start models: the zero row V, as Marian's own models; older ones
+     * start from the trained <s> */
     tfm_jw_key(&w, "decoder_start_token_id");
-    tfm_jw_int(&w, TFM_BOS_ID);
+    tfm_jw_int(&w, hf_start(c));
     tfm_jw_key(&w, "share_encoder_decoder_embeddings");
     tfm_jw_bool(&w, c->share_src_emb);
     tfm_jw_key(&w, "tie_word_embeddings");
@@ -226,6 +247,7 @@ static int write_config(const tfm_model_config *c, const char *data_kind, const 
 #define JW_INT(v) tfm_jw_int(&w, v)
 #define JW_FLOAT(v) tfm_jw_float(&w, v)
 #define JW_BOOL(v) tfm_jw_bool(&w, v)
+#define JW_START(v) tfm_jw_string(&w, tfm_decoder_start_name(v))
 #define X(type, field, flag, def, must_match, help)                                                \
     tfm_jw_key(&w, #field);                                                                        \
     JW_##type(c->field);
@@ -234,6 +256,7 @@ static int write_config(const tfm_model_config *c, const char *data_kind, const 
 #undef JW_INT
 #undef JW_FLOAT
 #undef JW_BOOL
+#undef JW_START
     tfm_jw_end_object(&w);
     tfm_jw_end_object(&w);
     int rc = tfm_jw_save(&w, path);
@@ -246,7 +269,7 @@ static int write_generation_config(const tfm_model_config *c, const char *path) 
     tfm_jw_init(&w, 1);
     tfm_jw_begin_object(&w);
     tfm_jw_key(&w, "pad_token_id");
-    tfm_jw_int(&w, TFM_PAD_ID);
+    tfm_jw_int(&w, hf_pad(c));
     tfm_jw_key(&w, "bos_token_id");
     tfm_jw_int(&w, TFM_BOS_ID);
     tfm_jw_key(&w, "eos_token_id");
@@ -254,7 +277,7 @@ static int write_generation_config(const tfm_model_config *c, const char *path) 
     tfm_jw_key(&w, "forced_eos_token_id");
     tfm_jw_int(&w, TFM_EOS_ID);
     tfm_jw_key(&w, "decoder_start_token_id");
-    tfm_jw_int(&w, TFM_BOS_ID);
+    tfm_jw_int(&w, hf_start(c));
     /* positions 0 .. max_len-1, the first taken by the start token */
     tfm_jw_key(&w, "max_length");
     tfm_jw_int(&w, c->max_len - 1);
@@ -269,6 +292,11 @@ static int write_generation_config(const tfm_model_config *c, const char *path) 
     tfm_jw_begin_array(&w);
     tfm_jw_int(&w, TFM_BOS_ID);
     tfm_jw_end_array(&w);
+    if (c->decoder_start == TFM_START_ZERO) { /* the zero row */
+        tfm_jw_begin_array(&w);
+        tfm_jw_int(&w, c->vocab);
+        tfm_jw_end_array(&w);
+    }
     tfm_jw_end_array(&w);
     tfm_jw_end_object(&w);
     int rc = tfm_jw_save(&w, path);
@@ -276,14 +304,40 @@ static int write_generation_config(const tfm_model_config *c, const char *path) 
     return rc;
 }
 
+/* The bias MarianMTModel adds to the logits, (1, hf_vocab): ours has none,
+ * so 0; for zero-start models -1e9 on the ids our decoders never emit
+ * (<pad>, <s>, the zero row), so that every runtime's softmax and argmax
+ * over the rest are tfm's (tfm normalises over ids >= </s>). Older exports
+ * keep all zeros (generation_config.json's bad_words_ids covers HF). */
+static void logits_bias(const tfm_model_config *c, float *bias) {
+    int64_t n = hf_vocab(c);
+    for (int64_t i = 0; i < n; i++)
+        bias[i] = c->decoder_start == TFM_START_ZERO &&
+                          (i == TFM_PAD_ID || i == TFM_BOS_ID || i == c->vocab)
+                      ? -1e9f
+                      : 0.0f;
+}
+
 int tfm_export_save(const tfm_model *m, const char *data_kind, const char *dir) {
     if (tfm_export_check(&m->cfg)) return 1;
     export_map mp;
     if (build_map(m, &mp)) return 1;
-    int64_t V = m->cfg.vocab;
+    int64_t V = m->cfg.vocab, D = m->cfg.d_model, VH = hf_vocab(&m->cfg);
     tfm_st_tensor *ts = calloc((size_t)mp.n + 1, sizeof *ts);
-    float *bias = calloc((size_t)V, sizeof(float));
+    float *bias = calloc((size_t)VH, sizeof(float));
+    /* zero-start: the tables with the zero row V appended */
+    float *rows_tgt = NULL, *rows_src = NULL;
     int rc = 1;
+    if (VH > V) {
+        rows_tgt = calloc((size_t)(VH * D), sizeof(float));
+        rows_src = m->src_emb == m->tgt_emb ? NULL : calloc((size_t)(VH * D), sizeof(float));
+        if (!rows_tgt || (m->src_emb != m->tgt_emb && !rows_src)) {
+            tfm_set_error("out of memory");
+            goto done;
+        }
+        memcpy(rows_tgt, m->tgt_emb->data, (size_t)(V * D) * sizeof(float));
+        if (rows_src) memcpy(rows_src, m->src_emb->data, (size_t)(V * D) * sizeof(float));
+    }
     if (!ts || !bias) {
         tfm_set_error("out of memory");
         goto done;
@@ -293,10 +347,17 @@ int tfm_export_save(const tfm_model *m, const char *data_kind, const char *dir) 
         ts[i] = (tfm_st_tensor){
             .name = mp.e[i].name, .dtype = TFM_ST_F32, .ndim = t->ndim, .data = t->data};
         for (int d = 0; d < t->ndim; d++) ts[i].shape[d] = t->shape[d];
+        if (mp.e[i].vocab_rows && VH > V) {
+            ts[i].shape[0] = VH;
+            ts[i].data = t == m->tgt_emb ? rows_tgt : rows_src;
+        }
     }
-    /* MarianMTModel adds this (1, V) bias to the logits; ours has none */
-    ts[mp.n] = (tfm_st_tensor){
-        .name = "final_logits_bias", .dtype = TFM_ST_F32, .ndim = 2, .shape = {1, V}, .data = bias};
+    logits_bias(&m->cfg, bias);
+    ts[mp.n] = (tfm_st_tensor){.name = "final_logits_bias",
+                               .dtype = TFM_ST_F32,
+                               .ndim = 2,
+                               .shape = {1, VH},
+                               .data = bias};
     char path[4096];
     snprintf(path, sizeof path, "%s/model.safetensors", dir);
     if (tfm_safetensors_write(path, ts, mp.n + 1, NULL, 0)) goto done;
@@ -308,6 +369,8 @@ int tfm_export_save(const tfm_model *m, const char *data_kind, const char *dir) 
 done:
     free(ts);
     free(bias);
+    free(rows_tgt);
+    free(rows_src);
     free(mp.e);
     return rc;
 }
@@ -349,12 +412,15 @@ static int read_config(const char *path, tfm_model_config *c, char *kind, size_t
         CFG_CALL(tfm_json_get_bool(doc, "normalize_before", &b), "");
         if (b) CFG_FAIL("normalize_before is true, only post-LN models are supported");
     }
-    CFG_CALL(tfm_json_get_int64(doc, "decoder_start_token_id", &v), "");
-    if (v != TFM_BOS_ID)
-        CFG_FAIL("decoder_start_token_id is %lld, tfm models start from <s> = %d", (long long)v,
-                 TFM_BOS_ID);
-    CFG_CALL(tfm_json_get_int64(doc, "pad_token_id", &v), "");
-    if (v != TFM_PAD_ID) CFG_FAIL("pad_token_id is %lld, expected %d", (long long)v, TFM_PAD_ID);
+    /* the decoder-start convention first: the ids below depend on it */
+    const tfm_json *t = tfm_json_get(doc, "tfm");
+    c->decoder_start = TFM_START_BOS; /* exports written before the setting */
+    if (t && t->type == TFM_JSON_OBJECT && tfm_json_get(t, "decoder_start")) {
+        CFG_CALL(tfm_json_get_string(t, "decoder_start", &s), "tfm.");
+        int start = tfm_decoder_start_parse(s);
+        if (start < 0) CFG_FAIL("tfm.decoder_start is \"%s\", expected \"bos\" or \"zero\"", s);
+        c->decoder_start = start;
+    }
     CFG_CALL(tfm_json_get_int64(doc, "eos_token_id", &v), "");
     if (v != TFM_EOS_ID) CFG_FAIL("eos_token_id is %lld, expected %d", (long long)v, TFM_EOS_ID);
     CFG_CALL(tfm_json_get_int64(doc, "d_model", &c->d_model), "");
@@ -377,6 +443,20 @@ static int read_config(const char *path, tfm_model_config *c, char *kind, size_t
             CFG_FAIL("decoder_vocab_size %lld differs from vocab_size %lld", (long long)v,
                      (long long)c->vocab);
     }
+    /* zero-start: the last id is the zero row, not one of ours (hf_vocab) */
+    if (c->decoder_start == TFM_START_ZERO) c->vocab--;
+    CFG_CALL(tfm_json_get_int64(doc, "decoder_start_token_id", &v), "");
+    if (v != hf_start(c)) {
+        if (c->decoder_start == TFM_START_ZERO)
+            CFG_FAIL("decoder_start_token_id is %lld, but a zero-start model (tfm.decoder_start) "
+                     "starts from its last id, the zero row %lld",
+                     (long long)v, (long long)hf_start(c));
+        CFG_FAIL("decoder_start_token_id is %lld, tfm models start from <s> = %d", (long long)v,
+                 TFM_BOS_ID);
+    }
+    CFG_CALL(tfm_json_get_int64(doc, "pad_token_id", &v), "");
+    if (v != hf_pad(c))
+        CFG_FAIL("pad_token_id is %lld, expected %lld", (long long)v, (long long)hf_pad(c));
     CFG_CALL(tfm_json_get_int64(doc, "max_position_embeddings", &c->max_len), "");
     CFG_CALL(tfm_json_get_bool(doc, "share_encoder_decoder_embeddings", &b), "");
     c->share_src_emb = b;
@@ -384,7 +464,6 @@ static int read_config(const char *path, tfm_model_config *c, char *kind, size_t
         CFG_CALL(tfm_json_get_bool(doc, "tie_word_embeddings", &b), "");
         if (!b) CFG_FAIL("tie_word_embeddings is false, tfm models tie the output projection");
     }
-    const tfm_json *t = tfm_json_get(doc, "tfm");
     if (!t) CFG_FAIL("no \"tfm\" section: only exports written by tfm export can be loaded");
     if (t->type != TFM_JSON_OBJECT)
         CFG_FAIL("'tfm': expected an object, got %s", tfm_json_type_name(t->type));
@@ -456,20 +535,36 @@ int tfm_export_load(const char *dir, tfm_model *m, tfm_kv *meta) {
     float *scratch = NULL;
     int rc = 1;
     if (tfm_model_init(m, &c) || build_map(m, &mp)) goto done;
-    int64_t V = c.vocab, D = c.d_model;
-    scratch = malloc((size_t)(V * (D > 1 ? D : 1)) * sizeof(float));
+    int64_t V = c.vocab, D = c.d_model, VH = hf_vocab(&c);
+    scratch = malloc((size_t)(VH * (D > 2 ? D : 2)) * sizeof(float));
     if (!scratch) {
         tfm_set_error("out of memory");
         goto done;
     }
     for (int64_t i = 0; i < mp.n; i++) {
         const export_entry *e = &mp.e[i];
-        if (e->primary) {
+        if (e->vocab_rows && VH > V) {
+            /* (V + 1, D): our rows, then the zero row of the decoder start */
+            if (tfm_st_read_f32(&f, e->name, 2, (int64_t[]){VH, D}, scratch)) goto done;
+            for (int64_t j = V * D; j < VH * D; j++)
+                if (scratch[j] != 0.0f) {
+                    tfm_set_error("%s: tensor %s: row %lld (decoder_start_token_id) is not zero; "
+                                  "a zero-start model starts from a zero vector",
+                                  path, e->name, (long long)V);
+                    goto done;
+                }
+            if (e->primary) {
+                memcpy(e->t->data, scratch, (size_t)(V * D) * sizeof(float));
+                continue;
+            }
+        } else if (e->primary) {
             if (tfm_st_read_f32(&f, e->name, e->t->ndim, e->t->shape, e->t->data)) goto done;
             continue;
         }
         /* a tied copy: it must hold exactly the same values */
-        if (tfm_st_read_f32(&f, e->name, e->t->ndim, e->t->shape, scratch)) goto done;
+        if (!(e->vocab_rows && VH > V) &&
+            tfm_st_read_f32(&f, e->name, e->t->ndim, e->t->shape, scratch))
+            goto done;
         if (memcmp(scratch, e->t->data, (size_t)e->t->n * sizeof(float))) {
             const char *first = NULL;
             for (int64_t j = 0; j < i && !first; j++)
@@ -479,12 +574,20 @@ int tfm_export_load(const char *dir, tfm_model *m, tfm_kv *meta) {
             goto done;
         }
     }
-    if (tfm_st_read_f32(&f, "final_logits_bias", 2, (int64_t[]){1, V}, scratch)) goto done;
-    for (int64_t j = 0; j < V; j++)
-        if (scratch[j] != 0.0f) {
-            tfm_set_error("%s: tensor final_logits_bias is not zero (entry %lld is %g); tfm models "
-                          "have no output bias",
-                          path, (long long)j, (double)scratch[j]);
+    if (tfm_st_read_f32(&f, "final_logits_bias", 2, (int64_t[]){1, VH}, scratch)) goto done;
+    float *want_bias = scratch + VH; /* scratch holds VH * max(D, 2) floats */
+    logits_bias(&c, want_bias);
+    for (int64_t j = 0; j < VH; j++)
+        if (scratch[j] != want_bias[j]) {
+            if (c.decoder_start == TFM_START_ZERO)
+                tfm_set_error("%s: tensor final_logits_bias: entry %lld is %g, expected %g (tfm "
+                              "models have no output bias; -1e9 keeps <pad>, <s> and the zero "
+                              "row out of a zero-start model's output)",
+                              path, (long long)j, (double)scratch[j], (double)want_bias[j]);
+            else
+                tfm_set_error("%s: tensor final_logits_bias is not zero (entry %lld is %g); tfm "
+                              "models have no output bias",
+                              path, (long long)j, (double)scratch[j]);
             goto done;
         }
     for (int64_t k = 0; k < f.n_tensors; k++) {

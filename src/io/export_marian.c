@@ -162,11 +162,12 @@ static int npz_save(npz_writer *z, const char *path) {
 
 /* ---- the model ------------------------------------------------------------ */
 
-int tfm_export_marian_check(const tfm_model_config *c, int flags) {
-    if (!(flags & TFM_MARIAN_ZERO_START))
-        return tfm_set_error("the model starts its decoder from the trained <s> embedding, but "
-                             "Marian starts it from a zero vector (plus position 0) and has no "
-                             "setting for anything else"),
+int tfm_export_marian_check(const tfm_model_config *c) {
+    if (c->decoder_start != TFM_START_ZERO)
+        return tfm_set_error("the model starts its decoder from the trained <s> embedding "
+                             "(decoder-start bos), but Marian starts it from a zero vector (plus "
+                             "position 0) and has no setting for anything else; train with "
+                             "--decoder-start zero"),
                1;
     if (c->pre_ln)
         return tfm_set_error("the model uses pre-LN layers; the Marian export writes post-LN "
@@ -290,9 +291,9 @@ static char *model_yml(const tfm_model_config *c) {
     return s;
 }
 
-int tfm_export_marian_save(const tfm_model *m, const tfm_vocab *v, const char *dir, int flags) {
+int tfm_export_marian_save(const tfm_model *m, const tfm_vocab *v, const char *dir) {
     const tfm_model_config *c = &m->cfg;
-    if (tfm_export_marian_check(c, flags)) return 1;
+    if (tfm_export_marian_check(c)) return 1;
     if (v && tfm_vocab_size(v) != c->vocab)
         return tfm_set_error("the vocabulary has %d tokens, the model %lld", tfm_vocab_size(v),
                              (long long)c->vocab),

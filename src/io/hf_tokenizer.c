@@ -88,7 +88,26 @@ static void write_eos(tfm_json_writer *w) {
     tfm_jw_end_object(w);
 }
 
-static void write_fixed_parts(tfm_json_writer *w, const tfm_vocab *v) {
+/* tfm's <pad> (id 0) in a pad-last file, where "<pad>" is the last id */
+const char *const TFM_HF_TFM_PAD = "<tfm_pad>";
+
+static void write_added(tfm_json_writer *w, int64_t id, const char *content) {
+    tfm_jw_begin_object(w);
+    tfm_jw_key(w, "id");
+    tfm_jw_int(w, id);
+    tfm_jw_key(w, "content");
+    tfm_jw_string(w, content);
+    const char *flags[] = {"single_word", "lstrip", "rstrip", "normalized"};
+    for (int f = 0; f < 4; f++) {
+        tfm_jw_key(w, flags[f]);
+        tfm_jw_bool(w, 0);
+    }
+    tfm_jw_key(w, "special");
+    tfm_jw_bool(w, 1);
+    tfm_jw_end_object(w);
+}
+
+static void write_fixed_parts(tfm_json_writer *w, const tfm_vocab *v, int pad_last) {
     tfm_jw_key(w, "version");
     tfm_jw_string(w, "1.0");
     tfm_jw_key(w, "truncation");
@@ -97,21 +116,9 @@ static void write_fixed_parts(tfm_json_writer *w, const tfm_vocab *v) {
     tfm_jw_null(w);
     tfm_jw_key(w, "added_tokens");
     tfm_jw_begin_array(w);
-    for (int i = 0; i < TFM_N_SPECIALS; i++) {
-        tfm_jw_begin_object(w);
-        tfm_jw_key(w, "id");
-        tfm_jw_int(w, i);
-        tfm_jw_key(w, "content");
-        tfm_jw_string(w, tfm_vocab_token(v, i));
-        const char *flags[] = {"single_word", "lstrip", "rstrip", "normalized"};
-        for (int f = 0; f < 4; f++) {
-            tfm_jw_key(w, flags[f]);
-            tfm_jw_bool(w, 0);
-        }
-        tfm_jw_key(w, "special");
-        tfm_jw_bool(w, 1);
-        tfm_jw_end_object(w);
-    }
+    for (int i = 0; i < TFM_N_SPECIALS; i++)
+        write_added(w, i, pad_last && i == TFM_PAD_ID ? TFM_HF_TFM_PAD : tfm_vocab_token(v, i));
+    if (pad_last) write_added(w, tfm_vocab_size(v), TFM_PAD_TOKEN);
     tfm_jw_end_array(w);
     /* our escape of words ending in "@@", before the words are split */
     tfm_jw_key(w, "normalizer");
@@ -170,7 +177,8 @@ static void write_fixed_parts(tfm_json_writer *w, const tfm_vocab *v) {
     tfm_jw_key(w, "decoders");
     tfm_jw_begin_array(w);
     write_replace(w, "\\A<unk>\\z", "<unk></w>");
-    write_replace(w, "\\A(?:<pad>|<s>|</s>)\\z", "");
+    write_replace(w, pad_last ? "\\A(?:<pad>|<tfm_pad>|<s>|</s>)\\z" : "\\A(?:<pad>|<s>|</s>)\\z",
+                  "");
     write_replace(w, "</w>\\z", " ");
     tfm_jw_begin_object(w);
     tfm_jw_key(w, "type");
@@ -182,8 +190,8 @@ static void write_fixed_parts(tfm_json_writer *w, const tfm_vocab *v) {
     tfm_jw_end_object(w);
 }
 
-char *tfm_bpe_hf_tokenizer_json(const tfm_bpe *bpe, const tfm_vocab *v, size_t *len_out,
-                                tfm_hf_tokenizer_info *info) {
+static char *hf_json(const tfm_bpe *bpe, const tfm_vocab *v, int pad_last, size_t *len_out,
+                     tfm_hf_tokenizer_info *info) {
     if (tfm_bpe_version(bpe) != 2) {
         tfm_set_error("only version 0.2 codes can be exported as tokenizer.json (these are 0.1)");
         return NULL;
@@ -204,13 +212,23 @@ char *tfm_bpe_hf_tokenizer_json(const tfm_bpe *bpe, const tfm_vocab *v, size_t *
      * which needs "</w>" inside the text), then the merge symbols we lack:
      * HF requires every merge's inputs and result in the vocab; ours maps
      * such a piece to <unk>, so they get <unk>'s id. */
-    for (int64_t i = 0; i < size; i++) {
-        const char *t = tfm_vocab_token(v, (int32_t)i);
-        int64_t kl = hf_form(t, strlen(t), i < TFM_N_SPECIALS, &buf, &buf_cap);
+    for (int64_t i = 0; i <= size; i++) {
+        if (i == size && !pad_last) break;
+        /* pad-last: ours is renamed, "<pad>" becomes the id after ours */
+        const char *t = i == size                     ? TFM_PAD_TOKEN
+                        : pad_last && i == TFM_PAD_ID ? TFM_HF_TFM_PAD
+                                                      : tfm_vocab_token(v, (int32_t)i);
+        int64_t kl = hf_form(t, strlen(t), i < TFM_N_SPECIALS || i == size, &buf, &buf_cap);
         int added;
         int64_t e = kl < 0 ? -1 : tfm_strmap_add(&hf, buf, (size_t)kl, &added);
         if (e < 0 || tfm_grow((void **)&hf_id, &hf_cap, e + 1, sizeof *hf_id)) goto fail;
         if (added) hf_id[e] = (int32_t)i;
+        if (!added && i == size) {
+            tfm_set_error("a token of the vocabulary has the Hugging Face form %s, which a "
+                          "pad-last tokenizer.json needs for its last id",
+                          TFM_PAD_TOKEN);
+            goto fail;
+        }
     }
     if (tfm_grow((void **)&keep, &keep_cap, n_merges + 1, 1)) goto fail;
     for (int64_t m = 0; m < n_merges; m++) {
@@ -245,7 +263,7 @@ char *tfm_bpe_hf_tokenizer_json(const tfm_bpe *bpe, const tfm_vocab *v, size_t *
     st.n_tokens = hf.n;
 
     tfm_jw_begin_object(&w);
-    write_fixed_parts(&w, v);
+    write_fixed_parts(&w, v, pad_last);
     tfm_jw_key(&w, "model");
     tfm_jw_begin_object(&w);
     tfm_jw_key(&w, "type");
@@ -298,6 +316,16 @@ fail:
     free(buf);
     free(keep);
     return result;
+}
+
+char *tfm_bpe_hf_tokenizer_json(const tfm_bpe *bpe, const tfm_vocab *v, size_t *len_out,
+                                tfm_hf_tokenizer_info *info) {
+    return hf_json(bpe, v, 0, len_out, info);
+}
+
+char *tfm_bpe_hf_tokenizer_json_pad_last(const tfm_bpe *bpe, const tfm_vocab *v, size_t *len_out,
+                                         tfm_hf_tokenizer_info *info) {
+    return hf_json(bpe, v, 1, len_out, info);
 }
 
 int tfm_bpe_write_hf_tokenizer(const tfm_bpe *bpe, const tfm_vocab *v, const char *path,

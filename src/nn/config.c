@@ -19,3 +19,13 @@ const char *tfm_model_config_differs(const tfm_model_config *a, const tfm_model_
 #undef X
     return NULL;
 }
+
+const char *tfm_decoder_start_name(int start) {
+    return start == TFM_START_BOS ? "bos" : start == TFM_START_ZERO ? "zero" : NULL;
+}
+
+int tfm_decoder_start_parse(const char *name) {
+    if (!strcmp(name, "bos")) return TFM_START_BOS;
+    if (!strcmp(name, "zero")) return TFM_START_ZERO;
+    return -1;
+}

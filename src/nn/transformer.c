@@ -22,6 +22,10 @@ int tfm_model_config_check(const tfm_model_config *c) {
         return tfm_set_error("layers: need at least 1 encoder and 1 decoder layer"), 1;
     if (c->max_len < 2)
         return tfm_set_error("model-max-len %lld: must be at least 2", (long long)c->max_len), 1;
+    if (!tfm_decoder_start_name(c->decoder_start))
+        return tfm_set_error("decoder-start %d: must be %d (bos) or %d (zero)", c->decoder_start,
+                             TFM_START_BOS, TFM_START_ZERO),
+               1;
     /* Bounds on what a flag, a checkpoint or an export may ask for, checked
      * before anything is allocated: every size product below then fits in
      * int64_t, and a crafted file cannot make us compute a table for minutes. */
@@ -175,9 +179,13 @@ void tfm_model_init_weights(tfm_model *m, uint64_t seed) {
 
 /* ---- building blocks ------------------------------------------------------- */
 
-/* tokens (B, T) -> dropout(emb[tokens] * sqrt(D) + pos[pos0 .. pos0+T)) */
+/* tokens (B, T) -> dropout(emb[tokens] * sqrt(D) + pos[pos0 .. pos0+T)).
+ * In the decoder of a zero-start model <s> embeds to zeros: its rows of the
+ * lookup are cleared, and the op is told to pass <s> no gradient (the pad id
+ * argument; the decoder's pad rows then get a gradient, which is exactly zero:
+ * padded target positions feed no loss and are masked as keys). */
 static tfm_tensor *embed(tfm_model *m, tfm_tape *t, tfm_tensor *table, const int32_t *ids,
-                         int64_t B, int64_t T, int64_t pos0) {
+                         int64_t B, int64_t T, int64_t pos0, int decoder) {
     int64_t D = m->cfg.d_model;
     if (pos0 + T > m->cfg.max_len) {
         tfm_set_error("sequence of %lld positions exceeds max-len %lld", (long long)(pos0 + T),
@@ -186,9 +194,14 @@ static tfm_tensor *embed(tfm_model *m, tfm_tape *t, tfm_tensor *table, const int
     }
     int64_t shape[3] = {B, T, D};
     tfm_tape_label(t, table == m->src_emb ? "src_emb" : "tgt_emb");
-    tfm_tensor *e = tfm_embedding(t, table, ids, 3, shape, sqrtf((float)D), TFM_PAD_ID);
+    int zero_start = decoder && m->cfg.decoder_start == TFM_START_ZERO;
+    tfm_tensor *e = tfm_embedding(t, table, ids, 3, shape, sqrtf((float)D),
+                                  zero_start ? TFM_BOS_ID : TFM_PAD_ID);
     tfm_tensor *pos = tfm_tape_tensor(t, 3, shape, 0);
     if (!e || !pos) return NULL;
+    if (zero_start) /* before anything reads e; the backward never reads it */
+        for (int64_t i = 0; i < B * T; i++)
+            if (ids[i] == TFM_BOS_ID) memset(e->data + i * D, 0, (size_t)D * sizeof(float));
     for (int64_t b = 0; b < B; b++)
         memcpy(pos->data + b * T * D, m->pos_table + pos0 * D, (size_t)(T * D) * sizeof(float));
     return tfm_dropout(t, tfm_add(t, e, pos), m->cfg.dropout);
@@ -223,7 +236,7 @@ static tfm_tensor *pre_norm(tfm_model *m, tfm_tape *t, tfm_tensor *x, const tfm_
 
 tfm_tensor *tfm_model_encode(tfm_model *m, tfm_tape *t, const int32_t *src, const uint8_t *src_pad,
                              int64_t B, int64_t S) {
-    tfm_tensor *x = embed(m, t, m->src_emb, src, B, S, 0);
+    tfm_tensor *x = embed(m, t, m->src_emb, src, B, S, 0, 0);
     for (int64_t i = 0; i < m->cfg.enc_layers; i++) {
         tfm_layer_params *L = &m->enc[i];
         tfm_tape_label(t, L->label_self);
@@ -343,7 +356,7 @@ tfm_tensor *tfm_model_decode(tfm_model *m, tfm_tape *t, tfm_tensor *memory, cons
     if (!memory) return NULL;
     int64_t B = memory->shape[0];
     dec_inputs in = {.memory = memory, .src_pad = src_pad, .tgt_pad = tgt_pad};
-    tfm_tensor *x = decoder_stack(m, t, embed(m, t, m->tgt_emb, tgt_in, B, T, 0), &in);
+    tfm_tensor *x = decoder_stack(m, t, embed(m, t, m->tgt_emb, tgt_in, B, T, 0, 1), &in);
     tfm_tape_label(t, "output");
     return tfm_linear(t, x, m->tgt_emb, NULL); /* tied: logits = x E^T */
 }
@@ -474,7 +487,8 @@ tfm_tensor *tfm_model_decode_hidden(tfm_model *m, tfm_tape *t, tfm_kv_cache *c,
     }
     for (int64_t r = 0; r < c->rows; r++) c->slot[r * c->T_max + c->len] = (int32_t)r;
     dec_inputs in = {.cache = c};
-    tfm_tensor *x = decoder_stack(m, t, embed(m, t, m->tgt_emb, tokens, c->rows, 1, c->len), &in);
+    tfm_tensor *x =
+        decoder_stack(m, t, embed(m, t, m->tgt_emb, tokens, c->rows, 1, c->len, 1), &in);
     if (!x) return NULL;
     x->ndim = 2;
     x->shape[0] = c->rows;

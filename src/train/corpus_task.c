@@ -75,10 +75,16 @@ static int prepare_text_model(const tfm_corpus_task *task, const tfm_train_opts 
         return tfm_text_model_load(o->run_dir, tm);
     const char *files[2] = {task->src_train, task->tgt_train};
     double t0 = tfm_now();
-    if (tfm_text_model_learn(files, 2, task->bpe_merges, o->run_dir, tm)) return 1;
+    if (tfm_text_model_learn(files, 2, task->bpe_merges, NULL, tm)) return 1;
+    int64_t added = task->inexact_vocab ? 0 : tfm_vocab_add_merge_symbols(tm->vocab, tm->bpe);
+    if (added < 0 || tfm_bpe_save(tm->bpe, codes) || tfm_vocab_save(tm->vocab, vocab)) {
+        tfm_text_model_free(tm);
+        return 1;
+    }
     if (!o->quiet)
-        printf("learned %lld BPE merges, vocabulary %d, in %.1f s\n",
-               (long long)tfm_bpe_n_merges(tm->bpe), tfm_vocab_size(tm->vocab), tfm_now() - t0);
+        printf("learned %lld BPE merges, vocabulary %d (%lld of them merge symbols), in %.1f s\n",
+               (long long)tfm_bpe_n_merges(tm->bpe), tfm_vocab_size(tm->vocab), (long long)added,
+               tfm_now() - t0);
     return 0;
 }
 

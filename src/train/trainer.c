@@ -124,13 +124,18 @@ static int resume_from(tfm_trainer *tr, char *path, size_t path_size) {
         if (diff) {
             char key[64];
             snprintf(key, sizeof key, "model.%s", diff);
-            tfm_kv mine;
+            /* both sides as written from the configs: a setting the
+             * checkpoint predates has its default there (tfm/nn.h) */
+            tfm_kv mine, theirs;
             tfm_kv_init(&mine);
+            tfm_kv_init(&theirs);
             tfm_model_config_to_kv(&tr->model.cfg, &mine);
+            tfm_model_config_to_kv(&saved, &theirs);
             tfm_set_error("%s: the model configuration differs from the one given: %s is %s in "
                           "the checkpoint, %s now",
-                          path, diff, tfm_kv_get(&ck.meta, key), tfm_kv_get(&mine, key));
+                          path, diff, tfm_kv_get(&theirs, key), tfm_kv_get(&mine, key));
             tfm_kv_free(&mine);
+            tfm_kv_free(&theirs);
             goto fail;
         }
     }

@@ -43,6 +43,10 @@ layers = 1
 batch-tokens = 256
 threads = 1
 quiet = true
+# the conventions of the runs the export cases below were written against
+# (vocabulary 36, ids 0/1 for pad/start); test_export covers today's defaults
+decoder-start = bos
+exact-vocab = false
 CFG
 "$TFM" train --config ctiny.cfg --src-valid v.de --tgt-valid v.en --valid-every 1 --steps 2 --save crun
 "$TFM" export --model crun --out exp --threads 1 >/dev/null
