@@ -109,6 +109,36 @@ typedef struct {
     int n_flags;
 } config_ctx;
 
+/* Settings taken from a config file and where ("run.cfg:3"), so that a later
+ * check of the value names the file and line instead of a flag the user
+ * never typed (flags_file_origin). Copied: the flag tables live on stacks. */
+typedef struct {
+    const char *name, *where;
+} file_origin;
+static file_origin *g_origins;
+static size_t g_n_origins, g_cap_origins;
+
+static int note_origin(const char *name, const char *where) {
+    if (g_n_origins == g_cap_origins) {
+        size_t cap = g_cap_origins ? 2 * g_cap_origins : 32;
+        file_origin *list = realloc(g_origins, cap * sizeof *list);
+        if (!list) return 1;
+        g_origins = list;
+        g_cap_origins = cap;
+    }
+    const char *n = keep_string(name), *w = keep_string(where);
+    if (!n || !w) return 1;
+    g_origins[g_n_origins++] = (file_origin){n, w};
+    return 0;
+}
+
+const char *flags_file_origin(const char *name, size_t len) {
+    for (size_t i = 0; i < g_n_origins; i++)
+        if (strlen(g_origins[i].name) == len && !strncmp(g_origins[i].name, name, len))
+            return g_origins[i].where;
+    return NULL;
+}
+
 static int config_pair(const char *key, const char *value, const char *where, void *ctx) {
     config_ctx *c = ctx;
     if (!strcmp(key, "config"))
@@ -118,7 +148,10 @@ static int config_pair(const char *key, const char *value, const char *where, vo
     /* The command line wins (bit 0 of f->set), but a malformed value in the
      * file is still an error; values taken from the file set bit 1. */
     int on_command_line = f->set & 1;
-    if (!on_command_line) f->set |= 2;
+    if (!on_command_line) {
+        f->set |= 2;
+        if (note_origin(key, where)) return tfm_set_error("%s: out of memory", where), 2;
+    }
     return convert_value(f, value, where, 1, on_command_line);
 }
 
@@ -179,6 +212,7 @@ int flags_parse(flag_def *flags, int n_flags, int argc, char **argv, const char 
                 int max_pos, int *n_pos) {
     const char *config = NULL;
     if (n_pos) *n_pos = 0;
+    g_n_origins = 0;
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i];
         if (!strcmp(arg, "--help") || !strcmp(arg, "-h")) {
@@ -204,6 +238,10 @@ int flags_parse(flag_def *flags, int n_flags, int argc, char **argv, const char 
                 if (i + 1 >= argc) return tfm_cli_fail(2, "--config: missing file name");
                 value = argv[++i];
             }
+            /* a second file would silently override the first */
+            if (config)
+                return tfm_cli_fail(2, "--config: given twice (%s, %s): use one file", config,
+                                    value);
             config = value;
             continue;
         }
@@ -219,6 +257,10 @@ int flags_parse(flag_def *flags, int n_flags, int argc, char **argv, const char 
         if (!value) {
             if (i + 1 >= argc) return tfm_cli_fail(2, "--%s: missing value", name);
             value = argv[++i];
+            /* "--save --quiet": the value was forgotten (--save=--x is explicit) */
+            if (!strncmp(value, "--", 2) && value[2])
+                return tfm_cli_fail(2, "--%s: missing value (the next argument, '%s', is a flag)",
+                                    name, value);
         }
         if (set_value(f, value, where)) return 2;
     }

@@ -40,5 +40,9 @@ int flags_read_config(flag_def *flags, int n_flags, const char *path);
 /* Writes the resolved configuration as "key = value" lines. */
 void flags_write_config(FILE *f, const flag_def *flags, int n_flags);
 flag_def *flags_find(flag_def *flags, int n_flags, const char *name);
+/* "run.cfg:3" when the flag name (len bytes) took its value from the config
+ * file of the last flags_parse, else NULL: tfm_cli_fail reports a message
+ * "--name..." about such a value as "run.cfg:3: name...". */
+const char *flags_file_origin(const char *name, size_t len);
 
 #endif

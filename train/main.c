@@ -2,9 +2,11 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "commands.h"
+#include "flags.h"
 #include "tfm/base.h"
 #include "tfm/kernels.h"
 
@@ -25,12 +27,27 @@ static const command COMMANDS[] = {
 #define N_COMMANDS (sizeof COMMANDS / sizeof COMMANDS[0])
 
 int tfm_cli_fail(int status, const char *fmt, ...) {
-    va_list ap;
+    va_list ap, again;
     va_start(ap, fmt);
-    fputs("tfm: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    va_copy(again, ap);
+    int n = vsnprintf(NULL, 0, fmt, ap);
     va_end(ap);
+    char *msg = n >= 0 ? malloc((size_t)n + 1) : NULL;
+    if (msg) vsnprintf(msg, (size_t)n + 1, fmt, again);
+    va_end(again);
+    if (!msg) {
+        fputs("tfm: out of memory\n", stderr);
+        return status;
+    }
+    /* "--steps: must not be negative" about a value from a config file
+     * names the file and line: "run.cfg:3: steps: must not be negative" */
+    const char *origin =
+        !strncmp(msg, "--", 2) ? flags_file_origin(msg + 2, strcspn(msg + 2, ": =")) : NULL;
+    if (origin)
+        fprintf(stderr, "tfm: %s: %s\n", origin, msg + 2);
+    else
+        fprintf(stderr, "tfm: %s\n", msg);
+    free(msg);
     return status;
 }
 

@@ -7,7 +7,8 @@
  *
  * Keys and values are trimmed of surrounding whitespace; the value may be
  * empty. Lines must be shorter than TFM_CONFIG_MAX_LINE bytes and must not
- * contain NUL bytes. Each error names "<name>:<line>".
+ * contain NUL bytes; a key may appear only once; a UTF-8 byte order mark at
+ * the start is skipped. Each error names "<name>:<line>".
  *
  *     static int on_pair(const char *key, const char *value, const char *where, void *ctx) {
  *         if (strcmp(key, "steps")) return tfm_set_error("%s: unknown key '%s'", where, key), 1;

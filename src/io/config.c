@@ -9,10 +9,50 @@
 
 #include "tfm/base.h"
 
-int tfm_config_parse(const char *text, size_t len, const char *name, tfm_config_fn fn, void *ctx) {
+/* The keys seen so far with their line numbers: a key given twice is an
+ * error (the second would silently win). */
+typedef struct {
+    char **key;
+    long long *line;
+    size_t n, cap;
+} seen_keys;
+
+static void seen_free(seen_keys *k) {
+    for (size_t i = 0; i < k->n; i++) free(k->key[i]);
+    free(k->key);
+    free(k->line);
+}
+
+/* 0 when new (and recorded), else the line of its first occurrence; -1 out of memory. */
+static long long seen_add(seen_keys *k, const char *key, long long lineno) {
+    for (size_t i = 0; i < k->n; i++)
+        if (!strcmp(k->key[i], key)) return k->line[i];
+    if (k->n == k->cap) {
+        size_t cap = k->cap ? 2 * k->cap : 32;
+        char **keys = realloc(k->key, cap * sizeof *keys);
+        if (!keys) return -1;
+        k->key = keys;
+        long long *lines = realloc(k->line, cap * sizeof *lines);
+        if (!lines) return -1;
+        k->line = lines;
+        k->cap = cap;
+    }
+    size_t n = strlen(key) + 1;
+    char *copy = malloc(n);
+    if (!copy) return -1;
+    memcpy(copy, key, n);
+    k->key[k->n] = copy;
+    k->line[k->n++] = lineno;
+    return 0;
+}
+
+static int parse(const char *text, size_t len, const char *name, tfm_config_fn fn, void *ctx,
+                 seen_keys *seen) {
     char line[TFM_CONFIG_MAX_LINE];
     long long lineno = 0;
     size_t i = 0;
+    /* a UTF-8 byte order mark (editors on Windows write one) */
+    if (len >= 3 && !memcmp(text, "\xEF\xBB\xBF", 3)) i = 3;
     while (i < len) {
         size_t j = i;
         while (j < len && text[j] != '\n') j++;
@@ -54,10 +94,23 @@ int tfm_config_parse(const char *text, size_t len, const char *name, tfm_config_
             tfm_set_error("%s: missing key before '='", where);
             return 1;
         }
+        long long first = seen_add(seen, s, lineno);
+        if (first < 0) return tfm_set_error("%s: out of memory", where), 1;
+        if (first > 0) {
+            tfm_set_error("%s: '%s' is set twice (first on line %lld)", where, s, first);
+            return 1;
+        }
         int rc = fn(s, v, where, ctx);
         if (rc) return rc;
     }
     return 0;
+}
+
+int tfm_config_parse(const char *text, size_t len, const char *name, tfm_config_fn fn, void *ctx) {
+    seen_keys seen = {0};
+    int rc = parse(text, len, name, fn, ctx, &seen);
+    seen_free(&seen);
+    return rc;
 }
 
 int tfm_config_read(const char *path, tfm_config_fn fn, void *ctx) {
