@@ -3,6 +3,7 @@
  * numbers corpus spellings. */
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "tfm/data.h"
 #include "util_test.h"
@@ -113,6 +114,57 @@ END_TEST
 
 /* "-" reads stdin (Check runs each test in its own process, so redirecting
  * stdin here is harmless). */
+/* Windows of lines from a pipe: a window ends where the input is not ready
+ * yet (the writer still has the pipe open), or at max lines; line numbers
+ * and the last line without '\n' carry on across windows. */
+START_TEST(window_from_pipe) {
+    int fds[2];
+    ck_assert_int_eq(pipe(fds), 0);
+    ck_assert_int_eq(write(fds[1],
+                           "\xEF\xBB\xBF"
+                           "a  b\nc\nd\n",
+                           12),
+                     12);
+    tfm_line_window w;
+    tfm_corpus_opts o = {.allow_empty_file = 1};
+    tfm_line_window_init(&w, fds[0], "pipe", &o);
+    tfm_lines win;
+    int64_t first = 0;
+    ck_assert_int_eq(tfm_line_window_next(&w, 2, &win, &first), 0);
+    ck_assert_int_eq(win.n, 2);
+    ck_assert_int_eq(first, 1);
+    ck_assert_str_eq(win.line[0], "a b");
+    ck_assert_str_eq(win.line[1], "c");
+    tfm_lines_free(&win);
+    /* one line is there, the writer is still open: the window ends without waiting */
+    ck_assert_int_eq(tfm_line_window_next(&w, 100, &win, &first), 0);
+    ck_assert_int_eq(win.n, 1);
+    ck_assert_int_eq(first, 3);
+    ck_assert_str_eq(win.line[0], "d");
+    tfm_lines_free(&win);
+    ck_assert_int_eq(write(fds[1], "e\n\xff\n", 4), 4);
+    ck_assert_int_eq(tfm_line_window_next(&w, 1, &win, &first), 0);
+    ck_assert_int_eq(win.n, 1);
+    ck_assert_int_eq(first, 4);
+    tfm_lines_free(&win);
+    ck_assert_int_eq(tfm_line_window_next(&w, 1, &win, &first), 1);
+    ck_assert_msg(strstr(tfm_last_error(), "pipe:5: invalid UTF-8"), "%s", tfm_last_error());
+    tfm_line_window_free(&w);
+    /* a last line without '\n', then the end */
+    tfm_line_window_init(&w, fds[0], "pipe", &o);
+    ck_assert_int_eq(write(fds[1], "f", 1), 1);
+    close(fds[1]);
+    ck_assert_int_eq(tfm_line_window_next(&w, 10, &win, &first), 0);
+    ck_assert_int_eq(win.n, 1);
+    ck_assert_str_eq(win.line[0], "f");
+    tfm_lines_free(&win);
+    ck_assert_int_eq(tfm_line_window_next(&w, 10, &win, &first), 0);
+    ck_assert_int_eq(win.n, 0);
+    tfm_line_window_free(&w);
+    close(fds[0]);
+}
+END_TEST
+
 START_TEST(read_stdin) {
     const char *dir = tfm_test_tmpdir("corpus");
     const char *path = WRITE_STR(dir, "in.txt", "eins  zwei\r\ndrei\n");
@@ -796,6 +848,7 @@ int main(void) {
     tcase_add_test(tr, read_allow_empty);
     tcase_add_test(tr, read_chunked_equals_whole);
     tcase_add_test(tr, read_stdin);
+    tcase_add_test(tr, window_from_pipe);
     tcase_add_test(tr, reader_stays_failed);
     tcase_add_test(tr, read_many_lines_linear);
     tcase_add_test(tr, error_missing_and_unreadable);

@@ -269,15 +269,7 @@ static int run(const char *model_path, const char *src_text, int64_t layer, cons
         if (toy_source(src_text, c->vocab, cap, &src)) goto done;
     } else {
         /* the subword files sit beside the checkpoint */
-        char dir[4096];
-        struct stat st;
-        snprintf(dir, sizeof dir, "%s", model_path);
-        if (stat(model_path, &st) == 0 && !S_ISDIR(st.st_mode)) {
-            char tmp[4096];
-            snprintf(tmp, sizeof tmp, "%s", model_path);
-            snprintf(dir, sizeof dir, "%s", dirname(tmp));
-        }
-        if (tfm_text_model_load(dir, &tm)) goto done;
+        if (tfm_load_text_model(model_path, c, &tm)) goto done;
         have_tm = 1;
         if (text_source(src_text, &tm, cap, &src)) goto done;
     }

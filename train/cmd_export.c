@@ -317,20 +317,18 @@ int tfm_cmd_export(int argc, char **argv) {
     }
     const char *kind_meta = tfm_kv_get(&meta, "data.kind");
     const char *kind = kind_meta && !strcmp(kind_meta, "toy") ? "toy" : "text";
-    char run_dir[4096];
-    struct stat st;
-    snprintf(run_dir, sizeof run_dir, "%s", model_path);
-    if (stat(model_path, &st) == 0 && !S_ISDIR(st.st_mode)) {
-        char tmp[4096];
-        snprintf(tmp, sizeof tmp, "%s", model_path);
-        snprintf(run_dir, sizeof run_dir, "%s", dirname(tmp));
+    char *run_dir = tfm_model_text_dir(model_path);
+    if (!run_dir) {
+        tfm_kv_free(&meta);
+        tfm_model_free(&m);
+        return tfm_cli_fail(1, "%s", tfm_last_error());
     }
     rc = 0;
     /* tokenizer files left by an earlier export are removed for a toy model
      * (below); files in a directory that held no export are never touched */
-    char probe[4200];
-    snprintf(probe, sizeof probe, "%s/model.safetensors", out);
-    int earlier_export = access(probe, F_OK) == 0;
+    char *probe = tfm_path_join(out, "model.safetensors");
+    int earlier_export = probe && access(probe, F_OK) == 0;
+    free(probe);
     if (!strcmp(format, "marian")) {
         if (tfm_export_marian_check(&m.cfg))
             rc = tfm_cli_fail(1, "%s: cannot export to Marian: %s", model_path, tfm_last_error());
@@ -347,10 +345,10 @@ int tfm_cmd_export(int argc, char **argv) {
             /* a toy model has no tokenizer; drop one left by an earlier export (--force) */
             const char *stale[] = {"bpe.codes", "vocab.txt", "tokenizer.json",
                                    "tokenizer_config.json"};
-            char p[4096];
             for (int i = 0; i < 4; i++) {
-                snprintf(p, sizeof p, "%s/%s", out, stale[i]);
-                unlink(p);
+                char *p = tfm_path_join(out, stale[i]);
+                if (p) unlink(p);
+                free(p);
             }
         }
         printf("exported %s (%s model, %lld parameters) to %s\n", model_path, kind,
@@ -362,6 +360,7 @@ int tfm_cmd_export(int argc, char **argv) {
                 printf("wrote the logits of the fixed batch to %s\n", dump);
         }
     }
+    free(run_dir);
     tfm_kv_free(&meta);
     tfm_model_free(&m);
     return rc;

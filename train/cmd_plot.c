@@ -295,12 +295,12 @@ int tfm_cmd_plot(int argc, char **argv) {
         return tfm_cli_fail(2, "plot: give one run directory (usage: %s)", USAGE);
     }
     const char *dir = pos[0];
-    char csv[4096], def_out[4096], def_title[4200];
-    snprintf(csv, sizeof csv, "%s/metrics.csv", dir);
-    snprintf(def_out, sizeof def_out, "%s/curves.svg", dir);
-    snprintf(def_title, sizeof def_title, "tfm run %s", dir);
+    char *csv = tfm_path_join(dir, "metrics.csv"), *def_out = tfm_path_join(dir, "curves.svg"),
+         *def_title = tfm_format("tfm run %s", dir);
     metrics m;
-    if (metrics_read(csv, &m))
+    if (!csv || !def_out || !def_title)
+        rc = tfm_cli_fail(1, "%s", tfm_last_error());
+    else if (metrics_read(csv, &m))
         rc = tfm_cli_fail(1, "%s", tfm_last_error());
     else {
         const char *path = out ? out : def_out;
@@ -310,6 +310,9 @@ int tfm_cmd_plot(int argc, char **argv) {
             fprintf(stderr, "wrote %s (%lld rows of %s)\n", path, (long long)m.n, csv);
         metrics_free(&m);
     }
+    free(csv);
+    free(def_out);
+    free(def_title);
     free(args);
     return rc;
 }

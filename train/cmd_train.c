@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "commands.h"
 #include "flags.h"
@@ -55,6 +56,7 @@ static void defaults(train_cli *o) {
     o->beam = 1;
     o->exact_vocab = 1;
     o->alpha = 0.6;
+    o->bpe_merges = 8000;
     tfm_model_config_default(&o->model);
     o->layers = o->model.enc_layers;
     tfm_train_opts t;
@@ -106,7 +108,7 @@ static int make_flags(train_cli *o, flag_def *f) {
     S("tgt-valid", tgt_valid, "corpus: target validation text");
     I("batch-tokens", batch_tokens, "corpus: tokens per batch (padded)");
     I("max-tokens", max_tokens_len, "corpus: drop pairs longer than this many subwords");
-    I("bpe-merges", bpe_merges, "corpus: BPE merges to learn (joint; 0: 8000)");
+    I("bpe-merges", bpe_merges, "corpus: BPE merges to learn (joint)");
     B("exact-vocab", exact_vocab,
       "corpus: also give an id to every symbol the BPE merges pass through, so that tfm export's "
       "tokenizer.json segments exactly as tfm (false: the vocabulary of runs before 2026-11-29)");
@@ -165,6 +167,8 @@ static int check_flags(const train_cli *o) {
 #define NEED(cond, ...)                                                                            \
     if (!(cond)) return tfm_cli_fail(2, __VA_ARGS__)
     NEED(o->steps >= 0, "--steps: must not be negative");
+    /* saved as an unsigned integer in every checkpoint and read back on resume */
+    NEED(o->seed >= 0, "--seed: must not be negative");
     NEED(o->batch >= 1 && o->batch <= 1000000, "--batch: must be between 1 and 1000000");
     NEED(o->warmup >= 1, "--warmup: must be at least 1");
     NEED(o->lr_factor > 0, "--lr-factor: must be positive");
@@ -189,11 +193,14 @@ static int check_flags(const train_cli *o) {
     NEED(o->eval_n >= 1, "--eval-n: must be at least 1");
     NEED(!o->resume || o->save, "--resume needs --save DIR");
     NEED(o->batch_tokens >= 16, "--batch-tokens: must be at least 16");
-    NEED(o->max_tokens_len >= 1, "--max-tokens: must be positive");
+    NEED(o->max_tokens_len >= 1 && o->max_tokens_len <= TFM_MAX_POSITIONS,
+         "--max-tokens: must be between 1 and %lld", (long long)TFM_MAX_POSITIONS);
     NEED(o->beam >= 1 && o->beam <= 64, "--beam: must be between 1 and 64");
     NEED(o->valid_every >= 1, "--valid-every: must be positive");
-    NEED(o->early_stop >= 0 && o->valid_max >= 0 && o->max_minutes >= 0,
-         "--early-stop, --valid-max, --max-minutes: must not be negative");
+    NEED(o->early_stop >= 0, "--early-stop: must not be negative");
+    NEED(o->valid_max >= 0, "--valid-max: must not be negative");
+    NEED(o->max_minutes >= 0, "--max-minutes: must not be negative");
+    NEED(o->bpe_merges >= 1, "--bpe-merges: must be at least 1");
 #undef NEED
     return 0;
 }
@@ -236,8 +243,14 @@ static void to_train_opts(const train_cli *c, const char *config, tfm_train_opts
     o->max_minutes = c->max_minutes;
 }
 
+/* SIGINT/SIGTERM: the first asks the trainer to finish the step, save and
+ * return (then the program skips the held-out evaluation and exits
+ * 128 + signal); a second one exits at once: checkpoints are written
+ * atomically, so the newest complete one is safe either way. */
+static volatile sig_atomic_t g_signal;
 static void on_signal(int sig) {
-    (void)sig;
+    if (g_signal) _exit(128 + sig);
+    g_signal = sig;
     tfm_trainer_request_stop();
 }
 
@@ -247,7 +260,7 @@ static int train_corpus(train_cli *c, const tfm_train_opts *o) {
         .tgt_train = c->tgt_train,
         .src_valid = c->src_valid,
         .tgt_valid = c->tgt_valid,
-        .bpe_merges = c->bpe_merges > 0 ? c->bpe_merges : 8000,
+        .bpe_merges = c->bpe_merges,
         .batch_tokens = c->batch_tokens,
         .max_tokens = c->max_tokens_len,
         .valid_max = c->valid_max,
@@ -255,6 +268,7 @@ static int train_corpus(train_cli *c, const tfm_train_opts *o) {
         .decode = {.beam = c->beam, .alpha = c->alpha, .batch = 64, .precision = o->precision}};
     tfm_corpus_summary sum;
     if (tfm_train_corpus(&task, o, &c->model, &sum)) return tfm_cli_fail(1, "%s", tfm_last_error());
+    if (g_signal) return 128 + g_signal;
     printf("steps=%lld epochs=%lld best_bleu=%.2f seconds=%.1f tokens_per_s=%.0f\n",
            (long long)sum.steps, (long long)sum.epochs, sum.best_bleu, sum.seconds,
            sum.tokens_per_s);
@@ -267,7 +281,6 @@ static int train_toy(train_cli *c, const tfm_train_opts *o) {
     tc.task = !strcmp(c->task, "copy") ? TFM_TOY_COPY : TFM_TOY_REVERSE;
     tfm_model_config mc = c->model;
     mc.vocab = c->vocab;
-    if (mc.max_len < tc.max_len + 2) mc.max_len = tc.max_len + 2;
     tfm_toy_source toy;
     if (tfm_toy_source_init(&toy, &tc, c->batch, o->seed))
         return tfm_cli_fail(2, "%s", tfm_last_error());
@@ -276,7 +289,6 @@ static int train_toy(train_cli *c, const tfm_train_opts *o) {
         tfm_toy_source_free(&toy);
         return tfm_cli_fail(1, "%s", tfm_last_error());
     }
-    tfm_kv_set(&tr.state, "data.task", "%s", c->task);
     tfm_trainer_log(&tr, "task %s, vocab %lld, lengths %lld..%lld%s, %lld parameters, %d threads\n",
                     c->task, (long long)tc.vocab, (long long)tc.min_len, (long long)tc.max_len,
                     tc.annotated ? " (annotated copy task)" : "", (long long)tr.n_params,
@@ -285,6 +297,8 @@ static int train_toy(train_cli *c, const tfm_train_opts *o) {
     double exact = 0, acc = 0;
     if (tfm_train(&tr)) {
         rc = tfm_cli_fail(1, "%s", tfm_last_error());
+    } else if (g_signal) {
+        rc = 128 + g_signal; /* saved; no held-out evaluation */
     } else {
         if (!c->quiet) printf("sample decodes (held-out):\n"); /* --quiet: the summary only */
         if (tfm_toy_evaluate(&tr.model, &tc, o->seed, c->eval_n, c->batch < 100 ? 100 : c->batch,
@@ -331,8 +345,23 @@ int tfm_cmd_train(int argc, char **argv) {
         tfm_toy_config tc = {
             .vocab = c.vocab, .min_len = c.min_len, .max_len = c.max_len, .annotated = c.annotated};
         if (tfm_toy_config_check(&tc)) return tfm_cli_fail(2, "%s", tfm_last_error());
+        if (c.max_len > TFM_MAX_POSITIONS - 2)
+            return tfm_cli_fail(2, "--max-len %lld: at most %lld (the model's positions)",
+                                (long long)c.max_len, (long long)(TFM_MAX_POSITIONS - 2));
     }
     if (check_flags(&c)) return 2;
+    /* positions the task needs: <s>/</s> around the toy sequences; corpus
+     * pairs up to --max-tokens and validation outputs up to 2 * source + 10 */
+    int64_t need = c.src_train ? 2 * (c.max_tokens_len + 1) + 10 : c.max_len + 2;
+    if (c.model.max_len < need) {
+        if (flags_find(flags, n_flags, "model-max-len")->set)
+            return tfm_cli_fail(2, "--model-max-len %lld: the %s needs at least %lld",
+                                (long long)c.model.max_len,
+                                c.src_train ? "corpus task (2 * (--max-tokens + 1) + 10)"
+                                            : "toy task (--max-len + 2)",
+                                (long long)need);
+        c.model.max_len = need;
+    }
     char *config = config_text(flags, n_flags);
     if (!config) return tfm_cli_fail(1, "out of memory");
     tfm_train_opts o;

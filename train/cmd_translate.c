@@ -45,12 +45,9 @@ static int parse_symbols(const char *line, int64_t lineno, int64_t vocab, int32_
     return 0;
 }
 
-static int translate_toy(tfm_model *m, const tfm_lines *in, int64_t batch, tfm_precision prec) {
-    tfm_tape t;
-    if (tfm_tape_init(&t, (size_t)256 << 20, 1 << 10)) return 1;
-    t.no_grad = 1;
-    t.training = 0;
-    t.precision = prec;
+/* The lines of one window (first: the number of its first line). */
+static int translate_toy(tfm_model *m, const tfm_lines *in, int64_t first, int64_t batch,
+                         tfm_tape *tape) {
     int64_t cap = m->cfg.max_len - 2;
     int32_t *src = malloc((size_t)(batch * (cap + 1)) * sizeof(int32_t));
     uint8_t *pad = malloc((size_t)(batch * (cap + 1)));
@@ -65,8 +62,8 @@ static int translate_toy(tfm_model *m, const tfm_lines *in, int64_t batch, tfm_p
     for (int64_t start = 0; start < in->n; start += batch) {
         int64_t B = in->n - start < batch ? in->n - start : batch, S = 1;
         for (int64_t b = 0; b < B; b++) {
-            if (parse_symbols(in->line[start + b], start + b + 1, m->cfg.vocab, src + b * (cap + 1),
-                              cap, &row_len[b]))
+            if (parse_symbols(in->line[start + b], first + start + b, m->cfg.vocab,
+                              src + b * (cap + 1), cap, &row_len[b]))
                 goto done;
             if (row_len[b] + 1 > S) S = row_len[b] + 1;
         }
@@ -82,7 +79,7 @@ static int translate_toy(tfm_model *m, const tfm_lines *in, int64_t batch, tfm_p
             }
         memcpy(src, packed, (size_t)(B * S) * sizeof(int32_t));
         int64_t max_out = 2 * S + 10 < cap ? 2 * S + 10 : cap;
-        if (tfm_greedy_decode(m, &t, src, pad, B, S, max_out, out, lens)) goto done;
+        if (tfm_greedy_decode(m, tape, src, pad, B, S, max_out, out, lens)) goto done;
         for (int64_t b = 0; b < B; b++) {
             for (int64_t i = 0; i < lens[b]; i++) printf(i ? " %d" : "%d", out[b * max_out + i]);
             printf("\n");
@@ -95,13 +92,24 @@ done:
     free(out);
     free(lens);
     free(row_len);
-    tfm_tape_free(&t);
     return rc;
 }
 
-/* Loads the model (run directory, checkpoint or export), reads the input and
- * prints one output line per input line. */
-static int translate_main(const char *model_path, const char *input, const tfm_translate_opts *o) {
+/* Writes a window's translations and flushes them: a reader of the output
+ * sees each window as soon as it is decoded. */
+static int write_lines(char *const *out, int64_t n) {
+    for (int64_t i = 0; i < n; i++) fputs(out[i], stdout), fputc('\n', stdout);
+    if (fflush(stdout) || ferror(stdout))
+        return tfm_set_error("write error on standard output: %s", strerror(errno)), 1;
+    return 0;
+}
+
+/* Loads the model (run directory, checkpoint or export) and translates the
+ * input window by window (tfm_line_window: up to 16 batches, fewer when no
+ * more input is ready yet), writing each window's lines in input order as
+ * soon as they are decoded. */
+static int translate_main(const char *model_path, const char *input, tfm_translate_opts *o,
+                          int progress) {
     tfm_model m;
     tfm_kv meta;
     tfm_kv_init(&meta);
@@ -109,46 +117,79 @@ static int translate_main(const char *model_path, const char *input, const tfm_t
         tfm_kv_free(&meta);
         return tfm_cli_fail(1, "%s", tfm_last_error());
     }
-    tfm_corpus_opts copts = {.max_line_bytes = 1 << 20, .allow_empty = 1, .allow_empty_file = 1};
-    tfm_lines in;
-    if (tfm_text_read_lines(input, &copts, &in)) {
-        tfm_kv_free(&meta);
+    int toy = !strcmp(tfm_kv_get(&meta, "data.kind"), "toy"); /* checked by tfm_load_model */
+    tfm_kv_free(&meta);
+    tfm_text_model tm;
+    memset(&tm, 0, sizeof tm);
+    if (!toy && tfm_load_text_model(model_path, &m.cfg, &tm)) {
         tfm_model_free(&m);
         return tfm_cli_fail(1, "%s", tfm_last_error());
     }
-    const char *kind = tfm_kv_get(&meta, "data.kind");
-    int rc = 0;
-    if (kind && !strcmp(kind, "toy")) {
-        if (translate_toy(&m, &in, o->batch, o->precision))
-            rc = tfm_cli_fail(1, "%s", tfm_last_error());
-    } else {
-        /* the subword files sit beside the checkpoint */
-        char dir[4096];
-        struct stat st;
-        snprintf(dir, sizeof dir, "%s", model_path);
-        if (stat(model_path, &st) == 0 && !S_ISDIR(st.st_mode)) {
-            char tmp[4096];
-            snprintf(tmp, sizeof tmp, "%s", model_path);
-            snprintf(dir, sizeof dir, "%s", dirname(tmp));
-        }
-        tfm_text_model tm;
-        char **out = calloc((size_t)(in.n ? in.n : 1), sizeof(char *));
-        int have_tm = 0;
-        if (!out || tfm_text_model_load(dir, &tm)) {
-            rc = tfm_cli_fail(1, "%s", out ? tfm_last_error() : "out of memory");
-        } else {
-            have_tm = 1;
-            if (tfm_translate_lines(&m, &tm, in.line, in.n, o, out))
-                rc = tfm_cli_fail(1, "%s", tfm_last_error());
-            else
-                for (int64_t i = 0; i < in.n; i++) printf("%s\n", out[i]);
-        }
-        for (int64_t i = 0; out && i < in.n; i++) free(out[i]);
-        free(out);
-        if (have_tm) tfm_text_model_free(&tm);
+    int is_stdin = !strcmp(input, "-");
+    const char *name = is_stdin ? "<stdin>" : input;
+    FILE *f = is_stdin ? stdin : fopen(input, "rb");
+    tfm_tape t;
+    int have_tape = 0, rc = 1;
+    struct stat st;
+    if (!f) {
+        tfm_set_error("%s: cannot open: %s", input, strerror(errno));
+        goto done;
     }
-    tfm_lines_free(&in);
-    tfm_kv_free(&meta);
+    if (fstat(fileno(f), &st) == 0 && S_ISDIR(st.st_mode)) {
+        tfm_set_error("%s: is a directory, not a text file", name);
+        goto done;
+    }
+    if (toy) {
+        if (tfm_tape_init(&t, (size_t)256 << 20, 1 << 10)) goto done;
+        have_tape = 1;
+        t.no_grad = 1;
+        t.training = 0;
+        t.precision = o->precision;
+    }
+    tfm_corpus_opts copts = {.max_line_bytes = 1 << 20, .allow_empty = 1, .allow_empty_file = 1};
+    tfm_line_window w;
+    tfm_line_window_init(&w, fileno(f), name, &copts);
+    o->warn = stderr;
+    o->input_name = name;
+    int64_t done_n = 0;
+    double t0 = tfm_now();
+    for (;;) {
+        tfm_lines in;
+        int64_t first;
+        if (tfm_line_window_next(&w, 16 * o->batch, &in, &first)) break;
+        if (in.n == 0) {
+            rc = 0;
+            break;
+        }
+        int failed;
+        if (toy) {
+            failed =
+                translate_toy(&m, &in, first, o->batch, &t) || fflush(stdout) || ferror(stdout);
+            if (failed && ferror(stdout))
+                tfm_set_error("write error on standard output: %s", strerror(errno));
+        } else {
+            char **out = calloc((size_t)in.n, sizeof *out);
+            o->first_line = first;
+            failed = !out || tfm_translate_lines(&m, &tm, in.line, in.n, o, out) ||
+                     write_lines(out, in.n);
+            if (!out) tfm_set_error("out of memory");
+            for (int64_t i = 0; out && i < in.n; i++) free(out[i]);
+            free(out);
+        }
+        done_n += in.n;
+        tfm_lines_free(&in);
+        if (failed) break;
+        if (progress)
+            fprintf(stderr, "\rtranslated %lld sentences, %.1f sentences/s   ", (long long)done_n,
+                    (double)done_n / (tfm_now() - t0 + 1e-9));
+    }
+    if (progress && done_n) fprintf(stderr, "\n");
+    tfm_line_window_free(&w);
+done:
+    if (rc) tfm_cli_fail(1, "%s", tfm_last_error());
+    if (f && !is_stdin) fclose(f);
+    if (have_tape) tfm_tape_free(&t);
+    if (!toy) tfm_text_model_free(&tm);
     tfm_model_free(&m);
     return rc;
 }
@@ -184,11 +225,8 @@ int tfm_cmd_translate(int argc, char **argv) {
     if (tfm_precision_parse(precision, &prec))
         return tfm_cli_fail(2, "--precision: '%s' is not fp32 or bf16", precision);
     if (threads > 0) tfm_set_num_threads((int)threads);
-    tfm_translate_opts to = {.beam = beam,
-                             .alpha = alpha,
-                             .batch = batch,
-                             .max_len = max_len,
-                             .progress = !quiet && isatty(fileno(stderr)),
-                             .precision = prec};
-    return translate_main(model_path, input, &to);
+    /* progress per window: translate_main shows the running count */
+    tfm_translate_opts to = {
+        .beam = beam, .alpha = alpha, .batch = batch, .max_len = max_len, .precision = prec};
+    return translate_main(model_path, input, &to, !quiet && isatty(fileno(stderr)));
 }

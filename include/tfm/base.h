@@ -73,6 +73,14 @@ int tfm_product_i64(const int64_t *factors, int n, int64_t limit, int64_t *out);
  * FIFOs and /dev/stdin work as well as regular files; read errors are
  * reported as "<path>: read error: <reason>". "-" is not special here. */
 FILE *tfm_open_input(const char *path);
+/* Paths of any length (no fixed-size buffers on user input): dir + "/" +
+ * name, and printf into a string, both malloc'd (free them); NULL with
+ * "out of memory" set when that fails. */
+char *tfm_path_join(const char *dir, const char *name);
+char *tfm_format(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* dir + "/" + name into buf (size bytes, e.g. PATH_MAX), refused rather than
+ * cut short: 0 ok, else 1 with "<dir>/<name>: path too long" set. */
+int tfm_join_into(char *buf, size_t size, const char *dir, const char *name);
 int tfm_read_input(const char *path, char **data, size_t *len);
 /* After reading f to its end: 0, or 1 with "<path>: read error: ..." when
  * the stream had an error (EISDIR, EIO). */

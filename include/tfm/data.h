@@ -114,6 +114,38 @@ int tfm_line_reader_feed(tfm_line_reader *r, const char *bytes, size_t n);
 int tfm_line_reader_finish(tfm_line_reader *r, tfm_lines *out);
 void tfm_line_reader_free(tfm_line_reader *r);
 
+/* Lines as they arrive (tfm translate reading a pipe): windows of at most max
+ * lines, cut short when no more input is ready, so a program that answers
+ * each window before reading on never waits for lines not yet written.
+ * Lines are checked and normalized as above, errors naming name:line.
+ *
+ *     tfm_line_window w;
+ *     tfm_line_window_init(&w, 0, "<stdin>", &opts);
+ *     for (;;) {
+ *         tfm_lines win; int64_t first;             // number of win's first line
+ *         if (tfm_line_window_next(&w, 1024, &win, &first)) die(tfm_last_error());
+ *         if (win.n == 0) break;                    // end of input
+ *         ... answer win.line[0 .. win.n), flush ...; tfm_lines_free(&win);
+ *     }
+ *     tfm_line_window_free(&w);                     // fd stays open */
+typedef struct {
+    int fd;
+    const char *name;
+    tfm_corpus_opts opts;
+    char *buf; /* bytes read and not yet handed out */
+    size_t len, cap;
+    size_t scanned;     /* bytes of buf searched for line ends */
+    size_t cut;         /* end of the last complete line counted */
+    int64_t n_complete; /* complete lines in buf[0 .. cut) */
+    int64_t next_line;  /* number of the first line in buf */
+    uint64_t total;     /* bytes read so far */
+    int eof;
+} tfm_line_window;
+void tfm_line_window_init(tfm_line_window *w, int fd, const char *name,
+                          const tfm_corpus_opts *opts);
+int tfm_line_window_next(tfm_line_window *w, int64_t max, tfm_lines *out, int64_t *first);
+void tfm_line_window_free(tfm_line_window *w);
+
 /* ---- batching ----------------------------------------------------------------
  * Input: already encoded pairs of id sequences, without <s> or </s> (those are
  * added when a batch is filled). Not owned by the batcher, which keeps a

@@ -29,8 +29,11 @@
  * tried when it does not), and a directory with a config.txt but no
  * checkpoint yet (a run killed before its first one) starts from step 0 when
  * o.config_text is the same configuration, else it is refused naming the
- * setting that differs. Determinism: the same seed, thread count and data
- * give bit-identical parameters, resumed or not. */
+ * setting that differs. A trainer holds an advisory lock on DIR/.lock from
+ * init to free: a second trainer on the same directory is refused, naming
+ * the holder's pid. Resuming with different data (source->describe: task,
+ * corpus checksums, batching) is refused naming the setting. Determinism: the same seed, thread
+ * count and data give bit-identical parameters, resumed or not. */
 #ifndef TFM_TRAIN_H
 #define TFM_TRAIN_H
 
@@ -62,6 +65,11 @@ typedef struct {
     int (*load)(void *ctx, const tfm_kv *state, const char *where);
     int64_t max_b, max_s, max_t;
     const char *kind; /* "toy", "text" or your own; saved as data.kind */
+    /* What defines the data, as "data.<setting>" keys (e.g. "data.batch-tokens",
+     * a corpus checksum): saved in every checkpoint, and a resume whose
+     * values differ from the checkpoint's is refused naming the setting.
+     * NULL: none. */
+    void (*describe)(void *ctx, tfm_kv *kv);
 } tfm_batch_source;
 
 /* The copy/reverse task (toy.h): batch k of the stream seed for step k + 1. */
@@ -189,6 +197,7 @@ struct tfm_trainer {
     int stop_reason;      /* after tfm_train: 0 steps done, 1 early stop, 2 time, 3 asked */
     tfm_kv state;         /* "state.*", "data.*" and your keys: saved with every checkpoint */
     FILE *log, *metrics;
+    int lock_fd; /* the run directory's lock (-1: none): one trainer per directory */
     int tty;
     double t0;
 };
@@ -231,15 +240,19 @@ void tfm_trainer_eval_mode(tfm_trainer *tr, int on);
 
 /* ---- run directories and models ---------------------------------------------------- */
 /* The newest checkpoint in dir that verifies (falling back to older ones,
- * saying so on stderr), best.tfm first when prefer_best; path into buf. */
-int tfm_run_find_checkpoint(const char *dir, char *buf, size_t size, int prefer_best);
+ * saying so on stderr), best.tfm first when prefer_best: its path
+ * (malloc'd), or NULL with the error set. */
+char *tfm_run_find_checkpoint(const char *dir, int prefer_best);
 /* Loads a model for inference from a run directory (best.tfm, else the
  * newest good checkpoint), a checkpoint file or an export directory; meta
  * (if non-NULL, initialised by the caller) receives its metadata (data.kind
- * says "toy" or "text"). */
+ * says "toy" or "text"; a checkpoint without it is refused). */
 int tfm_load_model(const char *path, tfm_model *m, tfm_kv *meta);
 /* mkdir -p; 0 ok */
 int tfm_make_dirs(const char *dir);
+/* The directory with the subword files of the model at model_path (the
+ * path itself, or the directory of a checkpoint file), malloc'd. */
+char *tfm_model_text_dir(const char *model_path);
 
 /* ---- text: subword model, corpus encoding, translation ---------------------------------- */
 /* The BPE codes and vocabulary that go with a text model: DIR/bpe.codes and
@@ -251,9 +264,20 @@ typedef struct {
 
 int tfm_text_model_load(const char *dir, tfm_text_model *tm);
 /* Learns a joint BPE (n_merges, min frequency 2) and the vocabulary from the
- * files; with dir non-NULL saves them there. */
+ * files, each read once (pipes and FIFOs work); with dir non-NULL saves them
+ * there. */
 int tfm_text_model_learn(const char *const *files, int n_files, int64_t n_merges, const char *dir,
                          tfm_text_model *tm);
+/* The same from texts in memory, and saving into dir (bpe.codes, vocab.txt). */
+int tfm_text_model_learn_texts(const tfm_text_input *in, int n, int64_t n_merges,
+                               tfm_text_model *tm);
+int tfm_text_model_save(const tfm_text_model *tm, const char *dir);
+/* 0 when the vocabulary has the model's size, else an error naming
+ * dir/vocab.txt. */
+int tfm_text_model_check(const tfm_text_model *tm, const tfm_model_config *mc, const char *dir);
+/* The text model beside the model at model_path (tfm_model_text_dir),
+ * checked against the model's vocabulary size. */
+int tfm_load_text_model(const char *model_path, const tfm_model_config *mc, tfm_text_model *tm);
 void tfm_text_model_free(tfm_text_model *tm);
 
 /* Sentence pairs as ids (one block of ids; pairs point into it). */
@@ -271,6 +295,12 @@ typedef struct {
     int64_t max_len;         /* output limit (0: 2 * source + 10) */
     int progress;            /* progress on stderr */
     tfm_precision precision; /* GEMM arithmetic of decoding (TFM_FP32 default) */
+    /* Inputs longer than the model's positions allow are cut; with warn set,
+     * each such line is reported there as "tfm: <input_name>:<line>: ..."
+     * (line = first_line + its index). */
+    FILE *warn;
+    const char *input_name;
+    int64_t first_line;
 } tfm_translate_opts;
 
 /* Translates n sentences; out[i] receives a malloc'd string. Sentences are

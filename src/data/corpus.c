@@ -3,9 +3,11 @@
  * by the output plus one line of at most max_line_bytes, and the work is
  * linear in the input. Conventions are documented in tfm/data.h. */
 #include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "../util/buf.h"
 #include "tfm/data.h"
@@ -232,6 +234,94 @@ int tfm_text_read_lines(const char *path, const tfm_corpus_opts *opts, tfm_lines
         return 1;
     }
     return tfm_line_reader_finish(&r, out);
+}
+
+/* ---- windows of lines as they arrive ------------------------------------------- */
+
+void tfm_line_window_init(tfm_line_window *w, int fd, const char *name,
+                          const tfm_corpus_opts *opts) {
+    memset(w, 0, sizeof *w);
+    w->fd = fd;
+    w->name = name;
+    if (opts) w->opts = *opts;
+    if (w->opts.max_line_bytes <= 0) w->opts.max_line_bytes = TFM_MAX_LINE_BYTES_DEFAULT;
+    w->next_line = 1;
+}
+
+void tfm_line_window_free(tfm_line_window *w) {
+    free(w->buf);
+    w->buf = NULL;
+    w->len = w->cap = 0;
+}
+
+/* Whether a read would return at once (data or the end of the input). */
+static int input_ready(int fd) {
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    return poll(&p, 1, 0) > 0;
+}
+
+int tfm_line_window_next(tfm_line_window *w, int64_t max, tfm_lines *out, int64_t *first) {
+    memset(out, 0, sizeof *out);
+    *first = w->next_line;
+    if (max < 1) max = 1;
+    for (;;) {
+        while (w->n_complete < max && w->scanned < w->len) {
+            const char *nl = memchr(w->buf + w->scanned, '\n', w->len - w->scanned);
+            if (!nl) {
+                w->scanned = w->len;
+                break;
+            }
+            w->scanned = w->cut = (size_t)(nl - w->buf) + 1;
+            w->n_complete++;
+        }
+        if (w->n_complete >= max || w->eof) break;
+        if (w->n_complete > 0 && !input_ready(w->fd)) break;
+        /* a line without an end in sight is refused before it fills memory */
+        if (w->len - w->cut > (size_t)w->opts.max_line_bytes + 2) {
+            tfm_set_error("%s:%lld: line is absurdly long (over %lld bytes); is this really one "
+                          "sentence per line?",
+                          w->name, (long long)(w->next_line + w->n_complete),
+                          (long long)w->opts.max_line_bytes);
+            return 1;
+        }
+        if (w->cap - w->len < READ_CHUNK &&
+            tfm_bytes_reserve(&w->buf, &w->cap, w->len, READ_CHUNK)) {
+            tfm_set_error("%s: out of memory while reading", w->name);
+            return 1;
+        }
+        ssize_t got = read(w->fd, w->buf + w->len, w->cap - w->len);
+        if (got < 0 && errno == EINTR) continue;
+        if (got < 0) {
+            tfm_set_error("%s: read error: %s", w->name, strerror(errno));
+            return 1;
+        }
+        if (got == 0) w->eof = 1;
+        w->len += (size_t)got;
+        w->total += (uint64_t)got;
+    }
+    /* the window: the complete lines, and at the end a last line without '\n' */
+    size_t take = w->cut;
+    if (w->eof && w->n_complete < max) take = w->len;
+    if (take == 0) {
+        if (w->total == 0 && !w->opts.allow_empty_file)
+            return tfm_set_error("%s: file is empty", w->name), 1;
+        return 0;
+    }
+    tfm_corpus_opts opts = w->opts;
+    opts.allow_empty_file = 1;
+    tfm_line_reader r;
+    tfm_line_reader_init(&r, w->name, &opts);
+    r.line_no = w->next_line;
+    if (tfm_line_reader_feed(&r, w->buf, take) || tfm_line_reader_finish(&r, out)) {
+        tfm_line_reader_free(&r);
+        return 1;
+    }
+    w->next_line += out->n;
+    memmove(w->buf, w->buf + take, w->len - take);
+    w->len -= take;
+    w->scanned = w->cut = 0;
+    w->n_complete = 0;
+    return 0;
 }
 
 int tfm_corpus_read(const char *src_path, const char *tgt_path, const tfm_corpus_opts *opts,

@@ -155,8 +155,12 @@ void tfm_numbers_shuffle(uint64_t seed, int64_t *order) {
 /* Writes one split's two files; the numbers are order[0 .. count). */
 static int write_split(const char *dir, const char *split, const int64_t *order, int64_t count) {
     char path_en[4096], path_de[4096];
-    snprintf(path_en, sizeof path_en, "%s/%s.en", dir, split);
-    snprintf(path_de, sizeof path_de, "%s/%s.de", dir, split);
+    char name_en[64], name_de[64];
+    snprintf(name_en, sizeof name_en, "%s.en", split);
+    snprintf(name_de, sizeof name_de, "%s.de", split);
+    if (tfm_join_into(path_en, sizeof path_en, dir, name_en) ||
+        tfm_join_into(path_de, sizeof path_de, dir, name_de))
+        return 1;
     FILE *fe = fopen(path_en, "wb");
     if (!fe) {
         tfm_set_error("%s: cannot create: %s", path_en, strerror(errno));

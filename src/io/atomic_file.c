@@ -163,18 +163,12 @@ int tfm_atomic_write(tfm_atomic_file *af, const void *data, size_t n) {
 }
 
 /* The directory part of path ("." when there is none). */
-static void dir_of(const char *path, char *dir, size_t cap) {
+/* The directory part of path (malloc'd; NULL when out of memory). */
+static char *dir_of(const char *path) {
     const char *slash = strrchr(path, '/');
-    if (!slash) {
-        snprintf(dir, cap, ".");
-    } else if (slash == path) {
-        snprintf(dir, cap, "/");
-    } else {
-        size_t n = (size_t)(slash - path);
-        if (n >= cap) n = cap - 1;
-        memcpy(dir, path, n);
-        dir[n] = 0;
-    }
+    if (!slash) return tfm_format(".");
+    if (slash == path) return tfm_format("/");
+    return tfm_format("%.*s", (int)(slash - path), path);
 }
 
 int tfm_atomic_commit(tfm_atomic_file *af) {
@@ -216,19 +210,20 @@ int tfm_atomic_commit(tfm_atomic_file *af) {
     /* The rename is only durable once the directory entry is on disk. Some
      * filesystems refuse fsync on a directory (EINVAL): the data itself is
      * safe by then, so that is not an error. */
-    char dir[4096];
-    dir_of(af->target, dir, sizeof dir);
-    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    char *dir = dir_of(af->target);
+    int dfd = dir ? open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
     if (dfd >= 0) {
         if (fsync(dfd) != 0 && errno != EINVAL && errno != EROFS) {
             err = errno;
             close(dfd);
             tfm_set_error("%s: fsync of directory %s failed: %s", af->path, dir, strerror(err));
+            free(dir);
             release(af);
             return -1;
         }
         close(dfd);
     }
+    free(dir);
     release(af);
     return 0;
 }

@@ -359,11 +359,11 @@ int tfm_export_save(const tfm_model *m, const char *data_kind, const char *dir) 
                                .shape = {1, VH},
                                .data = bias};
     char path[4096];
-    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    if (tfm_join_into(path, sizeof path, dir, "model.safetensors")) goto done;
     if (tfm_safetensors_write(path, ts, mp.n + 1, NULL, 0)) goto done;
-    snprintf(path, sizeof path, "%s/config.json", dir);
+    if (tfm_join_into(path, sizeof path, dir, "config.json")) goto done;
     if (write_config(&m->cfg, data_kind, path)) goto done;
-    snprintf(path, sizeof path, "%s/generation_config.json", dir);
+    if (tfm_join_into(path, sizeof path, dir, "generation_config.json")) goto done;
     if (write_generation_config(&m->cfg, path)) goto done;
     rc = 0;
 done:
@@ -516,9 +516,9 @@ int tfm_export_load(const char *dir, tfm_model *m, tfm_kv *meta) {
     memset(m, 0, sizeof *m);
     char path[4096], kind[16];
     tfm_model_config c;
-    snprintf(path, sizeof path, "%s/config.json", dir);
+    if (tfm_join_into(path, sizeof path, dir, "config.json")) return 1;
     if (read_config(path, &c, kind, sizeof kind)) return 1;
-    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    if (tfm_join_into(path, sizeof path, dir, "model.safetensors")) return 1;
     tfm_st_file f;
     if (tfm_safetensors_open(path, &f)) return 1;
     /* the weights are in the file: a config.json asking for more parameters

@@ -364,7 +364,7 @@ int tfm_export_marian_save(const tfm_model *m, const tfm_vocab *v, const char *d
         npz_add(&z, "special:model.yml", "<i1", 1, (int64_t[]){(int64_t)padded}, meta, padded);
     free(meta);
     if (bad) goto done;
-    snprintf(path, sizeof path, "%s/model.npz", dir);
+    if (tfm_join_into(path, sizeof path, dir, "model.npz")) goto done;
     if (npz_save(&z, path)) goto done;
     if (v) {
         /* vocab.yml as JSON (a subset of YAML): every token double-quoted */
@@ -376,7 +376,10 @@ int tfm_export_marian_save(const tfm_model *m, const tfm_vocab *v, const char *d
             tfm_jw_int(&w, i);
         }
         tfm_jw_end_object(&w);
-        snprintf(path, sizeof path, "%s/vocab.yml", dir);
+        if (tfm_join_into(path, sizeof path, dir, "vocab.yml")) {
+            tfm_jw_free(&w);
+            goto done;
+        }
         bad = tfm_jw_save(&w, path);
         tfm_jw_free(&w);
         if (bad) goto done;
@@ -394,7 +397,7 @@ int tfm_export_marian_save(const tfm_model *m, const tfm_vocab *v, const char *d
                       "mini-batch: 16\n"
                       "maxi-batch: 100\n"
                       "maxi-batch-sort: src\n");
-    snprintf(path, sizeof path, "%s/decoder.yml", dir);
+    if (tfm_join_into(path, sizeof path, dir, "decoder.yml")) goto done;
     if (tfm_write_file_atomic(path, dec, (size_t)dl)) goto done;
     rc = 0;
 done:

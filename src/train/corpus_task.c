@@ -64,23 +64,53 @@ static int validate(void *ctx, tfm_trainer *tr, tfm_valid_result *out) {
     return 0;
 }
 
+/* One corpus side as text for the BPE learner: its normalized sentences,
+ * one per line (malloc'd). */
+static char *side_text(char *const *lines, int64_t n, size_t *len) {
+    size_t total = 0;
+    for (int64_t i = 0; i < n; i++) total += strlen(lines[i]) + 1;
+    char *text = malloc(total + 1), *p = text;
+    if (!text) return tfm_set_error("out of memory"), NULL;
+    for (int64_t i = 0; i < n; i++) {
+        size_t k = strlen(lines[i]);
+        memcpy(p, lines[i], k);
+        p[k] = '\n';
+        p += k + 1;
+    }
+    *p = 0;
+    *len = total;
+    return text;
+}
+
 /* BPE and vocabulary: reused from the run directory when present (resume),
- * otherwise learned jointly from both training files and saved there. */
+ * otherwise learned jointly from the corpus already in memory (each input
+ * file is read once: pipes, FIFOs and /dev/stdin work) and saved later,
+ * once the trainer has checked and locked the run directory (*learned). */
 static int prepare_text_model(const tfm_corpus_task *task, const tfm_train_opts *o,
-                              tfm_text_model *tm) {
-    char codes[4096], vocab[4096];
-    snprintf(codes, sizeof codes, "%s/bpe.codes", o->run_dir);
-    snprintf(vocab, sizeof vocab, "%s/vocab.txt", o->run_dir);
-    if (o->resume && access(codes, F_OK) == 0 && access(vocab, F_OK) == 0)
-        return tfm_text_model_load(o->run_dir, tm);
-    const char *files[2] = {task->src_train, task->tgt_train};
+                              const tfm_corpus *train, tfm_text_model *tm, int *learned) {
+    *learned = 0;
+    char *codes = tfm_path_join(o->run_dir, "bpe.codes"),
+         *vocab = tfm_path_join(o->run_dir, "vocab.txt");
+    int reuse = codes && vocab && o->resume && access(codes, F_OK) == 0 && access(vocab, F_OK) == 0;
+    free(codes);
+    free(vocab);
+    if (reuse) return tfm_text_model_load(o->run_dir, tm);
+    tfm_text_input in[2] = {{task->src_train, NULL, 0}, {task->tgt_train, NULL, 0}};
+    char *src = side_text(train->src, train->n, &in[0].len);
+    char *tgt = src ? side_text(train->tgt, train->n, &in[1].len) : NULL;
+    in[0].text = src;
+    in[1].text = tgt;
     double t0 = tfm_now();
-    if (tfm_text_model_learn(files, 2, task->bpe_merges, NULL, tm)) return 1;
+    int rc = !tgt || tfm_text_model_learn_texts(in, 2, task->bpe_merges, tm);
+    free(src);
+    free(tgt);
+    if (rc) return 1;
     int64_t added = task->inexact_vocab ? 0 : tfm_vocab_add_merge_symbols(tm->vocab, tm->bpe);
-    if (added < 0 || tfm_bpe_save(tm->bpe, codes) || tfm_vocab_save(tm->vocab, vocab)) {
+    if (added < 0) {
         tfm_text_model_free(tm);
         return 1;
     }
+    *learned = 1;
     if (!o->quiet)
         printf("learned %lld BPE merges, vocabulary %d (%lld of them merge symbols), in %.1f s\n",
                (long long)tfm_bpe_n_merges(tm->bpe), tfm_vocab_size(tm->vocab), (long long)added,
@@ -105,8 +135,15 @@ int tfm_train_corpus(const tfm_corpus_task *task, const tfm_train_opts *opts,
     tfm_train_opts o = *opts;
     o.final_best = 1;
     tfm_model_config mc = *mc_in;
-    if (mc.max_len < task->max_tokens + 2) mc.max_len = task->max_tokens + 2;
-    if (mc.max_len < 2 * (task->max_tokens + 1) + 10) mc.max_len = 2 * (task->max_tokens + 1) + 10;
+    /* pairs up to max_tokens (+ <s>/</s>) and validation outputs up to 2 *
+     * source + 10: refused rather than silently raised */
+    if (task->max_tokens > TFM_MAX_POSITIONS)
+        return tfm_set_error("--max-tokens: at most %lld", (long long)TFM_MAX_POSITIONS), 1;
+    if (mc.max_len < 2 * (task->max_tokens + 1) + 10)
+        return tfm_set_error("model max_len %lld: the corpus task needs at least %lld (2 * "
+                             "(max_tokens + 1) + 10)",
+                             (long long)mc.max_len, (long long)(2 * (task->max_tokens + 1) + 10)),
+               1;
 
     int rc = 1;
     tfm_corpus train, valid;
@@ -115,7 +152,7 @@ int tfm_train_corpus(const tfm_corpus_task *task, const tfm_train_opts *opts,
     tfm_corpus_source source;
     corpus_valid cv;
     tfm_trainer tr;
-    int have_tm = 0, have_source = 0, have_vb = 0, have_tr = 0;
+    int have_tm = 0, have_source = 0, have_vb = 0, have_tr = 0, learned = 0;
     memset(&train, 0, sizeof train);
     memset(&valid, 0, sizeof valid);
     memset(&etrain, 0, sizeof etrain);
@@ -127,7 +164,9 @@ int tfm_train_corpus(const tfm_corpus_task *task, const tfm_train_opts *opts,
     if (task->src_valid && tfm_corpus_read(task->src_valid, task->tgt_valid, &copts, &valid))
         goto done;
     int fresh_restart;
-    if (tfm_run_check_dir(&o, &fresh_restart) || prepare_text_model(task, &o, &tm)) goto done;
+    if (tfm_run_check_dir(&o, &fresh_restart, 0) ||
+        prepare_text_model(task, &o, &train, &tm, &learned))
+        goto done;
     have_tm = 1;
     if (tfm_corpus_encode(&train, &tm, &etrain)) goto done;
     if (valid.n && tfm_corpus_encode(&valid, &tm, &evalid)) goto done;
@@ -170,6 +209,8 @@ int tfm_train_corpus(const tfm_corpus_task *task, const tfm_train_opts *opts,
     tfm_train_hooks hooks = {.ctx = &cv, .validate = valid.n ? validate : NULL};
     if (tfm_trainer_init(&tr, &o, &mc, &source.source, &hooks)) goto done;
     have_tr = 1;
+    /* written only now: a run that fails its checks leaves the directory as it was */
+    if (learned && tfm_text_model_save(&tm, o.run_dir)) goto done;
     tfm_trainer_log(&tr,
                     "corpus %s / %s: %lld pairs, %lld dropped (longer than %lld subwords); "
                     "%lld batches per epoch (max %lld x %lld/%lld); vocabulary %d; %lld "

@@ -3,25 +3,33 @@
  * inference. */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../util/buf.h"
 #include "tfm/atomic_file.h"
 #include "tfm/export.h"
 #include "train_internal.h"
 
 int tfm_make_dirs(const char *dir) {
-    char path[4096];
-    snprintf(path, sizeof path, "%s", dir);
-    for (char *p = path + 1; *p; p++) {
+    char *path = tfm_format("%s", dir);
+    if (!path) return 1;
+    int rc = 0;
+    for (char *p = path + 1; *p && !rc; p++) {
         if (*p != '/') continue;
         *p = 0;
-        if (mkdir(path, 0777) != 0 && errno != EEXIST) return 1;
+        if (mkdir(path, 0777) != 0 && errno != EEXIST) rc = 1;
         *p = '/';
     }
-    return mkdir(path, 0777) != 0 && errno != EEXIST;
+    if (!rc) rc = mkdir(path, 0777) != 0 && errno != EEXIST;
+    int saved = errno;
+    free(path);
+    errno = saved;
+    return rc;
 }
 
 /* "checkpoint-<digits>.tfm" -> step, else -1 */
@@ -37,31 +45,46 @@ static int64_t checkpoint_step(const char *name) {
     return step;
 }
 
-/* steps of checkpoint-*.tfm in dir, descending; returns the count */
-static int64_t list_checkpoints(const char *dir, int64_t *steps, int64_t cap) {
+static int by_step_descending(const void *a, const void *b) {
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return x < y ? 1 : x > y ? -1 : 0;
+}
+
+/* Steps of every checkpoint-*.tfm in dir, descending (*steps malloc'd, no
+ * cap: a directory may hold any number); returns the count, -1 when out of
+ * memory (error set). A directory that cannot be listed has none. */
+static int64_t list_checkpoints(const char *dir, int64_t **steps) {
+    *steps = NULL;
     DIR *d = opendir(dir);
     if (!d) return 0;
-    int64_t n = 0;
+    int64_t n = 0, cap = 0;
     struct dirent *e;
-    while ((e = readdir(d)) && n < cap) {
+    while ((e = readdir(d))) {
         int64_t s = checkpoint_step(e->d_name);
-        if (s >= 0) steps[n++] = s;
+        if (s < 0) continue;
+        if (tfm_grow((void **)steps, &cap, n + 1, sizeof **steps)) {
+            closedir(d);
+            free(*steps);
+            *steps = NULL;
+            tfm_set_error("%s: out of memory listing checkpoints", dir);
+            return -1;
+        }
+        (*steps)[n++] = s;
     }
     closedir(d);
-    for (int64_t i = 1; i < n; i++)
-        for (int64_t j = i; j > 0 && steps[j] > steps[j - 1]; j--) {
-            int64_t t = steps[j];
-            steps[j] = steps[j - 1];
-            steps[j - 1] = t;
-        }
+    if (n > 1) qsort(*steps, (size_t)n, sizeof **steps, by_step_descending);
     return n;
+}
+
+static char *checkpoint_path(const char *dir, int64_t step) {
+    return tfm_format("%s/checkpoint-%08lld.tfm", dir, (long long)step);
 }
 
 /* A temporary file of an atomic write ("<name>.tmp.<pid>.<n>") of one of the
  * files a run writes: checkpoints, best.tfm, config.txt, bpe.codes, vocab.txt. */
 static int is_temporary(const char *name) {
-    static const char *const prefixes[] = {"checkpoint-", "best.tfm.", "config.txt.",
-                                           "bpe.codes.", "vocab.txt."};
+    static const char *const prefixes[] = {"checkpoint-", "best.tfm.", "config.txt.", "bpe.codes.",
+                                           "vocab.txt."};
     if (!strstr(name, ".tmp.")) return 0;
     for (size_t i = 0; i < sizeof prefixes / sizeof prefixes[0]; i++)
         if (!strncmp(name, prefixes[i], strlen(prefixes[i]))) return 1;
@@ -77,11 +100,11 @@ int64_t tfm_run_remove_temporaries(const char *dir) {
     if (!d) return 0;
     int64_t n = 0;
     struct dirent *e;
-    char path[4096];
     while ((e = readdir(d))) {
         if (!is_temporary(e->d_name)) continue;
-        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-        if (unlink(path) == 0) n++;
+        char *path = tfm_path_join(dir, e->d_name);
+        if (path && unlink(path) == 0) n++;
+        free(path);
     }
     closedir(d);
     return n;
@@ -89,8 +112,8 @@ int64_t tfm_run_remove_temporaries(const char *dir) {
 
 /* Files a run writes before its first checkpoint. */
 static int is_run_file(const char *name) {
-    static const char *const names[] = {"config.txt", "train.log", "metrics.csv", "bpe.codes",
-                                        "vocab.txt"};
+    static const char *const names[] = {"config.txt", "train.log", "metrics.csv",
+                                        "bpe.codes",  "vocab.txt", ".lock"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if (!strcmp(name, names[i])) return 1;
     return is_temporary(name) || !strncmp(name, ".write-test.", 12);
@@ -160,29 +183,76 @@ done:
     return ok;
 }
 
-static int ensure_dir(const char *dir) {
+static int ensure_dir(const char *dir, int create) {
     struct stat st;
     if (stat(dir, &st) == 0) {
         if (!S_ISDIR(st.st_mode))
             return tfm_set_error("--save %s: exists and is not a directory", dir), 1;
+    } else if (!create) {
+        return 0;
     } else if (tfm_make_dirs(dir) != 0) {
         return tfm_set_error("--save %s: cannot create directory: %s", dir, strerror(errno)), 1;
     }
-    char probe[4096];
-    snprintf(probe, sizeof probe, "%s/.write-test.%ld", dir, (long)getpid());
+    char *probe = tfm_format("%s/.write-test.%ld", dir, (long)getpid());
+    if (!probe) return 1;
     FILE *f = fopen(probe, "w");
-    if (!f)
-        return tfm_set_error("--save %s: directory is not writable: %s", dir, strerror(errno)), 1;
+    if (!f) {
+        tfm_set_error("--save %s: directory is not writable: %s", dir, strerror(errno));
+        free(probe);
+        return 1;
+    }
     fclose(f);
     unlink(probe);
+    free(probe);
     return 0;
 }
 
-int tfm_run_check_dir(const tfm_train_opts *o, int *fresh_restart) {
+int tfm_run_lock(tfm_trainer *tr) {
+    const char *dir = tr->o.run_dir;
+    char *path = tfm_path_join(dir, ".lock");
+    if (!path) return 1;
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+    if (fd < 0) {
+        tfm_set_error("%s: cannot create the lock file: %s", path, strerror(errno));
+        free(path);
+        return 1;
+    }
+    free(path);
+    /* a POSIX record lock: released by the kernel when the process ends,
+     * however it ends; F_GETLK names the holder */
+    struct flock fl;
+    memset(&fl, 0, sizeof fl);
+    fl.l_type = F_WRLCK;
+    fl.l_whence = SEEK_SET;
+    if (fcntl(fd, F_SETLK, &fl) == 0) {
+        tr->lock_fd = fd;
+        return 0;
+    }
+    int err = errno;
+    if (err != EACCES && err != EAGAIN) {
+        close(fd); /* no locks on this file system (ENOLCK): run unlocked */
+        return 0;
+    }
+    memset(&fl, 0, sizeof fl);
+    fl.l_type = F_WRLCK;
+    fl.l_whence = SEEK_SET;
+    long pid = fcntl(fd, F_GETLK, &fl) == 0 && fl.l_type != F_UNLCK ? (long)fl.l_pid : 0;
+    close(fd);
+    if (pid > 0)
+        tfm_set_error("--save %s: another training (pid %ld) is using this run directory", dir,
+                      pid);
+    else
+        tfm_set_error("--save %s: another training is using this run directory", dir);
+    return 1;
+}
+
+int tfm_run_check_dir(const tfm_train_opts *o, int *fresh_restart, int create) {
     const char *dir = o->run_dir;
     *fresh_restart = 0;
-    int64_t steps[1];
-    int64_t n = list_checkpoints(dir, steps, 1);
+    int64_t *steps;
+    int64_t n = list_checkpoints(dir, &steps);
+    free(steps);
+    if (n < 0) return 1;
     if (!o->resume && n > 0)
         /* a fresh run would clobber the logs and interleave its checkpoints
          * with the old run's (a later --resume would pick the old run's newest) */
@@ -212,59 +282,106 @@ int tfm_run_check_dir(const tfm_train_opts *o, int *fresh_restart) {
             closedir(d);
         }
         if (has_config) {
-            char path[4096];
-            snprintf(path, sizeof path, "%s/config.txt", dir);
             if (!o->config_text) return tfm_set_error("%s: no usable checkpoint", dir), 1;
-            if (!same_config(dir, path, o->config_text)) return 1;
+            char *path = tfm_path_join(dir, "config.txt");
+            int same = path && same_config(dir, path, o->config_text);
+            free(path);
+            if (!same) return 1;
         }
         *fresh_restart = 1;
     }
-    return ensure_dir(dir);
+    return ensure_dir(dir, create);
+}
+
+#define METRICS_HEADER "step,epoch,loss,lr,grad_norm,tokens_per_s,valid_loss,valid_bleu\n"
+
+/* metrics.csv of a resumed run: append to it; a file without the header
+ * (lost to a SIGKILL before it left the buffer, by older versions) gets it
+ * back first, in a crash-safe rewrite. */
+static FILE *open_metrics(const char *path, int resuming) {
+    size_t len = 0;
+    char *old = resuming ? slurp(path, &len) : NULL;
+    if (old && strncmp(old, METRICS_HEADER, strlen(METRICS_HEADER))) {
+        size_t hl = strlen(METRICS_HEADER);
+        char *fixed = malloc(hl + len + 1);
+        int rc = !fixed;
+        if (fixed) {
+            memcpy(fixed, METRICS_HEADER, hl);
+            memcpy(fixed + hl, old, len);
+            rc = tfm_write_file_atomic(path, fixed, hl + len);
+        }
+        free(fixed);
+        if (rc) {
+            free(old);
+            return NULL;
+        }
+    }
+    int append = old != NULL;
+    free(old);
+    FILE *f = fopen(path, append ? "a" : "w");
+    if (!f || append) return f;
+    /* a new file: the header on disk before the first row can be written */
+    if (fputs(METRICS_HEADER, f) == EOF || fflush(f) || fsync(fileno(f))) {
+        fclose(f);
+        return NULL;
+    }
+    return f;
 }
 
 int tfm_run_open_files(tfm_trainer *tr, int resuming) {
     const tfm_train_opts *o = &tr->o;
-    char path[4096];
-    snprintf(path, sizeof path, "%s/train.log", o->run_dir);
-    tr->log = fopen(path, o->resume ? "a" : "w");
-    snprintf(path, sizeof path, "%s/metrics.csv", o->run_dir);
-    int fresh = !resuming || access(path, F_OK) != 0;
-    tr->metrics = fopen(path, fresh ? "w" : "a");
-    if (!tr->log || !tr->metrics) return tfm_set_error("%s: cannot write logs", o->run_dir), 1;
-    if (fresh)
-        fprintf(tr->metrics, "step,epoch,loss,lr,grad_norm,tokens_per_s,valid_loss,valid_bleu\n");
-    if (o->config_text) {
-        snprintf(path, sizeof path, "%s/config.txt", o->run_dir);
-        if (tfm_write_file_atomic(path, o->config_text, strlen(o->config_text))) return 1;
+    char *log = tfm_path_join(o->run_dir, "train.log"),
+         *metrics = tfm_path_join(o->run_dir, "metrics.csv"),
+         *config = tfm_path_join(o->run_dir, "config.txt");
+    int rc = 1;
+    if (!log || !metrics || !config) goto done;
+    tr->log = fopen(log, o->resume ? "a" : "w");
+    tr->metrics = tr->log ? open_metrics(metrics, resuming) : NULL;
+    if (!tr->log || !tr->metrics) {
+        tfm_set_error("%s: cannot write logs: %s", o->run_dir, strerror(errno));
+        goto done;
     }
-    return 0;
+    if (o->config_text && tfm_write_file_atomic(config, o->config_text, strlen(o->config_text)))
+        goto done;
+    rc = 0;
+done:
+    free(log);
+    free(metrics);
+    free(config);
+    return rc;
 }
 
-int tfm_run_find_checkpoint(const char *dir, char *buf, size_t size, int prefer_best) {
+char *tfm_run_find_checkpoint(const char *dir, int prefer_best) {
     if (prefer_best) {
-        snprintf(buf, size, "%s/best.tfm", dir);
+        char *best = tfm_path_join(dir, "best.tfm");
+        if (!best) return NULL;
         tfm_checkpoint ck;
-        if (access(buf, F_OK) == 0) {
-            if (tfm_checkpoint_read(buf, &ck) == 0) {
+        if (access(best, F_OK) == 0) {
+            if (tfm_checkpoint_read(best, &ck) == 0) {
                 tfm_checkpoint_free(&ck);
-                return 0;
+                return best;
             }
             fprintf(stderr, "tfm: %s; trying the newest checkpoint instead\n", tfm_last_error());
         }
+        free(best);
     }
-    int64_t steps[4096];
-    int64_t n = list_checkpoints(dir, steps, 4096);
+    int64_t *steps;
+    int64_t n = list_checkpoints(dir, &steps);
     for (int64_t i = 0; i < n; i++) {
-        snprintf(buf, size, "%s/checkpoint-%08lld.tfm", dir, (long long)steps[i]);
+        char *path = checkpoint_path(dir, steps[i]);
+        if (!path) break;
         tfm_checkpoint ck;
-        if (tfm_checkpoint_read(buf, &ck) == 0) {
+        if (tfm_checkpoint_read(path, &ck) == 0) {
             tfm_checkpoint_free(&ck);
-            return 0;
+            free(steps);
+            return path;
         }
+        free(path);
         fprintf(stderr, "tfm: %s; falling back to the previous checkpoint\n", tfm_last_error());
     }
-    tfm_set_error("%s: no usable checkpoint", dir);
-    return 1;
+    free(steps);
+    if (n >= 0) tfm_set_error("%s: no usable checkpoint", dir);
+    return NULL;
 }
 
 /* ---- checkpoints -------------------------------------------------------------------- */
@@ -284,55 +401,92 @@ static void fill_meta(tfm_trainer *tr, tfm_kv *meta) {
 int tfm_trainer_checkpoint(tfm_trainer *tr) {
     if (!tr->o.run_dir) return 0;
     if (tr->source->save) tr->source->save(tr->source->ctx, &tr->state);
-    char path[4096];
-    snprintf(path, sizeof path, "%s/checkpoint-%08lld.tfm", tr->o.run_dir, (long long)tr->step);
+    char *path = checkpoint_path(tr->o.run_dir, tr->step);
+    if (!path) return 1;
     tfm_kv meta;
     fill_meta(tr, &meta);
     int n_state;
     tfm_state_block *state = tfm_adam_state(&tr->adam, &n_state);
     int rc = tfm_checkpoint_save(path, &meta, tr->params, state, n_state);
     tfm_kv_free(&meta);
+    free(path);
     if (rc) return 1;
-    int64_t steps[4096];
-    int64_t n = list_checkpoints(tr->o.run_dir, steps, 4096);
+    int64_t *steps;
+    int64_t n = list_checkpoints(tr->o.run_dir, &steps);
     for (int64_t i = tr->o.keep; i < n; i++) {
-        snprintf(path, sizeof path, "%s/checkpoint-%08lld.tfm", tr->o.run_dir, (long long)steps[i]);
-        unlink(path);
+        char *old = checkpoint_path(tr->o.run_dir, steps[i]);
+        if (old) unlink(old);
+        free(old);
     }
+    free(steps);
     return 0;
 }
 
 int tfm_trainer_save_best(tfm_trainer *tr) {
     if (!tr->o.run_dir) return 0;
     if (tr->source->save) tr->source->save(tr->source->ctx, &tr->state);
-    char path[4096];
-    snprintf(path, sizeof path, "%s/best.tfm", tr->o.run_dir);
+    char *path = tfm_path_join(tr->o.run_dir, "best.tfm");
+    if (!path) return 1;
     tfm_kv meta;
     fill_meta(tr, &meta);
     int rc = tfm_checkpoint_save(path, &meta, tr->params, NULL, 0);
     tfm_kv_free(&meta);
+    free(path);
     return rc;
 }
 
 /* ---- loading for inference ------------------------------------------------------------ */
 int tfm_load_model(const char *path, tfm_model *m, tfm_kv *meta) {
-    char file[4096];
     struct stat st;
     if (stat(path, &st) != 0) return tfm_set_error("--model %s: %s", path, strerror(errno)), 1;
-    snprintf(file, sizeof file, "%s/model.safetensors", path);
-    if (S_ISDIR(st.st_mode) && access(file, F_OK) == 0)
-        return tfm_export_load(path, m, meta); /* an export */
-    if (S_ISDIR(st.st_mode)) {
-        if (tfm_run_find_checkpoint(path, file, sizeof file, 1)) return 1;
-    } else {
-        snprintf(file, sizeof file, "%s", path);
-    }
+    char *file = tfm_path_join(path, "model.safetensors");
+    if (!file) return 1;
+    int is_export = S_ISDIR(st.st_mode) && access(file, F_OK) == 0;
+    free(file);
+    if (is_export) return tfm_export_load(path, m, meta);
+    file = S_ISDIR(st.st_mode) ? tfm_run_find_checkpoint(path, 1) : tfm_format("%s", path);
+    if (!file) return 1;
     tfm_checkpoint ck;
-    if (tfm_checkpoint_read(file, &ck)) return 1;
-    int rc = tfm_model_from_checkpoint(m, &ck);
+    if (tfm_checkpoint_read(file, &ck)) {
+        free(file);
+        return 1;
+    }
+    /* what the model reads: toy symbol ids or text (bpe.codes, vocab.txt) */
+    const char *kind = tfm_kv_get(&ck.meta, "data.kind");
+    int rc = 0;
+    if (!kind)
+        rc = (tfm_set_error("%s: missing 'data.kind' (toy or text)", file), 1);
+    else if (strcmp(kind, "toy") && strcmp(kind, "text"))
+        rc = (tfm_set_error("%s: 'data.kind' = '%s': expected toy or text", file, kind), 1);
+    if (!rc) rc = tfm_model_from_checkpoint(m, &ck);
     if (!rc && meta)
         for (int64_t i = 0; i < ck.meta.n; i++)
             tfm_kv_set(meta, ck.meta.keys[i], "%s", ck.meta.vals[i]);
     tfm_checkpoint_free(&ck);
+    free(file);
+    return rc;
+}
+
+char *tfm_model_text_dir(const char *model_path) {
+    struct stat st;
+    if (stat(model_path, &st) == 0 && !S_ISDIR(st.st_mode)) {
+        char *copy = tfm_format("%s", model_path);
+        char *dir = copy ? tfm_format("%s", dirname(copy)) : NULL;
+        free(copy);
+        return dir;
+    }
+    return tfm_format("%s", model_path);
+}
+
+int tfm_load_text_model(const char *model_path, const tfm_model_config *mc, tfm_text_model *tm) {
+    memset(tm, 0, sizeof *tm);
+    char *dir = tfm_model_text_dir(model_path);
+    if (!dir) return 1;
+    int rc = tfm_text_model_load(dir, tm);
+    if (!rc && tfm_text_model_check(tm, mc, dir)) {
+        tfm_text_model_free(tm);
+        rc = 1;
+    }
+    free(dir);
     return rc;
 }

@@ -2,6 +2,7 @@
  * toy tasks' held-out evaluation. */
 #include <string.h>
 
+#include "../util/hash.h"
 #include "tfm/train.h"
 
 /* ---- toy tasks ---------------------------------------------------------------------- */
@@ -21,6 +22,17 @@ static int toy_next(void *ctx, int64_t step, tfm_seq_batch *b, int64_t *n_tokens
     return 0;
 }
 
+static void toy_describe(void *ctx, tfm_kv *kv) {
+    tfm_toy_source *s = ctx;
+    const tfm_toy_config *t = &s->task;
+    tfm_kv_set(kv, "data.task", "%s", t->task == TFM_TOY_COPY ? "copy" : "reverse");
+    tfm_kv_set(kv, "data.vocab", "%lld", (long long)t->vocab);
+    tfm_kv_set(kv, "data.min-len", "%lld", (long long)t->min_len);
+    tfm_kv_set(kv, "data.max-len", "%lld", (long long)t->max_len);
+    tfm_kv_set(kv, "data.annotated", "%s", t->annotated ? "true" : "false");
+    tfm_kv_set(kv, "data.batch", "%lld", (long long)s->batch.B);
+}
+
 int tfm_toy_source_init(tfm_toy_source *s, const tfm_toy_config *task, int64_t batch,
                         uint64_t seed) {
     memset(s, 0, sizeof *s);
@@ -32,7 +44,8 @@ int tfm_toy_source_init(tfm_toy_source *s, const tfm_toy_config *task, int64_t b
                                    .max_b = batch,
                                    .max_s = s->batch.S,
                                    .max_t = s->batch.T,
-                                   .kind = "toy"};
+                                   .kind = "toy",
+                                   .describe = toy_describe};
     return 0;
 }
 
@@ -66,6 +79,25 @@ static int corpus_load(void *ctx, const tfm_kv *state, const char *where) {
     return tfm_batcher_set_state(&s->batcher, st);
 }
 
+/* One side of the encoded corpus: its sentence count and a checksum of its ids. */
+static void side_id(tfm_kv *kv, const char *key, int32_t *const *ids, const int64_t *len,
+                    int64_t n) {
+    uint64_t h = 0x5EED;
+    for (int64_t i = 0; i < n; i++)
+        h = tfm_hash64(h ^ tfm_hash_bytes(ids[i], (size_t)len[i] * sizeof(int32_t))) +
+            (uint64_t)len[i];
+    tfm_kv_set(kv, key, "%lld sentences, checksum %016llx", (long long)n, (unsigned long long)h);
+}
+
+static void corpus_describe(void *ctx, tfm_kv *kv) {
+    tfm_corpus_source *s = ctx;
+    const tfm_pairs *p = s->pairs;
+    side_id(kv, "data.src-train", p->src, p->src_len, p->n);
+    side_id(kv, "data.tgt-train", p->tgt, p->tgt_len, p->n);
+    tfm_kv_set(kv, "data.batch-tokens", "%lld", (long long)s->batcher.opts.batch_tokens);
+    tfm_kv_set(kv, "data.max-tokens", "%lld", (long long)s->batcher.opts.max_src_len);
+}
+
 int tfm_corpus_source_init(tfm_corpus_source *s, const tfm_pairs *pairs, const tfm_batch_opts *o) {
     memset(s, 0, sizeof *s);
     s->pairs = pairs;
@@ -83,7 +115,8 @@ int tfm_corpus_source_init(tfm_corpus_source *s, const tfm_pairs *pairs, const t
                                    .max_b = B,
                                    .max_s = S,
                                    .max_t = T,
-                                   .kind = "text"};
+                                   .kind = "text",
+                                   .describe = corpus_describe};
     return 0;
 }
 

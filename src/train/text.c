@@ -7,13 +7,12 @@
 #include "tfm/train.h"
 
 int tfm_text_model_load(const char *dir, tfm_text_model *tm) {
-    char path[4096];
     memset(tm, 0, sizeof *tm);
-    snprintf(path, sizeof path, "%s/bpe.codes", dir);
-    tm->bpe = tfm_bpe_load(path);
-    if (!tm->bpe) return 1;
-    snprintf(path, sizeof path, "%s/vocab.txt", dir);
-    tm->vocab = tfm_vocab_load(path);
+    char *codes = tfm_path_join(dir, "bpe.codes"), *vocab = tfm_path_join(dir, "vocab.txt");
+    if (codes && vocab) tm->bpe = tfm_bpe_load(codes);
+    if (tm->bpe) tm->vocab = tfm_vocab_load(vocab);
+    free(codes);
+    free(vocab);
     if (!tm->vocab) {
         tfm_text_model_free(tm);
         return 1;
@@ -21,23 +20,61 @@ int tfm_text_model_load(const char *dir, tfm_text_model *tm) {
     return 0;
 }
 
+int tfm_text_model_check(const tfm_text_model *tm, const tfm_model_config *mc, const char *dir) {
+    int64_t n = tfm_vocab_size(tm->vocab);
+    if (n != mc->vocab)
+        return tfm_set_error("%s/vocab.txt: %lld tokens, but the model has a vocabulary of %lld "
+                             "(the file belongs to another model, or was cut short)",
+                             dir, (long long)n, (long long)mc->vocab),
+               1;
+    return 0;
+}
+
+int tfm_text_model_learn_texts(const tfm_text_input *in, int n, int64_t n_merges,
+                               tfm_text_model *tm) {
+    memset(tm, 0, sizeof *tm);
+    tm->bpe = tfm_bpe_learn_texts(in, n, n_merges, 2, NULL);
+    if (!tm->bpe) return 1;
+    tm->vocab = tfm_vocab_build_texts(tm->bpe, in, n);
+    if (!tm->vocab) {
+        tfm_text_model_free(tm);
+        return 1;
+    }
+    return 0;
+}
+
+int tfm_text_model_save(const tfm_text_model *tm, const char *dir) {
+    char *codes = tfm_path_join(dir, "bpe.codes"), *vocab = tfm_path_join(dir, "vocab.txt");
+    int rc = !codes || !vocab || tfm_bpe_save(tm->bpe, codes) || tfm_vocab_save(tm->vocab, vocab);
+    free(codes);
+    free(vocab);
+    return rc;
+}
+
 int tfm_text_model_learn(const char *const *files, int n_files, int64_t n_merges, const char *dir,
                          tfm_text_model *tm) {
     memset(tm, 0, sizeof *tm);
-    tm->bpe = tfm_bpe_learn_files(files, n_files, n_merges, 2, NULL);
-    if (!tm->bpe) return 1;
-    tm->vocab = tfm_vocab_build(tm->bpe, files, n_files);
-    if (!tm->vocab) goto fail;
-    if (dir) {
-        char codes[4096], vocab[4096];
-        snprintf(codes, sizeof codes, "%s/bpe.codes", dir);
-        snprintf(vocab, sizeof vocab, "%s/vocab.txt", dir);
-        if (tfm_bpe_save(tm->bpe, codes) || tfm_vocab_save(tm->vocab, vocab)) goto fail;
+    if (n_files < 1) return tfm_set_error("tfm_text_model_learn: no files"), 1;
+    /* each file read once: pipes, FIFOs and /dev/stdin cannot be read twice */
+    tfm_text_input *in = calloc((size_t)n_files, sizeof *in);
+    int rc = 1;
+    if (!in) return tfm_set_error("out of memory"), 1;
+    for (int i = 0; i < n_files; i++) {
+        char *text;
+        in[i].name = files[i];
+        if (tfm_read_input(files[i], &text, &in[i].len)) goto done;
+        in[i].text = text;
     }
-    return 0;
-fail:
-    tfm_text_model_free(tm);
-    return 1;
+    if (tfm_text_model_learn_texts(in, n_files, n_merges, tm)) goto done;
+    if (dir && tfm_text_model_save(tm, dir)) {
+        tfm_text_model_free(tm);
+        goto done;
+    }
+    rc = 0;
+done:
+    for (int i = 0; i < n_files; i++) free((char *)in[i].text);
+    free(in);
+    return rc;
 }
 
 void tfm_text_model_free(tfm_text_model *tm) {
@@ -128,6 +165,12 @@ int tfm_translate_lines(tfm_model *m, const tfm_text_model *tm, char *const *lin
         if (!ids[i]) goto done;
         tfm_vocab_encode(tm->bpe, tm->vocab, lines[i], strlen(lines[i]), ids[i], k);
         order[i] = (by_len){i, k < cap ? k : cap - 1}; /* longer inputs are cut */
+        if (k >= cap && o->warn)
+            fprintf(o->warn,
+                    "tfm: %s:%lld: %lld subwords, more than the model's %lld positions allow: "
+                    "translating the first %lld\n",
+                    o->input_name ? o->input_name : "input", (long long)(o->first_line + i),
+                    (long long)k, (long long)m->cfg.max_len, (long long)(cap - 1));
     }
     qsort(order, (size_t)n, sizeof *order, cmp_len);
     int64_t B = o->batch, S_max = n ? order[n - 1].len + 1 : 1;
@@ -165,6 +208,12 @@ int tfm_translate_lines(tfm_model *m, const tfm_text_model *tm, char *const *lin
                              : tfm_greedy_decode(m, &t, src, pad, rows, S, lim, hyp, lens);
         if (st) goto done_tape;
         for (int64_t r = 0; r < rows; r++) {
+            /* greedy decoding of a row does not depend on the other rows, but
+             * the batch's limit does (2 * its longest source + 10): each row
+             * is cut to its own, so that a sentence translates the same in
+             * any batch (tfm translate's windows depend on when input comes) */
+            int64_t own = 2 * (order[start + r].len + 1) + 10;
+            if (o->beam == 1 && o->max_len <= 0 && lens[r] > own) lens[r] = own;
             out[order[start + r].index] = tfm_vocab_decode(tm->vocab, hyp + r * lim, lens[r]);
             if (!out[order[start + r].index]) goto done_tape;
         }

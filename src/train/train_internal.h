@@ -9,8 +9,13 @@
  * checkpoint, *fresh_restart = 1 when the directory is empty or holds a run
  * of the same configuration (o->config_text against its config.txt), else an
  * error naming the setting that differs or the foreign file. */
-int tfm_run_check_dir(const tfm_train_opts *o, int *fresh_restart);
-/* train.log, metrics.csv (header when new), config.txt. */
+int tfm_run_check_dir(const tfm_train_opts *o, int *fresh_restart, int create);
+/* Takes the run directory's advisory lock (DIR/.lock) into tr->lock_fd for
+ * the trainer's lifetime; an error naming the holder's pid when another
+ * process holds it. */
+int tfm_run_lock(tfm_trainer *tr);
+/* train.log, metrics.csv (header written through when new, put back when
+ * a resumed file lacks it), config.txt. */
 int tfm_run_open_files(tfm_trainer *tr, int resuming);
 /* Removes temporary files of interrupted checkpoint writes; returns how many. */
 int64_t tfm_run_remove_temporaries(const char *dir);

@@ -31,11 +31,15 @@ int tfm_trainer_stop_requested(void) { return g_stop; }
 
 /* ---- logging ---------------------------------------------------------------------- */
 void tfm_trainer_log(tfm_trainer *tr, const char *fmt, ...) {
-    char line[2048];
-    va_list ap;
+    va_list ap, again;
     va_start(ap, fmt);
-    vsnprintf(line, sizeof line, fmt, ap);
+    va_copy(again, ap);
+    int n = vsnprintf(NULL, 0, fmt, ap); /* lines hold paths: no fixed-size buffer */
     va_end(ap);
+    char *line = n >= 0 ? malloc((size_t)n + 1) : NULL;
+    if (line) vsnprintf(line, (size_t)n + 1, fmt, again);
+    va_end(again);
+    if (!line) return;
     if (!tr->o.quiet) {
         fputs(line, stdout);
         fflush(stdout);
@@ -45,6 +49,7 @@ void tfm_trainer_log(tfm_trainer *tr, const char *fmt, ...) {
         fflush(tr->log);
     }
     if (tr->hooks.on_log) tr->hooks.on_log(tr->hooks.ctx, tr, line);
+    free(line);
 }
 
 static void progress(tfm_trainer *tr) {
@@ -113,10 +118,14 @@ static int check_opts(const tfm_train_opts *o) {
 }
 
 /* Loads params, optimizer state and counters from the newest good checkpoint. */
-static int resume_from(tfm_trainer *tr, char *path, size_t path_size) {
-    if (tfm_run_find_checkpoint(tr->o.run_dir, path, path_size, 0)) return 1;
+static int resume_from(tfm_trainer *tr, char **found) {
+    char *path = tfm_run_find_checkpoint(tr->o.run_dir, 0);
+    if (!path) return 1;
     tfm_checkpoint ck;
-    if (tfm_checkpoint_read(path, &ck)) return 1;
+    if (tfm_checkpoint_read(path, &ck)) {
+        free(path);
+        return 1;
+    }
     if (tr->has_model) {
         tfm_model_config saved;
         if (tfm_model_config_from_kv(&saved, &ck.meta, path)) goto fail;
@@ -154,6 +163,17 @@ static int resume_from(tfm_trainer *tr, char *path, size_t path_size) {
                       (unsigned long long)tr->o.seed);
         goto fail;
     }
+    /* the data must be the same too (a checkpoint from before these keys
+     * were written has none to compare) */
+    for (int64_t i = 0; i < tr->state.n; i++) {
+        const char *key = tr->state.keys[i], *now = tr->state.vals[i];
+        if (strncmp(key, "data.", 5)) continue;
+        const char *was = tfm_kv_get(&ck.meta, key);
+        if (!was || !strcmp(was, now)) continue;
+        tfm_set_error("%s: --resume with different data: %s%s was %s, now %s", path,
+                      strcmp(key, "data.kind") ? "--" : "", key + 5, was, now);
+        goto fail;
+    }
     for (int64_t i = 0; i < ck.meta.n; i++)
         if (!strncmp(ck.meta.keys[i], "state.", 6))
             tfm_kv_set(&tr->state, ck.meta.keys[i], "%s", ck.meta.vals[i]);
@@ -163,9 +183,11 @@ static int resume_from(tfm_trainer *tr, char *path, size_t path_size) {
         goto fail;
     if (tr->source->load && tr->source->load(tr->source->ctx, &tr->state, path)) goto fail;
     tfm_checkpoint_free(&ck);
+    *found = path;
     return 0;
 fail:
     tfm_checkpoint_free(&ck);
+    free(path);
     return 1;
 }
 
@@ -183,7 +205,8 @@ static int prepare(tfm_trainer *tr, size_t arena, int *fresh_restart) {
                              need / 1e9, (long long)tr->n_params, (double)arena / 1e9, have / 1e9),
                1;
     *fresh_restart = 0;
-    return o->run_dir ? tfm_run_check_dir(o, fresh_restart) : 0;
+    if (!o->run_dir) return 0;
+    return tfm_run_check_dir(o, fresh_restart, 1) || tfm_run_lock(tr);
 }
 
 /* Everything after the parameters exist: tape, optimizer, resume, logs. */
@@ -197,13 +220,19 @@ static int init_common(tfm_trainer *tr, size_t arena, int fresh_restart) {
     tr->tty = isatty(fileno(stdout));
     /* resume before writing anything: a failed resume leaves the run
      * directory (config.txt, logs) as it was */
-    char resumed[4096] = "";
+    if (tr->source->kind) tfm_kv_set(&tr->state, "data.kind", "%s", tr->source->kind);
+    if (tr->source->describe) tr->source->describe(tr->source->ctx, &tr->state);
+    char *resumed = NULL;
     int resuming = o->resume && !fresh_restart;
-    if (resuming && resume_from(tr, resumed, sizeof resumed)) return 1;
-    if (o->run_dir && tfm_run_open_files(tr, resuming)) return 1;
+    if (resuming && resume_from(tr, &resumed)) return 1;
+    if (o->run_dir && tfm_run_open_files(tr, resuming)) {
+        free(resumed);
+        return 1;
+    }
     tr->first_step = tr->step;
-    if (*resumed)
+    if (resumed)
         tfm_trainer_log(tr, "resumed from %s at step %lld\n", resumed, (long long)tr->step);
+    free(resumed);
     if (fresh_restart) {
         const char *msg = "--resume: no checkpoint yet: starting from step 0";
         fprintf(stderr, "tfm: %s: %s\n", o->run_dir, msg);
@@ -213,7 +242,6 @@ static int init_common(tfm_trainer *tr, size_t arena, int fresh_restart) {
     if (stale)
         tfm_trainer_log(tr, "removed %lld temporary file(s) of interrupted checkpoint writes\n",
                         (long long)stale);
-    if (tr->source->kind) tfm_kv_set(&tr->state, "data.kind", "%s", tr->source->kind);
     tr->t0 = tfm_now();
     return 0;
 }
@@ -221,6 +249,7 @@ static int init_common(tfm_trainer *tr, size_t arena, int fresh_restart) {
 static void init_fields(tfm_trainer *tr, const tfm_train_opts *o, tfm_batch_source *source,
                         const tfm_train_hooks *hooks) {
     memset(tr, 0, sizeof *tr);
+    tr->lock_fd = -1;
     tr->o = *o;
     if (hooks) tr->hooks = *hooks;
     tr->source = source;
@@ -233,6 +262,11 @@ int tfm_trainer_init(tfm_trainer *tr, const tfm_train_opts *o, const tfm_model_c
     init_fields(tr, o, source, hooks);
     int fresh_restart = 0;
     if (check_opts(o) || tfm_model_config_check(mc)) goto fail;
+    if (source->max_s > mc->max_len || source->max_t > mc->max_len) {
+        tfm_set_error("model max_len %lld: the batches need %lld positions", (long long)mc->max_len,
+                      (long long)(source->max_s > source->max_t ? source->max_s : source->max_t));
+        goto fail;
+    }
     if (tr->o.schedule.d_model <= 0) tr->o.schedule.d_model = mc->d_model;
     tr->n_params = tfm_model_param_count(mc);
     size_t arena = o->arena_bytes ? o->arena_bytes
@@ -278,6 +312,8 @@ fail:
 void tfm_trainer_free(tfm_trainer *tr) {
     if (tr->log) fclose(tr->log);
     if (tr->metrics) fclose(tr->metrics);
+    if (tr->lock_fd >= 0) close(tr->lock_fd); /* releases the lock */
+    tr->lock_fd = -1;
     tfm_tape_free(&tr->tape);
     tfm_adam_free(&tr->adam);
     if (tr->has_model) tfm_model_free(&tr->model);

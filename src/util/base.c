@@ -11,7 +11,7 @@
 #include <omp.h>
 #endif
 
-static _Thread_local char g_error[1024];
+static _Thread_local char g_error[3 * 4096]; /* room for two PATH_MAX paths and the reason */
 
 const char *tfm_last_error(void) { return g_error[0] ? g_error : "unknown error"; }
 
@@ -80,6 +80,27 @@ int tfm_input_error(FILE *f, const char *path) {
     if (!ferror(f)) return 0;
     tfm_set_error("%s: read error: %s", path, strerror(errno ? errno : EIO));
     return 1;
+}
+
+char *tfm_format(const char *fmt, ...) {
+    va_list ap, again;
+    va_start(ap, fmt);
+    va_copy(again, ap);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    char *s = n >= 0 ? malloc((size_t)n + 1) : NULL;
+    if (s) vsnprintf(s, (size_t)n + 1, fmt, again);
+    va_end(again);
+    if (!s) tfm_set_error("out of memory");
+    return s;
+}
+
+char *tfm_path_join(const char *dir, const char *name) { return tfm_format("%s/%s", dir, name); }
+
+int tfm_join_into(char *buf, size_t size, const char *dir, const char *name) {
+    int n = snprintf(buf, size, "%s/%s", dir, name);
+    if (n >= 0 && (size_t)n < size) return 0;
+    return tfm_set_error("%s/%s: path too long (over %zu bytes)", dir, name, size - 1), 1;
 }
 
 int tfm_read_input(const char *path, char **data, size_t *len) {
