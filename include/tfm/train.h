@@ -37,6 +37,7 @@
 #ifndef TFM_TRAIN_H
 #define TFM_TRAIN_H
 
+#include <signal.h>
 #include <stdio.h>
 
 #include "tfm/checkpoint.h"
@@ -85,12 +86,17 @@ void tfm_toy_source_free(tfm_toy_source *s);
 
 /* Encoded sentence pairs in length-bucketed batches (data.h), epoch after
  * epoch; the position (state.epoch, state.pos) is checkpointed. The pairs
- * must outlive the source. */
+ * must outlive the source. With share_count > 1 (data parallelism) next()
+ * gives only this process's part of each batch: of its n sentences those
+ * from n * share_rank / share_count up to n * (share_rank + 1) / share_count,
+ * so the processes together see exactly the batch one process would (the
+ * batcher's position advances by whole batches on every process). */
 typedef struct {
     const tfm_pairs *pairs;
     tfm_batcher batcher;
     tfm_batch batch;
     tfm_batch_source source;
+    int share_rank, share_count; /* 0, 1 after init: the whole batch */
 } tfm_corpus_source;
 int tfm_corpus_source_init(tfm_corpus_source *s, const tfm_pairs *pairs, const tfm_batch_opts *o);
 void tfm_corpus_source_free(tfm_corpus_source *s);
@@ -308,6 +314,48 @@ typedef struct {
 int tfm_translate_lines(tfm_model *m, const tfm_text_model *tm, char *const *lines, int64_t n,
                         const tfm_translate_opts *o, char **out);
 
+/* ---- several processes: data parallelism ----------------------------------------------
+ * The communication a data-parallel run needs, supplied by the program (tfm's
+ * `make MPI=1` build fills it from MPI in src/train/dist_mpi.c; the library
+ * itself never links MPI). size processes (ranks 0 .. size-1) each run the
+ * same trainer on their share of every global batch; the library exchanges
+ * only what goes through these functions, so any transport (MPI, sockets, a
+ * test double) can carry it. Every function is collective: all ranks call it
+ * in the same order. They return 0, or non-zero with the error set (a lost
+ * peer, a transport failure). */
+typedef struct tfm_dist tfm_dist;
+struct tfm_dist {
+    int rank, size;
+    void *impl;
+    /* all[r * bytes ...] receives rank r's `bytes` bytes (the same size on
+     * every rank) */
+    int (*allgather)(tfm_dist *d, const void *mine, size_t bytes, void *all);
+    /* rank 0's bytes to every rank */
+    int (*broadcast)(tfm_dist *d, void *buf, size_t bytes);
+    /* x (n floats) := scale * sum_r w[r] * x_r, added in rank order (in
+     * double) whatever the transport does, so that a run is bit-identical
+     * when repeated with the same size; identical on every rank. Buffers
+     * come from reserve (called once with the largest n), never from the
+     * step. */
+    int (*weighted_sum)(tfm_dist *d, float *x, int64_t n, const double *w, double scale);
+    int (*reserve)(tfm_dist *d, int64_t n);
+    /* Set (e.g. by a signal handler) to ask for a stop: the ranks agree on
+     * it at the next step and all stop after the same step. */
+    volatile sig_atomic_t stop_pending;
+    /* Set by the library when its error is the same on every rank (a
+     * start-up mismatch): the program can then exit normally on every rank
+     * instead of aborting the job. */
+    int agreed_error;
+};
+
+/* The MPI implementation (only in builds with `make MPI=1`): NULL when the
+ * program was not started by mpirun (one process), else a tfm_dist over
+ * MPI_COMM_WORLD. tfm_dist_mpi_end returns rc after MPI_Finalize, or aborts
+ * the whole job when rc is non-zero and the error was not agreed, so that no
+ * rank waits forever for one that gave up. */
+tfm_dist *tfm_dist_mpi_start(void);
+int tfm_dist_mpi_end(tfm_dist *d, int rc);
+
 /* ---- training on a parallel corpus ---------------------------------------------------
  * Everything `tfm train --src-train` does: reads the corpora, learns (or on
  * resume reloads) the BPE and vocabulary in the run directory, encodes,
@@ -323,6 +371,17 @@ typedef struct {
      * the vocabulary of runs before 2026-11-29. A resumed run keeps the
      * vocabulary in its directory either way. */
     int inexact_vocab;
+    /* NULL: one process. Otherwise data parallelism over d->size ranks:
+     * batch_tokens is the global batch (each rank takes its share, and every
+     * batch must hold at least one sentence per rank); gradients, loss and
+     * validation are global, every rank takes the same decisions; only rank
+     * 0 touches the run directory (it learns or loads the BPE and the
+     * checkpoint and sends them to the others); at start-up the settings
+     * (o->config_text) and the corpora are compared across ranks and a
+     * mismatch names the rank and the setting. The checkpoint records the
+     * number of ranks (state.dist_ranks); a resume with another number
+     * continues the same global batch sequence and says so. */
+    tfm_dist *dist;
 } tfm_corpus_task;
 
 /* Runs the whole training; summary (optional) receives the result. */

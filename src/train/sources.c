@@ -57,6 +57,13 @@ static int corpus_next(void *ctx, int64_t step, tfm_seq_batch *b, int64_t *n_tok
     tfm_corpus_source *s = ctx;
     const int64_t *idx;
     int64_t n = tfm_batcher_next(&s->batcher, &idx);
+    if (s->share_count > 1) {
+        /* this process's contiguous part of the global batch */
+        int64_t lo = n * s->share_rank / s->share_count;
+        int64_t hi = n * (s->share_rank + 1) / s->share_count;
+        idx += lo;
+        n = hi - lo;
+    }
     if (tfm_batch_fill(&s->batch, s->pairs, idx, n)) return 1;
     const tfm_batch *t = &s->batch;
     *b = (tfm_seq_batch){t->b, t->s, t->t, t->src, t->dec_in, t->dec_out, t->src_pad, t->tgt_pad};
@@ -101,6 +108,7 @@ static void corpus_describe(void *ctx, tfm_kv *kv) {
 int tfm_corpus_source_init(tfm_corpus_source *s, const tfm_pairs *pairs, const tfm_batch_opts *o) {
     memset(s, 0, sizeof *s);
     s->pairs = pairs;
+    s->share_count = 1;
     if (tfm_batcher_init(&s->batcher, pairs, o)) return 1;
     int64_t B, S, T;
     tfm_batcher_max_shape(&s->batcher, &B, &S, &T);
