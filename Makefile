@@ -4,6 +4,9 @@
 #   make test       check-layers, then build and run every Check suite (tests/test_*.c)
 #   make check-layers  fail on an #include that runs up the layer order of STYLE.md
 #   make SANITIZE=1 test   the same with ASan + UBSan + LSan (objects in build/san)
+#   make MPI=1      build/tfm with mpicc: `mpirun -np N build/tfm train ...` trains one model
+#                   data-parallel (src/train/dist_mpi.c, train/dist.c; the library is unchanged)
+#   make MPI=1 test-mpi   only the multi-process tests (tests/test_mpi.c; make MPI=1 test runs them too)
 #   make bench      benchmarks against the references in ../shared/bench
 #   make fuzz       libFuzzer targets (clang), FUZZ_SECONDS each
 #   make install PREFIX=/usr/local [DESTDIR=...]   (make uninstall with the same)
@@ -73,7 +76,9 @@ VARIANT_ARCH_generic := -march=x86-64-v2 -mtune=generic
 variant_cflags = $(if $(filter native,$(1)),$(CFLAGS),$(filter-out -march=% -mtune=%,$(CFLAGS)) \
                  $(VARIANT_ARCH_$(1))) -fno-math-errno -DTFM_ISA=$(1) -include src/kernels/dispatch.h
 
-LIB_SRC   := $(filter-out $(ISA_SRC),$(sort $(wildcard src/*/*.c)))
+# MPI code: only in the program, only with MPI=1 (the library stays libc + libm + OpenMP)
+MPI_SRC   := src/train/dist_mpi.c
+LIB_SRC   := $(filter-out $(ISA_SRC) $(MPI_SRC),$(sort $(wildcard src/*/*.c)))
 TRAIN_SRC := $(sort $(wildcard train/*.c))
 TEST_SRC  := $(sort $(wildcard tests/test_*.c))
 TUTIL_SRC := $(sort $(wildcard tests/util_*.c))
@@ -89,8 +94,28 @@ EX_BIN    := $(EX_SRC:examples/%.c=$(BUILD)/examples/%)
 LIB := $(BUILD)/libtfm.a
 BIN := $(BUILD)/tfm
 
+# make MPI=1: train/dist.c (with TFM_MPI) and src/train/dist_mpi.c compiled with
+# mpicc into $(BUILD)/obj/mpi/, and the program linked by mpicc; every other
+# object is the same as without MPI. $(BUILD)/tfm.mpi remembers which kind
+# build/tfm is, so switching relinks it.
+MPI   ?= 0
+MPICC ?= mpicc
+ifeq ($(MPI),1)
+ifeq ($(shell command -v $(MPICC)),)
+$(error make MPI=1 needs $(MPICC) (Debian: apt-get install libopenmpi-dev openmpi-bin))
+endif
+BIN_OBJ := $(filter-out $(BUILD)/obj/train/dist.o,$(TRAIN_OBJ)) \
+           $(BUILD)/obj/mpi/train/dist.o $(BUILD)/obj/mpi/$(MPI_SRC:.c=.o)
+BIN_LD  := $(MPICC)
+else
+BIN_OBJ := $(TRAIN_OBJ)
+BIN_LD  := $(CC)
+endif
+BIN_KIND := $(BUILD)/tfm.mpi
+$(shell mkdir -p $(BUILD) && { [ "$$(cat $(BIN_KIND) 2>/dev/null)" = "$(MPI)" ] || echo "$(MPI)" > $(BIN_KIND); })
+
 SHELL := bash
-.PHONY: all test run bench clean fuzz install check-layers
+.PHONY: all test test-mpi run bench clean fuzz install check-layers
 .SECONDARY:
 all: $(LIB) $(BIN) $(EX_BIN)
 
@@ -122,8 +147,12 @@ $(LIB): $(LIB_OBJ)
 	rm -f $@
 	ar rcs $@ $^
 
-$(BIN): $(TRAIN_OBJ) $(LIB)
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(TRAIN_OBJ) $(LIB) $(LDLIBS)
+$(BIN): $(BIN_OBJ) $(LIB) $(BIN_KIND)
+	$(BIN_LD) $(CFLAGS) $(LDFLAGS) -o $@ $(BIN_OBJ) $(LIB) $(LDLIBS)
+
+$(BUILD)/obj/mpi/%.o: %.c $(wildcard include/tfm/*.h) $(wildcard train/*.h)
+	@mkdir -p $(dir $@)
+	$(MPICC) $(CFLAGS) -DTFM_MPI=1 -c $< -o $@
 
 # examples/: programs that use only the public headers and libtfm.a
 $(BUILD)/examples/%: $(BUILD)/obj/examples/%.o $(LIB)
@@ -139,10 +168,15 @@ check-layers:
 
 test: check-layers $(BIN) $(TEST_BIN) $(EX_BIN) $(BUILD)/tests/runner_selftest
 	@bash tests/run_tests.sh --self-test $(BUILD)/tests/runner_selftest
-	@TFM_BIN=$(abspath $(BIN)) TFM_ROOT=$(CURDIR) bash tests/run_tests.sh $(TEST_BIN)
+	@TFM_MPI_BUILD=$(MPI) TFM_BIN=$(abspath $(BIN)) TFM_ROOT=$(CURDIR) bash tests/run_tests.sh $(TEST_BIN)
 	@echo "kernel tests again with the portable kernels (TFM_KERNELS=portable):"
 	@TFM_KERNELS=portable TFM_BIN=$(abspath $(BIN)) TFM_ROOT=$(CURDIR) bash tests/run_tests.sh \
 	    $(BUILD)/tests/test_gemm $(BUILD)/tests/test_kernels
+
+# the multi-process tests alone (they skip unless MPI=1 and mpirun exists)
+test-mpi: $(BIN) $(BUILD)/tests/test_mpi
+	@TFM_MPI_BUILD=$(MPI) TFM_BIN=$(abspath $(BIN)) TFM_ROOT=$(CURDIR) bash tests/run_tests.sh \
+	    $(BUILD)/tests/test_mpi
 
 run: $(BIN)
 	rm -rf runs/copy

@@ -243,15 +243,31 @@ static void to_train_opts(const train_cli *c, const char *config, tfm_train_opts
     o->max_minutes = c->max_minutes;
 }
 
+/* data parallelism (mpirun with a `make MPI=1` build); NULL: one process */
+static tfm_dist *g_dist;
+
 /* SIGINT/SIGTERM: the first asks the trainer to finish the step, save and
  * return (then the program skips the held-out evaluation and exits
  * 128 + signal); a second one exits at once: checkpoints are written
- * atomically, so the newest complete one is safe either way. */
+ * atomically, so the newest complete one is safe either way. Under mpirun
+ * the ranks agree on the step to stop after (at the next step's exchange). */
 static volatile sig_atomic_t g_signal;
 static void on_signal(int sig) {
     if (g_signal) _exit(128 + sig);
     g_signal = sig;
-    tfm_trainer_request_stop();
+    if (g_dist)
+        g_dist->stop_pending = 1;
+    else
+        tfm_trainer_request_stop();
+}
+
+/* An error of the run: under mpirun named by rank, and printed once when it
+ * is the same on every rank. */
+static int train_fail(void) {
+    if (!g_dist) return tfm_cli_fail(1, "%s", tfm_last_error());
+    if (g_dist->agreed_error && g_dist->rank != 0) return 1;
+    if (g_dist->agreed_error) return tfm_cli_fail(1, "%s", tfm_last_error());
+    return tfm_cli_fail(1, "rank %d: %s", g_dist->rank, tfm_last_error());
 }
 
 static int train_corpus(train_cli *c, const tfm_train_opts *o) {
@@ -265,10 +281,16 @@ static int train_corpus(train_cli *c, const tfm_train_opts *o) {
         .max_tokens = c->max_tokens_len,
         .valid_max = c->valid_max,
         .inexact_vocab = !c->exact_vocab,
-        .decode = {.beam = c->beam, .alpha = c->alpha, .batch = 64, .precision = o->precision}};
+        .decode = {.beam = c->beam, .alpha = c->alpha, .batch = 64, .precision = o->precision},
+        .dist = g_dist};
     tfm_corpus_summary sum;
-    if (tfm_train_corpus(&task, o, &c->model, &sum)) return tfm_cli_fail(1, "%s", tfm_last_error());
-    if (g_signal) return 128 + g_signal;
+    if (tfm_train_corpus(&task, o, &c->model, &sum)) return train_fail();
+    if (g_signal) {
+        /* every rank stopped after the same step: nothing to abort */
+        if (g_dist) g_dist->agreed_error = 1;
+        return 128 + g_signal;
+    }
+    if (g_dist && g_dist->rank != 0) return 0;
     printf("steps=%lld epochs=%lld best_bleu=%.2f seconds=%.1f tokens_per_s=%.0f\n",
            (long long)sum.steps, (long long)sum.epochs, sum.best_bleu, sum.seconds,
            sum.tokens_per_s);
@@ -276,6 +298,13 @@ static int train_corpus(train_cli *c, const tfm_train_opts *o) {
 }
 
 static int train_toy(train_cli *c, const tfm_train_opts *o) {
+    if (g_dist) {
+        g_dist->agreed_error = 1;
+        tfm_set_error("train: --task under mpirun (%d processes): data parallelism needs a "
+                      "corpus (--src-train); run toy tasks as one process",
+                      g_dist->size);
+        return train_fail();
+    }
     tfm_toy_config tc = {
         .vocab = c->vocab, .min_len = c->min_len, .max_len = c->max_len, .annotated = c->annotated};
     tc.task = !strcmp(c->task, "copy") ? TFM_TOY_COPY : TFM_TOY_REVERSE;
@@ -372,7 +401,11 @@ int tfm_cmd_train(int argc, char **argv) {
     sa.sa_handler = on_signal;
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+    tfm_dist *dist = cli_dist_start(); /* one process: NULL (also one rank of mpirun) */
+    g_dist = dist && dist->size > 1 ? dist : NULL;
     rc = c.src_train ? train_corpus(&c, &o) : train_toy(&c, &o);
     free(config);
+    rc = cli_dist_end(dist, rc);
+    g_dist = NULL;
     return rc;
 }

@@ -27,6 +27,14 @@ typedef struct {
  * flag tables); `tfm help --roff`. Returns the exit status. */
 int tfm_man_page(const tfm_command *cmds, size_t n);
 
+/* dist.c: data parallelism for tfm train: a tfm_dist over MPI when the
+ * program was built with `make MPI=1` and started by mpirun, else NULL;
+ * cli_dist_end finishes it (aborting the job when a rank failed alone) and
+ * returns rc. */
+typedef struct tfm_dist tfm_dist;
+tfm_dist *cli_dist_start(void);
+int cli_dist_end(tfm_dist *d, int rc);
+
 /* Print "tfm: <message>" to stderr and return 1 (or 2 for usage). */
 int tfm_cli_fail(int status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
