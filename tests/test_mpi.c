@@ -12,7 +12,8 @@
  *     refused at start-up naming the rank and the setting;
  *   - a rank killed with SIGKILL takes the job down within 30 s with a
  *     message naming it, and --resume then finishes byte-identical to an
- *     uninterrupted run (tests/mpi/kill_rank.sh).
+ *     uninterrupted run (tests/mpi/kill_rank.sh);
+ *   - tfm bench allreduce runs under mpirun.
  * They skip unless TFM_MPI_BUILD=1 (set by `make MPI=1 test`) and mpirun
  * exists. Tiny models and few steps: a few seconds each. */
 #include <check.h>
@@ -339,6 +340,23 @@ START_TEST(lost_rank_then_resume) {
 }
 END_TEST
 
+/* tfm bench allreduce times the reduction under mpirun and refuses to run
+ * without it. */
+START_TEST(bench_allreduce) {
+    NEED_MPI();
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "%s '%s' bench allreduce --preset toy --reps 3 --threads 1",
+             mpirun(2, NULL), tfm_test_bin());
+    run_ok(cmd);
+    ck_assert_msg(strstr(g_out, "preset=toy ranks=2 bytes_per_step=") &&
+                      strstr(g_out, "allreduce_ms_median="),
+                  "%s", g_out);
+    snprintf(cmd, sizeof cmd, "'%s' bench allreduce --preset toy", tfm_test_bin());
+    int rc = tfm_test_run(cmd, g_out, sizeof g_out);
+    ck_assert_msg(rc == 2 && strstr(g_out, "start it with mpirun"), "exit %d: %s", rc, g_out);
+}
+END_TEST
+
 static Suite *suite(void) {
     Suite *s = suite_create("mpi");
     TCase *tc = tcase_create("mpirun");
@@ -347,6 +365,7 @@ static Suite *suite(void) {
     tcase_add_test(tc, same_ranks_bit_identical);
     tcase_add_test(tc, mismatch_refused);
     tcase_add_test(tc, lost_rank_then_resume);
+    tcase_add_test(tc, bench_allreduce);
     suite_add_tcase(s, tc);
     return s;
 }

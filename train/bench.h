@@ -13,5 +13,10 @@ int tfm_bench_gemm(int argc, char **argv);
  * as ../shared/bench/torch_transformer.py; the last line printed is
  * tokens_per_s=... ms_per_step=... gflops=... peak_rss_mb=... */
 int tfm_bench_step(int argc, char **argv);
+/* mpirun -np N tfm bench allreduce --preset toy|small|base [--reps R]: the
+ * gradient reduction of data-parallel training on a preset's gradient block
+ * (MPI builds); rank 0 prints preset=... ranks=... bytes_per_step=...
+ * allreduce_ms_median=... */
+int tfm_bench_allreduce(int argc, char **argv);
 
 #endif

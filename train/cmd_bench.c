@@ -14,6 +14,8 @@ typedef struct {
 static const benchmark BENCHMARKS[] = {
     {"gemm", tfm_bench_gemm, "time the GEMM kernel on one shape, fp32 or bf16 (GFLOP/s)"},
     {"step", tfm_bench_step, "time one training step of a preset model (tokens/s)"},
+    {"allreduce", tfm_bench_allreduce,
+     "time the gradient reduction of data-parallel training (MPI build, under mpirun)"},
 };
 #define N_BENCHMARKS (sizeof BENCHMARKS / sizeof BENCHMARKS[0])
 
