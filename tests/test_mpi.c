@@ -10,9 +10,9 @@
  *     batch sequence (and says so);
  *   - a rank started with another --seed, or with a different corpus, is
  *     refused at start-up naming the rank and the setting;
- *   - a rank killed with SIGKILL takes the job down within 30 s with a
- *     message naming it, and --resume then finishes byte-identical to an
- *     uninterrupted run (tests/mpi/kill_rank.sh);
+ *   - a rank killed with SIGKILL (or stopped with SIGSTOP) takes the job
+ *     down within 30 s with a message naming it, and --resume then finishes
+ *     byte-identical to an uninterrupted run (tests/mpi/kill_rank.sh);
  *   - tfm bench allreduce runs under mpirun.
  * They skip unless TFM_MPI_BUILD=1 (set by `make MPI=1 test`) and mpirun
  * exists. Tiny models and few steps: a few seconds each. */
@@ -321,22 +321,34 @@ START_TEST(mismatch_refused) {
 }
 END_TEST
 
-/* SIGKILL one rank: every rank is gone within 30 s, the message names it,
- * and --resume finishes byte-identical to an uninterrupted run. */
-START_TEST(lost_rank_then_resume) {
-    NEED_MPI();
-    const char *dir = tfm_test_tmpdir("mpi-kill");
+/* SIGKILL (signal "KILL") or SIGSTOP ("STOP") rank 1: every rank is gone
+ * within 30 s, the message names rank 1, and --resume finishes
+ * byte-identical to an uninterrupted run. */
+static void lose_rank(const char *signal) {
+    const char *dir = tfm_test_tmpdir(signal);
     make_data(dir);
     char cmd[8192], launcher[512];
     snprintf(launcher, sizeof launcher, "%s", mpirun(2, NULL));
     snprintf(
-        cmd, sizeof cmd, "MPIRUN='%s' TFM_BIN='%s' TRAIN_ARGS='%s' bash '%s' %s", launcher,
-        tfm_test_bin(),
+        cmd, sizeof cmd, "SIGNAL=%s MPIRUN='%s' TFM_BIN='%s' TRAIN_ARGS='%s' bash '%s' %s", signal,
+        launcher, tfm_test_bin(),
         train_args(dir, 400, "--d-model 32 --d-ff 64 --dropout 0.1 --save-every 20 --keep 100"),
         tfm_test_path("tests/mpi/kill_rank.sh"), dir);
     int rc = tfm_test_run(cmd, g_out, sizeof g_out);
     printf("%s", g_out);
     ck_assert_msg(rc == 0, "tests/mpi/kill_rank.sh failed (exit %d):\n%s", rc, g_out);
+}
+
+START_TEST(killed_rank_then_resume) {
+    NEED_MPI();
+    lose_rank("KILL");
+}
+END_TEST
+
+/* a stopped rank (or a network partition) is a hang unless someone gives up */
+START_TEST(stalled_rank_then_resume) {
+    NEED_MPI();
+    lose_rank("STOP");
 }
 END_TEST
 
@@ -364,7 +376,8 @@ static Suite *suite(void) {
     tcase_add_test(tc, ranks_train_like_one_process);
     tcase_add_test(tc, same_ranks_bit_identical);
     tcase_add_test(tc, mismatch_refused);
-    tcase_add_test(tc, lost_rank_then_resume);
+    tcase_add_test(tc, killed_rank_then_resume);
+    tcase_add_test(tc, stalled_rank_then_resume);
     tcase_add_test(tc, bench_allreduce);
     suite_add_tcase(s, tc);
     return s;

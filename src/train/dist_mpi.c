@@ -2,18 +2,28 @@
  * Compiled only by `make MPI=1` (with mpicc) and linked into the tfm
  * program; libtfm itself never depends on MPI.
  *
- * The gradient sum has a fixed order whatever MPI's collectives do inside
- * (MPI_Allreduce may add in any order, and Open MPI picks its algorithm by
+ * The gradient sum has a fixed order whatever the transport does (an
+ * MPI_Allreduce may add in any order, and Open MPI picks its algorithm by
  * message size and process count): the block is cut into one chunk per rank;
- * MPI_Alltoallv brings every rank's copy of chunk j to rank j, which adds them
- * in rank order 0, 1, ..., N-1 in double and rounds once; MPI_Allgatherv
- * hands the finished chunks to everyone. The traffic is that of a
- * reduce-scatter plus an all-gather (2 (N-1)/N of the block per rank), and a
- * run with N ranks repeats bit for bit. */
+ * every rank sends its copy of chunk j to rank j, which adds the copies in
+ * rank order 0, 1, ..., N-1 in double and rounds once, then sends the finished
+ * chunk to everyone. The traffic is that of a reduce-scatter plus an
+ * all-gather (2 (N-1)/N of the block per rank), and a run with N ranks
+ * repeats bit for bit.
+ *
+ * The exchanges of the step are point-to-point messages (non-blocking, then
+ * polled), so a rank that waits knows whom it waits for: when a peer sends
+ * nothing for TFM_MPI_TIMEOUT seconds (default 300; 0: wait forever), the
+ * rank prints "tfm: rank R: no answer from rank P for N s ..." and aborts the
+ * job instead of hanging (a stopped process, a network partition). A peer
+ * that dies is reported by mpirun itself ("process rank P ... exited on
+ * signal 9"), which then ends the job. */
 #include <mpi.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "tfm/train.h"
 
@@ -22,8 +32,14 @@ typedef struct {
     int64_t n;            /* floats reserved for weighted_sum */
     int *counts, *displs; /* (size) chunk of each rank in the block */
     int *rcounts, *rdispls;
-    float *recv; /* (size, counts[rank]) every rank's copy of this rank's chunk */
+    int *share_off, *share_n; /* (size) this rank's chunk, for each peer */
+    float *recv;              /* (size, counts[rank]) every rank's copy of this rank's chunk */
+    MPI_Request *req;         /* (2 size) receives first, then sends */
+    int *peer;                /* (2 size) the rank of each request */
+    double timeout;           /* seconds without an answer before giving up (0: never) */
 } mpi_dist;
+
+enum { TAG_GATHER = 1, TAG_SCATTER = 2, TAG_SHARE = 3 };
 
 static mpi_dist g_mpi;
 
@@ -37,11 +53,76 @@ static int mpi_error(tfm_dist *d, int rc, const char *call) {
            1;
 }
 
+/* Waits for the n requests of m->req; after m->timeout seconds without all
+ * of them done, names the first peer not heard from and aborts the job. */
+static int wait_all(mpi_dist *m, int n, const char *what) {
+    double t0 = MPI_Wtime();
+    for (;;) {
+        int done = 0;
+        int rc = MPI_Testall(n, m->req, &done, MPI_STATUSES_IGNORE);
+        if (rc != MPI_SUCCESS) return mpi_error(&m->d, rc, what);
+        if (done) return 0;
+        double waited = MPI_Wtime() - t0;
+        if (m->timeout > 0 && waited > m->timeout) {
+            int missing = -1;
+            for (int i = 0; i < n && missing < 0; i++) {
+                int flag = 1;
+                if (m->req[i] != MPI_REQUEST_NULL) MPI_Test(&m->req[i], &flag, MPI_STATUS_IGNORE);
+                if (!flag) missing = m->peer[i];
+            }
+            fprintf(stderr,
+                    "tfm: rank %d: no answer from rank %d for %.0f s in the %s (lost or "
+                    "stalled; TFM_MPI_TIMEOUT): stopping the job\n",
+                    m->d.rank, missing, waited, what);
+            fflush(stderr);
+            MPI_Abort(MPI_COMM_WORLD, 1);
+        }
+        if (waited < 0.01) { /* the first 10 ms: spin, but let other processes run */
+            sched_yield();
+        } else { /* then poll gently: 0.1 ms, after a second 1 ms */
+            struct timespec ts = {0, waited > 1 ? 1000000 : 100000};
+            nanosleep(&ts, NULL);
+        }
+    }
+}
+
+/* Receives recv_n[r] items of type t from every rank r != me into
+ * recv_at(r) and sends send_n[r] from send_at(r), then waits. */
+static int exchange(mpi_dist *m, MPI_Datatype t, int tag, char *recv, const int *recv_off,
+                    const int *recv_n, const char *send, const int *send_off, const int *send_n,
+                    int elem, const char *what) {
+    int size = m->d.size, me = m->d.rank, n = 0;
+    for (int r = 0; r < size; r++) {
+        if (r == me) continue;
+        int rc = MPI_Irecv(recv + (size_t)recv_off[r] * (size_t)elem, recv_n[r], t, r, tag,
+                           MPI_COMM_WORLD, &m->req[n]);
+        if (rc != MPI_SUCCESS) return mpi_error(&m->d, rc, "MPI_Irecv");
+        m->peer[n++] = r;
+    }
+    for (int r = 0; r < size; r++) {
+        if (r == me) continue;
+        int rc = MPI_Isend(send + (size_t)send_off[r] * (size_t)elem, send_n[r], t, r, tag,
+                           MPI_COMM_WORLD, &m->req[n]);
+        if (rc != MPI_SUCCESS) return mpi_error(&m->d, rc, "MPI_Isend");
+        m->peer[n++] = r;
+    }
+    return wait_all(m, n, what);
+}
+
 static int mpi_allgather(tfm_dist *d, const void *mine, size_t bytes, void *all) {
-    if (bytes > (size_t)(1 << 30))
+    mpi_dist *m = d->impl;
+    if (bytes > (size_t)(1 << 30) / (size_t)d->size)
         return tfm_set_error("allgather: %zu bytes is too many", bytes), 1;
-    int rc = MPI_Allgather(mine, (int)bytes, MPI_BYTE, all, (int)bytes, MPI_BYTE, MPI_COMM_WORLD);
-    return rc == MPI_SUCCESS ? 0 : mpi_error(d, rc, "MPI_Allgather");
+    int *off = m->peer + 2 * d->size, *cnt = off + d->size, *zero = cnt + d->size;
+    for (int r = 0; r < d->size; r++) {
+        off[r] = r * (int)bytes;
+        cnt[r] = (int)bytes;
+        zero[r] = 0;
+    }
+    memcpy((char *)all + (size_t)d->rank * bytes, mine, bytes);
+    /* this rank's bytes (now at all[off[me]]) to every other rank */
+    return exchange(m, MPI_BYTE, TAG_GATHER, all, off, cnt, (char *)all + off[d->rank], zero, cnt,
+                    1, "exchange of statistics");
 }
 
 static int mpi_broadcast(tfm_dist *d, void *buf, size_t bytes) {
@@ -62,7 +143,9 @@ static void mpi_release(mpi_dist *m) {
     free(m->rcounts);
     free(m->rdispls);
     free(m->recv);
-    m->counts = m->displs = m->rcounts = m->rdispls = NULL;
+    free(m->share_off);
+    free(m->share_n);
+    m->counts = m->displs = m->rcounts = m->rdispls = m->share_off = m->share_n = NULL;
     m->recv = NULL;
     m->n = 0;
 }
@@ -79,7 +162,10 @@ static int mpi_reserve(tfm_dist *d, int64_t n) {
     m->displs = malloc((size_t)size * sizeof(int));
     m->rcounts = malloc((size_t)size * sizeof(int));
     m->rdispls = malloc((size_t)size * sizeof(int));
-    if (!m->counts || !m->displs || !m->rcounts || !m->rdispls) goto oom;
+    m->share_off = malloc((size_t)size * sizeof(int));
+    m->share_n = malloc((size_t)size * sizeof(int));
+    if (!m->counts || !m->displs || !m->rcounts || !m->rdispls || !m->share_off || !m->share_n)
+        goto oom;
     for (int r = 0; r < size; r++) {
         int64_t lo = n * r / size, hi = n * (r + 1) / size;
         m->displs[r] = (int)lo;
@@ -89,6 +175,8 @@ static int mpi_reserve(tfm_dist *d, int64_t n) {
     for (int r = 0; r < size; r++) {
         m->rcounts[r] = mine;
         m->rdispls[r] = r * mine; /* <= n: fits */
+        m->share_off[r] = m->displs[d->rank];
+        m->share_n[r] = mine;
     }
     m->recv = malloc((size_t)size * (size_t)(mine > 0 ? mine : 1) * sizeof(float));
     if (!m->recv) goto oom;
@@ -106,11 +194,13 @@ static int mpi_weighted_sum(tfm_dist *d, float *x, int64_t n, const double *w, d
         return tfm_set_error("weighted_sum: %lld floats, %lld reserved", (long long)n,
                              (long long)m->n),
                1;
-    int rc = MPI_Alltoallv(x, m->counts, m->displs, MPI_FLOAT, m->recv, m->rcounts, m->rdispls,
-                           MPI_FLOAT, MPI_COMM_WORLD);
-    if (rc != MPI_SUCCESS) return mpi_error(d, rc, "MPI_Alltoallv");
+    /* every rank's copy of chunk j to rank j (this rank's own copy by memcpy) */
     int64_t chunk = m->counts[d->rank], size = d->size;
     float *out = x + m->displs[d->rank];
+    memcpy(m->recv + (size_t)d->rank * (size_t)chunk, out, (size_t)chunk * sizeof(float));
+    if (exchange(m, MPI_FLOAT, TAG_SCATTER, (char *)m->recv, m->rdispls, m->rcounts, (char *)x,
+                 m->displs, m->counts, (int)sizeof(float), "gradient exchange"))
+        return 1;
     const float *recv = m->recv;
 #pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < chunk; i++) {
@@ -118,9 +208,9 @@ static int mpi_weighted_sum(tfm_dist *d, float *x, int64_t n, const double *w, d
         for (int64_t r = 0; r < size; r++) acc += w[r] * (double)recv[r * chunk + i];
         out[i] = (float)(acc * scale);
     }
-    rc = MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, x, m->counts, m->displs, MPI_FLOAT,
-                        MPI_COMM_WORLD);
-    return rc == MPI_SUCCESS ? 0 : mpi_error(d, rc, "MPI_Allgatherv");
+    /* the finished chunks to everyone */
+    return exchange(m, MPI_FLOAT, TAG_SHARE, (char *)x, m->displs, m->counts, (char *)x,
+                    m->share_off, m->share_n, (int)sizeof(float), "gradient exchange");
 }
 
 /* Started by mpirun (Open MPI), mpiexec.hydra (MPICH) or a PMIx launcher. */
@@ -144,6 +234,23 @@ tfm_dist *tfm_dist_mpi_start(void) {
     MPI_Comm_rank(MPI_COMM_WORLD, &m->d.rank);
     MPI_Comm_size(MPI_COMM_WORLD, &m->d.size);
     m->d.impl = m;
+    m->timeout = 300;
+    const char *t = getenv("TFM_MPI_TIMEOUT");
+    if (t && *t) {
+        char *end;
+        m->timeout = strtod(t, &end);
+        if (*end || !(m->timeout >= 0)) {
+            fprintf(stderr, "tfm: TFM_MPI_TIMEOUT=%s: not a number of seconds (0: no limit)\n", t);
+            MPI_Finalize();
+            exit(2);
+        }
+    }
+    m->req = malloc(2 * (size_t)m->d.size * sizeof *m->req);
+    m->peer = malloc(5 * (size_t)m->d.size * sizeof *m->peer); /* and allgather's lists */
+    if (!m->req || !m->peer) {
+        fprintf(stderr, "tfm: out of memory\n");
+        MPI_Abort(MPI_COMM_WORLD, 1);
+    }
     m->d.allgather = mpi_allgather;
     m->d.broadcast = mpi_broadcast;
     m->d.weighted_sum = mpi_weighted_sum;
@@ -153,7 +260,12 @@ tfm_dist *tfm_dist_mpi_start(void) {
 
 int tfm_dist_mpi_end(tfm_dist *d, int rc) {
     if (!d) return rc;
-    mpi_release(d->impl);
+    mpi_dist *m = d->impl;
+    mpi_release(m);
+    free(m->req);
+    free(m->peer);
+    m->req = NULL;
+    m->peer = NULL;
     fflush(stdout);
     fflush(stderr);
     /* a rank that failed alone would leave the others waiting in their next
