@@ -28,7 +28,10 @@ last=$(ls "$ref" | grep -E '^checkpoint-[0-9]+\.tfm$' | sort | tail -n 1)
 [ -n "$last" ] || fail "the uninterrupted run wrote no checkpoint"
 first=$(ls "$ref" | grep -E '^checkpoint-[0-9]+\.tfm$' | sort | head -n 1)
 
-TFM_MPI_TIMEOUT=3 launch --save "$run" >"$dir/killed.out" 2>&1 &
+# (not through the function: $! must be mpirun itself, whose children the
+# ranks are)
+# shellcheck disable=SC2086
+TFM_MPI_TIMEOUT=3 env $MPIRUN "$TFM_BIN" $TRAIN_ARGS --save "$run" >"$dir/killed.out" 2>&1 &
 job=$!
 for _ in $(seq 1200); do
     [ -e "$run/$first" ] && break
