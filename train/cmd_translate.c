@@ -11,6 +11,7 @@
 #include "commands.h"
 #include "flags.h"
 #include "tfm/data.h"
+#include "tfm/decode.h"
 #include "tfm/nn.h"
 #include "tfm/train.h"
 
@@ -194,11 +195,26 @@ done:
     return rc;
 }
 
+/* --profile: one line on stderr, seconds per decoding phase and their share */
+static void print_profile(const tfm_decode_profile *p) {
+    const double v[] = {p->encoder,     p->cross_kv, p->decoder,     p->output,
+                        p->log_softmax, p->top_k,    p->bookkeeping, p->select};
+    const char *names[] = {"encoder", "cross_kv",    "decoder",     "output",
+                           "log_softmax", "top_k", "bookkeeping", "select"};
+    double total = 0;
+    for (int i = 0; i < 8; i++) total += v[i];
+    fprintf(stderr, "profile: total %.3f s", total);
+    for (int i = 0; i < 8; i++)
+        fprintf(stderr, ", %s %.3f s %.1f%%", names[i], v[i], total > 0 ? 100 * v[i] / total : 0.0);
+    fprintf(stderr, "; steps %lld, row_steps %lld, early_stops %lld\n", (long long)p->steps,
+            (long long)p->row_steps, (long long)p->early_stops);
+}
+
 int tfm_cmd_translate(int argc, char **argv) {
     const char *model_path = NULL, *input = "-", *precision = "fp32";
     int64_t beam = 1, batch = 64, threads = 0, max_len = 0;
     double alpha = 0.6;
-    int quiet = 0;
+    int quiet = 0, profile = 0;
     flag_def flags[] = {
         {"model", FLAG_STR, &model_path, "run directory, checkpoint file, or export directory", 0},
         {"input", FLAG_STR, &input, "input file (- for stdin)", 0},
@@ -208,6 +224,7 @@ int tfm_cmd_translate(int argc, char **argv) {
         {"max-len", FLAG_INT, &max_len, "longest output in subwords (0: from the input)", 0},
         {"threads", FLAG_INT, &threads, "OpenMP threads (0: all cores)", 0},
         {"quiet", FLAG_BOOL, &quiet, "no progress on stderr", 0},
+        {"profile", FLAG_BOOL, &profile, "seconds per decoding phase on stderr at the end", 0},
         {"precision", FLAG_STR, &precision,
          "GEMM arithmetic: fp32 or bf16 (bf16 inputs, fp32 sums; any model runs in either)", 0},
     };
@@ -228,5 +245,11 @@ int tfm_cmd_translate(int argc, char **argv) {
     /* progress per window: translate_main shows the running count */
     tfm_translate_opts to = {
         .beam = beam, .alpha = alpha, .batch = batch, .max_len = max_len, .precision = prec};
-    return translate_main(model_path, input, &to, !quiet && isatty(fileno(stderr)));
+    tfm_decode_profile prof;
+    memset(&prof, 0, sizeof prof);
+    if (profile) tfm_decode_set_profile(&prof);
+    rc = translate_main(model_path, input, &to, !quiet && isatty(fileno(stderr)));
+    tfm_decode_set_profile(NULL);
+    if (profile && rc == 0) print_profile(&prof);
+    return rc;
 }

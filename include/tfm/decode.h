@@ -52,6 +52,7 @@ typedef struct {
     double select;      /* next rows' cache indices (reordering, leaving) */
     int64_t steps;      /* decoder steps */
     int64_t row_steps;  /* rows summed over steps */
+    int64_t early_stops; /* beam: sources that left before `beam` finished */
 } tfm_decode_profile;
 
 /* Installs p (NULL: none); decoding adds to it. */
