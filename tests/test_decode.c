@@ -406,6 +406,73 @@ START_TEST(rows_keep_their_stride_when_max_out_is_clamped) {
 }
 END_TEST
 
+/* Cached decoding follows the tape's precision: every step's logits equal
+ * those of the whole decoder run over the prefix (tfm_model_decode) at that
+ * position, bit for bit, in fp32 and in bf16 (the decoding attention once
+ * ignored bf16 while the linear layers followed it). */
+START_TEST(cached_decoding_follows_the_precision) {
+    enum { B = 3, T = 7 };
+    for (int pre_ln = 0; pre_ln <= 1; pre_ln++) {
+        tfm_model m;
+        random_model(&m, pre_ln, 31 + (uint64_t)pre_ln);
+        const int64_t V = m.cfg.vocab;
+        sources s;
+        sources_random(&s, B, 9, V, 5);
+        const int64_t S = s.S_max;
+        uint8_t src_pad[B * 10];
+        for (int64_t i = 0; i < B * S; i++) src_pad[i] = s.ids[i] == TFM_PAD_ID;
+        int32_t prefix[B * T];
+        uint8_t prefix_pad[B * T];
+        for (int64_t i = 0; i < B * T; i++) {
+            prefix[i] = i % T == 0 ? TFM_BOS_ID : (int32_t)(3 + (i * 7) % (V - 3));
+            prefix_pad[i] = 0;
+        }
+        float *got[2];
+        for (int prec = 0; prec < 2; prec++) {
+            got[prec] = malloc((size_t)(T * B * V) * sizeof(float));
+            ck_assert_ptr_nonnull(got[prec]);
+            tfm_tape t;
+            ck_assert_int_eq(tfm_tape_init(&t, (size_t)32 << 20, 64), 0);
+            t.no_grad = 1;
+            t.training = 0;
+            t.precision = prec ? TFM_BF16 : TFM_FP32;
+            tfm_tensor *mem = tfm_model_encode(&m, &t, s.ids, src_pad, B, S);
+            ck_assert_ptr_nonnull(mem);
+            tfm_kv_cache cache;
+            ck_assert_int_eq(tfm_kv_cache_init(&cache, &m, B, S, T), 0);
+            ck_assert_int_eq(tfm_kv_cache_start(&cache, &m, &t, mem, src_pad), 0);
+            for (int64_t pos = 0; pos < T; pos++) {
+                size_t mark = tfm_arena_mark(&t.arena);
+                int32_t tokens[B], pre[B * T];
+                for (int64_t b = 0; b < B; b++) {
+                    tokens[b] = prefix[b * T + pos];
+                    for (int64_t i = 0; i <= pos; i++) pre[b * (pos + 1) + i] = prefix[b * T + i];
+                }
+                tfm_tensor *step = tfm_model_decode_step(&m, &t, &cache, tokens);
+                tfm_tensor *full = tfm_model_decode(&m, &t, mem, src_pad, pre, prefix_pad, pos + 1);
+                ck_assert(step && full);
+                for (int64_t b = 0; b < B; b++)
+                    ck_assert_msg(!memcmp(step->data + b * V, full->data + (b * (pos + 1) + pos) * V,
+                                          (size_t)V * sizeof(float)),
+                                  "%s %s: position %lld row %lld: cached logits differ",
+                                  pre_ln ? "pre-LN" : "post-LN", tfm_precision_name(t.precision),
+                                  (long long)pos, (long long)b);
+                memcpy(got[prec] + pos * B * V, step->data, (size_t)(B * V) * sizeof(float));
+                tfm_arena_rewind(&t.arena, mark);
+            }
+            tfm_kv_cache_free(&cache);
+            tfm_tape_free(&t);
+        }
+        ck_assert_msg(memcmp(got[0], got[1], (size_t)(T * B * V) * sizeof(float)),
+                      "bf16 decoding gave the fp32 logits");
+        free(got[0]);
+        free(got[1]);
+        sources_free(&s);
+        tfm_model_free(&m);
+    }
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("decode");
     TCase *tc = tcase_create("decode");
@@ -414,6 +481,7 @@ int main(void) {
     tcase_add_test(tc, random_models_outputs_unchanged);
     tcase_add_test(tc, batching_and_order_do_not_change_outputs);
     tcase_add_test(tc, rows_keep_their_stride_when_max_out_is_clamped);
+    tcase_add_test(tc, cached_decoding_follows_the_precision);
     suite_add_tcase(s, tc);
     return tfm_test_main(s);
 }

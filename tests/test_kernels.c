@@ -401,11 +401,12 @@ START_TEST(adam_steps_by_hand) {
 END_TEST
 
 /* Decoding attention over gathered keys (slots, groups, padding) equals the
- * fused attention over the same keys copied contiguously, bit for bit; with
- * head width and key count above the GEMM's 256-long blocks too. */
+ * fused attention over the same keys copied contiguously, bit for bit, in
+ * fp32 and in bf16; with head width and key count above the GEMM's 256-long
+ * blocks too (and bf16's 512). */
 START_TEST(attention_decode_equals_forward) {
-    const int64_t shapes[][3] = {{4, 2, 9}, {600, 2, 300}}; /* D, H, Tk */
-    for (int si = 0; si < 2; si++) {
+    const int64_t shapes[][3] = {{4, 2, 9}, {600, 2, 300}, {1100, 2, 530}}; /* D, H, Tk */
+    for (int si = 0; si < 3; si++) {
         const int64_t D = shapes[si][0], H = shapes[si][1], Tk = shapes[si][2], R = 3, G = 2;
         const int64_t slots = 4; /* self-attention: slots per position */
         float *q = malloc((size_t)(R * D) * sizeof(float));
@@ -431,9 +432,11 @@ START_TEST(attention_decode_equals_forward) {
         tfm_test_fill(cache_v, Tk * slots * D, 3, -1, 1);
         for (int64_t i = 0; i < R * Tk; i++) slot[i] = (int32_t)((i * 7 + i / Tk) % slots);
         for (int64_t j = 0; j < Tk; j++) pad[Tk + j] = j % 3 == 2; /* group 1 pads some keys */
-        for (int mode = 0; mode < 2; mode++) { /* 0: self (slots), 1: cross (groups, pad) */
+        for (int mode = 0; mode < 4; mode++) { /* 0: self (slots), 1: cross (groups, pad) */
+            tfm_precision prec = mode < 2 ? TFM_FP32 : TFM_BF16; /* 2, 3: the same in bf16 */
             tfm_attn_gather g = g0;
-            if (mode == 0) {
+            g.precision = prec;
+            if (mode % 2 == 0) {
                 g.pos_stride = slots * D;
                 g.slot = slot;
                 g.slot_ld = Tk;
@@ -446,13 +449,14 @@ START_TEST(attention_decode_equals_forward) {
             tfm_k_attention_decode(got, pg, q, cache_k, cache_v, &g, scratch);
             for (int64_t r = 0; r < R; r++) {
                 for (int64_t j = 0; j < Tk; j++) {
-                    int64_t off = mode == 0 ? j * slots * D + slot[r * Tk + j] * D
-                                            : group[r] * Tk * D + j * D;
+                    int64_t off = mode % 2 == 0 ? j * slots * D + slot[r * Tk + j] * D
+                                                : group[r] * Tk * D + j * D;
                     memcpy(kc + j * D, cache_k + off, (size_t)D * sizeof(float));
                     memcpy(vc + j * D, cache_v + off, (size_t)D * sizeof(float));
                 }
                 tfm_attn_shape s = s0;
-                s.key_pad = mode == 1 ? pad + group[r] * Tk : NULL;
+                s.key_pad = mode % 2 == 1 ? pad + group[r] * Tk : NULL;
+                s.precision = prec;
                 tfm_k_attention_forward(want, pw, q + r * D, kc, vc, &s, scratch);
                 ck_assert_msg(memcmp(got + r * D, want, (size_t)D * sizeof(float)) == 0,
                               "D %lld mode %d row %lld: output differs", (long long)D, mode,

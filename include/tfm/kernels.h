@@ -207,7 +207,8 @@ void tfm_k_attention_backward(float *dq, float *dk, float *dv, const float *dout
  * q, out: (rows, D); key_pad: (groups, Tk) nonzero = padding, or NULL;
  * probs: (rows, H, Tk) attention weights, or NULL.
  * The result is bit-identical to tfm_k_attention_forward with Tq = 1 over the
- * same keys (same summation order as tfm_gemm). */
+ * same keys at the same precision (same summation order as tfm_gemm, or
+ * tfm_gemm_bf16's arithmetic for TFM_BF16). */
 typedef struct {
     int64_t rows, Tk, D, H;
     int64_t pos_stride;
@@ -216,6 +217,7 @@ typedef struct {
     const int32_t *slot;
     int64_t slot_ld;
     const uint8_t *key_pad;
+    tfm_precision precision; /* of the QK^T and PV products */
 } tfm_attn_gather;
 /* scratch: at least this many floats */
 int64_t tfm_attention_decode_scratch_floats(const tfm_attn_gather *s);

@@ -156,9 +156,29 @@ void tfm_k_attention_backward(float *dq, float *dk, float *dv, const float *dout
  * it here makes decoding give exactly the numbers of tfm_attention. */
 #define DECODE_KC 256
 
+/* Per thread: offsets (2 Tk floats' room for Tk int64), scores or sums
+ * (max(Tk, dh)), own weights (Tk), a head's keys or values (dh x Tk); a
+ * multiple of 16 floats so that each thread's offsets stay 64-byte aligned. */
+static int64_t decode_floats_per_thread(int64_t Tk, int64_t dh) {
+    int64_t n = 2 * Tk + (Tk > dh ? Tk : dh) + Tk + dh * Tk + 64;
+    return (n + 15) / 16 * 16;
+}
+
 int64_t tfm_attention_decode_scratch_floats(const tfm_attn_gather *s) {
-    int64_t dh = s->D / s->H, kc = dh < DECODE_KC ? dh : DECODE_KC;
-    return (int64_t)tfm_num_threads() * (4 * s->Tk + dh + kc * s->Tk + 64);
+    return (int64_t)tfm_num_threads() * decode_floats_per_thread(s->Tk, s->D / s->H);
+}
+
+/* bf16: the head's keys and then its values gathered into rows (Tk, dh), and
+ * the two GEMMs of tfm_k_attention_forward with Tq = 1 (tfm_gemm_bf16 gives
+ * each element the same value whatever M is). */
+static void decode_head_bf16(float *o, float *p, const float *qh, const float *kh, const float *vh,
+                             const int64_t *off, int64_t Tk, int64_t dh, float scale,
+                             const uint8_t *pad, float *rows) {
+    for (int64_t j = 0; j < Tk; j++) memcpy(rows + j * dh, kh + off[j], (size_t)dh * sizeof(float));
+    tfm_gemm_bf16(0, 1, 1, Tk, dh, scale, qh, dh, rows, dh, 0.0f, p, Tk);
+    masked_softmax_row(p, Tk, Tk, pad);
+    for (int64_t j = 0; j < Tk; j++) memcpy(rows + j * dh, vh + off[j], (size_t)dh * sizeof(float));
+    tfm_gemm_bf16(0, 0, 1, dh, Tk, 1.0f, p, Tk, rows, dh, 0.0f, o, dh);
 }
 
 /* S_j = q . k_j / sqrt(dh); P = masked softmax(S); out = sum_j P_j v_j, head
@@ -168,9 +188,8 @@ int64_t tfm_attention_decode_scratch_floats(const tfm_attn_gather *s) {
 void tfm_k_attention_decode(float *out, float *probs, const float *q, const float *k,
                             const float *v, const tfm_attn_gather *s, float *scratch) {
     const int64_t R = s->rows, H = s->H, Tk = s->Tk, D = s->D, dh = D / H;
-    const int64_t kc_max = dh < DECODE_KC ? dh : DECODE_KC;
     const float scale = 1.0f / sqrtf((float)dh);
-    const int64_t per_thread = 4 * Tk + dh + kc_max * Tk + 64;
+    const int64_t per_thread = decode_floats_per_thread(Tk, dh);
     int par = R > 1 && R * Tk * D > TFM_PAR_MIN_WORK;
 #pragma omp parallel for schedule(static) if (par)
     for (int64_t r = 0; r < R; r++) {
@@ -178,7 +197,7 @@ void tfm_k_attention_decode(float *out, float *probs, const float *q, const floa
         int64_t *off = (int64_t *)(void *)mine; /* (Tk) offsets of position j */
         float *acc = mine + 2 * Tk;             /* (Tk) scores, or (dh) sums */
         float *p_own = acc + (Tk > dh ? Tk : dh);
-        float *kt = p_own + Tk; /* (kc, Tk) transposed keys of one head */
+        float *kt = p_own + Tk; /* (kc, Tk) transposed keys of one head (fp32) */
         int64_t g = s->group ? s->group[r] : 0;
         const uint8_t *pad = s->key_pad ? s->key_pad + g * Tk : NULL;
         const int32_t *slot = s->slot ? s->slot + r * s->slot_ld : NULL;
@@ -188,6 +207,10 @@ void tfm_k_attention_decode(float *out, float *probs, const float *q, const floa
             const float *qh = q + r * D + h * dh;
             const float *kh = k + h * dh, *vh = v + h * dh;
             float *p = probs ? probs + (r * H + h) * Tk : p_own;
+            if (s->precision == TFM_BF16) {
+                decode_head_bf16(out + r * D + h * dh, p, qh, kh, vh, off, Tk, dh, scale, pad, kt);
+                continue;
+            }
             for (int64_t k0 = 0; k0 < dh; k0 += DECODE_KC) {
                 int64_t kc = dh - k0 < DECODE_KC ? dh - k0 : DECODE_KC;
                 for (int64_t j = 0; j < Tk; j++) {

@@ -280,6 +280,7 @@ static tfm_tensor *cached_attention(tfm_model *m, tfm_tape *t, tfm_kv_cache *c, 
     g->rows = c->rows;
     g->D = m->cfg.d_model;
     g->H = m->cfg.n_heads;
+    g->precision = t->precision; /* as tfm_attention's GEMMs */
     if (probs) {
         *probs = tfm_arena_alloc(&t->arena, (size_t)(c->rows * g->H * g->Tk) * sizeof(float));
         if (!*probs) return NULL;
