@@ -473,6 +473,54 @@ START_TEST(cached_decoding_follows_the_precision) {
 }
 END_TEST
 
+/* The decoders take their key/value cache from the tape's arena when it has
+ * room (so that batch after batch reuses memory already mapped), else from
+ * the heap, with the same outputs. */
+START_TEST(cache_comes_from_the_arena_when_it_fits) {
+    tfm_model m;
+    random_model(&m, 0, 11);
+    sources s;
+    sources_random(&s, 6, 8, m.cfg.vocab, 3);
+    const int64_t B = s.n, S = s.S_max, MO = 12, beam = 3;
+    uint8_t pad[6 * 9];
+    for (int64_t i = 0; i < B * S; i++) pad[i] = s.ids[i] == TFM_PAD_ID;
+    int32_t out[2][6 * 12];
+    int64_t lens[2][6];
+    size_t need = tfm_kv_cache_bytes(&m, B * beam, S, MO + 1), peak_big = 0;
+    ck_assert_int_gt(need, 0);
+    for (int big = 1; big >= 0; big--) {
+        tfm_tape t;
+        /* small: room for what the decoding needs besides the cache, and half
+         * the cache (the big run's peak minus the cache) */
+        size_t cap = big ? need + tfm_model_activation_bytes(&m.cfg, B * beam, S, 2) + (1 << 20)
+                         : peak_big - need / 2;
+        ck_assert_int_eq(tfm_tape_init(&t, cap, 64), 0);
+        tfm_kv_cache c;
+        ck_assert_int_eq(tfm_kv_cache_init_in(&c, &m, B * beam, S, MO + 1, &t.arena), 0);
+        char *k = (char *)c.self_k;
+        ck_assert_int_eq(c.in_arena, k >= t.arena.base && k < t.arena.base + t.arena.cap);
+        ck_assert_int_eq(c.in_arena, big);
+        tfm_kv_cache_free(&c);
+        tfm_arena_reset(&t.arena);
+        t.arena.peak = 0;
+        ck_assert_msg(tfm_beam_decode(&m, &t, s.ids, pad, B, S, beam, 0.6f, MO, out[big],
+                                      lens[big]) == 0,
+                      "%s", tfm_last_error());
+        if (big) {
+            peak_big = t.arena.peak; /* the cache was in it: */
+            ck_assert_int_gt(peak_big, need);
+        } else {
+            ck_assert_int_lt(t.arena.peak, peak_big - need / 2); /* it was not */
+        }
+        ck_assert_int_eq(t.arena.used, 0);
+        tfm_tape_free(&t);
+    }
+    ck_assert(!memcmp(out[0], out[1], sizeof out[0]) && !memcmp(lens[0], lens[1], sizeof lens[0]));
+    sources_free(&s);
+    tfm_model_free(&m);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("decode");
     TCase *tc = tcase_create("decode");
@@ -482,6 +530,7 @@ int main(void) {
     tcase_add_test(tc, batching_and_order_do_not_change_outputs);
     tcase_add_test(tc, rows_keep_their_stride_when_max_out_is_clamped);
     tcase_add_test(tc, cached_decoding_follows_the_precision);
+    tcase_add_test(tc, cache_comes_from_the_arena_when_it_fits);
     suite_add_tcase(s, tc);
     return tfm_test_main(s);
 }

@@ -90,6 +90,8 @@ int tfm_beam_decode(tfm_model *m, tfm_tape *t, const int32_t *src, const uint8_t
     int rc = 1;
     tfm_kv_cache cache;
     memset(&cache, 0, sizeof cache);
+    /* first, so that an arena sized for activations + cache holds the cache */
+    if (tfm_kv_cache_init_in(&cache, m, R, S, T + 1, &t->arena)) goto done;
     /* rows (current and next), their candidates, and per-source results */
     int32_t *tokens = tfm_arena_alloc(&t->arena, (size_t)(2 * R) * sizeof(int32_t));
     float *scores = tfm_arena_alloc(&t->arena, (size_t)(2 * R) * sizeof(float));
@@ -116,7 +118,6 @@ int tfm_beam_decode(tfm_model *m, tfm_tape *t, const int32_t *src, const uint8_t
         lens[b] = 0;
         for (int64_t j = 0; j < stride; j++) out[b * stride + j] = TFM_PAD_ID;
     }
-    if (tfm_kv_cache_init(&cache, m, R, S, T + 1)) goto done;
     double t0 = prof ? tfm_now() : 0;
     tfm_tensor *mem = tfm_model_encode(m, t, src, src_pad, B, S); /* once per source */
     double t1 = prof ? tfm_now() : 0;

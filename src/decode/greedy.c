@@ -26,7 +26,7 @@ static int greedy(tfm_model *m, tfm_tape *t, const int32_t *src, const uint8_t *
         for (int64_t j = 0; j < stride; j++) out[b * stride + j] = TFM_PAD_ID;
     }
     tfm_kv_cache cache;
-    if (tfm_kv_cache_init(&cache, m, B, S, T + 1)) goto done;
+    if (tfm_kv_cache_init_in(&cache, m, B, S, T + 1, &t->arena)) goto done;
     double t0 = prof ? tfm_now() : 0;
     tfm_tensor *mem = tfm_model_encode(m, t, src, src_pad, B, S);
     double t1 = prof ? tfm_now() : 0;

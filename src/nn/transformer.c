@@ -406,13 +406,45 @@ int64_t tfm_model_param_count(const tfm_model_config *c) {
  * slot[r * T_max + j], the row that computed it (itself or an ancestor), so
  * reordering or dropping rows copies those indices, never the cache. */
 
-int tfm_kv_cache_init(tfm_kv_cache *c, const tfm_model *m, int64_t B, int64_t S, int64_t T_max) {
-    memset(c, 0, sizeof *c);
+/* The cache's blocks: self K, V, cross K, V (floats), slot, slot_alt (B x
+ * T_max int32), src_of_row, src_alt (B int32), scratch (floats). */
+enum { CACHE_BLOCKS = 9 };
+static int cache_sizes(const tfm_model *m, int64_t B, int64_t S, int64_t T_max,
+                       size_t sizes[CACHE_BLOCKS]) {
     int64_t L = m->cfg.dec_layers, D = m->cfg.d_model, H = m->cfg.n_heads, cells;
     int64_t self_dims[4] = {L, B, T_max > S ? T_max : S, D};
     /* B and the lengths come from flags and input: the products must fit */
     if (B < 1 || S < 1 || T_max < 1 ||
-        tfm_product_i64(self_dims, 4, INT64_MAX / (int64_t)sizeof(float), &cells)) {
+        tfm_product_i64(self_dims, 4, INT64_MAX / (int64_t)sizeof(float), &cells))
+        return 1;
+    tfm_attn_gather g = {.Tk = T_max > S ? T_max : S, .D = D, .H = H};
+    size_t f = sizeof(float), i32 = sizeof(int32_t);
+    size_t self = (size_t)(L * T_max * B * D) * f, cross = (size_t)(L * B * S * D) * f;
+    size_t out[CACHE_BLOCKS] = {self,
+                                self,
+                                cross,
+                                cross,
+                                (size_t)(B * T_max) * i32,
+                                (size_t)(B * T_max) * i32,
+                                (size_t)B * i32,
+                                (size_t)B * i32,
+                                (size_t)tfm_attention_decode_scratch_floats(&g) * f};
+    memcpy(sizes, out, sizeof out);
+    return 0;
+}
+
+size_t tfm_kv_cache_bytes(const tfm_model *m, int64_t B, int64_t S, int64_t T_max) {
+    size_t sizes[CACHE_BLOCKS], total = 0;
+    if (cache_sizes(m, B, S, T_max, sizes)) return 0;
+    for (int i = 0; i < CACHE_BLOCKS; i++) total += (sizes[i] + 63) / 64 * 64;
+    return total;
+}
+
+int tfm_kv_cache_init_in(tfm_kv_cache *c, const tfm_model *m, int64_t B, int64_t S, int64_t T_max,
+                         tfm_arena *arena) {
+    memset(c, 0, sizeof *c);
+    size_t sizes[CACHE_BLOCKS];
+    if (cache_sizes(m, B, S, T_max, sizes)) {
         tfm_set_error("decoder cache for batch %lld, lengths %lld/%lld: too large", (long long)B,
                       (long long)S, (long long)T_max);
         return 1;
@@ -420,18 +452,28 @@ int tfm_kv_cache_init(tfm_kv_cache *c, const tfm_model *m, int64_t B, int64_t S,
     c->B = B;
     c->S = S;
     c->T_max = T_max;
-    c->self_k = tfm_alloc((size_t)(L * T_max * B * D) * sizeof(float));
-    c->self_v = tfm_alloc((size_t)(L * T_max * B * D) * sizeof(float));
-    c->cross_k = tfm_alloc((size_t)(L * B * S * D) * sizeof(float));
-    c->cross_v = tfm_alloc((size_t)(L * B * S * D) * sizeof(float));
-    c->slot = tfm_alloc((size_t)(B * T_max) * sizeof(int32_t));
-    c->slot_alt = tfm_alloc((size_t)(B * T_max) * sizeof(int32_t));
-    c->src_of_row = tfm_alloc((size_t)B * sizeof(int32_t));
-    c->src_alt = tfm_alloc((size_t)B * sizeof(int32_t));
-    tfm_attn_gather g = {.Tk = T_max > S ? T_max : S, .D = D, .H = H};
-    c->scratch = tfm_alloc((size_t)tfm_attention_decode_scratch_floats(&g) * sizeof(float));
-    if (!c->self_k || !c->self_v || !c->cross_k || !c->cross_v || !c->slot || !c->slot_alt ||
-        !c->src_of_row || !c->src_alt || !c->scratch) {
+    void *blocks[CACHE_BLOCKS] = {0};
+    /* only with room left for the decoding's activations as well (the
+     * estimate tfm_translate_lines sizes its arena with), so that a caller
+     * whose arena fit before still fits */
+    size_t need = tfm_kv_cache_bytes(m, B, S, T_max) + 64 +
+                  tfm_model_activation_bytes(&m->cfg, B, S, 2);
+    c->in_arena = arena && arena->cap - arena->used >= need;
+    int ok = 1;
+    for (int i = 0; i < CACHE_BLOCKS; i++) {
+        blocks[i] = c->in_arena ? tfm_arena_alloc(arena, sizes[i]) : tfm_alloc(sizes[i]);
+        ok &= blocks[i] != NULL;
+    }
+    c->self_k = blocks[0];
+    c->self_v = blocks[1];
+    c->cross_k = blocks[2];
+    c->cross_v = blocks[3];
+    c->slot = blocks[4];
+    c->slot_alt = blocks[5];
+    c->src_of_row = blocks[6];
+    c->src_alt = blocks[7];
+    c->scratch = blocks[8];
+    if (!ok) {
         tfm_kv_cache_free(c);
         tfm_set_error("out of memory for the decoder cache (batch %lld)", (long long)B);
         return 1;
@@ -439,7 +481,15 @@ int tfm_kv_cache_init(tfm_kv_cache *c, const tfm_model *m, int64_t B, int64_t S,
     return 0;
 }
 
+int tfm_kv_cache_init(tfm_kv_cache *c, const tfm_model *m, int64_t B, int64_t S, int64_t T_max) {
+    return tfm_kv_cache_init_in(c, m, B, S, T_max, NULL);
+}
+
 void tfm_kv_cache_free(tfm_kv_cache *c) {
+    if (c->in_arena) { /* the arena's owner rewinds it */
+        memset(c, 0, sizeof *c);
+        return;
+    }
     tfm_free(c->self_k);
     tfm_free(c->self_v);
     tfm_free(c->cross_k);

@@ -177,7 +177,10 @@ int tfm_translate_lines(tfm_model *m, const tfm_text_model *tm, char *const *lin
     int64_t max_out = o->max_len > 0 ? o->max_len : 2 * S_max + 10;
     if (max_out > m->cfg.max_len - 1) max_out = m->cfg.max_len - 1;
     tfm_tape t;
-    size_t arena = tfm_model_activation_bytes(&m->cfg, B * o->beam, S_max, 2);
+    /* the decoder cache too: taken from this arena, every batch reuses memory
+     * already mapped (tfm_kv_cache_init_in) */
+    size_t arena = tfm_model_activation_bytes(&m->cfg, B * o->beam, S_max, 2) +
+                   tfm_kv_cache_bytes(m, B * o->beam, S_max, max_out + 1) + 4096;
     if (tfm_tape_init(&t, arena, 16)) goto done;
     t.no_grad = 1;
     t.training = 0;
