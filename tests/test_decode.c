@@ -406,6 +406,48 @@ START_TEST(rows_keep_their_stride_when_max_out_is_clamped) {
 }
 END_TEST
 
+/* A source leaves the beam as soon as no live hypothesis can finish above its
+ * best finished one (which cannot change its output: the outputs above stay
+ * pinned to the old decoder's); on the numbers model without length penalty
+ * that happens, so fewer rows are decoded than when every source waits for
+ * `beam` finished ones. */
+START_TEST(beam_lets_settled_sources_leave) {
+    tfm_checkpoint ck;
+    ck_assert_int_eq(tfm_checkpoint_read(tfm_test_path("tests/fixtures/decode/numbers.tfm"), &ck),
+                     0);
+    tfm_model m;
+    ck_assert_int_eq(tfm_model_from_checkpoint(&m, &ck), 0);
+    tfm_checkpoint_free(&ck);
+    sources s;
+    sources_from_file(&s, "tests/fixtures/decode/numbers_src.txt", 48);
+    enum { MO = 40 };
+    int64_t *order = malloc((size_t)s.n * sizeof(int64_t));
+    int32_t *out = malloc((size_t)(s.n * MO) * sizeof(int32_t));
+    int64_t *lens = malloc((size_t)s.n * sizeof(int64_t));
+    ck_assert(order && out && lens);
+    for (int64_t i = 0; i < s.n; i++) order[i] = i;
+    const float alphas[] = {0.0f, 0.6f};
+    for (int ai = 0; ai < 2; ai++) {
+        tfm_decode_profile p;
+        memset(&p, 0, sizeof p);
+        tfm_decode_set_profile(&p);
+        decode_ordered(&m, &s, order, 16, 5, alphas[ai], MO, out, lens);
+        tfm_decode_set_profile(NULL);
+        printf("  beam 5 alpha %.1f: %lld of %lld sources left early, %lld row-steps\n",
+               (double)alphas[ai], (long long)p.early_stops, (long long)s.n,
+               (long long)p.row_steps);
+        /* with alpha > 0 the bound lp(max_out) is loose: few or none leave */
+        if (alphas[ai] == 0.0f) ck_assert_int_gt(p.early_stops, 0);
+        ck_assert_int_le(p.early_stops, s.n);
+    }
+    free(order);
+    free(out);
+    free(lens);
+    sources_free(&s);
+    tfm_model_free(&m);
+}
+END_TEST
+
 /* Cached decoding follows the tape's precision: every step's logits equal
  * those of the whole decoder run over the prefix (tfm_model_decode) at that
  * position, bit for bit, in fp32 and in bf16 (the decoding attention once
@@ -529,6 +571,7 @@ int main(void) {
     tcase_add_test(tc, random_models_outputs_unchanged);
     tcase_add_test(tc, batching_and_order_do_not_change_outputs);
     tcase_add_test(tc, rows_keep_their_stride_when_max_out_is_clamped);
+    tcase_add_test(tc, beam_lets_settled_sources_leave);
     tcase_add_test(tc, cached_decoding_follows_the_precision);
     tcase_add_test(tc, cache_comes_from_the_arena_when_it_fits);
     suite_add_tcase(s, tc);

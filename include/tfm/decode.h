@@ -34,7 +34,10 @@
  * score / lp(len), lp = ((5 + len) / 6)^alpha (GNMT; len counts </s>); the
  * others become the next live hypotheses, up to `beam`. A source is done
  * when `beam` hypotheses have finished; out gets its best finished one, or,
- * if none finished within max_out steps, its best live one. */
+ * if none finished within max_out steps, its best live one. (A source also
+ * leaves the batch as soon as no live hypothesis can finish above its best
+ * finished one, which cannot change the output: scores only fall, and
+ * lp(len) is bounded by its value at max_out.) */
 int tfm_beam_decode(tfm_model *m, tfm_tape *t, const int32_t *src, const uint8_t *src_pad,
                     int64_t B, int64_t S, int64_t beam, float alpha, int64_t max_out, int32_t *out,
                     int64_t *lens);

@@ -25,6 +25,29 @@ static double length_penalty(int64_t len, float alpha) {
     return pow((5.0 + (double)len) / 6.0, alpha);
 }
 
+/* An upper bound of lp(len) for every length len in [len_lo, len_hi] that a
+ * later finished hypothesis can have: pow is monotone in the base, so the
+ * larger end, widened by far more than pow's error (under an ulp). */
+static double lp_bound(int64_t len_lo, int64_t len_hi, float alpha) {
+    double lo = length_penalty(len_lo, alpha), hi = length_penalty(len_hi, alpha);
+    return (lo > hi ? lo : hi) * (1.0 + 1e-12);
+}
+
+/* Whether a live hypothesis with one of these scores could still finish
+ * above best (the rule that replaces a source's output is final > best).
+ * Exact, not a heuristic: each step adds row[v] - lse <= 0 to a score (lse
+ * >= the row's max, in float arithmetic too, as the sum of exp includes
+ * exp(0) = 1), so a later score s' <= s <= 0 and its final value
+ * s' / lp(len) <= s / bound in double arithmetic (rounding is monotone).
+ * When this says no, the source's output cannot change any more and its rows
+ * leave the batch without waiting for `beam` hypotheses to finish. NaN
+ * scores count as able to (conservative). */
+static int can_beat(const float *scores, int64_t n, double best, double bound) {
+    for (int64_t i = 0; i < n; i++)
+        if (!((double)scores[i] / bound <= best)) return 1;
+    return 0;
+}
+
 /* Keeps the n best of a stream of candidates in `best` (descending; a
  * candidate equal to one already kept goes after it: the stable top n). */
 static void keep_best(candidate *best, int64_t *count, int64_t n, candidate c) {
@@ -37,11 +60,28 @@ static void keep_best(candidate *best, int64_t *count, int64_t n, candidate c) {
     best[i] = c;
 }
 
-/* log sum_v exp(row[v]) over v >= </s>: the max, then the sum of exp in
+/* The max of row[v] over v >= </s> (the first of equal values, in id order)
+ * and, in *nth_low, the smallest of the maxima of n disjoint groups of ids:
+ * those maxima are n of the row's values, so the row's n-th largest is at
+ * least that (-inf when there are fewer than n ids). */
+static float row_max(const float *row, int64_t V, int64_t n, float *nth_low) {
+    const int64_t first = TFM_EOS_ID, size = (V - first) / n;
+    float mx = -INFINITY, low = size > 0 ? INFINITY : -INFINITY;
+    int64_t v = first;
+    for (int64_t g = 0; size > 0 && g < n; g++) {
+        float gm = -INFINITY;
+        for (int64_t end = v + size; v < end; v++) gm = row[v] > gm ? row[v] : gm;
+        low = gm < low ? gm : low;
+        mx = gm > mx ? gm : mx;
+    }
+    for (; v < V; v++) mx = row[v] > mx ? row[v] : mx;
+    *nth_low = low;
+    return mx;
+}
+
+/* log sum_v exp(row[v]) over v >= </s>, given their max: the sum of exp in
  * double, in id order (the scores' exact formula). */
-static float row_log_sum_exp(const float *row, int64_t V) {
-    float mx = -INFINITY;
-    for (int64_t v = TFM_EOS_ID; v < V; v++) mx = row[v] > mx ? row[v] : mx;
+static float row_log_sum_exp(const float *row, int64_t V, float mx) {
     double sum = 0;
     for (int64_t v = TFM_EOS_ID; v < V; v++) sum += exp((double)(row[v] - mx));
     return mx + (float)log(sum);
@@ -49,23 +89,34 @@ static float row_log_sum_exp(const float *row, int64_t V) {
 
 /* The stable top n of row r's extensions score + (row[v] - lse), v >= </s>,
  * in id order, then sorted by id (the order the source's merge reads them
- * in). Whatever ranks in the source's top n ranks in its row's top n. */
-static int64_t row_top(const float *row, int64_t V, float score, float lse, int64_t r, int64_t n,
-                       candidate *list) {
+ * in). Whatever ranks in the source's top n ranks in its row's top n.
+ * nth_low (row_max) bounds the n-th largest row value from below, and the
+ * extension's score is a nondecreasing function of row[v] in float
+ * arithmetic too, so nothing scoring below th0 = score + (nth_low - lse) can
+ * be among the n best: those ids are passed over without being ranked. (A
+ * NaN anywhere makes th0 NaN; then every candidate is ranked as before.) */
+static int64_t row_top(const float *row, int64_t V, float score, float lse, float nth_low,
+                       int64_t r, int64_t n, candidate *list) {
     int64_t count = 0;
+    float th0 = score + (nth_low - lse);
+    int all = th0 != th0;
     enum { W = 16 };
     for (int64_t v0 = TFM_EOS_ID; v0 < V; v0 += W) {
         int64_t w = V - v0 < W ? V - v0 : W;
         float s[W];
         for (int64_t i = 0; i < w; i++) s[i] = score + (row[v0 + i] - lse);
+        int any = 0;
         if (count == n) { /* most chunks have nothing above the n-th best */
             float th = list[n - 1].score;
-            int any = 0;
             for (int64_t i = 0; i < w; i++) any |= s[i] > th;
-            if (!any) continue;
+        } else {
+            for (int64_t i = 0; i < w; i++) any |= s[i] >= th0;
+            any |= all;
         }
+        if (!any) continue;
         for (int64_t i = 0; i < w; i++)
-            keep_best(list, &count, n, (candidate){s[i], r, (int32_t)(v0 + i)});
+            if (all || s[i] >= th0)
+                keep_best(list, &count, n, (candidate){s[i], r, (int32_t)(v0 + i)});
     }
     for (int64_t i = 1; i < count; i++) /* by id: insertion sort of <= 2K */
         for (int64_t j = i; j > 0 && list[j - 1].token > list[j].token; j--) {
@@ -140,10 +191,12 @@ int tfm_beam_decode(tfm_model *m, tfm_tape *t, const int32_t *src, const uint8_t
         for (int64_t r = 0; r < rows; r++) {
             const float *row = logits->data + r * V;
             double q0 = prof ? tfm_now() : 0;
-            float lse = row_log_sum_exp(row, V);
+            float nth_low, mx = row_max(row, V, n, &nth_low);
+            float lse = row_log_sum_exp(row, V, mx);
             if (prof) p_lse += tfm_now() - q0;
-            n_cand[r] =
-                scores[r] == -INFINITY ? 0 : row_top(row, V, scores[r], lse, r, n, cand + r * n);
+            n_cand[r] = scores[r] == -INFINITY
+                            ? 0
+                            : row_top(row, V, scores[r], lse, nth_low, r, n, cand + r * n);
         }
         double p3 = prof ? tfm_now() : 0;
         int64_t next = 0;
@@ -179,7 +232,14 @@ int tfm_beam_decode(tfm_model *m, tfm_tape *t, const int32_t *src, const uint8_t
                 next++;
                 alive++;
             }
-            if (n_finished[b] >= K) next -= alive; /* done: its rows leave the batch */
+            if (n_finished[b] >= K) {
+                next -= alive; /* done: its rows leave the batch */
+            } else if (alive > 0 && best_final[b] > -INFINITY &&
+                       !can_beat(scores_next + next - alive, alive, best_final[b],
+                                 lp_bound(step + 2, T, alpha))) {
+                next -= alive; /* its output is settled: the rows leave early */
+                if (prof) prof->early_stops++;
+            }
         }
         double p4 = prof ? tfm_now() : 0;
         if (tfm_kv_cache_select(&cache, from, next)) goto done;
