@@ -494,7 +494,8 @@ START_TEST(cached_decoding_follows_the_precision) {
                 tfm_tensor *full = tfm_model_decode(&m, &t, mem, src_pad, pre, prefix_pad, pos + 1);
                 ck_assert(step && full);
                 for (int64_t b = 0; b < B; b++)
-                    ck_assert_msg(!memcmp(step->data + b * V, full->data + (b * (pos + 1) + pos) * V,
+                    ck_assert_msg(!memcmp(step->data + b * V,
+                                          full->data + (b * (pos + 1) + pos) * V,
                                           (size_t)V * sizeof(float)),
                                   "%s %s: position %lld row %lld: cached logits differ",
                                   pre_ln ? "pre-LN" : "post-LN", tfm_precision_name(t.precision),
@@ -545,9 +546,9 @@ START_TEST(cache_comes_from_the_arena_when_it_fits) {
         tfm_kv_cache_free(&c);
         tfm_arena_reset(&t.arena);
         t.arena.peak = 0;
-        ck_assert_msg(tfm_beam_decode(&m, &t, s.ids, pad, B, S, beam, 0.6f, MO, out[big],
-                                      lens[big]) == 0,
-                      "%s", tfm_last_error());
+        ck_assert_msg(
+            tfm_beam_decode(&m, &t, s.ids, pad, B, S, beam, 0.6f, MO, out[big], lens[big]) == 0,
+            "%s", tfm_last_error());
         if (big) {
             peak_big = t.arena.peak; /* the cache was in it: */
             ck_assert_int_gt(peak_big, need);

@@ -199,8 +199,8 @@ done:
 static void print_profile(const tfm_decode_profile *p) {
     const double v[] = {p->encoder,     p->cross_kv, p->decoder,     p->output,
                         p->log_softmax, p->top_k,    p->bookkeeping, p->select};
-    const char *names[] = {"encoder", "cross_kv",    "decoder",     "output",
-                           "log_softmax", "top_k", "bookkeeping", "select"};
+    const char *names[] = {"encoder",     "cross_kv", "decoder",     "output",
+                           "log_softmax", "top_k",    "bookkeeping", "select"};
     double total = 0;
     for (int i = 0; i < 8; i++) total += v[i];
     fprintf(stderr, "profile: total %.3f s", total);

@@ -45,16 +45,16 @@ int tfm_beam_decode(tfm_model *m, tfm_tape *t, const int32_t *src, const uint8_t
 /* Seconds spent per phase of decoding, summed over the calls made while it is
  * installed (for benchmarks and profiles; not thread-safe). */
 typedef struct {
-    double encoder;     /* tfm_model_encode of the batch's sources */
-    double cross_kv;    /* cross-attention keys and values, once per source */
-    double decoder;     /* decoder layers, one position for every live row */
-    double output;      /* projection to the vocabulary (logits) */
-    double log_softmax; /* beam: log-sum-exp of each row */
-    double top_k;       /* beam: best extensions per source; greedy: argmax */
-    double bookkeeping; /* beam: hypotheses, finished ones, next rows */
-    double select;      /* next rows' cache indices (reordering, leaving) */
-    int64_t steps;      /* decoder steps */
-    int64_t row_steps;  /* rows summed over steps */
+    double encoder;      /* tfm_model_encode of the batch's sources */
+    double cross_kv;     /* cross-attention keys and values, once per source */
+    double decoder;      /* decoder layers, one position for every live row */
+    double output;       /* projection to the vocabulary (logits) */
+    double log_softmax;  /* beam: log-sum-exp of each row */
+    double top_k;        /* beam: best extensions per source; greedy: argmax */
+    double bookkeeping;  /* beam: hypotheses, finished ones, next rows */
+    double select;       /* next rows' cache indices (reordering, leaving) */
+    int64_t steps;       /* decoder steps */
+    int64_t row_steps;   /* rows summed over steps */
     int64_t early_stops; /* beam: sources that left before `beam` finished */
 } tfm_decode_profile;
 

@@ -182,11 +182,11 @@ typedef struct {
 
 /* B: the most rows a step will hold (sources times beam); T_max: positions. */
 int tfm_kv_cache_init(tfm_kv_cache *c, const tfm_model *m, int64_t B, int64_t S, int64_t T_max);
-/* The same, with the blocks taken from `arena` when they fit in it besides
- * tfm_model_activation_bytes(B, S, 2) (else as tfm_kv_cache_init): an arena that lives across calls gives every batch
- * memory that is already mapped, where a fresh allocation per batch pays a
- * page fault per 4 KB written. Released by tfm_kv_cache_free and then the
- * caller's rewind of the arena. */
+/* The same, with the blocks taken from `arena` when it has room for them and
+ * tfm_model_activation_bytes(B, S, 2) besides (else as tfm_kv_cache_init): an
+ * arena that lives across calls gives every batch memory already mapped,
+ * where a fresh allocation per batch pays a page fault per 4 KB written.
+ * Released by tfm_kv_cache_free and then the caller's rewind of the arena. */
 int tfm_kv_cache_init_in(tfm_kv_cache *c, const tfm_model *m, int64_t B, int64_t S, int64_t T_max,
                          tfm_arena *arena);
 /* Bytes tfm_kv_cache_init_in takes from an arena (0 when it overflows). */

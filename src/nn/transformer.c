@@ -456,8 +456,8 @@ int tfm_kv_cache_init_in(tfm_kv_cache *c, const tfm_model *m, int64_t B, int64_t
     /* only with room left for the decoding's activations as well (the
      * estimate tfm_translate_lines sizes its arena with), so that a caller
      * whose arena fit before still fits */
-    size_t need = tfm_kv_cache_bytes(m, B, S, T_max) + 64 +
-                  tfm_model_activation_bytes(&m->cfg, B, S, 2);
+    size_t need =
+        tfm_kv_cache_bytes(m, B, S, T_max) + 64 + tfm_model_activation_bytes(&m->cfg, B, S, 2);
     c->in_arena = arena && arena->cap - arena->used >= need;
     int ok = 1;
     for (int i = 0; i < CACHE_BLOCKS; i++) {
