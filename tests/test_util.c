@@ -189,6 +189,55 @@ START_TEST(each_line_mem_and_file) {
 }
 END_TEST
 
+START_TEST(strdup_copies_and_terminates) {
+    char *a = tfm_strndup("abcdef", 3);
+    ck_assert_str_eq(a, "abc");
+    char *b = tfm_strndup("a\0b", 3); /* n bytes, NULs included, then a NUL */
+    ck_assert_int_eq(memcmp(b, "a\0b\0", 4), 0);
+    char *c = tfm_strdup("");
+    ck_assert_str_eq(c, "");
+    char *d = tfm_strdup("copy");
+    ck_assert_str_eq(d, "copy");
+    free(a);
+    free(b);
+    free(c);
+    free(d);
+}
+END_TEST
+
+/* tfm_read_input (base.h) over the byte buffer: whole files, larger than one
+ * read, NUL-terminated, and its errors. */
+START_TEST(read_input_whole_file) {
+    const char *dir = tfm_test_tmpdir("util_input");
+    char path[512];
+    snprintf(path, sizeof path, "%s/in.txt", dir);
+    FILE *f = fopen(path, "wb");
+    ck_assert_ptr_nonnull(f);
+    for (int i = 0; i < 30000; i++) fprintf(f, "%05d\n", i);
+    fclose(f);
+    char *text = NULL;
+    size_t len = 0;
+    ck_assert_int_eq(tfm_read_input(path, &text, &len), 0);
+    ck_assert_uint_eq(len, 30000 * 6);
+    ck_assert_int_eq(text[len], 0);
+    ck_assert_int_eq(memcmp(text + len - 6, "29999\n", 6), 0);
+    free(text);
+    snprintf(path, sizeof path, "%s/empty.txt", dir);
+    f = fopen(path, "wb");
+    fclose(f);
+    ck_assert_int_eq(tfm_read_input(path, &text, &len), 0);
+    ck_assert_uint_eq(len, 0);
+    ck_assert_str_eq(text, "");
+    free(text);
+    ck_assert_int_ne(tfm_read_input(dir, &text, &len), 0);
+    ck_assert_ptr_null(text);
+    ck_assert_msg(strstr(tfm_last_error(), ": is a directory"), "%s", tfm_last_error());
+    snprintf(path, sizeof path, "%s/missing.txt", dir);
+    ck_assert_int_ne(tfm_read_input(path, &text, &len), 0);
+    ck_assert_msg(strstr(tfm_last_error(), "missing.txt: cannot open: "), "%s", tfm_last_error());
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("util");
     TCase *tc = tcase_create("util");
@@ -199,6 +248,8 @@ int main(void) {
     tcase_add_test(tc, hash_bytes_depends_on_every_byte);
     tcase_add_test(tc, strmap_numbers_keys_in_insertion_order);
     tcase_add_test(tc, each_line_mem_and_file);
+    tcase_add_test(tc, strdup_copies_and_terminates);
+    tcase_add_test(tc, read_input_whole_file);
     suite_add_tcase(s, tc);
     return tfm_test_main(s);
 }

@@ -9,14 +9,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../util/buf.h" /* tfm_strdup */
 #include "tfm/base.h"
-
-static char *dup_str(const char *s) {
-    size_t n = strlen(s) + 1;
-    char *d = malloc(n);
-    if (d) memcpy(d, s, n);
-    return d;
-}
 
 static void release(tfm_atomic_file *af) {
     free(af->path);
@@ -30,7 +24,7 @@ static void release(tfm_atomic_file *af) {
  * resolves to where it points, so the file is created there); malloc'ed, or
  * NULL with errno set (ELOOP after 40 links). */
 static char *resolve_links(const char *path) {
-    char *cur = dup_str(path);
+    char *cur = tfm_strdup(path);
     for (int depth = 0; cur; depth++) {
         struct stat st;
         if (lstat(cur, &st) != 0 || !S_ISLNK(st.st_mode)) return cur;
@@ -76,7 +70,7 @@ int tfm_atomic_open(tfm_atomic_file *af, const char *path) {
         tfm_set_error("cannot write a file with an empty path");
         return -1;
     }
-    af->path = dup_str(path);
+    af->path = tfm_strdup(path);
     if (!af->path) {
         tfm_set_error("%s: out of memory", path);
         return -1;

@@ -12,6 +12,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../util/buf.h"   /* tfm_grow, tfm_strdup */
+#include "../util/lines.h" /* tfm_each_line_mem */
+
 /* ---- metadata map ----------------------------------------------------------- */
 void tfm_kv_init(tfm_kv *kv) { memset(kv, 0, sizeof *kv); }
 
@@ -25,13 +28,6 @@ void tfm_kv_free(tfm_kv *kv) {
     memset(kv, 0, sizeof *kv);
 }
 
-static char *dup_str(const char *s) { /* NULL when out of memory */
-    size_t n = strlen(s) + 1;
-    char *d = malloc(n);
-    if (d) memcpy(d, s, n);
-    return d;
-}
-
 static int kv_oom(tfm_kv *kv) {
     kv->failed = 1;
     tfm_set_error("out of memory storing metadata");
@@ -41,23 +37,21 @@ static int kv_oom(tfm_kv *kv) {
 static int kv_put(tfm_kv *kv, const char *key, const char *val) {
     for (int64_t i = 0; i < kv->n; i++)
         if (!strcmp(kv->keys[i], key)) {
-            char *v = dup_str(val);
+            char *v = tfm_strdup(val);
             if (!v) return kv_oom(kv);
             free(kv->vals[i]);
             kv->vals[i] = v;
             return 0;
         }
     if (kv->n == kv->cap) {
-        int64_t cap = kv->cap ? 2 * kv->cap : 32;
-        char **keys = realloc(kv->keys, (size_t)cap * sizeof(char *));
-        if (!keys) return kv_oom(kv);
-        kv->keys = keys;
-        char **vals = realloc(kv->vals, (size_t)cap * sizeof(char *));
-        if (!vals) return kv_oom(kv);
-        kv->vals = vals;
+        /* both arrays grow to the same capacity; kv->cap follows the second */
+        int64_t cap = kv->cap;
+        if (tfm_grow((void **)&kv->keys, &cap, kv->n + 1, sizeof(char *))) return kv_oom(kv);
+        cap = kv->cap;
+        if (tfm_grow((void **)&kv->vals, &cap, kv->n + 1, sizeof(char *))) return kv_oom(kv);
         kv->cap = cap;
     }
-    char *k = dup_str(key), *v = dup_str(val);
+    char *k = tfm_strdup(key), *v = tfm_strdup(val);
     if (!k || !v) {
         free(k);
         free(v);
@@ -120,31 +114,25 @@ int tfm_kv_get_f64(const tfm_kv *kv, const char *key, double *out, const char *w
     return 0;
 }
 
-int tfm_kv_parse(tfm_kv *kv, const char *text, size_t len, const char *where) {
-    size_t i = 0;
-    int64_t lineno = 0;
+/* One "key = value" line of tfm_kv_parse. */
+static int kv_line(void *ctx, const char *text, size_t n, const char *where, int64_t lineno) {
     char line[2048];
-    while (i < len) {
-        size_t j = i;
-        while (j < len && text[j] != '\n') j++;
-        lineno++;
-        size_t n = j - i;
-        if (n >= sizeof line)
-            return tfm_set_error("%s:%lld: line too long", where, (long long)lineno), 1;
-        memcpy(line, text + i, n);
-        line[n] = 0;
-        i = j + 1;
-        if (memchr(line, 0, n))
-            return tfm_set_error("%s:%lld: NUL byte", where, (long long)lineno), 1;
-        if (!n) continue;
-        char *eq = strstr(line, " = ");
-        if (!eq)
-            return tfm_set_error("%s:%lld: expected 'key = value'", where, (long long)lineno), 1;
-        *eq = 0;
-        if (kv_put(kv, line, eq + 3))
-            return tfm_set_error("%s:%lld: out of memory", where, (long long)lineno), 1;
-    }
+    if (n >= sizeof line)
+        return tfm_set_error("%s:%lld: line too long", where, (long long)lineno), 1;
+    if (memchr(text, 0, n)) return tfm_set_error("%s:%lld: NUL byte", where, (long long)lineno), 1;
+    if (!n) return 0;
+    memcpy(line, text, n);
+    line[n] = 0;
+    char *eq = strstr(line, " = ");
+    if (!eq) return tfm_set_error("%s:%lld: expected 'key = value'", where, (long long)lineno), 1;
+    *eq = 0;
+    if (kv_put(ctx, line, eq + 3))
+        return tfm_set_error("%s:%lld: out of memory", where, (long long)lineno), 1;
     return 0;
+}
+
+int tfm_kv_parse(tfm_kv *kv, const char *text, size_t len, const char *where) {
+    return tfm_each_line_mem(text, len, where, kv_line, kv);
 }
 
 /* ---- CRC-32C (Castagnoli), table-driven ------------------------------------------ */
@@ -340,7 +328,7 @@ void tfm_checkpoint_free(tfm_checkpoint *ck) {
 
 int tfm_checkpoint_parse(const void *data, size_t size, const char *name, tfm_checkpoint *ck) {
     memset(ck, 0, sizeof *ck);
-    ck->path = dup_str(name);
+    ck->path = tfm_strdup(name);
     if (!ck->path) return tfm_set_error("%s: out of memory", name), 1;
     reader r = {data, size, 0};
 #define BAD(...)                                                                                   \
@@ -415,7 +403,7 @@ int tfm_checkpoint_parse(const void *data, size_t size, const char *name, tfm_ch
         /* v1: the parameters, then Adam's moments when flag bit 0 is set */
         static const char *const v1_names[3] = {"params", "adam.m", "adam.v"};
         ck->n_blocks = flags & 1 ? 3 : 1;
-        for (int b = 0; b < ck->n_blocks; b++) ck->block_names[b] = dup_str(v1_names[b]);
+        for (int b = 0; b < ck->n_blocks; b++) ck->block_names[b] = tfm_strdup(v1_names[b]);
     } else {
         uint32_t n_blocks;
         if (r_take(&r, &n_blocks, 4) || n_blocks < 1 || n_blocks > TFM_CHECKPOINT_MAX_BLOCKS)

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../util/buf.h" /* tfm_buf */
 #include "tfm/atomic_file.h"
 #include "tfm/export.h"
 #include "tfm/json.h"
@@ -33,45 +34,22 @@ static uint32_t crc32_update(uint32_t crc, const uint8_t *p, size_t n) {
 
 uint32_t tfm_crc32(const void *data, size_t n) { return crc32_update(0, data, n); }
 
-/* ---- a growing byte buffer ----------------------------------------------- */
+/* ---- little-endian integers into a byte buffer (src/util/buf.h) ---------- */
 
-typedef struct {
-    uint8_t *p;
-    size_t n, cap;
-    int oom;
-} bytes;
-
-static void put(bytes *b, const void *src, size_t n) {
-    if (b->oom) return;
-    if (b->n + n > b->cap) {
-        size_t cap = b->cap ? b->cap : 1 << 16;
-        while (cap < b->n + n) cap *= 2;
-        uint8_t *q = realloc(b->p, cap);
-        if (!q) {
-            b->oom = 1;
-            return;
-        }
-        b->p = q;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->n, src, n);
-    b->n += n;
-}
-
-static void put16(bytes *b, uint16_t v) {
+static void put16(tfm_buf *b, uint16_t v) {
     uint8_t x[2] = {(uint8_t)v, (uint8_t)(v >> 8)};
-    put(b, x, 2);
+    tfm_buf_add(b, x, 2);
 }
 
-static void put32(bytes *b, uint32_t v) {
+static void put32(tfm_buf *b, uint32_t v) {
     uint8_t x[4] = {(uint8_t)v, (uint8_t)(v >> 8), (uint8_t)(v >> 16), (uint8_t)(v >> 24)};
-    put(b, x, 4);
+    tfm_buf_add(b, x, 4);
 }
 
 /* ---- npz: zip (stored, no data descriptors) of .npy v1.0 arrays ---------- */
 
 typedef struct {
-    bytes zip, central;
+    tfm_buf zip, central;
     int64_t n_entries;
 } npz_writer;
 
@@ -97,14 +75,14 @@ static int npz_add(npz_writer *z, const char *name, const char *descr, int ndim,
     memset(head + 10 + o, ' ', hlen - (size_t)o - 1);
     head[10 + hlen - 1] = '\n';
     size_t npy_len = 10 + hlen + data_bytes;
-    if (npy_len >= 0xFFFFFFFFu || z->zip.n >= 0xFFFFFFFFu - npy_len - 1024)
+    if (npy_len >= 0xFFFFFFFFu || z->zip.len >= 0xFFFFFFFFu - npy_len - 1024)
         return tfm_set_error("npz: %s: arrays over 4 GiB need zip64, which is not written", name),
                1;
     uint32_t crc = crc32_update(crc32_update(0, head, 10 + hlen), data, data_bytes);
     char fname[256];
     snprintf(fname, sizeof fname, "%s.npy", name);
     uint16_t fl = (uint16_t)strlen(fname);
-    uint32_t offset = (uint32_t)z->zip.n;
+    uint32_t offset = (uint32_t)z->zip.len;
     /* local file header: version 2.0, no flags, stored, DOS time 1980-01-01 */
     put32(&z->zip, 0x04034b50u);
     put16(&z->zip, 20);
@@ -117,9 +95,9 @@ static int npz_add(npz_writer *z, const char *name, const char *descr, int ndim,
     put32(&z->zip, (uint32_t)npy_len);
     put16(&z->zip, fl);
     put16(&z->zip, 0);
-    put(&z->zip, fname, fl);
-    put(&z->zip, head, 10 + hlen);
-    put(&z->zip, data, data_bytes);
+    tfm_buf_add(&z->zip, fname, fl);
+    tfm_buf_add(&z->zip, head, 10 + hlen);
+    tfm_buf_add(&z->zip, data, data_bytes);
     /* its central directory record */
     put32(&z->central, 0x02014b50u);
     put16(&z->central, 20);
@@ -138,7 +116,7 @@ static int npz_add(npz_writer *z, const char *name, const char *descr, int ndim,
     put16(&z->central, 0);
     put32(&z->central, 0);
     put32(&z->central, offset);
-    put(&z->central, fname, fl);
+    tfm_buf_add(&z->central, fname, fl);
     z->n_entries++;
     if (z->zip.oom || z->central.oom) return tfm_set_error("npz: out of memory"), 1;
     return 0;
@@ -146,18 +124,18 @@ static int npz_add(npz_writer *z, const char *name, const char *descr, int ndim,
 
 static int npz_save(npz_writer *z, const char *path) {
     if (z->n_entries > 0xFFFF) return tfm_set_error("%s: too many arrays for a zip", path), 1;
-    uint32_t cd_offset = (uint32_t)z->zip.n;
-    put(&z->zip, z->central.p, z->central.n);
+    uint32_t cd_offset = (uint32_t)z->zip.len;
+    tfm_buf_add(&z->zip, z->central.p, z->central.len);
     put32(&z->zip, 0x06054b50u); /* end of central directory */
     put16(&z->zip, 0);
     put16(&z->zip, 0);
     put16(&z->zip, (uint16_t)z->n_entries);
     put16(&z->zip, (uint16_t)z->n_entries);
-    put32(&z->zip, (uint32_t)z->central.n);
+    put32(&z->zip, (uint32_t)z->central.len);
     put32(&z->zip, cd_offset);
     put16(&z->zip, 0);
     if (z->zip.oom) return tfm_set_error("%s: out of memory", path), 1;
-    return tfm_write_file_atomic(path, z->zip.p, z->zip.n);
+    return tfm_write_file_atomic(path, z->zip.p, z->zip.len);
 }
 
 /* ---- the model ------------------------------------------------------------ */
@@ -405,7 +383,7 @@ done:
     free(src);
     free(bias);
     free(yml);
-    free(z.zip.p);
-    free(z.central.p);
+    tfm_buf_free(&z.zip);
+    tfm_buf_free(&z.central);
     return rc;
 }

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "../util/buf.h" /* tfm_strdup */
 #include "tfm/atomic_file.h"
 #include "tfm/json.h"
 #include "tfm/text.h"
@@ -217,15 +218,6 @@ static int span_cmp(const void *a, const void *b) {
     return x->index < y->index ? -1 : x->index > y->index;
 }
 
-static char *dup_n(const char *s, size_t n) {
-    char *d = malloc(n + 1);
-    if (d) {
-        memcpy(d, s, n);
-        d[n] = 0;
-    }
-    return d;
-}
-
 static void st_error(const tfm_st_file *f, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 static void st_error(const tfm_st_file *f, const char *fmt, ...) {
@@ -276,8 +268,8 @@ static int parse_metadata(tfm_st_file *f, const tfm_json *meta) {
                      tfm_json_type_name(v->type));
             return -1;
         }
-        f->meta_keys[i] = dup_n(meta->keys[i], meta->key_lens[i]);
-        f->meta_values[i] = dup_n(v->text, v->text_len);
+        f->meta_keys[i] = tfm_strndup(meta->keys[i], meta->key_lens[i]);
+        f->meta_values[i] = tfm_strndup(v->text, v->text_len);
         f->n_meta = i + 1;
         if (!f->meta_keys[i] || !f->meta_values[i]) {
             st_error(f, "out of memory");
@@ -500,7 +492,7 @@ fail:
 
 int tfm_safetensors_parse(const void *buf, size_t n, const char *name, tfm_st_file *out) {
     memset(out, 0, sizeof *out);
-    out->path = dup_n(name ? name : "<safetensors>", strlen(name ? name : "<safetensors>"));
+    out->path = tfm_strdup(name ? name : "<safetensors>");
     if (!out->path) {
         tfm_set_error("out of memory");
         return -1;

@@ -11,6 +11,8 @@
 #include <omp.h>
 #endif
 
+#include "buf.h" /* tfm_buf_read_all */
+
 static _Thread_local char g_error[3 * 4096]; /* room for two PATH_MAX paths and the reason */
 
 const char *tfm_last_error(void) { return g_error[0] ? g_error : "unknown error"; }
@@ -108,32 +110,21 @@ int tfm_read_input(const char *path, char **data, size_t *len) {
     *len = 0;
     FILE *f = tfm_open_input(path);
     if (!f) return 1;
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap + 1);
-    for (;;) {
-        if (!buf) {
-            fclose(f);
-            tfm_set_error("%s: out of memory reading the file", path);
-            return 1;
-        }
-        errno = 0;
-        size_t got = fread(buf + n, 1, cap - n, f);
-        n += got;
-        if (n < cap) break;
-        char *bigger = cap > SIZE_MAX / 4 ? NULL : realloc(buf, 2 * cap + 1);
-        if (!bigger) free(buf);
-        buf = bigger;
-        cap *= 2;
-    }
-    if (tfm_input_error(f, path)) {
-        free(buf);
-        fclose(f);
+    tfm_buf b = {0};
+    errno = 0;
+    int rc = tfm_buf_read_all(&b, f);
+    if (rc == 0) tfm_buf_put(&b, 0); /* the terminating NUL */
+    if (b.oom)
+        tfm_set_error("%s: out of memory reading the file", path), rc = 1;
+    else if (tfm_input_error(f, path))
+        rc = 1;
+    fclose(f);
+    if (rc) {
+        tfm_buf_free(&b);
         return 1;
     }
-    fclose(f);
-    buf[n] = 0;
-    *data = buf;
-    *len = n;
+    *data = b.p;
+    *len = b.len - 1;
     return 0;
 }
 

@@ -59,6 +59,17 @@ void tfm_buf_free(tfm_buf *b) {
     memset(b, 0, sizeof *b);
 }
 
+char *tfm_strndup(const char *s, size_t n) {
+    char *d = n < SIZE_MAX ? malloc(n + 1) : NULL;
+    if (d) {
+        memcpy(d, s, n);
+        d[n] = 0;
+    }
+    return d;
+}
+
+char *tfm_strdup(const char *s) { return tfm_strndup(s, strlen(s)); }
+
 int tfm_buf_read_all(tfm_buf *b, FILE *f) {
     for (;;) {
         /* capacity doubles: linear overall */

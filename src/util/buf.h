@@ -38,6 +38,11 @@ static inline void tfm_buf_put(tfm_buf *b, char c) {
 void tfm_buf_add(tfm_buf *b, const void *s, size_t n);
 void tfm_buf_free(tfm_buf *b);
 
+/* A malloc'd NUL-terminated copy of s / of the first n bytes of s; NULL
+ * when out of memory (no error set). */
+char *tfm_strdup(const char *s);
+char *tfm_strndup(const char *s, size_t n);
+
 /* Appends everything left in f to b. 0 ok; -1 when out of memory (b->oom
  * set) or on a read error (ferror(f) set, errno as fread left it). */
 int tfm_buf_read_all(tfm_buf *b, FILE *f);
