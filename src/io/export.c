@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../util/buf.h" /* tfm_grow */
 #include "tfm/json.h"
 #include "tfm/safetensors.h"
 
@@ -31,13 +32,7 @@ typedef struct {
 static int map_add(export_map *mp, tfm_tensor *t, int primary, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 static int map_add(export_map *mp, tfm_tensor *t, int primary, const char *fmt, ...) {
-    if (mp->n == mp->cap) {
-        int64_t cap = mp->cap ? 2 * mp->cap : 64;
-        export_entry *e = realloc(mp->e, (size_t)cap * sizeof *e);
-        if (!e) return tfm_set_error("out of memory"), 1;
-        mp->e = e;
-        mp->cap = cap;
-    }
+    if (tfm_grow((void **)&mp->e, &mp->cap, mp->n + 1, sizeof *mp->e)) return 1;
     export_entry *x = &mp->e[mp->n++];
     va_list ap;
     va_start(ap, fmt);
@@ -377,9 +372,12 @@ done:
 
 /* ---- loading ------------------------------------------------------------- */
 
-/* Reads the configuration from config.json: the architecture from the
- * MarianConfig fields, which must describe a model we can run, and our own
- * settings (epsilon, dropout, data kind) from the "tfm" section. */
+/* Reads the configuration from config.json. The "tfm" section holds every
+ * model setting (the list in tfm/nn.h, as write_config writes it; an export
+ * written before decoder_start existed has none and is a bos model); the
+ * MarianConfig fields must describe a model we can run and repeat the
+ * architecture: where they disagree with the section, the file was edited by
+ * hand and is not trusted. */
 static int read_config(const char *path, tfm_model_config *c, char *kind, size_t kind_cap) {
     tfm_json *doc;
     if (tfm_json_parse_file(path, NULL, &doc)) return 1;
@@ -412,15 +410,48 @@ static int read_config(const char *path, tfm_model_config *c, char *kind, size_t
         CFG_CALL(tfm_json_get_bool(doc, "normalize_before", &b), "");
         if (b) CFG_FAIL("normalize_before is true, only post-LN models are supported");
     }
-    /* the decoder-start convention first: the ids below depend on it */
+
+    /* every model setting from the "tfm" section, typed as the list says */
     const tfm_json *t = tfm_json_get(doc, "tfm");
-    c->decoder_start = TFM_START_BOS; /* exports written before the setting */
-    if (t && t->type == TFM_JSON_OBJECT && tfm_json_get(t, "decoder_start")) {
-        CFG_CALL(tfm_json_get_string(t, "decoder_start", &s), "tfm.");
-        int start = tfm_decoder_start_parse(s);
-        if (start < 0) CFG_FAIL("tfm.decoder_start is \"%s\", expected \"bos\" or \"zero\"", s);
-        c->decoder_start = start;
+    if (!t) CFG_FAIL("no \"tfm\" section: only exports written by tfm export can be loaded");
+    if (t->type != TFM_JSON_OBJECT)
+        CFG_FAIL("'tfm': expected an object, got %s", tfm_json_type_name(t->type));
+    CFG_CALL(tfm_json_get_int64(t, "format_version", &v), "tfm.");
+    if (v != EXPORT_FORMAT_VERSION)
+        CFG_FAIL("tfm.format_version %lld is not supported (this build reads %d)", (long long)v,
+                 EXPORT_FORMAT_VERSION);
+    CFG_CALL(tfm_json_get_string(t, "data_kind", &s), "tfm.");
+    if (strcmp(s, "text") && strcmp(s, "toy"))
+        CFG_FAIL("tfm.data_kind is \"%s\", expected \"text\" or \"toy\"", s);
+    snprintf(kind, kind_cap, "%s", s);
+    tfm_model_config section;
+    tfm_model_config_default(&section);
+#define GET_INT(field) CFG_CALL(tfm_json_get_int64(t, #field, &section.field), "tfm.");
+#define GET_FLOAT(field)                                                                           \
+    CFG_CALL(tfm_json_get_double(t, #field, &x), "tfm.");                                          \
+    section.field = (float)x;
+#define GET_BOOL(field)                                                                            \
+    CFG_CALL(tfm_json_get_bool(t, #field, &b), "tfm.");                                            \
+    section.field = b;
+#define GET_START(field)                                                                           \
+    section.field = TFM_START_BOS; /* exports written before the setting */                        \
+    if (tfm_json_get(t, #field)) {                                                                 \
+        CFG_CALL(tfm_json_get_string(t, #field, &s), "tfm.");                                      \
+        int start_ = tfm_decoder_start_parse(s);                                                   \
+        if (start_ < 0) CFG_FAIL("tfm." #field " is \"%s\", expected \"bos\" or \"zero\"", s);     \
+        section.field = start_;                                                                    \
     }
+#define X(type, field, flag, def, must_match, help) GET_##type(field)
+    TFM_MODEL_SETTINGS(X)
+#undef X
+#undef GET_INT
+#undef GET_FLOAT
+#undef GET_BOOL
+#undef GET_START
+
+    /* the architecture as the MarianConfig fields give it, over the section
+     * (the ids depend on the decoder-start convention read above) */
+    *c = section;
     CFG_CALL(tfm_json_get_int64(doc, "eos_token_id", &v), "");
     if (v != TFM_EOS_ID) CFG_FAIL("eos_token_id is %lld, expected %d", (long long)v, TFM_EOS_ID);
     CFG_CALL(tfm_json_get_int64(doc, "d_model", &c->d_model), "");
@@ -464,46 +495,25 @@ static int read_config(const char *path, tfm_model_config *c, char *kind, size_t
         CFG_CALL(tfm_json_get_bool(doc, "tie_word_embeddings", &b), "");
         if (!b) CFG_FAIL("tie_word_embeddings is false, tfm models tie the output projection");
     }
-    if (!t) CFG_FAIL("no \"tfm\" section: only exports written by tfm export can be loaded");
-    if (t->type != TFM_JSON_OBJECT)
-        CFG_FAIL("'tfm': expected an object, got %s", tfm_json_type_name(t->type));
-    CFG_CALL(tfm_json_get_int64(t, "format_version", &v), "tfm.");
-    if (v != EXPORT_FORMAT_VERSION)
-        CFG_FAIL("tfm.format_version %lld is not supported (this build reads %d)", (long long)v,
-                 EXPORT_FORMAT_VERSION);
-    CFG_CALL(tfm_json_get_string(t, "data_kind", &s), "tfm.");
-    if (strcmp(s, "text") && strcmp(s, "toy"))
-        CFG_FAIL("tfm.data_kind is \"%s\", expected \"text\" or \"toy\"", s);
-    snprintf(kind, kind_cap, "%s", s);
-    CFG_CALL(tfm_json_get_double(t, "ln_eps", &x), "tfm.");
-    c->ln_eps = (float)x;
-    CFG_CALL(tfm_json_get_double(t, "dropout", &x), "tfm.");
-    c->dropout = (float)x;
-    CFG_CALL(tfm_json_get_double(t, "attn_dropout", &x), "tfm.");
-    c->attn_dropout = (float)x;
-    CFG_CALL(tfm_json_get_bool(t, "pre_ln", &b), "tfm.");
-    c->pre_ln = b;
     if (tfm_export_check(c) || tfm_model_config_check(c)) CFG_FAIL("%s", tfm_last_error());
-    /* The section repeats the architecture (tfm export writes it): each value
-     * must be there, with its type, and agree with the Marian fields; a
-     * contradiction means the file was edited by hand and is not trusted. */
-    const struct {
-        const char *key;
-        int64_t have;
-    } same[] = {{"vocab", c->vocab},           {"d_model", c->d_model},
-                {"n_heads", c->n_heads},       {"d_ff", c->d_ff},
-                {"enc_layers", c->enc_layers}, {"dec_layers", c->dec_layers},
-                {"max_len", c->max_len}};
-    for (size_t i = 0; i < sizeof same / sizeof same[0]; i++) {
-        CFG_CALL(tfm_json_get_int64(t, same[i].key, &v), "tfm.");
-        if (v != same[i].have)
-            CFG_FAIL("tfm.%s is %lld, but the MarianConfig fields say %lld", same[i].key,
-                     (long long)v, (long long)same[i].have);
+#define SHOW_INT(v) snprintf(is, sizeof is, "%lld", (long long)(v))
+#define SHOW_FLOAT(v) snprintf(is, sizeof is, "%.9g", (double)(v))
+#define SHOW_BOOL(v) snprintf(is, sizeof is, "%s", (v) ? "true" : "false")
+#define SHOW_START(v) snprintf(is, sizeof is, "%s", tfm_decoder_start_name(v))
+#define X(type, field, flag, def, must_match, help)                                                \
+    if (section.field != c->field) {                                                               \
+        char is[32], says[32];                                                                     \
+        SHOW_##type(c->field);                                                                     \
+        memcpy(says, is, sizeof is);                                                               \
+        SHOW_##type(section.field);                                                                \
+        CFG_FAIL("tfm.%s is %s, but the MarianConfig fields say %s", #field, is, says);            \
     }
-    CFG_CALL(tfm_json_get_bool(t, "share_src_emb", &b), "tfm.");
-    if (b != c->share_src_emb)
-        CFG_FAIL("tfm.share_src_emb is %s, but share_encoder_decoder_embeddings is %s",
-                 b ? "true" : "false", c->share_src_emb ? "true" : "false");
+    TFM_MODEL_SETTINGS(X)
+#undef X
+#undef SHOW_INT
+#undef SHOW_FLOAT
+#undef SHOW_BOOL
+#undef SHOW_START
     rc = 0;
 #undef CFG_CALL
 #undef CFG_FAIL
