@@ -1,240 +1,249 @@
-/* What a user sees of a run: progress lines when stdout is not a terminal,
- * --quiet, the run directory (config.txt, train.log, metrics.csv), config
- * files (flags win, unknown keys, malformed lines, comments) and --help. */
+/* What a C program sees of a run through the library trainer (tfm/train.h),
+ * in-process: progress lines on stdout when it is not a terminal, nothing
+ * but the files with o.quiet, the run directory (config.txt, train.log,
+ * metrics.csv), the on_step and on_log hooks (validation lines, early
+ * stopping, a stop asked for by on_step), and the same hooks on a corpus run
+ * (tfm_train_corpus). The tfm program's flags, config files and its own
+ * summary lines are tested by spawning it in test_cli. */
 #include <check.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include "tfm/train.h"
 #include "util_test.h"
 
-/* A toy run small enough for a test: well under a second. */
-#define TOY                                                                                        \
-    "--task copy --d-model 16 --heads 2 --d-ff 32 --layers 1 --vocab 8 --max-len 5 "               \
-    "--batch 16 --warmup 20 --threads 1 --eval-n 10"
-
-static char *slurp(const char *path) {
-    FILE *f = fopen(path, "rb");
-    ck_assert_msg(f != NULL, "cannot open %s", path);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)n + 1);
-    ck_assert(fread(buf, 1, (size_t)n, f) == (size_t)n);
-    buf[n] = 0;
-    fclose(f);
-    return buf;
-}
-
-static void spit(const char *path, const char *text) {
-    FILE *f = fopen(path, "wb");
-    ck_assert_msg(f != NULL, "cannot write %s", path);
-    fputs(text, f);
-    fclose(f);
-}
-
-static int count_lines_starting(const char *text, const char *prefix) {
-    int n = 0;
+static int line_starts(const char *text, const char *prefix) {
     size_t len = strlen(prefix);
-    for (const char *p = text; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
-        if (!strncmp(p, prefix, len)) n++;
-    return n;
+    if (!strncmp(text, prefix, len)) return 1;
+    for (const char *p = text; (p = strchr(p, '\n')) != NULL; p++)
+        if (!strncmp(p + 1, prefix, len)) return 1;
+    return 0;
+}
+
+static const char *join(const char *dir, const char *name) {
+    static char buf[4][600];
+    static int slot;
+    char *out = buf[slot++ & 3], tmp[600];
+    snprintf(tmp, sizeof tmp, "%s/%s", dir, name); /* dir may be an older slot */
+    memcpy(out, tmp, sizeof tmp);
+    return out;
+}
+
+static int exists(const char *path) { return access(path, F_OK) == 0; }
+
+/* What the hooks saw. */
+typedef struct {
+    int64_t steps[64]; /* tr->step at each on_step call */
+    int n_steps;
+    int64_t stop_at; /* on_step asks to stop at this step (0: never) */
+    char log[8192];  /* every on_log line, concatenated */
+    int n_logs;
+} probe;
+
+static int probe_step(void *ctx, tfm_trainer *tr) {
+    probe *p = ctx;
+    if (p->n_steps < 64) p->steps[p->n_steps] = tr->step;
+    p->n_steps++;
+    return p->stop_at && tr->step == p->stop_at;
+}
+
+static void probe_log(void *ctx, tfm_trainer *tr, const char *line) {
+    probe *p = ctx;
+    (void)tr;
+    size_t used = strlen(p->log);
+    snprintf(p->log + used, sizeof p->log - used, "%s", line);
+    p->n_logs++;
+}
+
+/* A validation metric that never improves after the first one. */
+static int flat_metric(void *ctx, tfm_trainer *tr, tfm_valid_result *out) {
+    (void)ctx;
+    out->loss = 1.5;
+    out->metric = 7.0;
+    snprintf(out->text, sizeof out->text, "flat metric at %lld", (long long)tr->step);
+    return 0;
+}
+
+/* The tiny copy task through the trainer with stdout captured; the result
+ * of tfm_train (0 ok) and the trainer's step and stop reason after it. */
+typedef struct {
+    int rc;
+    int64_t step;
+    int stop_reason;
+    char *out; /* what went to stdout (malloc'd) */
+} run_result;
+
+static run_result train_tiny(const tfm_train_opts *o, const tfm_train_hooks *h) {
+    tfm_model_config mc = tfm_test_tiny_model();
+    tfm_toy_source toy;
+    ck_assert_int_eq(tfm_toy_source_init(&toy, &tfm_test_tiny_task, 8, o->seed), 0);
+    run_result r = {0};
+    tfm_test_stdout_begin();
+    tfm_trainer tr;
+    r.rc = tfm_trainer_init(&tr, o, &mc, &toy.source, h);
+    if (r.rc == 0) {
+        r.rc = tfm_train(&tr);
+        r.step = tr.step;
+        r.stop_reason = tr.stop_reason;
+        tfm_trainer_free(&tr);
+    }
+    r.out = tfm_test_stdout_end();
+    tfm_toy_source_free(&toy);
+    ck_assert_msg(r.rc == 0, "%s", tfm_last_error());
+    return r;
 }
 
 START_TEST(test_plain_lines_on_a_pipe) {
-    const char *dir = tfm_test_tmpdir("progress");
-    char cmd[2048], out[65536];
-    /* tfm_test_run reads through a pipe: stdout is not a terminal */
-    snprintf(cmd, sizeof cmd, "%s train " TOY " --steps 40 --log-every 10 --save %s/run",
-             tfm_test_bin(), dir);
-    int rc = tfm_test_run(cmd, out, sizeof out);
-    ck_assert_msg(rc == 0, "%s", out);
-    ck_assert_msg(strchr(out, '\r') == NULL, "carriage return in piped output:\n%s", out);
-    ck_assert_int_eq(count_lines_starting(out, "step "), 4);
-    ck_assert_msg(strstr(out, "\nstep 10/40 loss ") && strstr(out, "\nstep 40/40 loss "), "%s",
-                  out);
-    ck_assert_msg(strstr(out, "exact_match=") != NULL, "%s", out);
+    const char *run = join(tfm_test_tmpdir("progress"), "run");
+    tfm_train_opts o = tfm_test_tiny_opts(40, 1);
+    o.quiet = 0;
+    o.log_every = 10;
+    o.run_dir = run;
+    o.config_text = "task = copy\nsteps = 40\nd-model = 16\n";
+    probe p = {0};
+    tfm_train_hooks h = {.ctx = &p, .on_step = probe_step, .on_log = probe_log};
+    run_result r = train_tiny(&o, &h);
+    /* stdout is a file here, not a terminal: whole lines, no '\r' */
+    ck_assert_msg(strchr(r.out, '\r') == NULL, "carriage return in piped output:\n%s", r.out);
+    ck_assert_int_eq(tfm_test_count_lines(r.out, "step "), 4);
+    ck_assert_msg(line_starts(r.out, "step 10/40 loss ") && line_starts(r.out, "step 40/40 loss "),
+                  "%s", r.out);
+    free(r.out);
+    /* on_step after every update, in order */
+    ck_assert_int_eq(p.n_steps, 40);
+    for (int i = 0; i < 40; i++) ck_assert_int_eq(p.steps[i], i + 1);
+    ck_assert_int_eq(r.stop_reason, 0);
 
     /* the run directory */
-    char path[512];
-    snprintf(path, sizeof path, "%s/run/metrics.csv", dir);
-    char *csv = slurp(path);
+    char *csv = tfm_test_slurp(join(run, "metrics.csv"));
     ck_assert_msg(
         !strncmp(csv, "step,epoch,loss,lr,grad_norm,tokens_per_s,valid_loss,valid_bleu\n", 64),
         "%s", csv);
-    ck_assert_int_eq(count_lines_starting(csv, "10,"), 1);
-    ck_assert_int_eq(count_lines_starting(csv, "40,"), 1);
+    ck_assert_int_eq(tfm_test_count_lines(csv, "10,"), 1);
+    ck_assert_int_eq(tfm_test_count_lines(csv, "40,"), 1);
     int rows = 0;
-    for (const char *p = csv; (p = strchr(p, '\n')); p++) rows++;
+    for (const char *c = csv; (c = strchr(c, '\n')); c++) rows++;
     ck_assert_int_eq(rows, 5); /* header + 4 */
     free(csv);
-    snprintf(path, sizeof path, "%s/run/train.log", dir);
-    char *log = slurp(path);
-    ck_assert_int_eq(count_lines_starting(log, "step "), 4);
+    char *log = tfm_test_slurp(join(run, "train.log"));
+    ck_assert_int_eq(tfm_test_count_lines(log, "step "), 4);
     ck_assert_msg(strchr(log, '\r') == NULL, "carriage return in train.log");
     free(log);
-    snprintf(path, sizeof path, "%s/run/config.txt", dir);
-    char *cfg = slurp(path);
-    ck_assert_msg(strstr(cfg, "task = copy\n") && strstr(cfg, "steps = 40\n") &&
-                      strstr(cfg, "d-model = 16\n"),
-                  "%s", cfg);
+    char *cfg = tfm_test_slurp(join(run, "config.txt"));
+    ck_assert_str_eq(cfg, o.config_text);
     free(cfg);
+    ck_assert(exists(join(run, "checkpoint-00000040.tfm")));
 }
 END_TEST
 
 START_TEST(test_quiet) {
-    const char *dir = tfm_test_tmpdir("quiet");
-    char cmd[2048], out[65536];
-    snprintf(cmd, sizeof cmd, "%s train " TOY " --steps 30 --log-every 10 --quiet --save %s/run",
-             tfm_test_bin(), dir);
-    int rc = tfm_test_run(cmd, out, sizeof out);
-    ck_assert_msg(rc == 0, "%s", out);
-    /* one line: the summary */
-    ck_assert_msg(!strncmp(out, "exact_match=", 12), "quiet output:\n%s", out);
-    ck_assert_msg(strchr(out, '\n') == out + strlen(out) - 1, "more than one line:\n%s", out);
-    /* the files still get everything */
-    char path[512];
-    snprintf(path, sizeof path, "%s/run/train.log", dir);
-    char *log = slurp(path);
-    ck_assert_int_eq(count_lines_starting(log, "step "), 3);
+    const char *run = join(tfm_test_tmpdir("quiet"), "run");
+    tfm_train_opts o = tfm_test_tiny_opts(30, 1);
+    o.log_every = 10;
+    o.run_dir = run;
+    o.valid_every = 15;
+    probe p = {0};
+    tfm_train_hooks h = {
+        .ctx = &p, .on_step = probe_step, .on_log = probe_log, .validate = flat_metric};
+    run_result r = train_tiny(&o, &h);
+    /* nothing on stdout; the hooks and the files still get everything */
+    ck_assert_msg(r.out[0] == 0, "quiet output:\n%s", r.out);
+    free(r.out);
+    ck_assert_int_eq(p.n_steps, 30);
+    ck_assert_int_eq(tfm_test_count_lines(p.log, "validation at step "), 2);
+    char *log = tfm_test_slurp(join(run, "train.log"));
+    ck_assert_int_eq(tfm_test_count_lines(log, "step "), 3);
+    ck_assert_int_eq(tfm_test_count_lines(log, "validation at step "), 2);
     free(log);
-    snprintf(path, sizeof path, "%s/run/metrics.csv", dir);
-    char *csv = slurp(path);
-    ck_assert_int_eq(count_lines_starting(csv, "30,"), 1);
+    char *csv = tfm_test_slurp(join(run, "metrics.csv"));
+    ck_assert_int_eq(tfm_test_count_lines(csv, "30,"), 2); /* progress and validation */
     free(csv);
 }
 END_TEST
 
-START_TEST(test_config_file) {
-    const char *dir = tfm_test_tmpdir("config");
-    char cfg[512], cmd[2048], out[65536], path[512];
-    snprintf(cfg, sizeof cfg, "%s/run.cfg", dir);
-    spit(cfg, "# a toy run\n"
-              "task = reverse   # trailing comment\n"
-              "\n"
-              "steps = 50\n"
-              "  d-model=16\n"
-              "heads = 2\n"
-              "d-ff = 32\n"
-              "layers = 1\n"
-              "vocab = 8\n"
-              "max-len = 5\n"
-              "batch = 16\n"
-              "warmup = 20\n"
-              "threads = 1\n"
-              "eval-n = 10\n"
-              "quiet = true\n");
-    /* the command line beats the file, in either order */
-    snprintf(cmd, sizeof cmd, "%s train --steps 12 --config %s --save %s/run --log-every 4",
-             tfm_test_bin(), cfg, dir);
-    int rc = tfm_test_run(cmd, out, sizeof out);
-    ck_assert_msg(rc == 0, "%s", out);
-    ck_assert_msg(strstr(out, "steps=12 ") != NULL, "%s", out);
-    snprintf(path, sizeof path, "%s/run/config.txt", dir);
-    char *written = slurp(path);
-    ck_assert_msg(strstr(written, "steps = 12\n") && strstr(written, "task = reverse\n") &&
-                      strstr(written, "d-model = 16\n") && strstr(written, "quiet = true\n") &&
-                      strstr(written, "log-every = 4\n"),
-                  "%s", written);
-    free(written);
-    snprintf(cmd, sizeof cmd, "%s train --config %s --save %s/run2 --steps 8 --task copy",
-             tfm_test_bin(), cfg, dir);
-    ck_assert_msg(tfm_test_run(cmd, out, sizeof out) == 0, "%s", out);
-    snprintf(path, sizeof path, "%s/run2/config.txt", dir);
-    written = slurp(path);
-    ck_assert_msg(strstr(written, "task = copy\n") && strstr(written, "steps = 8\n"), "%s",
-                  written);
-    free(written);
-    /* config.txt is itself a config file: it reproduces the run's settings */
-    snprintf(cmd, sizeof cmd, "%s train --config %s/run2/config.txt --save %s/run3", tfm_test_bin(),
-             dir, dir);
-    ck_assert_msg(tfm_test_run(cmd, out, sizeof out) == 0, "%s", out);
-    snprintf(path, sizeof path, "%s/run3/config.txt", dir);
-    char *again = slurp(path);
-    ck_assert_msg(strstr(again, "steps = 8\n") && strstr(again, "task = copy\n"), "%s", again);
-    free(again);
-}
-END_TEST
-
-START_TEST(test_config_errors) {
-    const char *dir = tfm_test_tmpdir("config-err");
-    char cfg[512], cmd[2048], out[8192], want[1024];
-    snprintf(cfg, sizeof cfg, "%s/bad.cfg", dir);
-    snprintf(cmd, sizeof cmd, "%s train --config %s --steps 5", tfm_test_bin(), cfg);
-    /* unknown key, named with file:line */
-    spit(cfg, "task = copy\n# fine\nbogus-key = 3\n");
-    ck_assert_int_eq(tfm_test_run(cmd, out, sizeof out), 2);
-    snprintf(want, sizeof want, "tfm: %s:3: unknown key 'bogus-key'", cfg);
-    ck_assert_msg(strstr(out, want) != NULL, "want '%s', got: %s", want, out);
-    /* a line that is not key = value */
-    spit(cfg, "task = copy\nsteps 5\n");
-    ck_assert_int_eq(tfm_test_run(cmd, out, sizeof out), 2);
-    snprintf(want, sizeof want, "%s:2: expected 'key = value'", cfg);
-    ck_assert_msg(strstr(out, want) != NULL, "want '%s', got: %s", want, out);
-    /* a bad value */
-    spit(cfg, "d-model = wide\n");
-    ck_assert_int_eq(tfm_test_run(cmd, out, sizeof out), 2);
-    snprintf(want, sizeof want, "%s:1: 'wide' is not an integer", cfg);
-    ck_assert_msg(strstr(out, want) != NULL, "want '%s', got: %s", want, out);
-    spit(cfg, "quiet = maybe\n");
-    ck_assert_int_eq(tfm_test_run(cmd, out, sizeof out), 2);
-    ck_assert_msg(strstr(out, ":1: 'maybe' is not a boolean") != NULL, "%s", out);
-    /* a missing file */
-    snprintf(cmd, sizeof cmd, "%s train --config %s/nope.cfg", tfm_test_bin(), dir);
-    ck_assert_int_eq(tfm_test_run(cmd, out, sizeof out), 2);
-    ck_assert_msg(strstr(out, "nope.cfg: cannot open") != NULL, "%s", out);
-    /* each error is one line */
-    ck_assert_msg(strchr(out, '\n') == out + strlen(out) - 1, "%s", out);
-}
-END_TEST
-
-/* The committed example configs are valid: parse them and run one step. */
-START_TEST(test_example_configs) {
-    const char *dir = tfm_test_tmpdir("examples");
-    char cmd[8192], out[65536];
-    const char *toys[2] = {"examples/copy.cfg", "examples/reverse.cfg"};
-    for (int i = 0; i < 2; i++) {
-        snprintf(
-            cmd, sizeof cmd,
-            "%s train --config %s --steps 2 --eval-n 4 --d-model 16 --heads 2 --d-ff 16 --layers 1 "
-            "--batch 8 --threads 1 --quiet --save %s/t%d",
-            tfm_test_bin(), tfm_test_path(toys[i]), dir, i);
-        ck_assert_msg(tfm_test_run(cmd, out, sizeof out) == 0, "%s: %s", toys[i], out);
+/* Validation lines go to on_log, train.log and stdout alike; a metric that
+ * stops improving ends the run after o.early_stop validations. */
+START_TEST(test_validation_and_early_stop) {
+    const char *run = join(tfm_test_tmpdir("early"), "run");
+    tfm_train_opts o = tfm_test_tiny_opts(40, 1);
+    o.quiet = 0;
+    o.run_dir = run;
+    o.valid_every = 5;
+    o.early_stop = 2;
+    probe p = {0};
+    tfm_train_hooks h = {
+        .ctx = &p, .on_step = probe_step, .on_log = probe_log, .validate = flat_metric};
+    run_result r = train_tiny(&o, &h);
+    ck_assert_int_eq(r.stop_reason, 1);
+    ck_assert_int_eq(r.step, 15); /* best at 5, no better at 10 and 15 */
+    ck_assert_int_eq(p.n_steps, 15);
+    ck_assert_int_eq(tfm_test_count_lines(p.log, "validation at step "), 3);
+    ck_assert_msg(line_starts(p.log, "validation at step 5: flat metric at 5 (best)") &&
+                      line_starts(p.log, "validation at step 15: flat metric at 15 ("),
+                  "%s", p.log);
+    ck_assert_msg(line_starts(p.log, "early stop: 2 validations without improvement"), "%s", p.log);
+    /* every logged line is on stdout and in train.log too */
+    char *log = tfm_test_slurp(join(run, "train.log"));
+    for (const char *line = p.log; *line;) {
+        const char *nl = strchr(line, '\n');
+        size_t n = nl ? (size_t)(nl - line + 1) : strlen(line);
+        char one[512];
+        snprintf(one, sizeof one, "%.*s", (int)n, line);
+        ck_assert_msg(strstr(log, one) && strstr(r.out, one), "'%s' not in train.log or stdout",
+                      one);
+        line += n;
     }
-    /* every key must be known (the run is shrunk: this checks the file, not the
-     * recipe); the Multi30k recipe needs the corpus, so it gets a tiny one */
-    char src[512], tgt[512];
-    snprintf(src, sizeof src, "%s/tiny.de", dir);
-    snprintf(tgt, sizeof tgt, "%s/tiny.en", dir);
-    spit(src, "ein Hund rennt\neine Katze schläft\n");
-    spit(tgt, "a dog runs\na cat sleeps\n");
-    snprintf(cmd, sizeof cmd,
-             "%s train --config %s --src-train %s --tgt-train %s --src-valid %s --tgt-valid %s "
-             "--steps 0 --bpe-merges 5 --d-model 16 --heads 2 --d-ff 16 --layers 1 --threads 1 "
-             "--quiet --save %s/m",
-             tfm_test_bin(), tfm_test_path("examples/multi30k.cfg"), src, tgt, src, tgt, dir);
-    ck_assert_msg(tfm_test_run(cmd, out, sizeof out) == 0, "multi30k.cfg: %s", out);
+    free(log);
+    free(r.out);
+    ck_assert(exists(join(run, "best.tfm")));
+    ck_assert(exists(join(run, "checkpoint-00000015.tfm")));
 }
 END_TEST
 
-START_TEST(test_help) {
-    char cmd[1024], out[65536];
-    snprintf(cmd, sizeof cmd, "%s train --help", tfm_test_bin());
-    ck_assert_int_eq(tfm_test_run(cmd, out, sizeof out), 0);
-    ck_assert_msg(strstr(out, "--steps X") && strstr(out, "(default: 3000)") &&
-                      strstr(out, "--config FILE"),
-                  "%s", out);
-    snprintf(cmd, sizeof cmd, "%s plot --help", tfm_test_bin());
-    ck_assert_int_eq(tfm_test_run(cmd, out, sizeof out), 0);
-    ck_assert_msg(strstr(out, "usage: tfm plot") && strstr(out, "--output X"), "%s", out);
-    snprintf(cmd, sizeof cmd, "%s attention --help", tfm_test_bin());
-    ck_assert_int_eq(tfm_test_run(cmd, out, sizeof out), 0);
-    ck_assert_msg(strstr(out, "--head X") && strstr(out, "(default: mean)") &&
-                      strstr(out, "--self"),
-                  "%s", out);
-    snprintf(cmd, sizeof cmd, "%s --help", tfm_test_bin());
-    ck_assert_int_eq(tfm_test_run(cmd, out, sizeof out), 0);
-    ck_assert_msg(strstr(out, "plot") && strstr(out, "attention"), "%s", out);
+/* A non-zero return from on_step ends the run there, with its checkpoint. */
+START_TEST(test_on_step_stops) {
+    const char *run = join(tfm_test_tmpdir("onstep"), "run");
+    tfm_train_opts o = tfm_test_tiny_opts(40, 1);
+    o.run_dir = run;
+    probe p = {.stop_at = 7};
+    tfm_train_hooks h = {.ctx = &p, .on_step = probe_step};
+    run_result r = train_tiny(&o, &h);
+    free(r.out);
+    ck_assert_int_eq(r.stop_reason, 3);
+    ck_assert_int_eq(r.step, 7);
+    ck_assert_int_eq(p.n_steps, 7);
+    ck_assert(exists(join(run, "checkpoint-00000007.tfm")));
+    ck_assert(!exists(join(run, "checkpoint-00000008.tfm")));
+}
+END_TEST
+
+/* tfm_train_corpus passes the caller's on_step and on_log through, beside
+ * its own validation (loss, perplexity, BLEU). */
+START_TEST(test_corpus_hooks) {
+    const char *root = tfm_test_tmpdir("progress-corpus");
+    const char *data = join(root, "data");
+    tfm_test_numbers_corpus_write(data);
+    probe p = {0};
+    tfm_train_hooks h = {.ctx = &p, .on_step = probe_step, .on_log = probe_log};
+    tfm_test_corpus_files files;
+    tfm_corpus_task task = tfm_test_numbers_task(data, &files);
+    task.hooks = &h;
+    tfm_model_config mc = tfm_test_tiny_model(); /* the vocabulary comes from the corpus */
+    tfm_train_opts o = tfm_test_tiny_opts(8, 1);
+    o.schedule.lr = 1.0;
+    o.valid_every = 4;
+    o.run_dir = join(root, "run");
+    tfm_corpus_summary sum;
+    ck_assert_msg(tfm_train_corpus(&task, &o, &mc, &sum) == 0, "%s", tfm_last_error());
+    ck_assert_int_eq(sum.steps, 8);
+    ck_assert_int_eq(p.n_steps, 8);
+    for (int i = 0; i < 8; i++) ck_assert_int_eq(p.steps[i], i + 1);
+    ck_assert_msg(line_starts(p.log, "corpus ") && strstr(p.log, "60 pairs"), "%s", p.log);
+    ck_assert_int_eq(tfm_test_count_lines(p.log, "validation at step "), 2);
+    ck_assert_msg(strstr(p.log, "validation at step 8") && strstr(p.log, " BLEU "), "%s", p.log);
 }
 END_TEST
 
@@ -244,10 +253,9 @@ Suite *progress_suite(void) {
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_plain_lines_on_a_pipe);
     tcase_add_test(tc, test_quiet);
-    tcase_add_test(tc, test_config_file);
-    tcase_add_test(tc, test_config_errors);
-    tcase_add_test(tc, test_example_configs);
-    tcase_add_test(tc, test_help);
+    tcase_add_test(tc, test_validation_and_early_stop);
+    tcase_add_test(tc, test_on_step_stops);
+    tcase_add_test(tc, test_corpus_hooks);
     suite_add_tcase(s, tc);
     return s;
 }

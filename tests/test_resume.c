@@ -46,32 +46,18 @@ static void on_term(int sig) {
     tfm_trainer_request_stop();
 }
 
-/* The toy run: copy task, tiny model, dropout on (so the resumed run must
- * also reproduce the dropout masks), a checkpoint after every step. */
+/* The toy run: the tiny copy task of util_test.h (dropout on, so the resumed
+ * run must also reproduce the dropout masks), a checkpoint after every step. */
 static int toy_train(const char *dir, int steps, int resume) {
-    tfm_toy_config tc = {TFM_TOY_COPY, 8, 1, 5, 0};
-    tfm_model_config mc;
-    tfm_model_config_default(&mc);
-    mc.vocab = 8;
-    mc.d_model = 16;
-    mc.n_heads = 2;
-    mc.d_ff = 32;
-    mc.enc_layers = mc.dec_layers = 1;
-    mc.dropout = 0.1f;
-    tfm_train_opts o;
-    tfm_train_opts_default(&o);
-    o.steps = steps;
-    o.schedule.lr = 0.5;
-    o.schedule.warmup = 10;
-    o.threads = 1;
-    o.quiet = 1;
+    tfm_model_config mc = tfm_test_tiny_model();
+    tfm_train_opts o = tfm_test_tiny_opts(steps, 1);
     o.save_every = 1;
     o.run_dir = dir;
     o.resume = resume;
     o.config_text = "run = toy\n";
     tfm_toy_source toy;
     tfm_trainer tr;
-    if (tfm_toy_source_init(&toy, &tc, 8, o.seed)) return 1;
+    if (tfm_toy_source_init(&toy, &tfm_test_tiny_task, 8, o.seed)) return 1;
     if (tfm_trainer_init(&tr, &o, &mc, &toy.source, NULL)) return 1;
     tfm_kv_set(&tr.state, "data.task", "copy");
     int rc = tfm_train(&tr);
@@ -80,34 +66,13 @@ static int toy_train(const char *dir, int steps, int resume) {
     return rc;
 }
 
-/* The corpus run: joint BPE, token batches of 160, many epochs. */
+/* The corpus run: the numbers task of util_test.h, many epochs. */
 static int corpus_train(const char *dir, int steps, int resume) {
-    char paths[4][600];
-    const char *names[4] = {"train.de", "train.en", "valid.de", "valid.en"};
-    for (int i = 0; i < 4; i++)
-        snprintf(paths[i], sizeof paths[i], "%s/%s", g_corpus_dir, names[i]);
-    tfm_corpus_task task = {.src_train = paths[0],
-                            .tgt_train = paths[1],
-                            .src_valid = paths[2],
-                            .tgt_valid = paths[3],
-                            .bpe_merges = 40,
-                            .batch_tokens = 160,
-                            .max_tokens = 100,
-                            .valid_max = 4,
-                            .decode = {.beam = 1, .alpha = 0.6, .batch = 64}};
-    tfm_model_config mc;
-    tfm_model_config_default(&mc);
-    mc.d_model = 16;
-    mc.n_heads = 2;
-    mc.d_ff = 32;
-    mc.enc_layers = mc.dec_layers = 1;
-    mc.dropout = 0.1f;
-    tfm_train_opts o;
-    tfm_train_opts_default(&o);
-    o.steps = steps;
-    o.schedule.warmup = 10;
-    o.threads = 1;
-    o.quiet = 1;
+    tfm_test_corpus_files files;
+    tfm_corpus_task task = tfm_test_numbers_task(g_corpus_dir, &files);
+    tfm_model_config mc = tfm_test_tiny_model(); /* the vocabulary comes from the corpus */
+    tfm_train_opts o = tfm_test_tiny_opts(steps, 1);
+    o.schedule.lr = 1.0; /* the default Noam factor */
     o.save_every = 1;
     o.keep = 2;
     o.valid_every = 1000;
@@ -232,14 +197,12 @@ static void run_to_end(run_kind kind, const char *dir, int steps, int resume) {
     ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "run in %s failed (status %d)", dir, st);
 }
 
-static char *slurp(const char *path) {
-    FILE *f = fopen(path, "rb");
-    ck_assert_msg(f != NULL, "cannot open %s", path);
-    static char buf[1 << 16];
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    buf[n] = 0;
-    fclose(f);
-    return buf;
+/* The file's text, kept until the next call (the tests read one at a time). */
+static const char *slurp(const char *path) {
+    static char *text;
+    free(text);
+    text = tfm_test_slurp(path);
+    return text;
 }
 
 /* Parameters and both Adam moments bit for bit, the step and every saved
@@ -500,8 +463,7 @@ END_TEST
 static const char *corpus_setup(void) {
     const char *root = tfm_test_tmpdir("resume-corpus");
     snprintf(g_corpus_dir, sizeof g_corpus_dir, "%s/data", root);
-    ck_assert_int_eq(mkdir(g_corpus_dir, 0777), 0);
-    ck_assert_msg(tfm_numbers_corpus_write(g_corpus_dir, 1, 60, 8, 0) == 0, "%s", tfm_last_error());
+    tfm_test_numbers_corpus_write(g_corpus_dir);
     return root;
 }
 

@@ -39,39 +39,15 @@ START_TEST(test_schedules) {
 }
 END_TEST
 
-/* ---- a small toy run --------------------------------------------------------------- */
-static tfm_model_config toy_model(void) {
-    tfm_model_config c;
-    tfm_model_config_default(&c);
-    c.vocab = 8;
-    c.d_model = 16;
-    c.n_heads = 2;
-    c.d_ff = 32;
-    c.enc_layers = c.dec_layers = 1;
-    c.dropout = 0.1f;
-    return c;
-}
-
-static const tfm_toy_config TOY = {TFM_TOY_COPY, 8, 1, 5, 0};
-
-static tfm_train_opts toy_opts(int64_t steps) {
-    tfm_train_opts o;
-    tfm_train_opts_default(&o);
-    o.steps = steps;
-    o.seed = 3;
-    o.schedule.lr = 0.5;
-    o.schedule.warmup = 10;
-    o.threads = 1;
-    o.quiet = 1;
-    return o;
-}
+/* ---- a small toy run (tfm_test_tiny_*, util_test.h) ---------------------------------- */
+static tfm_train_opts toy_opts(int64_t steps) { return tfm_test_tiny_opts(steps, 3); }
 
 /* Trains, returns a malloc'd copy of the parameter block. */
 static float *train_toy(const tfm_train_opts *o, const tfm_train_hooks *hooks, int64_t *n,
                         int64_t *skipped) {
-    tfm_model_config c = toy_model();
+    tfm_model_config c = tfm_test_tiny_model();
     tfm_toy_source toy;
-    ck_assert_int_eq(tfm_toy_source_init(&toy, &TOY, 8, o->seed), 0);
+    ck_assert_int_eq(tfm_toy_source_init(&toy, &tfm_test_tiny_task, 8, o->seed), 0);
     tfm_trainer tr;
     ck_assert_msg(tfm_trainer_init(&tr, o, &c, &toy.source, hooks) == 0, "%s", tfm_last_error());
     ck_assert_msg(tfm_train(&tr) == 0, "%s", tfm_last_error());
@@ -262,14 +238,14 @@ static const char *CONFIG_B = "task = copy\nd-model = 32\nsteps = 8\nresume = tr
 
 static int toy_run_dir(const char *dir, int64_t steps, int resume, const char *config,
                        int64_t *step_at_start) {
-    tfm_model_config c = toy_model();
+    tfm_model_config c = tfm_test_tiny_model();
     tfm_train_opts o = toy_opts(steps);
     o.run_dir = dir;
     o.resume = resume;
     o.config_text = config;
     o.save_every = 4;
     tfm_toy_source toy;
-    ck_assert_int_eq(tfm_toy_source_init(&toy, &TOY, 8, o.seed), 0);
+    ck_assert_int_eq(tfm_toy_source_init(&toy, &tfm_test_tiny_task, 8, o.seed), 0);
     tfm_trainer tr;
     int rc = tfm_trainer_init(&tr, &o, &c, &toy.source, NULL);
     if (rc == 0) {
@@ -279,16 +255,6 @@ static int toy_run_dir(const char *dir, int64_t steps, int resume, const char *c
     }
     tfm_toy_source_free(&toy);
     return rc;
-}
-
-static char *read_text(const char *path) {
-    FILE *f = fopen(path, "rb");
-    ck_assert_msg(f != NULL, "cannot open %s", path);
-    static char buf[1 << 16];
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    buf[n] = 0;
-    fclose(f);
-    return buf;
 }
 
 START_TEST(test_resume_before_first_checkpoint) {
@@ -321,9 +287,10 @@ START_TEST(test_resume_before_first_checkpoint) {
     snprintf(path2, sizeof path2, "%s/checkpoint-00000012.tfm", b);
     assert_same_state(path, path2);
     snprintf(path, sizeof path, "%s/train.log", b);
-    const char *log = read_text(path);
+    char *log = tfm_test_slurp(path);
     ck_assert_msg(strstr(log, "no checkpoint yet") && strstr(log, "starting from step 0"), "%s",
                   log);
+    free(log);
 
     /* an empty or missing directory starts too (the first launch of a job
      * that always passes --resume) */

@@ -140,6 +140,111 @@ const char *tfm_test_tmpdir(const char *tag) {
     return out;
 }
 
+char *tfm_test_slurp(const char *path) {
+    FILE *f = fopen(path, "rb");
+    ck_assert_msg(f != NULL, "cannot open %s", path);
+    size_t cap = 4096, n = 0;
+    char *buf = malloc(cap);
+    ck_assert_ptr_nonnull(buf);
+    size_t got;
+    while ((got = fread(buf + n, 1, cap - 1 - n, f)) > 0) {
+        n += got;
+        if (n + 1 == cap) {
+            buf = realloc(buf, cap *= 2);
+            ck_assert_ptr_nonnull(buf);
+        }
+    }
+    ck_assert_msg(!ferror(f), "cannot read %s", path);
+    fclose(f);
+    buf[n] = 0;
+    return buf;
+}
+
+static FILE *g_stdout_file;
+static int g_stdout_saved = -1;
+
+void tfm_test_stdout_begin(void) {
+    ck_assert_msg(g_stdout_saved < 0, "tfm_test_stdout_begin: already capturing");
+    fflush(stdout);
+    g_stdout_file = tmpfile();
+    ck_assert_ptr_nonnull(g_stdout_file);
+    g_stdout_saved = dup(1);
+    ck_assert_int_ge(g_stdout_saved, 0);
+    ck_assert_int_ge(dup2(fileno(g_stdout_file), 1), 0);
+}
+
+char *tfm_test_stdout_end(void) {
+    ck_assert_msg(g_stdout_saved >= 0, "tfm_test_stdout_end: not capturing");
+    fflush(stdout);
+    dup2(g_stdout_saved, 1);
+    close(g_stdout_saved);
+    g_stdout_saved = -1;
+    long n = ftell(g_stdout_file);
+    ck_assert_int_ge(n, 0);
+    char *text = malloc((size_t)n + 1);
+    ck_assert_ptr_nonnull(text);
+    rewind(g_stdout_file);
+    size_t got = fread(text, 1, (size_t)n, g_stdout_file);
+    text[got] = 0;
+    fclose(g_stdout_file);
+    g_stdout_file = NULL;
+    return text;
+}
+
+const tfm_toy_config tfm_test_tiny_task = {TFM_TOY_COPY, 8, 1, 5, 0};
+
+tfm_model_config tfm_test_tiny_model(void) {
+    tfm_model_config c;
+    tfm_model_config_default(&c);
+    c.vocab = 8;
+    c.d_model = 16;
+    c.n_heads = 2;
+    c.d_ff = 32;
+    c.enc_layers = c.dec_layers = 1;
+    c.dropout = 0.1f;
+    return c;
+}
+
+tfm_train_opts tfm_test_tiny_opts(int64_t steps, uint64_t seed) {
+    tfm_train_opts o;
+    tfm_train_opts_default(&o);
+    o.steps = steps;
+    o.seed = seed;
+    o.schedule.lr = 0.5;
+    o.schedule.warmup = 10;
+    o.threads = 1;
+    o.quiet = 1;
+    return o;
+}
+
+void tfm_test_numbers_corpus_write(const char *dir) {
+    ck_assert_int_eq(mkdir(dir, 0777), 0);
+    ck_assert_msg(tfm_numbers_corpus_write(dir, 1, 60, 8, 0) == 0, "%s", tfm_last_error());
+}
+
+tfm_corpus_task tfm_test_numbers_task(const char *dir, tfm_test_corpus_files *files) {
+    const char *names[4] = {"train.de", "train.en", "valid.de", "valid.en"};
+    for (int i = 0; i < 4; i++)
+        snprintf(files->path[i], sizeof files->path[i], "%s/%s", dir, names[i]);
+    return (tfm_corpus_task){.src_train = files->path[0],
+                             .tgt_train = files->path[1],
+                             .src_valid = files->path[2],
+                             .tgt_valid = files->path[3],
+                             .bpe_merges = 40,
+                             .batch_tokens = 160,
+                             .max_tokens = 100,
+                             .valid_max = 4,
+                             .decode = {.beam = 1, .alpha = 0.6, .batch = 64}};
+}
+
+int tfm_test_count_lines(const char *text, const char *prefix) {
+    int n = 0;
+    size_t len = strlen(prefix);
+    for (const char *p = text; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
+        if (!strncmp(p, prefix, len)) n++;
+    return n;
+}
+
 int tfm_test_run(const char *cmd, char *out, size_t cap) {
     char full[8192];
     snprintf(full, sizeof full, "%s 2>&1", cmd);

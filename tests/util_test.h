@@ -6,6 +6,8 @@
 #include <check.h>
 #include <stdint.h>
 
+#include "tfm/train.h"
+
 /* Fixture file: "TFMFIX01", u32 version (1), u32 count, then per tensor:
  * u32 name_len, name, u32 dtype (0 f32, 1 i32), u32 ndim, i64 shape[ndim],
  * little-endian data. */
@@ -52,6 +54,36 @@ const char *tfm_test_bin(void);
 /* Runs a shell command, captures up to cap-1 bytes of stdout+stderr into out,
  * returns the exit status (or -1). */
 int tfm_test_run(const char *cmd, char *out, size_t cap);
+
+/* The whole file (malloc'd, NUL-terminated); fails the test when it cannot
+ * be read. */
+char *tfm_test_slurp(const char *path);
+/* Sends this process's stdout (fd 1) to a temporary file, which is not a
+ * terminal, until tfm_test_stdout_end returns what was written (malloc'd,
+ * NUL-terminated). Not nested. */
+void tfm_test_stdout_begin(void);
+char *tfm_test_stdout_end(void);
+
+/* The tiny copy task the trainer tests share: vocabulary 8, lengths 1..5; a
+ * model of d_model 16, 2 heads, d_ff 32, one layer each, dropout 0.1 (a
+ * resumed run must reproduce the dropout masks); options: steps, seed, Noam
+ * factor 0.5, warmup 10, one thread, nothing on stdout. */
+extern const tfm_toy_config tfm_test_tiny_task;
+tfm_model_config tfm_test_tiny_model(void);
+tfm_train_opts tfm_test_tiny_opts(int64_t steps, uint64_t seed);
+
+/* The numbers corpus of the corpus-training tests, written into dir
+ * (train.de/en: 60 pairs, valid.de/en: 8), and a task on it: joint BPE of 40
+ * merges, batches of 160 tokens, greedy validation BLEU on 4 sentences. The
+ * task points into *files, which must outlive it. */
+typedef struct {
+    char path[4][600]; /* train.de, train.en, valid.de, valid.en */
+} tfm_test_corpus_files;
+void tfm_test_numbers_corpus_write(const char *dir);
+tfm_corpus_task tfm_test_numbers_task(const char *dir, tfm_test_corpus_files *files);
+
+/* Lines of text that start with prefix. */
+int tfm_test_count_lines(const char *text, const char *prefix);
 
 /* Caps this process's address space at its current size plus extra bytes
  * (setrlimit RLIMIT_AS), so that a larger allocation fails; for out-of-memory

@@ -382,6 +382,10 @@ typedef struct {
      * number of ranks (state.dist_ranks); a resume with another number
      * continues the same global batch sequence and says so. */
     tfm_dist *dist;
+    /* optional: on_step and on_log are called as tfm_train calls them (with
+     * hooks->ctx); the loss, validation and gradient reduction (dist) are
+     * the task's */
+    const tfm_train_hooks *hooks;
 } tfm_corpus_task;
 
 /* Runs the whole training; summary (optional) receives the result. */

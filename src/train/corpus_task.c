@@ -25,9 +25,10 @@ typedef struct {
     /* data parallelism (task->dist; NULL: one process) */
     tfm_dist *dist;
     tfm_trainer *tr;
-    double max_seconds; /* --max-minutes, agreed across ranks at each step */
-    double *gather;     /* (size, 4) doubles: allgather buffer */
-    double *weights;    /* (size) target tokens of each rank this step */
+    double max_seconds;          /* --max-minutes, agreed across ranks at each step */
+    double *gather;              /* (size, 4) doubles: allgather buffer */
+    double *weights;             /* (size) target tokens of each rank this step */
+    const tfm_train_hooks *user; /* the caller's on_step/on_log (task->hooks), or NULL */
 } corpus_valid;
 
 /* ---- data parallelism ------------------------------------------------------------- */
@@ -285,6 +286,17 @@ static int dist_sync_state(tfm_dist *d, tfm_trainer *tr, tfm_corpus_source *src)
     bs.epoch = c[4];
     bs.pos = c[5];
     return tfm_batcher_set_state(&src->batcher, bs);
+}
+
+/* The caller's on_step and on_log hooks, with the caller's ctx (the
+ * trainer's ctx is corpus_valid, for validate and the reduction). */
+static int user_on_step(void *ctx, tfm_trainer *tr) {
+    const tfm_train_hooks *u = ((corpus_valid *)ctx)->user;
+    return u->on_step(u->ctx, tr);
+}
+static void user_on_log(void *ctx, tfm_trainer *tr, const char *line) {
+    const tfm_train_hooks *u = ((corpus_valid *)ctx)->user;
+    u->on_log(u->ctx, tr, line);
 }
 
 /* Mean NLL (no smoothing) over the validation pairs, batch by batch. */
@@ -558,8 +570,13 @@ int tfm_train_corpus(const tfm_corpus_task *task, const tfm_train_opts *opts,
         }
     }
     mc.vocab = tfm_vocab_size(tm.vocab);
-    tfm_train_hooks hooks = {
-        .ctx = &cv, .validate = valid.n ? validate : NULL, .reduce = dist ? dist_reduce : NULL};
+    const tfm_train_hooks *u = task->hooks;
+    cv.user = u;
+    tfm_train_hooks hooks = {.ctx = &cv,
+                             .validate = valid.n ? validate : NULL,
+                             .reduce = dist ? dist_reduce : NULL,
+                             .on_step = u && u->on_step ? user_on_step : NULL,
+                             .on_log = u && u->on_log ? user_on_log : NULL};
     if (dist) {
         /* --max-minutes is decided together (dist_reduce), not by each clock */
         cv.max_seconds = o.max_minutes * 60;
