@@ -856,7 +856,7 @@ START_TEST(cli_errors) {
     char cmd[2048], out[8192];
     snprintf(cmd, sizeof cmd, "%s bpe learn --bogus 3", tfm_test_bin());
     ck_assert_int_eq(tfm_test_run(cmd, out, sizeof out), 2);
-    ck_assert_msg(strstr(out, "tfm: bpe learn: unknown option '--bogus'") != NULL, "%s", out);
+    ck_assert_msg(strstr(out, "tfm: unknown flag '--bogus'") != NULL, "%s", out);
     snprintf(cmd, sizeof cmd, "%s bpe learn -o /tmp/x", tfm_test_bin());
     ck_assert_int_eq(tfm_test_run(cmd, out, sizeof out), 2);
     ck_assert_msg(strstr(out, "--merges N is required") != NULL, "%s", out);

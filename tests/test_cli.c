@@ -178,6 +178,12 @@ START_TEST(test_config_files) {
     snprintf(want, sizeof want, "tfm: %s:2: '5x' is not an integer", num);
     train_expect(args, want, NULL);
 
+    const char *flag = join(dir, "bool.cfg");
+    write_text(flag, "steps = 2\nquiet = maybe\n");
+    snprintf(args, sizeof args, "--config %s", flag);
+    snprintf(want, sizeof want, "tfm: %s:2: 'maybe' is not a boolean", flag);
+    train_expect(args, want, NULL);
+
     const char *nested = join(dir, "nested.cfg");
     write_text(nested, "config = other.cfg\n");
     snprintf(args, sizeof args, "--config %s", nested);
@@ -383,6 +389,167 @@ START_TEST(test_config_parse) {
 }
 END_TEST
 
+/* ---- the program's own output, flags and help (the trainer's progress, log
+ * and hooks are tested in-process in test_progress) ---------------------------- */
+/* On a pipe: plain "step N/M" lines, the sample decodes, the summary line;
+ * with --quiet the summary alone. */
+START_TEST(test_train_output) {
+    const char *dir = tfm_test_tmpdir("cli-output");
+    static char out[65536];
+    char cmd[4096];
+    const char *toy = "--task copy --d-model 16 --heads 2 --d-ff 32 --layers 1 --vocab 8 "
+                      "--max-len 5 --batch 8 --warmup 10 --threads 1 --eval-n 10 --steps 20 "
+                      "--log-every 10";
+    snprintf(cmd, sizeof cmd, "%s train %s --save %s", tfm_test_bin(), toy, join(dir, "run"));
+    ck_assert_msg(tfm_test_run(cmd, out, sizeof out) == 0, "%s", out);
+    ck_assert_msg(strchr(out, '\r') == NULL, "carriage return in piped output:\n%s", out);
+    ck_assert_int_eq(tfm_test_count_lines(out, "step "), 2);
+    ck_assert_msg(strstr(out, "\nstep 20/20 loss ") && strstr(out, "sample decodes (held-out):\n"),
+                  "%s", out);
+    ck_assert_int_eq(tfm_test_count_lines(out, "exact_match="), 1);
+    snprintf(cmd, sizeof cmd, "%s train %s --quiet --save %s", tfm_test_bin(), toy,
+             join(dir, "quiet"));
+    ck_assert_msg(tfm_test_run(cmd, out, sizeof out) == 0, "%s", out);
+    ck_assert_msg(!strncmp(out, "exact_match=", 12) && strchr(out, '\n') == out + strlen(out) - 1,
+                  "quiet output is not the summary line alone:\n%s", out);
+}
+END_TEST
+
+/* Flags beat the config file in either order; config.txt reproduces a run. */
+START_TEST(test_config_flags_win) {
+    const char *dir = tfm_test_tmpdir("cli-config-win");
+    const char *cfg = join(dir, "run.cfg");
+    write_text(cfg, "# a toy run\n"
+                    "task = reverse   # trailing comment\n"
+                    "\n"
+                    "steps = 50\n"
+                    "  d-model=16\n"
+                    "heads = 2\nd-ff = 32\nlayers = 1\nvocab = 8\nmax-len = 5\nbatch = 16\n"
+                    "warmup = 20\nthreads = 1\neval-n = 10\nquiet = true\n");
+    static char out[65536];
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "%s train --steps 12 --config %s --save %s --log-every 4",
+             tfm_test_bin(), cfg, join(dir, "run"));
+    ck_assert_msg(tfm_test_run(cmd, out, sizeof out) == 0, "%s", out);
+    ck_assert_msg(strstr(out, "steps=12 ") != NULL, "%s", out);
+    char *written = tfm_test_slurp(join(dir, "run/config.txt"));
+    ck_assert_msg(strstr(written, "steps = 12\n") && strstr(written, "task = reverse\n") &&
+                      strstr(written, "d-model = 16\n") && strstr(written, "quiet = true\n") &&
+                      strstr(written, "log-every = 4\n"),
+                  "%s", written);
+    free(written);
+    snprintf(cmd, sizeof cmd, "%s train --config %s --save %s --steps 8 --task copy",
+             tfm_test_bin(), cfg, join(dir, "run2"));
+    ck_assert_msg(tfm_test_run(cmd, out, sizeof out) == 0, "%s", out);
+    written = tfm_test_slurp(join(dir, "run2/config.txt"));
+    ck_assert_msg(strstr(written, "task = copy\n") && strstr(written, "steps = 8\n"), "%s",
+                  written);
+    free(written);
+    snprintf(cmd, sizeof cmd, "%s train --config %s --save %s", tfm_test_bin(),
+             join(dir, "run2/config.txt"), join(dir, "run3"));
+    ck_assert_msg(tfm_test_run(cmd, out, sizeof out) == 0, "%s", out);
+    written = tfm_test_slurp(join(dir, "run3/config.txt"));
+    ck_assert_msg(strstr(written, "steps = 8\n") && strstr(written, "task = copy\n"), "%s",
+                  written);
+    free(written);
+}
+END_TEST
+
+/* The committed example configs are valid: parse them and run a step. */
+START_TEST(test_example_configs) {
+    const char *dir = tfm_test_tmpdir("cli-examples");
+    static char out[65536];
+    char cmd[8192];
+    const char *toys[2] = {"examples/copy.cfg", "examples/reverse.cfg"};
+    for (int i = 0; i < 2; i++) {
+        snprintf(
+            cmd, sizeof cmd,
+            "%s train --config %s --steps 2 --eval-n 4 --d-model 16 --heads 2 --d-ff 16 --layers 1 "
+            "--batch 8 --threads 1 --quiet --save %s/t%d",
+            tfm_test_bin(), tfm_test_path(toys[i]), dir, i);
+        ck_assert_msg(tfm_test_run(cmd, out, sizeof out) == 0, "%s: %s", toys[i], out);
+    }
+    /* every key must be known (the run is shrunk: this checks the file, not the
+     * recipe); the Multi30k recipe needs the corpus, so it gets a tiny one */
+    char src[600], tgt[600];
+    snprintf(src, sizeof src, "%s", join(dir, "tiny.de"));
+    snprintf(tgt, sizeof tgt, "%s", join(dir, "tiny.en"));
+    write_text(src, "ein Hund rennt\neine Katze schläft\n");
+    write_text(tgt, "a dog runs\na cat sleeps\n");
+    snprintf(cmd, sizeof cmd,
+             "%s train --config %s --src-train %s --tgt-train %s --src-valid %s --tgt-valid %s "
+             "--steps 0 --bpe-merges 5 --d-model 16 --heads 2 --d-ff 16 --layers 1 --threads 1 "
+             "--quiet --save %s/m",
+             tfm_test_bin(), tfm_test_path("examples/multi30k.cfg"), src, tgt, src, tgt, dir);
+    ck_assert_msg(tfm_test_run(cmd, out, sizeof out) == 0, "multi30k.cfg: %s", out);
+}
+END_TEST
+
+/* --help comes from the flag tables, with the defaults and other spellings. */
+START_TEST(test_help) {
+    static char out[65536];
+    char cmd[1024];
+    const struct {
+        const char *args, *want[3];
+    } cases[] = {
+        {"train --help", {"--steps X", "(default: 3000)", "--config FILE"}},
+        {"plot --help", {"usage: tfm plot", "--output X", "(also -o)"}},
+        {"attention --help", {"--head X", "(default: mean)", "--self"}},
+        {"bpe --help", {"usage: tfm bpe learn", "--codes X", "(also -c)"}},
+        {"bpe apply --help", {"--min-freq X", "(also --min-frequency)", "(default: 2)"}},
+        {"bleu --help", {"--lowercase", "(also -lc)", "--width X"}},
+        {"bench gemm --help", {"--m X", "--trans X", "(default: nn)"}},
+        {"--help", {"plot", "attention", "bleu"}},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        snprintf(cmd, sizeof cmd, "%s %s", tfm_test_bin(), cases[i].args);
+        ck_assert_msg(tfm_test_run(cmd, out, sizeof out) == 0, "tfm %s: %s", cases[i].args, out);
+        for (int k = 0; k < 3; k++)
+            ck_assert_msg(strstr(out, cases[i].want[k]), "tfm %s: no '%s' in\n%s", cases[i].args,
+                          cases[i].want[k], out);
+    }
+}
+END_TEST
+
+/* Other spellings (-c, -lc, --min-frequency=N) mean their flag; after "--"
+ * every argument is a file, even one whose name starts with '-'. */
+START_TEST(test_flag_aliases_and_end_of_options) {
+    const char *dir = tfm_test_tmpdir("cli-alias");
+    static char out[8192];
+    char cmd[4096], want[8192];
+    write_text(join(dir, "ref.txt"), "The cat sat on the mat .\nA dog runs\n");
+    write_text(join(dir, "-hyp.txt"), "the cat sat on the mat .\na dog runs\n");
+    snprintf(cmd, sizeof cmd, "cd %s && %s bleu --lowercase --width 2 ref.txt < ./-hyp.txt", dir,
+             tfm_test_bin());
+    ck_assert_msg(tfm_test_run(cmd, want, sizeof want) == 0, "%s", want);
+    snprintf(cmd, sizeof cmd, "cd %s && %s bleu -lc -w 2 ref.txt < ./-hyp.txt", dir,
+             tfm_test_bin());
+    ck_assert_msg(tfm_test_run(cmd, out, sizeof out) == 0, "%s", out);
+    ck_assert_str_eq(out, want);
+    ck_assert_msg(strstr(out, "case:lc") && strstr(out, "\n100.00\n"), "%s", out);
+    /* the file named -hyp.txt as a reference: an unknown flag before --, a file after */
+    snprintf(cmd, sizeof cmd, "cd %s && %s bleu ref.txt -hyp.txt < ref.txt", dir, tfm_test_bin());
+    ck_assert_int_eq(tfm_test_run(cmd, out, sizeof out), 2);
+    ck_assert_str_eq(out, "tfm: unknown flag '-hyp.txt' (see --help)\n");
+    snprintf(cmd, sizeof cmd, "cd %s && %s bleu -lc -- ref.txt -hyp.txt < ref.txt", dir,
+             tfm_test_bin());
+    ck_assert_msg(tfm_test_run(cmd, out, sizeof out) == 0, "%s", out);
+    ck_assert_msg(strstr(out, "nrefs:2|case:lc"), "%s", out);
+
+    /* bpe: --min-frequency=N is --min-freq, -s is --merges, -o is --output */
+    write_text(join(dir, "text"), "low lower lowest\nnewer newest wider\n");
+    snprintf(cmd, sizeof cmd,
+             "cd %s && %s bpe learn --merges 5 --min-freq 1 --output a text 2>&1 && "
+             "%s bpe learn -s 5 --min-frequency=1 -o b text 2>&1 && cmp a b",
+             dir, tfm_test_bin(), tfm_test_bin());
+    ck_assert_msg(tfm_test_run(cmd, out, sizeof out) == 0, "%s", out);
+    snprintf(cmd, sizeof cmd, "cd %s && %s bpe learn -s 5 -o c text --min-frequency", dir,
+             tfm_test_bin());
+    ck_assert_int_eq(tfm_test_run(cmd, out, sizeof out), 2);
+    ck_assert_str_eq(out, "tfm: --min-frequency: missing value\n");
+}
+END_TEST
+
 static Suite *suite(void) {
     Suite *s = suite_create("cli");
     TCase *tc = tcase_create("bad_input");
@@ -397,6 +564,11 @@ static Suite *suite(void) {
     tcase_add_test(tc, test_config_parse);
     tcase_add_test(tc, test_bench_help);
     tcase_add_test(tc, test_resume_other_config_refused);
+    tcase_add_test(tc, test_train_output);
+    tcase_add_test(tc, test_config_flags_win);
+    tcase_add_test(tc, test_example_configs);
+    tcase_add_test(tc, test_help);
+    tcase_add_test(tc, test_flag_aliases_and_end_of_options);
     suite_add_tcase(s, tc);
     return s;
 }

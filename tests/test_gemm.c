@@ -344,14 +344,15 @@ START_TEST(inside_parallel_region) {
 END_TEST
 
 START_TEST(bench_gemm_command) {
-    /* `tfm bench gemm`: bad flags give one line and exit 2; a run ends with gflops= */
+    /* `tfm bench gemm`: bad flags give one line and exit 2 (flags.c's messages for
+     * unknown flags and missing values); a run ends with gflops= */
     static const char *bad[] = {"--m 0 --n 2 --k 3", "--bogus 1", "--m 4 --n 4",
                                 "--m 4 --n 4 --k 4 --trans xx", "--m 4 --n 4 --k 4 --threads"};
     char cmd[512], out[4096];
     for (int i = 0; i < (int)(sizeof bad / sizeof bad[0]); i++) {
         snprintf(cmd, sizeof cmd, "%s bench gemm %s", tfm_test_bin(), bad[i]);
         ck_assert_int_eq(tfm_test_run(cmd, out, sizeof out), 2);
-        ck_assert_msg(strncmp(out, "tfm: bench gemm: ", 17) == 0, "%s", out);
+        ck_assert_msg(strncmp(out, "tfm: ", 5) == 0, "%s", out); /* flags.c or bench gemm */
         ck_assert_msg(strchr(out, '\n') == out + strlen(out) - 1, "not one line: %s", out);
     }
     snprintf(cmd, sizeof cmd, "%s bench gemm --m 9 --n 7 --k 5 --trans tn --threads 1 --reps 1",

@@ -321,6 +321,74 @@ START_TEST(test_resume_before_first_checkpoint) {
 }
 END_TEST
 
+/* The newest checkpoints of a run directory, oldest first (tfm average --last). */
+START_TEST(test_newest_checkpoints) {
+    const char *root = tfm_test_tmpdir("train-newest");
+    char dir[600], want[700];
+    snprintf(dir, sizeof dir, "%s/run", root);
+    ck_assert_int_eq(toy_run_dir(dir, 12, 0, CONFIG_A, NULL), 0); /* keeps 4, 8, 12 */
+    char *paths[4] = {0};
+    ck_assert_msg(tfm_run_newest_checkpoints(dir, 2, paths) == 0, "%s", tfm_last_error());
+    snprintf(want, sizeof want, "%s/checkpoint-00000008.tfm", dir);
+    ck_assert_str_eq(paths[0], want);
+    snprintf(want, sizeof want, "%s/checkpoint-00000012.tfm", dir);
+    ck_assert_str_eq(paths[1], want);
+    free(paths[0]);
+    free(paths[1]);
+    ck_assert_int_ne(tfm_run_newest_checkpoints(dir, 4, paths), 0);
+    snprintf(want, sizeof want, "%s holds 3 checkpoints (checkpoint-<step>.tfm)", dir);
+    ck_assert_str_eq(tfm_last_error(), want);
+    snprintf(dir, sizeof dir, "%s/nowhere", root);
+    ck_assert_int_ne(tfm_run_newest_checkpoints(dir, 1, paths), 0);
+    ck_assert_msg(strstr(tfm_last_error(), "nowhere: cannot open the run directory"), "%s",
+                  tfm_last_error());
+}
+END_TEST
+
+/* ---- toy translation (text.c) ------------------------------ */
+/* "3 4 5"-style output: ids a model may emit (never pad or <s>), single spaces. */
+static void assert_symbol_line(const char *s, int64_t vocab) {
+    const char *p = s;
+    while (*p) {
+        char *end;
+        long v = strtol(p, &end, 10);
+        ck_assert_msg(end != p && v >= TFM_EOS_ID && v < vocab, "bad output '%s'", s);
+        ck_assert_msg(*end == 0 || (*end == ' ' && end[1] && end[1] != ' '), "bad output '%s'", s);
+        p = *end ? end + 1 : end;
+    }
+}
+
+START_TEST(test_translate_toy_lines) {
+    tfm_model_config c = tfm_test_tiny_model();
+    tfm_model m;
+    ck_assert_int_eq(tfm_model_init(&m, &c), 0);
+    tfm_model_init_weights(&m, 5);
+    char *lines[3] = {"3 4 5", "", "  7 6 "};
+    char *out[3] = {0}, *again[3] = {0};
+    tfm_translate_opts o = {.beam = 1, .batch = 2};
+    ck_assert_msg(tfm_translate_toy_lines(&m, lines, 3, &o, "in", out) == 0, "%s",
+                  tfm_last_error());
+    ck_assert_msg(tfm_translate_toy_lines(&m, lines, 3, &o, "in", again) == 0, "%s",
+                  tfm_last_error());
+    for (int i = 0; i < 3; i++) {
+        assert_symbol_line(out[i], c.vocab);
+        ck_assert_str_eq(out[i], again[i]); /* deterministic */
+        free(out[i]);
+        free(again[i]);
+        out[i] = NULL;
+    }
+    /* errors name the input and line; nothing stays allocated */
+    char *bad[3] = {"3 4", "5", "4 x"};
+    ck_assert_int_ne(tfm_translate_toy_lines(&m, bad, 3, &o, "in", out), 0);
+    ck_assert_str_eq(tfm_last_error(), "in:3: 'x' is not a symbol id");
+    for (int i = 0; i < 3; i++) ck_assert_ptr_null(out[i]);
+    char *outside[1] = {"3 9"};
+    ck_assert_int_ne(tfm_translate_toy_lines(&m, outside, 1, &o, "<stdin>", out), 0);
+    ck_assert_str_eq(tfm_last_error(), "<stdin>:1: symbol 9 is outside 3..7");
+    tfm_model_free(&m);
+}
+END_TEST
+
 static Suite *suite(void) {
     Suite *s = suite_create("train");
     TCase *tc = tcase_create("trainer");
@@ -329,6 +397,8 @@ static Suite *suite(void) {
     tcase_add_test(tc, test_reduce_hook_contract);
     tcase_add_test(tc, test_v1_checkpoint_loads_and_resumes);
     tcase_add_test(tc, test_resume_before_first_checkpoint);
+    tcase_add_test(tc, test_translate_toy_lines);
+    tcase_add_test(tc, test_newest_checkpoints);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -2,7 +2,6 @@
  * count. Each sample repeats the call back to back for at least 0.2 s; the
  * median over --reps samples is reported (after one warm-up call, which also
  * grows the packing buffers). */
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,16 +12,15 @@
 
 #include "bench.h"
 #include "commands.h"
+#include "flags.h"
 #include "tfm/kernels.h"
 
-static int parse_i64(const char *flag, const char *s, int64_t lo, int64_t hi, int64_t *out) {
-    char *end;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi)
-        return tfm_cli_fail(2, "bench gemm: %s expects an integer in [%lld, %lld], got '%s'", flag,
-                            (long long)lo, (long long)hi, s);
-    *out = v;
+/* A given flag's value must lie in [lo, hi]. */
+static int check_range(const flag_def *f, int64_t lo, int64_t hi) {
+    int64_t v = *(const int64_t *)f->value;
+    if (f->set && (v < lo || v > hi))
+        return tfm_cli_fail(2, "bench gemm: --%s expects an integer in [%lld, %lld], got '%lld'",
+                            f->name, (long long)lo, (long long)hi, (long long)v);
     return 0;
 }
 
@@ -42,40 +40,34 @@ int tfm_bench_gemm(int argc, char **argv) {
     int64_t M = 0, N = 0, K = 0, threads = 0, reps = 5;
     int ta = 0, tb = 0;
     tfm_precision prec = TFM_FP32;
-    for (int i = 1; i < argc; i++) {
-        const char *f = argv[i];
-        if (!strcmp(f, "--help") || !strcmp(f, "-h")) {
-            printf("usage: tfm bench gemm --m M --n N --k K [--trans nn|nt|tn|tt] [--threads T]"
-                   " [--reps R] [--precision fp32|bf16]\n"
-                   "  times C(M,N) = op(A)(M,K) * op(B)(K,N); trans letters are op(A), op(B);\n"
-                   "  bf16 rounds op(A) and op(B) to bfloat16 and accumulates in fp32\n");
-            return 0;
-        }
-        if (i + 1 >= argc) return tfm_cli_fail(2, "bench gemm: %s needs a value", f);
-        const char *v = argv[++i];
-        int rc = 0;
-        if (!strcmp(f, "--m"))
-            rc = parse_i64(f, v, 1, 1 << 20, &M);
-        else if (!strcmp(f, "--n"))
-            rc = parse_i64(f, v, 1, 1 << 20, &N);
-        else if (!strcmp(f, "--k"))
-            rc = parse_i64(f, v, 1, 1 << 20, &K);
-        else if (!strcmp(f, "--threads"))
-            rc = parse_i64(f, v, 1, 1024, &threads);
-        else if (!strcmp(f, "--reps"))
-            rc = parse_i64(f, v, 1, 1000, &reps);
-        else if (!strcmp(f, "--precision")) {
-            if (tfm_precision_parse(v, &prec))
-                return tfm_cli_fail(2, "bench gemm: --precision expects fp32 or bf16, got '%s'", v);
-        } else if (!strcmp(f, "--trans")) {
-            if (strlen(v) != 2 || !strchr("nt", v[0]) || !strchr("nt", v[1]))
-                return tfm_cli_fail(2, "bench gemm: --trans expects nn, nt, tn or tt, got '%s'", v);
-            ta = v[0] == 't';
-            tb = v[1] == 't';
-        } else
-            return tfm_cli_fail(2, "bench gemm: unknown flag '%s' (tfm bench gemm --help)", f);
-        if (rc) return rc;
-    }
+    const char *trans = "nn", *precision = "fp32";
+    flag_def flags[] = {
+        {"m", FLAG_INT, &M, "rows of C and op(A) (required)", 0},
+        {"n", FLAG_INT, &N, "columns of C and op(B) (required)", 0},
+        {"k", FLAG_INT, &K, "columns of op(A), rows of op(B) (required)", 0},
+        {"trans", FLAG_STR, &trans, "nn, nt, tn or tt: the letters are op(A), op(B)", 0},
+        {"threads", FLAG_INT, &threads, "OpenMP threads (0: all cores)", 0},
+        {"reps", FLAG_INT, &reps, "samples; the median is reported", 0},
+        {"precision", FLAG_STR, &precision,
+         "fp32, or bf16: op(A) and op(B) rounded to bfloat16, fp32 sums", 0},
+    };
+    int n_flags = (int)(sizeof flags / sizeof flags[0]);
+    int rc = flags_parse(flags, n_flags, argc, argv,
+                         "tfm bench gemm --m M --n N --k K [--trans nn|nt|tn|tt] [--threads T]"
+                         " [--reps R] [--precision fp32|bf16]\n"
+                         "  times C(M,N) = op(A)(M,K) * op(B)(K,N)",
+                         NULL, 0, NULL);
+    if (rc) return rc == 1 ? 0 : rc;
+    if (check_range(&flags[0], 1, 1 << 20) || check_range(&flags[1], 1, 1 << 20) ||
+        check_range(&flags[2], 1, 1 << 20) || check_range(&flags[4], 1, 1024) ||
+        check_range(&flags[5], 1, 1000))
+        return 2;
+    if (tfm_precision_parse(precision, &prec))
+        return tfm_cli_fail(2, "bench gemm: --precision expects fp32 or bf16, got '%s'", precision);
+    if (strlen(trans) != 2 || !strchr("nt", trans[0]) || !strchr("nt", trans[1]))
+        return tfm_cli_fail(2, "bench gemm: --trans expects nn, nt, tn or tt, got '%s'", trans);
+    ta = trans[0] == 't';
+    tb = trans[1] == 't';
     if (!M || !N || !K) return tfm_cli_fail(2, "bench gemm: --m, --n and --k are required");
     if ((double)M * N > 4e9 || (double)M * K > 4e9 || (double)K * N > 4e9)
         return tfm_cli_fail(2, "bench gemm: matrices of more than 4e9 elements");

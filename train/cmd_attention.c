@@ -8,11 +8,9 @@
  * (dec.1.cross_attn); the default layer is the last one. Toy models take
  * symbol ids ("3 4 5") and are labelled with them. */
 #include <errno.h>
-#include <libgen.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "commands.h"
 #include "flags.h"
@@ -346,28 +344,13 @@ int tfm_cmd_attention(int argc, char **argv) {
          "mean (over heads), all (one panel each), or a head number from 0", 0},
         {"self", FLAG_BOOL, &self, "draw the encoder self-attention instead of the cross-attention",
          0},
-        {"output", FLAG_STR, &out, "SVG file to write (also -o)", 0},
+        {"output", FLAG_STR, &out, "SVG file to write", 0},
         {"max-len", FLAG_INT, &max_len, "longest output in subwords (0: from the input)", 0},
         {"threads", FLAG_INT, &threads, "OpenMP threads (0: all cores)", 0},
     };
     int n_flags = (int)(sizeof flags / sizeof flags[0]);
-    /* "-o FILE" is the familiar spelling: turn it into --output before parsing */
-    char **args = malloc((size_t)(argc + 1) * sizeof(char *));
-    if (!args) return tfm_cli_fail(1, "out of memory");
-    int n_args = 0;
-    for (int i = 0; i < argc; i++) {
-        if (i > 0 && !strcmp(argv[i], "-o")) {
-            if (i + 1 >= argc) {
-                free(args);
-                return tfm_cli_fail(2, "-o: missing file name");
-            }
-            args[n_args++] = "--output";
-            continue;
-        }
-        args[n_args++] = argv[i];
-    }
-    int rc = flags_parse(flags, n_flags, n_args, args, USAGE, NULL, 0, NULL);
-    free(args);
+    static const flag_alias aliases[] = {{"-o", "output"}}; /* the familiar spelling */
+    int rc = flags_parse_aliases(flags, n_flags, aliases, 1, argc, argv, USAGE, NULL, 0, NULL);
     if (rc) return rc == 1 ? 0 : rc;
     if (!model_path)
         return tfm_cli_fail(2, "attention: --model DIR is required (usage: %s)", USAGE);

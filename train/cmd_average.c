@@ -1,6 +1,6 @@
 /* tfm average: the element-wise mean of several checkpoints' weights
- * (tfm/average.h), given as files or as the newest N of a run directory. */
-#include <dirent.h>
+ * (tfm/average.h), given as files or as the newest N of a run directory
+ * (tfm_run_newest_checkpoints, tfm/train.h). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -8,6 +8,7 @@
 #include "flags.h"
 #include "tfm/average.h"
 #include "tfm/base.h"
+#include "tfm/train.h"
 
 static const char *USAGE = "tfm average --out FILE CKPT [CKPT ...]\n"
                            "       tfm average --out FILE --last N RUN_DIR\n"
@@ -15,75 +16,6 @@ static const char *USAGE = "tfm average --out FILE CKPT [CKPT ...]\n"
                            "configuration required)";
 
 enum { MAX_INPUTS = 4096 };
-
-/* The step of "checkpoint-<digits>.tfm", else -1. */
-static int64_t checkpoint_step(const char *name) {
-    if (strncmp(name, "checkpoint-", 11)) return -1;
-    const char *p = name + 11;
-    int64_t step = 0;
-    int digits = 0;
-    for (; *p >= '0' && *p <= '9' && digits < 18; p++, digits++) step = step * 10 + (*p - '0');
-    return digits && !strcmp(p, ".tfm") ? step : -1;
-}
-
-typedef struct {
-    int64_t step;
-    char *name;
-} ckpt_entry;
-
-static int cmp_step(const void *a, const void *b) {
-    int64_t x = ((const ckpt_entry *)a)->step, y = ((const ckpt_entry *)b)->step;
-    return (x > y) - (x < y);
-}
-
-/* The newest n checkpoints of dir, oldest first, into paths (malloc'd). */
-static int newest_checkpoints(const char *dir, int64_t n, char **paths) {
-    DIR *d = opendir(dir);
-    if (!d) return tfm_set_error("--last: %s: cannot open the run directory", dir), 1;
-    ckpt_entry *list = NULL;
-    int64_t count = 0, cap = 0;
-    int rc = 0;
-    struct dirent *e;
-    while (!rc && (e = readdir(d))) {
-        int64_t s = checkpoint_step(e->d_name);
-        if (s < 0) continue;
-        if (count == cap) {
-            cap = cap ? 2 * cap : 64;
-            ckpt_entry *grown = realloc(list, (size_t)cap * sizeof *list);
-            if (!grown) {
-                rc = 1;
-                break;
-            }
-            list = grown;
-        }
-        list[count].step = s;
-        list[count].name = strdup(e->d_name);
-        if (!list[count++].name) rc = 1;
-    }
-    closedir(d);
-    if (rc) {
-        tfm_set_error("average: out of memory");
-    } else if (count < n) {
-        tfm_set_error("--last %lld: %s holds %lld checkpoint%s (checkpoint-<step>.tfm)",
-                      (long long)n, dir, (long long)count, count == 1 ? "" : "s");
-        rc = 1;
-    } else {
-        qsort(list, (size_t)count, sizeof *list, cmp_step);
-        for (int64_t i = 0; i < n && !rc; i++) {
-            const char *name = list[count - n + i].name;
-            size_t len = strlen(dir) + strlen(name) + 2;
-            if (!(paths[i] = malloc(len))) {
-                tfm_set_error("average: out of memory");
-                rc = 1;
-            } else {
-                snprintf(paths[i], len, "%s/%s", dir, name);
-            }
-        }
-    }
-    for (int64_t i = 0; i < count; i++) free(list[i].name);
-    free(list);
-    return rc;
-}
 
 int tfm_cmd_average(int argc, char **argv) {
     const char *out = NULL;
@@ -116,8 +48,8 @@ int tfm_cmd_average(int argc, char **argv) {
                               n_pos);
         else if (!(paths = calloc((size_t)last, sizeof *paths)))
             rc = tfm_cli_fail(1, "average: out of memory");
-        else if (newest_checkpoints(pos[0], last, paths))
-            rc = tfm_cli_fail(1, "%s", tfm_last_error());
+        else if (tfm_run_newest_checkpoints(pos[0], last, paths))
+            rc = tfm_cli_fail(1, "--last %lld: %s", (long long)last, tfm_last_error());
         n = last;
     } else if (n_pos == 0) {
         rc = tfm_cli_fail(2, "average: no checkpoint given (usage: %s)",

@@ -4,66 +4,48 @@
 #include <string.h>
 
 #include "commands.h"
+#include "flags.h"
 #include "tfm/base.h"
 #include "tfm/eval.h"
 
-static void usage(FILE *f) {
-    fprintf(f, "usage: tfm bleu REF [REF2 ...] [options] < HYP\n"
-               "Corpus BLEU of the hypothesis lines on stdin against one or more reference\n"
-               "files (UTF-8, one segment per line), as sacreBLEU's default: 13a tokens,\n"
-               "exp smoothing, closest reference length.\n\n"
-               "  -lc, --lowercase   lowercase hypotheses and references first\n"
-               "  -tok, --tokenize T 13a (default, sacreBLEU's) or none (split on whitespace\n"
-               "                     only, for text that is already tokenized)\n"
-               "  -w, --width N      decimals of the score (default 1)\n"
-               "  --                 end of options (for file names starting with '-')\n"
-               "  -h, --help         this help\n");
-}
+static const char USAGE[] =
+    "tfm bleu REF [REF2 ...] [options] < HYP\n"
+    "Corpus BLEU of the hypothesis lines on stdin against one or more reference\n"
+    "files (UTF-8, one segment per line), as sacreBLEU's default: 13a tokens,\n"
+    "exp smoothing, closest reference length. After -- every argument is a\n"
+    "reference file (for names starting with '-').";
 
 int tfm_cmd_bleu(int argc, char **argv) {
-    int lowercase = 0, width = 1, options_done = 0;
-    tfm_bleu_tok tok = TFM_BLEU_TOK_13A;
+    int lowercase = 0;
+    int64_t width = 1;
+    const char *tok_name = "13a";
+    flag_def flags[] = {
+        {"lowercase", FLAG_BOOL, &lowercase, "lowercase hypotheses and references first", 0},
+        {"tokenize", FLAG_STR, &tok_name,
+         "13a (sacreBLEU's) or none (split on whitespace only, for text that is already "
+         "tokenized)",
+         0},
+        {"width", FLAG_INT, &width, "decimals of the score, 0 to 17", 0},
+    };
+    static const flag_alias aliases[] = {
+        {"-lc", "lowercase"}, {"-tok", "tokenize"}, {"-w", "width"}};
     const char **paths = calloc((size_t)argc + 1, sizeof *paths);
     if (!paths) return tfm_cli_fail(1, "bleu: out of memory");
     int n_refs = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (options_done || a[0] != '-' || !a[1]) {
-            paths[n_refs++] = a;
-        } else if (!strcmp(a, "--")) {
-            options_done = 1;
-        } else if (!strcmp(a, "-lc") || !strcmp(a, "--lowercase")) {
-            lowercase = 1;
-        } else if (!strcmp(a, "-tok") || !strcmp(a, "--tokenize")) {
-            if (i + 1 >= argc || tfm_bleu_tok_parse(argv[i + 1], &tok)) {
-                free(paths);
-                return tfm_cli_fail(2, "bleu: %s needs 13a or none%s%s%s", a,
-                                    i + 1 < argc ? " (got '" : "", i + 1 < argc ? argv[i + 1] : "",
-                                    i + 1 < argc ? "')" : "");
-            }
-            i++;
-        } else if (!strcmp(a, "-w") || !strcmp(a, "--width")) {
-            char *end = NULL;
-            long w = i + 1 < argc ? strtol(argv[i + 1], &end, 10) : -1;
-            if (i + 1 >= argc || !argv[i + 1][0] || *end || w < 0 || w > 17) {
-                free(paths);
-                return tfm_cli_fail(2, "bleu: %s needs a number of decimals from 0 to 17", a);
-            }
-            width = (int)w;
-            i++;
-        } else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            usage(stdout);
-            free(paths);
-            return 0;
-        } else {
-            free(paths);
-            return tfm_cli_fail(2, "bleu: unknown option '%s' (tfm bleu --help lists them)", a);
-        }
-    }
-    if (n_refs == 0) {
+    int rc = flags_parse_aliases(flags, (int)(sizeof flags / sizeof flags[0]), aliases,
+                                 (int)(sizeof aliases / sizeof aliases[0]), argc, argv, USAGE,
+                                 (char **)paths, argc, &n_refs);
+    tfm_bleu_tok tok = TFM_BLEU_TOK_13A;
+    if (rc == 0 && tfm_bleu_tok_parse(tok_name, &tok))
+        rc = tfm_cli_fail(2, "--tokenize: '%s' is not 13a or none", tok_name);
+    if (rc == 0 && (width < 0 || width > 17))
+        rc = tfm_cli_fail(2, "--width: must be between 0 and 17");
+    if (rc == 0 && n_refs == 0)
+        rc =
+            tfm_cli_fail(2, "bleu: no reference file given (usage: tfm bleu REF [REF2 ...] < HYP)");
+    if (rc) {
         free(paths);
-        return tfm_cli_fail(2,
-                            "bleu: no reference file given (usage: tfm bleu REF [REF2 ...] < HYP)");
+        return rc == 1 ? 0 : rc; /* 1: --help */
     }
 
     int status = 1;
@@ -100,8 +82,8 @@ int tfm_cmd_bleu(int argc, char **argv) {
     char label[128], line[512];
     snprintf(label, sizeof label, "BLEU|nrefs:%d|case:%s|eff:no|tok:%s|smooth:exp|impl:tfm", n_refs,
              lowercase ? "lc" : "mixed", tfm_bleu_tok_name(tok));
-    tfm_bleu_format(&b, label, width, line, sizeof line);
-    printf("%s\n%.*f\n", line, width, b.score);
+    tfm_bleu_format(&b, label, (int)width, line, sizeof line);
+    printf("%s\n%.*f\n", line, (int)width, b.score);
     status = fflush(stdout) ? 1 : 0;
     if (status) tfm_cli_fail(1, "bleu: cannot write the result");
 done:

@@ -1,16 +1,16 @@
 /* tfm bpe: learn, apply and undo byte-pair-encoding subwords; build the
  * vocabulary; encode/decode ids; write a Hugging Face tokenizer.json. */
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "commands.h"
+#include "flags.h"
 #include "tfm/base.h"
 #include "tfm/text.h"
 
 static const char USAGE[] =
-    "usage: tfm bpe learn --merges N [--min-freq F] -o CODES [--vocab-out VOCAB] FILE...\n"
+    "tfm bpe learn --merges N [--min-freq F] -o CODES [--vocab-out VOCAB] FILE...\n"
     "       tfm bpe apply -c CODES [FILE...]          segment (stdin by default) with '@@ '\n"
     "       tfm bpe detok [FILE...]                   join '@@ ' pieces back into words\n"
     "       tfm bpe vocab -c CODES -o VOCAB FILE...   vocabulary of the segmented text\n"
@@ -21,7 +21,7 @@ static const char USAGE[] =
     "learn builds one joint model from all FILEs (e.g. source and target training text):\n"
     "words are whitespace-separated, the end of word is marked '</w>' (subword-nmt 0.2).\n"
     "Ties between equally frequent pairs go to the lexicographically greatest pair.\n"
-    "--min-freq defaults to 2: learning stops when no pair occurs that often.\n";
+    "learning stops when no pair occurs --min-freq times.";
 
 typedef struct {
     const char *codes, *out, *vocab, *vocab_out;
@@ -31,54 +31,31 @@ typedef struct {
     int n_files;
 } bpe_args;
 
-static int parse_int(const char *flag, const char *s, int64_t *v) {
-    char *end;
-    errno = 0;
-    long long x = strtoll(s, &end, 10);
-    if (!*s || *end || errno == ERANGE)
-        return tfm_cli_fail(2, "%s wants an integer, got '%s'", flag, s);
-    *v = x;
-    return 0;
-}
-
-/* Parses the flags every subcommand shares; unknown flags are usage errors. */
+/* The flags every subcommand shares (each uses those it needs), through
+ * flags.c like every other command; the short spellings are subword-nmt's. */
 static int parse_args(int argc, char **argv, bpe_args *a) {
     memset(a, 0, sizeof *a);
     a->min_freq = 2;
     a->files = calloc((size_t)argc + 1, sizeof *a->files);
     if (!a->files) return tfm_cli_fail(1, "out of memory");
-    for (int i = 2; i < argc; i++) {
-        const char *f = argv[i];
-        int has_val = i + 1 < argc;
-        if (!strcmp(f, "-h") || !strcmp(f, "--help")) {
-            fputs(USAGE, stdout);
-            return -1;
-        }
-        if (f[0] == '-' && f[1] != 0) {
-            if (!has_val) return tfm_cli_fail(2, "%s needs a value\n%s", f, USAGE);
-            const char *v = argv[++i];
-            int rc = 0;
-            if (!strcmp(f, "-c") || !strcmp(f, "--codes"))
-                a->codes = v;
-            else if (!strcmp(f, "-o") || !strcmp(f, "--output"))
-                a->out = v;
-            else if (!strcmp(f, "-v") || !strcmp(f, "--vocab"))
-                a->vocab = v;
-            else if (!strcmp(f, "--vocab-out"))
-                a->vocab_out = v;
-            else if (!strcmp(f, "--merges") || !strcmp(f, "-s")) {
-                rc = parse_int(f, v, &a->merges);
-                a->have_merges = 1;
-            } else if (!strcmp(f, "--min-freq") || !strcmp(f, "--min-frequency"))
-                rc = parse_int(f, v, &a->min_freq);
-            else
-                return tfm_cli_fail(2, "bpe %s: unknown option '%s'\n%s", argv[1], f, USAGE);
-            if (rc) return rc;
-        } else {
-            a->files[a->n_files++] = f;
-        }
-    }
-    return 0;
+    flag_def flags[] = {
+        {"merges", FLAG_INT, &a->merges, "learn: merge operations to learn (required)", 0},
+        {"min-freq", FLAG_INT, &a->min_freq, "learn: least frequency of a pair to merge", 0},
+        {"codes", FLAG_STR, &a->codes, "the BPE codes (apply, vocab, encode, hf)", 0},
+        {"vocab", FLAG_STR, &a->vocab, "the vocabulary (encode, decode, hf)", 0},
+        {"output", FLAG_STR, &a->out,
+         "file to write: the codes (learn), the vocabulary (vocab), tokenizer.json (hf)", 0},
+        {"vocab-out", FLAG_STR, &a->vocab_out, "learn: also write the vocabulary of the FILEs", 0},
+    };
+    static const flag_alias aliases[] = {
+        {"-s", "merges"}, {"--min-frequency", "min-freq"}, {"-c", "codes"}, {"-v", "vocab"},
+        {"-o", "output"},
+    };
+    int n_flags = (int)(sizeof flags / sizeof flags[0]);
+    int rc = flags_parse_aliases(flags, n_flags, aliases, (int)(sizeof aliases / sizeof *aliases),
+                                 argc, argv, USAGE, (char **)a->files, argc, &a->n_files);
+    a->have_merges = flags_find(flags, n_flags, "merges")->set != 0;
+    return rc == 1 ? -1 : rc; /* -1: --help was printed */
 }
 
 /* Runs fn on every line of the files (stdin when none), with the name for
@@ -113,9 +90,9 @@ static int each_input_line(const bpe_args *a, line_cb fn, void *ctx) {
 }
 
 static int cmd_learn(const bpe_args *a) {
-    if (!a->have_merges) return tfm_cli_fail(2, "bpe learn: --merges N is required\n%s", USAGE);
-    if (!a->out) return tfm_cli_fail(2, "bpe learn: -o CODES is required\n%s", USAGE);
-    if (!a->n_files) return tfm_cli_fail(2, "bpe learn: no input FILE given\n%s", USAGE);
+    if (!a->have_merges) return tfm_cli_fail(2, "bpe learn: --merges N is required");
+    if (!a->out) return tfm_cli_fail(2, "bpe learn: -o CODES is required");
+    if (!a->n_files) return tfm_cli_fail(2, "bpe learn: no input FILE given");
     if (a->merges < 0) return tfm_cli_fail(2, "--merges must be >= 0");
     if (a->min_freq < 1) return tfm_cli_fail(2, "--min-freq must be >= 1");
     /* each input is read once: pipes and FIFOs cannot be read again for
@@ -238,8 +215,8 @@ static int run_lines(const bpe_args *a, line_cb fn, int need_codes, int need_voc
     apply_ctx c;
     memset(&c, 0, sizeof c);
     tfm_vocab *v = NULL;
-    if (need_codes && !a->codes) return tfm_cli_fail(2, "-c CODES is required\n%s", USAGE);
-    if (need_vocab && !a->vocab) return tfm_cli_fail(2, "-v VOCAB is required\n%s", USAGE);
+    if (need_codes && !a->codes) return tfm_cli_fail(2, "-c CODES is required");
+    if (need_vocab && !a->vocab) return tfm_cli_fail(2, "-v VOCAB is required");
     if (need_codes && !(c.bpe = tfm_bpe_load(a->codes)))
         return tfm_cli_fail(1, "%s", tfm_last_error());
     if (need_vocab && !(v = tfm_vocab_load(a->vocab))) {
@@ -257,7 +234,7 @@ static int run_lines(const bpe_args *a, line_cb fn, int need_codes, int need_voc
 
 static int cmd_vocab(const bpe_args *a) {
     if (!a->codes || !a->out || !a->n_files)
-        return tfm_cli_fail(2, "bpe vocab: -c CODES, -o VOCAB and a FILE are required\n%s", USAGE);
+        return tfm_cli_fail(2, "bpe vocab: -c CODES, -o VOCAB and a FILE are required");
     tfm_bpe *b = tfm_bpe_load(a->codes);
     if (!b) return tfm_cli_fail(1, "%s", tfm_last_error());
     tfm_vocab *v = tfm_vocab_build(b, a->files, a->n_files);
@@ -273,7 +250,7 @@ static int cmd_vocab(const bpe_args *a) {
 
 static int cmd_hf(const bpe_args *a) {
     if (!a->codes || !a->vocab || !a->out)
-        return tfm_cli_fail(2, "bpe hf: -c CODES, -v VOCAB and -o FILE are required\n%s", USAGE);
+        return tfm_cli_fail(2, "bpe hf: -c CODES, -v VOCAB and -o FILE are required");
     tfm_bpe *b = tfm_bpe_load(a->codes);
     tfm_vocab *v = b ? tfm_vocab_load(a->vocab) : NULL;
     int rc = 0;
@@ -285,14 +262,19 @@ static int cmd_hf(const bpe_args *a) {
 }
 
 int tfm_cmd_bpe(int argc, char **argv) {
-    if (argc < 2) return tfm_cli_fail(2, "bpe: which subcommand?\n%s", USAGE);
+    if (argc < 2)
+        return tfm_cli_fail(2, "bpe: which subcommand? (learn, apply, detok, vocab, encode, "
+                               "decode, hf; tfm bpe --help)");
     const char *sub = argv[1];
-    if (!strcmp(sub, "-h") || !strcmp(sub, "--help") || !strcmp(sub, "help")) {
-        fputs(USAGE, stdout);
-        return 0;
-    }
+    static const char *const SUBS[] = {"learn",  "apply",  "detok", "vocab",
+                                       "encode", "decode", "hf"};
+    int help = !strcmp(sub, "help") || !strcmp(sub, "-h") || !strcmp(sub, "--help"), known = help;
+    for (size_t i = 0; i < sizeof SUBS / sizeof SUBS[0]; i++) known |= !strcmp(sub, SUBS[i]);
+    if (!known) return tfm_cli_fail(2, "bpe: unknown subcommand '%s' (tfm bpe --help)", sub);
     bpe_args a;
-    int rc = parse_args(argc, argv, &a);
+    /* "tfm bpe --help" prints the options, as "tfm bpe apply --help" does */
+    char *help_argv[] = {(char *)"bpe", (char *)"--help", NULL};
+    int rc = help ? parse_args(2, help_argv, &a) : parse_args(argc - 1, argv + 1, &a);
     if (rc == 0) {
         if (!strcmp(sub, "learn"))
             rc = cmd_learn(&a);
@@ -306,10 +288,8 @@ int tfm_cmd_bpe(int argc, char **argv) {
             rc = run_lines(&a, encode_line, 1, 1);
         else if (!strcmp(sub, "decode"))
             rc = run_lines(&a, decode_line, 0, 1);
-        else if (!strcmp(sub, "hf"))
-            rc = cmd_hf(&a);
         else
-            rc = tfm_cli_fail(2, "bpe: unknown subcommand '%s'\n%s", sub, USAGE);
+            rc = cmd_hf(&a);
     } else if (rc < 0) {
         rc = 0; /* --help */
     }

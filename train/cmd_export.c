@@ -8,7 +8,6 @@
  * for tests/verify_export.py to compare with its PyTorch model. */
 #include <dirent.h>
 #include <errno.h>
-#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

@@ -264,36 +264,16 @@ static int draw(const metrics *m, const char *title, const char *out) {
 int tfm_cmd_plot(int argc, char **argv) {
     const char *out = NULL, *title = NULL;
     flag_def flags[] = {
-        {"output", FLAG_STR, &out, "SVG file to write (also -o; default DIR/curves.svg)", 0},
+        {"output", FLAG_STR, &out, "SVG file to write (default DIR/curves.svg)", 0},
         {"title", FLAG_STR, &title, "title above the plots (default: the run directory)", 0},
     };
     int n_flags = (int)(sizeof flags / sizeof flags[0]);
-    /* "-o FILE" is the familiar spelling: turn it into --output before parsing */
-    char **args = malloc((size_t)(argc + 1) * sizeof(char *));
-    if (!args) return tfm_cli_fail(1, "out of memory");
-    int n_args = 0;
-    for (int i = 0; i < argc; i++) {
-        if (i > 0 && !strcmp(argv[i], "-o")) {
-            if (i + 1 >= argc) {
-                free(args);
-                return tfm_cli_fail(2, "-o: missing file name");
-            }
-            args[n_args++] = "--output";
-            continue;
-        }
-        args[n_args++] = argv[i];
-    }
+    static const flag_alias aliases[] = {{"-o", "output"}}; /* the familiar spelling */
     char *pos[2];
     int n_pos = 0;
-    int rc = flags_parse(flags, n_flags, n_args, args, USAGE, pos, 2, &n_pos);
-    if (rc) {
-        free(args);
-        return rc == 1 ? 0 : rc;
-    }
-    if (n_pos != 1) {
-        free(args);
-        return tfm_cli_fail(2, "plot: give one run directory (usage: %s)", USAGE);
-    }
+    int rc = flags_parse_aliases(flags, n_flags, aliases, 1, argc, argv, USAGE, pos, 2, &n_pos);
+    if (rc) return rc == 1 ? 0 : rc;
+    if (n_pos != 1) return tfm_cli_fail(2, "plot: give one run directory (usage: %s)", USAGE);
     const char *dir = pos[0];
     char *csv = tfm_path_join(dir, "metrics.csv"), *def_out = tfm_path_join(dir, "curves.svg"),
          *def_title = tfm_format("tfm run %s", dir);
@@ -313,6 +293,5 @@ int tfm_cmd_plot(int argc, char **argv) {
     free(csv);
     free(def_out);
     free(def_title);
-    free(args);
     return rc;
 }

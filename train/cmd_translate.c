@@ -17,85 +17,6 @@
 
 static const char *USAGE = "tfm translate --model DIR [--beam K] [--alpha A] < input > output";
 
-/* "3 4 5" -> ids; symbols must be in [3, vocab). */
-static int parse_symbols(const char *line, int64_t lineno, int64_t vocab, int32_t *ids, int64_t cap,
-                         int64_t *n) {
-    *n = 0;
-    const char *p = line;
-    while (*p) {
-        while (*p == ' ') p++;
-        if (!*p) break;
-        char *end;
-        errno = 0;
-        long v = strtol(p, &end, 10);
-        if (end == p || (*end && *end != ' ') || errno)
-            return tfm_set_error("<stdin>:%lld: '%.*s' is not a symbol id", (long long)lineno,
-                                 (int)strcspn(p, " "), p),
-                   1;
-        if (v < 3 || v >= vocab)
-            return tfm_set_error("<stdin>:%lld: symbol %ld is outside 3..%lld", (long long)lineno,
-                                 v, (long long)(vocab - 1)),
-                   1;
-        if (*n >= cap)
-            return tfm_set_error("<stdin>:%lld: longer than %lld symbols", (long long)lineno,
-                                 (long long)cap),
-                   1;
-        ids[(*n)++] = (int32_t)v;
-        p = end;
-    }
-    return 0;
-}
-
-/* The lines of one window (first: the number of its first line). */
-static int translate_toy(tfm_model *m, const tfm_lines *in, int64_t first, int64_t batch,
-                         tfm_tape *tape) {
-    int64_t cap = m->cfg.max_len - 2;
-    int32_t *src = malloc((size_t)(batch * (cap + 1)) * sizeof(int32_t));
-    uint8_t *pad = malloc((size_t)(batch * (cap + 1)));
-    int32_t *out = malloc((size_t)(batch * (cap + 1)) * sizeof(int32_t));
-    int64_t *lens = malloc((size_t)batch * sizeof(int64_t)),
-            *row_len = malloc((size_t)batch * sizeof(int64_t));
-    int rc = 1;
-    if (!src || !pad || !out || !lens || !row_len) {
-        tfm_set_error("out of memory");
-        goto done;
-    }
-    for (int64_t start = 0; start < in->n; start += batch) {
-        int64_t B = in->n - start < batch ? in->n - start : batch, S = 1;
-        for (int64_t b = 0; b < B; b++) {
-            if (parse_symbols(in->line[start + b], first + start + b, m->cfg.vocab,
-                              src + b * (cap + 1), cap, &row_len[b]))
-                goto done;
-            if (row_len[b] + 1 > S) S = row_len[b] + 1;
-        }
-        /* repack to (B, S) with </s> and padding */
-        int32_t *packed = out; /* reuse as scratch for the source */
-        for (int64_t b = 0; b < B; b++)
-            for (int64_t i = 0; i < S; i++) {
-                int32_t v = i < row_len[b]    ? src[b * (cap + 1) + i]
-                            : i == row_len[b] ? TFM_EOS_ID
-                                              : TFM_PAD_ID;
-                packed[b * S + i] = v;
-                pad[b * S + i] = v == TFM_PAD_ID;
-            }
-        memcpy(src, packed, (size_t)(B * S) * sizeof(int32_t));
-        int64_t max_out = 2 * S + 10 < cap ? 2 * S + 10 : cap;
-        if (tfm_greedy_decode(m, tape, src, pad, B, S, max_out, out, lens)) goto done;
-        for (int64_t b = 0; b < B; b++) {
-            for (int64_t i = 0; i < lens[b]; i++) printf(i ? " %d" : "%d", out[b * max_out + i]);
-            printf("\n");
-        }
-    }
-    rc = 0;
-done:
-    free(src);
-    free(pad);
-    free(out);
-    free(lens);
-    free(row_len);
-    return rc;
-}
-
 /* Writes a window's translations and flushes them: a reader of the output
  * sees each window as soon as it is decoded. */
 static int write_lines(char *const *out, int64_t n) {
@@ -129,8 +50,7 @@ static int translate_main(const char *model_path, const char *input, tfm_transla
     int is_stdin = !strcmp(input, "-");
     const char *name = is_stdin ? "<stdin>" : input;
     FILE *f = is_stdin ? stdin : fopen(input, "rb");
-    tfm_tape t;
-    int have_tape = 0, rc = 1;
+    int rc = 1;
     struct stat st;
     if (!f) {
         tfm_set_error("%s: cannot open: %s", input, strerror(errno));
@@ -139,13 +59,6 @@ static int translate_main(const char *model_path, const char *input, tfm_transla
     if (fstat(fileno(f), &st) == 0 && S_ISDIR(st.st_mode)) {
         tfm_set_error("%s: is a directory, not a text file", name);
         goto done;
-    }
-    if (toy) {
-        if (tfm_tape_init(&t, (size_t)256 << 20, 1 << 10)) goto done;
-        have_tape = 1;
-        t.no_grad = 1;
-        t.training = 0;
-        t.precision = o->precision;
     }
     tfm_corpus_opts copts = {.max_line_bytes = 1 << 20, .allow_empty = 1, .allow_empty_file = 1};
     tfm_line_window w;
@@ -162,21 +75,15 @@ static int translate_main(const char *model_path, const char *input, tfm_transla
             rc = 0;
             break;
         }
-        int failed;
-        if (toy) {
-            failed =
-                translate_toy(&m, &in, first, o->batch, &t) || fflush(stdout) || ferror(stdout);
-            if (failed && ferror(stdout))
-                tfm_set_error("write error on standard output: %s", strerror(errno));
-        } else {
-            char **out = calloc((size_t)in.n, sizeof *out);
-            o->first_line = first;
-            failed = !out || tfm_translate_lines(&m, &tm, in.line, in.n, o, out) ||
+        char **out = calloc((size_t)in.n, sizeof *out);
+        o->first_line = first;
+        int failed = !out ||
+                     (toy ? tfm_translate_toy_lines(&m, in.line, in.n, o, name, out)
+                          : tfm_translate_lines(&m, &tm, in.line, in.n, o, out)) ||
                      write_lines(out, in.n);
-            if (!out) tfm_set_error("out of memory");
-            for (int64_t i = 0; out && i < in.n; i++) free(out[i]);
-            free(out);
-        }
+        if (!out) tfm_set_error("out of memory");
+        for (int64_t i = 0; out && i < in.n; i++) free(out[i]);
+        free(out);
         done_n += in.n;
         tfm_lines_free(&in);
         if (failed) break;
@@ -189,7 +96,6 @@ static int translate_main(const char *model_path, const char *input, tfm_transla
 done:
     if (rc) tfm_cli_fail(1, "%s", tfm_last_error());
     if (f && !is_stdin) fclose(f);
-    if (have_tape) tfm_tape_free(&t);
     if (!toy) tfm_text_model_free(&tm);
     tfm_model_free(&m);
     return rc;

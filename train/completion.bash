@@ -21,8 +21,8 @@ _tfm() {
         ;;
     esac
     if [[ $cur == -* ]]; then
-        if [ "$cmd" = bench ] && [ "${COMP_WORDS[2]:-}" = step ]; then
-            help=$("$prog" bench step --help 2>/dev/null)
+        if [ "$cmd" = bench ] && [ "$COMP_CWORD" -gt 2 ]; then
+            help=$("$prog" bench "${COMP_WORDS[2]}" --help 2>/dev/null)
         else
             help=$("$prog" "$cmd" --help 2>/dev/null)
         fi

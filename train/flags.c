@@ -162,6 +162,11 @@ int flags_read_config(flag_def *flags, int n_flags, const char *path) {
 }
 
 void flags_help(FILE *f, const flag_def *flags, int n_flags, const char *usage) {
+    flags_help_aliases(f, flags, n_flags, NULL, 0, usage);
+}
+
+void flags_help_aliases(FILE *f, const flag_def *flags, int n_flags, const flag_alias *aliases,
+                        int n_aliases, const char *usage) {
     if (flags_help_roff)
         man_usage(f, usage);
     else
@@ -192,12 +197,19 @@ void flags_help(FILE *f, const flag_def *flags, int n_flags, const char *usage) 
             break;
         }
         }
-        char name[48];
+        char name[48], also[128] = "", help[640];
         snprintf(name, sizeof name, "--%s%s", d->name, d->type == FLAG_BOOL ? "" : " X");
+        for (int a = 0; a < n_aliases; a++) /* "(also -c, --output)" */
+            if (!strcmp(aliases[a].name, d->name)) {
+                size_t used = strlen(also);
+                snprintf(also + used, sizeof also - used, "%s%s", used ? ", " : " (also ",
+                         aliases[a].spelling);
+            }
+        snprintf(help, sizeof help, "%s%s%s", d->help, also, *also ? ")" : "");
         if (flags_help_roff)
-            man_flag(f, name, d->help, def);
+            man_flag(f, name, help, def);
         else
-            fprintf(f, "  %-24s %s (default: %s)\n", name, d->help, def);
+            fprintf(f, "  %-24s %s (default: %s)\n", name, help, def);
     }
     if (flags_help_roff) {
         man_flag(f, "--config FILE", "read 'key = value' lines; flags win", NULL);
@@ -210,32 +222,51 @@ void flags_help(FILE *f, const flag_def *flags, int n_flags, const char *usage) 
 
 int flags_parse(flag_def *flags, int n_flags, int argc, char **argv, const char *usage, char **pos,
                 int max_pos, int *n_pos) {
+    return flags_parse_aliases(flags, n_flags, NULL, 0, argc, argv, usage, pos, max_pos, n_pos);
+}
+
+int flags_parse_aliases(flag_def *flags, int n_flags, const flag_alias *aliases, int n_aliases,
+                        int argc, char **argv, const char *usage, char **pos, int max_pos,
+                        int *n_pos) {
     const char *config = NULL;
+    int options_done = 0;
     if (n_pos) *n_pos = 0;
     g_n_origins = 0;
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i];
-        if (!strcmp(arg, "--help") || !strcmp(arg, "-h")) {
-            flags_help(stdout, flags, n_flags, usage);
+        if (!options_done && (!strcmp(arg, "--help") || !strcmp(arg, "-h"))) {
+            flags_help_aliases(stdout, flags, n_flags, aliases, n_aliases, usage);
             return 1;
         }
-        if (strncmp(arg, "--", 2) != 0 || arg[2] == 0) {
+        if (!options_done && !strcmp(arg, "--")) {
+            options_done = 1;
+            continue;
+        }
+        /* the spelling as typed (for messages) and the value after '=' */
+        char spelt[128];
+        const char *value = NULL;
+        const char *eq = strncmp(arg, "--", 2) ? NULL : strchr(arg, '=');
+        size_t len = eq ? (size_t)(eq - arg) : strlen(arg);
+        if (eq) value = eq + 1;
+        snprintf(spelt, sizeof spelt, "%.*s", (int)len, arg);
+        const char *name = NULL;
+        for (int a = 0; !options_done && a < n_aliases && !name; a++)
+            if (strlen(aliases[a].spelling) == len && !strncmp(arg, aliases[a].spelling, len))
+                name = aliases[a].name;
+        if (!name && (options_done || arg[0] != '-' || !arg[1] ||
+                      (arg[1] != '-' && (!pos || !n_pos || !max_pos)))) {
+            /* positional ("-" is stdin; a lone "-x" is one where none are taken) */
             if (!pos || !n_pos || *n_pos >= max_pos)
                 return tfm_cli_fail(2, "unexpected argument '%s' (see --help)", arg);
             pos[(*n_pos)++] = argv[i];
             continue;
         }
-        char name[128];
-        const char *value = NULL;
-        const char *eq = strchr(arg + 2, '=');
-        size_t len = eq ? (size_t)(eq - arg - 2) : strlen(arg + 2);
-        if (len >= sizeof name) return tfm_cli_fail(2, "unknown flag '%s' (see --help)", arg);
-        memcpy(name, arg + 2, len);
-        name[len] = 0;
-        if (eq) value = eq + 1;
+        if (!name && (arg[1] != '-' || len >= sizeof spelt))
+            return tfm_cli_fail(2, "unknown flag '%s' (see --help)", arg);
+        if (!name) name = spelt + 2;
         if (!strcmp(name, "config")) {
             if (!value) {
-                if (i + 1 >= argc) return tfm_cli_fail(2, "--config: missing file name");
+                if (i + 1 >= argc) return tfm_cli_fail(2, "%s: missing file name", spelt);
                 value = argv[++i];
             }
             /* a second file would silently override the first */
@@ -246,23 +277,21 @@ int flags_parse(flag_def *flags, int n_flags, int argc, char **argv, const char 
             continue;
         }
         flag_def *f = flags_find(flags, n_flags, name);
-        if (!f) return tfm_cli_fail(2, "unknown flag '--%s' (see --help)", name);
-        char where[160];
-        snprintf(where, sizeof where, "--%s", name);
+        if (!f) return tfm_cli_fail(2, "unknown flag '%s' (see --help)", spelt);
         if (f->type == FLAG_BOOL && !value) {
             *(int *)f->value = 1;
             f->set |= 1;
             continue;
         }
         if (!value) {
-            if (i + 1 >= argc) return tfm_cli_fail(2, "--%s: missing value", name);
+            if (i + 1 >= argc) return tfm_cli_fail(2, "%s: missing value", spelt);
             value = argv[++i];
             /* "--save --quiet": the value was forgotten (--save=--x is explicit) */
             if (!strncmp(value, "--", 2) && value[2])
                 return tfm_cli_fail(2, "--%s: missing value (the next argument, '%s', is a flag)",
                                     name, value);
         }
-        if (set_value(f, value, where)) return 2;
+        if (set_value(f, value, spelt)) return 2;
     }
     if (config && flags_read_config(flags, n_flags, config)) return 2;
     return 0;

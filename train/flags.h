@@ -24,12 +24,28 @@ typedef struct {
     const char *const *names;
 } flag_choice;
 
+/* Another spelling of a flag, for the short forms users know from other
+ * tools: {"-c", "codes"} makes "-c FILE" mean "--codes FILE". A spelling is
+ * matched as a whole word ("-lc"); --help lists it beside the flag. */
+typedef struct {
+    const char *spelling;
+    const char *name; /* the flag_def it stands for */
+} flag_alias;
+
 /* Parses argv[1..argc) (argv[0] is the subcommand). Positional arguments are
- * collected into pos (up to max_pos). Returns 0, 1 after printing --help,
- * or 2 after printing a one-line error. */
+ * collected into pos (up to max_pos); after "--" every argument is
+ * positional. An argument starting with '-' that is no flag is an unknown
+ * flag where positionals are taken ("-" alone is one: stdin). Returns 0, 1
+ * after printing --help, or 2 after printing a one-line error that names the
+ * flag as it was spelt. */
 int flags_parse(flag_def *flags, int n_flags, int argc, char **argv, const char *usage, char **pos,
                 int max_pos, int *n_pos);
+int flags_parse_aliases(flag_def *flags, int n_flags, const flag_alias *aliases, int n_aliases,
+                        int argc, char **argv, const char *usage, char **pos, int max_pos,
+                        int *n_pos);
 void flags_help(FILE *f, const flag_def *flags, int n_flags, const char *usage);
+void flags_help_aliases(FILE *f, const flag_def *flags, int n_flags, const flag_alias *aliases,
+                        int n_aliases, const char *usage);
 /* Set by `tfm help --roff` (man.c): flags_help then writes man-page markup
  * with man_usage and man_flag (def NULL: no default). */
 extern int flags_help_roff;

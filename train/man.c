@@ -1,8 +1,8 @@
 /* `tfm help --roff`: the tfm(1) man page, generated from the same command
  * list and flag tables that --help prints, so the two cannot drift. Each
  * subcommand's --help runs with its stdout captured: flags_help writes man
- * markup in this mode (man_usage, man_flag); hand-written help texts (bleu,
- * bpe, bench) are quoted verbatim. */
+ * markup in this mode (man_usage, man_flag); the hand-written list of
+ * `tfm bench` is quoted verbatim. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -103,7 +103,8 @@ static void upper(char *dst, const char *s, size_t cap) {
     dst[i] = 0;
 }
 
-/* One section per subcommand; `bench step` has its own flag table too. */
+/* One section per subcommand; `bench gemm` and `bench step` have their own
+ * flag tables too. */
 static int section(const tfm_command *c, const char *sub) {
     char *argv[4] = {(char *)c->name, (char *)(sub ? sub : "--help"), (char *)"--help", NULL};
     int argc = sub ? 3 : 2;
@@ -153,7 +154,9 @@ int tfm_man_page(const tfm_command *cmds, size_t n) {
     flags_help_roff = 1;
     for (size_t i = 0; i < n; i++) {
         if (section(&cmds[i], NULL)) return 1;
-        if (!strcmp(cmds[i].name, "bench") && section(&cmds[i], "step")) return 1;
+        if (!strcmp(cmds[i].name, "bench") &&
+            (section(&cmds[i], "gemm") || section(&cmds[i], "step")))
+            return 1;
     }
     flags_help_roff = 0;
     puts(".SH ENVIRONMENT\n"

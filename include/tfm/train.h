@@ -249,6 +249,10 @@ void tfm_trainer_eval_mode(tfm_trainer *tr, int on);
  * saying so on stderr), best.tfm first when prefer_best: its path
  * (malloc'd), or NULL with the error set. */
 char *tfm_run_find_checkpoint(const char *dir, int prefer_best);
+/* The newest n checkpoint-<step>.tfm files of a run directory, oldest
+ * first: paths[i] receives "dir/name" (malloc'd). 0 ok; 1 with the error set
+ * when dir cannot be read or holds fewer than n (nothing left allocated). */
+int tfm_run_newest_checkpoints(const char *dir, int64_t n, char **paths);
 /* Loads a model for inference from a run directory (best.tfm, else the
  * newest good checkpoint), a checkpoint file or an export directory; meta
  * (if non-NULL, initialised by the caller) receives its metadata (data.kind
@@ -313,6 +317,15 @@ typedef struct {
  * decoded in batches of similar length. */
 int tfm_translate_lines(tfm_model *m, const tfm_text_model *tm, char *const *lines, int64_t n,
                         const tfm_translate_opts *o, char **out);
+
+/* Toy models (data.kind "toy"): each line holds symbol ids in [3, vocab)
+ * separated by spaces ("3 4 5"); out[i] receives the greedy decoding the same
+ * way (malloc'd). o->batch lines are decoded together (beam and max_len are
+ * not used: the output is limited to twice the input plus 10). Errors name
+ * "<name>:<line>", line = o->first_line (1 when 0) + the index; on failure
+ * no out[i] is left allocated. */
+int tfm_translate_toy_lines(tfm_model *m, char *const *lines, int64_t n,
+                            const tfm_translate_opts *o, const char *name, char **out);
 
 /* ---- several processes: data parallelism ----------------------------------------------
  * The communication a data-parallel run needs, supplied by the program (tfm's

@@ -10,7 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "../util/buf.h"
+#include "../util/buf.h" /* tfm_grow, tfm_strdup */
 #include "tfm/atomic_file.h"
 #include "tfm/export.h"
 #include "train_internal.h"
@@ -80,6 +80,59 @@ static char *checkpoint_path(const char *dir, int64_t step) {
     return tfm_format("%s/checkpoint-%08lld.tfm", dir, (long long)step);
 }
 
+typedef struct {
+    int64_t step;
+    char *name;
+} named_step;
+
+static int by_step(const void *a, const void *b) {
+    int64_t x = ((const named_step *)a)->step, y = ((const named_step *)b)->step;
+    return (x > y) - (x < y);
+}
+
+int tfm_run_newest_checkpoints(const char *dir, int64_t n, char **paths) {
+    DIR *d = opendir(dir);
+    if (!d) return tfm_set_error("%s: cannot open the run directory: %s", dir, strerror(errno)), 1;
+    named_step *list = NULL;
+    int64_t count = 0, cap = 0;
+    int rc = 0;
+    struct dirent *e;
+    while (!rc && (e = readdir(d))) {
+        int64_t s = checkpoint_step(e->d_name);
+        if (s < 0) continue;
+        if (tfm_grow((void **)&list, &cap, count + 1, sizeof *list)) {
+            rc = 1;
+            break;
+        }
+        list[count].step = s;
+        if (!(list[count++].name = tfm_strdup(e->d_name))) rc = 1;
+    }
+    closedir(d);
+    if (rc) {
+        tfm_set_error("%s: out of memory listing the checkpoints", dir);
+    } else if (count < n) {
+        tfm_set_error("%s holds %lld checkpoint%s (checkpoint-<step>.tfm)", dir, (long long)count,
+                      count == 1 ? "" : "s");
+        rc = 1;
+    } else {
+        qsort(list, (size_t)count, sizeof *list, by_step);
+        for (int64_t i = 0; i < n && !rc; i++) {
+            const char *name = list[count - n + i].name;
+            size_t len = strlen(dir) + strlen(name) + 2;
+            if (!(paths[i] = malloc(len))) {
+                tfm_set_error("%s: out of memory listing the checkpoints", dir);
+                for (int64_t j = 0; j < i; j++) free(paths[j]), paths[j] = NULL;
+                rc = 1;
+            } else {
+                snprintf(paths[i], len, "%s/%s", dir, name);
+            }
+        }
+    }
+    for (int64_t i = 0; i < count; i++) free(list[i].name);
+    free(list);
+    return rc;
+}
+
 /* A temporary file of an atomic write ("<name>.tmp.<pid>.<n>") of one of the
  * files a run writes: checkpoints, best.tfm, config.txt, bpe.codes, vocab.txt. */
 static int is_temporary(const char *name) {
@@ -119,29 +172,6 @@ static int is_run_file(const char *name) {
     return is_temporary(name) || !strncmp(name, ".write-test.", 12);
 }
 
-static char *slurp(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    size_t cap = 4096, n = 0;
-    char *buf = malloc(cap);
-    while (buf) {
-        n += fread(buf + n, 1, cap - n, f);
-        if (n < cap) break;
-        char *bigger = realloc(buf, cap * 2);
-        if (!bigger) {
-            free(buf);
-            buf = NULL;
-            break;
-        }
-        buf = bigger;
-        cap *= 2;
-    }
-    fclose(f);
-    if (buf) buf[n < cap ? n : cap - 1] = 0;
-    if (len) *len = n;
-    return buf;
-}
-
 /* Settings that may change between the attempts of one run. */
 static int ignored_setting(const char *key) {
     static const char *const keys[] = {"resume", "steps",       "quiet",  "log-every",
@@ -154,8 +184,8 @@ static int ignored_setting(const char *key) {
 /* config.txt of an earlier attempt against the configuration given now. */
 static int same_config(const char *dir, const char *path, const char *given) {
     size_t len = 0;
-    char *text = slurp(path, &len);
-    if (!text) return tfm_set_error("%s: cannot read: %s", path, strerror(errno)), 0;
+    char *text;
+    if (tfm_read_input(path, &text, &len)) return 0;
     tfm_kv old, now;
     tfm_kv_init(&old);
     tfm_kv_init(&now);
@@ -300,7 +330,8 @@ int tfm_run_check_dir(const tfm_train_opts *o, int *fresh_restart, int create) {
  * back first, in a crash-safe rewrite. */
 static FILE *open_metrics(const char *path, int resuming) {
     size_t len = 0;
-    char *old = resuming ? slurp(path, &len) : NULL;
+    char *old = NULL; /* none yet (a run killed early): nothing to repair */
+    if (resuming && tfm_read_input(path, &old, &len)) old = NULL;
     if (old && strncmp(old, METRICS_HEADER, strlen(METRICS_HEADER))) {
         size_t hl = strlen(METRICS_HEADER);
         char *fixed = malloc(hl + len + 1);

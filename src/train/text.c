@@ -1,5 +1,7 @@
 /* Text in the library: the BPE + vocabulary bundle, corpus encoding, and
- * batched translation of sentences. */
+ * batched translation of sentences (and of the toy tasks' symbol ids). */
+#include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -239,5 +241,120 @@ done:
     for (int64_t i = 0; i < n; i++) free(ids[i]);
     free(ids);
     free(order);
+    return rc;
+}
+
+/* "3 4 5" -> ids in [3, vocab), at most cap of them. */
+static int parse_symbols(const char *line, const char *name, int64_t lineno, int64_t vocab,
+                         int32_t *ids, int64_t cap, int64_t *n) {
+    *n = 0;
+    const char *p = line;
+    while (*p) {
+        while (*p == ' ') p++;
+        if (!*p) break;
+        char *end;
+        errno = 0;
+        long v = strtol(p, &end, 10);
+        if (end == p || (*end && *end != ' ') || errno)
+            return tfm_set_error("%s:%lld: '%.*s' is not a symbol id", name, (long long)lineno,
+                                 (int)strcspn(p, " "), p),
+                   1;
+        if (v < 3 || v >= vocab)
+            return tfm_set_error("%s:%lld: symbol %ld is outside 3..%lld", name, (long long)lineno,
+                                 v, (long long)(vocab - 1)),
+                   1;
+        if (*n >= cap)
+            return tfm_set_error("%s:%lld: longer than %lld symbols", name, (long long)lineno,
+                                 (long long)cap),
+                   1;
+        ids[(*n)++] = (int32_t)v;
+        p = end;
+    }
+    return 0;
+}
+
+/* ids as "3 4 5" (malloc'd). */
+static char *format_ids(const int32_t *ids, int64_t n) {
+    size_t size = (size_t)n * 12 + 1, used = 0;
+    char *s = malloc(size);
+    if (!s) return NULL;
+    s[0] = 0;
+    for (int64_t i = 0; i < n; i++)
+        used += (size_t)snprintf(s + used, size - used, i ? " %d" : "%d", ids[i]);
+    return s;
+}
+
+int tfm_translate_toy_lines(tfm_model *m, char *const *lines, int64_t n,
+                            const tfm_translate_opts *o, const char *name, char **out) {
+    if (o->batch < 1) return tfm_set_error("translate: batch must be at least 1"), 1;
+    int64_t batch = o->batch;
+    int64_t cap = m->cfg.max_len - 2; /* symbols; </s> and the decoder's <s> take two positions */
+    if (cap < 1) return tfm_set_error("translate: the model handles no symbols"), 1;
+    /* every line is checked before anything is decoded; the longest sizes the arena */
+    int32_t *src = malloc((size_t)(batch * (cap + 1)) * sizeof(int32_t));
+    int64_t S_max = 1, first = o->first_line > 0 ? o->first_line : 1;
+    for (int64_t i = 0; src && i < n; i++) {
+        int64_t len;
+        if (parse_symbols(lines[i], name, first + i, m->cfg.vocab, src, cap, &len)) {
+            free(src);
+            return 1;
+        }
+        if (len + 1 > S_max) S_max = len + 1;
+    }
+    tfm_tape t;
+    if (!src || tfm_tape_init(&t, tfm_model_activation_bytes(&m->cfg, batch, S_max, 2), 16)) {
+        if (!src) tfm_set_error("out of memory");
+        free(src);
+        return 1;
+    }
+    t.no_grad = 1;
+    t.training = 0;
+    t.precision = o->precision;
+    uint8_t *pad = malloc((size_t)(batch * (cap + 1)));
+    int32_t *hyp = malloc((size_t)(batch * (cap + 1)) * sizeof(int32_t));
+    int64_t *lens = malloc((size_t)batch * sizeof(int64_t)),
+            *row_len = malloc((size_t)batch * sizeof(int64_t));
+    int64_t made = 0; /* out[0..made) are set */
+    int rc = 1;
+    if (!src || !pad || !hyp || !lens || !row_len) {
+        tfm_set_error("out of memory");
+        goto done;
+    }
+    for (int64_t start = 0; start < n; start += batch) {
+        int64_t B = n - start < batch ? n - start : batch, S = 1;
+        for (int64_t b = 0; b < B; b++) {
+            if (parse_symbols(lines[start + b], name, first + start + b, m->cfg.vocab,
+                              src + b * (cap + 1), cap, &row_len[b]))
+                goto done;
+            if (row_len[b] + 1 > S) S = row_len[b] + 1;
+        }
+        /* repack to (B, S) with </s> and padding (hyp is the scratch) */
+        for (int64_t b = 0; b < B; b++)
+            for (int64_t i = 0; i < S; i++) {
+                int32_t v = i < row_len[b]    ? src[b * (cap + 1) + i]
+                            : i == row_len[b] ? TFM_EOS_ID
+                                              : TFM_PAD_ID;
+                hyp[b * S + i] = v;
+                pad[b * S + i] = v == TFM_PAD_ID;
+            }
+        memcpy(src, hyp, (size_t)(B * S) * sizeof(int32_t));
+        int64_t max_out = 2 * S + 10 < cap ? 2 * S + 10 : cap;
+        if (tfm_greedy_decode(m, &t, src, pad, B, S, max_out, hyp, lens)) goto done;
+        for (int64_t b = 0; b < B; b++, made++)
+            if (!(out[start + b] = format_ids(hyp + b * max_out, lens[b]))) {
+                tfm_set_error("out of memory");
+                goto done;
+            }
+    }
+    rc = 0;
+done:
+    if (rc)
+        for (int64_t i = 0; i < made; i++) free(out[i]), out[i] = NULL;
+    free(src);
+    free(pad);
+    free(hyp);
+    free(lens);
+    free(row_len);
+    tfm_tape_free(&t);
     return rc;
 }
