@@ -4,6 +4,17 @@
 #ifndef TFM_TRAIN_BENCH_H
 #define TFM_TRAIN_BENCH_H
 
+#include <stdint.h>
+
+/* The model presets of ../shared/bench/torch_transformer.py, shared by
+ * tfm bench step and tfm bench allreduce. */
+typedef struct {
+    const char *name;
+    int64_t d_model, heads, d_ff, enc_layers, dec_layers, vocab, batch, src_len, tgt_len;
+} tfm_bench_preset;
+/* The preset called name (toy, small, base), or NULL. */
+const tfm_bench_preset *tfm_bench_preset_find(const char *name);
+
 /* tfm bench gemm --m M --n N --k K [--trans nn|nt|tn|tt] [--threads T] [--reps R]
  *                [--precision fp32|bf16]
  * Times tfm_gemm (or tfm_gemm_bf16) on C(M,N) = op(A)(M,K) op(B)(K,N); the last line printed is

@@ -12,17 +12,7 @@
 #include "flags.h"
 #include "tfm/train.h"
 
-/* The model presets of tfm bench step (bench_step.c). */
-typedef struct {
-    const char *name;
-    int64_t d_model, heads, d_ff, layers, vocab;
-} preset;
-
-static const preset PRESETS[] = {
-    {"toy", 128, 4, 512, 2, 16},
-    {"small", 256, 4, 1024, 3, 8000},
-    {"base", 512, 8, 2048, 6, 8000},
-};
+typedef tfm_bench_preset preset;
 
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
@@ -37,7 +27,8 @@ static int run(tfm_dist *d, const preset *p, int64_t reps, int64_t warmup) {
     c.d_model = p->d_model;
     c.n_heads = p->heads;
     c.d_ff = p->d_ff;
-    c.enc_layers = c.dec_layers = p->layers;
+    c.enc_layers = p->enc_layers;
+    c.dec_layers = p->dec_layers;
     c.max_len = 1024;
     int64_t n = tfm_model_param_count(&c);
     float *x = tfm_alloc((size_t)n * sizeof(float));
@@ -96,9 +87,7 @@ int tfm_bench_allreduce(int argc, char **argv) {
                          "mpirun -np N tfm bench allreduce --preset toy|small|base [--reps R]",
                          NULL, 0, NULL);
     if (rc) return rc == 1 ? 0 : rc;
-    const preset *p = NULL;
-    for (size_t i = 0; i < sizeof PRESETS / sizeof PRESETS[0]; i++)
-        if (!strcmp(PRESETS[i].name, preset_name)) p = &PRESETS[i];
+    const preset *p = tfm_bench_preset_find(preset_name);
     if (!p) return tfm_cli_fail(2, "--preset: '%s' is not toy, small or base", preset_name);
     if (reps < 1 || warmup < 0 || threads < 0)
         return tfm_cli_fail(2, "bench allreduce: --reps must be positive, --warmup and "

@@ -11,16 +11,19 @@
 #include "flags.h"
 #include "tfm/train.h"
 
-typedef struct {
-    const char *name;
-    int64_t d_model, heads, d_ff, enc_layers, dec_layers, vocab, batch, src_len, tgt_len;
-} preset;
+typedef tfm_bench_preset preset;
 
 static const preset PRESETS[] = {
     {"toy", 128, 4, 512, 2, 2, 16, 64, 12, 12},
     {"small", 256, 4, 1024, 3, 3, 8000, 64, 24, 24},
     {"base", 512, 8, 2048, 6, 6, 8000, 32, 32, 32},
 };
+
+const tfm_bench_preset *tfm_bench_preset_find(const char *name) {
+    for (size_t i = 0; i < sizeof PRESETS / sizeof PRESETS[0]; i++)
+        if (!strcmp(PRESETS[i].name, name)) return &PRESETS[i];
+    return NULL;
+}
 
 /* torch_transformer.py's flop_count(): 3 x forward matmul flops */
 static double flop_count(const preset *p) {
@@ -72,9 +75,7 @@ int tfm_bench_step(int argc, char **argv) {
                     "tfm bench step --preset toy|small|base [--threads T] [--precision fp32|bf16]",
                     NULL, 0, NULL);
     if (rc) return rc == 1 ? 0 : rc;
-    const preset *p = NULL;
-    for (size_t i = 0; i < sizeof PRESETS / sizeof PRESETS[0]; i++)
-        if (!strcmp(PRESETS[i].name, preset_name)) p = &PRESETS[i];
+    const preset *p = tfm_bench_preset_find(preset_name);
     if (!p) return tfm_cli_fail(2, "--preset: '%s' is not toy, small or base", preset_name);
     tfm_precision prec;
     if (tfm_precision_parse(precision, &prec))
