@@ -450,6 +450,356 @@ START_TEST(length_penalty_direction_and_value) {
 }
 END_TEST
 
+/* ---- n-best lists and ensembles ---------------------------------------------- */
+
+typedef struct {
+    int32_t tokens[4 * 8 * 16];
+    int64_t lens[4 * 8], count[4];
+    float scores[4 * 8], logprobs[4 * 8];
+    tfm_nbest nb;
+} nbest_buf;
+
+static tfm_nbest *nbest_init(nbest_buf *buf, int64_t n_best) {
+    memset(buf, 0, sizeof *buf);
+    buf->nb = (tfm_nbest){n_best, buf->tokens, buf->lens, buf->scores, buf->logprobs, buf->count};
+    return &buf->nb;
+}
+
+/* Every entry of every list: sorted, normalized as documented, and its
+ * log-probability what the members score it teacher-forced (their mean). */
+static void check_nbest(tfm_model *const *models, int n_models, tfm_tape *t, const int32_t *src,
+                        const uint8_t *pad, int64_t B, int64_t S, int64_t MO, float alpha,
+                        const nbest_buf *buf, const int32_t *out, const int64_t *lens,
+                        int64_t *checked) {
+    const tfm_nbest *nb = &buf->nb;
+    for (int64_t b = 0; b < B; b++) {
+        ck_assert_int_ge(nb->count[b], 1);
+        ck_assert_int_le(nb->count[b], nb->n_best);
+        /* entry 0 is the 1-best */
+        ck_assert_int_eq(nb->lens[b * nb->n_best], lens[b]);
+        ck_assert_msg(
+            !memcmp(nb->tokens + b * nb->n_best * MO, out + b * MO, (size_t)MO * sizeof *out),
+            "source %lld: n-best entry 0 [%s] is not the 1-best [%s]", (long long)b,
+            ids_str(nb->tokens + b * nb->n_best * MO, MO), ids_str(out + b * MO, MO));
+        for (int64_t i = 0; i < nb->count[b]; i++) {
+            int64_t e = b * nb->n_best + i, len = nb->lens[e];
+            const int32_t *hyp = nb->tokens + e * MO;
+            if (i > 0)
+                ck_assert_msg(nb->scores[e] <= nb->scores[e - 1],
+                              "source %lld: n-best scores not sorted at %lld", (long long)b,
+                              (long long)i);
+            int finished = len < MO;
+            int64_t n_tok = finished ? len + 1 : len;
+            double tf = 0;
+            for (int k = 0; k < n_models; k++)
+                tf += tf_score(models[k], t, src + b * S, pad + b * S, S, hyp, n_tok);
+            tf /= n_models;
+            ck_assert_msg(fabs(tf - nb->logprobs[e]) < 2e-4,
+                          "source %lld entry %lld [%s]: beam log-prob %.6f, teacher-forced %.6f",
+                          (long long)b, (long long)i, ids_str(hyp, MO), (double)nb->logprobs[e],
+                          tf);
+            double norm = nb->logprobs[e] / gnmt_lp(n_tok, alpha);
+            ck_assert_msg(fabs(norm - nb->scores[e]) < 1e-5, "score %.6f, want %.6f",
+                          (double)nb->scores[e], norm);
+            (*checked)++;
+        }
+        for (int64_t i = nb->count[b]; i < nb->n_best; i++)
+            ck_assert_int_eq(nb->lens[b * nb->n_best + i], -1);
+    }
+}
+
+START_TEST(nbest_lists_are_sorted_rescored_and_start_with_the_1best) {
+    enum { B = 4, S = 6, MO = 9, V = 9 };
+    tfm_tape t;
+    ck_assert_int_eq(tfm_tape_init(&t, 64 << 20, 64), 0);
+    t.no_grad = 1;
+    int64_t checked = 0, multi = 0;
+    for (uint64_t seed = 1; seed <= 3; seed++) {
+        tfm_model m;
+        random_model(&m, V, 2000 + seed, 2.0f);
+        tfm_model *mp = &m;
+        int32_t src[B * S];
+        uint8_t pad[B * S];
+        make_sources(src, pad, B, S, V, seed);
+        static const int64_t beams[] = {1, 3, 5, 8};
+        for (size_t bi = 0; bi < 4; bi++) {
+            int64_t K = beams[bi];
+            for (float alpha = 0.0f; alpha < 2.0f; alpha += 0.9f) {
+                int32_t out[B * MO], out1[B * MO];
+                int64_t lens[B], lens1[B];
+                nbest_buf buf;
+                ck_assert_msg(tfm_beam_decode_ensemble(&mp, 1, &t, src, pad, B, S, K, alpha, MO,
+                                                       out, lens, nbest_init(&buf, K)) == 0,
+                              "%s", tfm_last_error());
+                /* the lists change nothing: same 1-best as tfm_beam_decode */
+                ck_assert_int_eq(tfm_beam_decode(&m, &t, src, pad, B, S, K, alpha, MO, out1, lens1),
+                                 0);
+                ck_assert(!memcmp(out, out1, sizeof out) && !memcmp(lens, lens1, sizeof lens));
+                check_nbest(&mp, 1, &t, src, pad, B, S, MO, alpha, &buf, out, lens, &checked);
+                for (int b = 0; b < B; b++) multi += buf.count[b] > 1;
+            }
+        }
+        /* K > beam and K < 1 are errors */
+        int32_t out[B * MO];
+        int64_t lens[B];
+        nbest_buf buf;
+        ck_assert_int_ne(tfm_beam_decode_ensemble(&mp, 1, &t, src, pad, B, S, 3, 0.6f, MO, out,
+                                                  lens, nbest_init(&buf, 4)),
+                         0);
+        ck_assert_str_eq(tfm_last_error(), "n-best 4: must be between 1 and the beam size 3");
+        ck_assert_int_ne(tfm_beam_decode_ensemble(&mp, 1, &t, src, pad, B, S, 3, 0.6f, MO, out,
+                                                  lens, nbest_init(&buf, 0)),
+                         0);
+        tfm_model_free(&m);
+    }
+    printf("  n-best: %lld entries rescored teacher-forced, %lld lists with more than one\n",
+           (long long)checked, (long long)multi);
+    ck_assert_int_ge(multi, 50);
+    ck_assert_int_eq(t.arena.used, 0);
+    tfm_tape_free(&t);
+}
+END_TEST
+
+typedef struct {
+    double norm;
+    int64_t len;
+    int32_t hyp[MAX_OUT];
+} scored_hyp;
+
+static int cmp_scored(const void *pa, const void *pb) {
+    const scored_hyp *a = pa, *b = pb;
+    return a->norm > b->norm ? -1 : a->norm < b->norm;
+}
+
+/* With a beam that holds every hypothesis, the n-best list is the top N of
+ * the exhaustive search: the early exit must wait for the N-th finished
+ * hypothesis, not the best (else later, shorter-normalized ones are lost). */
+START_TEST(wide_beam_nbest_equals_exhaustive_top_n) {
+    enum { B = 3, S = 5, V = 5, MO = 5, N = 4 };
+    static const float alphas[] = {0.0f, 0.6f, 1.5f};
+    const int64_t K = n_possible(V - 3, MO), n_sym = V - 3;
+    tfm_tape t;
+    ck_assert_int_eq(tfm_tape_init(&t, 64 << 20, 64), 0);
+    t.no_grad = 1;
+    static scored_hyp all[MAX_HYPS];
+    int compared = 0, skipped = 0, early = 0;
+    for (uint64_t seed = 1; seed <= 4; seed++) {
+        tfm_model m;
+        random_model(&m, V, 300 + seed, 2.0f);
+        tfm_model *mp = &m;
+        int32_t src[B * S];
+        uint8_t pad[B * S];
+        make_sources(src, pad, B, S, V, seed);
+        for (size_t a = 0; a < sizeof alphas / sizeof alphas[0]; a++) {
+            int32_t out[B * MO];
+            int64_t lens[B];
+            nbest_buf buf;
+            tfm_decode_profile prof;
+            memset(&prof, 0, sizeof prof);
+            tfm_decode_set_profile(&prof);
+            ck_assert_int_eq(tfm_beam_decode_ensemble(&mp, 1, &t, src, pad, B, S, K, alphas[a], MO,
+                                                      out, lens, nbest_init(&buf, N)),
+                             0);
+            tfm_decode_set_profile(NULL);
+            early += (int)prof.early_stops;
+            for (int64_t b = 0; b < B; b++) {
+                int64_t n_all = 0;
+                for (int64_t len = 0; len < MO; len++) {
+                    int64_t count = 1;
+                    for (int64_t j = 0; j < len; j++) count *= n_sym;
+                    for (int64_t code = 0; code < count; code++, n_all++) {
+                        scored_hyp *h = &all[n_all];
+                        int64_t c = code;
+                        for (int64_t j = 0; j < MO; j++) h->hyp[j] = TFM_PAD_ID;
+                        for (int64_t j = 0; j < len; j++, c /= n_sym)
+                            h->hyp[j] = (int32_t)(3 + c % n_sym);
+                        h->hyp[len] = TFM_EOS_ID;
+                        h->len = len;
+                        h->norm = tf_score(&m, &t, src + b * S, pad + b * S, S, h->hyp, len + 1) /
+                                  gnmt_lp(len + 1, alphas[a]);
+                    }
+                }
+                qsort(all, (size_t)n_all, sizeof all[0], cmp_scored);
+                int tie = 0;
+                for (int i = 0; i < N; i++) tie |= all[i].norm - all[i + 1].norm < TIE_EPS;
+                if (tie) {
+                    skipped++;
+                    continue;
+                }
+                compared++;
+                ck_assert_int_eq(buf.count[b], N);
+                for (int i = 0; i < N; i++) {
+                    const int32_t *got = buf.tokens + (b * N + i) * MO;
+                    ck_assert_msg(buf.lens[b * N + i] == all[i].len &&
+                                      !memcmp(got, all[i].hyp, (size_t)MO * sizeof *got),
+                                  "seed %llu alpha %.1f source %lld entry %d: beam [%s], "
+                                  "exhaustive [%s]",
+                                  (unsigned long long)seed, (double)alphas[a], (long long)b, i,
+                                  ids_str(got, MO), ids_str(all[i].hyp, MO));
+                }
+            }
+        }
+        tfm_model_free(&m);
+    }
+    printf("  n-best vs exhaustive: %d lists compared, %d near-ties skipped, %d early exits\n",
+           compared, skipped, early);
+    ck_assert_int_ge(compared, 24);
+    ck_assert_int_ge(early, 1); /* the early exit ran, bounded by the N-th */
+    ck_assert_int_eq(t.arena.used, 0);
+    tfm_tape_free(&t);
+}
+END_TEST
+
+START_TEST(ensemble_of_a_model_with_itself_is_the_model) {
+    enum { B = 4, S = 6, MO = 9, V = 9 };
+    tfm_tape t;
+    ck_assert_int_eq(tfm_tape_init(&t, 64 << 20, 64), 0);
+    tfm_model m;
+    random_model(&m, V, 77, 2.0f);
+    tfm_model *twice[3] = {&m, &m, &m};
+    int32_t src[B * S];
+    uint8_t pad[B * S];
+    make_sources(src, pad, B, S, V, 5);
+    for (int copies = 2; copies <= 3; copies++) {
+        int32_t g[B * MO], e[B * MO];
+        int64_t gl[B], el[B];
+        /* greedy (beam 1) */
+        ck_assert_int_eq(tfm_greedy_decode(&m, &t, src, pad, B, S, MO, g, gl), 0);
+        ck_assert_int_eq(
+            tfm_beam_decode_ensemble(twice, copies, &t, src, pad, B, S, 1, 0.6f, MO, e, el, NULL),
+            0);
+        ck_assert(!memcmp(g, e, sizeof g) && !memcmp(gl, el, sizeof gl));
+        /* beam 4, with the n-best lists bit-identical too */
+        nbest_buf one, two;
+        tfm_model *mp = &m;
+        ck_assert_int_eq(tfm_beam_decode_ensemble(&mp, 1, &t, src, pad, B, S, 4, 0.6f, MO, g, gl,
+                                                  nbest_init(&one, 4)),
+                         0);
+        ck_assert_int_eq(tfm_beam_decode_ensemble(twice, copies, &t, src, pad, B, S, 4, 0.6f, MO, e,
+                                                  el, nbest_init(&two, 4)),
+                         0);
+        ck_assert(!memcmp(g, e, sizeof g) && !memcmp(gl, el, sizeof gl));
+        ck_assert(!memcmp(one.tokens, two.tokens, sizeof one.tokens));
+        ck_assert(!memcmp(one.scores, two.scores, sizeof one.scores));
+        ck_assert(!memcmp(one.logprobs, two.logprobs, sizeof one.logprobs));
+    }
+    ck_assert_int_eq(t.arena.used, 0);
+    tfm_tape_free(&t);
+    tfm_model_free(&m);
+}
+END_TEST
+
+START_TEST(ensemble_ranks_by_the_mean_of_its_members) {
+    enum { B = 4, S = 6, MO = 8, V = 8 };
+    tfm_tape t;
+    ck_assert_int_eq(tfm_tape_init(&t, 64 << 20, 64), 0);
+    t.no_grad = 1;
+    tfm_model a, b, other;
+    random_model(&a, V, 31, 2.0f);
+    random_model(&b, V, 32, 2.0f);
+    tfm_model *pair[2] = {&a, &b};
+    int64_t checked = 0, differs = 0, wide = 0;
+    for (uint64_t seed = 1; seed <= 3; seed++) {
+        int32_t src[B * S];
+        uint8_t pad[B * S];
+        make_sources(src, pad, B, S, V, seed);
+        for (int64_t K = 1; K <= 4; K += 3) {
+            int32_t out[B * MO], oa[B * MO];
+            int64_t lens[B], la[B];
+            nbest_buf buf;
+            ck_assert_int_eq(tfm_beam_decode_ensemble(pair, 2, &t, src, pad, B, S, K, 1.0f, MO, out,
+                                                      lens, nbest_init(&buf, K)),
+                             0);
+            check_nbest(pair, 2, &t, src, pad, B, S, MO, 1.0f, &buf, out, lens, &checked);
+            ck_assert_int_eq(tfm_beam_decode(&a, &t, src, pad, B, S, K, 1.0f, MO, oa, la), 0);
+            differs += memcmp(out, oa, sizeof out) != 0;
+        }
+        /* the wide beam finds the best hypothesis under the mean score; the
+         * members differ in size (d_model 16 and 32) */
+        enum { WV = 5, WMO = 4 };
+        tfm_model wa, wb;
+        random_model(&wa, WV, 40 + seed, 2.0f);
+        tfm_model_config c = {0};
+        tfm_model_config_default(&c);
+        c.vocab = WV;
+        c.d_model = 32;
+        c.n_heads = 4;
+        c.d_ff = 48;
+        c.enc_layers = 1;
+        c.dec_layers = 3;
+        c.max_len = 16;
+        c.dropout = 0;
+        ck_assert_int_eq(tfm_model_init(&wb, &c), 0);
+        tfm_model_init_weights(&wb, 50 + seed);
+        for (int64_t i = 0; i < wb.params.count; i++) {
+            tfm_tensor *p = wb.params.items[i];
+            if (p->ndim == 2)
+                for (int64_t j = 0; j < p->n; j++) p->data[j] *= 2.0f;
+        }
+        tfm_model *wpair[2] = {&wa, &wb};
+        int32_t wsrc[B * S];
+        uint8_t wpad[B * S];
+        make_sources(wsrc, wpad, B, S, WV, seed);
+        const int64_t K = n_possible(WV - 3, WMO);
+        int32_t out[B * WMO];
+        int64_t lens[B];
+        ck_assert_int_eq(
+            tfm_beam_decode_ensemble(wpair, 2, &t, wsrc, wpad, B, S, K, 0.6f, WMO, out, lens, NULL),
+            0);
+        for (int64_t s = 0; s < B; s++) {
+            double best = -INFINITY, second = -INFINITY;
+            int64_t best_len = -1;
+            int32_t hyp[WMO];
+            for (int64_t len = 0; len < WMO; len++) {
+                int64_t count = 1;
+                for (int64_t j = 0; j < len; j++) count *= WV - 3;
+                for (int64_t code = 0; code < count; code++) {
+                    int64_t cc = code;
+                    for (int64_t j = 0; j < len; j++, cc /= WV - 3)
+                        hyp[j] = (int32_t)(3 + cc % (WV - 3));
+                    hyp[len] = TFM_EOS_ID;
+                    double sc = 0;
+                    for (int k = 0; k < 2; k++)
+                        sc += tf_score(wpair[k], &t, wsrc + s * S, wpad + s * S, S, hyp, len + 1);
+                    sc = sc / 2 / gnmt_lp(len + 1, 0.6);
+                    if (sc > best)
+                        second = best, best = sc, best_len = len;
+                    else if (sc > second)
+                        second = sc;
+                }
+            }
+            if (best - second < TIE_EPS) continue;
+            wide++;
+            ck_assert_int_eq(lens[s], best_len);
+        }
+        tfm_model_free(&wa);
+        tfm_model_free(&wb);
+    }
+    printf("  ensemble: %lld n-best entries equal the members' mean teacher-forced score, %lld of "
+           "6 decodes differ from model A alone, %lld wide-beam sources match the exhaustive "
+           "best\n",
+           (long long)checked, (long long)differs, (long long)wide);
+    ck_assert_int_ge(differs, 1);
+    ck_assert_int_ge(wide, 8);
+    /* a different vocabulary is refused */
+    random_model(&other, V + 1, 33, 1.0f);
+    tfm_model *mixed[2] = {&a, &other};
+    int32_t src[B * S], out[B * MO];
+    uint8_t pad[B * S];
+    int64_t lens[B];
+    make_sources(src, pad, B, S, V, 1);
+    ck_assert_int_ne(
+        tfm_beam_decode_ensemble(mixed, 2, &t, src, pad, B, S, 2, 1.0f, MO, out, lens, NULL), 0);
+    ck_assert_str_eq(tfm_last_error(), "ensemble: model 2 has a vocabulary of 9 ids, model 1 of 8: "
+                                       "the models must share one vocabulary");
+    ck_assert_int_eq(t.arena.used, 0);
+    tfm_tape_free(&t);
+    tfm_model_free(&a);
+    tfm_model_free(&b);
+    tfm_model_free(&other);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("beam");
     TCase *tc = tcase_create("beam");
@@ -457,6 +807,10 @@ int main(void) {
     tcase_add_test(tc, length_penalty_direction_and_value);
     tcase_add_test(tc, wide_beam_equals_exhaustive_search);
     tcase_add_test(tc, narrow_beam_equals_reference_beam);
+    tcase_add_test(tc, nbest_lists_are_sorted_rescored_and_start_with_the_1best);
+    tcase_add_test(tc, wide_beam_nbest_equals_exhaustive_top_n);
+    tcase_add_test(tc, ensemble_of_a_model_with_itself_is_the_model);
+    tcase_add_test(tc, ensemble_ranks_by_the_mean_of_its_members);
     suite_add_tcase(s, tc);
     return tfm_test_main(s);
 }

@@ -15,7 +15,9 @@
 #include "tfm/nn.h"
 #include "tfm/train.h"
 
-static const char *USAGE = "tfm translate --model DIR [--beam K] [--alpha A] < input > output";
+static const char *USAGE =
+    "tfm translate --model DIR [--model DIR2 ...] [--beam K] [--n-best N] [--alpha A] < input > "
+    "output";
 
 /* Writes a window's translations and flushes them: a reader of the output
  * sees each window as soon as it is decoded. */
@@ -26,31 +28,78 @@ static int write_lines(char *const *out, int64_t n) {
     return 0;
 }
 
-/* Loads the model (run directory, checkpoint or export) and translates the
- * input window by window (tfm_line_window: up to 16 batches, fewer when no
- * more input is ready yet), writing each window's lines in input order as
- * soon as they are decoded. */
-static int translate_main(const char *model_path, const char *input, tfm_translate_opts *o,
-                          int progress) {
-    tfm_model m;
-    tfm_kv meta;
-    tfm_kv_init(&meta);
-    if (tfm_load_model(model_path, &m, &meta)) {
-        tfm_kv_free(&meta);
-        return tfm_cli_fail(1, "%s", tfm_last_error());
-    }
-    int toy = !strcmp(tfm_kv_get(&meta, "data.kind"), "toy"); /* checked by tfm_load_model */
-    tfm_kv_free(&meta);
+/* Whether two text models share one vocabulary: the same pieces in the
+ * same order (ids mean the same to every member of an ensemble). */
+static int same_vocab(const tfm_text_model *a, const tfm_text_model *b) {
+    int32_t n = tfm_vocab_size(a->vocab);
+    if (tfm_vocab_size(b->vocab) != n) return 0;
+    for (int32_t i = 0; i < n; i++)
+        if (strcmp(tfm_vocab_token(a->vocab, i), tfm_vocab_token(b->vocab, i))) return 0;
+    return 1;
+}
+
+/* Loads the models (run directories, checkpoints or exports; several: an
+ * ensemble, which needs one vocabulary) and translates the input window by
+ * window (tfm_line_window: up to 16 batches, fewer when no more input is
+ * ready yet), writing each window's lines in input order as soon as they are
+ * decoded. */
+static int translate_main(const char *const *model_paths, int n_models, const char *input,
+                          tfm_translate_opts *o, int progress) {
+    tfm_model models[FLAG_LIST_MAX];
+    tfm_model *mp[FLAG_LIST_MAX];
     tfm_text_model tm;
     memset(&tm, 0, sizeof tm);
-    if (!toy && tfm_load_text_model(model_path, &m.cfg, &tm)) {
-        tfm_model_free(&m);
-        return tfm_cli_fail(1, "%s", tfm_last_error());
+    int loaded = 0, toy = 0, have_tm = 0, rc = 1;
+    FILE *f = NULL;
+    int is_stdin = 1;
+    for (; loaded < n_models; loaded++) {
+        tfm_kv meta;
+        tfm_kv_init(&meta);
+        if (tfm_load_model(model_paths[loaded], &models[loaded], &meta)) {
+            tfm_kv_free(&meta);
+            goto done;
+        }
+        mp[loaded] = &models[loaded];
+        int is_toy = !strcmp(tfm_kv_get(&meta, "data.kind"), "toy"); /* checked on loading */
+        tfm_kv_free(&meta);
+        if (loaded == 0) toy = is_toy;
+        if (is_toy && (n_models > 1 || o->n_best)) {
+            tfm_set_error("--model %s: a toy model decodes greedily by itself (no ensembles, no "
+                          "--n-best)",
+                          model_paths[loaded]);
+            loaded++;
+            goto done;
+        }
+        if (!toy && loaded == 0) {
+            if (tfm_load_text_model(model_paths[0], &models[0].cfg, &tm)) {
+                loaded++;
+                goto done;
+            }
+            have_tm = 1;
+        } else if (!toy) {
+            tfm_text_model other;
+            memset(&other, 0, sizeof other);
+            int bad = tfm_load_text_model(model_paths[loaded], &models[loaded].cfg, &other);
+            if (!bad && !same_vocab(&tm, &other)) {
+                char *dir = tfm_model_text_dir(model_paths[loaded]);
+                tfm_set_error("--model %s: its vocabulary (%s/vocab.txt, %lld ids) is not the one "
+                              "of --model %s (%lld ids): an ensemble needs one shared vocabulary",
+                              model_paths[loaded], dir ? dir : model_paths[loaded],
+                              (long long)tfm_vocab_size(other.vocab), model_paths[0],
+                              (long long)tfm_vocab_size(tm.vocab));
+                free(dir);
+                bad = 1;
+            }
+            if (!bad) tfm_text_model_free(&other);
+            if (bad) {
+                loaded++;
+                goto done;
+            }
+        }
     }
-    int is_stdin = !strcmp(input, "-");
+    is_stdin = !strcmp(input, "-");
     const char *name = is_stdin ? "<stdin>" : input;
-    FILE *f = is_stdin ? stdin : fopen(input, "rb");
-    int rc = 1;
+    f = is_stdin ? stdin : fopen(input, "rb");
     struct stat st;
     if (!f) {
         tfm_set_error("%s: cannot open: %s", input, strerror(errno));
@@ -77,10 +126,11 @@ static int translate_main(const char *model_path, const char *input, tfm_transla
         }
         char **out = calloc((size_t)in.n, sizeof *out);
         o->first_line = first;
-        int failed = !out ||
-                     (toy ? tfm_translate_toy_lines(&m, in.line, in.n, o, name, out)
-                          : tfm_translate_lines(&m, &tm, in.line, in.n, o, out)) ||
-                     write_lines(out, in.n);
+        int failed =
+            !out ||
+            (toy ? tfm_translate_toy_lines(mp[0], in.line, in.n, o, name, out)
+                 : tfm_translate_lines_ensemble(mp, n_models, &tm, in.line, in.n, o, out)) ||
+            write_lines(out, in.n);
         if (!out) tfm_set_error("out of memory");
         for (int64_t i = 0; out && i < in.n; i++) free(out[i]);
         free(out);
@@ -96,8 +146,8 @@ static int translate_main(const char *model_path, const char *input, tfm_transla
 done:
     if (rc) tfm_cli_fail(1, "%s", tfm_last_error());
     if (f && !is_stdin) fclose(f);
-    if (!toy) tfm_text_model_free(&tm);
-    tfm_model_free(&m);
+    if (have_tm) tfm_text_model_free(&tm);
+    for (int k = 0; k < loaded; k++) tfm_model_free(&models[k]);
     return rc;
 }
 
@@ -117,15 +167,24 @@ static void print_profile(const tfm_decode_profile *p) {
 }
 
 int tfm_cmd_translate(int argc, char **argv) {
-    const char *model_path = NULL, *input = "-", *precision = "fp32";
-    int64_t beam = 1, batch = 64, threads = 0, max_len = 0;
+    const char *input = "-", *precision = "fp32";
+    flag_list model_paths = {{0}, 0};
+    int64_t beam = 1, batch = 64, threads = 0, max_len = 0, n_best = 0;
     double alpha = 0.6;
     int quiet = 0, profile = 0;
     flag_def flags[] = {
-        {"model", FLAG_STR, &model_path, "run directory, checkpoint file, or export directory", 0},
+        {"model", FLAG_LIST, &model_paths,
+         "run directory, checkpoint file, or export directory; given several times, an ensemble "
+         "(the models' log-probabilities averaged at each step; one shared vocabulary)",
+         0},
         {"input", FLAG_STR, &input, "input file (- for stdin)", 0},
         {"beam", FLAG_INT, &beam, "beam size (1: greedy)", 0},
         {"alpha", FLAG_FLOAT, &alpha, "length penalty (GNMT) for beam search", 0},
+        {"n-best", FLAG_INT, &n_best,
+         "write the K best hypotheses of beam search per input line as 'LINE ||| hypothesis ||| "
+         "score' (Moses; LINE from 0, score the length-normalized log-probability; K <= --beam; "
+         "0: the translation only)",
+         0},
         {"batch", FLAG_INT, &batch, "sentences decoded together", 0},
         {"max-len", FLAG_INT, &max_len, "longest output in subwords (0: from the input)", 0},
         {"threads", FLAG_INT, &threads, "OpenMP threads (0: all cores)", 0},
@@ -137,8 +196,12 @@ int tfm_cmd_translate(int argc, char **argv) {
     int n_flags = (int)(sizeof flags / sizeof flags[0]);
     int rc = flags_parse(flags, n_flags, argc, argv, USAGE, NULL, 0, NULL);
     if (rc) return rc == 1 ? 0 : rc;
-    if (!model_path) return tfm_cli_fail(2, "translate: --model DIR is required");
+    if (!model_paths.n) return tfm_cli_fail(2, "translate: --model DIR is required");
     if (beam < 1 || beam > 64) return tfm_cli_fail(2, "--beam: must be between 1 and 64");
+    if (n_best < 0) return tfm_cli_fail(2, "--n-best: must not be negative");
+    if (n_best > beam)
+        return tfm_cli_fail(2, "--n-best: %lld is more than the beam size %lld (--beam)",
+                            (long long)n_best, (long long)beam);
     if (batch < 1 || batch > 4096) return tfm_cli_fail(2, "--batch: must be between 1 and 4096");
     if (!(alpha >= 0)) return tfm_cli_fail(2, "--alpha: must not be negative");
     if (max_len < 0) return tfm_cli_fail(2, "--max-len: must not be negative");
@@ -149,12 +212,17 @@ int tfm_cmd_translate(int argc, char **argv) {
         return tfm_cli_fail(2, "--precision: '%s' is not fp32 or bf16", precision);
     if (threads > 0) tfm_set_num_threads((int)threads);
     /* progress per window: translate_main shows the running count */
-    tfm_translate_opts to = {
-        .beam = beam, .alpha = alpha, .batch = batch, .max_len = max_len, .precision = prec};
+    tfm_translate_opts to = {.beam = beam,
+                             .alpha = alpha,
+                             .batch = batch,
+                             .max_len = max_len,
+                             .precision = prec,
+                             .n_best = n_best};
     tfm_decode_profile prof;
     memset(&prof, 0, sizeof prof);
     if (profile) tfm_decode_set_profile(&prof);
-    rc = translate_main(model_path, input, &to, !quiet && isatty(fileno(stderr)));
+    rc = translate_main(model_paths.items, model_paths.n, input, &to,
+                        !quiet && isatty(fileno(stderr)));
     tfm_decode_set_profile(NULL);
     if (profile && rc == 0) print_profile(&prof);
     return rc;

@@ -69,6 +69,17 @@ static int convert_value(flag_def *f, const char *text, const char *where, int f
             *(const char **)f->value = v;
         }
         break;
+    case FLAG_LIST: {
+        flag_list *l = f->value;
+        if (l->n >= FLAG_LIST_MAX)
+            return tfm_set_error("%s: given more than %d times", where, FLAG_LIST_MAX), 2;
+        if (!check_only) {
+            const char *v = from_file ? keep_string(text) : text;
+            if (!v) return tfm_set_error("%s: out of memory", where), 2;
+            l->items[l->n++] = v;
+        }
+        break;
+    }
     case FLAG_CHOICE: {
         const flag_choice *c = f->value;
         int v = 0;
@@ -196,6 +207,11 @@ void flags_help_aliases(FILE *f, const flag_def *flags, int n_flags, const flag_
             snprintf(def, sizeof def, "%s", c->names[*c->index]);
             break;
         }
+        case FLAG_LIST: {
+            const flag_list *l = d->value;
+            snprintf(def, sizeof def, "%s", l->n ? l->items[0] : "none");
+            break;
+        }
         }
         char name[48], also[128] = "", help[640];
         snprintf(name, sizeof name, "--%s%s", d->name, d->type == FLAG_BOOL ? "" : " X");
@@ -320,6 +336,11 @@ void flags_write_config(FILE *f, const flag_def *flags, int n_flags) {
         case FLAG_CHOICE: {
             const flag_choice *c = d->value;
             fprintf(f, "%s = %s\n", d->name, c->names[*c->index]);
+            break;
+        }
+        case FLAG_LIST: {
+            const flag_list *l = d->value;
+            for (int k = 0; k < l->n; k++) fprintf(f, "%s = %s\n", d->name, l->items[k]);
             break;
         }
         }

@@ -8,12 +8,20 @@
 #include <stdint.h>
 #include <stdio.h>
 
-typedef enum { FLAG_INT, FLAG_FLOAT, FLAG_STR, FLAG_BOOL, FLAG_F32, FLAG_CHOICE } flag_type;
+typedef enum {
+    FLAG_INT,
+    FLAG_FLOAT,
+    FLAG_STR,
+    FLAG_BOOL,
+    FLAG_F32,
+    FLAG_CHOICE,
+    FLAG_LIST
+} flag_type;
 
 typedef struct {
     const char *name; /* without the leading "--" */
     flag_type type;
-    void *value; /* int64_t*, double*, const char**, int*, float*, flag_choice* */
+    void *value; /* int64_t*, double*, const char**, int*, float*, flag_choice*, flag_list* */
     const char *help;
     int set; /* bit 0: given on the command line, bit 1: in a config file */
 } flag_def;
@@ -23,6 +31,14 @@ typedef struct {
     int *index;
     const char *const *names;
 } flag_choice;
+
+/* FLAG_LIST: a flag that may be given several times ("--model A --model
+ * B"; in a config file one "model = A" line each); the values in order. */
+enum { FLAG_LIST_MAX = 64 };
+typedef struct {
+    const char *items[FLAG_LIST_MAX];
+    int n;
+} flag_list;
 
 /* Another spelling of a flag, for the short forms users know from other
  * tools: {"-c", "codes"} makes "-c FILE" mean "--codes FILE". A spelling is

@@ -42,6 +42,43 @@ int tfm_beam_decode(tfm_model *m, tfm_tape *t, const int32_t *src, const uint8_t
                     int64_t B, int64_t S, int64_t beam, float alpha, int64_t max_out, int32_t *out,
                     int64_t *lens);
 
+/* The most models an ensemble decodes with. */
+#define TFM_ENSEMBLE_MAX 64
+
+/* n-best lists: for each source the best n_best (1..beam) hypotheses, best
+ * first, ranked as the 1-best is: finished ones by score / lp(len) (equal
+ * ones in the order they finished), so entry 0 is what `out` gets. A source
+ * with no finished hypothesis lists its live ones by log-probability (score
+ * / lp(T), T the steps run), as `out` then gets its best live one. A source
+ * can have fewer than n_best entries (fewer finished within the steps): count
+ * says how many; the rest have len -1 and scores -inf. Asking for the lists
+ * keeps a source in the search until no live hypothesis can enter them (its
+ * n_best-th finished one bounds the early exit, not its best), which cannot
+ * change `out`. */
+typedef struct {
+    int64_t n_best;  /* entries per source, 1..beam */
+    int32_t *tokens; /* (B, n_best, max_out): each like a row of out */
+    int64_t *lens;   /* (B, n_best): like lens */
+    float *scores;   /* (B, n_best): the length-normalized log-probability that ranked them */
+    float *logprobs; /* (B, n_best): the sum of the token log-probabilities */
+    int64_t *count;  /* (B): entries filled */
+} tfm_nbest;
+
+/* Beam search over an ensemble of n_models (1..TFM_ENSEMBLE_MAX) models
+ * that share the vocabulary (the same number of ids, an error naming the
+ * model otherwise; their sizes may differ): each encodes the sources and
+ * keeps its own key/value cache, reordered with the others, and hypotheses
+ * are extended by the mean of the models' log-probabilities (log-softmax
+ * over </s>.. as above, averaged in double and rounded once, so copies of one
+ * model decode exactly as that model alone). Steps are limited by the
+ * smallest max_len. beam 1 is greedy decoding of the ensemble. nb (NULL:
+ * none) receives the n-best lists; n_best outside 1..beam is an error. One
+ * model without nb is tfm_beam_decode. */
+int tfm_beam_decode_ensemble(tfm_model *const *models, int64_t n_models, tfm_tape *t,
+                             const int32_t *src, const uint8_t *src_pad, int64_t B, int64_t S,
+                             int64_t beam, float alpha, int64_t max_out, int32_t *out,
+                             int64_t *lens, tfm_nbest *nb);
+
 /* Seconds spent per phase of decoding, summed over the calls made while it is
  * installed (for benchmarks and profiles; not thread-safe). */
 typedef struct {

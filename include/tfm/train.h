@@ -311,12 +311,26 @@ typedef struct {
     FILE *warn;
     const char *input_name;
     int64_t first_line;
+    /* 0: out[i] is the translation. K (1..beam): out[i] is the n-best list
+     * of beam search (tfm_nbest in decode.h), K lines or fewer joined by
+     * newlines, "LINE ||| hypothesis ||| score" (Moses), LINE the input's
+     * 0-based line number (first_line - 1 + i; first_line 0 counts as 1),
+     * score the length-normalized log-probability that ranked it (%.6f). */
+    int64_t n_best;
 } tfm_translate_opts;
 
 /* Translates n sentences; out[i] receives a malloc'd string. Sentences are
  * decoded in batches of similar length. */
 int tfm_translate_lines(tfm_model *m, const tfm_text_model *tm, char *const *lines, int64_t n,
                         const tfm_translate_opts *o, char **out);
+/* The same with an ensemble of n_models models (1..TFM_ENSEMBLE_MAX of
+ * decode.h) that share tm's vocabulary: each step averages their
+ * log-probabilities (tfm_beam_decode_ensemble; beam 1 is its greedy
+ * decoding). Inputs are cut to the smallest model's positions. One model is
+ * tfm_translate_lines. */
+int tfm_translate_lines_ensemble(tfm_model *const *models, int64_t n_models,
+                                 const tfm_text_model *tm, char *const *lines, int64_t n,
+                                 const tfm_translate_opts *o, char **out);
 
 /* Toy models (data.kind "toy"): each line holds symbol ids in [3, vocab)
  * separated by spaces ("3 4 5"); out[i] receives the greedy decoding the same

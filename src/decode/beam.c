@@ -127,22 +127,77 @@ static int64_t row_top(const float *row, int64_t V, float score, float lse, floa
     return count;
 }
 
-int tfm_beam_decode(tfm_model *m, tfm_tape *t, const int32_t *src, const uint8_t *src_pad,
-                    int64_t B, int64_t S, int64_t beam, float alpha, int64_t max_out, int32_t *out,
-                    int64_t *lens) {
+/* Inserts a finished hypothesis (tokens hyp[0..len), then </s>) into source
+ * b's n-best list, ranked by final (descending; equal to one already listed:
+ * after it, the rule of the 1-best). fin (B, N) holds the finals in double,
+ * the order they were ranked in. */
+static void nbest_insert(tfm_nbest *nb, double *fin, int64_t b, int64_t stride, const int32_t *hyp,
+                         int64_t len, double final, float logprob) {
+    const int64_t N = nb->n_best;
+    double *f = fin + b * N;
+    int64_t *count = &nb->count[b];
+    if (*count == N && !(final > f[N - 1])) return;
+    int64_t i = *count < N ? (*count)++ : N - 1;
+    for (; i > 0 && f[i - 1] < final; i--) {
+        int64_t e = b * N + i;
+        f[i] = f[i - 1];
+        memcpy(nb->tokens + e * stride, nb->tokens + (e - 1) * stride,
+               (size_t)stride * sizeof(int32_t));
+        nb->lens[e] = nb->lens[e - 1];
+        nb->scores[e] = nb->scores[e - 1];
+        nb->logprobs[e] = nb->logprobs[e - 1];
+    }
+    int64_t e = b * N + i;
+    int32_t *dst = nb->tokens + e * stride;
+    memcpy(dst, hyp, (size_t)len * sizeof(int32_t));
+    if (len < stride) dst[len] = TFM_EOS_ID;
+    for (int64_t j = len + 1; j < stride; j++) dst[j] = TFM_PAD_ID;
+    f[i] = final;
+    nb->lens[e] = len;
+    nb->scores[e] = (float) final;
+    nb->logprobs[e] = logprob;
+}
+
+/* The ensemble's next-token log-probabilities of one row, written over the
+ * first model's logits (rows[0]): for v >= </s>, the mean over the models of
+ * row_k[v] - lse_k, summed in double and rounded once, so that n copies of
+ * one model give exactly that model's row[v] - lse (a float difference
+ * rounded through double is the float difference: 53 >= 2 * 24 + 2). Each
+ * term is <= 0, so the mean is too (can_beat relies on that). */
+static void ensemble_row(float *const *rows, int64_t n_models, int64_t V) {
+    float lse[TFM_ENSEMBLE_MAX];
+    for (int64_t k = 0; k < n_models; k++) {
+        float nth_low, mx = row_max(rows[k], V, 1, &nth_low);
+        lse[k] = row_log_sum_exp(rows[k], V, mx);
+    }
+    for (int64_t v = TFM_EOS_ID; v < V; v++) {
+        double sum = 0;
+        for (int64_t k = 0; k < n_models; k++) sum += (double)rows[k][v] - (double)lse[k];
+        rows[0][v] = (float)(sum / (double)n_models);
+    }
+}
+
+static int beam_search(tfm_model *const *models, int64_t n_models, tfm_tape *t, const int32_t *src,
+                       const uint8_t *src_pad, int64_t B, int64_t S, int64_t beam, float alpha,
+                       int64_t max_out, int32_t *out, int64_t *lens, tfm_nbest *nb) {
+    tfm_model *m = models[0];
     const int64_t K = beam, R = B * K, V = m->cfg.vocab, n = 2 * K, stride = max_out;
-    /* positions 0..T: <s> and T outputs must fit the model's positions */
-    const int64_t T = max_out + 1 > m->cfg.max_len ? m->cfg.max_len - 1 : max_out;
+    const int64_t N = nb ? nb->n_best : 1;
+    /* positions 0..T: <s> and T outputs must fit every model's positions */
+    int64_t T = max_out;
+    for (int64_t k = 0; k < n_models; k++)
+        if (T + 1 > models[k]->cfg.max_len) T = models[k]->cfg.max_len - 1;
     tfm_decode_profile *prof = g_profile;
     int saved_grad = t->no_grad, saved_train = t->training;
     t->no_grad = 1;
     t->training = 0;
     size_t mark = tfm_arena_mark(&t->arena);
     int rc = 1;
-    tfm_kv_cache cache;
-    memset(&cache, 0, sizeof cache);
-    /* first, so that an arena sized for activations + cache holds the cache */
-    if (tfm_kv_cache_init_in(&cache, m, R, S, T + 1, &t->arena)) goto done;
+    tfm_kv_cache cache[TFM_ENSEMBLE_MAX];
+    memset(cache, 0, (size_t)n_models * sizeof cache[0]);
+    /* first, so that an arena sized for activations + caches holds the caches */
+    for (int64_t k = 0; k < n_models; k++)
+        if (tfm_kv_cache_init_in(&cache[k], models[k], R, S, T + 1, &t->arena)) goto done;
     /* rows (current and next), their candidates, and per-source results */
     int32_t *tokens = tfm_arena_alloc(&t->arena, (size_t)(2 * R) * sizeof(int32_t));
     float *scores = tfm_arena_alloc(&t->arena, (size_t)(2 * R) * sizeof(float));
@@ -154,8 +209,9 @@ int tfm_beam_decode(tfm_model *m, tfm_tape *t, const int32_t *src, const uint8_t
     candidate *merged = tfm_arena_alloc(&t->arena, (size_t)n * sizeof(candidate));
     double *best_final = tfm_arena_alloc(&t->arena, (size_t)B * sizeof(double));
     int64_t *n_finished = tfm_arena_alloc(&t->arena, (size_t)B * sizeof(int64_t));
+    double *nb_final = tfm_arena_alloc(&t->arena, (size_t)(B * N) * sizeof(double));
     if (!tokens || !scores || !sent || !hist || !from || !n_cand || !cand || !merged ||
-        !best_final || !n_finished)
+        !best_final || !n_finished || !nb_final)
         goto done;
     int32_t *tokens_next = tokens + R, *hist_next = hist + R * T;
     float *scores_next = scores + R;
@@ -168,31 +224,57 @@ int tfm_beam_decode(tfm_model *m, tfm_tape *t, const int32_t *src, const uint8_t
         n_finished[b] = 0;
         lens[b] = 0;
         for (int64_t j = 0; j < stride; j++) out[b * stride + j] = TFM_PAD_ID;
+        for (int64_t i = 0; nb && i < N; i++) {
+            int64_t e = b * N + i;
+            for (int64_t j = 0; j < stride; j++) nb->tokens[e * stride + j] = TFM_PAD_ID;
+            nb->lens[e] = -1;
+            nb->scores[e] = nb->logprobs[e] = -INFINITY;
+            nb_final[e] = -INFINITY;
+        }
+        if (nb) nb->count[b] = 0;
     }
-    double t0 = prof ? tfm_now() : 0;
-    tfm_tensor *mem = tfm_model_encode(m, t, src, src_pad, B, S); /* once per source */
-    double t1 = prof ? tfm_now() : 0;
-    if (!mem || tfm_kv_cache_start(&cache, m, t, mem, src_pad)) goto done;
-    if (prof) {
-        prof->encoder += t1 - t0;
-        prof->cross_kv += tfm_now() - t1;
+    for (int64_t k = 0; k < n_models; k++) {
+        double t0 = prof ? tfm_now() : 0;
+        tfm_tensor *mem = tfm_model_encode(models[k], t, src, src_pad, B, S); /* once per source */
+        double t1 = prof ? tfm_now() : 0;
+        if (!mem || tfm_kv_cache_start(&cache[k], models[k], t, mem, src_pad)) goto done;
+        if (prof) {
+            prof->encoder += t1 - t0;
+            prof->cross_kv += tfm_now() - t1;
+        }
     }
     size_t step_mark = tfm_arena_mark(&t->arena);
     int64_t rows = B;
     for (int64_t step = 0; step < T && rows > 0; step++) {
         tfm_arena_rewind(&t->arena, step_mark);
-        double p0 = prof ? tfm_now() : 0;
-        tfm_tensor *x = tfm_model_decode_hidden(m, t, &cache, tokens);
-        double p1 = prof ? tfm_now() : 0;
-        tfm_tensor *logits = tfm_linear(t, x, m->tgt_emb, NULL);
-        if (!logits) goto done;
+        float *logits[TFM_ENSEMBLE_MAX];
+        double p_dec = 0, p_out = 0;
+        for (int64_t k = 0; k < n_models; k++) {
+            double p0 = prof ? tfm_now() : 0;
+            tfm_tensor *x = tfm_model_decode_hidden(models[k], t, &cache[k], tokens);
+            double p1 = prof ? tfm_now() : 0;
+            tfm_tensor *lg = x ? tfm_linear(t, x, models[k]->tgt_emb, NULL) : NULL;
+            if (!lg) goto done;
+            logits[k] = lg->data;
+            if (prof) p_dec += p1 - p0, p_out += tfm_now() - p1;
+        }
         double p2 = prof ? tfm_now() : 0, p_lse = 0;
 #pragma omp parallel for schedule(static) reduction(+ : p_lse) if (rows * V > TFM_PAR_MIN_WORK)
         for (int64_t r = 0; r < rows; r++) {
-            const float *row = logits->data + r * V;
+            const float *row = logits[0] + r * V;
             double q0 = prof ? tfm_now() : 0;
-            float nth_low, mx = row_max(row, V, n, &nth_low);
-            float lse = row_log_sum_exp(row, V, mx);
+            float nth_low, mx, lse;
+            if (n_models == 1) { /* the logits: log-softmax on the fly */
+                mx = row_max(row, V, n, &nth_low);
+                lse = row_log_sum_exp(row, V, mx);
+            } else { /* the ensemble's log-probabilities, in place */
+                float *rk[TFM_ENSEMBLE_MAX];
+                for (int64_t k = 0; k < n_models; k++) rk[k] = logits[k] + r * V;
+                ensemble_row(rk, n_models, V);
+                mx = row_max(row, V, n, &nth_low);
+                lse = 0.0f;
+            }
+            (void)mx;
             if (prof) p_lse += tfm_now() - q0;
             n_cand[r] = scores[r] == -INFINITY
                             ? 0
@@ -212,6 +294,9 @@ int tfm_beam_decode(tfm_model *m, tfm_tape *t, const int32_t *src, const uint8_t
                     if (n_finished[b] >= K) continue;
                     n_finished[b]++;
                     double final = cd.score / length_penalty(step + 1, alpha);
+                    if (nb)
+                        nbest_insert(nb, nb_final, b, stride, hist + cd.from * T, step, final,
+                                     cd.score);
                     if (final > best_final[b]) {
                         best_final[b] = final;
                         memcpy(out + b * stride, hist + cd.from * T,
@@ -232,17 +317,24 @@ int tfm_beam_decode(tfm_model *m, tfm_tape *t, const int32_t *src, const uint8_t
                 next++;
                 alive++;
             }
+            /* what a later hypothesis must beat to change the result: the
+             * best finished one, or with n-best lists the N-th (the list's
+             * order is final > listed, as the 1-best's, so N = 1 is the same) */
+            double settle = !nb                 ? best_final[b]
+                            : nb->count[b] >= N ? nb_final[b * N + N - 1]
+                                                : -INFINITY;
             if (n_finished[b] >= K) {
                 next -= alive; /* done: its rows leave the batch */
-            } else if (alive > 0 && best_final[b] > -INFINITY &&
-                       !can_beat(scores_next + next - alive, alive, best_final[b],
+            } else if (alive > 0 && settle > -INFINITY &&
+                       !can_beat(scores_next + next - alive, alive, settle,
                                  lp_bound(step + 2, T, alpha))) {
                 next -= alive; /* its output is settled: the rows leave early */
                 if (prof) prof->early_stops++;
             }
         }
         double p4 = prof ? tfm_now() : 0;
-        if (tfm_kv_cache_select(&cache, from, next)) goto done;
+        for (int64_t k = 0; k < n_models; k++)
+            if (tfm_kv_cache_select(&cache[k], from, next)) goto done;
         int32_t *swap_i = tokens;
         tokens = tokens_next;
         tokens_next = swap_i;
@@ -257,8 +349,8 @@ int tfm_beam_decode(tfm_model *m, tfm_tape *t, const int32_t *src, const uint8_t
         sent_next = swap_l;
         if (prof) {
             int nt = tfm_num_threads();
-            prof->decoder += p1 - p0;
-            prof->output += p2 - p1;
+            prof->decoder += p_dec;
+            prof->output += p_out;
             prof->log_softmax += p_lse / (nt > 0 ? nt : 1);
             prof->top_k += p3 - p2 - p_lse / (nt > 0 ? nt : 1);
             prof->bookkeeping += p4 - p3;
@@ -268,7 +360,8 @@ int tfm_beam_decode(tfm_model *m, tfm_tape *t, const int32_t *src, const uint8_t
         }
         rows = next;
     }
-    /* sources with no finished hypothesis: the best live one (first of equals) */
+    /* sources with no finished hypothesis: the best live one (first of
+     * equals); their n-best lists: the live ones by log-probability */
     for (int64_t r0 = 0, r1; r0 < rows; r0 = r1) {
         int64_t b = sent[r0], best = r0;
         for (r1 = r0 + 1; r1 < rows && sent[r1] == b; r1++)
@@ -276,12 +369,46 @@ int tfm_beam_decode(tfm_model *m, tfm_tape *t, const int32_t *src, const uint8_t
         if (n_finished[b] > 0) continue;
         memcpy(out + b * stride, hist + best * T, (size_t)T * sizeof(int32_t));
         lens[b] = T;
+        for (int64_t r = r0; nb && r < r1; r++) {
+            double final = scores[r] / length_penalty(T, alpha);
+            nbest_insert(nb, nb_final, b, stride, hist + r * T, T, final, scores[r]);
+        }
     }
     rc = 0;
 done:
-    tfm_kv_cache_free(&cache);
+    for (int64_t k = n_models - 1; k >= 0; k--) tfm_kv_cache_free(&cache[k]);
     tfm_arena_rewind(&t->arena, mark);
     t->no_grad = saved_grad;
     t->training = saved_train;
     return rc;
+}
+
+int tfm_beam_decode(tfm_model *m, tfm_tape *t, const int32_t *src, const uint8_t *src_pad,
+                    int64_t B, int64_t S, int64_t beam, float alpha, int64_t max_out, int32_t *out,
+                    int64_t *lens) {
+    return beam_search(&m, 1, t, src, src_pad, B, S, beam, alpha, max_out, out, lens, NULL);
+}
+
+int tfm_beam_decode_ensemble(tfm_model *const *models, int64_t n_models, tfm_tape *t,
+                             const int32_t *src, const uint8_t *src_pad, int64_t B, int64_t S,
+                             int64_t beam, float alpha, int64_t max_out, int32_t *out,
+                             int64_t *lens, tfm_nbest *nb) {
+    if (n_models < 1 || n_models > TFM_ENSEMBLE_MAX)
+        return tfm_set_error("ensemble: %lld models: must be between 1 and %d", (long long)n_models,
+                             TFM_ENSEMBLE_MAX),
+               1;
+    if (beam < 1) return tfm_set_error("beam %lld: must be at least 1", (long long)beam), 1;
+    for (int64_t k = 1; k < n_models; k++)
+        if (models[k]->cfg.vocab != models[0]->cfg.vocab)
+            return tfm_set_error("ensemble: model %lld has a vocabulary of %lld ids, model 1 of "
+                                 "%lld: the models must share one vocabulary",
+                                 (long long)(k + 1), (long long)models[k]->cfg.vocab,
+                                 (long long)models[0]->cfg.vocab),
+                   1;
+    if (nb && (nb->n_best < 1 || nb->n_best > beam))
+        return tfm_set_error("n-best %lld: must be between 1 and the beam size %lld",
+                             (long long)nb->n_best, (long long)beam),
+               1;
+    return beam_search(models, n_models, t, src, src_pad, B, S, beam, alpha, max_out, out, lens,
+                       nb);
 }

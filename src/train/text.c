@@ -148,9 +148,54 @@ static int cmp_len(const void *a, const void *b) {
 
 int tfm_translate_lines(tfm_model *m, const tfm_text_model *tm, char *const *lines, int64_t n,
                         const tfm_translate_opts *o, char **out) {
+    return tfm_translate_lines_ensemble(&m, 1, tm, lines, n, o, out);
+}
+
+/* out[i] for an n-best list: "LINE ||| hypothesis ||| score" lines joined
+ * by newlines (malloc'd; NULL when out of memory). */
+static char *format_nbest(const tfm_text_model *tm, const tfm_nbest *nb, int64_t r, int64_t stride,
+                          int64_t line, int64_t own_cut) {
+    size_t size = 1, used = 0;
+    char *s = malloc(size);
+    if (!s) return NULL;
+    s[0] = 0;
+    for (int64_t i = 0; i < nb->count[r]; i++) {
+        int64_t e = r * nb->n_best + i, len = nb->lens[e];
+        if (own_cut >= 0 && len > own_cut) len = own_cut;
+        char *hyp = tfm_vocab_decode(tm->vocab, nb->tokens + e * stride, len);
+        size_t need = hyp ? strlen(hyp) + 64 : 0;
+        char *grown = hyp ? realloc(s, size + need) : NULL;
+        if (!grown) {
+            free(hyp);
+            free(s);
+            return NULL;
+        }
+        s = grown;
+        size += need;
+        used += (size_t)snprintf(s + used, size - used, "%s%lld ||| %s ||| %.6f", i ? "\n" : "",
+                                 (long long)line, hyp, (double)nb->scores[e]);
+        free(hyp);
+    }
+    return s;
+}
+
+int tfm_translate_lines_ensemble(tfm_model *const *models, int64_t n_models,
+                                 const tfm_text_model *tm, char *const *lines, int64_t n,
+                                 const tfm_translate_opts *o, char **out) {
     if (o->beam < 1 || o->batch < 1)
         return tfm_set_error("translate: beam and batch must be at least 1"), 1;
+    if (o->n_best < 0 || o->n_best > o->beam)
+        return tfm_set_error("translate: n-best %lld: must be between 0 and the beam size %lld",
+                             (long long)o->n_best, (long long)o->beam),
+               1;
+    if (n_models < 1 || n_models > TFM_ENSEMBLE_MAX)
+        return tfm_set_error("translate: %lld models: must be between 1 and %d",
+                             (long long)n_models, TFM_ENSEMBLE_MAX),
+               1;
+    tfm_model *m = models[0];
     int64_t cap = m->cfg.max_len - 1; /* source ids + </s> must fit the positions */
+    for (int64_t k = 1; k < n_models; k++)
+        if (models[k]->cfg.max_len - 1 < cap) cap = models[k]->cfg.max_len - 1;
     int32_t **ids = calloc((size_t)(n ? n : 1), sizeof *ids);
     by_len *order = malloc((size_t)(n ? n : 1) * sizeof *order);
     if (!ids || !order) {
@@ -172,17 +217,19 @@ int tfm_translate_lines(tfm_model *m, const tfm_text_model *tm, char *const *lin
                     "tfm: %s:%lld: %lld subwords, more than the model's %lld positions allow: "
                     "translating the first %lld\n",
                     o->input_name ? o->input_name : "input", (long long)(o->first_line + i),
-                    (long long)k, (long long)m->cfg.max_len, (long long)(cap - 1));
+                    (long long)k, (long long)(cap + 1), (long long)(cap - 1));
     }
     qsort(order, (size_t)n, sizeof *order, cmp_len);
     int64_t B = o->batch, S_max = n ? order[n - 1].len + 1 : 1;
     int64_t max_out = o->max_len > 0 ? o->max_len : 2 * S_max + 10;
-    if (max_out > m->cfg.max_len - 1) max_out = m->cfg.max_len - 1;
+    if (max_out > cap) max_out = cap;
     tfm_tape t;
-    /* the decoder cache too: taken from this arena, every batch reuses memory
-     * already mapped (tfm_kv_cache_init_in) */
-    size_t arena = tfm_model_activation_bytes(&m->cfg, B * o->beam, S_max, 2) +
-                   tfm_kv_cache_bytes(m, B * o->beam, S_max, max_out + 1) + 4096;
+    /* the decoder caches too: taken from this arena, every batch reuses
+     * memory already mapped (tfm_kv_cache_init_in) */
+    size_t arena = 4096;
+    for (int64_t k = 0; k < n_models; k++)
+        arena += tfm_model_activation_bytes(&models[k]->cfg, B * o->beam, S_max, 2) +
+                 tfm_kv_cache_bytes(models[k], B * o->beam, S_max, max_out + 1);
     if (tfm_tape_init(&t, arena, 16)) goto done;
     t.no_grad = 1;
     t.training = 0;
@@ -191,7 +238,15 @@ int tfm_translate_lines(tfm_model *m, const tfm_text_model *tm, char *const *lin
     uint8_t *pad = malloc((size_t)(B * S_max));
     int32_t *hyp = malloc((size_t)(B * max_out) * sizeof(int32_t));
     int64_t *lens = malloc((size_t)B * sizeof(int64_t));
-    if (!src || !pad || !hyp || !lens) {
+    const int64_t NB = o->n_best;
+    tfm_nbest nb = {NB,
+                    NB ? malloc((size_t)(B * NB * max_out) * sizeof(int32_t)) : NULL,
+                    NB ? malloc((size_t)(B * NB) * sizeof(int64_t)) : NULL,
+                    NB ? malloc((size_t)(B * NB) * sizeof(float)) : NULL,
+                    NB ? malloc((size_t)(B * NB) * sizeof(float)) : NULL,
+                    NB ? malloc((size_t)B * sizeof(int64_t)) : NULL};
+    if (!src || !pad || !hyp || !lens ||
+        (NB && (!nb.tokens || !nb.lens || !nb.scores || !nb.logprobs || !nb.count))) {
         tfm_set_error("out of memory");
         goto done_tape;
     }
@@ -208,9 +263,13 @@ int tfm_translate_lines(tfm_model *m, const tfm_text_model *tm, char *const *lin
             }
         }
         int64_t lim = o->max_len > 0 ? max_out : (2 * S + 10 < max_out ? 2 * S + 10 : max_out);
-        int st = o->beam > 1 ? tfm_beam_decode(m, &t, src, pad, rows, S, o->beam, (float)o->alpha,
-                                               lim, hyp, lens)
-                             : tfm_greedy_decode(m, &t, src, pad, rows, S, lim, hyp, lens);
+        /* one model without n-best lists: as before ensembles (beam 1 greedy) */
+        int st = n_models > 1 || NB
+                     ? tfm_beam_decode_ensemble(models, n_models, &t, src, pad, rows, S, o->beam,
+                                                (float)o->alpha, lim, hyp, lens, NB ? &nb : NULL)
+                 : o->beam > 1 ? tfm_beam_decode(m, &t, src, pad, rows, S, o->beam, (float)o->alpha,
+                                                 lim, hyp, lens)
+                               : tfm_greedy_decode(m, &t, src, pad, rows, S, lim, hyp, lens);
         if (st) goto done_tape;
         for (int64_t r = 0; r < rows; r++) {
             /* greedy decoding of a row does not depend on the other rows, but
@@ -218,8 +277,14 @@ int tfm_translate_lines(tfm_model *m, const tfm_text_model *tm, char *const *lin
              * is cut to its own, so that a sentence translates the same in
              * any batch (tfm translate's windows depend on when input comes) */
             int64_t own = 2 * (order[start + r].len + 1) + 10;
-            if (o->beam == 1 && o->max_len <= 0 && lens[r] > own) lens[r] = own;
-            out[order[start + r].index] = tfm_vocab_decode(tm->vocab, hyp + r * lim, lens[r]);
+            int cut = o->beam == 1 && o->max_len <= 0;
+            if (cut && lens[r] > own) lens[r] = own;
+            int64_t index = order[start + r].index;
+            /* n-best LINE: the 0-based number of the input line (Moses) */
+            out[index] = NB ? format_nbest(tm, &nb, r, lim,
+                                           (o->first_line > 0 ? o->first_line - 1 : 0) + index,
+                                           cut ? own : -1)
+                            : tfm_vocab_decode(tm->vocab, hyp + r * lim, lens[r]);
             if (!out[order[start + r].index]) goto done_tape;
         }
         if (o->progress) {
@@ -236,6 +301,11 @@ done_tape:
     free(pad);
     free(hyp);
     free(lens);
+    free(nb.tokens);
+    free(nb.lens);
+    free(nb.scores);
+    free(nb.logprobs);
+    free(nb.count);
     tfm_tape_free(&t);
 done:
     for (int64_t i = 0; i < n; i++) free(ids[i]);
