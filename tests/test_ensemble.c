@@ -156,6 +156,19 @@ START_TEST(ensemble_with_itself_is_the_model) {
         free(one);
         free(two);
     }
+    /* in a config file: one line, the values separated by spaces (a, b) */
+    char path[1200], line[1200];
+    snprintf(path, sizeof path, "%s/ens.cfg", models_dir());
+    snprintf(line, sizeof line, "model = %s/a %s/b\nbeam = 4\n", models_dir(), models_dir());
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs(line, f);
+    fclose(f);
+    char *one = run_out(0, "TFM translate --model %s/a --model %s/b --beam 4 < %s/data/test.de");
+    char *cfg = run_out(0, "TFM translate --config %s/ens.cfg < %s/data/test.de");
+    ck_assert_str_eq(one, cfg);
+    free(one);
+    free(cfg);
 }
 END_TEST
 

@@ -70,14 +70,31 @@ static int convert_value(flag_def *f, const char *text, const char *where, int f
         }
         break;
     case FLAG_LIST: {
+        /* command line: one value per occurrence; config file: one line of
+         * values separated by spaces (a key may not repeat there) */
         flag_list *l = f->value;
-        if (l->n >= FLAG_LIST_MAX)
-            return tfm_set_error("%s: given more than %d times", where, FLAG_LIST_MAX), 2;
-        if (!check_only) {
-            const char *v = from_file ? keep_string(text) : text;
-            if (!v) return tfm_set_error("%s: out of memory", where), 2;
-            l->items[l->n++] = v;
+        int n = l->n, added = 0;
+        for (const char *p = text; *p;) {
+            size_t len = from_file ? strcspn(p, " \t") : strlen(p);
+            if (len == 0) {
+                p++;
+                continue;
+            }
+            if (n >= FLAG_LIST_MAX)
+                return tfm_set_error("%s: more than %d values", where, FLAG_LIST_MAX), 2;
+            n++, added++;
+            if (!check_only) {
+                char word[4096];
+                if (len >= sizeof word) return tfm_set_error("%s: value too long", where), 2;
+                memcpy(word, p, len);
+                word[len] = 0;
+                const char *v = from_file ? keep_string(word) : text;
+                if (!v) return tfm_set_error("%s: out of memory", where), 2;
+                l->items[l->n++] = v;
+            }
+            p += len;
         }
+        if (!added) return tfm_set_error("%s: missing value", where), 2;
         break;
     }
     case FLAG_CHOICE: {
@@ -340,7 +357,10 @@ void flags_write_config(FILE *f, const flag_def *flags, int n_flags) {
         }
         case FLAG_LIST: {
             const flag_list *l = d->value;
-            for (int k = 0; k < l->n; k++) fprintf(f, "%s = %s\n", d->name, l->items[k]);
+            if (!l->n) break;
+            fprintf(f, "%s =", d->name);
+            for (int k = 0; k < l->n; k++) fprintf(f, " %s", l->items[k]);
+            fputc('\n', f);
             break;
         }
         }

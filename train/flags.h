@@ -33,7 +33,8 @@ typedef struct {
 } flag_choice;
 
 /* FLAG_LIST: a flag that may be given several times ("--model A --model
- * B"; in a config file one "model = A" line each); the values in order. */
+ * B"; in a config file one line "model = A B", values separated by spaces);
+ * the values in order. */
 enum { FLAG_LIST_MAX = 64 };
 typedef struct {
     const char *items[FLAG_LIST_MAX];
