@@ -11,6 +11,7 @@
 #include "tfm/base.h"
 #include "tfm/checkpoint.h"
 #include "tfm/nn.h"
+#include "tfm/train.h"
 #include "util_test.h"
 
 static void small_config(tfm_model_config *c) {
@@ -284,6 +285,233 @@ START_TEST(cli_average_last_n_translates_and_exports) {
 }
 END_TEST
 
+/* ---- tfm train --average-last and --init ----------------------------------------- */
+
+static char *log_of(const char *dir) {
+    char path[1024];
+    snprintf(path, sizeof path, "%s/train.log", dir);
+    return tfm_test_slurp(path);
+}
+
+static int same_weights(const char *p1, const char *p2) {
+    int64_t n1, n2;
+    float *x1 = read_block(p1, &n1, NULL), *x2 = read_block(p2, &n2, NULL);
+    int same = n1 == n2 && !memcmp(x1, x2, (size_t)n1 * sizeof *x1);
+    free(x1);
+    free(x2);
+    return same;
+}
+
+START_TEST(train_average_last_writes_the_mean_of_the_last_checkpoints) {
+    const char *dir = tfm_test_tmpdir("avg-train");
+    char cmd[4096], out[16384], p1[600], p2[600];
+    const char *toy = "train --task copy --d-model 16 --heads 2 --d-ff 32 --layers 1 --vocab 8 "
+                      "--max-len 5 --batch 8 --warmup 10 --threads 1 --eval-n 1 --quiet "
+                      "--steps 40 --save-every 10";
+    /* --keep 1 is raised to 3: the trainer keeps what it averages */
+    snprintf(cmd, sizeof cmd, "%s %s --keep 1 --average-last 3 --save %s/run", tfm_test_bin(), toy,
+             dir);
+    ck_assert_msg(tfm_test_run(cmd, out, sizeof out) == 0, "%s", out);
+    snprintf(cmd, sizeof cmd, "%s %s --save %s/plain", tfm_test_bin(), toy, dir);
+    ck_assert_msg(tfm_test_run(cmd, out, sizeof out) == 0, "%s", out);
+    for (int step = 20; step <= 40; step += 10) {
+        snprintf(cmd, sizeof cmd, "test -s %s/run/checkpoint-%08d.tfm", dir, step);
+        ck_assert_msg(tfm_test_run(cmd, NULL, 0) == 0, "checkpoint %d not kept", step);
+    }
+    /* training itself is unchanged by the option */
+    snprintf(p1, sizeof p1, "%s/run/checkpoint-00000040.tfm", dir);
+    snprintf(p2, sizeof p2, "%s/plain/checkpoint-00000040.tfm", dir);
+    ck_assert_msg(same_weights(p1, p2), "--average-last changed the training");
+    /* averaged.tfm is tfm average of the last three */
+    snprintf(cmd, sizeof cmd, "%s average --out %s/byhand.tfm --last 3 %s/run", tfm_test_bin(), dir,
+             dir);
+    ck_assert_msg(tfm_test_run(cmd, out, sizeof out) == 0, "%s", out);
+    snprintf(p1, sizeof p1, "%s/run/averaged.tfm", dir);
+    snprintf(p2, sizeof p2, "%s/byhand.tfm", dir);
+    ck_assert_msg(same_weights(p1, p2), "averaged.tfm is not the mean of the last 3");
+    char run[600];
+    snprintf(run, sizeof run, "%s/run", dir);
+    char *log = log_of(run);
+    ck_assert_msg(strstr(log, "averaged.tfm: the mean of the last 3 checkpoints "
+                              "(checkpoint-00000020.tfm .. checkpoint-00000040.tfm)\n"),
+                  "%s", log);
+    free(log);
+    /* translate and export accept it */
+    snprintf(cmd, sizeof cmd, "echo '3 4 5' | %s translate --model %s/run/averaged.tfm",
+             tfm_test_bin(), dir);
+    ck_assert_msg(tfm_test_run(cmd, out, sizeof out) == 0, "%s", out);
+    ck_assert_msg(strlen(out) > 1, "no translation: \"%s\"", out);
+    snprintf(cmd, sizeof cmd, "%s export --model %s/run/averaged.tfm --out %s/export",
+             tfm_test_bin(), dir, dir);
+    ck_assert_msg(tfm_test_run(cmd, out, sizeof out) == 0, "%s", out);
+    /* fewer checkpoints than asked for: those there are, said in the log */
+    snprintf(cmd, sizeof cmd,
+             "%s train --task copy --d-model 16 --heads 2 --d-ff 32 --layers 1 --vocab 8 "
+             "--max-len 5 --batch 8 --threads 1 --eval-n 1 --quiet --steps 10 --save-every 5 "
+             "--average-last 4 --save %s/short",
+             tfm_test_bin(), dir);
+    ck_assert_msg(tfm_test_run(cmd, out, sizeof out) == 0, "%s", out);
+    snprintf(run, sizeof run, "%s/short", dir);
+    log = log_of(run);
+    ck_assert_msg(strstr(log, "averaged.tfm: the mean of the last 2 checkpoints") &&
+                      strstr(log, "fewer than --average-last"),
+                  "%s", log);
+    free(log);
+    /* flag errors: one line naming the flag, exit 2 */
+    static const struct {
+        const char *args, *want;
+    } bad[] = {
+        {"--average-last 2 --save-every 0 --save %s/e1",
+         "tfm: --average-last: no checkpoints to average: give --save-every N (or validate)\n"},
+        {"--average-last -1 --save %s/e2", "tfm: --average-last: must not be negative\n"},
+        {"--average-last 2 --save-every 5", "tfm: --average-last needs --save DIR\n"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char args[1024];
+        snprintf(args, sizeof args, bad[i].args, dir);
+        snprintf(cmd, sizeof cmd, "%s train --task copy --steps 10 %s", tfm_test_bin(), args);
+        ck_assert_int_eq(tfm_test_run(cmd, out, sizeof out), 2);
+        ck_assert_str_eq(out, bad[i].want);
+    }
+}
+END_TEST
+
+/* With validation, averaged.tfm is scored too (logged, not best.tfm's). */
+START_TEST(train_average_last_is_validated) {
+    const char *root = tfm_test_tmpdir("avg-valid");
+    char data[600], run[600];
+    snprintf(data, sizeof data, "%s/data", root);
+    snprintf(run, sizeof run, "%s/run", root);
+    tfm_test_numbers_corpus_write(data);
+    tfm_test_corpus_files files;
+    tfm_corpus_task task = tfm_test_numbers_task(data, &files);
+    tfm_model_config mc = tfm_test_tiny_model();
+    tfm_train_opts o = tfm_test_tiny_opts(8, 1);
+    o.schedule.lr = 1.0;
+    o.valid_every = 4;
+    o.average_last = 2;
+    o.run_dir = run;
+    tfm_corpus_summary sum;
+    ck_assert_msg(tfm_train_corpus(&task, &o, &mc, &sum) == 0, "%s", tfm_last_error());
+    char *log = log_of(run);
+    ck_assert_msg(strstr(log, "averaged.tfm: the mean of the last 2 checkpoints "
+                              "(checkpoint-00000004.tfm .. checkpoint-00000008.tfm)\n"),
+                  "%s", log);
+    const char *v = strstr(log, "validation of averaged.tfm: loss ");
+    ck_assert_msg(v && strstr(v, " BLEU "), "%s", log);
+    ck_assert_int_eq(tfm_test_count_lines(log, "validation at step "), 2);
+    free(log);
+}
+END_TEST
+
+/* Trains the tiny copy task: run_dir (NULL: none), init_from (NULL: none),
+ * the d_ff of the model; returns the trainer's status; *params receives the
+ * final weights (malloc'd) when non-NULL. */
+static int tiny_run(const char *run_dir, const char *init_from, int64_t steps, int64_t d_ff,
+                    const float *start, float **params, int64_t *step) {
+    tfm_model_config mc = tfm_test_tiny_model();
+    mc.d_ff = d_ff;
+    tfm_train_opts o = tfm_test_tiny_opts(steps, 1);
+    o.run_dir = run_dir;
+    o.init_from = init_from;
+    o.config_text = "run = toy\n";
+    tfm_toy_source toy;
+    tfm_trainer tr;
+    ck_assert_int_eq(tfm_toy_source_init(&toy, &tfm_test_tiny_task, 8, o.seed), 0);
+    if (tfm_trainer_init(&tr, &o, &mc, &toy.source, NULL)) {
+        tfm_toy_source_free(&toy);
+        return 1;
+    }
+    if (start) /* by hand: the weights, nothing else */
+        memcpy(tr.params->data, start, (size_t)tr.params->total_n * sizeof(float));
+    int rc = tfm_train(&tr);
+    if (params) {
+        *params = malloc((size_t)tr.params->total_n * sizeof(float));
+        ck_assert_ptr_nonnull(*params);
+        memcpy(*params, tr.params->data, (size_t)tr.params->total_n * sizeof(float));
+    }
+    if (step) *step = tr.step;
+    tfm_trainer_free(&tr);
+    tfm_toy_source_free(&toy);
+    return rc;
+}
+
+START_TEST(train_init_starts_fresh_from_the_weights) {
+    const char *root = tfm_test_tmpdir("init");
+    char a[600], b[600], ck[700], bad_dir[600];
+    snprintf(a, sizeof a, "%s/a", root);
+    snprintf(b, sizeof b, "%s/b", root);
+    snprintf(bad_dir, sizeof bad_dir, "%s/bad", root);
+    snprintf(ck, sizeof ck, "%s/checkpoint-00000020.tfm", a);
+    float *wa, *wb, *wref;
+    ck_assert_msg(tiny_run(a, NULL, 20, 32, NULL, &wa, NULL) == 0, "%s", tfm_last_error());
+    /* --init: A's weights, then 10 steps from step 1 with a fresh Adam and
+     * the data from its start: what the same run does from A's weights
+     * copied in by hand */
+    int64_t step = 0;
+    ck_assert_msg(tiny_run(b, ck, 10, 32, NULL, &wb, &step) == 0, "%s", tfm_last_error());
+    ck_assert_int_eq(step, 10);
+    ck_assert_msg(tiny_run(NULL, NULL, 10, 32, wa, &wref, NULL) == 0, "%s", tfm_last_error());
+    tfm_model_config mc = tfm_test_tiny_model();
+    int64_t n = tfm_model_param_count(&mc);
+    ck_assert_msg(!memcmp(wb, wref, (size_t)n * sizeof *wb),
+                  "--init is not a fresh run from the checkpoint's weights");
+    ck_assert_msg(memcmp(wb, wa, (size_t)n * sizeof *wb), "no training after --init");
+    char *log = log_of(b);
+    ck_assert_msg(strstr(log, "(--init); a fresh optimizer from step 0"), "%s", log);
+    free(log);
+    /* another configuration, a file that is not there: refused by name */
+    ck_assert_int_ne(tiny_run(bad_dir, ck, 10, 48, NULL, NULL, NULL), 0);
+    char want[1200];
+    snprintf(want, sizeof want,
+             "--init %s: the model configuration differs from the one given: d_ff is 32 in the "
+             "checkpoint, 48 now",
+             ck);
+    ck_assert_str_eq(tfm_last_error(), want);
+    snprintf(ck, sizeof ck, "%s/nowhere.tfm", a);
+    ck_assert_int_ne(tiny_run(bad_dir, ck, 10, 32, NULL, NULL, NULL), 0);
+    ck_assert_msg(strstr(tfm_last_error(), "nowhere.tfm"), "%s", tfm_last_error());
+    free(wa);
+    free(wb);
+    free(wref);
+}
+END_TEST
+
+/* tfm train --init on a corpus takes the BPE and vocabulary of the
+ * checkpoint's run, whatever --bpe-merges says. */
+START_TEST(cli_init_takes_the_vocabulary_beside_the_checkpoint) {
+    const char *dir = tfm_test_tmpdir("init-cli");
+    static char cmd[8192], out[16384];
+    snprintf(cmd, sizeof cmd, "%s data numbers --out %s/data --train 200 --valid 10 --test 10",
+             tfm_test_bin(), dir);
+    ck_assert_msg(tfm_test_run(cmd, out, sizeof out) == 0, "%s", out);
+    char common[2048];
+    snprintf(common, sizeof common,
+             "--src-train %s/data/train.de --tgt-train %s/data/train.en --batch-tokens 256 "
+             "--d-model 16 --heads 2 --d-ff 32 --layers 1 --threads 1 --quiet --steps 5",
+             dir, dir);
+    snprintf(cmd, sizeof cmd, "%s train %s --bpe-merges 60 --save %s/a", tfm_test_bin(), common,
+             dir);
+    ck_assert_msg(tfm_test_run(cmd, out, sizeof out) == 0, "%s", out);
+    snprintf(cmd, sizeof cmd,
+             "%s train %s --bpe-merges 30 --init %s/a/checkpoint-00000005.tfm --save %s/b",
+             tfm_test_bin(), common, dir, dir);
+    ck_assert_msg(tfm_test_run(cmd, out, sizeof out) == 0, "%s", out);
+    snprintf(cmd, sizeof cmd,
+             "cmp %s/a/vocab.txt %s/b/vocab.txt && cmp %s/a/bpe.codes %s/b/bpe.codes", dir, dir,
+             dir, dir);
+    ck_assert_msg(tfm_test_run(cmd, out, sizeof out) == 0, "%s", out);
+    snprintf(cmd, sizeof cmd, "%s translate --model %s/b < %s/data/test.de", tfm_test_bin(), dir,
+             dir);
+    ck_assert_msg(tfm_test_run(cmd, out, sizeof out) == 0, "%s", out);
+    /* a missing checkpoint: one line naming it */
+    snprintf(cmd, sizeof cmd, "%s train %s --init %s/a/none.tfm --save %s/c", tfm_test_bin(),
+             common, dir, dir);
+    ck_assert_int_eq(tfm_test_run(cmd, out, sizeof out), 1);
+    ck_assert_msg(strstr(out, "none.tfm") && tfm_test_count_lines(out, "tfm: ") == 1, "%s", out);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("average");
     TCase *tc = tcase_create("average");
@@ -292,6 +520,10 @@ int main(void) {
     tcase_add_test(tc, average_with_itself_is_bit_identical);
     tcase_add_test(tc, different_configurations_are_refused);
     tcase_add_test(tc, cli_average_last_n_translates_and_exports);
+    tcase_add_test(tc, train_average_last_writes_the_mean_of_the_last_checkpoints);
+    tcase_add_test(tc, train_average_last_is_validated);
+    tcase_add_test(tc, train_init_starts_fresh_from_the_weights);
+    tcase_add_test(tc, cli_init_takes_the_vocabulary_beside_the_checkpoint);
     suite_add_tcase(s, tc);
     return tfm_test_main(s);
 }

@@ -35,8 +35,8 @@ typedef struct {
     const char *schedule;
     double lr, lr_factor, label_smoothing, clip_norm, weight_decay;
     /* run */
-    int64_t seed, threads, log_every, save_every, keep, max_bad_steps, arena_mb;
-    const char *save;
+    int64_t seed, threads, log_every, save_every, keep, max_bad_steps, arena_mb, average_last;
+    const char *save, *init;
     const char *precision;
     int resume, quiet, check_numerics;
     flag_choice choice[2]; /* the FLAG_CHOICE model settings */
@@ -145,6 +145,12 @@ static int make_flags(train_cli *o, flag_def *f) {
     I("log-every", log_every, "progress line every N steps when not on a terminal");
     I("save-every", save_every, "checkpoint every N steps (0: only at the end)");
     I("keep", keep, "checkpoints to keep");
+    I("average-last", average_last,
+      "at the end, write averaged.tfm in --save: the mean of the last N checkpoints (--save-every, "
+      "validations), scored on the validation set (0: off)");
+    S("init", init,
+      "start from this checkpoint's weights: a fresh optimizer and step 0, the same model "
+      "configuration (a corpus run takes the BPE and vocabulary beside it)");
     I("max-bad-steps", max_bad_steps, "stop after N non-finite steps in a row");
     I("arena-mb", arena_mb, "activation arena in MB (0: estimate)");
     S("save", save, "run directory: checkpoints, config.txt, train.log, metrics.csv");
@@ -185,6 +191,11 @@ static int check_flags(const train_cli *o) {
     NEED(o->keep >= 1, "--keep: must be at least 1");
     NEED(o->log_every >= 1, "--log-every: must be at least 1");
     NEED(o->save_every >= 0, "--save-every: must not be negative");
+    NEED(o->average_last >= 0, "--average-last: must not be negative");
+    NEED(o->average_last == 0 || o->save, "--average-last needs --save DIR");
+    NEED(o->average_last == 0 || o->save_every > 0 || o->src_valid,
+         "--average-last: no checkpoints to average: give --save-every N (or validate)");
+    NEED(!o->init || *o->init, "--init: missing file name");
     NEED(o->max_bad_steps >= 1, "--max-bad-steps: must be at least 1");
     NEED(o->arena_mb >= 0, "--arena-mb: must not be negative");
     tfm_precision prec;
@@ -236,6 +247,8 @@ static void to_train_opts(const train_cli *c, const char *config, tfm_train_opts
     o->config_text = config;
     o->save_every = c->save_every;
     o->keep = c->keep;
+    o->average_last = c->average_last;
+    o->init_from = c->init;
     o->log_every = c->log_every;
     o->quiet = c->quiet;
     o->valid_every = c->valid_every;

@@ -70,12 +70,19 @@ static int convert_value(flag_def *f, const char *text, const char *where, int f
         }
         break;
     case FLAG_LIST: {
-        /* command line: one value per occurrence; config file: one line of
-         * values separated by spaces (a key may not repeat there) */
+        /* command line: one value per occurrence, as given (like FLAG_STR);
+         * config file: one line of values separated by spaces (a key may
+         * not repeat there) */
         flag_list *l = f->value;
+        if (!from_file) {
+            if (l->n >= FLAG_LIST_MAX)
+                return tfm_set_error("%s: given more than %d times", where, FLAG_LIST_MAX), 2;
+            if (!check_only) l->items[l->n++] = text;
+            break;
+        }
         int n = l->n, added = 0;
         for (const char *p = text; *p;) {
-            size_t len = from_file ? strcspn(p, " \t") : strlen(p);
+            size_t len = strcspn(p, " \t");
             if (len == 0) {
                 p++;
                 continue;
@@ -88,7 +95,7 @@ static int convert_value(flag_def *f, const char *text, const char *where, int f
                 if (len >= sizeof word) return tfm_set_error("%s: value too long", where), 2;
                 memcpy(word, p, len);
                 word[len] = 0;
-                const char *v = from_file ? keep_string(word) : text;
+                const char *v = keep_string(word);
                 if (!v) return tfm_set_error("%s: out of memory", where), 2;
                 l->items[l->n++] = v;
             }

@@ -162,8 +162,21 @@ typedef struct {
     int resume;
     const char *config_text; /* written to config.txt; compared on resume without a checkpoint */
     int64_t save_every;      /* checkpoint every N steps (0: only at validations and the end) */
-    int64_t keep;            /* checkpoints kept */
+    int64_t keep;            /* checkpoints kept (at least average_last) */
     int final_best;          /* without validation, best.tfm = the final weights */
+    /* N > 0: at the end (not after a stop asked for), averaged.tfm in the
+     * run directory = the mean of the newest N checkpoints
+     * (tfm_checkpoint_average; fewer when fewer were saved, said in the
+     * log), scored by the validate hook when there is one and no reduce
+     * hook (logged as "validation of averaged.tfm: ..."; best.tfm and early
+     * stopping do not see it; several processes do not score it). Nothing is kept in memory for it:
+     * the checkpoints are the state (keep is raised to N). */
+    int64_t average_last;
+    /* A checkpoint whose weights start a fresh run (not a resume): the
+     * optimizer, step counter and data order start anew. Its model
+     * configuration must be the one given (an error names the first setting
+     * that differs). A resumed run ignores it (its own checkpoint wins). */
+    const char *init_from;
     /* progress */
     int64_t log_every; /* progress line every N steps (not on a terminal) */
     int quiet;         /* nothing on stdout */

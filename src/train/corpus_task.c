@@ -414,9 +414,9 @@ static char *side_text(char *const *lines, int64_t n, size_t *len) {
 }
 
 /* BPE and vocabulary: reused from the run directory when present (resume),
- * otherwise learned jointly from the corpus already in memory (each input
- * file is read once: pipes, FIFOs and /dev/stdin work) and saved later,
- * once the trainer has checked and locked the run directory (*learned). */
+ * taken from beside the checkpoint of o->init_from, otherwise learned jointly from the corpus
+ * already in memory (each input file is read once: pipes, FIFOs and /dev/stdin work) and saved
+ * later, once the trainer has checked and locked the run directory (*learned). */
 static int prepare_text_model(const tfm_corpus_task *task, const tfm_train_opts *o,
                               const tfm_corpus *train, tfm_text_model *tm, int *learned) {
     *learned = 0;
@@ -426,6 +426,15 @@ static int prepare_text_model(const tfm_corpus_task *task, const tfm_train_opts 
     free(codes);
     free(vocab);
     if (reuse) return tfm_text_model_load(o->run_dir, tm);
+    if (o->init_from) { /* the ids the initial weights were trained with */
+        char *dir = tfm_model_text_dir(o->init_from);
+        int rc = !dir || tfm_text_model_load(dir, tm);
+        if (rc && dir) tfm_set_error("--init %s: %s", o->init_from, tfm_last_error());
+        if (!rc && !o->quiet) printf("BPE codes and vocabulary from %s (--init)\n", dir);
+        free(dir);
+        *learned = !rc; /* saved into the run directory like learned ones */
+        return rc;
+    }
     tfm_text_input in[2] = {{task->src_train, NULL, 0}, {task->tgt_train, NULL, 0}};
     char *src = side_text(train->src, train->n, &in[0].len);
     char *tgt = src ? side_text(train->tgt, train->n, &in[1].len) : NULL;
@@ -583,6 +592,8 @@ int tfm_train_corpus(const tfm_corpus_task *task, const tfm_train_opts *opts,
         o.max_minutes = 0;
         if (rank) {
             o.run_dir = NULL;
+            o.average_last = 0; /* rank 0 writes averaged.tfm */
+            o.init_from = NULL; /* rank 0's weights are sent to every rank */
             o.resume = 0;
             o.config_text = NULL;
             o.quiet = 1;

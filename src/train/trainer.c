@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "tfm/average.h"
 #include "train_internal.h"
 
 void tfm_train_opts_default(tfm_train_opts *o) {
@@ -113,6 +114,8 @@ static int check_opts(const tfm_train_opts *o) {
     NEED(o->early_stop >= 0 && o->max_minutes >= 0,
          "early stop, max minutes: must not be negative");
     NEED(!o->resume || o->run_dir, "resume needs a run directory");
+    NEED(o->average_last >= 0, "average last: must not be negative");
+    NEED(o->average_last == 0 || o->run_dir, "average last needs a run directory");
 #undef NEED
     return 0;
 }
@@ -191,6 +194,49 @@ fail:
     return 1;
 }
 
+/* --init: the checkpoint o.init_from, its model configuration checked
+ * against mc (NULL: a model of the caller's, not checked), its weights
+ * into params (NULL: only the checks, before the run directory is touched). */
+static int init_weights_from(const char *path, const tfm_model_config *mc, tfm_params *params) {
+    tfm_checkpoint ck;
+    if (tfm_checkpoint_read(path, &ck)) {
+        char msg[512];
+        snprintf(msg, sizeof msg, "%s", tfm_last_error());
+        return tfm_set_error("--init: %s", msg), 1;
+    }
+    int rc = 1;
+    if (mc) {
+        tfm_model_config saved;
+        if (tfm_model_config_from_kv(&saved, &ck.meta, path)) goto done;
+        const char *diff = tfm_model_config_differs(&saved, mc, 1);
+        if (diff) {
+            char key[64];
+            snprintf(key, sizeof key, "model.%s", diff);
+            tfm_kv mine, theirs;
+            tfm_kv_init(&mine);
+            tfm_kv_init(&theirs);
+            tfm_model_config_to_kv(mc, &mine);
+            tfm_model_config_to_kv(&saved, &theirs);
+            tfm_set_error("--init %s: the model configuration differs from the one given: %s is "
+                          "%s in the checkpoint, %s now",
+                          path, diff, tfm_kv_get(&theirs, key), tfm_kv_get(&mine, key));
+            tfm_kv_free(&mine);
+            tfm_kv_free(&theirs);
+            goto done;
+        }
+    }
+    if (params && tfm_checkpoint_load_params(&ck, params)) {
+        char msg[512];
+        snprintf(msg, sizeof msg, "%s", tfm_last_error());
+        tfm_set_error("--init %s: %s", path, msg);
+        goto done;
+    }
+    rc = 0;
+done:
+    tfm_checkpoint_free(&ck);
+    return rc;
+}
+
 /* Before anything is allocated: the memory estimate and the run directory
  * (a fresh run refuses one with checkpoints; *fresh_restart is set for
  * --resume into a run that never reached a checkpoint). */
@@ -224,6 +270,10 @@ static int init_common(tfm_trainer *tr, size_t arena, int fresh_restart) {
     if (tr->source->describe) tr->source->describe(tr->source->ctx, &tr->state);
     char *resumed = NULL;
     int resuming = o->resume && !fresh_restart;
+    int initialized = o->init_from && !resuming;
+    if (initialized &&
+        init_weights_from(o->init_from, tr->has_model ? &tr->model.cfg : NULL, tr->params))
+        return 1;
     if (resuming && resume_from(tr, &resumed)) return 1;
     if (o->run_dir && tfm_run_open_files(tr, resuming)) {
         free(resumed);
@@ -232,6 +282,9 @@ static int init_common(tfm_trainer *tr, size_t arena, int fresh_restart) {
     tr->first_step = tr->step;
     if (resumed)
         tfm_trainer_log(tr, "resumed from %s at step %lld\n", resumed, (long long)tr->step);
+    if (initialized)
+        tfm_trainer_log(tr, "weights from %s (--init); a fresh optimizer from step 0\n",
+                        o->init_from);
     free(resumed);
     if (fresh_restart) {
         const char *msg = "--resume: no checkpoint yet: starting from step 0";
@@ -251,6 +304,7 @@ static void init_fields(tfm_trainer *tr, const tfm_train_opts *o, tfm_batch_sour
     memset(tr, 0, sizeof *tr);
     tr->lock_fd = -1;
     tr->o = *o;
+    if (tr->o.keep < tr->o.average_last) tr->o.keep = tr->o.average_last; /* what it averages */
     if (hooks) tr->hooks = *hooks;
     tr->source = source;
     tr->best_metric = -INFINITY;
@@ -268,6 +322,8 @@ int tfm_trainer_init(tfm_trainer *tr, const tfm_train_opts *o, const tfm_model_c
         goto fail;
     }
     if (tr->o.schedule.d_model <= 0) tr->o.schedule.d_model = mc->d_model;
+    /* a wrong --init is refused before the run directory is created */
+    if (o->init_from && init_weights_from(o->init_from, mc, NULL)) goto fail;
     tr->n_params = tfm_model_param_count(mc);
     size_t arena = o->arena_bytes ? o->arena_bytes
                                   : tfm_model_activation_bytes(mc, source->max_b, source->max_s,
@@ -434,6 +490,61 @@ int tfm_trainer_validate(tfm_trainer *tr, tfm_valid_result *out) {
     return 0;
 }
 
+/* --average-last: averaged.tfm from the newest checkpoints, then its
+ * validation with the weights swapped in and back (outside the step, so
+ * the copy may be allocated here). */
+static int average_last(tfm_trainer *tr) {
+    const tfm_train_opts *o = &tr->o;
+    char **paths = calloc((size_t)o->average_last, sizeof *paths);
+    char *out = tfm_path_join(o->run_dir, "averaged.tfm");
+    float *saved = NULL;
+    int rc = 1;
+    int64_t n = o->average_last;
+    if (!paths || !out) {
+        tfm_set_error("out of memory");
+        goto done;
+    }
+    while (n > 0 && tfm_run_newest_checkpoints(o->run_dir, n, paths)) n--;
+    if (n == 0) goto done; /* the final checkpoint was just written: an error reading the dir */
+    if (tfm_checkpoint_average((const char *const *)paths, n, out)) goto done;
+    const char *first = strrchr(paths[0], '/'), *last = strrchr(paths[n - 1], '/');
+    tfm_trainer_log(tr, "averaged.tfm: the mean of the last %lld checkpoints (%s .. %s)%s\n",
+                    (long long)n, first ? first + 1 : paths[0], last ? last + 1 : paths[n - 1],
+                    n < o->average_last ? " (fewer than --average-last: no more were saved)" : "");
+    /* one process only: with a reduction hook (several processes) the
+     * validation is collective, and the other ranks have no averaged.tfm */
+    if (tr->hooks.validate && !tr->hooks.reduce) {
+        tfm_checkpoint ck;
+        size_t bytes = (size_t)tr->params->total_n * sizeof(float);
+        saved = malloc(bytes ? bytes : 1);
+        if (!saved) {
+            tfm_set_error("out of memory");
+            goto done;
+        }
+        memcpy(saved, tr->params->data, bytes);
+        if (tfm_checkpoint_read(out, &ck)) goto done;
+        int bad = tfm_checkpoint_load_params(&ck, tr->params);
+        tfm_checkpoint_free(&ck);
+        tfm_valid_result vr;
+        memset(&vr, 0, sizeof vr);
+        if (!bad) {
+            if (tr->source->save) tr->source->save(tr->source->ctx, &tr->state);
+            bad = tr->hooks.validate(tr->hooks.ctx, tr, &vr);
+            tfm_trainer_eval_mode(tr, 0);
+        }
+        memcpy(tr->params->data, saved, bytes);
+        if (bad) goto done;
+        tfm_trainer_log(tr, "validation of averaged.tfm: %s\n", vr.text);
+    }
+    rc = 0;
+done:
+    for (int64_t i = 0; paths && i < n; i++) free(paths[i]);
+    free(paths);
+    free(out);
+    free(saved);
+    return rc;
+}
+
 int tfm_train(tfm_trainer *tr) {
     const tfm_train_opts *o = &tr->o;
     tr->stop_reason = 0;
@@ -466,5 +577,6 @@ int tfm_train(tfm_trainer *tr) {
         tfm_trainer_log(tr, "stopping: --max-minutes %.1f reached\n", o->max_minutes);
     if (tfm_trainer_checkpoint(tr)) return 1;
     if (!tr->hooks.validate && o->final_best && tfm_trainer_save_best(tr)) return 1;
+    if (o->average_last > 0 && o->run_dir && tr->stop_reason != 3 && average_last(tr)) return 1;
     return 0;
 }
