@@ -80,6 +80,7 @@ static int translate_main(const char *const *model_paths, int n_models, const ch
             tfm_text_model other;
             memset(&other, 0, sizeof other);
             int bad = tfm_load_text_model(model_paths[loaded], &models[loaded].cfg, &other);
+            int have_other = !bad;
             if (!bad && !same_vocab(&tm, &other)) {
                 char *dir = tfm_model_text_dir(model_paths[loaded]);
                 tfm_set_error("--model %s: its vocabulary (%s/vocab.txt, %lld ids) is not the one "
@@ -90,7 +91,7 @@ static int translate_main(const char *const *model_paths, int n_models, const ch
                 free(dir);
                 bad = 1;
             }
-            if (!bad) tfm_text_model_free(&other);
+            if (have_other) tfm_text_model_free(&other);
             if (bad) {
                 loaded++;
                 goto done;
