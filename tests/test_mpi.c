@@ -5,7 +5,9 @@
  *     (every step's loss within rel 1e-5, final parameters within 1e-5 abs,
  *     the attention key biases aside: see key_bias);
  *   - the same N twice gives byte-identical checkpoints, also over TCP
- *     (--mca btl self,tcp), since the reduction order is fixed;
+ *     (--mca btl self,tcp), with other gradient buckets, and with one
+ *     blocking sum after backward instead of buckets sent during it, since
+ *     the reduction order is fixed;
  *   - a 2-rank run resumed with 1 and with 3 ranks continues the same global
  *     batch sequence (and says so);
  *   - a rank started with another --seed, or with a different corpus, is
@@ -250,25 +252,42 @@ START_TEST(ranks_train_like_one_process) {
 }
 END_TEST
 
-/* The same N twice, and over TCP: byte-identical checkpoints (with dropout,
- * so each rank's random stream is exercised too). */
+/* The same N twice, over TCP, with other gradient buckets, and with one
+ * blocking sum after backward instead of buckets sent during it
+ * (TFM_MPI_OVERLAP=0, the code before the overlap): byte-identical
+ * checkpoints (with dropout, so each rank's random stream is exercised too). */
 START_TEST(same_ranks_bit_identical) {
     NEED_MPI();
     const char *dir = tfm_test_tmpdir("mpi-repeat");
     make_data(dir);
-    const char *a = sub(dir, "a"), *b = sub(dir, "b"), *tcp = sub(dir, "tcp");
+    const char *a = sub(dir, "a"), *b = sub(dir, "b"), *tcp = sub(dir, "tcp"),
+               *blocking = sub(dir, "blocking"), *a3 = sub(dir, "a3"),
+               *blocking3 = sub(dir, "blocking3");
     char fa[1024], fb[1024];
-    const char *extra = "--dropout 0.1 --save-every 10";
+    const char *extra = "--dropout 0.1 --save-every 10 --reduce-bucket 300";
     train(2, NULL, dir, 30, extra, a);
     train(2, NULL, dir, 30, extra, b);
-    train(2, "--mca btl self,tcp", dir, 30, extra, tcp);
+    train(2, "--mca btl self,tcp", dir, 30, "--dropout 0.1 --save-every 10 --reduce-bucket 1000",
+          tcp);
+    train(2, "-x TFM_MPI_OVERLAP=0", dir, 30, extra, blocking);
+    train(3, NULL, dir, 20, "--dropout 0.1 --reduce-bucket 200", a3);
+    train(3, "-x TFM_MPI_OVERLAP=0", dir, 20, "--dropout 0.1", blocking3);
+    snprintf(fa, sizeof fa, "%s/train.log", a);
+    ck_assert_msg(file_has(fa, "buckets sent while backward goes on"), "%s: no buckets", fa);
+    snprintf(fa, sizeof fa, "%s/train.log", blocking);
+    ck_assert_msg(file_has(fa, "one exchange after backward"), "%s: not blocking", fa);
     for (int step = 10; step <= 30; step += 10) {
         snprintf(fa, sizeof fa, "%s/checkpoint-%08d.tfm", a, step);
         snprintf(fb, sizeof fb, "%s/checkpoint-%08d.tfm", b, step);
         check_same_file(fa, fb);
         snprintf(fb, sizeof fb, "%s/checkpoint-%08d.tfm", tcp, step);
         check_same_file(fa, fb);
+        snprintf(fb, sizeof fb, "%s/checkpoint-%08d.tfm", blocking, step);
+        check_same_file(fa, fb);
     }
+    snprintf(fa, sizeof fa, "%s/checkpoint-%08d.tfm", a3, 20);
+    snprintf(fb, sizeof fb, "%s/checkpoint-%08d.tfm", blocking3, 20);
+    check_same_file(fa, fb);
     snprintf(fa, sizeof fa, "%s/best.tfm", a);
     snprintf(fb, sizeof fb, "%s/best.tfm", tcp);
     check_same_file(fa, fb);
