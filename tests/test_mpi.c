@@ -15,7 +15,7 @@
  *   - a rank killed with SIGKILL (or stopped with SIGSTOP) takes the job
  *     down within 30 s with a message naming it, and --resume then finishes
  *     byte-identical to an uninterrupted run (tests/mpi/kill_rank.sh);
- *   - tfm bench allreduce runs under mpirun.
+ *   - tfm bench allreduce and bench step (overlap figures) run under mpirun.
  * They skip unless TFM_MPI_BUILD=1 (set by `make MPI=1 test`) and mpirun
  * exists. Tiny models and few steps: a few seconds each. */
 #include <check.h>
@@ -385,6 +385,18 @@ START_TEST(bench_allreduce) {
     snprintf(cmd, sizeof cmd, "'%s' bench allreduce --preset toy", tfm_test_bin());
     int rc = tfm_test_run(cmd, g_out, sizeof g_out);
     ck_assert_msg(rc == 2 && strstr(g_out, "start it with mpirun"), "exit %d: %s", rc, g_out);
+    /* bench step under mpirun: the ranks share the batch, and the part of
+     * the sum that backward hides is reported */
+    snprintf(cmd, sizeof cmd,
+             "%s '%s' bench step --preset toy --threads 1 --steps 2 --warmup-steps 1 "
+             "--reduce-bucket 100000",
+             mpirun(2, NULL), tfm_test_bin());
+    run_ok(cmd);
+    long long buckets = 0;
+    const char *at = strstr(g_out, "ranks=2 buckets=");
+    ck_assert_msg(at && sscanf(at, "ranks=2 buckets=%lld", &buckets) == 1 && buckets >= 2 &&
+                      strstr(g_out, "tokens_per_step=768 ") && strstr(g_out, "hidden_frac="),
+                  "%s", g_out);
 }
 END_TEST
 

@@ -148,7 +148,7 @@ static int make_flags(train_cli *o, flag_def *f) {
     I("max-bad-steps", max_bad_steps, "stop after N non-finite steps in a row");
     I("arena-mb", arena_mb, "activation arena in MB (0: estimate)");
     I("reduce-bucket", reduce_bucket,
-      "under mpirun: gradient floats per bucket sent while backward goes on (0: 1048576)");
+      "under mpirun: gradient floats per bucket sent while backward goes on (0: 262144)");
     S("save", save, "run directory: checkpoints, config.txt, train.log, metrics.csv");
     B("resume", resume, "continue from the newest good checkpoint in --save");
     B("quiet", quiet, "no progress output");

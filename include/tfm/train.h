@@ -179,7 +179,7 @@ typedef struct {
     tfm_precision precision; /* of the step's GEMMs (TFM_FP32 default; kernels.h) */
     int threads;             /* OpenMP threads (0: leave as is) */
     int64_t bucket_floats;   /* hooks.grad_ready buckets: whole parameters, at least this many
-                                floats each (0: 1 << 20, 4 MB) */
+                                floats each (0: 1 << 18, 1 MB) */
     /* run directory */
     const char *run_dir; /* NULL: no files */
     int resume;

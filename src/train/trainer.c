@@ -213,7 +213,7 @@ static int prepare(tfm_trainer *tr, size_t arena, int *fresh_restart) {
  * new bucket once the current one holds o.bucket_floats. */
 static int init_buckets(tfm_trainer *tr) {
     const tfm_params *p = tr->params;
-    int64_t want = tr->o.bucket_floats > 0 ? tr->o.bucket_floats : (int64_t)1 << 20, n = 0;
+    int64_t want = tr->o.bucket_floats > 0 ? tr->o.bucket_floats : (int64_t)1 << 18, n = 0;
     tr->bucket_at = malloc((size_t)(p->count + 1) * sizeof(int64_t));
     tr->bucket_param = malloc((size_t)(p->count + 1) * sizeof(int64_t));
     tr->bucket_node = malloc((size_t)(p->count + 1) * sizeof(int64_t));
