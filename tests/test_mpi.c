@@ -15,7 +15,8 @@
  *   - a rank killed with SIGKILL (or stopped with SIGSTOP) takes the job
  *     down within 30 s with a message naming it, and --resume then finishes
  *     byte-identical to an uninterrupted run (tests/mpi/kill_rank.sh);
- *   - tfm bench allreduce and bench step (overlap figures) run under mpirun.
+ *   - tfm bench allreduce and bench step (overlap figures) run under mpirun;
+ *   - tfm translate under mpirun writes what one process writes.
  * They skip unless TFM_MPI_BUILD=1 (set by `make MPI=1 test`) and mpirun
  * exists. Tiny models and few steps: a few seconds each. */
 #include <check.h>
@@ -400,6 +401,58 @@ START_TEST(bench_allreduce) {
 }
 END_TEST
 
+/* tfm translate under mpirun: the ranks share the sentences and rank 0
+ * writes them in input order, byte-identical to one process; a bad input
+ * is one error from rank 0. */
+START_TEST(translate_split) {
+    NEED_MPI();
+    const char *dir = tfm_test_tmpdir("mpi-translate");
+    char cmd[4096], path[1024];
+    /* a copy model trained enough that every input gets its own output */
+    snprintf(cmd, sizeof cmd,
+             "'%s' train --task copy --steps 150 --d-model 32 --heads 2 --d-ff 64 --layers 1 "
+             "--threads 1 --quiet --save %s/toy",
+             tfm_test_bin(), dir);
+    run_ok(cmd);
+    snprintf(path, sizeof path, "%s/in.txt", dir);
+    FILE *f = fopen(path, "w");
+    ck_assert(f != NULL);
+    uint64_t x = 7;
+    for (int i = 0; i < 41; i++) { /* 41 lines of 1 to 8 symbols in [3, 13) */
+        int len = 1 + (int)((x = x * 6364136223846793005ull + 1442695040888963407ull) >> 61);
+        for (int k = 0; k < len; k++) {
+            x = x * 6364136223846793005ull + 1442695040888963407ull;
+            fprintf(f, "%s%d", k ? " " : "", 3 + (int)((x >> 33) % 10));
+        }
+        fputc('\n', f);
+    }
+    fclose(f);
+    const char *args = "translate --threads 1 --batch 4 --quiet";
+    snprintf(cmd, sizeof cmd, "'%s' %s --model %s/toy < %s > %s/one.txt", tfm_test_bin(), args, dir,
+             path, dir);
+    run_ok(cmd);
+    snprintf(cmd, sizeof cmd, "sort -u %s/one.txt | wc -l", dir);
+    run_ok(cmd);
+    ck_assert_msg(atoi(g_out) >= 20, "too few distinct translations to test the order: %s", g_out);
+    for (int np = 2; np <= 3; np++) {
+        snprintf(cmd, sizeof cmd, "%s '%s' %s --model %s/toy < %s > %s/np%d.txt", mpirun(np, NULL),
+                 tfm_test_bin(), args, dir, path, dir, np);
+        run_ok(cmd);
+        char a[1024], b[1024];
+        snprintf(a, sizeof a, "%s/one.txt", dir);
+        snprintf(b, sizeof b, "%s/np%d.txt", dir, np);
+        check_same_file(a, b);
+    }
+    /* a missing input: rank 0 says so, once, and the job fails */
+    snprintf(cmd, sizeof cmd, "%s '%s' %s --model %s/toy --input %s/missing.txt 2>&1",
+             mpirun(2, NULL), tfm_test_bin(), args, dir, dir);
+    int rc = tfm_test_run(cmd, g_out, sizeof g_out);
+    const char *msg = strstr(g_out, "missing.txt: cannot open");
+    ck_assert_msg(rc != 0 && msg && !strstr(msg + 1, "missing.txt: cannot open"), "exit %d: %s", rc,
+                  g_out);
+}
+END_TEST
+
 static Suite *suite(void) {
     Suite *s = suite_create("mpi");
     TCase *tc = tcase_create("mpirun");
@@ -410,6 +463,7 @@ static Suite *suite(void) {
     tcase_add_test(tc, killed_rank_then_resume);
     tcase_add_test(tc, stalled_rank_then_resume);
     tcase_add_test(tc, bench_allreduce);
+    tcase_add_test(tc, translate_split);
     suite_add_tcase(s, tc);
     return s;
 }
