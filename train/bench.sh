@@ -3,8 +3,8 @@
 # one run (medians of RUNS runs, ours and the reference alternating so that
 # load from other processes hits both alike).
 #
-#   bash train/bench.sh [gemm] [step] [copy] [gemm-bf16] [step-bf16] [translate] [allreduce]
-#                                                                   (default: all)
+#   bash train/bench.sh [gemm] [step] [copy] [gemm-bf16] [step-bf16] [translate]
+#                       [translate-bf16] [allreduce]   (default: all)
 #   RUNS=5 bash train/bench.sh step
 #
 #   gemm  tfm_gemm vs OpenBLAS (AVX-512, OpenMP build) at the 12 GEMMs of
@@ -26,6 +26,11 @@
 #         runs, medians and the beam5/greedy ratio; TFM_OLD=path/to/old/tfm
 #         also times another build on the same model and input (before/after;
 #         the old build then trains the model, as it cannot read newer checkpoints)
+#   translate-bf16  beam 5 and greedy with --precision fp32 and bf16, alternating,
+#         RUNS runs, medians and the bf16 speed-up, on the numbers model of
+#         `translate` or, with BENCH_MODEL=DIR BENCH_SRC=FILE [BENCH_REF=FILE],
+#         on a model and input of yours (the Multi30k recipe's run and
+#         test.de: the README's figure), with the BLEU of each output
 #   allreduce  MPI builds (make MPI=1) with mpirun: 2 ranks on this machine;
 #         the gradient bytes reduced per step of each preset and the blocking
 #         sum's time over shared memory and over TCP (--mca btl self,tcp,
@@ -41,7 +46,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 SHARED_DIR=${SHARED_DIR:-$ROOT/../shared}
 RUNS=${RUNS:-3}
 TFM=${TFM:-$ROOT/build/tfm}
-SECTIONS=${*:-gemm step copy gemm-bf16 step-bf16 translate allreduce}
+SECTIONS=${*:-gemm step copy gemm-bf16 step-bf16 translate translate-bf16 allreduce}
 TORCH_ENV=(env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE LD_LIBRARY_PATH=/usr/lib/x86_64-linux-gnu/openblas-openmp)
 have_torch=0
 if /usr/bin/python3 -c "import torch" 2>/dev/null && [ -f "$SHARED_DIR/bench/torch_transformer.py" ]; then
@@ -180,6 +185,42 @@ translate)
     done
     rm -rf "$work"
     ;;
+translate-bf16)
+    work=$(mktemp -d)
+    if [ -n "${BENCH_MODEL:-}" ]; then
+        model=$BENCH_MODEL; src=${BENCH_SRC:?BENCH_SRC: the input to translate}; ref=${BENCH_REF:-}
+    else
+        "$TFM" data numbers --out "$work/data" --train 3000 --valid 100 --test 1000 >/dev/null
+        "$TFM" train --src-train "$work/data/train.de" --tgt-train "$work/data/train.en" \
+            --src-valid "$work/data/valid.de" --tgt-valid "$work/data/valid.en" --save "$work/run" \
+            --bpe-merges 300 --batch-tokens 2048 --steps 500 --valid-every 500 --share-emb \
+            --d-model 64 --heads 4 --d-ff 256 --layers 2 --seed 1 --threads 2 --quiet >/dev/null
+        model=$work/run; src=$work/data/test.de; ref=$work/data/test.en
+    fi
+    echo; echo "## Translation in bf16: seconds for the $(wc -l < "$src") sentences of $src, model $model, 2 threads (median of $RUNS)"
+    declare -A tsec
+    for _ in $(seq "$RUNS"); do
+        for beam in 5 1; do
+            for prec in fp32 bf16; do
+                t0=$(date +%s.%N)
+                "$TFM" translate --model "$model" --beam "$beam" --alpha "${BENCH_ALPHA:-0.6}" --precision "$prec" \
+                    --threads 2 --quiet < "$src" > "$work/hyp.$prec.$beam"
+                tsec[$prec.$beam]+="$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN {print b - a}') "
+            done
+        done
+    done
+    printf "%-6s %10s %10s %8s %s\n" search "fp32 s" "bf16 s" "fp32/bf16" "BLEU fp32 / bf16"
+    for beam in 5 1; do
+        f=$(printf '%s\n' ${tsec[fp32.$beam]} | median); b=$(printf '%s\n' ${tsec[bf16.$beam]} | median)
+        bl=-
+        if [ -n "$ref" ]; then
+            bl="$("$TFM" bleu "$ref" < "$work/hyp.fp32.$beam" | tail -1) / $("$TFM" bleu "$ref" < "$work/hyp.bf16.$beam" | tail -1)"
+        fi
+        printf "%-6s %10.3f %10.3f %8.2f %s\n" "beam$beam" "$f" "$b" "$(awk -v a="$f" -v c="$b" 'BEGIN {print a / c}')" "$bl"
+    done
+    echo "target (issue 13): beam 5 in bf16 >= 1.4x fp32 on the 1000 Multi30k test sentences"
+    rm -rf "$work"
+    ;;
 allreduce)
     # MPI builds only (make MPI=1): 2 ranks on this machine; figures for the
     # README's projection table (issue 12)
@@ -232,6 +273,6 @@ allreduce)
         done
     done
     ;;
-*) echo "bench: unknown section '$section' (gemm, step, copy, gemm-bf16, step-bf16, translate, allreduce)" >&2; exit 2 ;;
+*) echo "bench: unknown section '$section' (gemm, step, copy, gemm-bf16, step-bf16, translate, translate-bf16, allreduce)" >&2; exit 2 ;;
 esac
 done
