@@ -5,7 +5,9 @@
  *     (every step's loss within rel 1e-5, final parameters within 1e-5 abs,
  *     the attention key biases aside: see key_bias);
  *   - the same N twice gives byte-identical checkpoints, also over TCP
- *     (--mca btl self,tcp), since the reduction order is fixed;
+ *     (--mca btl self,tcp), with other gradient buckets, and with one
+ *     blocking sum after backward instead of buckets sent during it, since
+ *     the reduction order is fixed;
  *   - a 2-rank run resumed with 1 and with 3 ranks continues the same global
  *     batch sequence (and says so);
  *   - a rank started with another --seed, or with a different corpus, is
@@ -13,7 +15,8 @@
  *   - a rank killed with SIGKILL (or stopped with SIGSTOP) takes the job
  *     down within 30 s with a message naming it, and --resume then finishes
  *     byte-identical to an uninterrupted run (tests/mpi/kill_rank.sh);
- *   - tfm bench allreduce runs under mpirun.
+ *   - tfm bench allreduce and bench step (overlap figures) run under mpirun;
+ *   - tfm translate under mpirun writes what one process writes.
  * They skip unless TFM_MPI_BUILD=1 (set by `make MPI=1 test`) and mpirun
  * exists. Tiny models and few steps: a few seconds each. */
 #include <check.h>
@@ -250,25 +253,42 @@ START_TEST(ranks_train_like_one_process) {
 }
 END_TEST
 
-/* The same N twice, and over TCP: byte-identical checkpoints (with dropout,
- * so each rank's random stream is exercised too). */
+/* The same N twice, over TCP, with other gradient buckets, and with one
+ * blocking sum after backward instead of buckets sent during it
+ * (TFM_MPI_OVERLAP=0, the code before the overlap): byte-identical
+ * checkpoints (with dropout, so each rank's random stream is exercised too). */
 START_TEST(same_ranks_bit_identical) {
     NEED_MPI();
     const char *dir = tfm_test_tmpdir("mpi-repeat");
     make_data(dir);
-    const char *a = sub(dir, "a"), *b = sub(dir, "b"), *tcp = sub(dir, "tcp");
+    const char *a = sub(dir, "a"), *b = sub(dir, "b"), *tcp = sub(dir, "tcp"),
+               *blocking = sub(dir, "blocking"), *a3 = sub(dir, "a3"),
+               *blocking3 = sub(dir, "blocking3");
     char fa[1024], fb[1024];
-    const char *extra = "--dropout 0.1 --save-every 10";
+    const char *extra = "--dropout 0.1 --save-every 10 --reduce-bucket 300";
     train(2, NULL, dir, 30, extra, a);
     train(2, NULL, dir, 30, extra, b);
-    train(2, "--mca btl self,tcp", dir, 30, extra, tcp);
+    train(2, "--mca btl self,tcp", dir, 30, "--dropout 0.1 --save-every 10 --reduce-bucket 1000",
+          tcp);
+    train(2, "-x TFM_MPI_OVERLAP=0", dir, 30, extra, blocking);
+    train(3, NULL, dir, 20, "--dropout 0.1 --reduce-bucket 200", a3);
+    train(3, "-x TFM_MPI_OVERLAP=0", dir, 20, "--dropout 0.1", blocking3);
+    snprintf(fa, sizeof fa, "%s/train.log", a);
+    ck_assert_msg(file_has(fa, "buckets sent while backward goes on"), "%s: no buckets", fa);
+    snprintf(fa, sizeof fa, "%s/train.log", blocking);
+    ck_assert_msg(file_has(fa, "one exchange after backward"), "%s: not blocking", fa);
     for (int step = 10; step <= 30; step += 10) {
         snprintf(fa, sizeof fa, "%s/checkpoint-%08d.tfm", a, step);
         snprintf(fb, sizeof fb, "%s/checkpoint-%08d.tfm", b, step);
         check_same_file(fa, fb);
         snprintf(fb, sizeof fb, "%s/checkpoint-%08d.tfm", tcp, step);
         check_same_file(fa, fb);
+        snprintf(fb, sizeof fb, "%s/checkpoint-%08d.tfm", blocking, step);
+        check_same_file(fa, fb);
     }
+    snprintf(fa, sizeof fa, "%s/checkpoint-%08d.tfm", a3, 20);
+    snprintf(fb, sizeof fb, "%s/checkpoint-%08d.tfm", blocking3, 20);
+    check_same_file(fa, fb);
     snprintf(fa, sizeof fa, "%s/best.tfm", a);
     snprintf(fb, sizeof fb, "%s/best.tfm", tcp);
     check_same_file(fa, fb);
@@ -366,6 +386,70 @@ START_TEST(bench_allreduce) {
     snprintf(cmd, sizeof cmd, "'%s' bench allreduce --preset toy", tfm_test_bin());
     int rc = tfm_test_run(cmd, g_out, sizeof g_out);
     ck_assert_msg(rc == 2 && strstr(g_out, "start it with mpirun"), "exit %d: %s", rc, g_out);
+    /* bench step under mpirun: the ranks share the batch, and the part of
+     * the sum that backward hides is reported */
+    snprintf(cmd, sizeof cmd,
+             "%s '%s' bench step --preset toy --threads 1 --steps 2 --warmup-steps 1 "
+             "--reduce-bucket 100000",
+             mpirun(2, NULL), tfm_test_bin());
+    run_ok(cmd);
+    long long buckets = 0;
+    const char *at = strstr(g_out, "ranks=2 buckets=");
+    ck_assert_msg(at && sscanf(at, "ranks=2 buckets=%lld", &buckets) == 1 && buckets >= 2 &&
+                      strstr(g_out, "tokens_per_step=768 ") && strstr(g_out, "hidden_frac="),
+                  "%s", g_out);
+}
+END_TEST
+
+/* tfm translate under mpirun: the ranks share the sentences and rank 0
+ * writes them in input order, byte-identical to one process; a bad input
+ * is one error from rank 0. */
+START_TEST(translate_split) {
+    NEED_MPI();
+    const char *dir = tfm_test_tmpdir("mpi-translate");
+    char cmd[4096], path[1024];
+    /* a copy model trained enough that every input gets its own output */
+    snprintf(cmd, sizeof cmd,
+             "'%s' train --task copy --steps 150 --d-model 32 --heads 2 --d-ff 64 --layers 1 "
+             "--threads 1 --quiet --save %s/toy",
+             tfm_test_bin(), dir);
+    run_ok(cmd);
+    snprintf(path, sizeof path, "%s/in.txt", dir);
+    FILE *f = fopen(path, "w");
+    ck_assert(f != NULL);
+    uint64_t x = 7;
+    for (int i = 0; i < 41; i++) { /* 41 lines of 1 to 8 symbols in [3, 13) */
+        int len = 1 + (int)((x = x * 6364136223846793005ull + 1442695040888963407ull) >> 61);
+        for (int k = 0; k < len; k++) {
+            x = x * 6364136223846793005ull + 1442695040888963407ull;
+            fprintf(f, "%s%d", k ? " " : "", 3 + (int)((x >> 33) % 10));
+        }
+        fputc('\n', f);
+    }
+    fclose(f);
+    const char *args = "translate --threads 1 --batch 4 --quiet";
+    snprintf(cmd, sizeof cmd, "'%s' %s --model %s/toy < %s > %s/one.txt", tfm_test_bin(), args, dir,
+             path, dir);
+    run_ok(cmd);
+    snprintf(cmd, sizeof cmd, "sort -u %s/one.txt | wc -l", dir);
+    run_ok(cmd);
+    ck_assert_msg(atoi(g_out) >= 20, "too few distinct translations to test the order: %s", g_out);
+    for (int np = 2; np <= 3; np++) {
+        snprintf(cmd, sizeof cmd, "%s '%s' %s --model %s/toy < %s > %s/np%d.txt", mpirun(np, NULL),
+                 tfm_test_bin(), args, dir, path, dir, np);
+        run_ok(cmd);
+        char a[1024], b[1024];
+        snprintf(a, sizeof a, "%s/one.txt", dir);
+        snprintf(b, sizeof b, "%s/np%d.txt", dir, np);
+        check_same_file(a, b);
+    }
+    /* a missing input: rank 0 says so, once, and the job fails */
+    snprintf(cmd, sizeof cmd, "%s '%s' %s --model %s/toy --input %s/missing.txt 2>&1",
+             mpirun(2, NULL), tfm_test_bin(), args, dir, dir);
+    int rc = tfm_test_run(cmd, g_out, sizeof g_out);
+    const char *msg = strstr(g_out, "missing.txt: cannot open");
+    ck_assert_msg(rc != 0 && msg && !strstr(msg + 1, "missing.txt: cannot open"), "exit %d: %s", rc,
+                  g_out);
 }
 END_TEST
 
@@ -379,6 +463,7 @@ static Suite *suite(void) {
     tcase_add_test(tc, killed_rank_then_resume);
     tcase_add_test(tc, stalled_rank_then_resume);
     tcase_add_test(tc, bench_allreduce);
+    tcase_add_test(tc, translate_split);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -118,6 +118,88 @@ START_TEST(test_reduce_hook_contract) {
 }
 END_TEST
 
+/* ---- overlapped reduction: gradient buckets handed out during backward ---------------- */
+enum { MAX_BUCKETS = 256 };
+typedef struct {
+    int64_t steps, buckets, progress_after_first, order_not_block;
+    int seen[MAX_BUCKETS];
+    int64_t emitted; /* buckets this step */
+    int64_t last_bucket;
+    float *snap; /* (n) each bucket's values when it was handed out */
+    int64_t n, covered, errors;
+} bucket_probe;
+
+static int probe_start(void *ctx, tfm_step_stats *st) {
+    bucket_probe *p = ctx;
+    ck_assert_int_gt(st->n_tokens, 0);
+    memset(p->seen, 0, sizeof p->seen);
+    p->emitted = 0;
+    p->covered = 0;
+    p->last_bucket = -1;
+    return 0;
+}
+
+static int probe_ready(void *ctx, float *grad, int64_t bucket, int64_t lo, int64_t hi) {
+    bucket_probe *p = ctx;
+    if (bucket < 0) {
+        ck_assert(lo == 0 && hi == 0);
+        if (p->emitted > 0) p->progress_after_first++; /* backward goes on meanwhile */
+        return 0;
+    }
+    ck_assert_int_lt(bucket, MAX_BUCKETS);
+    ck_assert_msg(!p->seen[bucket], "bucket %lld handed out twice", (long long)bucket);
+    ck_assert(0 <= lo && lo < hi);
+    p->seen[bucket] = 1;
+    if (p->last_bucket >= 0 && bucket < p->last_bucket) p->order_not_block = 1;
+    p->last_bucket = bucket;
+    p->emitted++;
+    p->covered += hi - lo;
+    memcpy(p->snap + lo, grad + lo, (size_t)(hi - lo) * sizeof(float));
+    return 0;
+}
+
+static int probe_finish(void *ctx, float *grad, int64_t n, tfm_step_stats *st) {
+    bucket_probe *p = ctx;
+    (void)st;
+    p->steps++;
+    p->buckets = p->emitted;
+    ck_assert_int_eq(n, p->n);
+    ck_assert_msg(p->covered == n, "the buckets cover %lld of %lld floats", (long long)p->covered,
+                  (long long)n);
+    /* every bucket was final when it was handed out */
+    for (int64_t i = 0; i < n; i++)
+        if (memcmp(&p->snap[i], &grad[i], sizeof(float))) p->errors++;
+    return 0;
+}
+
+START_TEST(test_grad_ready_buckets) {
+    tfm_train_opts o = toy_opts(6);
+    int64_t n0, n1;
+    float *plain = train_toy(&o, NULL, &n0, NULL);
+    /* a bucket per parameter or so: many buckets, finished in backward's order */
+    o.bucket_floats = 64;
+    bucket_probe p;
+    memset(&p, 0, sizeof p);
+    p.n = n0;
+    p.snap = malloc((size_t)n0 * sizeof(float));
+    tfm_train_hooks h = {
+        .ctx = &p, .reduce_start = probe_start, .grad_ready = probe_ready, .reduce = probe_finish};
+    float *same = train_toy(&o, &h, &n1, NULL);
+    ck_assert_int_eq(p.steps, 6);
+    ck_assert_int_eq(p.errors, 0);
+    ck_assert_int_gt(p.buckets, 8);
+    ck_assert_msg(p.progress_after_first > 0, "no bucket left before backward ended");
+    ck_assert_msg(p.order_not_block, "buckets handed out in block order, not backward's");
+    printf("grad_ready: %lld buckets per step, %lld progress calls after the first\n",
+           (long long)p.buckets, (long long)p.progress_after_first);
+    /* the gradients, hence the training, are those of a plain step */
+    ck_assert_msg(memcmp(plain, same, (size_t)n0 * 4) == 0, "bucketed backward changed the result");
+    free(plain);
+    free(same);
+    free(p.snap);
+}
+END_TEST
+
 /* ---- checkpoints: v1 fixture, v2 blocks ------------------------------------------------ */
 /* tests/fixtures/checkpoint_v1.tfm: `tfm train --task copy --vocab 6 --min-len 1
  * --max-len 3 --d-model 8 --heads 2 --d-ff 16 --layers 1 --batch 4 --warmup 2
@@ -395,6 +477,7 @@ static Suite *suite(void) {
     tcase_set_timeout(tc, 240);
     tcase_add_test(tc, test_schedules);
     tcase_add_test(tc, test_reduce_hook_contract);
+    tcase_add_test(tc, test_grad_ready_buckets);
     tcase_add_test(tc, test_v1_checkpoint_loads_and_resumes);
     tcase_add_test(tc, test_resume_before_first_checkpoint);
     tcase_add_test(tc, test_translate_toy_lines);

@@ -3,7 +3,8 @@
 # one run (medians of RUNS runs, ours and the reference alternating so that
 # load from other processes hits both alike).
 #
-#   bash train/bench.sh [gemm] [step] [copy] [gemm-bf16] [step-bf16] [translate]   (default: all)
+#   bash train/bench.sh [gemm] [step] [copy] [gemm-bf16] [step-bf16] [translate]
+#                       [translate-bf16] [allreduce]   (default: all)
 #   RUNS=5 bash train/bench.sh step
 #
 #   gemm  tfm_gemm vs OpenBLAS (AVX-512, OpenMP build) at the 12 GEMMs of
@@ -25,6 +26,19 @@
 #         runs, medians and the beam5/greedy ratio; TFM_OLD=path/to/old/tfm
 #         also times another build on the same model and input (before/after;
 #         the old build then trains the model, as it cannot read newer checkpoints)
+#   translate-bf16  beam 5 and greedy with --precision fp32 and bf16, alternating,
+#         RUNS runs, medians and the bf16 speed-up, on the numbers model of
+#         `translate` or, with BENCH_MODEL=DIR BENCH_SRC=FILE [BENCH_REF=FILE],
+#         on a model and input of yours (the Multi30k recipe's run and
+#         test.de: the README's figure), with the BLEU of each output
+#   allreduce  MPI builds (make MPI=1) with mpirun: 2 ranks on this machine;
+#         the gradient bytes reduced per step of each preset and the blocking
+#         sum's time over shared memory and over TCP (--mca btl self,tcp,
+#         the transport between machines); then tfm bench step under mpirun
+#         at small and base: the blocking sum's time, what the step still
+#         waits for after backward (exposed), the fraction hidden behind
+#         backward, and tokens/s of -np 2 --threads 1 against one process
+#         with --threads 2 (MPI_BIND=core: mpirun --bind-to core)
 # The references need python3-torch, libopenblas-dev and libopenblas0-openmp
 # (apt-get install); without them only our side runs.
 set -uo pipefail
@@ -32,7 +46,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 SHARED_DIR=${SHARED_DIR:-$ROOT/../shared}
 RUNS=${RUNS:-3}
 TFM=${TFM:-$ROOT/build/tfm}
-SECTIONS=${*:-gemm step copy gemm-bf16 step-bf16 translate}
+SECTIONS=${*:-gemm step copy gemm-bf16 step-bf16 translate translate-bf16 allreduce}
 TORCH_ENV=(env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE LD_LIBRARY_PATH=/usr/lib/x86_64-linux-gnu/openblas-openmp)
 have_torch=0
 if /usr/bin/python3 -c "import torch" 2>/dev/null && [ -f "$SHARED_DIR/bench/torch_transformer.py" ]; then
@@ -171,6 +185,94 @@ translate)
     done
     rm -rf "$work"
     ;;
-*) echo "bench: unknown section '$section' (gemm, step, copy, gemm-bf16, step-bf16, translate)" >&2; exit 2 ;;
+translate-bf16)
+    work=$(mktemp -d)
+    if [ -n "${BENCH_MODEL:-}" ]; then
+        model=$BENCH_MODEL; src=${BENCH_SRC:?BENCH_SRC: the input to translate}; ref=${BENCH_REF:-}
+    else
+        "$TFM" data numbers --out "$work/data" --train 3000 --valid 100 --test 1000 >/dev/null
+        "$TFM" train --src-train "$work/data/train.de" --tgt-train "$work/data/train.en" \
+            --src-valid "$work/data/valid.de" --tgt-valid "$work/data/valid.en" --save "$work/run" \
+            --bpe-merges 300 --batch-tokens 2048 --steps 500 --valid-every 500 --share-emb \
+            --d-model 64 --heads 4 --d-ff 256 --layers 2 --seed 1 --threads 2 --quiet >/dev/null
+        model=$work/run; src=$work/data/test.de; ref=$work/data/test.en
+    fi
+    echo; echo "## Translation in bf16: seconds for the $(wc -l < "$src") sentences of $src, model $model, 2 threads (median of $RUNS)"
+    declare -A tsec
+    for _ in $(seq "$RUNS"); do
+        for beam in 5 1; do
+            for prec in fp32 bf16; do
+                t0=$(date +%s.%N)
+                "$TFM" translate --model "$model" --beam "$beam" --alpha "${BENCH_ALPHA:-0.6}" --precision "$prec" \
+                    --threads 2 --quiet < "$src" > "$work/hyp.$prec.$beam"
+                tsec[$prec.$beam]+="$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN {print b - a}') "
+            done
+        done
+    done
+    printf "%-6s %10s %10s %8s %s\n" search "fp32 s" "bf16 s" "fp32/bf16" "BLEU fp32 / bf16"
+    for beam in 5 1; do
+        f=$(printf '%s\n' ${tsec[fp32.$beam]} | median); b=$(printf '%s\n' ${tsec[bf16.$beam]} | median)
+        bl=-
+        if [ -n "$ref" ]; then
+            bl="$("$TFM" bleu "$ref" < "$work/hyp.fp32.$beam" | tail -1) / $("$TFM" bleu "$ref" < "$work/hyp.bf16.$beam" | tail -1)"
+        fi
+        printf "%-6s %10.3f %10.3f %8.2f %s\n" "beam$beam" "$f" "$b" "$(awk -v a="$f" -v c="$b" 'BEGIN {print a / c}')" "$bl"
+    done
+    echo "target (issue 13): beam 5 in bf16 >= 1.4x fp32 on the 1000 Multi30k test sentences"
+    rm -rf "$work"
+    ;;
+allreduce)
+    # MPI builds only (make MPI=1): 2 ranks on this machine; figures for the
+    # README's projection table (issue 12)
+    echo; echo "## Data parallelism: the gradient sum of 2 ranks (median of $RUNS)"
+    mpi=(env OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 mpirun --oversubscribe --bind-to "${MPI_BIND:-none}")
+    if ! command -v mpirun >/dev/null ||
+        ! "${mpi[@]}" -np 2 "$TFM" bench allreduce --preset toy --reps 1 --warmup 0 >/dev/null 2>&1; then
+        echo "# skipped: needs mpirun and an MPI build of tfm (make MPI=1)"
+        continue
+    fi
+    tcp=(--mca btl self,tcp)
+    # the blocking sum alone (tfm bench allreduce): bytes per step, shared memory and TCP
+    printf "%-6s %14s %12s %12s\n" preset "bytes/step" "shm ms" "tcp ms"
+    for p in toy small base; do
+        shm=(); net=(); bytes=
+        for _ in $(seq "$RUNS"); do
+            out=$("${mpi[@]}" -np 2 "$TFM" bench allreduce --preset "$p" --threads 1 | tail -1)
+            bytes=$(field bytes_per_step <<<"$out"); shm+=("$(field allreduce_ms_median <<<"$out")")
+            out=$("${mpi[@]}" "${tcp[@]}" -np 2 "$TFM" bench allreduce --preset "$p" --threads 1 | tail -1)
+            net+=("$(field allreduce_ms_median <<<"$out")")
+        done
+        printf "%-6s %14s %12s %12s\n" "$p" "$bytes" "$(printf '%s\n' "${shm[@]}" | median)" "$(printf '%s\n' "${net[@]}" | median)"
+    done
+    # the step: buckets summed while backward goes on; hidden = 1 - exposed / allreduce
+    # (tfm bench step under mpirun), and -np 2 --threads 1 against -np 1 --threads 2
+    echo
+    printf "%-6s %-4s %12s %11s %7s %14s %14s %6s\n" preset link "allreduce ms" "exposed ms" hidden \
+        "np2x1 tok/s" "np1x2 tok/s" ratio
+    for p in small base; do
+        for link in shm tcp; do
+            extra=(); [ "$link" = tcp ] && extra=("${tcp[@]}")
+            ar=(); ex=(); hid=(); two=(); one=()
+            for _ in $(seq "$RUNS"); do
+                out=$("${mpi[@]}" "${extra[@]}" -np 2 "$TFM" bench step --preset "$p" --threads 1 | tail -1)
+                ar+=("$(field allreduce_ms <<<"$out")"); ex+=("$(field exposed_ms <<<"$out")")
+                hid+=("$(field hidden_frac <<<"$out")"); two+=("$(field tokens_per_s <<<"$out")")
+                if [ "$link" = shm ]; then
+                    one+=("$("$TFM" bench step --preset "$p" --threads 2 | tail -1 | field tokens_per_s)")
+                fi
+            done
+            t2=$(printf '%s\n' "${two[@]}" | median)
+            t1=nan; ratio=-
+            if [ "$link" = shm ]; then
+                t1=$(printf '%s\n' "${one[@]}" | median)
+                ratio=$(awk -v a="$t2" -v b="$t1" 'BEGIN {printf "%.2f", a / b}')
+            fi
+            printf "%-6s %-4s %12s %11s %7s %14s %14s %6s\n" "$p" "$link" \
+                "$(printf '%s\n' "${ar[@]}" | median)" "$(printf '%s\n' "${ex[@]}" | median)" \
+                "$(printf '%s\n' "${hid[@]}" | median)" "$t2" "$t1" "$ratio"
+        done
+    done
+    ;;
+*) echo "bench: unknown section '$section' (gemm, step, copy, gemm-bf16, step-bf16, translate, translate-bf16, allreduce)" >&2; exit 2 ;;
 esac
 done

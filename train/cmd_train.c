@@ -35,7 +35,8 @@ typedef struct {
     const char *schedule;
     double lr, lr_factor, label_smoothing, clip_norm, weight_decay;
     /* run */
-    int64_t seed, threads, log_every, save_every, keep, max_bad_steps, arena_mb, average_last;
+    int64_t seed, threads, log_every, save_every, keep, max_bad_steps, arena_mb, reduce_bucket,
+        average_last;
     const char *save, *init;
     const char *precision;
     int resume, quiet, check_numerics;
@@ -153,6 +154,8 @@ static int make_flags(train_cli *o, flag_def *f) {
       "configuration (a corpus run takes the BPE and vocabulary beside it)");
     I("max-bad-steps", max_bad_steps, "stop after N non-finite steps in a row");
     I("arena-mb", arena_mb, "activation arena in MB (0: estimate)");
+    I("reduce-bucket", reduce_bucket,
+      "under mpirun: gradient floats per bucket sent while backward goes on (0: 262144)");
     S("save", save, "run directory: checkpoints, config.txt, train.log, metrics.csv");
     B("resume", resume, "continue from the newest good checkpoint in --save");
     B("quiet", quiet, "no progress output");
@@ -198,6 +201,7 @@ static int check_flags(const train_cli *o) {
     NEED(!o->init || *o->init, "--init: missing file name");
     NEED(o->max_bad_steps >= 1, "--max-bad-steps: must be at least 1");
     NEED(o->arena_mb >= 0, "--arena-mb: must not be negative");
+    NEED(o->reduce_bucket >= 0, "--reduce-bucket: must not be negative");
     tfm_precision prec;
     NEED(tfm_precision_parse(o->precision, &prec) == 0, "--precision: '%s' is not fp32 or bf16",
          o->precision);
@@ -239,6 +243,7 @@ static void to_train_opts(const train_cli *c, const char *config, tfm_train_opts
     o->label_smoothing = (float)c->label_smoothing;
     o->max_bad_steps = c->max_bad_steps;
     o->arena_bytes = (size_t)c->arena_mb << 20;
+    o->bucket_floats = c->reduce_bucket;
     o->check_numerics = c->check_numerics;
     tfm_precision_parse(c->precision, &o->precision); /* checked by check_flags */
     o->threads = (int)c->threads;

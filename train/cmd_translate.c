@@ -28,6 +28,115 @@ static int write_lines(char *const *out, int64_t n) {
     return 0;
 }
 
+/* ---- under mpirun: every window's sentences shared across the ranks ----------
+ * Rank 0 reads the input and sends each window to every rank; rank r
+ * translates sentences n * r / N .. n * (r + 1) / N - 1 of it, and rank 0
+ * gathers the translations and writes them in input order, so the output is
+ * the one process's (each sentence is decoded alone or in a batch of
+ * similar length: the same tokens whichever rank decodes it). */
+typedef struct {
+    int64_t n, first, bytes, status; /* status: 0 lines follow, 1 end of input, 2 error */
+} window_head;
+
+/* Rank 0's window (in, first, status) to every rank; on the others *in
+ * receives the lines. */
+static int share_window(tfm_dist *d, tfm_lines *in, int64_t *first, int64_t *status) {
+    window_head h = {0, *first, 0, *status};
+    if (d->rank == 0) {
+        h.n = in->n;
+        for (int64_t i = 0; i < in->n; i++) h.bytes += (int64_t)strlen(in->line[i]) + 1;
+    }
+    if (d->broadcast(d, &h, sizeof h)) return 1;
+    *first = h.first;
+    *status = h.status;
+    if (h.status) return 0;
+    char *text = malloc((size_t)h.bytes + 1);
+    if (!text) return tfm_set_error("out of memory"), 1;
+    if (d->rank == 0) {
+        char *at = text;
+        for (int64_t i = 0; i < in->n; i++) {
+            size_t len = strlen(in->line[i]) + 1;
+            memcpy(at, in->line[i], len);
+            at += len;
+        }
+    }
+    int rc = d->broadcast(d, text, (size_t)h.bytes);
+    if (rc || d->rank == 0) {
+        free(text);
+        return rc;
+    }
+    in->n = h.n;
+    in->text = text;
+    in->line = malloc((size_t)(h.n + 1) * sizeof(char *));
+    if (!in->line) return tfm_set_error("out of memory"), 1;
+    for (int64_t i = 0, at = 0; i < h.n; i++) {
+        in->line[i] = text + at;
+        at += (int64_t)strlen(text + at) + 1;
+    }
+    return 0;
+}
+
+/* The translations of every rank's part (out[lo .. hi) here, or this rank's
+ * error message when failed) into out[0 .. n) on rank 0. Returns 0, 1 on a
+ * transport error, 2 when a rank failed (its message printed by it). */
+static int gather_window(tfm_dist *d, char **out, int64_t n, int64_t lo, int64_t hi, int failed) {
+    int size = d->size, rc = 1;
+    size_t len = 0;
+    if (failed) {
+        len = strlen(tfm_last_error()) + 1;
+    } else {
+        for (int64_t i = lo; i < hi; i++) len += strlen(out[i]) + 1;
+    }
+    int64_t mine[2] = {(int64_t)len, failed}, *all = malloc((size_t)size * sizeof mine);
+    char *buf = NULL, *every = NULL;
+    if (!all) return tfm_set_error("out of memory"), 1;
+    if (d->allgather(d, mine, sizeof mine, all)) goto done;
+    size_t most = 1;
+    int any_failed = 0;
+    for (int r = 0; r < size; r++) {
+        if ((size_t)all[2 * r] > most) most = (size_t)all[2 * r];
+        any_failed |= all[2 * r + 1] != 0;
+    }
+    if (any_failed) { /* each failed rank says why itself */
+        if (failed) fprintf(stderr, "tfm: rank %d: %s\n", d->rank, tfm_last_error());
+        d->agreed_error = 1;
+        rc = 2;
+        goto done;
+    }
+    buf = calloc(most, 1);
+    every = malloc(most * (size_t)size);
+    if (!buf || !every) {
+        tfm_set_error("out of memory");
+        goto done;
+    }
+    char *at = buf;
+    for (int64_t i = lo; i < hi; i++) {
+        size_t l = strlen(out[i]) + 1;
+        memcpy(at, out[i], l);
+        at += l;
+    }
+    if (d->allgather(d, buf, most, every)) goto done;
+    if (d->rank == 0) {
+        for (int r = 1; r < size; r++) {
+            const char *p = every + (size_t)r * most;
+            for (int64_t i = n * r / size; i < n * (r + 1) / size; i++) {
+                out[i] = strdup(p);
+                if (!out[i]) {
+                    tfm_set_error("out of memory");
+                    goto done;
+                }
+                p += strlen(p) + 1;
+            }
+        }
+    }
+    rc = 0;
+done:
+    free(all);
+    free(buf);
+    free(every);
+    return rc;
+}
+
 /* Whether two text models share one vocabulary: the same pieces in the
  * same order (ids mean the same to every member of an ensemble). */
 static int same_vocab(const tfm_text_model *a, const tfm_text_model *b) {
@@ -44,12 +153,13 @@ static int same_vocab(const tfm_text_model *a, const tfm_text_model *b) {
  * ready yet), writing each window's lines in input order as soon as they are
  * decoded. */
 static int translate_main(const char *const *model_paths, int n_models, const char *input,
-                          tfm_translate_opts *o, int progress) {
+                          tfm_translate_opts *o, int progress, tfm_dist *d) {
+    int rank = d ? d->rank : 0, ranks = d ? d->size : 1;
     tfm_model models[FLAG_LIST_MAX];
     tfm_model *mp[FLAG_LIST_MAX];
     tfm_text_model tm;
     memset(&tm, 0, sizeof tm);
-    int loaded = 0, toy = 0, have_tm = 0, rc = 1;
+    int loaded = 0, toy = 0, have_tm = 0, rc = 1, shared = 0;
     FILE *f = NULL;
     int is_stdin = 1;
     for (; loaded < n_models; loaded++) {
@@ -100,39 +210,54 @@ static int translate_main(const char *const *model_paths, int n_models, const ch
     }
     is_stdin = !strcmp(input, "-");
     const char *name = is_stdin ? "<stdin>" : input;
-    f = is_stdin ? stdin : fopen(input, "rb");
+    /* under mpirun only rank 0 reads the input */
+    f = rank ? NULL : is_stdin ? stdin : fopen(input, "rb");
     struct stat st;
-    if (!f) {
-        tfm_set_error("%s: cannot open: %s", input, strerror(errno));
-        goto done;
-    }
-    if (fstat(fileno(f), &st) == 0 && S_ISDIR(st.st_mode)) {
-        tfm_set_error("%s: is a directory, not a text file", name);
-        goto done;
-    }
-    tfm_corpus_opts copts = {.max_line_bytes = 1 << 20, .allow_empty = 1, .allow_empty_file = 1};
     tfm_line_window w;
-    tfm_line_window_init(&w, fileno(f), name, &copts);
+    memset(&w, 0, sizeof w);
+    if (!rank && !f) {
+        tfm_set_error("%s: cannot open: %s", input, strerror(errno));
+    } else if (!rank && fstat(fileno(f), &st) == 0 && S_ISDIR(st.st_mode)) {
+        tfm_set_error("%s: is a directory, not a text file", name);
+    } else {
+        shared = 1;
+    }
+    if (!shared && !d) goto done;
+    tfm_corpus_opts copts = {.max_line_bytes = 1 << 20, .allow_empty = 1, .allow_empty_file = 1};
+    if (shared && !rank) tfm_line_window_init(&w, fileno(f), name, &copts);
     o->warn = stderr;
     o->input_name = name;
     int64_t done_n = 0;
     double t0 = tfm_now();
     for (;;) {
         tfm_lines in;
-        int64_t first;
-        if (tfm_line_window_next(&w, 16 * o->batch, &in, &first)) break;
-        if (in.n == 0) {
-            rc = 0;
+        memset(&in, 0, sizeof in);
+        int64_t first = 0, status = shared ? 0 : 2;
+        if (!rank && shared && tfm_line_window_next(&w, 16 * o->batch * ranks, &in, &first))
+            status = 2;
+        else if (!rank && shared && in.n == 0)
+            status = 1;
+        if (d && share_window(d, &in, &first, &status)) break;
+        if (status) {
+            rc = status == 1 ? 0 : 1;
+            if (status == 2 && d) d->agreed_error = 1;
+            if (status == 2 && rank) rc = 2; /* rank 0 says why */
             break;
         }
-        char **out = calloc((size_t)in.n, sizeof *out);
-        o->first_line = first;
+        char **out = calloc((size_t)in.n + 1, sizeof *out);
+        int64_t lo = in.n * rank / ranks, hi = in.n * (rank + 1) / ranks;
+        o->first_line = first + lo;
         int failed =
-            !out ||
-            (toy ? tfm_translate_toy_lines(mp[0], in.line, in.n, o, name, out)
-                 : tfm_translate_lines_ensemble(mp, n_models, &tm, in.line, in.n, o, out)) ||
-            write_lines(out, in.n);
+            !out || (toy ? tfm_translate_toy_lines(mp[0], in.line + lo, hi - lo, o, name, out + lo)
+                         : tfm_translate_lines_ensemble(mp, n_models, &tm, in.line + lo, hi - lo, o,
+                                                        out + lo));
         if (!out) tfm_set_error("out of memory");
+        if (d) {
+            int g = gather_window(d, out, in.n, lo, hi, failed);
+            if (g == 2) rc = 2;
+            failed = g != 0;
+        }
+        if (!failed && !rank) failed = write_lines(out, in.n);
         for (int64_t i = 0; out && i < in.n; i++) free(out[i]);
         free(out);
         done_n += in.n;
@@ -143,9 +268,12 @@ static int translate_main(const char *const *model_paths, int n_models, const ch
                     (double)done_n / (tfm_now() - t0 + 1e-9));
     }
     if (progress && done_n) fprintf(stderr, "\n");
-    tfm_line_window_free(&w);
+    if (shared && !rank) tfm_line_window_free(&w);
 done:
-    if (rc) tfm_cli_fail(1, "%s", tfm_last_error());
+    if (rc == 2)
+        rc = 1; /* said already (by this rank or another) */
+    else if (rc)
+        tfm_cli_fail(1, "%s", tfm_last_error());
     if (f && !is_stdin) fclose(f);
     if (have_tm) tfm_text_model_free(&tm);
     for (int k = 0; k < loaded; k++) tfm_model_free(&models[k]);
@@ -222,8 +350,11 @@ int tfm_cmd_translate(int argc, char **argv) {
     tfm_decode_profile prof;
     memset(&prof, 0, sizeof prof);
     if (profile) tfm_decode_set_profile(&prof);
+    tfm_dist *d = cli_dist_start(); /* under mpirun: the ranks share the sentences */
     rc = translate_main(model_paths.items, model_paths.n, input, &to,
-                        !quiet && isatty(fileno(stderr)));
+                        !quiet && isatty(fileno(stderr)) && !(d && d->rank),
+                        d && d->size > 1 ? d : NULL);
+    rc = cli_dist_end(d, rc);
     tfm_decode_set_profile(NULL);
     if (profile && rc == 0) print_profile(&prof);
     return rc;

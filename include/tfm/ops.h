@@ -74,6 +74,13 @@ typedef struct tfm_tape {
      * bf16, fp32 accumulation). Everything else, and every tensor, stays
      * fp32. Set it before recording; the step's results depend on it. */
     tfm_precision precision;
+    /* Called by tfm_backward after node i's backward (i from n_nodes - 1
+     * down to 0, skipped nodes included): every gradient that only nodes
+     * >= i write is now final. The trainer uses it to hand finished
+     * gradients to the reduction while backward goes on (tfm/train.h,
+     * grad_ready). A non-zero return stops backward (error set). NULL: none. */
+    int (*after_node)(void *ctx, int64_t i);
+    void *after_node_ctx;
 } tfm_tape;
 
 typedef struct {

@@ -142,6 +142,27 @@ typedef struct {
      * is zero and stays zero). Return 0, or non-zero to abort the run (error
      * set). NULL (one process): nothing to do. */
     int (*reduce)(void *ctx, float *grad, int64_t n, tfm_step_stats *st);
+    /* Overlapping the reduction with backward (optional; tfm_dist's bucket
+     * functions do it across processes). The gradient block is cut into
+     * buckets of whole parameters (o.bucket_floats; tr->bucket_at) and
+     *   reduce_start(ctx, st): after the forward pass, before backward: st
+     *     holds this process's loss and token count; on return the global
+     *     ones (as reduce leaves them). A non-finite global loss skips
+     *     backward (and grad_ready) on every process.
+     *   grad_ready(ctx, grad, bucket, lo, hi): during backward, as soon as
+     *     grad[lo, hi) (bucket `bucket`) is final here (parameters backward
+     *     did not reach read as zero): every bucket once per step, in the
+     *     order backward finishes them (about reverse layer order), the
+     *     last ones right after backward. Nothing writes grad[lo, hi) again
+     *     but the hooks (the reduced values go there). Between buckets it is
+     *     also called after every op with bucket -1 (lo = hi = 0), a chance
+     *     to move transfers on. Non-zero: abort the run (error set).
+     *   reduce(ctx, grad, n, st): then as above, but with reduce_start set,
+     *     st is already global on entry: it finishes what grad_ready began.
+     * Nothing changes in the arithmetic of backward: the gradients are the
+     * same with or without these hooks. */
+    int (*reduce_start)(void *ctx, tfm_step_stats *st);
+    int (*grad_ready)(void *ctx, float *grad, int64_t bucket, int64_t lo, int64_t hi);
 } tfm_train_hooks;
 
 /* ---- options ----------------------------------------------------------------- */
@@ -157,6 +178,8 @@ typedef struct {
     int check_numerics;      /* check every op for NaN/Inf and name the first */
     tfm_precision precision; /* of the step's GEMMs (TFM_FP32 default; kernels.h) */
     int threads;             /* OpenMP threads (0: leave as is) */
+    int64_t bucket_floats;   /* hooks.grad_ready buckets: whole parameters, at least this many
+                                floats each (0: 1 << 18, 1 MB) */
     /* run directory */
     const char *run_dir; /* NULL: no files */
     int resume;
@@ -219,6 +242,13 @@ struct tfm_trainer {
     int lock_fd; /* the run directory's lock (-1: none): one trainer per directory */
     int tty;
     double t0;
+    /* with hooks.grad_ready: bucket b is grad[bucket_at[b], bucket_at[b + 1])
+     * and holds parameters bucket_param[b] .. bucket_param[b + 1] - 1 */
+    int64_t n_buckets;
+    int64_t *bucket_at, *bucket_param;
+    int64_t *bucket_node;  /* (n_buckets) this step: the first node that reads it (-1: none) */
+    int64_t *bucket_order; /* (n_buckets) buckets in the order backward finishes them */
+    int64_t bucket_next;   /* buckets handed to grad_ready so far this step */
 };
 
 /* Builds the Transformer for mc (weights from o->seed) or, with o->resume,
@@ -379,6 +409,20 @@ struct tfm_dist {
      * step. */
     int (*weighted_sum)(tfm_dist *d, float *x, int64_t n, const double *w, double scale);
     int (*reserve)(tfm_dist *d, int64_t n);
+    /* The same sum in buckets, overlapped with backward (optional: NULL
+     * when the transport cannot). reserve_buckets once: bucket b is
+     * x[at[b], at[b + 1]), at[0] = 0. Each step: sum_start (before any
+     * bucket is final), sum_bucket(b) for every bucket once as soon as x's
+     * part is final here (it sends and never waits; b = -1: only move the
+     * transfers on), then sum_finish waits until x holds, element for
+     * element, what weighted_sum would have given (the same additions in
+     * the same order: bit-identical). Between sum_start and sum_finish the
+     * caller writes no bucket it has handed over, and w stays valid. */
+    int (*reserve_buckets)(tfm_dist *d, const int64_t *at, int64_t n_buckets);
+    int (*sum_start)(tfm_dist *d, float *x, const double *w, double scale);
+    int (*sum_bucket)(tfm_dist *d, int64_t bucket);
+    int (*sum_finish)(tfm_dist *d);
+    double finish_seconds; /* time sum_finish spent waiting, in total (the exposed part) */
     /* Set (e.g. by a signal handler) to ask for a stop: the ranks agree on
      * it at the next step and all stop after the same step. */
     volatile sig_atomic_t stop_pending;

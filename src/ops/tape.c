@@ -151,7 +151,10 @@ int tfm_backward(tfm_tape *t, tfm_tensor *loss) {
     for (int64_t i = t->n_nodes - 1; i >= 0; i--) {
         tfm_node *n = &t->nodes[i];
         /* nothing flowed into this output: its backward would add zeros */
-        if (n->out->flags & TFM_GRAD_STALE) continue;
+        if (n->out->flags & TFM_GRAD_STALE) {
+            if (t->after_node && t->after_node(t->after_node_ctx, i)) return 1;
+            continue;
+        }
         if (!TFM_OPS[n->op].handles_stale)
             for (int j = 0; j < n->n_in; j++) tfm_grad_fresh(n->in[j]);
         TFM_OPS[n->op].backward(t, n);
@@ -167,6 +170,7 @@ int tfm_backward(tfm_tape *t, tfm_tensor *loss) {
                 if (tfm_check_finite(&g, what, n->label)) return 1;
             }
         }
+        if (t->after_node && t->after_node(t->after_node_ctx, i)) return 1;
     }
     /* gradients no op wrote (inputs nothing flowed back to) read as zero */
     for (int64_t i = 0; i < t->n_nodes; i++)

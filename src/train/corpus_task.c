@@ -42,11 +42,10 @@ static int dist_sum(tfm_dist *d, double *gather, double *x, int n) {
     return 0;
 }
 
-/* The trainer's reduction hook: every rank's token count, loss and wish to
- * stop (a signal, --max-minutes) first, then the gradients weighted by the
- * token counts. */
-static int dist_reduce(void *ctx, float *grad, int64_t n, tfm_step_stats *st) {
-    corpus_valid *v = ctx;
+/* Every rank's token count, loss and wish to stop (a signal,
+ * --max-minutes): st becomes the global loss and count; v->weights the
+ * ranks' token counts. */
+static int dist_stats(corpus_valid *v, tfm_step_stats *st) {
     tfm_dist *d = v->dist;
     int time_up = v->max_seconds > 0 && v->tr->train_seconds > v->max_seconds;
     double mine[4] = {st->loss, (double)st->n_tokens, d->stop_pending ? 1.0 : 0.0,
@@ -68,18 +67,45 @@ static int dist_reduce(void *ctx, float *grad, int64_t n, tfm_step_stats *st) {
         timed |= g[3] != 0;
     }
     st->n_tokens = (int64_t)tokens;
-    if (!finite || tokens <= 0) {
-        /* every rank skips this update: the gradient is not used */
-        st->loss = finite ? NAN : bad_loss;
-        memset(grad, 0, (size_t)n * sizeof(float));
-    } else {
-        st->loss = loss_sum / tokens;
-        if (d->weighted_sum(d, grad, n, v->weights, 1.0 / tokens)) return 1;
-    }
+    /* not finite: every rank skips this update (the gradient is not used) */
+    st->loss = !finite || tokens <= 0 ? (finite ? NAN : bad_loss) : loss_sum / tokens;
     if (timed && !asked)
         tfm_trainer_log(v->tr, "stopping: --max-minutes %.1f reached\n", v->max_seconds / 60);
     if (asked || timed) tfm_trainer_request_stop();
     return 0;
+}
+
+/* The trainer's reduction hooks. Overlapped (d has the bucket functions):
+ * the statistics after the forward pass, each gradient bucket sent as
+ * backward finishes it, the sum completed after backward. Otherwise all of
+ * it after backward in one blocking sum. The same additions in the same
+ * order either way. */
+static int dist_reduce_start(void *ctx, tfm_step_stats *st) {
+    corpus_valid *v = ctx;
+    if (dist_stats(v, st)) return 1;
+    if (!isfinite(st->loss)) return 0;
+    return v->dist->sum_start(v->dist, v->tr->params->grad, v->weights, 1.0 / (double)st->n_tokens);
+}
+
+static int dist_grad_ready(void *ctx, float *grad, int64_t bucket, int64_t lo, int64_t hi) {
+    corpus_valid *v = ctx;
+    (void)grad;
+    (void)lo;
+    (void)hi;
+    return v->dist->sum_bucket(v->dist, bucket);
+}
+
+static int dist_reduce(void *ctx, float *grad, int64_t n, tfm_step_stats *st) {
+    corpus_valid *v = ctx;
+    tfm_dist *d = v->dist;
+    int overlapped = d->sum_bucket != NULL;
+    if (!overlapped && dist_stats(v, st)) return 1;
+    if (!isfinite(st->loss)) {
+        memset(grad, 0, (size_t)n * sizeof(float));
+        return 0;
+    }
+    if (overlapped) return d->sum_finish(d);
+    return d->weighted_sum(d, grad, n, v->weights, 1.0 / (double)st->n_tokens);
 }
 
 /* Item i of the start-up comparison: its hash and what to call it. */
@@ -584,6 +610,8 @@ int tfm_train_corpus(const tfm_corpus_task *task, const tfm_train_opts *opts,
     tfm_train_hooks hooks = {.ctx = &cv,
                              .validate = valid.n ? validate : NULL,
                              .reduce = dist ? dist_reduce : NULL,
+                             .reduce_start = dist && dist->sum_bucket ? dist_reduce_start : NULL,
+                             .grad_ready = dist && dist->sum_bucket ? dist_grad_ready : NULL,
                              .on_step = u && u->on_step ? user_on_step : NULL,
                              .on_log = u && u->on_log ? user_on_log : NULL};
     if (dist) {
@@ -605,7 +633,9 @@ int tfm_train_corpus(const tfm_corpus_task *task, const tfm_train_opts *opts,
     if (learned && tfm_text_model_save(&tm, o.run_dir)) goto done;
     cv.tr = &tr;
     if (dist) {
-        if (dist_sync_state(dist, &tr, &source) || dist->reserve(dist, tr.params->total_n))
+        if (dist_sync_state(dist, &tr, &source) ||
+            (dist->sum_bucket ? dist->reserve_buckets(dist, tr.bucket_at, tr.n_buckets)
+                              : dist->reserve(dist, tr.params->total_n)))
             goto done;
         /* each rank its own dropout stream: a function of (seed, rank, step) */
         tr.tape.seed = o.seed ^ ((uint64_t)rank * 0x9E3779B97F4A7C15ull);
@@ -627,11 +657,15 @@ int tfm_train_corpus(const tfm_corpus_task *task, const tfm_train_opts *opts,
                     (long long)source.batcher.n_dropped, (long long)task->max_tokens,
                     (long long)source.batcher.n_batches, (long long)B, (long long)S, (long long)T,
                     tfm_vocab_size(tm.vocab), (long long)tr.n_params, tfm_num_threads());
+    char buckets[96] = "one exchange after backward";
+    if (dist && dist->sum_bucket)
+        snprintf(buckets, sizeof buckets, "%lld buckets sent while backward goes on",
+                 (long long)tr.n_buckets);
     if (dist)
         tfm_trainer_log(&tr,
                         "data parallel: %d processes, each takes its share of every global "
-                        "batch (--batch-tokens %lld)\n",
-                        dist->size, (long long)task->batch_tokens);
+                        "batch (--batch-tokens %lld); gradients summed in %s\n",
+                        dist->size, (long long)task->batch_tokens, buckets);
     if (valid.n && cv.vbatcher.n_dropped)
         tfm_trainer_log(&tr,
                         "validation: %lld of %lld pairs longer than %lld subwords are left out "

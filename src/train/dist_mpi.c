@@ -37,9 +37,22 @@ typedef struct {
     MPI_Request *req;         /* (2 size) receives first, then sends */
     int *peer;                /* (2 size) the rank of each request */
     double timeout;           /* seconds without an answer before giving up (0: never) */
+    /* the bucketed sum (reserve_buckets): bucket b's piece j (of size
+     * pieces) is summed by rank j, as weighted_sum's chunks are */
+    int64_t nb;
+    int64_t *bat;         /* (nb + 1) bucket bounds */
+    int64_t *bslot;       /* (nb) where this rank's piece of bucket b starts in brecv */
+    float *brecv;         /* every rank's copy of this rank's pieces: (size, piece) per bucket */
+    MPI_Request *breq;    /* (nb, 4, size - 1): piece copies in and out, finished pieces in, out */
+    int *bpeer;           /* the rank of each request */
+    unsigned char *bflag; /* (nb) B_SENT, B_GATHERING, B_SUMMED */
+    float *bx;            /* this step's block */
+    double *bw, bscale;   /* (size) weights and scale */
 } mpi_dist;
 
-enum { TAG_GATHER = 1, TAG_SCATTER = 2, TAG_SHARE = 3 };
+enum { TAG_GATHER = 1, TAG_SCATTER = 2, TAG_SHARE = 3, TAG_BUCKET = 16 };
+enum { B_SENT = 1, B_GATHERING = 2, B_SUMMED = 4 };
+#define MAX_BUCKETS 16000 /* two tags each above TAG_BUCKET, below MPI's minimum TAG_UB 32767 */
 
 static mpi_dist g_mpi;
 
@@ -213,6 +226,231 @@ static int mpi_weighted_sum(tfm_dist *d, float *x, int64_t n, const double *w, d
                     m->share_off, m->share_n, (int)sizeof(float), "gradient exchange");
 }
 
+/* ---- the bucketed sum ------------------------------------------------------------ */
+static void bucket_release(mpi_dist *m) {
+    free(m->bat);
+    free(m->bslot);
+    free(m->brecv);
+    free(m->breq);
+    free(m->bpeer);
+    free(m->bflag);
+    free(m->bw);
+    m->bat = m->bslot = NULL;
+    m->brecv = NULL;
+    m->breq = NULL;
+    m->bpeer = NULL;
+    m->bflag = NULL;
+    m->bw = NULL;
+    m->nb = 0;
+}
+
+/* Piece j of bucket b: [*lo, *lo + *n). */
+static void piece(const mpi_dist *m, int64_t b, int j, int64_t *lo, int *n) {
+    int64_t a = m->bat[b], len = m->bat[b + 1] - a, size = m->d.size;
+    *lo = a + len * j / size;
+    *n = (int)(a + len * (j + 1) / size - *lo);
+}
+
+static int mpi_reserve_buckets(tfm_dist *d, const int64_t *at, int64_t nb) {
+    mpi_dist *m = d->impl;
+    bucket_release(m);
+    if (nb < 1 || nb > MAX_BUCKETS || at[0] != 0 || at[nb] > 0x7fffffff)
+        return tfm_set_error("gradient buckets: %lld buckets of %lld floats (1 to %d buckets, at "
+                             "most 2^31 - 1 floats)",
+                             (long long)nb, (long long)at[nb], MAX_BUCKETS),
+               1;
+    int64_t peers = d->size - 1, slots = 0;
+    m->bat = malloc((size_t)(nb + 1) * sizeof(int64_t));
+    m->bslot = malloc((size_t)nb * sizeof(int64_t));
+    m->breq = malloc((size_t)(nb * 4 * peers) * sizeof(MPI_Request));
+    m->bpeer = malloc((size_t)(nb * 4 * peers) * sizeof(int));
+    m->bflag = calloc((size_t)nb, 1);
+    m->bw = malloc((size_t)d->size * sizeof(double));
+    if (!m->bat || !m->bslot || !m->breq || !m->bpeer || !m->bflag || !m->bw) goto oom;
+    memcpy(m->bat, at, (size_t)(nb + 1) * sizeof(int64_t));
+    m->nb = nb;
+    for (int64_t b = 0; b < nb; b++) {
+        if (at[b + 1] < at[b]) {
+            bucket_release(m);
+            return tfm_set_error("gradient buckets: bucket %lld ends before it starts",
+                                 (long long)b),
+                   1;
+        }
+        int64_t lo;
+        int n;
+        piece(m, b, d->rank, &lo, &n);
+        m->bslot[b] = slots;
+        slots += (int64_t)d->size * n;
+        for (int64_t k = 0; k < 4 * peers; k++) {
+            m->breq[b * 4 * peers + k] = MPI_REQUEST_NULL;
+            int peer = (int)(k % peers);
+            m->bpeer[b * 4 * peers + k] = peer < d->rank ? peer : peer + 1;
+        }
+    }
+    m->brecv = malloc((size_t)(slots > 0 ? slots : 1) * sizeof(float));
+    if (!m->brecv) goto oom;
+    return 0;
+oom:
+    bucket_release(m);
+    return tfm_set_error("out of memory (gradient bucket buffers)"), 1;
+}
+
+/* Requests of bucket b, kind k (0 copies in, 1 copies out, 2 finished in, 3
+ * finished out): size - 1 of them, one per peer. */
+static MPI_Request *breqs(mpi_dist *m, int64_t b, int k) {
+    return m->breq + (b * 4 + k) * (m->d.size - 1);
+}
+
+static int mpi_sum_start(tfm_dist *d, float *x, const double *w, double scale) {
+    mpi_dist *m = d->impl;
+    if (!m->nb) return tfm_set_error("sum_start: no buckets reserved"), 1;
+    m->bx = x;
+    memcpy(m->bw, w, (size_t)d->size * sizeof(double));
+    m->bscale = scale;
+    /* every rank's copy of this rank's pieces may come in from now on */
+    for (int64_t b = 0; b < m->nb; b++) {
+        m->bflag[b] = 0;
+        int64_t lo;
+        int n;
+        piece(m, b, d->rank, &lo, &n);
+        MPI_Request *rq = breqs(m, b, 0);
+        for (int k = 0; k < d->size - 1; k++) {
+            int r = k < d->rank ? k : k + 1;
+            int rc = MPI_Irecv(m->brecv + m->bslot[b] + (int64_t)r * n, n, MPI_FLOAT, r,
+                               TAG_BUCKET + 2 * (int)b, MPI_COMM_WORLD, &rq[k]);
+            if (rc != MPI_SUCCESS) return mpi_error(d, rc, "MPI_Irecv");
+        }
+    }
+    return 0;
+}
+
+/* Moves every bucket on as far as it goes without waiting: finished pieces
+ * come in once this rank's copies have left; this rank's piece is summed
+ * (in rank order, in double, as weighted_sum) once every copy is in. */
+static int bucket_progress(mpi_dist *m) {
+    int size = m->d.size, me = m->d.rank;
+    for (int64_t b = 0; b < m->nb; b++) {
+        unsigned char f = m->bflag[b];
+        if (!(f & B_SENT) || (f & B_GATHERING && f & B_SUMMED)) continue;
+        int done = 0, rc;
+        if (!(f & B_GATHERING)) {
+            if ((rc = MPI_Testall(size - 1, breqs(m, b, 1), &done, MPI_STATUSES_IGNORE)) !=
+                MPI_SUCCESS)
+                return mpi_error(&m->d, rc, "MPI_Testall");
+            if (done) { /* the copies are out: the pieces may be overwritten now */
+                MPI_Request *rq = breqs(m, b, 2);
+                for (int k = 0; k < size - 1; k++) {
+                    int r = k < me ? k : k + 1, n;
+                    int64_t lo;
+                    piece(m, b, r, &lo, &n);
+                    if ((rc = MPI_Irecv(m->bx + lo, n, MPI_FLOAT, r, TAG_BUCKET + 2 * (int)b + 1,
+                                        MPI_COMM_WORLD, &rq[k])) != MPI_SUCCESS)
+                        return mpi_error(&m->d, rc, "MPI_Irecv");
+                }
+                m->bflag[b] |= B_GATHERING;
+            }
+        }
+        if (!(f & B_SUMMED)) {
+            if ((rc = MPI_Testall(size - 1, breqs(m, b, 0), &done, MPI_STATUSES_IGNORE)) !=
+                MPI_SUCCESS)
+                return mpi_error(&m->d, rc, "MPI_Testall");
+            if (!done) continue;
+            int64_t lo;
+            int n;
+            piece(m, b, me, &lo, &n);
+            const float *recv = m->brecv + m->bslot[b];
+            const double *w = m->bw;
+            double scale = m->bscale;
+            float *out = m->bx + lo;
+#pragma omp parallel for schedule(static) if (n > 65536)
+            for (int i = 0; i < n; i++) {
+                double acc = 0;
+                for (int r = 0; r < size; r++) acc += w[r] * (double)recv[(int64_t)r * n + i];
+                out[i] = (float)(acc * scale);
+            }
+            MPI_Request *rq = breqs(m, b, 3);
+            for (int k = 0; k < size - 1; k++) {
+                int r = k < me ? k : k + 1;
+                if ((rc = MPI_Isend(out, n, MPI_FLOAT, r, TAG_BUCKET + 2 * (int)b + 1,
+                                    MPI_COMM_WORLD, &rq[k])) != MPI_SUCCESS)
+                    return mpi_error(&m->d, rc, "MPI_Isend");
+            }
+            m->bflag[b] |= B_SUMMED;
+        }
+    }
+    return 0;
+}
+
+static int mpi_sum_bucket(tfm_dist *d, int64_t b) {
+    mpi_dist *m = d->impl;
+    if (b >= m->nb || (b >= 0 && m->bflag[b] & B_SENT))
+        return tfm_set_error("sum_bucket: bucket %lld of %lld, or handed over twice", (long long)b,
+                             (long long)m->nb),
+               1;
+    if (b >= 0) {
+        int me = d->rank;
+        int64_t lo;
+        int n;
+        piece(m, b, me, &lo, &n); /* this rank's own copy */
+        memcpy(m->brecv + m->bslot[b] + (int64_t)me * n, m->bx + lo, (size_t)n * sizeof(float));
+        MPI_Request *rq = breqs(m, b, 1);
+        for (int k = 0; k < d->size - 1; k++) {
+            int r = k < me ? k : k + 1;
+            piece(m, b, r, &lo, &n);
+            int rc = MPI_Isend(m->bx + lo, n, MPI_FLOAT, r, TAG_BUCKET + 2 * (int)b, MPI_COMM_WORLD,
+                               &rq[k]);
+            if (rc != MPI_SUCCESS) return mpi_error(d, rc, "MPI_Isend");
+        }
+        m->bflag[b] |= B_SENT;
+    }
+    return bucket_progress(m);
+}
+
+static int mpi_sum_finish(tfm_dist *d) {
+    mpi_dist *m = d->impl;
+    double t0 = MPI_Wtime();
+    for (int64_t b = 0; b < m->nb; b++)
+        if (!(m->bflag[b] & B_SENT))
+            return tfm_set_error("sum_finish: bucket %lld was not handed over", (long long)b), 1;
+    for (;;) {
+        if (bucket_progress(m)) return 1;
+        int ready = 1;
+        for (int64_t b = 0; b < m->nb && ready; b++)
+            ready = (m->bflag[b] & (B_GATHERING | B_SUMMED)) == (B_GATHERING | B_SUMMED);
+        int done = 0;
+        int64_t n = m->nb * 4 * (d->size - 1);
+        if (ready) {
+            int rc = MPI_Testall((int)n, m->breq, &done, MPI_STATUSES_IGNORE);
+            if (rc != MPI_SUCCESS) return mpi_error(d, rc, "MPI_Testall");
+        }
+        double waited = MPI_Wtime() - t0;
+        if (done) {
+            d->finish_seconds += waited;
+            return 0;
+        }
+        if (m->timeout > 0 && waited > m->timeout) {
+            int missing = -1;
+            for (int64_t i = 0; i < n && missing < 0; i++) {
+                int flag = 1;
+                if (m->breq[i] != MPI_REQUEST_NULL) MPI_Test(&m->breq[i], &flag, MPI_STATUS_IGNORE);
+                if (!flag) missing = m->bpeer[i];
+            }
+            fprintf(stderr,
+                    "tfm: rank %d: no answer from rank %d for %.0f s in the gradient exchange "
+                    "(lost or stalled; TFM_MPI_TIMEOUT): stopping the job\n",
+                    d->rank, missing, waited);
+            fflush(stderr);
+            MPI_Abort(MPI_COMM_WORLD, 1);
+        }
+        if (waited < 0.01) {
+            sched_yield();
+        } else {
+            struct timespec ts = {0, waited > 1 ? 1000000 : 100000};
+            nanosleep(&ts, NULL);
+        }
+    }
+}
+
 /* Started by mpirun (Open MPI), mpiexec.hydra (MPICH) or a PMIx launcher. */
 static int under_mpi_launcher(void) {
     return getenv("OMPI_COMM_WORLD_SIZE") || getenv("PMI_SIZE") || getenv("PMIX_RANK");
@@ -255,6 +493,14 @@ tfm_dist *tfm_dist_mpi_start(void) {
     m->d.broadcast = mpi_broadcast;
     m->d.weighted_sum = mpi_weighted_sum;
     m->d.reserve = mpi_reserve;
+    /* TFM_MPI_OVERLAP=0: one blocking sum after backward (for comparison) */
+    const char *ov = getenv("TFM_MPI_OVERLAP");
+    if (!ov || strcmp(ov, "0")) {
+        m->d.reserve_buckets = mpi_reserve_buckets;
+        m->d.sum_start = mpi_sum_start;
+        m->d.sum_bucket = mpi_sum_bucket;
+        m->d.sum_finish = mpi_sum_finish;
+    }
     return &m->d;
 }
 
@@ -262,6 +508,7 @@ int tfm_dist_mpi_end(tfm_dist *d, int rc) {
     if (!d) return rc;
     mpi_dist *m = d->impl;
     mpi_release(m);
+    bucket_release(m);
     free(m->req);
     free(m->peer);
     m->req = NULL;

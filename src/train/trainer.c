@@ -255,6 +255,30 @@ static int prepare(tfm_trainer *tr, size_t arena, int *fresh_restart) {
     return tfm_run_check_dir(o, fresh_restart, 1) || tfm_run_lock(tr);
 }
 
+/* The gradient buckets of hooks.grad_ready: parameters in block order, a
+ * new bucket once the current one holds o.bucket_floats. */
+static int init_buckets(tfm_trainer *tr) {
+    const tfm_params *p = tr->params;
+    int64_t want = tr->o.bucket_floats > 0 ? tr->o.bucket_floats : (int64_t)1 << 18, n = 0;
+    tr->bucket_at = malloc((size_t)(p->count + 1) * sizeof(int64_t));
+    tr->bucket_param = malloc((size_t)(p->count + 1) * sizeof(int64_t));
+    tr->bucket_node = malloc((size_t)(p->count + 1) * sizeof(int64_t));
+    tr->bucket_order = malloc((size_t)(p->count + 1) * sizeof(int64_t));
+    if (!tr->bucket_at || !tr->bucket_param || !tr->bucket_node || !tr->bucket_order)
+        return tfm_set_error("out of memory (gradient buckets)"), 1;
+    for (int64_t k = 0; k < p->count; k++) {
+        int64_t at = p->items[k]->grad - p->grad;
+        if (n == 0 || at - tr->bucket_at[n - 1] >= want) {
+            tr->bucket_at[n] = n == 0 ? 0 : at;
+            tr->bucket_param[n++] = k;
+        }
+    }
+    tr->bucket_at[n] = p->total_n;
+    tr->bucket_param[n] = p->count;
+    tr->n_buckets = n;
+    return 0;
+}
+
 /* Everything after the parameters exist: tape, optimizer, resume, logs. */
 static int init_common(tfm_trainer *tr, size_t arena, int fresh_restart) {
     const tfm_train_opts *o = &tr->o;
@@ -263,6 +287,7 @@ static int init_common(tfm_trainer *tr, size_t arena, int fresh_restart) {
     tr->tape.check_numerics = o->check_numerics;
     tr->tape.precision = o->precision;
     if (tfm_adam_init(&tr->adam, tr->params, &o->adam)) return 1;
+    if (tr->hooks.grad_ready && init_buckets(tr)) return 1;
     tr->tty = isatty(fileno(stdout));
     /* resume before writing anything: a failed resume leaves the run
      * directory (config.txt, logs) as it was */
@@ -374,6 +399,11 @@ void tfm_trainer_free(tfm_trainer *tr) {
     tfm_adam_free(&tr->adam);
     if (tr->has_model) tfm_model_free(&tr->model);
     tfm_kv_free(&tr->state);
+    free(tr->bucket_at);
+    free(tr->bucket_param);
+    free(tr->bucket_node);
+    free(tr->bucket_order);
+    tr->bucket_at = tr->bucket_param = tr->bucket_node = tr->bucket_order = NULL;
     tr->log = tr->metrics = NULL;
     tr->has_model = 0;
 }
@@ -383,6 +413,79 @@ void tfm_trainer_eval_mode(tfm_trainer *tr, int on) {
     tfm_tape_reset(&tr->tape);
     tr->tape.no_grad = on;
     tr->tape.training = !on;
+}
+
+/* Which tape node finishes each bucket: the first one (in forward order)
+ * that reads a gradient in it, since backward walks the tape in reverse.
+ * The buckets in the order backward will finish them. No allocation. */
+static void plan_buckets(tfm_trainer *tr) {
+    const tfm_tape *t = &tr->tape;
+    const float *g = tr->params->grad;
+    int64_t nb = tr->n_buckets, total = tr->params->total_n;
+    for (int64_t b = 0; b < nb; b++) tr->bucket_node[b] = -1;
+    for (int64_t i = 0; i < t->n_nodes; i++) {
+        const tfm_node *nd = &t->nodes[i];
+        for (int j = 0; j < nd->n_in; j++) {
+            const tfm_tensor *x = nd->in[j];
+            if (!x->grad || x->grad < g || x->grad >= g + total) continue;
+            int64_t lo = x->grad - g, hi = lo + x->n, a = 0, z = nb - 1;
+            while (a < z) { /* the last bucket starting at or before lo */
+                int64_t mid = (a + z + 1) / 2;
+                if (tr->bucket_at[mid] <= lo)
+                    a = mid;
+                else
+                    z = mid - 1;
+            }
+            for (int64_t b = a; b < nb && tr->bucket_at[b] < hi; b++)
+                if (tr->bucket_node[b] < 0) tr->bucket_node[b] = i;
+        }
+    }
+    /* latest node first (backward reaches it first); ties in block order */
+    for (int64_t b = 0; b < nb; b++) {
+        int64_t k = b;
+        while (k > 0 && tr->bucket_node[tr->bucket_order[k - 1]] < tr->bucket_node[b]) {
+            tr->bucket_order[k] = tr->bucket_order[k - 1];
+            k--;
+        }
+        tr->bucket_order[k] = b;
+    }
+    tr->bucket_next = 0;
+}
+
+/* Hands the next bucket to grad_ready, its unreached gradients zeroed. */
+static int emit_bucket(tfm_trainer *tr) {
+    tfm_params *p = tr->params;
+    int64_t b = tr->bucket_order[tr->bucket_next++];
+    for (int64_t k = tr->bucket_param[b]; k < tr->bucket_param[b + 1]; k++)
+        tfm_grad_fresh(p->items[k]);
+    return tr->hooks.grad_ready(tr->hooks.ctx, p->grad, b, tr->bucket_at[b], tr->bucket_at[b + 1]);
+}
+
+/* The tape's after_node: node i's backward is done. */
+static int bucket_after_node(void *ctx, int64_t i) {
+    tfm_trainer *tr = ctx;
+    int emitted = 0;
+    while (tr->bucket_next < tr->n_buckets &&
+           tr->bucket_node[tr->bucket_order[tr->bucket_next]] >= i) {
+        if (emit_bucket(tr)) return 1;
+        emitted = 1;
+    }
+    return emitted ? 0 : tr->hooks.grad_ready(tr->hooks.ctx, tr->params->grad, -1, 0, 0);
+}
+
+/* Backward with the buckets handed out as they finish. */
+static int backward_in_buckets(tfm_trainer *tr, tfm_tensor *loss) {
+    tfm_tape *t = &tr->tape;
+    plan_buckets(tr);
+    t->after_node = bucket_after_node;
+    t->after_node_ctx = tr;
+    int rc = tfm_backward(t, loss);
+    t->after_node = NULL;
+    t->after_node_ctx = NULL;
+    if (rc) return 1;
+    while (tr->bucket_next < tr->n_buckets) /* the buckets no op reads */
+        if (emit_bucket(tr)) return 1;
+    return 0;
 }
 
 int tfm_trainer_step(tfm_trainer *tr) {
@@ -405,12 +508,22 @@ int tfm_trainer_step(tfm_trainer *tr) {
     if (!loss) return -1;
     double lr = tfm_schedule_lr(&tr->o.schedule, step);
     tfm_step_stats st = {loss->data[0], n_tok};
-    if (isfinite(loss->data[0]) && tfm_backward(t, loss)) return -1;
-    if (tr->hooks.reduce) {
-        /* gradients that backward did not reach (or all of them, after a
-         * non-finite loss) must read as zero for the other processes */
-        tfm_params_settle_grads(p);
-        if (tr->hooks.reduce(tr->hooks.ctx, p->grad, p->total_n, &st)) return -1;
+    if (tr->hooks.grad_ready) {
+        /* overlapped: the buckets go out while backward goes on */
+        if (tr->hooks.reduce_start && tr->hooks.reduce_start(tr->hooks.ctx, &st)) return -1;
+        if (isfinite(st.loss) && isfinite(loss->data[0]) && backward_in_buckets(tr, loss))
+            return -1;
+        tfm_params_settle_grads(p); /* nothing left to do when backward ran */
+        if (tr->hooks.reduce && tr->hooks.reduce(tr->hooks.ctx, p->grad, p->total_n, &st))
+            return -1;
+    } else {
+        if (isfinite(loss->data[0]) && tfm_backward(t, loss)) return -1;
+        if (tr->hooks.reduce) {
+            /* gradients that backward did not reach (or all of them, after a
+             * non-finite loss) must read as zero for the other processes */
+            tfm_params_settle_grads(p);
+            if (tr->hooks.reduce(tr->hooks.ctx, p->grad, p->total_n, &st)) return -1;
+        }
     }
     double norm = NAN;
     int bad = !isfinite(st.loss);
