@@ -120,6 +120,29 @@ static int check_opts(const tfm_train_opts *o) {
     return 0;
 }
 
+/* 1 with the error set when the model configuration saved in the
+ * checkpoint at path differs from the one given (both sides as written from
+ * the configs: a setting the checkpoint predates has its default there,
+ * tfm/nn.h); what prefixes the message (e.g. "--init "). */
+static int config_mismatch(const char *path, const char *what, const tfm_model_config *saved,
+                           const tfm_model_config *given) {
+    const char *diff = tfm_model_config_differs(saved, given, 1);
+    if (!diff) return 0;
+    char key[64];
+    snprintf(key, sizeof key, "model.%s", diff);
+    tfm_kv mine, theirs;
+    tfm_kv_init(&mine);
+    tfm_kv_init(&theirs);
+    tfm_model_config_to_kv(given, &mine);
+    tfm_model_config_to_kv(saved, &theirs);
+    tfm_set_error("%s%s: the model configuration differs from the one given: %s is %s in the "
+                  "checkpoint, %s now",
+                  what, path, diff, tfm_kv_get(&theirs, key), tfm_kv_get(&mine, key));
+    tfm_kv_free(&mine);
+    tfm_kv_free(&theirs);
+    return 1;
+}
+
 /* Loads params, optimizer state and counters from the newest good checkpoint. */
 static int resume_from(tfm_trainer *tr, char **found) {
     char *path = tfm_run_find_checkpoint(tr->o.run_dir, 0);
@@ -132,24 +155,7 @@ static int resume_from(tfm_trainer *tr, char **found) {
     if (tr->has_model) {
         tfm_model_config saved;
         if (tfm_model_config_from_kv(&saved, &ck.meta, path)) goto fail;
-        const char *diff = tfm_model_config_differs(&saved, &tr->model.cfg, 1);
-        if (diff) {
-            char key[64];
-            snprintf(key, sizeof key, "model.%s", diff);
-            /* both sides as written from the configs: a setting the
-             * checkpoint predates has its default there (tfm/nn.h) */
-            tfm_kv mine, theirs;
-            tfm_kv_init(&mine);
-            tfm_kv_init(&theirs);
-            tfm_model_config_to_kv(&tr->model.cfg, &mine);
-            tfm_model_config_to_kv(&saved, &theirs);
-            tfm_set_error("%s: the model configuration differs from the one given: %s is %s in "
-                          "the checkpoint, %s now",
-                          path, diff, tfm_kv_get(&theirs, key), tfm_kv_get(&mine, key));
-            tfm_kv_free(&mine);
-            tfm_kv_free(&theirs);
-            goto fail;
-        }
+        if (config_mismatch(path, "", &saved, &tr->model.cfg)) goto fail;
     }
     int n_state;
     tfm_state_block *state = tfm_adam_state(&tr->adam, &n_state);
@@ -208,22 +214,7 @@ static int init_weights_from(const char *path, const tfm_model_config *mc, tfm_p
     if (mc) {
         tfm_model_config saved;
         if (tfm_model_config_from_kv(&saved, &ck.meta, path)) goto done;
-        const char *diff = tfm_model_config_differs(&saved, mc, 1);
-        if (diff) {
-            char key[64];
-            snprintf(key, sizeof key, "model.%s", diff);
-            tfm_kv mine, theirs;
-            tfm_kv_init(&mine);
-            tfm_kv_init(&theirs);
-            tfm_model_config_to_kv(mc, &mine);
-            tfm_model_config_to_kv(&saved, &theirs);
-            tfm_set_error("--init %s: the model configuration differs from the one given: %s is "
-                          "%s in the checkpoint, %s now",
-                          path, diff, tfm_kv_get(&theirs, key), tfm_kv_get(&mine, key));
-            tfm_kv_free(&mine);
-            tfm_kv_free(&theirs);
-            goto done;
-        }
+        if (config_mismatch(path, "--init ", &saved, mc)) goto done;
     }
     if (params && tfm_checkpoint_load_params(&ck, params)) {
         char msg[512];
