@@ -243,6 +243,7 @@ allreduce)
             net+=("$(field allreduce_ms_median <<<"$out")")
         done
         printf "%-6s %14s %12s %12s\n" "$p" "$bytes" "$(printf '%s\n' "${shm[@]}" | median)" "$(printf '%s\n' "${net[@]}" | median)"
+        [ "$p" = base ] && proj_bytes=$bytes
     done
     # the step: buckets summed while backward goes on; hidden = 1 - exposed / allreduce
     # (tfm bench step under mpirun), and -np 2 --threads 1 against -np 1 --threads 2
@@ -252,15 +253,25 @@ allreduce)
     for p in small base; do
         for link in shm tcp; do
             extra=(); [ "$link" = tcp ] && extra=("${tcp[@]}")
-            ar=(); ex=(); hid=(); two=(); one=()
+            ar=(); ex=(); hid=(); two=(); one=(); bwd=(); ms2=(); ms1=()
             for _ in $(seq "$RUNS"); do
                 out=$("${mpi[@]}" "${extra[@]}" -np 2 "$TFM" bench step --preset "$p" --threads 1 | tail -1)
                 ar+=("$(field allreduce_ms <<<"$out")"); ex+=("$(field exposed_ms <<<"$out")")
                 hid+=("$(field hidden_frac <<<"$out")"); two+=("$(field tokens_per_s <<<"$out")")
+                bwd+=("$(field backward_ms <<<"$out")"); ms2+=("$(field ms_per_step <<<"$out")")
+                nb=$(field buckets <<<"$out")
                 if [ "$link" = shm ]; then
-                    one+=("$("$TFM" bench step --preset "$p" --threads 2 | tail -1 | field tokens_per_s)")
+                    out=$("$TFM" bench step --preset "$p" --threads 2 | tail -1)
+                    one+=("$(field tokens_per_s <<<"$out")"); ms1+=("$(field ms_per_step <<<"$out")")
                 fi
             done
+            if [ "$p" = base ] && [ "$link" = shm ]; then
+                proj_step=$(printf '%s\n' "${ms1[@]}" | median)
+                proj_bwd=$(awk -v b="$(printf '%s\n' "${bwd[@]}" | median)" \
+                    -v s="$(printf '%s\n' "${ms2[@]}" | median)" 'BEGIN {printf "%.3f", b / s}')
+                proj_buckets=$nb
+            fi
+            [ "$p" = base ] && [ "$link" = tcp ] && proj_hidden=$(printf '%s\n' "${hid[@]}" | median)
             t2=$(printf '%s\n' "${two[@]}" | median)
             t1=nan; ratio=-
             if [ "$link" = shm ]; then
@@ -272,6 +283,37 @@ allreduce)
                 "$(printf '%s\n' "${hid[@]}" | median)" "$t2" "$t1" "$ratio"
         done
     done
+    # The README's projection: N machines like this one, each with the base
+    # preset's batch (the global batch grows with N), one process per machine
+    # with --threads 2, the gradients summed over links of L Gbit/s:
+    #   sum(N, L) = 2 (N-1)/N * B / (L/8) + 2 * buckets * alpha
+    #     (each rank sends and receives (N-1)/N of the block to add its share,
+    #      and as much again to gather the others'; two latencies per bucket)
+    #   exposed   = max((1 - hidden) * sum, sum - backward)
+    #     (the share measured not hidden over TCP, or, once the sum outlasts
+    #      backward, everything after backward ends)
+    #   efficiency = step / (step + exposed); in parentheses without overlap:
+    #   step / (step + sum)
+    echo
+    alpha_us=${PROJ_ALPHA_US:-50}
+    echo "# projection, base preset: B=$proj_bytes bytes, buckets=$proj_buckets, step=${proj_step} ms" \
+        "(one process, 2 threads), backward=${proj_bwd} of the step (2 ranks), hidden=${proj_hidden}" \
+        "(2 ranks, TCP), alpha=${alpha_us} us per message"
+    awk -v B="$proj_bytes" -v nb="$proj_buckets" -v step="$proj_step" -v fb="$proj_bwd" \
+        -v h="$proj_hidden" -v alpha="$alpha_us" 'BEGIN {
+        printf "%-9s %16s %16s %16s\n", "machines", "1 Gbit/s", "10 Gbit/s", "25 Gbit/s"
+        split("1 10 25", L, " ")
+        for (N = 2; N <= 16; N *= 2) {
+            printf "%-9d", N
+            for (i = 1; i <= 3; i++) {
+                sum = 2 * (N - 1) / N * B / (L[i] * 1e9 / 8) * 1e3 + 2 * nb * alpha / 1e3
+                ex = (1 - h) * sum
+                if (sum - fb * step > ex) ex = sum - fb * step
+                printf " %8.1f%% (%3.0f%%)", 100 * step / (step + ex), 100 * step / (step + sum)
+            }
+            printf "\n"
+        }
+    }'
     ;;
 *) echo "bench: unknown section '$section' (gemm, step, copy, gemm-bf16, step-bf16, translate, translate-bf16, allreduce)" >&2; exit 2 ;;
 esac

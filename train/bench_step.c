@@ -73,7 +73,9 @@ typedef struct {
     tfm_dist *d;
     tfm_trainer *tr;
     double gather[2 * 1024], w[1024];
-    double exposed; /* this step: seconds the sum kept the step waiting after backward */
+    double exposed;  /* this step: seconds the sum kept the step waiting after backward */
+    double t_bwd0;   /* when backward began (the buckets can go out from then) */
+    double backward; /* this step: seconds from the start of backward to its end */
 } bench_dist;
 
 static int bd_stats(bench_dist *b, tfm_step_stats *st) {
@@ -92,6 +94,7 @@ static int bd_stats(bench_dist *b, tfm_step_stats *st) {
 static int bd_start(void *ctx, tfm_step_stats *st) {
     bench_dist *b = ctx;
     if (bd_stats(b, st)) return 1;
+    b->t_bwd0 = tfm_now();
     if (!isfinite(st->loss)) return 0;
     return b->d->sum_start(b->d, b->tr->params->grad, b->w, 1.0 / (double)st->n_tokens);
 }
@@ -109,6 +112,7 @@ static int bd_reduce(void *ctx, float *grad, int64_t n, tfm_step_stats *st) {
     tfm_dist *d = b->d;
     double t0 = tfm_now();
     int rc = 0;
+    b->backward = d->sum_bucket ? t0 - b->t_bwd0 : 0;
     if (!d->sum_bucket && bd_stats(b, st)) return 1;
     if (!isfinite(st->loss))
         memset(grad, 0, (size_t)n * sizeof(float));
@@ -271,7 +275,7 @@ static int bench_step(int argc, char **argv, tfm_dist *dist) {
            TFM_VERSION, prec == TFM_BF16 ? tfm_gemm_bf16_kernel_name() : tfm_gemm_kernel_name(),
            tfm_precision_name(prec), tfm_num_threads(), p->name, (long long)tr.params->total_n,
            (double)arena / 1e6);
-    double times[1024], exposed[1024];
+    double times[1024], exposed[1024], backward[1024];
     int64_t n_times = 0, tokens = 0;
     double flops = flop_count(p);
     for (int64_t step = 1; step <= warmup_steps + steps && n_times < 1024; step++) {
@@ -282,15 +286,20 @@ static int bench_step(int argc, char **argv, tfm_dist *dist) {
         if (dist) {
             /* the rank that finished backward last waits only for the
              * transfers still open, not for the others' backward */
-            double all[1024], least = bd.exposed;
-            if (dist->allgather(dist, &bd.exposed, sizeof bd.exposed, all))
+            double mine[2] = {bd.exposed, bd.backward}, all[2 * 1024], least = bd.exposed,
+                   longest = bd.backward;
+            if (dist->allgather(dist, mine, sizeof mine, all))
                 return tfm_cli_fail(1, "rank %d: %s", rank, tfm_last_error());
-            for (int r = 0; r < ranks; r++)
-                if (all[r] < least) least = all[r];
+            for (int r = 0; r < ranks; r++) {
+                if (all[2 * r] < least) least = all[2 * r];
+                if (all[2 * r + 1] > longest) longest = all[2 * r + 1];
+            }
             bd.exposed = least;
+            bd.backward = longest;
         }
         if (step > warmup_steps) {
             exposed[n_times] = bd.exposed;
+            backward[n_times] = bd.backward;
             times[n_times++] = dt;
             tokens = ntok;
         }
@@ -305,15 +314,16 @@ static int bench_step(int argc, char **argv, tfm_dist *dist) {
     char mpi[256] = "";
     if (dist) {
         double exposed_ms = median(exposed, n_times) * 1e3, sum_ms = 0;
+        double backward_ms = median(backward, n_times) * 1e3;
         if (time_blocking_sum(dist, tr.params->grad, tr.params->total_n, &sum_ms))
             return tfm_cli_fail(1, "rank %d: %s", rank, tfm_last_error());
         double hidden = sum_ms > 0 ? 1 - exposed_ms / sum_ms : 0;
         snprintf(mpi, sizeof mpi,
                  " ranks=%d buckets=%lld bytes_per_step=%.0f allreduce_ms=%.3f exposed_ms=%.3f "
-                 "hidden_frac=%.3f",
+                 "hidden_frac=%.3f backward_ms=%.3f",
                  ranks, dist->sum_bucket ? (long long)tr.n_buckets : 0LL,
                  (double)tr.params->total_n * sizeof(float), sum_ms, exposed_ms,
-                 hidden < 0 ? 0 : hidden);
+                 hidden < 0 ? 0 : hidden, backward_ms);
     }
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);

@@ -140,7 +140,9 @@ typedef struct {
      * non-finite step and applies the same update. The gradient block is
      * contiguous and laid out like the parameters (padding between tensors
      * is zero and stays zero). Return 0, or non-zero to abort the run (error
-     * set). NULL (one process): nothing to do. */
+     * set). NULL (one process): nothing to do. With a reduce hook the tok/s
+     * of the progress line, train.log and metrics.csv counts st's global
+     * tokens (the whole job's rate), else this process's batches. */
     int (*reduce)(void *ctx, float *grad, int64_t n, tfm_step_stats *st);
     /* Overlapping the reduction with backward (optional; tfm_dist's bucket
      * functions do it across processes). The gradient block is cut into

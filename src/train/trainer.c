@@ -527,7 +527,9 @@ int tfm_trainer_step(tfm_trainer *tr) {
         tfm_adam_update(&tr->adam, p, step, lr);
     }
     tr->train_seconds += tfm_now() - t0;
-    tr->tokens += batch_tokens;
+    /* with a reduction hook (data parallelism) st holds the global target-token
+     * count: tok/s is then the whole job's, not this process's share */
+    tr->tokens += tr->hooks.reduce || tr->hooks.reduce_start ? st.n_tokens : batch_tokens;
     tr->step = step;
     tr->last_loss = st.loss;
     tr->last_lr = lr;
