@@ -1,8 +1,31 @@
 /* The activation arena, tensors, and the parameter store. */
 #include "tfm/tensor.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
+
+/* Ask Linux for 2 MB pages on a large arena: the first touch of every 4 KB
+ * page is otherwise a page fault, and a decoder or a training step that
+ * touches a few hundred MB of fresh activations (each tfm_translate_lines
+ * call, each validation pass) pays tens of thousands of them. Only a hint:
+ * with transparent huge pages off, or none free, nothing changes; the
+ * arithmetic never does. */
+static void hint_huge_pages(void *base, size_t bytes) {
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+    const uintptr_t huge = (uintptr_t)2 << 20;
+    if (bytes < 4 * huge) return;
+    uintptr_t lo = ((uintptr_t)base + huge - 1) & ~(huge - 1);
+    uintptr_t hi = ((uintptr_t)base + bytes) & ~(huge - 1);
+    if (hi > lo) (void)madvise((void *)lo, hi - lo, MADV_HUGEPAGE);
+#else
+    (void)base;
+    (void)bytes;
+#endif
+}
 
 int tfm_arena_init(tfm_arena *a, size_t bytes) {
     memset(a, 0, sizeof *a);
@@ -13,6 +36,7 @@ int tfm_arena_init(tfm_arena *a, size_t bytes) {
     }
     a->cap = bytes;
     a->owns = 1;
+    hint_huge_pages(a->base, bytes);
     const char *poison = getenv("TFM_POISON_ARENA");
     a->poison = poison && poison[0] == '1';
     return 0;
