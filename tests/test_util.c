@@ -8,7 +8,39 @@
 #include "../src/util/hash.h"
 #include "../src/util/lines.h"
 #include "tfm/base.h"
+#include "tfm/checkpoint.h"
 #include "util_test.h"
+
+/* CRC-32C: the standard check value, and the eight-bytes-per-round loop
+ * against the bit-at-a-time definition at every length, alignment and split */
+static uint32_t crc32c_bitwise(uint32_t crc, const unsigned char *p, size_t n) {
+    crc = ~crc;
+    for (size_t i = 0; i < n; i++) {
+        crc ^= p[i];
+        for (int k = 0; k < 8; k++) crc = crc & 1 ? (crc >> 1) ^ 0x82F63B78u : crc >> 1;
+    }
+    return ~crc;
+}
+
+START_TEST(crc32c_matches_the_definition) {
+    ck_assert_uint_eq(tfm_crc32c(0, "123456789", 9), 0xE3069283u);
+    ck_assert_uint_eq(tfm_crc32c(0, "", 0), 0u);
+    unsigned char buf[300];
+    uint64_t s = 12345;
+    for (size_t i = 0; i < sizeof buf; i++) {
+        s = s * 6364136223846793005ull + 1442695040888963407ull;
+        buf[i] = (unsigned char)(s >> 56);
+    }
+    for (size_t off = 0; off < 8; off++)
+        for (size_t n = 0; n + off <= sizeof buf; n += 7) {
+            uint32_t want = crc32c_bitwise(0, buf + off, n);
+            ck_assert_uint_eq(tfm_crc32c(0, buf + off, n), want);
+            size_t cut = n / 3; /* continued across calls */
+            ck_assert_uint_eq(tfm_crc32c(tfm_crc32c(0, buf + off, cut), buf + off + cut, n - cut),
+                              want);
+        }
+}
+END_TEST
 
 START_TEST(bytes_reserve_doubles_and_refuses_overflow) {
     char *p = NULL;
@@ -250,6 +282,7 @@ int main(void) {
     tcase_add_test(tc, each_line_mem_and_file);
     tcase_add_test(tc, strdup_copies_and_terminates);
     tcase_add_test(tc, read_input_whole_file);
+    tcase_add_test(tc, crc32c_matches_the_definition);
     suite_add_tcase(s, tc);
     return tfm_test_main(s);
 }

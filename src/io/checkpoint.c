@@ -135,14 +135,21 @@ int tfm_kv_parse(tfm_kv *kv, const char *text, size_t len, const char *where) {
     return tfm_each_line_mem(text, len, where, kv_line, kv);
 }
 
-/* ---- CRC-32C (Castagnoli), table-driven ------------------------------------------ */
-static uint32_t crc_table[256];
+/* ---- CRC-32C (Castagnoli), table-driven, eight bytes per round ----------------------
+ * crc_table[0] is the classic byte table; crc_table[k][b] is the CRC of byte
+ * b followed by k zero bytes, so eight table lookups fold eight input bytes
+ * at once ("slicing by 8"): the same CRC as the byte loop, several times
+ * faster (a checkpoint is checked on every load and written on every save). */
+static uint32_t crc_table[8][256];
 static void crc_init(void) {
     for (uint32_t i = 0; i < 256; i++) {
         uint32_t c = i;
         for (int k = 0; k < 8; k++) c = c & 1 ? (c >> 1) ^ 0x82F63B78u : c >> 1;
-        crc_table[i] = c;
+        crc_table[0][i] = c;
     }
+    for (int k = 1; k < 8; k++)
+        for (uint32_t i = 0; i < 256; i++)
+            crc_table[k][i] = crc_table[0][crc_table[k - 1][i] & 0xFF] ^ (crc_table[k - 1][i] >> 8);
 }
 
 uint32_t tfm_crc32c(uint32_t crc, const void *data, size_t n) {
@@ -156,7 +163,15 @@ uint32_t tfm_crc32c(uint32_t crc, const void *data, size_t n) {
     }
     const unsigned char *p = data;
     crc = ~crc;
-    for (size_t i = 0; i < n; i++) crc = crc_table[(crc ^ p[i]) & 0xFF] ^ (crc >> 8);
+    for (; n >= 8; n -= 8, p += 8) {
+        /* little-endian byte order, whatever the host's */
+        uint32_t lo = crc ^ ((uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+                             (uint32_t)p[3] << 24);
+        crc = crc_table[7][lo & 0xFF] ^ crc_table[6][(lo >> 8) & 0xFF] ^
+              crc_table[5][(lo >> 16) & 0xFF] ^ crc_table[4][lo >> 24] ^ crc_table[3][p[4]] ^
+              crc_table[2][p[5]] ^ crc_table[1][p[6]] ^ crc_table[0][p[7]];
+    }
+    for (; n > 0; n--, p++) crc = crc_table[0][(crc ^ *p) & 0xFF] ^ (crc >> 8);
     return ~crc;
 }
 
