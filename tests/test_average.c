@@ -61,6 +61,19 @@ static float *read_block(const char *path, int64_t *n, tfm_checkpoint *keep) {
     return x;
 }
 
+/* tfm translate and tfm export both accept DIR/run/averaged.tfm */
+static void translates_and_exports(const char *dir) {
+    char cmd[2048], out[8192];
+    snprintf(cmd, sizeof cmd, "echo '3 4 5' | %s translate --model %s/run/averaged.tfm",
+             tfm_test_bin(), dir);
+    ck_assert_msg(tfm_test_run(cmd, out, sizeof out) == 0, "%s", out);
+    ck_assert_msg(strlen(out) > 1, "no translation: \"%s\"", out);
+    snprintf(cmd, sizeof cmd, "%s export --model %s/run/averaged.tfm --out %s/export",
+             tfm_test_bin(), dir, dir);
+    ck_assert_msg(tfm_test_run(cmd, out, sizeof out) == 0, "%s", out);
+    ck_assert_msg(strstr(out, "exported ") != NULL, "%s", out);
+}
+
 START_TEST(mean_of_two_is_elementwise_mean) {
     const char *dir = tfm_test_tmpdir("avg-two");
     tfm_model_config c;
@@ -235,15 +248,7 @@ START_TEST(cli_average_last_n_translates_and_exports) {
     ck_assert(memcmp(x1, x2, (size_t)n1 * sizeof *x1) == 0);
     free(x1);
     free(x2);
-    /* translate and export accept it */
-    snprintf(cmd, sizeof cmd, "echo '3 4 5' | %s translate --model %s/run/averaged.tfm",
-             tfm_test_bin(), dir);
-    ck_assert_msg(tfm_test_run(cmd, out, sizeof out) == 0, "%s", out);
-    ck_assert_msg(strlen(out) > 1, "no translation: \"%s\"", out);
-    snprintf(cmd, sizeof cmd, "%s export --model %s/run/averaged.tfm --out %s/export",
-             tfm_test_bin(), dir, dir);
-    ck_assert_msg(tfm_test_run(cmd, out, sizeof out) == 0, "%s", out);
-    ck_assert_msg(strstr(out, "exported ") != NULL, "%s", out);
+    translates_and_exports(dir); /* translate and export accept it */
 
     /* errors: one line, non-zero */
     snprintf(cmd, sizeof cmd, "%s average --out %s/x.tfm --last 4 %s/run", tfm_test_bin(), dir,
@@ -336,14 +341,7 @@ START_TEST(train_average_last_writes_the_mean_of_the_last_checkpoints) {
                               "(checkpoint-00000020.tfm .. checkpoint-00000040.tfm)\n"),
                   "%s", log);
     free(log);
-    /* translate and export accept it */
-    snprintf(cmd, sizeof cmd, "echo '3 4 5' | %s translate --model %s/run/averaged.tfm",
-             tfm_test_bin(), dir);
-    ck_assert_msg(tfm_test_run(cmd, out, sizeof out) == 0, "%s", out);
-    ck_assert_msg(strlen(out) > 1, "no translation: \"%s\"", out);
-    snprintf(cmd, sizeof cmd, "%s export --model %s/run/averaged.tfm --out %s/export",
-             tfm_test_bin(), dir, dir);
-    ck_assert_msg(tfm_test_run(cmd, out, sizeof out) == 0, "%s", out);
+    translates_and_exports(dir); /* translate and export accept it */
     /* fewer checkpoints than asked for: those there are, said in the log */
     snprintf(cmd, sizeof cmd,
              "%s train --task copy --d-model 16 --heads 2 --d-ff 32 --layers 1 --vocab 8 "
