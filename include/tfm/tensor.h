@@ -62,6 +62,9 @@ typedef struct {
 
 int tfm_arena_init(tfm_arena *a, size_t bytes); /* 0 ok; error names the size */
 void tfm_arena_free(tfm_arena *a);
+/* Hint (Linux, 8 MB and more): back the arena with 2 MB pages where the
+ * kernel allows, for arenas touched once and thrown away (decoding) */
+void tfm_arena_advise_huge(tfm_arena *a);
 /* 64-byte aligned; NULL with tfm_last_error() = "arena: needed X bytes, have Y"
  * when it does not fit. */
 void *tfm_arena_alloc(tfm_arena *a, size_t bytes);

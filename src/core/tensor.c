@@ -8,12 +8,13 @@
 #include <sys/mman.h>
 #endif
 
-/* Ask Linux for 2 MB pages on a large arena: the first touch of every 4 KB
- * page is otherwise a page fault, and a decoder or a training step that
- * touches a few hundred MB of fresh activations (each tfm_translate_lines
- * call, each validation pass) pays tens of thousands of them. Only a hint:
- * with transparent huge pages off, or none free, nothing changes; the
- * arithmetic never does. */
+/* Ask Linux for 2 MB pages on a large arena (tfm_arena_advise_huge): the
+ * first touch of every 4 KB page is otherwise a page fault, and a decoder
+ * that touches a few hundred MB of fresh activations and cache at each
+ * tfm_translate_lines call pays tens of thousands of them. Only a hint: with
+ * transparent huge pages off, or none free, nothing changes; the arithmetic
+ * never does. Not for training arenas: on this project's 2-core VM it made
+ * `mpirun -np 2 tfm bench step --preset base` about 20% slower. */
 static void hint_huge_pages(void *base, size_t bytes) {
 #if defined(__linux__) && defined(MADV_HUGEPAGE)
     const uintptr_t huge = (uintptr_t)2 << 20;
@@ -36,10 +37,13 @@ int tfm_arena_init(tfm_arena *a, size_t bytes) {
     }
     a->cap = bytes;
     a->owns = 1;
-    hint_huge_pages(a->base, bytes);
     const char *poison = getenv("TFM_POISON_ARENA");
     a->poison = poison && poison[0] == '1';
     return 0;
+}
+
+void tfm_arena_advise_huge(tfm_arena *a) {
+    if (a->owns) hint_huge_pages(a->base, a->cap);
 }
 
 void tfm_arena_free(tfm_arena *a) {

@@ -231,6 +231,7 @@ int tfm_translate_lines_ensemble(tfm_model *const *models, int64_t n_models,
         arena += tfm_model_activation_bytes(&models[k]->cfg, B * o->beam, S_max, 2) +
                  tfm_kv_cache_bytes(models[k], B * o->beam, S_max, max_out + 1);
     if (tfm_tape_init(&t, arena, 16)) goto done;
+    tfm_arena_advise_huge(&t.arena);
     t.no_grad = 1;
     t.training = 0;
     t.precision = o->precision;
