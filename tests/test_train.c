@@ -172,6 +172,40 @@ static int probe_finish(void *ctx, float *grad, int64_t n, tfm_step_stats *st) {
     return 0;
 }
 
+/* Data parallelism: tok/s counts the tokens the reduction reports for the
+ * whole job (st->n_tokens after the hook), not this process's share. */
+typedef struct {
+    int64_t local, global;
+} token_probe;
+
+static int probe_three_ranks(void *ctx, float *grad, int64_t n, tfm_step_stats *st) {
+    (void)grad;
+    (void)n;
+    token_probe *p = ctx;
+    p->local += st->n_tokens;
+    st->n_tokens *= 3; /* as if two more ranks had the same batch */
+    p->global += st->n_tokens;
+    return 0;
+}
+
+START_TEST(test_tokens_are_global_with_a_reduce_hook) {
+    tfm_train_opts o = toy_opts(4);
+    tfm_model_config c = tfm_test_tiny_model();
+    tfm_toy_source toy;
+    ck_assert_int_eq(tfm_toy_source_init(&toy, &tfm_test_tiny_task, 8, o.seed), 0);
+    token_probe p = {0, 0};
+    tfm_train_hooks h = {.ctx = &p, .reduce = probe_three_ranks};
+    tfm_trainer tr;
+    ck_assert_msg(tfm_trainer_init(&tr, &o, &c, &toy.source, &h) == 0, "%s", tfm_last_error());
+    ck_assert_msg(tfm_train(&tr) == 0, "%s", tfm_last_error());
+    ck_assert_int_gt(p.local, 0);
+    ck_assert_int_eq(tr.tokens, p.global);
+    ck_assert_int_eq(tr.tokens, 3 * p.local);
+    tfm_trainer_free(&tr);
+    tfm_toy_source_free(&toy);
+}
+END_TEST
+
 START_TEST(test_grad_ready_buckets) {
     tfm_train_opts o = toy_opts(6);
     int64_t n0, n1;
@@ -478,6 +512,7 @@ static Suite *suite(void) {
     tcase_add_test(tc, test_schedules);
     tcase_add_test(tc, test_reduce_hook_contract);
     tcase_add_test(tc, test_grad_ready_buckets);
+    tcase_add_test(tc, test_tokens_are_global_with_a_reduce_hook);
     tcase_add_test(tc, test_v1_checkpoint_loads_and_resumes);
     tcase_add_test(tc, test_resume_before_first_checkpoint);
     tcase_add_test(tc, test_translate_toy_lines);

@@ -234,7 +234,7 @@ struct tfm_trainer {
     int64_t last_tokens;
     double loss_sum; /* since the last progress line */
     int64_t loss_count;
-    int64_t tokens;       /* trained tokens, this process */
+    int64_t tokens;       /* trained target tokens: the whole job's with a reduction hook */
     double train_seconds; /* time in steps, this process */
     double best_metric;   /* -INFINITY before the first validation */
     int64_t no_improve;   /* validations since the best */
