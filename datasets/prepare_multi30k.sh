@@ -1,11 +1,17 @@
 #!/usr/bin/env bash
 # Prepares Multi30k (Task 1, English-German) as plain text for tfm:
 #
-#   datasets/prepare_multi30k.sh OUT_DIR [SRC_DIR]
+#   datasets/prepare_multi30k.sh [--tok] OUT_DIR [SRC_DIR]
 #
 # writes OUT_DIR/{train,valid,test}.{en,de}: UTF-8, one sentence per line,
 # line i of X.en aligned with line i of X.de (train 29000, valid 1014 = the
 # official "val" split, test 1000 = test_2016_flickr).
+#
+# Without --tok: the raw text (cased, untokenized), from data/task1/raw/.
+# With --tok: the lowercased, punctuation-normalized, Moses-tokenized copies
+# that papers score against (data/task1/tok/*.lc.norm.tok.*; in a local copy
+# they sit in SRC_DIR/tok/, gzip-compressed). Their checksums are those of the
+# decompressed text (the local copy is recompressed), pinned below.
 #
 # Where the data comes from, in this order:
 #   1. SRC_DIR when given: a folder holding train.{de,en}.gz, val.{de,en}.gz
@@ -31,8 +37,13 @@ die() {
     exit 1
 }
 
+tok=0
+if [ "${1:-}" = "--tok" ]; then
+    tok=1
+    shift
+fi
 if [ $# -lt 1 ] || [ $# -gt 2 ]; then
-    echo "usage: $0 OUT_DIR [SRC_DIR]" >&2
+    echo "usage: $0 [--tok] OUT_DIR [SRC_DIR]" >&2
     exit 2
 fi
 out_dir=$1
@@ -56,6 +67,19 @@ declare -A sha=(
     [test_2016_flickr.de.gz]=9204244e408ccb38d2a55cfcd344df15005fc42a07a6e55ca6c52b6ababb8cc8
 )
 
+# --tok: the tokenized files, and SHA-256 of their decompressed text (the same
+# bytes as data/task1/tok/ at the pinned commit, which serves them uncompressed).
+tok_files=(train.lc.norm.tok.en train.lc.norm.tok.de val.lc.norm.tok.en val.lc.norm.tok.de
+    test_2016_flickr.lc.norm.tok.en test_2016_flickr.lc.norm.tok.de)
+declare -A tok_sha=(
+    [train.lc.norm.tok.en]=08925f8e0572bcd5a006702fc5fe20e2d77c6917d4eebd576fc20de6693c2119
+    [train.lc.norm.tok.de]=cb5a23529b65ec2061f1dc446192a9c37382b63cc75f81a0be59d34894b3a505
+    [val.lc.norm.tok.en]=46573ce391ae227f1c72f873392436a20ef18e0a6d518098cfbd70b77c8572ec
+    [val.lc.norm.tok.de]=97232bd273eceb7207f689527386a97e4be2616b18ada47576bdaf96c8ae1f00
+    [test_2016_flickr.lc.norm.tok.en]=5b7f32627cf99eced828311b955dae9800bb52bc8b91cf8b6526829e605b29d2
+    [test_2016_flickr.lc.norm.tok.de]=c6a33d39d48f9f510de147651316cd9d918e09ad0219df734a2f16b6baccacc4
+)
+
 has_all() {
     local f
     for f in "${files[@]}"; do [ -f "$1/$f" ] || return 1; done
@@ -67,6 +91,60 @@ command -v sha256sum >/dev/null || die "sha256sum is needed"
 work=$(mktemp -d "${TMPDIR:-/tmp}/multi30k.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 
+if [ "$tok" = 1 ]; then
+    has_tok() {
+        local f
+        for f in "${tok_files[@]}"; do [ -f "$1/tok/$f.gz" ] || return 1; done
+    }
+    mkdir -p "$work/tok"
+    if [ -n "$src_dir" ]; then
+        [ -d "$src_dir" ] || die "$src_dir: no such folder"
+        has_tok "$src_dir" || die "$src_dir: expected tok/ with ${tok_files[*]/%/.gz}"
+    else
+        for c in "$repo_root/../shared/datasets/multi30k" \
+            "$(dirname "$(git -C "$repo_root" rev-parse --path-format=absolute --git-common-dir 2>/dev/null || echo /nonexistent/x)")/../shared/datasets/multi30k"; do
+            if has_tok "$c"; then
+                src_dir=$(cd "$c" && pwd)
+                break
+            fi
+        done
+    fi
+    if [ -n "$src_dir" ]; then
+        echo "prepare_multi30k: using the local copy in $src_dir/tok"
+        for f in "${tok_files[@]}"; do
+            gzip -dc "$src_dir/tok/$f.gz" >"$work/tok/$f" 2>/dev/null ||
+                die "$src_dir/tok/$f.gz: cannot decompress (not gzip, or damaged)"
+        done
+        origin=$src_dir/tok suffix=.gz
+    else
+        tok_url="https://raw.githubusercontent.com/multi30k/dataset/$commit/data/task1/tok"
+        echo "prepare_multi30k: no local copy found, downloading from $tok_url"
+        if command -v curl >/dev/null; then
+            fetch() { curl -fsSL --retry 3 -o "$2" "$1"; }
+        elif command -v wget >/dev/null; then
+            fetch() { wget -q -O "$2" "$1"; }
+        else
+            die "no local copy and neither curl nor wget to download one"
+        fi
+        for f in "${tok_files[@]}"; do
+            fetch "$tok_url/$f" "$work/tok/$f" || die "download of $tok_url/$f failed (no internet?)"
+        done
+        origin=$tok_url suffix=
+    fi
+    for f in "${tok_files[@]}"; do
+        got=$(sha256sum <"$work/tok/$f" | cut -d' ' -f1)
+        [ "$got" = "${tok_sha[$f]}" ] ||
+            die "$origin/$f$suffix: checksum mismatch (SHA-256 of the text $got, expected ${tok_sha[$f]})"
+    done
+    echo "prepare_multi30k: checksums of the tokenized text match"
+    mkdir -p "$work/out"
+    for f in "${tok_files[@]}"; do
+        lang=${f##*.}
+        name=${split[${f%%.*}]}
+        mv "$work/tok/$f" "$work/out/$name.$lang"
+    done
+else
+# The raw files.
 if [ -n "$src_dir" ]; then
     [ -d "$src_dir" ] || die "$src_dir: no such folder"
     has_all "$src_dir" || die "$src_dir: expected ${files[*]}"
@@ -120,6 +198,7 @@ for f in "${files[@]}"; do
     name=${split[${base%.*}]}
     gzip -dc "$src_dir/$f" >"$work/out/$name.$lang" || die "$src_dir/$f: cannot decompress"
 done
+fi # raw
 # Count lines as tfm reads them: a last line without a newline counts too
 # (wc -l would miss it).
 count_lines() { awk 'END { print NR }' "$1"; }
