@@ -476,12 +476,35 @@ START_TEST(test_example_configs) {
     snprintf(tgt, sizeof tgt, "%s", join(dir, "tiny.en"));
     write_text(src, "ein Hund rennt\neine Katze schläft\n");
     write_text(tgt, "a dog runs\na cat sleeps\n");
+    const char *corpus_cfgs[2] = {"examples/multi30k.cfg", "examples/multi30k-de-en-best.cfg"};
+    for (int i = 0; i < 2; i++) {
+        snprintf(cmd, sizeof cmd,
+                 "%s train --config %s --src-train %s --tgt-train %s --src-valid %s --tgt-valid %s "
+                 "--steps 0 --bpe-merges 5 --d-model 16 --heads 2 --d-ff 16 --layers 1 "
+                 "--threads 1 --quiet --save %s/m%d",
+                 tfm_test_bin(), tfm_test_path(corpus_cfgs[i]), src, tgt, src, tgt, dir, i);
+        ck_assert_msg(tfm_test_run(cmd, out, sizeof out) == 0, "%s: %s", corpus_cfgs[i], out);
+    }
+    /* the README's validation table script, on a tiny run: every line appears */
     snprintf(cmd, sizeof cmd,
-             "%s train --config %s --src-train %s --tgt-train %s --src-valid %s --tgt-valid %s "
-             "--steps 0 --bpe-merges 5 --d-model 16 --heads 2 --d-ff 16 --layers 1 --threads 1 "
-             "--quiet --save %s/m",
-             tfm_test_bin(), tfm_test_path("examples/multi30k.cfg"), src, tgt, src, tgt, dir);
-    ck_assert_msg(tfm_test_run(cmd, out, sizeof out) == 0, "multi30k.cfg: %s", out);
+             "%s train --src-train %s --tgt-train %s --src-valid %s --tgt-valid %s --steps 3 "
+             "--save-every 1 --valid-every 1 --keep 5 --bpe-merges 5 --d-model 16 --heads 2 "
+             "--d-ff 16 --layers 1 --threads 1 --quiet --save %s/r",
+             tfm_test_bin(), src, tgt, src, tgt, dir);
+    ck_assert_msg(tfm_test_run(cmd, out, sizeof out) == 0, "tiny run: %s", out);
+    snprintf(cmd, sizeof cmd,
+             "TFM=%s THREADS=1 AVG='2 3' ALPHAS=1.5 ENS_ALPHAS=2.0 bash %s %s/r %s %s --lowercase",
+             tfm_test_bin(), tfm_test_path("examples/recipe_eval.sh"), dir, src, tgt);
+    ck_assert_msg(tfm_test_run(cmd, out, sizeof out) == 0, "recipe_eval.sh: %s", out);
+    const char *want[] = {"validation BLEU", "best.tfm greedy ", "best.tfm beam 5 alpha 1.5 ",
+                          "checkpoint-00000003.tfm greedy ", "avg-2.tfm beam 5 alpha 1.5 ",
+                          "avg-3.tfm greedy ", "ensemble avg-3.tfm + best.tfm, beam 5 alpha 2.0 ",
+                          "ensemble avg-{2,3}, beam 5 alpha 2.0 "};
+    for (size_t i = 0; i < sizeof want / sizeof *want; i++)
+        ck_assert_msg(strstr(out, want[i]), "recipe_eval.sh: no '%s' in:\n%s", want[i], out);
+    int lines = 0;
+    for (const char *c = out; *c; c++) lines += *c == '\n';
+    ck_assert_msg(lines == 13, "recipe_eval.sh: %d lines, want 13:\n%s", lines, out);
 }
 END_TEST
 
