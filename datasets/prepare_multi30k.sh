@@ -80,6 +80,33 @@ declare -A tok_sha=(
     [test_2016_flickr.lc.norm.tok.de]=c6a33d39d48f9f510de147651316cd9d918e09ad0219df734a2f16b6baccacc4
 )
 
+# The first local copy that CHECK accepts: ../shared/datasets/multi30k next
+# to the repository root, or next to the main git worktree. Prints nothing
+# when there is none.
+find_local() {
+    local c candidates=("$repo_root/../shared/datasets/multi30k") common
+    if common=$(git -C "$repo_root" rev-parse --path-format=absolute --git-common-dir 2>/dev/null); then
+        candidates+=("$(dirname "$common")/../shared/datasets/multi30k")
+    fi
+    for c in "${candidates[@]}"; do
+        if "$1" "$c"; then
+            (cd "$c" && pwd)
+            return
+        fi
+    done
+}
+
+# fetch URL FILE, with curl or wget
+fetch() {
+    if command -v curl >/dev/null; then
+        curl -fsSL --retry 3 -o "$2" "$1"
+    elif command -v wget >/dev/null; then
+        wget -q -O "$2" "$1"
+    else
+        die "no local copy and neither curl nor wget to download one"
+    fi
+}
+
 has_all() {
     local f
     for f in "${files[@]}"; do [ -f "$1/$f" ] || return 1; done
@@ -101,13 +128,7 @@ if [ "$tok" = 1 ]; then
         [ -d "$src_dir" ] || die "$src_dir: no such folder"
         has_tok "$src_dir" || die "$src_dir: expected tok/ with ${tok_files[*]/%/.gz}"
     else
-        for c in "$repo_root/../shared/datasets/multi30k" \
-            "$(dirname "$(git -C "$repo_root" rev-parse --path-format=absolute --git-common-dir 2>/dev/null || echo /nonexistent/x)")/../shared/datasets/multi30k"; do
-            if has_tok "$c"; then
-                src_dir=$(cd "$c" && pwd)
-                break
-            fi
-        done
+        src_dir=$(find_local has_tok)
     fi
     if [ -n "$src_dir" ]; then
         echo "prepare_multi30k: using the local copy in $src_dir/tok"
@@ -119,13 +140,6 @@ if [ "$tok" = 1 ]; then
     else
         tok_url="https://raw.githubusercontent.com/multi30k/dataset/$commit/data/task1/tok"
         echo "prepare_multi30k: no local copy found, downloading from $tok_url"
-        if command -v curl >/dev/null; then
-            fetch() { curl -fsSL --retry 3 -o "$2" "$1"; }
-        elif command -v wget >/dev/null; then
-            fetch() { wget -q -O "$2" "$1"; }
-        else
-            die "no local copy and neither curl nor wget to download one"
-        fi
         for f in "${tok_files[@]}"; do
             fetch "$tok_url/$f" "$work/tok/$f" || die "download of $tok_url/$f failed (no internet?)"
         done
@@ -149,16 +163,7 @@ if [ -n "$src_dir" ]; then
     [ -d "$src_dir" ] || die "$src_dir: no such folder"
     has_all "$src_dir" || die "$src_dir: expected ${files[*]}"
 else
-    candidates=("$repo_root/../shared/datasets/multi30k")
-    if common=$(git -C "$repo_root" rev-parse --path-format=absolute --git-common-dir 2>/dev/null); then
-        candidates+=("$(dirname "$common")/../shared/datasets/multi30k")
-    fi
-    for c in "${candidates[@]}"; do
-        if has_all "$c"; then
-            src_dir=$(cd "$c" && pwd)
-            break
-        fi
-    done
+    src_dir=$(find_local has_all)
 fi
 
 if [ -n "$src_dir" ]; then
@@ -175,13 +180,6 @@ if [ -n "$src_dir" ]; then
     fi
 else
     echo "prepare_multi30k: no local copy found, downloading from $url_base"
-    if command -v curl >/dev/null; then
-        fetch() { curl -fsSL --retry 3 -o "$2" "$1"; }
-    elif command -v wget >/dev/null; then
-        fetch() { wget -q -O "$2" "$1"; }
-    else
-        die "no local copy and neither curl nor wget to download one"
-    fi
     mkdir -p "$work/raw"
     for f in "${files[@]}"; do
         fetch "$url_base/$f" "$work/raw/$f" || die "download of $url_base/$f failed (no internet?)"
