@@ -476,8 +476,9 @@ START_TEST(test_example_configs) {
     snprintf(tgt, sizeof tgt, "%s", join(dir, "tiny.en"));
     write_text(src, "ein Hund rennt\neine Katze schläft\n");
     write_text(tgt, "a dog runs\na cat sleeps\n");
-    const char *corpus_cfgs[2] = {"examples/multi30k.cfg", "examples/multi30k-de-en-best.cfg"};
-    for (int i = 0; i < 2; i++) {
+    const char *corpus_cfgs[3] = {"examples/multi30k.cfg", "examples/multi30k-de-en-best.cfg",
+                                  "examples/multi30k-en-de-tok.cfg"};
+    for (int i = 0; i < 3; i++) {
         snprintf(cmd, sizeof cmd,
                  "%s train --config %s --src-train %s --tgt-train %s --src-valid %s --tgt-valid %s "
                  "--steps 0 --bpe-merges 5 --d-model 16 --heads 2 --d-ff 16 --layers 1 "
