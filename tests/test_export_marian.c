@@ -90,6 +90,14 @@ static int64_t read_npz(const uint8_t *z, size_t n, npy_entry *out, int64_t cap)
             sh = next;
             while (*sh == ',' || *sh == ' ') sh++;
         }
+        /* numpy's own tuple text, which Marian's cnpy needs: "(a, b)", "(a,)" */
+        char want[128];
+        int wo = snprintf(want, sizeof want, "'shape': (");
+        for (int d = 0; d < e->ndim; d++)
+            wo += snprintf(want + wo, sizeof want - (size_t)wo, "%lld%s", (long long)e->shape[d],
+                           d + 1 < e->ndim ? ", " : e->ndim == 1 ? "," : "");
+        snprintf(want + wo, sizeof want - (size_t)wo, ")");
+        ck_assert_msg(strstr(hdr, want) != NULL, "%s: header %s, want %s", e->name, hdr, want);
         e->data = npy + 10 + hl;
         e->bytes = usize - 10 - hl;
         ck_assert_uint_eq(e->bytes, elems * (strcmp(e->descr, "<f4") ? 1 : 4));

@@ -55,15 +55,19 @@ typedef struct {
 
 /* Appends NAME.npy: a v1.0 header (dict padded with spaces to a multiple of
  * 64 bytes, newline-terminated) and the little-endian data. descr is "<f4"
- * or "<i1"; shape has ndim entries. */
+ * or "<i1"; shape has ndim entries, written as numpy writes the tuple:
+ * "(6187, 256)", "(768,)". A trailing comma after the last of several
+ * dimensions, which numpy reads, makes Marian's cnpy count one dimension
+ * (it tests the last character for ','), and the rest of the file is then
+ * misread. */
 static int npz_add(npz_writer *z, const char *name, const char *descr, int ndim,
                    const int64_t *shape, const void *data, size_t data_bytes) {
     char dict[256];
     int o =
         snprintf(dict, sizeof dict, "{'descr': '%s', 'fortran_order': False, 'shape': (", descr);
     for (int d = 0; d < ndim; d++)
-        o += snprintf(dict + o, sizeof dict - (size_t)o, "%lld,%s", (long long)shape[d],
-                      d + 1 < ndim ? " " : "");
+        o += snprintf(dict + o, sizeof dict - (size_t)o, "%lld%s", (long long)shape[d],
+                      d + 1 < ndim ? ", " : ndim == 1 ? "," : "");
     o += snprintf(dict + o, sizeof dict - (size_t)o, "), }");
     size_t hlen = (size_t)o + 1; /* + '\n' */
     while ((10 + hlen) % 64) hlen++;
