@@ -22,13 +22,19 @@
 #     (ALL_WARNINGS) and intgemm builds with it, and gcc 12's false
 #     -Wmaybe-uninitialized reports stop such a build; the flag is removed
 #     from the copy's CMake files;
-#   - a snapshot without SQLiteCpp's bundled sqlite3.c uses Debian's
-#     libsqlite3 (SQLITECPP_INTERNAL_SQLITE=OFF);
+#   - a snapshot without SQLiteCpp's bundled sqlite3.c (the amalgamation is
+#     large and some mirrors leave it out) uses Debian's libsqlite3: the copy
+#     gets an empty sqlite3.c, Debian's sqlite3.h, and -lsqlite3 at the end
+#     of the link line (this SQLiteCpp has no SQLITECPP_INTERNAL_SQLITE);
+#   - a tree without .git gets a one-commit repository in the copy (Marian's
+#     CMake files run git for the version header);
 #   - `nice -n 19`, JOBS parallel jobs (default 2): the build takes long.
 # Prints the path of marian-decoder at the end.
 #
-# Status: written 2026-11-29 and NOT run to completion on this machine (a
-# full build is long and the machine was shared); expect to adjust it.
+# Status: built marian-dev c9f287db (v1.12.43) with marian-nmt/intgemm
+# e4b82c1 on 2026-11-29 (Debian 12, gcc 12, cmake; about 45 min on 2 cores,
+# partly beside other work), from trees made with `git archive` of the two
+# repositories, which lacked .git and the bundled sqlite3.c.
 set -euo pipefail
 
 if [ $# -lt 1 ] || [ $# -gt 3 ]; then
@@ -65,9 +71,19 @@ if [ -z "$(ls -A "$tree/src/3rd_party/intgemm" 2>/dev/null)" ]; then
     cp -a "$intgemm" "$tree/src/3rd_party/intgemm"
 fi
 
-# marian's CMakeLists.txt takes its version from VERSION and git; a copy
-# without .git still configures (the git call fails softly)
+# marian's CMakeLists.txt takes its version from VERSION and git, and
+# src/CMakeLists.txt reads .git/logs/HEAD and runs `git log -1` for
+# common/git_revision.h: a tree without .git (an archive, a snapshot) gets a
+# one-commit repository of its own in the copy
 [ -f "$tree/VERSION" ] || echo "v1.12.0" >"$tree/VERSION"
+if [ ! -e "$tree/.git" ]; then
+    need git "apt-get install git"
+    echo "build_marian: no .git in $src: committing the copy as one snapshot"
+    git -C "$tree" init -q
+    git -C "$tree" add -A
+    git -C "$tree" -c user.name=build_marian -c user.email=build_marian@localhost \
+        commit -q -m "marian-dev snapshot for tests/interop/build_marian.sh"
+fi
 
 # warnings are not errors
 find "$tree" -name CMakeLists.txt -o -name '*.cmake' | while read -r f; do
@@ -77,7 +93,12 @@ done
 sqlite_opt=()
 if [ ! -s "$tree/src/3rd_party/SQLiteCpp/sqlite3/sqlite3.c" ]; then
     echo "build_marian: no bundled sqlite3.c: using Debian's libsqlite3"
-    sqlite_opt=(-DSQLITECPP_INTERNAL_SQLITE=OFF)
+    [ -f /usr/include/sqlite3.h ] ||
+        { echo "build_marian: /usr/include/sqlite3.h not found (apt-get install libsqlite3-dev)" >&2; exit 1; }
+    echo "/* empty: tests/interop/build_marian.sh links Debian's libsqlite3 */" \
+        >"$tree/src/3rd_party/SQLiteCpp/sqlite3/sqlite3.c"
+    cp /usr/include/sqlite3.h "$tree/src/3rd_party/SQLiteCpp/sqlite3/sqlite3.h"
+    sqlite_opt=(-DCMAKE_CXX_STANDARD_LIBRARIES=-lsqlite3)
 fi
 
 mkdir -p "$out/build"
