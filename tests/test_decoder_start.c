@@ -186,6 +186,11 @@ START_TEST(setting_names_and_legacy_files) {
     tfm_model_config back;
     ck_assert_int_eq(tfm_model_config_from_kv(&back, &kv, "x.tfm"), 0);
     ck_assert_int_eq(back.decoder_start, TFM_START_ZERO);
+    ck_assert_str_eq(tfm_kv_get(&kv, "model.marian_positions"), "0");
+    ck_assert_int_eq(back.marian_positions, 0);
+    tfm_kv_set(&kv, "model.marian_positions", "1");
+    ck_assert_int_eq(tfm_model_config_from_kv(&back, &kv, "x.tfm"), 0);
+    ck_assert_int_eq(back.marian_positions, 1);
     tfm_kv_set(&kv, "model.decoder_start", "sideways");
     ck_assert_int_ne(tfm_model_config_from_kv(&back, &kv, "x.tfm"), 0);
     ck_assert_str_eq(tfm_last_error(), "x.tfm: model.decoder_start is 'sideways', not bos or zero");
@@ -199,6 +204,9 @@ START_TEST(setting_names_and_legacy_files) {
         tfm_model m;
         ck_assert_msg(tfm_model_from_checkpoint(&m, &ck) == 0, "%s", tfm_last_error());
         ck_assert_int_eq(m.cfg.decoder_start, TFM_START_BOS);
+        /* so do marian_positions: absent is 0, the sinusoids these were trained with */
+        ck_assert_ptr_null(tfm_kv_get(&ck.meta, "model.marian_positions"));
+        ck_assert_int_eq(m.cfg.marian_positions, 0);
         tfm_model_free(&m);
         tfm_checkpoint_free(&ck);
     }

@@ -1,7 +1,7 @@
 /* Native Marian export: model.npz is a valid zip (our own reader checks every
  * header and CRC, and Python's zipfile and numpy.load read it when numpy is
  * installed) holding exactly Marian's parameter names and shapes, with the
- * model's values (transposed, pre-scaled) bit for bit; special:model.yml,
+ * model's values (weights transposed) bit for bit; special:model.yml,
  * vocab.yml and decoder.yml say what Marian needs; unrepresentable models
  * are refused, by the library and by `tfm export --format marian`. */
 #include <math.h>
@@ -169,6 +169,7 @@ static void marian_case(int share) {
     c.max_len = 10;
     c.ln_eps = 1e-6f;
     c.decoder_start = TFM_START_ZERO;
+    c.marian_positions = 1;
     c.share_src_emb = share;
     tfm_model m;
     ck_assert_msg(tfm_model_init(&m, &c) == 0, "%s", tfm_last_error());
@@ -185,21 +186,27 @@ static void marian_case(int share) {
     uint8_t *z = (uint8_t *)slurp(path, &n);
     npy_entry e[128];
     int64_t count = read_npz(z, n, e, 128);
-    /* exactly these names: embeddings, positions, 16 per encoder layer, 26
-     * per decoder layer, the output layer, the options */
-    int64_t want_count = (share ? 1 : 2) + 1 + 16 * c.enc_layers + 26 * c.dec_layers + 2 + 1;
+    /* exactly these names: embeddings (Marian scales them and adds its own
+     * sinusoids, which the model computes too: no Wpos), 16 per encoder
+     * layer, 26 per decoder layer, the output bias (the output weights are
+     * the target embedding, tied), the options */
+    int64_t want_count = (share ? 1 : 2) + 16 * c.enc_layers + 26 * c.dec_layers + 1 + 1;
     ck_assert_int_eq(count, want_count);
-    float scale = sqrtf((float)c.d_model);
     if (share) {
-        expect_f32(find(e, count, "Wemb"), m.tgt_emb, 0, scale);
+        expect_f32(find(e, count, "Wemb"), m.tgt_emb, 0, 1.0f);
     } else {
-        expect_f32(find(e, count, "encoder_Wemb"), m.src_emb, 0, scale);
-        expect_f32(find(e, count, "decoder_Wemb"), m.tgt_emb, 0, scale);
+        expect_f32(find(e, count, "encoder_Wemb"), m.src_emb, 0, 1.0f);
+        expect_f32(find(e, count, "decoder_Wemb"), m.tgt_emb, 0, 1.0f);
     }
-    const npy_entry *pos = find(e, count, "Wpos");
-    ck_assert_int_eq(pos->shape[0], c.max_len);
-    ck_assert_int_eq(pos->shape[1], c.d_model);
-    ck_assert(!memcmp(pos->data, m.pos_table, (size_t)(c.max_len * c.d_model) * 4));
+    /* the model's table is marian-dev's SinusoidalPositionEmbeddings */
+    float half = (float)(c.d_model / 2), inc = logf(10000.f) / (half - 1.f);
+    for (int64_t j = 0; j < c.max_len; j++)
+        for (int64_t i = 0; i < c.d_model; i++) {
+            float v = (float)j * expf((float)(i % (c.d_model / 2)) * -inc);
+            float want = i < c.d_model / 2 ? sinf(v) : cosf(v);
+            ck_assert_msg(m.pos_table[j * c.d_model + i] == want, "pos %lld channel %lld",
+                          (long long)j, (long long)i);
+        }
     char nm[160];
     for (int64_t i = 0; i < c.enc_layers + c.dec_layers; i++) {
         int dec = i >= c.enc_layers;
@@ -237,7 +244,6 @@ static void marian_case(int share) {
         snprintf(nm, sizeof nm, "%s_l%lld_ffn_ffn_ln_bias", side, (long long)li + 1);
         expect_f32(find(e, count, nm), ln->b, 0, 1.0f);
     }
-    expect_f32(find(e, count, "decoder_ff_logit_out_Wt"), m.tgt_emb, 0, 1.0f);
     const npy_entry *ob = find(e, count, "decoder_ff_logit_out_b");
     ck_assert_int_eq(ob->shape[0], 1);
     ck_assert_int_eq(ob->shape[1], c.vocab);
@@ -259,11 +265,12 @@ static void marian_case(int share) {
                               "transformer-dim-ffn: 12\n",
                               "transformer-ffn-activation: relu\n",
                               "transformer-postprocess: dan\n",
-                              "transformer-train-position-embeddings: true\n",
-                              "tied-embeddings: false\n"};
+                              "transformer-train-position-embeddings: false\n"};
     for (size_t i = 0; i < sizeof want_yml / sizeof *want_yml; i++)
         ck_assert_msg(strstr(yml, want_yml[i]), "model.yml lacks %s:\n%s", want_yml[i], yml);
     ck_assert(strstr(yml, share ? "tied-embeddings-src: true\n" : "tied-embeddings-src: false\n"));
+    ck_assert(strstr(yml, share ? "tied-embeddings-all: true\n" : "tied-embeddings-all: false\n"));
+    ck_assert(strstr(yml, share ? "tied-embeddings: false\n" : "tied-embeddings: true\n"));
     /* Python's zipfile and numpy read it the same way */
     if (run("/usr/bin/python3 -c 'import numpy' ") == 0) {
         int rc = run("/usr/bin/python3 -c \"import zipfile, numpy, sys\n"
@@ -320,7 +327,19 @@ START_TEST(marian_refuses_unrepresentable_models) {
     tfm_model_config_default(&c);
     c.ln_eps = 1e-6f;
     c.decoder_start = TFM_START_ZERO;
+    c.marian_positions = 1;
     ck_assert_int_eq(tfm_export_marian_check(&c), 0);
+    /* tfm's own sinusoids: Marian computes its own and reads no others */
+    c.marian_positions = 0;
+    ck_assert_int_ne(tfm_export_marian_check(&c), 0);
+    ck_assert_msg(strstr(tfm_last_error(), "--marian-positions"), "%s", tfm_last_error());
+    /* and the Hugging Face export refuses Marian's (with 1e-5, which it needs) */
+    c.ln_eps = 1e-5f;
+    ck_assert_int_eq(tfm_export_check(&c), 0);
+    c.marian_positions = 1;
+    ck_assert_int_ne(tfm_export_check(&c), 0);
+    ck_assert_msg(strstr(tfm_last_error(), "--format marian"), "%s", tfm_last_error());
+    c.ln_eps = 1e-6f;
     c.decoder_start = TFM_START_BOS;
     ck_assert_int_ne(tfm_export_marian_check(&c), 0);
     ck_assert_msg(strstr(tfm_last_error(), "Marian starts it from a zero vector"), "%s",
@@ -337,7 +356,7 @@ START_TEST(marian_refuses_unrepresentable_models) {
     const char *dir = tfm_test_tmpdir("marian-cli");
     const char *train = "%s train --task copy --steps 2 --save %s/%s --d-model 16 --heads 2 "
                         "--d-ff 32 --layers 1 --vocab 9 --max-len 6 --batch 8 --threads 1 --quiet "
-                        "--ln-eps 1e-6 --decoder-start %s";
+                        "--ln-eps 1e-6 --marian-positions --decoder-start %s";
     int rc = run(train, tfm_test_bin(), dir, "run", "bos");
     ck_assert_msg(rc == 0, "%s", out_buf);
     rc = run("%s export --format marian --model %s/run --out %s/m", tfm_test_bin(), dir, dir);

@@ -333,15 +333,7 @@ int tfm_cmd_export(int argc, char **argv) {
             rc = tfm_cli_fail(1, "%s: cannot export to Marian: %s", model_path, tfm_last_error());
         else
             rc = export_marian(&m, kind, run_dir, out, force);
-        if (!rc) {
-            printf("exported %s (%s model) to %s for marian-decoder\n", model_path, kind, out);
-            /* measured 2026-11-29 with marian-dev v1.12.43 (tests/interop) */
-            fprintf(stderr,
-                    "tfm: warning: marian-decoder loads this export but does not translate with "
-                    "it as tfm does: its transformer ignores the trained positions (Wpos) the "
-                    "export relies on, and its own sinusoids differ from tfm's (README, "
-                    "\"Native Marian export\")\n");
-        }
+        if (!rc) printf("exported %s (%s model) to %s for marian-decoder\n", model_path, kind, out);
     } else if (tfm_export_check(&m.cfg)) {
         rc = tfm_cli_fail(1, "%s: cannot export: %s", model_path, tfm_last_error());
     } else if (prepare_out(out, force) || tfm_export_save(&m, kind, out) ||

@@ -125,6 +125,7 @@ static int make_flags(train_cli *o, flag_def *f) {
 #define FLAG_TYPE_FLOAT FLAG_F32, NULL
 #define FLAG_TYPE_BOOL FLAG_BOOL, NULL
 #define FLAG_TYPE_START FLAG_CHOICE, START_NAMES
+#define FLAG_TYPE_NEWBOOL FLAG_BOOL, NULL
 #define X(type, field, flag, def, must_match, help)                                                \
     if (flag) add_setting(o, &f[n++], flag, &o->model.field, help, FLAG_TYPE_##type);
     TFM_MODEL_SETTINGS(X)

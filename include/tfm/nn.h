@@ -36,7 +36,8 @@ int tfm_decoder_start_parse(const char *name);
  * "tfm" section, the program's flags and the resume comparison.
  *   X(type, field, flag, default, must_match_on_resume, help)
  * type INT is int64_t, FLOAT float, BOOL int, START an int holding a
- * tfm_decoder_start (written by name; absent in a file: TFM_START_BOS); flag
+ * tfm_decoder_start (written by name; absent in a file: TFM_START_BOS),
+ * NEWBOOL a BOOL added after files existed (absent in a file: 0); flag
  * is NULL when the program sets the value itself (the vocabulary comes from
  * the data). */
 #define TFM_MODEL_SETTINGS(X)                                                                      \
@@ -53,12 +54,16 @@ int tfm_decoder_start_parse(const char *name);
     X(BOOL, pre_ln, "pre-ln", 0, 1, "pre-LN layers (default post-LN as in the paper)")             \
     X(BOOL, share_src_emb, "share-emb", 0, 1, "one embedding for source and target")               \
     X(START, decoder_start, "decoder-start", TFM_START_ZERO, 1,                                    \
-      "decoder's first input: zero (a zero vector, as Marian) or bos (the <s> embedding)")
+      "decoder's first input: zero (a zero vector, as Marian) or bos (the <s> embedding)")         \
+    X(NEWBOOL, marian_positions, "marian-positions", 0, 1,                                            \
+      "marian-dev's sinusoids (log(10000)/(D/2-1), float) instead of 10000^(-2i/D), for the Marian " \
+      "export")
 
 #define TFM_SETTING_CTYPE_INT int64_t
 #define TFM_SETTING_CTYPE_FLOAT float
 #define TFM_SETTING_CTYPE_BOOL int
 #define TFM_SETTING_CTYPE_START int
+#define TFM_SETTING_CTYPE_NEWBOOL int
 
 typedef struct {
 #define TFM_X_FIELD(type, field, flag, def, must_match, help) TFM_SETTING_CTYPE_##type field;

@@ -181,6 +181,7 @@ void tfm_model_config_to_kv(const tfm_model_config *c, tfm_kv *kv) {
 #define FMT_FLOAT(v) "%.9g", (double)(v)
 #define FMT_BOOL(v) "%d", (int)(v)
 #define FMT_START(v) "%s", tfm_decoder_start_name(v)
+#define FMT_NEWBOOL(v) "%d", (int)(v)
 #define X(type, field, flag, def, must_match, help)                                                \
     tfm_kv_set(kv, "model." #field, FMT_##type(c->field));
     TFM_MODEL_SETTINGS(X)
@@ -189,6 +190,7 @@ void tfm_model_config_to_kv(const tfm_model_config *c, tfm_kv *kv) {
 #undef FMT_FLOAT
 #undef FMT_BOOL
 #undef FMT_START
+#undef FMT_NEWBOOL
 }
 
 int tfm_model_config_from_kv(tfm_model_config *c, const tfm_kv *kv, const char *where) {
@@ -214,6 +216,13 @@ int tfm_model_config_from_kv(tfm_model_config *c, const tfm_kv *kv, const char *
             return 1;                                                                              \
         }                                                                                          \
     }
+/* absent: a checkpoint of the code before the setting, which had it off */
+#define GET_NEWBOOL(field)                                                                         \
+    c->field = 0;                                                                                  \
+    if (tfm_kv_get(kv, "model." #field)) {                                                         \
+        if (tfm_kv_get_i64(kv, "model." #field, &i64, where)) return 1;                            \
+        c->field = (int)i64;                                                                       \
+    }
 #define X(type, field, flag, def, must_match, help) GET_##type(field)
     TFM_MODEL_SETTINGS(X)
 #undef X
@@ -221,6 +230,7 @@ int tfm_model_config_from_kv(tfm_model_config *c, const tfm_kv *kv, const char *
 #undef GET_BOOL
 #undef GET_FLOAT
 #undef GET_START
+#undef GET_NEWBOOL
     if (tfm_model_config_check(c)) {
         char msg[512];
         snprintf(msg, sizeof msg, "%s", tfm_last_error());

@@ -137,6 +137,11 @@ int tfm_export_check(const tfm_model_config *c) {
         return tfm_set_error("d_model %lld is odd; Marian's sinusoids need an even width",
                              (long long)c->d_model),
                1;
+    if (c->marian_positions)
+        return tfm_set_error("the model uses marian-dev's sinusoids (marian-positions), but "
+                             "MarianMT computes 10000^(-2i/D) ones and has no setting for it "
+                             "(export it with --format marian)"),
+               1;
     return 0;
 }
 
@@ -243,6 +248,7 @@ static int write_config(const tfm_model_config *c, const char *data_kind, const 
 #define JW_FLOAT(v) tfm_jw_float(&w, v)
 #define JW_BOOL(v) tfm_jw_bool(&w, v)
 #define JW_START(v) tfm_jw_string(&w, tfm_decoder_start_name(v))
+#define JW_NEWBOOL(v) tfm_jw_bool(&w, v)
 #define X(type, field, flag, def, must_match, help)                                                \
     tfm_jw_key(&w, #field);                                                                        \
     JW_##type(c->field);
@@ -252,6 +258,7 @@ static int write_config(const tfm_model_config *c, const char *data_kind, const 
 #undef JW_FLOAT
 #undef JW_BOOL
 #undef JW_START
+#undef JW_NEWBOOL
     tfm_jw_end_object(&w);
     tfm_jw_end_object(&w);
     int rc = tfm_jw_save(&w, path);
@@ -441,6 +448,12 @@ static int read_config(const char *path, tfm_model_config *c, char *kind, size_t
         if (start_ < 0) CFG_FAIL("tfm." #field " is \"%s\", expected \"bos\" or \"zero\"", s);     \
         section.field = start_;                                                                    \
     }
+#define GET_NEWBOOL(field)                                                                         \
+    section.field = 0; /* exports written before the setting */                                    \
+    if (tfm_json_get(t, #field)) {                                                                 \
+        CFG_CALL(tfm_json_get_bool(t, #field, &b), "tfm.");                                        \
+        section.field = b;                                                                         \
+    }
 #define X(type, field, flag, def, must_match, help) GET_##type(field)
     TFM_MODEL_SETTINGS(X)
 #undef X
@@ -448,6 +461,7 @@ static int read_config(const char *path, tfm_model_config *c, char *kind, size_t
 #undef GET_FLOAT
 #undef GET_BOOL
 #undef GET_START
+#undef GET_NEWBOOL
 
     /* the architecture as the MarianConfig fields give it, over the section
      * (the ids depend on the decoder-start convention read above) */
@@ -500,6 +514,7 @@ static int read_config(const char *path, tfm_model_config *c, char *kind, size_t
 #define SHOW_FLOAT(v) snprintf(is, sizeof is, "%.9g", (double)(v))
 #define SHOW_BOOL(v) snprintf(is, sizeof is, "%s", (v) ? "true" : "false")
 #define SHOW_START(v) snprintf(is, sizeof is, "%s", tfm_decoder_start_name(v))
+#define SHOW_NEWBOOL(v) SHOW_BOOL(v)
 #define X(type, field, flag, def, must_match, help)                                                \
     if (section.field != c->field) {                                                               \
         char is[32], says[32];                                                                     \
@@ -514,6 +529,7 @@ static int read_config(const char *path, tfm_model_config *c, char *kind, size_t
 #undef SHOW_FLOAT
 #undef SHOW_BOOL
 #undef SHOW_START
+#undef SHOW_NEWBOOL
     rc = 0;
 #undef CFG_CALL
 #undef CFG_FAIL

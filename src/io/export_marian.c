@@ -161,6 +161,18 @@ int tfm_export_marian_check(const tfm_model_config *c) {
                              "layer norm uses a fixed 1e-6 (train with --ln-eps 1e-6)",
                              (double)c->ln_eps),
                1;
+    /* marian-dev's transformer adds its own sinusoids (models/transformer.h:
+     * the option that would read trained positions is misspelt there, and
+     * that path starts at position 0 at every decoding step) */
+    if (!c->marian_positions)
+        return tfm_set_error("the model uses tfm's sinusoids (10000^(-2i/D)), but marian-decoder "
+                             "computes its own (log(10000)/(D/2-1)) and cannot read ours; train "
+                             "with --marian-positions"),
+               1;
+    if (c->d_model % 2)
+        return tfm_set_error("d_model %lld is odd; Marian's sinusoids need an even width",
+                             (long long)c->d_model),
+               1;
     if (c->d_model % c->n_heads)
         return tfm_set_error("d_model %lld is not a multiple of %lld heads", (long long)c->d_model,
                              (long long)c->n_heads),
@@ -256,20 +268,21 @@ static char *model_yml(const tfm_model_config *c) {
              "transformer-postprocess: dan\n"
              "transformer-postprocess-emb: d\n"
              "transformer-postprocess-top: \"\"\n"
-             "transformer-train-position-embeddings: true\n"
+             "transformer-train-position-embeddings: false\n"
              "transformer-depth-scaling: false\n"
              "transformer-no-projection: false\n"
              "transformer-tied-layers: []\n"
-             "tied-embeddings: false\n"
+             "tied-embeddings: %s\n"
              "tied-embeddings-src: %s\n"
-             "tied-embeddings-all: false\n"
+             "tied-embeddings-all: %s\n"
              "output-omit-bias: false\n"
              "right-left: false\n"
              "# written by tfm export --format marian\n"
              "version: v1.12.0\n",
              (long long)c->vocab, (long long)c->vocab, (long long)c->d_model,
              (long long)c->enc_layers, (long long)c->dec_layers, (long long)c->n_heads,
-             (long long)c->d_ff, (long long)c->d_ff, c->share_src_emb ? "true" : "false");
+             (long long)c->d_ff, (long long)c->d_ff, c->share_src_emb ? "false" : "true",
+             c->share_src_emb ? "true" : "false", c->share_src_emb ? "true" : "false");
     return s;
 }
 
@@ -280,39 +293,26 @@ int tfm_export_marian_save(const tfm_model *m, const tfm_vocab *v, const char *d
         return tfm_set_error("the vocabulary has %d tokens, the model %lld", tfm_vocab_size(v),
                              (long long)c->vocab),
                1;
-    int64_t V = c->vocab, D = c->d_model, L = c->max_len;
+    int64_t V = c->vocab, D = c->d_model;
     npz_writer z;
     memset(&z, 0, sizeof z);
-    float *emb = malloc((size_t)(V * D) * sizeof(float)), *src = NULL;
     float *bias = malloc((size_t)V * sizeof(float));
     char *yml = model_yml(c), path[4096], n[96];
     int rc = 1;
-    if (!emb || !bias || !yml) {
+    if (!bias || !yml) {
         tfm_set_error("out of memory");
         goto done;
     }
-    /* With trained positions (Wpos) Marian adds them to the looked-up
-     * embedding without its sqrt(dim) scale, so the tables are stored
-     * pre-scaled by the same float product tfm computes; the output layer
-     * then cannot be tied to them and gets the unscaled table as
-     * decoder_ff_logit_out_Wt (V, D). Wpos holds tfm's own sinusoids
-     * (Marian's built-in ones use log(10000)/(D/2-1), ours /(D/2)). */
-    float scale = sqrtf((float)D);
-    for (int64_t i = 0; i < V * D; i++) emb[i] = m->tgt_emb->data[i] * scale;
+    /* Marian's transformer scales the looked-up rows by sqrt(dim) and adds
+     * its own sinusoids, as tfm does (with marian-positions, the same float
+     * values), so the tables are written as they are; the output layer is
+     * tied to the (target) table, as tfm's is. */
     if (c->share_src_emb) {
-        if (add_f32(&z, "Wemb", 2, (int64_t[]){V, D}, emb)) goto done;
-    } else {
-        src = malloc((size_t)(V * D) * sizeof(float));
-        if (!src) {
-            tfm_set_error("out of memory");
-            goto done;
-        }
-        for (int64_t i = 0; i < V * D; i++) src[i] = m->src_emb->data[i] * scale;
-        if (add_f32(&z, "encoder_Wemb", 2, (int64_t[]){V, D}, src) ||
-            add_f32(&z, "decoder_Wemb", 2, (int64_t[]){V, D}, emb))
-            goto done;
+        if (add_f32(&z, "Wemb", 2, (int64_t[]){V, D}, m->tgt_emb->data)) goto done;
+    } else if (add_f32(&z, "encoder_Wemb", 2, (int64_t[]){V, D}, m->src_emb->data) ||
+               add_f32(&z, "decoder_Wemb", 2, (int64_t[]){V, D}, m->tgt_emb->data)) {
+        goto done;
     }
-    if (add_f32(&z, "Wpos", 2, (int64_t[]){L, D}, m->pos_table)) goto done;
     for (int64_t i = 0; i < c->enc_layers; i++) {
         const tfm_layer_params *l = &m->enc[i];
         snprintf(n, sizeof n, "encoder_l%lld_self", (long long)i + 1);
@@ -329,7 +329,6 @@ int tfm_export_marian_save(const tfm_model *m, const tfm_vocab *v, const char *d
         snprintf(n, sizeof n, "decoder_l%lld_ffn", (long long)i + 1);
         if (add_ffn(&z, n, l, &l->ln3)) goto done;
     }
-    if (add_f32(&z, "decoder_ff_logit_out_Wt", 2, (int64_t[]){V, D}, m->tgt_emb->data)) goto done;
     /* our decoders never emit <pad> or <s> (their argmax starts at </s>):
      * a large negative bias keeps Marian from choosing them */
     for (int64_t i = 0; i < V; i++) bias[i] = i == TFM_PAD_ID || i == TFM_BOS_ID ? -1e9f : 0.0f;
@@ -383,8 +382,6 @@ int tfm_export_marian_save(const tfm_model *m, const tfm_vocab *v, const char *d
     if (tfm_write_file_atomic(path, dec, (size_t)dl)) goto done;
     rc = 0;
 done:
-    free(emb);
-    free(src);
     free(bias);
     free(yml);
     tfm_buf_free(&z.zip);

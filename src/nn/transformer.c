@@ -140,13 +140,26 @@ int tfm_model_init(tfm_model *m, const tfm_model_config *c) {
     if (tfm_params_alloc(&m->params)) return 1;
     m->pos_table = tfm_alloc((size_t)(c->max_len * D) * sizeof(float));
     if (!m->pos_table) return 1;
-    /* channel i < D/2: sin(pos / 10000^(2i/D)); channel D/2 + i: cos of the same */
-    for (int64_t pos = 0; pos < c->max_len; pos++)
-        for (int64_t i = 0; i < D / 2; i++) {
-            double angle = (double)pos / pow(10000.0, 2.0 * (double)i / (double)D);
-            m->pos_table[pos * D + i] = (float)sin(angle);
-            m->pos_table[pos * D + D / 2 + i] = (float)cos(angle);
-        }
+    if (c->marian_positions) {
+        /* marian-dev's SinusoidalPositionEmbeddings, the same float
+         * expressions: v = pos * exp(i * -log(10000) / (D/2 - 1)); channel
+         * i < D/2: sin(v), channel D/2 + i: cos(v) */
+        float half = (float)(D / 2), inc = logf(10000.f) / (half - 1.f);
+        for (int64_t pos = 0; pos < c->max_len; pos++)
+            for (int64_t i = 0; i < D / 2; i++) {
+                float v = (float)pos * expf((float)i * -inc);
+                m->pos_table[pos * D + i] = sinf(v);
+                m->pos_table[pos * D + D / 2 + i] = cosf(v);
+            }
+    } else {
+        /* channel i < D/2: sin(pos / 10000^(2i/D)); channel D/2 + i: cos of the same */
+        for (int64_t pos = 0; pos < c->max_len; pos++)
+            for (int64_t i = 0; i < D / 2; i++) {
+                double angle = (double)pos / pow(10000.0, 2.0 * (double)i / (double)D);
+                m->pos_table[pos * D + i] = (float)sin(angle);
+                m->pos_table[pos * D + D / 2 + i] = (float)cos(angle);
+            }
+    }
     tfm_model_init_weights(m, 0);
     return 0;
 }
