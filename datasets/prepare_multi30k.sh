@@ -112,6 +112,18 @@ has_all() {
     for f in "${files[@]}"; do [ -f "$1/$f" ] || return 1; done
 }
 
+# src_dir: the folder given (which HAS must accept: it holds EXPECTED), else
+# the first local copy HAS accepts, else empty (then the files are fetched).
+pick_source() {
+    local has=$1 expected=$2
+    if [ -n "$src_dir" ]; then
+        [ -d "$src_dir" ] || die "$src_dir: no such folder"
+        "$has" "$src_dir" || die "$src_dir: expected $expected"
+    else
+        src_dir=$(find_local "$has")
+    fi
+}
+
 command -v gzip >/dev/null || die "gzip is needed"
 command -v sha256sum >/dev/null || die "sha256sum is needed"
 
@@ -124,12 +136,7 @@ if [ "$tok" = 1 ]; then
         for f in "${tok_files[@]}"; do [ -f "$1/tok/$f.gz" ] || return 1; done
     }
     mkdir -p "$work/tok"
-    if [ -n "$src_dir" ]; then
-        [ -d "$src_dir" ] || die "$src_dir: no such folder"
-        has_tok "$src_dir" || die "$src_dir: expected tok/ with ${tok_files[*]/%/.gz}"
-    else
-        src_dir=$(find_local has_tok)
-    fi
+    pick_source has_tok "tok/ with ${tok_files[*]/%/.gz}"
     if [ -n "$src_dir" ]; then
         echo "prepare_multi30k: using the local copy in $src_dir/tok"
         for f in "${tok_files[@]}"; do
@@ -159,12 +166,7 @@ if [ "$tok" = 1 ]; then
     done
 else
 # The raw files.
-if [ -n "$src_dir" ]; then
-    [ -d "$src_dir" ] || die "$src_dir: no such folder"
-    has_all "$src_dir" || die "$src_dir: expected ${files[*]}"
-else
-    src_dir=$(find_local has_all)
-fi
+pick_source has_all "${files[*]}"
 
 if [ -n "$src_dir" ]; then
     echo "prepare_multi30k: using the local copy in $src_dir"
