@@ -19,6 +19,7 @@ fi
 optional=()
 if [ "$goal" = test ]; then
     /usr/bin/python3 -c 'import torch, numpy' >/dev/null 2>&1 || optional+=(python3-torch python3-numpy)
+    /usr/bin/python3 -c 'import yaml' >/dev/null 2>&1 || optional+=(python3-yaml)
     command -v xmllint >/dev/null 2>&1 || optional+=(libxml2-utils)
 fi
 [ ${#need[@]} -eq 0 ] && [ ${#optional[@]} -eq 0 ] && exit 0

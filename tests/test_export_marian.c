@@ -154,7 +154,8 @@ START_TEST(crc32_known_values) {
 END_TEST
 
 static void marian_case(int share) {
-    const char *text = "ein Mädchen und ein Hund\nzwei Hunde spielen im Schnee\n";
+    /* quotes, a backslash and a colon in tokens: vocab.yml escapes them */
+    const char *text = "ein \"Mädchen\" und ein Hund: a\\b\nzwei Hunde spielen im Schnee\n";
     tfm_bpe *b = tfm_bpe_learn_text(text, strlen(text), "t", 10, 1);
     tfm_vocab *v = tfm_vocab_build_text(b, text, strlen(text), "t");
     ck_assert_ptr_nonnull(v);
@@ -187,10 +188,11 @@ static void marian_case(int share) {
     npy_entry e[128];
     int64_t count = read_npz(z, n, e, 128);
     /* exactly these names: embeddings (Marian scales them and adds its own
-     * sinusoids, which the model computes too: no Wpos), 16 per encoder
+     * sinusoids, which the model computes too), the model's position table
+     * (for CTranslate2's converter; Marian does not read it), 16 per encoder
      * layer, 26 per decoder layer, the output bias (the output weights are
      * the target embedding, tied), the options */
-    int64_t want_count = (share ? 1 : 2) + 16 * c.enc_layers + 26 * c.dec_layers + 1 + 1;
+    int64_t want_count = (share ? 1 : 2) + 1 + 16 * c.enc_layers + 26 * c.dec_layers + 1 + 1;
     ck_assert_int_eq(count, want_count);
     if (share) {
         expect_f32(find(e, count, "Wemb"), m.tgt_emb, 0, 1.0f);
@@ -207,6 +209,10 @@ static void marian_case(int share) {
             ck_assert_msg(m.pos_table[j * c.d_model + i] == want, "pos %lld channel %lld",
                           (long long)j, (long long)i);
         }
+    const npy_entry *pos = find(e, count, "Wpos");
+    ck_assert_int_eq(pos->shape[0], c.max_len);
+    ck_assert_int_eq(pos->shape[1], c.d_model);
+    ck_assert(!memcmp(pos->data, m.pos_table, (size_t)(c.max_len * c.d_model) * 4));
     char nm[160];
     for (int64_t i = 0; i < c.enc_layers + c.dec_layers; i++) {
         int dec = i >= c.enc_layers;
@@ -254,9 +260,10 @@ static void marian_case(int share) {
     }
     const npy_entry *y = find(e, count, "special:model.yml");
     ck_assert_str_eq(y->descr, "<i1");
-    ck_assert_int_eq(y->shape[0] % 256, 0);
+    /* the text and one NUL, which both Marian and CTranslate2's converter read */
     const char *yml = (const char *)y->data;
-    ck_assert_uint_lt(strlen(yml), y->bytes);
+    ck_assert_int_eq(y->shape[0], (int64_t)y->bytes);
+    ck_assert_uint_eq(strlen(yml) + 1, y->bytes);
     const char *want_yml[] = {"type: transformer\n",
                               "dim-emb: 8\n",
                               "enc-depth: 2\n",
@@ -265,7 +272,9 @@ static void marian_case(int share) {
                               "transformer-dim-ffn: 12\n",
                               "transformer-ffn-activation: relu\n",
                               "transformer-postprocess: dan\n",
-                              "transformer-train-position-embeddings: false\n"};
+                              "transformer-train-position-embeddings: false\n",
+                              /* CTranslate2's converter requires it */
+                              "transformer-guided-alignment-layer: last\n"};
     for (size_t i = 0; i < sizeof want_yml / sizeof *want_yml; i++)
         ck_assert_msg(strstr(yml, want_yml[i]), "model.yml lacks %s:\n%s", want_yml[i], yml);
     ck_assert(strstr(yml, share ? "tied-embeddings-src: true\n" : "tied-embeddings-src: false\n"));
@@ -292,17 +301,52 @@ static void marian_case(int share) {
     } else {
         printf("  numpy check skipped: no numpy\n");
     }
-    /* vocab.yml: JSON (YAML reads it), every token with its id */
+    /* vocab.yml: one `"token": id` line per token in id order, as marian-dev
+     * writes it (CTranslate2's converter parses these lines by hand) */
     snprintf(path, sizeof path, "%s/vocab.yml", dir);
-    tfm_json *doc;
-    ck_assert_msg(tfm_json_parse_file(path, NULL, &doc) == 0, "%s", tfm_last_error());
-    ck_assert_int_eq(tfm_json_len(doc), c.vocab);
+    size_t vl;
+    char *vy = slurp(path, &vl);
+    const char *q = vy;
     for (int32_t i = 0; i < tfm_vocab_size(v); i++) {
-        int64_t id;
-        ck_assert_int_eq(tfm_json_get_int64(doc, tfm_vocab_token(v, i), &id), 0);
-        ck_assert_int_eq(id, i);
+        char tok[256];
+        size_t k = 0;
+        ck_assert_msg(*q == '"', "vocab.yml line %d: %.40s", (int)i + 1, q);
+        for (q++; *q && *q != '"' && k + 1 < sizeof tok; q++) {
+            if (*q == '\\') {
+                q++;
+                ck_assert_msg(*q == '"' || *q == '\\', "vocab.yml line %d: escape \\%c", (int)i + 1,
+                              *q);
+            }
+            tok[k++] = *q;
+        }
+        tok[k] = 0;
+        ck_assert_str_eq(tok, tfm_vocab_token(v, i));
+        char *end;
+        ck_assert(q[0] == '"' && q[1] == ':' && q[2] == ' ');
+        ck_assert_int_eq(strtol(q + 3, &end, 10), i);
+        ck_assert(*end == '\n');
+        q = end + 1;
     }
-    tfm_json_free(doc);
+    ck_assert(*q == 0);
+    free(vy);
+    /* YAML reads the same map (PyYAML, when installed) */
+    if (run("/usr/bin/python3 -c 'import yaml' ") == 0) {
+        const char *vp = tfm_test_tmpdir("marian-vocab");
+        char want[4096];
+        snprintf(want, sizeof want, "%s/want.txt", vp);
+        FILE *f = fopen(want, "w");
+        ck_assert_ptr_nonnull(f);
+        for (int32_t i = 0; i < tfm_vocab_size(v); i++) fprintf(f, "%s\n", tfm_vocab_token(v, i));
+        fclose(f);
+        int rc = run("/usr/bin/python3 -c \"import yaml, sys\n"
+                     "d = yaml.safe_load(open(sys.argv[1], encoding='utf-8'))\n"
+                     "w = open(sys.argv[2], encoding='utf-8').read().split('\\n')[:-1]\n"
+                     "assert d == {t: i for i, t in enumerate(w)}, 'differs'\" %s %s",
+                     path, want);
+        ck_assert_msg(rc == 0, "%s", out_buf);
+    } else {
+        printf("  YAML check skipped: no PyYAML\n");
+    }
     snprintf(path, sizeof path, "%s/decoder.yml", dir);
     size_t dl;
     char *decyml = slurp(path, &dl);

@@ -269,6 +269,7 @@ static char *model_yml(const tfm_model_config *c) {
              "transformer-postprocess-emb: d\n"
              "transformer-postprocess-top: \"\"\n"
              "transformer-train-position-embeddings: false\n"
+             "transformer-guided-alignment-layer: last\n"
              "transformer-depth-scaling: false\n"
              "transformer-no-projection: false\n"
              "transformer-tied-layers: []\n"
@@ -293,7 +294,7 @@ int tfm_export_marian_save(const tfm_model *m, const tfm_vocab *v, const char *d
         return tfm_set_error("the vocabulary has %d tokens, the model %lld", tfm_vocab_size(v),
                              (long long)c->vocab),
                1;
-    int64_t V = c->vocab, D = c->d_model;
+    int64_t V = c->vocab, D = c->d_model, L = c->max_len;
     npz_writer z;
     memset(&z, 0, sizeof z);
     float *bias = malloc((size_t)V * sizeof(float));
@@ -313,6 +314,10 @@ int tfm_export_marian_save(const tfm_model *m, const tfm_vocab *v, const char *d
                add_f32(&z, "decoder_Wemb", 2, (int64_t[]){V, D}, m->tgt_emb->data)) {
         goto done;
     }
+    /* The model's table as Wpos: marian-decoder does not read it (it
+     * computes the same values itself), CTranslate2's Marian converter does,
+     * and without it would compute Hugging Face's angles, 10000^(-2i/D). */
+    if (add_f32(&z, "Wpos", 2, (int64_t[]){L, D}, m->pos_table)) goto done;
     for (int64_t i = 0; i < c->enc_layers; i++) {
         const tfm_layer_params *l = &m->enc[i];
         snprintf(n, sizeof n, "encoder_l%lld_self", (long long)i + 1);
@@ -333,36 +338,57 @@ int tfm_export_marian_save(const tfm_model *m, const tfm_vocab *v, const char *d
      * a large negative bias keeps Marian from choosing them */
     for (int64_t i = 0; i < V; i++) bias[i] = i == TFM_PAD_ID || i == TFM_BOS_ID ? -1e9f : 0.0f;
     if (add_f32(&z, "decoder_ff_logit_out_b", 2, (int64_t[]){1, V}, bias)) goto done;
-    /* io::addMetaToItems: the YAML text, NUL-padded to a multiple of 256 */
-    size_t yl = strlen(yml), padded = (yl + 1 + 255) / 256 * 256;
-    char *meta = calloc(padded, 1);
+    /* The YAML text and one NUL. marian-dev 1.12 pads it with NULs to a
+     * multiple of 256 bytes (io::addMetaToItems) but reads only up to the
+     * first; CTranslate2's Marian converter drops exactly one trailing byte
+     * and hands the rest to a YAML parser, which refuses NULs. */
+    size_t yl = strlen(yml), ybytes = yl + 1;
+    char *meta = calloc(ybytes, 1);
     if (!meta) {
         tfm_set_error("out of memory");
         goto done;
     }
     memcpy(meta, yml, yl);
     int bad =
-        npz_add(&z, "special:model.yml", "<i1", 1, (int64_t[]){(int64_t)padded}, meta, padded);
+        npz_add(&z, "special:model.yml", "<i1", 1, (int64_t[]){(int64_t)ybytes}, meta, ybytes);
     free(meta);
     if (bad) goto done;
     if (tfm_join_into(path, sizeof path, dir, "model.npz")) goto done;
     if (npz_save(&z, path)) goto done;
     if (v) {
-        /* vocab.yml as JSON (a subset of YAML): every token double-quoted */
-        tfm_json_writer w;
-        tfm_jw_init(&w, 1);
-        tfm_jw_begin_object(&w);
+        /* vocab.yml in marian-dev's own layout, one `"token": id` per line:
+         * YAML for Marian, and the line format CTranslate2's converter parses
+         * by hand (it rejects JSON's braces). Double quotes with \" and \\
+         * escapes; control bytes as \xHH. */
+        tfm_buf y = {0};
+        char num[32];
         for (int32_t i = 0; i < tfm_vocab_size(v); i++) {
-            tfm_jw_key(&w, tfm_vocab_token(v, i));
-            tfm_jw_int(&w, i);
+            tfm_buf_put(&y, '"');
+            for (const unsigned char *t = (const unsigned char *)tfm_vocab_token(v, i); *t; t++) {
+                if (*t == '"' || *t == '\\') {
+                    tfm_buf_put(&y, '\\');
+                    tfm_buf_put(&y, (char)*t);
+                } else if (*t < 0x20 || *t == 0x7f) {
+                    int nl = snprintf(num, sizeof num, "\\x%02X", (unsigned)*t);
+                    tfm_buf_add(&y, num, (size_t)nl);
+                } else {
+                    tfm_buf_put(&y, (char)*t);
+                }
+            }
+            int nl = snprintf(num, sizeof num, "\": %d\n", (int)i);
+            tfm_buf_add(&y, num, (size_t)nl);
         }
-        tfm_jw_end_object(&w);
-        if (tfm_join_into(path, sizeof path, dir, "vocab.yml")) {
-            tfm_jw_free(&w);
+        if (y.oom) {
+            tfm_buf_free(&y);
+            tfm_set_error("out of memory");
             goto done;
         }
-        bad = tfm_jw_save(&w, path);
-        tfm_jw_free(&w);
+        if (tfm_join_into(path, sizeof path, dir, "vocab.yml")) {
+            tfm_buf_free(&y);
+            goto done;
+        }
+        bad = tfm_write_file_atomic(path, y.p, y.len);
+        tfm_buf_free(&y);
         if (bad) goto done;
     }
     char dec[1024];
