@@ -116,6 +116,12 @@ tfm_tensor *tfm_tape_constant(tfm_tape *t, float *data, int ndim, const int64_t 
 tfm_tensor *tfm_matmul(tfm_tape *t, tfm_tensor *a, tfm_tensor *b, int trans_a, int trans_b);
 /* linear: x (..., in) W (out, in) b (out) or NULL -> (..., out) = x W^T + b */
 tfm_tensor *tfm_linear(tfm_tape *t, tfm_tensor *x, tfm_tensor *w, tfm_tensor *b);
+/* linear's forward arithmetic (the one GEMM call, in the tape's precision)
+ * into memory the caller owns, out (rows, out): no tensor, nothing recorded,
+ * no checks (the caller has them). For no-grad decoding, e.g. projections
+ * written straight into a KV cache. */
+void tfm_linear_into(const tfm_tape *t, const tfm_tensor *x, const tfm_tensor *w,
+                     const tfm_tensor *b, float *out);
 tfm_tensor *tfm_add(tfm_tape *t, tfm_tensor *a, tfm_tensor *b);      /* same shape (residual) */
 tfm_tensor *tfm_add_bias(tfm_tape *t, tfm_tensor *x, tfm_tensor *b); /* b: (last dim) */
 tfm_tensor *tfm_mul(tfm_tape *t, tfm_tensor *a, tfm_tensor *b);      /* same shape */

@@ -302,19 +302,6 @@ static tfm_tensor *cached_attention(tfm_model *m, tfm_tape *t, tfm_kv_cache *c, 
     return out;
 }
 
-/* out (rows, out) = x W^T + b, as tfm_linear's forward (the same GEMM call),
- * into memory the caller owns; no-grad decoding only */
-static void cache_projection(tfm_tape *t, const tfm_tensor *x, const tfm_tensor *w,
-                             const tfm_tensor *b, float *out) {
-    int64_t in = w->shape[1], n_out = w->shape[0], rows = x->n / in;
-    if (b)
-        tfm_gemm_bias_prec(t->precision, 0, 1, rows, n_out, in, 1.0f, x->data, in, w->data, in,
-                           b->data, out, n_out);
-    else
-        tfm_gemm_prec(t->precision, 0, 1, rows, n_out, in, 1.0f, x->data, in, w->data, in, 0.0f,
-                      out, n_out);
-}
-
 static tfm_tensor *self_attention(tfm_model *m, tfm_tape *t, int64_t l, tfm_tensor *h,
                                   const dec_inputs *in) {
     const tfm_attn_params *a = &m->dec[l].self_attn;
@@ -327,8 +314,8 @@ static tfm_tensor *self_attention(tfm_model *m, tfm_tape *t, int64_t l, tfm_tens
      * projections write there directly (the GEMM tfm_linear would run, so
      * the same values, without a tape tensor and a copy) */
     float *kd = c->self_k + layer + c->len * c->B * D, *vd = c->self_v + layer + c->len * c->B * D;
-    cache_projection(t, h, a->k_w, a->k_b, kd);
-    cache_projection(t, h, a->v_w, a->v_b, vd);
+    tfm_linear_into(t, h, a->k_w, a->k_b, kd);
+    tfm_linear_into(t, h, a->v_w, a->v_b, vd);
     tfm_attn_gather g = {
         .Tk = c->len + 1, .pos_stride = c->B * D, .slot = c->slot, .slot_ld = c->T_max};
     tfm_tensor *o = cached_attention(m, t, c, q, c->self_k + layer, c->self_v + layer, &g, NULL);

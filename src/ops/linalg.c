@@ -101,7 +101,19 @@ TFM_BACKWARD(matmul) {
     }
 }
 
-/* y = x W^T + b   x (..., in), W (out, in), b (out) */
+/* y = x W^T + b   x (..., in), W (out, in), b (out); tfm_linear_into is its
+ * forward, the one GEMM call */
+void tfm_linear_into(const tfm_tape *t, const tfm_tensor *x, const tfm_tensor *w,
+                     const tfm_tensor *b, float *out) {
+    int64_t in = w->shape[1], n_out = w->shape[0], rows = tfm_rows(x);
+    if (b)
+        tfm_gemm_bias_prec(t->precision, 0, 1, rows, n_out, in, 1.0f, x->data, in, w->data, in,
+                           b->data, out, n_out);
+    else
+        tfm_gemm_prec(t->precision, 0, 1, rows, n_out, in, 1.0f, x->data, in, w->data, in, 0.0f,
+                      out, n_out);
+}
+
 tfm_tensor *tfm_linear(tfm_tape *t, tfm_tensor *x, tfm_tensor *w, tfm_tensor *b) {
     if (!x || !w) return NULL;
     char sx[64], sw[64];
@@ -116,14 +128,7 @@ tfm_tensor *tfm_linear(tfm_tape *t, tfm_tensor *x, tfm_tensor *w, tfm_tensor *b)
     tfm_tensor *ins[3] = {x, w, b};
     tfm_tensor *y = tfm_op_output(t, x->ndim, shape, ins, b ? 3 : 2);
     if (!y) return NULL;
-    int64_t rows = tfm_rows(x);
-    if (b) {
-        tfm_gemm_bias_prec(t->precision, 0, 1, rows, out, in, 1.0f, x->data, in, w->data, in,
-                           b->data, y->data, out);
-    } else {
-        tfm_gemm_prec(t->precision, 0, 1, rows, out, in, 1.0f, x->data, in, w->data, in, 0.0f,
-                      y->data, out);
-    }
+    tfm_linear_into(t, x, w, b, y->data);
     int failed;
     tfm_op_record(t, TFM_OP_LINEAR, y, ins, b ? 3 : 2, &failed);
     if (failed) return NULL;
