@@ -37,18 +37,13 @@ src=$(cd "$1" && pwd)
 out=${2:-build/ctranslate2}
 jobs=${JOBS:-2}
 
-need() { command -v "$1" >/dev/null || { echo "build_ctranslate2: $1 not found ($2)" >&2; exit 1; }; }
-need cmake "apt-get install cmake"
-need g++ "apt-get install g++"
-[ -f "$src/CMakeLists.txt" ] && [ -d "$src/include/ctranslate2" ] ||
-    { echo "build_ctranslate2: $src is not a CTranslate2 tree" >&2; exit 1; }
+me=build_ctranslate2
+. "$(dirname "$0")/common.sh"
+need_build_tools
+[ -f "$src/CMakeLists.txt" ] && [ -d "$src/include/ctranslate2" ] || die "$src is not a CTranslate2 tree"
 for sub in spdlog cpu_features cxxopts; do
-    [ -f "$src/third_party/$sub/CMakeLists.txt" ] ||
-        { echo "build_ctranslate2: $src/third_party/$sub is empty (fill the submodule)" >&2; exit 1; }
+    [ -f "$src/third_party/$sub/CMakeLists.txt" ] || die "$src/third_party/$sub is empty (fill the submodule)"
 done
-[ -f /usr/include/x86_64-linux-gnu/cblas.h ] || [ -f /usr/include/cblas.h ] ||
-    ls /usr/include/*/cblas.h >/dev/null 2>&1 ||
-    { echo "build_ctranslate2: cblas.h not found (apt-get install libopenblas-dev)" >&2; exit 1; }
 
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
@@ -60,5 +55,5 @@ nice -n 19 cmake -S "$src" -B "$out" -DCMAKE_BUILD_TYPE=Release \
 nice -n 19 cmake --build "$out" -j "$jobs" >"$out/build.log" 2>&1 ||
     { grep -m5 -B2 -A5 'error' "$out/build.log" >&2 || tail -30 "$out/build.log" >&2; exit 1; }
 bin="$out/cli/ct2-translator"
-[ -x "$bin" ] || { echo "build_ctranslate2: no $bin after the build" >&2; exit 1; }
+[ -x "$bin" ] || die "no $bin after the build"
 echo "$bin"

@@ -46,15 +46,10 @@ intgemm=${2:-}
 out=${3:-build/marian}
 jobs=${JOBS:-2}
 
-need() { command -v "$1" >/dev/null || { echo "build_marian: $1 not found ($2)" >&2; exit 1; }; }
-need cmake "apt-get install cmake"
-need g++ "apt-get install g++"
-[ -f "$src/CMakeLists.txt" ] && [ -d "$src/src/3rd_party" ] ||
-    { echo "build_marian: $src is not a marian-dev tree" >&2; exit 1; }
-if ! ls /usr/lib/*/libopenblas* >/dev/null 2>&1 && ! ls /usr/lib/libopenblas* >/dev/null 2>&1; then
-    echo "build_marian: OpenBLAS not found (apt-get install libopenblas-dev)" >&2
-    exit 1
-fi
+me=build_marian
+. "$(dirname "$0")/common.sh"
+need_build_tools
+[ -f "$src/CMakeLists.txt" ] && [ -d "$src/src/3rd_party" ] || die "$src is not a marian-dev tree"
 
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
@@ -66,7 +61,7 @@ tree="$out/src"
 # intgemm: the CPU build compiles it from src/3rd_party/intgemm
 if [ -z "$(ls -A "$tree/src/3rd_party/intgemm" 2>/dev/null)" ]; then
     [ -n "$intgemm" ] && [ -f "$intgemm/CMakeLists.txt" ] ||
-        { echo "build_marian: src/3rd_party/intgemm is empty: give INTGEMM_SRC" >&2; exit 1; }
+        die "src/3rd_party/intgemm is empty: give INTGEMM_SRC"
     rm -rf "$tree/src/3rd_party/intgemm"
     cp -a "$intgemm" "$tree/src/3rd_party/intgemm"
 fi
@@ -94,7 +89,7 @@ sqlite_opt=()
 if [ ! -s "$tree/src/3rd_party/SQLiteCpp/sqlite3/sqlite3.c" ]; then
     echo "build_marian: no bundled sqlite3.c: using Debian's libsqlite3"
     [ -f /usr/include/sqlite3.h ] ||
-        { echo "build_marian: /usr/include/sqlite3.h not found (apt-get install libsqlite3-dev)" >&2; exit 1; }
+        die "/usr/include/sqlite3.h not found (apt-get install libsqlite3-dev)"
     echo "/* empty: tests/interop/build_marian.sh links Debian's libsqlite3 */" \
         >"$tree/src/3rd_party/SQLiteCpp/sqlite3/sqlite3.c"
     cp /usr/include/sqlite3.h "$tree/src/3rd_party/SQLiteCpp/sqlite3/sqlite3.h"
