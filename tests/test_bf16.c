@@ -119,6 +119,7 @@ typedef struct {
 #define STEPS_COPY 800
 #endif
 
+static int differs(const float *a, const float *b, int64_t n);
 static const float BF16_U = 1.0f / 256.0f; /* unit roundoff of an 8-bit significand */
 
 /* Runs tfm_gemm_bf16 and checks (1) against the double reference on the
@@ -508,6 +509,87 @@ START_TEST(gemm_survives_out_of_memory_for_packing) {
 }
 END_TEST
 
+/* A weight packed once (tfm_bf16_weight_pack) gives the bits of
+ * tfm_gemm_bf16(0, 1, ...) with W unpacked, with and without a bias: more
+ * than one K block (512) and column block (4096), odd K, partial panels,
+ * 1 and 2 threads, native and emulated. */
+START_TEST(packed_weight_equals_packing_every_call) {
+    static const int64_t shapes[][3] = {{1, 1, 1},     {3, 5, 7},     {14, 32, 512},
+                                        {15, 33, 513}, {29, 70, 1100}, {9, 4200, 40},
+                                        {300, 200, 700}, {5, 6108, 256}};
+    int saved = omp_get_max_threads();
+    for (int s = 0; s < 8; s++)
+        for (int t = 0; t < 8; t++) {
+            int64_t M = shapes[s][0], N = shapes[s][1], K = shapes[s][2];
+            int threads = 1 + (t & 1), with_bias = (t >> 1) & 1, emul = t >> 2;
+            if (emul && M * N * K > 4000000) continue; /* the emulated path is slow */
+            float *A = malloc((size_t)(M * K) * sizeof(float));
+            float *W = malloc((size_t)(N * K) * sizeof(float));
+            float *bias = malloc((size_t)N * sizeof(float));
+            float *c1 = malloc((size_t)(M * N) * sizeof(float));
+            float *c2 = malloc((size_t)(M * N) * sizeof(float));
+            tfm_test_fill(A, M * K, 80 + s, -2, 2);
+            tfm_test_fill(W, N * K, 90 + s, -2, 2);
+            tfm_test_fill(bias, N, 100 + s, -1, 1);
+            tfm_test_fill(c1, M * N, 7, -1, 1);
+            tfm_test_fill(c2, M * N, 8, -1, 1); /* not read: beta 0 or bias */
+            omp_set_num_threads(threads);
+            tfm_bf16_set_emulated(emul);
+            tfm_bf16_weight *pw = tfm_bf16_weight_pack(W, N, K);
+            ck_assert_ptr_nonnull(pw);
+            ck_assert_int_eq(tfm_bf16_weight_rows(pw), N);
+            ck_assert_int_eq(tfm_bf16_weight_cols(pw), K);
+            if (with_bias)
+                tfm_gemm_bf16_bias(0, 1, M, N, K, 1.0f, A, K, W, K, bias, c1, N);
+            else
+                tfm_gemm_bf16(0, 1, M, N, K, 1.0f, A, K, W, K, 0.0f, c1, N);
+            tfm_gemm_bf16_weight(M, A, K, pw, with_bias ? bias : NULL, c2, N);
+            tfm_bf16_set_emulated(0);
+            ck_assert_msg(!differs(c1, c2, M * N), "%lldx%lldx%lld threads=%d bias=%d emul=%d",
+                          (long long)M, (long long)N, (long long)K, threads, with_bias, emul);
+            tfm_bf16_weight_free(pw);
+            free(A);
+            free(W);
+            free(bias);
+            free(c1);
+            free(c2);
+        }
+    omp_set_num_threads(saved);
+}
+END_TEST
+
+/* Out of memory for A's packing buffer (a fresh process: no buffer yet):
+ * the unpacked path, from the weight the panels were packed from. */
+START_TEST(packed_weight_survives_out_of_memory) {
+    tfm_set_num_threads(1);
+    const int64_t M = 400, N = 64, K = 1000; /* A's panels alone are > 128 KB */
+    float *A = malloc((size_t)(M * K) * sizeof(float)), *W = malloc((size_t)(N * K) * sizeof(float));
+    float *bias = malloc((size_t)N * sizeof(float));
+    float *C = malloc((size_t)(M * N) * sizeof(float)), *want = malloc((size_t)(M * N) * sizeof(float));
+    tfm_test_fill(A, M * K, 1, -1, 1);
+    tfm_test_fill(W, N * K, 2, -1, 1);
+    tfm_test_fill(bias, N, 3, -1, 1);
+    for (int64_t i = 0; i < M; i++) memcpy(want + i * N, bias, (size_t)N * sizeof(float));
+    tfm_gemm_bf16_reference(0, 1, M, N, K, 1.0f, A, K, W, K, 1.0f, want, N);
+    tfm_bf16_weight *pw = tfm_bf16_weight_pack(W, N, K);
+    ck_assert_ptr_nonnull(pw);
+    if (tfm_test_limit_memory(128 << 10) == 0) {
+        tfm_gemm_bf16_weight(M, A, K, pw, bias, C, N);
+        tfm_test_unlimit_memory();
+        ck_assert_allclose("C (packed weight, unpacked path)", C, want, M * N, 1e-5f, 1e-5f);
+    } else {
+        printf("  skipped: cannot limit memory here (sanitizer build)\n");
+    }
+    tfm_bf16_weight_free(pw);
+    ck_assert_ptr_null(tfm_bf16_weight_pack(W, 0, K));
+    free(A);
+    free(W);
+    free(bias);
+    free(C);
+    free(want);
+}
+END_TEST
+
 START_TEST(precision_names) {
     tfm_precision p = TFM_BF16;
     ck_assert_int_eq(tfm_precision_parse("fp32", &p), 0);
@@ -850,6 +932,8 @@ int main(void) {
     tcase_add_test(tc, emulated_equals_native);
     tcase_add_test(tc, gemm_bit_identical_across_thread_counts_and_batched);
     tcase_add_test(tc, gemm_survives_out_of_memory_for_packing);
+    tcase_add_test(tc, packed_weight_equals_packing_every_call);
+    tcase_add_test(tc, packed_weight_survives_out_of_memory);
     tcase_add_test(tc, precision_names);
     suite_add_tcase(s, tc);
     TCase *to = tcase_create("ops");

@@ -469,10 +469,18 @@ START_TEST(cached_decoding_follows_the_precision) {
             prefix[i] = i % T == 0 ? TFM_BOS_ID : (int32_t)(3 + (i * 7) % (V - 3));
             prefix_pad[i] = 0;
         }
-        float *got[2];
-        for (int prec = 0; prec < 2; prec++) {
-            got[prec] = malloc((size_t)(T * B * V) * sizeof(float));
-            ck_assert_ptr_nonnull(got[prec]);
+        /* fp32, bf16, then both with the weights packed for bf16
+         * (tfm_model_pack_bf16): bf16 gives the same bits from the packed
+         * copies, fp32 ignores them */
+        float *got[4];
+        for (int run = 0; run < 4; run++) {
+            int prec = run & 1;
+            if (run == 2) {
+                ck_assert_int_eq(tfm_model_pack_bf16(&m), 0);
+                ck_assert(tfm_model_packed_bf16(&m));
+            }
+            got[run] = malloc((size_t)(T * B * V) * sizeof(float));
+            ck_assert_ptr_nonnull(got[run]);
             tfm_tape t;
             ck_assert_int_eq(tfm_tape_init(&t, (size_t)32 << 20, 64), 0);
             t.no_grad = 1;
@@ -500,7 +508,7 @@ START_TEST(cached_decoding_follows_the_precision) {
                                   "%s %s: position %lld row %lld: cached logits differ",
                                   pre_ln ? "pre-LN" : "post-LN", tfm_precision_name(t.precision),
                                   (long long)pos, (long long)b);
-                memcpy(got[prec] + pos * B * V, step->data, (size_t)(B * V) * sizeof(float));
+                memcpy(got[run] + pos * B * V, step->data, (size_t)(B * V) * sizeof(float));
                 tfm_arena_rewind(&t.arena, mark);
             }
             tfm_kv_cache_free(&cache);
@@ -508,8 +516,13 @@ START_TEST(cached_decoding_follows_the_precision) {
         }
         ck_assert_msg(memcmp(got[0], got[1], (size_t)(T * B * V) * sizeof(float)),
                       "bf16 decoding gave the fp32 logits");
-        free(got[0]);
-        free(got[1]);
+        ck_assert_msg(!memcmp(got[3], got[1], (size_t)(T * B * V) * sizeof(float)),
+                      "bf16 logits differ with the packed weights");
+        ck_assert_msg(!memcmp(got[2], got[0], (size_t)(T * B * V) * sizeof(float)),
+                      "fp32 logits differ with the weights packed for bf16");
+        tfm_model_unpack_bf16(&m);
+        ck_assert(!tfm_model_packed_bf16(&m));
+        for (int run = 0; run < 4; run++) free(got[run]);
         sources_free(&s);
         tfm_model_free(&m);
     }

@@ -61,6 +61,19 @@ void tfm_gemm_bf16_batched(int trans_a, int trans_b, int64_t batch, int64_t M, i
                            float alpha, const float *A, int64_t lda, int64_t stride_a,
                            const float *B, int64_t ldb, int64_t stride_b, float beta, float *C,
                            int64_t ldc, int64_t stride_c);
+/* A weight W (n_out, in), as linear stores it, rounded to bf16 and packed
+ * once, for decoding: the packing that tfm_gemm_bf16 repeats on every call
+ * with op(B) = W^T is done here, and tfm_gemm_bf16_weight then gives the
+ * bits of tfm_gemm_bf16(0, 1, M, n_out, in, 1, A, lda, W, in, 0, C, ldc)
+ * (tfm_gemm_bf16_bias with a bias). A snapshot: W must not change while
+ * packed (repack after an update). NULL when out of memory. */
+typedef struct tfm_bf16_weight tfm_bf16_weight;
+tfm_bf16_weight *tfm_bf16_weight_pack(const float *w, int64_t n_out, int64_t in);
+void tfm_bf16_weight_free(tfm_bf16_weight *w);
+int64_t tfm_bf16_weight_rows(const tfm_bf16_weight *w); /* n_out */
+int64_t tfm_bf16_weight_cols(const tfm_bf16_weight *w); /* in */
+void tfm_gemm_bf16_weight(int64_t M, const float *A, int64_t lda, const tfm_bf16_weight *w,
+                          const float *bias, float *C, int64_t ldc);
 /* Triple loop on bf16-rounded inputs with double accumulation, for tests. */
 void tfm_gemm_bf16_reference(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha,
                              const float *A, int64_t lda, const float *B, int64_t ldb, float beta,

@@ -31,6 +31,9 @@ typedef struct tfm_tensor {
     float *grad; /* NULL when no gradient is needed */
     uint32_t flags;
     const char *name; /* "dec.3.cross_attn.q.weight"; NULL for activations */
+    /* A weight's bf16 copy packed for its GEMM (tfm_model_pack_bf16, for
+     * decoding), used by linear in bf16; NULL otherwise. */
+    const struct tfm_bf16_weight *bf16;
 } tfm_tensor;
 
 /* Before accumulating into x->grad: zero it when stale. */

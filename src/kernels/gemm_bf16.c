@@ -39,7 +39,14 @@
  *
  * Threads and buffers: as tfm_gemm (static split of C's rows or column
  * panels above BGEMM_PAR_MIN_FLOPS, serial inside a parallel region;
- * per-thread packing buffers grown when needed, never shrunk). */
+ * per-thread packing buffers grown when needed, never shrunk).
+ *
+ * Packed weights (tfm_bf16_weight_pack): a weight W (n_out, in) packed once
+ * as op(B) = W^T, every BNC x BKC block in the order bgemm_run reads it;
+ * tfm_gemm_bf16_weight then skips B's packing and computes the same bits
+ * (the same words into the same micro-kernel calls). Decoding multiplies
+ * the same weights by a few rows at every step, where packing them anew
+ * costs about as much as the product. */
 #include <float.h>
 #include <math.h>
 #include <pthread.h>
@@ -540,7 +547,24 @@ typedef struct {
     float *C;
     const float *bias; /* (N) or NULL: the first K block starts from bias, not beta * C */
     int native;
+    const tfm_bf16_weight *wp; /* op(B) packed once (tfm_bf16_weight_pack), or NULL */
 } bgemm_args;
+
+/* A weight W (n_out, in) as op(B) = W^T (in x n_out), packed by pack_b in
+ * bgemm_run's order: column blocks of BNC, in each the K blocks of BKC, in
+ * each the BNR-column panels (zero-padded as pack_b pads them). */
+struct tfm_bf16_weight {
+    int64_t n_out, in;
+    int64_t np_total; /* pairs over all K blocks */
+    uint32_t *panels;
+    const float *src; /* W itself: the unpacked path when packing buffers fail */
+};
+
+/* The panels of column block jc, K block pc: panel q at + q * BNR * np. */
+static const uint32_t *weight_block(const tfm_bf16_weight *w, int64_t jc, int64_t pc) {
+    int64_t nc = w->n_out - jc < BNC ? w->n_out - jc : BNC, npanels = (nc + BNR - 1) / BNR;
+    return w->panels + jc * w->np_total + npanels * BNR * (pc / 2);
+}
 
 /* C[i0:i1, j0:j1] without packing buffers, for when they cannot be
  * allocated: inputs rounded to bf16, products summed in double (as the bf16
@@ -577,8 +601,9 @@ static void bgemm_run(const bgemm_args *g, int tid, int nt, int split_m) {
     int64_t np_max = ((K < BKC ? K : BKC) + 1) / 2;
     int64_t nc_max = N < BNC ? N : BNC;
     uint32_t *ap = bbuf_reserve(&g_bbufs.a, (size_t)((mc_max + BMR - 1) / BMR * BMR * BAKS));
-    uint32_t *bp = bbuf_reserve(&g_bbufs.b, (size_t)((nc_max + BNR - 1) / BNR * BNR * np_max));
-    if (!ap || !bp) { /* out of memory: the same share of C, unpacked */
+    uint32_t *bp = g->wp ? NULL
+                         : bbuf_reserve(&g_bbufs.b, (size_t)((nc_max + BNR - 1) / BNR * BNR * np_max));
+    if (!ap || (!bp && !g->wp)) { /* out of memory: the same share of C, unpacked */
         for (int64_t jc = 0; jc < N; jc += BNC) {
             int64_t nc = N - jc < BNC ? N - jc : BNC, npanels = (nc + BNR - 1) / BNR;
             int64_t q0 = split_m ? 0 : npanels * tid / nt;
@@ -601,14 +626,22 @@ static void bgemm_run(const bgemm_args *g, int tid, int nt, int split_m) {
         for (int64_t pc = 0; pc < K; pc += BKC) {
             int64_t kc = K - pc < BKC ? K - pc : BKC, np = (kc + 1) / 2;
             float beta = pc == 0 ? g->beta : 1.0f;
-            pack_b(g->native, bp, g->trans_b, g->B, g->ldb, pc, kc, jc, nc, q0, q1);
+            /* packed B: panel q at bblk + (q - qbase) * BNR * np */
+            const uint32_t *bblk = bp;
+            int64_t qbase = q0;
+            if (g->wp) {
+                bblk = weight_block(g->wp, jc, pc);
+                qbase = 0;
+            } else {
+                pack_b(g->native, bp, g->trans_b, g->B, g->ldb, pc, kc, jc, nc, q0, q1);
+            }
             for (int64_t ic = m0; ic < m1; ic += BMC) {
                 int64_t mc = m1 - ic < BMC ? m1 - ic : BMC;
                 pack_a(g->native, ap, g->trans_a, g->A, g->lda, ic, mc, pc, kc);
                 for (int64_t q = q0; q < q1; q++) {
                     int64_t j = q * BNR;
                     int nr = (int)(nc - j < BNR ? nc - j : BNR);
-                    const uint32_t *bpan = bp + (q - q0) * BNR * np;
+                    const uint32_t *bpan = bblk + (q - qbase) * BNR * np;
                     for (int64_t i = 0; i < mc; i += BMR) {
                         int mr = (int)(mc - i < BMR ? mc - i : BMR);
                         float *c = g->C + (ic + i) * g->ldc + jc + j;
@@ -647,14 +680,14 @@ static int in_parallel(void) {
 
 static void bgemm_dispatch(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha,
                            const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
-                           const float *bias, float *C, int64_t ldc) {
+                           const float *bias, float *C, int64_t ldc, const tfm_bf16_weight *wp) {
     if (M <= 0 || N <= 0) return;
     if (K <= 0 || alpha == 0.0f) {
         scale_c(M, N, beta, bias, C, ldc);
         return;
     }
     bgemm_args g = {trans_a, trans_b, M,   N,   K, alpha, beta,        A,
-                    B,       lda,     ldb, ldc, C, bias,  use_native()};
+                    B,       lda,     ldb, ldc, C, bias,  use_native(), wp};
     int nt = 1;
 #ifdef _OPENMP
     if (!in_parallel() && 2.0 * (double)M * N * K >= BGEMM_PAR_MIN_FLOPS)
@@ -669,7 +702,9 @@ static void bgemm_dispatch(int trans_a, int trans_b, int64_t M, int64_t N, int64
     int64_t tiles_m = (M + BMR - 1) / BMR;
     int64_t nc_blk = N < BNC ? N : BNC, tiles_n = (nc_blk + BNR - 1) / BNR;
     double dup = 16.0 * nt * (nt - 1);
-    double cost_m = (double)((tiles_m + nt - 1) / nt) * nt / (double)tiles_m + dup / (double)M;
+    /* with B packed beforehand (wp), splitting rows repeats no packing */
+    double cost_m = (double)((tiles_m + nt - 1) / nt) * nt / (double)tiles_m +
+                    (wp ? 0.0 : dup / (double)M);
     double cost_n = (double)((tiles_n + nt - 1) / nt) * nt / (double)tiles_n + dup / (double)nc_blk;
     int split_m = cost_m <= cost_n;
 #pragma omp parallel num_threads(nt)
@@ -683,13 +718,54 @@ static void bgemm_dispatch(int trans_a, int trans_b, int64_t M, int64_t N, int64
 void tfm_gemm_bf16(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha,
                    const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
                    int64_t ldc) {
-    bgemm_dispatch(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, NULL, C, ldc);
+    bgemm_dispatch(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, NULL, C, ldc, NULL);
 }
 
 void tfm_gemm_bf16_bias(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha,
                         const float *A, int64_t lda, const float *B, int64_t ldb, const float *bias,
                         float *C, int64_t ldc) {
-    bgemm_dispatch(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, 1.0f, bias, C, ldc);
+    bgemm_dispatch(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, 1.0f, bias, C, ldc, NULL);
+}
+
+tfm_bf16_weight *tfm_bf16_weight_pack(const float *w, int64_t n_out, int64_t in) {
+    if (n_out <= 0 || in <= 0) return NULL;
+    tfm_bf16_weight *p = calloc(1, sizeof *p);
+    if (!p) return NULL;
+    p->n_out = n_out;
+    p->in = in;
+    p->src = w;
+    for (int64_t pc = 0; pc < in; pc += BKC) p->np_total += ((in - pc < BKC ? in - pc : BKC) + 1) / 2;
+    int64_t panels = (n_out + BNR - 1) / BNR;
+    p->panels = tfm_alloc((size_t)(panels * BNR * p->np_total) * sizeof(uint32_t));
+    if (!p->panels) {
+        free(p);
+        return NULL;
+    }
+    int native = use_native();
+    for (int64_t jc = 0; jc < n_out; jc += BNC) {
+        int64_t nc = n_out - jc < BNC ? n_out - jc : BNC;
+        for (int64_t pc = 0; pc < in; pc += BKC) {
+            int64_t kc = in - pc < BKC ? in - pc : BKC;
+            pack_b(native, (uint32_t *)weight_block(p, jc, pc), 1, w, in, pc, kc, jc, nc, 0,
+                   (nc + BNR - 1) / BNR);
+        }
+    }
+    return p;
+}
+
+void tfm_bf16_weight_free(tfm_bf16_weight *w) {
+    if (!w) return;
+    tfm_free(w->panels);
+    free(w);
+}
+
+int64_t tfm_bf16_weight_rows(const tfm_bf16_weight *w) { return w->n_out; }
+int64_t tfm_bf16_weight_cols(const tfm_bf16_weight *w) { return w->in; }
+
+void tfm_gemm_bf16_weight(int64_t M, const float *A, int64_t lda, const tfm_bf16_weight *w,
+                          const float *bias, float *C, int64_t ldc) {
+    bgemm_dispatch(0, 1, M, w->n_out, w->in, 1.0f, A, lda, w->src, w->in, bias ? 1.0f : 0.0f, bias,
+                   C, ldc, w);
 }
 
 void tfm_gemm_bf16_batched(int trans_a, int trans_b, int64_t batch, int64_t M, int64_t N, int64_t K,

@@ -164,7 +164,34 @@ int tfm_model_init(tfm_model *m, const tfm_model_config *c) {
     return 0;
 }
 
+int tfm_model_pack_bf16(tfm_model *m) {
+    for (int64_t i = 0; i < m->params.count; i++) {
+        tfm_tensor *p = m->params.items[i];
+        /* the GEMM weights: every matrix but a source embedding of its own
+         * (looked up, never multiplied) */
+        if (p->ndim != 2 || p->bf16 || (p == m->src_emb && p != m->tgt_emb)) continue;
+        p->bf16 = tfm_bf16_weight_pack(p->data, p->shape[0], p->shape[1]);
+        if (!p->bf16) {
+            tfm_model_unpack_bf16(m);
+            tfm_set_error("out of memory packing %s for bf16", p->name);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+int tfm_model_packed_bf16(const tfm_model *m) { return m->tgt_emb && m->tgt_emb->bf16; }
+
+void tfm_model_unpack_bf16(tfm_model *m) {
+    for (int64_t i = 0; i < m->params.count; i++) {
+        tfm_tensor *p = m->params.items[i];
+        tfm_bf16_weight_free((tfm_bf16_weight *)p->bf16);
+        p->bf16 = NULL;
+    }
+}
+
 void tfm_model_free(tfm_model *m) {
+    tfm_model_unpack_bf16(m);
     tfm_params_free(&m->params);
     free(m->enc);
     free(m->dec);

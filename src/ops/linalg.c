@@ -106,6 +106,10 @@ TFM_BACKWARD(matmul) {
 void tfm_linear_into(const tfm_tape *t, const tfm_tensor *x, const tfm_tensor *w,
                      const tfm_tensor *b, float *out) {
     int64_t in = w->shape[1], n_out = w->shape[0], rows = tfm_rows(x);
+    if (t->precision == TFM_BF16 && w->bf16) { /* packed once: the same bits */
+        tfm_gemm_bf16_weight(rows, x->data, in, w->bf16, b ? b->data : NULL, out, n_out);
+        return;
+    }
     if (b)
         tfm_gemm_bias_prec(t->precision, 0, 1, rows, n_out, in, 1.0f, x->data, in, w->data, in,
                            b->data, out, n_out);
