@@ -355,6 +355,30 @@ START_TEST(summation_order_odd_first) {
 }
 END_TEST
 
+/* A GEMM comparison's operands: A (M*K), B (K*N), both filled in [-2, 2)
+ * from seed and seed + 10, a bias (N) in [-1, 1) from seed + 20, and two
+ * outputs (M*N) the caller fills. */
+typedef struct {
+    float *A, *B, *bias, *c1, *c2;
+} operands;
+static operands operands_new(int64_t M, int64_t N, int64_t K, uint64_t seed) {
+    operands o = {malloc((size_t)(M * K) * sizeof(float)), malloc((size_t)(K * N) * sizeof(float)),
+                  malloc((size_t)N * sizeof(float)), malloc((size_t)(M * N) * sizeof(float)),
+                  malloc((size_t)(M * N) * sizeof(float))};
+    ck_assert(o.A && o.B && o.bias && o.c1 && o.c2);
+    tfm_test_fill(o.A, M * K, seed, -2, 2);
+    tfm_test_fill(o.B, K * N, seed + 10, -2, 2);
+    tfm_test_fill(o.bias, N, seed + 20, -1, 1);
+    return o;
+}
+static void operands_free(operands *o) {
+    free(o->A);
+    free(o->B);
+    free(o->bias);
+    free(o->c1);
+    free(o->c2);
+}
+
 START_TEST(emulated_equals_native) {
     if (!tfm_bf16_cpu_native()) {
         printf(
@@ -369,14 +393,8 @@ START_TEST(emulated_equals_native) {
         for (int t = 0; t < 12; t++) {
             int64_t M = shapes[s][0], N = shapes[s][1], K = shapes[s][2];
             int ta = t & 1, tb = (t >> 1) & 1, variant = t >> 2; /* 0 beta 0, 1 beta 0.5, 2 bias */
-            float *A = malloc((size_t)(M * K) * sizeof(float));
-            float *B = malloc((size_t)(K * N) * sizeof(float));
-            float *bias = malloc((size_t)N * sizeof(float));
-            float *c1 = malloc((size_t)(M * N) * sizeof(float));
-            float *c2 = malloc((size_t)(M * N) * sizeof(float));
-            tfm_test_fill(A, M * K, 40 + s, -2, 2);
-            tfm_test_fill(B, K * N, 50 + s, -2, 2);
-            tfm_test_fill(bias, N, 60 + s, -1, 1);
+            operands o = operands_new(M, N, K, 40 + s);
+            float *A = o.A, *B = o.B, *bias = o.bias, *c1 = o.c1, *c2 = o.c2;
             /* a few values at the extremes of the range */
             for (int64_t i = 0; i < M * K; i += 97) A[i] = (i & 1) ? 3e38f : 1e-37f;
             tfm_test_fill(c1, M * N, 70, -1, 1);
@@ -399,11 +417,7 @@ START_TEST(emulated_equals_native) {
             ck_assert_msg(diff == 0, "%lld of %lld differ: %lldx%lldx%lld ta=%d tb=%d variant=%d",
                           (long long)diff, (long long)(M * N), (long long)M, (long long)N,
                           (long long)K, ta, tb, variant);
-            free(A);
-            free(B);
-            free(bias);
-            free(c1);
-            free(c2);
+            operands_free(&o);
         }
     omp_set_num_threads(saved);
 }
@@ -523,14 +537,8 @@ START_TEST(packed_weight_equals_packing_every_call) {
             int64_t M = shapes[s][0], N = shapes[s][1], K = shapes[s][2];
             int threads = 1 + (t & 1), with_bias = (t >> 1) & 1, emul = t >> 2;
             if (emul && M * N * K > 4000000) continue; /* the emulated path is slow */
-            float *A = malloc((size_t)(M * K) * sizeof(float));
-            float *W = malloc((size_t)(N * K) * sizeof(float));
-            float *bias = malloc((size_t)N * sizeof(float));
-            float *c1 = malloc((size_t)(M * N) * sizeof(float));
-            float *c2 = malloc((size_t)(M * N) * sizeof(float));
-            tfm_test_fill(A, M * K, 80 + s, -2, 2);
-            tfm_test_fill(W, N * K, 90 + s, -2, 2);
-            tfm_test_fill(bias, N, 100 + s, -1, 1);
+            operands o = operands_new(M, N, K, 80 + s);
+            float *A = o.A, *W = o.B, *bias = o.bias, *c1 = o.c1, *c2 = o.c2;
             tfm_test_fill(c1, M * N, 7, -1, 1);
             tfm_test_fill(c2, M * N, 8, -1, 1); /* not read: beta 0 or bias */
             omp_set_num_threads(threads);
@@ -548,11 +556,7 @@ START_TEST(packed_weight_equals_packing_every_call) {
             ck_assert_msg(!differs(c1, c2, M * N), "%lldx%lldx%lld threads=%d bias=%d emul=%d",
                           (long long)M, (long long)N, (long long)K, threads, with_bias, emul);
             tfm_bf16_weight_free(pw);
-            free(A);
-            free(W);
-            free(bias);
-            free(c1);
-            free(c2);
+            operands_free(&o);
         }
     omp_set_num_threads(saved);
 }
