@@ -1,11 +1,13 @@
 /* Kernels on hand-computed small cases: every expected value below was
  * worked out on paper from the definition (the derivation is in the comment
- * above it), not produced by the code under test. */
+ * above it), not produced by the code under test; the double exponential and
+ * the log-sum-exp of decoding against long double libm (expl, logl). */
 #include <math.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "../src/kernels/kernels_internal.h"
 #include "tfm/kernels.h"
 #include "tfm/optim.h"
 #include "util_test.h"
@@ -183,6 +185,107 @@ START_TEST(cross_entropy_smoothed_2x3) {
                      7,
                      7};
     ck_assert_allclose("xent dlogits", dl, want, 9, 1e-6f, 1e-5f);
+}
+END_TEST
+
+/* ---- log-sum-exp of decoding ------------------------------------------------ */
+
+static uint64_t lse_rng = 88172645463325252ull;
+static double lse_uniform(void) { /* [0, 1) */
+    lse_rng ^= lse_rng << 13;
+    lse_rng ^= lse_rng >> 7;
+    lse_rng ^= lse_rng << 17;
+    return (double)(lse_rng >> 11) * 0x1p-53;
+}
+
+/* |got - exp(x)| in units of the last place of exp(x) (long double reference) */
+static double exp_ulps(double got, double x) {
+    long double want = expl((long double)x);
+    return (double)(fabsl((long double)got - want) / ldexpl(1.0L, ilogbl(want) - 52));
+}
+
+START_TEST(exp_nonpos_within_2_ulp) {
+    double worst = 0;
+    /* float arguments (decoding's are float differences) over the whole range
+     * and densely near 0, plus the reduction's edges (n ln2 +- ln2/2) */
+    for (int i = 0; i < 200000; i++) {
+        double x = (double)(float)(i % 2 ? -708.0 * lse_uniform() : -8.0 * lse_uniform());
+        double u = exp_ulps(tfm_exp_nonpos(x), x);
+        worst = u > worst ? u : worst;
+        ck_assert_msg(u <= 2.0, "exp(%.17g) off by %.2f ulp", x, u);
+    }
+    for (int n = 0; n <= 1021; n++)
+        for (int d = -2; d <= 2; d++) {
+            double x = -(n + 0.5) * 0.69314718055994530942 + d * 1e-9;
+            if (x < -708.0) continue;
+            ck_assert_msg(exp_ulps(tfm_exp_nonpos(x), x) <= 2.0, "exp(%.17g)", x);
+        }
+    ck_assert(tfm_exp_nonpos(0.0) == 1.0);
+    ck_assert(tfm_exp_nonpos(-0.0) == 1.0);
+    ck_assert(exp_ulps(tfm_exp_nonpos(-1e-30), -1e-30) <= 1.0);
+    ck_assert(exp_ulps(tfm_exp_nonpos(-708.0), -708.0) <= 2.0);
+    ck_assert(tfm_exp_nonpos(-708.5) == 0.0); /* subnormal results are 0 */
+    ck_assert(tfm_exp_nonpos(-1e6) == 0.0);
+    ck_assert(tfm_exp_nonpos(-INFINITY) == 0.0);
+    ck_assert(isnan(tfm_exp_nonpos(NAN)));
+    printf("  exp_nonpos: worst %.2f ulp over 200000 float arguments\n", worst);
+}
+END_TEST
+
+/* lse of row x (n) in long double, from the same float differences
+ * x[i] - mx as the kernel's contract */
+static long double lse_reference(const float *x, int64_t n, float mx) {
+    long double s = 0;
+    for (int64_t i = 0; i < n; i++) s += expl((long double)(float)(x[i] - mx));
+    return (long double)mx + logl(s);
+}
+
+START_TEST(log_sum_exp_matches_long_double) {
+    enum { V = 6106 };
+    static float row[V];
+    const int64_t sizes[] = {1, 2, 7, 8, 9, 15, 17, 100, V};
+    int64_t rows = 0, differ = 0;
+    for (int64_t k = 0; k < (int64_t)(sizeof sizes / sizeof sizes[0]); k++)
+        for (int rep = 0; rep < 60; rep++) {
+            const int64_t n = sizes[k];
+            /* logit-like rows: spread 0.1 to 40, offset anywhere in +-50 */
+            double spread = 0.1 + 40 * lse_uniform(), off = 100 * lse_uniform() - 50;
+            float mx = -INFINITY;
+            for (int64_t i = 0; i < n; i++) {
+                row[i] = (float)(off + spread * (lse_uniform() + lse_uniform() - 1));
+                mx = row[i] > mx ? row[i] : mx;
+            }
+            float got = tfm_k_log_sum_exp(row, n, mx);
+            long double want = lse_reference(row, n, mx);
+            /* two float roundings (log(sum), then mx + it): within half an
+             * ulp of each, plus a hair for the sum's double error */
+            long double lg = want - (long double)mx;
+            long double tol = 0.5001L * (ldexpl(1.0L, ilogbl(want) - 23) +
+                                         (lg > 0 ? ldexpl(1.0L, ilogbl(lg) - 23) : 0));
+            ck_assert_msg(fabsl((long double)got - want) <= tol,
+                          "n %lld: lse %.9g, exact %.12Lg, mx %.9g", (long long)n,
+                          (double)got, want, (double)mx);
+            /* and the value decoding had before: libm exp in double, id order */
+            double s = 0;
+            for (int64_t i = 0; i < n; i++) s += exp((double)(row[i] - mx));
+            differ += got != mx + (float)log(s);
+            rows++;
+        }
+    ck_assert_msg(differ == 0, "%lld of %lld rows differ from the libm double sum", (long long)differ,
+                  (long long)rows);
+    /* -inf terms count 0: a row of one finite value and -inf is that value */
+    float lone[9] = {-INFINITY, -INFINITY, 3.5f, -INFINITY, -INFINITY,
+                     -INFINITY, -INFINITY, -INFINITY, -INFINITY};
+    ck_assert(tfm_k_log_sum_exp(lone, 9, 3.5f) == 3.5f);
+    /* two equal values: mx + log 2 */
+    float two[2] = {-1.25f, -1.25f};
+    NEAR(tfm_k_log_sum_exp(two, 2, -1.25f), -1.25 + 0.69314718, 1e-6);
+    /* NaN anywhere (the 9th term: the tail after the 8 lanes) gives NaN */
+    float bad[9] = {0, -1, -2, -3, -4, -5, -6, -7, NAN};
+    ck_assert(isnan(tfm_k_log_sum_exp(bad, 9, 0.0f)));
+    bad[8] = -8;
+    bad[3] = NAN;
+    ck_assert(isnan(tfm_k_log_sum_exp(bad, 9, 0.0f)));
 }
 END_TEST
 
@@ -514,6 +617,8 @@ int main(void) {
     tcase_add_test(tc, softmax_of_1_2_3);
     tcase_add_test(tc, layernorm_2x4);
     tcase_add_test(tc, cross_entropy_smoothed_2x3);
+    tcase_add_test(tc, exp_nonpos_within_2_ulp);
+    tcase_add_test(tc, log_sum_exp_matches_long_double);
     tcase_add_test(tc, embedding_scatter_add);
     tcase_add_test(tc, dropout_keep_rate_and_scale);
     tcase_add_test(tc, attention_masks_by_hand);

@@ -251,6 +251,14 @@ void tfm_k_xent_backward(float *dlogits, const float *logits, const float *lse,
                          const int32_t *targets, int64_t N, int64_t V, int32_t ignore_index,
                          float eps, float scale);
 
+/* log sum_i exp(x[i]) over x: (n), given mx = their max (so every term is
+ * exp(x[i] - mx) <= 1 and one of them is 1): mx + log(sum_i exp(x[i] - mx)),
+ * the differences taken in float, the exponentials and their sum in double
+ * (each exponential within about 2 ulp of double, summed in a fixed order),
+ * rounded once to float. The log-softmax of decoding: a row's scores are
+ * x[v] - lse. NaN anywhere gives NaN; -inf terms count 0. */
+float tfm_k_log_sum_exp(const float *x, int64_t n, float mx);
+
 /* ---- Adam / AdamW over one contiguous block ------------------------------------
  * m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2;
  * p -= lr * (m / (1-b1^t)) / (sqrt(v / (1-b2^t)) + eps) + lr * wd * p   (decoupled) */

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "decode_internal.h"
+#include "tfm/kernels.h"
 
 static tfm_decode_profile *g_profile;
 
@@ -79,12 +80,10 @@ static float row_max(const float *row, int64_t V, int64_t n, float *nth_low) {
     return mx;
 }
 
-/* log sum_v exp(row[v]) over v >= </s>, given their max: the sum of exp in
- * double, in id order (the scores' exact formula). */
+/* log sum_v exp(row[v]) over v >= </s>, given their max: the exponentials
+ * and their sum in double, rounded once (tfm_k_log_sum_exp). */
 static float row_log_sum_exp(const float *row, int64_t V, float mx) {
-    double sum = 0;
-    for (int64_t v = TFM_EOS_ID; v < V; v++) sum += exp((double)(row[v] - mx));
-    return mx + (float)log(sum);
+    return tfm_k_log_sum_exp(row + TFM_EOS_ID, V - TFM_EOS_ID, mx);
 }
 
 /* The stable top n of row r's extensions score + (row[v] - lse), v >= </s>,

@@ -202,6 +202,9 @@ void tfm_k_xent_backward(float *dlogits, const float *logits, const float *lse,
                          float eps, float scale) {
     kt()->k_xent_backward(dlogits, logits, lse, targets, N, V, ignore_index, eps, scale);
 }
+float tfm_k_log_sum_exp(const float *x, int64_t n, float mx) {
+    return kt()->k_log_sum_exp(x, n, mx);
+}
 void tfm_k_adam(float *p, const float *g, float *m, float *v, int64_t n, float lr, float beta1,
                 float beta2, float eps, float weight_decay, int64_t t) {
     kt()->k_adam(p, g, m, v, n, lr, beta1, beta2, eps, weight_decay, t);

@@ -49,6 +49,7 @@
 #define tfm_k_attention_decode TFM_ISA_NAME(tfm_k_attention_decode)
 #define tfm_k_xent_forward TFM_ISA_NAME(tfm_k_xent_forward)
 #define tfm_k_xent_backward TFM_ISA_NAME(tfm_k_xent_backward)
+#define tfm_k_log_sum_exp TFM_ISA_NAME(tfm_k_log_sum_exp)
 #define tfm_k_adam TFM_ISA_NAME(tfm_k_adam)
 #define tfm_k_sumsq TFM_ISA_NAME(tfm_k_sumsq)
 #define tfm_k_count_nonfinite TFM_ISA_NAME(tfm_k_count_nonfinite)
@@ -86,6 +87,7 @@
     X(k_attention_decode)                                                                          \
     X(k_xent_forward)                                                                              \
     X(k_xent_backward)                                                                             \
+    X(k_log_sum_exp)                                                                               \
     X(k_adam)                                                                                      \
     X(k_sumsq)                                                                                     \
     X(k_count_nonfinite)

@@ -66,3 +66,16 @@ void tfm_k_xent_backward(float *dlogits, const float *logits, const float *lse,
         dx[y] -= scale * (1.0f - eps);
     }
 }
+
+/* The terms in 8 lanes (term i in lane i mod 8), then the lanes pairwise:
+ * a fixed order, whatever the compiler vectorizes. */
+float tfm_k_log_sum_exp(const float *x, int64_t n, float mx) {
+    enum { L = 8 };
+    double acc[L] = {0};
+    int64_t i = 0;
+    for (; i + L <= n; i += L)
+        for (int j = 0; j < L; j++) acc[j] += tfm_exp_nonpos((double)(x[i + j] - mx));
+    for (int j = 0; i < n; i++, j++) acc[j] += tfm_exp_nonpos((double)(x[i] - mx));
+    double sum = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+    return mx + (float)log(sum);
+}
