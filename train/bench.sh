@@ -30,7 +30,9 @@
 #         RUNS runs, medians and the bf16 speed-up, on the numbers model of
 #         `translate` or, with BENCH_MODEL=DIR BENCH_SRC=FILE [BENCH_REF=FILE],
 #         on a model and input of yours (the Multi30k recipe's run and
-#         test.de: the README's figure), with the BLEU of each output
+#         test.de: the README's figure), with the BLEU of each output;
+#         TFM_OLD=path/to/old/tfm also times another build, alternating, on
+#         the same model and input (before/after), and compares the outputs
 #   allreduce  MPI builds (make MPI=1) with mpirun: 2 ranks on this machine;
 #         the gradient bytes reduced per step of each preset and the blocking
 #         sum's time over shared memory and over TCP (--mca btl self,tcp,
@@ -198,25 +200,39 @@ translate-bf16)
         model=$work/run; src=$work/data/test.de; ref=$work/data/test.en
     fi
     echo; echo "## Translation in bf16: seconds for the $(wc -l < "$src") sentences of $src, model $model, 2 threads (median of $RUNS)"
+    bins=("$TFM"); names=(tfm)
+    if [ -n "${TFM_OLD:-}" ]; then bins+=("$TFM_OLD"); names+=(old); fi
     declare -A tsec
     for _ in $(seq "$RUNS"); do
-        for beam in 5 1; do
-            for prec in fp32 bf16; do
-                t0=$(date +%s.%N)
-                "$TFM" translate --model "$model" --beam "$beam" --alpha "${BENCH_ALPHA:-0.6}" --precision "$prec" \
-                    --threads 2 --quiet < "$src" > "$work/hyp.$prec.$beam"
-                tsec[$prec.$beam]+="$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN {print b - a}') "
+        for i in "${!bins[@]}"; do
+            for beam in 5 1; do
+                for prec in fp32 bf16; do
+                    t0=$(date +%s.%N)
+                    "${bins[$i]}" translate --model "$model" --beam "$beam" --alpha "${BENCH_ALPHA:-0.6}" \
+                        --precision "$prec" --threads 2 --quiet < "$src" > "$work/hyp.${names[$i]}.$prec.$beam"
+                    tsec[${names[$i]}.$prec.$beam]+="$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN {print b - a}') "
+                done
             done
         done
     done
-    printf "%-6s %10s %10s %8s %s\n" search "fp32 s" "bf16 s" "fp32/bf16" "BLEU fp32 / bf16"
-    for beam in 5 1; do
-        f=$(printf '%s\n' ${tsec[fp32.$beam]} | median); b=$(printf '%s\n' ${tsec[bf16.$beam]} | median)
-        bl=-
-        if [ -n "$ref" ]; then
-            bl="$("$TFM" bleu "$ref" < "$work/hyp.fp32.$beam" | tail -1) / $("$TFM" bleu "$ref" < "$work/hyp.bf16.$beam" | tail -1)"
-        fi
-        printf "%-6s %10.3f %10.3f %8.2f %s\n" "beam$beam" "$f" "$b" "$(awk -v a="$f" -v c="$b" 'BEGIN {print a / c}')" "$bl"
+    printf "%-6s %-6s %10s %10s %8s %s\n" build search "fp32 s" "bf16 s" "fp32/bf16" "BLEU fp32 / bf16"
+    for n in "${names[@]}"; do
+        for beam in 5 1; do
+            f=$(printf '%s\n' ${tsec[$n.fp32.$beam]} | median); b=$(printf '%s\n' ${tsec[$n.bf16.$beam]} | median)
+            bl=-
+            if [ -n "$ref" ]; then
+                bl="$("$TFM" bleu "$ref" < "$work/hyp.$n.fp32.$beam" | tail -1) / $("$TFM" bleu "$ref" < "$work/hyp.$n.bf16.$beam" | tail -1)"
+            fi
+            printf "%-6s %-6s %10.3f %10.3f %8.2f %s\n" "$n" "beam$beam" "$f" "$b" "$(awk -v a="$f" -v c="$b" 'BEGIN {print a / c}')" "$bl"
+            if [ "$n" = old ]; then
+                nf=$(printf '%s\n' ${tsec[tfm.fp32.$beam]} | median); nb=$(printf '%s\n' ${tsec[tfm.bf16.$beam]} | median)
+                same=identical
+                for prec in fp32 bf16; do
+                    cmp -s "$work/hyp.tfm.$prec.$beam" "$work/hyp.old.$prec.$beam" || same=DIFFER
+                done
+                echo "old/new beam$beam: fp32 $(awk -v a="$f" -v c="$nf" 'BEGIN {printf "%.2f", a / c}')x, bf16 $(awk -v a="$b" -v c="$nb" 'BEGIN {printf "%.2f", a / c}')x; outputs $same"
+            fi
+        done
     done
     echo "target (issue 13): beam 5 in bf16 >= 1.4x fp32 on the 1000 Multi30k test sentences"
     rm -rf "$work"
