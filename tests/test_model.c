@@ -284,6 +284,51 @@ START_TEST(kv_cache_decode_equals_full_recomputation) {
 }
 END_TEST
 
+/* Without gradients the encoder keeps one layer's activations at a time (the
+ * output goes into the input's buffer, the arena back to the layer's mark):
+ * the same output bits as with gradients, and a 4-layer encoder peaks no
+ * higher in the arena than a 1-layer one. */
+static tfm_tensor *encode_peak(tfm_model *m, tfm_tape *t, const tfm_toy_batch *tb, int no_grad,
+                               size_t *peak) {
+    ck_assert_int_eq(tfm_tape_init(t, 32 << 20, 1 << 14), 0);
+    t->no_grad = no_grad;
+    t->training = 0;
+    tfm_tensor *x = tfm_model_encode(m, t, tb->src, tb->src_pad, tb->B, tb->S);
+    ck_assert_msg(x != NULL, "%s", tfm_last_error());
+    *peak = t->arena.peak;
+    return x;
+}
+
+START_TEST(encoder_without_gradients_keeps_one_layer) {
+    tfm_model m1, m4;
+    tfm_model_config c1 = small_config(12, 16, 2, 32, 1), c4 = small_config(12, 16, 2, 32, 4);
+    ck_assert_int_eq(tfm_model_init(&m1, &c1), 0);
+    ck_assert_int_eq(tfm_model_init(&m4, &c4), 0);
+    tfm_model_init_weights(&m1, 3);
+    tfm_model_init_weights(&m4, 3);
+    tfm_toy_batch tb;
+    toy_batch(&tb, c4.vocab, 3, 6, 5);
+    tfm_tape t1, t4, tg;
+    size_t peak1, peak4, peak_grad;
+    encode_peak(&m1, &t1, &tb, 1, &peak1);
+    tfm_tensor *x4 = encode_peak(&m4, &t4, &tb, 1, &peak4);
+    tfm_tensor *xg = encode_peak(&m4, &tg, &tb, 0, &peak_grad);
+    ck_assert_int_eq(x4->n, xg->n);
+    ck_assert_msg(memcmp(x4->data, xg->data, (size_t)x4->n * sizeof(float)) == 0,
+                  "the encoder output without gradients differs");
+    printf("  encoder arena peak: 1 layer %zu, 4 layers %zu bytes without gradients, %zu with\n",
+           peak1, peak4, peak_grad);
+    ck_assert_msg(peak4 <= peak1, "4 layers peak at %zu bytes, 1 layer at %zu", peak4, peak1);
+    ck_assert(peak_grad > 2 * peak4);
+    tfm_tape_free(&t1);
+    tfm_tape_free(&t4);
+    tfm_tape_free(&tg);
+    tfm_toy_batch_free(&tb);
+    tfm_model_free(&m1);
+    tfm_model_free(&m4);
+}
+END_TEST
+
 /* n steps with dropout; returns the losses and a copy of the weights */
 static void train_steps(int64_t n, float *losses, float **weights, int64_t *n_weights) {
     tfm_model_config c = small_config(10, 16, 2, 32, 1);
@@ -456,6 +501,7 @@ int main(void) {
     tcase_add_test(tc, parity_with_pytorch_five_adam_steps);
     tcase_add_test(tc, whole_model_directional_gradient_check);
     tcase_add_test(tc, kv_cache_decode_equals_full_recomputation);
+    tcase_add_test(tc, encoder_without_gradients_keeps_one_layer);
     tcase_add_test(tc, same_seed_same_threads_bit_identical);
     tcase_add_test(tc, copy_task_smoke);
     tcase_add_test(tc, checkpoint_round_trip_and_corruption);

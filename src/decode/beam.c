@@ -232,11 +232,15 @@ static int beam_search(tfm_model *const *models, int64_t n_models, tfm_tape *t, 
         }
         if (nb) nb->count[b] = 0;
     }
+    size_t enc_mark = tfm_arena_mark(&t->arena);
     for (int64_t k = 0; k < n_models; k++) {
         double t0 = prof ? tfm_now() : 0;
         tfm_tensor *mem = tfm_model_encode(models[k], t, src, src_pad, B, S); /* once per source */
         double t1 = prof ? tfm_now() : 0;
         if (!mem || tfm_kv_cache_start(&cache[k], models[k], t, mem, src_pad)) goto done;
+        /* the cache holds the cross-attention keys and values: the next
+         * model and the steps reuse the encoder's memory */
+        tfm_arena_rewind(&t->arena, enc_mark);
         if (prof) {
             prof->encoder += t1 - t0;
             prof->cross_kv += tfm_now() - t1;

@@ -27,10 +27,14 @@ static int greedy(tfm_model *m, tfm_tape *t, const int32_t *src, const uint8_t *
     }
     tfm_kv_cache cache;
     if (tfm_kv_cache_init_in(&cache, m, B, S, T + 1, &t->arena)) goto done;
+    size_t enc_mark = tfm_arena_mark(&t->arena);
     double t0 = prof ? tfm_now() : 0;
     tfm_tensor *mem = tfm_model_encode(m, t, src, src_pad, B, S);
     double t1 = prof ? tfm_now() : 0;
     if (!mem || tfm_kv_cache_start(&cache, m, t, mem, src_pad)) goto done_cache;
+    /* the cache holds the cross-attention keys and values: the steps reuse
+     * the encoder's memory */
+    tfm_arena_rewind(&t->arena, enc_mark);
     if (prof) {
         prof->encoder += t1 - t0;
         prof->cross_kv += tfm_now() - t1;

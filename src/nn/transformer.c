@@ -277,8 +277,14 @@ static tfm_tensor *pre_norm(tfm_model *m, tfm_tape *t, tfm_tensor *x, const tfm_
 tfm_tensor *tfm_model_encode(tfm_model *m, tfm_tape *t, const int32_t *src, const uint8_t *src_pad,
                              int64_t B, int64_t S) {
     tfm_tensor *x = embed(m, t, m->src_emb, src, B, S, 0, 0);
-    for (int64_t i = 0; i < m->cfg.enc_layers; i++) {
+    for (int64_t i = 0; x && i < m->cfg.enc_layers; i++) {
         tfm_layer_params *L = &m->enc[i];
+        /* Without gradients nothing reads a layer's intermediates once its
+         * output exists: the output goes into the input's buffer (made by
+         * this function, same shape) and the arena goes back to the mark, so
+         * the encoder needs one layer's activations, not every layer's. */
+        tfm_tensor *in = x;
+        size_t layer_mark = tfm_arena_mark(&t->arena);
         tfm_tape_label(t, L->label_self);
         tfm_tensor *h = pre_norm(m, t, x, &L->ln1);
         float *probs = NULL;
@@ -293,8 +299,14 @@ tfm_tensor *tfm_model_encode(tfm_model *m, tfm_tape *t, const int32_t *src, cons
         tfm_tape_label(t, L->label_ffn);
         h = pre_norm(m, t, x, &L->ln2);
         x = residual(m, t, x, ffn_block(m, t, L, h), &L->ln2);
+        if (x && t->no_grad) {
+            memcpy(in->data, x->data, (size_t)x->n * sizeof(float));
+            tfm_arena_rewind(&t->arena, layer_mark);
+            x = in;
+        }
     }
-    if (m->cfg.pre_ln) x = tfm_layernorm(t, x, m->enc_final.w, m->enc_final.b, m->cfg.ln_eps);
+    if (x && m->cfg.pre_ln)
+        x = tfm_layernorm(t, x, m->enc_final.w, m->enc_final.b, m->cfg.ln_eps);
     return x;
 }
 
