@@ -407,6 +407,85 @@ START_TEST(survives_out_of_memory_for_packing) {
 }
 END_TEST
 
+/* A weight packed once (tfm_f32_weight_pack) gives the bits of packing it on
+ * every call, over K and N beyond one block (GEMM_KC 256, GEMM_NC up to
+ * 4096), partial panels, 1 and 2 threads, with and without a bias. */
+START_TEST(packed_weight_equals_packing_every_call) {
+    static const int64_t shapes[][3] = {{1, 1, 1},       {3, 5, 7},      {14, 32, 256},
+                                        {15, 33, 257},   {29, 70, 1100}, {9, 4200, 40},
+                                        {300, 200, 700}, {5, 6108, 256}, {64, 1100, 300}};
+    int saved = omp_get_max_threads();
+    for (int sh = 0; sh < 9; sh++)
+        for (int t = 0; t < 4; t++) {
+            int64_t M = shapes[sh][0], N = shapes[sh][1], K = shapes[sh][2];
+            int threads = 1 + (t & 1), with_bias = t >> 1;
+            float *A = malloc((size_t)(M * K) * sizeof(float)),
+                  *W = malloc((size_t)(N * K) * sizeof(float)), *bias = malloc((size_t)N * sizeof(float)),
+                  *c1 = malloc((size_t)(M * N) * sizeof(float)),
+                  *c2 = malloc((size_t)(M * N) * sizeof(float));
+            ck_assert(A && W && bias && c1 && c2);
+            tfm_test_fill(A, M * K, 90 + sh, -2, 2);
+            tfm_test_fill(W, N * K, 100 + sh, -2, 2);
+            tfm_test_fill(bias, N, 110 + sh, -1, 1);
+            tfm_test_fill(c1, M * N, 7, -1, 1);
+            tfm_test_fill(c2, M * N, 8, -1, 1); /* not read: beta 0 or bias */
+            omp_set_num_threads(threads);
+            tfm_f32_weight *pw = tfm_f32_weight_pack(W, N, K);
+            ck_assert_ptr_nonnull(pw);
+            if (with_bias)
+                tfm_gemm_bias(0, 1, M, N, K, 1.0f, A, K, W, K, bias, c1, N);
+            else
+                tfm_gemm(0, 1, M, N, K, 1.0f, A, K, W, K, 0.0f, c1, N);
+            tfm_gemm_f32_weight(M, A, K, pw, with_bias ? bias : NULL, c2, N);
+            ck_assert_msg(!memcmp(c1, c2, (size_t)(M * N) * sizeof(float)),
+                          "%lldx%lldx%lld threads=%d bias=%d: packed weight differs", (long long)M,
+                          (long long)N, (long long)K, threads, with_bias);
+            tfm_f32_weight_free(pw);
+            free(A);
+            free(W);
+            free(bias);
+            free(c1);
+            free(c2);
+        }
+    omp_set_num_threads(saved);
+}
+END_TEST
+
+/* Out of memory for A's packing buffer (a fresh process: no buffer yet):
+ * the unpacked path, from the weight the panels were packed from. (The
+ * smaller panels of the portable kernels, 104 KB, can come from heap memory
+ * already mapped: then the packed path runs, and the tolerance covers its
+ * fp32 sums; the AVX-512 kernels' 365 KB cannot.) */
+START_TEST(packed_weight_survives_out_of_memory) {
+    tfm_set_num_threads(1);
+    const int64_t M = 400, N = 64, K = 1000;
+    float *A = malloc((size_t)(M * K) * sizeof(float)), *W = malloc((size_t)(N * K) * sizeof(float));
+    float *bias = malloc((size_t)N * sizeof(float));
+    float *C = malloc((size_t)(M * N) * sizeof(float)), *want = malloc((size_t)(M * N) * sizeof(float));
+    tfm_test_fill(A, M * K, 1, -1, 1);
+    tfm_test_fill(W, N * K, 2, -1, 1);
+    tfm_test_fill(bias, N, 3, -1, 1);
+    for (int64_t i = 0; i < M; i++) memcpy(want + i * N, bias, (size_t)N * sizeof(float));
+    tfm_gemm_reference(0, 1, M, N, K, 1.0f, A, K, W, K, 1.0f, want, N);
+    tfm_f32_weight *pw = tfm_f32_weight_pack(W, N, K);
+    ck_assert_ptr_nonnull(pw);
+    if (tfm_test_limit_memory(128 << 10) == 0) {
+        tfm_gemm_f32_weight(M, A, K, pw, bias, C, N);
+        tfm_test_unlimit_memory();
+        ck_assert_allclose("C (packed weight, unpacked path)", C, want, M * N, 1e-4f, 1e-4f);
+    } else {
+        tfm_test_skip_note(__func__, "cannot limit memory here (sanitizer build)");
+    }
+    tfm_f32_weight_free(pw);
+    ck_assert_ptr_null(tfm_f32_weight_pack(W, 0, K));
+    free(A);
+    free(W);
+    free(bias);
+    free(C);
+    free(want);
+}
+END_TEST
+
 START_TEST(kernel_name_matches_build) {
     /* the kernels are chosen at run time (src/kernels/dispatch.c): the GEMM
      * micro-kernel is the chosen variant's, the best this CPU runs unless
@@ -437,6 +516,8 @@ int main(void) {
     tcase_add_test(tc, bias_equals_beta_one_over_bias_rows);
     tcase_add_test(tc, inside_parallel_region);
     tcase_add_test(tc, survives_out_of_memory_for_packing);
+    tcase_add_test(tc, packed_weight_equals_packing_every_call);
+    tcase_add_test(tc, packed_weight_survives_out_of_memory);
     tcase_add_test(tc, kernel_name_matches_build);
     tcase_add_test(tc, bench_gemm_command);
     suite_add_tcase(s, tc);

@@ -61,6 +61,17 @@ void tfm_gemm_bf16_batched(int trans_a, int trans_b, int64_t batch, int64_t M, i
                            float alpha, const float *A, int64_t lda, int64_t stride_a,
                            const float *B, int64_t ldb, int64_t stride_b, float beta, float *C,
                            int64_t ldc, int64_t stride_c);
+/* The same for fp32: a weight W (n_out, in) packed once as op(B) = W^T in
+ * the panels tfm_gemm packs on every call; tfm_gemm_f32_weight then gives
+ * the bits of tfm_gemm(0, 1, M, n_out, in, 1, A, lda, W, in, 0, C, ldc)
+ * (tfm_gemm_bias with a bias). The panels are those of the kernel variant
+ * the process runs. A snapshot: W must not change while packed. NULL when
+ * out of memory. */
+typedef struct tfm_f32_weight tfm_f32_weight;
+tfm_f32_weight *tfm_f32_weight_pack(const float *w, int64_t n_out, int64_t in);
+void tfm_f32_weight_free(tfm_f32_weight *w);
+void tfm_gemm_f32_weight(int64_t M, const float *A, int64_t lda, const tfm_f32_weight *w,
+                         const float *bias, float *C, int64_t ldc);
 /* A weight W (n_out, in), as linear stores it, rounded to bf16 and packed
  * once, for decoding: the packing that tfm_gemm_bf16 repeats on every call
  * with op(B) = W^T is done here, and tfm_gemm_bf16_weight then gives the

@@ -130,6 +130,11 @@ void tfm_model_free(tfm_model *m);
 int tfm_model_pack_bf16(tfm_model *m);
 void tfm_model_unpack_bf16(tfm_model *m);
 int tfm_model_packed_bf16(const tfm_model *m); /* 1 between pack and unpack */
+/* The same for decoding in fp32 (tfm_f32_weight_pack): linear with an fp32
+ * tape uses the packed panels, with the same results. */
+int tfm_model_pack_fp32(tfm_model *m);
+void tfm_model_unpack_fp32(tfm_model *m);
+int tfm_model_packed_fp32(const tfm_model *m); /* 1 between pack and unpack */
 /* Xavier-uniform for every 2-D weight (embeddings included), zero biases,
  * LN weight 1 and bias 0, from a seed. */
 void tfm_model_init_weights(tfm_model *m, uint64_t seed);

@@ -34,6 +34,9 @@ typedef struct tfm_tensor {
     /* A weight's bf16 copy packed for its GEMM (tfm_model_pack_bf16, for
      * decoding), used by linear in bf16; NULL otherwise. */
     const struct tfm_bf16_weight *bf16;
+    /* Its fp32 panels packed likewise (tfm_model_pack_fp32), used by linear
+     * in fp32; NULL otherwise. */
+    const struct tfm_f32_weight *f32;
 } tfm_tensor;
 
 /* Before accumulating into x->grad: zero it when stale. */

@@ -202,6 +202,14 @@ void tfm_k_xent_backward(float *dlogits, const float *logits, const float *lse,
                          float eps, float scale) {
     kt()->k_xent_backward(dlogits, logits, lse, targets, N, V, ignore_index, eps, scale);
 }
+tfm_f32_weight *tfm_f32_weight_pack(const float *w, int64_t n_out, int64_t in) {
+    return kt()->f32_weight_pack(w, n_out, in);
+}
+void tfm_f32_weight_free(tfm_f32_weight *w) { kt()->f32_weight_free(w); }
+void tfm_gemm_f32_weight(int64_t M, const float *A, int64_t lda, const tfm_f32_weight *w,
+                         const float *bias, float *C, int64_t ldc) {
+    kt()->gemm_f32_weight(M, A, lda, w, bias, C, ldc);
+}
 float tfm_k_log_sum_exp(const float *x, int64_t n, float mx) {
     return kt()->k_log_sum_exp(x, n, mx);
 }

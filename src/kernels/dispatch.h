@@ -26,6 +26,9 @@
 #define tfm_gemm_batched TFM_ISA_NAME(tfm_gemm_batched)
 #define tfm_gemm_reference TFM_ISA_NAME(tfm_gemm_reference)
 #define tfm_gemm_kernel_name TFM_ISA_NAME(tfm_gemm_kernel_name)
+#define tfm_f32_weight_pack TFM_ISA_NAME(tfm_f32_weight_pack)
+#define tfm_f32_weight_free TFM_ISA_NAME(tfm_f32_weight_free)
+#define tfm_gemm_f32_weight TFM_ISA_NAME(tfm_gemm_f32_weight)
 #define tfm_k_add TFM_ISA_NAME(tfm_k_add)
 #define tfm_k_axpy TFM_ISA_NAME(tfm_k_axpy)
 #define tfm_k_mul TFM_ISA_NAME(tfm_k_mul)
@@ -64,6 +67,9 @@
     X(gemm_batched)                                                                                \
     X(gemm_reference)                                                                              \
     X(gemm_kernel_name)                                                                            \
+    X(f32_weight_pack)                                                                             \
+    X(f32_weight_free)                                                                             \
+    X(gemm_f32_weight)                                                                             \
     X(k_add)                                                                                       \
     X(k_axpy)                                                                                      \
     X(k_mul)                                                                                       \

@@ -32,6 +32,7 @@
 
 #include <math.h>
 #include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 #ifdef _OPENMP
 #include <omp.h>
@@ -577,7 +578,25 @@ typedef struct {
     float *C;
     const float *bias; /* (N) or NULL: the first K block starts from bias, not beta * C */
     int direct_b;      /* the micro-kernel reads op(B) = B in place (no packing) */
+    const tfm_f32_weight *wp; /* op(B) packed once (tfm_f32_weight_pack), or NULL */
 } gemm_args;
+
+/* A weight W (n_out, in) as op(B) = W^T (in x n_out), packed by pack_b in
+ * gemm_run's order: column blocks of GEMM_NC, in each the K blocks of
+ * GEMM_KC, in each the NR-column panels (zero-padded as pack_b pads them).
+ * nr records the panel width of the variant that packed it. */
+struct tfm_f32_weight {
+    int64_t n_out, in, nr;
+    float *panels;
+    const float *src; /* W itself: the unpacked path when packing buffers fail */
+};
+
+/* The panels of column block jc, K block pc: panel q at + q * NR * kc. Every
+ * column block before jc is GEMM_NC wide, a multiple of NR. */
+static const float *weight_block(const tfm_f32_weight *w, int64_t jc, int64_t pc) {
+    int64_t nc = w->n_out - jc < GEMM_NC ? w->n_out - jc : GEMM_NC, npanels = (nc + NR - 1) / NR;
+    return w->panels + jc * w->in + npanels * NR * pc;
+}
 
 /* C[i0:i1, j0:j1] without packing buffers, for when they cannot be
  * allocated: the same result up to rounding (sums in double, as
@@ -620,8 +639,9 @@ static void gemm_run(const gemm_args *g, int tid, int nt, int split_m) {
     int64_t nc_max = N < GEMM_NC ? N : GEMM_NC;
     float *ap = buf_reserve(&g_bufs.a, (size_t)((mc_max + MR - 1) / MR * MR * GEMM_AKS));
     float *bp = NULL;
-    if (!g->direct_b) bp = buf_reserve(&g_bufs.b, (size_t)((nc_max + NR - 1) / NR * NR * kc_max));
-    if (!ap || (!g->direct_b && !bp)) { /* out of memory: the same share of C, unpacked */
+    const int own_b = !g->direct_b && !g->wp; /* B packed here, per call */
+    if (own_b) bp = buf_reserve(&g_bufs.b, (size_t)((nc_max + NR - 1) / NR * NR * kc_max));
+    if (!ap || (own_b && !bp)) { /* out of memory: the same share of C, unpacked */
         for (int64_t jc = 0; jc < N; jc += GEMM_NC) {
             int64_t nc = N - jc < GEMM_NC ? N - jc : GEMM_NC, npanels = (nc + NR - 1) / NR;
             int64_t q0 = split_m ? 0 : npanels * tid / nt,
@@ -645,7 +665,8 @@ static void gemm_run(const gemm_args *g, int tid, int nt, int split_m) {
         for (int64_t pc = 0; pc < K; pc += GEMM_KC) {
             int64_t kc = K - pc < GEMM_KC ? K - pc : GEMM_KC;
             float beta = pc == 0 ? g->beta : 1.0f;
-            if (!g->direct_b) pack_b(bp, g->trans_b, g->B, g->ldb, pc, kc, jc, nc, q0, q1, q0);
+            if (own_b) pack_b(bp, g->trans_b, g->B, g->ldb, pc, kc, jc, nc, q0, q1, q0);
+            const float *bblk = g->wp ? weight_block(g->wp, jc, pc) : NULL;
             for (int64_t ic = m0; ic < m1; ic += GEMM_MC) {
                 int64_t mc = m1 - ic < GEMM_MC ? m1 - ic : GEMM_MC;
                 pack_a(ap, g->trans_a, g->A, g->lda, ic, mc, pc, kc);
@@ -657,6 +678,9 @@ static void gemm_run(const gemm_args *g, int tid, int nt, int split_m) {
                     if (g->direct_b) {
                         bpan = g->B + pc * g->ldb + jc + j;
                         ldbk = g->ldb;
+                    } else if (bblk) {
+                        bpan = bblk + q * NR * kc;
+                        ldbk = NR;
                     } else {
                         bpan = bp + (q - q0) * NR * kc;
                         ldbk = NR;
@@ -709,13 +733,13 @@ static int max_threads(void) {
 
 static void gemm_dispatch(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha,
                           const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
-                          const float *bias, float *C, int64_t ldc) {
+                          const float *bias, float *C, int64_t ldc, const tfm_f32_weight *wp) {
     if (M <= 0 || N <= 0) return;
     if (K <= 0 || alpha == 0.0f) {
         scale_c(M, N, beta, bias, C, ldc);
         return;
     }
-    gemm_args g = {trans_a, trans_b, M, N, K, alpha, beta, A, B, lda, ldb, ldc, C, bias, 0};
+    gemm_args g = {trans_a, trans_b, M, N, K, alpha, beta, A, B, lda, ldb, ldc, C, bias, 0, wp};
 #if defined(__AVX512F__)
     /* With few rows each packed B panel would be read once or twice: cheaper
      * to stream B (K x N, row-major) straight into the micro-kernel. */
@@ -736,8 +760,9 @@ static void gemm_dispatch(int trans_a, int trans_b, int64_t M, int64_t N, int64_
     int64_t tiles_m = (M + MR - 1) / MR;
     int64_t nc_blk = N < GEMM_NC ? N : GEMM_NC, tiles_n = (nc_blk + NR - 1) / NR;
     double dup = 16.0 * nt * (nt - 1);
+    /* (B read in place or packed beforehand: splitting rows repeats no packing) */
     double cost_m = (double)((tiles_m + nt - 1) / nt) * nt / (double)tiles_m +
-                    (g.direct_b ? 0.0 : dup / (double)M);
+                    (g.direct_b || wp ? 0.0 : dup / (double)M);
     double cost_n = (double)((tiles_n + nt - 1) / nt) * nt / (double)tiles_n + dup / (double)nc_blk;
     int split_m = cost_m <= cost_n;
 #pragma omp parallel num_threads(nt)
@@ -751,13 +776,53 @@ static void gemm_dispatch(int trans_a, int trans_b, int64_t M, int64_t N, int64_
 void tfm_gemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha,
               const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
               int64_t ldc) {
-    gemm_dispatch(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, NULL, C, ldc);
+    gemm_dispatch(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, NULL, C, ldc, NULL);
 }
 
 void tfm_gemm_bias(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha,
                    const float *A, int64_t lda, const float *B, int64_t ldb, const float *bias,
                    float *C, int64_t ldc) {
-    gemm_dispatch(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, 1.0f, bias, C, ldc);
+    gemm_dispatch(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, 1.0f, bias, C, ldc, NULL);
+}
+
+tfm_f32_weight *tfm_f32_weight_pack(const float *w, int64_t n_out, int64_t in) {
+    if (n_out <= 0 || in <= 0) return NULL;
+    tfm_f32_weight *p = calloc(1, sizeof *p);
+    if (!p) return NULL;
+    p->n_out = n_out;
+    p->in = in;
+    p->nr = NR;
+    p->src = w;
+    int64_t panels = (n_out + NR - 1) / NR;
+    p->panels = tfm_alloc((size_t)(panels * NR * in) * sizeof(float));
+    if (!p->panels) {
+        free(p);
+        return NULL;
+    }
+    for (int64_t jc = 0; jc < n_out; jc += GEMM_NC) {
+        int64_t nc = n_out - jc < GEMM_NC ? n_out - jc : GEMM_NC;
+        for (int64_t pc = 0; pc < in; pc += GEMM_KC) {
+            int64_t kc = in - pc < GEMM_KC ? in - pc : GEMM_KC;
+            pack_b((float *)weight_block(p, jc, pc), 1, w, in, pc, kc, jc, nc, 0,
+                   (nc + NR - 1) / NR, 0);
+        }
+    }
+    return p;
+}
+
+void tfm_f32_weight_free(tfm_f32_weight *w) {
+    if (!w) return;
+    tfm_free(w->panels);
+    free(w);
+}
+
+void tfm_gemm_f32_weight(int64_t M, const float *A, int64_t lda, const tfm_f32_weight *w,
+                         const float *bias, float *C, int64_t ldc) {
+    /* packed by another variant's panel width (never within one process):
+     * pack on the call, from the source */
+    const tfm_f32_weight *wp = w->nr == NR ? w : NULL;
+    gemm_dispatch(0, 1, M, w->n_out, w->in, 1.0f, A, lda, w->src, w->in, bias ? 1.0f : 0.0f, bias,
+                  C, ldc, wp);
 }
 
 void tfm_gemm_batched(int trans_a, int trans_b, int64_t batch, int64_t M, int64_t N, int64_t K,

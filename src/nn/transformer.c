@@ -190,8 +190,33 @@ void tfm_model_unpack_bf16(tfm_model *m) {
     }
 }
 
+int tfm_model_pack_fp32(tfm_model *m) {
+    for (int64_t i = 0; i < m->params.count; i++) {
+        tfm_tensor *p = m->params.items[i];
+        if (p->ndim != 2 || p->f32 || (p == m->src_emb && p != m->tgt_emb)) continue;
+        p->f32 = tfm_f32_weight_pack(p->data, p->shape[0], p->shape[1]);
+        if (!p->f32) {
+            tfm_model_unpack_fp32(m);
+            tfm_set_error("out of memory packing %s", p->name);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+int tfm_model_packed_fp32(const tfm_model *m) { return m->tgt_emb && m->tgt_emb->f32; }
+
+void tfm_model_unpack_fp32(tfm_model *m) {
+    for (int64_t i = 0; i < m->params.count; i++) {
+        tfm_tensor *p = m->params.items[i];
+        tfm_f32_weight_free((tfm_f32_weight *)p->f32);
+        p->f32 = NULL;
+    }
+}
+
 void tfm_model_free(tfm_model *m) {
     tfm_model_unpack_bf16(m);
+    tfm_model_unpack_fp32(m);
     tfm_params_free(&m->params);
     free(m->enc);
     free(m->dec);

@@ -110,6 +110,10 @@ void tfm_linear_into(const tfm_tape *t, const tfm_tensor *x, const tfm_tensor *w
         tfm_gemm_bf16_weight(rows, x->data, in, w->bf16, b ? b->data : NULL, out, n_out);
         return;
     }
+    if (t->precision == TFM_FP32 && w->f32) { /* packed once: the same bits */
+        tfm_gemm_f32_weight(rows, x->data, in, w->f32, b ? b->data : NULL, out, n_out);
+        return;
+    }
     if (b)
         tfm_gemm_bias_prec(t->precision, 0, 1, rows, n_out, in, 1.0f, x->data, in, w->data, in,
                            b->data, out, n_out);

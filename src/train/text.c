@@ -235,7 +235,7 @@ int tfm_translate_lines_ensemble(tfm_model *const *models, int64_t n_models,
     t.no_grad = 1;
     t.training = 0;
     t.precision = o->precision;
-    int packed_here[TFM_ENSEMBLE_MAX] = {0}; /* bf16 weights packed by this call */
+    int packed_here[TFM_ENSEMBLE_MAX] = {0}; /* weights packed by this call */
     int32_t *src = malloc((size_t)(B * S_max) * sizeof(int32_t));
     uint8_t *pad = malloc((size_t)(B * S_max));
     int32_t *hyp = malloc((size_t)(B * max_out) * sizeof(int32_t));
@@ -252,13 +252,14 @@ int tfm_translate_lines_ensemble(tfm_model *const *models, int64_t n_models,
         tfm_set_error("out of memory");
         goto done_tape;
     }
-    /* bf16: the weights rounded and packed once, not on every GEMM call
-     * (the same results); unpacked at the end, unless the caller packed */
-    for (int64_t k = 0; k < n_models && o->precision == TFM_BF16; k++)
-        if (!tfm_model_packed_bf16(models[k])) {
-            if (tfm_model_pack_bf16(models[k])) goto done_tape;
-            packed_here[k] = 1;
-        }
+    /* the weights packed (bf16: rounded and packed) once, not on every GEMM
+     * call (the same results); unpacked at the end, unless the caller packed */
+    for (int64_t k = 0; k < n_models; k++) {
+        int bf16 = o->precision == TFM_BF16;
+        if (bf16 ? tfm_model_packed_bf16(models[k]) : tfm_model_packed_fp32(models[k])) continue;
+        if (bf16 ? tfm_model_pack_bf16(models[k]) : tfm_model_pack_fp32(models[k])) goto done_tape;
+        packed_here[k] = 1;
+    }
     double t0 = tfm_now();
     for (int64_t start = 0; start < n; start += B) {
         int64_t rows = n - start < B ? n - start : B;
@@ -316,7 +317,12 @@ done_tape:
     free(nb.logprobs);
     free(nb.count);
     for (int64_t k = 0; k < n_models; k++)
-        if (packed_here[k]) tfm_model_unpack_bf16(models[k]);
+        if (packed_here[k]) {
+            if (o->precision == TFM_BF16)
+                tfm_model_unpack_bf16(models[k]);
+            else
+                tfm_model_unpack_fp32(models[k]);
+        }
     tfm_tape_free(&t);
 done:
     for (int64_t i = 0; i < n; i++) free(ids[i]);
