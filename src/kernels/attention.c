@@ -181,6 +181,29 @@ static void decode_head_bf16(float *o, float *p, const float *qh, const float *k
     tfm_gemm_bf16(0, 0, 1, dh, Tk, 1.0f, p, Tk, rows, dh, 0.0f, o, dh);
 }
 
+/* kt[kk * Tk + j] = k[off[j] + kk] for j < Tk, kk < kc: the keys at their
+ * gathered offsets, transposed. AVX-512: 16 keys x 16 steps at a time through
+ * registers; the keys past the last multiple of 16 one by one. */
+static void keys_transposed(float *kt, const float *k, const int64_t *off, int64_t Tk,
+                            int64_t kc) {
+    int64_t j0 = 0;
+#if defined(__AVX512F__)
+    for (; j0 + 16 <= Tk; j0 += 16)
+        for (int64_t k0 = 0; k0 < kc; k0 += 16) {
+            int64_t kk = kc - k0 < 16 ? kc - k0 : 16;
+            __mmask16 mk = kk == 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << kk) - 1);
+            __m512 v[16];
+            for (int i = 0; i < 16; i++) v[i] = _mm512_maskz_loadu_ps(mk, k + off[j0 + i] + k0);
+            transpose16(v);
+            for (int64_t r = 0; r < kk; r++) _mm512_storeu_ps(kt + (k0 + r) * Tk + j0, v[r]);
+        }
+#endif
+    for (int64_t j = j0; j < Tk; j++) {
+        const float *kj = k + off[j];
+        for (int64_t kk = 0; kk < kc; kk++) kt[kk * Tk + j] = kj[kk];
+    }
+}
+
 /* S_j = q . k_j / sqrt(dh); P = masked softmax(S); out = sum_j P_j v_j, head
  * by head, with k_j and v_j at the row's gathered offsets. The keys of a head
  * are first copied transposed (kc x Tk, as the GEMM packs them) so that the
@@ -213,10 +236,7 @@ void tfm_k_attention_decode(float *out, float *probs, const float *q, const floa
             }
             for (int64_t k0 = 0; k0 < dh; k0 += DECODE_KC) {
                 int64_t kc = dh - k0 < DECODE_KC ? dh - k0 : DECODE_KC;
-                for (int64_t j = 0; j < Tk; j++) {
-                    const float *kj = kh + off[j] + k0;
-                    for (int64_t kk = 0; kk < kc; kk++) kt[kk * Tk + j] = kj[kk];
-                }
+                keys_transposed(kt, kh + k0, off, Tk, kc);
                 for (int64_t j = 0; j < Tk; j++) acc[j] = 0.0f;
                 for (int64_t kk = 0; kk < kc; kk++) {
                     const float qk = qh[k0 + kk], *row = kt + kk * Tk;

@@ -28,6 +28,7 @@
  * Memory: packing buffers are per thread (thread-local), 64-byte aligned,
  * grown when a call needs more and never shrunk, so steady-state calls do not
  * allocate. */
+#include "kernels_internal.h"
 #include "tfm/kernels.h"
 
 #include <math.h>
@@ -207,45 +208,6 @@ static void pack_copy(float *restrict out, int R, int64_t pstride, const float *
     }
 }
 
-#if defined(__AVX512F__)
-/* In-register transpose of a 16 x 16 block: r[i] holds row i on entry and
- * column i on exit. */
-static inline void transpose16(__m512 r[16]) {
-    __m512 t[16];
-    for (int i = 0; i < 16; i += 2) {
-        t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
-        t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
-    }
-    /* t[2j], t[2j+1] now interleave rows 2j, 2j+1 by pairs within 128-bit lanes */
-    for (int i = 0; i < 16; i += 4) {
-        r[i] = _mm512_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(1, 0, 1, 0));
-        r[i + 1] = _mm512_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(3, 2, 3, 2));
-        r[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(1, 0, 1, 0));
-        r[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(3, 2, 3, 2));
-    }
-    /* each 128-bit lane q of r[4g+c] holds rows 4g..4g+3 of column 4q+c */
-    const __m512i lo = _mm512_setr_epi32(0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27);
-    const __m512i hi =
-        _mm512_setr_epi32(4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31);
-    for (int c = 0; c < 4; c++) {
-        /* combine groups 0,1 and 2,3: lanes (g0q0, g1q0, g0q2, g1q2) etc. */
-        t[c] = _mm512_permutex2var_ps(r[c], lo, r[4 + c]);
-        t[4 + c] = _mm512_permutex2var_ps(r[c], hi, r[4 + c]);
-        t[8 + c] = _mm512_permutex2var_ps(r[8 + c], lo, r[12 + c]);
-        t[12 + c] = _mm512_permutex2var_ps(r[8 + c], hi, r[12 + c]);
-    }
-    /* t[c]: (g0 q0, g1 q0, g0 q2, g1 q2) of column-phase c; t[4+c]: q1, q3 */
-    const __m512i lo2 = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23);
-    const __m512i hi2 =
-        _mm512_setr_epi32(8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31);
-    for (int c = 0; c < 4; c++) {
-        r[c] = _mm512_permutex2var_ps(t[c], lo2, t[8 + c]);           /* column c      (q0) */
-        r[8 + c] = _mm512_permutex2var_ps(t[c], hi2, t[8 + c]);       /* column 8 + c  (q2) */
-        r[4 + c] = _mm512_permutex2var_ps(t[4 + c], lo2, t[12 + c]);  /* column 4 + c  (q1) */
-        r[12 + c] = _mm512_permutex2var_ps(t[4 + c], hi2, t[12 + c]); /* column 12 + c (q3) */
-    }
-}
-#endif
 
 static void pack_transpose(float *restrict out, int R, const float *restrict src, int64_t ld,
                            int valid, int64_t kc) {
