@@ -470,21 +470,21 @@ START_TEST(cached_decoding_follows_the_precision) {
             prefix_pad[i] = 0;
         }
         /* fp32, bf16, then both with the weights packed for bf16
-         * (tfm_model_pack_bf16): bf16 gives the same bits from the packed
+         * (tfm_model_pack(m, TFM_BF16)): bf16 gives the same bits from the packed
          * copies, fp32 ignores them; then both with the weights packed for
-         * fp32 instead (tfm_model_pack_fp32): fp32 gives the same bits from
+         * fp32 instead (tfm_model_pack(m, TFM_FP32)): fp32 gives the same bits from
          * its packed copies, bf16 ignores them */
         float *got[6];
         for (int run = 0; run < 6; run++) {
             int prec = run & 1;
             if (run == 2) {
-                ck_assert_int_eq(tfm_model_pack_bf16(&m), 0);
-                ck_assert(tfm_model_packed_bf16(&m));
+                ck_assert_int_eq(tfm_model_pack(&m, TFM_BF16), 0);
+                ck_assert(tfm_model_packed(&m, TFM_BF16));
             }
             if (run == 4) {
-                tfm_model_unpack_bf16(&m);
-                ck_assert_int_eq(tfm_model_pack_fp32(&m), 0);
-                ck_assert(tfm_model_packed_fp32(&m) && !tfm_model_packed_bf16(&m));
+                tfm_model_unpack(&m, TFM_BF16);
+                ck_assert_int_eq(tfm_model_pack(&m, TFM_FP32), 0);
+                ck_assert(tfm_model_packed(&m, TFM_FP32) && !tfm_model_packed(&m, TFM_BF16));
             }
             got[run] = malloc((size_t)(T * B * V) * sizeof(float));
             ck_assert_ptr_nonnull(got[run]);
@@ -531,8 +531,8 @@ START_TEST(cached_decoding_follows_the_precision) {
                       "fp32 logits differ with the packed weights");
         ck_assert_msg(!memcmp(got[5], got[1], (size_t)(T * B * V) * sizeof(float)),
                       "bf16 logits differ with the weights packed for fp32");
-        tfm_model_unpack_fp32(&m);
-        ck_assert(!tfm_model_packed_fp32(&m));
+        tfm_model_unpack(&m, TFM_FP32);
+        ck_assert(!tfm_model_packed(&m, TFM_FP32));
         for (int run = 0; run < 6; run++) free(got[run]);
         sources_free(&s);
         tfm_model_free(&m);

@@ -122,19 +122,16 @@ typedef struct {
 /* Declares and allocates every parameter (zeros); 0 ok. */
 int tfm_model_init(tfm_model *m, const tfm_model_config *c);
 void tfm_model_free(tfm_model *m);
-/* For decoding in bf16: every weight matrix that linear multiplies is
- * rounded and packed once (tfm_bf16_weight_pack), and linear with a bf16
- * tape uses that copy, with the same results as packing on every call.
- * The weights must not change until tfm_model_unpack_bf16 (tfm_model_free
- * unpacks too). 0 ok; 1 out of memory (error set, nothing left packed). */
-int tfm_model_pack_bf16(tfm_model *m);
-void tfm_model_unpack_bf16(tfm_model *m);
-int tfm_model_packed_bf16(const tfm_model *m); /* 1 between pack and unpack */
-/* The same for decoding in fp32 (tfm_f32_weight_pack): linear with an fp32
- * tape uses the packed panels, with the same results. */
-int tfm_model_pack_fp32(tfm_model *m);
-void tfm_model_unpack_fp32(tfm_model *m);
-int tfm_model_packed_fp32(const tfm_model *m); /* 1 between pack and unpack */
+/* For decoding: every weight matrix that linear multiplies is packed once
+ * for the GEMM of one precision (tfm_f32_weight_pack; for bf16 rounded too,
+ * tfm_bf16_weight_pack), and linear on a tape of that precision uses the
+ * packed copy, with the same results as packing on every call. Packs of
+ * both precisions can coexist. The weights must not change until
+ * tfm_model_unpack (tfm_model_free unpacks both). 0 ok; 1 out of memory
+ * (error set, nothing of that precision left packed). */
+int tfm_model_pack(tfm_model *m, tfm_precision prec);
+void tfm_model_unpack(tfm_model *m, tfm_precision prec);
+int tfm_model_packed(const tfm_model *m, tfm_precision prec); /* 1 between pack and unpack */
 /* Xavier-uniform for every 2-D weight (embeddings included), zero biases,
  * LN weight 1 and bias 0, from a seed. */
 void tfm_model_init_weights(tfm_model *m, uint64_t seed);

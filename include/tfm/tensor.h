@@ -31,10 +31,10 @@ typedef struct tfm_tensor {
     float *grad; /* NULL when no gradient is needed */
     uint32_t flags;
     const char *name; /* "dec.3.cross_attn.q.weight"; NULL for activations */
-    /* A weight's bf16 copy packed for its GEMM (tfm_model_pack_bf16, for
+    /* A weight's bf16 copy packed for its GEMM (tfm_model_pack, for
      * decoding), used by linear in bf16; NULL otherwise. */
     const struct tfm_bf16_weight *bf16;
-    /* Its fp32 panels packed likewise (tfm_model_pack_fp32), used by linear
+    /* Its fp32 panels packed likewise (tfm_model_pack), used by linear
      * in fp32; NULL otherwise. */
     const struct tfm_f32_weight *f32;
 } tfm_tensor;

@@ -164,59 +164,46 @@ int tfm_model_init(tfm_model *m, const tfm_model_config *c) {
     return 0;
 }
 
-int tfm_model_pack_bf16(tfm_model *m) {
+int tfm_model_pack(tfm_model *m, tfm_precision prec) {
     for (int64_t i = 0; i < m->params.count; i++) {
         tfm_tensor *p = m->params.items[i];
         /* the GEMM weights: every matrix but a source embedding of its own
          * (looked up, never multiplied) */
-        if (p->ndim != 2 || p->bf16 || (p == m->src_emb && p != m->tgt_emb)) continue;
-        p->bf16 = tfm_bf16_weight_pack(p->data, p->shape[0], p->shape[1]);
-        if (!p->bf16) {
-            tfm_model_unpack_bf16(m);
-            tfm_set_error("out of memory packing %s for bf16", p->name);
+        if (p->ndim != 2 || (p == m->src_emb && p != m->tgt_emb)) continue;
+        int ok;
+        if (prec == TFM_BF16)
+            ok = p->bf16 || (p->bf16 = tfm_bf16_weight_pack(p->data, p->shape[0], p->shape[1]));
+        else
+            ok = p->f32 || (p->f32 = tfm_f32_weight_pack(p->data, p->shape[0], p->shape[1]));
+        if (!ok) {
+            tfm_model_unpack(m, prec);
+            tfm_set_error("out of memory packing %s for %s", p->name, tfm_precision_name(prec));
             return 1;
         }
     }
     return 0;
 }
 
-int tfm_model_packed_bf16(const tfm_model *m) { return m->tgt_emb && m->tgt_emb->bf16; }
-
-void tfm_model_unpack_bf16(tfm_model *m) {
-    for (int64_t i = 0; i < m->params.count; i++) {
-        tfm_tensor *p = m->params.items[i];
-        tfm_bf16_weight_free((tfm_bf16_weight *)p->bf16);
-        p->bf16 = NULL;
-    }
+int tfm_model_packed(const tfm_model *m, tfm_precision prec) {
+    return m->tgt_emb && (prec == TFM_BF16 ? m->tgt_emb->bf16 != NULL : m->tgt_emb->f32 != NULL);
 }
 
-int tfm_model_pack_fp32(tfm_model *m) {
+void tfm_model_unpack(tfm_model *m, tfm_precision prec) {
     for (int64_t i = 0; i < m->params.count; i++) {
         tfm_tensor *p = m->params.items[i];
-        if (p->ndim != 2 || p->f32 || (p == m->src_emb && p != m->tgt_emb)) continue;
-        p->f32 = tfm_f32_weight_pack(p->data, p->shape[0], p->shape[1]);
-        if (!p->f32) {
-            tfm_model_unpack_fp32(m);
-            tfm_set_error("out of memory packing %s", p->name);
-            return 1;
+        if (prec == TFM_BF16) {
+            tfm_bf16_weight_free((tfm_bf16_weight *)p->bf16);
+            p->bf16 = NULL;
+        } else {
+            tfm_f32_weight_free((tfm_f32_weight *)p->f32);
+            p->f32 = NULL;
         }
-    }
-    return 0;
-}
-
-int tfm_model_packed_fp32(const tfm_model *m) { return m->tgt_emb && m->tgt_emb->f32; }
-
-void tfm_model_unpack_fp32(tfm_model *m) {
-    for (int64_t i = 0; i < m->params.count; i++) {
-        tfm_tensor *p = m->params.items[i];
-        tfm_f32_weight_free((tfm_f32_weight *)p->f32);
-        p->f32 = NULL;
     }
 }
 
 void tfm_model_free(tfm_model *m) {
-    tfm_model_unpack_bf16(m);
-    tfm_model_unpack_fp32(m);
+    tfm_model_unpack(m, TFM_BF16);
+    tfm_model_unpack(m, TFM_FP32);
     tfm_params_free(&m->params);
     free(m->enc);
     free(m->dec);

@@ -255,9 +255,8 @@ int tfm_translate_lines_ensemble(tfm_model *const *models, int64_t n_models,
     /* the weights packed (bf16: rounded and packed) once, not on every GEMM
      * call (the same results); unpacked at the end, unless the caller packed */
     for (int64_t k = 0; k < n_models; k++) {
-        int bf16 = o->precision == TFM_BF16;
-        if (bf16 ? tfm_model_packed_bf16(models[k]) : tfm_model_packed_fp32(models[k])) continue;
-        if (bf16 ? tfm_model_pack_bf16(models[k]) : tfm_model_pack_fp32(models[k])) goto done_tape;
+        if (tfm_model_packed(models[k], o->precision)) continue;
+        if (tfm_model_pack(models[k], o->precision)) goto done_tape;
         packed_here[k] = 1;
     }
     double t0 = tfm_now();
@@ -317,12 +316,7 @@ done_tape:
     free(nb.logprobs);
     free(nb.count);
     for (int64_t k = 0; k < n_models; k++)
-        if (packed_here[k]) {
-            if (o->precision == TFM_BF16)
-                tfm_model_unpack_bf16(models[k]);
-            else
-                tfm_model_unpack_fp32(models[k]);
-        }
+        if (packed_here[k]) tfm_model_unpack(models[k], o->precision);
     tfm_tape_free(&t);
 done:
     for (int64_t i = 0; i < n; i++) free(ids[i]);
