@@ -257,7 +257,7 @@ int main(int argc, char **argv) {
     tfm_train_opts_default(&o);
     o.steps = steps;
     o.threads = (int)threads;
-    o.schedule = (tfm_schedule){TFM_SCHEDULE_INVERSE_SQRT, 2e-3, 100, 0};
+    o.schedule = (tfm_schedule){.kind = TFM_SCHEDULE_INVERSE_SQRT, .lr = 2e-3, .warmup = 100};
     o.clip_norm = 1.0f;
     o.valid_every = steps >= 5 ? steps / 5 : 1;
     o.log_every = o.valid_every;

@@ -151,6 +151,8 @@ START_TEST(test_bad_flags) {
     train_expect("--steps", "tfm: --steps: missing value", NULL);
     train_expect("--dropout 1.5", "tfm: --dropout:", NULL);
     train_expect("--task copy --steps -3", "tfm: --steps:", NULL);
+    train_expect("--task copy --steps 10 --cooldown 11",
+                 "tfm: --cooldown: must be between 0 and --steps (10)", NULL);
     train_expect("--config", "tfm: --config: missing file name", NULL);
 }
 END_TEST

@@ -15,21 +15,47 @@
 
 /* ---- schedules ------------------------------------------------------------------- */
 START_TEST(test_schedules) {
-    tfm_schedule noam = {TFM_SCHEDULE_NOAM, 0.5, 200, 64};
+    tfm_schedule noam = {.kind = TFM_SCHEDULE_NOAM, .lr = 0.5, .warmup = 200, .d_model = 64};
     for (int64_t s = 1; s <= 1000; s += 37)
         ck_assert(tfm_schedule_lr(&noam, s) == tfm_noam_lr(s, 64, 200, 0.5));
     /* Noam peaks at the end of the warmup: factor * d^-0.5 * w^-0.5 */
     ck_assert(fabs(tfm_schedule_lr(&noam, 200) - 0.5 / sqrt(64.0) / sqrt(200.0)) < 1e-15);
 
-    tfm_schedule inv = {TFM_SCHEDULE_INVERSE_SQRT, 1e-3, 100, 0};
+    tfm_schedule inv = {.kind = TFM_SCHEDULE_INVERSE_SQRT, .lr = 1e-3, .warmup = 100};
     ck_assert(fabs(tfm_schedule_lr(&inv, 1) - 1e-5) < 1e-18); /* linear warmup from 0 */
     ck_assert(fabs(tfm_schedule_lr(&inv, 50) - 5e-4) < 1e-18);
     ck_assert(fabs(tfm_schedule_lr(&inv, 100) - 1e-3) < 1e-18); /* the peak */
     ck_assert(fabs(tfm_schedule_lr(&inv, 400) - 5e-4) < 1e-18); /* peak * sqrt(100 / 400) */
     ck_assert(fabs(tfm_schedule_lr(&inv, 10000) - 1e-4) < 1e-18);
 
-    tfm_schedule cst = {TFM_SCHEDULE_CONSTANT, 3e-4, 100, 0};
+    tfm_schedule cst = {.kind = TFM_SCHEDULE_CONSTANT, .lr = 3e-4, .warmup = 100};
     ck_assert(tfm_schedule_lr(&cst, 1) == 3e-4 && tfm_schedule_lr(&cst, 12345) == 3e-4);
+
+    /* the cooldown: the last 4 of 10 updates scale the rate by 4/5 .. 1/5 */
+    tfm_schedule cool = {
+        .kind = TFM_SCHEDULE_CONSTANT, .lr = 1.0, .warmup = 1, .cooldown = 4, .total = 10};
+    for (int64_t s = 1; s <= 6; s++) ck_assert(tfm_schedule_lr(&cool, s) == 1.0);
+    for (int64_t s = 7; s <= 10; s++)
+        ck_assert(fabs(tfm_schedule_lr(&cool, s) - (double)(11 - s) / 5.0) < 1e-15);
+    ck_assert(tfm_schedule_lr(&cool, 11) == 0.0); /* past the end: nothing, never negative */
+    tfm_schedule ncool = {.kind = TFM_SCHEDULE_NOAM,
+                          .lr = 0.5,
+                          .warmup = 200,
+                          .d_model = 64,
+                          .cooldown = 100,
+                          .total = 1000};
+    for (int64_t s = 1; s <= 900; s += 37)
+        ck_assert(tfm_schedule_lr(&ncool, s) == tfm_noam_lr(s, 64, 200, 0.5));
+    ck_assert(fabs(tfm_schedule_lr(&ncool, 950) - tfm_noam_lr(950, 64, 200, 0.5) * 51.0 / 101.0) <
+              1e-15);
+    ck_assert(tfm_schedule_lr(&ncool, 1000) < tfm_schedule_lr(&ncool, 999));
+    ck_assert(tfm_schedule_lr(&ncool, 1000) > 0);
+    tfm_schedule off = {.kind = TFM_SCHEDULE_CONSTANT,
+                        .lr = 1.0,
+                        .warmup = 1,
+                        .cooldown = 0,
+                        .total = 10}; /* cooldown 0: off */
+    ck_assert(tfm_schedule_lr(&off, 10) == 1.0);
 
     ck_assert_int_eq(tfm_schedule_parse("noam"), TFM_SCHEDULE_NOAM);
     ck_assert_int_eq(tfm_schedule_parse("inverse-sqrt"), TFM_SCHEDULE_INVERSE_SQRT);
@@ -59,6 +85,31 @@ static float *train_toy(const tfm_train_opts *o, const tfm_train_hooks *hooks, i
     tfm_toy_source_free(&toy);
     return w;
 }
+
+/* The trainer takes the cooldown's end from its steps: the last update's
+ * rate is the schedule's / (cooldown + 1). */
+START_TEST(test_trainer_cooldown_ends_with_the_steps) {
+    tfm_train_opts o = toy_opts(6);
+    o.schedule.cooldown = 3;
+    tfm_model_config c = tfm_test_tiny_model();
+    tfm_toy_source toy;
+    ck_assert_int_eq(tfm_toy_source_init(&toy, &tfm_test_tiny_task, 8, o.seed), 0);
+    tfm_trainer tr;
+    ck_assert_msg(tfm_trainer_init(&tr, &o, &c, &toy.source, NULL) == 0, "%s", tfm_last_error());
+    ck_assert_msg(tfm_train(&tr) == 0, "%s", tfm_last_error());
+    tfm_schedule plain = o.schedule;
+    plain.cooldown = 0;
+    plain.d_model = c.d_model;
+    ck_assert(fabs(tr.last_lr - tfm_schedule_lr(&plain, 6) / 4.0) < 1e-15);
+    tfm_trainer_free(&tr);
+    tfm_toy_source_free(&toy);
+    o.schedule.cooldown = 7; /* more than the steps */
+    ck_assert_int_eq(tfm_toy_source_init(&toy, &tfm_test_tiny_task, 8, o.seed), 0);
+    ck_assert_int_ne(tfm_trainer_init(&tr, &o, &c, &toy.source, NULL), 0);
+    ck_assert_str_eq(tfm_last_error(), "cooldown 7: must be between 0 and the steps (6)");
+    tfm_toy_source_free(&toy);
+}
+END_TEST
 
 /* ---- the gradient-reduction hook ----------------------------------------------------- */
 typedef struct {
@@ -510,6 +561,7 @@ static Suite *suite(void) {
     TCase *tc = tcase_create("trainer");
     tcase_set_timeout(tc, 240);
     tcase_add_test(tc, test_schedules);
+    tcase_add_test(tc, test_trainer_cooldown_ends_with_the_steps);
     tcase_add_test(tc, test_reduce_hook_contract);
     tcase_add_test(tc, test_grad_ready_buckets);
     tcase_add_test(tc, test_tokens_are_global_with_a_reduce_hook);

@@ -238,7 +238,8 @@ static int bench_step(int argc, char **argv, tfm_dist *dist) {
     tfm_train_opts_default(&o);
     o.steps = warmup_steps + steps;
     o.seed = (uint64_t)seed;
-    o.schedule = (tfm_schedule){TFM_SCHEDULE_NOAM, 1.0, 4000, c.d_model};
+    o.schedule =
+        (tfm_schedule){.kind = TFM_SCHEDULE_NOAM, .lr = 1.0, .warmup = 4000, .d_model = c.d_model};
     o.quiet = 1;
     o.precision = prec;
     o.bucket_floats = bucket;

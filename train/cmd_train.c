@@ -31,7 +31,7 @@ typedef struct {
     tfm_model_config model;
     int64_t layers;
     /* optimizer and schedule */
-    int64_t steps, warmup;
+    int64_t steps, warmup, cooldown;
     const char *schedule;
     double lr, lr_factor, label_smoothing, clip_norm, weight_decay;
     /* run */
@@ -135,6 +135,9 @@ static int make_flags(train_cli *o, flag_def *f) {
     I("batch", batch, "toy: sequences per batch");
     S("schedule", schedule, "learning-rate schedule: noam, inverse-sqrt or constant");
     I("warmup", warmup, "warmup steps (noam, inverse-sqrt)");
+    I("cooldown", cooldown,
+      "decay the learning rate linearly towards zero over the last N of --steps, after any "
+      "schedule (0: off; a run stopped earlier, e.g. by --max-minutes, never reaches it)");
     F("lr", lr, "peak learning rate (inverse-sqrt) or the rate (constant); noam: --lr-factor");
     F("lr-factor", lr_factor,
       "Noam factor: lr = factor * d^-0.5 * min(s^-0.5, s*w^-1.5) (toy: 0.5 unless given)");
@@ -181,6 +184,8 @@ static int check_flags(const train_cli *o) {
     NEED(o->seed >= 0, "--seed: must not be negative");
     NEED(o->batch >= 1 && o->batch <= 1000000, "--batch: must be between 1 and 1000000");
     NEED(o->warmup >= 1, "--warmup: must be at least 1");
+    NEED(o->cooldown >= 0 && o->cooldown <= o->steps,
+         "--cooldown: must be between 0 and --steps (%lld)", (long long)o->steps);
     NEED(o->lr_factor > 0, "--lr-factor: must be positive");
     NEED(o->lr > 0, "--lr: must be positive");
     NEED(tfm_schedule_parse(o->schedule) >= 0,
@@ -239,6 +244,7 @@ static void to_train_opts(const train_cli *c, const char *config, tfm_train_opts
     o->schedule.kind = (tfm_schedule_kind)tfm_schedule_parse(c->schedule);
     o->schedule.lr = o->schedule.kind == TFM_SCHEDULE_NOAM ? c->lr_factor : c->lr;
     o->schedule.warmup = c->warmup;
+    o->schedule.cooldown = c->cooldown;
     o->adam.weight_decay = (float)c->weight_decay;
     o->clip_norm = (float)c->clip_norm;
     o->label_smoothing = (float)c->label_smoothing;

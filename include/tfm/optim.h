@@ -10,7 +10,7 @@
  *     tfm_adam_config ac;
  *     tfm_adam_config_default(&ac);
  *     if (tfm_adam_init(&opt, &model.params, &ac)) fail(tfm_last_error());
- *     tfm_schedule sched = {TFM_SCHEDULE_INVERSE_SQRT, 5e-4, 4000, model.cfg.d_model};
+ *     tfm_schedule sched = {.kind = TFM_SCHEDULE_INVERSE_SQRT, .lr = 5e-4, .warmup = 4000};
  *     for (step = 1; ...; step++) {
  *         ... forward, tfm_backward ...
  *         double norm = tfm_grad_norm(&model.params);
@@ -41,9 +41,15 @@ typedef struct {
     double lr;       /* Noam factor, or the peak / constant learning rate */
     int64_t warmup;  /* steps (>= 1) */
     int64_t d_model; /* Noam only */
+    /* cooldown > 0: the last `cooldown` updates up to `total` (the run's
+     * last step; the trainer sets it from its steps when 0) scale the rate
+     * by (total - step + 1) / (cooldown + 1), a linear decay towards zero
+     * (warmup-stable-decay, "trapezoidal"); 0: off */
+    int64_t cooldown;
+    int64_t total;
 } tfm_schedule;
 
-/* The learning rate of update `step` (1-based). */
+/* The learning rate of update `step` (1-based), the cooldown included. */
 double tfm_schedule_lr(const tfm_schedule *s, int64_t step);
 /* "noam", "inverse-sqrt", "constant" and back; -1 when the name is unknown. */
 const char *tfm_schedule_name(tfm_schedule_kind k);

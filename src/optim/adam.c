@@ -14,7 +14,7 @@ double tfm_noam_lr(int64_t step, int64_t d_model, int64_t warmup, double factor)
     return factor / sqrt((double)d_model) * (a < b ? a : b);
 }
 
-double tfm_schedule_lr(const tfm_schedule *s, int64_t step) {
+static double schedule_base(const tfm_schedule *s, int64_t step) {
     double st = (double)(step < 1 ? 1 : step);
     double w = (double)(s->warmup < 1 ? 1 : s->warmup);
     switch (s->kind) {
@@ -26,6 +26,15 @@ double tfm_schedule_lr(const tfm_schedule *s, int64_t step) {
         break;
     }
     return s->lr;
+}
+
+double tfm_schedule_lr(const tfm_schedule *s, int64_t step) {
+    double lr = schedule_base(s, step);
+    if (s->cooldown > 0 && s->total > 0 && step > s->total - s->cooldown) {
+        int64_t left = s->total - step + 1; /* cooldown .. 1 on the last update */
+        lr *= left > 0 ? (double)left / (double)(s->cooldown + 1) : 0.0;
+    }
+    return lr;
 }
 
 static const char *const SCHEDULE_NAMES[] = {"noam", "inverse-sqrt", "constant"};

@@ -16,7 +16,7 @@ void tfm_train_opts_default(tfm_train_opts *o) {
     memset(o, 0, sizeof *o);
     o->steps = 3000;
     o->seed = 1;
-    o->schedule = (tfm_schedule){TFM_SCHEDULE_NOAM, 1.0, 200, 0};
+    o->schedule = (tfm_schedule){.kind = TFM_SCHEDULE_NOAM, .lr = 1.0, .warmup = 200};
     tfm_adam_config_default(&o->adam);
     o->label_smoothing = 0.1f;
     o->max_bad_steps = 10;
@@ -103,6 +103,9 @@ static int check_opts(const tfm_train_opts *o) {
     NEED(o->schedule.warmup >= 1, "warmup: must be at least 1");
     NEED(o->schedule.lr > 0, "learning rate: must be positive");
     NEED((unsigned)o->schedule.kind <= TFM_SCHEDULE_CONSTANT, "schedule: unknown kind");
+    NEED(o->schedule.cooldown >= 0 && o->schedule.cooldown <= o->steps,
+         "cooldown %lld: must be between 0 and the steps (%lld)", (long long)o->schedule.cooldown,
+         (long long)o->steps);
     NEED(o->label_smoothing >= 0 && o->label_smoothing < 1, "label smoothing: must be in [0, 1)");
     NEED(o->clip_norm >= 0, "clip norm: must not be negative");
     NEED(o->adam.weight_decay >= 0, "weight decay: must not be negative");
@@ -338,6 +341,7 @@ int tfm_trainer_init(tfm_trainer *tr, const tfm_train_opts *o, const tfm_model_c
         goto fail;
     }
     if (tr->o.schedule.d_model <= 0) tr->o.schedule.d_model = mc->d_model;
+    if (tr->o.schedule.total <= 0) tr->o.schedule.total = o->steps;
     /* a wrong --init is refused before the run directory is created */
     if (o->init_from && init_weights_from(o->init_from, mc, NULL)) goto fail;
     tr->n_params = tfm_model_param_count(mc);
@@ -370,6 +374,7 @@ int tfm_trainer_init_params(tfm_trainer *tr, const tfm_train_opts *o, tfm_params
         goto fail;
     }
     if (tr->o.schedule.d_model <= 0) tr->o.schedule.d_model = 1;
+    if (tr->o.schedule.total <= 0) tr->o.schedule.total = o->steps;
     tr->params = params;
     for (int64_t i = 0; i < params->count; i++) tr->n_params += params->items[i]->n;
     if (prepare(tr, o->arena_bytes, &fresh_restart) ||
