@@ -4,6 +4,7 @@
 #include <math.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/stat.h>
 
 #include "tfm/checkpoint.h"
 #include "tfm/nn.h"
@@ -494,6 +495,121 @@ START_TEST(checkpoint_round_trip_and_corruption) {
 }
 END_TEST
 
+/* Flips the byte at off (from the end when negative). */
+static void flip_byte(const char *path, long off) {
+    FILE *f = fopen(path, "r+b");
+    ck_assert_ptr_nonnull(f);
+    fseek(f, off, off < 0 ? SEEK_END : SEEK_SET);
+    long at = ftell(f);
+    int ch = fgetc(f);
+    fseek(f, at, SEEK_SET);
+    fputc(ch ^ 0x40, f);
+    fclose(f);
+}
+
+/* tfm_checkpoint_read_params keeps the header and the parameters only, but
+ * checks the whole file: the same weights and metadata as the full read, a
+ * corrupt byte in the optimizer state or a truncation refused with the full
+ * read's error, a header longer than its first read (64 KB) parsed, and no
+ * state handed out. */
+START_TEST(checkpoint_params_only_read) {
+    tfm_model_config c = small_config(10, 16, 2, 32, 1);
+    tfm_model m;
+    ck_assert_int_eq(tfm_model_init(&m, &c), 0);
+    tfm_model_init_weights(&m, 7);
+    tfm_adam_config ac;
+    tfm_adam_config_default(&ac);
+    tfm_adam adam;
+    ck_assert_int_eq(tfm_adam_init(&adam, &m.params, &ac), 0);
+    tfm_test_fill(adam.m, m.params.total_n, 3, -1, 1);
+    tfm_test_fill(adam.v, m.params.total_n, 4, 0, 1);
+    int n_state;
+    tfm_state_block *state = tfm_adam_state(&adam, &n_state);
+    const char *dir = tfm_test_tmpdir("ckpt-params");
+    char path[512];
+    snprintf(path, sizeof path, "%s/p.tfm", dir);
+    tfm_kv meta;
+    tfm_kv_init(&meta);
+    tfm_model_config_to_kv(&c, &meta);
+    char big[1001], key[32]; /* a header of more than 64 KB: 200 values of 1000 bytes */
+    memset(big, 'x', 1000);
+    big[1000] = 0;
+    for (int i = 0; i < 200; i++) {
+        snprintf(key, sizeof key, "note.%d", i);
+        tfm_kv_set(&meta, key, "%s", big);
+    }
+    ck_assert_int_eq(tfm_checkpoint_save(path, &meta, &m.params, state, n_state), 0);
+    for (int pass = 0; pass < 2; pass++) {
+        tfm_checkpoint full, part;
+        ck_assert_int_eq(tfm_checkpoint_read(path, &full), 0);
+        ck_assert_msg(tfm_checkpoint_read_params(path, &part) == 0, "%s", tfm_last_error());
+        ck_assert(part.params_only && !full.params_only);
+        ck_assert(part.has_moments);
+        ck_assert_ptr_null(tfm_checkpoint_block(&part, "adam.m"));
+        ck_assert_ptr_nonnull(tfm_checkpoint_block(&full, "adam.m"));
+        ck_assert_int_eq(part.n_floats, full.n_floats);
+        ck_assert(memcmp(part.blocks, full.blocks, (size_t)full.n_floats * 4) == 0);
+        ck_assert_int_eq(part.meta.n, full.meta.n);
+        ck_assert_str_eq(tfm_kv_get(&part.meta, "note.199"), big);
+        tfm_model m2;
+        ck_assert_int_eq(tfm_model_from_checkpoint(&m2, &part), 0);
+        ck_assert(memcmp(m.params.data, m2.params.data, (size_t)m.params.total_n * 4) == 0);
+        tfm_adam adam2;
+        ck_assert_int_eq(tfm_adam_init(&adam2, &m2.params, &ac), 0);
+        tfm_state_block *state2 = tfm_adam_state(&adam2, &n_state);
+        ck_assert_int_ne(tfm_checkpoint_load_state(&part, &m2.params, state2, n_state), 0);
+        ck_assert_msg(strstr(tfm_last_error(), "without its optimizer state"), "%s",
+                      tfm_last_error());
+        tfm_adam_free(&adam2);
+        tfm_model_free(&m2);
+        tfm_checkpoint_free(&full);
+        tfm_checkpoint_free(&part);
+        /* the second pass: a small header */
+        for (int i = 0; i < 200; i++) {
+            snprintf(key, sizeof key, "note.%d", i);
+            tfm_kv_set(&meta, key, "short");
+        }
+        strcpy(big, "short");
+        ck_assert_int_eq(tfm_checkpoint_save(path, &meta, &m.params, state, n_state), 0);
+    }
+    char want[1024];
+    tfm_checkpoint ck;
+    /* a flipped byte in the second moment, which is not kept */
+    flip_byte(path, -100);
+    ck_assert_int_ne(tfm_checkpoint_read(path, &ck), 0);
+    snprintf(want, sizeof want, "%s", tfm_last_error());
+    ck_assert_int_ne(tfm_checkpoint_read_params(path, &ck), 0);
+    ck_assert_str_eq(tfm_last_error(), want);
+    ck_assert_msg(strstr(want, "checksum"), "%s", want);
+    flip_byte(path, -100);
+    ck_assert_int_eq(tfm_checkpoint_read_params(path, &ck), 0);
+    tfm_checkpoint_free(&ck);
+    /* a flipped byte in the parameters, and one in the header */
+    flip_byte(path, 40);
+    ck_assert_int_ne(tfm_checkpoint_read_params(path, &ck), 0);
+    ck_assert_msg(strstr(tfm_last_error(), "checksum"), "%s", tfm_last_error());
+    flip_byte(path, 40);
+    struct stat st;
+    ck_assert_int_eq(stat(path, &st), 0);
+    flip_byte(path, (long)st.st_size / 2);
+    ck_assert_int_ne(tfm_checkpoint_read_params(path, &ck), 0);
+    ck_assert_msg(strstr(tfm_last_error(), "checksum"), "%s", tfm_last_error());
+    flip_byte(path, (long)st.st_size / 2);
+    /* truncated: the full read's error */
+    ck_assert_int_eq(truncate(path, st.st_size - 20), 0);
+    ck_assert_int_ne(tfm_checkpoint_read(path, &ck), 0);
+    snprintf(want, sizeof want, "%s", tfm_last_error());
+    ck_assert_int_ne(tfm_checkpoint_read_params(path, &ck), 0);
+    ck_assert_str_eq(tfm_last_error(), want);
+    snprintf(want, sizeof want, "%s/missing.tfm", dir);
+    ck_assert_int_ne(tfm_checkpoint_read_params(want, &ck), 0);
+    ck_assert_msg(strstr(tfm_last_error(), "missing.tfm"), "%s", tfm_last_error());
+    tfm_adam_free(&adam);
+    tfm_kv_free(&meta);
+    tfm_model_free(&m);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("model");
     TCase *tc = tcase_create("model");
@@ -505,6 +621,7 @@ int main(void) {
     tcase_add_test(tc, same_seed_same_threads_bit_identical);
     tcase_add_test(tc, copy_task_smoke);
     tcase_add_test(tc, checkpoint_round_trip_and_corruption);
+    tcase_add_test(tc, checkpoint_params_only_read);
     tcase_add_test(tc, checkpoint_metadata_out_of_memory_is_an_error);
     suite_add_tcase(s, tc);
     return tfm_test_main(s);

@@ -72,12 +72,18 @@ typedef struct {
     int64_t (*shapes)[4];
     int64_t *offsets;            /* float offset of each tensor in a block */
     const unsigned char *blocks; /* n_blocks blocks of n_floats floats, in order */
+    int params_only;             /* tfm_checkpoint_read_params: only block 0 in memory */
 } tfm_checkpoint;
 
 /* Reads and verifies (magic, sizes, CRC, structure); 0 ok, else an error
  * naming the file. Never crashes on malformed input. */
 int tfm_checkpoint_read(const char *path, tfm_checkpoint *ck);
 int tfm_checkpoint_parse(const void *data, size_t size, const char *name, tfm_checkpoint *ck);
+/* The same checks over the whole file (the CRC too), but only the header
+ * and the parameters are kept in memory (params_only; block 0 alone, and
+ * tfm_checkpoint_load_state refuses it): for translating, exporting and
+ * averaging, which need no optimizer state. Errors as tfm_checkpoint_read. */
+int tfm_checkpoint_read_params(const char *path, tfm_checkpoint *ck);
 void tfm_checkpoint_free(tfm_checkpoint *ck);
 /* The named block's n_floats floats (file order), NULL when absent. */
 const unsigned char *tfm_checkpoint_block(const tfm_checkpoint *ck, const char *name);

@@ -119,8 +119,11 @@ typedef struct {
     float *capture_self_attn;
 } tfm_model;
 
-/* Declares and allocates every parameter (zeros); 0 ok. */
+/* Declares and allocates every parameter, initialized as
+ * tfm_model_init_weights(m, 0) does; 0 ok. */
 int tfm_model_init(tfm_model *m, const tfm_model_config *c);
+/* The same with every parameter 0: for weights loaded next. */
+int tfm_model_init_empty(tfm_model *m, const tfm_model_config *c);
 void tfm_model_free(tfm_model *m);
 /* For decoding: every weight matrix that linear multiplies is packed once
  * for the GEMM of one precision (tfm_f32_weight_pack; for bf16 rounded too,

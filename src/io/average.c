@@ -61,7 +61,7 @@ int tfm_checkpoint_average(const char *const *paths, int64_t n, const char *out_
     tfm_kv_init(&meta);
     tfm_params p;
     tfm_params_init(&p);
-    if (tfm_checkpoint_read(paths[0], &first)) {
+    if (tfm_checkpoint_read_params(paths[0], &first)) {
         tfm_kv_free(&meta);
         return 1;
     }
@@ -74,7 +74,7 @@ int tfm_checkpoint_average(const char *const *paths, int64_t n, const char *out_
     for (int64_t k = 0; k < n; k++) {
         const tfm_checkpoint *ck = &first;
         if (k > 0) {
-            if (tfm_checkpoint_read(paths[k], &cur)) goto done;
+            if (tfm_checkpoint_read_params(paths[k], &cur)) goto done;
             if (check_compatible(&first, &cur)) goto done;
             ck = &cur;
         }

@@ -351,11 +351,16 @@ void tfm_checkpoint_free(tfm_checkpoint *ck) {
     memset(ck, 0, sizeof *ck);
 }
 
-int tfm_checkpoint_parse(const void *data, size_t size, const char *name, tfm_checkpoint *ck) {
+/* Parses a checkpoint of `size` bytes of which the first `avail` are at
+ * data. verify: the whole file is there (avail == size): check the magic,
+ * the end marker and the CRC first. Otherwise the caller checks those, and
+ * only the header is read from data (ck->blocks points past it). */
+static int parse(const unsigned char *data, size_t avail, size_t size, const char *name,
+                 tfm_checkpoint *ck, int verify) {
     memset(ck, 0, sizeof *ck);
     ck->path = tfm_strdup(name);
     if (!ck->path) return tfm_set_error("%s: out of memory", name), 1;
-    reader r = {data, size, 0};
+    reader r = {data, avail, 0};
 #define BAD(...)                                                                                   \
     do {                                                                                           \
         tfm_set_error(__VA_ARGS__);                                                                \
@@ -365,13 +370,15 @@ int tfm_checkpoint_parse(const void *data, size_t size, const char *name, tfm_ch
     char magic[8];
     if (size < 8 + 8 + 12 || r_take(&r, magic, 8) || memcmp(magic, "TFMCKPT1", 8))
         BAD("%s: not a tfm checkpoint (bad magic or too short)", name);
-    if (memcmp((const char *)data + size - 8, "TFMEND\0\0", 8))
-        BAD("%s: truncated checkpoint (no end marker)", name);
-    uint32_t stored_crc;
-    memcpy(&stored_crc, (const char *)data + size - 12, 4);
-    if (tfm_crc32c(0, data, size - 12) != stored_crc)
-        BAD("%s: checksum mismatch: the checkpoint is corrupt", name);
-    r.size = size - 12;
+    if (verify) {
+        if (memcmp((const char *)data + size - 8, "TFMEND\0\0", 8))
+            BAD("%s: truncated checkpoint (no end marker)", name);
+        uint32_t stored_crc;
+        memcpy(&stored_crc, (const char *)data + size - 12, 4);
+        if (tfm_crc32c(0, data, size - 12) != stored_crc)
+            BAD("%s: checksum mismatch: the checkpoint is corrupt", name);
+    }
+    r.size = avail < size - 12 ? avail : size - 12;
     uint32_t version, flags;
     uint64_t meta_len, n_tensors, n_floats;
     if (r_take(&r, &version, 4) || r_take(&r, &flags, 4) || version < 1 || version > 2)
@@ -453,12 +460,16 @@ int tfm_checkpoint_parse(const void *data, size_t size, const char *name, tfm_ch
     }
     ck->has_moments = tfm_checkpoint_block(ck, "adam.m") && tfm_checkpoint_block(ck, "adam.v");
     uint64_t need = (uint64_t)total * 4 * (uint64_t)ck->n_blocks;
-    if (need != r.size - r.pos)
-        BAD("%s: data size %zu does not match the tensor table (%llu)", name, r.size - r.pos,
+    if (need != size - 12 - r.pos)
+        BAD("%s: data size %zu does not match the tensor table (%llu)", name, size - 12 - r.pos,
             (unsigned long long)need);
     ck->blocks = (const unsigned char *)data + r.pos;
 #undef BAD
     return 0;
+}
+
+int tfm_checkpoint_parse(const void *data, size_t size, const char *name, tfm_checkpoint *ck) {
+    return parse(data, size, size, name, ck, 1);
 }
 
 int tfm_checkpoint_read(const char *path, tfm_checkpoint *ck) {
@@ -487,8 +498,75 @@ int tfm_checkpoint_read(const char *path, tfm_checkpoint *ck) {
     return 0;
 }
 
+/* The params-only read: the file's header and parameters are kept, the
+ * rest only goes through the CRC, in pieces of this size. Any failure falls
+ * back to tfm_checkpoint_read, whose error is then the one reported. */
+enum { CRC_CHUNK = 1 << 20 };
+
+static int read_at(FILE *f, size_t off, void *dst, size_t n) {
+    return fseeko(f, (off_t)off, SEEK_SET) != 0 || fread(dst, 1, n, f) != n;
+}
+
+static int read_params_fast(const char *path, tfm_checkpoint *ck) {
+    int rc = 1;
+    unsigned char *buf = NULL, *chunk = NULL;
+    FILE *f = fopen(path, "rb");
+    struct stat st;
+    if (!f || fstat(fileno(f), &st) || !S_ISREG(st.st_mode) || st.st_size < 8 + 8 + 12) goto out;
+    size_t size = (size_t)st.st_size, body = size - 12, have = 0, cap = 0;
+    unsigned char tail[12];
+    if (read_at(f, body, tail, 12) || memcmp(tail + 4, "TFMEND\0\0", 8)) goto out;
+    /* the header: read more until it parses (a short read is not an error) */
+    for (size_t want = body < 65536 ? body : 65536;; want = want * 4 < body ? want * 4 : body) {
+        unsigned char *nb = realloc(buf, want);
+        if (!nb) goto out;
+        buf = nb;
+        cap = want;
+        if (read_at(f, have, buf + have, want - have)) goto out;
+        have = want;
+        if (parse(buf, have, size, path, ck, 0) == 0) break;
+        if (have == body) goto out;
+    }
+    size_t off = (size_t)(ck->blocks - buf), keep = off + (size_t)ck->n_floats * 4;
+    if (keep > cap) {
+        unsigned char *nb = realloc(buf, keep);
+        if (!nb) goto fail;
+        buf = nb;
+    }
+    if (keep > have && read_at(f, have, buf + have, keep - have)) goto fail;
+    uint32_t crc = tfm_crc32c(0, buf, keep), stored;
+    if (keep < body && !(chunk = malloc(CRC_CHUNK))) goto fail;
+    for (size_t pos = keep; pos < body;) {
+        size_t n = body - pos < CRC_CHUNK ? body - pos : CRC_CHUNK;
+        if (read_at(f, pos, chunk, n)) goto fail;
+        crc = tfm_crc32c(crc, chunk, n);
+        pos += n;
+    }
+    memcpy(&stored, tail, 4);
+    if (crc != stored) goto fail;
+    ck->buf = buf;
+    ck->size = keep;
+    ck->blocks = buf + off;
+    ck->params_only = 1;
+    buf = NULL;
+    rc = 0;
+    goto out;
+fail:
+    tfm_checkpoint_free(ck);
+out:
+    free(buf);
+    free(chunk);
+    if (f) fclose(f);
+    return rc;
+}
+
+int tfm_checkpoint_read_params(const char *path, tfm_checkpoint *ck) {
+    if (read_params_fast(path, ck) == 0) return 0;
+    return tfm_checkpoint_read(path, ck);
+}
+
 const unsigned char *tfm_checkpoint_block(const tfm_checkpoint *ck, const char *name) {
-    for (int b = 0; b < ck->n_blocks; b++)
+    for (int b = 0; b < (ck->params_only ? 1 : ck->n_blocks); b++)
         if (!strcmp(ck->block_names[b], name))
             return ck->blocks + (size_t)b * (size_t)ck->n_floats * 4;
     return NULL;
@@ -521,6 +599,10 @@ int tfm_checkpoint_load_params(const tfm_checkpoint *ck, tfm_params *p) {
 
 int tfm_checkpoint_load_state(const tfm_checkpoint *ck, const tfm_params *p,
                               const tfm_state_block *state, int n_state) {
+    if (ck->params_only && n_state > 0)
+        return tfm_set_error("%s: read without its optimizer state (tfm_checkpoint_read_params)",
+                             ck->path),
+               1;
     for (int b = 0; b < n_state; b++) {
         const unsigned char *data = tfm_checkpoint_block(ck, state[b].name);
         if (!data)
@@ -543,7 +625,7 @@ int tfm_model_from_checkpoint(tfm_model *m, const tfm_checkpoint *ck) {
                              "%lld",
                              ck->path, (long long)want, (long long)ck->n_floats),
                1;
-    if (tfm_model_init(m, &c)) return 1;
+    if (tfm_model_init_empty(m, &c)) return 1; /* every weight comes from the file */
     if (tfm_checkpoint_load_params(ck, &m->params)) {
         tfm_model_free(m);
         return 1;

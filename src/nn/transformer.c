@@ -120,7 +120,7 @@ static void declare_layer(tfm_model *m, tfm_layer_params *L, const char *stack, 
         declare_ln(m, &L->ln2, p);
 }
 
-int tfm_model_init(tfm_model *m, const tfm_model_config *c) {
+int tfm_model_init_empty(tfm_model *m, const tfm_model_config *c) {
     memset(m, 0, sizeof *m);
     if (tfm_model_config_check(c)) return 1;
     m->cfg = *c;
@@ -160,6 +160,11 @@ int tfm_model_init(tfm_model *m, const tfm_model_config *c) {
                 m->pos_table[pos * D + D / 2 + i] = (float)cos(angle);
             }
     }
+    return 0;
+}
+
+int tfm_model_init(tfm_model *m, const tfm_model_config *c) {
+    if (tfm_model_init_empty(m, c)) return 1;
     tfm_model_init_weights(m, 0);
     return 0;
 }

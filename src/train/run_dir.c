@@ -382,16 +382,13 @@ done:
     return rc;
 }
 
-char *tfm_run_find_checkpoint(const char *dir, int prefer_best) {
+/* tfm_run_find_checkpoint, the one found left read (params only) in *ck. */
+static char *find_and_read(const char *dir, int prefer_best, tfm_checkpoint *ck) {
     if (prefer_best) {
         char *best = tfm_path_join(dir, "best.tfm");
         if (!best) return NULL;
-        tfm_checkpoint ck;
         if (access(best, F_OK) == 0) {
-            if (tfm_checkpoint_read(best, &ck) == 0) {
-                tfm_checkpoint_free(&ck);
-                return best;
-            }
+            if (tfm_checkpoint_read_params(best, ck) == 0) return best;
             fprintf(stderr, "tfm: %s; trying the newest checkpoint instead\n", tfm_last_error());
         }
         free(best);
@@ -401,9 +398,7 @@ char *tfm_run_find_checkpoint(const char *dir, int prefer_best) {
     for (int64_t i = 0; i < n; i++) {
         char *path = checkpoint_path(dir, steps[i]);
         if (!path) break;
-        tfm_checkpoint ck;
-        if (tfm_checkpoint_read(path, &ck) == 0) {
-            tfm_checkpoint_free(&ck);
+        if (tfm_checkpoint_read_params(path, ck) == 0) {
             free(steps);
             return path;
         }
@@ -413,6 +408,13 @@ char *tfm_run_find_checkpoint(const char *dir, int prefer_best) {
     free(steps);
     if (n >= 0) tfm_set_error("%s: no usable checkpoint", dir);
     return NULL;
+}
+
+char *tfm_run_find_checkpoint(const char *dir, int prefer_best) {
+    tfm_checkpoint ck;
+    char *path = find_and_read(dir, prefer_best, &ck);
+    if (path) tfm_checkpoint_free(&ck);
+    return path;
 }
 
 /* ---- checkpoints -------------------------------------------------------------------- */
@@ -475,12 +477,15 @@ int tfm_load_model(const char *path, tfm_model *m, tfm_kv *meta) {
     int is_export = S_ISDIR(st.st_mode) && access(file, F_OK) == 0;
     free(file);
     if (is_export) return tfm_export_load(path, m, meta);
-    file = S_ISDIR(st.st_mode) ? tfm_run_find_checkpoint(path, 1) : tfm_format("%s", path);
-    if (!file) return 1;
     tfm_checkpoint ck;
-    if (tfm_checkpoint_read(file, &ck)) {
-        free(file);
-        return 1;
+    if (S_ISDIR(st.st_mode)) {
+        if (!(file = find_and_read(path, 1, &ck))) return 1;
+    } else {
+        if (!(file = tfm_format("%s", path))) return 1;
+        if (tfm_checkpoint_read_params(file, &ck)) {
+            free(file);
+            return 1;
+        }
     }
     /* what the model reads: toy symbol ids or text (bpe.codes, vocab.txt) */
     const char *kind = tfm_kv_get(&ck.meta, "data.kind");

@@ -208,7 +208,7 @@ fail:
  * into params (NULL: only the checks, before the run directory is touched). */
 static int init_weights_from(const char *path, const tfm_model_config *mc, tfm_params *params) {
     tfm_checkpoint ck;
-    if (tfm_checkpoint_read(path, &ck)) {
+    if (tfm_checkpoint_read_params(path, &ck)) {
         char msg[512];
         snprintf(msg, sizeof msg, "%s", tfm_last_error());
         return tfm_set_error("--init: %s", msg), 1;
@@ -633,7 +633,7 @@ static int average_last(tfm_trainer *tr) {
             goto done;
         }
         memcpy(saved, tr->params->data, bytes);
-        if (tfm_checkpoint_read(out, &ck)) goto done;
+        if (tfm_checkpoint_read_params(out, &ck)) goto done;
         int bad = tfm_checkpoint_load_params(&ck, tr->params);
         tfm_checkpoint_free(&ck);
         tfm_valid_result vr;
