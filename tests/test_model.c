@@ -3,8 +3,8 @@
  * copy-task smoke run, checkpoints. */
 #include <math.h>
 #include <string.h>
-#include <unistd.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "tfm/checkpoint.h"
 #include "tfm/nn.h"
@@ -432,69 +432,6 @@ START_TEST(checkpoint_metadata_out_of_memory_is_an_error) {
 }
 END_TEST
 
-START_TEST(checkpoint_round_trip_and_corruption) {
-    tfm_model_config c = small_config(10, 16, 2, 32, 1);
-    tfm_model m;
-    ck_assert_int_eq(tfm_model_init(&m, &c), 0);
-    tfm_model_init_weights(&m, 5);
-    tfm_adam_config ac;
-    tfm_adam_config_default(&ac);
-    tfm_adam adam, adam2;
-    ck_assert_int_eq(tfm_adam_init(&adam, &m.params, &ac), 0);
-    tfm_test_fill(adam.m, m.params.total_n, 1, -1, 1);
-    tfm_test_fill(adam.v, m.params.total_n, 2, 0, 1);
-    int n_state;
-    tfm_state_block *state = tfm_adam_state(&adam, &n_state);
-    const char *dir = tfm_test_tmpdir("ckpt");
-    char path[512];
-    snprintf(path, sizeof path, "%s/a.tfm", dir);
-    tfm_kv meta;
-    tfm_kv_init(&meta);
-    tfm_model_config_to_kv(&c, &meta);
-    tfm_kv_set(&meta, "train.step", "%d", 17);
-    ck_assert_int_eq(tfm_checkpoint_save(path, &meta, &m.params, state, n_state), 0);
-    tfm_checkpoint ck;
-    ck_assert_int_eq(tfm_checkpoint_read(path, &ck), 0);
-    tfm_model m2;
-    ck_assert_int_eq(tfm_model_from_checkpoint(&m2, &ck), 0);
-    ck_assert_int_eq(tfm_adam_init(&adam2, &m2.params, &ac), 0);
-    tfm_state_block *state2 = tfm_adam_state(&adam2, &n_state);
-    ck_assert_int_eq(ck.version, 2);
-    ck_assert_int_eq(tfm_checkpoint_load_state(&ck, &m2.params, state2, n_state), 0);
-    ck_assert(memcmp(m.params.data, m2.params.data, (size_t)m.params.total_n * 4) == 0);
-    ck_assert(memcmp(adam.m, adam2.m, (size_t)m.params.total_n * 4) == 0);
-    ck_assert(memcmp(adam.v, adam2.v, (size_t)m.params.total_n * 4) == 0);
-    tfm_adam_free(&adam);
-    tfm_adam_free(&adam2);
-    ck_assert_str_eq(tfm_kv_get(&ck.meta, "train.step"), "17");
-    tfm_checkpoint_free(&ck);
-    /* flip one byte in the middle: the checksum catches it */
-    FILE *f = fopen(path, "r+b");
-    fseek(f, 0, SEEK_END);
-    long size = ftell(f);
-    fseek(f, size / 2, SEEK_SET);
-    int ch = fgetc(f);
-    fseek(f, size / 2, SEEK_SET);
-    fputc(ch ^ 0x40, f);
-    fclose(f);
-    ck_assert_int_ne(tfm_checkpoint_read(path, &ck), 0);
-    ck_assert_msg(strstr(tfm_last_error(), "checksum") && strstr(tfm_last_error(), "a.tfm"), "%s",
-                  tfm_last_error());
-    /* truncated */
-    ck_assert_int_eq(truncate(path, size - 20), 0);
-    ck_assert_int_ne(tfm_checkpoint_read(path, &ck), 0);
-    ck_assert_msg(strstr(tfm_last_error(), "a.tfm") != NULL, "%s", tfm_last_error());
-    /* no leftover temporary files */
-    char cmd[600], out[256];
-    snprintf(cmd, sizeof cmd, "ls %s | grep -c tmp || true", dir);
-    tfm_test_run(cmd, out, sizeof out);
-    ck_assert_str_eq(out, "0\n");
-    tfm_kv_free(&meta);
-    tfm_model_free(&m);
-    tfm_model_free(&m2);
-}
-END_TEST
-
 /* Flips the byte at off (from the end when negative). */
 static void flip_byte(const char *path, long off) {
     FILE *f = fopen(path, "r+b");
@@ -507,38 +444,109 @@ static void flip_byte(const char *path, long off) {
     fclose(f);
 }
 
+/* A small model with weights from `seed` and Adam moments filled from seed -
+ * 4 and seed - 3, and the checkpoint metadata of its configuration. */
+typedef struct {
+    tfm_model_config c;
+    tfm_model m;
+    tfm_adam_config ac;
+    tfm_adam adam;
+    tfm_kv meta;
+} ckpt_fixture;
+
+static void ckpt_fixture_init(ckpt_fixture *f, uint64_t seed) {
+    f->c = small_config(10, 16, 2, 32, 1);
+    ck_assert_int_eq(tfm_model_init(&f->m, &f->c), 0);
+    tfm_model_init_weights(&f->m, seed);
+    tfm_adam_config_default(&f->ac);
+    ck_assert_int_eq(tfm_adam_init(&f->adam, &f->m.params, &f->ac), 0);
+    tfm_test_fill(f->adam.m, f->m.params.total_n, seed - 4, -1, 1);
+    tfm_test_fill(f->adam.v, f->m.params.total_n, seed - 3, 0, 1);
+    tfm_kv_init(&f->meta);
+    tfm_model_config_to_kv(&f->c, &f->meta);
+}
+
+static void ckpt_fixture_save(ckpt_fixture *f, const char *path) {
+    int n_state;
+    tfm_state_block *state = tfm_adam_state(&f->adam, &n_state);
+    ck_assert_int_eq(tfm_checkpoint_save(path, &f->meta, &f->m.params, state, n_state), 0);
+}
+
+static void ckpt_fixture_free(ckpt_fixture *f) {
+    tfm_adam_free(&f->adam);
+    tfm_kv_free(&f->meta);
+    tfm_model_free(&f->m);
+}
+
+START_TEST(checkpoint_round_trip_and_corruption) {
+    ckpt_fixture fx;
+    ckpt_fixture_init(&fx, 5);
+    const tfm_model *m = &fx.m;
+    const tfm_adam *adam = &fx.adam;
+    tfm_adam adam2;
+    int n_state;
+    const char *dir = tfm_test_tmpdir("ckpt");
+    char path[512];
+    snprintf(path, sizeof path, "%s/a.tfm", dir);
+    tfm_kv_set(&fx.meta, "train.step", "%d", 17);
+    ckpt_fixture_save(&fx, path);
+    tfm_checkpoint ck;
+    ck_assert_int_eq(tfm_checkpoint_read(path, &ck), 0);
+    tfm_model m2;
+    ck_assert_int_eq(tfm_model_from_checkpoint(&m2, &ck), 0);
+    ck_assert_int_eq(tfm_adam_init(&adam2, &m2.params, &fx.ac), 0);
+    tfm_state_block *state2 = tfm_adam_state(&adam2, &n_state);
+    ck_assert_int_eq(ck.version, 2);
+    ck_assert_int_eq(tfm_checkpoint_load_state(&ck, &m2.params, state2, n_state), 0);
+    ck_assert(memcmp(m->params.data, m2.params.data, (size_t)m->params.total_n * 4) == 0);
+    ck_assert(memcmp(adam->m, adam2.m, (size_t)m->params.total_n * 4) == 0);
+    ck_assert(memcmp(adam->v, adam2.v, (size_t)m->params.total_n * 4) == 0);
+    tfm_adam_free(&adam2);
+    ck_assert_str_eq(tfm_kv_get(&ck.meta, "train.step"), "17");
+    tfm_checkpoint_free(&ck);
+    /* flip one byte in the middle: the checksum catches it */
+    struct stat st;
+    ck_assert_int_eq(stat(path, &st), 0);
+    long size = (long)st.st_size;
+    flip_byte(path, size / 2);
+    ck_assert_int_ne(tfm_checkpoint_read(path, &ck), 0);
+    ck_assert_msg(strstr(tfm_last_error(), "checksum") && strstr(tfm_last_error(), "a.tfm"), "%s",
+                  tfm_last_error());
+    /* truncated */
+    ck_assert_int_eq(truncate(path, size - 20), 0);
+    ck_assert_int_ne(tfm_checkpoint_read(path, &ck), 0);
+    ck_assert_msg(strstr(tfm_last_error(), "a.tfm") != NULL, "%s", tfm_last_error());
+    /* no leftover temporary files */
+    char cmd[600], out[256];
+    snprintf(cmd, sizeof cmd, "ls %s | grep -c tmp || true", dir);
+    tfm_test_run(cmd, out, sizeof out);
+    ck_assert_str_eq(out, "0\n");
+    ckpt_fixture_free(&fx);
+    tfm_model_free(&m2);
+}
+END_TEST
+
 /* tfm_checkpoint_read_params keeps the header and the parameters only, but
  * checks the whole file: the same weights and metadata as the full read, a
  * corrupt byte in the optimizer state or a truncation refused with the full
  * read's error, a header longer than its first read (64 KB) parsed, and no
  * state handed out. */
 START_TEST(checkpoint_params_only_read) {
-    tfm_model_config c = small_config(10, 16, 2, 32, 1);
-    tfm_model m;
-    ck_assert_int_eq(tfm_model_init(&m, &c), 0);
-    tfm_model_init_weights(&m, 7);
-    tfm_adam_config ac;
-    tfm_adam_config_default(&ac);
-    tfm_adam adam;
-    ck_assert_int_eq(tfm_adam_init(&adam, &m.params, &ac), 0);
-    tfm_test_fill(adam.m, m.params.total_n, 3, -1, 1);
-    tfm_test_fill(adam.v, m.params.total_n, 4, 0, 1);
+    ckpt_fixture fx;
+    ckpt_fixture_init(&fx, 7);
+    const tfm_model *m = &fx.m;
     int n_state;
-    tfm_state_block *state = tfm_adam_state(&adam, &n_state);
     const char *dir = tfm_test_tmpdir("ckpt-params");
     char path[512];
     snprintf(path, sizeof path, "%s/p.tfm", dir);
-    tfm_kv meta;
-    tfm_kv_init(&meta);
-    tfm_model_config_to_kv(&c, &meta);
     char big[1001], key[32]; /* a header of more than 64 KB: 200 values of 1000 bytes */
     memset(big, 'x', 1000);
     big[1000] = 0;
     for (int i = 0; i < 200; i++) {
         snprintf(key, sizeof key, "note.%d", i);
-        tfm_kv_set(&meta, key, "%s", big);
+        tfm_kv_set(&fx.meta, key, "%s", big);
     }
-    ck_assert_int_eq(tfm_checkpoint_save(path, &meta, &m.params, state, n_state), 0);
+    ckpt_fixture_save(&fx, path);
     for (int pass = 0; pass < 2; pass++) {
         tfm_checkpoint full, part;
         ck_assert_int_eq(tfm_checkpoint_read(path, &full), 0);
@@ -553,9 +561,9 @@ START_TEST(checkpoint_params_only_read) {
         ck_assert_str_eq(tfm_kv_get(&part.meta, "note.199"), big);
         tfm_model m2;
         ck_assert_int_eq(tfm_model_from_checkpoint(&m2, &part), 0);
-        ck_assert(memcmp(m.params.data, m2.params.data, (size_t)m.params.total_n * 4) == 0);
+        ck_assert(memcmp(m->params.data, m2.params.data, (size_t)m->params.total_n * 4) == 0);
         tfm_adam adam2;
-        ck_assert_int_eq(tfm_adam_init(&adam2, &m2.params, &ac), 0);
+        ck_assert_int_eq(tfm_adam_init(&adam2, &m2.params, &fx.ac), 0);
         tfm_state_block *state2 = tfm_adam_state(&adam2, &n_state);
         ck_assert_int_ne(tfm_checkpoint_load_state(&part, &m2.params, state2, n_state), 0);
         ck_assert_msg(strstr(tfm_last_error(), "without its optimizer state"), "%s",
@@ -567,10 +575,10 @@ START_TEST(checkpoint_params_only_read) {
         /* the second pass: a small header */
         for (int i = 0; i < 200; i++) {
             snprintf(key, sizeof key, "note.%d", i);
-            tfm_kv_set(&meta, key, "short");
+            tfm_kv_set(&fx.meta, key, "short");
         }
         strcpy(big, "short");
-        ck_assert_int_eq(tfm_checkpoint_save(path, &meta, &m.params, state, n_state), 0);
+        ckpt_fixture_save(&fx, path);
     }
     char want[1024];
     tfm_checkpoint ck;
@@ -604,9 +612,7 @@ START_TEST(checkpoint_params_only_read) {
     snprintf(want, sizeof want, "%s/missing.tfm", dir);
     ck_assert_int_ne(tfm_checkpoint_read_params(want, &ck), 0);
     ck_assert_msg(strstr(tfm_last_error(), "missing.tfm"), "%s", tfm_last_error());
-    tfm_adam_free(&adam);
-    tfm_kv_free(&meta);
-    tfm_model_free(&m);
+    ckpt_fixture_free(&fx);
 }
 END_TEST
 
