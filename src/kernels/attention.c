@@ -174,6 +174,17 @@ int64_t tfm_attention_decode_scratch_floats(const tfm_attn_gather *s) {
 static void decode_head_bf16(float *o, float *p, const float *qh, const float *kh, const float *vh,
                              const int64_t *off, int64_t Tk, int64_t dh, float scale,
                              const uint8_t *pad, float *rows) {
+    /* positions equally spaced (the cross-attention's keys, a cache without
+     * reordered slots): the GEMMs read them in place, the same numbers */
+    int64_t step = Tk > 1 ? off[1] - off[0] : dh;
+    int even = step >= dh;
+    for (int64_t j = 2; even && j < Tk; j++) even = off[j] - off[j - 1] == step;
+    if (even) {
+        tfm_gemm_bf16(0, 1, 1, Tk, dh, scale, qh, dh, kh + off[0], step, 0.0f, p, Tk);
+        masked_softmax_row(p, Tk, Tk, pad);
+        tfm_gemm_bf16(0, 0, 1, dh, Tk, 1.0f, p, Tk, vh + off[0], step, 0.0f, o, dh);
+        return;
+    }
     for (int64_t j = 0; j < Tk; j++) memcpy(rows + j * dh, kh + off[j], (size_t)dh * sizeof(float));
     tfm_gemm_bf16(0, 1, 1, Tk, dh, scale, qh, dh, rows, dh, 0.0f, p, Tk);
     masked_softmax_row(p, Tk, Tk, pad);
