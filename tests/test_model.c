@@ -526,6 +526,54 @@ START_TEST(checkpoint_round_trip_and_corruption) {
 }
 END_TEST
 
+/* Metadata values of any length round-trip (a 5000-byte path was cut at 1023
+ * bytes by tfm_kv_set, and a line over 2047 bytes was refused by the reader),
+ * and a value the reader could not split back (a line break) is refused before
+ * anything is written. */
+START_TEST(checkpoint_metadata_long_values_and_line_breaks) {
+    ckpt_fixture fx;
+    ckpt_fixture_init(&fx, 9);
+    const char *dir = tfm_test_tmpdir("ckpt-meta");
+    char path[512];
+    snprintf(path, sizeof path, "%s/m.tfm", dir);
+    size_t n = 5000;
+    char *big = malloc(n + 1);
+    ck_assert_ptr_nonnull(big);
+    for (size_t i = 0; i < n; i++) big[i] = (char)('a' + i % 26);
+    big[n] = 0;
+    tfm_kv_set(&fx.meta, "data.src-train", "%s/x", big);
+    ck_assert_int_eq(strlen(tfm_kv_get(&fx.meta, "data.src-train")), n + 2);
+    tfm_kv_set(&fx.meta, "note", "a = b"); /* ' = ' in a value is fine */
+    ckpt_fixture_save(&fx, path);
+    for (int params_only = 0; params_only < 2; params_only++) {
+        tfm_checkpoint ck;
+        int rc = params_only ? tfm_checkpoint_read_params(path, &ck) : tfm_checkpoint_read(path, &ck);
+        ck_assert_msg(rc == 0, "%s", tfm_last_error());
+        const char *v = tfm_kv_get(&ck.meta, "data.src-train");
+        ck_assert_ptr_nonnull(v);
+        ck_assert_int_eq(strlen(v), n + 2);
+        ck_assert(!memcmp(v, big, n) && !strcmp(v + n, "/x"));
+        ck_assert_str_eq(tfm_kv_get(&ck.meta, "note"), "a = b");
+        tfm_checkpoint_free(&ck);
+    }
+    struct stat st;
+    ck_assert_int_eq(unlink(path), 0);
+    tfm_kv_set(&fx.meta, "note", "two\nlines");
+    int n_state;
+    tfm_state_block *state = tfm_adam_state(&fx.adam, &n_state);
+    ck_assert_int_ne(tfm_checkpoint_save(path, &fx.meta, &fx.m.params, state, n_state), 0);
+    ck_assert_msg(strstr(tfm_last_error(), "m.tfm") && strstr(tfm_last_error(), "'note'"), "%s",
+                  tfm_last_error());
+    ck_assert_int_ne(stat(path, &st), 0); /* nothing written */
+    char cmd[600], out[256];
+    snprintf(cmd, sizeof cmd, "ls -A %s | wc -l", dir);
+    tfm_test_run(cmd, out, sizeof out);
+    ck_assert_str_eq(out, "0\n");
+    free(big);
+    ckpt_fixture_free(&fx);
+}
+END_TEST
+
 /* tfm_checkpoint_read_params keeps the header and the parameters only, but
  * checks the whole file: the same weights and metadata as the full read, a
  * corrupt byte in the optimizer state or a truncation refused with the full
@@ -628,6 +676,7 @@ int main(void) {
     tcase_add_test(tc, copy_task_smoke);
     tcase_add_test(tc, checkpoint_round_trip_and_corruption);
     tcase_add_test(tc, checkpoint_params_only_read);
+    tcase_add_test(tc, checkpoint_metadata_long_values_and_line_breaks);
     tcase_add_test(tc, checkpoint_metadata_out_of_memory_is_an_error);
     suite_add_tcase(s, tc);
     return tfm_test_main(s);

@@ -34,10 +34,20 @@ static int kv_oom(tfm_kv *kv) {
     return 1;
 }
 
-static int kv_put(tfm_kv *kv, const char *key, const char *val) {
+static char *kv_strndup(const char *s, size_t n) {
+    char *r = malloc(n + 1);
+    if (!r) return NULL;
+    memcpy(r, s, n);
+    r[n] = 0;
+    return r;
+}
+
+/* Copies key and val (vlen bytes, not necessarily NUL-terminated) into the
+ * map, replacing an existing key's value. */
+static int kv_putn(tfm_kv *kv, const char *key, const char *val, size_t vlen) {
     for (int64_t i = 0; i < kv->n; i++)
         if (!strcmp(kv->keys[i], key)) {
-            char *v = tfm_strdup(val);
+            char *v = kv_strndup(val, vlen);
             if (!v) return kv_oom(kv);
             free(kv->vals[i]);
             kv->vals[i] = v;
@@ -51,7 +61,7 @@ static int kv_put(tfm_kv *kv, const char *key, const char *val) {
         if (tfm_grow((void **)&kv->vals, &cap, kv->n + 1, sizeof(char *))) return kv_oom(kv);
         kv->cap = cap;
     }
-    char *k = tfm_strdup(key), *v = tfm_strdup(val);
+    char *k = tfm_strdup(key), *v = kv_strndup(val, vlen);
     if (!k || !v) {
         free(k);
         free(v);
@@ -63,13 +73,33 @@ static int kv_put(tfm_kv *kv, const char *key, const char *val) {
     return 0;
 }
 
+/* Values of any length: a short one is formatted on the stack, a longer one
+ * (a long path, a list) into a buffer of its size. */
 void tfm_kv_set(tfm_kv *kv, const char *key, const char *fmt, ...) {
-    char val[1024];
+    char buf[1024];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(val, sizeof val, fmt, ap);
+    int n = vsnprintf(buf, sizeof buf, fmt, ap);
     va_end(ap);
-    kv_put(kv, key, val);
+    if (n < 0) {
+        kv->failed = 1;
+        tfm_set_error("metadata '%s': the value cannot be formatted", key);
+        return;
+    }
+    if ((size_t)n < sizeof buf) {
+        kv_putn(kv, key, buf, (size_t)n);
+        return;
+    }
+    char *big = malloc((size_t)n + 1);
+    if (!big) {
+        kv_oom(kv);
+        return;
+    }
+    va_start(ap, fmt);
+    vsnprintf(big, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    kv_putn(kv, key, big, (size_t)n);
+    free(big);
 }
 
 const char *tfm_kv_get(const tfm_kv *kv, const char *key) {
@@ -116,18 +146,16 @@ int tfm_kv_get_f64(const tfm_kv *kv, const char *key, double *out, const char *w
 
 /* One "key = value" line of tfm_kv_parse. */
 static int kv_line(void *ctx, const char *text, size_t n, const char *where, int64_t lineno) {
-    char line[2048];
-    if (n >= sizeof line)
-        return tfm_set_error("%s:%lld: line too long", where, (long long)lineno), 1;
     if (memchr(text, 0, n)) return tfm_set_error("%s:%lld: NUL byte", where, (long long)lineno), 1;
     if (!n) return 0;
-    memcpy(line, text, n);
-    line[n] = 0;
-    char *eq = strstr(line, " = ");
-    if (!eq) return tfm_set_error("%s:%lld: expected 'key = value'", where, (long long)lineno), 1;
-    *eq = 0;
-    if (kv_put(ctx, line, eq + 3))
-        return tfm_set_error("%s:%lld: out of memory", where, (long long)lineno), 1;
+    size_t eq = 0;
+    while (eq + 3 <= n && memcmp(text + eq, " = ", 3)) eq++;
+    if (eq + 3 > n)
+        return tfm_set_error("%s:%lld: expected 'key = value'", where, (long long)lineno), 1;
+    char *key = kv_strndup(text, eq);
+    int bad = !key || kv_putn(ctx, key, text + eq + 3, n - eq - 3);
+    free(key);
+    if (bad) return tfm_set_error("%s:%lld: out of memory", where, (long long)lineno), 1;
     return 0;
 }
 
@@ -267,6 +295,14 @@ int tfm_checkpoint_save(const char *path, const tfm_kv *meta, const tfm_params *
                         const tfm_state_block *state, int n_state) {
     if (meta->failed)
         return tfm_set_error("%s: out of memory building the checkpoint metadata", path), 1;
+    /* one "key = value" line each: what the reader could not split back is refused */
+    for (int64_t i = 0; i < meta->n; i++)
+        if (!*meta->keys[i] || strpbrk(meta->keys[i], "\n\r") || strstr(meta->keys[i], " = ") ||
+            strpbrk(meta->vals[i], "\n\r"))
+            return tfm_set_error("%s: metadata '%s' has a line break (or ' = ' in the key); "
+                                 "not saved",
+                                 path, meta->keys[i]),
+                   1;
     if (n_state < 0 || n_state > TFM_CHECKPOINT_MAX_BLOCKS - 1)
         return tfm_set_error("%s: %d state blocks (at most %d)", path, n_state,
                              TFM_CHECKPOINT_MAX_BLOCKS - 1),

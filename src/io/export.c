@@ -560,7 +560,7 @@ int tfm_export_load(const char *dir, tfm_model *m, tfm_kv *meta) {
     export_map mp = {0};
     float *scratch = NULL;
     int rc = 1;
-    if (tfm_model_init(m, &c) || build_map(m, &mp)) goto done;
+    if (tfm_model_init_empty(m, &c) || build_map(m, &mp)) goto done;
     int64_t V = c.vocab, D = c.d_model, VH = hf_vocab(&c);
     scratch = malloc((size_t)(VH * (D > 2 ? D : 2)) * sizeof(float));
     if (!scratch) {
