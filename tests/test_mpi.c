@@ -253,6 +253,29 @@ START_TEST(ranks_train_like_one_process) {
 }
 END_TEST
 
+/* --accum 2: each rank accumulates its share of two batches, then one
+ * blocking sum per update: the same training as one process with --accum 2
+ * (to rounding), and the log says so. */
+START_TEST(ranks_accumulate_like_one_process) {
+    NEED_MPI();
+    const char *dir = tfm_test_tmpdir("mpi-accum");
+    make_data(dir);
+    const char *one = sub(dir, "one"), *two = sub(dir, "two");
+    enum { STEPS = 20 };
+    train(0, NULL, dir, STEPS, "--accum 2", one);
+    train(2, NULL, dir, STEPS, "--accum 2", two);
+    double l1[STEPS], l2[STEPS];
+    read_losses(one, l1, STEPS);
+    read_losses(two, l2, STEPS);
+    check_losses("--accum 2: 2 ranks vs 1 process", l2, l1, STEPS);
+    check_params("--accum 2: 2 ranks vs 1 process", two, one, STEPS);
+    char log[1024];
+    snprintf(log, sizeof log, "%s/train.log", two);
+    ck_assert_msg(file_has(log, "gradient accumulation: 2 batches per update"), "%s", log);
+    ck_assert_msg(file_has(log, "one exchange after backward"), "%s: not one exchange", log);
+}
+END_TEST
+
 /* The same N twice, over TCP, with other gradient buckets, and with one
  * blocking sum after backward instead of buckets sent during it
  * (TFM_MPI_OVERLAP=0, the code before the overlap): byte-identical
@@ -458,6 +481,7 @@ static Suite *suite(void) {
     TCase *tc = tcase_create("mpirun");
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, ranks_train_like_one_process);
+    tcase_add_test(tc, ranks_accumulate_like_one_process);
     tcase_add_test(tc, same_ranks_bit_identical);
     tcase_add_test(tc, mismatch_refused);
     tcase_add_test(tc, killed_rank_then_resume);

@@ -290,6 +290,183 @@ END_TEST
  * --max-len 3 --d-model 8 --heads 2 --d-ff 16 --layers 1 --batch 4 --warmup 2
  * --steps 3 --seed 11 --threads 1` by the code before format v2 (toy
  * defaults: dropout 0, Noam factor 0.5). */
+/* ---- gradient accumulation ------------------------------------------------------------ */
+/* Update s of a plain run on this source is the union of toy batches 2s - 2
+ * and 2s - 1 (16 rows): what --accum 2 on the toy source of 8 rows reads as
+ * its two batches. */
+typedef struct {
+    tfm_toy_batch part;
+    tfm_toy_batch both;
+    uint64_t seed;
+    tfm_batch_source source;
+} union_source;
+
+static int union_next(void *ctx, int64_t step, tfm_seq_batch *b, int64_t *n_tokens) {
+    union_source *u = ctx;
+    tfm_toy_batch *x = &u->both, *y = &u->part;
+    const int64_t R = y->B, S = y->S, T = y->T;
+    x->n_tokens = 0;
+    for (int64_t h = 0; h < 2; h++) {
+        tfm_toy_batch_fill(y, &tfm_test_tiny_task, u->seed, 2 * (step - 1) + h);
+        memcpy(x->src + h * R * S, y->src, (size_t)(R * S) * sizeof(int32_t));
+        memcpy(x->src_pad + h * R * S, y->src_pad, (size_t)(R * S));
+        memcpy(x->tgt_in + h * R * T, y->tgt_in, (size_t)(R * T) * sizeof(int32_t));
+        memcpy(x->tgt_out + h * R * T, y->tgt_out, (size_t)(R * T) * sizeof(int32_t));
+        memcpy(x->tgt_pad + h * R * T, y->tgt_pad, (size_t)(R * T));
+        x->n_tokens += y->n_tokens;
+    }
+    *b = (tfm_seq_batch){.B = 2 * R, .S = S, .T = T, .src = x->src, .tgt_in = x->tgt_in,
+                         .tgt_out = x->tgt_out, .src_pad = x->src_pad, .tgt_pad = x->tgt_pad};
+    *n_tokens = x->n_tokens;
+    return 0;
+}
+
+static void union_source_init(union_source *u, uint64_t seed) {
+    ck_assert_int_eq(tfm_toy_batch_alloc(&u->part, &tfm_test_tiny_task, 8), 0);
+    ck_assert_int_eq(tfm_toy_batch_alloc(&u->both, &tfm_test_tiny_task, 16), 0);
+    ck_assert(u->both.S == u->part.S && u->both.T == u->part.T);
+    u->seed = seed;
+    u->source = (tfm_batch_source){.ctx = u, .next = union_next, .max_b = 16,
+                                   .max_s = u->part.S, .max_t = u->part.T, .kind = "toy"};
+}
+
+/* The gradient and statistics the optimizer gets at each step. */
+typedef struct {
+    int64_t n, steps;
+    float *grad[3];
+    tfm_step_stats st[3];
+} grad_capture;
+
+static int capture_reduce(void *ctx, float *grad, int64_t n, tfm_step_stats *st) {
+    grad_capture *c = ctx;
+    if (c->steps < 3) {
+        c->grad[c->steps] = malloc((size_t)n * sizeof(float));
+        memcpy(c->grad[c->steps], grad, (size_t)n * sizeof(float));
+        c->st[c->steps] = *st;
+    }
+    c->n = n;
+    c->steps++;
+    return 0;
+}
+
+static void capture_run(tfm_batch_source *src, int64_t accum, grad_capture *cap) {
+    tfm_model_config c = tfm_test_tiny_model();
+    c.dropout = 0; /* the same function of the weights, whatever the batch split */
+    tfm_train_opts o = toy_opts(3);
+    o.accum = accum;
+    tfm_train_hooks h = {.ctx = cap, .reduce = capture_reduce};
+    tfm_trainer tr;
+    ck_assert_msg(tfm_trainer_init(&tr, &o, &c, src, &h) == 0, "%s", tfm_last_error());
+    ck_assert_msg(tfm_train(&tr) == 0, "%s", tfm_last_error());
+    ck_assert_int_eq(cap->steps, 3);
+    tfm_trainer_free(&tr);
+}
+
+/* --accum 2 on batches of 8 gives the gradient (and loss, token count) that
+ * one batch of the same 16 rows gives: the token-weighted mean, to rounding.
+ * Compared at the first step (the same weights) and at the next two (the
+ * weights after updates with those gradients: they differ by rounding). */
+START_TEST(test_accumulation_equals_one_big_batch) {
+    tfm_toy_source toy;
+    ck_assert_int_eq(tfm_toy_source_init(&toy, &tfm_test_tiny_task, 8, 3), 0);
+    union_source u;
+    union_source_init(&u, 3);
+    grad_capture a = {0}, b = {0};
+    capture_run(&toy.source, 2, &a);
+    capture_run(&u.source, 1, &b);
+    ck_assert_int_eq(a.n, b.n);
+    for (int s = 0; s < 3; s++) {
+        ck_assert_int_eq(a.st[s].n_tokens, b.st[s].n_tokens);
+        ck_assert_msg(fabs(a.st[s].loss - b.st[s].loss) < 1e-5 * fabs(b.st[s].loss),
+                      "step %d: loss %.9g accumulated, %.9g in one batch", s + 1, a.st[s].loss,
+                      b.st[s].loss);
+        float mx = 0, diff = 0;
+        for (int64_t j = 0; j < a.n; j++) {
+            mx = fmaxf(mx, fabsf(b.grad[s][j]));
+            diff = fmaxf(diff, fabsf(a.grad[s][j] - b.grad[s][j]));
+        }
+        ck_assert_msg(mx > 0 && diff <= (s == 0 ? 1e-5f : 1e-3f) * mx,
+                      "step %d: gradients differ by %g (largest %g)", s + 1, diff, mx);
+        free(a.grad[s]);
+        free(b.grad[s]);
+    }
+    tfm_toy_source_free(&toy);
+    tfm_toy_batch_free(&u.part);
+    tfm_toy_batch_free(&u.both);
+}
+END_TEST
+
+/* --accum 2 resumed from a checkpoint ends bit-identical to the run without
+ * a break; resuming with another --accum is refused; the overlapped hooks
+ * and a negative value are refused. */
+static int accum_run(const char *dir, int64_t steps, int64_t accum, float **w, int64_t *n) {
+    tfm_model_config c = tfm_test_tiny_model();
+    tfm_train_opts o = toy_opts(steps);
+    o.accum = accum;
+    o.run_dir = dir;
+    o.resume = 1;
+    o.save_every = 2;
+    tfm_toy_source toy;
+    ck_assert_int_eq(tfm_toy_source_init(&toy, &tfm_test_tiny_task, 8, o.seed), 0);
+    tfm_trainer tr;
+    int rc = tfm_trainer_init(&tr, &o, &c, &toy.source, NULL);
+    if (rc == 0) {
+        ck_assert_msg(tfm_train(&tr) == 0, "%s", tfm_last_error());
+        if (w) {
+            *n = tr.params->total_n;
+            *w = malloc((size_t)*n * sizeof(float));
+            memcpy(*w, tr.params->data, (size_t)*n * sizeof(float));
+        }
+        tfm_trainer_free(&tr);
+    }
+    tfm_toy_source_free(&toy);
+    return rc;
+}
+
+START_TEST(test_accumulation_resumes_bit_identical) {
+    const char *base = tfm_test_tmpdir("accum");
+    char one[512], two[512];
+    snprintf(one, sizeof one, "%s/straight", base);
+    snprintf(two, sizeof two, "%s/resumed", base);
+    float *w1, *w2, *w0;
+    int64_t n1, n2, n0;
+    ck_assert_int_eq(accum_run(one, 6, 2, &w1, &n1), 0);
+    ck_assert_int_eq(accum_run(two, 3, 2, NULL, NULL), 0);
+    ck_assert_int_ne(accum_run(two, 6, 1, NULL, NULL), 0);
+    ck_assert_msg(strstr(tfm_last_error(), "--accum was 2, now 1"), "%s", tfm_last_error());
+    ck_assert_int_ne(accum_run(two, 6, 3, NULL, NULL), 0);
+    ck_assert_msg(strstr(tfm_last_error(), "--accum was 2, now 3"), "%s", tfm_last_error());
+    ck_assert_int_eq(accum_run(two, 6, 2, &w2, &n2), 0);
+    ck_assert_int_eq(n1, n2);
+    ck_assert_msg(memcmp(w1, w2, (size_t)n1 * 4) == 0, "resumed --accum 2 run differs");
+    /* a run of one batch per update resumed with --accum 2 is refused too */
+    snprintf(two, sizeof two, "%s/plain", base);
+    ck_assert_int_eq(accum_run(two, 3, 1, &w0, &n0), 0);
+    ck_assert_int_ne(accum_run(two, 6, 2, NULL, NULL), 0);
+    ck_assert_msg(strstr(tfm_last_error(), "--accum was 1, now 2"), "%s", tfm_last_error());
+    ck_assert_msg(memcmp(w0, w1, (size_t)n1 * 4) != 0, "--accum 2 changed nothing");
+    free(w0);
+    free(w1);
+    free(w2);
+
+    tfm_model_config c = tfm_test_tiny_model();
+    tfm_toy_source toy;
+    ck_assert_int_eq(tfm_toy_source_init(&toy, &tfm_test_tiny_task, 8, 3), 0);
+    tfm_trainer tr;
+    tfm_train_opts o = toy_opts(2);
+    o.accum = -1;
+    ck_assert_int_ne(tfm_trainer_init(&tr, &o, &c, &toy.source, NULL), 0);
+    ck_assert_str_eq(tfm_last_error(), "accum -1: must not be negative");
+    o.accum = 2;
+    bucket_probe bp = {0};
+    tfm_train_hooks h = {.ctx = &bp, .grad_ready = probe_ready};
+    ck_assert_int_ne(tfm_trainer_init(&tr, &o, &c, &toy.source, &h), 0);
+    ck_assert_msg(strstr(tfm_last_error(), "accum 2: the overlapped reduction hooks"), "%s",
+                  tfm_last_error());
+    tfm_toy_source_free(&toy);
+}
+END_TEST
+
 static const tfm_toy_config V1_TOY = {TFM_TOY_COPY, 6, 1, 3, 0};
 
 static tfm_train_opts v1_opts(const char *dir, int64_t steps, int resume) {
@@ -564,6 +741,8 @@ static Suite *suite(void) {
     tcase_add_test(tc, test_trainer_cooldown_ends_with_the_steps);
     tcase_add_test(tc, test_reduce_hook_contract);
     tcase_add_test(tc, test_grad_ready_buckets);
+    tcase_add_test(tc, test_accumulation_equals_one_big_batch);
+    tcase_add_test(tc, test_accumulation_resumes_bit_identical);
     tcase_add_test(tc, test_tokens_are_global_with_a_reduce_hook);
     tcase_add_test(tc, test_v1_checkpoint_loads_and_resumes);
     tcase_add_test(tc, test_resume_before_first_checkpoint);

@@ -31,7 +31,7 @@ typedef struct {
     tfm_model_config model;
     int64_t layers;
     /* optimizer and schedule */
-    int64_t steps, warmup, cooldown;
+    int64_t steps, warmup, cooldown, accum;
     const char *schedule;
     double lr, lr_factor, label_smoothing, clip_norm, weight_decay;
     /* run */
@@ -63,6 +63,7 @@ static void defaults(train_cli *o) {
     tfm_train_opts t;
     tfm_train_opts_default(&t);
     o->steps = t.steps;
+    o->accum = 1;
     o->warmup = t.schedule.warmup;
     o->schedule = tfm_schedule_name(t.schedule.kind);
     o->lr = 5e-4;
@@ -135,6 +136,9 @@ static int make_flags(train_cli *o, flag_def *f) {
     I("batch", batch, "toy: sequences per batch");
     S("schedule", schedule, "learning-rate schedule: noam, inverse-sqrt or constant");
     I("warmup", warmup, "warmup steps (noam, inverse-sqrt)");
+    I("accum", accum,
+      "batches per update (gradient accumulation): the gradient of N batches' tokens together, "
+      "with the memory of one batch");
     I("cooldown", cooldown,
       "decay the learning rate linearly towards zero over the last N of --steps, after any "
       "schedule (0: off; a run stopped earlier, e.g. by --max-minutes, never reaches it)");
@@ -184,6 +188,7 @@ static int check_flags(const train_cli *o) {
     NEED(o->seed >= 0, "--seed: must not be negative");
     NEED(o->batch >= 1 && o->batch <= 1000000, "--batch: must be between 1 and 1000000");
     NEED(o->warmup >= 1, "--warmup: must be at least 1");
+    NEED(o->accum >= 1 && o->accum <= 1000000, "--accum: must be between 1 and 1000000");
     NEED(o->cooldown >= 0 && o->cooldown <= o->steps,
          "--cooldown: must be between 0 and --steps (%lld)", (long long)o->steps);
     NEED(o->lr_factor > 0, "--lr-factor: must be positive");
@@ -245,6 +250,7 @@ static void to_train_opts(const train_cli *c, const char *config, tfm_train_opts
     o->schedule.lr = o->schedule.kind == TFM_SCHEDULE_NOAM ? c->lr_factor : c->lr;
     o->schedule.warmup = c->warmup;
     o->schedule.cooldown = c->cooldown;
+    o->accum = c->accum;
     o->adam.weight_decay = (float)c->weight_decay;
     o->clip_norm = (float)c->clip_norm;
     o->label_smoothing = (float)c->label_smoothing;

@@ -51,8 +51,9 @@
 typedef struct tfm_trainer tfm_trainer;
 
 /* ---- batch sources ------------------------------------------------------------
- * next() fills *b with the batch of update `step` (1-based; the pointers stay
- * valid until the next call) and *n_tokens with its number of target tokens
+ * next() fills *b with the batch of update `step` (1-based; with o.accum = N
+ * > 1 the batches are numbered, update s taking (s - 1) * N + 1 .. s * N;
+ * the pointers stay valid until the next call) and *n_tokens with its number of target tokens
  * (the loss denominator); it must not allocate. save() writes the source's
  * position into the training state (keys "state.*", saved in every
  * checkpoint) and load() restores it on resume; both may be NULL for a
@@ -170,6 +171,16 @@ typedef struct {
 /* ---- options ----------------------------------------------------------------- */
 typedef struct {
     int64_t steps; /* total updates (a resumed run continues up to this) */
+    /* Gradient accumulation: N > 1 batches per update. Each update sums the
+     * gradients of N consecutive batches of the source (next() is called
+     * with index (step - 1) * N + i + 1, i < N) weighted by their target
+     * tokens: the gradient of the mean loss over all their tokens, as one
+     * batch holding them all would give (up to rounding), with the memory
+     * of one. The loss of the progress line is that mean too. A checkpoint
+     * records N (data.accum) and a resume with another N is refused. 0 or
+     * 1: one batch per update. Not with hooks.reduce_start/grad_ready (the
+     * plain reduce hook runs once per update, after the N batches). */
+    int64_t accum;
     uint64_t seed; /* weights, dropout; checked on resume */
     tfm_schedule schedule;
     tfm_adam_config adam;
@@ -251,6 +262,7 @@ struct tfm_trainer {
     int64_t *bucket_node;  /* (n_buckets) this step: the first node that reads it (-1: none) */
     int64_t *bucket_order; /* (n_buckets) buckets in the order backward finishes them */
     int64_t bucket_next;   /* buckets handed to grad_ready so far this step */
+    float *grad_acc;       /* (params total_n) the accumulated gradient (o.accum > 1) */
 };
 
 /* Builds the Transformer for mc (weights from o->seed) or, with o->resume,

@@ -98,7 +98,7 @@ static int dist_grad_ready(void *ctx, float *grad, int64_t bucket, int64_t lo, i
 static int dist_reduce(void *ctx, float *grad, int64_t n, tfm_step_stats *st) {
     corpus_valid *v = ctx;
     tfm_dist *d = v->dist;
-    int overlapped = d->sum_bucket != NULL;
+    int overlapped = v->tr->hooks.grad_ready != NULL; /* not with --accum */
     if (!overlapped && dist_stats(v, st)) return 1;
     if (!isfinite(st->loss)) {
         memset(grad, 0, (size_t)n * sizeof(float));
@@ -607,11 +607,14 @@ int tfm_train_corpus(const tfm_corpus_task *task, const tfm_train_opts *opts,
     mc.vocab = tfm_vocab_size(tm.vocab);
     const tfm_train_hooks *u = task->hooks;
     cv.user = u;
+    /* the sum overlapped with backward, bucket by bucket; with --accum one
+     * blocking sum after the batches of the update */
+    int overlap = dist && dist->sum_bucket && o.accum <= 1;
     tfm_train_hooks hooks = {.ctx = &cv,
                              .validate = valid.n ? validate : NULL,
                              .reduce = dist ? dist_reduce : NULL,
-                             .reduce_start = dist && dist->sum_bucket ? dist_reduce_start : NULL,
-                             .grad_ready = dist && dist->sum_bucket ? dist_grad_ready : NULL,
+                             .reduce_start = overlap ? dist_reduce_start : NULL,
+                             .grad_ready = overlap ? dist_grad_ready : NULL,
                              .on_step = u && u->on_step ? user_on_step : NULL,
                              .on_log = u && u->on_log ? user_on_log : NULL};
     if (dist) {
@@ -634,7 +637,7 @@ int tfm_train_corpus(const tfm_corpus_task *task, const tfm_train_opts *opts,
     cv.tr = &tr;
     if (dist) {
         if (dist_sync_state(dist, &tr, &source) ||
-            (dist->sum_bucket ? dist->reserve_buckets(dist, tr.bucket_at, tr.n_buckets)
+            (overlap ? dist->reserve_buckets(dist, tr.bucket_at, tr.n_buckets)
                               : dist->reserve(dist, tr.params->total_n)))
             goto done;
         /* each rank its own dropout stream: a function of (seed, rank, step) */
@@ -657,8 +660,11 @@ int tfm_train_corpus(const tfm_corpus_task *task, const tfm_train_opts *opts,
                     (long long)source.batcher.n_dropped, (long long)task->max_tokens,
                     (long long)source.batcher.n_batches, (long long)B, (long long)S, (long long)T,
                     tfm_vocab_size(tm.vocab), (long long)tr.n_params, tfm_num_threads());
+    if (o.accum > 1)
+        tfm_trainer_log(&tr, "gradient accumulation: %lld batches per update\n",
+                        (long long)o.accum);
     char buckets[96] = "one exchange after backward";
-    if (dist && dist->sum_bucket)
+    if (overlap)
         snprintf(buckets, sizeof buckets, "%lld buckets sent while backward goes on",
                  (long long)tr.n_buckets);
     if (dist)

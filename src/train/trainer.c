@@ -119,6 +119,7 @@ static int check_opts(const tfm_train_opts *o) {
     NEED(!o->resume || o->run_dir, "resume needs a run directory");
     NEED(o->average_last >= 0, "average last: must not be negative");
     NEED(o->average_last == 0 || o->run_dir, "average last needs a run directory");
+    NEED(o->accum >= 0, "accum %lld: must not be negative", (long long)o->accum);
 #undef NEED
     return 0;
 }
@@ -173,6 +174,16 @@ static int resume_from(tfm_trainer *tr, char **found) {
     if (seed != tr->o.seed) {
         tfm_set_error("%s: was trained with --seed %llu, not %llu", path, (unsigned long long)seed,
                       (unsigned long long)tr->o.seed);
+        goto fail;
+    }
+    /* batches per update: no key is 1 (the checkpoints of one batch per
+     * update do not write it) */
+    const char *accum_was = tfm_kv_get(&ck.meta, "data.accum");
+    char accum_now[32];
+    snprintf(accum_now, sizeof accum_now, "%lld", (long long)(tr->o.accum > 1 ? tr->o.accum : 1));
+    if (strcmp(accum_was ? accum_was : "1", accum_now)) {
+        tfm_set_error("%s: --resume with different data: --accum was %s, now %s", path,
+                      accum_was ? accum_was : "1", accum_now);
         goto fail;
     }
     /* the data must be the same too (a checkpoint from before these keys
@@ -282,6 +293,19 @@ static int init_common(tfm_trainer *tr, size_t arena, int fresh_restart) {
     tr->tape.precision = o->precision;
     if (tfm_adam_init(&tr->adam, tr->params, &o->adam)) return 1;
     if (tr->hooks.grad_ready && init_buckets(tr)) return 1;
+    if (o->accum > 1) {
+        if (tr->hooks.grad_ready || tr->hooks.reduce_start)
+            return tfm_set_error("accum %lld: the overlapped reduction hooks (reduce_start, "
+                                 "grad_ready) take one batch per update; use the reduce hook",
+                                 (long long)o->accum),
+                   1;
+        tr->grad_acc = tfm_alloc((size_t)tr->params->total_n * sizeof(float));
+        if (!tr->grad_acc)
+            return tfm_set_error("out of memory for the accumulated gradient (%lld floats)",
+                                 (long long)tr->params->total_n),
+                   1;
+        tfm_kv_set(&tr->state, "data.accum", "%lld", (long long)o->accum);
+    }
     tr->tty = isatty(fileno(stdout));
     /* resume before writing anything: a failed resume leaves the run
      * directory (config.txt, logs) as it was */
@@ -393,6 +417,7 @@ void tfm_trainer_free(tfm_trainer *tr) {
     tr->lock_fd = -1;
     tfm_tape_free(&tr->tape);
     tfm_adam_free(&tr->adam);
+    tfm_free(tr->grad_acc);
     if (tr->has_model) tfm_model_free(&tr->model);
     tfm_kv_free(&tr->state);
     free(tr->bucket_at);
@@ -484,42 +509,117 @@ static int backward_in_buckets(tfm_trainer *tr, tfm_tensor *loss) {
     return 0;
 }
 
-int tfm_trainer_step(tfm_trainer *tr) {
+/* The loss of the batch on a fresh tape in training mode; index numbers
+ * the batch (dropout's stream). */
+static tfm_tensor *batch_loss(tfm_trainer *tr, int64_t index, const tfm_seq_batch *b,
+                              int64_t *n_tok) {
     tfm_tape *t = &tr->tape;
-    tfm_params *p = tr->params;
-    int64_t step = tr->step + 1;
-    tfm_seq_batch b;
-    int64_t batch_tokens = 0;
-    if (tr->source->next(tr->source->ctx, step, &b, &batch_tokens)) return -1;
-    double t0 = tfm_now();
     tfm_tape_reset(t);
-    t->step = (uint64_t)step;
+    t->step = (uint64_t)index;
     t->training = 1;
     t->no_grad = 0;
-    tfm_params_zero_grad(p);
-    int64_t n_tok = 0;
-    tfm_tensor *loss = tr->hooks.loss
-                           ? tr->hooks.loss(tr->hooks.ctx, tr, &b, &n_tok)
-                           : tfm_model_loss(&tr->model, t, &b, tr->o.label_smoothing, &n_tok);
-    if (!loss) return -1;
-    double lr = tfm_schedule_lr(&tr->o.schedule, step);
-    tfm_step_stats st = {loss->data[0], n_tok};
+    tfm_params_zero_grad(tr->params);
+    *n_tok = 0;
+    return tr->hooks.loss ? tr->hooks.loss(tr->hooks.ctx, tr, b, n_tok)
+                          : tfm_model_loss(&tr->model, t, b, tr->o.label_smoothing, n_tok);
+}
+
+/* o.accum = N > 1: the N batches of update `step`, each forward and
+ * backward on its own; grad_acc sums n_i * g_i (g_i the gradient of batch
+ * i's mean loss over its n_i tokens), and the gradient is that sum / sum
+ * n_i, the gradient of the mean over all the tokens. st: that mean loss and
+ * the token count; after a non-finite loss the rest of the batches are read
+ * (the data order stays that of the run) but not differentiated, and the
+ * gradient is zero with st->loss that value. */
+static int accumulate(tfm_trainer *tr, int64_t step, tfm_step_stats *st, int64_t *batch_tokens) {
+    tfm_params *p = tr->params;
+    const int64_t N = tr->o.accum, n = p->total_n;
+    float *acc = tr->grad_acc, *g = p->grad;
+    double loss_sum = 0, bad = 0;
+    int64_t n_total = 0, summed = 0;
+    for (int64_t i = 0; i < N; i++) {
+        int64_t index = (step - 1) * N + i + 1, bt = 0, n_tok;
+        tfm_seq_batch b;
+        if (tr->source->next(tr->source->ctx, index, &b, &bt)) return 1;
+        *batch_tokens += bt;
+        if (bad != 0) continue;
+        tfm_tensor *loss = batch_loss(tr, index, &b, &n_tok);
+        if (!loss) return 1;
+        n_total += n_tok;
+        double l = loss->data[0];
+        if (!isfinite(l)) {
+            bad = l;
+            continue;
+        }
+        if (tfm_backward(&tr->tape, loss)) return 1;
+        tfm_params_settle_grads(p);
+        loss_sum += l * (double)n_tok;
+        const float w = (float)n_tok;
+        if (summed++ == 0) {
+#pragma omp parallel for schedule(static) if (n > TFM_PAR_MIN_WORK)
+            for (int64_t j = 0; j < n; j++) acc[j] = w * g[j];
+        } else {
+#pragma omp parallel for schedule(static) if (n > TFM_PAR_MIN_WORK)
+            for (int64_t j = 0; j < n; j++) acc[j] += w * g[j];
+        }
+    }
+    st->n_tokens = n_total;
+    if (bad != 0 || n_total <= 0) {
+        st->loss = bad != 0 ? bad : NAN;
+        memset(g, 0, (size_t)n * sizeof(float));
+        return 0;
+    }
+    st->loss = loss_sum / (double)n_total;
+    const float inv = (float)(1.0 / (double)n_total);
+#pragma omp parallel for schedule(static) if (n > TFM_PAR_MIN_WORK)
+    for (int64_t j = 0; j < n; j++) g[j] = acc[j] * inv;
+    return 0;
+}
+
+/* One batch per update: forward, backward (overlapped with the reduction
+ * when the hooks do that) and the reduction; *t0 when the batch was read. */
+static int one_batch(tfm_trainer *tr, int64_t step, tfm_step_stats *st, int64_t *batch_tokens,
+                     double *t0) {
+    tfm_params *p = tr->params;
+    tfm_seq_batch b;
+    if (tr->source->next(tr->source->ctx, step, &b, batch_tokens)) return 1;
+    *t0 = tfm_now();
+    int64_t n_tok;
+    tfm_tensor *loss = batch_loss(tr, step, &b, &n_tok);
+    if (!loss) return 1;
+    *st = (tfm_step_stats){loss->data[0], n_tok};
     if (tr->hooks.grad_ready) {
         /* overlapped: the buckets go out while backward goes on */
-        if (tr->hooks.reduce_start && tr->hooks.reduce_start(tr->hooks.ctx, &st)) return -1;
-        if (isfinite(st.loss) && isfinite(loss->data[0]) && backward_in_buckets(tr, loss))
-            return -1;
+        if (tr->hooks.reduce_start && tr->hooks.reduce_start(tr->hooks.ctx, st)) return 1;
+        if (isfinite(st->loss) && isfinite(loss->data[0]) && backward_in_buckets(tr, loss))
+            return 1;
         tfm_params_settle_grads(p); /* nothing left to do when backward ran */
-        if (tr->hooks.reduce && tr->hooks.reduce(tr->hooks.ctx, p->grad, p->total_n, &st))
-            return -1;
+        if (tr->hooks.reduce && tr->hooks.reduce(tr->hooks.ctx, p->grad, p->total_n, st))
+            return 1;
     } else {
-        if (isfinite(loss->data[0]) && tfm_backward(t, loss)) return -1;
+        if (isfinite(loss->data[0]) && tfm_backward(&tr->tape, loss)) return 1;
         if (tr->hooks.reduce) {
             /* gradients that backward did not reach (or all of them, after a
              * non-finite loss) must read as zero for the other processes */
             tfm_params_settle_grads(p);
-            if (tr->hooks.reduce(tr->hooks.ctx, p->grad, p->total_n, &st)) return -1;
+            if (tr->hooks.reduce(tr->hooks.ctx, p->grad, p->total_n, st)) return 1;
         }
+    }
+    return 0;
+}
+
+int tfm_trainer_step(tfm_trainer *tr) {
+    tfm_params *p = tr->params;
+    int64_t step = tr->step + 1;
+    int64_t batch_tokens = 0;
+    double lr = tfm_schedule_lr(&tr->o.schedule, step), t0 = tfm_now();
+    tfm_step_stats st;
+    if (tr->o.accum > 1) {
+        if (accumulate(tr, step, &st, &batch_tokens)) return -1;
+        if (tr->hooks.reduce && tr->hooks.reduce(tr->hooks.ctx, p->grad, p->total_n, &st))
+            return -1;
+    } else if (one_batch(tr, step, &st, &batch_tokens, &t0)) {
+        return -1;
     }
     double norm = NAN;
     int bad = !isfinite(st.loss);
