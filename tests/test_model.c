@@ -526,10 +526,11 @@ START_TEST(checkpoint_round_trip_and_corruption) {
 }
 END_TEST
 
-/* Metadata values of any length round-trip (a 5000-byte path was cut at 1023
- * bytes by tfm_kv_set, and a line over 2047 bytes was refused by the reader),
- * and a value the reader could not split back (a line break) is refused before
- * anything is written. */
+/* Metadata values of any length round-trip (a 5000-byte value, e.g. a long
+ * average.inputs list, was cut at 1023 bytes by tfm_kv_set, and a line over
+ * 2047 bytes was refused by the reader), and metadata the reader could not
+ * split back the same way (a value with a line break, a key with ' =') is
+ * refused before anything is written. */
 START_TEST(checkpoint_metadata_long_values_and_line_breaks) {
     ckpt_fixture fx;
     ckpt_fixture_init(&fx, 9);
@@ -565,6 +566,14 @@ START_TEST(checkpoint_metadata_long_values_and_line_breaks) {
     ck_assert_msg(strstr(tfm_last_error(), "m.tfm") && strstr(tfm_last_error(), "'note'"), "%s",
                   tfm_last_error());
     ck_assert_int_ne(stat(path, &st), 0); /* nothing written */
+    /* a key "k =" would be written "k = = v" and read back as "k" */
+    tfm_kv_set(&fx.meta, "note", "one line");
+    ck_assert_int_eq(tfm_checkpoint_save(path, &fx.meta, &fx.m.params, state, n_state), 0);
+    ck_assert_int_eq(unlink(path), 0);
+    tfm_kv_set(&fx.meta, "k =", "v");
+    ck_assert_int_ne(tfm_checkpoint_save(path, &fx.meta, &fx.m.params, state, n_state), 0);
+    ck_assert_msg(strstr(tfm_last_error(), "'k ='"), "%s", tfm_last_error());
+    ck_assert_int_ne(stat(path, &st), 0);
     char cmd[600], out[256];
     snprintf(cmd, sizeof cmd, "ls -A %s | wc -l", dir);
     tfm_test_run(cmd, out, sizeof out);

@@ -285,11 +285,6 @@ START_TEST(test_grad_ready_buckets) {
 }
 END_TEST
 
-/* ---- checkpoints: v1 fixture, v2 blocks ------------------------------------------------ */
-/* tests/fixtures/checkpoint_v1.tfm: `tfm train --task copy --vocab 6 --min-len 1
- * --max-len 3 --d-model 8 --heads 2 --d-ff 16 --layers 1 --batch 4 --warmup 2
- * --steps 3 --seed 11 --threads 1` by the code before format v2 (toy
- * defaults: dropout 0, Noam factor 0.5). */
 /* ---- gradient accumulation ------------------------------------------------------------ */
 /* Update s of a plain run on this source is the union of toy batches 2s - 2
  * and 2s - 1 (16 rows): what --accum 2 on the toy source of 8 rows reads as
@@ -467,6 +462,11 @@ START_TEST(test_accumulation_resumes_bit_identical) {
 }
 END_TEST
 
+/* ---- checkpoints: v1 fixture, v2 blocks ------------------------------------------------ */
+/* tests/fixtures/checkpoint_v1.tfm: `tfm train --task copy --vocab 6 --min-len 1
+ * --max-len 3 --d-model 8 --heads 2 --d-ff 16 --layers 1 --batch 4 --warmup 2
+ * --steps 3 --seed 11 --threads 1` by the code before format v2 (toy
+ * defaults: dropout 0, Noam factor 0.5). */
 static const tfm_toy_config V1_TOY = {TFM_TOY_COPY, 6, 1, 3, 0};
 
 static tfm_train_opts v1_opts(const char *dir, int64_t steps, int resume) {

@@ -295,12 +295,13 @@ int tfm_checkpoint_save(const char *path, const tfm_kv *meta, const tfm_params *
                         const tfm_state_block *state, int n_state) {
     if (meta->failed)
         return tfm_set_error("%s: out of memory building the checkpoint metadata", path), 1;
-    /* one "key = value" line each: what the reader could not split back is refused */
+    /* one "key = value" line each: what the reader could not split back the
+     * same way (a key with a space or '=', a value with a line break) is refused */
     for (int64_t i = 0; i < meta->n; i++)
-        if (!*meta->keys[i] || strpbrk(meta->keys[i], "\n\r") || strstr(meta->keys[i], " = ") ||
+        if (!*meta->keys[i] || strpbrk(meta->keys[i], " =\t\n\r") ||
             strpbrk(meta->vals[i], "\n\r"))
-            return tfm_set_error("%s: metadata '%s' has a line break (or ' = ' in the key); "
-                                 "not saved",
+            return tfm_set_error("%s: metadata '%s': a key must be a word without '=' and a "
+                                 "value one line; not saved",
                                  path, meta->keys[i]),
                    1;
     if (n_state < 0 || n_state > TFM_CHECKPOINT_MAX_BLOCKS - 1)

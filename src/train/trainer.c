@@ -96,9 +96,13 @@ static void progress(tfm_trainer *tr) {
 }
 
 /* ---- init ------------------------------------------------------------------------- */
-static int check_opts(const tfm_train_opts *o) {
+static int check_opts(const tfm_train_opts *o, const tfm_train_hooks *h) {
 #define NEED(cond, ...)                                                                            \
     if (!(cond)) return tfm_set_error(__VA_ARGS__), 1
+    NEED(o->accum <= 1 || !(h->grad_ready || h->reduce_start),
+         "accum %lld: the overlapped reduction hooks (reduce_start, grad_ready) take one batch "
+         "per update; use the reduce hook",
+         (long long)o->accum);
     NEED(o->steps >= 0, "steps: must not be negative");
     NEED(o->schedule.warmup >= 1, "warmup: must be at least 1");
     NEED(o->schedule.lr > 0, "learning rate: must be positive");
@@ -248,7 +252,8 @@ done:
 static int prepare(tfm_trainer *tr, size_t arena, int *fresh_restart) {
     const tfm_train_opts *o = &tr->o;
     if (o->threads > 0) tfm_set_num_threads(o->threads);
-    double need = (double)arena + 16.0 * (double)tr->n_params;
+    /* weights, gradients, two Adam moments; with --accum the summed gradient */
+    double need = (double)arena + (o->accum > 1 ? 20.0 : 16.0) * (double)tr->n_params;
     double have = (double)sysconf(_SC_PHYS_PAGES) * (double)sysconf(_SC_PAGESIZE);
     if (need > 0.9 * have)
         return tfm_set_error("configuration will not fit in memory: needs about %.1f GB (%lld "
@@ -294,11 +299,6 @@ static int init_common(tfm_trainer *tr, size_t arena, int fresh_restart) {
     if (tfm_adam_init(&tr->adam, tr->params, &o->adam)) return 1;
     if (tr->hooks.grad_ready && init_buckets(tr)) return 1;
     if (o->accum > 1) {
-        if (tr->hooks.grad_ready || tr->hooks.reduce_start)
-            return tfm_set_error("accum %lld: the overlapped reduction hooks (reduce_start, "
-                                 "grad_ready) take one batch per update; use the reduce hook",
-                                 (long long)o->accum),
-                   1;
         tr->grad_acc = tfm_alloc((size_t)tr->params->total_n * sizeof(float));
         if (!tr->grad_acc)
             return tfm_set_error("out of memory for the accumulated gradient (%lld floats)",
@@ -358,7 +358,7 @@ int tfm_trainer_init(tfm_trainer *tr, const tfm_train_opts *o, const tfm_model_c
                      tfm_batch_source *source, const tfm_train_hooks *hooks) {
     init_fields(tr, o, source, hooks);
     int fresh_restart = 0;
-    if (check_opts(o) || tfm_model_config_check(mc)) goto fail;
+    if (check_opts(o, &tr->hooks) || tfm_model_config_check(mc)) goto fail;
     if (source->max_s > mc->max_len || source->max_t > mc->max_len) {
         tfm_set_error("model max_len %lld: the batches need %lld positions", (long long)mc->max_len,
                       (long long)(source->max_s > source->max_t ? source->max_s : source->max_t));
@@ -388,7 +388,7 @@ int tfm_trainer_init_params(tfm_trainer *tr, const tfm_train_opts *o, tfm_params
                             tfm_batch_source *source, const tfm_train_hooks *hooks) {
     init_fields(tr, o, source, hooks);
     int fresh_restart = 0;
-    if (check_opts(o)) goto fail;
+    if (check_opts(o, &tr->hooks)) goto fail;
     if (!tr->hooks.loss) {
         tfm_set_error("tfm_trainer_init_params: a loss hook is required");
         goto fail;
