@@ -154,6 +154,7 @@ START_TEST(test_bad_flags) {
     train_expect("--task copy --steps 10 --cooldown 11",
                  "tfm: --cooldown: must be between 0 and --steps (10)", NULL);
     train_expect("--task copy --accum 0", "tfm: --accum: must be between 1 and 1000000", NULL);
+    train_expect("--task copy --ema 1", "tfm: --ema: must be 0 (off) or between 0 and 1", NULL);
     train_expect("--config", "tfm: --config: missing file name", NULL);
 }
 END_TEST

@@ -462,6 +462,151 @@ START_TEST(test_accumulation_resumes_bit_identical) {
 }
 END_TEST
 
+/* ---- the weight average (--ema) ------------------------------------------------------- */
+typedef struct {
+    int64_t n, validations;
+    float *seen; /* the parameters the last validation scored */
+} ema_probe;
+
+static int ema_validate(void *ctx, tfm_trainer *tr, tfm_valid_result *out) {
+    ema_probe *p = ctx;
+    p->n = tr->params->total_n;
+    free(p->seen);
+    p->seen = malloc((size_t)p->n * sizeof(float));
+    memcpy(p->seen, tr->params->data, (size_t)p->n * sizeof(float));
+    p->validations++;
+    out->loss = NAN;
+    out->metric = (double)tr->step; /* always better: best.tfm each time */
+    snprintf(out->text, sizeof out->text, "probe");
+    return 0;
+}
+
+/* Trains `steps` with o.ema = decay in dir (NULL: none); *w the trained
+ * weights, *e the average (malloc'd; NULL when off). */
+static int ema_run(const char *dir, int64_t steps, double decay, int resume, ema_probe *probe,
+                   float **w, float **e, int64_t *n) {
+    tfm_model_config c = tfm_test_tiny_model();
+    tfm_train_opts o = toy_opts(steps);
+    o.ema = decay;
+    o.run_dir = dir;
+    o.resume = resume;
+    o.save_every = 2;
+    o.valid_every = 2;
+    tfm_toy_source toy;
+    ck_assert_int_eq(tfm_toy_source_init(&toy, &tfm_test_tiny_task, 8, o.seed), 0);
+    tfm_train_hooks h = {.ctx = probe, .validate = probe ? ema_validate : NULL};
+    tfm_trainer tr;
+    int rc = tfm_trainer_init(&tr, &o, &c, &toy.source, &h);
+    if (rc == 0) {
+        ck_assert_msg(tfm_train(&tr) == 0, "%s", tfm_last_error());
+        ck_assert(!tr.ema_in);
+        *n = tr.params->total_n;
+        size_t bytes = (size_t)*n * sizeof(float);
+        *w = malloc(bytes);
+        memcpy(*w, tr.params->data, bytes);
+        *e = NULL;
+        if (tr.ema) {
+            *e = malloc(bytes);
+            memcpy(*e, tr.ema, bytes);
+        }
+        tfm_trainer_free(&tr);
+    }
+    tfm_toy_source_free(&toy);
+    return rc;
+}
+
+/* The average follows its formula from the starting weights through every
+ * update; it does not change the training (the trained weights are those
+ * of a run without it, bit for bit); validation scores it and best.tfm
+ * holds it. */
+START_TEST(test_ema_average_validation_and_best) {
+    enum { STEPS = 4 };
+    const double decay = 0.9;
+    int64_t n, n0;
+    float *w, *e, *w_plain, *e_none, *ref = NULL;
+    ck_assert_int_eq(ema_run(NULL, STEPS, 0, 0, NULL, &w_plain, &e_none, &n0), 0);
+    ck_assert_ptr_null(e_none);
+    /* the reference: the weights after each update, averaged by hand */
+    for (int64_t t = 0; t <= STEPS; t++) {
+        float *wt, *et;
+        ck_assert_int_eq(ema_run(NULL, t, 0, 0, NULL, &wt, &et, &n), 0);
+        if (t == 0) {
+            ref = wt;
+            continue;
+        }
+        double warm = (1.0 + (double)t) / (10.0 + (double)t);
+        float k = (float)(1.0 - (decay < warm ? decay : warm));
+        for (int64_t j = 0; j < n; j++) ref[j] += k * (wt[j] - ref[j]);
+        free(wt);
+    }
+    const char *dir = tfm_test_tmpdir("ema");
+    char run[512], best[600];
+    snprintf(run, sizeof run, "%s/run", dir);
+    ema_probe probe = {0};
+    ck_assert_int_eq(ema_run(run, STEPS, decay, 0, &probe, &w, &e, &n), 0);
+    ck_assert_int_eq(n, n0);
+    ck_assert_msg(memcmp(w, w_plain, (size_t)n * 4) == 0, "--ema changed the training");
+    float worst = 0;
+    for (int64_t j = 0; j < n; j++) worst = fmaxf(worst, fabsf(e[j] - ref[j]));
+    ck_assert_msg(worst <= 1e-6f, "the average is off by %g", worst);
+    ck_assert_msg(memcmp(e, w, (size_t)n * 4) != 0, "the average is the weights");
+    ck_assert_int_eq(probe.validations, STEPS / 2);
+    ck_assert_msg(memcmp(probe.seen, e, (size_t)n * 4) == 0, "validation did not score the average");
+    snprintf(best, sizeof best, "%s/best.tfm", run);
+    tfm_checkpoint ck;
+    ck_assert_msg(tfm_checkpoint_read(best, &ck) == 0, "%s", tfm_last_error());
+    ck_assert_int_eq(ck.n_floats, n);
+    ck_assert_msg(memcmp(ck.blocks, e, (size_t)n * 4) == 0, "best.tfm is not the average");
+    tfm_checkpoint_free(&ck);
+    free(probe.seen);
+    free(ref);
+    free(w);
+    free(e);
+    free(w_plain);
+}
+END_TEST
+
+/* Resumed mid-run, the weights and the average end bit-identical to the
+ * run without a break; another --ema on resume is refused, and so are
+ * values outside [0, 1). */
+START_TEST(test_ema_resumes_bit_identical) {
+    const char *base = tfm_test_tmpdir("ema-resume");
+    char one[512], two[512];
+    snprintf(one, sizeof one, "%s/straight", base);
+    snprintf(two, sizeof two, "%s/resumed", base);
+    float *w1, *e1, *w2, *e2, *wx, *ex;
+    int64_t n1, n2, nx;
+    ck_assert_int_eq(ema_run(one, 6, 0.95, 1, NULL, &w1, &e1, &n1), 0);
+    ck_assert_int_eq(ema_run(two, 3, 0.95, 1, NULL, &wx, &ex, &nx), 0);
+    free(wx);
+    free(ex);
+    ck_assert_int_ne(ema_run(two, 6, 0.9, 1, NULL, &wx, &ex, &nx), 0);
+    ck_assert_msg(strstr(tfm_last_error(), "was trained with --ema 0.94999999999999996, not 0.90"),
+                  "%s", tfm_last_error());
+    ck_assert_int_ne(ema_run(two, 6, 0, 1, NULL, &wx, &ex, &nx), 0);
+    ck_assert_msg(strstr(tfm_last_error(), "not 0"), "%s", tfm_last_error());
+    ck_assert_int_eq(ema_run(two, 6, 0.95, 1, NULL, &w2, &e2, &n2), 0);
+    ck_assert_int_eq(n1, n2);
+    ck_assert_msg(memcmp(w1, w2, (size_t)n1 * 4) == 0, "resumed weights differ");
+    ck_assert_msg(memcmp(e1, e2, (size_t)n1 * 4) == 0, "resumed average differs");
+    free(w1);
+    free(e1);
+    free(w2);
+    free(e2);
+    snprintf(two, sizeof two, "%s/plain", base);
+    ck_assert_int_eq(ema_run(two, 3, 0, 1, NULL, &wx, &ex, &nx), 0);
+    free(wx);
+    ck_assert_int_ne(ema_run(two, 6, 0.95, 1, NULL, &wx, &ex, &nx), 0);
+    ck_assert_msg(strstr(tfm_last_error(), "was trained with --ema 0, not 0.9"), "%s",
+                  tfm_last_error());
+    for (int bad = 0; bad < 2; bad++) {
+        ck_assert_int_ne(ema_run(NULL, 2, bad ? 1.0 : -0.5, 0, NULL, &wx, &ex, &nx), 0);
+        ck_assert_msg(strstr(tfm_last_error(), "must be 0 (off) or in (0, 1)"), "%s",
+                      tfm_last_error());
+    }
+}
+END_TEST
+
 /* ---- checkpoints: v1 fixture, v2 blocks ------------------------------------------------ */
 /* tests/fixtures/checkpoint_v1.tfm: `tfm train --task copy --vocab 6 --min-len 1
  * --max-len 3 --d-model 8 --heads 2 --d-ff 16 --layers 1 --batch 4 --warmup 2
@@ -743,6 +888,8 @@ static Suite *suite(void) {
     tcase_add_test(tc, test_grad_ready_buckets);
     tcase_add_test(tc, test_accumulation_equals_one_big_batch);
     tcase_add_test(tc, test_accumulation_resumes_bit_identical);
+    tcase_add_test(tc, test_ema_average_validation_and_best);
+    tcase_add_test(tc, test_ema_resumes_bit_identical);
     tcase_add_test(tc, test_tokens_are_global_with_a_reduce_hook);
     tcase_add_test(tc, test_v1_checkpoint_loads_and_resumes);
     tcase_add_test(tc, test_resume_before_first_checkpoint);

@@ -32,6 +32,7 @@ typedef struct {
     int64_t layers;
     /* optimizer and schedule */
     int64_t steps, warmup, cooldown, accum;
+    double ema;
     const char *schedule;
     double lr, lr_factor, label_smoothing, clip_norm, weight_decay;
     /* run */
@@ -139,6 +140,9 @@ static int make_flags(train_cli *o, flag_def *f) {
     I("accum", accum,
       "batches per update (gradient accumulation): the gradient of N batches' tokens together, "
       "with the memory of one batch");
+    F("ema", ema,
+      "keep an exponential moving average of the weights with this decay, e.g. 0.999 (Marian's "
+      "--exponential-smoothing): validation scores it and best.tfm holds it (0: off)");
     I("cooldown", cooldown,
       "decay the learning rate linearly towards zero over the last N of --steps, after any "
       "schedule (0: off; a run stopped earlier, e.g. by --max-minutes, never reaches it)");
@@ -189,6 +193,7 @@ static int check_flags(const train_cli *o) {
     NEED(o->batch >= 1 && o->batch <= 1000000, "--batch: must be between 1 and 1000000");
     NEED(o->warmup >= 1, "--warmup: must be at least 1");
     NEED(o->accum >= 1 && o->accum <= 1000000, "--accum: must be between 1 and 1000000");
+    NEED(o->ema == 0 || (o->ema > 0 && o->ema < 1), "--ema: must be 0 (off) or between 0 and 1");
     NEED(o->cooldown >= 0 && o->cooldown <= o->steps,
          "--cooldown: must be between 0 and --steps (%lld)", (long long)o->steps);
     NEED(o->lr_factor > 0, "--lr-factor: must be positive");
@@ -251,6 +256,7 @@ static void to_train_opts(const train_cli *c, const char *config, tfm_train_opts
     o->schedule.warmup = c->warmup;
     o->schedule.cooldown = c->cooldown;
     o->accum = c->accum;
+    o->ema = c->ema;
     o->adam.weight_decay = (float)c->weight_decay;
     o->clip_norm = (float)c->clip_norm;
     o->label_smoothing = (float)c->label_smoothing;
@@ -360,6 +366,7 @@ static int train_toy(train_cli *c, const tfm_train_opts *o) {
     } else if (g_signal) {
         rc = 128 + g_signal; /* saved; no held-out evaluation */
     } else {
+        if (tr.ema) tfm_trainer_ema_swap(&tr); /* --ema: the average is the model */
         if (!c->quiet) printf("sample decodes (held-out):\n"); /* --quiet: the summary only */
         if (tfm_toy_evaluate(&tr.model, &tc, o->seed, c->eval_n, c->batch < 100 ? 100 : c->batch,
                              &exact, &acc, c->quiet ? NULL : stdout, 5))

@@ -181,6 +181,16 @@ typedef struct {
      * 1: one batch per update. Not with hooks.reduce_start/grad_ready (the
      * plain reduce hook runs once per update, after the N batches). */
     int64_t accum;
+    /* Exponential moving average of the weights (Marian's
+     * --exponential-smoothing, Polyak averaging): after every update
+     * ema += (1 - d) * (w - ema) with d = min(ema, (1 + t) / (10 + t)) at
+     * update t, so that the first updates are not drowned by the initial
+     * weights. Validation scores the averaged weights, and best.tfm (and
+     * the final best.tfm without validation) holds them; the checkpoints
+     * hold the trained weights with the average as a state block ("ema"),
+     * so a resume continues both bit for bit. A resume with another value
+     * is refused. 0: off; else in (0, 1), e.g. 0.999. */
+    double ema;
     uint64_t seed; /* weights, dropout; checked on resume */
     tfm_schedule schedule;
     tfm_adam_config adam;
@@ -263,6 +273,9 @@ struct tfm_trainer {
     int64_t *bucket_order; /* (n_buckets) buckets in the order backward finishes them */
     int64_t bucket_next;   /* buckets handed to grad_ready so far this step */
     float *grad_acc;       /* (params total_n) the accumulated gradient (o.accum > 1) */
+    float *ema;            /* (params total_n) the averaged weights (o.ema > 0) */
+    int ema_in;            /* the averaged weights are in params (swapped) */
+    tfm_state_block state_blocks[TFM_CHECKPOINT_MAX_BLOCKS];
 };
 
 /* Builds the Transformer for mc (weights from o->seed) or, with o->resume,
@@ -293,6 +306,11 @@ int tfm_trainer_validate(tfm_trainer *tr, tfm_valid_result *out);
 /* Checkpoint of the current step (with rotation); best.tfm. */
 int tfm_trainer_checkpoint(tfm_trainer *tr);
 int tfm_trainer_save_best(tfm_trainer *tr);
+/* With o.ema: swaps the averaged weights (tr->ema) and the trained ones
+ * (tr->params), element by element, so that swapping twice restores both
+ * bit for bit; tr->ema_in says which are in the parameters. After tfm_train
+ * the trained ones are: swap to evaluate or translate with the average. */
+void tfm_trainer_ema_swap(tfm_trainer *tr);
 /* Async-signal-safe: the loop finishes the step, saves and returns. */
 void tfm_trainer_request_stop(void);
 int tfm_trainer_stop_requested(void);

@@ -298,7 +298,7 @@ static int dist_sync_state(tfm_dist *d, tfm_trainer *tr, tfm_corpus_source *src)
     memcpy(&c[6], &tr->best_metric, sizeof(double));
     size_t bytes = (size_t)tr->params->total_n * sizeof(float);
     int n_state;
-    tfm_state_block *state = tfm_adam_state(&tr->adam, &n_state);
+    tfm_state_block *state = tfm_trainer_state_blocks(tr, &n_state);
     if (d->broadcast(d, c, sizeof c) || d->broadcast(d, tr->params->data, bytes)) return 1;
     for (int i = 0; i < n_state; i++)
         if (d->broadcast(d, state[i].data, bytes)) return 1;

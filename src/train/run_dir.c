@@ -427,6 +427,7 @@ static void fill_meta(tfm_trainer *tr, tfm_kv *meta) {
     tfm_kv_set(meta, "train.seed", "%llu", (unsigned long long)tr->o.seed);
     tfm_kv_set(meta, "train.bad_steps", "%lld", (long long)tr->bad_steps);
     tfm_kv_set(meta, "train.skipped", "%lld", (long long)tr->skipped);
+    if (tr->o.ema > 0) tfm_kv_set(meta, "train.ema", "%.17g", tr->o.ema);
     for (int64_t i = 0; i < tr->state.n; i++)
         tfm_kv_set(meta, tr->state.keys[i], "%s", tr->state.vals[i]);
 }
@@ -439,7 +440,7 @@ int tfm_trainer_checkpoint(tfm_trainer *tr) {
     tfm_kv meta;
     fill_meta(tr, &meta);
     int n_state;
-    tfm_state_block *state = tfm_adam_state(&tr->adam, &n_state);
+    tfm_state_block *state = tfm_trainer_state_blocks(tr, &n_state);
     int rc = tfm_checkpoint_save(path, &meta, tr->params, state, n_state);
     tfm_kv_free(&meta);
     free(path);
@@ -462,7 +463,11 @@ int tfm_trainer_save_best(tfm_trainer *tr) {
     if (!path) return 1;
     tfm_kv meta;
     fill_meta(tr, &meta);
+    /* with --ema the averaged weights (validation has them in already) */
+    int swap = tr->ema && !tr->ema_in;
+    if (swap) tfm_trainer_ema_swap(tr);
     int rc = tfm_checkpoint_save(path, &meta, tr->params, NULL, 0);
+    if (swap) tfm_trainer_ema_swap(tr);
     tfm_kv_free(&meta);
     free(path);
     return rc;

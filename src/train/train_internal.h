@@ -20,4 +20,8 @@ int tfm_run_open_files(tfm_trainer *tr, int resuming);
 /* Removes temporary files of interrupted checkpoint writes; returns how many. */
 int64_t tfm_run_remove_temporaries(const char *dir);
 
+/* The state a checkpoint keeps beside the weights: Adam's moments, then
+ * the weight average with o.ema ("ema"). */
+tfm_state_block *tfm_trainer_state_blocks(tfm_trainer *tr, int *n);
+
 #endif

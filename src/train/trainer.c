@@ -124,6 +124,8 @@ static int check_opts(const tfm_train_opts *o, const tfm_train_hooks *h) {
     NEED(o->average_last >= 0, "average last: must not be negative");
     NEED(o->average_last == 0 || o->run_dir, "average last needs a run directory");
     NEED(o->accum >= 0, "accum %lld: must not be negative", (long long)o->accum);
+    NEED(o->ema == 0 || (o->ema > 0 && o->ema < 1), "ema %g: must be 0 (off) or in (0, 1)",
+         o->ema);
 #undef NEED
     return 0;
 }
@@ -166,8 +168,17 @@ static int resume_from(tfm_trainer *tr, char **found) {
         if (config_mismatch(path, "", &saved, &tr->model.cfg)) goto fail;
     }
     int n_state;
-    tfm_state_block *state = tfm_adam_state(&tr->adam, &n_state);
+    tfm_state_block *state = tfm_trainer_state_blocks(tr, &n_state);
     uint64_t seed;
+    /* the weight average (before its block is looked for): no key is none */
+    const char *ema_was = tfm_kv_get(&ck.meta, "train.ema");
+    char ema_now[40] = "0";
+    if (tr->o.ema > 0) snprintf(ema_now, sizeof ema_now, "%.17g", tr->o.ema);
+    if (strcmp(ema_was ? ema_was : "0", ema_now)) {
+        tfm_set_error("%s: was trained with --ema %s, not %s", path, ema_was ? ema_was : "0",
+                      ema_now);
+        goto fail;
+    }
     if (tfm_checkpoint_load_params(&ck, tr->params) ||
         tfm_checkpoint_load_state(&ck, tr->params, state, n_state) ||
         tfm_kv_get_i64(&ck.meta, "train.step", &tr->step, path) ||
@@ -252,8 +263,10 @@ done:
 static int prepare(tfm_trainer *tr, size_t arena, int *fresh_restart) {
     const tfm_train_opts *o = &tr->o;
     if (o->threads > 0) tfm_set_num_threads(o->threads);
-    /* weights, gradients, two Adam moments; with --accum the summed gradient */
-    double need = (double)arena + (o->accum > 1 ? 20.0 : 16.0) * (double)tr->n_params;
+    /* weights, gradients, two Adam moments; with --accum the summed
+     * gradient, with --ema the averaged weights */
+    double need = (double)arena + (16.0 + (o->accum > 1 ? 4.0 : 0.0) + (o->ema > 0 ? 4.0 : 0.0)) *
+                                      (double)tr->n_params;
     double have = (double)sysconf(_SC_PHYS_PAGES) * (double)sysconf(_SC_PAGESIZE);
     if (need > 0.9 * have)
         return tfm_set_error("configuration will not fit in memory: needs about %.1f GB (%lld "
@@ -298,6 +311,10 @@ static int init_common(tfm_trainer *tr, size_t arena, int fresh_restart) {
     tr->tape.precision = o->precision;
     if (tfm_adam_init(&tr->adam, tr->params, &o->adam)) return 1;
     if (tr->hooks.grad_ready && init_buckets(tr)) return 1;
+    if (o->ema > 0 && !(tr->ema = tfm_alloc((size_t)tr->params->total_n * sizeof(float))))
+        return tfm_set_error("out of memory for the weight average (%lld floats)",
+                             (long long)tr->params->total_n),
+               1;
     if (o->accum > 1) {
         tr->grad_acc = tfm_alloc((size_t)tr->params->total_n * sizeof(float));
         if (!tr->grad_acc)
@@ -318,6 +335,8 @@ static int init_common(tfm_trainer *tr, size_t arena, int fresh_restart) {
         init_weights_from(o->init_from, tr->has_model ? &tr->model.cfg : NULL, tr->params))
         return 1;
     if (resuming && resume_from(tr, &resumed)) return 1;
+    if (tr->ema && !resuming) /* the average starts at the starting weights */
+        memcpy(tr->ema, tr->params->data, (size_t)tr->params->total_n * sizeof(float));
     if (o->run_dir && tfm_run_open_files(tr, resuming)) {
         free(resumed);
         return 1;
@@ -418,6 +437,7 @@ void tfm_trainer_free(tfm_trainer *tr) {
     tfm_tape_free(&tr->tape);
     tfm_adam_free(&tr->adam);
     tfm_free(tr->grad_acc);
+    tfm_free(tr->ema);
     if (tr->has_model) tfm_model_free(&tr->model);
     tfm_kv_free(&tr->state);
     free(tr->bucket_at);
@@ -507,6 +527,43 @@ static int backward_in_buckets(tfm_trainer *tr, tfm_tensor *loss) {
     while (tr->bucket_next < tr->n_buckets) /* the buckets no op reads */
         if (emit_bucket(tr)) return 1;
     return 0;
+}
+
+/* ---- the weight average (o.ema) ---------------------------------------------------------- */
+tfm_state_block *tfm_trainer_state_blocks(tfm_trainer *tr, int *n) {
+    int na;
+    tfm_state_block *a = tfm_adam_state(&tr->adam, &na);
+    if (!tr->ema) {
+        *n = na;
+        return a;
+    }
+    memcpy(tr->state_blocks, a, (size_t)na * sizeof *a);
+    tr->state_blocks[na] = (tfm_state_block){.name = "ema", .data = tr->ema};
+    *n = na + 1;
+    return tr->state_blocks;
+}
+
+void tfm_trainer_ema_swap(tfm_trainer *tr) {
+    float *w = tr->params->data, *e = tr->ema;
+    const int64_t n = tr->params->total_n;
+#pragma omp parallel for schedule(static) if (n > TFM_PAR_MIN_WORK)
+    for (int64_t j = 0; j < n; j++) {
+        float x = w[j];
+        w[j] = e[j];
+        e[j] = x;
+    }
+    tr->ema_in = !tr->ema_in;
+}
+
+/* After update t: ema += (1 - d) * (w - ema), d = min(o.ema, (1 + t) / (10 + t)). */
+static void ema_update(tfm_trainer *tr, int64_t t) {
+    double warm = (1.0 + (double)t) / (10.0 + (double)t);
+    const float k = (float)(1.0 - (tr->o.ema < warm ? tr->o.ema : warm));
+    const float *w = tr->params->data;
+    float *e = tr->ema;
+    const int64_t n = tr->params->total_n;
+#pragma omp parallel for schedule(static) if (n > TFM_PAR_MIN_WORK)
+    for (int64_t j = 0; j < n; j++) e[j] += k * (w[j] - e[j]);
 }
 
 /* The loss of the batch on a fresh tape in training mode; index numbers
@@ -630,6 +687,7 @@ int tfm_trainer_step(tfm_trainer *tr) {
     if (!bad) {
         tfm_clip_grad_norm(p, norm, tr->o.clip_norm);
         tfm_adam_update(&tr->adam, p, step, lr);
+        if (tr->ema) ema_update(tr, step);
     }
     tr->train_seconds += tfm_now() - t0;
     /* with a reduction hook (data parallelism) st holds the global target-token
@@ -678,9 +736,13 @@ int tfm_trainer_validate(tfm_trainer *tr, tfm_valid_result *out) {
     if (!tr->hooks.validate) return 0;
     double t0 = tfm_now();
     if (tr->source->save) tr->source->save(tr->source->ctx, &tr->state);
+    if (tr->ema) tfm_trainer_ema_swap(tr); /* the averaged weights are scored */
     int rc = tr->hooks.validate(tr->hooks.ctx, tr, out);
     tfm_trainer_eval_mode(tr, 0);
-    if (rc) return 1;
+    if (rc) {
+        if (tr->ema) tfm_trainer_ema_swap(tr);
+        return 1;
+    }
     int improved = out->metric > tr->best_metric;
     if (improved) {
         tr->best_metric = out->metric;
@@ -697,8 +759,9 @@ int tfm_trainer_validate(tfm_trainer *tr, tfm_valid_result *out) {
     tfm_trainer_log(tr, "validation at step %lld%s: %s%s (%.1fs)\n", (long long)tr->step, at,
                     out->text, improved ? " (best)" : "", tfm_now() - t0);
     metrics_row(tr, out->loss, out->metric);
-    if (improved && tfm_trainer_save_best(tr)) return 1;
-    return 0;
+    rc = improved && tfm_trainer_save_best(tr); /* the averaged weights with --ema */
+    if (tr->ema) tfm_trainer_ema_swap(tr);
+    return rc;
 }
 
 /* --average-last: averaged.tfm from the newest checkpoints, then its
