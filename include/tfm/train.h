@@ -309,7 +309,8 @@ int tfm_trainer_save_best(tfm_trainer *tr);
 /* With o.ema: swaps the averaged weights (tr->ema) and the trained ones
  * (tr->params), element by element, so that swapping twice restores both
  * bit for bit; tr->ema_in says which are in the parameters. After tfm_train
- * the trained ones are: swap to evaluate or translate with the average. */
+ * the trained ones are: swap to evaluate or translate with the average.
+ * Without o.ema it does nothing. */
 void tfm_trainer_ema_swap(tfm_trainer *tr);
 /* Async-signal-safe: the loop finishes the step, saves and returns. */
 void tfm_trainer_request_stop(void);

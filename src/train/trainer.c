@@ -311,7 +311,8 @@ static int init_common(tfm_trainer *tr, size_t arena, int fresh_restart) {
     tr->tape.precision = o->precision;
     if (tfm_adam_init(&tr->adam, tr->params, &o->adam)) return 1;
     if (tr->hooks.grad_ready && init_buckets(tr)) return 1;
-    if (o->ema > 0 && !(tr->ema = tfm_alloc((size_t)tr->params->total_n * sizeof(float))))
+    /* zeroed: the padding between tensors, which no checkpoint fills, stays zero */
+    if (o->ema > 0 && !(tr->ema = tfm_calloc((size_t)tr->params->total_n * sizeof(float))))
         return tfm_set_error("out of memory for the weight average (%lld floats)",
                              (long long)tr->params->total_n),
                1;
@@ -544,6 +545,7 @@ tfm_state_block *tfm_trainer_state_blocks(tfm_trainer *tr, int *n) {
 }
 
 void tfm_trainer_ema_swap(tfm_trainer *tr) {
+    if (!tr->ema) return;
     float *w = tr->params->data, *e = tr->ema;
     const int64_t n = tr->params->total_n;
 #pragma omp parallel for schedule(static) if (n > TFM_PAR_MIN_WORK)
