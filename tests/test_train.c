@@ -285,6 +285,65 @@ START_TEST(test_grad_ready_buckets) {
 }
 END_TEST
 
+/* ---- runs in a directory: --accum and --ema --------------------------------------------- */
+typedef struct {
+    int64_t n, validations;
+    float *seen; /* the parameters the last validation scored */
+} ema_probe;
+
+static int ema_validate(void *ctx, tfm_trainer *tr, tfm_valid_result *out) {
+    ema_probe *p = ctx;
+    p->n = tr->params->total_n;
+    free(p->seen);
+    p->seen = malloc((size_t)p->n * sizeof(float));
+    memcpy(p->seen, tr->params->data, (size_t)p->n * sizeof(float));
+    p->validations++;
+    out->loss = NAN;
+    out->metric = (double)tr->step; /* always better: best.tfm each time */
+    snprintf(out->text, sizeof out->text, "probe");
+    return 0;
+}
+
+/* Trains `steps` with o.accum, o.ema in dir (NULL: none), checkpoints and
+ * validations (with a probe) every 2 steps; *w the trained weights and *e
+ * the average (malloc'd; NULL when off), either may be NULL. */
+static int dir_run(const char *dir, int64_t steps, int64_t accum, double ema, int resume,
+                   ema_probe *probe, float **w, float **e, int64_t *n) {
+    tfm_model_config c = tfm_test_tiny_model();
+    tfm_train_opts o = toy_opts(steps);
+    o.accum = accum;
+    o.ema = ema;
+    o.run_dir = dir;
+    o.resume = resume;
+    o.save_every = 2;
+    o.valid_every = 2;
+    tfm_toy_source toy;
+    ck_assert_int_eq(tfm_toy_source_init(&toy, &tfm_test_tiny_task, 8, o.seed), 0);
+    tfm_train_hooks h = {.ctx = probe, .validate = probe ? ema_validate : NULL};
+    tfm_trainer tr;
+    int rc = tfm_trainer_init(&tr, &o, &c, &toy.source, &h);
+    if (rc == 0) {
+        ck_assert_msg(tfm_train(&tr) == 0, "%s", tfm_last_error());
+        ck_assert(!tr.ema_in);
+        size_t bytes = (size_t)tr.params->total_n * sizeof(float);
+        if (n) *n = tr.params->total_n;
+        if (w) {
+            *w = malloc(bytes);
+            memcpy(*w, tr.params->data, bytes);
+        }
+        if (e) {
+            *e = NULL;
+            if (tr.ema) {
+                *e = malloc(bytes);
+                memcpy(*e, tr.ema, bytes);
+            }
+        }
+        tfm_trainer_free(&tr);
+    }
+    tfm_toy_source_free(&toy);
+    return rc;
+}
+
 /* ---- gradient accumulation ------------------------------------------------------------ */
 /* Update s of a plain run on this source is the union of toy batches 2s - 2
  * and 2s - 1 (16 rows): what --accum 2 on the toy source of 8 rows reads as
@@ -394,30 +453,6 @@ END_TEST
 /* --accum 2 resumed from a checkpoint ends bit-identical to the run without
  * a break; resuming with another --accum is refused; the overlapped hooks
  * and a negative value are refused. */
-static int accum_run(const char *dir, int64_t steps, int64_t accum, float **w, int64_t *n) {
-    tfm_model_config c = tfm_test_tiny_model();
-    tfm_train_opts o = toy_opts(steps);
-    o.accum = accum;
-    o.run_dir = dir;
-    o.resume = 1;
-    o.save_every = 2;
-    tfm_toy_source toy;
-    ck_assert_int_eq(tfm_toy_source_init(&toy, &tfm_test_tiny_task, 8, o.seed), 0);
-    tfm_trainer tr;
-    int rc = tfm_trainer_init(&tr, &o, &c, &toy.source, NULL);
-    if (rc == 0) {
-        ck_assert_msg(tfm_train(&tr) == 0, "%s", tfm_last_error());
-        if (w) {
-            *n = tr.params->total_n;
-            *w = malloc((size_t)*n * sizeof(float));
-            memcpy(*w, tr.params->data, (size_t)*n * sizeof(float));
-        }
-        tfm_trainer_free(&tr);
-    }
-    tfm_toy_source_free(&toy);
-    return rc;
-}
-
 START_TEST(test_accumulation_resumes_bit_identical) {
     const char *base = tfm_test_tmpdir("accum");
     char one[512], two[512];
@@ -425,19 +460,19 @@ START_TEST(test_accumulation_resumes_bit_identical) {
     snprintf(two, sizeof two, "%s/resumed", base);
     float *w1, *w2, *w0;
     int64_t n1, n2, n0;
-    ck_assert_int_eq(accum_run(one, 6, 2, &w1, &n1), 0);
-    ck_assert_int_eq(accum_run(two, 3, 2, NULL, NULL), 0);
-    ck_assert_int_ne(accum_run(two, 6, 1, NULL, NULL), 0);
+    ck_assert_int_eq(dir_run(one, 6, 2, 0, 1, NULL, &w1, NULL, &n1), 0);
+    ck_assert_int_eq(dir_run(two, 3, 2, 0, 1, NULL, NULL, NULL, NULL), 0);
+    ck_assert_int_ne(dir_run(two, 6, 1, 0, 1, NULL, NULL, NULL, NULL), 0);
     ck_assert_msg(strstr(tfm_last_error(), "--accum was 2, now 1"), "%s", tfm_last_error());
-    ck_assert_int_ne(accum_run(two, 6, 3, NULL, NULL), 0);
+    ck_assert_int_ne(dir_run(two, 6, 3, 0, 1, NULL, NULL, NULL, NULL), 0);
     ck_assert_msg(strstr(tfm_last_error(), "--accum was 2, now 3"), "%s", tfm_last_error());
-    ck_assert_int_eq(accum_run(two, 6, 2, &w2, &n2), 0);
+    ck_assert_int_eq(dir_run(two, 6, 2, 0, 1, NULL, &w2, NULL, &n2), 0);
     ck_assert_int_eq(n1, n2);
     ck_assert_msg(memcmp(w1, w2, (size_t)n1 * 4) == 0, "resumed --accum 2 run differs");
     /* a run of one batch per update resumed with --accum 2 is refused too */
     snprintf(two, sizeof two, "%s/plain", base);
-    ck_assert_int_eq(accum_run(two, 3, 1, &w0, &n0), 0);
-    ck_assert_int_ne(accum_run(two, 6, 2, NULL, NULL), 0);
+    ck_assert_int_eq(dir_run(two, 3, 1, 0, 1, NULL, &w0, NULL, &n0), 0);
+    ck_assert_int_ne(dir_run(two, 6, 2, 0, 1, NULL, NULL, NULL, NULL), 0);
     ck_assert_msg(strstr(tfm_last_error(), "--accum was 1, now 2"), "%s", tfm_last_error());
     ck_assert_msg(memcmp(w0, w1, (size_t)n1 * 4) != 0, "--accum 2 changed nothing");
     free(w0);
@@ -463,58 +498,6 @@ START_TEST(test_accumulation_resumes_bit_identical) {
 END_TEST
 
 /* ---- the weight average (--ema) ------------------------------------------------------- */
-typedef struct {
-    int64_t n, validations;
-    float *seen; /* the parameters the last validation scored */
-} ema_probe;
-
-static int ema_validate(void *ctx, tfm_trainer *tr, tfm_valid_result *out) {
-    ema_probe *p = ctx;
-    p->n = tr->params->total_n;
-    free(p->seen);
-    p->seen = malloc((size_t)p->n * sizeof(float));
-    memcpy(p->seen, tr->params->data, (size_t)p->n * sizeof(float));
-    p->validations++;
-    out->loss = NAN;
-    out->metric = (double)tr->step; /* always better: best.tfm each time */
-    snprintf(out->text, sizeof out->text, "probe");
-    return 0;
-}
-
-/* Trains `steps` with o.ema = decay in dir (NULL: none); *w the trained
- * weights, *e the average (malloc'd; NULL when off). */
-static int ema_run(const char *dir, int64_t steps, double decay, int resume, ema_probe *probe,
-                   float **w, float **e, int64_t *n) {
-    tfm_model_config c = tfm_test_tiny_model();
-    tfm_train_opts o = toy_opts(steps);
-    o.ema = decay;
-    o.run_dir = dir;
-    o.resume = resume;
-    o.save_every = 2;
-    o.valid_every = 2;
-    tfm_toy_source toy;
-    ck_assert_int_eq(tfm_toy_source_init(&toy, &tfm_test_tiny_task, 8, o.seed), 0);
-    tfm_train_hooks h = {.ctx = probe, .validate = probe ? ema_validate : NULL};
-    tfm_trainer tr;
-    int rc = tfm_trainer_init(&tr, &o, &c, &toy.source, &h);
-    if (rc == 0) {
-        ck_assert_msg(tfm_train(&tr) == 0, "%s", tfm_last_error());
-        ck_assert(!tr.ema_in);
-        *n = tr.params->total_n;
-        size_t bytes = (size_t)*n * sizeof(float);
-        *w = malloc(bytes);
-        memcpy(*w, tr.params->data, bytes);
-        *e = NULL;
-        if (tr.ema) {
-            *e = malloc(bytes);
-            memcpy(*e, tr.ema, bytes);
-        }
-        tfm_trainer_free(&tr);
-    }
-    tfm_toy_source_free(&toy);
-    return rc;
-}
-
 /* The average follows its formula from the starting weights through every
  * update; it does not change the training (the trained weights are those
  * of a run without it, bit for bit); validation scores it and best.tfm
@@ -524,12 +507,12 @@ START_TEST(test_ema_average_validation_and_best) {
     const double decay = 0.9;
     int64_t n, n0;
     float *w, *e, *w_plain, *e_none, *ref = NULL;
-    ck_assert_int_eq(ema_run(NULL, STEPS, 0, 0, NULL, &w_plain, &e_none, &n0), 0);
+    ck_assert_int_eq(dir_run(NULL, STEPS, 1, 0, 0, NULL, &w_plain, &e_none, &n0), 0);
     ck_assert_ptr_null(e_none);
     /* the reference: the weights after each update, averaged by hand */
     for (int64_t t = 0; t <= STEPS; t++) {
         float *wt, *et;
-        ck_assert_int_eq(ema_run(NULL, t, 0, 0, NULL, &wt, &et, &n), 0);
+        ck_assert_int_eq(dir_run(NULL, t, 1, 0, 0, NULL, &wt, &et, &n), 0);
         if (t == 0) {
             ref = wt;
             continue;
@@ -543,7 +526,7 @@ START_TEST(test_ema_average_validation_and_best) {
     char run[512], best[600];
     snprintf(run, sizeof run, "%s/run", dir);
     ema_probe probe = {0};
-    ck_assert_int_eq(ema_run(run, STEPS, decay, 0, &probe, &w, &e, &n), 0);
+    ck_assert_int_eq(dir_run(run, STEPS, 1, decay, 0, &probe, &w, &e, &n), 0);
     ck_assert_int_eq(n, n0);
     ck_assert_msg(memcmp(w, w_plain, (size_t)n * 4) == 0, "--ema changed the training");
     float worst = 0;
@@ -576,16 +559,16 @@ START_TEST(test_ema_resumes_bit_identical) {
     snprintf(two, sizeof two, "%s/resumed", base);
     float *w1, *e1, *w2, *e2, *wx, *ex;
     int64_t n1, n2, nx;
-    ck_assert_int_eq(ema_run(one, 6, 0.95, 1, NULL, &w1, &e1, &n1), 0);
-    ck_assert_int_eq(ema_run(two, 3, 0.95, 1, NULL, &wx, &ex, &nx), 0);
+    ck_assert_int_eq(dir_run(one, 6, 1, 0.95, 1, NULL, &w1, &e1, &n1), 0);
+    ck_assert_int_eq(dir_run(two, 3, 1, 0.95, 1, NULL, &wx, &ex, &nx), 0);
     free(wx);
     free(ex);
-    ck_assert_int_ne(ema_run(two, 6, 0.9, 1, NULL, &wx, &ex, &nx), 0);
+    ck_assert_int_ne(dir_run(two, 6, 1, 0.9, 1, NULL, &wx, &ex, &nx), 0);
     ck_assert_msg(strstr(tfm_last_error(), "was trained with --ema 0.94999999999999996, not 0.90"),
                   "%s", tfm_last_error());
-    ck_assert_int_ne(ema_run(two, 6, 0, 1, NULL, &wx, &ex, &nx), 0);
+    ck_assert_int_ne(dir_run(two, 6, 1, 0, 1, NULL, &wx, &ex, &nx), 0);
     ck_assert_msg(strstr(tfm_last_error(), "not 0"), "%s", tfm_last_error());
-    ck_assert_int_eq(ema_run(two, 6, 0.95, 1, NULL, &w2, &e2, &n2), 0);
+    ck_assert_int_eq(dir_run(two, 6, 1, 0.95, 1, NULL, &w2, &e2, &n2), 0);
     ck_assert_int_eq(n1, n2);
     ck_assert_msg(memcmp(w1, w2, (size_t)n1 * 4) == 0, "resumed weights differ");
     ck_assert_msg(memcmp(e1, e2, (size_t)n1 * 4) == 0, "resumed average differs");
@@ -594,13 +577,13 @@ START_TEST(test_ema_resumes_bit_identical) {
     free(w2);
     free(e2);
     snprintf(two, sizeof two, "%s/plain", base);
-    ck_assert_int_eq(ema_run(two, 3, 0, 1, NULL, &wx, &ex, &nx), 0);
+    ck_assert_int_eq(dir_run(two, 3, 1, 0, 1, NULL, &wx, &ex, &nx), 0);
     free(wx);
-    ck_assert_int_ne(ema_run(two, 6, 0.95, 1, NULL, &wx, &ex, &nx), 0);
+    ck_assert_int_ne(dir_run(two, 6, 1, 0.95, 1, NULL, &wx, &ex, &nx), 0);
     ck_assert_msg(strstr(tfm_last_error(), "was trained with --ema 0, not 0.9"), "%s",
                   tfm_last_error());
     for (int bad = 0; bad < 2; bad++) {
-        ck_assert_int_ne(ema_run(NULL, 2, bad ? 1.0 : -0.5, 0, NULL, &wx, &ex, &nx), 0);
+        ck_assert_int_ne(dir_run(NULL, 2, 1, bad ? 1.0 : -0.5, 0, NULL, &wx, &ex, &nx), 0);
         ck_assert_msg(strstr(tfm_last_error(), "must be 0 (off) or in (0, 1)"), "%s",
                       tfm_last_error());
     }

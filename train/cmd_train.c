@@ -141,8 +141,8 @@ static int make_flags(train_cli *o, flag_def *f) {
       "batches per update (gradient accumulation): the gradient of N batches' tokens together, "
       "with the memory of one batch");
     F("ema", ema,
-      "keep an exponential moving average of the weights with this decay, e.g. 0.999 (Marian's "
-      "--exponential-smoothing): validation scores it and best.tfm holds it (0: off)");
+      "keep an exponential moving average of the weights with this decay, e.g. 0.999: "
+      "validation scores it and best.tfm holds it (0: off)");
     I("cooldown", cooldown,
       "decay the learning rate linearly towards zero over the last N of --steps, after any "
       "schedule (0: off; a run stopped earlier, e.g. by --max-minutes, never reaches it)");

@@ -181,8 +181,8 @@ typedef struct {
      * 1: one batch per update. Not with hooks.reduce_start/grad_ready (the
      * plain reduce hook runs once per update, after the N batches). */
     int64_t accum;
-    /* Exponential moving average of the weights (Marian's
-     * --exponential-smoothing, Polyak averaging): after every update
+    /* Exponential moving average of the weights (Polyak averaging):
+     * after every update
      * ema += (1 - d) * (w - ema) with d = min(ema, (1 + t) / (10 + t)) at
      * update t, so that the first updates are not drowned by the initial
      * weights. Validation scores the averaged weights, and best.tfm (and
