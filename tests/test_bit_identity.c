@@ -151,12 +151,76 @@ START_TEST(test_reverse_pre_ln_200_steps) {
 }
 END_TEST
 
+
+/* --bpe-dropout: the training text is segmented anew every epoch from (seed,
+ * epoch), so a run resumed across epochs ends with the parameters of a run
+ * that never stopped; the segmentation changes the training (not the plain
+ * run's parameters); a resume with another probability is refused. */
+START_TEST(test_bpe_dropout_resumes_bit_identical) {
+    const char *dir = tfm_test_tmpdir("bitid-dropout");
+    static char out[1 << 14];
+    char cmd[4096], common[2048];
+    snprintf(cmd, sizeof cmd,
+             "'%s' data numbers --out %s/data --train 600 --valid 20 --test 1 --seed 1 2>&1",
+             tfm_test_bin(), dir);
+    run(cmd);
+    snprintf(common, sizeof common,
+             "'%s' train --src-train %s/data/train.en --tgt-train %s/data/train.de "
+             "--bpe-merges 100 --d-model 16 --heads 2 --d-ff 32 --layers 1 --batch-tokens 300 "
+             "--max-tokens 40 --warmup 20 --seed 4 --threads 2 --quiet --save-every 20",
+             tfm_test_bin(), dir, dir);
+    snprintf(cmd, sizeof cmd, "%s --bpe-dropout 0.1 --steps 60 --save %s/one 2>&1", common, dir);
+    run(cmd);
+    snprintf(cmd, sizeof cmd, "%s --bpe-dropout 0.1 --steps 25 --save %s/two 2>&1", common, dir);
+    run(cmd);
+    snprintf(cmd, sizeof cmd, "%s --bpe-dropout 0.2 --steps 60 --save %s/two --resume 2>&1",
+             common, dir);
+    ck_assert_int_ne(tfm_test_run(cmd, out, sizeof out), 0);
+    ck_assert_msg(strstr(out, "--resume with different data: --bpe-dropout was 0.1, now 0.2"),
+                  "%s", out);
+    snprintf(cmd, sizeof cmd, "%s --steps 60 --save %s/two --resume 2>&1", common, dir);
+    ck_assert_int_ne(tfm_test_run(cmd, out, sizeof out), 0);
+    ck_assert_msg(strstr(out, "--bpe-dropout was 0.1, now 0"), "%s", out);
+    snprintf(cmd, sizeof cmd, "%s --bpe-dropout 0.1 --steps 60 --save %s/two --resume 2>&1",
+             common, dir);
+    run(cmd);
+    snprintf(cmd, sizeof cmd, "%s --steps 60 --save %s/plain 2>&1", common, dir);
+    run(cmd);
+    char a[1024], b[1024], c[1024];
+    snprintf(a, sizeof a, "%s/one/checkpoint-00000060.tfm", dir);
+    snprintf(b, sizeof b, "%s/two/checkpoint-00000060.tfm", dir);
+    snprintf(c, sizeof c, "%s/plain/checkpoint-00000060.tfm", dir);
+    int64_t n1, n2, n3;
+    uint64_t h1 = params_hash(a, &n1), h2 = params_hash(b, &n2), h3 = params_hash(c, &n3);
+    ck_assert_msg(h1 == h2, "resumed run differs: 0x%016llx vs 0x%016llx", (unsigned long long)h1,
+                  (unsigned long long)h2);
+    ck_assert(h1 != h3);
+    /* the epochs really changed (60 steps cross several) */
+    tfm_checkpoint ck;
+    ck_assert_int_eq(tfm_checkpoint_read(a, &ck), 0);
+    int64_t epoch = 0;
+    ck_assert_int_eq(tfm_kv_get_i64(&ck.meta, "state.epoch", &epoch, a), 0);
+    ck_assert_int_ge(epoch, 2);
+    ck_assert_str_eq(tfm_kv_get(&ck.meta, "data.bpe-dropout"), "0.1");
+    tfm_checkpoint_free(&ck);
+    /* flags: the range, and a budget that any segmentation fits */
+    snprintf(cmd, sizeof cmd, "%s --bpe-dropout 1 --steps 2 --save %s/bad 2>&1", common, dir);
+    ck_assert_int_eq(tfm_test_run(cmd, out, sizeof out), 2);
+    ck_assert_msg(strstr(out, "--bpe-dropout: must be in [0, 1)"), "%s", out);
+    snprintf(cmd, sizeof cmd,
+             "%s --bpe-dropout 0.1 --max-tokens 300 --steps 2 --save %s/bad 2>&1", common, dir);
+    ck_assert_int_ne(tfm_test_run(cmd, out, sizeof out), 0);
+    ck_assert_msg(strstr(out, "--batch-tokens (300) must exceed --max-tokens (300)"), "%s", out);
+}
+END_TEST
+
 static Suite *suite(void) {
     Suite *s = suite_create("bit_identity");
     TCase *tc = tcase_create("training");
     tcase_add_test(tc, test_numbers_corpus_200_steps);
     tcase_add_test(tc, test_copy_200_steps);
     tcase_add_test(tc, test_reverse_pre_ln_200_steps);
+    tcase_add_test(tc, test_bpe_dropout_resumes_bit_identical);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -1,4 +1,5 @@
 /* UTF-8, BPE learn/apply/detok, vocabulary, tokenizer.json, tfm bpe CLI. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -603,6 +604,232 @@ START_TEST(round_trip_random_utf8_is_lossless) {
 }
 END_TEST
 
+
+/* ------------------------------------------------------------ BPE-dropout */
+
+/* subword-nmt's apply_bpe.py --dropout loop on symbol strings, for version
+ * 0.2 codes and words without '@' or '~' (no escape): each step draws once
+ * per adjacent pair (kept when >= p), takes the lowest-rank merge among the
+ * kept pairs, merges its kept occurrences left to right, and stops when no
+ * kept pair has a merge. Writes the pieces joined by spaces ("@@" on all but
+ * a word's last) into out. */
+static void ref_dropout(const tfm_bpe *b, const char *line, double p, tfm_rng *r, char *out) {
+    enum { MAXS = 64, SYM = 64 };
+    size_t o = 0;
+    const char *w = line;
+    while (*w) {
+        while (*w == ' ') w++;
+        if (!*w) break;
+        const char *e = w;
+        while (*e && *e != ' ') e++;
+        char sym[MAXS][SYM];
+        int n = 0;
+        for (const char *c = w; c < e;) {
+            size_t cl = tfm_utf8_seq_len(c, (size_t)(e - c));
+            ck_assert(n < MAXS && cl > 0);
+            memcpy(sym[n], c, cl);
+            sym[n][cl] = 0;
+            if (c + cl == e) strcat(sym[n], "</w>");
+            n++;
+            c += cl;
+        }
+        while (n > 1) {
+            int keep[MAXS];
+            int64_t best = -1;
+            for (int i = 0; i + 1 < n; i++) {
+                keep[i] = tfm_rng_double(r) >= p;
+                if (!keep[i]) continue;
+                for (int64_t m = 0; m < tfm_bpe_n_merges(b) && (best < 0 || m < best); m++)
+                    if (!strcmp(tfm_bpe_merge_left(b, m), sym[i]) &&
+                        !strcmp(tfm_bpe_merge_right(b, m), sym[i + 1])) {
+                        best = m;
+                        break;
+                    }
+            }
+            if (best < 0) break;
+            const char *l = tfm_bpe_merge_left(b, best), *rr = tfm_bpe_merge_right(b, best);
+            int j = 0;
+            for (int i = 0; i < n;) {
+                if (i + 1 < n && keep[i] && !strcmp(sym[i], l) && !strcmp(sym[i + 1], rr)) {
+                    char merged[SYM];
+                    snprintf(merged, sizeof merged, "%s%s", sym[i], sym[i + 1]);
+                    strcpy(sym[j], merged);
+                    i += 2;
+                } else {
+                    if (j != i) strcpy(sym[j], sym[i]);
+                    i++;
+                }
+                j++;
+            }
+            n = j;
+        }
+        for (int i = 0; i < n; i++) {
+            size_t l = strlen(sym[i]);
+            if (i + 1 == n) l -= 4; /* "</w>" */
+            if (o) out[o++] = ' ';
+            memcpy(out + o, sym[i], l);
+            o += l;
+            if (i + 1 < n) o += (size_t)sprintf(out + o, "@@");
+        }
+        w = e;
+    }
+    out[o] = 0;
+}
+
+/* Lines of words over a small alphabet with multi-byte characters. */
+static char *dropout_text(tfm_rng *r, int n_lines) {
+    static const char *const alpha[] = {"a", "b", "e", "n", "r", "t", "\xC3\xA4", "\xE5\xAD\x97"};
+    size_t cap = (size_t)n_lines * 200 + 1, o = 0;
+    char *t = malloc(cap);
+    for (int l = 0; l < n_lines; l++) {
+        int words = 1 + (int)tfm_rng_below(r, 10);
+        for (int w = 0; w < words; w++) {
+            if (w) t[o++] = ' ';
+            int len = 1 + (int)tfm_rng_below(r, 7);
+            for (int k = 0; k < len; k++) {
+                const char *c = alpha[tfm_rng_below(r, 8)];
+                memcpy(t + o, c, strlen(c));
+                o += strlen(c);
+            }
+        }
+        t[o++] = '\n';
+    }
+    t[o] = 0;
+    return t;
+}
+
+/* Joins a subword list with spaces into out. */
+static void join_pieces(const tfm_subwords *sw, char *out) {
+    size_t o = 0;
+    for (int64_t i = 0; i < sw->n; i++) {
+        const char *tok = tfm_subwords_get(sw, i);
+        if (i) out[o++] = ' ';
+        memcpy(out + o, tok, strlen(tok));
+        o += strlen(tok);
+    }
+    out[o] = 0;
+}
+
+START_TEST(dropout_follows_subword_nmt_loop) {
+    tfm_rng r;
+    tfm_rng_seed(&r, 7);
+    char *text = dropout_text(&r, 300);
+    tfm_bpe *b = tfm_bpe_learn_text(text, strlen(text), "dropout", 120, 2);
+    ck_assert_msg(b != NULL, "%s", tfm_last_error());
+    ck_assert_int_eq(tfm_bpe_version(b), 2);
+    tfm_subwords sw = {0};
+    static char got[16384], want[16384], plain[16384];
+    int64_t lines = 0, differ = 0;
+    int64_t pieces[4] = {0};
+    const double ps[4] = {0.0, 0.1, 0.5, 1.0};
+    for (int k = 0; k < 4; k++) {
+        tfm_rng ra, rb;
+        tfm_rng_seed(&ra, 100 + (uint64_t)k);
+        tfm_rng_seed(&rb, 100 + (uint64_t)k);
+        for (char *line = text; *line;) {
+            char *nl = strchr(line, '\n');
+            *nl = 0;
+            size_t len = (size_t)(nl - line);
+            ck_assert_int_eq(tfm_bpe_segment_dropout(b, line, len, ps[k], &ra, &sw), 0);
+            int64_t n_drop = sw.n;
+            pieces[k] += n_drop;
+            join_pieces(&sw, got);
+            ref_dropout(b, line, ps[k], &rb, want);
+            ck_assert_msg(!strcmp(got, want), "p %g, '%s':\n got  '%s'\n want '%s'", ps[k], line,
+                          got, want);
+            /* the pieces still spell the line */
+            char back[16384];
+            size_t bn = tfm_bpe_detok(got, strlen(got), back);
+            ck_assert_msg(bn == len && !memcmp(back, line, len), "'%s' -> '%s'", line, back);
+            ck_assert_int_eq(tfm_bpe_segment(b, line, len, &sw), 0);
+            join_pieces(&sw, plain);
+            if (k == 0) ck_assert_str_eq(got, plain); /* p = 0: the usual segmentation */
+            if (k == 1) differ += strcmp(got, plain) != 0, lines++;
+            if (k == 3) { /* p = 1: characters */
+                int64_t chars = 0;
+                for (size_t i = 0; i < len; i++)
+                    chars += line[i] != ' ' && ((unsigned char)line[i] & 0xC0) != 0x80;
+                ck_assert_int_eq(n_drop, chars);
+            }
+            *nl = '\n';
+            line = nl + 1;
+        }
+    }
+    /* p = 0.1 changes some lines, not all; more dropout, more pieces */
+    printf("  BPE-dropout: p 0.1 changed %lld of %lld lines; pieces %lld / %lld / %lld / %lld at "
+           "p 0 / 0.1 / 0.5 / 1\n",
+           (long long)differ, (long long)lines, (long long)pieces[0], (long long)pieces[1],
+           (long long)pieces[2], (long long)pieces[3]);
+    ck_assert_int_gt(differ, lines / 20);
+    ck_assert_int_lt(differ, lines);
+    ck_assert_int_lt(pieces[0], pieces[1]);
+    ck_assert_int_lt(pieces[1], pieces[2]);
+    ck_assert_int_lt(pieces[2], pieces[3]);
+    /* the same draws give the same pieces */
+    tfm_rng r1, r2;
+    tfm_rng_seed(&r1, 5);
+    tfm_rng_seed(&r2, 5);
+    const char *line = "ab\xC3\xA4rt\xE5\xAD\x97 nenet baba";
+    ck_assert_int_eq(tfm_bpe_segment_dropout(b, line, strlen(line), 0.3, &r1, &sw), 0);
+    join_pieces(&sw, got);
+    ck_assert_int_eq(tfm_bpe_segment_dropout(b, line, strlen(line), 0.3, &r2, &sw), 0);
+    join_pieces(&sw, want);
+    ck_assert_str_eq(got, want);
+    /* out of range */
+    ck_assert_int_ne(tfm_bpe_segment_dropout(b, line, strlen(line), 1.5, &r1, &sw), 0);
+    ck_assert_str_eq(tfm_last_error(), "BPE-dropout 1.5: must be between 0 and 1");
+    ck_assert_int_ne(tfm_bpe_segment_dropout(b, line, strlen(line), NAN, &r1, &sw), 0);
+    tfm_subwords_free(&sw);
+    tfm_bpe_free(b);
+    free(text);
+}
+END_TEST
+
+START_TEST(dropout_version_01_codes_and_vocabulary) {
+    /* version 0.1: "</w>" is a symbol of its own; p = 0 and p = 1 */
+    const char codes[] = "l o\nlo w\nlow </w>\ne r\ner </w>\n";
+    tfm_bpe *b = tfm_bpe_load_mem(codes, strlen(codes), "codes01");
+    ck_assert_ptr_nonnull(b);
+    tfm_subwords sw = {0};
+    char got[256];
+    tfm_rng r;
+    tfm_rng_seed(&r, 3);
+    ck_assert_int_eq(tfm_bpe_segment_dropout(b, "low lower lowe", 14, 0.0, &r, &sw), 0);
+    join_pieces(&sw, got);
+    ck_assert_str_eq(got, "low low@@ er low@@ e");
+    ck_assert_int_eq(tfm_bpe_segment_dropout(b, "low lower", 9, 1.0, &r, &sw), 0);
+    join_pieces(&sw, got);
+    ck_assert_str_eq(got, "l@@ o@@ w l@@ o@@ w@@ e@@ r");
+    tfm_bpe_free(b);
+    /* every piece of a dropout segmentation of the training text has an id
+     * in a vocabulary with the merge symbols (no <unk>) */
+    tfm_rng_seed(&r, 11);
+    char *text = dropout_text(&r, 200);
+    b = tfm_bpe_learn_text(text, strlen(text), "dropout", 80, 2);
+    tfm_vocab *v = tfm_vocab_build_text(b, text, strlen(text), "dropout");
+    ck_assert_ptr_nonnull(v);
+    ck_assert_int_ge(tfm_vocab_add_merge_symbols(v, b), 0);
+    int32_t ids[512];
+    int64_t total = 0;
+    for (char *line = text; *line;) {
+        char *nl = strchr(line, '\n');
+        for (int k = 0; k < 3; k++) {
+            int64_t n = tfm_vocab_encode_dropout(b, v, line, (size_t)(nl - line), 0.1 * k + 0.1,
+                                                 &r, ids, 512);
+            ck_assert(n > 0 && n <= 512);
+            for (int64_t i = 0; i < n; i++) ck_assert_int_ne(ids[i], TFM_UNK_ID);
+            total += n;
+        }
+        line = nl + 1;
+    }
+    ck_assert_int_gt(total, 0);
+    tfm_subwords_free(&sw);
+    tfm_vocab_free(v);
+    tfm_bpe_free(b);
+    free(text);
+}
+END_TEST
+
 /* ---------------------------------------------------------- vocabulary */
 
 START_TEST(vocab_build_save_load_lookup) {
@@ -898,6 +1125,8 @@ int main(void) {
     tcase_add_test(tc, detok_rules);
     tcase_add_test(tc, text_with_markers_round_trips);
     tcase_add_test(tc, round_trip_random_utf8_is_lossless);
+    tcase_add_test(tc, dropout_follows_subword_nmt_loop);
+    tcase_add_test(tc, dropout_version_01_codes_and_vocabulary);
     tcase_add_test(tc, vocab_build_save_load_lookup);
     tcase_add_test(tc, vocab_literal_specials_get_no_second_entry);
     tcase_add_test(tc, vocab_errors_name_file_and_line);

@@ -422,6 +422,127 @@ static int64_t cost_of(const tfm_pairs *p, int64_t i) {
     return s > t ? s : t;
 }
 
+
+/* Pairs whose lengths change every epoch (as BPE-dropout's do): epoch e
+ * gives pair i lengths from (e, i); in epoch 3 every pair is too long. */
+typedef struct {
+    tfm_pairs p;
+    int32_t *ids;
+    int64_t refreshes, last_epoch;
+} epoch_pairs;
+
+static void epoch_refresh(void *ctx, int64_t epoch) {
+    epoch_pairs *e = ctx;
+    e->refreshes++;
+    e->last_epoch = epoch;
+    for (int64_t i = 0; i < e->p.n; i++) {
+        uint64_t h = tfm_rand_u64(77 + (uint64_t)epoch, (uint64_t)i);
+        e->p.src_len[i] = epoch == 3 ? 30 : 1 + (int64_t)(h % 30);
+        e->p.tgt_len[i] = epoch == 3 ? 30 : 1 + (int64_t)((h >> 20) % 30);
+        for (int64_t j = 0; j < e->p.src_len[i]; j++) e->p.src[i][j] = (int32_t)(3 + epoch);
+    }
+}
+
+static void epoch_pairs_init(epoch_pairs *e, int64_t n) {
+    memset(e, 0, sizeof *e);
+    e->p.n = n;
+    e->p.src = malloc((size_t)n * sizeof(int32_t *));
+    e->p.tgt = malloc((size_t)n * sizeof(int32_t *));
+    e->p.src_len = malloc((size_t)n * sizeof(int64_t));
+    e->p.tgt_len = malloc((size_t)n * sizeof(int64_t));
+    e->ids = calloc((size_t)(2 * 30 * n), sizeof(int32_t));
+    for (int64_t i = 0; i < n; i++) {
+        e->p.src[i] = e->ids + 60 * i;
+        e->p.tgt[i] = e->ids + 60 * i + 30;
+    }
+    epoch_refresh(e, 0);
+    e->refreshes = 0;
+}
+
+static void epoch_pairs_free(epoch_pairs *e) {
+    free(e->p.src);
+    free(e->p.tgt);
+    free(e->p.src_len);
+    free(e->p.tgt_len);
+    free(e->ids);
+}
+
+START_TEST(batcher_cuts_each_epoch_anew) {
+    enum { N = 400 };
+    epoch_pairs ep;
+    epoch_pairs_init(&ep, N);
+    tfm_batch_opts o = {.batch_tokens = 120, .max_src_len = 25, .max_tgt_len = 25, .seed = 9};
+    tfm_batcher b;
+    ck_assert_msg(tfm_batcher_init(&b, &ep.p, &o) == 0, "%s", tfm_last_error());
+    ck_assert_int_eq(tfm_batcher_set_refresh(&b, epoch_refresh, &ep), 0);
+    /* the batches of epochs 0-2, and where epoch 2's fourth batch starts */
+    uint64_t trace[3][N];
+    int64_t n_batches[3];
+    for (int64_t epoch = 0; epoch < 3; epoch++) {
+        int64_t *seen = calloc(N, sizeof *seen), kept = 0;
+        int64_t k = 0;
+        do {
+            const int64_t *idx;
+            int64_t n = tfm_batcher_next(&b, &idx);
+            ck_assert_int_gt(n, 0);
+            ck_assert_int_eq(ep.last_epoch, epoch); /* refreshed for this epoch */
+            int64_t cost = 0;
+            uint64_t h = 0;
+            for (int64_t r = 0; r < n; r++) {
+                seen[idx[r]]++;
+                cost = cost_of(&ep.p, idx[r]) > cost ? cost_of(&ep.p, idx[r]) : cost;
+                ck_assert_int_le(ep.p.src_len[idx[r]], 25);
+                ck_assert_int_le(ep.p.tgt_len[idx[r]], 25);
+                h = tfm_hash64(h ^ (uint64_t)idx[r]);
+            }
+            ck_assert_int_le(n * cost, 120);
+            ck_assert_int_lt(k, N);
+            trace[epoch][k++] = h;
+        } while (b.state.pos != 0);
+        n_batches[epoch] = k;
+        ck_assert_int_eq(k, b.n_batches);
+        for (int64_t i = 0; i < N; i++) {
+            int keep = ep.p.src_len[i] <= 25 && ep.p.tgt_len[i] <= 25;
+            ck_assert_int_eq(seen[i], keep);
+            kept += keep;
+        }
+        ck_assert_int_eq(kept, b.n_kept);
+        ck_assert_int_eq(N - kept, b.n_dropped);
+        free(seen);
+    }
+    /* refreshed once per new epoch (epoch 0's pairs were given) */
+    ck_assert_int_eq(ep.refreshes, 2);
+    ck_assert(n_batches[0] != n_batches[1] || n_batches[1] != n_batches[2] ||
+              trace[0][0] != trace[1][0]);
+    tfm_batcher_free(&b);
+
+    /* a resume at (epoch 2, position 3) continues with the same batches */
+    epoch_pairs_free(&ep);
+    epoch_pairs_init(&ep, N);
+    ck_assert_int_eq(tfm_batcher_init(&b, &ep.p, &o), 0);
+    ck_assert_int_eq(tfm_batcher_set_refresh(&b, epoch_refresh, &ep), 0);
+    ck_assert_int_eq(tfm_batcher_set_state(&b, (tfm_batcher_state){9, 2, 3}), 0);
+    ck_assert_int_eq(b.n_batches, n_batches[2]);
+    for (int64_t k = 3; k < n_batches[2]; k++) {
+        const int64_t *idx;
+        int64_t n = tfm_batcher_next(&b, &idx);
+        uint64_t h = 0;
+        for (int64_t r = 0; r < n; r++) h = tfm_hash64(h ^ (uint64_t)idx[r]);
+        ck_assert_msg(h == trace[2][k], "batch %lld of epoch 2 differs after the resume",
+                      (long long)k);
+    }
+    /* epoch 3 leaves nothing: an error naming the epoch, no batch */
+    const int64_t *idx;
+    ck_assert_int_eq(tfm_batcher_next(&b, &idx), 0);
+    ck_assert_msg(strstr(tfm_last_error(), "epoch 4: no sentence pairs left to batch") != NULL,
+                  "%s", tfm_last_error());
+    /* a position past the epoch's batches is refused */
+    ck_assert_int_ne(tfm_batcher_set_state(&b, (tfm_batcher_state){9, 1, N}), 0);
+    tfm_batcher_free(&b);
+    epoch_pairs_free(&ep);
+}
+END_TEST
+
 START_TEST(batch_budget_and_coverage) {
     test_pairs tp = make_pairs(2000, 60, 11);
     tfm_batcher b;
@@ -866,6 +987,7 @@ int main(void) {
     tcase_add_test(tb, batch_shuffle_per_epoch_reproducible);
     tcase_add_test(tb, batch_state_resume_identical);
     tcase_add_test(tb, batch_fill_exact_layout);
+    tcase_add_test(tb, batcher_cuts_each_epoch_anew);
     tcase_add_test(tb, batch_drop_count_and_limits);
     suite_add_tcase(s, tb);
     TCase *tn = tcase_create("numbers");

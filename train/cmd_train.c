@@ -26,7 +26,7 @@ typedef struct {
     const char *src_train, *tgt_train, *src_valid, *tgt_valid;
     int64_t batch_tokens, max_tokens_len, bpe_merges, valid_every, early_stop, valid_max, beam;
     int exact_vocab;
-    double alpha, max_minutes;
+    double alpha, max_minutes, bpe_dropout;
     /* model: the settings table of tfm/nn.h, plus --layers for both stacks */
     tfm_model_config model;
     int64_t layers;
@@ -112,6 +112,9 @@ static int make_flags(train_cli *o, flag_def *f) {
     I("batch-tokens", batch_tokens, "corpus: tokens per batch (padded)");
     I("max-tokens", max_tokens_len, "corpus: drop pairs longer than this many subwords");
     I("bpe-merges", bpe_merges, "corpus: BPE merges to learn (joint)");
+    F("bpe-dropout", bpe_dropout,
+      "corpus: BPE-dropout: segment the training text anew every epoch, leaving out each merge "
+      "with this probability, e.g. 0.1 (validation and translation segment as usual; 0: off)");
     B("exact-vocab", exact_vocab,
       "corpus: also give an id to every symbol the BPE merges pass through, so that tfm export's "
       "tokenizer.json segments exactly as tfm (false: the vocabulary of runs before 2026-11-29)");
@@ -232,6 +235,7 @@ static int check_flags(const train_cli *o) {
     NEED(o->valid_max >= 0, "--valid-max: must not be negative");
     NEED(o->max_minutes >= 0, "--max-minutes: must not be negative");
     NEED(o->bpe_merges >= 1, "--bpe-merges: must be at least 1");
+    NEED(o->bpe_dropout >= 0 && o->bpe_dropout < 1, "--bpe-dropout: must be in [0, 1)");
 #undef NEED
     return 0;
 }
@@ -318,6 +322,7 @@ static int train_corpus(train_cli *c, const tfm_train_opts *o) {
         .max_tokens = c->max_tokens_len,
         .valid_max = c->valid_max,
         .inexact_vocab = !c->exact_vocab,
+        .bpe_dropout = c->bpe_dropout,
         .decode = {.beam = c->beam, .alpha = c->alpha, .batch = 64, .precision = o->precision},
         .dist = g_dist};
     tfm_corpus_summary sum;

@@ -182,8 +182,9 @@ typedef struct {
 
 /* Length bucketing: the kept pairs are sorted by max(S, T), then by S, ties
  * broken by a random key from the seed; the sorted list is cut greedily into
- * batches that respect the budget. The batches stay fixed; each epoch visits
- * them in an order shuffled from (seed, epoch). No threads, so the result is
+ * batches that respect the budget. The batches stay fixed (unless the pairs
+ * change every epoch: tfm_batcher_set_refresh); each epoch visits them in an
+ * order shuffled from (seed, epoch). No threads, so the result is
  * the same for any thread count. */
 typedef struct {
     const tfm_pairs *pairs;
@@ -195,6 +196,11 @@ typedef struct {
     int64_t *perm; /* visiting order of the batches in perm_epoch */
     int64_t perm_epoch;
     tfm_batcher_state state;
+    /* tfm_batcher_set_refresh: pairs whose ids change every epoch */
+    void (*refresh)(void *ctx, int64_t epoch);
+    void *refresh_ctx;
+    int64_t pairs_epoch; /* the epoch the pairs and batches are cut for */
+    void *keys;          /* (pairs->n) sort keys, kept for re-cutting */
 } tfm_batcher;
 
 /* Errors: batch_tokens <= 0, no pair left after filtering, a kept pair that
@@ -211,6 +217,17 @@ int64_t tfm_batcher_batch(const tfm_batcher *b, int64_t k, const int64_t **idx);
 /* Resume from a saved state (a different seed re-buckets with it). Error if
  * pos is outside [0, n_batches] or epoch < 0. */
 int tfm_batcher_set_state(tfm_batcher *b, tfm_batcher_state s);
+/* For pairs that change every epoch (BPE-dropout): before the batches of an
+ * epoch are handed out (tfm_batcher_next, and tfm_batcher_set_state for
+ * the epoch resumed), refresh(ctx, epoch) rewrites the pairs' ids and
+ * lengths in place, and the batches are cut again from them as by
+ * tfm_batcher_init (with the same seed): n_kept, n_dropped and n_batches
+ * then describe that epoch. The pairs must already hold epoch e's ids when
+ * this is called (e = the state's epoch); refresh must not fail, and it is
+ * called only when the epoch changes. No allocation after this call. An
+ * epoch whose pairs leave none to batch, or one that alone exceeds the
+ * budget, makes tfm_batcher_next return 0 with the error set. */
+int tfm_batcher_set_refresh(tfm_batcher *b, void (*refresh)(void *ctx, int64_t epoch), void *ctx);
 /* Largest B, S and T over all batches (each maximized separately), to size
  * buffers and arenas once. */
 void tfm_batcher_max_shape(const tfm_batcher *b, int64_t *max_b, int64_t *max_s, int64_t *max_t);

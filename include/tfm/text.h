@@ -65,6 +65,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "tfm/base.h"
+
 /* ---------------------------------------------------------------- UTF-8 */
 
 /* 0 when s[0..n) is valid UTF-8; otherwise -1 and, when bad_offset is not
@@ -167,6 +169,18 @@ void tfm_subwords_free(tfm_subwords *s);
  * (1-based within the line) with no file: callers that know it prefix
  * "file:line: ". Not thread-safe (cache, scratch): one tfm_bpe per thread. */
 int tfm_bpe_segment(tfm_bpe *b, const char *line, size_t len, tfm_subwords *out);
+/* BPE-dropout (Provilkov et al. 2020), as subword-nmt's apply_bpe.py
+ * --dropout: at every merge step of a word each adjacent pair is first left
+ * out with probability p (one tfm_rng_double draw per pair, kept when >= p);
+ * the lowest-rank merge among the pairs kept is applied to its kept
+ * occurrences, and the word is final when no kept pair has a merge. Every
+ * piece is a character or a merge's result, so a vocabulary with the merge
+ * symbols (tfm_vocab_add_merge_symbols) has them all. p = 0 is
+ * tfm_bpe_segment; p = 1 leaves single characters. The cache is not used:
+ * once out and b's scratch have grown to a line's character count, no call
+ * allocates. */
+int tfm_bpe_segment_dropout(tfm_bpe *b, const char *line, size_t len, double p, tfm_rng *rng,
+                            tfm_subwords *out);
 
 /* Detokenises segmented text: a token ending in "@@" is joined to the next
  * one with the "@@" removed (also at the end of the input, like subword-nmt's
@@ -222,6 +236,9 @@ int64_t tfm_vocab_count(const tfm_vocab *v, int32_t id);
  * a bigger buffer when n > cap), or -1 on bad input (tfm_last_error()). */
 int64_t tfm_vocab_encode(tfm_bpe *b, const tfm_vocab *v, const char *line, size_t len, int32_t *ids,
                          int64_t cap);
+/* The same with BPE-dropout (tfm_bpe_segment_dropout). */
+int64_t tfm_vocab_encode_dropout(tfm_bpe *b, const tfm_vocab *v, const char *line, size_t len,
+                                 double p, tfm_rng *rng, int32_t *ids, int64_t cap);
 /* Ids -> detokenised text (malloc'd, caller frees). <pad>, <s> and </s> are
  * skipped; <unk> is written as the word piece "<unk>" so that unknown output
  * stays visible. NULL with an error for an id outside [0, size). */

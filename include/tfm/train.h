@@ -66,6 +66,11 @@ typedef struct {
     void (*save)(void *ctx, tfm_kv *state);
     int (*load)(void *ctx, const tfm_kv *state, const char *where);
     int64_t max_b, max_s, max_t;
+    /* > 0: every batch also has B * max(S, T) <= max_cells (a padded token
+     * budget), and the arena is sized for the largest such shape within
+     * max_b/max_s/max_t instead of for max_b x max_s x max_t together (for
+     * batches whose shapes change from epoch to epoch). 0: not used. */
+    int64_t max_cells;
     const char *kind; /* "toy", "text" or your own; saved as data.kind */
     /* What defines the data, as "data.<setting>" keys (e.g. "data.batch-tokens",
      * a corpus checksum): saved in every checkpoint, and a resume whose
@@ -98,8 +103,30 @@ typedef struct {
     tfm_batch batch;
     tfm_batch_source source;
     int share_rank, share_count; /* 0, 1 after init: the whole batch */
+    /* BPE-dropout (tfm_corpus_source_init_dropout) */
+    double bpe_dropout;
+    uint64_t seed;
+    const tfm_corpus *text;
+    tfm_bpe *bpe;
+    const tfm_vocab *vocab;
+    tfm_pairs own;              /* the pairs of the current epoch, in slots */
+    int32_t *slots, *slots_end; /* per line, room for one id per character */
+    char sum_src[64], sum_tgt[64]; /* checksums of the segmentation without dropout */
 } tfm_corpus_source;
 int tfm_corpus_source_init(tfm_corpus_source *s, const tfm_pairs *pairs, const tfm_batch_opts *o);
+/* The same from the text with BPE-dropout p (tfm_bpe_segment_dropout): at
+ * the start of every epoch the training text is segmented anew with draws
+ * from (o->seed, epoch), and the batches are cut again from those lengths
+ * (tfm_batcher_set_refresh), so a resume at (epoch, position) gets the same
+ * ids and batches. Needs o->max_src_len and o->max_tgt_len > 0 and
+ * batch_tokens > both (batches vary: max_s/max_t are the limits + 1 and
+ * max_cells the budget). text, bpe and vocab (the text model, with its
+ * merge symbols) must outlive the source, which uses bpe (not thread-safe)
+ * while training. The data.* description has the
+ * checksums of the segmentation without dropout and data.bpe-dropout. No
+ * allocation after init. */
+int tfm_corpus_source_init_dropout(tfm_corpus_source *s, const tfm_corpus *text, tfm_bpe *bpe,
+                                   const tfm_vocab *vocab, double p, const tfm_batch_opts *o);
 void tfm_corpus_source_free(tfm_corpus_source *s);
 
 /* ---- hooks ------------------------------------------------------------------- */
@@ -488,6 +515,10 @@ typedef struct {
      * the vocabulary of runs before 2026-11-29. A resumed run keeps the
      * vocabulary in its directory either way. */
     int inexact_vocab;
+    /* > 0: BPE-dropout with this probability on the training text, segmented
+     * anew every epoch (tfm_corpus_source_init_dropout; needs batch_tokens >
+     * max_tokens, and one process); 0: segmented once. */
+    double bpe_dropout;
     /* NULL: one process. Otherwise data parallelism over d->size ranks:
      * batch_tokens is the global batch (each rank takes its share, and every
      * batch must hold at least one sentence per rank); gradients, loss and

@@ -2,6 +2,7 @@
  * resumable per-epoch shuffle, and filling of the padded batch tensors.
  * Everything is sequential and keyed by the seed, so batches do not depend
  * on the thread count. Conventions are documented in tfm/data.h. */
+#include <stdio.h>
 #include <string.h>
 
 #include "tfm/data.h"
@@ -38,7 +39,7 @@ static int cmp_key(const void *pa, const void *pb) {
 /* Sorts the kept pairs with the seed's tie-break and cuts batches. */
 static int bucket(tfm_batcher *b, uint64_t seed) {
     const tfm_pairs *p = b->pairs;
-    sort_key *keys = malloc((size_t)b->n_kept * sizeof *keys);
+    sort_key *keys = b->keys ? b->keys : malloc((size_t)b->n_kept * sizeof *keys);
     if (!keys) {
         tfm_set_error("batcher: out of memory for %lld pairs", (long long)b->n_kept);
         return 1;
@@ -73,20 +74,17 @@ static int bucket(tfm_batcher *b, uint64_t seed) {
     }
     b->start[++nb] = m;
     b->n_batches = nb;
-    free(keys);
+    if (keys != b->keys) free(keys);
     b->perm_epoch = -1;
     b->state.seed = seed;
     return 0;
 }
 
-int tfm_batcher_init(tfm_batcher *b, const tfm_pairs *pairs, const tfm_batch_opts *opts) {
-    memset(b, 0, sizeof *b);
-    if (opts->batch_tokens <= 0) {
-        tfm_set_error("batch_tokens must be positive, got %lld", (long long)opts->batch_tokens);
-        return 1;
-    }
-    b->pairs = pairs;
-    b->opts = *opts;
+/* n_kept and n_dropped of the pairs as they are; errors: none kept, a
+ * negative length, a kept pair that alone exceeds the budget. */
+static int count_kept(tfm_batcher *b) {
+    const tfm_pairs *pairs = b->pairs;
+    const tfm_batch_opts *opts = &b->opts;
     b->n_dropped = tfm_pairs_count_too_long(pairs, opts->max_src_len, opts->max_tgt_len);
     b->n_kept = pairs->n - b->n_dropped;
     if (b->n_kept == 0) {
@@ -111,7 +109,20 @@ int tfm_batcher_init(tfm_batcher *b, const tfm_pairs *pairs, const tfm_batch_opt
             return 1;
         }
     }
-    size_t nk = (size_t)b->n_kept;
+    return 0;
+}
+
+int tfm_batcher_init(tfm_batcher *b, const tfm_pairs *pairs, const tfm_batch_opts *opts) {
+    memset(b, 0, sizeof *b);
+    if (opts->batch_tokens <= 0) {
+        tfm_set_error("batch_tokens must be positive, got %lld", (long long)opts->batch_tokens);
+        return 1;
+    }
+    b->pairs = pairs;
+    b->opts = *opts;
+    b->pairs_epoch = -1;
+    if (count_kept(b)) return 1;
+    size_t nk = (size_t)pairs->n; /* what any epoch's refresh can keep */
     b->order = malloc(nk * sizeof *b->order);
     b->start = malloc((nk + 1) * sizeof *b->start);
     b->perm = malloc(nk * sizeof *b->perm);
@@ -129,6 +140,8 @@ int tfm_batcher_init(tfm_batcher *b, const tfm_pairs *pairs, const tfm_batch_opt
 }
 
 void tfm_batcher_free(tfm_batcher *b) {
+    free(b->keys);
+    b->keys = NULL;
     free(b->order);
     free(b->start);
     free(b->perm);
@@ -151,11 +164,42 @@ static void shuffle_for(tfm_batcher *b, int64_t epoch) {
     b->perm_epoch = epoch;
 }
 
+/* With a refresh hook: the pairs of `epoch` and their batches, cut with
+ * seed (nothing to do when they are already those). */
+static int cut_epoch(tfm_batcher *b, int64_t epoch, uint64_t seed) {
+    if (!b->refresh || (b->pairs_epoch == epoch && b->state.seed == seed)) return 0;
+    if (b->pairs_epoch != epoch) {
+        b->refresh(b->refresh_ctx, epoch);
+        b->pairs_epoch = epoch;
+        if (count_kept(b)) {
+            char why[256];
+            snprintf(why, sizeof why, "%s", tfm_last_error());
+            b->n_batches = 0;
+            tfm_set_error("epoch %lld: %s", (long long)epoch + 1, why);
+            return 1;
+        }
+    }
+    return bucket(b, seed);
+}
+
+int tfm_batcher_set_refresh(tfm_batcher *b, void (*refresh)(void *ctx, int64_t epoch), void *ctx) {
+    if (!b->keys && !(b->keys = malloc((size_t)(b->pairs->n > 0 ? b->pairs->n : 1) *
+                                       sizeof(sort_key)))) {
+        tfm_set_error("batcher: out of memory for %lld pairs", (long long)b->pairs->n);
+        return 1;
+    }
+    b->refresh = refresh;
+    b->refresh_ctx = ctx;
+    b->pairs_epoch = b->state.epoch;
+    return 0;
+}
+
 int64_t tfm_batcher_next(tfm_batcher *b, const int64_t **idx) {
     if (b->state.pos >= b->n_batches) {
         b->state.epoch++;
         b->state.pos = 0;
     }
+    if (cut_epoch(b, b->state.epoch, b->state.seed)) return 0;
     shuffle_for(b, b->state.epoch);
     int64_t k = b->perm[b->state.pos++];
     if (b->state.pos == b->n_batches) {
@@ -178,7 +222,8 @@ int tfm_batcher_set_state(tfm_batcher *b, tfm_batcher_state s) {
                       (long long)s.pos);
         return 1;
     }
-    if (s.seed != b->state.seed && bucket(b, s.seed)) return 1;
+    if (b->refresh ? cut_epoch(b, s.epoch, s.seed) : s.seed != b->state.seed && bucket(b, s.seed))
+        return 1;
     if (s.pos > b->n_batches) {
         tfm_set_error("batcher state: position %lld is past the %lld batches of an epoch (was the "
                       "data or batch_tokens changed since the checkpoint?)",

@@ -35,6 +35,7 @@ struct tfm_bpe {
     /* scratch for one word's symbols */
     int32_t *s_id;
     uint32_t *s_start, *s_end;
+    uint8_t *s_keep; /* BPE-dropout: the pair at i survived this step's draw */
     int64_t s_cap;
     char *tmp; /* symbol + "</w>" */
     int64_t tmp_cap;
@@ -69,6 +70,7 @@ void tfm_bpe_free(tfm_bpe *b) {
     free(b->s_id);
     free(b->s_start);
     free(b->s_end);
+    free(b->s_keep);
     free(b->tmp);
     free(b->esc);
     tfm_subwords_free(&b->scratch);
@@ -641,12 +643,15 @@ static int32_t sym_id(const tfm_bpe *b, const char *s, size_t len) {
     return (int32_t)tfm_strmap_find(&b->sym, s, len);
 }
 
-/* Segments one (escaped) word into pieces by subword-nmt's algorithm: while
+/* The symbols of one (escaped) word after subword-nmt's algorithm, in
+ * b->s_id / s_start / s_end (a symbol is a byte range of the word; the last
+ * one carries the end-of-word marker); returns their number, or -1. While
  * some adjacent pair has a merge, merge every non-overlapping occurrence of
- * the lowest-rank one, left to right. A symbol is a byte range of the word;
- * the last one carries the end-of-word marker. Appends [n, len...] to the
- * cache values and returns its offset, or -1. */
-static int64_t segment_word(tfm_bpe *b, const char *w, size_t len) {
+ * the lowest-rank one, left to right. With rng (BPE-dropout, p > 0), as
+ * apply_bpe.py --dropout: each step first draws for every adjacent pair,
+ * which survives when the draw is >= p; only surviving pairs count, only
+ * their occurrences are merged, and the word is final when none survives. */
+static int64_t merge_symbols(tfm_bpe *b, const char *w, size_t len, double p, tfm_rng *rng) {
     int64_t n_cp = (int64_t)len + 1; /* upper bound, plus version 1's "</w>" */
     if (n_cp > b->s_cap) {
         int64_t cap = b->s_cap;
@@ -657,11 +662,15 @@ static int64_t segment_word(tfm_bpe *b, const char *w, size_t len) {
         uint32_t *ne = realloc(b->s_end, (size_t)cap * sizeof *ne);
         if (!ne) goto oom;
         b->s_end = ne;
+        uint8_t *nk = realloc(b->s_keep, (size_t)cap);
+        if (!nk) goto oom;
+        b->s_keep = nk;
         b->s_cap = cap;
     }
 
     int32_t *id = b->s_id;
     uint32_t *st = b->s_start, *en = b->s_end;
+    uint8_t *keep = b->s_keep;
     int64_t n = 0;
     size_t pos = 0;
     while (pos < len) {
@@ -684,10 +693,12 @@ static int64_t segment_word(tfm_bpe *b, const char *w, size_t len) {
         st[n] = en[n] = (uint32_t)len;
         id[n++] = b->eow_id;
     }
+    const int drop = rng && p > 0;
     while (n > 1) {
         int32_t best = INT32_MAX;
         for (int64_t i = 0; i + 1 < n; i++) {
-            if (id[i] < 0 || id[i + 1] < 0) continue;
+            keep[i] = !drop || tfm_rng_double(rng) >= p;
+            if (!keep[i] || id[i] < 0 || id[i + 1] < 0) continue;
             int32_t r = tfm_u64map_get(&b->pair_rank, pair_key(id[i], id[i + 1]));
             if (r >= 0 && r < best) best = r;
         }
@@ -695,7 +706,7 @@ static int64_t segment_word(tfm_bpe *b, const char *w, size_t len) {
         int32_t l = b->m_left[best], r = b->m_right[best], res = b->m_result[best];
         int64_t j = 0;
         for (int64_t i = 0; i < n;) {
-            if (i + 1 < n && id[i] == l && id[i + 1] == r) {
+            if (i + 1 < n && keep[i] && id[i] == l && id[i + 1] == r) {
                 id[j] = res;
                 st[j] = st[i];
                 en[j] = en[i + 1];
@@ -712,6 +723,18 @@ static int64_t segment_word(tfm_bpe *b, const char *w, size_t len) {
     }
     /* Version 1 leaves a bare "</w>" (an empty range) when unmerged. */
     if (n > 1 && st[n - 1] == en[n - 1]) n--;
+    return n;
+oom:
+    tfm_set_error("out of memory segmenting a word of %zu bytes", len);
+    return -1;
+}
+
+/* Segments one (escaped) word (merge_symbols, no dropout). Appends [n,
+ * len...] to the cache values and returns its offset, or -1. */
+static int64_t segment_word(tfm_bpe *b, const char *w, size_t len) {
+    int64_t n = merge_symbols(b, w, len, 0.0, NULL);
+    if (n < 0) return -1;
+    const uint32_t *st = b->s_start, *en = b->s_end;
     int64_t at = b->cache_val_n;
     if (tfm_grow((void **)&b->cache_val, &b->cache_val_cap, at + 1 + n, sizeof *b->cache_val))
         return -1;
@@ -719,9 +742,6 @@ static int64_t segment_word(tfm_bpe *b, const char *w, size_t len) {
     for (int64_t i = 0; i < n; i++) b->cache_val[at + 1 + i] = en[i] - st[i];
     b->cache_val_n = at + 1 + n;
     return at;
-oom:
-    tfm_set_error("out of memory segmenting a word of %zu bytes", len);
-    return -1;
 }
 
 static void cache_clear(tfm_bpe *b) {
@@ -765,7 +785,10 @@ static int subwords_push(tfm_subwords *s, const char *p, size_t len, int sep) {
     return 0;
 }
 
-int tfm_bpe_segment(tfm_bpe *b, const char *line, size_t len, tfm_subwords *out) {
+/* tfm_bpe_segment, with BPE-dropout when rng is non-NULL and p > 0 (the
+ * cache only holds the deterministic segmentation). */
+static int segment_line(tfm_bpe *b, const char *line, size_t len, double p, tfm_rng *rng,
+                        tfm_subwords *out) {
     out->n = 0;
     out->data_len = 0;
     size_t bad;
@@ -778,6 +801,7 @@ int tfm_bpe_segment(tfm_bpe *b, const char *line, size_t len, tfm_subwords *out)
                       (size_t)((const char *)memchr(line, 0, len) - line) + 1);
         return -1;
     }
+    const int drop = rng && p > 0;
     size_t i = 0;
     while (i < len) {
         while (i < len && tfm_text_is_space((unsigned char)line[i])) i++;
@@ -792,6 +816,17 @@ int tfm_bpe_segment(tfm_bpe *b, const char *line, size_t len, tfm_subwords *out)
             b->esc[wl++] = TFM_BPE_ESCAPE;
             w = b->esc;
         }
+        if (drop) {
+            int64_t np = merge_symbols(b, w, wl, p, rng);
+            if (np < 0) return -1;
+            for (int64_t k = 0; k < np; k++) {
+                /* the last range ends at the word's end (version 1: the
+                 * "</w>" symbol merged into it, or removed) */
+                size_t s0 = b->s_start[k], s1 = k + 1 < np ? b->s_end[k] : wl;
+                if (subwords_push(out, w + s0, s1 - s0, k + 1 < np)) return -1;
+            }
+            continue;
+        }
         int64_t at = pieces_of(b, w, wl);
         if (at < 0) return -1;
         uint32_t np = b->cache_val[at];
@@ -803,6 +838,19 @@ int tfm_bpe_segment(tfm_bpe *b, const char *line, size_t len, tfm_subwords *out)
         }
     }
     return 0;
+}
+
+int tfm_bpe_segment(tfm_bpe *b, const char *line, size_t len, tfm_subwords *out) {
+    return segment_line(b, line, len, 0.0, NULL, out);
+}
+
+int tfm_bpe_segment_dropout(tfm_bpe *b, const char *line, size_t len, double p, tfm_rng *rng,
+                            tfm_subwords *out) {
+    if (!(p >= 0 && p <= 1)) {
+        tfm_set_error("BPE-dropout %g: must be between 0 and 1", p);
+        return -1;
+    }
+    return segment_line(b, line, len, p, rng, out);
 }
 
 /* ------------------------------------------------------ detokenising */

@@ -295,8 +295,14 @@ tfm_vocab *tfm_vocab_build_text(tfm_bpe *b, const char *text, size_t len, const 
 
 int64_t tfm_vocab_encode(tfm_bpe *b, const tfm_vocab *v, const char *line, size_t len, int32_t *ids,
                          int64_t cap) {
+    return tfm_vocab_encode_dropout(b, v, line, len, 0.0, NULL, ids, cap);
+}
+
+int64_t tfm_vocab_encode_dropout(tfm_bpe *b, const tfm_vocab *v, const char *line, size_t len,
+                                 double p, tfm_rng *rng, int32_t *ids, int64_t cap) {
     tfm_subwords *sw = tfm_bpe_scratch_(b);
-    if (tfm_bpe_segment(b, line, len, sw)) return -1;
+    if (rng ? tfm_bpe_segment_dropout(b, line, len, p, rng, sw) : tfm_bpe_segment(b, line, len, sw))
+        return -1;
     for (int64_t i = 0; i < sw->n && i < cap; i++) {
         const char *t = tfm_subwords_get(sw, i);
         ids[i] = tfm_vocab_id_n(v, t, strlen(t));

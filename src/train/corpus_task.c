@@ -497,6 +497,17 @@ int tfm_train_corpus(const tfm_corpus_task *task, const tfm_train_opts *opts,
     if (task->decode.beam < 1 || task->decode.beam > 64)
         return tfm_set_error("--beam: must be between 1 and 64"), 1;
     if (task->valid_max < 0) return tfm_set_error("--valid-max: must not be negative"), 1;
+    if (!(task->bpe_dropout >= 0 && task->bpe_dropout < 1))
+        return tfm_set_error("--bpe-dropout: must be in [0, 1)"), 1;
+    if (task->bpe_dropout > 0 && task->batch_tokens <= task->max_tokens)
+        return tfm_set_error("--bpe-dropout: --batch-tokens (%lld) must exceed --max-tokens (%lld), "
+                             "so that any pair fits a batch however it is segmented",
+                             (long long)task->batch_tokens, (long long)task->max_tokens),
+               1;
+    if (task->bpe_dropout > 0 && task->dist && task->dist->size > 1)
+        return task->dist->agreed_error = 1, tfm_set_error("--bpe-dropout: not available with several processes yet (a batch "
+                             "cut anew each epoch may hold fewer sentences than processes)"),
+               1;
     if (opts->threads > 0) tfm_set_num_threads(opts->threads);
     tfm_dist *dist = task->dist && task->dist->size > 1 ? task->dist : NULL;
     int rank = dist ? dist->rank : 0;
@@ -552,13 +563,19 @@ int tfm_train_corpus(const tfm_corpus_task *task, const tfm_train_opts *opts,
         if (dist_share_text_model(dist, &tm)) goto done;
         have_tm = 1;
     }
-    if (tfm_corpus_encode(&train, &tm, &etrain)) goto done;
     if (valid.n && tfm_corpus_encode(&valid, &tm, &evalid)) goto done;
     tfm_batch_opts bo = {.batch_tokens = task->batch_tokens,
                          .max_src_len = task->max_tokens,
                          .max_tgt_len = task->max_tokens,
                          .seed = o.seed};
-    if (tfm_corpus_source_init(&source, &etrain.pairs, &bo)) goto done;
+    if (task->bpe_dropout > 0) {
+        if (tfm_corpus_source_init_dropout(&source, &train, tm.bpe, tm.vocab, task->bpe_dropout,
+                                           &bo))
+            goto done;
+    } else if (tfm_corpus_encode(&train, &tm, &etrain) ||
+               tfm_corpus_source_init(&source, &etrain.pairs, &bo)) {
+        goto done;
+    }
     have_source = 1;
     if (dist) {
         /* every rank needs a sentence of every batch */
@@ -660,6 +677,11 @@ int tfm_train_corpus(const tfm_corpus_task *task, const tfm_train_opts *opts,
                     (long long)source.batcher.n_dropped, (long long)task->max_tokens,
                     (long long)source.batcher.n_batches, (long long)B, (long long)S, (long long)T,
                     tfm_vocab_size(tm.vocab), (long long)tr.n_params, tfm_num_threads());
+    if (task->bpe_dropout > 0)
+        tfm_trainer_log(&tr,
+                        "BPE-dropout %g: the training text is segmented anew every epoch, and "
+                        "its batches cut again (the first epoch: %lld batches)\n",
+                        task->bpe_dropout, (long long)source.batcher.n_batches);
     if (o.accum > 1)
         tfm_trainer_log(&tr, "gradient accumulation: %lld batches per update\n",
                         (long long)o.accum);

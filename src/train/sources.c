@@ -2,6 +2,7 @@
  * toy tasks' held-out evaluation. */
 #include <string.h>
 
+#include "../util/buf.h"
 #include "../util/hash.h"
 #include "tfm/train.h"
 
@@ -86,23 +87,28 @@ static int corpus_load(void *ctx, const tfm_kv *state, const char *where) {
     return tfm_batcher_set_state(&s->batcher, st);
 }
 
-/* One side of the encoded corpus: its sentence count and a checksum of its ids. */
-static void side_id(tfm_kv *kv, const char *key, int32_t *const *ids, const int64_t *len,
-                    int64_t n) {
+/* One side of the encoded corpus: its sentence count and a checksum of its
+ * ids, as "N sentences, checksum H" into out. */
+static void side_id(char out[64], int32_t *const *ids, const int64_t *len, int64_t n) {
     uint64_t h = 0x5EED;
     for (int64_t i = 0; i < n; i++)
         h = tfm_hash64(h ^ tfm_hash_bytes(ids[i], (size_t)len[i] * sizeof(int32_t))) +
             (uint64_t)len[i];
-    tfm_kv_set(kv, key, "%lld sentences, checksum %016llx", (long long)n, (unsigned long long)h);
+    snprintf(out, 64, "%lld sentences, checksum %016llx", (long long)n, (unsigned long long)h);
 }
 
 static void corpus_describe(void *ctx, tfm_kv *kv) {
     tfm_corpus_source *s = ctx;
     const tfm_pairs *p = s->pairs;
-    side_id(kv, "data.src-train", p->src, p->src_len, p->n);
-    side_id(kv, "data.tgt-train", p->tgt, p->tgt_len, p->n);
+    if (!s->text) { /* without dropout the pairs are the segmentation */
+        side_id(s->sum_src, p->src, p->src_len, p->n);
+        side_id(s->sum_tgt, p->tgt, p->tgt_len, p->n);
+    }
+    tfm_kv_set(kv, "data.src-train", "%s", s->sum_src);
+    tfm_kv_set(kv, "data.tgt-train", "%s", s->sum_tgt);
     tfm_kv_set(kv, "data.batch-tokens", "%lld", (long long)s->batcher.opts.batch_tokens);
     tfm_kv_set(kv, "data.max-tokens", "%lld", (long long)s->batcher.opts.max_src_len);
+    tfm_kv_set(kv, "data.bpe-dropout", "%.12g", s->bpe_dropout);
 }
 
 int tfm_corpus_source_init(tfm_corpus_source *s, const tfm_pairs *pairs, const tfm_batch_opts *o) {
@@ -131,6 +137,125 @@ int tfm_corpus_source_init(tfm_corpus_source *s, const tfm_pairs *pairs, const t
 void tfm_corpus_source_free(tfm_corpus_source *s) {
     tfm_batch_free(&s->batch);
     tfm_batcher_free(&s->batcher);
+    free(s->own.src);
+    free(s->own.tgt);
+    free(s->own.src_len);
+    free(s->own.tgt_len);
+    free(s->slots);
+    memset(&s->own, 0, sizeof s->own);
+    s->slots = NULL;
+}
+
+/* ---- a corpus with BPE-dropout -------------------------------------------------------- */
+/* The pairs of epoch `epoch`: every line segmented with dropout, one draw
+ * stream per epoch, lines in order (source then target of each pair). */
+static void dropout_refresh(void *ctx, int64_t epoch) {
+    tfm_corpus_source *s = ctx;
+    tfm_rng r;
+    tfm_rng_seed(&r, tfm_hash64(s->seed ^ 0xB9E0D809ull) ^ tfm_hash64((uint64_t)epoch + 1));
+    for (int64_t i = 0; i < s->text->n; i++)
+        for (int side = 0; side < 2; side++) {
+            const char *line = side ? s->text->tgt[i] : s->text->src[i];
+            int32_t *slot = side ? s->own.tgt[i] : s->own.src[i];
+            int64_t *len = side ? &s->own.tgt_len[i] : &s->own.src_len[i];
+            /* the slot ends where the next line's begins */
+            const int32_t *end = side ? (i + 1 < s->text->n ? s->own.src[i + 1] : s->slots_end)
+                                      : s->own.tgt[i];
+            int64_t cap = end - slot;
+            *len = tfm_vocab_encode_dropout(s->bpe, s->vocab, line, strlen(line), s->bpe_dropout,
+                                            &r, slot, cap);
+            TFM_ASSERT(*len >= 0 && *len <= cap, "a line has at most one piece per character");
+        }
+}
+
+int tfm_corpus_source_init_dropout(tfm_corpus_source *s, const tfm_corpus *text, tfm_bpe *bpe,
+                                   const tfm_vocab *vocab, double p, const tfm_batch_opts *o) {
+    memset(s, 0, sizeof *s);
+    s->share_count = 1;
+    if (!(p >= 0 && p <= 1))
+        return tfm_set_error("--bpe-dropout %g: must be between 0 and 1", p), 1;
+    int64_t most = o->max_src_len > o->max_tgt_len ? o->max_src_len : o->max_tgt_len;
+    if (o->max_src_len <= 0 || o->max_tgt_len <= 0 || o->batch_tokens < most + 1)
+        return tfm_set_error("BPE-dropout: the batches need length limits (%lld / %lld ids) and a "
+                             "budget of at least the longest + 1 (batch_tokens %lld)",
+                             (long long)o->max_src_len, (long long)o->max_tgt_len,
+                             (long long)o->batch_tokens),
+               1;
+    s->bpe_dropout = p;
+    s->seed = o->seed;
+    s->text = text;
+    s->bpe = bpe;
+    s->vocab = vocab;
+    const int64_t n = text->n;
+    int rc = 1;
+    int32_t *ids = NULL;
+    int64_t ids_cap = 0, total = 0;
+    s->own.n = n;
+    s->own.src = malloc((size_t)(n + 1) * sizeof(int32_t *));
+    s->own.tgt = malloc((size_t)(n + 1) * sizeof(int32_t *));
+    s->own.src_len = malloc((size_t)(n + 1) * sizeof(int64_t));
+    s->own.tgt_len = malloc((size_t)(n + 1) * sizeof(int64_t));
+    if (!s->own.src || !s->own.tgt || !s->own.src_len || !s->own.tgt_len) goto oom;
+    /* the checksums of the plain segmentation (the same data.* values as a
+     * run without dropout); then each line's most pieces (p = 1: its
+     * characters), which also grows the segmenter's scratch to its peak */
+    for (int side = 0; side < 2; side++) {
+        uint64_t h = 0x5EED;
+        for (int64_t i = 0; i < n; i++) {
+            const char *line = side ? text->tgt[i] : text->src[i];
+            size_t len = strlen(line);
+            int64_t k = tfm_vocab_encode(bpe, vocab, line, len, ids, ids_cap);
+            if (k < 0) goto done;
+            if (k > ids_cap) {
+                if (tfm_grow((void **)&ids, &ids_cap, k, sizeof *ids)) goto oom;
+                tfm_vocab_encode(bpe, vocab, line, len, ids, ids_cap);
+            }
+            h = tfm_hash64(h ^ tfm_hash_bytes(ids, (size_t)k * sizeof(int32_t))) + (uint64_t)k;
+            tfm_rng r;
+            tfm_rng_seed(&r, 1);
+            int64_t most_pieces = tfm_vocab_encode_dropout(bpe, vocab, line, len, 1.0, &r, NULL, 0);
+            if (most_pieces < 0) goto done;
+            (side ? s->own.tgt_len : s->own.src_len)[i] = most_pieces;
+            total += most_pieces;
+        }
+        snprintf(side ? s->sum_tgt : s->sum_src, sizeof s->sum_src,
+                 "%lld sentences, checksum %016llx", (long long)n, (unsigned long long)h);
+    }
+    s->slots = malloc((size_t)(total + 1) * sizeof(int32_t));
+    if (!s->slots) goto oom;
+    s->slots_end = s->slots + total;
+    for (int64_t i = 0, off = 0; i < n; i++) {
+        s->own.src[i] = s->slots + off;
+        off += s->own.src_len[i];
+        s->own.tgt[i] = s->slots + off;
+        off += s->own.tgt_len[i];
+    }
+    dropout_refresh(s, 0);
+    if (tfm_batcher_init(&s->batcher, &s->own, o)) goto done;
+    if (tfm_batcher_set_refresh(&s->batcher, dropout_refresh, s)) goto done;
+    s->pairs = &s->own;
+    /* any batch: B * max(S, T) <= budget, S and T at most the limits + 1 */
+    int64_t B = o->batch_tokens / 2, S = o->max_src_len + 1, T = o->max_tgt_len + 1;
+    if (o->max_batch_sentences > 0 && o->max_batch_sentences < B) B = o->max_batch_sentences;
+    if (tfm_batch_alloc(&s->batch, B, S, T)) goto done;
+    s->source = (tfm_batch_source){.ctx = s,
+                                   .next = corpus_next,
+                                   .save = corpus_save,
+                                   .load = corpus_load,
+                                   .max_b = B,
+                                   .max_s = S,
+                                   .max_t = T,
+                                   .max_cells = o->batch_tokens,
+                                   .kind = "text",
+                                   .describe = corpus_describe};
+    rc = 0;
+    goto done;
+oom:
+    tfm_set_error("out of memory for BPE-dropout over %lld sentence pairs", (long long)n);
+done:
+    free(ids);
+    if (rc) tfm_corpus_source_free(s);
+    return rc;
 }
 
 /* ---- toy evaluation ------------------------------------------------------------------- */

@@ -362,6 +362,25 @@ static int init_common(tfm_trainer *tr, size_t arena, int fresh_restart) {
     return 0;
 }
 
+/* The activation arena for the source's largest batch. With max_cells, a
+ * batch (B, S, T) has m = max(S, T) <= L and B <= max_cells / m, and the
+ * estimate grows with each of B, S and T: so the largest over m of the
+ * shape (min(max_b, max_cells / m), min(m, max_s), min(m, max_t)) bounds
+ * every batch. */
+static size_t source_arena_bytes(const tfm_model_config *mc, const tfm_batch_source *s) {
+    if (s->max_cells <= 0) return tfm_model_activation_bytes(mc, s->max_b, s->max_s, s->max_t);
+    int64_t L = s->max_s > s->max_t ? s->max_s : s->max_t;
+    size_t most = 0;
+    for (int64_t m = 1; m <= L; m++) {
+        int64_t b = s->max_cells / m < s->max_b ? s->max_cells / m : s->max_b;
+        if (b < 1) break;
+        size_t a = tfm_model_activation_bytes(mc, b, m < s->max_s ? m : s->max_s,
+                                              m < s->max_t ? m : s->max_t);
+        most = a > most ? a : most;
+    }
+    return most;
+}
+
 static void init_fields(tfm_trainer *tr, const tfm_train_opts *o, tfm_batch_source *source,
                         const tfm_train_hooks *hooks) {
     memset(tr, 0, sizeof *tr);
@@ -389,9 +408,7 @@ int tfm_trainer_init(tfm_trainer *tr, const tfm_train_opts *o, const tfm_model_c
     /* a wrong --init is refused before the run directory is created */
     if (o->init_from && init_weights_from(o->init_from, mc, NULL)) goto fail;
     tr->n_params = tfm_model_param_count(mc);
-    size_t arena = o->arena_bytes ? o->arena_bytes
-                                  : tfm_model_activation_bytes(mc, source->max_b, source->max_s,
-                                                               source->max_t);
+    size_t arena = o->arena_bytes ? o->arena_bytes : source_arena_bytes(mc, source);
     if (prepare(tr, arena, &fresh_restart)) goto fail;
     if (tfm_model_init(&tr->model, mc)) goto fail;
     tr->has_model = 1;
