@@ -211,6 +211,10 @@ START_TEST(test_bpe_dropout_resumes_bit_identical) {
              "%s --bpe-dropout 0.1 --max-tokens 300 --steps 2 --save %s/bad 2>&1", common, dir);
     ck_assert_int_ne(tfm_test_run(cmd, out, sizeof out), 0);
     ck_assert_msg(strstr(out, "--batch-tokens (300) must exceed --max-tokens (300)"), "%s", out);
+    snprintf(cmd, sizeof cmd, "%s --bpe-dropout 0.1 --exact-vocab=false --steps 2 --save %s/bad 2>&1",
+             common, dir);
+    ck_assert_int_ne(tfm_test_run(cmd, out, sizeof out), 0);
+    ck_assert_msg(strstr(out, "--bpe-dropout needs --exact-vocab"), "%s", out);
 }
 END_TEST
 

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "tfm/data.h"
+#include "tfm/train.h"
 #include "util_test.h"
 
 /* ---- helpers ---------------------------------------------------------------- */
@@ -534,12 +535,137 @@ START_TEST(batcher_cuts_each_epoch_anew) {
     /* epoch 3 leaves nothing: an error naming the epoch, no batch */
     const int64_t *idx;
     ck_assert_int_eq(tfm_batcher_next(&b, &idx), 0);
-    ck_assert_msg(strstr(tfm_last_error(), "epoch 4: no sentence pairs left to batch") != NULL,
+    ck_assert_msg(strstr(tfm_last_error(), "epoch 3: no sentence pairs left to batch") != NULL,
                   "%s", tfm_last_error());
     /* a position past the epoch's batches is refused */
     ck_assert_int_ne(tfm_batcher_set_state(&b, (tfm_batcher_state){9, 1, N}), 0);
     tfm_batcher_free(&b);
     epoch_pairs_free(&ep);
+}
+END_TEST
+
+
+/* Lines of words over an alphabet with multi-byte characters and the
+ * characters BPE escapes ('@', '~'), into path. */
+static void dropout_file(const char *path, uint64_t seed, int n) {
+    static const char *const alpha[] = {"a", "b", "e", "r", "@", "~", "\xC3\xA4", "\xE5\xAD\x97"};
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    for (int l = 0; l < n; l++) {
+        int words = 1 + (int)(tfm_rand_u64(seed, (uint64_t)(100 * l)) % 8);
+        for (int w = 0; w < words; w++) {
+            if (w) fputc(' ', f);
+            int len = 1 + (int)(tfm_rand_u64(seed, (uint64_t)(100 * l + 2 * w + 1)) % 6);
+            for (int k = 0; k < len; k++)
+                fputs(alpha[tfm_rand_u64(seed ^ 0xABC, (uint64_t)(1000 * l + 10 * w + k)) % 8], f);
+        }
+        fputc('\n', f);
+    }
+    fclose(f);
+}
+
+/* The ids of every line (source then target of each pair), copied. */
+static int32_t *copy_ids(const tfm_corpus_source *s, int64_t *lens) {
+    int64_t total = 0;
+    for (int64_t i = 0; i < s->own.n; i++) total += s->own.src_len[i] + s->own.tgt_len[i];
+    int32_t *ids = malloc((size_t)(total + 1) * sizeof *ids), *at = ids;
+    for (int64_t i = 0; i < s->own.n; i++) {
+        lens[2 * i] = s->own.src_len[i];
+        lens[2 * i + 1] = s->own.tgt_len[i];
+        memcpy(at, s->own.src[i], (size_t)s->own.src_len[i] * sizeof *at);
+        at += s->own.src_len[i];
+        memcpy(at, s->own.tgt[i], (size_t)s->own.tgt_len[i] * sizeof *at);
+        at += s->own.tgt_len[i];
+    }
+    return ids;
+}
+
+/* Every line's ids decode to the line and none is <unk>. */
+static void check_spelling(const tfm_corpus_source *s, const tfm_corpus *c, const tfm_vocab *v) {
+    for (int64_t i = 0; i < c->n; i++)
+        for (int side = 0; side < 2; side++) {
+            const int32_t *ids = side ? s->own.tgt[i] : s->own.src[i];
+            int64_t n = side ? s->own.tgt_len[i] : s->own.src_len[i];
+            for (int64_t k = 0; k < n; k++) ck_assert_int_ne(ids[k], TFM_UNK_ID);
+            char *text = tfm_vocab_decode(v, ids, n);
+            ck_assert_str_eq(text, side ? c->tgt[i] : c->src[i]);
+            free(text);
+        }
+}
+
+START_TEST(dropout_source_segments_each_epoch) {
+    const char *dir = tfm_test_tmpdir("dropout-source");
+    char src[512], tgt[512];
+    snprintf(src, sizeof src, "%s/src.txt", dir);
+    snprintf(tgt, sizeof tgt, "%s/tgt.txt", dir);
+    dropout_file(src, 1, 150);
+    dropout_file(tgt, 2, 150);
+    tfm_corpus c;
+    ck_assert_msg(tfm_corpus_read(src, tgt, NULL, &c) == 0, "%s", tfm_last_error());
+    char *text[2] = {NULL, NULL};
+    size_t len[2];
+    for (int k = 0; k < 2; k++) {
+        FILE *f = fopen(k ? tgt : src, "rb");
+        text[k] = malloc(1 << 16);
+        len[k] = fread(text[k], 1, 1 << 16, f);
+        fclose(f);
+    }
+    tfm_text_input in[2] = {{src, text[0], len[0]}, {tgt, text[1], len[1]}};
+    tfm_text_model tm, plain;
+    ck_assert_msg(tfm_text_model_learn_texts(in, 2, 300, &tm) == 0, "%s", tfm_last_error());
+    ck_assert_int_eq(tfm_text_model_learn_texts(in, 2, 300, &plain), 0);
+    ck_assert_int_ge(tfm_vocab_add_merge_symbols(tm.vocab, tm.bpe), 0);
+    ck_assert_int_eq(tfm_vocab_missing_merge_symbols(tm.vocab, tm.bpe), 0);
+    tfm_batch_opts o = {.batch_tokens = 200, .max_src_len = 60, .max_tgt_len = 60, .seed = 3};
+    tfm_corpus_source s, t;
+    ck_assert_msg(tfm_corpus_source_init_dropout(&s, &c, tm.bpe, tm.vocab, 0.3, &o) == 0, "%s",
+                  tfm_last_error());
+    ck_assert_int_eq(s.source.max_cells, 200);
+    int64_t *lens0 = malloc((size_t)(2 * c.n) * sizeof(int64_t)),
+            *lens1 = malloc((size_t)(2 * c.n) * sizeof(int64_t)),
+            *lens = malloc((size_t)(2 * c.n) * sizeof(int64_t));
+    check_spelling(&s, &c, tm.vocab);
+    int32_t *ids0 = copy_ids(&s, lens0);
+    /* through epoch 0 and into epoch 1: the text is segmented anew */
+    const int64_t *idx;
+    while (s.batcher.state.epoch == 0) ck_assert_int_gt(tfm_batcher_next(&s.batcher, &idx), 0);
+    ck_assert_int_gt(tfm_batcher_next(&s.batcher, &idx), 0);
+    check_spelling(&s, &c, tm.vocab);
+    int32_t *ids1 = copy_ids(&s, lens1);
+    int64_t changed = 0, total = 0;
+    for (int64_t i = 0; i < 2 * c.n; i++) changed += lens0[i] != lens1[i], total += lens1[i];
+    ck_assert_msg(changed > 0 && (memcmp(lens0, lens1, (size_t)(2 * c.n) * sizeof *lens0) ||
+                                  memcmp(ids0, ids1, (size_t)total * sizeof *ids1)),
+                  "epoch 1 has the segmentation of epoch 0");
+    /* another source resumed at either epoch has the same ids */
+    ck_assert_int_eq(tfm_corpus_source_init_dropout(&t, &c, tm.bpe, tm.vocab, 0.3, &o), 0);
+    for (int64_t e = 1; e >= 0; e--) {
+        ck_assert_int_eq(tfm_batcher_set_state(&t.batcher, (tfm_batcher_state){3, e, 1}), 0);
+        int32_t *got = copy_ids(&t, lens);
+        ck_assert(!memcmp(lens, e ? lens1 : lens0, (size_t)(2 * c.n) * sizeof *lens));
+        int64_t n = 0;
+        for (int64_t i = 0; i < 2 * c.n; i++) n += lens[i];
+        ck_assert(!memcmp(got, e ? ids1 : ids0, (size_t)n * sizeof *got));
+        free(got);
+    }
+    tfm_corpus_source_free(&t);
+    /* refused: no dropout, a vocabulary without the merge symbols */
+    ck_assert_int_ne(tfm_corpus_source_init_dropout(&t, &c, tm.bpe, tm.vocab, 0.0, &o), 0);
+    ck_assert_int_gt(tfm_vocab_missing_merge_symbols(plain.vocab, plain.bpe), 0);
+    ck_assert_int_ne(tfm_corpus_source_init_dropout(&t, &c, plain.bpe, plain.vocab, 0.3, &o), 0);
+    ck_assert_msg(strstr(tfm_last_error(), "needs a vocabulary with every symbol of the merges"),
+                  "%s", tfm_last_error());
+    free(ids0);
+    free(ids1);
+    free(lens0);
+    free(lens1);
+    free(lens);
+    tfm_corpus_source_free(&s);
+    tfm_text_model_free(&tm);
+    tfm_text_model_free(&plain);
+    tfm_corpus_free(&c);
+    free(text[0]);
+    free(text[1]);
 }
 END_TEST
 
@@ -988,6 +1114,7 @@ int main(void) {
     tcase_add_test(tb, batch_state_resume_identical);
     tcase_add_test(tb, batch_fill_exact_layout);
     tcase_add_test(tb, batcher_cuts_each_epoch_anew);
+    tcase_add_test(tb, dropout_source_segments_each_epoch);
     tcase_add_test(tb, batch_drop_count_and_limits);
     suite_add_tcase(s, tb);
     TCase *tn = tcase_create("numbers");

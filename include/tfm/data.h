@@ -224,9 +224,10 @@ int tfm_batcher_set_state(tfm_batcher *b, tfm_batcher_state s);
  * tfm_batcher_init (with the same seed): n_kept, n_dropped and n_batches
  * then describe that epoch. The pairs must already hold epoch e's ids when
  * this is called (e = the state's epoch); refresh must not fail, and it is
- * called only when the epoch changes. No allocation after this call. An
- * epoch whose pairs leave none to batch, or one that alone exceeds the
- * budget, makes tfm_batcher_next return 0 with the error set. */
+ * called only when the epoch changes. No allocation after this call (the
+ * cut sorts in a buffer made here). An epoch whose pairs leave none to
+ * batch, or one that alone exceeds the budget, makes tfm_batcher_next
+ * return 0 with the error set. */
 int tfm_batcher_set_refresh(tfm_batcher *b, void (*refresh)(void *ctx, int64_t epoch), void *ctx);
 /* Largest B, S and T over all batches (each maximized separately), to size
  * buffers and arenas once. */

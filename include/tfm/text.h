@@ -298,5 +298,8 @@ extern const char *const TFM_HF_SPLIT_REGEX, *const TFM_HF_ESCAPE_REGEX,
  * exact. Returns how many were added, -1 on error. Changes the vocabulary
  * size: do it before training a model on it. */
 int64_t tfm_vocab_add_merge_symbols(tfm_vocab *v, const tfm_bpe *b);
+/* How many of those v lacks (0: BPE-dropout's pieces all have ids), -1 on
+ * error (version 0.1 codes). */
+int64_t tfm_vocab_missing_merge_symbols(const tfm_vocab *v, const tfm_bpe *b);
 
 #endif

@@ -36,6 +36,25 @@ static int cmp_key(const void *pa, const void *pb) {
     return a->index < b->index ? -1 : a->index > b->index;
 }
 
+/* A stable bottom-up merge sort of n keys with room for n more after them
+ * (no allocation; the order is total, so it is qsort's order). */
+static void merge_sort(sort_key *a, int64_t n) {
+    sort_key *src = a, *dst = a + n;
+    for (int64_t w = 1; w < n; w *= 2) {
+        for (int64_t lo = 0; lo < n; lo += 2 * w) {
+            int64_t mid = lo + w < n ? lo + w : n, hi = lo + 2 * w < n ? lo + 2 * w : n;
+            int64_t i = lo, j = mid, k = lo;
+            while (i < mid && j < hi) dst[k++] = cmp_key(&src[j], &src[i]) < 0 ? src[j++] : src[i++];
+            while (i < mid) dst[k++] = src[i++];
+            while (j < hi) dst[k++] = src[j++];
+        }
+        sort_key *t = src;
+        src = dst;
+        dst = t;
+    }
+    if (src != a) memcpy(a, src, (size_t)n * sizeof *a);
+}
+
 /* Sorts the kept pairs with the seed's tie-break and cuts batches. */
 static int bucket(tfm_batcher *b, uint64_t seed) {
     const tfm_pairs *p = b->pairs;
@@ -51,7 +70,10 @@ static int bucket(tfm_batcher *b, uint64_t seed) {
         keys[m++] = (sort_key){max64(s, t), s, tfm_rand_u64(seed ^ 0xB0C4E7ull, (uint64_t)i), i};
     }
     TFM_ASSERT(m == b->n_kept);
-    qsort(keys, (size_t)m, sizeof *keys, cmp_key);
+    if (keys == b->keys) /* cut again every epoch: no allocation */
+        merge_sort(keys, m);
+    else
+        qsort(keys, (size_t)m, sizeof *keys, cmp_key);
 
     int64_t budget = b->opts.batch_tokens, cap_b = b->opts.max_batch_sentences;
     int64_t nb = 0, count = 0, cur_s = 0, cur_t = 0;
@@ -175,7 +197,7 @@ static int cut_epoch(tfm_batcher *b, int64_t epoch, uint64_t seed) {
             char why[256];
             snprintf(why, sizeof why, "%s", tfm_last_error());
             b->n_batches = 0;
-            tfm_set_error("epoch %lld: %s", (long long)epoch + 1, why);
+            tfm_set_error("epoch %lld: %s", (long long)epoch, why);
             return 1;
         }
     }
@@ -183,7 +205,8 @@ static int cut_epoch(tfm_batcher *b, int64_t epoch, uint64_t seed) {
 }
 
 int tfm_batcher_set_refresh(tfm_batcher *b, void (*refresh)(void *ctx, int64_t epoch), void *ctx) {
-    if (!b->keys && !(b->keys = malloc((size_t)(b->pairs->n > 0 ? b->pairs->n : 1) *
+    /* the keys and as many again for the merge sort */
+    if (!b->keys && !(b->keys = malloc((size_t)(b->pairs->n > 0 ? 2 * b->pairs->n : 1) *
                                        sizeof(sort_key)))) {
         tfm_set_error("batcher: out of memory for %lld pairs", (long long)b->pairs->n);
         return 1;

@@ -343,13 +343,15 @@ char *tfm_vocab_decode(const tfm_vocab *v, const int32_t *ids, int64_t n) {
 
 /* ------------------------------------------------- closure under merges */
 
-int64_t tfm_vocab_add_merge_symbols(tfm_vocab *v, const tfm_bpe *b) {
+/* Every symbol of b's merges in our "@@" form, looked up in v: added when
+ * missing (add) or only counted. Returns how many were missing, -1 on error. */
+static int64_t merge_symbols_missing(tfm_vocab *v, const tfm_bpe *b, int add) {
     if (tfm_bpe_version(b) != 2) {
         tfm_set_error("only version 0.2 codes have word-final symbols to add");
         return -1;
     }
     char *buf = NULL;
-    int64_t cap = 0, added = 0;
+    int64_t cap = 0, missing = 0;
     for (int64_t m = 0; m < tfm_bpe_n_merges(b); m++) {
         const char *l = tfm_bpe_merge_left(b, m), *r = tfm_bpe_merge_right(b, m);
         size_t ll = strlen(l), rl = strlen(r);
@@ -368,13 +370,21 @@ int64_t tfm_vocab_add_merge_symbols(tfm_vocab *v, const tfm_bpe *b) {
             }
             int dup;
             if (tfm_strmap_find(&v->map, buf, n) >= 0) continue;
-            if (vocab_add(v, buf, n, 0, &dup) < 0 || v->map.n >= INT32_MAX - 1) goto fail;
-            added++;
+            if (add && (vocab_add(v, buf, n, 0, &dup) < 0 || v->map.n >= INT32_MAX - 1)) goto fail;
+            missing++;
         }
     }
     free(buf);
-    return added;
+    return missing;
 fail:
     free(buf);
     return -1;
+}
+
+int64_t tfm_vocab_add_merge_symbols(tfm_vocab *v, const tfm_bpe *b) {
+    return merge_symbols_missing(v, b, 1);
+}
+
+int64_t tfm_vocab_missing_merge_symbols(const tfm_vocab *v, const tfm_bpe *b) {
+    return merge_symbols_missing((tfm_vocab *)v, b, 0);
 }

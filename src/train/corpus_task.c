@@ -504,6 +504,10 @@ int tfm_train_corpus(const tfm_corpus_task *task, const tfm_train_opts *opts,
                              "so that any pair fits a batch however it is segmented",
                              (long long)task->batch_tokens, (long long)task->max_tokens),
                1;
+    if (task->bpe_dropout > 0 && task->inexact_vocab)
+        return tfm_set_error("--bpe-dropout needs --exact-vocab (a vocabulary with every piece "
+                             "the merges pass through)"),
+               1;
     if (task->bpe_dropout > 0 && task->dist && task->dist->size > 1)
         return task->dist->agreed_error = 1, tfm_set_error("--bpe-dropout: not available with several processes yet (a batch "
                              "cut anew each epoch may hold fewer sentences than processes)"),

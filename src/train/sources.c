@@ -58,6 +58,7 @@ static int corpus_next(void *ctx, int64_t step, tfm_seq_batch *b, int64_t *n_tok
     tfm_corpus_source *s = ctx;
     const int64_t *idx;
     int64_t n = tfm_batcher_next(&s->batcher, &idx);
+    if (n <= 0) return 1; /* an epoch with nothing to batch (the batcher says which) */
     if (s->share_count > 1) {
         /* this process's contiguous part of the global batch */
         int64_t lo = n * s->share_rank / s->share_count;
@@ -172,8 +173,17 @@ int tfm_corpus_source_init_dropout(tfm_corpus_source *s, const tfm_corpus *text,
                                    const tfm_vocab *vocab, double p, const tfm_batch_opts *o) {
     memset(s, 0, sizeof *s);
     s->share_count = 1;
-    if (!(p >= 0 && p <= 1))
-        return tfm_set_error("--bpe-dropout %g: must be between 0 and 1", p), 1;
+    if (!(p > 0 && p <= 1))
+        return tfm_set_error("BPE-dropout %g: must be above 0 and at most 1", p), 1;
+    int64_t missing = tfm_vocab_missing_merge_symbols(vocab, bpe);
+    if (missing != 0) {
+        char why[256] = "it lacks some";
+        if (missing < 0) snprintf(why, sizeof why, "%s", tfm_last_error());
+        return tfm_set_error("BPE-dropout needs a vocabulary with every symbol of the merges "
+                             "(--exact-vocab, the default since 2026-11-29): %s",
+                             why),
+               1;
+    }
     int64_t most = o->max_src_len > o->max_tgt_len ? o->max_src_len : o->max_tgt_len;
     if (o->max_src_len <= 0 || o->max_tgt_len <= 0 || o->batch_tokens < most + 1)
         return tfm_set_error("BPE-dropout: the batches need length limits (%lld / %lld ids) and a "

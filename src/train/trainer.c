@@ -207,6 +207,8 @@ static int resume_from(tfm_trainer *tr, char **found) {
         const char *key = tr->state.keys[i], *now = tr->state.vals[i];
         if (strncmp(key, "data.", 5)) continue;
         const char *was = tfm_kv_get(&ck.meta, key);
+        /* written since 2026-11-30: the runs before had no BPE-dropout */
+        if (!was && !strcmp(key, "data.bpe-dropout")) was = "0";
         if (!was || !strcmp(was, now)) continue;
         tfm_set_error("%s: --resume with different data: %s%s was %s, now %s", path,
                       strcmp(key, "data.kind") ? "--" : "", key + 5, was, now);
