@@ -155,7 +155,8 @@ END_TEST
 /* --bpe-dropout: the training text is segmented anew every epoch from (seed,
  * epoch), so a run resumed across epochs ends with the parameters of a run
  * that never stopped; the segmentation changes the training (not the plain
- * run's parameters); a resume with another probability is refused. */
+ * run's parameters), and a probability that drops nothing trains exactly as
+ * the plain run; a resume with another probability is refused. */
 START_TEST(test_bpe_dropout_resumes_bit_identical) {
     const char *dir = tfm_test_tmpdir("bitid-dropout");
     static char out[1 << 14];
@@ -186,7 +187,13 @@ START_TEST(test_bpe_dropout_resumes_bit_identical) {
     run(cmd);
     snprintf(cmd, sizeof cmd, "%s --steps 60 --save %s/plain 2>&1", common, dir);
     run(cmd);
-    char a[1024], b[1024], c[1024];
+    /* a probability too small to drop anything: the epochs are segmented and
+     * cut again, and the training is the plain run's, bit for bit */
+    snprintf(cmd, sizeof cmd, "%s --bpe-dropout 1e-12 --steps 60 --save %s/tiny 2>&1", common,
+             dir);
+    run(cmd);
+    char a[1024], b[1024], c[1024], d[1024];
+    snprintf(d, sizeof d, "%s/tiny/checkpoint-00000060.tfm", dir);
     snprintf(a, sizeof a, "%s/one/checkpoint-00000060.tfm", dir);
     snprintf(b, sizeof b, "%s/two/checkpoint-00000060.tfm", dir);
     snprintf(c, sizeof c, "%s/plain/checkpoint-00000060.tfm", dir);
@@ -195,6 +202,9 @@ START_TEST(test_bpe_dropout_resumes_bit_identical) {
     ck_assert_msg(h1 == h2, "resumed run differs: 0x%016llx vs 0x%016llx", (unsigned long long)h1,
                   (unsigned long long)h2);
     ck_assert(h1 != h3);
+    int64_t n4;
+    uint64_t h4 = params_hash(d, &n4);
+    ck_assert_msg(h4 == h3, "--bpe-dropout 1e-12 trains differently from no dropout");
     /* the epochs really changed (60 steps cross several) */
     tfm_checkpoint ck;
     ck_assert_int_eq(tfm_checkpoint_read(a, &ck), 0);
@@ -211,6 +221,15 @@ START_TEST(test_bpe_dropout_resumes_bit_identical) {
              "%s --bpe-dropout 0.1 --max-tokens 300 --steps 2 --save %s/bad 2>&1", common, dir);
     ck_assert_int_ne(tfm_test_run(cmd, out, sizeof out), 0);
     ck_assert_msg(strstr(out, "--batch-tokens (300) must exceed --max-tokens (300)"), "%s", out);
+    snprintf(cmd, sizeof cmd, "%s --bpe-dropout-side target --steps 2 --save %s/bad 2>&1", common,
+             dir);
+    ck_assert_int_eq(tfm_test_run(cmd, out, sizeof out), 2);
+    ck_assert_msg(strstr(out, "--bpe-dropout-side: 'target' is not both or source"), "%s", out);
+    snprintf(cmd, sizeof cmd,
+             "%s --bpe-dropout 0.1 --bpe-dropout-side source --steps 60 --save %s/two --resume 2>&1",
+             common, dir);
+    ck_assert_int_ne(tfm_test_run(cmd, out, sizeof out), 0);
+    ck_assert_msg(strstr(out, "--bpe-dropout was 0.1, now 0.1 source"), "%s", out);
     snprintf(cmd, sizeof cmd, "%s --bpe-dropout 0.1 --exact-vocab=false --steps 2 --save %s/bad 2>&1",
              common, dir);
     ck_assert_int_ne(tfm_test_run(cmd, out, sizeof out), 0);

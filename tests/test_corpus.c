@@ -618,7 +618,7 @@ START_TEST(dropout_source_segments_each_epoch) {
     ck_assert_int_eq(tfm_vocab_missing_merge_symbols(tm.vocab, tm.bpe), 0);
     tfm_batch_opts o = {.batch_tokens = 200, .max_src_len = 60, .max_tgt_len = 60, .seed = 3};
     tfm_corpus_source s, t;
-    ck_assert_msg(tfm_corpus_source_init_dropout(&s, &c, tm.bpe, tm.vocab, 0.3, &o) == 0, "%s",
+    ck_assert_msg(tfm_corpus_source_init_dropout(&s, &c, tm.bpe, tm.vocab, 0.3, 0, &o) == 0, "%s",
                   tfm_last_error());
     ck_assert_int_eq(s.source.max_cells, 200);
     int64_t *lens0 = malloc((size_t)(2 * c.n) * sizeof(int64_t)),
@@ -638,7 +638,7 @@ START_TEST(dropout_source_segments_each_epoch) {
                                   memcmp(ids0, ids1, (size_t)total * sizeof *ids1)),
                   "epoch 1 has the segmentation of epoch 0");
     /* another source resumed at either epoch has the same ids */
-    ck_assert_int_eq(tfm_corpus_source_init_dropout(&t, &c, tm.bpe, tm.vocab, 0.3, &o), 0);
+    ck_assert_int_eq(tfm_corpus_source_init_dropout(&t, &c, tm.bpe, tm.vocab, 0.3, 0, &o), 0);
     for (int64_t e = 1; e >= 0; e--) {
         ck_assert_int_eq(tfm_batcher_set_state(&t.batcher, (tfm_batcher_state){3, e, 1}), 0);
         int32_t *got = copy_ids(&t, lens);
@@ -649,10 +649,33 @@ START_TEST(dropout_source_segments_each_epoch) {
         free(got);
     }
     tfm_corpus_source_free(&t);
+    /* source side only: the targets keep the plain segmentation every epoch */
+    ck_assert_int_eq(tfm_corpus_source_init_dropout(&t, &c, tm.bpe, tm.vocab, 0.3, 1, &o), 0);
+    int32_t plain_ids[256];
+    int64_t src_changed = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        int32_t *before = pass ? NULL : copy_ids(&t, lens);
+        if (pass) { /* into epoch 1 */
+            while (t.batcher.state.epoch == 0)
+                ck_assert_int_gt(tfm_batcher_next(&t.batcher, &idx), 0);
+            ck_assert_int_gt(tfm_batcher_next(&t.batcher, &idx), 0);
+            for (int64_t i = 0; i < c.n; i++) src_changed += t.own.src_len[i] != lens[2 * i];
+        }
+        check_spelling(&t, &c, tm.vocab);
+        for (int64_t i = 0; i < c.n; i++) {
+            int64_t n = tfm_vocab_encode(tm.bpe, tm.vocab, c.tgt[i], strlen(c.tgt[i]), plain_ids,
+                                         256);
+            ck_assert_int_eq(t.own.tgt_len[i], n);
+            ck_assert(!memcmp(t.own.tgt[i], plain_ids, (size_t)n * sizeof *plain_ids));
+        }
+        free(before);
+    }
+    ck_assert_int_gt(src_changed, 0);
+    tfm_corpus_source_free(&t);
     /* refused: no dropout, a vocabulary without the merge symbols */
-    ck_assert_int_ne(tfm_corpus_source_init_dropout(&t, &c, tm.bpe, tm.vocab, 0.0, &o), 0);
+    ck_assert_int_ne(tfm_corpus_source_init_dropout(&t, &c, tm.bpe, tm.vocab, 0.0, 0, &o), 0);
     ck_assert_int_gt(tfm_vocab_missing_merge_symbols(plain.vocab, plain.bpe), 0);
-    ck_assert_int_ne(tfm_corpus_source_init_dropout(&t, &c, plain.bpe, plain.vocab, 0.3, &o), 0);
+    ck_assert_int_ne(tfm_corpus_source_init_dropout(&t, &c, plain.bpe, plain.vocab, 0.3, 0, &o), 0);
     ck_assert_msg(strstr(tfm_last_error(), "needs a vocabulary with every symbol of the merges"),
                   "%s", tfm_last_error());
     free(ids0);

@@ -39,7 +39,7 @@ typedef struct {
     int64_t seed, threads, log_every, save_every, keep, max_bad_steps, arena_mb, reduce_bucket,
         average_last;
     const char *save, *init;
-    const char *precision;
+    const char *precision, *bpe_dropout_side;
     int resume, quiet, check_numerics;
     flag_choice choice[2]; /* the FLAG_CHOICE model settings */
     int n_choice;
@@ -59,6 +59,7 @@ static void defaults(train_cli *o) {
     o->exact_vocab = 1;
     o->alpha = 0.6;
     o->bpe_merges = 8000;
+    o->bpe_dropout_side = "both";
     tfm_model_config_default(&o->model);
     o->layers = o->model.enc_layers;
     tfm_train_opts t;
@@ -115,6 +116,8 @@ static int make_flags(train_cli *o, flag_def *f) {
     F("bpe-dropout", bpe_dropout,
       "corpus: BPE-dropout: segment the training text anew every epoch, leaving out each merge "
       "with this probability, e.g. 0.1 (validation and translation segment as usual; 0: off)");
+    S("bpe-dropout-side", bpe_dropout_side,
+      "corpus: the lines --bpe-dropout segments anew: both, or source (targets as usual)");
     B("exact-vocab", exact_vocab,
       "corpus: also give an id to every symbol the BPE merges pass through, so that tfm export's "
       "tokenizer.json segments exactly as tfm (false: the vocabulary of runs before 2026-11-29)");
@@ -236,6 +239,8 @@ static int check_flags(const train_cli *o) {
     NEED(o->max_minutes >= 0, "--max-minutes: must not be negative");
     NEED(o->bpe_merges >= 1, "--bpe-merges: must be at least 1");
     NEED(o->bpe_dropout >= 0 && o->bpe_dropout < 1, "--bpe-dropout: must be in [0, 1)");
+    NEED(!strcmp(o->bpe_dropout_side, "both") || !strcmp(o->bpe_dropout_side, "source"),
+         "--bpe-dropout-side: '%s' is not both or source", o->bpe_dropout_side);
 #undef NEED
     return 0;
 }
@@ -323,6 +328,7 @@ static int train_corpus(train_cli *c, const tfm_train_opts *o) {
         .valid_max = c->valid_max,
         .inexact_vocab = !c->exact_vocab,
         .bpe_dropout = c->bpe_dropout,
+        .bpe_dropout_source_only = !strcmp(c->bpe_dropout_side, "source"),
         .decode = {.beam = c->beam, .alpha = c->alpha, .batch = 64, .precision = o->precision},
         .dist = g_dist};
     tfm_corpus_summary sum;

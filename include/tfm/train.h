@@ -105,6 +105,7 @@ typedef struct {
     int share_rank, share_count; /* 0, 1 after init: the whole batch */
     /* BPE-dropout (tfm_corpus_source_init_dropout) */
     double bpe_dropout;
+    int source_only; /* BPE-dropout on the source lines only */
     uint64_t seed;
     const tfm_corpus *text;
     tfm_bpe *bpe;
@@ -123,10 +124,12 @@ int tfm_corpus_source_init(tfm_corpus_source *s, const tfm_pairs *pairs, const t
  * max_cells the budget). text, bpe and vocab (the text model, with its
  * merge symbols) must outlive the source, which uses bpe (not thread-safe)
  * while training. The data.* description has the
- * checksums of the segmentation without dropout and data.bpe-dropout. No
- * allocation after init. */
+ * checksums of the segmentation without dropout and data.bpe-dropout. With
+ * source_only the target lines keep the plain segmentation. No allocation
+ * after init. */
 int tfm_corpus_source_init_dropout(tfm_corpus_source *s, const tfm_corpus *text, tfm_bpe *bpe,
-                                   const tfm_vocab *vocab, double p, const tfm_batch_opts *o);
+                                   const tfm_vocab *vocab, double p, int source_only,
+                                   const tfm_batch_opts *o);
 void tfm_corpus_source_free(tfm_corpus_source *s);
 
 /* ---- hooks ------------------------------------------------------------------- */
@@ -519,6 +522,7 @@ typedef struct {
      * anew every epoch (tfm_corpus_source_init_dropout; needs batch_tokens >
      * max_tokens, and one process); 0: segmented once. */
     double bpe_dropout;
+    int bpe_dropout_source_only; /* BPE-dropout on the source side only */
     /* NULL: one process. Otherwise data parallelism over d->size ranks:
      * batch_tokens is the global batch (each rank takes its share, and every
      * batch must hold at least one sentence per rank); gradients, loss and

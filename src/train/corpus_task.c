@@ -574,7 +574,7 @@ int tfm_train_corpus(const tfm_corpus_task *task, const tfm_train_opts *opts,
                          .seed = o.seed};
     if (task->bpe_dropout > 0) {
         if (tfm_corpus_source_init_dropout(&source, &train, tm.bpe, tm.vocab, task->bpe_dropout,
-                                           &bo))
+                                           task->bpe_dropout_source_only, &bo))
             goto done;
     } else if (tfm_corpus_encode(&train, &tm, &etrain) ||
                tfm_corpus_source_init(&source, &etrain.pairs, &bo)) {
@@ -683,9 +683,11 @@ int tfm_train_corpus(const tfm_corpus_task *task, const tfm_train_opts *opts,
                     tfm_vocab_size(tm.vocab), (long long)tr.n_params, tfm_num_threads());
     if (task->bpe_dropout > 0)
         tfm_trainer_log(&tr,
-                        "BPE-dropout %g: the training text is segmented anew every epoch, and "
-                        "its batches cut again (the first epoch: %lld batches)\n",
-                        task->bpe_dropout, (long long)source.batcher.n_batches);
+                        "BPE-dropout %g: the training text (%s) is segmented anew every epoch, "
+                        "and its batches cut again (the first epoch: %lld batches)\n",
+                        task->bpe_dropout,
+                        task->bpe_dropout_source_only ? "the source side" : "both sides",
+                        (long long)source.batcher.n_batches);
     if (o.accum > 1)
         tfm_trainer_log(&tr, "gradient accumulation: %lld batches per update\n",
                         (long long)o.accum);

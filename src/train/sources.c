@@ -109,7 +109,7 @@ static void corpus_describe(void *ctx, tfm_kv *kv) {
     tfm_kv_set(kv, "data.tgt-train", "%s", s->sum_tgt);
     tfm_kv_set(kv, "data.batch-tokens", "%lld", (long long)s->batcher.opts.batch_tokens);
     tfm_kv_set(kv, "data.max-tokens", "%lld", (long long)s->batcher.opts.max_src_len);
-    tfm_kv_set(kv, "data.bpe-dropout", "%.12g", s->bpe_dropout);
+    tfm_kv_set(kv, "data.bpe-dropout", s->source_only ? "%.12g source" : "%.12g", s->bpe_dropout);
 }
 
 int tfm_corpus_source_init(tfm_corpus_source *s, const tfm_pairs *pairs, const tfm_batch_opts *o) {
@@ -148,14 +148,16 @@ void tfm_corpus_source_free(tfm_corpus_source *s) {
 }
 
 /* ---- a corpus with BPE-dropout -------------------------------------------------------- */
-/* The pairs of epoch `epoch`: every line segmented with dropout, one draw
- * stream per epoch, lines in order (source then target of each pair). */
+/* The pairs of epoch `epoch`: every line segmented with dropout (only the
+ * source lines with source_only: the targets keep the plain segmentation
+ * made at init), one draw stream per epoch, lines in order (source then
+ * target of each pair). */
 static void dropout_refresh(void *ctx, int64_t epoch) {
     tfm_corpus_source *s = ctx;
     tfm_rng r;
     tfm_rng_seed(&r, tfm_hash64(s->seed ^ 0xB9E0D809ull) ^ tfm_hash64((uint64_t)epoch + 1));
     for (int64_t i = 0; i < s->text->n; i++)
-        for (int side = 0; side < 2; side++) {
+        for (int side = 0; side < (s->source_only ? 1 : 2); side++) {
             const char *line = side ? s->text->tgt[i] : s->text->src[i];
             int32_t *slot = side ? s->own.tgt[i] : s->own.src[i];
             int64_t *len = side ? &s->own.tgt_len[i] : &s->own.src_len[i];
@@ -170,8 +172,10 @@ static void dropout_refresh(void *ctx, int64_t epoch) {
 }
 
 int tfm_corpus_source_init_dropout(tfm_corpus_source *s, const tfm_corpus *text, tfm_bpe *bpe,
-                                   const tfm_vocab *vocab, double p, const tfm_batch_opts *o) {
+                                   const tfm_vocab *vocab, double p, int source_only,
+                                   const tfm_batch_opts *o) {
     memset(s, 0, sizeof *s);
+    s->source_only = source_only != 0;
     s->share_count = 1;
     if (!(p > 0 && p <= 1))
         return tfm_set_error("BPE-dropout %g: must be above 0 and at most 1", p), 1;
@@ -239,6 +243,12 @@ int tfm_corpus_source_init_dropout(tfm_corpus_source *s, const tfm_corpus *text,
         off += s->own.src_len[i];
         s->own.tgt[i] = s->slots + off;
         off += s->own.tgt_len[i];
+    }
+    for (int64_t i = 0; s->source_only && i < n; i++) { /* the targets once, as usual */
+        int64_t cap = s->own.tgt_len[i];
+        s->own.tgt_len[i] = tfm_vocab_encode(bpe, vocab, text->tgt[i], strlen(text->tgt[i]),
+                                             s->own.tgt[i], cap);
+        TFM_ASSERT(s->own.tgt_len[i] >= 0 && s->own.tgt_len[i] <= cap);
     }
     dropout_refresh(s, 0);
     if (tfm_batcher_init(&s->batcher, &s->own, o)) goto done;
