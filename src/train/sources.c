@@ -112,6 +112,22 @@ static void corpus_describe(void *ctx, tfm_kv *kv) {
     tfm_kv_set(kv, "data.bpe-dropout", s->source_only ? "%.12g source" : "%.12g", s->bpe_dropout);
 }
 
+/* The trainer's view of a corpus source whose batches are within B x S/T
+ * (and B * max(S, T) <= cells when cells > 0). */
+static tfm_batch_source corpus_batch_source(tfm_corpus_source *s, int64_t B, int64_t S, int64_t T,
+                                            int64_t cells) {
+    return (tfm_batch_source){.ctx = s,
+                              .next = corpus_next,
+                              .save = corpus_save,
+                              .load = corpus_load,
+                              .max_b = B,
+                              .max_s = S,
+                              .max_t = T,
+                              .max_cells = cells,
+                              .kind = "text",
+                              .describe = corpus_describe};
+}
+
 int tfm_corpus_source_init(tfm_corpus_source *s, const tfm_pairs *pairs, const tfm_batch_opts *o) {
     memset(s, 0, sizeof *s);
     s->pairs = pairs;
@@ -123,15 +139,7 @@ int tfm_corpus_source_init(tfm_corpus_source *s, const tfm_pairs *pairs, const t
         tfm_batcher_free(&s->batcher);
         return 1;
     }
-    s->source = (tfm_batch_source){.ctx = s,
-                                   .next = corpus_next,
-                                   .save = corpus_save,
-                                   .load = corpus_load,
-                                   .max_b = B,
-                                   .max_s = S,
-                                   .max_t = T,
-                                   .kind = "text",
-                                   .describe = corpus_describe};
+    s->source = corpus_batch_source(s, B, S, T, 0);
     return 0;
 }
 
@@ -258,16 +266,7 @@ int tfm_corpus_source_init_dropout(tfm_corpus_source *s, const tfm_corpus *text,
     int64_t B = o->batch_tokens / 2, S = o->max_src_len + 1, T = o->max_tgt_len + 1;
     if (o->max_batch_sentences > 0 && o->max_batch_sentences < B) B = o->max_batch_sentences;
     if (tfm_batch_alloc(&s->batch, B, S, T)) goto done;
-    s->source = (tfm_batch_source){.ctx = s,
-                                   .next = corpus_next,
-                                   .save = corpus_save,
-                                   .load = corpus_load,
-                                   .max_b = B,
-                                   .max_s = S,
-                                   .max_t = T,
-                                   .max_cells = o->batch_tokens,
-                                   .kind = "text",
-                                   .describe = corpus_describe};
+    s->source = corpus_batch_source(s, B, S, T, o->batch_tokens);
     rc = 0;
     goto done;
 oom:
