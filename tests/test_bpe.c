@@ -656,7 +656,7 @@ static void ref_dropout(const tfm_bpe *b, const char *line, double p, tfm_rng *r
                     strcpy(sym[j], merged);
                     i += 2;
                 } else {
-                    if (j != i) strcpy(sym[j], sym[i]);
+                    if (j != i) memmove(sym[j], sym[i], strlen(sym[i]) + 1);
                     i++;
                 }
                 j++;
