@@ -345,6 +345,21 @@ START_TEST(test_resume_other_config_refused) {
     ck_assert_msg(tfm_test_run(cmd, out, sizeof out) == 0, "%s", out);
     ck_assert_msg(strstr(out, "no checkpoint yet: starting from step 0") && strstr(out, "steps=2"),
                   "%s", out);
+    /* a config.txt of an earlier tfm, without the settings added since
+     * (--ema, --accum here): they are at their defaults now, so it resumes;
+     * set to something else they are refused */
+    snprintf(cmd, sizeof cmd,
+             "rm -f %s/run/checkpoint-*.tfm && sed -i '/^ema = /d; /^accum = /d' %s/run/config.txt",
+             dir, dir);
+    ck_assert_int_eq(tfm_test_run(cmd, out, sizeof out), 0);
+    snprintf(cmd, sizeof cmd, "%s train %s --ema 0.9 --steps 2 --save %s/run --resume 2>&1",
+             tfm_test_bin(), TINY, dir);
+    ck_assert_int_eq(tfm_test_run(cmd, out, sizeof out), 1);
+    ck_assert_msg(strstr(out, "ema was (not set), now 0.90000000000000002"), "%s", out);
+    snprintf(cmd, sizeof cmd, "%s train %s --steps 2 --save %s/run --resume 2>&1", tfm_test_bin(),
+             TINY, dir);
+    ck_assert_msg(tfm_test_run(cmd, out, sizeof out) == 0, "%s", out);
+    ck_assert_msg(strstr(out, "no checkpoint yet: starting from step 0"), "%s", out);
 }
 END_TEST
 

@@ -708,6 +708,8 @@ static const char *CONFIG_A = "task = copy\nd-model = 16\nsteps = 8\nresume = fa
 static const char *CONFIG_A_RESUMED = "task = copy\nd-model = 16\nsteps = 12\nresume = true\n";
 static const char *CONFIG_B = "task = copy\nd-model = 32\nsteps = 8\nresume = true\n";
 
+static const char *g_config_defaults; /* o.config_defaults of toy_run_dir */
+
 static int toy_run_dir(const char *dir, int64_t steps, int resume, const char *config,
                        int64_t *step_at_start) {
     tfm_model_config c = tfm_test_tiny_model();
@@ -715,6 +717,7 @@ static int toy_run_dir(const char *dir, int64_t steps, int resume, const char *c
     o.run_dir = dir;
     o.resume = resume;
     o.config_text = config;
+    o.config_defaults = g_config_defaults;
     o.save_every = 4;
     tfm_toy_source toy;
     ck_assert_int_eq(tfm_toy_source_init(&toy, &tfm_test_tiny_task, 8, o.seed), 0);
@@ -781,6 +784,19 @@ START_TEST(test_resume_before_first_checkpoint) {
                       strstr(tfm_last_error(), "config.txt"),
                   "%s", tfm_last_error());
     ck_assert_msg(access(path, F_OK) == 0, "the refused directory was changed");
+
+    /* a setting the earlier config.txt lacks (added by a later version):
+     * unchanged when it is at its default, else refused */
+    const char *with_new = "task = copy\nd-model = 16\nsteps = 12\nresume = true\nnew = 0\n";
+    const char *new_set = "task = copy\nd-model = 16\nsteps = 12\nresume = true\nnew = 5\n";
+    ck_assert_int_ne(toy_run_dir(c, 12, 1, with_new, NULL), 0); /* no defaults given */
+    ck_assert_msg(strstr(tfm_last_error(), "new was (not set), now 0"), "%s", tfm_last_error());
+    g_config_defaults = "task = copy\nd-model = 32\nnew = 0\n";
+    ck_assert_int_ne(toy_run_dir(c, 12, 1, new_set, NULL), 0);
+    ck_assert_msg(strstr(tfm_last_error(), "new was (not set), now 5"), "%s", tfm_last_error());
+    ck_assert_msg(toy_run_dir(c, 12, 1, with_new, &start) == 0, "%s", tfm_last_error());
+    ck_assert_int_eq(start, 0);
+    g_config_defaults = NULL;
 
     /* so is a directory holding files that are not a tfm run */
     ck_assert_int_eq(mkdir(d, 0777), 0);

@@ -442,8 +442,16 @@ int tfm_cmd_train(int argc, char **argv) {
     }
     char *config = config_text(flags, n_flags);
     if (!config) return tfm_cli_fail(1, "out of memory");
+    /* every setting at its default: a directory that an earlier tfm left
+     * without a checkpoint has no line for settings added since */
+    train_cli plain;
+    defaults(&plain);
+    flag_def plain_flags[TRAIN_MAX_FLAGS];
+    char *config_defaults = config_text(plain_flags, make_flags(&plain, plain_flags));
+    if (!config_defaults) return free(config), tfm_cli_fail(1, "out of memory");
     tfm_train_opts o;
     to_train_opts(&c, config, &o);
+    o.config_defaults = config_defaults;
     /* SIGINT/SIGTERM: the trainer finishes the step, saves and returns */
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
@@ -454,6 +462,7 @@ int tfm_cmd_train(int argc, char **argv) {
     g_dist = dist && dist->size > 1 ? dist : NULL;
     rc = c.src_train ? train_corpus(&c, &o) : train_toy(&c, &o);
     free(config);
+    free(config_defaults);
     rc = cli_dist_end(dist, rc);
     g_dist = NULL;
     return rc;

@@ -237,6 +237,10 @@ typedef struct {
     const char *run_dir; /* NULL: no files */
     int resume;
     const char *config_text; /* written to config.txt; compared on resume without a checkpoint */
+    /* optional, "key = value" lines of every setting's default: in that
+     * comparison a key the earlier config.txt lacks (a setting added by a
+     * later version) counts as unchanged when its value now is its default */
+    const char *config_defaults;
     int64_t save_every;      /* checkpoint every N steps (0: only at validations and the end) */
     int64_t keep;            /* checkpoints kept (at least average_last) */
     int final_best;          /* without validation, best.tfm = the final weights */

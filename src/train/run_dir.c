@@ -182,22 +182,28 @@ static int ignored_setting(const char *key) {
 }
 
 /* config.txt of an earlier attempt against the configuration given now. */
-static int same_config(const char *dir, const char *path, const char *given) {
+static int same_config(const char *dir, const char *path, const char *given,
+                       const char *defaults) {
     size_t len = 0;
     char *text;
     if (tfm_read_input(path, &text, &len)) return 0;
-    tfm_kv old, now;
+    tfm_kv old, now, def;
     tfm_kv_init(&old);
     tfm_kv_init(&now);
+    tfm_kv_init(&def);
     int ok = 0;
     if (tfm_kv_parse(&old, text, len, path)) goto done;
     if (tfm_kv_parse(&now, given, strlen(given), "the configuration given")) goto done;
+    if (defaults && tfm_kv_parse(&def, defaults, strlen(defaults), "the defaults")) goto done;
     for (int pass = 0; pass < 2; pass++) {
         const tfm_kv *a = pass ? &now : &old, *b = pass ? &old : &now;
         for (int64_t i = 0; i < a->n; i++) {
             if (ignored_setting(a->keys[i])) continue;
             const char *v = tfm_kv_get(b, a->keys[i]);
             if (v && !strcmp(v, a->vals[i])) continue;
+            /* a setting the earlier version did not have, at its default now */
+            const char *d = pass && !v ? tfm_kv_get(&def, a->keys[i]) : NULL;
+            if (d && !strcmp(d, a->vals[i])) continue;
             const char *was = pass ? v : a->vals[i], *is = pass ? a->vals[i] : v;
             tfm_set_error("%s: --resume: %s holds a different run that never reached a "
                           "checkpoint: %s was %s, now %s (choose another directory)",
@@ -209,6 +215,7 @@ static int same_config(const char *dir, const char *path, const char *given) {
 done:
     tfm_kv_free(&old);
     tfm_kv_free(&now);
+    tfm_kv_free(&def);
     free(text);
     return ok;
 }
@@ -314,7 +321,7 @@ int tfm_run_check_dir(const tfm_train_opts *o, int *fresh_restart, int create) {
         if (has_config) {
             if (!o->config_text) return tfm_set_error("%s: no usable checkpoint", dir), 1;
             char *path = tfm_path_join(dir, "config.txt");
-            int same = path && same_config(dir, path, o->config_text);
+            int same = path && same_config(dir, path, o->config_text, o->config_defaults);
             free(path);
             if (!same) return 1;
         }
