@@ -153,6 +153,26 @@ static int config_mismatch(const char *path, const char *what, const tfm_model_c
     return 1;
 }
 
+/* Checkpoint keys that are left out at their usual value (or that a later
+ * tfm added), with the value their absence means: one place, so that
+ * --resume compares an older checkpoint's setting, not "unknown". */
+static const struct {
+    const char *key, *absent;
+} g_absent[] = {
+    {"train.ema", "0"},        /* written only with --ema */
+    {"data.accum", "1"},       /* written only with --accum > 1 */
+    {"data.bpe-dropout", "0"}, /* written since 2026-11-30; runs before had none */
+};
+
+/* The checkpoint's value of key, else the value its absence means, else NULL. */
+static const char *meta_or_absent(const tfm_kv *meta, const char *key) {
+    const char *v = tfm_kv_get(meta, key);
+    if (v) return v;
+    for (size_t i = 0; i < sizeof g_absent / sizeof g_absent[0]; i++)
+        if (!strcmp(g_absent[i].key, key)) return g_absent[i].absent;
+    return NULL;
+}
+
 /* Loads params, optimizer state and counters from the newest good checkpoint. */
 static int resume_from(tfm_trainer *tr, char **found) {
     char *path = tfm_run_find_checkpoint(tr->o.run_dir, 0);
@@ -170,13 +190,12 @@ static int resume_from(tfm_trainer *tr, char **found) {
     int n_state;
     tfm_state_block *state = tfm_trainer_state_blocks(tr, &n_state);
     uint64_t seed;
-    /* the weight average (before its block is looked for): no key is none */
-    const char *ema_was = tfm_kv_get(&ck.meta, "train.ema");
+    /* the weight average (before its block is looked for) */
+    const char *ema_was = meta_or_absent(&ck.meta, "train.ema");
     char ema_now[40] = "0";
     if (tr->o.ema > 0) snprintf(ema_now, sizeof ema_now, "%.17g", tr->o.ema);
-    if (strcmp(ema_was ? ema_was : "0", ema_now)) {
-        tfm_set_error("%s: was trained with --ema %s, not %s", path, ema_was ? ema_was : "0",
-                      ema_now);
+    if (strcmp(ema_was, ema_now)) {
+        tfm_set_error("%s: was trained with --ema %s, not %s", path, ema_was, ema_now);
         goto fail;
     }
     if (tfm_checkpoint_load_params(&ck, tr->params) ||
@@ -191,24 +210,21 @@ static int resume_from(tfm_trainer *tr, char **found) {
                       (unsigned long long)tr->o.seed);
         goto fail;
     }
-    /* batches per update: no key is 1 (the checkpoints of one batch per
-     * update do not write it) */
-    const char *accum_was = tfm_kv_get(&ck.meta, "data.accum");
+    /* batches per update (the checkpoints of one batch per update have no key) */
+    const char *accum_was = meta_or_absent(&ck.meta, "data.accum");
     char accum_now[32];
     snprintf(accum_now, sizeof accum_now, "%lld", (long long)(tr->o.accum > 1 ? tr->o.accum : 1));
-    if (strcmp(accum_was ? accum_was : "1", accum_now)) {
+    if (strcmp(accum_was, accum_now)) {
         tfm_set_error("%s: --resume with different data: --accum was %s, now %s", path,
-                      accum_was ? accum_was : "1", accum_now);
+                      accum_was, accum_now);
         goto fail;
     }
-    /* the data must be the same too (a checkpoint from before these keys
-     * were written has none to compare) */
+    /* the data must be the same too (a checkpoint from before a key was
+     * written, and without a value in g_absent, has none to compare) */
     for (int64_t i = 0; i < tr->state.n; i++) {
         const char *key = tr->state.keys[i], *now = tr->state.vals[i];
         if (strncmp(key, "data.", 5)) continue;
-        const char *was = tfm_kv_get(&ck.meta, key);
-        /* written since 2026-11-30: the runs before had no BPE-dropout */
-        if (!was && !strcmp(key, "data.bpe-dropout")) was = "0";
+        const char *was = meta_or_absent(&ck.meta, key);
         if (!was || !strcmp(was, now)) continue;
         tfm_set_error("%s: --resume with different data: %s%s was %s, now %s", path,
                       strcmp(key, "data.kind") ? "--" : "", key + 5, was, now);
