@@ -20,24 +20,22 @@ int64_t tfm_pairs_count_too_long(const tfm_pairs *p, int64_t max_src_len, int64_
 }
 
 /* Sort key of a kept pair: padded cost first, then source length, then a
- * random tie-break from the seed, then the index, so the order is total and
- * qsort's instability cannot leak into the result. */
+ * random tie-break from the seed, then the index, so the order is total. */
 typedef struct {
     int64_t cost, s;
     uint64_t tie;
     int64_t index;
 } sort_key;
 
-static int cmp_key(const void *pa, const void *pb) {
-    const sort_key *a = pa, *b = pb;
+static int cmp_key(const sort_key *a, const sort_key *b) {
     if (a->cost != b->cost) return a->cost < b->cost ? -1 : 1;
     if (a->s != b->s) return a->s < b->s ? -1 : 1;
     if (a->tie != b->tie) return a->tie < b->tie ? -1 : 1;
     return a->index < b->index ? -1 : a->index > b->index;
 }
 
-/* A stable bottom-up merge sort of n keys with room for n more after them
- * (no allocation; the order is total, so it is qsort's order). */
+/* A bottom-up merge sort of n keys with room for n more after them (no
+ * allocation, so the per-epoch cut can use it inside the training loop). */
 static void merge_sort(sort_key *a, int64_t n) {
     sort_key *src = a, *dst = a + n;
     for (int64_t w = 1; w < n; w *= 2) {
@@ -58,7 +56,9 @@ static void merge_sort(sort_key *a, int64_t n) {
 /* Sorts the kept pairs with the seed's tie-break and cuts batches. */
 static int bucket(tfm_batcher *b, uint64_t seed) {
     const tfm_pairs *p = b->pairs;
-    sort_key *keys = b->keys ? b->keys : malloc((size_t)b->n_kept * sizeof *keys);
+    /* the keys and as many again for the merge sort: the batcher's buffer when
+     * it cuts every epoch, else one for this cut */
+    sort_key *keys = b->keys ? b->keys : malloc(2 * (size_t)b->n_kept * sizeof *keys);
     if (!keys) {
         tfm_set_error("batcher: out of memory for %lld pairs", (long long)b->n_kept);
         return 1;
@@ -70,10 +70,7 @@ static int bucket(tfm_batcher *b, uint64_t seed) {
         keys[m++] = (sort_key){max64(s, t), s, tfm_rand_u64(seed ^ 0xB0C4E7ull, (uint64_t)i), i};
     }
     TFM_ASSERT(m == b->n_kept);
-    if (keys == b->keys) /* cut again every epoch: no allocation */
-        merge_sort(keys, m);
-    else
-        qsort(keys, (size_t)m, sizeof *keys, cmp_key);
+    merge_sort(keys, m);
 
     int64_t budget = b->opts.batch_tokens, cap_b = b->opts.max_batch_sentences;
     int64_t nb = 0, count = 0, cur_s = 0, cur_t = 0;
