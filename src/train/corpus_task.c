@@ -675,11 +675,14 @@ int tfm_train_corpus(const tfm_corpus_task *task, const tfm_train_opts *opts,
     if (ranks_was || dist) tfm_kv_set(&tr.state, "state.dist_ranks", "%lld", now);
     tfm_trainer_log(&tr,
                     "corpus %s / %s: %lld pairs, %lld dropped (longer than %lld subwords); "
-                    "%lld batches per epoch (max %lld x %lld/%lld); vocabulary %d; %lld "
+                    "%lld batches per epoch (%s %lld x %lld/%lld); vocabulary %d; %lld "
                     "parameters; %d threads\n",
                     task->src_train, task->tgt_train, (long long)train.n,
                     (long long)source.batcher.n_dropped, (long long)task->max_tokens,
-                    (long long)source.batcher.n_batches, (long long)B, (long long)S, (long long)T,
+                    (long long)source.batcher.n_batches,
+                    /* with BPE-dropout the shapes change every epoch: the buffers' bounds */
+                    task->bpe_dropout > 0 ? "buffers for up to" : "max", (long long)B,
+                    (long long)S, (long long)T,
                     tfm_vocab_size(tm.vocab), (long long)tr.n_params, tfm_num_threads());
     if (task->bpe_dropout > 0)
         tfm_trainer_log(&tr,
