@@ -213,6 +213,18 @@ START_TEST(test_bpe_dropout_resumes_bit_identical) {
     ck_assert_int_ge(epoch, 2);
     ck_assert_str_eq(tfm_kv_get(&ck.meta, "data.bpe-dropout"), "0.1");
     tfm_checkpoint_free(&ck);
+    /* train.log: the batch shapes change every epoch, so the corpus line
+     * gives the buffers' bounds, not a largest batch */
+    const char *logs[2] = {"one", "plain"}, *want[2] = {"batches per epoch (buffers for up to ",
+                                                        "batches per epoch (max "};
+    for (int k = 0; k < 2; k++) {
+        char path[1024], *text = NULL;
+        size_t len = 0;
+        snprintf(path, sizeof path, "%s/%s/train.log", dir, logs[k]);
+        ck_assert_int_eq(tfm_read_input(path, &text, &len), 0);
+        ck_assert_msg(strstr(text, want[k]), "%s: no '%s'", path, want[k]);
+        free(text);
+    }
     /* flags: the range, and a budget that any segmentation fits */
     snprintf(cmd, sizeof cmd, "%s --bpe-dropout 1 --steps 2 --save %s/bad 2>&1", common, dir);
     ck_assert_int_eq(tfm_test_run(cmd, out, sizeof out), 2);
