@@ -981,6 +981,87 @@ START_TEST(batch_drop_count_and_limits) {
 }
 END_TEST
 
+/* The cut's batch sizes ("3 3 1") under min_batch_sentences = min, and the
+ * bucket order, which a minimum must not change (it only moves a boundary). */
+static void cut_sizes(const tfm_pairs *p, int64_t budget, int64_t min, char *out, size_t cap,
+                      int64_t *order) {
+    tfm_batcher b;
+    tfm_batch_opts o = {.batch_tokens = budget, .min_batch_sentences = min, .seed = 5};
+    ck_assert_int_eq(tfm_batcher_init(&b, p, &o), 0);
+    out[0] = 0;
+    for (int64_t k = 0; k < b.n_batches; k++) {
+        const int64_t *idx;
+        int64_t n = tfm_batcher_batch(&b, k, &idx);
+        snprintf(out + strlen(out), cap - strlen(out), "%s%lld", k ? " " : "", (long long)n);
+    }
+    memcpy(order, b.order, (size_t)b.n_kept * sizeof *order);
+    tfm_batcher_free(&b);
+}
+
+/* min_batch_sentences (data parallelism: a sentence for each process): a
+ * last batch short of it takes pairs from the end of the batch before, only
+ * when the budget allows and the batch before keeps the minimum; otherwise,
+ * and for batches that have it, the cut is the one without a minimum. */
+START_TEST(batch_min_sentences_borrows_for_the_last) {
+    int32_t ids[32] = {0};
+    int32_t *rows[8];
+    int64_t len[8], order0[8], order[8];
+    for (int i = 0; i < 8; i++) rows[i] = ids;
+    char got[64];
+    /* seven pairs of cost 10, budget 30: 3 3 1 */
+    for (int i = 0; i < 7; i++) len[i] = 9;
+    tfm_pairs p = {7, rows, len, rows, len};
+    cut_sizes(&p, 30, 0, got, sizeof got, order0);
+    ck_assert_str_eq(got, "3 3 1");
+    cut_sizes(&p, 30, 1, got, sizeof got, order);
+    ck_assert_str_eq(got, "3 3 1");
+    cut_sizes(&p, 30, 2, got, sizeof got, order);
+    ck_assert_str_eq(got, "3 2 2");
+    ck_assert_mem_eq(order, order0, 7 * sizeof *order);
+    cut_sizes(&p, 30, 3, got, sizeof got, order); /* the batch before would keep 1 */
+    ck_assert_str_eq(got, "3 3 1");
+    /* six pairs of cost 5 and one of cost 20, budget 30: 6 1; two of cost
+     * 20 would break the budget */
+    for (int i = 0; i < 6; i++) len[i] = 4;
+    len[6] = 19;
+    cut_sizes(&p, 30, 0, got, sizeof got, order0);
+    ck_assert_str_eq(got, "6 1");
+    cut_sizes(&p, 30, 2, got, sizeof got, order);
+    ck_assert_str_eq(got, "6 1");
+    cut_sizes(&p, 40, 0, got, sizeof got, order0);
+    ck_assert_str_eq(got, "6 1");
+    cut_sizes(&p, 40, 2, got, sizeof got, order); /* now two of cost 20 fit */
+    ck_assert_str_eq(got, "5 2");
+    ck_assert_mem_eq(order, order0, 7 * sizeof *order);
+
+    /* a random corpus with a budget of at least 2 * min * the longest pair
+     * (+ 1): every batch holds the minimum and stays within the budget */
+    test_pairs tp = make_pairs(997, 40, 9);
+    for (int64_t min = 2; min <= 5; min++) {
+        tfm_batcher b;
+        tfm_batch_opts o = {.batch_tokens = 2 * min * 41, .min_batch_sentences = min, .seed = 2};
+        ck_assert_int_eq(tfm_batcher_init(&b, &tp.p, &o), 0);
+        int64_t total = 0;
+        for (int64_t k = 0; k < b.n_batches; k++) {
+            const int64_t *idx;
+            int64_t n = tfm_batcher_batch(&b, k, &idx), most = 0;
+            for (int64_t r = 0; r < n; r++) {
+                int64_t c = (tp.p.src_len[idx[r]] > tp.p.tgt_len[idx[r]] ? tp.p.src_len[idx[r]]
+                                                                       : tp.p.tgt_len[idx[r]]) +
+                            1;
+                most = c > most ? c : most;
+            }
+            ck_assert_int_ge(n, min);
+            ck_assert_int_le(n * most, o.batch_tokens);
+            total += n;
+        }
+        ck_assert_int_eq(total, 997);
+        tfm_batcher_free(&b);
+    }
+    free_pairs(&tp);
+}
+END_TEST
+
 /* ---- the numbers corpus ----------------------------------------------------- */
 
 static const struct {
@@ -1139,6 +1220,7 @@ int main(void) {
     tcase_add_test(tb, batcher_cuts_each_epoch_anew);
     tcase_add_test(tb, dropout_source_segments_each_epoch);
     tcase_add_test(tb, batch_drop_count_and_limits);
+    tcase_add_test(tb, batch_min_sentences_borrows_for_the_last);
     suite_add_tcase(s, tb);
     TCase *tn = tcase_create("numbers");
     tcase_add_test(tn, numbers_spellings);

@@ -10,6 +10,9 @@
  *     the reduction order is fixed;
  *   - a 2-rank run resumed with 1 and with 3 ranks continues the same global
  *     batch sequence (and says so);
+ *   - --bpe-dropout: 2 ranks train like one process; with 3 ranks an epoch's
+ *     short last batch borrows sentences and a resume stays byte-identical;
+ *     budgets too small for a sentence per rank are refused;
  *   - a rank started with another --seed, or with a different corpus, is
  *     refused at start-up naming the rank and the setting;
  *   - a rank killed with SIGKILL (or stopped with SIGSTOP) takes the job
@@ -276,6 +279,57 @@ START_TEST(ranks_accumulate_like_one_process) {
 }
 END_TEST
 
+/* --bpe-dropout under mpirun: every rank segments the whole text alike each
+ * epoch and takes its share of the same batches, so 2 ranks train like one
+ * process (to rounding); with 3 ranks an epoch's last batch here holds fewer
+ * than 3 sentences and borrows from the one before (batch.c), and a resume
+ * from step 30 still ends byte-identical to the run straight through. A budget
+ * below 2 x ranks x (--max-tokens + 1), and one that leaves a batch short of a
+ * sentence per rank without dropout, are refused naming --batch-tokens. */
+START_TEST(ranks_bpe_dropout) {
+    NEED_MPI();
+    const char *dir = tfm_test_tmpdir("mpi-bpe-dropout");
+    make_data(dir);
+    const char *one = sub(dir, "one"), *two = sub(dir, "two"), *three = sub(dir, "three"),
+               *half = sub(dir, "half");
+    enum { STEPS = 60 };
+    /* validation at step 30 in the run straight through too, as at the end
+     * of the first half (the best-checkpoint bookkeeping then agrees) */
+    const char *drop = "--bpe-dropout 0.1 --save-every 30 --valid-every 30";
+    train(0, NULL, dir, STEPS, drop, one);
+    train(2, NULL, dir, STEPS, drop, two);
+    double l1[STEPS], l2[STEPS];
+    read_losses(one, l1, STEPS);
+    read_losses(two, l2, STEPS);
+    check_losses("--bpe-dropout: 2 ranks vs 1 process", l2, l1, STEPS);
+    check_params("--bpe-dropout: 2 ranks vs 1 process", two, one, STEPS);
+
+    train(3, NULL, dir, STEPS, drop, three);
+    train(3, NULL, dir, 30, drop, half);
+    train(3, NULL, dir, STEPS, "--bpe-dropout 0.1 --save-every 30 --valid-every 30 --resume",
+          half);
+    char fa[1024], fb[1024];
+    snprintf(fa, sizeof fa, "%s/checkpoint-%08d.tfm", three, STEPS);
+    snprintf(fb, sizeof fb, "%s/checkpoint-%08d.tfm", half, STEPS);
+    check_same_file(fa, fb);
+
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "%s '%s' %s --batch-tokens 120 --save %s/small", mpirun(2, NULL),
+             tfm_test_bin(), train_args(dir, 5, "--bpe-dropout 0.1"), dir);
+    int rc = tfm_test_run(cmd, g_out, sizeof g_out);
+    ck_assert_msg(rc != 0 && strstr(g_out, "tfm: --bpe-dropout with 2 processes: --batch-tokens "
+                                           "(120) must be at least 2 x processes x "
+                                           "(--max-tokens + 1) = 124"),
+                  "exit %d:\n%s", rc, g_out);
+    snprintf(cmd, sizeof cmd, "%s '%s' %s --batch-tokens 40 --save %s/tiny", mpirun(3, NULL),
+             tfm_test_bin(), train_args(dir, 5, NULL), dir);
+    rc = tfm_test_run(cmd, g_out, sizeof g_out);
+    ck_assert_msg(rc != 0 && strstr(g_out, "tfm: --batch-tokens 40: a batch of the training data "
+                                           "holds only 2 sentence(s), fewer than the 3 processes"),
+                  "exit %d:\n%s", rc, g_out);
+}
+END_TEST
+
 /* The same N twice, over TCP, with other gradient buckets, and with one
  * blocking sum after backward instead of buckets sent during it
  * (TFM_MPI_OVERLAP=0, the code before the overlap): byte-identical
@@ -482,6 +536,7 @@ static Suite *suite(void) {
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, ranks_train_like_one_process);
     tcase_add_test(tc, ranks_accumulate_like_one_process);
+    tcase_add_test(tc, ranks_bpe_dropout);
     tcase_add_test(tc, same_ranks_bit_identical);
     tcase_add_test(tc, mismatch_refused);
     tcase_add_test(tc, killed_rank_then_resume);

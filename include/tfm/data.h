@@ -168,6 +168,12 @@ typedef struct {
     int64_t max_src_len;         /* drop pairs with more source ids; <= 0: no limit */
     int64_t max_tgt_len;         /* drop pairs with more target ids; <= 0: no limit */
     int64_t max_batch_sentences; /* cap on B; <= 0: no cap */
+    /* at least this many pairs in every batch (data parallelism: one for
+     * each process); <= 1: no minimum. Only the last batch of a cut can hold
+     * fewer, and then it takes the missing pairs from the end of the batch
+     * before it, when both stay within the budget and keep the minimum;
+     * batches that already have it are left as they are. */
+    int64_t min_batch_sentences;
     uint64_t seed;
 } tfm_batch_opts;
 

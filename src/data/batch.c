@@ -92,6 +92,18 @@ static int bucket(tfm_batcher *b, uint64_t seed) {
         cur_t = nt;
     }
     b->start[++nb] = m;
+    /* a last batch short of the minimum takes pairs from the end of the one
+     * before (sorted order: they cost no more than its own); when that would
+     * break the budget or leave the one before short, the cut stays as it
+     * is and the caller sees the short batch */
+    int64_t want = b->opts.min_batch_sentences, have = b->start[nb] - b->start[nb - 1];
+    if (want > 1 && have < want && nb >= 2) {
+        int64_t take = want - have, prev = b->start[nb - 1] - b->start[nb - 2];
+        int64_t last = b->order[m - 1];
+        int64_t cost = max64(p->src_len[last], p->tgt_len[last]) + 1;
+        if (prev - take >= want && want * cost <= budget && (cap_b <= 0 || want <= cap_b))
+            b->start[nb - 1] -= take;
+    }
     b->n_batches = nb;
     if (keys != b->keys) free(keys);
     b->perm_epoch = -1;

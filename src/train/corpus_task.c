@@ -508,9 +508,17 @@ int tfm_train_corpus(const tfm_corpus_task *task, const tfm_train_opts *opts,
         return tfm_set_error("--bpe-dropout needs --exact-vocab (a vocabulary with every piece "
                              "the merges pass through)"),
                1;
-    if (task->bpe_dropout > 0 && task->dist && task->dist->size > 1)
-        return task->dist->agreed_error = 1, tfm_set_error("--bpe-dropout: not available with several processes yet (a batch "
-                             "cut anew each epoch may hold fewer sentences than processes)"),
+    /* the batches are cut anew every epoch: a budget of twice the processes'
+     * longest pairs makes every cut give each process a sentence (the last
+     * batch borrows from the one before: tfm_batch_opts.min_batch_sentences) */
+    if (task->bpe_dropout > 0 && task->dist && task->dist->size > 1 &&
+        task->batch_tokens < 2 * (int64_t)task->dist->size * (task->max_tokens + 1))
+        return task->dist->agreed_error = 1,
+               tfm_set_error("--bpe-dropout with %d processes: --batch-tokens (%lld) must be at "
+                             "least 2 x processes x (--max-tokens + 1) = %lld, so that every "
+                             "epoch's batches hold a sentence for each process",
+                             task->dist->size, (long long)task->batch_tokens,
+                             (long long)(2 * (int64_t)task->dist->size * (task->max_tokens + 1))),
                1;
     if (opts->threads > 0) tfm_set_num_threads(opts->threads);
     tfm_dist *dist = task->dist && task->dist->size > 1 ? task->dist : NULL;
@@ -572,12 +580,15 @@ int tfm_train_corpus(const tfm_corpus_task *task, const tfm_train_opts *opts,
                          .max_src_len = task->max_tokens,
                          .max_tgt_len = task->max_tokens,
                          .seed = o.seed};
+    /* the training batches: one sentence at least for each process */
+    tfm_batch_opts tbo = bo;
+    tbo.min_batch_sentences = dist ? dist->size : 0;
     if (task->bpe_dropout > 0) {
         if (tfm_corpus_source_init_dropout(&source, &train, tm.bpe, tm.vocab, task->bpe_dropout,
-                                           task->bpe_dropout_source_only, &bo))
+                                           task->bpe_dropout_source_only, &tbo))
             goto done;
     } else if (tfm_corpus_encode(&train, &tm, &etrain) ||
-               tfm_corpus_source_init(&source, &etrain.pairs, &bo)) {
+               tfm_corpus_source_init(&source, &etrain.pairs, &tbo)) {
         goto done;
     }
     have_source = 1;

@@ -60,6 +60,12 @@ static int corpus_next(void *ctx, int64_t step, tfm_seq_batch *b, int64_t *n_tok
     int64_t n = tfm_batcher_next(&s->batcher, &idx);
     if (n <= 0) return 1; /* an epoch with nothing to batch (the batcher says which) */
     if (s->share_count > 1) {
+        /* every process cuts the same batches, so all of them stop here alike */
+        if (n < s->share_count)
+            return tfm_set_error("batch of %lld sentence(s): fewer than the %d processes (raise "
+                                 "--batch-tokens)",
+                                 (long long)n, s->share_count),
+                   1;
         /* this process's contiguous part of the global batch */
         int64_t lo = n * s->share_rank / s->share_count;
         int64_t hi = n * (s->share_rank + 1) / s->share_count;
