@@ -672,6 +672,46 @@ START_TEST(dropout_source_segments_each_epoch) {
     }
     ck_assert_int_gt(src_changed, 0);
     tfm_corpus_source_free(&t);
+    /* limits at the median plain length: a line whose dropout segmentation
+     * would exceed its side's limit keeps the plain one, so every epoch
+     * keeps each pair the plain segmentation keeps (without the fallback
+     * some of those pairs come out too long in these epochs) */
+    int64_t *plain_len = malloc((size_t)(2 * c.n) * sizeof *plain_len), most[2] = {0, 0};
+    for (int64_t i = 0; i < c.n; i++)
+        for (int side = 0; side < 2; side++) {
+            const char *line = side ? c.tgt[i] : c.src[i];
+            plain_len[2 * i + side] =
+                tfm_vocab_encode(tm.bpe, tm.vocab, line, strlen(line), plain_ids, 256);
+            if (plain_len[2 * i + side] > most[side]) most[side] = plain_len[2 * i + side];
+        }
+    tfm_batch_opts tight = {.batch_tokens = 200,
+                            .max_src_len = most[0] / 2,
+                            .max_tgt_len = most[1] / 2,
+                            .seed = 3};
+    int64_t plain_kept = 0;
+    for (int64_t i = 0; i < c.n; i++)
+        plain_kept +=
+            plain_len[2 * i] <= tight.max_src_len && plain_len[2 * i + 1] <= tight.max_tgt_len;
+    ck_assert_int_gt(plain_kept, 0);
+    ck_assert_int_lt(plain_kept, c.n);
+    ck_assert_int_eq(tfm_corpus_source_init_dropout(&t, &c, tm.bpe, tm.vocab, 0.3, 0, &tight), 0);
+    for (int64_t e = 0; e < 4; e++) {
+        ck_assert_int_eq(tfm_batcher_set_state(&t.batcher, (tfm_batcher_state){3, e, 0}), 0);
+        check_spelling(&t, &c, tm.vocab);
+        int64_t kept = 0;
+        for (int64_t i = 0; i < c.n; i++) {
+            int fits =
+                t.own.src_len[i] <= tight.max_src_len && t.own.tgt_len[i] <= tight.max_tgt_len;
+            if (plain_len[2 * i] <= tight.max_src_len && plain_len[2 * i + 1] <= tight.max_tgt_len)
+                ck_assert_msg(fits, "epoch %lld: pair %lld fits plain but not now", (long long)e,
+                              (long long)i);
+            kept += fits;
+        }
+        ck_assert_int_ge(kept, plain_kept);
+        ck_assert_int_eq(t.batcher.n_kept, kept);
+    }
+    tfm_corpus_source_free(&t);
+    free(plain_len);
     /* refused: no dropout, a vocabulary without the merge symbols */
     ck_assert_int_ne(tfm_corpus_source_init_dropout(&t, &c, tm.bpe, tm.vocab, 0.0, 0, &o), 0);
     ck_assert_int_gt(tfm_vocab_missing_merge_symbols(plain.vocab, plain.bpe), 0);

@@ -1,8 +1,10 @@
 /* src/util: growable buffers, whole-stream reading, byte hashing, hash maps,
  * line iteration (the private helpers shared by data, io and eval). */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "../src/util/buf.h"
 #include "../src/util/hash.h"
@@ -221,6 +223,49 @@ START_TEST(each_line_mem_and_file) {
 }
 END_TEST
 
+/* tfm_getline_error: getline's -1 at the end of the file is the end; a -1
+ * before it (out of memory for a long line, which sets no stream error) is
+ * an error naming the line, not a silent end of the input. tfm_open_regular:
+ * a FIFO without a writer is refused at once (it used to block), a file
+ * opens, a directory is refused. */
+START_TEST(getline_error_and_regular_files) {
+    char text[] = "a\nb\n";
+    FILE *f = fmemopen(text, strlen(text), "r");
+    ck_assert_ptr_nonnull(f);
+    char *line = NULL;
+    size_t cap = 0;
+    ck_assert_int_eq(getline(&line, &cap, f), 2);
+    ck_assert_int_eq(tfm_getline_error(f, "in.txt", 2, ENOMEM), 1);
+    ck_assert_str_eq(tfm_last_error(), "in.txt:2: cannot read the line: Cannot allocate memory");
+    while (getline(&line, &cap, f) >= 0) continue;
+    ck_assert_int_eq(tfm_getline_error(f, "in.txt", 3, 0), 0);
+    free(line);
+    fclose(f);
+
+    const char *dir = tfm_test_tmpdir("util_regular");
+    char path[512];
+    int not_regular = -1;
+    snprintf(path, sizeof path, "%s/file", dir);
+    f = fopen(path, "wb");
+    fputs("x", f);
+    fclose(f);
+    f = tfm_open_regular(path, &not_regular);
+    ck_assert_ptr_nonnull(f);
+    ck_assert_int_eq(fgetc(f), 'x');
+    fclose(f);
+    ck_assert_ptr_null(tfm_open_regular(dir, &not_regular));
+    ck_assert_int_eq(not_regular, 1);
+    snprintf(path, sizeof path, "%s/missing", dir);
+    ck_assert_ptr_null(tfm_open_regular(path, &not_regular));
+    ck_assert_int_eq(not_regular, 0);
+    ck_assert_int_eq(errno, ENOENT);
+    snprintf(path, sizeof path, "%s/fifo", dir);
+    ck_assert_int_eq(mkfifo(path, 0600), 0);
+    ck_assert_ptr_null(tfm_open_regular(path, &not_regular)); /* no writer: no wait */
+    ck_assert_int_eq(not_regular, 1);
+}
+END_TEST
+
 START_TEST(strdup_copies_and_terminates) {
     char *a = tfm_strndup("abcdef", 3);
     ck_assert_str_eq(a, "abc");
@@ -280,6 +325,7 @@ int main(void) {
     tcase_add_test(tc, hash_bytes_depends_on_every_byte);
     tcase_add_test(tc, strmap_numbers_keys_in_insertion_order);
     tcase_add_test(tc, each_line_mem_and_file);
+    tcase_add_test(tc, getline_error_and_regular_files);
     tcase_add_test(tc, strdup_copies_and_terminates);
     tcase_add_test(tc, read_input_whole_file);
     tcase_add_test(tc, crc32c_matches_the_definition);

@@ -1,5 +1,6 @@
 /* tfm bpe: learn, apply and undo byte-pair-encoding subwords; build the
  * vocabulary; encode/decode ids; write a Hugging Face tokenizer.json. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -76,12 +77,18 @@ static int each_input_line(const bpe_args *a, line_cb fn, void *ctx) {
         }
         ssize_t got;
         long long lineno = 0;
-        while (rc == 0 && (got = getline(&line, &cap, f)) >= 0) {
+        while (rc == 0) {
+            errno = 0;
+            if ((got = getline(&line, &cap, f)) < 0) {
+                /* the end, or out of memory for a long line (an error, not the end) */
+                if (tfm_getline_error(f, name, lineno + 1, errno))
+                    rc = tfm_cli_fail(1, "%s", tfm_last_error());
+                break;
+            }
             size_t len = (size_t)got;
             if (len && line[len - 1] == '\n') len--;
             rc = fn(ctx, line, len, name, ++lineno);
         }
-        if (rc == 0 && tfm_input_error(f, name)) rc = tfm_cli_fail(1, "%s", tfm_last_error());
         if (f != stdin) fclose(f);
     }
     free(line);

@@ -77,7 +77,12 @@ static int metrics_read(const char *path, metrics *m) {
         tfm_set_error("%s:1: the header has no 'step' column (is this a tfm metrics.csv?)", path);
         goto done;
     }
-    while (getline(&line, &line_cap, f) >= 0) {
+    for (;;) {
+        errno = 0;
+        if (getline(&line, &line_cap, f) < 0) {
+            if (tfm_getline_error(f, path, lineno + 1, errno)) goto done;
+            break;
+        }
         lineno++;
         chomp(line);
         if (!line[0]) continue;

@@ -220,7 +220,6 @@ static int check_flags(const train_cli *o) {
     NEED(o->average_last == 0 || o->save, "--average-last needs --save DIR");
     NEED(o->average_last == 0 || o->save_every > 0 || o->src_valid,
          "--average-last: no checkpoints to average: give --save-every N (or validate)");
-    NEED(!o->init || *o->init, "--init: missing file name");
     NEED(o->max_bad_steps >= 1, "--max-bad-steps: must be at least 1");
     NEED(o->arena_mb >= 0, "--arena-mb: must not be negative");
     NEED(o->reduce_bucket >= 0, "--reduce-bucket: must not be negative");
@@ -440,6 +439,7 @@ int tfm_cmd_train(int argc, char **argv) {
                                 (long long)need);
         c.model.max_len = need;
     }
+    if (flags_check_recordable(flags, n_flags)) return 2;
     char *config = config_text(flags, n_flags);
     if (!config) return tfm_cli_fail(1, "out of memory");
     /* every setting at its default: a directory that an earlier tfm left

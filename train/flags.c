@@ -63,6 +63,12 @@ static int convert_value(flag_def *f, const char *text, const char *where, int f
         break;
     }
     case FLAG_STR:
+        /* an empty path would name the current or the root directory
+         * ("" + "/train.en") */
+        if (!*text)
+            return from_file ? tfm_set_error("%s: '%s' has an empty value", where, f->name)
+                             : tfm_set_error("%s: empty value", where),
+                   2;
         if (!check_only) {
             const char *v = from_file ? keep_string(text) : text;
             if (!v) return tfm_set_error("%s: out of memory", where), 2;
@@ -75,6 +81,7 @@ static int convert_value(flag_def *f, const char *text, const char *where, int f
          * not repeat there) */
         flag_list *l = f->value;
         if (!from_file) {
+            if (!*text) return tfm_set_error("%s: empty value", where), 2;
             if (l->n >= FLAG_LIST_MAX)
                 return tfm_set_error("%s: given more than %d times", where, FLAG_LIST_MAX), 2;
             if (!check_only) l->items[l->n++] = text;
@@ -334,6 +341,43 @@ int flags_parse_aliases(flag_def *flags, int n_flags, const flag_alias *aliases,
         if (set_value(f, value, spelt)) return 2;
     }
     if (config && flags_read_config(flags, n_flags, config)) return 2;
+    return 0;
+}
+
+/* Whether flags_read_config would read text back as it is: no line break,
+ * no space at either end, no '#' that starts a comment; list items (split
+ * at spaces) no whitespace at all. */
+static const char *unrecordable(const char *text, int list_item) {
+    size_t n = strlen(text);
+    if (strpbrk(text, "\n\r")) return "a line break";
+    if (list_item && strpbrk(text, " \t\v\f")) return "a space";
+    if (n && (isspace((unsigned char)text[0]) || isspace((unsigned char)text[n - 1])))
+        return "a space at either end";
+    for (const char *h = strchr(text, '#'); h; h = strchr(h + 1, '#'))
+        if (h == text || h[-1] == ' ' || h[-1] == '\t') return "a '#' that would start a comment";
+    return NULL;
+}
+
+int flags_check_recordable(const flag_def *flags, int n_flags) {
+    for (int i = 0; i < n_flags; i++) {
+        const flag_def *d = &flags[i];
+        const char *why = NULL, *value = NULL;
+        if (d->type == FLAG_STR && *(const char **)d->value) {
+            value = *(const char **)d->value;
+            why = unrecordable(value, 0);
+        } else if (d->type == FLAG_LIST) {
+            const flag_list *l = d->value;
+            for (int k = 0; k < l->n && !why; k++) why = unrecordable(value = l->items[k], 1);
+        }
+        /* the value quoted unless it would break the message's one line */
+        if (why)
+            return tfm_cli_fail(2,
+                                "--%s%s%s%s: config.txt could not record a value with %s (rename "
+                                "the file or directory)",
+                                d->name, strpbrk(value, "\n\r") ? "" : " '",
+                                strpbrk(value, "\n\r") ? "" : value,
+                                strpbrk(value, "\n\r") ? "" : "'", why);
+    }
     return 0;
 }
 

@@ -70,6 +70,9 @@ void man_usage(FILE *f, const char *usage);
 void man_flag(FILE *f, const char *name, const char *help, const char *def);
 /* Parses a config file into the flags (used by flags_parse for --config). */
 int flags_read_config(flag_def *flags, int n_flags, const char *path);
+/* 0 when flags_read_config would read back every value flags_write_config
+ * writes; else 2 after a one-line error naming the flag and the value. */
+int flags_check_recordable(const flag_def *flags, int n_flags);
 /* Writes the resolved configuration as "key = value" lines. */
 void flags_write_config(FILE *f, const flag_def *flags, int n_flags);
 flag_def *flags_find(flag_def *flags, int n_flags, const char *name);

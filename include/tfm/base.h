@@ -73,6 +73,13 @@ int tfm_product_i64(const int64_t *factors, int n, int64_t limit, int64_t *out);
  * FIFOs and /dev/stdin work as well as regular files; read errors are
  * reported as "<path>: read error: <reason>". "-" is not special here. */
 FILE *tfm_open_input(const char *path);
+/* A file that must be a regular one (checkpoints, a model's vocabulary and
+ * codes, config files): opened without blocking first, so that a FIFO
+ * without a writer is refused instead of waiting forever. NULL with errno
+ * set when it cannot be opened, or with *not_regular = 1 when it is not a
+ * regular file (errno EISDIR for a directory, else 0); the caller words the
+ * message. */
+FILE *tfm_open_regular(const char *path, int *not_regular);
 /* Paths of any length (no fixed-size buffers on user input): dir + "/" +
  * name, and printf into a string, both malloc'd (free them); NULL with
  * "out of memory" set when that fails. */
@@ -85,6 +92,11 @@ int tfm_read_input(const char *path, char **data, size_t *len);
 /* After reading f to its end: 0, or 1 with "<path>: read error: ..." when
  * the stream had an error (EISDIR, EIO). */
 int tfm_input_error(FILE *f, const char *path);
+/* After getline returned -1 on line `lineno` (errno then in err): 0 at the
+ * end of the file, else 1 with "<path>: read error: ..." or, when getline
+ * gave up without a stream error (out of memory for a long line),
+ * "<path>:<lineno>: cannot read the line: <reason>". */
+int tfm_getline_error(FILE *f, const char *path, int64_t lineno, int err);
 
 /* Counter-based random numbers: the value depends only on (key, counter), so
  * results do not depend on thread count or order of evaluation. */

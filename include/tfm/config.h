@@ -5,6 +5,8 @@
  *     d-model = 512
  *     lr-factor = 2.0   # trailing comments too
  *
+ * A comment starts at a '#' at the start of a line or after a space or tab
+ * (a '#' inside a word, as in the path "data#2.de", is part of the value).
  * Keys and values are trimmed of surrounding whitespace; the value may be
  * empty. Lines must be shorter than TFM_CONFIG_MAX_LINE bytes and must not
  * contain NUL bytes; a key may appear only once; a UTF-8 byte order mark at

@@ -106,6 +106,7 @@ typedef struct {
     /* BPE-dropout (tfm_corpus_source_init_dropout) */
     double bpe_dropout;
     int source_only; /* BPE-dropout on the source lines only */
+    int64_t max_len[2]; /* the batcher's limits (source, target) */
     uint64_t seed;
     const tfm_corpus *text;
     tfm_bpe *bpe;
@@ -125,8 +126,10 @@ int tfm_corpus_source_init(tfm_corpus_source *s, const tfm_pairs *pairs, const t
  * merge symbols) must outlive the source, which uses bpe (not thread-safe)
  * while training. The data.* description has the
  * checksums of the segmentation without dropout and data.bpe-dropout. With
- * source_only the target lines keep the plain segmentation. No allocation
- * after init. */
+ * source_only the target lines keep the plain segmentation. A line whose
+ * segmentation with dropout exceeds its side's limit keeps the plain one in
+ * that epoch, so no epoch keeps fewer pairs than the run without dropout
+ * would (an unlucky epoch cannot empty the data). No allocation after init. */
 int tfm_corpus_source_init_dropout(tfm_corpus_source *s, const tfm_corpus *text, tfm_bpe *bpe,
                                    const tfm_vocab *vocab, double p, int source_only,
                                    const tfm_batch_opts *o);

@@ -511,12 +511,14 @@ int tfm_checkpoint_parse(const void *data, size_t size, const char *name, tfm_ch
 
 int tfm_checkpoint_read(const char *path, tfm_checkpoint *ck) {
     memset(ck, 0, sizeof *ck);
-    FILE *f = fopen(path, "rb");
+    int not_regular;
+    FILE *f = tfm_open_regular(path, &not_regular);
+    if (!f && not_regular) return tfm_set_error("%s: not a regular file", path), 1;
     if (!f) return tfm_set_error("%s: cannot open checkpoint: %s", path, strerror(errno)), 1;
     struct stat st;
-    if (fstat(fileno(f), &st) || !S_ISREG(st.st_mode)) {
+    if (fstat(fileno(f), &st)) {
         fclose(f);
-        return tfm_set_error("%s: not a regular file", path), 1;
+        return tfm_set_error("%s: cannot read checkpoint: %s", path, strerror(errno)), 1;
     }
     size_t size = (size_t)st.st_size;
     unsigned char *buf = malloc(size ? size : 1);
@@ -547,9 +549,10 @@ static int read_at(FILE *f, size_t off, void *dst, size_t n) {
 static int read_params_fast(const char *path, tfm_checkpoint *ck) {
     int rc = 1;
     unsigned char *buf = NULL, *chunk = NULL;
-    FILE *f = fopen(path, "rb");
+    int not_regular;
+    FILE *f = tfm_open_regular(path, &not_regular);
     struct stat st;
-    if (!f || fstat(fileno(f), &st) || !S_ISREG(st.st_mode) || st.st_size < 8 + 8 + 12) goto out;
+    if (!f || fstat(fileno(f), &st) || st.st_size < 8 + 8 + 12) goto out;
     size_t size = (size_t)st.st_size, body = size - 12, have = 0, cap = 0;
     unsigned char tail[12];
     if (read_at(f, body, tail, 12) || memcmp(tail + 4, "TFMEND\0\0", 8)) goto out;

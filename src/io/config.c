@@ -61,8 +61,13 @@ static int config_line(void *ctx, const char *text, size_t n, const char *name, 
     }
     memcpy(line, text, n);
     line[n] = 0;
-    char *hash = strchr(line, '#');
-    if (hash) *hash = 0;
+    /* a comment starts at a '#' that begins the line or follows a space or
+     * tab, so that values such as paths may contain '#' ("data#2.de") */
+    for (char *h = line; (h = strchr(h, '#')) != NULL; h++)
+        if (h == line || h[-1] == ' ' || h[-1] == '\t') {
+            *h = 0;
+            break;
+        }
     char *s = line;
     while (isspace((unsigned char)*s)) s++;
     char *e = s + strlen(s);
@@ -103,12 +108,15 @@ int tfm_config_parse(const char *text, size_t len, const char *name, tfm_config_
 }
 
 int tfm_config_read(const char *path, tfm_config_fn fn, void *ctx) {
-    FILE *f = fopen(path, "rb");
+    int not_regular;
+    FILE *f = tfm_open_regular(path, &not_regular);
+    if (!f && not_regular)
+        return tfm_set_error("%s: the config file is not a regular file", path), 1;
     if (!f) return tfm_set_error("%s: cannot open the config file: %s", path, strerror(errno)), 1;
     struct stat st;
-    if (fstat(fileno(f), &st) || !S_ISREG(st.st_mode)) {
+    if (fstat(fileno(f), &st)) {
         fclose(f);
-        return tfm_set_error("%s: the config file is not a regular file", path), 1;
+        return tfm_set_error("%s: cannot read the config file: %s", path, strerror(errno)), 1;
     }
     if (st.st_size > (16 << 20)) {
         fclose(f);

@@ -2,6 +2,7 @@
  * loading such an export back. See include/tfm/export.h for the mapping. */
 #include "tfm/export.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -387,6 +388,16 @@ done:
  * hand and is not trusted. */
 static int read_config(const char *path, tfm_model_config *c, char *kind, size_t kind_cap) {
     tfm_json *doc;
+    int not_regular;
+    FILE *f = tfm_open_regular(path, &not_regular); /* a FIFO would block the read */
+    if (!f) {
+        if (not_regular)
+            return tfm_set_error("%s: %s", path,
+                                 errno == EISDIR ? "is a directory" : "not a regular file"),
+                   1;
+        return tfm_set_error("%s: cannot open: %s", path, strerror(errno)), 1;
+    }
+    fclose(f);
     if (tfm_json_parse_file(path, NULL, &doc)) return 1;
     int rc = 1;
     const char *s;

@@ -508,15 +508,19 @@ int tfm_safetensors_parse(const void *buf, size_t n, const char *name, tfm_st_fi
 
 int tfm_safetensors_open(const char *path, tfm_st_file *out) {
     memset(out, 0, sizeof *out);
-    FILE *fp = fopen(path, "rb");
+    int not_regular;
+    FILE *fp = tfm_open_regular(path, &not_regular);
     if (!fp) {
-        tfm_set_error("%s: cannot open: %s", path, strerror(errno));
+        if (not_regular)
+            tfm_set_error("%s: not a regular file", path);
+        else
+            tfm_set_error("%s: cannot open: %s", path, strerror(errno));
         return -1;
     }
     struct stat st;
-    if (fstat(fileno(fp), &st) != 0 || !S_ISREG(st.st_mode)) {
+    if (fstat(fileno(fp), &st) != 0) {
         fclose(fp);
-        tfm_set_error("%s: not a regular file", path);
+        tfm_set_error("%s: cannot read: %s", path, strerror(errno));
         return -1;
     }
     size_t size = (size_t)st.st_size;

@@ -439,6 +439,36 @@ static char *side_text(char *const *lines, int64_t n, size_t *len) {
     return text;
 }
 
+/* On --resume the run's bpe.codes and vocab.txt are reused, so the settings
+ * that would have made other ones must be the run's (its config.txt; a key
+ * it lacks, from before the setting existed, is not compared): otherwise
+ * the rewritten config.txt would describe a run that never happened. */
+static int same_text_settings(const tfm_corpus_task *task, const char *run_dir) {
+    char *path = tfm_path_join(run_dir, "config.txt"), *text = NULL;
+    size_t len;
+    if (!path) return 1;
+    if (access(path, F_OK) != 0) return free(path), 0;
+    tfm_kv kv;
+    tfm_kv_init(&kv);
+    int rc = tfm_read_input(path, &text, &len) || tfm_kv_parse(&kv, text, len, path);
+    const char *merges = rc ? NULL : tfm_kv_get(&kv, "bpe-merges");
+    const char *exact = rc ? NULL : tfm_kv_get(&kv, "exact-vocab");
+    char now[32];
+    snprintf(now, sizeof now, "%lld", (long long)task->bpe_merges);
+    if (merges && strcmp(merges, now))
+        rc = 1, tfm_set_error("--bpe-merges %s: %s was trained with %s (--resume reuses its "
+                              "bpe.codes and vocab.txt; choose another directory for new ones)",
+                              now, run_dir, merges);
+    else if (exact && strcmp(exact, task->inexact_vocab ? "false" : "true"))
+        rc = 1, tfm_set_error("--exact-vocab %s: %s was trained with %s (--resume reuses its "
+                              "vocab.txt; choose another directory for a new one)",
+                              task->inexact_vocab ? "false" : "true", run_dir, exact);
+    tfm_kv_free(&kv);
+    free(text);
+    free(path);
+    return rc;
+}
+
 /* BPE and vocabulary: reused from the run directory when present (resume),
  * taken from beside the checkpoint of o->init_from, otherwise learned jointly from the corpus
  * already in memory (each input file is read once: pipes, FIFOs and /dev/stdin work) and saved
@@ -451,7 +481,7 @@ static int prepare_text_model(const tfm_corpus_task *task, const tfm_train_opts 
     int reuse = codes && vocab && o->resume && access(codes, F_OK) == 0 && access(vocab, F_OK) == 0;
     free(codes);
     free(vocab);
-    if (reuse) return tfm_text_model_load(o->run_dir, tm);
+    if (reuse) return same_text_settings(task, o->run_dir) || tfm_text_model_load(o->run_dir, tm);
     if (o->init_from) { /* the ids the initial weights were trained with */
         char *dir = tfm_model_text_dir(o->init_from);
         int rc = !dir || tfm_text_model_load(dir, tm);

@@ -16,6 +16,7 @@
 #include "train_internal.h"
 
 int tfm_make_dirs(const char *dir) {
+    if (!*dir) return errno = ENOENT, 1; /* "" names no directory */
     char *path = tfm_format("%s", dir);
     if (!path) return 1;
     int rc = 0;

@@ -165,7 +165,8 @@ void tfm_corpus_source_free(tfm_corpus_source *s) {
 /* The pairs of epoch `epoch`: every line segmented with dropout (only the
  * source lines with source_only: the targets keep the plain segmentation
  * made at init), one draw stream per epoch, lines in order (source then
- * target of each pair). */
+ * target of each pair); a line that comes out longer than its side's limit
+ * is segmented as usual instead (the draws it took stay taken). */
 static void dropout_refresh(void *ctx, int64_t epoch) {
     tfm_corpus_source *s = ctx;
     tfm_rng r;
@@ -181,6 +182,8 @@ static void dropout_refresh(void *ctx, int64_t epoch) {
             int64_t cap = end - slot;
             *len = tfm_vocab_encode_dropout(s->bpe, s->vocab, line, strlen(line), s->bpe_dropout,
                                             &r, slot, cap);
+            if (*len > s->max_len[side])
+                *len = tfm_vocab_encode(s->bpe, s->vocab, line, strlen(line), slot, cap);
             TFM_ASSERT(*len >= 0 && *len <= cap, "a line has at most one piece per character");
         }
 }
@@ -210,6 +213,8 @@ int tfm_corpus_source_init_dropout(tfm_corpus_source *s, const tfm_corpus *text,
                              (long long)o->batch_tokens),
                1;
     s->bpe_dropout = p;
+    s->max_len[0] = o->max_src_len;
+    s->max_len[1] = o->max_tgt_len;
     s->seed = o->seed;
     s->text = text;
     s->bpe = bpe;

@@ -8,10 +8,23 @@
 
 #include "tfm/train.h"
 
+/* A model's file must be a regular one: refused before a FIFO could block
+ * the read that follows. */
+static int regular(const char *path) {
+    int not_regular;
+    FILE *f = tfm_open_regular(path, &not_regular);
+    if (f) return fclose(f), 1;
+    if (not_regular)
+        tfm_set_error("%s: %s", path, errno == EISDIR ? "is a directory" : "not a regular file");
+    else
+        tfm_set_error("%s: cannot open: %s", path, strerror(errno));
+    return 0;
+}
+
 int tfm_text_model_load(const char *dir, tfm_text_model *tm) {
     memset(tm, 0, sizeof *tm);
     char *codes = tfm_path_join(dir, "bpe.codes"), *vocab = tfm_path_join(dir, "vocab.txt");
-    if (codes && vocab) tm->bpe = tfm_bpe_load(codes);
+    if (codes && vocab && regular(codes) && regular(vocab)) tm->bpe = tfm_bpe_load(codes);
     if (tm->bpe) tm->vocab = tfm_vocab_load(vocab);
     free(codes);
     free(vocab);

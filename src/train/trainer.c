@@ -856,7 +856,7 @@ done:
     return rc;
 }
 
-int tfm_train(tfm_trainer *tr) {
+static int train_loop(tfm_trainer *tr) {
     const tfm_train_opts *o = &tr->o;
     tr->stop_reason = 0;
     while (tr->step < o->steps && !tfm_trainer_stop_requested()) {
@@ -890,4 +890,16 @@ int tfm_train(tfm_trainer *tr) {
     if (!tr->hooks.validate && o->final_best && tfm_trainer_save_best(tr)) return 1;
     if (o->average_last > 0 && o->run_dir && tr->stop_reason != 3 && average_last(tr)) return 1;
     return 0;
+}
+
+int tfm_train(tfm_trainer *tr) {
+    int rc = train_loop(tr);
+    /* the error ends train.log too (the caller prints it; the log is what
+     * remains of an unattended run) */
+    if (rc && tr->log) {
+        fprintf(tr->log, "stopped by an error after step %lld: %s\n", (long long)tr->step,
+                tfm_last_error());
+        fflush(tr->log);
+    }
+    return rc;
 }

@@ -2,11 +2,13 @@
 #include "tfm/base.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdarg.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -74,6 +76,38 @@ FILE *tfm_open_input(const char *path) {
         fclose(f);
         tfm_set_error("%s: is a directory", path);
         return NULL;
+    }
+    return f;
+}
+
+int tfm_getline_error(FILE *f, const char *path, int64_t lineno, int err) {
+    if (ferror(f)) return tfm_input_error(f, path);
+    if (feof(f)) return 0;
+    tfm_set_error("%s:%lld: cannot read the line: %s", path, (long long)lineno,
+                  strerror(err ? err : ENOMEM));
+    return 1;
+}
+
+FILE *tfm_open_regular(const char *path, int *not_regular) {
+    *not_regular = 0;
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) return NULL;
+    struct stat st;
+    int known = fstat(fd, &st) == 0;
+    if (!known || !S_ISREG(st.st_mode)) {
+        int dir = known && S_ISDIR(st.st_mode);
+        close(fd);
+        *not_regular = 1;
+        errno = dir ? EISDIR : 0;
+        return NULL;
+    }
+    int flags = fcntl(fd, F_GETFL);
+    if (flags >= 0) fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
+    FILE *f = fdopen(fd, "rb");
+    if (!f) {
+        int saved = errno;
+        close(fd);
+        errno = saved;
     }
     return f;
 }

@@ -16,12 +16,17 @@ int tfm_each_line_file(const char *path, tfm_line_fn fn, void *ctx) {
     ssize_t got;
     int64_t lineno = 0;
     int rc = 0;
-    while ((got = getline(&line, &cap, f)) >= 0) {
+    for (;;) {
+        errno = 0;
+        if ((got = getline(&line, &cap, f)) < 0) {
+            /* the end, or out of memory for a long line (not the end: an error) */
+            if (tfm_getline_error(f, path, lineno + 1, errno)) rc = -1;
+            break;
+        }
         size_t len = (size_t)got;
         if (len && line[len - 1] == '\n') len--;
         if ((rc = fn(ctx, line, len, path, ++lineno)) != 0) break;
     }
-    if (rc == 0 && tfm_input_error(f, path)) rc = -1;
     free(line);
     fclose(f);
     return rc;
