@@ -2,6 +2,7 @@
  * (tfm/average.h), given as files or as the newest N of a run directory
  * (tfm_run_newest_checkpoints, tfm/train.h). */
 #include <stdlib.h>
+#include <unistd.h>
 #include <string.h>
 
 #include "commands.h"
@@ -16,6 +17,37 @@ static const char *USAGE = "tfm average --out FILE CKPT [CKPT ...]\n"
                            "configuration required)";
 
 enum { MAX_INPUTS = 4096 };
+
+/* The text model beside checkpoint b (bpe.codes and vocab.txt of its
+ * directory, as translate finds them) must be the one beside a: the same ids
+ * mean the same pieces. 0 when they agree, or when either has none (toy runs,
+ * a checkpoint copied on its own: nothing to compare). */
+static int same_text_model(const char *a, const char *b) {
+    static const char *const names[2] = {"bpe.codes", "vocab.txt"};
+    char *da = tfm_model_text_dir(a), *db = tfm_model_text_dir(b);
+    int rc = !da || !db;
+    for (int k = 0; k < 2 && !rc && strcmp(da, db); k++) {
+        char *pa = tfm_path_join(da, names[k]), *pb = tfm_path_join(db, names[k]);
+        char *ta = NULL, *tb = NULL;
+        size_t la = 0, lb = 0;
+        int ha = pa && access(pa, F_OK) == 0, hb = pb && access(pb, F_OK) == 0;
+        if (!pa || !pb)
+            rc = 1;
+        else if (ha && hb && (tfm_read_input(pa, &ta, &la) || tfm_read_input(pb, &tb, &lb)))
+            rc = 1;
+        else if (ha && hb && (la != lb || memcmp(ta, tb, la)))
+            rc = 1, tfm_set_error("average: %s differs from %s: checkpoints trained with different "
+                                  "%s cannot be averaged (the same ids would mean other pieces)",
+                                  pb, pa, k ? "vocabularies" : "BPE codes");
+        free(ta);
+        free(tb);
+        free(pa);
+        free(pb);
+    }
+    free(da);
+    free(db);
+    return rc;
+}
 
 int tfm_cmd_average(int argc, char **argv) {
     const char *out = NULL;
@@ -57,9 +89,10 @@ int tfm_cmd_average(int argc, char **argv) {
     } else {
         n = n_pos;
     }
-    if (!rc && tfm_checkpoint_average(paths ? (const char *const *)paths : (const char *const *)pos,
-                                      n, out))
-        rc = tfm_cli_fail(1, "%s", tfm_last_error());
+    const char *const *in = paths ? (const char *const *)paths : (const char *const *)pos;
+    for (int64_t i = 1; !rc && i < n; i++)
+        if (same_text_model(in[0], in[i])) rc = tfm_cli_fail(1, "%s", tfm_last_error());
+    if (!rc && tfm_checkpoint_average(in, n, out)) rc = tfm_cli_fail(1, "%s", tfm_last_error());
     if (!rc) {
         printf("averaged %lld checkpoint%s into %s:", (long long)n, n == 1 ? "" : "s", out);
         for (int64_t i = 0; i < n; i++) printf(" %s", paths ? paths[i] : pos[i]);

@@ -9,7 +9,7 @@
 
 /* The settings two checkpoints must share to be averaged. */
 static int same_setting(const char *key) {
-    return !strncmp(key, "model.", 6) || !strcmp(key, "data.kind");
+    return !strncmp(key, "model.", 6) || !strcmp(key, "data.kind") || !strcmp(key, "data.task");
 }
 
 /* 0 when b can be averaged with a (same tensors, same configuration). */
