@@ -59,7 +59,7 @@ int tfm_bench_gemm(int argc, char **argv) {
                          NULL, 0, NULL);
     if (rc) return rc == 1 ? 0 : rc;
     if (check_range(&flags[0], 1, 1 << 20) || check_range(&flags[1], 1, 1 << 20) ||
-        check_range(&flags[2], 1, 1 << 20) || check_range(&flags[4], 1, 1024) ||
+        check_range(&flags[2], 1, 1 << 20) || check_range(&flags[4], 0, 1024) ||
         check_range(&flags[5], 1, 1000))
         return 2;
     if (tfm_precision_parse(precision, &prec))

@@ -180,8 +180,18 @@ static int bench_step(int argc, char **argv, tfm_dist *dist) {
     tfm_precision prec;
     if (tfm_precision_parse(precision, &prec))
         return tfm_cli_fail(2, "--precision: '%s' is not fp32 or bf16", precision);
-    if (threads < 0 || steps < 0 || warmup_steps < 0 || bucket < 0)
-        return tfm_cli_fail(2, "bench step: negative count");
+    /* each count on its own, bounded so that warmup + steps cannot overflow */
+    const struct {
+        const char *name;
+        int64_t value, most;
+    } counts[] = {{"threads", threads, 1024},
+                  {"steps", steps, 1000000},
+                  {"warmup-steps", warmup_steps, 1000000},
+                  {"reduce-bucket", bucket, INT64_C(1) << 40}};
+    for (size_t i = 0; i < sizeof counts / sizeof counts[0]; i++)
+        if (counts[i].value < 0 || counts[i].value > counts[i].most)
+            return tfm_cli_fail(2, "--%s %lld: must be in [0, %lld]", counts[i].name,
+                                (long long)counts[i].value, (long long)counts[i].most);
     if (threads) tfm_set_num_threads((int)threads);
     if (!steps) steps = !strcmp(p->name, "base") ? 10 : 20;
 

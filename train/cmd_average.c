@@ -57,10 +57,11 @@ int tfm_cmd_average(int argc, char **argv) {
         {"last", FLAG_INT, &last, "average the newest N checkpoint-<step>.tfm of RUN_DIR", 0},
     };
     int n_flags = (int)(sizeof flags / sizeof flags[0]);
-    char **pos = calloc(MAX_INPUTS, sizeof *pos);
+    char **pos = calloc(MAX_INPUTS + 1, sizeof *pos);
     if (!pos) return tfm_cli_fail(1, "average: out of memory");
     int n_pos = 0;
-    int rc = flags_parse(flags, n_flags, argc, argv, USAGE, pos, MAX_INPUTS, &n_pos);
+    /* one more than allowed, so that too many get their own message */
+    int rc = flags_parse(flags, n_flags, argc, argv, USAGE, pos, MAX_INPUTS + 1, &n_pos);
     if (rc) {
         free(pos);
         return rc == 1 ? 0 : rc;
@@ -69,6 +70,8 @@ int tfm_cmd_average(int argc, char **argv) {
     int64_t n = 0;
     if (!out) {
         rc = tfm_cli_fail(2, "average: --out FILE is required");
+    } else if (n_pos > MAX_INPUTS) {
+        rc = tfm_cli_fail(2, "average: at most %d checkpoints", MAX_INPUTS);
     } else if (flags_find(flags, n_flags, "last")->set) {
         if (last < 1)
             rc = tfm_cli_fail(2, "--last: %lld: must be at least 1", (long long)last);

@@ -439,6 +439,17 @@ int tfm_cmd_train(int argc, char **argv) {
                                 (long long)need);
         c.model.max_len = need;
     }
+    /* the model's shape now (the corpus vocabulary comes later), so that a
+     * value from a config file is reported with its file and line */
+    tfm_model_config probe = c.model;
+    if (probe.vocab < 4) probe.vocab = 4;
+    if (tfm_model_config_check(&probe)) {
+        const char *msg = tfm_last_error();
+        size_t len = strcspn(msg, ": ");
+        /* "layers ..." may be about --enc-layers or --dec-layers: not placed */
+        const char *origin = strncmp(msg, "layers", len) ? flags_file_origin(msg, len) : NULL;
+        return origin ? tfm_cli_fail(1, "%s: %s", origin, msg) : tfm_cli_fail(1, "%s", msg);
+    }
     if (flags_check_recordable(flags, n_flags)) return 2;
     char *config = config_text(flags, n_flags);
     if (!config) return tfm_cli_fail(1, "out of memory");

@@ -233,7 +233,9 @@ int tfm_translate_lines_ensemble(tfm_model *const *models, int64_t n_models,
                     (long long)k, (long long)(cap + 1), (long long)(cap - 1));
     }
     qsort(order, (size_t)n, sizeof *order, cmp_len);
-    int64_t B = o->batch, S_max = n ? order[n - 1].len + 1 : 1;
+    /* batches of o->batch, but no larger than the lines there are (the same
+     * batches: one of n when n is smaller) */
+    int64_t B = o->batch < n ? o->batch : n > 0 ? n : 1, S_max = n ? order[n - 1].len + 1 : 1;
     int64_t max_out = o->max_len > 0 ? o->max_len : 2 * S_max + 10;
     if (max_out > cap) max_out = cap;
     tfm_tape t;
@@ -243,7 +245,14 @@ int tfm_translate_lines_ensemble(tfm_model *const *models, int64_t n_models,
     for (int64_t k = 0; k < n_models; k++)
         arena += tfm_model_activation_bytes(&models[k]->cfg, B * o->beam, S_max, 2) +
                  tfm_kv_cache_bytes(models[k], B * o->beam, S_max, max_out + 1);
-    if (tfm_tape_init(&t, arena, 16)) goto done;
+    if (tfm_tape_init(&t, arena, 16)) {
+        char why[256];
+        snprintf(why, sizeof why, "%s", tfm_last_error());
+        tfm_set_error("%s: for batches of %lld sentences x beam %lld of up to %lld subwords "
+                      "(lower --batch or --beam)",
+                      why, (long long)B, (long long)o->beam, (long long)S_max);
+        goto done;
+    }
     tfm_arena_advise_huge(&t.arena);
     t.no_grad = 1;
     t.training = 0;

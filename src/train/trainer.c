@@ -226,8 +226,12 @@ static int resume_from(tfm_trainer *tr, char **found) {
         if (strncmp(key, "data.", 5)) continue;
         const char *was = meta_or_absent(&ck.meta, key);
         if (!was || !strcmp(was, now)) continue;
-        tfm_set_error("%s: --resume with different data: %s%s was %s, now %s", path,
-                      strcmp(key, "data.kind") ? "--" : "", key + 5, was, now);
+        /* the checksums are of the ids: an edited bpe.codes or vocab.txt of
+         * the run changes them as much as other text does */
+        int ids = !strcmp(key, "data.src-train") || !strcmp(key, "data.tgt-train");
+        tfm_set_error("%s: --resume with different data: %s%s was %s, now %s%s", path,
+                      strcmp(key, "data.kind") ? "--" : "", key + 5, was, now,
+                      ids ? " (the text, or the run's bpe.codes or vocab.txt, changed)" : "");
         goto fail;
     }
     for (int64_t i = 0; i < ck.meta.n; i++)
