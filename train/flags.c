@@ -305,6 +305,9 @@ int flags_parse_aliases(flag_def *flags, int n_flags, const flag_alias *aliases,
             /* positional ("-" is stdin; a lone "-x" is one where none are taken) */
             if (!pos || !n_pos || *n_pos >= max_pos)
                 return tfm_cli_fail(2, "unexpected argument '%s' (see --help)", arg);
+            /* every positional names a file or directory: "" would be the
+             * current or, joined with a name, the root directory */
+            if (!arg[0]) return tfm_cli_fail(2, "argument %d: empty (names no file)", *n_pos + 1);
             pos[(*n_pos)++] = argv[i];
             continue;
         }
