@@ -44,6 +44,11 @@ int tfm_beam_decode(tfm_model *m, tfm_tape *t, const int32_t *src, const uint8_t
 
 /* The most models an ensemble decodes with. */
 #define TFM_ENSEMBLE_MAX 64
+/* Bounds of beam search's arguments, checked with an error (so that every
+ * size computed from them fits int64_t): beam 1..TFM_MAX_BEAM, B sources
+ * 1..TFM_MAX_DECODE_BATCH, alpha finite. */
+#define TFM_MAX_BEAM 1024
+#define TFM_MAX_DECODE_BATCH (INT64_C(1) << 24)
 
 /* n-best lists: for each source the best n_best (1..beam) hypotheses, best
  * first, ranked as the 1-best is: finished ones by score / lp(len) (equal

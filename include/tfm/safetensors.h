@@ -120,9 +120,10 @@ const char *tfm_st_meta(const tfm_st_file *f, const char *key);
 /* Points *data at the F32 tensor name after checking that it exists
  * ("<file>: missing tensor X"), is F32 ("tensor X has dtype BF16, expected
  * F32") and has exactly this shape ("tensor X has shape (a, b), expected
- * (c, d)"). The data lives inside f. Fails if the tensor is not 4-byte
- * aligned in memory (only possible for hand-made files or unaligned parse
- * buffers); tfm_st_read_f32 copies instead and has no such limit. */
+ * (c, d)"; shape NULL with ndim > 0 is an error). The data lives inside f.
+ * Fails if the tensor is not 4-byte aligned in memory (only possible for
+ * hand-made files or unaligned parse buffers); tfm_st_read_f32 copies
+ * instead and has no such limit. */
 int tfm_st_get_f32(const tfm_st_file *f, const char *name, int ndim, const int64_t *shape,
                    float **data);
 /* Same checks, then copies the values into dst (product(shape) floats). */

@@ -131,8 +131,8 @@ static int count_kept(tfm_batcher *b) {
             return 1;
         }
         if (too_long(pairs, i, opts->max_src_len, opts->max_tgt_len)) continue;
-        int64_t cost = max64(pairs->src_len[i], pairs->tgt_len[i]) + 1;
-        if (cost > opts->batch_tokens) {
+        int64_t most = max64(pairs->src_len[i], pairs->tgt_len[i]);
+        if (most >= opts->batch_tokens) { /* cost most + 1 > the budget (not computed: INT64_MAX) */
             tfm_set_error("pair %lld (%lld source, %lld target ids) does not fit in batch_tokens "
                           "%lld on its own: raise batch_tokens or lower the maximum lengths",
                           (long long)i, (long long)pairs->src_len[i], (long long)pairs->tgt_len[i],
@@ -145,6 +145,7 @@ static int count_kept(tfm_batcher *b) {
 
 int tfm_batcher_init(tfm_batcher *b, const tfm_pairs *pairs, const tfm_batch_opts *opts) {
     memset(b, 0, sizeof *b);
+    if (pairs->n < 0) return tfm_set_error("batcher: %lld pairs", (long long)pairs->n), 1;
     if (opts->batch_tokens <= 0) {
         tfm_set_error("batch_tokens must be positive, got %lld", (long long)opts->batch_tokens);
         return 1;
@@ -249,8 +250,9 @@ int64_t tfm_batcher_batch(const tfm_batcher *b, int64_t k, const int64_t **idx) 
 }
 
 int tfm_batcher_set_state(tfm_batcher *b, tfm_batcher_state s) {
-    if (s.epoch < 0 || s.pos < 0) {
-        tfm_set_error("batcher state: negative epoch %lld or position %lld", (long long)s.epoch,
+    /* epochs up to 2^62: far beyond any run, and epoch + 1 cannot wrap */
+    if (s.epoch < 0 || s.pos < 0 || s.epoch > (INT64_C(1) << 62)) {
+        tfm_set_error("batcher state: epoch %lld or position %lld out of range", (long long)s.epoch,
                       (long long)s.pos);
         return 1;
     }
@@ -290,7 +292,14 @@ int tfm_batch_alloc(tfm_batch *bt, int64_t max_b, int64_t max_s, int64_t max_t) 
                       (long long)max_s, (long long)max_t);
         return 1;
     }
-    size_t ns = (size_t)(max_b * max_s), nt = (size_t)(max_b * max_t);
+    int64_t cells_s, cells_t;
+    if (tfm_mul_i64(max_b, max_s, &cells_s) || tfm_mul_i64(max_b, max_t, &cells_t) ||
+        cells_s > INT64_MAX / 4 || cells_t > INT64_MAX / 4) {
+        tfm_set_error("batch shape B=%lld S=%lld T=%lld: too large", (long long)max_b,
+                      (long long)max_s, (long long)max_t);
+        return 1;
+    }
+    size_t ns = (size_t)cells_s, nt = (size_t)cells_t;
     bt->src = tfm_alloc(ns * sizeof(int32_t));
     bt->dec_in = tfm_alloc(nt * sizeof(int32_t));
     bt->dec_out = tfm_alloc(nt * sizeof(int32_t));
@@ -319,8 +328,15 @@ int tfm_batch_fill(tfm_batch *bt, const tfm_pairs *p, const int64_t *idx, int64_
     int64_t S = 0, T = 0;
     for (int64_t r = 0; r < n; r++) {
         TFM_ASSERT(idx[r] >= 0 && idx[r] < p->n);
-        S = max64(S, p->src_len[idx[r]] + 1);
-        T = max64(T, p->tgt_len[idx[r]] + 1);
+        int64_t m = p->src_len[idx[r]], k = p->tgt_len[idx[r]];
+        /* a negative length, or one whose + 1 would wrap */
+        if (m < 0 || k < 0 || m == INT64_MAX || k == INT64_MAX) {
+            tfm_set_error("pair %lld has a length of %lld source, %lld target ids",
+                          (long long)idx[r], (long long)m, (long long)k);
+            return 1;
+        }
+        S = max64(S, m + 1);
+        T = max64(T, k + 1);
     }
     if (n <= 0 || n > bt->cap_b || S > bt->cap_s || T > bt->cap_t) {
         tfm_set_error("batch of shape B=%lld S=%lld T=%lld does not fit the buffers sized for "

@@ -496,6 +496,8 @@ tfm_bpe *tfm_bpe_learn_files(const char *const *paths, int n_paths, int64_t n_me
 
 tfm_bpe *tfm_bpe_learn_texts(const tfm_text_input *in, int n, int64_t n_merges, int64_t min_freq,
                              FILE *log) {
+    if (n < 0 || (n > 0 && !in))
+        return tfm_set_error("bpe learn: %d texts%s", n, n > 0 ? " at NULL" : ""), NULL;
     word_counter wc;
     memset(&wc, 0, sizeof wc);
     for (int i = 0; i < n; i++) {

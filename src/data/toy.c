@@ -3,6 +3,8 @@
 
 #include <string.h>
 
+#include "tfm/nn.h" /* TFM_MAX_POSITIONS, TFM_MAX_VOCAB */
+
 const char *tfm_toy_task_name(tfm_toy_task t) { return t == TFM_TOY_COPY ? "copy" : "reverse"; }
 
 int tfm_toy_config_check(const tfm_toy_config *c) {
@@ -26,6 +28,17 @@ int tfm_toy_config_check(const tfm_toy_config *c) {
 
 int tfm_toy_batch_alloc(tfm_toy_batch *b, const tfm_toy_config *c, int64_t B) {
     memset(b, 0, sizeof *b);
+    /* the shapes' products must fit: a batch of at most 2^24 sequences of at
+     * most TFM_MAX_POSITIONS (tfm_toy_config_check) */
+    if (B < 1 || B > (INT64_C(1) << 24))
+        return tfm_set_error("toy batch %lld: must be between 1 and %lld", (long long)B,
+                             (long long)(INT64_C(1) << 24)),
+               1;
+    if (tfm_toy_config_check(c)) return 1;
+    if (c->max_len > TFM_MAX_POSITIONS)
+        return tfm_set_error("toy max_len %lld: at most %lld", (long long)c->max_len,
+                             (long long)TFM_MAX_POSITIONS),
+               1;
     b->B = B;
     b->S = c->annotated ? c->max_len : c->max_len + 1;
     b->T = c->annotated ? c->max_len - 1 : c->max_len + 1;

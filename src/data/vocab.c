@@ -267,6 +267,8 @@ tfm_vocab *tfm_vocab_build(tfm_bpe *b, const char *const *paths, int n_paths) {
 }
 
 tfm_vocab *tfm_vocab_build_texts(tfm_bpe *b, const tfm_text_input *in, int n) {
+    if (n < 0 || (n > 0 && !in))
+        return tfm_set_error("vocab build: %d texts%s", n, n > 0 ? " at NULL" : ""), NULL;
     vocab_builder vb = {b, vocab_with_specials()};
     if (!vb.counts) return NULL;
     for (int i = 0; i < n; i++)
@@ -311,6 +313,7 @@ int64_t tfm_vocab_encode_dropout(tfm_bpe *b, const tfm_vocab *v, const char *lin
 }
 
 char *tfm_vocab_decode(const tfm_vocab *v, const int32_t *ids, int64_t n) {
+    if (n < 0) return tfm_set_error("vocab decode: %lld ids", (long long)n), NULL;
     size_t total = 1;
     for (int64_t i = 0; i < n; i++) {
         if (ids[i] < 0 || ids[i] >= v->map.n) {

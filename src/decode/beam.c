@@ -386,9 +386,25 @@ done:
     return rc;
 }
 
+/* The bounds of decode.h: beam, B and alpha (the other sizes: beam_search). */
+static int check_search(int64_t B, int64_t beam, float alpha) {
+    if (beam < 1 || beam > TFM_MAX_BEAM)
+        return tfm_set_error("beam %lld: must be between 1 and %d", (long long)beam,
+                             TFM_MAX_BEAM),
+               1;
+    if (B < 1 || B > TFM_MAX_DECODE_BATCH)
+        return tfm_set_error("beam search: %lld sources: must be between 1 and %lld",
+                             (long long)B, (long long)TFM_MAX_DECODE_BATCH),
+               1;
+    if (!isfinite(alpha))
+        return tfm_set_error("length penalty alpha %g: must be finite", (double)alpha), 1;
+    return 0;
+}
+
 int tfm_beam_decode(tfm_model *m, tfm_tape *t, const int32_t *src, const uint8_t *src_pad,
                     int64_t B, int64_t S, int64_t beam, float alpha, int64_t max_out, int32_t *out,
                     int64_t *lens) {
+    if (check_search(B, beam, alpha)) return 1;
     return beam_search(&m, 1, t, src, src_pad, B, S, beam, alpha, max_out, out, lens, NULL);
 }
 
@@ -400,7 +416,7 @@ int tfm_beam_decode_ensemble(tfm_model *const *models, int64_t n_models, tfm_tap
         return tfm_set_error("ensemble: %lld models: must be between 1 and %d", (long long)n_models,
                              TFM_ENSEMBLE_MAX),
                1;
-    if (beam < 1) return tfm_set_error("beam %lld: must be at least 1", (long long)beam), 1;
+    if (check_search(B, beam, alpha)) return 1;
     for (int64_t k = 1; k < n_models; k++)
         if (models[k]->cfg.vocab != models[0]->cfg.vocab)
             return tfm_set_error("ensemble: model %lld has a vocabulary of %lld ids, model 1 of "

@@ -375,6 +375,8 @@ int tfm_bleu_tokenize_tok(const char *text, size_t len, int lowercase, tfm_bleu_
                           size_t *out_len) {
     *out = NULL;
     if (out_len) *out_len = 0;
+    if (tok != TFM_BLEU_TOK_13A && tok != TFM_BLEU_TOK_NONE)
+        return tfm_set_error("bleu: unknown tokenizer %d", (int)tok), -1;
     tok_scratch sc = {0};
     const tfm_buf *t = prep(&sc, text ? text : "", text ? len : 0, lowercase, tok);
     tfm_buf res = {0};
@@ -436,6 +438,10 @@ tfm_bleu_acc *tfm_bleu_acc_new(int lowercase) {
 }
 
 tfm_bleu_acc *tfm_bleu_acc_new_tok(int lowercase, tfm_bleu_tok tok) {
+    if (tok != TFM_BLEU_TOK_13A && tok != TFM_BLEU_TOK_NONE) {
+        tfm_set_error("bleu: unknown tokenizer %d", (int)tok);
+        return NULL;
+    }
     tfm_bleu_acc *acc = calloc(1, sizeof *acc);
     if (!acc) {
         tfm_set_error("bleu: out of memory");
@@ -713,9 +719,10 @@ int tfm_bleu_corpus_tok(const char *const *hyps, int64_t n_lines, const char *co
             tfm_set_error("bleu: reference set %d is missing", r + 1);
             return -1;
         }
-    const char **seg_refs = malloc((size_t)n_refs * sizeof *seg_refs);
     tfm_bleu_acc *acc = tfm_bleu_acc_new_tok(lowercase, tok);
-    if (!seg_refs || !acc) {
+    if (!acc) return -1; /* an unknown tokenizer, or out of memory (the error says) */
+    const char **seg_refs = malloc((size_t)n_refs * sizeof *seg_refs);
+    if (!seg_refs) {
         free(seg_refs);
         tfm_bleu_acc_free(acc);
         tfm_set_error("bleu: out of memory");

@@ -308,6 +308,19 @@ int tfm_checkpoint_save(const char *path, const tfm_kv *meta, const tfm_params *
         return tfm_set_error("%s: %d state blocks (at most %d)", path, n_state,
                              TFM_CHECKPOINT_MAX_BLOCKS - 1),
                1;
+    /* what the reader would refuse is not written (the write replaces the
+     * file at path): a block without a name or data, or a name twice */
+    for (int i = 0; i < n_state; i++) {
+        if (!state[i].name || !*state[i].name || !state[i].data)
+            return tfm_set_error("%s: state block %d has no name or no data; not saved", path,
+                                 i + 1),
+                   1;
+        for (int j = 0; j < i; j++)
+            if (!strcmp(state[i].name, state[j].name))
+                return tfm_set_error("%s: state block %s given twice; not saved", path,
+                                     state[i].name),
+                       1;
+    }
     writer w = {.crc = 0};
     if (tfm_atomic_open(&w.af, path)) return 1;
     w_bytes(&w, "TFMCKPT1", 8);

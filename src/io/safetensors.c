@@ -596,6 +596,10 @@ static const tfm_st_tensor *check_f32(const tfm_st_file *f, const char *name, in
         st_error(f, "tensor %s has dtype %s, expected F32", name, DTYPES[t->dtype].name);
         return NULL;
     }
+    if (ndim > 0 && !shape) {
+        st_error(f, "tensor %s: no expected shape given", name);
+        return NULL;
+    }
     int same = t->ndim == ndim;
     for (int d = 0; same && d < ndim; d++) same = t->shape[d] == shape[d];
     if (!same) {

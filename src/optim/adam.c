@@ -74,6 +74,17 @@ void tfm_adam_config_default(tfm_adam_config *c) {
 
 int tfm_adam_init(tfm_adam *a, const tfm_params *p, const tfm_adam_config *c) {
     memset(a, 0, sizeof *a);
+    /* settings that make every update NaN or nonsense, refused up front */
+    if (!(c->beta1 >= 0 && c->beta1 < 1) || !(c->beta2 >= 0 && c->beta2 < 1))
+        return tfm_set_error("adam: beta1 %g and beta2 %g must be in [0, 1)", (double)c->beta1,
+                             (double)c->beta2),
+               1;
+    if (!(c->eps > 0) || !isfinite(c->eps))
+        return tfm_set_error("adam: eps %g must be positive and finite", (double)c->eps), 1;
+    if (!(c->weight_decay >= 0) || !isfinite(c->weight_decay))
+        return tfm_set_error("adam: weight decay %g must be finite and not negative",
+                             (double)c->weight_decay),
+               1;
     a->cfg = *c;
     a->n = p->total_n;
     size_t bytes = (size_t)(a->n ? a->n : 1) * sizeof(float);

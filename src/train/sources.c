@@ -291,6 +291,7 @@ done:
 /* ---- toy evaluation ------------------------------------------------------------------- */
 int tfm_toy_evaluate(tfm_model *m, const tfm_toy_config *tc, uint64_t seed, int64_t n,
                      int64_t batch, double *exact, double *token_acc, FILE *show, int n_show) {
+    if (n < 1) return tfm_set_error("toy evaluation: %lld sequences", (long long)n), 1;
     tfm_toy_batch b;
     if (tfm_toy_batch_alloc(&b, tc, batch)) return 1;
     int64_t max_out = tc->annotated ? b.T : b.T + 1;

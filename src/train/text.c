@@ -1,6 +1,7 @@
 /* Text in the library: the BPE + vocabulary bundle, corpus encoding, and
  * batched translation of sentences (and of the toy tasks' symbol ids). */
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -195,6 +196,15 @@ static char *format_nbest(const tfm_text_model *tm, const tfm_nbest *nb, int64_t
 int tfm_translate_lines_ensemble(tfm_model *const *models, int64_t n_models,
                                  const tfm_text_model *tm, char *const *lines, int64_t n,
                                  const tfm_translate_opts *o, char **out) {
+    if (!isfinite(o->alpha))
+        return tfm_set_error("translate: alpha %g: must be finite", o->alpha), 1;
+    if (o->beam > TFM_MAX_BEAM || o->batch > TFM_MAX_DECODE_BATCH)
+        return tfm_set_error("translate: beam %lld and batch %lld: at most %d and %lld",
+                             (long long)o->beam, (long long)o->batch, TFM_MAX_BEAM,
+                             (long long)TFM_MAX_DECODE_BATCH),
+               1;
+    if (o->precision != TFM_FP32 && o->precision != TFM_BF16)
+        return tfm_set_error("translate: precision %d: unknown", (int)o->precision), 1;
     if (o->beam < 1 || o->batch < 1)
         return tfm_set_error("translate: beam and batch must be at least 1"), 1;
     if (o->n_best < 0 || o->n_best > o->beam)
@@ -389,8 +399,13 @@ static char *format_ids(const int32_t *ids, int64_t n) {
 
 int tfm_translate_toy_lines(tfm_model *m, char *const *lines, int64_t n,
                             const tfm_translate_opts *o, const char *name, char **out) {
-    if (o->batch < 1) return tfm_set_error("translate: batch must be at least 1"), 1;
-    int64_t batch = o->batch;
+    if (o->batch < 1 || o->batch > TFM_MAX_DECODE_BATCH)
+        return tfm_set_error("translate: batch %lld: must be between 1 and %lld",
+                             (long long)o->batch, (long long)TFM_MAX_DECODE_BATCH),
+               1;
+    if (n < 0) return tfm_set_error("translate: %lld lines", (long long)n), 1;
+    /* no larger than the lines there are (the same batches) */
+    int64_t batch = o->batch < n ? o->batch : n > 0 ? n : 1;
     int64_t cap = m->cfg.max_len - 2; /* symbols; </s> and the decoder's <s> take two positions */
     if (cap < 1) return tfm_set_error("translate: the model handles no symbols"), 1;
     /* every line is checked before anything is decoded; the longest sizes the arena */

@@ -105,14 +105,24 @@ static int check_opts(const tfm_train_opts *o, const tfm_train_hooks *h) {
          (long long)o->accum);
     NEED(o->steps >= 0, "steps: must not be negative");
     NEED(o->schedule.warmup >= 1, "warmup: must be at least 1");
-    NEED(o->schedule.lr > 0, "learning rate: must be positive");
+    NEED(o->schedule.lr > 0 && isfinite(o->schedule.lr),
+         "learning rate: must be positive and finite");
     NEED((unsigned)o->schedule.kind <= TFM_SCHEDULE_CONSTANT, "schedule: unknown kind");
     NEED(o->schedule.cooldown >= 0 && o->schedule.cooldown <= o->steps,
          "cooldown %lld: must be between 0 and the steps (%lld)", (long long)o->schedule.cooldown,
          (long long)o->steps);
     NEED(o->label_smoothing >= 0 && o->label_smoothing < 1, "label smoothing: must be in [0, 1)");
     NEED(o->clip_norm >= 0, "clip norm: must not be negative");
-    NEED(o->adam.weight_decay >= 0, "weight decay: must not be negative");
+    NEED(o->adam.weight_decay >= 0 && isfinite(o->adam.weight_decay),
+         "weight decay: must be finite and not negative");
+    NEED(o->adam.beta1 >= 0 && o->adam.beta1 < 1 && o->adam.beta2 >= 0 && o->adam.beta2 < 1,
+         "adam: beta1 %g and beta2 %g must be in [0, 1)", (double)o->adam.beta1,
+         (double)o->adam.beta2);
+    NEED(o->adam.eps > 0 && isfinite(o->adam.eps), "adam: eps %g must be positive and finite",
+         (double)o->adam.eps);
+    NEED(o->threads >= 0, "threads %d: must not be negative", o->threads);
+    NEED(o->precision == TFM_FP32 || o->precision == TFM_BF16, "precision %d: unknown",
+         (int)o->precision);
     NEED(o->keep >= 1, "keep: must be at least 1");
     NEED(o->log_every >= 1, "log every: must be at least 1");
     NEED(o->save_every >= 0, "save every: must not be negative");

@@ -43,6 +43,11 @@ _Noreturn void tfm_assert_fail(const char *file, int line, const char *cond, con
 
 void *tfm_alloc(size_t bytes) {
     if (bytes == 0) bytes = 64;
+    /* rounding up must not wrap (SIZE_MAX - 30 would become 0): refused */
+    if (bytes > SIZE_MAX - 63) {
+        tfm_set_error("out of memory: could not allocate %zu bytes", bytes);
+        return NULL;
+    }
     size_t rounded = (bytes + 63) & ~(size_t)63;
     void *p = aligned_alloc(64, rounded);
     if (!p) tfm_set_error("out of memory: could not allocate %zu bytes", bytes);

@@ -1,0 +1,221 @@
+/* The public C API refuses what a caller could plausibly pass wrong, with an
+ * error and a message instead of a crash, an overflow or a silent result
+ * (found by a review of include/tfm/ on 2026-11-30; each case failed then):
+ * sizes that wrap, negative lengths, optimizer settings that make every
+ * update NaN, out-of-range enums, beam/batch bounds, a NaN length penalty,
+ * state blocks the reader would refuse. */
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tfm/checkpoint.h"
+#include "tfm/nn.h"
+#include "tfm/ops.h"
+#include "tfm/data.h"
+#include "tfm/decode.h"
+#include "tfm/eval.h"
+#include "tfm/optim.h"
+#include "tfm/train.h"
+#include "util_test.h"
+
+static void expect_error(int failed, const char *what, const char *want) {
+    ck_assert_msg(failed, "%s was accepted", what);
+    ck_assert_msg(strstr(tfm_last_error(), want) != NULL, "%s: '%s' does not say '%s'", what,
+                  tfm_last_error(), want);
+}
+
+/* tfm_alloc's rounding to 64 bytes wrapped: SIZE_MAX - 30 gave a tiny block */
+START_TEST(alloc_refuses_sizes_that_wrap) {
+    void *p = tfm_alloc(SIZE_MAX - 30);
+    expect_error(p == NULL, "tfm_alloc(SIZE_MAX - 30)", "out of memory");
+    p = tfm_calloc(SIZE_MAX - 30);
+    expect_error(p == NULL, "tfm_calloc(SIZE_MAX - 30)", "out of memory");
+    p = tfm_alloc(100);
+    ck_assert_ptr_nonnull(p);
+    ck_assert_uint_eq((uintptr_t)p % 64, 0);
+    tfm_free(p);
+}
+END_TEST
+
+/* negative or INT64_MAX lengths, shapes whose products overflow, batcher
+ * states far past any run */
+START_TEST(batches_refuse_bad_lengths_and_shapes) {
+    tfm_batch bt;
+    expect_error(tfm_batch_alloc(&bt, INT64_C(1) << 32, INT64_C(1) << 32, INT64_C(1) << 32) != 0,
+                 "tfm_batch_alloc(2^32, 2^32, 2^32)", "too large");
+    ck_assert_int_eq(tfm_batch_alloc(&bt, 2, 8, 8), 0);
+    int32_t ids[4] = {5, 6, 7, 8};
+    int32_t *rows[1] = {ids};
+    int64_t src_len[1] = {-3}, tgt_len[1] = {2};
+    tfm_pairs p = {1, rows, src_len, rows, tgt_len};
+    int64_t idx[1] = {0};
+    expect_error(tfm_batch_fill(&bt, &p, idx, 1) != 0, "a negative source length",
+                 "has a length of -3 source");
+    src_len[0] = 2;
+    tgt_len[0] = INT64_MAX;
+    expect_error(tfm_batch_fill(&bt, &p, idx, 1) != 0, "an INT64_MAX target length",
+                 "has a length of");
+    tgt_len[0] = 2;
+    ck_assert_int_eq(tfm_batch_fill(&bt, &p, idx, 1), 0);
+    tfm_batch_free(&bt);
+
+    tfm_batcher b;
+    tfm_batch_opts o = {.batch_tokens = 64, .seed = 1};
+    src_len[0] = INT64_MAX;
+    expect_error(tfm_batcher_init(&b, &p, &o) != 0, "a pair of INT64_MAX ids",
+                 "does not fit in batch_tokens 64 on its own");
+    src_len[0] = 2;
+    tfm_pairs none = {-1, rows, src_len, rows, tgt_len};
+    expect_error(tfm_batcher_init(&b, &none, &o) != 0, "-1 pairs", "-1 pairs");
+    ck_assert_int_eq(tfm_batcher_init(&b, &p, &o), 0);
+    expect_error(tfm_batcher_set_state(&b, (tfm_batcher_state){1, INT64_MAX, 0}) != 0,
+                 "epoch INT64_MAX", "out of range");
+    tfm_batcher_free(&b);
+}
+END_TEST
+
+/* Adam settings that turned every weight NaN while tfm_train returned 0 */
+START_TEST(trainer_refuses_adam_settings_that_make_nan) {
+    tfm_model_config c = tfm_test_tiny_model();
+    tfm_toy_source toy;
+    ck_assert_int_eq(tfm_toy_source_init(&toy, &tfm_test_tiny_task, 8, 1), 0);
+    static const char *const cases[] = {"eps 0",  "beta1 1",          "beta2 NaN", "beta2 2",
+                                        "lr inf", "weight decay inf", "beta1 -3",  "eps -1"};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        tfm_train_opts o = tfm_test_tiny_opts(3, 1);
+        switch (i) {
+        case 0: o.adam.eps = 0; break;
+        case 1: o.adam.beta1 = 1.0f; break;
+        case 2: o.adam.beta2 = NAN; break;
+        case 3: o.adam.beta2 = 2.0f; break;
+        case 4: o.schedule.lr = INFINITY; break;
+        case 5: o.adam.weight_decay = INFINITY; break;
+        case 6: o.adam.beta1 = -3.0f; break;
+        default: o.adam.eps = -1.0f; break;
+        }
+        tfm_trainer tr;
+        int rc = tfm_trainer_init(&tr, &o, &c, &toy.source, NULL);
+        if (rc == 0) tfm_trainer_free(&tr);
+        ck_assert_msg(rc != 0, "%s was accepted", cases[i]);
+    }
+    tfm_train_opts o = tfm_test_tiny_opts(3, 1);
+    o.precision = (tfm_precision)9;
+    tfm_trainer tr;
+    expect_error(tfm_trainer_init(&tr, &o, &c, &toy.source, NULL) != 0, "precision 9",
+                 "precision 9");
+    tfm_adam a;
+    tfm_adam_config ac;
+    tfm_adam_config_default(&ac);
+    ac.eps = 0;
+    expect_error(tfm_adam_init(&a, NULL, &ac) != 0, "tfm_adam_init with eps 0", "eps");
+    tfm_toy_source_free(&toy);
+
+    /* a toy batch of -1 or 0 sequences; an evaluation of none */
+    expect_error(tfm_toy_source_init(&toy, &tfm_test_tiny_task, -1, 1) != 0, "a batch of -1",
+                 "toy batch -1");
+    expect_error(tfm_toy_source_init(&toy, &tfm_test_tiny_task, 0, 1) != 0, "a batch of 0",
+                 "toy batch 0");
+    tfm_toy_config big = tfm_test_tiny_task;
+    big.max_len = INT64_MAX;
+    expect_error(tfm_toy_source_init(&toy, &big, 8, 1) != 0, "max_len INT64_MAX",
+                 "toy max_len 9223372036854775807: at most 65536");
+}
+END_TEST
+
+/* an out-of-range tokenizer scored identical text 0 */
+START_TEST(bleu_refuses_unknown_tokenizers) {
+    const char *hyp[1] = {"a b c d"}, *ref0[1] = {"a b c d"};
+    const char *const *refs[1] = {ref0};
+    tfm_bleu b;
+    expect_error(tfm_bleu_corpus_tok(hyp, 1, refs, 1, 0, (tfm_bleu_tok)7, &b) != 0,
+                 "tokenizer 7", "unknown tokenizer 7");
+    expect_error(tfm_bleu_acc_new_tok(0, (tfm_bleu_tok)-3) == NULL, "tokenizer -3",
+                 "unknown tokenizer -3");
+    char *out = NULL;
+    expect_error(tfm_bleu_tokenize_tok("a", 1, 0, (tfm_bleu_tok)2, &out, NULL) != 0,
+                 "tokenize with 2", "unknown tokenizer 2");
+    ck_assert_int_eq(tfm_bleu_corpus_tok(hyp, 1, refs, 1, 0, TFM_BLEU_TOK_NONE, &b), 0);
+    ck_assert(fabs(b.score - 100.0) < 1e-9);
+}
+END_TEST
+
+/* beam and batch products overflowed; alpha NaN gave NaN scores */
+START_TEST(decoding_refuses_out_of_range_arguments) {
+    tfm_model_config c = tfm_test_tiny_model();
+    tfm_model m;
+    ck_assert_int_eq(tfm_model_init(&m, &c), 0);
+    tfm_tape t;
+    ck_assert_int_eq(tfm_tape_init(&t, 1 << 20, 16), 0);
+    int32_t src[4] = {3, 4, 2, 0}, out[8];
+    uint8_t pad[4] = {0, 0, 0, 1};
+    int64_t lens[1];
+    expect_error(tfm_beam_decode(&m, &t, src, pad, 1, 4, INT64_C(1) << 62, 0.6f, 4, out, lens) != 0,
+                 "beam 2^62", "beam 4611686018427387904: must be between 1 and 1024");
+    expect_error(tfm_beam_decode(&m, &t, src, pad, INT64_C(1) << 62, 4, 2, 0.6f, 4, out, lens) != 0,
+                 "2^62 sources", "must be between 1 and");
+    expect_error(tfm_beam_decode(&m, &t, src, pad, 1, 4, 2, NAN, 4, out, lens) != 0, "alpha NaN",
+                 "alpha nan: must be finite");
+    tfm_model *ms[1] = {&m};
+    expect_error(tfm_beam_decode_ensemble(ms, 1, &t, src, pad, 1, 4, 2, INFINITY, 4, out, lens,
+                                          NULL) != 0,
+                 "ensemble alpha inf", "must be finite");
+    ck_assert_msg(tfm_beam_decode(&m, &t, src, pad, 1, 4, 2, 0.6f, 4, out, lens) == 0, "%s",
+                  tfm_last_error());
+
+    /* translate: the toy lines with a huge batch or a negative count */
+    char *lines[1] = {"3 4"};
+    char *res[1] = {NULL};
+    tfm_translate_opts o = {.beam = 1, .alpha = 0.6, .batch = 4};
+    o.batch = INT64_C(1) << 62;
+    expect_error(tfm_translate_toy_lines(&m, lines, 1, &o, "in", res) != 0, "batch 2^62",
+                 "batch 4611686018427387904");
+    o.batch = 4;
+    expect_error(tfm_translate_toy_lines(&m, lines, -1, &o, "in", res) != 0, "-1 lines",
+                 "-1 lines");
+    ck_assert_msg(tfm_translate_toy_lines(&m, lines, 1, &o, "in", res) == 0, "%s",
+                  tfm_last_error());
+    free(res[0]);
+    tfm_tape_free(&t);
+    tfm_model_free(&m);
+}
+END_TEST
+
+/* a checkpoint its own reader refuses is not written over a good one */
+START_TEST(checkpoint_save_refuses_duplicate_state_blocks) {
+    tfm_model_config c = tfm_test_tiny_model();
+    tfm_model m;
+    ck_assert_int_eq(tfm_model_init(&m, &c), 0);
+    char path[512];
+    snprintf(path, sizeof path, "%s/ck.tfm", tfm_test_tmpdir("api-ckpt"));
+    tfm_kv kv;
+    tfm_kv_init(&kv);
+    tfm_model_config_to_kv(&c, &kv);
+    float *d = calloc((size_t)m.params.total_n, sizeof(float));
+    tfm_state_block one[1] = {{"adam.m", d}}, two[2] = {{"adam.m", d}, {"adam.m", d}};
+    ck_assert_msg(tfm_checkpoint_save(path, &kv, &m.params, one, 1) == 0, "%s", tfm_last_error());
+    expect_error(tfm_checkpoint_save(path, &kv, &m.params, two, 2) != 0, "adam.m twice",
+                 "state block adam.m given twice; not saved");
+    tfm_checkpoint ck;
+    ck_assert_msg(tfm_checkpoint_read(path, &ck) == 0, "the good file was replaced: %s",
+                  tfm_last_error());
+    tfm_checkpoint_free(&ck);
+    free(d);
+    tfm_kv_free(&kv);
+    tfm_model_free(&m);
+}
+END_TEST
+
+int main(void) {
+    Suite *s = suite_create("api_bounds");
+    TCase *tc = tcase_create("api_bounds");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, alloc_refuses_sizes_that_wrap);
+    tcase_add_test(tc, batches_refuse_bad_lengths_and_shapes);
+    tcase_add_test(tc, trainer_refuses_adam_settings_that_make_nan);
+    tcase_add_test(tc, bleu_refuses_unknown_tokenizers);
+    tcase_add_test(tc, decoding_refuses_out_of_range_arguments);
+    tcase_add_test(tc, checkpoint_save_refuses_duplicate_state_blocks);
+    suite_add_tcase(s, tc);
+    return tfm_test_main(s);
+}
