@@ -1048,31 +1048,27 @@ START_TEST(batch_min_sentences_borrows_for_the_last) {
     int64_t len[8], order0[8], order[8];
     for (int i = 0; i < 8; i++) rows[i] = ids;
     char got[64];
-    /* seven pairs of cost 10, budget 30: 3 3 1 */
-    for (int i = 0; i < 7; i++) len[i] = 9;
+    /* lengths: seven pairs of cost 10 (set 0), or six of cost 5 and one of
+     * cost 20 (set 1); the cut under a budget and a minimum, and the bucket
+     * order, which must be that of the cut without a minimum */
+    static const struct {
+        int set;
+        int64_t budget, min;
+        const char *want;
+    } cuts[] = {
+        {0, 30, 0, "3 3 1"}, {0, 30, 1, "3 3 1"}, {0, 30, 2, "3 2 2"},
+        {0, 30, 3, "3 3 1"}, /* the batch before would keep 1 */
+        {1, 30, 0, "6 1"},   {1, 30, 2, "6 1"}, /* two of cost 20 would break the budget */
+        {1, 40, 0, "6 1"},   {1, 40, 2, "5 2"}, /* now they fit */
+    };
     tfm_pairs p = {7, rows, len, rows, len};
-    cut_sizes(&p, 30, 0, got, sizeof got, order0);
-    ck_assert_str_eq(got, "3 3 1");
-    cut_sizes(&p, 30, 1, got, sizeof got, order);
-    ck_assert_str_eq(got, "3 3 1");
-    cut_sizes(&p, 30, 2, got, sizeof got, order);
-    ck_assert_str_eq(got, "3 2 2");
-    ck_assert_mem_eq(order, order0, 7 * sizeof *order);
-    cut_sizes(&p, 30, 3, got, sizeof got, order); /* the batch before would keep 1 */
-    ck_assert_str_eq(got, "3 3 1");
-    /* six pairs of cost 5 and one of cost 20, budget 30: 6 1; two of cost
-     * 20 would break the budget */
-    for (int i = 0; i < 6; i++) len[i] = 4;
-    len[6] = 19;
-    cut_sizes(&p, 30, 0, got, sizeof got, order0);
-    ck_assert_str_eq(got, "6 1");
-    cut_sizes(&p, 30, 2, got, sizeof got, order);
-    ck_assert_str_eq(got, "6 1");
-    cut_sizes(&p, 40, 0, got, sizeof got, order0);
-    ck_assert_str_eq(got, "6 1");
-    cut_sizes(&p, 40, 2, got, sizeof got, order); /* now two of cost 20 fit */
-    ck_assert_str_eq(got, "5 2");
-    ck_assert_mem_eq(order, order0, 7 * sizeof *order);
+    for (size_t c = 0; c < sizeof cuts / sizeof cuts[0]; c++) {
+        for (int i = 0; i < 7; i++) len[i] = cuts[c].set ? (i < 6 ? 4 : 19) : 9;
+        cut_sizes(&p, cuts[c].budget, 0, got, sizeof got, order0);
+        cut_sizes(&p, cuts[c].budget, cuts[c].min, got, sizeof got, order);
+        ck_assert_msg(!strcmp(got, cuts[c].want), "cut %zu: %s, want %s", c, got, cuts[c].want);
+        ck_assert_mem_eq(order, order0, 7 * sizeof *order);
+    }
 
     /* a random corpus with a budget of at least 2 * min * the longest pair
      * (+ 1): every batch holds the minimum and stays within the budget */
