@@ -115,7 +115,7 @@ int tfm_line_reader_finish(tfm_line_reader *r, tfm_lines *out);
 void tfm_line_reader_free(tfm_line_reader *r);
 
 /* Lines as they arrive (tfm translate reading a pipe): windows of at most max
- * lines, cut short when no more input is ready, so a program that answers
+ * lines (max < 1 counts as 1), cut short when no more input is ready, so a program that answers
  * each window before reading on never waits for lines not yet written.
  * Lines are checked and normalized as above, errors naming name:line.
  *
