@@ -440,6 +440,14 @@ static void fill_meta(tfm_trainer *tr, tfm_kv *meta) {
         tfm_kv_set(meta, tr->state.keys[i], "%s", tr->state.vals[i]);
 }
 
+/* A step at which the run makes a checkpoint when nothing stops it: every
+ * --save-every, every validation, the last step. */
+static int on_grid(const tfm_trainer *tr, int64_t step) {
+    const tfm_train_opts *o = &tr->o;
+    return (o->save_every > 0 && step % o->save_every == 0) ||
+           (tr->hooks.validate && step % o->valid_every == 0) || step == o->steps;
+}
+
 int tfm_trainer_checkpoint(tfm_trainer *tr) {
     if (!tr->o.run_dir) return 0;
     if (tr->source->save) tr->source->save(tr->source->ctx, &tr->state);
@@ -455,7 +463,15 @@ int tfm_trainer_checkpoint(tfm_trainer *tr) {
     if (rc) return 1;
     int64_t *steps;
     int64_t n = list_checkpoints(tr->o.run_dir, &steps);
-    for (int64_t i = tr->o.keep; i < n; i++) {
+    /* newest first: an older checkpoint off the run's grid (written only
+     * because a run stopped there: a signal, --max-minutes, a shorter
+     * --steps) is superseded by this one and goes first, so that after a
+     * resume --keep and --average-last see the checkpoints the run made
+     * straight through would have */
+    int64_t kept = 0;
+    for (int64_t i = 0; i < n; i++) {
+        int drop = steps[i] < tr->step && !on_grid(tr, steps[i]);
+        if (!drop && kept++ < tr->o.keep) continue;
         char *old = checkpoint_path(tr->o.run_dir, steps[i]);
         if (old) unlink(old);
         free(old);
