@@ -70,7 +70,7 @@ static int dist_stats(corpus_valid *v, tfm_step_stats *st) {
     /* not finite: every rank skips this update (the gradient is not used) */
     st->loss = !finite || tokens <= 0 ? (finite ? NAN : bad_loss) : loss_sum / tokens;
     if (timed && !asked)
-        tfm_trainer_log(v->tr, "stopping: --max-minutes %.1f reached\n", v->max_seconds / 60);
+        tfm_trainer_log(v->tr, "stopping: --max-minutes %g reached\n", v->max_seconds / 60);
     if (asked || timed) tfm_trainer_request_stop();
     return 0;
 }

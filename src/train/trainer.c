@@ -899,7 +899,7 @@ static int train_loop(tfm_trainer *tr) {
         tfm_trainer_log(tr, "early stop: %lld validations without improvement\n",
                         (long long)tr->no_improve);
     if (tr->stop_reason == 2)
-        tfm_trainer_log(tr, "stopping: --max-minutes %.1f reached\n", o->max_minutes);
+        tfm_trainer_log(tr, "stopping: --max-minutes %g reached\n", o->max_minutes);
     if (tfm_trainer_checkpoint(tr)) return 1;
     if (!tr->hooks.validate && o->final_best && tfm_trainer_save_best(tr)) return 1;
     if (o->average_last > 0 && o->run_dir && tr->stop_reason != 3 && average_last(tr)) return 1;
