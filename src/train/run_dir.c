@@ -333,22 +333,36 @@ int tfm_run_check_dir(const tfm_train_opts *o, int *fresh_restart, int create) {
 
 #define METRICS_HEADER "step,epoch,loss,lr,grad_norm,tokens_per_s,valid_loss,valid_bleu\n"
 
-/* metrics.csv of a resumed run: append to it; a file without the header
- * (lost to a SIGKILL before it left the buffer, by older versions) gets it
- * back first, in a crash-safe rewrite. */
-static FILE *open_metrics(const char *path, int resuming) {
+/* metrics.csv of a run resumed at `step`: append to it. First, in one
+ * crash-safe rewrite when anything changes: a file without the header (lost
+ * to a SIGKILL before it left the buffer, by older versions) gets it back,
+ * and the rows of steps after `step` (written before a SIGKILL, and written
+ * again by the resumed run) go, as does a last row cut short. */
+static FILE *open_metrics(const char *path, int resuming, int64_t step) {
     size_t len = 0;
     char *old = NULL; /* none yet (a run killed early): nothing to repair */
     if (resuming && tfm_read_input(path, &old, &len)) old = NULL;
-    if (old && strncmp(old, METRICS_HEADER, strlen(METRICS_HEADER))) {
+    if (old) {
         size_t hl = strlen(METRICS_HEADER);
+        int header = !strncmp(old, METRICS_HEADER, hl);
         char *fixed = malloc(hl + len + 1);
-        int rc = !fixed;
-        if (fixed) {
-            memcpy(fixed, METRICS_HEADER, hl);
-            memcpy(fixed + hl, old, len);
-            rc = tfm_write_file_atomic(path, fixed, hl + len);
+        size_t n = 0;
+        if (fixed && !header) memcpy(fixed, METRICS_HEADER, hl), n = hl;
+        for (size_t at = 0; fixed && at < len;) {
+            const char *nl = memchr(old + at, '\n', len - at);
+            if (!nl) break; /* cut short */
+            size_t line = (size_t)(nl - (old + at)) + 1;
+            char *end;
+            long long row = strtoll(old + at, &end, 10);
+            if (!(end > old + at && *end == ',' && row > step)) {
+                memcpy(fixed + n, old + at, line);
+                n += line;
+            }
+            at += line;
         }
+        int rc = !fixed;
+        if (fixed && (n != len || memcmp(fixed, old, n)))
+            rc = tfm_write_file_atomic(path, fixed, n);
         free(fixed);
         if (rc) {
             free(old);
@@ -375,7 +389,7 @@ int tfm_run_open_files(tfm_trainer *tr, int resuming) {
     int rc = 1;
     if (!log || !metrics || !config) goto done;
     tr->log = fopen(log, o->resume ? "a" : "w");
-    tr->metrics = tr->log ? open_metrics(metrics, resuming) : NULL;
+    tr->metrics = tr->log ? open_metrics(metrics, resuming, tr->step) : NULL;
     if (!tr->log || !tr->metrics) {
         tfm_set_error("%s: cannot write logs: %s", o->run_dir, strerror(errno));
         goto done;
@@ -438,6 +452,10 @@ static void fill_meta(tfm_trainer *tr, tfm_kv *meta) {
     if (tr->o.ema > 0) tfm_kv_set(meta, "train.ema", "%.17g", tr->o.ema);
     for (int64_t i = 0; i < tr->state.n; i++)
         tfm_kv_set(meta, tr->state.keys[i], "%s", tr->state.vals[i]);
+    /* the mean loss of the next progress line is over the steps since the
+     * last one: a resume in between continues the sum (exact in %.17g) */
+    tfm_kv_set(meta, "state.loss_sum", "%.17g", tr->loss_sum);
+    tfm_kv_set(meta, "state.loss_count", "%lld", (long long)tr->loss_count);
 }
 
 /* A step at which the run makes a checkpoint when nothing stops it: every

@@ -247,6 +247,12 @@ static int resume_from(tfm_trainer *tr, char **found) {
     for (int64_t i = 0; i < ck.meta.n; i++)
         if (!strncmp(ck.meta.keys[i], "state.", 6))
             tfm_kv_set(&tr->state, ck.meta.keys[i], "%s", ck.meta.vals[i]);
+    /* checkpoints before 2026-11-30 have no sum: the next line's mean then
+     * starts at the resume */
+    if (tfm_kv_get(&tr->state, "state.loss_count") &&
+        (tfm_kv_get_f64(&tr->state, "state.loss_sum", &tr->loss_sum, path) ||
+         tfm_kv_get_i64(&tr->state, "state.loss_count", &tr->loss_count, path)))
+        goto fail;
     if (tfm_kv_get(&tr->state, "state.best_metric") &&
         (tfm_kv_get_f64(&tr->state, "state.best_metric", &tr->best_metric, path) ||
          tfm_kv_get_i64(&tr->state, "state.no_improve", &tr->no_improve, path)))
