@@ -244,14 +244,17 @@ static int resume_from(tfm_trainer *tr, char **found) {
                       ids ? " (the text, or the run's bpe.codes or vocab.txt, changed)" : "");
         goto fail;
     }
+    /* the running loss sum is the trainer's own (fill_meta writes it last,
+     * so that a resumed run's checkpoints list the keys in the same order) */
     for (int64_t i = 0; i < ck.meta.n; i++)
-        if (!strncmp(ck.meta.keys[i], "state.", 6))
+        if (!strncmp(ck.meta.keys[i], "state.", 6) && strcmp(ck.meta.keys[i], "state.loss_sum") &&
+            strcmp(ck.meta.keys[i], "state.loss_count"))
             tfm_kv_set(&tr->state, ck.meta.keys[i], "%s", ck.meta.vals[i]);
     /* checkpoints before 2026-11-30 have no sum: the next line's mean then
      * starts at the resume */
-    if (tfm_kv_get(&tr->state, "state.loss_count") &&
-        (tfm_kv_get_f64(&tr->state, "state.loss_sum", &tr->loss_sum, path) ||
-         tfm_kv_get_i64(&tr->state, "state.loss_count", &tr->loss_count, path)))
+    if (tfm_kv_get(&ck.meta, "state.loss_count") &&
+        (tfm_kv_get_f64(&ck.meta, "state.loss_sum", &tr->loss_sum, path) ||
+         tfm_kv_get_i64(&ck.meta, "state.loss_count", &tr->loss_count, path)))
         goto fail;
     if (tfm_kv_get(&tr->state, "state.best_metric") &&
         (tfm_kv_get_f64(&tr->state, "state.best_metric", &tr->best_metric, path) ||
