@@ -8,6 +8,7 @@
 #include "commands.h"
 #include "flags.h"
 #include "tfm/base.h"
+#include "tfm/data.h" /* TFM_MAX_LINE_BYTES_DEFAULT */
 #include "tfm/text.h"
 
 static const char USAGE[] =
@@ -110,7 +111,8 @@ static int cmd_learn(const bpe_args *a) {
     for (int i = 0; i < a->n_files && !rc; i++) {
         char *text;
         in[i].name = a->files[i];
-        if (tfm_read_input(a->files[i], &text, &in[i].len))
+        if (tfm_read_input_lines(a->files[i], (size_t)TFM_MAX_LINE_BYTES_DEFAULT, &text,
+                                 &in[i].len))
             rc = tfm_cli_fail(1, "%s", tfm_last_error());
         else
             in[i].text = text;

@@ -89,6 +89,10 @@ char *tfm_format(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
  * cut short: 0 ok, else 1 with "<dir>/<name>: path too long" set. */
 int tfm_join_into(char *buf, size_t size, const char *dir, const char *name);
 int tfm_read_input(const char *path, char **data, size_t *len);
+/* The same for text whose lines must be at most max_line bytes: a longer
+ * one stops the read ("<path>:<line>: line longer than N bytes"), so that
+ * /dev/zero or a file without line breaks cannot take all memory. */
+int tfm_read_input_lines(const char *path, size_t max_line, char **data, size_t *len);
 /* After reading f to its end: 0, or 1 with "<path>: read error: ..." when
  * the stream had an error (EISDIR, EIO). */
 int tfm_input_error(FILE *f, const char *path);

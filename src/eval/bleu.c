@@ -23,6 +23,7 @@
 #include "../util/lines.h"
 #include "bleu_unicode.h"
 #include "tfm/base.h"
+#include "tfm/data.h" /* TFM_MAX_LINE_BYTES_DEFAULT */
 #include "tfm/eval.h"
 #include "tfm/text.h"
 
@@ -794,7 +795,16 @@ static int take_line(void *ctx, const char *line, size_t len, const char *name, 
 int tfm_eval_read_lines_fp(FILE *f, const char *name, tfm_eval_lines *out) {
     memset(out, 0, sizeof *out);
     tfm_buf data = {0};
-    if (tfm_buf_read_all(&data, f) && !data.oom) {
+    int64_t long_line = 0;
+    /* lines up to the corpus reader's limit: /dev/zero cannot take all memory */
+    int got = tfm_buf_read_all_lines(&data, f, (size_t)TFM_MAX_LINE_BYTES_DEFAULT, &long_line);
+    if (got == -2) {
+        tfm_buf_free(&data);
+        tfm_set_error("%s:%lld: line longer than %lld bytes", name, (long long)long_line,
+                      (long long)TFM_MAX_LINE_BYTES_DEFAULT);
+        return -1;
+    }
+    if (got && !data.oom) {
         int err = errno;
         tfm_buf_free(&data);
         tfm_set_error("%s: cannot read: %s", name, strerror(err));

@@ -144,14 +144,23 @@ int tfm_join_into(char *buf, size_t size, const char *dir, const char *name) {
     return tfm_set_error("%s/%s: path too long (over %zu bytes)", dir, name, size - 1), 1;
 }
 
-int tfm_read_input(const char *path, char **data, size_t *len) {
+static int read_input(const char *path, size_t max_line, char **data, size_t *len) {
     *data = NULL;
     *len = 0;
     FILE *f = tfm_open_input(path);
     if (!f) return 1;
     tfm_buf b = {0};
     errno = 0;
-    int rc = tfm_buf_read_all(&b, f);
+    int64_t long_line = 0;
+    int rc = max_line ? tfm_buf_read_all_lines(&b, f, max_line, &long_line)
+                      : tfm_buf_read_all(&b, f);
+    if (rc == -2) {
+        fclose(f);
+        tfm_buf_free(&b);
+        return tfm_set_error("%s:%lld: line longer than %zu bytes", path, (long long)long_line,
+                             max_line),
+               1;
+    }
     if (rc == 0) tfm_buf_put(&b, 0); /* the terminating NUL */
     if (b.oom)
         tfm_set_error("%s: out of memory reading the file", path), rc = 1;
@@ -165,6 +174,14 @@ int tfm_read_input(const char *path, char **data, size_t *len) {
     *data = b.p;
     *len = b.len - 1;
     return 0;
+}
+
+int tfm_read_input(const char *path, char **data, size_t *len) {
+    return read_input(path, 0, data, len);
+}
+
+int tfm_read_input_lines(const char *path, size_t max_line, char **data, size_t *len) {
+    return read_input(path, max_line ? max_line : 1, data, len);
 }
 
 uint64_t tfm_hash64(uint64_t x) {

@@ -70,6 +70,29 @@ char *tfm_strndup(const char *s, size_t n) {
 
 char *tfm_strdup(const char *s) { return tfm_strndup(s, strlen(s)); }
 
+int tfm_buf_read_all_lines(tfm_buf *b, FILE *f, size_t max_line, int64_t *long_line) {
+    size_t line_start = b->len, scanned = b->len;
+    int64_t line = 1;
+    for (;;) {
+        if (tfm_buf_reserve(b, 65536)) return -1;
+        size_t got = fread(b->p + b->len, 1, b->cap - b->len, f);
+        b->len += got;
+        for (; scanned < b->len; scanned++) {
+            if (b->p[scanned] != '\n') continue;
+            if (scanned - line_start > max_line + 1) break; /* a whole line read at once */
+            line_start = scanned + 1;
+            line++;
+        }
+        size_t open_end = scanned < b->len ? scanned : b->len;
+        if (open_end - line_start > max_line + 1) {
+            *long_line = line;
+            return -2;
+        }
+        if (got == 0) break;
+    }
+    return ferror(f) ? -1 : 0;
+}
+
 int tfm_buf_read_all(tfm_buf *b, FILE *f) {
     for (;;) {
         /* capacity doubles: linear overall */

@@ -46,5 +46,10 @@ char *tfm_strndup(const char *s, size_t n);
 /* Appends everything left in f to b. 0 ok; -1 when out of memory (b->oom
  * set) or on a read error (ferror(f) set, errno as fread left it). */
 int tfm_buf_read_all(tfm_buf *b, FILE *f);
+/* The same, but stops (returning -2, with *long_line the 1-based number of
+ * the line) as soon as a line exceeds max_line bytes before its newline (a
+ * '\r' before the newline not counted): /dev/zero or a file without line
+ * breaks cannot take all memory. */
+int tfm_buf_read_all_lines(tfm_buf *b, FILE *f, size_t max_line, int64_t *long_line);
 
 #endif
