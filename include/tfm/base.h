@@ -75,10 +75,10 @@ int tfm_product_i64(const int64_t *factors, int n, int64_t limit, int64_t *out);
 FILE *tfm_open_input(const char *path);
 /* A file that must be a regular one (checkpoints, a model's vocabulary and
  * codes, config files): opened without blocking first, so that a FIFO
- * without a writer is refused instead of waiting forever. NULL with errno
- * set when it cannot be opened, or with *not_regular = 1 when it is not a
- * regular file (errno EISDIR for a directory, else 0); the caller words the
- * message. */
+ * without a writer is refused instead of waiting forever. NULL with the
+ * error set ("<path>: cannot open: <reason>", "<path>: is a directory",
+ * "<path>: not a regular file") and *not_regular = 1 for the last two, so
+ * that a caller can word its own message. */
 FILE *tfm_open_regular(const char *path, int *not_regular);
 /* Paths of any length (no fixed-size buffers on user input): dir + "/" +
  * name, and printf into a string, both malloc'd (free them); NULL with

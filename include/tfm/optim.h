@@ -88,7 +88,11 @@ typedef struct {
     tfm_state_block blocks[2];
 } tfm_adam;
 
-/* Moments for the parameters p (allocated, zero); 0 ok. */
+/* 0 when c is usable: beta1 and beta2 in [0, 1), eps positive and finite,
+ * weight decay finite and not negative; else 1 with the error set. */
+int tfm_adam_config_check(const tfm_adam_config *c);
+/* Moments for the parameters p (allocated, zero); 0 ok (c is checked as
+ * above first). */
 int tfm_adam_init(tfm_adam *a, const tfm_params *p, const tfm_adam_config *c);
 void tfm_adam_free(tfm_adam *a);
 /* The state to checkpoint: *n receives the count (2: "adam.m", "adam.v"). */

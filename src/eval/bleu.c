@@ -372,12 +372,17 @@ int tfm_bleu_tokenize(const char *text, size_t len, int lowercase, char **out, s
     return tfm_bleu_tokenize_tok(text, len, lowercase, TFM_BLEU_TOK_13A, out, out_len);
 }
 
+/* 1 with the error set for a value outside tfm_bleu_tok */
+static int unknown_tok(tfm_bleu_tok tok) {
+    if (tok == TFM_BLEU_TOK_13A || tok == TFM_BLEU_TOK_NONE) return 0;
+    return tfm_set_error("bleu: unknown tokenizer %d", (int)tok), 1;
+}
+
 int tfm_bleu_tokenize_tok(const char *text, size_t len, int lowercase, tfm_bleu_tok tok, char **out,
                           size_t *out_len) {
     *out = NULL;
     if (out_len) *out_len = 0;
-    if (tok != TFM_BLEU_TOK_13A && tok != TFM_BLEU_TOK_NONE)
-        return tfm_set_error("bleu: unknown tokenizer %d", (int)tok), -1;
+    if (unknown_tok(tok)) return -1;
     tok_scratch sc = {0};
     const tfm_buf *t = prep(&sc, text ? text : "", text ? len : 0, lowercase, tok);
     tfm_buf res = {0};
@@ -439,10 +444,7 @@ tfm_bleu_acc *tfm_bleu_acc_new(int lowercase) {
 }
 
 tfm_bleu_acc *tfm_bleu_acc_new_tok(int lowercase, tfm_bleu_tok tok) {
-    if (tok != TFM_BLEU_TOK_13A && tok != TFM_BLEU_TOK_NONE) {
-        tfm_set_error("bleu: unknown tokenizer %d", (int)tok);
-        return NULL;
-    }
+    if (unknown_tok(tok)) return NULL;
     tfm_bleu_acc *acc = calloc(1, sizeof *acc);
     if (!acc) {
         tfm_set_error("bleu: out of memory");
@@ -724,7 +726,6 @@ int tfm_bleu_corpus_tok(const char *const *hyps, int64_t n_lines, const char *co
     if (!acc) return -1; /* an unknown tokenizer, or out of memory (the error says) */
     const char **seg_refs = malloc((size_t)n_refs * sizeof *seg_refs);
     if (!seg_refs) {
-        free(seg_refs);
         tfm_bleu_acc_free(acc);
         tfm_set_error("bleu: out of memory");
         return -1;

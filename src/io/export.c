@@ -390,13 +390,7 @@ static int read_config(const char *path, tfm_model_config *c, char *kind, size_t
     tfm_json *doc;
     int not_regular;
     FILE *f = tfm_open_regular(path, &not_regular); /* a FIFO would block the read */
-    if (!f) {
-        if (not_regular)
-            return tfm_set_error("%s: %s", path,
-                                 errno == EISDIR ? "is a directory" : "not a regular file"),
-                   1;
-        return tfm_set_error("%s: cannot open: %s", path, strerror(errno)), 1;
-    }
+    if (!f) return 1;
     fclose(f);
     if (tfm_json_parse_file(path, NULL, &doc)) return 1;
     int rc = 1;

@@ -510,11 +510,8 @@ int tfm_safetensors_open(const char *path, tfm_st_file *out) {
     memset(out, 0, sizeof *out);
     int not_regular;
     FILE *fp = tfm_open_regular(path, &not_regular);
-    if (!fp) {
-        if (not_regular)
-            tfm_set_error("%s: not a regular file", path);
-        else
-            tfm_set_error("%s: cannot open: %s", path, strerror(errno));
+    if (!fp) { /* "cannot open: ...", "not a regular file", "is a directory" */
+        if (not_regular && errno == EISDIR) tfm_set_error("%s: not a regular file", path);
         return -1;
     }
     struct stat st;

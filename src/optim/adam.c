@@ -72,9 +72,8 @@ void tfm_adam_config_default(tfm_adam_config *c) {
     c->weight_decay = 0.0f;
 }
 
-int tfm_adam_init(tfm_adam *a, const tfm_params *p, const tfm_adam_config *c) {
-    memset(a, 0, sizeof *a);
-    /* settings that make every update NaN or nonsense, refused up front */
+int tfm_adam_config_check(const tfm_adam_config *c) {
+    /* settings that make every update NaN or nonsense */
     if (!(c->beta1 >= 0 && c->beta1 < 1) || !(c->beta2 >= 0 && c->beta2 < 1))
         return tfm_set_error("adam: beta1 %g and beta2 %g must be in [0, 1)", (double)c->beta1,
                              (double)c->beta2),
@@ -85,6 +84,12 @@ int tfm_adam_init(tfm_adam *a, const tfm_params *p, const tfm_adam_config *c) {
         return tfm_set_error("adam: weight decay %g must be finite and not negative",
                              (double)c->weight_decay),
                1;
+    return 0;
+}
+
+int tfm_adam_init(tfm_adam *a, const tfm_params *p, const tfm_adam_config *c) {
+    memset(a, 0, sizeof *a);
+    if (tfm_adam_config_check(c)) return 1;
     a->cfg = *c;
     a->n = p->total_n;
     size_t bytes = (size_t)(a->n ? a->n : 1) * sizeof(float);

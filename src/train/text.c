@@ -9,17 +9,12 @@
 
 #include "tfm/train.h"
 
-/* A model's file must be a regular one: refused before a FIFO could block
- * the read that follows. */
+/* A model's file must be a regular one: refused (the error set) before a
+ * FIFO could block the read that follows. */
 static int regular(const char *path) {
     int not_regular;
     FILE *f = tfm_open_regular(path, &not_regular);
-    if (f) return fclose(f), 1;
-    if (not_regular)
-        tfm_set_error("%s: %s", path, errno == EISDIR ? "is a directory" : "not a regular file");
-    else
-        tfm_set_error("%s: cannot open: %s", path, strerror(errno));
-    return 0;
+    return f ? fclose(f), 1 : 0;
 }
 
 int tfm_text_model_load(const char *dir, tfm_text_model *tm) {

@@ -113,13 +113,7 @@ static int check_opts(const tfm_train_opts *o, const tfm_train_hooks *h) {
          (long long)o->steps);
     NEED(o->label_smoothing >= 0 && o->label_smoothing < 1, "label smoothing: must be in [0, 1)");
     NEED(o->clip_norm >= 0, "clip norm: must not be negative");
-    NEED(o->adam.weight_decay >= 0 && isfinite(o->adam.weight_decay),
-         "weight decay: must be finite and not negative");
-    NEED(o->adam.beta1 >= 0 && o->adam.beta1 < 1 && o->adam.beta2 >= 0 && o->adam.beta2 < 1,
-         "adam: beta1 %g and beta2 %g must be in [0, 1)", (double)o->adam.beta1,
-         (double)o->adam.beta2);
-    NEED(o->adam.eps > 0 && isfinite(o->adam.eps), "adam: eps %g must be positive and finite",
-         (double)o->adam.eps);
+    if (tfm_adam_config_check(&o->adam)) return 1; /* before the run directory is touched */
     NEED(o->threads >= 0, "threads %d: must not be negative", o->threads);
     NEED(o->precision == TFM_FP32 || o->precision == TFM_BF16, "precision %d: unknown",
          (int)o->precision);

@@ -96,13 +96,19 @@ int tfm_getline_error(FILE *f, const char *path, int64_t lineno, int err) {
 FILE *tfm_open_regular(const char *path, int *not_regular) {
     *not_regular = 0;
     int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-    if (fd < 0) return NULL;
+    if (fd < 0) {
+        int saved = errno;
+        tfm_set_error("%s: cannot open: %s", path, strerror(saved));
+        errno = saved;
+        return NULL;
+    }
     struct stat st;
     int known = fstat(fd, &st) == 0;
     if (!known || !S_ISREG(st.st_mode)) {
         int dir = known && S_ISDIR(st.st_mode);
         close(fd);
         *not_regular = 1;
+        tfm_set_error("%s: %s", path, dir ? "is a directory" : "not a regular file");
         errno = dir ? EISDIR : 0;
         return NULL;
     }
@@ -112,6 +118,7 @@ FILE *tfm_open_regular(const char *path, int *not_regular) {
     if (!f) {
         int saved = errno;
         close(fd);
+        tfm_set_error("%s: cannot open: %s", path, strerror(saved));
         errno = saved;
     }
     return f;
