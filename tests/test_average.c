@@ -476,7 +476,8 @@ START_TEST(train_init_starts_fresh_from_the_weights) {
 END_TEST
 
 /* tfm train --init on a corpus takes the BPE and vocabulary of the
- * checkpoint's run, whatever --bpe-merges says. */
+ * checkpoint's run and records the --bpe-merges that made them; another
+ * --bpe-merges given is refused by name. */
 START_TEST(cli_init_takes_the_vocabulary_beside_the_checkpoint) {
     const char *dir = tfm_test_tmpdir("init-cli");
     static char cmd[8192], out[16384];
@@ -494,7 +495,16 @@ START_TEST(cli_init_takes_the_vocabulary_beside_the_checkpoint) {
     snprintf(cmd, sizeof cmd,
              "%s train %s --bpe-merges 30 --init %s/a/checkpoint-00000005.tfm --save %s/b",
              tfm_test_bin(), common, dir, dir);
+    ck_assert_int_eq(tfm_test_run(cmd, out, sizeof out), 1);
+    ck_assert_msg(strstr(out, "tfm: --bpe-merges 30: the --init run ") &&
+                      strstr(out, "/a was trained with 60") &&
+                      tfm_test_count_lines(out, "tfm: ") == 1,
+                  "%s", out);
+    snprintf(cmd, sizeof cmd, "%s train %s --init %s/a/checkpoint-00000005.tfm --save %s/b",
+             tfm_test_bin(), common, dir, dir);
     ck_assert_msg(tfm_test_run(cmd, out, sizeof out) == 0, "%s", out);
+    snprintf(cmd, sizeof cmd, "grep -qx 'bpe-merges = 60' %s/b/config.txt", dir);
+    ck_assert_msg(tfm_test_run(cmd, out, sizeof out) == 0, "b/config.txt: not bpe-merges = 60");
     snprintf(cmd, sizeof cmd,
              "cmp %s/a/vocab.txt %s/b/vocab.txt && cmp %s/a/bpe.codes %s/b/bpe.codes", dir, dir,
              dir, dir);

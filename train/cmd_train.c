@@ -8,6 +8,7 @@
 
 #include "commands.h"
 #include "flags.h"
+#include "tfm/config.h"
 #include "tfm/train.h"
 
 static const char *USAGE = "tfm train --task copy|reverse [options]\n       tfm train --src-train "
@@ -169,7 +170,8 @@ static int make_flags(train_cli *o, flag_def *f) {
       "validations), scored on the validation set (0: off)");
     S("init", init,
       "start from this checkpoint's weights: a fresh optimizer and step 0, the same model "
-      "configuration (a corpus run takes the BPE and vocabulary beside it)");
+      "configuration (a corpus run takes the BPE and vocabulary beside it, and the "
+      "--bpe-merges and --exact-vocab that made them)");
     I("max-bad-steps", max_bad_steps, "stop after N non-finite steps in a row");
     I("arena-mb", arena_mb, "activation arena in MB (0: estimate)");
     I("reduce-bucket", reduce_bucket,
@@ -242,6 +244,41 @@ static int check_flags(const train_cli *o) {
          "--bpe-dropout-side: '%s' is not both or source", o->bpe_dropout_side);
 #undef NEED
     return 0;
+}
+
+/* --init takes the bpe.codes and vocab.txt beside its checkpoint: the run's
+ * --bpe-merges and --exact-vocab, unless given, are those of the run that
+ * made them (the config.txt there), so that this run's config.txt records
+ * what it used; given ones must agree (tfm_train_corpus checks). */
+typedef struct {
+    train_cli *c;
+    flag_def *merges, *exact;
+} init_settings;
+
+static int on_init_setting(const char *key, const char *value, const char *where, void *ctx) {
+    init_settings *s = ctx;
+    char *end;
+    (void)where;
+    if (!strcmp(key, "bpe-merges") && !s->merges->set) {
+        long long v = strtoll(value, &end, 10);
+        if (*value && !*end && v >= 1) s->c->bpe_merges = v;
+    } else if (!strcmp(key, "exact-vocab") && !s->exact->set) {
+        if (!strcmp(value, "true")) s->c->exact_vocab = 1;
+        if (!strcmp(value, "false")) s->c->exact_vocab = 0;
+    }
+    return 0;
+}
+
+static void adopt_init_settings(train_cli *c, flag_def *flags, int n_flags) {
+    char *dir = tfm_model_text_dir(c->init);
+    char *path = dir ? tfm_path_join(dir, "config.txt") : NULL;
+    init_settings s = {c, flags_find(flags, n_flags, "bpe-merges"),
+                       flags_find(flags, n_flags, "exact-vocab")};
+    /* no config.txt (an export) or an unreadable one: the flags stay as they
+     * are, and tfm_train_corpus reports what it cannot read */
+    if (path && access(path, F_OK) == 0) tfm_config_read(path, on_init_setting, &s);
+    free(path);
+    free(dir);
 }
 
 /* The resolved flags as config.txt text (malloc'd). */
@@ -426,6 +463,7 @@ int tfm_cmd_train(int argc, char **argv) {
             return tfm_cli_fail(2, "--max-len %lld: at most %lld (the model's positions)",
                                 (long long)c.max_len, (long long)(TFM_MAX_POSITIONS - 2));
     }
+    if (c.src_train && c.init) adopt_init_settings(&c, flags, n_flags);
     if (check_flags(&c)) return 2;
     /* positions the task needs: <s>/</s> around the toy sequences; corpus
      * pairs up to --max-tokens and validation outputs up to 2 * source + 10 */

@@ -439,12 +439,14 @@ static char *side_text(char *const *lines, int64_t n, size_t *len) {
     return text;
 }
 
-/* On --resume the run's bpe.codes and vocab.txt are reused, so the settings
- * that would have made other ones must be the run's (its config.txt; a key
- * it lacks, from before the setting existed, is not compared): otherwise
- * the rewritten config.txt would describe a run that never happened. */
-static int same_text_settings(const tfm_corpus_task *task, const char *run_dir) {
-    char *path = tfm_path_join(run_dir, "config.txt"), *text = NULL;
+/* On --resume the run's bpe.codes and vocab.txt are reused, and --init takes
+ * those beside its checkpoint, so the settings that would have made other
+ * ones must be that run's (the config.txt of dir; a key it lacks, from
+ * before the setting existed, and a directory without one, an export, are
+ * not compared): otherwise the config.txt written for this run would
+ * describe a run that never happened. flag is "--resume" or "--init". */
+static int same_text_settings(const tfm_corpus_task *task, const char *dir, const char *flag) {
+    char *path = tfm_path_join(dir, "config.txt"), *text = NULL;
     size_t len;
     if (!path) return 1;
     if (access(path, F_OK) != 0) return free(path), 0;
@@ -453,16 +455,21 @@ static int same_text_settings(const tfm_corpus_task *task, const char *run_dir) 
     int rc = tfm_read_input(path, &text, &len) || tfm_kv_parse(&kv, text, len, path);
     const char *merges = rc ? NULL : tfm_kv_get(&kv, "bpe-merges");
     const char *exact = rc ? NULL : tfm_kv_get(&kv, "exact-vocab");
+    const char *whose = strcmp(flag, "--init") ? "" : "the --init run ";
     char now[32];
     snprintf(now, sizeof now, "%lld", (long long)task->bpe_merges);
     if (merges && strcmp(merges, now))
-        rc = 1, tfm_set_error("--bpe-merges %s: %s was trained with %s (--resume reuses its "
-                              "bpe.codes and vocab.txt; choose another directory for new ones)",
-                              now, run_dir, merges);
+        rc = 1, tfm_set_error("--bpe-merges %s: %s%s was trained with %s (%s reuses its "
+                              "bpe.codes and vocab.txt; %s)",
+                              now, whose, dir, merges, flag,
+                              strcmp(flag, "--init") ? "choose another directory for new ones"
+                                                     : "give its value or leave the flag out");
     else if (exact && strcmp(exact, task->inexact_vocab ? "false" : "true"))
-        rc = 1, tfm_set_error("--exact-vocab %s: %s was trained with %s (--resume reuses its "
-                              "vocab.txt; choose another directory for a new one)",
-                              task->inexact_vocab ? "false" : "true", run_dir, exact);
+        rc = 1, tfm_set_error("--exact-vocab %s: %s%s was trained with %s (%s reuses its "
+                              "vocab.txt; %s)",
+                              task->inexact_vocab ? "false" : "true", whose, dir, exact, flag,
+                              strcmp(flag, "--init") ? "choose another directory for a new one"
+                                                     : "give its value or leave the flag out");
     tfm_kv_free(&kv);
     free(text);
     free(path);
@@ -481,9 +488,12 @@ static int prepare_text_model(const tfm_corpus_task *task, const tfm_train_opts 
     int reuse = codes && vocab && o->resume && access(codes, F_OK) == 0 && access(vocab, F_OK) == 0;
     free(codes);
     free(vocab);
-    if (reuse) return same_text_settings(task, o->run_dir) || tfm_text_model_load(o->run_dir, tm);
+    if (reuse)
+        return same_text_settings(task, o->run_dir, "--resume") ||
+               tfm_text_model_load(o->run_dir, tm);
     if (o->init_from) { /* the ids the initial weights were trained with */
         char *dir = tfm_model_text_dir(o->init_from);
+        if (dir && same_text_settings(task, dir, "--init")) return free(dir), 1;
         int rc = !dir || tfm_text_model_load(dir, tm);
         if (rc && dir) tfm_set_error("--init %s: %s", o->init_from, tfm_last_error());
         if (!rc && !o->quiet) printf("BPE codes and vocabulary from %s (--init)\n", dir);
