@@ -482,10 +482,18 @@ int tfm_cmd_train(int argc, char **argv) {
     tfm_model_config probe = c.model;
     if (probe.vocab < 4) probe.vocab = 4;
     if (tfm_model_config_check(&probe)) {
+        /* the message starts with the setting's name: the file and line of
+         * its value, or of --layers where that set both stacks */
         const char *msg = tfm_last_error();
         size_t len = strcspn(msg, ": ");
-        /* "layers ..." may be about --enc-layers or --dec-layers: not placed */
-        const char *origin = strncmp(msg, "layers", len) ? flags_file_origin(msg, len) : NULL;
+        const char *origin = flags_file_origin(msg, len);
+        if (!origin && len == 10 && (!strncmp(msg, "enc-layers", len) ||
+                                     !strncmp(msg, "dec-layers", len))) {
+            char stack[11];
+            memcpy(stack, msg, len);
+            stack[len] = 0;
+            if (!flags_find(flags, n_flags, stack)->set) origin = flags_file_origin("layers", 6);
+        }
         return origin ? tfm_cli_fail(1, "%s: %s", origin, msg) : tfm_cli_fail(1, "%s", msg);
     }
     if (flags_check_recordable(flags, n_flags)) return 2;

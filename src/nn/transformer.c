@@ -18,8 +18,14 @@ int tfm_model_config_check(const tfm_model_config *c) {
                              (long long)c->d_model),
                1;
     if (c->d_ff < 1) return tfm_set_error("d-ff %lld: must be positive", (long long)c->d_ff), 1;
-    if (c->enc_layers < 1 || c->dec_layers < 1)
-        return tfm_set_error("layers: need at least 1 encoder and 1 decoder layer"), 1;
+    if (c->enc_layers < 1)
+        return tfm_set_error("enc-layers %lld: need at least 1 encoder layer",
+                             (long long)c->enc_layers),
+               1;
+    if (c->dec_layers < 1)
+        return tfm_set_error("dec-layers %lld: need at least 1 decoder layer",
+                             (long long)c->dec_layers),
+               1;
     if (c->max_len < 2)
         return tfm_set_error("model-max-len %lld: must be at least 2", (long long)c->max_len), 1;
     if (!tfm_decoder_start_name(c->decoder_start))
@@ -40,9 +46,13 @@ int tfm_model_config_check(const tfm_model_config *c) {
     if (c->d_ff > TFM_MAX_FF)
         return tfm_set_error("d-ff %lld: at most %lld", (long long)c->d_ff, (long long)TFM_MAX_FF),
                1;
-    if (c->enc_layers > TFM_MAX_LAYERS || c->dec_layers > TFM_MAX_LAYERS)
-        return tfm_set_error("layers %lld + %lld: at most %d each", (long long)c->enc_layers,
-                             (long long)c->dec_layers, TFM_MAX_LAYERS),
+    if (c->enc_layers > TFM_MAX_LAYERS)
+        return tfm_set_error("enc-layers %lld: at most %d", (long long)c->enc_layers,
+                             TFM_MAX_LAYERS),
+               1;
+    if (c->dec_layers > TFM_MAX_LAYERS)
+        return tfm_set_error("dec-layers %lld: at most %d", (long long)c->dec_layers,
+                             TFM_MAX_LAYERS),
                1;
     if (c->max_len > TFM_MAX_POSITIONS)
         return tfm_set_error("model-max-len %lld: at most %lld positions", (long long)c->max_len,
