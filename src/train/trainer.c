@@ -214,22 +214,18 @@ static int resume_from(tfm_trainer *tr, char **found) {
                       (unsigned long long)tr->o.seed);
         goto fail;
     }
-    /* batches per update (the checkpoints of one batch per update have no key) */
-    const char *accum_was = meta_or_absent(&ck.meta, "data.accum");
-    char accum_now[32];
-    snprintf(accum_now, sizeof accum_now, "%lld", (long long)(tr->o.accum > 1 ? tr->o.accum : 1));
-    if (strcmp(accum_was, accum_now)) {
-        tfm_set_error("%s: --resume with different data: --accum was %s, now %s", path,
-                      accum_was, accum_now);
-        goto fail;
-    }
-    /* the data must be the same too (a checkpoint from before a key was
-     * written, and without a value in g_absent, has none to compare) */
-    for (int64_t i = 0; i < tr->state.n; i++) {
-        const char *key = tr->state.keys[i], *now = tr->state.vals[i];
+    /* the data must be the same too: every data.* key of this run and of the
+     * checkpoint (a key left out means its g_absent value, so --accum 2
+     * against a run of one batch per update is caught either way; a
+     * checkpoint from before a key was written, without a g_absent value,
+     * has none to compare) */
+    for (int64_t i = 0; i < tr->state.n + ck.meta.n; i++) {
+        int mine = i < tr->state.n;
+        const char *key = mine ? tr->state.keys[i] : ck.meta.keys[i - tr->state.n];
         if (strncmp(key, "data.", 5)) continue;
-        const char *was = meta_or_absent(&ck.meta, key);
-        if (!was || !strcmp(was, now)) continue;
+        if (!mine && tfm_kv_get(&tr->state, key)) continue; /* compared above */
+        const char *was = meta_or_absent(&ck.meta, key), *now = meta_or_absent(&tr->state, key);
+        if (!was || !now || !strcmp(was, now)) continue;
         /* the checksums are of the ids: an edited bpe.codes or vocab.txt of
          * the run changes them as much as other text does */
         int ids = !strcmp(key, "data.src-train") || !strcmp(key, "data.tgt-train");
