@@ -206,6 +206,48 @@ START_TEST(checkpoint_save_refuses_duplicate_state_blocks) {
 }
 END_TEST
 
+/* a weight or optimizer value that is not finite (a damaged or hand-made
+ * file: the trainer never saves one) is refused by tensor, not decoded to
+ * empty lines or trained as NaN */
+START_TEST(checkpoint_load_refuses_non_finite_values) {
+    tfm_model_config c = tfm_test_tiny_model();
+    tfm_model m, back;
+    ck_assert_int_eq(tfm_model_init(&m, &c), 0);
+    char path[512];
+    snprintf(path, sizeof path, "%s/ck.tfm", tfm_test_tmpdir("api-nonfinite"));
+    tfm_kv kv;
+    tfm_kv_init(&kv);
+    tfm_model_config_to_kv(&c, &kv);
+    tfm_kv_set(&kv, "data.kind", "toy");
+    float *d = calloc((size_t)m.params.total_n, sizeof(float));
+    tfm_state_block st[1] = {{"adam.v", d}};
+    tfm_tensor *last = m.params.items[m.params.count - 1];
+    last->data[last->n - 1] = NAN;
+    ck_assert_msg(tfm_checkpoint_save(path, &kv, &m.params, st, 1) == 0, "%s", tfm_last_error());
+    char want[600];
+    snprintf(want, sizeof want, "tensor %s: element %lld is nan (values must be finite)",
+             last->name, (long long)(last->n - 1));
+    expect_error(tfm_load_model(path, &back, NULL) != 0, "NaN weight", want);
+    last->data[last->n - 1] = 0.5f;
+    d[3] = -INFINITY;
+    ck_assert_msg(tfm_checkpoint_save(path, &kv, &m.params, st, 1) == 0, "%s", tfm_last_error());
+    ck_assert_msg(tfm_load_model(path, &back, NULL) == 0, "%s", tfm_last_error());
+    tfm_model_free(&back);
+    tfm_checkpoint ck;
+    ck_assert_int_eq(tfm_checkpoint_read(path, &ck), 0);
+    float *into = calloc((size_t)m.params.total_n, sizeof(float));
+    tfm_state_block to[1] = {{"adam.v", into}};
+    snprintf(want, sizeof want, "tensor %s, optimizer state adam.v: element 3 is -inf",
+             m.params.items[0]->name);
+    expect_error(tfm_checkpoint_load_state(&ck, &m.params, to, 1) != 0, "-inf moment", want);
+    tfm_checkpoint_free(&ck);
+    free(into);
+    free(d);
+    tfm_kv_free(&kv);
+    tfm_model_free(&m);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("api_bounds");
     TCase *tc = tcase_create("api_bounds");
@@ -216,6 +258,7 @@ int main(void) {
     tcase_add_test(tc, bleu_refuses_unknown_tokenizers);
     tcase_add_test(tc, decoding_refuses_out_of_range_arguments);
     tcase_add_test(tc, checkpoint_save_refuses_duplicate_state_blocks);
+    tcase_add_test(tc, checkpoint_load_refuses_non_finite_values);
     suite_add_tcase(s, tc);
     return tfm_test_main(s);
 }

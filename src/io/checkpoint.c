@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -626,8 +627,19 @@ const unsigned char *tfm_checkpoint_block(const tfm_checkpoint *ck, const char *
 }
 
 /* Copies block `data` (n_floats floats in file order) into dst laid out like p. */
+/* The index of the first element of x[0..n) that is NaN or infinite, else -1. */
+static int64_t first_non_finite(const float *x, int64_t n) {
+    for (int64_t i = 0; i < n; i++)
+        if (!isfinite(x[i])) return i;
+    return -1;
+}
+
+/* block: NULL for the weights, else the state block's name. A value that is
+ * not finite is refused: the trainer never saves one (non-finite steps are
+ * skipped), so it is a damaged or hand-made file, and it would decode to
+ * empty lines or train NaN without a word. */
 static int load_block(const tfm_checkpoint *ck, const unsigned char *data, const tfm_params *p,
-                      float *dst) {
+                      float *dst, const char *block) {
     for (int64_t i = 0; i < p->count; i++) {
         tfm_tensor *t = p->items[i];
         int64_t j = 0;
@@ -637,7 +649,14 @@ static int load_block(const tfm_checkpoint *ck, const unsigned char *data, const
         for (int d = 0; same && d < t->ndim; d++) same = ck->shapes[j][d] == t->shape[d];
         if (!same)
             return tfm_set_error("%s: tensor %s has a different shape", ck->path, t->name), 1;
-        memcpy(dst + (t->data - p->data), data + (size_t)ck->offsets[j] * 4, (size_t)t->n * 4);
+        float *to = dst + (t->data - p->data);
+        memcpy(to, data + (size_t)ck->offsets[j] * 4, (size_t)t->n * 4);
+        int64_t bad = first_non_finite(to, t->n);
+        if (bad >= 0)
+            return tfm_set_error("%s: tensor %s%s%s: element %lld is %g (values must be finite)",
+                                 ck->path, t->name, block ? ", optimizer state " : "",
+                                 block ? block : "", (long long)bad, (double)to[bad]),
+                   1;
     }
     if (p->count != ck->n_tensors)
         return tfm_set_error("%s: has %lld tensors, the model %lld", ck->path,
@@ -647,7 +666,7 @@ static int load_block(const tfm_checkpoint *ck, const unsigned char *data, const
 }
 
 int tfm_checkpoint_load_params(const tfm_checkpoint *ck, tfm_params *p) {
-    return load_block(ck, ck->blocks, p, p->data);
+    return load_block(ck, ck->blocks, p, p->data, NULL);
 }
 
 int tfm_checkpoint_load_state(const tfm_checkpoint *ck, const tfm_params *p,
@@ -662,7 +681,7 @@ int tfm_checkpoint_load_state(const tfm_checkpoint *ck, const tfm_params *p,
             return tfm_set_error("%s: has no optimizer state '%s' (cannot resume from it)",
                                  ck->path, state[b].name),
                    1;
-        if (load_block(ck, data, p, state[b].data)) return 1;
+        if (load_block(ck, data, p, state[b].data, state[b].name)) return 1;
     }
     return 0;
 }

@@ -3,6 +3,7 @@
 #include "tfm/export.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -604,6 +605,18 @@ int tfm_export_load(const char *dir, tfm_model *m, tfm_kv *meta) {
                           first ? first : "?");
             goto done;
         }
+    }
+    /* weights that are not finite decode to empty lines without a word: a
+     * damaged or hand-edited file (no tfm run saves one) */
+    for (int64_t i = 0; i < mp.n; i++) {
+        const tfm_tensor *t = mp.e[i].t;
+        if (!mp.e[i].primary) continue;
+        for (int64_t j = 0; j < t->n; j++)
+            if (!isfinite(t->data[j])) {
+                tfm_set_error("%s: tensor %s: element %lld is %g (weights must be finite)", path,
+                              mp.e[i].name, (long long)j, (double)t->data[j]);
+                goto done;
+            }
     }
     if (tfm_st_read_f32(&f, "final_logits_bias", 2, (int64_t[]){1, VH}, scratch)) goto done;
     float *want_bias = scratch + VH; /* scratch holds VH * max(D, 2) floats */
