@@ -8,6 +8,7 @@
  * for tests/verify_export.py to compare with its PyTorch model. */
 #include <dirent.h>
 #include <errno.h>
+#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,8 +43,9 @@ static int dir_nonempty(const char *dir, int *checkpoints) {
     return found;
 }
 
-static int prepare_out(const char *out, int force) {
+static int prepare_out(const char *out, int force, int *created) {
     struct stat st;
+    *created = 0;
     if (stat(out, &st) == 0) {
         if (!S_ISDIR(st.st_mode))
             return tfm_set_error("--out %s: exists and is not a directory", out), 1;
@@ -66,10 +68,30 @@ static int prepare_out(const char *out, int force) {
     if (errno != ENOENT) return tfm_set_error("--out %s: %s", out, strerror(errno)), 1;
     if (mkdir(out, 0777) != 0)
         return tfm_set_error("--out %s: cannot create: %s", out, strerror(errno)), 1;
+    *created = 1;
     return 0;
 }
 
-static int copy_file(const char *from, const char *to) {
+/* After a failed export into a directory this command created: its files
+ * (ours alone) and the directory go, so that no half export is left behind
+ * and the same command can be run again. */
+static void remove_created(const char *out) {
+    DIR *d = opendir(out);
+    if (d) {
+        struct dirent *e;
+        while ((e = readdir(d))) {
+            if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+            char *p = tfm_path_join(out, e->d_name);
+            if (p) unlink(p);
+            free(p);
+        }
+        closedir(d);
+    }
+    rmdir(out);
+}
+
+/* A file's bytes (malloc'd), read before anything is written. */
+static int read_whole(const char *from, char **data, size_t *len) {
     FILE *f = tfm_open_input(from);
     if (!f) return 1;
     size_t cap = 1 << 16, n = 0;
@@ -82,7 +104,9 @@ static int copy_file(const char *from, const char *to) {
         n += fread(buf + n, 1, cap - n, f);
         if (n < cap) break;
         cap *= 2;
-        buf = realloc(buf, cap);
+        char *grown = realloc(buf, cap);
+        if (!grown) free(buf);
+        buf = grown;
     }
     int bad = ferror(f);
     fclose(f);
@@ -90,9 +114,9 @@ static int copy_file(const char *from, const char *to) {
         free(buf);
         return tfm_set_error("%s: read error", from), 1;
     }
-    int rc = tfm_write_file_atomic(to, buf, n);
-    free(buf);
-    return rc;
+    *data = buf;
+    *len = n;
+    return 0;
 }
 
 static int write_tokenizer_config(const tfm_model_config *c, const char *path) {
@@ -120,77 +144,109 @@ static int write_tokenizer_config(const tfm_model_config *c, const char *path) {
     return rc;
 }
 
-static int export_tokenizer(const char *run_dir, const char *out, const tfm_model_config *c) {
+/* Everything a text model's export copies or derives from the run's
+ * bpe.codes and vocab.txt, read and checked before the first file is
+ * written (a missing or bad vocabulary then leaves --out untouched). */
+typedef struct {
+    char *file[2]; /* bpe.codes, vocab.txt: their bytes */
+    size_t len[2];
+    char *json; /* tokenizer.json, NULL when Hugging Face cannot reproduce it */
+    size_t json_len;
+    tfm_hf_tokenizer_info info;
+} tokenizer_files;
+
+static const char *const TOKENIZER_COPIES[] = {"bpe.codes", "vocab.txt"};
+
+static void tokenizer_free(tokenizer_files *tf) {
+    for (int i = 0; i < 2; i++) free(tf->file[i]);
+    free(tf->json);
+    memset(tf, 0, sizeof *tf);
+}
+
+static int tokenizer_prepare(const char *run_dir, const tfm_model_config *c, int hf,
+                             tokenizer_files *tf) {
+    memset(tf, 0, sizeof *tf);
     tfm_text_model tm;
     if (tfm_text_model_load(run_dir, &tm)) return 1;
     int rc = 1;
-    char from[4096 + 64], to[4096 + 64];
     if (tfm_vocab_size(tm.vocab) != c->vocab) {
         tfm_set_error("%s/vocab.txt: %d tokens, but the model's vocabulary has %lld", run_dir,
                       (int)tfm_vocab_size(tm.vocab), (long long)c->vocab);
         goto done;
     }
-    const char *files[] = {"bpe.codes", "vocab.txt"};
     for (int i = 0; i < 2; i++) {
-        snprintf(from, sizeof from, "%s/%s", run_dir, files[i]);
-        snprintf(to, sizeof to, "%s/%s", out, files[i]);
-        if (copy_file(from, to)) goto done;
+        char *from = tfm_path_join(run_dir, TOKENIZER_COPIES[i]);
+        int bad = !from || read_whole(from, &tf->file[i], &tf->len[i]);
+        free(from);
+        if (bad) goto done;
     }
     /* tokenizer.json only when Hugging Face's BPE reproduces our encoder
      * exactly: it needs every merge's symbols in its vocabulary and keys
      * merges by their ids, so merges that start from a symbol our vocabulary
      * lacks (it would have <unk>'s id) cannot be represented. */
-    tfm_hf_tokenizer_info info;
-    size_t len;
-    /* zero-start models: the pad-last layout of the model files (tfm/export.h) */
-    char *json = c->decoder_start == TFM_START_ZERO
-                     ? tfm_bpe_hf_tokenizer_json_pad_last(tm.bpe, tm.vocab, &len, &info)
-                     : tfm_bpe_hf_tokenizer_json(tm.bpe, tm.vocab, &len, &info);
-    if (!json) goto done;
+    if (hf) {
+        /* zero-start models: the pad-last layout of the model files (tfm/export.h) */
+        tf->json = c->decoder_start == TFM_START_ZERO
+                       ? tfm_bpe_hf_tokenizer_json_pad_last(tm.bpe, tm.vocab, &tf->json_len,
+                                                            &tf->info)
+                       : tfm_bpe_hf_tokenizer_json(tm.bpe, tm.vocab, &tf->json_len, &tf->info);
+        if (!tf->json) goto done;
+        if (tf->info.n_merges_from_unk) {
+            free(tf->json);
+            tf->json = NULL;
+        }
+    }
+    rc = 0;
+done:
+    tfm_text_model_free(&tm);
+    if (rc) tokenizer_free(tf);
+    return rc;
+}
+
+/* n: how many of TOKENIZER_COPIES to write (the Marian layout takes only
+ * bpe.codes), then tokenizer.json and tokenizer_config.json for hf. */
+static int tokenizer_write(const tokenizer_files *tf, int n, int hf, const char *run_dir,
+                           const char *out, const tfm_model_config *c) {
+    char to[4096];
+    for (int i = 0; i < n; i++)
+        if (tfm_join_into(to, sizeof to, out, TOKENIZER_COPIES[i]) ||
+            tfm_write_file_atomic(to, tf->file[i], tf->len[i]))
+            return 1;
+    if (!hf) return 0;
     const char *hf_files[] = {"tokenizer.json", "tokenizer_config.json"};
-    if (info.n_merges_from_unk) {
-        free(json);
+    if (!tf->json) {
         fprintf(stderr,
                 "tfm: note: %s/vocab.txt lacks %lld symbols of bpe.codes' merges that %lld later "
                 "merges start from; Hugging Face's BPE cannot reproduce tfm's segmentation with "
                 "it, so tokenizer.json and tokenizer_config.json are not written (a vocabulary "
                 "with every merge symbol, which tfm train builds unless --exact-vocab=false, "
                 "avoids this)\n",
-                run_dir, (long long)info.n_symbols_unk, (long long)info.n_merges_from_unk);
-        for (int i = 0; i < 2; i++) { /* drop stale ones from an earlier --force export */
-            snprintf(to, sizeof to, "%s/%s", out, hf_files[i]);
-            unlink(to);
-        }
-        rc = 0;
-        goto done;
+                run_dir, (long long)tf->info.n_symbols_unk, (long long)tf->info.n_merges_from_unk);
+        for (int i = 0; i < 2; i++) /* drop stale ones from an earlier --force export */
+            if (!tfm_join_into(to, sizeof to, out, hf_files[i])) unlink(to);
+        return 0;
     }
-    snprintf(to, sizeof to, "%s/tokenizer.json", out);
-    int bad = tfm_write_file_atomic(to, json, len);
-    free(json);
-    if (bad) goto done;
-    snprintf(to, sizeof to, "%s/tokenizer_config.json", out);
-    if (write_tokenizer_config(c, to)) goto done;
-    rc = 0;
-done:
-    tfm_text_model_free(&tm);
-    return rc;
+    if (tfm_join_into(to, sizeof to, out, hf_files[0]) ||
+        tfm_write_file_atomic(to, tf->json, tf->json_len))
+        return 1;
+    return tfm_join_into(to, sizeof to, out, hf_files[1]) || write_tokenizer_config(c, to);
 }
 
 static int export_marian(const tfm_model *m, const char *kind, const char *run_dir, const char *out,
                          int force) {
     tfm_text_model tm = {0};
-    int text = !strcmp(kind, "text"), rc = 1;
-    if (prepare_out(out, force) || (text && tfm_text_model_load(run_dir, &tm))) goto done;
+    tokenizer_files tf = {0};
+    int text = !strcmp(kind, "text"), rc = 1, created = 0;
+    if (text && (tokenizer_prepare(run_dir, &m->cfg, 0, &tf) || tfm_text_model_load(run_dir, &tm)))
+        goto done;
+    if (prepare_out(out, force, &created)) goto done;
     if (tfm_export_marian_save(m, text ? tm.vocab : NULL, out)) goto done;
-    if (text) {
-        char from[4096 + 64], to[4096 + 64];
-        snprintf(from, sizeof from, "%s/bpe.codes", run_dir);
-        snprintf(to, sizeof to, "%s/bpe.codes", out);
-        if (copy_file(from, to)) goto done;
-    }
+    if (text && tokenizer_write(&tf, 1, 0, run_dir, out, &m->cfg)) goto done;
     rc = 0;
 done:
+    if (rc && created) remove_created(out);
     if (text) tfm_text_model_free(&tm);
+    tokenizer_free(&tf);
     return rc ? tfm_cli_fail(1, "%s", tfm_last_error()) : 0;
 }
 
@@ -212,6 +268,13 @@ static int fx_tensor(FILE *f, const char *name, int dtype, int ndim, const int64
  * Writes src (B, S) i32, tgt_in (B, T) i32 (<s> then symbols), logits
  * (B, T, V) f32 of the teacher-forced decoder, and greedy (B, G) i32: the
  * greedy decoder's tokens after <s>, </s> included, then pad. */
+/* The atomic writer's "<path>: ..." as "--dump-logits <path>: ...". */
+static void dump_error(void) {
+    char msg[1024];
+    snprintf(msg, sizeof msg, "%s", tfm_last_error());
+    tfm_set_error("--dump-logits %s", msg);
+}
+
 static int dump_logits(const char *export_dir, const char *path) {
     tfm_model m;
     if (tfm_export_load(export_dir, &m, NULL)) return 1;
@@ -253,19 +316,25 @@ static int dump_logits(const char *export_dir, const char *path) {
     tfm_tensor *logits = tfm_model_decode(&m, &t, mem, src_pad, tgt, tgt_pad, T);
     if (!logits) goto done;
     if (tfm_greedy_decode(&m, &t, src, src_pad, B, S, G, greedy, lens)) goto done;
-    FILE *f = fopen(path, "wb");
-    if (!f) {
-        tfm_set_error("--dump-logits %s: %s", path, strerror(errno));
+    tfm_atomic_file af;
+    if (tfm_atomic_open(&af, path)) {
+        dump_error();
         goto done;
     }
+    FILE *f = af.f;
     uint32_t version = 1, count = 4;
     int err = fwrite("TFMFIX01", 1, 8, f) != 8 || fwrite(&version, 4, 1, f) != 1 ||
               fwrite(&count, 4, 1, f) != 1 || fx_tensor(f, "src", 1, 2, (int64_t[]){B, S}, src) ||
               fx_tensor(f, "tgt_in", 1, 2, (int64_t[]){B, T}, tgt) ||
               fx_tensor(f, "logits", 0, 3, (int64_t[]){B, T, V}, logits->data) ||
               fx_tensor(f, "greedy", 1, 2, (int64_t[]){B, G}, greedy);
-    if (fclose(f) != 0 || err) {
+    if (err) {
+        tfm_atomic_abort(&af);
         tfm_set_error("--dump-logits %s: write error", path);
+        goto done;
+    }
+    if (tfm_atomic_commit(&af)) {
+        dump_error();
         goto done;
     }
     rc = 0;
@@ -278,6 +347,47 @@ done:
     free(tgt_pad);
     free(lens);
     tfm_model_free(&m);
+    return rc;
+}
+
+/* --dump-logits must not replace a file of the export it reads back (in
+ * --out) or an existing regular file beside checkpoints (a run's
+ * vocab.txt; a device such as /dev/null is written in place), and
+ * needs a directory to go into: checked before the export is written. */
+static int dump_path_check(const char *dump, const char *out) {
+    char *copy = tfm_format("%s", dump);
+    if (!copy) return 1;
+    char *dir = dirname(copy);
+    struct stat a, b;
+    int rc = 0, checkpoints = 0;
+    if (stat(dir, &a) != 0 || !S_ISDIR(a.st_mode))
+        rc = 1, tfm_set_error("--dump-logits %s: %s: %s", dump, dir,
+                              errno && !S_ISDIR(a.st_mode) ? strerror(errno) : "not a directory");
+    else if (stat(out, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino)
+        rc = 1, tfm_set_error("--dump-logits %s: in the --out directory %s (it would replace the "
+                              "export's own files); write it elsewhere",
+                              dump, out);
+    else if (stat(dump, &b) == 0 && S_ISREG(b.st_mode) && dir_nonempty(dir, &checkpoints) > 0 &&
+             checkpoints)
+        rc = 1, tfm_set_error("--dump-logits %s: exists, beside checkpoints (a run's file?); "
+                              "write it elsewhere",
+                              dump);
+    free(copy);
+    return rc;
+}
+
+/* The Hugging Face layout: the tokenizer is read and checked first, and a
+ * directory this command created is removed again when a write fails. */
+static int export_hf(const tfm_model *m, const char *kind, const char *run_dir, const char *out,
+                     int force, const char *dump) {
+    tokenizer_files tf = {0};
+    int text = !strcmp(kind, "text"), created = 0;
+    int rc = (text && tokenizer_prepare(run_dir, &m->cfg, 1, &tf)) ||
+             prepare_out(out, force, &created) || (dump && dump_path_check(dump, out)) ||
+             tfm_export_save(m, kind, out) ||
+             (text && tokenizer_write(&tf, 2, 1, run_dir, out, &m->cfg));
+    if (rc && created) remove_created(out);
+    tokenizer_free(&tf);
     return rc;
 }
 
@@ -336,8 +446,7 @@ int tfm_cmd_export(int argc, char **argv) {
         if (!rc) printf("exported %s (%s model) to %s for marian-decoder\n", model_path, kind, out);
     } else if (tfm_export_check(&m.cfg)) {
         rc = tfm_cli_fail(1, "%s: cannot export: %s", model_path, tfm_last_error());
-    } else if (prepare_out(out, force) || tfm_export_save(&m, kind, out) ||
-               (!strcmp(kind, "text") && export_tokenizer(run_dir, out, &m.cfg))) {
+    } else if (export_hf(&m, kind, run_dir, out, force, dump)) {
         rc = tfm_cli_fail(1, "%s", tfm_last_error());
     } else {
         if (!strcmp(kind, "toy") && earlier_export) {
