@@ -289,10 +289,22 @@ int tfm_numbers_pair(int64_t n, char *en, size_t en_cap, char *de, size_t de_cap
 /* The seeded shuffle of 0 .. TFM_NUMBERS_MAX the corpus files are cut from:
  * fills order[0 .. TFM_NUMBERS_MAX]. */
 void tfm_numbers_shuffle(uint64_t seed, int64_t *order);
-/* Writes dir/{train,valid,test}.{en,de}, one number per line, with disjoint
- * numbers across (and within) splits: test takes the first n_test numbers of
- * the seeded shuffle, valid the next n_valid, train the next n_train. dir must
- * exist. Error if n_train + n_valid + n_test > TFM_NUMBERS_MAX + 1. */
+/* The corpus files' texts, one number per line, with disjoint numbers across
+ * (and within) splits: test takes the first n_test numbers of the seeded
+ * shuffle, valid the next n_valid, train the next n_train. text[i] (len[i]
+ * bytes, malloc'd) is the file tfm_numbers_files[i]: test.en, test.de,
+ * valid.en, valid.de, train.en, train.de. Error if n_train + n_valid + n_test
+ * > TFM_NUMBERS_MAX + 1. */
+typedef struct {
+    char *text[6];
+    size_t len[6];
+} tfm_numbers_corpus;
+extern const char *const tfm_numbers_files[6];
+int tfm_numbers_corpus_make(tfm_numbers_corpus *c, uint64_t seed, int64_t n_train, int64_t n_valid,
+                            int64_t n_test);
+void tfm_numbers_corpus_free(tfm_numbers_corpus *c);
+/* Writes them into dir (which must exist), one file after the other in
+ * place; `tfm data numbers` replaces all six atomically instead. */
 int tfm_numbers_corpus_write(const char *dir, uint64_t seed, int64_t n_train, int64_t n_valid,
                              int64_t n_test);
 

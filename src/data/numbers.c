@@ -152,48 +152,17 @@ void tfm_numbers_shuffle(uint64_t seed, int64_t *order) {
     }
 }
 
-/* Writes one split's two files; the numbers are order[0 .. count). */
-static int write_split(const char *dir, const char *split, const int64_t *order, int64_t count) {
-    char path_en[4096], path_de[4096];
-    char name_en[64], name_de[64];
-    snprintf(name_en, sizeof name_en, "%s.en", split);
-    snprintf(name_de, sizeof name_de, "%s.de", split);
-    if (tfm_join_into(path_en, sizeof path_en, dir, name_en) ||
-        tfm_join_into(path_de, sizeof path_de, dir, name_de))
-        return 1;
-    FILE *fe = fopen(path_en, "wb");
-    if (!fe) {
-        tfm_set_error("%s: cannot create: %s", path_en, strerror(errno));
-        return 1;
-    }
-    FILE *fd = fopen(path_de, "wb");
-    if (!fd) {
-        tfm_set_error("%s: cannot create: %s", path_de, strerror(errno));
-        fclose(fe);
-        return 1;
-    }
-    char en[TFM_NUMBER_WORDS_CAP], de[TFM_NUMBER_WORDS_CAP];
-    int rc = 0;
-    for (int64_t i = 0; i < count && !rc; i++) {
-        rc = tfm_numbers_pair(order[i], en, sizeof en, de, sizeof de);
-        if (!rc && (fprintf(fe, "%s\n", en) < 0 || fprintf(fd, "%s\n", de) < 0)) {
-            tfm_set_error("%s: write error: %s", path_en, strerror(errno));
-            rc = 1;
-        }
-    }
-    if (fclose(fe) != 0 && !rc) {
-        tfm_set_error("%s: write error: %s", path_en, strerror(errno));
-        rc = 1;
-    }
-    if (fclose(fd) != 0 && !rc) {
-        tfm_set_error("%s: write error: %s", path_de, strerror(errno));
-        rc = 1;
-    }
-    return rc;
+const char *const tfm_numbers_files[6] = {"test.en",  "test.de",  "valid.en",
+                                           "valid.de", "train.en", "train.de"};
+
+void tfm_numbers_corpus_free(tfm_numbers_corpus *c) {
+    for (int i = 0; i < 6; i++) free(c->text[i]);
+    memset(c, 0, sizeof *c);
 }
 
-int tfm_numbers_corpus_write(const char *dir, uint64_t seed, int64_t n_train, int64_t n_valid,
-                             int64_t n_test) {
+int tfm_numbers_corpus_make(tfm_numbers_corpus *c, uint64_t seed, int64_t n_train, int64_t n_valid,
+                            int64_t n_test) {
+    memset(c, 0, sizeof *c);
     const int64_t total = TFM_NUMBERS_MAX + 1;
     if (n_train < 0 || n_valid < 0 || n_test < 0 || n_train > total || n_valid > total ||
         n_test > total || n_train + n_valid + n_test > total) {
@@ -204,14 +173,57 @@ int tfm_numbers_corpus_write(const char *dir, uint64_t seed, int64_t n_train, in
         return 1;
     }
     int64_t *order = malloc((size_t)total * sizeof *order);
-    if (!order) {
-        tfm_set_error("numbers: out of memory");
-        return 1;
+    /* each line is shorter than TFM_NUMBER_WORDS_CAP: the splits' sizes bound the texts */
+    const int64_t count[3] = {n_test, n_valid, n_train}, first[3] = {0, n_test, n_test + n_valid};
+    for (int i = 0; i < 6 && order; i++)
+        if (!(c->text[i] = malloc((size_t)(count[i / 2] * TFM_NUMBER_WORDS_CAP + 1)))) break;
+    if (!order || !c->text[5]) {
+        free(order);
+        tfm_numbers_corpus_free(c);
+        return tfm_set_error("numbers: out of memory"), 1;
     }
     tfm_numbers_shuffle(seed, order);
-    int rc = write_split(dir, "test", order, n_test) ||
-             write_split(dir, "valid", order + n_test, n_valid) ||
-             write_split(dir, "train", order + n_test + n_valid, n_train);
+    char en[TFM_NUMBER_WORDS_CAP], de[TFM_NUMBER_WORDS_CAP];
+    int rc = 0;
+    for (int k = 0; k < 3 && !rc; k++)
+        for (int64_t i = 0; i < count[k] && !rc; i++) {
+            rc = tfm_numbers_pair(order[first[k] + i], en, sizeof en, de, sizeof de);
+            const char *line[2] = {en, de};
+            for (int side = 0; side < 2 && !rc; side++) {
+                size_t n = strlen(line[side]);
+                memcpy(c->text[2 * k + side] + c->len[2 * k + side], line[side], n);
+                c->text[2 * k + side][c->len[2 * k + side] + n] = '\n';
+                c->len[2 * k + side] += n + 1;
+            }
+        }
     free(order);
+    if (rc) tfm_numbers_corpus_free(c);
+    return rc;
+}
+
+int tfm_numbers_corpus_write(const char *dir, uint64_t seed, int64_t n_train, int64_t n_valid,
+                             int64_t n_test) {
+    tfm_numbers_corpus c;
+    if (tfm_numbers_corpus_make(&c, seed, n_train, n_valid, n_test)) return 1;
+    int rc = 0;
+    for (int i = 0; i < 6 && !rc; i++) {
+        char path[4096];
+        if (tfm_join_into(path, sizeof path, dir, tfm_numbers_files[i])) {
+            rc = 1;
+            break;
+        }
+        FILE *f = fopen(path, "wb");
+        if (!f) {
+            tfm_set_error("%s: cannot create: %s", path, strerror(errno));
+            rc = 1;
+            break;
+        }
+        int bad = fwrite(c.text[i], 1, c.len[i], f) != c.len[i];
+        if (fclose(f) != 0 || bad) {
+            tfm_set_error("%s: write error: %s", path, strerror(errno));
+            rc = 1;
+        }
+    }
+    tfm_numbers_corpus_free(&c);
     return rc;
 }
