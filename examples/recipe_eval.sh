@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The validation table of a recipe (README "Recipes that beat the published
-# baselines"): which checkpoint, how many checkpoints averaged, greedy or
-# beam, which length penalty, and whether an ensemble helps, all scored on the
+# The validation table of a recipe (README "Recipe: German to English, 41.0
+# BLEU in an hour" and "Recipe: English to German"): which checkpoint, how
+# many checkpoints averaged, greedy or beam, which length penalty, and
+# whether an ensemble helps, all scored on the
 # VALIDATION set only.
 #
 #   bash examples/recipe_eval.sh RUN_DIR VALID_SRC VALID_REF [tfm bleu options]

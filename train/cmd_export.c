@@ -66,7 +66,7 @@ static int prepare_out(const char *out, int force, int *created) {
         return 0;
     }
     if (errno != ENOENT) return tfm_set_error("--out %s: %s", out, strerror(errno)), 1;
-    if (mkdir(out, 0777) != 0)
+    if (tfm_make_dirs(out)) /* mkdir -p */
         return tfm_set_error("--out %s: cannot create: %s", out, strerror(errno)), 1;
     *created = 1;
     return 0;
