@@ -873,6 +873,35 @@ START_TEST(test_translate_toy_lines) {
     char *outside[1] = {"3 9"};
     ck_assert_int_ne(tfm_translate_toy_lines(&m, outside, 1, &o, "<stdin>", out), 0);
     ck_assert_str_eq(tfm_last_error(), "<stdin>:1: symbol 9 is outside 3..7");
+    /* beam search is for text models: refused, not ignored */
+    o.beam = 2;
+    ck_assert_int_ne(tfm_translate_toy_lines(&m, lines, 1, &o, "in", out), 0);
+    ck_assert_str_eq(tfm_last_error(), "translate: beam 2: a toy model decodes greedily");
+    o.beam = 1;
+    /* max_len cuts the output: the first random model (by seed) whose decoding
+     * of "3 4 5" has 3 or more symbols gives its first 2 with max_len 2 */
+    int found = 0;
+    for (uint64_t seed = 1; seed <= 200 && !found; seed++) {
+        tfm_model_init_weights(&m, seed);
+        o.max_len = 0;
+        ck_assert_int_eq(tfm_translate_toy_lines(&m, lines, 1, &o, "in", out), 0);
+        int words = 1;
+        for (const char *p = out[0]; *p; p++) words += *p == ' ';
+        if (*out[0] && words >= 3) {
+            found = 1;
+            o.max_len = 2;
+            ck_assert_int_eq(tfm_translate_toy_lines(&m, lines, 1, &o, "in", again), 0);
+            const char *second = strchr(out[0], ' ');
+            const char *third = strchr(second + 1, ' ');
+            ck_assert_int_eq((int)strlen(again[0]), (int)(third - out[0]));
+            ck_assert_msg(!strncmp(again[0], out[0], strlen(again[0])), "'%s' is not a prefix of '%s'",
+                          again[0], out[0]);
+            free(again[0]);
+        }
+        free(out[0]);
+        out[0] = NULL;
+    }
+    ck_assert_msg(found, "no random model decodes 3 symbols");
     tfm_model_free(&m);
 }
 END_TEST

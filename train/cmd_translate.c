@@ -173,9 +173,9 @@ static int translate_main(const char *const *model_paths, int n_models, const ch
         int is_toy = !strcmp(tfm_kv_get(&meta, "data.kind"), "toy"); /* checked on loading */
         tfm_kv_free(&meta);
         if (loaded == 0) toy = is_toy;
-        if (is_toy && (n_models > 1 || o->n_best)) {
+        if (is_toy && (n_models > 1 || o->n_best || o->beam > 1)) {
             tfm_set_error("--model %s: a toy model decodes greedily by itself (no ensembles, no "
-                          "--n-best)",
+                          "--beam above 1, no --n-best)",
                           model_paths[loaded]);
             loaded++;
             goto done;

@@ -447,8 +447,9 @@ int tfm_translate_lines_ensemble(tfm_model *const *models, int64_t n_models,
 
 /* Toy models (data.kind "toy"): each line holds symbol ids in [3, vocab)
  * separated by spaces ("3 4 5"); out[i] receives the greedy decoding the same
- * way (malloc'd). o->batch lines are decoded together (beam and max_len are
- * not used: the output is limited to twice the input plus 10). Errors name
+ * way (malloc'd). o->batch lines are decoded together, up to o->max_len
+ * symbols (0: twice the input plus 10; never more than the model's
+ * positions); o->beam above 1 is refused (greedy only). Errors name
  * "<name>:<line>", line = o->first_line (1 when 0) + the index; on failure
  * no out[i] is left allocated. */
 int tfm_translate_toy_lines(tfm_model *m, char *const *lines, int64_t n,

@@ -399,6 +399,10 @@ int tfm_translate_toy_lines(tfm_model *m, char *const *lines, int64_t n,
                              (long long)o->batch, (long long)TFM_MAX_DECODE_BATCH),
                1;
     if (n < 0) return tfm_set_error("translate: %lld lines", (long long)n), 1;
+    if (o->beam > 1)
+        return tfm_set_error("translate: beam %lld: a toy model decodes greedily",
+                             (long long)o->beam),
+               1;
     /* no larger than the lines there are (the same batches) */
     int64_t batch = o->batch < n ? o->batch : n > 0 ? n : 1;
     int64_t cap = m->cfg.max_len - 2; /* symbols; </s> and the decoder's <s> take two positions */
@@ -451,7 +455,8 @@ int tfm_translate_toy_lines(tfm_model *m, char *const *lines, int64_t n,
                 pad[b * S + i] = v == TFM_PAD_ID;
             }
         memcpy(src, hyp, (size_t)(B * S) * sizeof(int32_t));
-        int64_t max_out = 2 * S + 10 < cap ? 2 * S + 10 : cap;
+        int64_t max_out = o->max_len > 0 ? o->max_len : 2 * S + 10;
+        if (max_out > cap) max_out = cap;
         if (tfm_greedy_decode(m, &t, src, pad, B, S, max_out, hyp, lens)) goto done;
         for (int64_t b = 0; b < B; b++, made++)
             if (!(out[start + b] = format_ids(hyp + b * max_out, lens[b]))) {
