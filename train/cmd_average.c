@@ -93,6 +93,12 @@ int tfm_cmd_average(int argc, char **argv) {
         n = n_pos;
     }
     const char *const *in = paths ? (const char *const *)paths : (const char *const *)pos;
+    /* the average has no optimizer state: written over an input it would
+     * break the run that checkpoint belongs to (--resume refuses it) */
+    for (int64_t i = 0; !rc && i < n; i++)
+        if (cli_same_file(out, in[i]))
+            rc = tfm_cli_fail(2, "--out %s: the same file as the checkpoint %s it averages", out,
+                              in[i]);
     for (int64_t i = 1; !rc && i < n; i++)
         if (same_text_model(in[0], in[i])) rc = tfm_cli_fail(1, "%s", tfm_last_error());
     if (!rc && tfm_checkpoint_average(in, n, out)) rc = tfm_cli_fail(1, "%s", tfm_last_error());

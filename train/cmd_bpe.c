@@ -7,6 +7,7 @@
 
 #include "commands.h"
 #include "flags.h"
+#include "tfm/atomic_file.h"
 #include "tfm/base.h"
 #include "tfm/data.h" /* TFM_MAX_LINE_BYTES_DEFAULT */
 #include "tfm/text.h"
@@ -28,7 +29,7 @@ static const char USAGE[] =
 typedef struct {
     const char *codes, *out, *vocab, *vocab_out;
     int64_t merges, min_freq;
-    int have_merges;
+    int have_merges, exact;
     const char **files;
     int n_files;
 } bpe_args;
@@ -48,6 +49,10 @@ static int parse_args(int argc, char **argv, bpe_args *a) {
         {"output", FLAG_STR, &a->out,
          "file to write: the codes (learn), the vocabulary (vocab), tokenizer.json (hf)", 0},
         {"vocab-out", FLAG_STR, &a->vocab_out, "learn: also write the vocabulary of the FILEs", 0},
+        {"exact-vocab", FLAG_BOOL, &a->exact,
+         "vocab, learn --vocab-out: also give an id to every symbol the merges pass through (as "
+         "tfm train does), which bpe hf needs for an exact tokenizer.json",
+         0},
     };
     static const flag_alias aliases[] = {
         {"-s", "merges"}, {"--min-frequency", "min-freq"}, {"-c", "codes"}, {"-v", "vocab"},
@@ -57,7 +62,25 @@ static int parse_args(int argc, char **argv, bpe_args *a) {
     int rc = flags_parse_aliases(flags, n_flags, aliases, (int)(sizeof aliases / sizeof *aliases),
                                  argc, argv, USAGE, (char **)a->files, argc, &a->n_files);
     a->have_merges = flags_find(flags, n_flags, "merges")->set != 0;
-    return rc == 1 ? -1 : rc; /* -1: --help was printed */
+    if (rc) return rc == 1 ? -1 : rc; /* -1: --help was printed */
+    /* an output must not replace an input or the other output (learn reads
+     * its corpus whole, then -o s.de would write the codes over it) */
+    const char *outs[2] = {a->out, a->vocab_out}, *out_flag[2] = {"-o", "--vocab-out"};
+    for (int o = 0; o < 2; o++) {
+        if (!outs[o]) continue;
+        if (o == 1 && a->out && cli_same_file(a->out, a->vocab_out))
+            return tfm_cli_fail(2, "--vocab-out %s: the same file as -o", a->vocab_out);
+        const char *ins[2] = {a->codes, a->vocab};
+        for (int i = 0; i < 2; i++)
+            if (ins[i] && cli_same_file(outs[o], ins[i]))
+                return tfm_cli_fail(2, "%s %s: the same file as %s", out_flag[o], outs[o],
+                                    i ? "-v" : "-c");
+        for (int i = 0; i < a->n_files; i++)
+            if (cli_same_file(outs[o], a->files[i]))
+                return tfm_cli_fail(2, "%s %s: the same file as input %s", out_flag[o], outs[o],
+                                    a->files[i]);
+    }
+    return 0;
 }
 
 /* Runs fn on every line of the files (stdin when none), with the name for
@@ -132,7 +155,8 @@ static int cmd_learn(const bpe_args *a) {
             (long long)tfm_bpe_n_merges(b), t1 - t0, a->out);
     if (a->vocab_out) {
         tfm_vocab *v = tfm_vocab_build_texts(b, in, a->n_files);
-        if (!v || tfm_vocab_save(v, a->vocab_out))
+        if (!v || (a->exact && tfm_vocab_add_merge_symbols(v, b) < 0) ||
+            tfm_vocab_save(v, a->vocab_out))
             rc = tfm_cli_fail(1, "%s", tfm_last_error());
         else
             fprintf(stderr, "bpe: vocabulary of %d tokens written to %s\n", tfm_vocab_size(v),
@@ -211,8 +235,14 @@ static int decode_line(void *ctx, char *line, size_t len, const char *name, long
 
 static int detok_line(void *ctx, char *line, size_t len, const char *name, long long lineno) {
     (void)ctx;
-    (void)name;
-    (void)lineno;
+    /* the text every other reader takes: valid UTF-8 without NUL bytes */
+    size_t bad = 0;
+    const char *nul = memchr(line, 0, len);
+    if (tfm_utf8_check(line, nul ? (size_t)(nul - line) : len, &bad))
+        return tfm_cli_fail(1, "%s:%lld: invalid UTF-8 at byte %zu", name, lineno, bad + 1);
+    if (nul)
+        return tfm_cli_fail(1, "%s:%lld: NUL byte at byte %zu", name, lineno,
+                            (size_t)(nul - line) + 1);
     /* Detokenising never lengthens: the output fits in place. */
     size_t n = tfm_bpe_detok(line, len, line);
     fwrite(line, 1, n, stdout);
@@ -248,7 +278,7 @@ static int cmd_vocab(const bpe_args *a) {
     if (!b) return tfm_cli_fail(1, "%s", tfm_last_error());
     tfm_vocab *v = tfm_vocab_build(b, a->files, a->n_files);
     int rc = 0;
-    if (!v || tfm_vocab_save(v, a->out))
+    if (!v || (a->exact && tfm_vocab_add_merge_symbols(v, b) < 0) || tfm_vocab_save(v, a->out))
         rc = tfm_cli_fail(1, "%s", tfm_last_error());
     else
         fprintf(stderr, "bpe: vocabulary of %d tokens written to %s\n", tfm_vocab_size(v), a->out);
@@ -262,9 +292,23 @@ static int cmd_hf(const bpe_args *a) {
         return tfm_cli_fail(2, "bpe hf: -c CODES, -v VOCAB and -o FILE are required");
     tfm_bpe *b = tfm_bpe_load(a->codes);
     tfm_vocab *v = b ? tfm_vocab_load(a->vocab) : NULL;
+    tfm_hf_tokenizer_info info = {0};
+    size_t len = 0;
+    char *json = v ? tfm_bpe_hf_tokenizer_json(b, v, &len, &info) : NULL;
     int rc = 0;
-    if (!b || !v || tfm_bpe_write_hf_tokenizer(b, v, a->out, NULL))
+    /* a file that segments otherwise than tfm is not written (tfm export
+     * leaves it out the same way) */
+    if (json && info.n_merges_from_unk)
+        rc = tfm_cli_fail(1,
+                          "bpe hf: %s lacks %lld symbols of %s's merges that %lld later merges "
+                          "start from; Hugging Face's BPE cannot reproduce tfm's segmentation "
+                          "with it, so %s is not written (tfm bpe vocab --exact-vocab makes a "
+                          "vocabulary that can)",
+                          a->vocab, (long long)info.n_symbols_unk, a->codes,
+                          (long long)info.n_merges_from_unk, a->out);
+    else if (!json || tfm_write_file_atomic(a->out, json, len))
         rc = tfm_cli_fail(1, "%s", tfm_last_error());
+    free(json);
     tfm_vocab_free(v);
     tfm_bpe_free(b);
     return rc;

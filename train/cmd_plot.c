@@ -79,11 +79,18 @@ static int metrics_read(const char *path, metrics *m) {
     }
     for (;;) {
         errno = 0;
-        if (getline(&line, &line_cap, f) < 0) {
+        ssize_t got = getline(&line, &line_cap, f);
+        if (got < 0) {
             if (tfm_getline_error(f, path, lineno + 1, errno)) goto done;
             break;
         }
         lineno++;
+        const char *nul = memchr(line, 0, (size_t)got);
+        if (nul) {
+            tfm_set_error("%s:%lld: NUL byte at byte %lld", path, (long long)lineno,
+                          (long long)(nul - line) + 1);
+            goto done;
+        }
         chomp(line);
         if (!line[0]) continue;
         int n = split_csv(line, fields, 64);
@@ -285,6 +292,8 @@ int tfm_cmd_plot(int argc, char **argv) {
     metrics m;
     if (!csv || !def_out || !def_title)
         rc = tfm_cli_fail(1, "%s", tfm_last_error());
+    else if (out && cli_same_file(out, csv))
+        rc = tfm_cli_fail(2, "-o %s: that is the metrics.csv it reads", out);
     else if (metrics_read(csv, &m))
         rc = tfm_cli_fail(1, "%s", tfm_last_error());
     else {

@@ -35,6 +35,10 @@ typedef struct tfm_dist tfm_dist;
 tfm_dist *cli_dist_start(void);
 int cli_dist_end(tfm_dist *d, int rc);
 
+/* 1 when paths a and b name the same file (the same string, or the same
+ * device and inode), else 0: an output that would replace an input. */
+int cli_same_file(const char *a, const char *b);
+
 /* Print "tfm: <message>" to stderr and return 1 (or 2 for usage). */
 int tfm_cli_fail(int status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

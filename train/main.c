@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "commands.h"
 #include "flags.h"
@@ -25,6 +26,13 @@ static const command COMMANDS[] = {
     {"attention", tfm_cmd_attention, "draw attention weights for one sentence as SVG"},
 };
 #define N_COMMANDS (sizeof COMMANDS / sizeof COMMANDS[0])
+
+int cli_same_file(const char *a, const char *b) {
+    struct stat sa, sb;
+    if (!strcmp(a, b)) return 1;
+    return stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev &&
+           sa.st_ino == sb.st_ino;
+}
 
 int tfm_cli_fail(int status, const char *fmt, ...) {
     va_list ap, again;

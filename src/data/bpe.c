@@ -533,6 +533,9 @@ typedef struct {
 
 static int codes_line(void *ctx, const char *line, size_t len, const char *name, int64_t lineno) {
     codes_reader *cr = ctx;
+    /* a UTF-8 byte order mark (an editor's) would hide the version line and
+     * become part of the first merge: skipped, as config files do */
+    if (cr->first && len >= 3 && !memcmp(line, "\xEF\xBB\xBF", 3)) line += 3, len -= 3;
     if (tfm_text_check_line(line, len, name, lineno)) return -1;
     /* apply_bpe.py strips spaces, '\r' and '\n' at both ends. */
     while (len && (line[len - 1] == ' ' || line[len - 1] == '\r')) len--;
