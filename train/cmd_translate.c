@@ -180,6 +180,13 @@ static int translate_main(const char *const *model_paths, int n_models, const ch
             loaded++;
             goto done;
         }
+        if (!toy && models[loaded].cfg.max_len < 3) {
+            tfm_set_error("--model %s: a model of %lld positions has no room for a source subword "
+                          "beside </s>",
+                          model_paths[loaded], (long long)models[loaded].cfg.max_len);
+            loaded++;
+            goto done;
+        }
         if (!toy && loaded == 0) {
             if (tfm_load_text_model(model_paths[0], &models[0].cfg, &tm)) {
                 loaded++;

@@ -419,10 +419,24 @@ static int read_config(const char *path, tfm_model_config *c, char *kind, size_t
     if (strcmp(s, "relu")) CFG_FAIL("activation_function is \"%s\", only \"relu\" is supported", s);
     CFG_CALL(tfm_json_get_bool(doc, "scale_embedding", &b), "");
     if (!b) CFG_FAIL("scale_embedding is false, only true is supported");
-    if (tfm_json_get(doc, "normalize_before")) {
-        CFG_CALL(tfm_json_get_bool(doc, "normalize_before", &b), "");
-        if (b) CFG_FAIL("normalize_before is true, only post-LN models are supported");
-    }
+    /* MarianConfig switches that change what Hugging Face computes: each
+     * must have the value tfm's architecture has where the file gives it */
+    static const struct {
+        const char *key;
+        int want;
+        const char *why;
+    } switches[] = {
+        {"normalize_before", 0, "only post-LN models are supported"},
+        {"normalize_embedding", 0, "tfm has no layer norm on the embeddings"},
+        {"add_final_layer_norm", 0, "tfm's post-LN stacks have no final layer norm"},
+        {"static_position_embeddings", 1, "tfm's positions are fixed sinusoids"},
+    };
+    for (size_t k = 0; k < sizeof switches / sizeof switches[0]; k++)
+        if (tfm_json_get(doc, switches[k].key)) {
+            CFG_CALL(tfm_json_get_bool(doc, switches[k].key, &b), "");
+            if (b != switches[k].want)
+                CFG_FAIL("%s is %s, %s", switches[k].key, b ? "true" : "false", switches[k].why);
+        }
 
     /* every model setting from the "tfm" section, typed as the list says */
     const tfm_json *t = tfm_json_get(doc, "tfm");

@@ -13,7 +13,9 @@ int tfm_model_config_check(const tfm_model_config *c) {
                1;
     if (c->d_model < 2 || c->d_model % 2)
         return tfm_set_error("d-model %lld: must be even and >= 2", (long long)c->d_model), 1;
-    if (c->n_heads < 1 || c->d_model % c->n_heads)
+    if (c->n_heads < 1)
+        return tfm_set_error("heads %lld: must be at least 1", (long long)c->n_heads), 1;
+    if (c->d_model % c->n_heads)
         return tfm_set_error("heads %lld: must divide d-model %lld", (long long)c->n_heads,
                              (long long)c->d_model),
                1;

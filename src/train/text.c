@@ -214,6 +214,13 @@ int tfm_translate_lines_ensemble(tfm_model *const *models, int64_t n_models,
     int64_t cap = m->cfg.max_len - 1; /* source ids + </s> must fit the positions */
     for (int64_t k = 1; k < n_models; k++)
         if (models[k]->cfg.max_len - 1 < cap) cap = models[k]->cfg.max_len - 1;
+    /* a model of 2 positions has room for </s> alone: every line would be
+     * cut to nothing and "translated" */
+    if (cap < 2)
+        return tfm_set_error("translate: a model of %lld positions has no room for a source "
+                             "subword beside </s>",
+                             (long long)(cap + 1)),
+               1;
     int32_t **ids = calloc((size_t)(n ? n : 1), sizeof *ids);
     by_len *order = malloc((size_t)(n ? n : 1) * sizeof *order);
     if (!ids || !order) {
