@@ -24,6 +24,15 @@ static uint32_t crc32c_bitwise(uint32_t crc, const unsigned char *p, size_t n) {
     return ~crc;
 }
 
+/* a context prefixed to the last error, the message read while it is set */
+START_TEST(set_error_may_quote_the_last_error) {
+    tfm_set_error("l/bpe.codes: cannot open: %s", "No such file or directory");
+    tfm_set_error("--init %s: %s", "l/best.tfm", tfm_last_error());
+    ck_assert_str_eq(tfm_last_error(),
+                     "--init l/best.tfm: l/bpe.codes: cannot open: No such file or directory");
+}
+END_TEST
+
 START_TEST(crc32c_matches_the_definition) {
     ck_assert_uint_eq(tfm_crc32c(0, "123456789", 9), 0xE3069283u);
     ck_assert_uint_eq(tfm_crc32c(0, "", 0), 0u);
@@ -318,6 +327,7 @@ END_TEST
 int main(void) {
     Suite *s = suite_create("util");
     TCase *tc = tcase_create("util");
+    tcase_add_test(tc, set_error_may_quote_the_last_error);
     tcase_add_test(tc, bytes_reserve_doubles_and_refuses_overflow);
     tcase_add_test(tc, grow_keeps_contents_and_reports_overflow);
     tcase_add_test(tc, buf_appends_and_sticks_on_oom);

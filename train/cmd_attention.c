@@ -88,11 +88,7 @@ static int toy_source(const char *text, int64_t vocab, int64_t cap, labelled *l)
 static int text_source(const char *text, tfm_text_model *tm, int64_t cap, labelled *l) {
     int32_t tmp[1];
     int64_t k = tfm_vocab_encode(tm->bpe, tm->vocab, text, strlen(text), tmp, 0);
-    if (k < 0) {
-        char msg[512];
-        snprintf(msg, sizeof msg, "%s", tfm_last_error());
-        return tfm_set_error("--src: %s", msg), 1;
-    }
+    if (k < 0) return tfm_set_error("--src: %s", tfm_last_error()), 1;
     if (k > cap)
         return tfm_set_error("--src: %lld subwords, the model handles %lld", (long long)k,
                              (long long)cap),

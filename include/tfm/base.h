@@ -25,6 +25,8 @@ const char *tfm_version(void);
  * status otherwise, leaving a one-line message for tfm_last_error(). The
  * message names the file and line (or flag) when there is one. */
 const char *tfm_last_error(void);
+/* The arguments may include tfm_last_error() itself, to prefix a context:
+ * tfm_set_error("--init %s: %s", path, tfm_last_error()). */
 void tfm_set_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void tfm_clear_error(void);
 

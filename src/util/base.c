@@ -20,10 +20,15 @@ static _Thread_local char g_error[3 * 4096]; /* room for two PATH_MAX paths and 
 const char *tfm_last_error(void) { return g_error[0] ? g_error : "unknown error"; }
 
 void tfm_set_error(const char *fmt, ...) {
+    /* formatted aside first: the arguments may include tfm_last_error()
+     * itself ("--init X: %s"), which vsnprintf into g_error would overwrite
+     * while reading it */
+    char msg[sizeof g_error];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(g_error, sizeof g_error, fmt, ap);
+    vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    memcpy(g_error, msg, sizeof msg);
 }
 
 void tfm_clear_error(void) { g_error[0] = 0; }
