@@ -248,6 +248,23 @@ START_TEST(checkpoint_load_refuses_non_finite_values) {
 }
 END_TEST
 
+/* a text model of 2 positions has room for </s> alone: refused, not every
+ * line cut to nothing and "translated" (the program names the model first) */
+START_TEST(translate_refuses_a_model_without_room_for_a_subword) {
+    tfm_model_config c = tfm_test_tiny_model();
+    c.max_len = 2;
+    tfm_model m;
+    ck_assert_int_eq(tfm_model_init(&m, &c), 0);
+    tfm_text_model tm = {0};
+    char *lines[1] = {"a"}, *out[1] = {0};
+    tfm_translate_opts o = {.beam = 1, .batch = 1};
+    expect_error(tfm_translate_lines(&m, &tm, lines, 1, &o, out) != 0, "2 positions",
+                 "a model of 2 positions has no room for a source subword beside </s>");
+    ck_assert_ptr_null(out[0]);
+    tfm_model_free(&m);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("api_bounds");
     TCase *tc = tcase_create("api_bounds");
@@ -259,6 +276,7 @@ int main(void) {
     tcase_add_test(tc, decoding_refuses_out_of_range_arguments);
     tcase_add_test(tc, checkpoint_save_refuses_duplicate_state_blocks);
     tcase_add_test(tc, checkpoint_load_refuses_non_finite_values);
+    tcase_add_test(tc, translate_refuses_a_model_without_room_for_a_subword);
     suite_add_tcase(s, tc);
     return tfm_test_main(s);
 }

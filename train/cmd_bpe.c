@@ -236,13 +236,7 @@ static int decode_line(void *ctx, char *line, size_t len, const char *name, long
 static int detok_line(void *ctx, char *line, size_t len, const char *name, long long lineno) {
     (void)ctx;
     /* the text every other reader takes: valid UTF-8 without NUL bytes */
-    size_t bad = 0;
-    const char *nul = memchr(line, 0, len);
-    if (tfm_utf8_check(line, nul ? (size_t)(nul - line) : len, &bad))
-        return tfm_cli_fail(1, "%s:%lld: invalid UTF-8 at byte %zu", name, lineno, bad + 1);
-    if (nul)
-        return tfm_cli_fail(1, "%s:%lld: NUL byte at byte %zu", name, lineno,
-                            (size_t)(nul - line) + 1);
+    if (tfm_text_check_line(line, len, name, lineno)) return tfm_cli_fail(1, "%s", tfm_last_error());
     /* Detokenising never lengthens: the output fits in place. */
     size_t n = tfm_bpe_detok(line, len, line);
     fwrite(line, 1, n, stdout);

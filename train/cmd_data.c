@@ -30,6 +30,11 @@ static int write_corpus(const char *out, uint64_t seed, int64_t n_train, int64_t
         if (rc) break;
         rc = tfm_atomic_write(&af[opened], c.text[opened], c.len[opened]) != 0;
     }
+    /* every file on disk before the first rename: then only a failed rename
+     * (not a full disk or an I/O error) could leave some files replaced */
+    for (int i = 0; i < 6 && !rc; i++)
+        if (af[i].tmp_path && (fflush(af[i].f) != 0 || fsync(fileno(af[i].f)) != 0))
+            rc = 1, tfm_set_error("%s: cannot write: %s", af[i].path, strerror(errno));
     for (int i = 0; i < 6 && !rc; i++) rc = tfm_atomic_commit(&af[i]) != 0;
     if (rc)
         for (int i = 0; i < opened; i++) tfm_atomic_abort(&af[i]);

@@ -163,8 +163,10 @@ static void tokenizer_free(tokenizer_files *tf) {
     memset(tf, 0, sizeof *tf);
 }
 
+/* keep (may be NULL) receives the loaded text model on success (the Marian
+ * layout writes its vocabulary from it). */
 static int tokenizer_prepare(const char *run_dir, const tfm_model_config *c, int hf,
-                             tokenizer_files *tf) {
+                             tokenizer_files *tf, tfm_text_model *keep) {
     memset(tf, 0, sizeof *tf);
     tfm_text_model tm;
     if (tfm_text_model_load(run_dir, &tm)) return 1;
@@ -198,7 +200,10 @@ static int tokenizer_prepare(const char *run_dir, const tfm_model_config *c, int
     }
     rc = 0;
 done:
-    tfm_text_model_free(&tm);
+    if (!rc && keep)
+        *keep = tm;
+    else
+        tfm_text_model_free(&tm);
     if (rc) tokenizer_free(tf);
     return rc;
 }
@@ -237,8 +242,7 @@ static int export_marian(const tfm_model *m, const char *kind, const char *run_d
     tfm_text_model tm = {0};
     tokenizer_files tf = {0};
     int text = !strcmp(kind, "text"), rc = 1, created = 0;
-    if (text && (tokenizer_prepare(run_dir, &m->cfg, 0, &tf) || tfm_text_model_load(run_dir, &tm)))
-        goto done;
+    if (text && tokenizer_prepare(run_dir, &m->cfg, 0, &tf, &tm)) goto done;
     if (prepare_out(out, force, &created)) goto done;
     if (tfm_export_marian_save(m, text ? tm.vocab : NULL, out)) goto done;
     if (text && tokenizer_write(&tf, 1, 0, run_dir, out, &m->cfg)) goto done;
@@ -268,13 +272,6 @@ static int fx_tensor(FILE *f, const char *name, int dtype, int ndim, const int64
  * Writes src (B, S) i32, tgt_in (B, T) i32 (<s> then symbols), logits
  * (B, T, V) f32 of the teacher-forced decoder, and greedy (B, G) i32: the
  * greedy decoder's tokens after <s>, </s> included, then pad. */
-/* The atomic writer's "<path>: ..." as "--dump-logits <path>: ...". */
-static void dump_error(void) {
-    char msg[1024];
-    snprintf(msg, sizeof msg, "%s", tfm_last_error());
-    tfm_set_error("--dump-logits %s", msg);
-}
-
 static int dump_logits(const char *export_dir, const char *path) {
     tfm_model m;
     if (tfm_export_load(export_dir, &m, NULL)) return 1;
@@ -318,7 +315,7 @@ static int dump_logits(const char *export_dir, const char *path) {
     if (tfm_greedy_decode(&m, &t, src, src_pad, B, S, G, greedy, lens)) goto done;
     tfm_atomic_file af;
     if (tfm_atomic_open(&af, path)) {
-        dump_error();
+        tfm_set_error("--dump-logits %s", tfm_last_error()); /* "<path>: ..." */
         goto done;
     }
     FILE *f = af.f;
@@ -334,7 +331,7 @@ static int dump_logits(const char *export_dir, const char *path) {
         goto done;
     }
     if (tfm_atomic_commit(&af)) {
-        dump_error();
+        tfm_set_error("--dump-logits %s", tfm_last_error()); /* "<path>: ..." */
         goto done;
     }
     rc = 0;
@@ -350,29 +347,62 @@ done:
     return rc;
 }
 
-/* --dump-logits must not replace a file of the export it reads back (in
- * --out) or an existing regular file beside checkpoints (a run's
- * vocab.txt; a device such as /dev/null is written in place), and
- * needs a directory to go into: checked before the export is written. */
+/* 1 when dir holds checkpoint-<step>.tfm files: a run directory. */
+static int is_run_dir(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) return 0;
+    struct dirent *e;
+    int found = 0;
+    while (!found && (e = readdir(d))) {
+        size_t n = strlen(e->d_name);
+        found = n > 15 && !strncmp(e->d_name, "checkpoint-", 11) &&
+                !strcmp(e->d_name + n - 4, ".tfm");
+    }
+    closedir(d);
+    return found;
+}
+
+/* --dump-logits must not replace one of the files of the export it reads
+ * back, nor an existing file of a run (its vocab.txt), and must name a file
+ * in a directory that exists: checked before the export is written. A
+ * symlink is judged by its target, which is what the atomic writer
+ * replaces. */
 static int dump_path_check(const char *dump, const char *out) {
-    char *copy = tfm_format("%s", dump);
-    if (!copy) return 1;
-    char *dir = dirname(copy);
-    struct stat a, b;
-    int rc = 0, checkpoints = 0;
-    if (stat(dir, &a) != 0 || !S_ISDIR(a.st_mode))
-        rc = 1, tfm_set_error("--dump-logits %s: %s: %s", dump, dir,
-                              errno && !S_ISDIR(a.st_mode) ? strerror(errno) : "not a directory");
-    else if (stat(out, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino)
-        rc = 1, tfm_set_error("--dump-logits %s: in the --out directory %s (it would replace the "
-                              "export's own files); write it elsewhere",
-                              dump, out);
-    else if (stat(dump, &b) == 0 && S_ISREG(b.st_mode) && dir_nonempty(dir, &checkpoints) > 0 &&
-             checkpoints)
-        rc = 1, tfm_set_error("--dump-logits %s: exists, beside checkpoints (a run's file?); "
-                              "write it elsewhere",
-                              dump);
-    free(copy);
+    static const char *const export_files[] = {
+        "model.safetensors", "config.json",    "generation_config.json", "bpe.codes",
+        "vocab.txt",         "tokenizer.json", "tokenizer_config.json"};
+    char *target = tfm_atomic_target(dump);
+    const char *path = target ? target : dump;
+    char *dir_copy = tfm_format("%s", path), *base_copy = tfm_format("%s", path);
+    int rc = 0;
+    if (!dir_copy || !base_copy) {
+        rc = 1;
+        goto done;
+    }
+    const char *dir = dirname(dir_copy), *base = basename(base_copy);
+    struct stat at, dir_st, out_st;
+    int exists = stat(path, &at) == 0, ours = 0;
+    for (size_t i = 0; i < sizeof export_files / sizeof *export_files; i++)
+        ours |= !strcmp(base, export_files[i]);
+    if (exists && S_ISDIR(at.st_mode))
+        rc = 1, tfm_set_error("--dump-logits %s: is a directory", dump);
+    else if (stat(dir, &dir_st) != 0)
+        rc = 1, tfm_set_error("--dump-logits %s: %s: %s", dump, dir, strerror(errno));
+    else if (!S_ISDIR(dir_st.st_mode))
+        rc = 1, tfm_set_error("--dump-logits %s: %s: not a directory", dump, dir);
+    else if (ours && stat(out, &out_st) == 0 && out_st.st_dev == dir_st.st_dev &&
+             out_st.st_ino == dir_st.st_ino)
+        rc = 1, tfm_set_error("--dump-logits %s: would replace the export's %s in --out %s; write "
+                              "it elsewhere",
+                              dump, base, out);
+    else if (exists && S_ISREG(at.st_mode) && is_run_dir(dir))
+        rc = 1, tfm_set_error("--dump-logits %s: exists in a run directory (%s holds "
+                              "checkpoint-*.tfm); write it elsewhere",
+                              dump, dir);
+done:
+    free(dir_copy);
+    free(base_copy);
+    free(target);
     return rc;
 }
 
@@ -382,7 +412,7 @@ static int export_hf(const tfm_model *m, const char *kind, const char *run_dir, 
                      int force, const char *dump) {
     tokenizer_files tf = {0};
     int text = !strcmp(kind, "text"), created = 0;
-    int rc = (text && tokenizer_prepare(run_dir, &m->cfg, 1, &tf)) ||
+    int rc = (text && tokenizer_prepare(run_dir, &m->cfg, 1, &tf, NULL)) ||
              prepare_out(out, force, &created) || (dump && dump_path_check(dump, out)) ||
              tfm_export_save(m, kind, out) ||
              (text && tokenizer_write(&tf, 2, 1, run_dir, out, &m->cfg));

@@ -1,5 +1,6 @@
 /* tfm: the command-line program. Dispatches to one file per subcommand. */
 #include <errno.h>
+#include <libgen.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,6 +9,7 @@
 
 #include "commands.h"
 #include "flags.h"
+#include "tfm/atomic_file.h"
 #include "tfm/base.h"
 #include "tfm/kernels.h"
 
@@ -30,8 +32,21 @@ static const command COMMANDS[] = {
 int cli_same_file(const char *a, const char *b) {
     struct stat sa, sb;
     if (!strcmp(a, b)) return 1;
-    return stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev &&
-           sa.st_ino == sb.st_ino;
+    int ha = stat(a, &sa) == 0, hb = stat(b, &sb) == 0;
+    if (ha || hb) return ha && hb && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+    /* neither exists yet (two outputs): the same name in the same directory,
+     * links followed as the writer follows them ("cc" and "./cc") */
+    char *ta = tfm_atomic_target(a), *tb = tfm_atomic_target(b);
+    char *da = ta ? tfm_format("%s", ta) : NULL, *db = tb ? tfm_format("%s", tb) : NULL;
+    int same = 0;
+    if (da && db && !strcmp(basename(ta), basename(tb)))
+        same = stat(dirname(da), &sa) == 0 && stat(dirname(db), &sb) == 0 &&
+               sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+    free(ta);
+    free(tb);
+    free(da);
+    free(db);
+    return same;
 }
 
 int tfm_cli_fail(int status, const char *fmt, ...) {

@@ -44,6 +44,11 @@ int tfm_atomic_commit(tfm_atomic_file *af);
 /* Closes and removes the temporary file; the destination is untouched. */
 void tfm_atomic_abort(tfm_atomic_file *af);
 
+/* The file a write to path replaces or creates: path with every symlink in
+ * its last component followed (a dangling link resolves to where it
+ * points); malloc'd, or NULL with errno set (ELOOP after 40 links). */
+char *tfm_atomic_target(const char *path);
+
 /* Whole-file convenience: the same steps for one buffer. */
 int tfm_write_file_atomic(const char *path, const void *data, size_t n);
 

@@ -69,6 +69,14 @@
 
 /* ---------------------------------------------------------------- UTF-8 */
 
+/* 3 when s[0..n) starts with a UTF-8 byte order mark (EF BB BF, which
+ * editors on Windows write), else 0: readers of text files skip it. */
+size_t tfm_utf8_bom_len(const char *s, size_t n);
+/* 0 when line[0..len) is valid UTF-8 without NUL bytes; otherwise -1 with
+ * "<name>:<lineno>: invalid UTF-8 at byte N" or "...: NUL byte at byte N"
+ * (N from 1), the check of every text reader. */
+int tfm_text_check_line(const char *line, size_t len, const char *name, int64_t lineno);
+
 /* 0 when s[0..n) is valid UTF-8; otherwise -1 and, when bad_offset is not
  * NULL, the byte offset of the first invalid sequence. Strict: rejects stray
  * continuation bytes, overlong forms, surrogates (U+D800..U+DFFF), code

@@ -535,7 +535,10 @@ static int codes_line(void *ctx, const char *line, size_t len, const char *name,
     codes_reader *cr = ctx;
     /* a UTF-8 byte order mark (an editor's) would hide the version line and
      * become part of the first merge: skipped, as config files do */
-    if (cr->first && len >= 3 && !memcmp(line, "\xEF\xBB\xBF", 3)) line += 3, len -= 3;
+    if (cr->first) {
+        size_t bom = tfm_utf8_bom_len(line, len);
+        line += bom, len -= bom;
+    }
     if (tfm_text_check_line(line, len, name, lineno)) return -1;
     /* apply_bpe.py strips spaces, '\r' and '\n' at both ends. */
     while (len && (line[len - 1] == ' ' || line[len - 1] == '\r')) len--;

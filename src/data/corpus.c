@@ -90,7 +90,7 @@ static int take_line(tfm_line_reader *r, const char *line, size_t len) {
         return 1;
     }
     size_t i = 0;
-    if (r->line_no == 1 && len >= 3 && memcmp(line, "\xEF\xBB\xBF", 3) == 0) i = 3;
+    if (r->line_no == 1) i = tfm_utf8_bom_len(line, len);
 
     if (grow(r, &r->text, &r->text_cap, r->text_len + (len - i) + 1)) return 1;
     char *out = r->text + r->text_len, *o = out;

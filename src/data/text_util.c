@@ -6,6 +6,10 @@
 #include "tfm/base.h"
 #include "tfm/text.h"
 
+size_t tfm_utf8_bom_len(const char *s, size_t n) {
+    return n >= 3 && !memcmp(s, "\xEF\xBB\xBF", 3) ? 3 : 0;
+}
+
 int tfm_text_check_line(const char *line, size_t len, const char *name, int64_t lineno) {
     size_t bad = 0;
     const char *nul = memchr(line, 0, len);

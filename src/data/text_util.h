@@ -11,9 +11,7 @@
 #include "../util/lines.h"
 #include "tfm/text.h"
 
-/* 0 when line is valid UTF-8 without NUL; otherwise sets
- * "name:lineno: invalid UTF-8 at byte N" (N 1-based) and returns -1. */
-int tfm_text_check_line(const char *line, size_t len, const char *name, int64_t lineno);
+/* tfm_text_check_line and tfm_utf8_bom_len: tfm/text.h */
 
 /* The tfm_bpe's own subword list, reused by tfm_vocab_encode. */
 struct tfm_bpe;

@@ -79,7 +79,10 @@ static tfm_vocab *vocab_with_specials(void) {
 static int vocab_line(void *ctx, const char *line, size_t len, const char *name, int64_t lineno) {
     tfm_vocab *v = ctx;
     /* a UTF-8 byte order mark (an editor's) before <pad>: skipped, as config files do */
-    if (lineno == 1 && len >= 3 && !memcmp(line, "\xEF\xBB\xBF", 3)) line += 3, len -= 3;
+    if (lineno == 1) {
+        size_t bom = tfm_utf8_bom_len(line, len);
+        line += bom, len -= bom;
+    }
     if (len && line[len - 1] == '\r') len--;
     if (tfm_text_check_line(line, len, name, lineno)) return -1;
     if (len == 0) {

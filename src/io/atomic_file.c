@@ -20,10 +20,7 @@ static void release(tfm_atomic_file *af) {
     af->f = NULL;
 }
 
-/* path with every symlink in its last component followed (a dangling link
- * resolves to where it points, so the file is created there); malloc'ed, or
- * NULL with errno set (ELOOP after 40 links). */
-static char *resolve_links(const char *path) {
+char *tfm_atomic_target(const char *path) {
     char *cur = tfm_strdup(path);
     for (int depth = 0; cur; depth++) {
         struct stat st;
@@ -75,7 +72,7 @@ int tfm_atomic_open(tfm_atomic_file *af, const char *path) {
         tfm_set_error("%s: out of memory", path);
         return -1;
     }
-    af->target = resolve_links(path);
+    af->target = tfm_atomic_target(path);
     if (!af->target) {
         tfm_set_error("%s: cannot follow the symbolic link: %s", path, strerror(errno));
         release(af);

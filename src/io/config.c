@@ -1,5 +1,6 @@
 /* "key = value" configuration text: see include/tfm/config.h. */
 #include "tfm/config.h"
+#include "tfm/text.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -101,7 +102,7 @@ static int config_line(void *ctx, const char *text, size_t n, const char *name, 
 int tfm_config_parse(const char *text, size_t len, const char *name, tfm_config_fn fn, void *ctx) {
     parse_ctx p = {fn, ctx, {0}};
     /* a UTF-8 byte order mark (editors on Windows write one) */
-    size_t skip = len >= 3 && !memcmp(text, "\xEF\xBB\xBF", 3) ? 3 : 0;
+    size_t skip = tfm_utf8_bom_len(text, len);
     int rc = tfm_each_line_mem(text + skip, len - skip, name, config_line, &p);
     seen_free(&p.seen);
     return rc;
