@@ -33,7 +33,7 @@ static int same_text_model(const char *a, const char *b) {
         int ha = pa && access(pa, F_OK) == 0, hb = pb && access(pb, F_OK) == 0;
         if (!pa || !pb)
             rc = 1;
-        else if (ha && hb && (tfm_read_input(pa, &ta, &la) || tfm_read_input(pb, &tb, &lb)))
+        else if (ha && hb && (tfm_read_regular(pa, &ta, &la) || tfm_read_regular(pb, &tb, &lb)))
             rc = 1;
         else if (ha && hb && (la != lb || memcmp(ta, tb, la)))
             rc = 1, tfm_set_error("average: %s differs from %s: checkpoints trained with different "

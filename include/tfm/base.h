@@ -91,6 +91,10 @@ char *tfm_format(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
  * cut short: 0 ok, else 1 with "<dir>/<name>: path too long" set. */
 int tfm_join_into(char *buf, size_t size, const char *dir, const char *name);
 int tfm_read_input(const char *path, char **data, size_t *len);
+/* The same for a file that must be a regular one (a run's config.txt and
+ * metrics.csv, the text model beside a checkpoint): opened with
+ * tfm_open_regular, so a FIFO is refused instead of waited on. */
+int tfm_read_regular(const char *path, char **data, size_t *len);
 /* The same for text whose lines must be at most max_line bytes: a longer
  * one stops the read ("<path>:<line>: line longer than N bytes"), so that
  * /dev/zero or a file without line breaks cannot take all memory. */

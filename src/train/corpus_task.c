@@ -452,7 +452,7 @@ static int same_text_settings(const tfm_corpus_task *task, const char *dir, cons
     if (access(path, F_OK) != 0) return free(path), 0;
     tfm_kv kv;
     tfm_kv_init(&kv);
-    int rc = tfm_read_input(path, &text, &len) || tfm_kv_parse(&kv, text, len, path);
+    int rc = tfm_read_regular(path, &text, &len) || tfm_kv_parse(&kv, text, len, path);
     const char *merges = rc ? NULL : tfm_kv_get(&kv, "bpe-merges");
     const char *exact = rc ? NULL : tfm_kv_get(&kv, "exact-vocab");
     const char *whose = strcmp(flag, "--init") ? "" : "the --init run ";

@@ -187,7 +187,7 @@ static int same_config(const char *dir, const char *path, const char *given,
                        const char *defaults) {
     size_t len = 0;
     char *text;
-    if (tfm_read_input(path, &text, &len)) return 0;
+    if (tfm_read_regular(path, &text, &len)) return 0;
     tfm_kv old, now, def;
     tfm_kv_init(&old);
     tfm_kv_init(&now);
@@ -341,7 +341,7 @@ int tfm_run_check_dir(const tfm_train_opts *o, int *fresh_restart, int create) {
 static FILE *open_metrics(const char *path, int resuming, int64_t step) {
     size_t len = 0;
     char *old = NULL; /* none yet (a run killed early): nothing to repair */
-    if (resuming && tfm_read_input(path, &old, &len)) old = NULL;
+    if (resuming && tfm_read_regular(path, &old, &len)) old = NULL;
     if (old) {
         size_t hl = strlen(METRICS_HEADER);
         int header = !strncmp(old, METRICS_HEADER, hl);
@@ -388,6 +388,15 @@ int tfm_run_open_files(tfm_trainer *tr, int resuming) {
          *config = tfm_path_join(o->run_dir, "config.txt");
     int rc = 1;
     if (!log || !metrics || !config) goto done;
+    /* a FIFO (or any non-file) there would block the open for writing */
+    const char *const logs[2] = {log, metrics};
+    for (int i = 0; i < 2; i++) {
+        struct stat st;
+        if (stat(logs[i], &st) == 0 && !S_ISREG(st.st_mode)) {
+            tfm_set_error("%s: not a regular file", logs[i]);
+            goto done;
+        }
+    }
     tr->log = fopen(log, o->resume ? "a" : "w");
     tr->metrics = tr->log ? open_metrics(metrics, resuming, tr->step) : NULL;
     if (!tr->log || !tr->metrics) {

@@ -156,10 +156,11 @@ int tfm_join_into(char *buf, size_t size, const char *dir, const char *name) {
     return tfm_set_error("%s/%s: path too long (over %zu bytes)", dir, name, size - 1), 1;
 }
 
-static int read_input(const char *path, size_t max_line, char **data, size_t *len) {
+static int read_input(const char *path, size_t max_line, int regular, char **data, size_t *len) {
     *data = NULL;
     *len = 0;
-    FILE *f = tfm_open_input(path);
+    int not_regular;
+    FILE *f = regular ? tfm_open_regular(path, &not_regular) : tfm_open_input(path);
     if (!f) return 1;
     tfm_buf b = {0};
     errno = 0;
@@ -189,11 +190,15 @@ static int read_input(const char *path, size_t max_line, char **data, size_t *le
 }
 
 int tfm_read_input(const char *path, char **data, size_t *len) {
-    return read_input(path, 0, data, len);
+    return read_input(path, 0, 0, data, len);
 }
 
 int tfm_read_input_lines(const char *path, size_t max_line, char **data, size_t *len) {
-    return read_input(path, max_line ? max_line : 1, data, len);
+    return read_input(path, max_line ? max_line : 1, 0, data, len);
+}
+
+int tfm_read_regular(const char *path, char **data, size_t *len) {
+    return read_input(path, 0, 1, data, len);
 }
 
 uint64_t tfm_hash64(uint64_t x) {
