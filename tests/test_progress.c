@@ -167,7 +167,8 @@ END_TEST
 /* Validation lines go to on_log, train.log and stdout alike; a metric that
  * stops improving ends the run after o.early_stop validations. */
 START_TEST(test_validation_and_early_stop) {
-    const char *run = join(tfm_test_tmpdir("early"), "run");
+    char run[400]; /* join's slots are reused */
+    snprintf(run, sizeof run, "%s", join(tfm_test_tmpdir("early"), "run"));
     tfm_train_opts o = tfm_test_tiny_opts(40, 1);
     o.quiet = 0;
     o.run_dir = run;
@@ -200,6 +201,24 @@ START_TEST(test_validation_and_early_stop) {
     free(r.out);
     ck_assert(exists(join(run, "best.tfm")));
     ck_assert(exists(join(run, "checkpoint-00000015.tfm")));
+    /* resumed, the run that stopped early stops again where it is (it used to
+     * train on until the next validations failed to improve) */
+    char *ck = tfm_test_slurp(join(run, "checkpoint-00000015.tfm"));
+    o.resume = 1;
+    probe again = {0};
+    h.ctx = &again;
+    r = train_tiny(&o, &h);
+    free(r.out);
+    ck_assert_int_eq(r.stop_reason, 1);
+    ck_assert_int_eq(r.step, 15);
+    ck_assert_int_eq(again.n_steps, 0);
+    ck_assert_msg(line_starts(again.log, "early stop: 2 validations without improvement"), "%s",
+                  again.log);
+    char *ck2 = tfm_test_slurp(join(run, "checkpoint-00000015.tfm"));
+    ck_assert_msg(!strcmp(ck, ck2) && !exists(join(run, "checkpoint-00000020.tfm")),
+                  "the resumed run changed its checkpoints");
+    free(ck);
+    free(ck2);
 }
 END_TEST
 

@@ -872,7 +872,11 @@ done:
 static int train_loop(tfm_trainer *tr) {
     const tfm_train_opts *o = &tr->o;
     tr->stop_reason = 0;
-    while (tr->step < o->steps && !tfm_trainer_stop_requested()) {
+    /* a resumed run that had already stopped early (or was interrupted on
+     * the step it did) stops again where it is, as the run straight through
+     * did, instead of training on */
+    if (o->early_stop > 0 && tr->no_improve >= o->early_stop) tr->stop_reason = 1;
+    while (!tr->stop_reason && tr->step < o->steps && !tfm_trainer_stop_requested()) {
         if (tfm_trainer_step(tr) < 0) return 1;
         progress(tr);
         int64_t step = tr->step;
