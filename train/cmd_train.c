@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "commands.h"
@@ -330,12 +331,24 @@ static tfm_dist *g_dist;
 
 /* SIGINT/SIGTERM: the first asks the trainer to finish the step, save and
  * return (then the program skips the held-out evaluation and exits
- * 128 + signal); a second one exits at once: checkpoints are written
- * atomically, so the newest complete one is safe either way. Under mpirun
+ * 128 + signal); a second one, a second or more later, exits at once:
+ * checkpoints are written atomically, so the newest complete one is safe
+ * either way. Under mpirun
  * the ranks agree on the step to stop after (at the next step's exchange). */
 static volatile sig_atomic_t g_signal;
+static struct timespec g_first_signal; /* written and read by the handler only */
 static void on_signal(int sig) {
-    if (g_signal) _exit(128 + sig);
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now); /* async-signal-safe */
+    if (g_signal) {
+        /* one signal delivered twice (GNU timeout sends SIGTERM to the child
+         * and then to its process group) is not the user's second one */
+        double apart = (double)(now.tv_sec - g_first_signal.tv_sec) +
+                       1e-9 * (double)(now.tv_nsec - g_first_signal.tv_nsec);
+        if (apart < 1.0) return;
+        _exit(128 + sig);
+    }
+    g_first_signal = now;
     g_signal = sig;
     if (g_dist)
         g_dist->stop_pending = 1;
