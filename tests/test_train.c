@@ -894,8 +894,8 @@ START_TEST(test_translate_toy_lines) {
             const char *second = strchr(out[0], ' ');
             const char *third = strchr(second + 1, ' ');
             ck_assert_int_eq((int)strlen(again[0]), (int)(third - out[0]));
-            ck_assert_msg(!strncmp(again[0], out[0], strlen(again[0])), "'%s' is not a prefix of '%s'",
-                          again[0], out[0]);
+            ck_assert_msg(!strncmp(again[0], out[0], strlen(again[0])),
+                          "'%s' is not a prefix of '%s'", again[0], out[0]);
             free(again[0]);
         }
         free(out[0]);

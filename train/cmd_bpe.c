@@ -236,7 +236,8 @@ static int decode_line(void *ctx, char *line, size_t len, const char *name, long
 static int detok_line(void *ctx, char *line, size_t len, const char *name, long long lineno) {
     (void)ctx;
     /* the text every other reader takes: valid UTF-8 without NUL bytes */
-    if (tfm_text_check_line(line, len, name, lineno)) return tfm_cli_fail(1, "%s", tfm_last_error());
+    if (tfm_text_check_line(line, len, name, lineno))
+        return tfm_cli_fail(1, "%s", tfm_last_error());
     /* Detokenising never lengthens: the output fits in place. */
     size_t n = tfm_bpe_detok(line, len, line);
     fwrite(line, 1, n, stdout);

@@ -56,9 +56,9 @@ int tfm_cmd_data(int argc, char **argv) {
     };
     char *pos[1];
     int n_pos = 0;
-    int rc =
-        flags_parse(flags, 6, argc, argv,
-                    "tfm data numbers --out DIR [--train N --valid N --test N] [--force]", pos, 1, &n_pos);
+    int rc = flags_parse(flags, 6, argc, argv,
+                         "tfm data numbers --out DIR [--train N --valid N --test N] [--force]", pos,
+                         1, &n_pos);
     if (rc) return rc == 1 ? 0 : rc;
     if (n_pos != 1 || strcmp(pos[0], "numbers"))
         return tfm_cli_fail(

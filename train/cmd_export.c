@@ -188,10 +188,10 @@ static int tokenizer_prepare(const char *run_dir, const tfm_model_config *c, int
      * lacks (it would have <unk>'s id) cannot be represented. */
     if (hf) {
         /* zero-start models: the pad-last layout of the model files (tfm/export.h) */
-        tf->json = c->decoder_start == TFM_START_ZERO
-                       ? tfm_bpe_hf_tokenizer_json_pad_last(tm.bpe, tm.vocab, &tf->json_len,
-                                                            &tf->info)
-                       : tfm_bpe_hf_tokenizer_json(tm.bpe, tm.vocab, &tf->json_len, &tf->info);
+        tf->json =
+            c->decoder_start == TFM_START_ZERO
+                ? tfm_bpe_hf_tokenizer_json_pad_last(tm.bpe, tm.vocab, &tf->json_len, &tf->info)
+                : tfm_bpe_hf_tokenizer_json(tm.bpe, tm.vocab, &tf->json_len, &tf->info);
         if (!tf->json) goto done;
         if (tf->info.n_merges_from_unk) {
             free(tf->json);
@@ -355,8 +355,8 @@ static int is_run_dir(const char *dir) {
     int found = 0;
     while (!found && (e = readdir(d))) {
         size_t n = strlen(e->d_name);
-        found = n > 15 && !strncmp(e->d_name, "checkpoint-", 11) &&
-                !strcmp(e->d_name + n - 4, ".tfm");
+        found =
+            n > 15 && !strncmp(e->d_name, "checkpoint-", 11) && !strcmp(e->d_name + n - 4, ".tfm");
     }
     closedir(d);
     return found;

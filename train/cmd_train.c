@@ -500,8 +500,8 @@ int tfm_cmd_train(int argc, char **argv) {
         const char *msg = tfm_last_error();
         size_t len = strcspn(msg, ": ");
         const char *origin = flags_file_origin(msg, len);
-        if (!origin && len == 10 && (!strncmp(msg, "enc-layers", len) ||
-                                     !strncmp(msg, "dec-layers", len))) {
+        if (!origin && len == 10 &&
+            (!strncmp(msg, "enc-layers", len) || !strncmp(msg, "dec-layers", len))) {
             char stack[11];
             memcpy(stack, msg, len);
             stack[len] = 0;

@@ -153,7 +153,7 @@ void tfm_numbers_shuffle(uint64_t seed, int64_t *order) {
 }
 
 const char *const tfm_numbers_files[6] = {"test.en",  "test.de",  "valid.en",
-                                           "valid.de", "train.en", "train.de"};
+                                          "valid.de", "train.en", "train.de"};
 
 void tfm_numbers_corpus_free(tfm_numbers_corpus *c) {
     for (int i = 0; i < 6; i++) free(c->text[i]);
