@@ -492,6 +492,10 @@ static int prepare_text_model(const tfm_corpus_task *task, const tfm_train_opts 
         return same_text_settings(task, o->run_dir, "--resume") ||
                tfm_text_model_load(o->run_dir, tm);
     if (o->init_from) { /* the ids the initial weights were trained with */
+        if (access(o->init_from, F_OK) != 0)
+            return tfm_set_error("--init: %s: cannot open checkpoint: %s", o->init_from,
+                                 strerror(errno)),
+                   1;
         char *dir = tfm_model_text_dir(o->init_from);
         if (dir && same_text_settings(task, dir, "--init")) return free(dir), 1;
         int rc = !dir || tfm_text_model_load(dir, tm);

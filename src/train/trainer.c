@@ -436,8 +436,15 @@ int tfm_trainer_init(tfm_trainer *tr, const tfm_train_opts *o, const tfm_model_c
     }
     if (tr->o.schedule.d_model <= 0) tr->o.schedule.d_model = mc->d_model;
     if (tr->o.schedule.total <= 0) tr->o.schedule.total = o->steps;
-    /* a wrong --init is refused before the run directory is created */
-    if (o->init_from && init_weights_from(o->init_from, mc, NULL)) goto fail;
+    /* a wrong --init is refused before the run directory is created; a
+     * resume from a checkpoint does not use it (the file may be gone) */
+    int has_checkpoint = 0;
+    if (o->init_from && o->resume && o->run_dir) {
+        char *newest = NULL;
+        has_checkpoint = tfm_run_newest_checkpoints(o->run_dir, 1, &newest) == 0;
+        free(newest);
+    }
+    if (o->init_from && !has_checkpoint && init_weights_from(o->init_from, mc, NULL)) goto fail;
     tr->n_params = tfm_model_param_count(mc);
     size_t arena = o->arena_bytes ? o->arena_bytes : source_arena_bytes(mc, source);
     if (prepare(tr, arena, &fresh_restart)) goto fail;
