@@ -181,17 +181,28 @@ START_TEST(decoding_refuses_out_of_range_arguments) {
 }
 END_TEST
 
+/* A tiny model, its configuration as checkpoint metadata (a toy model's),
+ * a path for its checkpoint in a new directory, and a zeroed block of the
+ * parameters' size for optimizer state (free it). */
+static float *tiny_checkpoint_parts(tfm_model *m, tfm_kv *kv, char *path, size_t cap,
+                                    const char *dir) {
+    tfm_model_config c = tfm_test_tiny_model();
+    ck_assert_int_eq(tfm_model_init(m, &c), 0);
+    snprintf(path, cap, "%s/ck.tfm", tfm_test_tmpdir(dir));
+    tfm_kv_init(kv);
+    tfm_model_config_to_kv(&c, kv);
+    tfm_kv_set(kv, "data.kind", "toy");
+    float *d = calloc((size_t)m->params.total_n, sizeof(float));
+    ck_assert_ptr_nonnull(d);
+    return d;
+}
+
 /* a checkpoint its own reader refuses is not written over a good one */
 START_TEST(checkpoint_save_refuses_duplicate_state_blocks) {
-    tfm_model_config c = tfm_test_tiny_model();
     tfm_model m;
-    ck_assert_int_eq(tfm_model_init(&m, &c), 0);
-    char path[512];
-    snprintf(path, sizeof path, "%s/ck.tfm", tfm_test_tmpdir("api-ckpt"));
     tfm_kv kv;
-    tfm_kv_init(&kv);
-    tfm_model_config_to_kv(&c, &kv);
-    float *d = calloc((size_t)m.params.total_n, sizeof(float));
+    char path[512];
+    float *d = tiny_checkpoint_parts(&m, &kv, path, sizeof path, "api-ckpt");
     tfm_state_block one[1] = {{"adam.m", d}}, two[2] = {{"adam.m", d}, {"adam.m", d}};
     ck_assert_msg(tfm_checkpoint_save(path, &kv, &m.params, one, 1) == 0, "%s", tfm_last_error());
     expect_error(tfm_checkpoint_save(path, &kv, &m.params, two, 2) != 0, "adam.m twice",
@@ -210,16 +221,10 @@ END_TEST
  * file: the trainer never saves one) is refused by tensor, not decoded to
  * empty lines or trained as NaN */
 START_TEST(checkpoint_load_refuses_non_finite_values) {
-    tfm_model_config c = tfm_test_tiny_model();
     tfm_model m, back;
-    ck_assert_int_eq(tfm_model_init(&m, &c), 0);
-    char path[512];
-    snprintf(path, sizeof path, "%s/ck.tfm", tfm_test_tmpdir("api-nonfinite"));
     tfm_kv kv;
-    tfm_kv_init(&kv);
-    tfm_model_config_to_kv(&c, &kv);
-    tfm_kv_set(&kv, "data.kind", "toy");
-    float *d = calloc((size_t)m.params.total_n, sizeof(float));
+    char path[512];
+    float *d = tiny_checkpoint_parts(&m, &kv, path, sizeof path, "api-nonfinite");
     tfm_state_block st[1] = {{"adam.v", d}};
     tfm_tensor *last = m.params.items[m.params.count - 1];
     last->data[last->n - 1] = NAN;
