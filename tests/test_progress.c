@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "tfm/checkpoint.h"
 #include "tfm/train.h"
 #include "util_test.h"
 
@@ -222,6 +223,82 @@ START_TEST(test_validation_and_early_stop) {
 }
 END_TEST
 
+/* A metric that peaks at step 27: between validations 20 and 30. */
+static int peak_metric(void *ctx, tfm_trainer *tr, tfm_valid_result *out) {
+    (void)ctx;
+    double d = (double)(tr->step - 27);
+    out->loss = 1.0;
+    out->metric = -d * d;
+    snprintf(out->text, sizeof out->text, "peak metric %g", out->metric);
+    return 0;
+}
+
+/* metrics.csv without its tokens_per_s column (the only one that is timing) */
+static char *metrics_without_speed(const char *path) {
+    char *csv = tfm_test_slurp(path), *out = malloc(strlen(csv) + 1), *o = out;
+    ck_assert_ptr_nonnull(out);
+    int field = 0;
+    for (const char *c = csv; *c; c++) {
+        if (*c == '\n') field = -1;
+        if (field != 5) *o++ = *c;
+        if (*c == ',' || *c == '\n') field++;
+    }
+    *o = 0;
+    free(csv);
+    return out;
+}
+
+/* A run that ends between its grids (--steps 27: no log line, no
+ * validation there otherwise) logs and validates at 27, and that validation
+ * is its best; resumed to 40, the run is the one straight through: the same
+ * checkpoints, best.tfm (step 30, not 27), metrics rows, and an early stop
+ * at the same step. */
+START_TEST(test_end_between_grids_then_resume) {
+    char dirs[2][400];
+    snprintf(dirs[0], sizeof dirs[0], "%s", join(tfm_test_tmpdir("endgrid"), "straight"));
+    snprintf(dirs[1], sizeof dirs[1], "%s", join(tfm_test_tmpdir("endgrid"), "resumed"));
+    tfm_train_hooks h = {.validate = peak_metric};
+    for (int run = 0; run < 2; run++) {
+        tfm_train_opts o = tfm_test_tiny_opts(run ? 27 : 60, 1);
+        o.run_dir = dirs[run];
+        o.valid_every = 10;
+        o.log_every = 10;
+        o.early_stop = 2; /* 30 best, 40 and 50 not: stops at 50 */
+        run_result r = train_tiny(&o, &h);
+        free(r.out);
+        if (run) {
+            ck_assert_int_eq(r.step, 27);
+            ck_assert(exists(join(dirs[1], "best-before-stop.tfm"))); /* best.tfm is step 27's */
+            o.steps = 60;
+            o.resume = 1;
+            r = train_tiny(&o, &h);
+            free(r.out);
+        }
+        ck_assert_int_eq(r.step, 50);
+        ck_assert_int_eq(r.stop_reason, 1);
+    }
+    ck_assert(!exists(join(dirs[1], "best-before-stop.tfm")));
+    const char *files[] = {"checkpoint-00000040.tfm", "checkpoint-00000050.tfm", "best.tfm"};
+    for (int i = 0; i < 3; i++) {
+        char a[600], b[600];
+        snprintf(a, sizeof a, "%s", join(dirs[0], files[i]));
+        snprintf(b, sizeof b, "%s", join(dirs[1], files[i]));
+        tfm_checkpoint ca, cb;
+        ck_assert_msg(tfm_checkpoint_read(a, &ca) == 0 && tfm_checkpoint_read(b, &cb) == 0, "%s",
+                      tfm_last_error());
+        ck_assert_msg(ca.size == cb.size && !memcmp(ca.buf, cb.buf, ca.size), "%s differs",
+                      files[i]);
+        tfm_checkpoint_free(&ca);
+        tfm_checkpoint_free(&cb);
+    }
+    char *ma = metrics_without_speed(join(dirs[0], "metrics.csv")),
+         *mb = metrics_without_speed(join(dirs[1], "metrics.csv"));
+    ck_assert_str_eq(ma, mb);
+    free(ma);
+    free(mb);
+}
+END_TEST
+
 /* A non-zero return from on_step ends the run there, with its checkpoint. */
 START_TEST(test_on_step_stops) {
     const char *run = join(tfm_test_tmpdir("onstep"), "run");
@@ -273,6 +350,7 @@ Suite *progress_suite(void) {
     tcase_add_test(tc, test_plain_lines_on_a_pipe);
     tcase_add_test(tc, test_quiet);
     tcase_add_test(tc, test_validation_and_early_stop);
+    tcase_add_test(tc, test_end_between_grids_then_resume);
     tcase_add_test(tc, test_on_step_stops);
     tcase_add_test(tc, test_corpus_hooks);
     suite_add_tcase(s, tc);

@@ -297,7 +297,22 @@ struct tfm_trainer {
     double best_metric;   /* -INFINITY before the first validation */
     int64_t no_improve;   /* validations since the best */
     int stop_reason;      /* after tfm_train: 0 steps done, 1 early stop, 2 time, 3 asked */
-    tfm_kv state;         /* "state.*", "data.*" and your keys: saved with every checkpoint */
+    /* A run that ends between its grids (the last step of --steps off
+     * --log-every, or a --max-minutes stop off --valid-every) logs and
+     * validates there as any end does. Its checkpoint records the state a
+     * run going on has at that step, and which rows and best.tfm the end
+     * added, so that a resume continuing past it drops them and repeats
+     * the run straight through. */
+    struct {
+        int64_t step;        /* the end step; -1: none */
+        int loss_row, valid; /* a progress row / a validation only because it ended */
+        double loss_sum;     /* before that row */
+        int64_t loss_count;
+        char best_metric[40], no_improve[24]; /* before that validation ("": none yet) */
+        int best; /* 0: best.tfm untouched, 1: replaced (the old one is best-before-stop.tfm),
+                     2: created */
+    } stop;
+    tfm_kv state; /* "state.*", "data.*" and your keys: saved with every checkpoint */
     FILE *log, *metrics;
     int lock_fd; /* the run directory's lock (-1: none): one trainer per directory */
     int tty;

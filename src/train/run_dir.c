@@ -338,7 +338,8 @@ int tfm_run_check_dir(const tfm_train_opts *o, int *fresh_restart, int create) {
  * to a SIGKILL before it left the buffer, by older versions) gets it back,
  * and the rows of steps after `step` (written before a SIGKILL, and written
  * again by the resumed run) go, as does a last row cut short. */
-static FILE *open_metrics(const char *path, int resuming, int64_t step) {
+static FILE *open_metrics(const char *path, int resuming, int64_t step, int drop_loss,
+                          int drop_valid) {
     size_t len = 0;
     char *old = NULL; /* none yet (a run killed early): nothing to repair */
     if (resuming && tfm_read_regular(path, &old, &len)) old = NULL;
@@ -354,7 +355,10 @@ static FILE *open_metrics(const char *path, int resuming, int64_t step) {
             size_t line = (size_t)(nl - (old + at)) + 1;
             char *end;
             long long row = strtoll(old + at, &end, 10);
-            if (!(end > old + at && *end == ',' && row > step)) {
+            /* a progress row ends ",,": no validation columns */
+            int loss_row = line >= 3 && !memcmp(old + at + line - 3, ",,\n", 3);
+            int dropped = row > step || (row == step && (loss_row ? drop_loss : drop_valid));
+            if (!(end > old + at && *end == ',' && dropped)) {
                 memcpy(fixed + n, old + at, line);
                 n += line;
             }
@@ -381,6 +385,21 @@ static FILE *open_metrics(const char *path, int resuming, int64_t step) {
     return f;
 }
 
+/* best.tfm as it was before the validation at the end of the leg before:
+ * best-before-stop.tfm put back (how 1), or none (2). */
+static int put_back_best(const char *dir, int how) {
+    char *best = tfm_path_join(dir, "best.tfm"),
+         *aside = tfm_path_join(dir, "best-before-stop.tfm");
+    int rc = !best || !aside;
+    if (!rc && how == 1 && rename(aside, best) != 0 && errno != ENOENT)
+        rc = 1, tfm_set_error("%s: cannot rename to %s: %s", aside, best, strerror(errno));
+    if (!rc && how == 2 && unlink(best) != 0 && errno != ENOENT)
+        rc = 1, tfm_set_error("%s: cannot remove: %s", best, strerror(errno));
+    free(best);
+    free(aside);
+    return rc;
+}
+
 int tfm_run_open_files(tfm_trainer *tr, int resuming) {
     const tfm_train_opts *o = &tr->o;
     char *log = tfm_path_join(o->run_dir, "train.log"),
@@ -398,13 +417,19 @@ int tfm_run_open_files(tfm_trainer *tr, int resuming) {
         }
     }
     tr->log = fopen(log, o->resume ? "a" : "w");
-    tr->metrics = tr->log ? open_metrics(metrics, resuming, tr->step) : NULL;
+    /* the rows and best.tfm that the end of the leg before added, when this
+     * run goes past it (tfm_trainer.stop, set by the resume) */
+    int past_end = resuming && tr->stop.step == tr->step && o->steps > tr->step;
+    tr->metrics = tr->log ? open_metrics(metrics, resuming, tr->step, past_end && tr->stop.loss_row,
+                                         past_end && tr->stop.valid)
+                          : NULL;
     if (!tr->log || !tr->metrics) {
         tfm_set_error("%s: cannot write logs: %s", o->run_dir, strerror(errno));
         goto done;
     }
     if (o->config_text && tfm_write_file_atomic(config, o->config_text, strlen(o->config_text)))
         goto done;
+    if (past_end && tr->stop.best && put_back_best(o->run_dir, tr->stop.best)) goto done;
     rc = 0;
 done:
     free(log);
@@ -449,7 +474,10 @@ char *tfm_run_find_checkpoint(const char *dir, int prefer_best) {
 }
 
 /* ---- checkpoints -------------------------------------------------------------------- */
-static void fill_meta(tfm_trainer *tr, tfm_kv *meta) {
+/* checkpoint: for a checkpoint (not best.tfm), which at the end of a leg
+ * off its grids records the state a run going on has (tfm_trainer.stop). */
+static void fill_meta(tfm_trainer *tr, tfm_kv *meta, int checkpoint) {
+    int end = checkpoint && tr->stop.step >= 0 && tr->stop.step == tr->step;
     tfm_kv_init(meta);
     tfm_kv_set(meta, "format", "tfm checkpoint");
     tfm_kv_set(meta, "tfm.version", "%s", TFM_VERSION);
@@ -459,12 +487,28 @@ static void fill_meta(tfm_trainer *tr, tfm_kv *meta) {
     tfm_kv_set(meta, "train.bad_steps", "%lld", (long long)tr->bad_steps);
     tfm_kv_set(meta, "train.skipped", "%lld", (long long)tr->skipped);
     if (tr->o.ema > 0) tfm_kv_set(meta, "train.ema", "%.17g", tr->o.ema);
-    for (int64_t i = 0; i < tr->state.n; i++)
-        tfm_kv_set(meta, tr->state.keys[i], "%s", tr->state.vals[i]);
+    for (int64_t i = 0; i < tr->state.n; i++) {
+        const char *key = tr->state.keys[i], *val = tr->state.vals[i];
+        int before = end && tr->stop.valid;
+        if (before && !strcmp(key, "state.best_metric"))
+            val = tr->stop.best_metric; /* "": the end's validation was the first */
+        else if (before && !strcmp(key, "state.no_improve"))
+            val = tr->stop.no_improve;
+        else
+            before = 0;
+        if (!before || *val) tfm_kv_set(meta, key, "%s", val);
+    }
     /* the mean loss of the next progress line is over the steps since the
      * last one: a resume in between continues the sum (exact in %.17g) */
-    tfm_kv_set(meta, "state.loss_sum", "%.17g", tr->loss_sum);
-    tfm_kv_set(meta, "state.loss_count", "%lld", (long long)tr->loss_count);
+    int before = end && tr->stop.loss_row;
+    tfm_kv_set(meta, "state.loss_sum", "%.17g", before ? tr->stop.loss_sum : tr->loss_sum);
+    tfm_kv_set(meta, "state.loss_count", "%lld",
+               (long long)(before ? tr->stop.loss_count : tr->loss_count));
+    if (end) {
+        tfm_kv_set(meta, "state.stop_rows", "%s%s", tr->stop.loss_row ? "loss " : "",
+                   tr->stop.valid ? "valid" : "");
+        tfm_kv_set(meta, "state.stop_best", "%d", tr->stop.best);
+    }
 }
 
 /* A step at which the run makes a checkpoint when nothing stops it: every
@@ -481,7 +525,7 @@ int tfm_trainer_checkpoint(tfm_trainer *tr) {
     char *path = checkpoint_path(tr->o.run_dir, tr->step);
     if (!path) return 1;
     tfm_kv meta;
-    fill_meta(tr, &meta);
+    fill_meta(tr, &meta, 1);
     int n_state;
     tfm_state_block *state = tfm_trainer_state_blocks(tr, &n_state);
     int rc = tfm_checkpoint_save(path, &meta, tr->params, state, n_state);
@@ -513,7 +557,7 @@ int tfm_trainer_save_best(tfm_trainer *tr) {
     char *path = tfm_path_join(tr->o.run_dir, "best.tfm");
     if (!path) return 1;
     tfm_kv meta;
-    fill_meta(tr, &meta);
+    fill_meta(tr, &meta, 0);
     /* with --ema the averaged weights (validation has them in already) */
     int swap = tr->ema && !tr->ema_in;
     if (swap) tfm_trainer_ema_swap(tr);

@@ -238,7 +238,8 @@ static int resume_from(tfm_trainer *tr, char **found) {
      * so that a resumed run's checkpoints list the keys in the same order) */
     for (int64_t i = 0; i < ck.meta.n; i++)
         if (!strncmp(ck.meta.keys[i], "state.", 6) && strcmp(ck.meta.keys[i], "state.loss_sum") &&
-            strcmp(ck.meta.keys[i], "state.loss_count"))
+            strcmp(ck.meta.keys[i], "state.loss_count") &&
+            strncmp(ck.meta.keys[i], "state.stop_", 11))
             tfm_kv_set(&tr->state, ck.meta.keys[i], "%s", ck.meta.vals[i]);
     /* checkpoints before 2026-11-30 have no sum: the next line's mean then
      * starts at the resume */
@@ -250,6 +251,23 @@ static int resume_from(tfm_trainer *tr, char **found) {
         (tfm_kv_get_f64(&tr->state, "state.best_metric", &tr->best_metric, path) ||
          tfm_kv_get_i64(&tr->state, "state.no_improve", &tr->no_improve, path)))
         goto fail;
+    /* the end of the leg before, off its grids (tfm_trainer.stop): a run
+     * that goes on drops the rows and best.tfm that end added (a resume
+     * that goes no further keeps them) */
+    const char *rows = tfm_kv_get(&ck.meta, "state.stop_rows");
+    const char *best = tfm_kv_get(&ck.meta, "state.stop_best");
+    if (rows) { /* kept as they are by a resume that goes no further */
+        tr->stop.step = tr->step;
+        tr->stop.loss_row = strstr(rows, "loss") != NULL;
+        tr->stop.valid = strstr(rows, "valid") != NULL;
+        tr->stop.best = best ? atoi(best) : 0;
+        tr->stop.loss_sum = tr->loss_sum; /* the state a run going on has, as recorded */
+        tr->stop.loss_count = tr->loss_count;
+        const char *b = tfm_kv_get(&tr->state, "state.best_metric"),
+                   *n = tfm_kv_get(&tr->state, "state.no_improve");
+        snprintf(tr->stop.best_metric, sizeof tr->stop.best_metric, "%s", b ? b : "");
+        snprintf(tr->stop.no_improve, sizeof tr->stop.no_improve, "%s", n ? n : "");
+    }
     if (tr->source->load && tr->source->load(tr->source->ctx, &tr->state, path)) goto fail;
     tfm_checkpoint_free(&ck);
     *found = path;
@@ -369,9 +387,20 @@ static int init_common(tfm_trainer *tr, size_t arena, int fresh_restart) {
     if (resuming && resume_from(tr, &resumed)) return 1;
     if (tr->ema && !resuming) /* the average starts at the starting weights */
         memcpy(tr->ema, tr->params->data, (size_t)tr->params->total_n * sizeof(float));
+    int past_end = resuming && tr->stop.step == tr->step && o->steps > tr->step;
     if (o->run_dir && tfm_run_open_files(tr, resuming)) {
         free(resumed);
         return 1;
+    }
+    /* the leg before's end is dealt with (its rows and best.tfm); its
+     * checkpoint is written again without the notes on that end, as the run
+     * straight through has it where it stays (on the --save-every grid) */
+    if (past_end) {
+        tr->stop.step = -1;
+        if (tfm_trainer_checkpoint(tr)) {
+            free(resumed);
+            return 1;
+        }
     }
     tr->first_step = tr->step;
     if (resumed)
@@ -421,6 +450,7 @@ static void init_fields(tfm_trainer *tr, const tfm_train_opts *o, tfm_batch_sour
     if (hooks) tr->hooks = *hooks;
     tr->source = source;
     tr->best_metric = -INFINITY;
+    tr->stop.step = -1;
     tfm_kv_init(&tr->state);
 }
 
@@ -787,6 +817,25 @@ static void metrics_row(tfm_trainer *tr, double valid_loss, double metric) {
     fflush(tr->metrics);
 }
 
+/* The validation at the end of a leg found a new best: the best.tfm of the
+ * run so far goes to best-before-stop.tfm, for a resume that goes on to
+ * put back (stop.best 1), or there was none (2). */
+static int keep_best_aside(tfm_trainer *tr) {
+    char *best = tfm_path_join(tr->o.run_dir, "best.tfm"),
+         *aside = tfm_path_join(tr->o.run_dir, "best-before-stop.tfm");
+    int rc = !best || !aside;
+    if (!rc && access(best, F_OK) == 0) {
+        if (rename(best, aside) != 0)
+            rc = 1, tfm_set_error("%s: cannot rename to %s: %s", best, aside, strerror(errno));
+        tr->stop.best = 1;
+    } else if (!rc) {
+        tr->stop.best = 2;
+    }
+    free(best);
+    free(aside);
+    return rc;
+}
+
 int tfm_trainer_validate(tfm_trainer *tr, tfm_valid_result *out) {
     memset(out, 0, sizeof *out);
     out->loss = NAN;
@@ -816,6 +865,11 @@ int tfm_trainer_validate(tfm_trainer *tr, tfm_valid_result *out) {
     tfm_trainer_log(tr, "validation at step %lld%s: %s%s (%.1fs)\n", (long long)tr->step, at,
                     out->text, improved ? " (best)" : "", tfm_now() - t0);
     metrics_row(tr, out->loss, out->metric);
+    if (improved && tr->stop.valid && tr->stop.step == tr->step && tr->o.run_dir &&
+        keep_best_aside(tr)) {
+        if (tr->ema) tfm_trainer_ema_swap(tr);
+        return 1;
+    }
     rc = improved && tfm_trainer_save_best(tr); /* the averaged weights with --ema */
     if (tr->ema) tfm_trainer_ema_swap(tr);
     return rc;
@@ -876,6 +930,26 @@ done:
     return rc;
 }
 
+/* The last step of this leg: what a run going on has here, before the row
+ * and the validation that only the end writes (tfm_trainer.stop). */
+static void note_end(tfm_trainer *tr, int time_up) {
+    const tfm_train_opts *o = &tr->o;
+    int64_t step = tr->step;
+    tr->stop.step = -1;
+    tr->stop.loss_row = step == o->steps && step % o->log_every != 0;
+    tr->stop.valid =
+        tr->hooks.validate && step % o->valid_every != 0 && (step == o->steps || time_up);
+    if (!tr->stop.loss_row && !tr->stop.valid) return;
+    tr->stop.step = step;
+    tr->stop.loss_sum = tr->loss_sum;
+    tr->stop.loss_count = tr->loss_count;
+    const char *b = tfm_kv_get(&tr->state, "state.best_metric"),
+               *n = tfm_kv_get(&tr->state, "state.no_improve");
+    snprintf(tr->stop.best_metric, sizeof tr->stop.best_metric, "%s", b ? b : "");
+    snprintf(tr->stop.no_improve, sizeof tr->stop.no_improve, "%s", n ? n : "");
+    tr->stop.best = 0;
+}
+
 static int train_loop(tfm_trainer *tr) {
     const tfm_train_opts *o = &tr->o;
     tr->stop_reason = 0;
@@ -885,9 +959,10 @@ static int train_loop(tfm_trainer *tr) {
     if (o->early_stop > 0 && tr->no_improve >= o->early_stop) tr->stop_reason = 1;
     while (!tr->stop_reason && tr->step < o->steps && !tfm_trainer_stop_requested()) {
         if (tfm_trainer_step(tr) < 0) return 1;
-        progress(tr);
         int64_t step = tr->step;
         int time_up = o->max_minutes > 0 && tr->train_seconds > o->max_minutes * 60;
+        if (step == o->steps || time_up) note_end(tr, time_up);
+        progress(tr);
         if (tr->hooks.validate && (step % o->valid_every == 0 || step == o->steps || time_up)) {
             tfm_valid_result vr;
             if (tfm_trainer_validate(tr, &vr) || tfm_trainer_checkpoint(tr)) return 1;
