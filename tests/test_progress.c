@@ -250,15 +250,18 @@ static char *metrics_without_speed(const char *path) {
 
 /* A run that ends between its grids (--steps 27: no log line, no
  * validation there otherwise) logs and validates at 27, and that validation
- * is its best; resumed to 40, the run is the one straight through: the same
+ * is its best; resumed to 60, the run is the one straight through: the same
  * checkpoints, best.tfm (step 30, not 27), metrics rows, and an early stop
- * at the same step. */
+ * at the same step. The third run is killed after the end's best.tfm and
+ * before its checkpoint (checkpoint-27 removed): the resume from step 20
+ * puts the best.tfm of step 20 back. */
 START_TEST(test_end_between_grids_then_resume) {
-    char dirs[2][400];
+    char dirs[3][400];
     snprintf(dirs[0], sizeof dirs[0], "%s", join(tfm_test_tmpdir("endgrid"), "straight"));
     snprintf(dirs[1], sizeof dirs[1], "%s", join(tfm_test_tmpdir("endgrid"), "resumed"));
+    snprintf(dirs[2], sizeof dirs[2], "%s", join(tfm_test_tmpdir("endgrid"), "killed"));
     tfm_train_hooks h = {.validate = peak_metric};
-    for (int run = 0; run < 2; run++) {
+    for (int run = 0; run < 3; run++) {
         tfm_train_opts o = tfm_test_tiny_opts(run ? 27 : 60, 1);
         o.run_dir = dirs[run];
         o.valid_every = 10;
@@ -268,7 +271,8 @@ START_TEST(test_end_between_grids_then_resume) {
         free(r.out);
         if (run) {
             ck_assert_int_eq(r.step, 27);
-            ck_assert(exists(join(dirs[1], "best-before-stop.tfm"))); /* best.tfm is step 27's */
+            ck_assert(exists(join(dirs[run], "best-before-stop.tfm"))); /* best.tfm is 27's */
+            if (run == 2) ck_assert_int_eq(unlink(join(dirs[2], "checkpoint-00000027.tfm")), 0);
             o.steps = 60;
             o.resume = 1;
             r = train_tiny(&o, &h);
@@ -277,25 +281,28 @@ START_TEST(test_end_between_grids_then_resume) {
         ck_assert_int_eq(r.step, 50);
         ck_assert_int_eq(r.stop_reason, 1);
     }
-    ck_assert(!exists(join(dirs[1], "best-before-stop.tfm")));
-    const char *files[] = {"checkpoint-00000040.tfm", "checkpoint-00000050.tfm", "best.tfm"};
-    for (int i = 0; i < 3; i++) {
-        char a[600], b[600];
-        snprintf(a, sizeof a, "%s", join(dirs[0], files[i]));
-        snprintf(b, sizeof b, "%s", join(dirs[1], files[i]));
-        tfm_checkpoint ca, cb;
-        ck_assert_msg(tfm_checkpoint_read(a, &ca) == 0 && tfm_checkpoint_read(b, &cb) == 0, "%s",
-                      tfm_last_error());
-        ck_assert_msg(ca.size == cb.size && !memcmp(ca.buf, cb.buf, ca.size), "%s differs",
-                      files[i]);
-        tfm_checkpoint_free(&ca);
-        tfm_checkpoint_free(&cb);
+    for (int run = 1; run < 3; run++) {
+        ck_assert(!exists(join(dirs[run], "best-before-stop.tfm")));
+        const char *files[] = {"checkpoint-00000040.tfm", "checkpoint-00000050.tfm", "best.tfm"};
+        for (int i = 0; i < 3; i++) {
+            char a[600], b[600];
+            snprintf(a, sizeof a, "%s", join(dirs[0], files[i]));
+            snprintf(b, sizeof b, "%s", join(dirs[run], files[i]));
+            tfm_checkpoint ca, cb;
+            ck_assert_msg(tfm_checkpoint_read(a, &ca) == 0 && tfm_checkpoint_read(b, &cb) == 0,
+                          "%s", tfm_last_error());
+            ck_assert_msg(ca.size == cb.size && !memcmp(ca.buf, cb.buf, ca.size), "%s differs",
+                          files[i]);
+            tfm_checkpoint_free(&ca);
+            tfm_checkpoint_free(&cb);
+        }
+        /* (the killed run: the rows after the checkpoint resumed from go, 27's too) */
+        char *ma = metrics_without_speed(join(dirs[0], "metrics.csv")),
+             *mb = metrics_without_speed(join(dirs[run], "metrics.csv"));
+        ck_assert_str_eq(ma, mb);
+        free(ma);
+        free(mb);
     }
-    char *ma = metrics_without_speed(join(dirs[0], "metrics.csv")),
-         *mb = metrics_without_speed(join(dirs[1], "metrics.csv"));
-    ck_assert_str_eq(ma, mb);
-    free(ma);
-    free(mb);
 }
 END_TEST
 

@@ -386,15 +386,36 @@ static FILE *open_metrics(const char *path, int resuming, int64_t step, int drop
 }
 
 /* best.tfm as it was before the validation at the end of the leg before:
- * best-before-stop.tfm put back (how 1), or none (2). */
-static int put_back_best(const char *dir, int how) {
+ * best-before-stop.tfm put back (how 1), or none (2). Without notes on an
+ * end in the checkpoint resumed from (how 0), a best-before-stop.tfm is what
+ * an end that a kill cut short left: put back when best.tfm is missing or
+ * from after the checkpoint (that end's), else stale and removed. */
+static int put_back_best(tfm_trainer *tr, int how) {
+    const char *dir = tr->o.run_dir;
     char *best = tfm_path_join(dir, "best.tfm"),
          *aside = tfm_path_join(dir, "best-before-stop.tfm");
     int rc = !best || !aside;
-    if (!rc && how == 1 && rename(aside, best) != 0 && errno != ENOENT)
-        rc = 1, tfm_set_error("%s: cannot rename to %s: %s", aside, best, strerror(errno));
+    if (!rc && how == 0 && access(aside, F_OK) == 0) {
+        tfm_checkpoint ck;
+        int64_t step = -1;
+        if (access(best, F_OK) == 0 && tfm_checkpoint_read(best, &ck) == 0) {
+            if (tfm_kv_get_i64(&ck.meta, "train.step", &step, best)) step = -1;
+            tfm_checkpoint_free(&ck);
+        } else {
+            step = INT64_MAX; /* none, or unreadable: the aside is the best there is */
+        }
+        how = step > tr->step ? 1 : 3;
+    }
+    if (!rc && how == 1 && rename(aside, best) != 0) {
+        if (errno != ENOENT)
+            rc = 1, tfm_set_error("%s: cannot rename to %s: %s", aside, best, strerror(errno));
+        else
+            tfm_trainer_log(tr, "note: %s is gone; best.tfm stays the one of the end before\n",
+                            aside);
+    }
     if (!rc && how == 2 && unlink(best) != 0 && errno != ENOENT)
         rc = 1, tfm_set_error("%s: cannot remove: %s", best, strerror(errno));
+    if (!rc && how == 3) unlink(aside);
     free(best);
     free(aside);
     return rc;
@@ -429,7 +450,9 @@ int tfm_run_open_files(tfm_trainer *tr, int resuming) {
     }
     if (o->config_text && tfm_write_file_atomic(config, o->config_text, strlen(o->config_text)))
         goto done;
-    if (past_end && tr->stop.best && put_back_best(o->run_dir, tr->stop.best)) goto done;
+    if (resuming && (past_end ? tr->stop.best && put_back_best(tr, tr->stop.best)
+                              : tr->stop.step != tr->step && put_back_best(tr, 0)))
+        goto done;
     rc = 0;
 done:
     free(log);
@@ -505,8 +528,8 @@ static void fill_meta(tfm_trainer *tr, tfm_kv *meta, int checkpoint) {
     tfm_kv_set(meta, "state.loss_count", "%lld",
                (long long)(before ? tr->stop.loss_count : tr->loss_count));
     if (end) {
-        tfm_kv_set(meta, "state.stop_rows", "%s%s", tr->stop.loss_row ? "loss " : "",
-                   tr->stop.valid ? "valid" : "");
+        tfm_kv_set(meta, "state.stop_rows", "%s",
+                   tr->stop.loss_row ? (tr->stop.valid ? "loss valid" : "loss") : "valid");
         tfm_kv_set(meta, "state.stop_best", "%d", tr->stop.best);
     }
 }

@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "tfm/atomic_file.h"
 #include "tfm/average.h"
 #include "train_internal.h"
 
@@ -817,16 +818,23 @@ static void metrics_row(tfm_trainer *tr, double valid_loss, double metric) {
     fflush(tr->metrics);
 }
 
-/* The validation at the end of a leg found a new best: the best.tfm of the
- * run so far goes to best-before-stop.tfm, for a resume that goes on to
- * put back (stop.best 1), or there was none (2). */
+/* The validation at the end of a leg found a new best: a copy of the
+ * best.tfm of the run so far goes to best-before-stop.tfm, for a resume that
+ * goes on to put back (stop.best 1), or there was none (2). A hard link (a
+ * copy where links fail): best.tfm itself stays until the new one replaces
+ * it atomically, so a kill in between leaves a best.tfm. */
 static int keep_best_aside(tfm_trainer *tr) {
     char *best = tfm_path_join(tr->o.run_dir, "best.tfm"),
          *aside = tfm_path_join(tr->o.run_dir, "best-before-stop.tfm");
     int rc = !best || !aside;
     if (!rc && access(best, F_OK) == 0) {
-        if (rename(best, aside) != 0)
-            rc = 1, tfm_set_error("%s: cannot rename to %s: %s", best, aside, strerror(errno));
+        unlink(aside); /* one left by an end that a kill cut short */
+        if (link(best, aside) != 0) {
+            char *bytes = NULL;
+            size_t len = 0;
+            rc = tfm_read_regular(best, &bytes, &len) || tfm_write_file_atomic(aside, bytes, len);
+            free(bytes);
+        }
         tr->stop.best = 1;
     } else if (!rc) {
         tr->stop.best = 2;
