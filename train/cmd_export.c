@@ -90,35 +90,6 @@ static void remove_created(const char *out) {
     rmdir(out);
 }
 
-/* A file's bytes (malloc'd), read before anything is written. */
-static int read_whole(const char *from, char **data, size_t *len) {
-    FILE *f = tfm_open_input(from);
-    if (!f) return 1;
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap);
-    for (;;) {
-        if (!buf) {
-            fclose(f);
-            return tfm_set_error("%s: out of memory", from), 1;
-        }
-        n += fread(buf + n, 1, cap - n, f);
-        if (n < cap) break;
-        cap *= 2;
-        char *grown = realloc(buf, cap);
-        if (!grown) free(buf);
-        buf = grown;
-    }
-    int bad = ferror(f);
-    fclose(f);
-    if (bad) {
-        free(buf);
-        return tfm_set_error("%s: read error", from), 1;
-    }
-    *data = buf;
-    *len = n;
-    return 0;
-}
-
 static int write_tokenizer_config(const tfm_model_config *c, const char *path) {
     tfm_json_writer w;
     tfm_jw_init(&w, 1);
@@ -178,7 +149,7 @@ static int tokenizer_prepare(const char *run_dir, const tfm_model_config *c, int
     }
     for (int i = 0; i < 2; i++) {
         char *from = tfm_path_join(run_dir, TOKENIZER_COPIES[i]);
-        int bad = !from || read_whole(from, &tf->file[i], &tf->len[i]);
+        int bad = !from || tfm_read_regular(from, &tf->file[i], &tf->len[i]);
         free(from);
         if (bad) goto done;
     }
@@ -349,16 +320,9 @@ done:
 
 /* 1 when dir holds checkpoint-<step>.tfm files: a run directory. */
 static int is_run_dir(const char *dir) {
-    DIR *d = opendir(dir);
-    if (!d) return 0;
-    struct dirent *e;
-    int found = 0;
-    while (!found && (e = readdir(d))) {
-        size_t n = strlen(e->d_name);
-        found =
-            n > 15 && !strncmp(e->d_name, "checkpoint-", 11) && !strcmp(e->d_name + n - 4, ".tfm");
-    }
-    closedir(d);
+    char *newest = NULL;
+    int found = tfm_run_newest_checkpoints(dir, 1, &newest) == 0;
+    free(newest);
     return found;
 }
 

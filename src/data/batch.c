@@ -204,10 +204,8 @@ static int cut_epoch(tfm_batcher *b, int64_t epoch, uint64_t seed) {
         b->refresh(b->refresh_ctx, epoch);
         b->pairs_epoch = epoch;
         if (count_kept(b)) {
-            char why[256];
-            snprintf(why, sizeof why, "%s", tfm_last_error());
             b->n_batches = 0;
-            tfm_set_error("epoch %lld: %s", (long long)epoch, why);
+            tfm_set_error("epoch %lld: %s", (long long)epoch, tfm_last_error());
             return 1;
         }
     }

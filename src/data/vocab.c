@@ -203,9 +203,7 @@ static int build_line(void *ctx, const char *line, size_t len, const char *name,
     if (tfm_text_check_line(line, len, name, lineno)) return -1;
     tfm_subwords *sw = tfm_bpe_scratch_(vb->bpe);
     if (tfm_bpe_segment(vb->bpe, line, len, sw)) {
-        char msg[512];
-        snprintf(msg, sizeof msg, "%s", tfm_last_error());
-        tfm_set_error("%s:%lld: %s", name, (long long)lineno, msg);
+        tfm_set_error("%s:%lld: %s", name, (long long)lineno, tfm_last_error());
         return -1;
     }
     for (int64_t i = 0; i < sw->n; i++) {

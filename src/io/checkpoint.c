@@ -261,9 +261,7 @@ int tfm_model_config_from_kv(tfm_model_config *c, const tfm_kv *kv, const char *
 #undef GET_START
 #undef GET_NEWBOOL
     if (tfm_model_config_check(c)) {
-        char msg[512];
-        snprintf(msg, sizeof msg, "%s", tfm_last_error());
-        tfm_set_error("%s: bad model config: %s", where, msg);
+        tfm_set_error("%s: bad model config: %s", where, tfm_last_error());
         return 1;
     }
     /* refuse absurd sizes before anything is allocated */
@@ -436,11 +434,8 @@ static int parse(const unsigned char *data, size_t avail, size_t size, const cha
         BAD("%s: unsupported checkpoint version (this tfm reads versions 1 and 2)", name);
     ck->version = (int)version;
     if (r_take(&r, &meta_len, 8) || meta_len > r.size - r.pos) BAD("%s: bad metadata length", name);
-    if (tfm_kv_parse(&ck->meta, (const char *)data + r.pos, meta_len, name)) {
-        char msg[512];
-        snprintf(msg, sizeof msg, "%s", tfm_last_error());
-        BAD("%s", msg);
-    }
+    if (tfm_kv_parse(&ck->meta, (const char *)data + r.pos, meta_len, name))
+        BAD("%s", tfm_last_error());
     r.pos += meta_len;
     if (r_take(&r, &n_tensors, 8) || n_tensors > 100000) BAD("%s: bad tensor count", name);
     ck->n_tensors = (int64_t)n_tensors;

@@ -693,9 +693,7 @@ static int member(const tfm_json *obj, const char *key, const tfm_json **v) {
 
 static int keyed(const char *key, int rc) {
     if (rc) {
-        char msg[512];
-        snprintf(msg, sizeof msg, "%s", tfm_last_error());
-        tfm_set_error("'%s': %s", key, msg);
+        tfm_set_error("'%s': %s", key, tfm_last_error());
     }
     return rc;
 }
@@ -967,9 +965,7 @@ int tfm_jw_finish(tfm_json_writer *w) {
 
 int tfm_jw_save(tfm_json_writer *w, const char *path) {
     if (tfm_jw_finish(w)) {
-        char msg[512];
-        snprintf(msg, sizeof msg, "%s", tfm_last_error());
-        tfm_set_error("%s: %s", path, msg);
+        tfm_set_error("%s: %s", path, tfm_last_error());
         return -1;
     }
     return tfm_write_file_atomic(path, w->data, w->len);

@@ -177,9 +177,7 @@ int tfm_safetensors_write(const char *path, const tfm_st_tensor *tensors, int64_
     }
     tfm_jw_end_object(&w);
     if (tfm_jw_finish(&w)) {
-        char msg[512];
-        snprintf(msg, sizeof msg, "%s", tfm_last_error());
-        tfm_set_error("%s: %s", path, msg);
+        tfm_set_error("%s: %s", path, tfm_last_error());
         tfm_jw_free(&w);
         return -1;
     }

@@ -258,11 +258,9 @@ int tfm_translate_lines_ensemble(tfm_model *const *models, int64_t n_models,
         arena += tfm_model_activation_bytes(&models[k]->cfg, B * o->beam, S_max, 2) +
                  tfm_kv_cache_bytes(models[k], B * o->beam, S_max, max_out + 1);
     if (tfm_tape_init(&t, arena, 16)) {
-        char why[256];
-        snprintf(why, sizeof why, "%s", tfm_last_error());
         tfm_set_error("%s: for batches of %lld sentences x beam %lld of up to %lld subwords "
                       "(lower --batch or --beam)",
-                      why, (long long)B, (long long)o->beam, (long long)S_max);
+                      tfm_last_error(), (long long)B, (long long)o->beam, (long long)S_max);
         goto done;
     }
     tfm_arena_advise_huge(&t.arena);

@@ -129,8 +129,7 @@ static int check_opts(const tfm_train_opts *o, const tfm_train_hooks *h) {
     NEED(o->average_last >= 0, "average last: must not be negative");
     NEED(o->average_last == 0 || o->run_dir, "average last needs a run directory");
     NEED(o->accum >= 0, "accum %lld: must not be negative", (long long)o->accum);
-    NEED(o->ema == 0 || (o->ema > 0 && o->ema < 1), "ema %g: must be 0 (off) or in (0, 1)",
-         o->ema);
+    NEED(o->ema == 0 || (o->ema > 0 && o->ema < 1), "ema %g: must be 0 (off) or in (0, 1)", o->ema);
 #undef NEED
     return 0;
 }
@@ -176,6 +175,17 @@ static const char *meta_or_absent(const tfm_kv *meta, const char *key) {
     for (size_t i = 0; i < sizeof g_absent / sizeof g_absent[0]; i++)
         if (!strcmp(g_absent[i].key, key)) return g_absent[i].absent;
     return NULL;
+}
+
+/* tfm_trainer.stop's copy of the loss sum and the early-stop state as they
+ * are now ("": no validation yet). */
+static void stop_snapshot(tfm_trainer *tr) {
+    tr->stop.loss_sum = tr->loss_sum;
+    tr->stop.loss_count = tr->loss_count;
+    const char *b = tfm_kv_get(&tr->state, "state.best_metric"),
+               *n = tfm_kv_get(&tr->state, "state.no_improve");
+    snprintf(tr->stop.best_metric, sizeof tr->stop.best_metric, "%s", b ? b : "");
+    snprintf(tr->stop.no_improve, sizeof tr->stop.no_improve, "%s", n ? n : "");
 }
 
 /* Loads params, optimizer state and counters from the newest good checkpoint. */
@@ -262,12 +272,7 @@ static int resume_from(tfm_trainer *tr, char **found) {
         tr->stop.loss_row = strstr(rows, "loss") != NULL;
         tr->stop.valid = strstr(rows, "valid") != NULL;
         tr->stop.best = best ? atoi(best) : 0;
-        tr->stop.loss_sum = tr->loss_sum; /* the state a run going on has, as recorded */
-        tr->stop.loss_count = tr->loss_count;
-        const char *b = tfm_kv_get(&tr->state, "state.best_metric"),
-                   *n = tfm_kv_get(&tr->state, "state.no_improve");
-        snprintf(tr->stop.best_metric, sizeof tr->stop.best_metric, "%s", b ? b : "");
-        snprintf(tr->stop.no_improve, sizeof tr->stop.no_improve, "%s", n ? n : "");
+        stop_snapshot(tr); /* the state a run going on has, as recorded */
     }
     if (tr->source->load && tr->source->load(tr->source->ctx, &tr->state, path)) goto fail;
     tfm_checkpoint_free(&ck);
@@ -284,11 +289,8 @@ fail:
  * into params (NULL: only the checks, before the run directory is touched). */
 static int init_weights_from(const char *path, const tfm_model_config *mc, tfm_params *params) {
     tfm_checkpoint ck;
-    if (tfm_checkpoint_read_params(path, &ck)) {
-        char msg[512];
-        snprintf(msg, sizeof msg, "%s", tfm_last_error());
-        return tfm_set_error("--init: %s", msg), 1;
-    }
+    if (tfm_checkpoint_read_params(path, &ck))
+        return tfm_set_error("--init: %s", tfm_last_error()), 1;
     int rc = 1;
     if (mc) {
         tfm_model_config saved;
@@ -296,9 +298,7 @@ static int init_weights_from(const char *path, const tfm_model_config *mc, tfm_p
         if (config_mismatch(path, "--init ", &saved, mc)) goto done;
     }
     if (params && tfm_checkpoint_load_params(&ck, params)) {
-        char msg[512];
-        snprintf(msg, sizeof msg, "%s", tfm_last_error());
-        tfm_set_error("--init %s: %s", path, msg);
+        tfm_set_error("--init %s: %s", path, tfm_last_error());
         goto done;
     }
     rc = 0;
@@ -739,8 +739,7 @@ static int one_batch(tfm_trainer *tr, int64_t step, tfm_step_stats *st, int64_t 
         if (isfinite(st->loss) && isfinite(loss->data[0]) && backward_in_buckets(tr, loss))
             return 1;
         tfm_params_settle_grads(p); /* nothing left to do when backward ran */
-        if (tr->hooks.reduce && tr->hooks.reduce(tr->hooks.ctx, p->grad, p->total_n, st))
-            return 1;
+        if (tr->hooks.reduce && tr->hooks.reduce(tr->hooks.ctx, p->grad, p->total_n, st)) return 1;
     } else {
         if (isfinite(loss->data[0]) && tfm_backward(&tr->tape, loss)) return 1;
         if (tr->hooks.reduce) {
@@ -949,12 +948,7 @@ static void note_end(tfm_trainer *tr, int time_up) {
         tr->hooks.validate && step % o->valid_every != 0 && (step == o->steps || time_up);
     if (!tr->stop.loss_row && !tr->stop.valid) return;
     tr->stop.step = step;
-    tr->stop.loss_sum = tr->loss_sum;
-    tr->stop.loss_count = tr->loss_count;
-    const char *b = tfm_kv_get(&tr->state, "state.best_metric"),
-               *n = tfm_kv_get(&tr->state, "state.no_improve");
-    snprintf(tr->stop.best_metric, sizeof tr->stop.best_metric, "%s", b ? b : "");
-    snprintf(tr->stop.no_improve, sizeof tr->stop.no_improve, "%s", n ? n : "");
+    stop_snapshot(tr);
     tr->stop.best = 0;
 }
 
