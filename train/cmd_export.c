@@ -43,9 +43,25 @@ static int dir_nonempty(const char *dir, int *checkpoints) {
     return found;
 }
 
-static int prepare_out(const char *out, int force, int *created) {
+/* The shortest prefix of `out`, cut at a '/', that does not exist: the
+ * top of what `mkdir -p out` creates (malloc'd; NULL when out of memory). */
+static char *first_missing(const char *out) {
+    char *p = tfm_format("%s", out);
+    if (!p) return NULL;
     struct stat st;
-    *created = 0;
+    for (char *q = p + 1; *q; q++) {
+        if (*q != '/') continue;
+        *q = 0;
+        if (stat(p, &st) != 0 && errno == ENOENT) return p;
+        *q = '/';
+    }
+    return p;
+}
+
+/* *created: the top directory this call created (malloc'd; NULL if none). */
+static int prepare_out(const char *out, int force, char **created) {
+    struct stat st;
+    *created = NULL;
     if (stat(out, &st) == 0) {
         if (!S_ISDIR(st.st_mode))
             return tfm_set_error("--out %s: exists and is not a directory", out), 1;
@@ -66,16 +82,22 @@ static int prepare_out(const char *out, int force, int *created) {
         return 0;
     }
     if (errno != ENOENT) return tfm_set_error("--out %s: %s", out, strerror(errno)), 1;
-    if (tfm_make_dirs(out)) /* mkdir -p */
-        return tfm_set_error("--out %s: cannot create: %s", out, strerror(errno)), 1;
-    *created = 1;
+    char *top = first_missing(out);
+    if (!top) return 1;
+    if (tfm_make_dirs(out)) { /* mkdir -p */
+        int saved = errno;
+        free(top);
+        return tfm_set_error("--out %s: cannot create: %s", out, strerror(saved)), 1;
+    }
+    *created = top;
     return 0;
 }
 
 /* After a failed export into a directory this command created: its files
- * (ours alone) and the directory go, so that no half export is left behind
- * and the same command can be run again. */
-static void remove_created(const char *out) {
+ * (ours alone), the directory and the parents created with it (`top` and
+ * below, empty ones only) go, so that no half export is left behind and the
+ * same command can be run again. */
+static void remove_created(const char *out, const char *top) {
     DIR *d = opendir(out);
     if (d) {
         struct dirent *e;
@@ -88,6 +110,17 @@ static void remove_created(const char *out) {
         closedir(d);
     }
     rmdir(out);
+    char *p = tfm_format("%s", out);
+    size_t n = p ? strlen(p) : 0, lim = strlen(top);
+    while (n > 1) {
+        while (n > 1 && p[n - 1] == '/') n--; /* the last component */
+        while (n > 0 && p[n - 1] != '/') n--;
+        while (n > 1 && p[n - 1] == '/') n--; /* and the slashes before it */
+        if (n == 0 || n < lim) break;
+        p[n] = 0;
+        rmdir(p);
+    }
+    free(p);
 }
 
 static int write_tokenizer_config(const tfm_model_config *c, const char *path) {
@@ -212,14 +245,16 @@ static int export_marian(const tfm_model *m, const char *kind, const char *run_d
                          int force) {
     tfm_text_model tm = {0};
     tokenizer_files tf = {0};
-    int text = !strcmp(kind, "text"), rc = 1, created = 0;
+    int text = !strcmp(kind, "text"), rc = 1;
+    char *created = NULL;
     if (text && tokenizer_prepare(run_dir, &m->cfg, 0, &tf, &tm)) goto done;
     if (prepare_out(out, force, &created)) goto done;
     if (tfm_export_marian_save(m, text ? tm.vocab : NULL, out)) goto done;
     if (text && tokenizer_write(&tf, 1, 0, run_dir, out, &m->cfg)) goto done;
     rc = 0;
 done:
-    if (rc && created) remove_created(out);
+    if (rc && created) remove_created(out, created);
+    free(created);
     if (text) tfm_text_model_free(&tm);
     tokenizer_free(&tf);
     return rc ? tfm_cli_fail(1, "%s", tfm_last_error()) : 0;
@@ -375,12 +410,14 @@ done:
 static int export_hf(const tfm_model *m, const char *kind, const char *run_dir, const char *out,
                      int force, const char *dump) {
     tokenizer_files tf = {0};
-    int text = !strcmp(kind, "text"), created = 0;
+    int text = !strcmp(kind, "text");
+    char *created = NULL;
     int rc = (text && tokenizer_prepare(run_dir, &m->cfg, 1, &tf, NULL)) ||
              prepare_out(out, force, &created) || (dump && dump_path_check(dump, out)) ||
              tfm_export_save(m, kind, out) ||
              (text && tokenizer_write(&tf, 2, 1, run_dir, out, &m->cfg));
-    if (rc && created) remove_created(out);
+    if (rc && created) remove_created(out, created);
+    free(created);
     tokenizer_free(&tf);
     return rc;
 }
