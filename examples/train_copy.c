@@ -3,10 +3,11 @@
  *
  *     build/examples/train_copy [STEPS [RUN_DIR]]
  *
- * Trains an encoder-decoder Transformer to copy sequences of symbols, prints
- * progress through a logging hook, evaluates exact-match accuracy on held-out
- * sequences and decodes one sequence by hand. With RUN_DIR it writes
- * checkpoints there and resumes from them when started again. */
+ * Trains an encoder-decoder Transformer to copy sequences of symbols (the
+ * trainer prints its progress; an on_step hook watches the loss), evaluates
+ * exact-match accuracy on held-out sequences and decodes one sequence by
+ * hand. With RUN_DIR it writes checkpoints there and resumes from them when
+ * started again. */
 #include <stdio.h>
 #include <stdlib.h>
 

@@ -60,6 +60,21 @@ version=$("$dest/usr/bin/tfm" --version | head -n 1)
 [ "$out_static" = "$out" ] || fail "static program says '$out_static'"
 [ "$(pkg-config --modversion tfm)" = "${out% ok}" ] || fail "tfm.pc version differs"
 
+# C++: every public header, each with its extern "C" block, in one program
+cxx=${CXX:-g++}
+if command -v "$cxx" >/dev/null; then
+    { for h in include/tfm/*.h; do echo "#include <tfm/${h##*/}>"; done
+      echo '#include <cstdio>'
+      echo 'int main() { tfm_set_error("c++ %d", 1); std::printf("%s %s\n", tfm_version(), tfm_last_error()); return 0; }'
+    } >"$dest/prog.cpp"
+    $cxx -std=c++11 -Wall -Wextra -pedantic -Werror -o "$dest/prog_cxx" "$dest/prog.cpp" \
+        $(pkg-config --cflags --libs tfm) || fail "a C++ program does not build with the headers"
+    out_cxx=$(LD_LIBRARY_PATH=$lib "$dest/prog_cxx")
+    [ "$out_cxx" = "${out% ok} c++ 1" ] || fail "the C++ program says '$out_cxx'"
+else
+    echo "check-install: no C++ compiler ($cxx): the headers' C++ use is not checked"
+fi
+
 # man page and completion
 man -l "$dest/usr/share/man/man1/tfm.1" 2>&1 >/dev/null | grep . && fail "man -l warns" || true
 page=$(MANWIDTH=80 man -l "$dest/usr/share/man/man1/tfm.1" 2>/dev/null)

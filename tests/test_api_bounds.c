@@ -4,17 +4,21 @@
  * sizes that wrap, negative lengths, optimizer settings that make every
  * update NaN, out-of-range enums, beam/batch bounds, a NaN length penalty,
  * state blocks the reader would refuse. */
+#include <fcntl.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "tfm/checkpoint.h"
-#include "tfm/nn.h"
-#include "tfm/ops.h"
 #include "tfm/data.h"
 #include "tfm/decode.h"
 #include "tfm/eval.h"
+#include "tfm/export.h"
+#include "tfm/nn.h"
+#include "tfm/ops.h"
 #include "tfm/optim.h"
 #include "tfm/train.h"
 #include "util_test.h"
@@ -270,6 +274,172 @@ START_TEST(translate_refuses_a_model_without_room_for_a_subword) {
 }
 END_TEST
 
+/* ---- a C user's review of 2026-11-30 (seventh session); each failed then ---- */
+
+static void count_step_lines(void *ctx, tfm_trainer *tr, const char *line) {
+    (void)tr;
+    if (!strncmp(line, "step ", 5)) ++*(int *)ctx;
+}
+
+/* on_log got every line but the progress lines, which went to stdout and
+ * train.log directly */
+START_TEST(on_log_gets_the_progress_lines) {
+    tfm_model_config c = tfm_test_tiny_model();
+    tfm_toy_source toy;
+    ck_assert_int_eq(tfm_toy_source_init(&toy, &tfm_test_tiny_task, 8, 1), 0);
+    tfm_train_opts o = tfm_test_tiny_opts(40, 1);
+    o.log_every = 10;
+    o.quiet = 1;
+    int n = 0;
+    tfm_train_hooks h = {.ctx = &n, .on_log = count_step_lines};
+    tfm_trainer tr;
+    ck_assert_msg(tfm_trainer_init(&tr, &o, &c, &toy.source, &h) == 0, "%s", tfm_last_error());
+    ck_assert_int_eq(tfm_train(&tr), 0);
+    ck_assert_int_eq(n, 4);
+    tfm_trainer_free(&tr);
+    tfm_toy_source_free(&toy);
+}
+END_TEST
+
+/* a second trainer of the same process took a locked run directory (POSIX
+ * record locks are per process), and freeing it released the first one's
+ * lock */
+START_TEST(a_run_directory_takes_one_trainer_per_process) {
+    tfm_model_config c = tfm_test_tiny_model();
+    tfm_toy_source toy;
+    ck_assert_int_eq(tfm_toy_source_init(&toy, &tfm_test_tiny_task, 8, 1), 0);
+    tfm_train_opts o = tfm_test_tiny_opts(2, 1);
+    o.quiet = 1;
+    o.run_dir = tfm_test_tmpdir("lock");
+    tfm_trainer a, b;
+    ck_assert_msg(tfm_trainer_init(&a, &o, &c, &toy.source, NULL) == 0, "%s", tfm_last_error());
+    expect_error(tfm_trainer_init(&b, &o, &c, &toy.source, NULL) != 0, "a second trainer",
+                 "another training of this process is using this run directory");
+    tfm_trainer_free(&b); /* freed twice (init freed it): must not touch a's lock */
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) { /* another process: still refused */
+        tfm_trainer t;
+        int rc = tfm_trainer_init(&t, &o, &c, &toy.source, NULL);
+        _exit(rc != 0 && strstr(tfm_last_error(), "another training (pid") ? 0 : 1);
+    }
+    int status = 0;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+                  "another process took the run directory of a live trainer");
+    tfm_trainer_free(&a);
+    o.resume = 1;
+    ck_assert_msg(tfm_trainer_init(&b, &o, &c, &toy.source, NULL) == 0, "%s", tfm_last_error());
+    tfm_trainer_free(&b);
+    tfm_trainer zeroed;
+    memset(&zeroed, 0, sizeof zeroed);
+    tfm_trainer_free(&zeroed); /* holds no lock: closes nothing (fd 0 stays open) */
+    ck_assert_int_ne(fcntl(0, F_GETFD), -1);
+    tfm_toy_source_free(&toy);
+}
+END_TEST
+
+static int stop_at_5(void *ctx, tfm_trainer *tr) {
+    (void)ctx;
+    if (tr->step == 5) tfm_trainer_request_stop();
+    return 0;
+}
+
+/* a stop request stayed set: every later training of the process stopped
+ * at once */
+START_TEST(a_stop_request_ends_with_its_training) {
+    tfm_model_config c = tfm_test_tiny_model();
+    tfm_toy_source toy;
+    ck_assert_int_eq(tfm_toy_source_init(&toy, &tfm_test_tiny_task, 8, 1), 0);
+    tfm_train_opts o = tfm_test_tiny_opts(20, 1);
+    o.quiet = 1;
+    tfm_train_hooks h = {.on_step = stop_at_5};
+    tfm_trainer tr;
+    ck_assert_int_eq(tfm_trainer_init(&tr, &o, &c, &toy.source, &h), 0);
+    ck_assert_int_eq(tfm_train(&tr), 0);
+    ck_assert_int_eq(tr.step, 5);
+    ck_assert_int_eq(tr.stop_reason, 3);
+    tfm_trainer_free(&tr);
+    ck_assert_int_eq(tfm_trainer_stop_requested(), 0);
+    ck_assert_int_eq(tfm_trainer_init(&tr, &o, &c, &toy.source, NULL), 0);
+    ck_assert_int_eq(tfm_train(&tr), 0);
+    ck_assert_int_eq(tr.step, 20);
+    tfm_trainer_free(&tr);
+    /* one made before tfm_train still stops it at once */
+    ck_assert_int_eq(tfm_trainer_init(&tr, &o, &c, &toy.source, NULL), 0);
+    tfm_trainer_request_stop();
+    ck_assert_int_eq(tfm_train(&tr), 0);
+    ck_assert_int_eq(tr.step, 0);
+    tfm_trainer_free(&tr);
+    tfm_toy_source_free(&toy);
+}
+END_TEST
+
+/* "bogus" was written into config.json, which tfm_export_load then refused;
+ * NULL failed after model.safetensors was written */
+START_TEST(export_save_refuses_an_unknown_data_kind) {
+    tfm_model_config c = tfm_test_tiny_model();
+    tfm_model m;
+    ck_assert_int_eq(tfm_model_init(&m, &c), 0);
+    const char *dir = tfm_test_tmpdir("export_kind");
+    char path[600];
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    expect_error(tfm_export_save(&m, "bogus", dir) != 0, "data kind bogus",
+                 "data kind \"bogus\": must be \"text\" or \"toy\"");
+    expect_error(tfm_export_save(&m, NULL, dir) != 0, "data kind NULL", "data kind NULL");
+    ck_assert_int_ne(access(path, F_OK), 0);
+    ck_assert_msg(tfm_export_save(&m, "toy", dir) == 0, "%s", tfm_last_error());
+    tfm_model_free(&m);
+}
+END_TEST
+
+/* bad UTF-8 was "invalid UTF-8 at byte 1" without the line; -1 lines was
+ * "out of memory"; a negative max_len, a count of -1 checkpoints and 1025
+ * threads were accepted */
+START_TEST(translate_lines_names_the_line_and_checks_counts) {
+    static const char text[] = "ein haus\nzwei haeuser\nein baum\n";
+    tfm_text_input in = {"t", text, sizeof text - 1};
+    tfm_text_model tm;
+    ck_assert_msg(tfm_text_model_learn_texts(&in, 1, 5, &tm) == 0, "%s", tfm_last_error());
+    tfm_model_config c = tfm_test_tiny_model();
+    c.vocab = tfm_vocab_size(tm.vocab);
+    tfm_model m;
+    ck_assert_int_eq(tfm_model_init(&m, &c), 0);
+    tfm_translate_opts o;
+    tfm_translate_opts_default(&o);
+    o.input_name = "in.txt";
+    o.first_line = 3;
+    char *lines[2] = {"ein haus", "ein \xff"}, *out[2] = {0, 0};
+    expect_error(tfm_translate_lines(&m, &tm, lines, 2, &o, out) != 0, "bad UTF-8", "in.txt:4: ");
+    ck_assert_ptr_null(out[0]);
+    expect_error(tfm_translate_lines(&m, &tm, lines, -1, &o, out) != 0, "-1 lines",
+                 "-1 lines: must not be negative");
+    lines[1] = NULL;
+    expect_error(tfm_translate_lines(&m, &tm, lines, 2, &o, out) != 0, "a NULL line",
+                 "in.txt:4: NULL line");
+    o.max_len = -5;
+    expect_error(tfm_translate_lines(&m, &tm, lines, 1, &o, out) != 0, "max_len -5",
+                 "max_len -5: must not be negative");
+    o.max_len = 0;
+    ck_assert_msg(tfm_translate_lines(&m, &tm, lines, 1, &o, out) == 0, "%s", tfm_last_error());
+    free(out[0]);
+    tfm_model_free(&m);
+    tfm_text_model_free(&tm);
+
+    char *paths[1];
+    expect_error(tfm_run_newest_checkpoints(".", -1, paths) != 0, "-1 checkpoints",
+                 "-1 checkpoints: ask for at least 1");
+    tfm_toy_source toy;
+    ck_assert_int_eq(tfm_toy_source_init(&toy, &tfm_test_tiny_task, 8, 1), 0);
+    tfm_train_opts to = tfm_test_tiny_opts(1, 1);
+    to.threads = TFM_MAX_THREADS + 1;
+    tfm_trainer tr;
+    expect_error(tfm_trainer_init(&tr, &to, &c, &toy.source, NULL) != 0, "1025 threads",
+                 "threads 1025: at most 1024");
+    tfm_toy_source_free(&toy);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("api_bounds");
     TCase *tc = tcase_create("api_bounds");
@@ -282,6 +452,11 @@ int main(void) {
     tcase_add_test(tc, checkpoint_save_refuses_duplicate_state_blocks);
     tcase_add_test(tc, checkpoint_load_refuses_non_finite_values);
     tcase_add_test(tc, translate_refuses_a_model_without_room_for_a_subword);
+    tcase_add_test(tc, on_log_gets_the_progress_lines);
+    tcase_add_test(tc, a_run_directory_takes_one_trainer_per_process);
+    tcase_add_test(tc, a_stop_request_ends_with_its_training);
+    tcase_add_test(tc, export_save_refuses_an_unknown_data_kind);
+    tcase_add_test(tc, translate_lines_names_the_line_and_checks_counts);
     suite_add_tcase(s, tc);
     return tfm_test_main(s);
 }

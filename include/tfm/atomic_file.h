@@ -28,6 +28,10 @@
 #include <stddef.h>
 #include <stdio.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef struct {
     FILE *f;        /* buffered stream on the temporary file (NULL when closed) */
     char *path;     /* the destination */
@@ -51,5 +55,9 @@ char *tfm_atomic_target(const char *path);
 
 /* Whole-file convenience: the same steps for one buffer. */
 int tfm_write_file_atomic(const char *path, const void *data, size_t n);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -13,6 +13,10 @@
 
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* Writes the mean of the parameters of the n checkpoints `paths` to
  * out_path (crash-safe, like every checkpoint). They must hold the same
  * tensors (names, shapes, order) and the same configuration: every
@@ -24,5 +28,9 @@
  * out_path may be one of the inputs. Returns 0, or non-zero with
  * tfm_last_error() set. */
 int tfm_checkpoint_average(const char *const *paths, int64_t n, const char *out_path);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

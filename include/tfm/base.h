@@ -8,6 +8,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* The version; libtfm.so.MAJOR.MINOR carries the soname libtfm.so.MAJOR
  * (the Makefile reads these lines). tfm_version() is the library's own, which
  * can differ from the header a program was compiled with. */
@@ -32,11 +36,17 @@ void tfm_clear_error(void);
 
 /* Internal invariants (programmer errors, never user input): abort with
  * file and line. */
+#ifdef __cplusplus
+#define TFM_NORETURN [[noreturn]]
+#else
+#define TFM_NORETURN _Noreturn
+#endif
 #define TFM_ASSERT(cond, ...)                                                                      \
     do {                                                                                           \
         if (!(cond)) tfm_assert_fail(__FILE__, __LINE__, #cond, "" __VA_ARGS__);                   \
     } while (0)
-_Noreturn void tfm_assert_fail(const char *file, int line, const char *cond, const char *fmt, ...);
+TFM_NORETURN void tfm_assert_fail(const char *file, int line, const char *cond, const char *fmt,
+                                  ...);
 
 /* Aligned allocation (64 bytes) that reports failures through tfm_set_error. */
 void *tfm_alloc(size_t bytes);
@@ -135,5 +145,9 @@ double tfm_now(void);
 
 /* Parallel regions below this much work (roughly flops) run single-threaded. */
 #define TFM_PAR_MIN_WORK 32768
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -23,6 +23,10 @@
 #include "tfm/nn.h"
 #include "tfm/optim.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #define TFM_CHECKPOINT_MAX_BLOCKS 8
 
 /* An ordered string map for metadata. Out of memory in tfm_kv_set sets
@@ -97,5 +101,9 @@ int tfm_checkpoint_load_state(const tfm_checkpoint *ck, const tfm_params *p,
 
 /* Builds a model from a checkpoint's config and weights. */
 int tfm_model_from_checkpoint(tfm_model *m, const tfm_checkpoint *ck);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

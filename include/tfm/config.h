@@ -23,6 +23,10 @@
 
 #include <stddef.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #define TFM_CONFIG_MAX_LINE 4096
 
 /* Called once per "key = value" line, in order; where is "<name>:<line>".
@@ -34,5 +38,9 @@ typedef int (*tfm_config_fn)(const char *key, const char *value, const char *whe
 int tfm_config_parse(const char *text, size_t len, const char *name, tfm_config_fn fn, void *ctx);
 /* Reads the file at path (at most 16 MB) and parses it. */
 int tfm_config_read(const char *path, tfm_config_fn fn, void *ctx);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

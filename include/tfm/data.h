@@ -42,6 +42,10 @@
 
 #include "tfm/base.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* Reserved token ids shared with the vocabulary (text.h). */
 #define TFM_PAD_ID 0
 #define TFM_BOS_ID 1
@@ -307,5 +311,9 @@ void tfm_numbers_corpus_free(tfm_numbers_corpus *c);
  * place; `tfm data numbers` replaces all six atomically instead. */
 int tfm_numbers_corpus_write(const char *dir, uint64_t seed, int64_t n_train, int64_t n_valid,
                              int64_t n_test);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

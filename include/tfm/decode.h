@@ -26,6 +26,10 @@
 
 #include "tfm/nn.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* For each of the B sources keeps `beam` hypotheses; scores are sums of
  * log-probabilities (log-softmax over the vocabulary, pad and <s> excluded);
  * each step, per source, the 2 * beam best extensions of its live hypotheses
@@ -102,5 +106,9 @@ typedef struct {
 
 /* Installs p (NULL: none); decoding adds to it. */
 void tfm_decode_set_profile(tfm_decode_profile *p);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

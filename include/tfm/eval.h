@@ -23,6 +23,10 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #define TFM_BLEU_MAX_N 4
 
 typedef struct {
@@ -94,5 +98,9 @@ int tfm_eval_read_lines(const char *path, tfm_eval_lines *out);
 /* name is used in messages only (e.g. "<stdin>"). */
 int tfm_eval_read_lines_fp(FILE *f, const char *name, tfm_eval_lines *out);
 void tfm_eval_lines_free(tfm_eval_lines *l);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

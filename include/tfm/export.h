@@ -43,6 +43,10 @@
 #include "tfm/nn.h"
 #include "tfm/text.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* 0 when the model can be expressed as a MarianMTModel; otherwise an error
  * saying why (pre-LN layers; a layer-norm epsilon other than PyTorch's
  * default 1e-5, which MarianConfig has no field for). */
@@ -101,5 +105,9 @@ int tfm_export_marian_check(const tfm_model_config *c);
 int tfm_export_marian_save(const tfm_model *m, const tfm_vocab *v, const char *dir);
 /* CRC-32 as zip computes it (exposed for tests). */
 uint32_t tfm_crc32(const void *data, size_t n);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -30,6 +30,10 @@
 
 #include "tfm/base.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef enum {
     TFM_JSON_NULL,
     TFM_JSON_BOOL,
@@ -144,5 +148,9 @@ void tfm_jw_null(tfm_json_writer *w);
 int tfm_jw_finish(tfm_json_writer *w);
 /* tfm_jw_finish, then writes the text crash-safely (temp file, fsync, rename). */
 int tfm_jw_save(tfm_json_writer *w, const char *path);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

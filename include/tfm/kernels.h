@@ -10,6 +10,10 @@
 
 #include "tfm/base.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* ---- GEMM ---------------------------------------------------------------
  * C = alpha * op(A) * op(B) + beta * C, where op(X) = X or X^T.
  *   A: (M, K) with row stride lda, or (K, M) when trans_a
@@ -279,5 +283,9 @@ void tfm_k_adam(float *p, const float *g, float *m, float *v, int64_t n, float l
 double tfm_k_sumsq(const float *x, int64_t n);
 /* number of non-finite values */
 int64_t tfm_k_count_nonfinite(const float *x, int64_t n);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -10,6 +10,10 @@
 
 #include "tfm/ops.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #define TFM_PAD_ID 0
 #define TFM_BOS_ID 1
 #define TFM_EOS_ID 2
@@ -243,5 +247,9 @@ int tfm_greedy_decode(tfm_model *m, tfm_tape *t, const int32_t *src, const uint8
 int tfm_greedy_decode_from(tfm_model *m, tfm_tape *t, const int32_t *src, const uint8_t *src_pad,
                            int64_t B, int64_t S, const int32_t *start, int64_t start_stride,
                            int64_t n_steps, int32_t *out, int64_t *lens);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -21,6 +21,10 @@
 #include "tfm/kernels.h"
 #include "tfm/tensor.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef enum {
     TFM_OP_MATMUL,
     TFM_OP_LINEAR,
@@ -157,5 +161,9 @@ tfm_tensor *tfm_attention(tfm_tape *t, tfm_tensor *q, tfm_tensor *k, tfm_tensor 
 /* Check a tensor for NaN/Inf; returns 0 if finite, else sets an error naming
  * the op and label. */
 int tfm_check_finite(const tfm_tensor *x, const char *what, const char *label);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

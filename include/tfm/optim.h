@@ -24,6 +24,10 @@
 
 #include "tfm/tensor.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* ---- learning-rate schedules ------------------------------------------------- */
 typedef enum {
     /* "Attention Is All You Need": lr * d_model^-0.5 * min(s^-0.5, s * warmup^-1.5);
@@ -100,5 +104,9 @@ tfm_state_block *tfm_adam_state(tfm_adam *a, int *n);
 /* One Adam update at step t (1-based) with learning rate lr from p->grad
  * (which must be settled: tfm_grad_norm does it). */
 void tfm_adam_update(tfm_adam *a, tfm_params *p, int64_t t, double lr);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

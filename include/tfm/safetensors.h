@@ -34,6 +34,10 @@
 
 #include "tfm/base.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* The byte-sized safetensors dtypes. Data of any dtype is carried as opaque
  * little-endian bytes; only F32 has typed accessors. (The sub-byte F4/F6
  * types and C64 are rejected as unknown.) */
@@ -129,5 +133,9 @@ int tfm_st_get_f32(const tfm_st_file *f, const char *name, int ndim, const int64
 /* Same checks, then copies the values into dst (product(shape) floats). */
 int tfm_st_read_f32(const tfm_st_file *f, const char *name, int ndim, const int64_t *shape,
                     float *dst);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -23,6 +23,10 @@
 
 #include "tfm/base.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef struct {
     char *buf;
     size_t len, cap;
@@ -110,5 +114,9 @@ void tfm_svg_heatmap(tfm_svg *s, const tfm_svg_heatmap_spec *h, double x, double
 void tfm_svg_colorbar(tfm_svg *s, double x, double y, double w, double v_max, const char *label);
 /* The heatmap's color for value v in [0, v_max] as "#rrggbb" (buf >= 8). */
 void tfm_svg_heat_color(double v, double v_max, char *buf);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

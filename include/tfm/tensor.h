@@ -11,6 +11,10 @@
 
 #include "tfm/base.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #define TFM_MAX_DIMS 4
 
 enum {
@@ -123,5 +127,9 @@ tfm_tensor *tfm_params_find(const tfm_params *p, const char *name);
 void tfm_params_zero_grad(tfm_params *p);
 /* Zero the gradients still marked stale (parameters no op reached). */
 void tfm_params_settle_grads(tfm_params *p);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -67,6 +67,10 @@
 
 #include "tfm/base.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* ---------------------------------------------------------------- UTF-8 */
 
 /* 3 when s[0..n) starts with a UTF-8 byte order mark (EF BB BF, which
@@ -309,5 +313,9 @@ int64_t tfm_vocab_add_merge_symbols(tfm_vocab *v, const tfm_bpe *b);
 /* How many of those v lacks (0: BPE-dropout's pieces all have ids), -1 on
  * error (version 0.1 codes). */
 int64_t tfm_vocab_missing_merge_symbols(const tfm_vocab *v, const tfm_bpe *b);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -13,6 +13,10 @@
 
 #include "tfm/base.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef enum { TFM_TOY_COPY, TFM_TOY_REVERSE } tfm_toy_task;
 
 typedef struct {
@@ -39,5 +43,9 @@ void tfm_toy_batch_fill(tfm_toy_batch *b, const tfm_toy_config *c, uint64_t seed
  * returns the count. */
 int64_t tfm_toy_expected(const tfm_toy_batch *b, const tfm_toy_config *c, int64_t r, int32_t *out);
 const char *tfm_toy_task_name(tfm_toy_task t);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

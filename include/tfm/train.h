@@ -48,6 +48,10 @@
 #include "tfm/text.h"
 #include "tfm/toy.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef struct tfm_trainer tfm_trainer;
 
 /* ---- batch sources ------------------------------------------------------------
@@ -159,8 +163,9 @@ typedef struct {
     int (*validate)(void *ctx, tfm_trainer *tr, tfm_valid_result *out);
     /* After every update (skipped ones too); a non-zero return stops the run. */
     int (*on_step)(void *ctx, tfm_trainer *tr);
-    /* Every line the trainer logs (already in train.log and, unless quiet, on
-     * stdout). */
+    /* Every line the trainer writes to train.log, as written there (already
+     * in train.log and, unless quiet, on stdout; progress lines in
+     * train.log's form, without the elapsed time and ETA of stdout's). */
     void (*on_log)(void *ctx, tfm_trainer *tr, const char *line);
     /* Gradient reduction across processes. Called on every step after
      * backward and before the gradient norm, clipping and the update:
@@ -364,7 +369,10 @@ int tfm_trainer_save_best(tfm_trainer *tr);
  * the trained ones are: swap to evaluate or translate with the average.
  * Without o.ema it does nothing. */
 void tfm_trainer_ema_swap(tfm_trainer *tr);
-/* Async-signal-safe: the loop finishes the step, saves and returns. */
+/* Async-signal-safe: the loop finishes the step, saves and returns. A
+ * request holds until a tfm_train answers it (one made before tfm_train, e.g.
+ * while the data loads, stops it at once); tfm_train clears it when it
+ * returns, so a later training of the process runs. */
 void tfm_trainer_request_stop(void);
 int tfm_trainer_stop_requested(void);
 /* Writes a line (printf format) to train.log, stdout unless quiet, on_log. */
@@ -446,6 +454,9 @@ typedef struct {
      * score the length-normalized log-probability that ranked it (%.6f). */
     int64_t n_best;
 } tfm_translate_opts;
+/* tfm translate's defaults: greedy (beam 1; alpha 0.6 for beam search),
+ * batches of 64, output limit from the input, fp32, no n-best list. */
+void tfm_translate_opts_default(tfm_translate_opts *o);
 
 /* Translates n sentences; out[i] receives a malloc'd string. Sentences are
  * decoded in batches of similar length. */
@@ -563,7 +574,9 @@ typedef struct {
     const tfm_train_hooks *hooks;
 } tfm_corpus_task;
 
-/* Runs the whole training; summary (optional) receives the result. */
+/* Runs the whole training; summary (optional) receives the result. o->run_dir
+ * is required: the BPE codes and vocabulary are learned (or, resuming, read)
+ * there, beside the checkpoints. */
 typedef struct {
     int64_t steps, epochs;
     double best_bleu, seconds, tokens_per_s;
@@ -577,5 +590,9 @@ int tfm_train_corpus(const tfm_corpus_task *task, const tfm_train_opts *o,
  * outputs are printed to show (may be NULL). */
 int tfm_toy_evaluate(tfm_model *m, const tfm_toy_config *tc, uint64_t seed, int64_t n,
                      int64_t batch, double *exact, double *token_acc, FILE *show, int n_show);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -323,6 +323,12 @@ static void logits_bias(const tfm_model_config *c, float *bias) {
 }
 
 int tfm_export_save(const tfm_model *m, const char *data_kind, const char *dir) {
+    /* what tfm_export_load accepts, checked before anything is written */
+    if (!data_kind || (strcmp(data_kind, "text") && strcmp(data_kind, "toy")))
+        return tfm_set_error("export: data kind %s%s%s: must be \"text\" or \"toy\"",
+                             data_kind ? "\"" : "", data_kind ? data_kind : "NULL",
+                             data_kind ? "\"" : ""),
+               1;
     if (tfm_export_check(&m->cfg)) return 1;
     export_map mp;
     if (build_map(m, &mp)) return 1;

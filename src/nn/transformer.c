@@ -133,6 +133,7 @@ static void declare_layer(tfm_model *m, tfm_layer_params *L, const char *stack, 
 }
 
 int tfm_model_init_empty(tfm_model *m, const tfm_model_config *c) {
+    TFM_ASSERT(m && c, "tfm_model_init: NULL model or configuration");
     memset(m, 0, sizeof *m);
     if (tfm_model_config_check(c)) return 1;
     m->cfg = *c;

@@ -530,6 +530,8 @@ static int prepare_text_model(const tfm_corpus_task *task, const tfm_train_opts 
 
 int tfm_train_corpus(const tfm_corpus_task *task, const tfm_train_opts *opts,
                      const tfm_model_config *mc_in, tfm_corpus_summary *summary) {
+    TFM_ASSERT(task && opts && mc_in,
+               "tfm_train_corpus: NULL task, options or model configuration");
     if (!task->src_train || !task->tgt_train)
         return tfm_set_error("train: --src-train needs --tgt-train"), 1;
     if (!task->src_valid != !task->tgt_valid)

@@ -92,6 +92,8 @@ static int by_step(const void *a, const void *b) {
 }
 
 int tfm_run_newest_checkpoints(const char *dir, int64_t n, char **paths) {
+    if (n < 1)
+        return tfm_set_error("%s: %lld checkpoints: ask for at least 1", dir, (long long)n), 1;
     DIR *d = opendir(dir);
     if (!d) return tfm_set_error("%s: cannot open the run directory: %s", dir, strerror(errno)), 1;
     named_step *list = NULL;
@@ -245,10 +247,56 @@ static int ensure_dir(const char *dir, int create) {
     return 0;
 }
 
-int tfm_run_lock(tfm_trainer *tr) {
+/* The lock files this process holds, one per trainer: a POSIX record lock
+ * does not exclude another trainer of the same process, and closing any
+ * descriptor of the file releases it, so the process keeps its own list
+ * (checked before the file is opened). A child of fork() inherits the list
+ * but not the locks: entries of another pid are not its own. */
+typedef struct {
+    const tfm_trainer *owner;
+    pid_t pid;
+    int fd;
+    dev_t dev;
+    ino_t ino;
+} held_lock;
+static held_lock *g_held;
+static size_t g_n_held, g_cap_held;
+
+static int held_by_process(const char *path) {
+    struct stat st;
+    if (stat(path, &st) != 0) return 0;
+    for (size_t i = 0; i < g_n_held; i++)
+        if (g_held[i].pid == getpid() && g_held[i].dev == st.st_dev && g_held[i].ino == st.st_ino)
+            return 1;
+    return 0;
+}
+
+static int hold(const tfm_trainer *tr, int fd) {
+    struct stat st;
+    if (fstat(fd, &st) != 0)
+        return tfm_set_error("--save %s: the lock file: %s", tr->o.run_dir, strerror(errno)), 1;
+    if (g_n_held == g_cap_held) {
+        size_t cap = g_cap_held ? 2 * g_cap_held : 4;
+        held_lock *p = realloc(g_held, cap * sizeof *p);
+        if (!p) return tfm_set_error("--save %s: out of memory", tr->o.run_dir), 1;
+        g_held = p;
+        g_cap_held = cap;
+    }
+    g_held[g_n_held++] = (held_lock){tr, getpid(), fd, st.st_dev, st.st_ino};
+    return 0;
+}
+
+static int run_lock(tfm_trainer *tr) {
     const char *dir = tr->o.run_dir;
     char *path = tfm_path_join(dir, ".lock");
     if (!path) return 1;
+    if (held_by_process(path)) {
+        free(path);
+        return tfm_set_error("--save %s: another training of this process is using this run "
+                             "directory",
+                             dir),
+               1;
+    }
     int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
     if (fd < 0) {
         tfm_set_error("%s: cannot create the lock file: %s", path, strerror(errno));
@@ -262,13 +310,15 @@ int tfm_run_lock(tfm_trainer *tr) {
     memset(&fl, 0, sizeof fl);
     fl.l_type = F_WRLCK;
     fl.l_whence = SEEK_SET;
-    if (fcntl(fd, F_SETLK, &fl) == 0) {
+    int err = fcntl(fd, F_SETLK, &fl) == 0 ? 0 : errno;
+    /* no locks on this file system (ENOLCK): other processes are not kept
+     * out, but the trainers of this one are */
+    if (err == 0 || (err != EACCES && err != EAGAIN)) {
+        if (hold(tr, fd)) {
+            close(fd);
+            return 1;
+        }
         tr->lock_fd = fd;
-        return 0;
-    }
-    int err = errno;
-    if (err != EACCES && err != EAGAIN) {
-        close(fd); /* no locks on this file system (ENOLCK): run unlocked */
         return 0;
     }
     memset(&fl, 0, sizeof fl);
@@ -282,6 +332,24 @@ int tfm_run_lock(tfm_trainer *tr) {
     else
         tfm_set_error("--save %s: another training is using this run directory", dir);
     return 1;
+}
+
+int tfm_run_lock(tfm_trainer *tr) {
+    int rc;
+#pragma omp critical(tfm_run_lock)
+    rc = run_lock(tr);
+    return rc;
+}
+
+void tfm_run_unlock(tfm_trainer *tr) {
+#pragma omp critical(tfm_run_lock)
+    for (size_t i = 0; i < g_n_held; i++) {
+        if (g_held[i].owner != tr) continue;
+        close(g_held[i].fd); /* releases the lock */
+        g_held[i] = g_held[--g_n_held];
+        break;
+    }
+    tr->lock_fd = -1;
 }
 
 int tfm_run_check_dir(const tfm_train_opts *o, int *fresh_restart, int create) {
@@ -593,6 +661,7 @@ int tfm_trainer_save_best(tfm_trainer *tr) {
 
 /* ---- loading for inference ------------------------------------------------------------ */
 int tfm_load_model(const char *path, tfm_model *m, tfm_kv *meta) {
+    TFM_ASSERT(path && m, "tfm_load_model: NULL path or model");
     struct stat st;
     if (stat(path, &st) != 0) return tfm_set_error("--model %s: %s", path, strerror(errno)), 1;
     char *file = tfm_path_join(path, "model.safetensors");

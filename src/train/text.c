@@ -155,6 +155,14 @@ static int cmp_len(const void *a, const void *b) {
     return x->index < y->index ? -1 : x->index > y->index;
 }
 
+void tfm_translate_opts_default(tfm_translate_opts *o) {
+    memset(o, 0, sizeof *o);
+    o->beam = 1;
+    o->alpha = 0.6;
+    o->batch = 64;
+    o->precision = TFM_FP32;
+}
+
 int tfm_translate_lines(tfm_model *m, const tfm_text_model *tm, char *const *lines, int64_t n,
                         const tfm_translate_opts *o, char **out) {
     return tfm_translate_lines_ensemble(&m, 1, tm, lines, n, o, out);
@@ -191,6 +199,13 @@ static char *format_nbest(const tfm_text_model *tm, const tfm_nbest *nb, int64_t
 int tfm_translate_lines_ensemble(tfm_model *const *models, int64_t n_models,
                                  const tfm_text_model *tm, char *const *lines, int64_t n,
                                  const tfm_translate_opts *o, char **out) {
+    TFM_ASSERT(models && tm && o && out && (lines || n == 0),
+               "tfm_translate_lines: NULL model, text model, options, lines or out");
+    if (n < 0) return tfm_set_error("translate: %lld lines: must not be negative", (long long)n), 1;
+    if (o->max_len < 0)
+        return tfm_set_error("translate: max_len %lld: must not be negative (0: 2 * source + 10)",
+                             (long long)o->max_len),
+               1;
     if (!isfinite(o->alpha))
         return tfm_set_error("translate: alpha %g: must be finite", o->alpha), 1;
     if (o->beam > TFM_MAX_BEAM || o->batch > TFM_MAX_DECODE_BATCH)
@@ -229,10 +244,19 @@ int tfm_translate_lines_ensemble(tfm_model *const *models, int64_t n_models,
         return tfm_set_error("out of memory"), 1;
     }
     int rc = 1;
+    const char *name = o->input_name ? o->input_name : "input";
+    int64_t first = o->first_line ? o->first_line : 1;
     for (int64_t i = 0; i < n; i++) {
+        if (!lines[i]) {
+            tfm_set_error("%s:%lld: NULL line", name, (long long)(first + i));
+            goto done;
+        }
         int32_t tmp[1];
         int64_t k = tfm_vocab_encode(tm->bpe, tm->vocab, lines[i], strlen(lines[i]), tmp, 0);
-        if (k < 0) goto done;
+        if (k < 0) {
+            tfm_set_error("%s:%lld: %s", name, (long long)(first + i), tfm_last_error());
+            goto done;
+        }
         ids[i] = malloc((size_t)(k + 1) * sizeof(int32_t));
         if (!ids[i]) goto done;
         tfm_vocab_encode(tm->bpe, tm->vocab, lines[i], strlen(lines[i]), ids[i], k);

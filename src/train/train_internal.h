@@ -14,6 +14,8 @@ int tfm_run_check_dir(const tfm_train_opts *o, int *fresh_restart, int create);
  * the trainer's lifetime; an error naming the holder's pid when another
  * process holds it. */
 int tfm_run_lock(tfm_trainer *tr);
+/* Releases the lock tfm_run_lock took for tr (nothing if none). */
+void tfm_run_unlock(tfm_trainer *tr);
 /* train.log, metrics.csv (header written through when new, put back when
  * a resumed file lacks it), config.txt. */
 int tfm_run_open_files(tfm_trainer *tr, int resuming);

@@ -54,6 +54,16 @@ void tfm_trainer_log(tfm_trainer *tr, const char *fmt, ...) {
     free(line);
 }
 
+/* A line for train.log and on_log, not stdout (the caller has printed it,
+ * to stderr). */
+static void log_quietly(tfm_trainer *tr, const char *line) {
+    if (tr->log) {
+        fputs(line, tr->log);
+        fflush(tr->log);
+    }
+    if (tr->hooks.on_log) tr->hooks.on_log(tr->hooks.ctx, tr, line);
+}
+
 static void progress(tfm_trainer *tr) {
     const tfm_train_opts *o = &tr->o;
     int64_t step = tr->step;
@@ -88,9 +98,12 @@ static void progress(tfm_trainer *tr) {
         }
     }
     if (line_due) {
-        if (tr->log)
-            fprintf(tr->log, "step %lld loss %.4f lr %.3e grad_norm %.4g tok/s %.0f\n",
-                    (long long)step, avg, tr->last_lr, tr->last_grad_norm, tps);
+        /* train.log's form of the line, which on_log gets too (numbers
+         * only: it fits) */
+        char line[200];
+        snprintf(line, sizeof line, "step %lld loss %.4f lr %.3e grad_norm %.4g tok/s %.0f\n",
+                 (long long)step, avg, tr->last_lr, tr->last_grad_norm, tps);
+        log_quietly(tr, line);
         tr->loss_sum = 0;
         tr->loss_count = 0;
     }
@@ -116,6 +129,7 @@ static int check_opts(const tfm_train_opts *o, const tfm_train_hooks *h) {
     NEED(o->clip_norm >= 0, "clip norm: must not be negative");
     if (tfm_adam_config_check(&o->adam)) return 1; /* before the run directory is touched */
     NEED(o->threads >= 0, "threads %d: must not be negative", o->threads);
+    NEED(o->threads <= TFM_MAX_THREADS, "threads %d: at most %d", o->threads, TFM_MAX_THREADS);
     NEED(o->precision == TFM_FP32 || o->precision == TFM_BF16, "precision %d: unknown",
          (int)o->precision);
     NEED(o->keep >= 1, "keep: must be at least 1");
@@ -411,9 +425,9 @@ static int init_common(tfm_trainer *tr, size_t arena, int fresh_restart) {
                         o->init_from);
     free(resumed);
     if (fresh_restart) {
-        const char *msg = "--resume: no checkpoint yet: starting from step 0";
-        fprintf(stderr, "tfm: %s: %s\n", o->run_dir, msg);
-        if (tr->log) fprintf(tr->log, "%s\n", msg);
+        const char *msg = "--resume: no checkpoint yet: starting from step 0\n";
+        fprintf(stderr, "tfm: %s: %s", o->run_dir, msg);
+        log_quietly(tr, msg);
     }
     int64_t stale = o->run_dir ? tfm_run_remove_temporaries(o->run_dir) : 0;
     if (stale)
@@ -457,6 +471,8 @@ static void init_fields(tfm_trainer *tr, const tfm_train_opts *o, tfm_batch_sour
 
 int tfm_trainer_init(tfm_trainer *tr, const tfm_train_opts *o, const tfm_model_config *mc,
                      tfm_batch_source *source, const tfm_train_hooks *hooks) {
+    TFM_ASSERT(tr && o && mc && source,
+               "tfm_trainer_init: NULL trainer, options, model configuration or batch source");
     init_fields(tr, o, source, hooks);
     int fresh_restart = 0;
     if (check_opts(o, &tr->hooks) || tfm_model_config_check(mc)) goto fail;
@@ -492,6 +508,8 @@ fail:
 
 int tfm_trainer_init_params(tfm_trainer *tr, const tfm_train_opts *o, tfm_params *params,
                             tfm_batch_source *source, const tfm_train_hooks *hooks) {
+    TFM_ASSERT(tr && o && params && source,
+               "tfm_trainer_init_params: NULL trainer, options, parameters or batch source");
     init_fields(tr, o, source, hooks);
     int fresh_restart = 0;
     if (check_opts(o, &tr->hooks)) goto fail;
@@ -519,8 +537,7 @@ fail:
 void tfm_trainer_free(tfm_trainer *tr) {
     if (tr->log) fclose(tr->log);
     if (tr->metrics) fclose(tr->metrics);
-    if (tr->lock_fd >= 0) close(tr->lock_fd); /* releases the lock */
-    tr->lock_fd = -1;
+    tfm_run_unlock(tr); /* only a lock this trainer took: a zeroed one holds none */
     tfm_tape_free(&tr->tape);
     tfm_adam_free(&tr->adam);
     tfm_free(tr->grad_acc);
@@ -997,10 +1014,13 @@ int tfm_train(tfm_trainer *tr) {
     int rc = train_loop(tr);
     /* the error ends train.log too (the caller prints it; the log is what
      * remains of an unattended run) */
-    if (rc && tr->log) {
-        fprintf(tr->log, "stopped by an error after step %lld: %s\n", (long long)tr->step,
-                tfm_last_error());
-        fflush(tr->log);
+    if (rc) {
+        char *line = tfm_format("stopped by an error after step %lld: %s\n", (long long)tr->step,
+                                tfm_last_error());
+        if (line) log_quietly(tr, line);
+        free(line);
     }
+    /* the request is answered: the next training of this process runs */
+    g_stop = 0;
     return rc;
 }
