@@ -166,6 +166,17 @@ START_TEST(decoding_refuses_out_of_range_arguments) {
                  "ensemble alpha inf", "must be finite");
     ck_assert_msg(tfm_beam_decode(&m, &t, src, pad, 1, 4, 2, 0.6f, 4, out, lens) == 0, "%s",
                   tfm_last_error());
+    /* a source of 0 positions or no output: "decoder cache ... too large" */
+    expect_error(tfm_greedy_decode(&m, &t, src, pad, 1, 0, 4, out, lens) != 0, "greedy S 0",
+                 "greedy decoding: source length 0 and max_out 4: each must be at least 1");
+    expect_error(tfm_greedy_decode(&m, &t, src, pad, 1, 4, -3, out, lens) != 0, "greedy max_out -3",
+                 "max_out -3: each must be at least 1");
+    expect_error(tfm_greedy_decode(&m, &t, src, pad, 0, 4, 4, out, lens) != 0, "greedy B 0",
+                 "greedy decoding: 0 sources");
+    expect_error(tfm_beam_decode(&m, &t, src, pad, 1, 0, 2, 0.6f, 4, out, lens) != 0, "beam S 0",
+                 "beam search: source length 0");
+    ck_assert_msg(tfm_greedy_decode(&m, &t, src, pad, 1, 4, 4, out, lens) == 0, "%s",
+                  tfm_last_error());
 
     /* translate: the toy lines with a huge batch or a negative count */
     char *lines[1] = {"3 4"};

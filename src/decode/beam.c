@@ -401,10 +401,20 @@ static int check_search(int64_t B, int64_t beam, float alpha) {
     return 0;
 }
 
+/* The lengths both searches need at least one of. */
+int tfm_decode_check_lengths(const char *who, int64_t S, int64_t max_out) {
+    if (S < 1 || max_out < 1)
+        return tfm_set_error("%s: source length %lld and max_out %lld: each must be at least 1",
+                             who, (long long)S, (long long)max_out),
+               1;
+    return 0;
+}
+
 int tfm_beam_decode(tfm_model *m, tfm_tape *t, const int32_t *src, const uint8_t *src_pad,
                     int64_t B, int64_t S, int64_t beam, float alpha, int64_t max_out, int32_t *out,
                     int64_t *lens) {
-    if (check_search(B, beam, alpha)) return 1;
+    if (check_search(B, beam, alpha) || tfm_decode_check_lengths("beam search", S, max_out))
+        return 1;
     return beam_search(&m, 1, t, src, src_pad, B, S, beam, alpha, max_out, out, lens, NULL);
 }
 
@@ -416,7 +426,8 @@ int tfm_beam_decode_ensemble(tfm_model *const *models, int64_t n_models, tfm_tap
         return tfm_set_error("ensemble: %lld models: must be between 1 and %d", (long long)n_models,
                              TFM_ENSEMBLE_MAX),
                1;
-    if (check_search(B, beam, alpha)) return 1;
+    if (check_search(B, beam, alpha) || tfm_decode_check_lengths("beam search", S, max_out))
+        return 1;
     for (int64_t k = 1; k < n_models; k++)
         if (models[k]->cfg.vocab != models[0]->cfg.vocab)
             return tfm_set_error("ensemble: model %lld has a vocabulary of %lld ids, model 1 of "

@@ -11,6 +11,11 @@
 static int greedy(tfm_model *m, tfm_tape *t, const int32_t *src, const uint8_t *src_pad, int64_t B,
                   int64_t S, const int32_t *start, int64_t start_stride, int64_t max_out,
                   int32_t *out, int64_t *lens) {
+    if (B < 1 || B > TFM_MAX_DECODE_BATCH)
+        return tfm_set_error("greedy decoding: %lld sources: must be between 1 and %lld",
+                             (long long)B, (long long)TFM_MAX_DECODE_BATCH),
+               1;
+    if (tfm_decode_check_lengths("greedy decoding", S, max_out)) return 1;
     int annotated = start != NULL;
     tfm_decode_profile *prof = tfm_decode_profile_active();
     int saved_grad = t->no_grad, saved_train = t->training;
