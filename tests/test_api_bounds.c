@@ -12,6 +12,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "tfm/average.h"
 #include "tfm/checkpoint.h"
 #include "tfm/data.h"
 #include "tfm/decode.h"
@@ -84,8 +85,9 @@ START_TEST(trainer_refuses_adam_settings_that_make_nan) {
     tfm_model_config c = tfm_test_tiny_model();
     tfm_toy_source toy;
     ck_assert_int_eq(tfm_toy_source_init(&toy, &tfm_test_tiny_task, 8, 1), 0);
-    static const char *const cases[] = {"eps 0",  "beta1 1",          "beta2 NaN", "beta2 2",
-                                        "lr inf", "weight decay inf", "beta1 -3",  "eps -1"};
+    static const char *const cases[] = {
+        "eps 0",    "beta1 1", "beta2 NaN", "beta2 2", "lr inf", "weight decay inf",
+        "beta1 -3", "lr 1e39", "avg 4097",  "eps -1"};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         tfm_train_opts o = tfm_test_tiny_opts(3, 1);
         switch (i) {
@@ -96,6 +98,13 @@ START_TEST(trainer_refuses_adam_settings_that_make_nan) {
         case 4: o.schedule.lr = INFINITY; break;
         case 5: o.adam.weight_decay = INFINITY; break;
         case 6: o.adam.beta1 = -3.0f; break;
+        case 7:
+            o.schedule.lr = 1e39;
+            break; /* inf as the float it is applied as */
+        case 8:
+            o.average_last = TFM_AVERAGE_MAX + 1; /* a directory scan per count after training */
+            o.run_dir = tfm_test_tmpdir("avg");
+            break;
         default: o.adam.eps = -1.0f; break;
         }
         tfm_trainer tr;
@@ -222,6 +231,17 @@ START_TEST(checkpoint_save_refuses_duplicate_state_blocks) {
     ck_assert_msg(tfm_checkpoint_save(path, &kv, &m.params, one, 1) == 0, "%s", tfm_last_error());
     expect_error(tfm_checkpoint_save(path, &kv, &m.params, two, 2) != 0, "adam.m twice",
                  "state block adam.m given twice; not saved");
+    /* more keys than the reader takes: written, then never loaded again */
+    tfm_kv many;
+    tfm_kv_init(&many);
+    for (int i = 0; i < TFM_KV_MAX_LINES + 1; i++) {
+        char key[32];
+        snprintf(key, sizeof key, "k%d", i);
+        tfm_kv_set(&many, key, "1");
+    }
+    expect_error(tfm_checkpoint_save(path, &many, &m.params, one, 1) != 0, "4097 keys",
+                 "4097 metadata keys: at most 4096");
+    tfm_kv_free(&many);
     tfm_checkpoint ck;
     ck_assert_msg(tfm_checkpoint_read(path, &ck) == 0, "the good file was replaced: %s",
                   tfm_last_error());
@@ -342,6 +362,7 @@ START_TEST(a_run_directory_takes_one_trainer_per_process) {
     o.resume = 1;
     ck_assert_msg(tfm_trainer_init(&b, &o, &c, &toy.source, NULL) == 0, "%s", tfm_last_error());
     tfm_trainer_free(&b);
+    if (fcntl(0, F_GETFD) == -1) ck_assert_int_eq(open("/dev/null", O_RDONLY), 0);
     tfm_trainer zeroed;
     memset(&zeroed, 0, sizeof zeroed);
     tfm_trainer_free(&zeroed); /* holds no lock: closes nothing (fd 0 stays open) */
@@ -354,6 +375,12 @@ static int stop_at_5(void *ctx, tfm_trainer *tr) {
     (void)ctx;
     if (tr->step == 5) tfm_trainer_request_stop();
     return 0;
+}
+
+static void stop_when_averaged(void *ctx, tfm_trainer *tr, const char *line) {
+    (void)ctx;
+    (void)tr;
+    if (!strncmp(line, "averaged.tfm", 12)) tfm_trainer_request_stop();
 }
 
 /* a stop request stayed set: every later training of the process stopped
@@ -376,6 +403,20 @@ START_TEST(a_stop_request_ends_with_its_training) {
     ck_assert_int_eq(tfm_train(&tr), 0);
     ck_assert_int_eq(tr.step, 20);
     tfm_trainer_free(&tr);
+    /* one made after the loop (here while the average is written) is not
+     * the loop's to clear: it stays for the next training */
+    o.run_dir = tfm_test_tmpdir("stop-avg");
+    o.save_every = 5;
+    o.average_last = 2;
+    tfm_train_hooks late = {.on_log = stop_when_averaged};
+    ck_assert_int_eq(tfm_trainer_init(&tr, &o, &c, &toy.source, &late), 0);
+    ck_assert_int_eq(tfm_train(&tr), 0);
+    ck_assert_int_eq(tr.step, 20);
+    ck_assert_int_eq(tfm_trainer_stop_requested(), 1);
+    tfm_trainer_free(&tr);
+    o.run_dir = NULL;
+    o.save_every = 0;
+    o.average_last = 0;
     /* one made before tfm_train still stops it at once */
     ck_assert_int_eq(tfm_trainer_init(&tr, &o, &c, &toy.source, NULL), 0);
     tfm_trainer_request_stop();

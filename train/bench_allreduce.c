@@ -89,9 +89,11 @@ int tfm_bench_allreduce(int argc, char **argv) {
     if (rc) return rc == 1 ? 0 : rc;
     const preset *p = tfm_bench_preset_find(preset_name);
     if (!p) return tfm_cli_fail(2, "--preset: '%s' is not toy, small or base", preset_name);
-    if (reps < 1 || warmup < 0 || threads < 0)
-        return tfm_cli_fail(2, "bench allreduce: --reps must be positive, --warmup and "
-                               "--threads not negative");
+    if (reps < 1 || warmup < 0 || threads < 0 || threads > TFM_MAX_THREADS)
+        return tfm_cli_fail(2,
+                            "bench allreduce: --reps must be positive, --warmup not negative, "
+                            "--threads between 0 and %d",
+                            TFM_MAX_THREADS);
     if (threads) tfm_set_num_threads((int)threads);
     tfm_dist *d = cli_dist_start();
     if (!d || d->size < 2) {

@@ -16,7 +16,7 @@ static const char *USAGE = "tfm average --out FILE CKPT [CKPT ...]\n"
                            "Writes the element-wise mean of the checkpoints' parameters (same "
                            "configuration required)";
 
-enum { MAX_INPUTS = 4096 };
+enum { MAX_INPUTS = TFM_AVERAGE_MAX };
 
 /* The text model beside checkpoint b (bpe.codes and vocab.txt of its
  * directory, as translate finds them) must be the one beside a: the same ids

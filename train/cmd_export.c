@@ -43,84 +43,116 @@ static int dir_nonempty(const char *dir, int *checkpoints) {
     return found;
 }
 
-/* The shortest prefix of `out`, cut at a '/', that does not exist: the
- * top of what `mkdir -p out` creates (malloc'd; NULL when out of memory). */
-static char *first_missing(const char *out) {
-    char *p = tfm_format("%s", out);
-    if (!p) return NULL;
-    struct stat st;
-    for (char *q = p + 1; *q; q++) {
-        if (*q != '/') continue;
-        *q = 0;
-        if (stat(p, &st) != 0 && errno == ENOENT) return p;
-        *q = '/';
-    }
-    return p;
+/* The directories one export created for --out, so that a failed export
+ * removes exactly those: path (--out without trailing slashes) cut at each
+ * ends[i] names one, outermost first; leaf: --out itself is one of them.
+ * Created one by one, not by `mkdir -p`: with "new/.." or "new/../old" the
+ * path's last directory exists though a prefix of it did not. */
+typedef struct {
+    char *path;
+    size_t ends[64];
+    int n, leaf;
+} made_dirs;
+
+static void made_dirs_free(made_dirs *m) {
+    free(m->path);
+    m->path = NULL;
+    m->n = m->leaf = 0;
 }
 
-/* *created: the top directory this call created (malloc'd; NULL if none). */
-static int prepare_out(const char *out, int force, char **created) {
-    struct stat st;
-    *created = NULL;
-    if (stat(out, &st) == 0) {
-        if (!S_ISDIR(st.st_mode))
-            return tfm_set_error("--out %s: exists and is not a directory", out), 1;
-        int run_dir;
-        int ne = dir_nonempty(out, &run_dir);
-        if (ne < 0) return 1;
-        /* a run's bpe.codes and vocab.txt are its only copies: an export
-         * must never replace or remove them, even with --force */
-        if (run_dir)
-            return tfm_set_error("--out %s: holds checkpoints (a run directory); export into a "
-                                 "directory of its own",
-                                 out),
-                   1;
-        if (ne && !force)
-            return tfm_set_error("--out %s: exists and is not empty (use --force to write into it)",
-                                 out),
-                   1;
-        return 0;
+/* Removes what m records, innermost first (rmdir: only while empty); the
+ * files in --out only when this command created it. */
+static void remove_made(made_dirs *m) {
+    if (!m->path) return;
+    if (m->leaf) {
+        DIR *d = opendir(m->path);
+        if (d) {
+            struct dirent *e;
+            while ((e = readdir(d))) {
+                if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+                char *p = tfm_path_join(m->path, e->d_name);
+                if (p) unlink(p);
+                free(p);
+            }
+            closedir(d);
+        }
     }
-    if (errno != ENOENT) return tfm_set_error("--out %s: %s", out, strerror(errno)), 1;
-    char *top = first_missing(out);
-    if (!top) return 1;
-    if (tfm_make_dirs(out)) { /* mkdir -p */
-        int saved = errno;
-        free(top);
-        return tfm_set_error("--out %s: cannot create: %s", out, strerror(saved)), 1;
+    for (int i = m->n - 1; i >= 0; i--) {
+        char c = m->path[m->ends[i]];
+        m->path[m->ends[i]] = 0;
+        rmdir(m->path);
+        m->path[m->ends[i]] = c;
     }
-    *created = top;
+}
+
+static int make_out_dirs(const char *out, made_dirs *m) {
+    memset(m, 0, sizeof *m);
+    m->path = tfm_format("%s", out);
+    if (!m->path) return 1;
+    size_t len = strlen(m->path);
+    while (len > 1 && m->path[len - 1] == '/') m->path[--len] = 0;
+    for (size_t i = 1; i <= len; i++) {
+        if (i < len && (m->path[i] != '/' || m->path[i - 1] == '/')) continue;
+        char c = m->path[i];
+        m->path[i] = 0;
+        int made = mkdir(m->path, 0777) == 0, err = errno;
+        m->path[i] = c;
+        if (!made && err != EEXIST) {
+            remove_made(m);
+            made_dirs_free(m);
+            return tfm_set_error("--out %s: cannot create: %s", out, strerror(err)), 1;
+        }
+        if (made && m->n == (int)(sizeof m->ends / sizeof m->ends[0])) {
+            m->path[i] = 0; /* no room to record it: removed at once */
+            rmdir(m->path);
+            m->path[i] = c;
+            remove_made(m);
+            made_dirs_free(m);
+            return tfm_set_error("--out %s: more than 64 directories to create", out), 1;
+        }
+        if (made) m->ends[m->n++] = i;
+        if (i == len) m->leaf = made;
+    }
     return 0;
 }
 
-/* After a failed export into a directory this command created: its files
- * (ours alone), the directory and the parents created with it (`top` and
- * below, empty ones only) go, so that no half export is left behind and the
- * same command can be run again. */
-static void remove_created(const char *out, const char *top) {
-    DIR *d = opendir(out);
-    if (d) {
-        struct dirent *e;
-        while ((e = readdir(d))) {
-            if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-            char *p = tfm_path_join(out, e->d_name);
-            if (p) unlink(p);
-            free(p);
-        }
-        closedir(d);
+/* An existing --out: a directory, empty unless force, never a run's. */
+static int check_existing_out(const char *out, int force) {
+    struct stat st;
+    if (stat(out, &st) != 0) return tfm_set_error("--out %s: %s", out, strerror(errno)), 1;
+    if (!S_ISDIR(st.st_mode))
+        return tfm_set_error("--out %s: exists and is not a directory", out), 1;
+    int run_dir;
+    int ne = dir_nonempty(out, &run_dir);
+    if (ne < 0) return 1;
+    /* a run's bpe.codes and vocab.txt are its only copies: an export
+     * must never replace or remove them, even with --force */
+    if (run_dir)
+        return tfm_set_error("--out %s: holds checkpoints (a run directory); export into a "
+                             "directory of its own",
+                             out),
+               1;
+    if (ne && !force)
+        return tfm_set_error("--out %s: exists and is not empty (use --force to write into it)",
+                             out),
+               1;
+    return 0;
+}
+
+/* --out ready to write: the directories it needs are created (recorded in
+ * *made for remove_made), and an --out that existed is checked. */
+static int prepare_out(const char *out, int force, made_dirs *made) {
+    struct stat st;
+    memset(made, 0, sizeof *made);
+    if (stat(out, &st) == 0) return check_existing_out(out, force);
+    if (errno != ENOENT) return tfm_set_error("--out %s: %s", out, strerror(errno)), 1;
+    if (make_out_dirs(out, made)) return 1;
+    if (!made->leaf && check_existing_out(out, force)) {
+        remove_made(made);
+        made_dirs_free(made);
+        return 1;
     }
-    rmdir(out);
-    char *p = tfm_format("%s", out);
-    size_t n = p ? strlen(p) : 0, lim = strlen(top);
-    while (n > 1) {
-        while (n > 1 && p[n - 1] == '/') n--; /* the last component */
-        while (n > 0 && p[n - 1] != '/') n--;
-        while (n > 1 && p[n - 1] == '/') n--; /* and the slashes before it */
-        if (n == 0 || n < lim) break;
-        p[n] = 0;
-        rmdir(p);
-    }
-    free(p);
+    return 0;
 }
 
 static int write_tokenizer_config(const tfm_model_config *c, const char *path) {
@@ -246,15 +278,15 @@ static int export_marian(const tfm_model *m, const char *kind, const char *run_d
     tfm_text_model tm = {0};
     tokenizer_files tf = {0};
     int text = !strcmp(kind, "text"), rc = 1;
-    char *created = NULL;
+    made_dirs created = {0};
     if (text && tokenizer_prepare(run_dir, &m->cfg, 0, &tf, &tm)) goto done;
     if (prepare_out(out, force, &created)) goto done;
     if (tfm_export_marian_save(m, text ? tm.vocab : NULL, out)) goto done;
     if (text && tokenizer_write(&tf, 1, 0, run_dir, out, &m->cfg)) goto done;
     rc = 0;
 done:
-    if (rc && created) remove_created(out, created);
-    free(created);
+    if (rc) remove_made(&created);
+    made_dirs_free(&created);
     if (text) tfm_text_model_free(&tm);
     tokenizer_free(&tf);
     return rc ? tfm_cli_fail(1, "%s", tfm_last_error()) : 0;
@@ -411,13 +443,13 @@ static int export_hf(const tfm_model *m, const char *kind, const char *run_dir, 
                      int force, const char *dump) {
     tokenizer_files tf = {0};
     int text = !strcmp(kind, "text");
-    char *created = NULL;
+    made_dirs created = {0};
     int rc = (text && tokenizer_prepare(run_dir, &m->cfg, 1, &tf, NULL)) ||
              prepare_out(out, force, &created) || (dump && dump_path_check(dump, out)) ||
              tfm_export_save(m, kind, out) ||
              (text && tokenizer_write(&tf, 2, 1, run_dir, out, &m->cfg));
-    if (rc && created) remove_created(out, created);
-    free(created);
+    if (rc) remove_made(&created);
+    made_dirs_free(&created);
     tokenizer_free(&tf);
     return rc;
 }

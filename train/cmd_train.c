@@ -1,5 +1,6 @@
 /* tfm train: flags -> the library trainer (tfm/train.h) -> a summary line.
  * Toy tasks (copy, reverse) and parallel corpora. */
+#include <float.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,6 +10,7 @@
 
 #include "commands.h"
 #include "flags.h"
+#include "tfm/average.h"
 #include "tfm/config.h"
 #include "tfm/train.h"
 
@@ -205,8 +207,12 @@ static int check_flags(const train_cli *o) {
     NEED(o->ema == 0 || (o->ema > 0 && o->ema < 1), "--ema: must be 0 (off) or between 0 and 1");
     NEED(o->cooldown >= 0 && o->cooldown <= o->steps,
          "--cooldown: must be between 0 and --steps (%lld)", (long long)o->steps);
+    /* the rates are floats: above FLT_MAX they would be inf, and every
+     * update NaN */
     NEED(o->lr_factor > 0, "--lr-factor: must be positive");
+    NEED(o->lr_factor <= FLT_MAX, "--lr-factor: at most %g (a float)", FLT_MAX);
     NEED(o->lr > 0, "--lr: must be positive");
+    NEED(o->lr <= FLT_MAX, "--lr: at most %g (a float)", FLT_MAX);
     NEED(tfm_schedule_parse(o->schedule) >= 0,
          "--schedule: '%s' is not a schedule (noam, inverse-sqrt, constant)", o->schedule);
     NEED(o->label_smoothing >= 0 && o->label_smoothing < 1, "--label-smoothing: must be in [0, 1)");
@@ -215,16 +221,24 @@ static int check_flags(const train_cli *o) {
          "--attn-dropout: must be in [0, 1)");
     NEED(o->clip_norm >= 0, "--clip-norm: must not be negative");
     NEED(o->weight_decay >= 0, "--weight-decay: must not be negative");
+    NEED(o->weight_decay <= FLT_MAX, "--weight-decay: at most %g (a float)", FLT_MAX);
+    /* tfm translate's bounds; inf failed at the first validation */
+    NEED(o->alpha >= 0, "--alpha: must not be negative");
+    NEED(o->alpha <= FLT_MAX, "--alpha: at most %g (a float)", FLT_MAX);
     NEED(o->threads >= 0 && o->threads <= 1024, "--threads: must be between 0 and 1024");
     NEED(o->keep >= 1, "--keep: must be at least 1");
     NEED(o->log_every >= 1, "--log-every: must be at least 1");
     NEED(o->save_every >= 0, "--save-every: must not be negative");
     NEED(o->average_last >= 0, "--average-last: must not be negative");
+    NEED(o->average_last <= TFM_AVERAGE_MAX, "--average-last: at most %d", TFM_AVERAGE_MAX);
     NEED(o->average_last == 0 || o->save, "--average-last needs --save DIR");
     NEED(o->average_last == 0 || o->save_every > 0 || o->src_valid,
          "--average-last: no checkpoints to average: give --save-every N (or validate)");
     NEED(o->max_bad_steps >= 1, "--max-bad-steps: must be at least 1");
+    /* MB to bytes must not wrap (2^45 MB became 0, "estimate") */
     NEED(o->arena_mb >= 0, "--arena-mb: must not be negative");
+    NEED((uint64_t)o->arena_mb <= SIZE_MAX >> 20, "--arena-mb: at most %llu",
+         (unsigned long long)(SIZE_MAX >> 20));
     NEED(o->reduce_bucket >= 0, "--reduce-bucket: must not be negative");
     tfm_precision prec;
     NEED(tfm_precision_parse(o->precision, &prec) == 0, "--precision: '%s' is not fp32 or bf16",

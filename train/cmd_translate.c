@@ -2,6 +2,7 @@
  * Toy models read space-separated symbol ids ("3 4 5 6"); text models read
  * sentences and write detokenized translations, one line per input line. */
 #include <errno.h>
+#include <float.h>
 #include <libgen.h>
 #include <stdlib.h>
 #include <string.h>
@@ -340,6 +341,7 @@ int tfm_cmd_translate(int argc, char **argv) {
                             (long long)n_best, (long long)beam);
     if (batch < 1 || batch > 4096) return tfm_cli_fail(2, "--batch: must be between 1 and 4096");
     if (!(alpha >= 0)) return tfm_cli_fail(2, "--alpha: must not be negative");
+    if (alpha > FLT_MAX) return tfm_cli_fail(2, "--alpha: at most %g (a float)", FLT_MAX);
     if (max_len < 0) return tfm_cli_fail(2, "--max-len: must not be negative");
     if (threads < 0 || threads > TFM_MAX_THREADS)
         return tfm_cli_fail(2, "--threads: must be between 0 and %d", TFM_MAX_THREADS);

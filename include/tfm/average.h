@@ -17,6 +17,9 @@
 extern "C" {
 #endif
 
+/* The most checkpoints one average takes (tfm average, --average-last). */
+#define TFM_AVERAGE_MAX 4096
+
 /* Writes the mean of the parameters of the n checkpoints `paths` to
  * out_path (crash-safe, like every checkpoint). They must hold the same
  * tensors (names, shapes, order) and the same configuration: every

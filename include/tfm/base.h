@@ -36,8 +36,10 @@ void tfm_clear_error(void);
 
 /* Internal invariants (programmer errors, never user input): abort with
  * file and line. */
-#ifdef __cplusplus
+#if defined(__cplusplus) && __cplusplus >= 201103L
 #define TFM_NORETURN [[noreturn]]
+#elif defined(__cplusplus)
+#define TFM_NORETURN __attribute__((noreturn))
 #else
 #define TFM_NORETURN _Noreturn
 #endif

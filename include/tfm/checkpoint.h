@@ -46,7 +46,9 @@ const char *tfm_kv_get(const tfm_kv *kv, const char *key);
 int tfm_kv_get_i64(const tfm_kv *kv, const char *key, int64_t *out, const char *where);
 int tfm_kv_get_f64(const tfm_kv *kv, const char *key, double *out, const char *where);
 int tfm_kv_get_u64(const tfm_kv *kv, const char *key, uint64_t *out, const char *where);
-/* Parses "key = value" lines; errors name where:line. */
+/* Parses "key = value" lines (at most TFM_KV_MAX_LINES, which is also the
+ * most keys tfm_checkpoint_save writes); errors name where:line. */
+#define TFM_KV_MAX_LINES 4096
 int tfm_kv_parse(tfm_kv *kv, const char *text, size_t len, const char *where);
 
 uint32_t tfm_crc32c(uint32_t crc, const void *data, size_t n);

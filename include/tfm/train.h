@@ -371,8 +371,8 @@ int tfm_trainer_save_best(tfm_trainer *tr);
 void tfm_trainer_ema_swap(tfm_trainer *tr);
 /* Async-signal-safe: the loop finishes the step, saves and returns. A
  * request holds until a tfm_train answers it (one made before tfm_train, e.g.
- * while the data loads, stops it at once); tfm_train clears it when it
- * returns, so a later training of the process runs. */
+ * while the data loads, stops it at once); tfm_train clears a request it
+ * answered when it returns, so a later training of the process runs. */
 void tfm_trainer_request_stop(void);
 int tfm_trainer_stop_requested(void);
 /* Writes a line (printf format) to train.log, stdout unless quiet, on_log. */
@@ -443,7 +443,8 @@ typedef struct {
     tfm_precision precision; /* GEMM arithmetic of decoding (TFM_FP32 default) */
     /* Inputs longer than the model's positions allow are cut; with warn set,
      * each such line is reported there as "tfm: <input_name>:<line>: ..."
-     * (line = first_line + its index). */
+     * (line = first_line + its index; first_line 0 counts as 1), as are
+     * errors in a line (bad UTF-8). */
     FILE *warn;
     const char *input_name;
     int64_t first_line;

@@ -203,7 +203,8 @@ int tfm_svg_nice_ticks(double lo, double hi, int target, double *ticks, int cap,
     if (hi > 1e300) hi = 1e300;
     if (lo > 1e300) lo = 1e300;
     if (hi < -1e300) hi = -1e300;
-    if (hi - lo <= 1e-12 * (fabs(lo) + fabs(hi)) || hi == lo) {
+    /* a span below 1e-290 (0 .. 5e-324) would make a tick step of 0 */
+    if (hi - lo <= 1e-12 * (fabs(lo) + fabs(hi)) || hi - lo < 1e-290) {
         double d = lo != 0 ? fabs(lo) * 0.1 : 0.5;
         lo -= d;
         hi += d;

@@ -145,8 +145,14 @@ int tfm_kv_get_f64(const tfm_kv *kv, const char *key, double *out, const char *w
     return 0;
 }
 
-/* One "key = value" line of tfm_kv_parse. */
+/* One "key = value" line of tfm_kv_parse. A key is found by a linear scan:
+ * the lines are capped, so a crafted file cannot make the parse quadratic
+ * in its size (tfm writes about a hundred). */
 static int kv_line(void *ctx, const char *text, size_t n, const char *where, int64_t lineno) {
+    if (lineno > TFM_KV_MAX_LINES)
+        return tfm_set_error("%s:%lld: more than %d lines of 'key = value'", where,
+                             (long long)lineno, TFM_KV_MAX_LINES),
+               1;
     if (memchr(text, 0, n)) return tfm_set_error("%s:%lld: NUL byte", where, (long long)lineno), 1;
     if (!n) return 0;
     size_t eq = 0;
@@ -294,6 +300,11 @@ int tfm_checkpoint_save(const char *path, const tfm_kv *meta, const tfm_params *
                         const tfm_state_block *state, int n_state) {
     if (meta->failed)
         return tfm_set_error("%s: out of memory building the checkpoint metadata", path), 1;
+    /* what the reader takes (a checkpoint that could not be loaded again) */
+    if (meta->n > TFM_KV_MAX_LINES)
+        return tfm_set_error("%s: %lld metadata keys: at most %d", path, (long long)meta->n,
+                             TFM_KV_MAX_LINES),
+               1;
     /* one "key = value" line each: what the reader could not split back the
      * same way (a key with a space or '=', a value with a line break) is refused */
     for (int64_t i = 0; i < meta->n; i++)

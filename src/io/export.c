@@ -515,6 +515,7 @@ static int read_config(const char *path, tfm_model_config *c, char *kind, size_t
                      (long long)c->vocab);
     }
     /* zero-start: the last id is the zero row, not one of ours (hf_vocab) */
+    if (c->vocab < 1) CFG_FAIL("vocab_size %lld: must be positive", (long long)c->vocab);
     if (c->decoder_start == TFM_START_ZERO) c->vocab--;
     CFG_CALL(tfm_json_get_int64(doc, "decoder_start_token_id", &v), "");
     if (v != hf_start(c)) {

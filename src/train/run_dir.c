@@ -344,7 +344,7 @@ int tfm_run_lock(tfm_trainer *tr) {
 void tfm_run_unlock(tfm_trainer *tr) {
 #pragma omp critical(tfm_run_lock)
     for (size_t i = 0; i < g_n_held; i++) {
-        if (g_held[i].owner != tr) continue;
+        if (g_held[i].owner != tr || g_held[i].pid != getpid()) continue;
         close(g_held[i].fd); /* releases the lock */
         g_held[i] = g_held[--g_n_held];
         break;

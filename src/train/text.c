@@ -265,8 +265,8 @@ int tfm_translate_lines_ensemble(tfm_model *const *models, int64_t n_models,
             fprintf(o->warn,
                     "tfm: %s:%lld: %lld subwords, more than the model's %lld positions allow: "
                     "translating the first %lld\n",
-                    o->input_name ? o->input_name : "input", (long long)(o->first_line + i),
-                    (long long)k, (long long)(cap + 1), (long long)(cap - 1));
+                    name, (long long)(first + i), (long long)k, (long long)(cap + 1),
+                    (long long)(cap - 1));
     }
     qsort(order, (size_t)n, sizeof *order, cmp_len);
     /* batches of o->batch, but no larger than the lines there are (the same

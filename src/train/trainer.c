@@ -1,6 +1,7 @@
 /* The trainer: init and resume, the step, the loop with validation, logging
  * and checkpoints. Run-directory helpers are in run_dir.c. */
 #include <errno.h>
+#include <float.h>
 #include <math.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -119,8 +120,9 @@ static int check_opts(const tfm_train_opts *o, const tfm_train_hooks *h) {
          (long long)o->accum);
     NEED(o->steps >= 0, "steps: must not be negative");
     NEED(o->schedule.warmup >= 1, "warmup: must be at least 1");
-    NEED(o->schedule.lr > 0 && isfinite(o->schedule.lr),
-         "learning rate: must be positive and finite");
+    /* applied as a float: above FLT_MAX it is inf, and every update NaN */
+    NEED(o->schedule.lr > 0 && o->schedule.lr <= FLT_MAX,
+         "learning rate %g: must be positive and at most %g", o->schedule.lr, FLT_MAX);
     NEED((unsigned)o->schedule.kind <= TFM_SCHEDULE_CONSTANT, "schedule: unknown kind");
     NEED(o->schedule.cooldown >= 0 && o->schedule.cooldown <= o->steps,
          "cooldown %lld: must be between 0 and the steps (%lld)", (long long)o->schedule.cooldown,
@@ -140,7 +142,9 @@ static int check_opts(const tfm_train_opts *o, const tfm_train_hooks *h) {
     NEED(o->early_stop >= 0 && o->max_minutes >= 0,
          "early stop, max minutes: must not be negative");
     NEED(!o->resume || o->run_dir, "resume needs a run directory");
-    NEED(o->average_last >= 0, "average last: must not be negative");
+    NEED(o->average_last >= 0 && o->average_last <= TFM_AVERAGE_MAX,
+         "average last %lld: must be between 0 and %d", (long long)o->average_last,
+         TFM_AVERAGE_MAX);
     NEED(o->average_last == 0 || o->run_dir, "average last needs a run directory");
     NEED(o->accum >= 0, "accum %lld: must not be negative", (long long)o->accum);
     NEED(o->ema == 0 || (o->ema > 0 && o->ema < 1), "ema %g: must be 0 (off) or in (0, 1)", o->ema);
@@ -234,6 +238,13 @@ static int resume_from(tfm_trainer *tr, char **found) {
         tfm_kv_get_i64(&ck.meta, "train.skipped", &tr->skipped, path) ||
         tfm_kv_get_u64(&ck.meta, "train.seed", &seed, path))
         goto fail;
+    /* the batch index is (step - 1) * accum + i + 1: it must not wrap */
+    if (tr->step < 0 || tr->step > INT64_MAX / 4 / (tr->o.accum > 1 ? tr->o.accum : 1) ||
+        tr->bad_steps < 0 || tr->skipped < 0) {
+        tfm_set_error("%s: train.step %lld, train.bad_steps %lld, train.skipped %lld: out of range",
+                      path, (long long)tr->step, (long long)tr->bad_steps, (long long)tr->skipped);
+        goto fail;
+    }
     if (seed != tr->o.seed) {
         tfm_set_error("%s: was trained with --seed %llu, not %llu", path, (unsigned long long)seed,
                       (unsigned long long)tr->o.seed);
@@ -542,6 +553,7 @@ void tfm_trainer_free(tfm_trainer *tr) {
     tfm_adam_free(&tr->adam);
     tfm_free(tr->grad_acc);
     tfm_free(tr->ema);
+    tr->grad_acc = tr->ema = NULL; /* freeing twice is safe */
     if (tr->has_model) tfm_model_free(&tr->model);
     tfm_kv_free(&tr->state);
     free(tr->bucket_at);
@@ -969,7 +981,8 @@ static void note_end(tfm_trainer *tr, int time_up) {
     tr->stop.best = 0;
 }
 
-static int train_loop(tfm_trainer *tr) {
+/* *answered: the loop stopped for a tfm_trainer_request_stop. */
+static int train_loop(tfm_trainer *tr, int *answered) {
     const tfm_train_opts *o = &tr->o;
     tr->stop_reason = 0;
     /* a resumed run that had already stopped early (or was interrupted on
@@ -996,6 +1009,7 @@ static int train_loop(tfm_trainer *tr) {
     }
     if (tr->tty && !o->quiet) printf("\n");
     if (tfm_trainer_stop_requested()) {
+        *answered = 1;
         tr->stop_reason = 3;
         tfm_trainer_log(tr, "interrupted at step %lld: saving and exiting\n", (long long)tr->step);
     }
@@ -1011,7 +1025,8 @@ static int train_loop(tfm_trainer *tr) {
 }
 
 int tfm_train(tfm_trainer *tr) {
-    int rc = train_loop(tr);
+    int answered = 0;
+    int rc = train_loop(tr, &answered);
     /* the error ends train.log too (the caller prints it; the log is what
      * remains of an unattended run) */
     if (rc) {
@@ -1020,7 +1035,9 @@ int tfm_train(tfm_trainer *tr) {
         if (line) log_quietly(tr, line);
         free(line);
     }
-    /* the request is answered: the next training of this process runs */
-    g_stop = 0;
+    /* a request this training answered is done with (the next training of
+     * the process runs); one made after the loop, during the final
+     * checkpoint or average, stays for the next */
+    if (answered) g_stop = 0;
     return rc;
 }
