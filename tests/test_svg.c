@@ -213,6 +213,19 @@ START_TEST(test_nice_ticks) {
     for (int i = 0; i < n; i++) ck_assert(!signbit(t[i]) || t[i] != 0); /* no -0 */
     n = tfm_svg_nice_ticks(0, 1e6, 5, t, 3, &lo, &hi, &step);           /* capped */
     ck_assert_int_eq(n, 3);
+    /* spans of subnormals gave a step of 0 and NaN ticks (2026-11-30) */
+    static const double tiny[][2] = {{0, 5e-324},
+                                     {5e-324, 1e-323},
+                                     {-5e-324, 5e-324},
+                                     {5e-324, 5e-324},
+                                     {1e-300, 1.0000001e-300}};
+    for (int k = 0; k < 5; k++) {
+        n = tfm_svg_nice_ticks(tiny[k][0], tiny[k][1], 5, t, 32, &lo, &hi, &step);
+        ck_assert_msg(n >= 2 && step > 0 && isfinite(lo) && isfinite(hi) && lo <= tiny[k][0] &&
+                          hi >= tiny[k][1],
+                      "[%g, %g]: n %d step %g lo %g hi %g", tiny[k][0], tiny[k][1], n, step, lo,
+                      hi);
+    }
     char buf[32];
     tfm_svg_format_tick(0.5, 0.5, buf, sizeof buf);
     ck_assert_str_eq(buf, "0.5");

@@ -51,6 +51,8 @@ static int dir_nonempty(const char *dir, int *checkpoints) {
 typedef struct {
     char *path;
     size_t ends[64];
+    dev_t dev[64];
+    ino_t ino[64];
     int n, leaf;
 } made_dirs;
 
@@ -110,9 +112,23 @@ static int make_out_dirs(const char *out, made_dirs *m) {
             made_dirs_free(m);
             return tfm_set_error("--out %s: more than 64 directories to create", out), 1;
         }
-        if (made) m->ends[m->n++] = i;
+        if (made) {
+            struct stat st;
+            m->path[i] = 0;
+            int ok = stat(m->path, &st) == 0;
+            m->path[i] = c;
+            m->ends[m->n] = i;
+            m->dev[m->n] = ok ? st.st_dev : 0;
+            m->ino[m->n] = ok ? st.st_ino : 0;
+            m->n++;
+        }
         if (i == len) m->leaf = made;
     }
+    /* "new/." or "new/x/..": --out names a directory made here, though its
+     * own mkdir found it existing */
+    struct stat st;
+    for (int k = 0; !m->leaf && k < m->n && stat(m->path, &st) == 0; k++)
+        if (m->ino[k] && st.st_dev == m->dev[k] && st.st_ino == m->ino[k]) m->leaf = 1;
     return 0;
 }
 

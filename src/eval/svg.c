@@ -205,7 +205,8 @@ int tfm_svg_nice_ticks(double lo, double hi, int target, double *ticks, int cap,
     if (hi < -1e300) hi = -1e300;
     /* a span below 1e-290 (0 .. 5e-324) would make a tick step of 0 */
     if (hi - lo <= 1e-12 * (fabs(lo) + fabs(hi)) || hi - lo < 1e-290) {
-        double d = lo != 0 ? fabs(lo) * 0.1 : 0.5;
+        double d = fabs(lo) * 0.1;
+        if (!(d >= 1e-290)) d = 0.5; /* 0, or a subnormal lo */
         lo -= d;
         hi += d;
     }
