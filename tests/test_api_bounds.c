@@ -307,6 +307,15 @@ END_TEST
 
 /* ---- a C user's review of 2026-11-30 (seventh session); each failed then ---- */
 
+/* The tiny copy-task model, its batch source and quiet options of steps. */
+static tfm_train_opts tiny_toy_run(tfm_model_config *c, tfm_toy_source *toy, int64_t steps) {
+    *c = tfm_test_tiny_model();
+    ck_assert_int_eq(tfm_toy_source_init(toy, &tfm_test_tiny_task, 8, 1), 0);
+    tfm_train_opts o = tfm_test_tiny_opts(steps, 1);
+    o.quiet = 1;
+    return o;
+}
+
 static void count_step_lines(void *ctx, tfm_trainer *tr, const char *line) {
     (void)tr;
     if (!strncmp(line, "step ", 5)) ++*(int *)ctx;
@@ -315,12 +324,10 @@ static void count_step_lines(void *ctx, tfm_trainer *tr, const char *line) {
 /* on_log got every line but the progress lines, which went to stdout and
  * train.log directly */
 START_TEST(on_log_gets_the_progress_lines) {
-    tfm_model_config c = tfm_test_tiny_model();
+    tfm_model_config c;
     tfm_toy_source toy;
-    ck_assert_int_eq(tfm_toy_source_init(&toy, &tfm_test_tiny_task, 8, 1), 0);
-    tfm_train_opts o = tfm_test_tiny_opts(40, 1);
+    tfm_train_opts o = tiny_toy_run(&c, &toy, 40);
     o.log_every = 10;
-    o.quiet = 1;
     int n = 0;
     tfm_train_hooks h = {.ctx = &n, .on_log = count_step_lines};
     tfm_trainer tr;
@@ -336,11 +343,9 @@ END_TEST
  * record locks are per process), and freeing it released the first one's
  * lock */
 START_TEST(a_run_directory_takes_one_trainer_per_process) {
-    tfm_model_config c = tfm_test_tiny_model();
+    tfm_model_config c;
     tfm_toy_source toy;
-    ck_assert_int_eq(tfm_toy_source_init(&toy, &tfm_test_tiny_task, 8, 1), 0);
-    tfm_train_opts o = tfm_test_tiny_opts(2, 1);
-    o.quiet = 1;
+    tfm_train_opts o = tiny_toy_run(&c, &toy, 2);
     o.run_dir = tfm_test_tmpdir("lock");
     tfm_trainer a, b;
     ck_assert_msg(tfm_trainer_init(&a, &o, &c, &toy.source, NULL) == 0, "%s", tfm_last_error());
@@ -386,11 +391,9 @@ static void stop_when_averaged(void *ctx, tfm_trainer *tr, const char *line) {
 /* a stop request stayed set: every later training of the process stopped
  * at once */
 START_TEST(a_stop_request_ends_with_its_training) {
-    tfm_model_config c = tfm_test_tiny_model();
+    tfm_model_config c;
     tfm_toy_source toy;
-    ck_assert_int_eq(tfm_toy_source_init(&toy, &tfm_test_tiny_task, 8, 1), 0);
-    tfm_train_opts o = tfm_test_tiny_opts(20, 1);
-    o.quiet = 1;
+    tfm_train_opts o = tiny_toy_run(&c, &toy, 20);
     tfm_train_hooks h = {.on_step = stop_at_5};
     tfm_trainer tr;
     ck_assert_int_eq(tfm_trainer_init(&tr, &o, &c, &toy.source, &h), 0);
