@@ -45,14 +45,16 @@ static int dir_nonempty(const char *dir, int *checkpoints) {
 
 /* The directories one export created for --out, so that a failed export
  * removes exactly those: path (--out without trailing slashes) cut at each
- * ends[i] names one, outermost first; leaf: --out itself is one of them.
+ * dirs[i].end names one, outermost first; leaf: --out itself is one of them.
  * Created one by one, not by `mkdir -p`: with "new/.." or "new/../old" the
  * path's last directory exists though a prefix of it did not. */
 typedef struct {
     char *path;
-    size_t ends[64];
-    dev_t dev[64];
-    ino_t ino[64];
+    struct {
+        size_t end;
+        dev_t dev;
+        ino_t ino;
+    } dirs[64];
     int n, leaf;
 } made_dirs;
 
@@ -80,10 +82,11 @@ static void remove_made(made_dirs *m) {
         }
     }
     for (int i = m->n - 1; i >= 0; i--) {
-        char c = m->path[m->ends[i]];
-        m->path[m->ends[i]] = 0;
+        size_t end = m->dirs[i].end;
+        char c = m->path[end];
+        m->path[end] = 0;
         rmdir(m->path);
-        m->path[m->ends[i]] = c;
+        m->path[end] = c;
     }
 }
 
@@ -104,7 +107,7 @@ static int make_out_dirs(const char *out, made_dirs *m) {
             made_dirs_free(m);
             return tfm_set_error("--out %s: cannot create: %s", out, strerror(err)), 1;
         }
-        if (made && m->n == (int)(sizeof m->ends / sizeof m->ends[0])) {
+        if (made && m->n == (int)(sizeof m->dirs / sizeof m->dirs[0])) {
             m->path[i] = 0; /* no room to record it: removed at once */
             rmdir(m->path);
             m->path[i] = c;
@@ -117,9 +120,9 @@ static int make_out_dirs(const char *out, made_dirs *m) {
             m->path[i] = 0;
             int ok = stat(m->path, &st) == 0;
             m->path[i] = c;
-            m->ends[m->n] = i;
-            m->dev[m->n] = ok ? st.st_dev : 0;
-            m->ino[m->n] = ok ? st.st_ino : 0;
+            m->dirs[m->n].end = i;
+            m->dirs[m->n].dev = ok ? st.st_dev : 0;
+            m->dirs[m->n].ino = ok ? st.st_ino : 0;
             m->n++;
         }
         if (i == len) m->leaf = made;
@@ -128,7 +131,8 @@ static int make_out_dirs(const char *out, made_dirs *m) {
      * own mkdir found it existing */
     struct stat st;
     for (int k = 0; !m->leaf && k < m->n && stat(m->path, &st) == 0; k++)
-        if (m->ino[k] && st.st_dev == m->dev[k] && st.st_ino == m->ino[k]) m->leaf = 1;
+        if (m->dirs[k].ino && st.st_dev == m->dirs[k].dev && st.st_ino == m->dirs[k].ino)
+            m->leaf = 1;
     return 0;
 }
 

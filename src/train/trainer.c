@@ -33,6 +33,16 @@ void tfm_trainer_request_stop(void) { g_stop = 1; }
 int tfm_trainer_stop_requested(void) { return g_stop; }
 
 /* ---- logging ---------------------------------------------------------------------- */
+/* A line for train.log and on_log; the terminal (stdout or stderr, in its
+ * own form or not at all) is the caller's. */
+static void log_quietly(tfm_trainer *tr, const char *line) {
+    if (tr->log) {
+        fputs(line, tr->log);
+        fflush(tr->log);
+    }
+    if (tr->hooks.on_log) tr->hooks.on_log(tr->hooks.ctx, tr, line);
+}
+
 void tfm_trainer_log(tfm_trainer *tr, const char *fmt, ...) {
     va_list ap, again;
     va_start(ap, fmt);
@@ -47,22 +57,8 @@ void tfm_trainer_log(tfm_trainer *tr, const char *fmt, ...) {
         fputs(line, stdout);
         fflush(stdout);
     }
-    if (tr->log) {
-        fputs(line, tr->log);
-        fflush(tr->log);
-    }
-    if (tr->hooks.on_log) tr->hooks.on_log(tr->hooks.ctx, tr, line);
+    log_quietly(tr, line);
     free(line);
-}
-
-/* A line for train.log and on_log, not stdout (the caller has printed it,
- * to stderr). */
-static void log_quietly(tfm_trainer *tr, const char *line) {
-    if (tr->log) {
-        fputs(line, tr->log);
-        fflush(tr->log);
-    }
-    if (tr->hooks.on_log) tr->hooks.on_log(tr->hooks.ctx, tr, line);
 }
 
 static void progress(tfm_trainer *tr) {
