@@ -8,6 +8,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "../util/par.h"
 #include "decode_internal.h"
 #include "tfm/kernels.h"
 
@@ -176,6 +177,31 @@ static void ensemble_row(float *const *rows, int64_t n_models, int64_t V) {
     }
 }
 
+/* Row r of a decoding step: its log-probabilities (the logits' log-softmax
+ * on the fly, or the ensemble's in place in logits[0]) and its best n
+ * continuations into cand + r * n, n_cand[r] of them. Returns the seconds
+ * spent on the log-softmax when profiling. */
+static double rank_row(float *const *logits, int64_t n_models, int64_t V, int64_t n,
+                       const float *scores, int64_t r, int64_t *n_cand, candidate *cand, int prof) {
+    const float *row = logits[0] + r * V;
+    double q0 = prof ? tfm_now() : 0, spent = 0;
+    float nth_low, lse;
+    if (n_models == 1) { /* the logits: log-softmax on the fly */
+        float mx = row_max(row, V, n, &nth_low);
+        lse = row_log_sum_exp(row, V, mx);
+    } else { /* the ensemble's log-probabilities, in place */
+        float *rk[TFM_ENSEMBLE_MAX];
+        for (int64_t k = 0; k < n_models; k++) rk[k] = logits[k] + r * V;
+        ensemble_row(rk, n_models, V);
+        (void)row_max(row, V, n, &nth_low);
+        lse = 0.0f;
+    }
+    if (prof) spent = tfm_now() - q0;
+    n_cand[r] =
+        scores[r] == -INFINITY ? 0 : row_top(row, V, scores[r], lse, nth_low, r, n, cand + r * n);
+    return spent;
+}
+
 static int beam_search(tfm_model *const *models, int64_t n_models, tfm_tape *t, const int32_t *src,
                        const uint8_t *src_pad, int64_t B, int64_t S, int64_t beam, float alpha,
                        int64_t max_out, int32_t *out, int64_t *lens, tfm_nbest *nb) {
@@ -262,27 +288,9 @@ static int beam_search(tfm_model *const *models, int64_t n_models, tfm_tape *t, 
             if (prof) p_dec += p1 - p0, p_out += tfm_now() - p1;
         }
         double p2 = prof ? tfm_now() : 0, p_lse = 0;
-#pragma omp parallel for schedule(static) reduction(+ : p_lse) if (rows * V > TFM_PAR_MIN_WORK)
-        for (int64_t r = 0; r < rows; r++) {
-            const float *row = logits[0] + r * V;
-            double q0 = prof ? tfm_now() : 0;
-            float nth_low, mx, lse;
-            if (n_models == 1) { /* the logits: log-softmax on the fly */
-                mx = row_max(row, V, n, &nth_low);
-                lse = row_log_sum_exp(row, V, mx);
-            } else { /* the ensemble's log-probabilities, in place */
-                float *rk[TFM_ENSEMBLE_MAX];
-                for (int64_t k = 0; k < n_models; k++) rk[k] = logits[k] + r * V;
-                ensemble_row(rk, n_models, V);
-                mx = row_max(row, V, n, &nth_low);
-                lse = 0.0f;
-            }
-            (void)mx;
-            if (prof) p_lse += tfm_now() - q0;
-            n_cand[r] = scores[r] == -INFINITY
-                            ? 0
-                            : row_top(row, V, scores[r], lse, nth_low, r, n, cand + r * n);
-        }
+        TFM_PAR_FOR_CL(tfm_par_worth(rows * V), reduction(+ : p_lse),
+                       for (int64_t r = 0; r < rows; r++) p_lse += rank_row(
+                           logits, n_models, V, n, scores, r, n_cand, cand, prof != NULL));
         double p3 = prof ? tfm_now() : 0;
         int64_t next = 0;
         for (int64_t r0 = 0, r1; r0 < rows; r0 = r1) {

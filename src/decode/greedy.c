@@ -3,7 +3,16 @@
  * so a batch costs what its unfinished sentences need. */
 #include <string.h>
 
+#include "../util/par.h"
 #include "decode_internal.h"
+
+/* The first index of the largest of row[first..V) */
+static int64_t row_argmax(const float *row, int64_t first, int64_t V) {
+    int64_t k = first;
+    for (int64_t v = first; v < V; v++)
+        if (row[v] > row[k]) k = v;
+    return k;
+}
 
 /* Shared by both greedy decoders. annotated: starts from start[], argmax over
  * every id, never stops early; else starts from <s>, never emits pad or <s>,
@@ -63,14 +72,8 @@ static int greedy(tfm_model *m, tfm_tape *t, const int32_t *src, const uint8_t *
         tfm_tensor *logits = tfm_linear(t, x, m->tgt_emb, NULL);
         if (!logits) goto done_cache;
         double p2 = prof ? tfm_now() : 0;
-#pragma omp parallel for schedule(static) if (rows * V > TFM_PAR_MIN_WORK)
-        for (int64_t r = 0; r < rows; r++) {
-            const float *row = logits->data + r * V;
-            int64_t k = first;
-            for (int64_t v = first; v < V; v++)
-                if (row[v] > row[k]) k = v;
-            best[r] = k;
-        }
+        TFM_PAR_FOR(tfm_par_worth(rows * V), for (int64_t r = 0; r < rows; r++) best[r] =
+                                                 row_argmax(logits->data + r * V, first, V));
         double p3 = prof ? tfm_now() : 0;
         int64_t next = 0;
         for (int64_t r = 0; r < rows; r++) {

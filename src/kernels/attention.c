@@ -5,6 +5,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "../util/par.h"
 #include "kernels_internal.h"
 #include "tfm/kernels.h"
 #ifdef _OPENMP
@@ -65,87 +66,95 @@ static void dropout_probs(float *dst, const float *src, int64_t n, float p, uint
         dst[i] = tfm_dropout_keep(key, (uint64_t)i, th) ? src[i] * keep_scale : 0.0f;
 }
 
-/* S = Q K^T / sqrt(dh); P = softmax(mask(S)); out = dropout(P) V */
-void tfm_k_attention_forward(float *out, float *probs, const float *q, const float *k,
-                             const float *v, const tfm_attn_shape *s, float *scratch) {
-    const int64_t B = s->B, H = s->H, Tq = s->Tq, Tk = s->Tk, D = s->D, dh = D / H;
+/* S = Q K^T / sqrt(dh); P = softmax(mask(S)); out = dropout(P) V, for head h of sequence b */
+static void forward_head(float *out, float *probs, const float *q, const float *k, const float *v,
+                         const tfm_attn_shape *s, float *scratch, int64_t b, int64_t h) {
+    const int64_t H = s->H, Tq = s->Tq, Tk = s->Tk, D = s->D, dh = D / H;
     const float scale = 1.0f / sqrtf((float)dh);
     const int64_t tile = Tq * Tk;
-    int par = B * H > 1 && B * H * tile * dh > TFM_PAR_MIN_WORK;
-#pragma omp parallel for schedule(static) collapse(2) if (par)
-    for (int64_t b = 0; b < B; b++)
-        for (int64_t h = 0; h < H; h++) {
-            float *mine = scratch + (int64_t)thread_id() * 2 * tile;
-            float *p = probs ? probs + (b * H + h) * tile : mine;
-            const float *qb = q + b * s->q_bs + h * dh;
-            const float *kb = k + b * s->kv_bs + h * dh;
-            const float *vb = v + b * s->kv_bs + h * dh;
-            tfm_gemm_prec(s->precision, 0, 1, Tq, Tk, dh, scale, qb, D, kb, D, 0.0f, p, Tk);
-            masked_softmax(p, s, b);
-            const float *pd = p;
-            if (s->dropout_p > 0.0f) {
-                dropout_probs(mine + tile, p, tile, s->dropout_p, head_key(s, b, h));
-                pd = mine + tile;
-            }
-            tfm_gemm_prec(s->precision, 0, 0, Tq, dh, Tk, 1.0f, pd, Tk, vb, D, 0.0f,
-                          out + b * Tq * D + h * dh, D);
-        }
+    float *mine = scratch + (int64_t)thread_id() * 2 * tile;
+    float *p = probs ? probs + (b * H + h) * tile : mine;
+    const float *qb = q + b * s->q_bs + h * dh;
+    const float *kb = k + b * s->kv_bs + h * dh;
+    const float *vb = v + b * s->kv_bs + h * dh;
+    tfm_gemm_prec(s->precision, 0, 1, Tq, Tk, dh, scale, qb, D, kb, D, 0.0f, p, Tk);
+    masked_softmax(p, s, b);
+    const float *pd = p;
+    if (s->dropout_p > 0.0f) {
+        dropout_probs(mine + tile, p, tile, s->dropout_p, head_key(s, b, h));
+        pd = mine + tile;
+    }
+    tfm_gemm_prec(s->precision, 0, 0, Tq, dh, Tk, 1.0f, pd, Tk, vb, D, 0.0f,
+                  out + b * Tq * D + h * dh, D);
+}
+
+void tfm_k_attention_forward(float *out, float *probs, const float *q, const float *k,
+                             const float *v, const tfm_attn_shape *s, float *scratch) {
+    const int64_t B = s->B, H = s->H;
+    int par = B * H > 1 && tfm_par_worth(B * H * s->Tq * s->Tk * (s->D / H));
+    TFM_PAR_FOR_CL(par, collapse(2),
+                   for (int64_t b = 0; b < B; b++) for (int64_t h = 0; h < H; h++)
+                       forward_head(out, probs, q, k, v, s, scratch, b, h));
 }
 
 /* With Pd = dropout(P):
  *   dV += Pd^T dO;  dPd = dO V^T;  dP = dPd * keep / (1-p)
  *   dS = P * (dP - rowsum(dP * P)) / sqrt(dh)
- *   dQ += dS K;  dK += dS^T Q                                              */
-void tfm_k_attention_backward(float *dq, float *dk, float *dv, const float *dout,
-                              const float *probs, const float *q, const float *k, const float *v,
-                              const tfm_attn_shape *s, float *scratch) {
-    const int64_t B = s->B, H = s->H, Tq = s->Tq, Tk = s->Tk, D = s->D, dh = D / H;
+ *   dQ += dS K;  dK += dS^T Q   (head h of sequence b)                     */
+static void backward_head(float *dq, float *dk, float *dv, const float *dout, const float *probs,
+                          const float *q, const float *k, const float *v, const tfm_attn_shape *s,
+                          float *scratch, int64_t b, int64_t h) {
+    const int64_t H = s->H, Tq = s->Tq, Tk = s->Tk, D = s->D, dh = D / H;
     const float scale = 1.0f / sqrtf((float)dh);
     const int64_t tile = Tq * Tk;
     const float p_drop = s->dropout_p, keep_scale = 1.0f / (1.0f - p_drop);
-    int par = B * H > 1 && B * H * tile * dh > TFM_PAR_MIN_WORK;
-#pragma omp parallel for schedule(static) collapse(2) if (par)
-    for (int64_t b = 0; b < B; b++)
-        for (int64_t h = 0; h < H; h++) {
-            float *dp = scratch + (int64_t)thread_id() * 2 * tile;
-            float *pd = dp + tile;
-            const float *p = probs + (b * H + h) * tile;
-            const float *qb = q + b * s->q_bs + h * dh;
-            const float *kb = k + b * s->kv_bs + h * dh;
-            const float *vb = v + b * s->kv_bs + h * dh;
-            const float *dob = dout + b * Tq * D + h * dh;
-            uint64_t key = head_key(s, b, h);
-            const float *p_used = p;
-            if (p_drop > 0.0f) {
-                dropout_probs(pd, p, tile, p_drop, key);
-                p_used = pd;
-            }
-            if (dv)
-                tfm_gemm_prec(s->precision, 1, 0, Tk, dh, Tq, 1.0f, p_used, Tk, dob, D, 1.0f,
-                              dv + b * s->kv_bs + h * dh, D);
-            tfm_gemm_prec(s->precision, 0, 1, Tq, Tk, dh, 1.0f, dob, D, vb, D, 0.0f, dp, Tk);
-            for (int64_t i = 0; i < Tq; i++) {
-                float *dpr = dp + i * Tk;
-                const float *pr = p + i * Tk;
-                if (p_drop > 0.0f) {
-                    uint32_t th = tfm_dropout_threshold(p_drop);
-                    for (int64_t j = 0; j < Tk; j++)
-                        dpr[j] = tfm_dropout_keep(key, (uint64_t)(i * Tk + j), th)
-                                     ? dpr[j] * keep_scale
-                                     : 0.0f;
-                }
-                float dot = 0.0f;
-#pragma omp simd reduction(+ : dot)
-                for (int64_t j = 0; j < Tk; j++) dot += dpr[j] * pr[j];
-                for (int64_t j = 0; j < Tk; j++) dpr[j] = pr[j] * (dpr[j] - dot) * scale;
-            }
-            if (dq)
-                tfm_gemm_prec(s->precision, 0, 0, Tq, dh, Tk, 1.0f, dp, Tk, kb, D, 1.0f,
-                              dq + b * s->q_bs + h * dh, D);
-            if (dk)
-                tfm_gemm_prec(s->precision, 1, 0, Tk, dh, Tq, 1.0f, dp, Tk, qb, D, 1.0f,
-                              dk + b * s->kv_bs + h * dh, D);
+    float *dp = scratch + (int64_t)thread_id() * 2 * tile;
+    float *pd = dp + tile;
+    const float *p = probs + (b * H + h) * tile;
+    const float *qb = q + b * s->q_bs + h * dh;
+    const float *kb = k + b * s->kv_bs + h * dh;
+    const float *vb = v + b * s->kv_bs + h * dh;
+    const float *dob = dout + b * Tq * D + h * dh;
+    uint64_t key = head_key(s, b, h);
+    const float *p_used = p;
+    if (p_drop > 0.0f) {
+        dropout_probs(pd, p, tile, p_drop, key);
+        p_used = pd;
+    }
+    if (dv)
+        tfm_gemm_prec(s->precision, 1, 0, Tk, dh, Tq, 1.0f, p_used, Tk, dob, D, 1.0f,
+                      dv + b * s->kv_bs + h * dh, D);
+    tfm_gemm_prec(s->precision, 0, 1, Tq, Tk, dh, 1.0f, dob, D, vb, D, 0.0f, dp, Tk);
+    for (int64_t i = 0; i < Tq; i++) {
+        float *dpr = dp + i * Tk;
+        const float *pr = p + i * Tk;
+        if (p_drop > 0.0f) {
+            uint32_t th = tfm_dropout_threshold(p_drop);
+            for (int64_t j = 0; j < Tk; j++)
+                dpr[j] =
+                    tfm_dropout_keep(key, (uint64_t)(i * Tk + j), th) ? dpr[j] * keep_scale : 0.0f;
         }
+        float dot = 0.0f;
+#pragma omp simd reduction(+ : dot)
+        for (int64_t j = 0; j < Tk; j++) dot += dpr[j] * pr[j];
+        for (int64_t j = 0; j < Tk; j++) dpr[j] = pr[j] * (dpr[j] - dot) * scale;
+    }
+    if (dq)
+        tfm_gemm_prec(s->precision, 0, 0, Tq, dh, Tk, 1.0f, dp, Tk, kb, D, 1.0f,
+                      dq + b * s->q_bs + h * dh, D);
+    if (dk)
+        tfm_gemm_prec(s->precision, 1, 0, Tk, dh, Tq, 1.0f, dp, Tk, qb, D, 1.0f,
+                      dk + b * s->kv_bs + h * dh, D);
+}
+
+void tfm_k_attention_backward(float *dq, float *dk, float *dv, const float *dout,
+                              const float *probs, const float *q, const float *k, const float *v,
+                              const tfm_attn_shape *s, float *scratch) {
+    const int64_t B = s->B, H = s->H;
+    int par = B * H > 1 && tfm_par_worth(B * H * s->Tq * s->Tk * (s->D / H));
+    TFM_PAR_FOR_CL(par, collapse(2),
+                   for (int64_t b = 0; b < B; b++) for (int64_t h = 0; h < H; h++)
+                       backward_head(dq, dk, dv, dout, probs, q, k, v, s, scratch, b, h));
 }
 
 /* ---- decoding: one query per row, keys and values gathered ------------------ */
@@ -219,58 +228,62 @@ static void keys_transposed(float *kt, const float *k, const int64_t *off, int64
  * by head, with k_j and v_j at the row's gathered offsets. The keys of a head
  * are first copied transposed (kc x Tk, as the GEMM packs them) so that the
  * score chains run side by side in vector lanes. */
-void tfm_k_attention_decode(float *out, float *probs, const float *q, const float *k,
-                            const float *v, const tfm_attn_gather *s, float *scratch) {
-    const int64_t R = s->rows, H = s->H, Tk = s->Tk, D = s->D, dh = D / H;
+static void decode_row(float *out, float *probs, const float *q, const float *k, const float *v,
+                       const tfm_attn_gather *s, float *scratch, int64_t r) {
+    const int64_t H = s->H, Tk = s->Tk, D = s->D, dh = D / H;
     const float scale = 1.0f / sqrtf((float)dh);
     const int64_t per_thread = decode_floats_per_thread(Tk, dh);
-    int par = R > 1 && R * Tk * D > TFM_PAR_MIN_WORK;
-#pragma omp parallel for schedule(static) if (par)
-    for (int64_t r = 0; r < R; r++) {
-        float *mine = scratch + (int64_t)thread_id() * per_thread;
-        int64_t *off = (int64_t *)(void *)mine; /* (Tk) offsets of position j */
-        float *acc = mine + 2 * Tk;             /* (Tk) scores, or (dh) sums */
-        float *p_own = acc + (Tk > dh ? Tk : dh);
-        float *kt = p_own + Tk; /* (kc, Tk) transposed keys of one head (fp32) */
-        int64_t g = s->group ? s->group[r] : 0;
-        const uint8_t *pad = s->key_pad ? s->key_pad + g * Tk : NULL;
-        const int32_t *slot = s->slot ? s->slot + r * s->slot_ld : NULL;
-        for (int64_t j = 0; j < Tk; j++)
-            off[j] = g * s->group_stride + j * s->pos_stride + (slot ? (int64_t)slot[j] * D : 0);
-        for (int64_t h = 0; h < H; h++) {
-            const float *qh = q + r * D + h * dh;
-            const float *kh = k + h * dh, *vh = v + h * dh;
-            float *p = probs ? probs + (r * H + h) * Tk : p_own;
-            if (s->precision == TFM_BF16) {
-                decode_head_bf16(out + r * D + h * dh, p, qh, kh, vh, off, Tk, dh, scale, pad, kt);
-                continue;
-            }
-            for (int64_t k0 = 0; k0 < dh; k0 += DECODE_KC) {
-                int64_t kc = dh - k0 < DECODE_KC ? dh - k0 : DECODE_KC;
-                keys_transposed(kt, kh + k0, off, Tk, kc);
-                for (int64_t j = 0; j < Tk; j++) acc[j] = 0.0f;
-                for (int64_t kk = 0; kk < kc; kk++) {
-                    const float qk = qh[k0 + kk], *row = kt + kk * Tk;
+    float *mine = scratch + (int64_t)thread_id() * per_thread;
+    int64_t *off = (int64_t *)(void *)mine; /* (Tk) offsets of position j */
+    float *acc = mine + 2 * Tk;             /* (Tk) scores, or (dh) sums */
+    float *p_own = acc + (Tk > dh ? Tk : dh);
+    float *kt = p_own + Tk; /* (kc, Tk) transposed keys of one head (fp32) */
+    int64_t g = s->group ? s->group[r] : 0;
+    const uint8_t *pad = s->key_pad ? s->key_pad + g * Tk : NULL;
+    const int32_t *slot = s->slot ? s->slot + r * s->slot_ld : NULL;
+    for (int64_t j = 0; j < Tk; j++)
+        off[j] = g * s->group_stride + j * s->pos_stride + (slot ? (int64_t)slot[j] * D : 0);
+    for (int64_t h = 0; h < H; h++) {
+        const float *qh = q + r * D + h * dh;
+        const float *kh = k + h * dh, *vh = v + h * dh;
+        float *p = probs ? probs + (r * H + h) * Tk : p_own;
+        if (s->precision == TFM_BF16) {
+            decode_head_bf16(out + r * D + h * dh, p, qh, kh, vh, off, Tk, dh, scale, pad, kt);
+            continue;
+        }
+        for (int64_t k0 = 0; k0 < dh; k0 += DECODE_KC) {
+            int64_t kc = dh - k0 < DECODE_KC ? dh - k0 : DECODE_KC;
+            keys_transposed(kt, kh + k0, off, Tk, kc);
+            for (int64_t j = 0; j < Tk; j++) acc[j] = 0.0f;
+            for (int64_t kk = 0; kk < kc; kk++) {
+                const float qk = qh[k0 + kk], *row = kt + kk * Tk;
 #pragma omp simd
-                    for (int64_t j = 0; j < Tk; j++) acc[j] = fmaf(qk, row[j], acc[j]);
-                }
-                for (int64_t j = 0; j < Tk; j++)
-                    p[j] = k0 == 0 ? scale * acc[j] : fmaf(scale, acc[j], p[j]);
+                for (int64_t j = 0; j < Tk; j++) acc[j] = fmaf(qk, row[j], acc[j]);
             }
-            masked_softmax_row(p, Tk, Tk, pad);
-            float *o = out + r * D + h * dh;
-            for (int64_t j0 = 0; j0 < Tk; j0 += DECODE_KC) {
-                int64_t j1 = j0 + DECODE_KC < Tk ? j0 + DECODE_KC : Tk;
-                for (int64_t n = 0; n < dh; n++) acc[n] = 0.0f;
-                for (int64_t j = j0; j < j1; j++) {
-                    const float *vj = vh + off[j];
-                    const float pj = p[j];
+            for (int64_t j = 0; j < Tk; j++)
+                p[j] = k0 == 0 ? scale * acc[j] : fmaf(scale, acc[j], p[j]);
+        }
+        masked_softmax_row(p, Tk, Tk, pad);
+        float *o = out + r * D + h * dh;
+        for (int64_t j0 = 0; j0 < Tk; j0 += DECODE_KC) {
+            int64_t j1 = j0 + DECODE_KC < Tk ? j0 + DECODE_KC : Tk;
+            for (int64_t n = 0; n < dh; n++) acc[n] = 0.0f;
+            for (int64_t j = j0; j < j1; j++) {
+                const float *vj = vh + off[j];
+                const float pj = p[j];
 #pragma omp simd
-                    for (int64_t n = 0; n < dh; n++) acc[n] = fmaf(pj, vj[n], acc[n]);
-                }
-                for (int64_t n = 0; n < dh; n++)
-                    o[n] = j0 == 0 ? 1.0f * acc[n] : fmaf(1.0f, acc[n], o[n]);
+                for (int64_t n = 0; n < dh; n++) acc[n] = fmaf(pj, vj[n], acc[n]);
             }
+            for (int64_t n = 0; n < dh; n++)
+                o[n] = j0 == 0 ? 1.0f * acc[n] : fmaf(1.0f, acc[n], o[n]);
         }
     }
+}
+
+void tfm_k_attention_decode(float *out, float *probs, const float *q, const float *k,
+                            const float *v, const tfm_attn_gather *s, float *scratch) {
+    const int64_t R = s->rows;
+    int par = R > 1 && tfm_par_worth(R * s->Tk * s->D);
+    TFM_PAR_FOR(par,
+                for (int64_t r = 0; r < R; r++) decode_row(out, probs, q, k, v, s, scratch, r));
 }

@@ -792,9 +792,10 @@ void tfm_gemm_batched(int trans_a, int trans_b, int64_t batch, int64_t M, int64_
                       int64_t ldb, int64_t stride_b, float beta, float *C, int64_t ldc,
                       int64_t stride_c) {
     /* Small GEMMs: one per thread across the batch (each runs serially inside
-     * the region). Large ones: one after another, each using every thread. */
+     * the region). Large ones: one after another, each using every thread.
+     * No region for one thread (libgomp would allocate a team for it). */
     int small = 2.0 * (double)M * N * K < GEMM_PAR_MIN_FLOPS;
-    if (small && batch > 1 && !in_parallel() &&
+    if (small && batch > 1 && !in_parallel() && max_threads() > 1 &&
         2.0 * (double)M * N * K * batch >= GEMM_PAR_MIN_FLOPS) {
 #pragma omp parallel for schedule(static)
         for (int64_t b = 0; b < batch; b++)

@@ -678,6 +678,14 @@ static int in_parallel(void) {
 #endif
 }
 
+static int max_threads(void) {
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+
 static void bgemm_dispatch(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha,
                            const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
                            const float *bias, float *C, int64_t ldc, const tfm_bf16_weight *wp) {
@@ -689,10 +697,7 @@ static void bgemm_dispatch(int trans_a, int trans_b, int64_t M, int64_t N, int64
     bgemm_args g = {trans_a, trans_b, M,   N,   K, alpha, beta,        A,
                     B,       lda,     ldb, ldc, C, bias,  use_native(), wp};
     int nt = 1;
-#ifdef _OPENMP
-    if (!in_parallel() && 2.0 * (double)M * N * K >= BGEMM_PAR_MIN_FLOPS)
-        nt = omp_get_max_threads();
-#endif
+    if (!in_parallel() && 2.0 * (double)M * N * K >= BGEMM_PAR_MIN_FLOPS) nt = max_threads();
     if (nt <= 1) {
         bgemm_run(&g, 0, 1, 1);
         return;
@@ -772,8 +777,9 @@ void tfm_gemm_bf16_batched(int trans_a, int trans_b, int64_t batch, int64_t M, i
                            float alpha, const float *A, int64_t lda, int64_t stride_a,
                            const float *B, int64_t ldb, int64_t stride_b, float beta, float *C,
                            int64_t ldc, int64_t stride_c) {
+    /* as tfm_gemm_batched */
     int small = 2.0 * (double)M * N * K < BGEMM_PAR_MIN_FLOPS;
-    if (small && batch > 1 && !in_parallel() &&
+    if (small && batch > 1 && !in_parallel() && max_threads() > 1 &&
         2.0 * (double)M * N * K * batch >= BGEMM_PAR_MIN_FLOPS) {
 #pragma omp parallel for schedule(static)
         for (int64_t b = 0; b < batch; b++)

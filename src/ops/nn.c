@@ -1,6 +1,7 @@
 /* softmax, layernorm, embedding, split/merge heads, cross-entropy, attention. */
 #include <string.h>
 
+#include "../util/par.h"
 #include "ops_internal.h"
 
 static tfm_tensor *record(tfm_tape *t, tfm_op op, tfm_tensor *y, tfm_tensor *const *ins, int n_in,
@@ -100,22 +101,26 @@ TFM_BACKWARD(embedding) {
                              (int32_t)n->pi[0]);
 }
 
-/* (B, T, H*dh) -> (B, H, T, dh) when to_heads, else the inverse. */
+/* (B, T, H*dh) -> (B, H, T, dh) when to_heads, else the inverse: head h of sequence b. */
+static void permute_head(float *dst, const float *src, int64_t T, int64_t H, int64_t dh,
+                         int to_heads, int accumulate, int64_t b, int64_t h) {
+    for (int64_t i = 0; i < T; i++) {
+        int64_t flat = (b * T + i) * H * dh + h * dh;
+        int64_t headed = ((b * H + h) * T + i) * dh;
+        float *d = dst + (to_heads ? headed : flat);
+        const float *s = src + (to_heads ? flat : headed);
+        if (accumulate)
+            for (int64_t j = 0; j < dh; j++) d[j] += s[j];
+        else
+            memcpy(d, s, (size_t)dh * sizeof(float));
+    }
+}
+
 static void permute_heads(float *dst, const float *src, int64_t B, int64_t T, int64_t H, int64_t dh,
                           int to_heads, int accumulate) {
-#pragma omp parallel for schedule(static) collapse(2) if (B * T * H * dh > TFM_PAR_MIN_WORK)
-    for (int64_t b = 0; b < B; b++)
-        for (int64_t h = 0; h < H; h++)
-            for (int64_t i = 0; i < T; i++) {
-                int64_t flat = (b * T + i) * H * dh + h * dh;
-                int64_t headed = ((b * H + h) * T + i) * dh;
-                float *d = dst + (to_heads ? headed : flat);
-                const float *s = src + (to_heads ? flat : headed);
-                if (accumulate)
-                    for (int64_t j = 0; j < dh; j++) d[j] += s[j];
-                else
-                    memcpy(d, s, (size_t)dh * sizeof(float));
-            }
+    TFM_PAR_FOR_CL(tfm_par_worth(B * T * H * dh), collapse(2),
+                   for (int64_t b = 0; b < B; b++) for (int64_t h = 0; h < H; h++)
+                       permute_head(dst, src, T, H, dh, to_heads, accumulate, b, h));
 }
 
 tfm_tensor *tfm_split_heads(tfm_tape *t, tfm_tensor *x, int64_t n_heads) {

@@ -25,6 +25,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "../util/par.h"
 #include "tfm/train.h"
 
 typedef struct {
@@ -201,6 +202,13 @@ oom:
            1;
 }
 
+/* sum over ranks r in order 0..size-1 of w[r] * col[r * stride], in double */
+static double weighted_sum(const double *w, const float *col, int64_t stride, int64_t size) {
+    double acc = 0;
+    for (int64_t r = 0; r < size; r++) acc += w[r] * (double)col[r * stride];
+    return acc;
+}
+
 static int mpi_weighted_sum(tfm_dist *d, float *x, int64_t n, const double *w, double scale) {
     mpi_dist *m = d->impl;
     if (n != m->n)
@@ -215,12 +223,9 @@ static int mpi_weighted_sum(tfm_dist *d, float *x, int64_t n, const double *w, d
                  m->displs, m->counts, (int)sizeof(float), "gradient exchange"))
         return 1;
     const float *recv = m->recv;
-#pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < chunk; i++) {
-        double acc = 0;
-        for (int64_t r = 0; r < size; r++) acc += w[r] * (double)recv[r * chunk + i];
-        out[i] = (float)(acc * scale);
-    }
+    TFM_PAR_FOR(tfm_par_worth(chunk * size),
+                for (int64_t i = 0; i < chunk; i++) out[i] =
+                    (float)(weighted_sum(w, recv + i, chunk, size) * scale));
     /* the finished chunks to everyone */
     return exchange(m, MPI_FLOAT, TAG_SHARE, (char *)x, m->displs, m->counts, (char *)x,
                     m->share_off, m->share_n, (int)sizeof(float), "gradient exchange");
@@ -362,12 +367,9 @@ static int bucket_progress(mpi_dist *m) {
             const double *w = m->bw;
             double scale = m->bscale;
             float *out = m->bx + lo;
-#pragma omp parallel for schedule(static) if (n > 65536)
-            for (int i = 0; i < n; i++) {
-                double acc = 0;
-                for (int r = 0; r < size; r++) acc += w[r] * (double)recv[(int64_t)r * n + i];
-                out[i] = (float)(acc * scale);
-            }
+            TFM_PAR_FOR(n > 65536 && tfm_par_worth(n),
+                        for (int i = 0; i < n; i++) out[i] =
+                            (float)(weighted_sum(w, recv + i, n, size) * scale));
             MPI_Request *rq = breqs(m, b, 3);
             for (int k = 0; k < size - 1; k++) {
                 int r = k < me ? k : k + 1;

@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../util/par.h"
 #include "tfm/atomic_file.h"
 #include "tfm/average.h"
 #include "train_internal.h"
@@ -655,16 +656,17 @@ tfm_state_block *tfm_trainer_state_blocks(tfm_trainer *tr, int *n) {
     return tr->state_blocks;
 }
 
+static void swap_floats(float *a, float *b) {
+    float x = *a;
+    *a = *b;
+    *b = x;
+}
+
 void tfm_trainer_ema_swap(tfm_trainer *tr) {
     if (!tr->ema) return;
     float *w = tr->params->data, *e = tr->ema;
     const int64_t n = tr->params->total_n;
-#pragma omp parallel for schedule(static) if (n > TFM_PAR_MIN_WORK)
-    for (int64_t j = 0; j < n; j++) {
-        float x = w[j];
-        w[j] = e[j];
-        e[j] = x;
-    }
+    TFM_PAR_FOR(tfm_par_worth(n), for (int64_t j = 0; j < n; j++) swap_floats(w + j, e + j));
     tr->ema_in = !tr->ema_in;
 }
 
@@ -675,8 +677,7 @@ static void ema_update(tfm_trainer *tr, int64_t t) {
     const float *w = tr->params->data;
     float *e = tr->ema;
     const int64_t n = tr->params->total_n;
-#pragma omp parallel for schedule(static) if (n > TFM_PAR_MIN_WORK)
-    for (int64_t j = 0; j < n; j++) e[j] += k * (w[j] - e[j]);
+    TFM_PAR_FOR(tfm_par_worth(n), for (int64_t j = 0; j < n; j++) e[j] += k * (w[j] - e[j]));
 }
 
 /* The loss of the batch on a fresh tape in training mode; index numbers
@@ -725,13 +726,10 @@ static int accumulate(tfm_trainer *tr, int64_t step, tfm_step_stats *st, int64_t
         tfm_params_settle_grads(p);
         loss_sum += l * (double)n_tok;
         const float w = (float)n_tok;
-        if (summed++ == 0) {
-#pragma omp parallel for schedule(static) if (n > TFM_PAR_MIN_WORK)
-            for (int64_t j = 0; j < n; j++) acc[j] = w * g[j];
-        } else {
-#pragma omp parallel for schedule(static) if (n > TFM_PAR_MIN_WORK)
-            for (int64_t j = 0; j < n; j++) acc[j] += w * g[j];
-        }
+        if (summed++ == 0)
+            TFM_PAR_FOR(tfm_par_worth(n), for (int64_t j = 0; j < n; j++) acc[j] = w * g[j]);
+        else
+            TFM_PAR_FOR(tfm_par_worth(n), for (int64_t j = 0; j < n; j++) acc[j] += w * g[j]);
     }
     st->n_tokens = n_total;
     if (bad != 0 || n_total <= 0) {
@@ -741,8 +739,7 @@ static int accumulate(tfm_trainer *tr, int64_t step, tfm_step_stats *st, int64_t
     }
     st->loss = loss_sum / (double)n_total;
     const float inv = (float)(1.0 / (double)n_total);
-#pragma omp parallel for schedule(static) if (n > TFM_PAR_MIN_WORK)
-    for (int64_t j = 0; j < n; j++) g[j] = acc[j] * inv;
+    TFM_PAR_FOR(tfm_par_worth(n), for (int64_t j = 0; j < n; j++) g[j] = acc[j] * inv);
     return 0;
 }
 
