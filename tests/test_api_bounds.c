@@ -6,6 +6,7 @@
  * state blocks the reader would refuse. */
 #include <fcntl.h>
 #include <math.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -495,6 +496,27 @@ START_TEST(translate_lines_names_the_line_and_checks_counts) {
 }
 END_TEST
 
+/* tfm_train on a trainer never initialised returned 0 (steps 0), and on a
+ * freed one read freed memory: both are programmer errors, asserted */
+START_TEST(train_refuses_a_trainer_not_initialised) {
+    tfm_trainer tr;
+    memset(&tr, 0, sizeof tr);
+    tfm_train(&tr);
+}
+END_TEST
+
+START_TEST(step_refuses_a_freed_trainer) {
+    tfm_model_config c;
+    tfm_toy_source toy;
+    tfm_train_opts o = tiny_toy_run(&c, &toy, 2);
+    tfm_trainer tr;
+    ck_assert_msg(tfm_trainer_init(&tr, &o, &c, &toy.source, NULL) == 0, "%s", tfm_last_error());
+    ck_assert_int_ge(tfm_trainer_step(&tr), 0);
+    tfm_trainer_free(&tr);
+    tfm_trainer_step(&tr);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("api_bounds");
     TCase *tc = tcase_create("api_bounds");
@@ -512,6 +534,8 @@ int main(void) {
     tcase_add_test(tc, a_stop_request_ends_with_its_training);
     tcase_add_test(tc, export_save_refuses_an_unknown_data_kind);
     tcase_add_test(tc, translate_lines_names_the_line_and_checks_counts);
+    tcase_add_test_raise_signal(tc, train_refuses_a_trainer_not_initialised, SIGABRT);
+    tcase_add_test_raise_signal(tc, step_refuses_a_freed_trainer, SIGABRT);
     suite_add_tcase(s, tc);
     return tfm_test_main(s);
 }

@@ -560,6 +560,8 @@ void tfm_trainer_free(tfm_trainer *tr) {
     tr->bucket_at = tr->bucket_param = tr->bucket_node = tr->bucket_order = NULL;
     tr->log = tr->metrics = NULL;
     tr->has_model = 0;
+    tr->params = NULL; /* tfm_train and tfm_trainer_step refuse a freed trainer */
+    tr->source = NULL;
 }
 
 /* ---- the step --------------------------------------------------------------------- */
@@ -775,6 +777,8 @@ static int one_batch(tfm_trainer *tr, int64_t step, tfm_step_stats *st, int64_t 
 }
 
 int tfm_trainer_step(tfm_trainer *tr) {
+    TFM_ASSERT(tr && tr->params && tr->source,
+               "tfm_trainer_step: the trainer is not initialised (tfm_trainer_init)");
     tfm_params *p = tr->params;
     int64_t step = tr->step + 1;
     int64_t batch_tokens = 0;
@@ -1018,6 +1022,8 @@ static int train_loop(tfm_trainer *tr, int *answered) {
 }
 
 int tfm_train(tfm_trainer *tr) {
+    TFM_ASSERT(tr && tr->params && tr->source,
+               "tfm_train: the trainer is not initialised (tfm_trainer_init)");
     int answered = 0;
     int rc = train_loop(tr, &answered);
     /* the error ends train.log too (the caller prints it; the log is what
