@@ -6,6 +6,9 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #include "../src/kernels/kernels_internal.h"
 #include "tfm/kernels.h"
@@ -607,6 +610,69 @@ START_TEST(adam_kernel_step_zero_aborts) {
 }
 END_TEST
 
+/* The kernels called from threads of the caller's own OpenMP region, each
+ * with its own scratch of tfm_attention_scratch_floats (as a program
+ * running one tape per thread would): too little work to split, so each
+ * call runs on its calling thread and must use its scratch's first slot,
+ * not the slot of its thread number in the caller's team (f369041 wrote
+ * past the scratch of threads 2 and 3). Outputs equal the serial call's. */
+START_TEST(attention_from_threads_of_the_callers_region) {
+    enum { B = 2, TQ = 4, TK = 5, D = 8, H = 2, GUARD = 256, NT = 4 };
+    float q[B * TQ * D], k[B * TK * D], v[B * TK * D], dout[B * TQ * D];
+    tfm_test_fill(q, B * TQ * D, 1, -1, 1);
+    tfm_test_fill(k, B * TK * D, 2, -1, 1);
+    tfm_test_fill(v, B * TK * D, 3, -1, 1);
+    tfm_test_fill(dout, B * TQ * D, 4, -1, 1);
+    tfm_attn_shape s = {.B = B,
+                        .Tq = TQ,
+                        .Tk = TK,
+                        .D = D,
+                        .H = H,
+                        .q_bs = TQ * D,
+                        .kv_bs = TK * D,
+                        .dropout_p = 0.1f,
+                        .key = 7};
+    /* the serial call: out, probs, dq, dk, dv */
+    enum { NOUT = B * TQ * D + B * H * TQ * TK + B * TQ * D + 2 * B * TK * D };
+    static float want[NOUT], got[NT][NOUT];
+    int bad[NT] = {0};
+    float *scr = malloc((size_t)(tfm_attention_scratch_floats(&s) + GUARD) * sizeof(float));
+    ck_assert_ptr_nonnull(scr);
+    float *w = want;
+    tfm_k_attention_forward(w, w + B * TQ * D, q, k, v, &s, scr);
+    float *wg = w + B * TQ * D + B * H * TQ * TK;
+    tfm_k_attention_backward(wg, wg + B * TQ * D, wg + B * TQ * D + B * TK * D, dout,
+                             w + B * TQ * D, q, k, v, &s, scr);
+    free(scr);
+#pragma omp parallel num_threads(NT)
+    {
+#ifdef _OPENMP
+        int me = omp_get_thread_num();
+#else
+        int me = 0;
+#endif
+        int64_t n = tfm_attention_scratch_floats(&s);
+        float *mine = malloc((size_t)(n + GUARD) * sizeof(float));
+        if (!mine) {
+            bad[me] = 1;
+        } else {
+            for (int64_t i = n; i < n + GUARD; i++) mine[i] = 12345.0f;
+            float *o = got[me], *g = o + B * TQ * D + B * H * TQ * TK;
+            tfm_k_attention_forward(o, o + B * TQ * D, q, k, v, &s, mine);
+            tfm_k_attention_backward(g, g + B * TQ * D, g + B * TQ * D + B * TK * D, dout,
+                                     o + B * TQ * D, q, k, v, &s, mine);
+            for (int64_t i = n; i < n + GUARD; i++) bad[me] |= (mine[i] != 12345.0f) << 1;
+            free(mine);
+        }
+    }
+    for (int t = 0; t < NT; t++) {
+        ck_assert_msg(!(bad[t] & 2), "thread %d wrote past the end of its scratch", t);
+        ck_assert_msg(!bad[t], "thread %d: out of memory", t);
+        ck_assert_msg(!memcmp(got[t], want, sizeof want), "thread %d: not the serial output", t);
+    }
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("kernels");
     TCase *tc = tcase_create("kernels");
@@ -622,6 +688,7 @@ int main(void) {
     tcase_add_test(tc, embedding_scatter_add);
     tcase_add_test(tc, dropout_keep_rate_and_scale);
     tcase_add_test(tc, attention_masks_by_hand);
+    tcase_add_test(tc, attention_from_threads_of_the_callers_region);
     tcase_add_test(tc, attention_decode_equals_forward);
     tcase_add_test(tc, attention_two_heads_by_hand);
     tcase_add_test(tc, adam_steps_by_hand);

@@ -72,8 +72,9 @@ static int greedy(tfm_model *m, tfm_tape *t, const int32_t *src, const uint8_t *
         tfm_tensor *logits = tfm_linear(t, x, m->tgt_emb, NULL);
         if (!logits) goto done_cache;
         double p2 = prof ? tfm_now() : 0;
-        TFM_PAR_FOR(tfm_par_worth(rows * V), for (int64_t r = 0; r < rows; r++) best[r] =
-                                                 row_argmax(logits->data + r * V, first, V));
+        const float *lg = logits->data;
+        TFM_PAR_FOR(tfm_par_worth(rows * V),
+                    for (int64_t r = 0; r < rows; r++) best[r] = row_argmax(lg + r * V, first, V));
         double p3 = prof ? tfm_now() : 0;
         int64_t next = 0;
         for (int64_t r = 0; r < rows; r++) {

@@ -66,13 +66,20 @@ static void dropout_probs(float *dst, const float *src, int64_t n, float p, uint
         dst[i] = tfm_dropout_keep(key, (uint64_t)i, th) ? src[i] * keep_scale : 0.0f;
 }
 
+/* The scratch of this thread: its slot in a parallel region (par), else
+ * slot 0 (the caller may be a thread of its own region, with its own
+ * scratch). */
+static float *scratch_slot(float *scratch, int par, int64_t per_thread) {
+    return scratch + (par ? (int64_t)thread_id() : 0) * per_thread;
+}
+
 /* S = Q K^T / sqrt(dh); P = softmax(mask(S)); out = dropout(P) V, for head h of sequence b */
 static void forward_head(float *out, float *probs, const float *q, const float *k, const float *v,
-                         const tfm_attn_shape *s, float *scratch, int64_t b, int64_t h) {
+                         const tfm_attn_shape *s, float *scratch, int par, int64_t b, int64_t h) {
     const int64_t H = s->H, Tq = s->Tq, Tk = s->Tk, D = s->D, dh = D / H;
     const float scale = 1.0f / sqrtf((float)dh);
     const int64_t tile = Tq * Tk;
-    float *mine = scratch + (int64_t)thread_id() * 2 * tile;
+    float *mine = scratch_slot(scratch, par, 2 * tile);
     float *p = probs ? probs + (b * H + h) * tile : mine;
     const float *qb = q + b * s->q_bs + h * dh;
     const float *kb = k + b * s->kv_bs + h * dh;
@@ -92,9 +99,8 @@ void tfm_k_attention_forward(float *out, float *probs, const float *q, const flo
                              const float *v, const tfm_attn_shape *s, float *scratch) {
     const int64_t B = s->B, H = s->H;
     int par = B * H > 1 && tfm_par_worth(B * H * s->Tq * s->Tk * (s->D / H));
-    TFM_PAR_FOR_CL(par, collapse(2),
-                   for (int64_t b = 0; b < B; b++) for (int64_t h = 0; h < H; h++)
-                       forward_head(out, probs, q, k, v, s, scratch, b, h));
+    TFM_PAR_FOR(par, for (int64_t bh = 0; bh < B * H; bh++)
+                         forward_head(out, probs, q, k, v, s, scratch, par, bh / H, bh % H));
 }
 
 /* With Pd = dropout(P):
@@ -103,12 +109,12 @@ void tfm_k_attention_forward(float *out, float *probs, const float *q, const flo
  *   dQ += dS K;  dK += dS^T Q   (head h of sequence b)                     */
 static void backward_head(float *dq, float *dk, float *dv, const float *dout, const float *probs,
                           const float *q, const float *k, const float *v, const tfm_attn_shape *s,
-                          float *scratch, int64_t b, int64_t h) {
+                          float *scratch, int par, int64_t b, int64_t h) {
     const int64_t H = s->H, Tq = s->Tq, Tk = s->Tk, D = s->D, dh = D / H;
     const float scale = 1.0f / sqrtf((float)dh);
     const int64_t tile = Tq * Tk;
     const float p_drop = s->dropout_p, keep_scale = 1.0f / (1.0f - p_drop);
-    float *dp = scratch + (int64_t)thread_id() * 2 * tile;
+    float *dp = scratch_slot(scratch, par, 2 * tile);
     float *pd = dp + tile;
     const float *p = probs + (b * H + h) * tile;
     const float *qb = q + b * s->q_bs + h * dh;
@@ -152,9 +158,8 @@ void tfm_k_attention_backward(float *dq, float *dk, float *dv, const float *dout
                               const tfm_attn_shape *s, float *scratch) {
     const int64_t B = s->B, H = s->H;
     int par = B * H > 1 && tfm_par_worth(B * H * s->Tq * s->Tk * (s->D / H));
-    TFM_PAR_FOR_CL(par, collapse(2),
-                   for (int64_t b = 0; b < B; b++) for (int64_t h = 0; h < H; h++)
-                       backward_head(dq, dk, dv, dout, probs, q, k, v, s, scratch, b, h));
+    TFM_PAR_FOR(par, for (int64_t bh = 0; bh < B * H; bh++) backward_head(
+                         dq, dk, dv, dout, probs, q, k, v, s, scratch, par, bh / H, bh % H));
 }
 
 /* ---- decoding: one query per row, keys and values gathered ------------------ */
@@ -229,11 +234,11 @@ static void keys_transposed(float *kt, const float *k, const int64_t *off, int64
  * are first copied transposed (kc x Tk, as the GEMM packs them) so that the
  * score chains run side by side in vector lanes. */
 static void decode_row(float *out, float *probs, const float *q, const float *k, const float *v,
-                       const tfm_attn_gather *s, float *scratch, int64_t r) {
+                       const tfm_attn_gather *s, float *scratch, int par, int64_t r) {
     const int64_t H = s->H, Tk = s->Tk, D = s->D, dh = D / H;
     const float scale = 1.0f / sqrtf((float)dh);
     const int64_t per_thread = decode_floats_per_thread(Tk, dh);
-    float *mine = scratch + (int64_t)thread_id() * per_thread;
+    float *mine = scratch_slot(scratch, par, per_thread);
     int64_t *off = (int64_t *)(void *)mine; /* (Tk) offsets of position j */
     float *acc = mine + 2 * Tk;             /* (Tk) scores, or (dh) sums */
     float *p_own = acc + (Tk > dh ? Tk : dh);
@@ -284,6 +289,6 @@ void tfm_k_attention_decode(float *out, float *probs, const float *q, const floa
                             const float *v, const tfm_attn_gather *s, float *scratch) {
     const int64_t R = s->rows;
     int par = R > 1 && tfm_par_worth(R * s->Tk * s->D);
-    TFM_PAR_FOR(par,
-                for (int64_t r = 0; r < R; r++) decode_row(out, probs, q, k, v, s, scratch, r));
+    TFM_PAR_FOR(par, for (int64_t r = 0; r < R; r++)
+                         decode_row(out, probs, q, k, v, s, scratch, par, r));
 }

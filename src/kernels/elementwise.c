@@ -23,10 +23,13 @@ void tfm_k_scale(float *y, const float *x, float alpha, int64_t n) {
     TFM_PAR_FOR(tfm_par_worth(n), for (int64_t i = 0; i < n; i++) y[i] = alpha * x[i]);
 }
 
+static void add_row(float *y, const float *x, const float *bias, int64_t cols) {
+    for (int64_t c = 0; c < cols; c++) y[c] = x[c] + bias[c];
+}
+
 void tfm_k_add_bias(float *y, const float *x, const float *bias, int64_t rows, int64_t cols) {
     TFM_PAR_FOR(tfm_par_worth(rows * cols),
-                for (int64_t r = 0; r < rows; r++) for (int64_t c = 0; c < cols; c++)
-                    y[r * cols + c] = x[r * cols + c] + bias[c]);
+                for (int64_t r = 0; r < rows; r++) add_row(y + r * cols, x + r * cols, bias, cols));
 }
 
 /* Column sums, parallel over blocks of columns so that each output is summed
@@ -58,12 +61,16 @@ void tfm_k_relu_backward(float *dx, const float *dy, const float *y, int64_t n) 
                 for (int64_t i = 0; i < n; i++) dx[i] += y[i] > 0.0f ? dy[i] : 0.0f);
 }
 
+/* x / (1 - p), or 0 where element i is dropped (the mask from (key, i)) */
+static float kept(float x, uint64_t key, int64_t i, uint32_t th, float keep_scale) {
+    return tfm_dropout_keep(key, (uint64_t)i, th) ? x * keep_scale : 0.0f;
+}
+
 void tfm_k_dropout_forward(float *y, const float *x, int64_t n, float p, uint64_t key) {
     float keep_scale = 1.0f / (1.0f - p);
     uint32_t th = tfm_dropout_threshold(p);
     TFM_PAR_FOR(tfm_par_worth(n),
-                for (int64_t i = 0; i < n; i++) y[i] =
-                    tfm_dropout_keep(key, (uint64_t)i, th) ? x[i] * keep_scale : 0.0f);
+                for (int64_t i = 0; i < n; i++) y[i] = kept(x[i], key, i, th, keep_scale));
 }
 
 /* dx = dy * keep / (1 - p), with the mask regenerated from (key, i) */
@@ -71,8 +78,7 @@ void tfm_k_dropout_backward(float *dx, const float *dy, int64_t n, float p, uint
     float keep_scale = 1.0f / (1.0f - p);
     uint32_t th = tfm_dropout_threshold(p);
     TFM_PAR_FOR(tfm_par_worth(n),
-                for (int64_t i = 0; i < n; i++) dx[i] +=
-                tfm_dropout_keep(key, (uint64_t)i, th) ? dy[i] * keep_scale : 0.0f);
+                for (int64_t i = 0; i < n; i++) dx[i] += kept(dy[i], key, i, th, keep_scale));
 }
 
 static void softmax_row(float *y, const float *x, int64_t cols) {
@@ -185,8 +191,8 @@ typedef struct {
     float beta1, beta2, eps, step, inv_sqrt_bc2, decay;
 } adam_consts;
 
-static inline void adam_one(float *p, const float *g, float *m, float *v, const adam_consts *c,
-                            int64_t i) {
+static void adam_one(float *p, const float *g, float *m, float *v, const adam_consts *c,
+                     int64_t i) {
     float gi = g[i];
     float mi = c->beta1 * m[i] + (1.0f - c->beta1) * gi;
     float vi = c->beta2 * v[i] + (1.0f - c->beta2) * gi * gi;

@@ -19,15 +19,18 @@
  * rest, identically in full tiles and edge tiles. So the result depends on
  * neither the thread count nor the tile an element falls in.
  *
- * Threads: above GEMM_PAR_MIN_FLOPS and outside any parallel region, one
- * OpenMP team splits C's rows or the NR-column panels of each B block
+ * Threads: above GEMM_PAR_MIN_FLOPS and outside any parallel region
+ * (tfm_par_threads), one OpenMP team splits C's rows or the NR-column panels of each B block
  * statically (whichever balances better, packing included); each thread packs
  * its own operands, so there is no barrier inside. Inside a parallel region
  * everything runs on the calling thread.
  *
  * Memory: packing buffers are per thread (thread-local), 64-byte aligned,
- * grown when a call needs more and never shrunk, so steady-state calls do not
- * allocate. */
+ * allocated at their largest (one block) by a thread's first call, so later
+ * calls do not allocate whatever their shapes (the pages are touched only as
+ * far as calls use them). No OpenMP region opens where it would run one
+ * thread (libgomp allocates a team for each: util/par.h). */
+#include "../util/par.h"
 #include "kernels_internal.h"
 #include "tfm/kernels.h"
 
@@ -138,16 +141,19 @@ static int g_bufs_key_ok;
 /* Without the key (out of resources) buffers are not freed at thread exit. */
 static void bufs_key_init(void) { g_bufs_key_ok = pthread_key_create(&g_bufs_key, bufs_free) == 0; }
 
-/* Grows b to at least n floats (+ slack for full-vector overruns). NULL when
- * out of memory (b unchanged): the caller then computes without packing. */
-static float *buf_reserve(gemm_buf *b, size_t n) {
-    n += 64;
-    if (b->n < n) {
+/* n floats of b (+ slack for full-vector overruns). The first call
+ * allocates the most any GEMM asks for (max_n, one block), so that later,
+ * larger calls (a longer batch) do not allocate inside a training step; the
+ * pages are only touched as far as they are used. NULL when out of memory (b
+ * unchanged): the caller then computes without packing. */
+static float *buf_reserve(gemm_buf *b, size_t n, size_t max_n) {
+    TFM_ASSERT(n <= max_n, "GEMM packing buffer: %zu floats asked, blocks hold %zu", n, max_n);
+    if (b->n < n + 64) {
         if (!g_bufs.a.p && !g_bufs.b.p) {
             pthread_once(&g_bufs_once, bufs_key_init);
             if (g_bufs_key_ok) pthread_setspecific(g_bufs_key, &g_bufs);
         }
-        size_t want = n + n / 4;
+        size_t want = max_n + 64;
         float *p = tfm_alloc(want * sizeof(float));
         if (!p) return NULL;
         tfm_free(b->p);
@@ -599,10 +605,13 @@ static void gemm_run(const gemm_args *g, int tid, int nt, int split_m) {
     int64_t mc_max = m1 - m0 < GEMM_MC ? m1 - m0 : GEMM_MC;
     int64_t kc_max = K < GEMM_KC ? K : GEMM_KC;
     int64_t nc_max = N < GEMM_NC ? N : GEMM_NC;
-    float *ap = buf_reserve(&g_bufs.a, (size_t)((mc_max + MR - 1) / MR * MR * GEMM_AKS));
+    float *ap = buf_reserve(&g_bufs.a, (size_t)((mc_max + MR - 1) / MR * MR * GEMM_AKS),
+                            (size_t)(GEMM_MC + MR - 1) / MR * MR * GEMM_AKS);
     float *bp = NULL;
     const int own_b = !g->direct_b && !g->wp; /* B packed here, per call */
-    if (own_b) bp = buf_reserve(&g_bufs.b, (size_t)((nc_max + NR - 1) / NR * NR * kc_max));
+    if (own_b)
+        bp = buf_reserve(&g_bufs.b, (size_t)((nc_max + NR - 1) / NR * NR * kc_max),
+                         (size_t)(GEMM_NC + NR - 1) / NR * NR * GEMM_KC);
     if (!ap || (own_b && !bp)) { /* out of memory: the same share of C, unpacked */
         for (int64_t jc = 0; jc < N; jc += GEMM_NC) {
             int64_t nc = N - jc < GEMM_NC ? N - jc : GEMM_NC, npanels = (nc + NR - 1) / NR;
@@ -677,22 +686,6 @@ static void scale_c(int64_t M, int64_t N, float beta, const float *bias, float *
     }
 }
 
-static int in_parallel(void) {
-#ifdef _OPENMP
-    return omp_in_parallel();
-#else
-    return 1;
-#endif
-}
-
-static int max_threads(void) {
-#ifdef _OPENMP
-    return omp_get_max_threads();
-#else
-    return 1;
-#endif
-}
-
 static void gemm_dispatch(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha,
                           const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
                           const float *bias, float *C, int64_t ldc, const tfm_f32_weight *wp) {
@@ -708,7 +701,7 @@ static void gemm_dispatch(int trans_a, int trans_b, int64_t M, int64_t N, int64_
     g.direct_b = !trans_b && M <= 2 * MR;
 #endif
     int nt = 1;
-    if (!in_parallel() && 2.0 * (double)M * N * K >= GEMM_PAR_MIN_FLOPS) nt = max_threads();
+    if (2.0 * (double)M * N * K >= GEMM_PAR_MIN_FLOPS) nt = tfm_par_threads();
     if (nt <= 1) {
         gemm_run(&g, 0, 1, 1);
         return;
@@ -795,7 +788,7 @@ void tfm_gemm_batched(int trans_a, int trans_b, int64_t batch, int64_t M, int64_
      * the region). Large ones: one after another, each using every thread.
      * No region for one thread (libgomp would allocate a team for it). */
     int small = 2.0 * (double)M * N * K < GEMM_PAR_MIN_FLOPS;
-    if (small && batch > 1 && !in_parallel() && max_threads() > 1 &&
+    if (small && batch > 1 && tfm_par_threads() > 1 &&
         2.0 * (double)M * N * K * batch >= GEMM_PAR_MIN_FLOPS) {
 #pragma omp parallel for schedule(static)
         for (int64_t b = 0; b < batch; b++)

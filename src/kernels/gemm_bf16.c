@@ -56,6 +56,7 @@
 #include <omp.h>
 #endif
 
+#include "../util/par.h"
 #include "tfm/kernels.h"
 
 #if defined(__x86_64__) && ((defined(__clang__) && __clang_major__ >= 9) ||                        \
@@ -174,15 +175,17 @@ static void bbufs_key_init(void) {
     g_bbufs_key_ok = pthread_key_create(&g_bbufs_key, bbufs_free) == 0;
 }
 
-/* NULL when out of memory (b unchanged): the caller then computes unpacked. */
-static uint32_t *bbuf_reserve(bbuf *b, size_t n) {
-    n += 64;
-    if (b->n < n) {
+/* As gemm.c's buf_reserve: the first call allocates one block's worth
+ * (max_n), so no later call allocates. NULL when out of memory (b
+ * unchanged): the caller then computes unpacked. */
+static uint32_t *bbuf_reserve(bbuf *b, size_t n, size_t max_n) {
+    TFM_ASSERT(n <= max_n, "bf16 GEMM packing buffer: %zu words asked, blocks hold %zu", n, max_n);
+    if (b->n < n + 64) {
         if (!g_bbufs.a.p && !g_bbufs.b.p) {
             pthread_once(&g_bbufs_once, bbufs_key_init);
             if (g_bbufs_key_ok) pthread_setspecific(g_bbufs_key, &g_bbufs);
         }
-        size_t want = n + n / 4;
+        size_t want = max_n + 64;
         uint32_t *p = tfm_alloc(want * sizeof(uint32_t));
         if (!p) return NULL;
         tfm_free(b->p);
@@ -600,9 +603,12 @@ static void bgemm_run(const bgemm_args *g, int tid, int nt, int split_m) {
     int64_t mc_max = m1 - m0 < BMC ? m1 - m0 : BMC;
     int64_t np_max = ((K < BKC ? K : BKC) + 1) / 2;
     int64_t nc_max = N < BNC ? N : BNC;
-    uint32_t *ap = bbuf_reserve(&g_bbufs.a, (size_t)((mc_max + BMR - 1) / BMR * BMR * BAKS));
-    uint32_t *bp = g->wp ? NULL
-                         : bbuf_reserve(&g_bbufs.b, (size_t)((nc_max + BNR - 1) / BNR * BNR * np_max));
+    uint32_t *ap = bbuf_reserve(&g_bbufs.a, (size_t)((mc_max + BMR - 1) / BMR * BMR * BAKS),
+                                (size_t)(BMC + BMR - 1) / BMR * BMR * BAKS);
+    uint32_t *bp = g->wp
+                       ? NULL
+                       : bbuf_reserve(&g_bbufs.b, (size_t)((nc_max + BNR - 1) / BNR * BNR * np_max),
+                                      (size_t)(BNC + BNR - 1) / BNR * BNR * ((BKC + 1) / 2));
     if (!ap || (!bp && !g->wp)) { /* out of memory: the same share of C, unpacked */
         for (int64_t jc = 0; jc < N; jc += BNC) {
             int64_t nc = N - jc < BNC ? N - jc : BNC, npanels = (nc + BNR - 1) / BNR;
@@ -670,22 +676,6 @@ static void scale_c(int64_t M, int64_t N, float beta, const float *bias, float *
     }
 }
 
-static int in_parallel(void) {
-#ifdef _OPENMP
-    return omp_in_parallel();
-#else
-    return 1;
-#endif
-}
-
-static int max_threads(void) {
-#ifdef _OPENMP
-    return omp_get_max_threads();
-#else
-    return 1;
-#endif
-}
-
 static void bgemm_dispatch(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha,
                            const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
                            const float *bias, float *C, int64_t ldc, const tfm_bf16_weight *wp) {
@@ -697,7 +687,7 @@ static void bgemm_dispatch(int trans_a, int trans_b, int64_t M, int64_t N, int64
     bgemm_args g = {trans_a, trans_b, M,   N,   K, alpha, beta,        A,
                     B,       lda,     ldb, ldc, C, bias,  use_native(), wp};
     int nt = 1;
-    if (!in_parallel() && 2.0 * (double)M * N * K >= BGEMM_PAR_MIN_FLOPS) nt = max_threads();
+    if (2.0 * (double)M * N * K >= BGEMM_PAR_MIN_FLOPS) nt = tfm_par_threads();
     if (nt <= 1) {
         bgemm_run(&g, 0, 1, 1);
         return;
@@ -779,7 +769,7 @@ void tfm_gemm_bf16_batched(int trans_a, int trans_b, int64_t batch, int64_t M, i
                            int64_t ldc, int64_t stride_c) {
     /* as tfm_gemm_batched */
     int small = 2.0 * (double)M * N * K < BGEMM_PAR_MIN_FLOPS;
-    if (small && batch > 1 && !in_parallel() && max_threads() > 1 &&
+    if (small && batch > 1 && tfm_par_threads() > 1 &&
         2.0 * (double)M * N * K * batch >= BGEMM_PAR_MIN_FLOPS) {
 #pragma omp parallel for schedule(static)
         for (int64_t b = 0; b < batch; b++)

@@ -118,9 +118,9 @@ static void permute_head(float *dst, const float *src, int64_t T, int64_t H, int
 
 static void permute_heads(float *dst, const float *src, int64_t B, int64_t T, int64_t H, int64_t dh,
                           int to_heads, int accumulate) {
-    TFM_PAR_FOR_CL(tfm_par_worth(B * T * H * dh), collapse(2),
-                   for (int64_t b = 0; b < B; b++) for (int64_t h = 0; h < H; h++)
-                       permute_head(dst, src, T, H, dh, to_heads, accumulate, b, h));
+    TFM_PAR_FOR(tfm_par_worth(B * T * H * dh),
+                for (int64_t bh = 0; bh < B * H; bh++)
+                    permute_head(dst, src, T, H, dh, to_heads, accumulate, bh / H, bh % H));
 }
 
 tfm_tensor *tfm_split_heads(tfm_tape *t, tfm_tensor *x, int64_t n_heads) {
