@@ -13,6 +13,7 @@
  * Skipped under AddressSanitizer or ThreadSanitizer (they own malloc) and
  * without glibc. */
 #include <errno.h>
+#include <math.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -226,6 +227,39 @@ static void steps_allocate_nothing(int threads, tfm_precision prec, int64_t accu
     tfm_toy_source_free(&toy);
 }
 
+/* the default loss, made NaN on the 5th and 6th calls: the steps that skip
+ * their update write a line (tfm_trainer_log allocated it) */
+static tfm_tensor *nan_loss(void *ctx, tfm_trainer *tr, const tfm_seq_batch *b, int64_t *n_tok) {
+    int *calls = ctx;
+    tfm_tensor *loss = tfm_model_loss(&tr->model, &tr->tape, b, tr->o.label_smoothing, n_tok);
+    ++*calls;
+    return loss && (*calls == 5 || *calls == 6) ? tfm_scale(&tr->tape, loss, NAN) : loss;
+}
+
+START_TEST(a_skipped_step_allocates_nothing) {
+    NEEDS_COUNTING();
+    tfm_model_config c = toy_model();
+    tfm_toy_source toy;
+    ck_assert_int_eq(tfm_toy_source_init(&toy, &k_task, 32, 1), 0);
+    tfm_train_opts o = tfm_test_tiny_opts(100, 1);
+    int calls = 0;
+    tfm_train_hooks h = {.ctx = &calls, .loss = nan_loss};
+    tfm_trainer tr;
+    ck_assert_msg(tfm_trainer_init(&tr, &o, &c, &toy.source, &h) == 0, "%s", tfm_last_error());
+    for (int i = 0; i < 3; i++) ck_assert_int_eq(tfm_trainer_step(&tr), 0);
+    char what[64];
+    int rc[5];
+    count_begin();
+    for (int i = 0; i < 5; i++) rc[i] = tfm_trainer_step(&tr);
+    long n = count_end(what, sizeof what);
+    ck_assert_msg(rc[0] == 0 && rc[1] == 1 && rc[2] == 1 && rc[3] == 0 && rc[4] == 0,
+                  "steps 4-8 returned %d %d %d %d %d", rc[0], rc[1], rc[2], rc[3], rc[4]);
+    ck_assert_msg(n == 0, "%ld allocator calls in 5 steps, two skipped (the first: %s)", n, what);
+    tfm_trainer_free(&tr);
+    tfm_toy_source_free(&toy);
+}
+END_TEST
+
 START_TEST(a_step_allocates_nothing_on_one_thread) {
     NEEDS_COUNTING();
     steps_allocate_nothing(1, TFM_FP32, 1, 0);
@@ -411,6 +445,7 @@ int main(void) {
     tcase_add_test(tc, the_counter_sees_allocations);
     tcase_add_test(tc, a_step_allocates_nothing_on_one_thread);
     tcase_add_test(tc, a_step_allocates_nothing_on_two_threads);
+    tcase_add_test(tc, a_skipped_step_allocates_nothing);
     tcase_add_test(tc, corpus_steps_allocate_nothing_on_one_thread);
     tcase_add_test(tc, corpus_steps_allocate_nothing_on_two_threads);
     tcase_add_test(tc, bpe_dropout_steps_allocate_nothing);

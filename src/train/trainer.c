@@ -48,18 +48,23 @@ void tfm_trainer_log(tfm_trainer *tr, const char *fmt, ...) {
     va_list ap, again;
     va_start(ap, fmt);
     va_copy(again, ap);
-    int n = vsnprintf(NULL, 0, fmt, ap); /* lines hold paths: no fixed-size buffer */
+    /* lines hold paths: a longer one is allocated (a skipped step's line,
+     * written inside the step, fits the buffer) */
+    char buf[512], *line = buf;
+    int n = vsnprintf(buf, sizeof buf, fmt, ap);
     va_end(ap);
-    char *line = n >= 0 ? malloc((size_t)n + 1) : NULL;
-    if (line) vsnprintf(line, (size_t)n + 1, fmt, again);
+    if (n >= (int)sizeof buf) {
+        line = malloc((size_t)n + 1);
+        if (line) vsnprintf(line, (size_t)n + 1, fmt, again);
+    }
     va_end(again);
-    if (!line) return;
+    if (n < 0 || !line) return;
     if (!tr->o.quiet) {
         fputs(line, stdout);
         fflush(stdout);
     }
     log_quietly(tr, line);
-    free(line);
+    if (line != buf) free(line);
 }
 
 static void progress(tfm_trainer *tr) {
