@@ -612,10 +612,12 @@ END_TEST
 
 /* The kernels called from threads of the caller's own OpenMP region, each
  * with its own scratch of tfm_attention_scratch_floats (as a program
- * running one tape per thread would): too little work to split, so each
- * call runs on its calling thread and must use its scratch's first slot,
- * not the slot of its thread number in the caller's team (f369041 wrote
- * past the scratch of threads 2 and 3). Outputs equal the serial call's. */
+ * running one tape per thread would): inside an active region each call
+ * runs on its calling thread and must use its scratch's first slot, not the
+ * slot of its thread number in the caller's team (f369041 wrote past the
+ * scratch of threads 2 and 3). The thread count is 1 (so the scratch has
+ * one slot on any machine) and the region asks for 4 threads. Outputs equal
+ * the serial call's. */
 START_TEST(attention_from_threads_of_the_callers_region) {
     enum { B = 2, TQ = 4, TK = 5, D = 8, H = 2, GUARD = 256, NT = 4 };
     float q[B * TQ * D], k[B * TK * D], v[B * TK * D], dout[B * TQ * D];
@@ -644,10 +646,14 @@ START_TEST(attention_from_threads_of_the_callers_region) {
     tfm_k_attention_backward(wg, wg + B * TQ * D, wg + B * TQ * D + B * TK * D, dout,
                              w + B * TQ * D, q, k, v, &s, scr);
     free(scr);
+    int saved = tfm_num_threads(), team = 1;
+    tfm_set_num_threads(1);
 #pragma omp parallel num_threads(NT)
     {
 #ifdef _OPENMP
         int me = omp_get_thread_num();
+#pragma omp single
+        team = omp_get_num_threads();
 #else
         int me = 0;
 #endif
@@ -665,7 +671,8 @@ START_TEST(attention_from_threads_of_the_callers_region) {
             free(mine);
         }
     }
-    for (int t = 0; t < NT; t++) {
+    tfm_set_num_threads(saved);
+    for (int t = 0; t < team; t++) {
         ck_assert_msg(!(bad[t] & 2), "thread %d wrote past the end of its scratch", t);
         ck_assert_msg(!bad[t], "thread %d: out of memory", t);
         ck_assert_msg(!memcmp(got[t], want, sizeof want), "thread %d: not the serial output", t);

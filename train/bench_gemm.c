@@ -1,7 +1,7 @@
 /* tfm bench gemm: GFLOP/s of tfm_gemm at one shape, transpose and thread
  * count. Each sample repeats the call back to back for at least 0.2 s; the
  * median over --reps samples is reported (after one warm-up call, which also
- * grows the packing buffers). */
+ * allocates the packing buffers). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

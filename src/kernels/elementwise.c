@@ -191,14 +191,13 @@ typedef struct {
     float beta1, beta2, eps, step, inv_sqrt_bc2, decay;
 } adam_consts;
 
-static void adam_one(float *p, const float *g, float *m, float *v, const adam_consts *c,
-                     int64_t i) {
+static void adam_one(float *p, const float *g, float *m, float *v, adam_consts c, int64_t i) {
     float gi = g[i];
-    float mi = c->beta1 * m[i] + (1.0f - c->beta1) * gi;
-    float vi = c->beta2 * v[i] + (1.0f - c->beta2) * gi * gi;
+    float mi = c.beta1 * m[i] + (1.0f - c.beta1) * gi;
+    float vi = c.beta2 * v[i] + (1.0f - c.beta2) * gi * gi;
     m[i] = mi;
     v[i] = vi;
-    p[i] -= c->step * mi / (sqrtf(vi) * c->inv_sqrt_bc2 + c->eps) + c->decay * p[i];
+    p[i] -= c.step * mi / (sqrtf(vi) * c.inv_sqrt_bc2 + c.eps) + c.decay * p[i];
 }
 
 void tfm_k_adam(float *p, const float *g, float *m, float *v, int64_t n, float lr, float beta1,
@@ -207,5 +206,5 @@ void tfm_k_adam(float *p, const float *g, float *m, float *v, int64_t n, float l
     float bc1 = (float)(1.0 - pow((double)beta1, (double)t));
     float bc2 = (float)(1.0 - pow((double)beta2, (double)t));
     const adam_consts c = {beta1, beta2, eps, lr / bc1, 1.0f / sqrtf(bc2), lr * weight_decay};
-    TFM_PAR_FOR(tfm_par_worth(n), for (int64_t i = 0; i < n; i++) adam_one(p, g, m, v, &c, i));
+    TFM_PAR_FOR(tfm_par_worth(n), for (int64_t i = 0; i < n; i++) adam_one(p, g, m, v, c, i));
 }

@@ -39,7 +39,8 @@
  *
  * Threads and buffers: as tfm_gemm (static split of C's rows or column
  * panels above BGEMM_PAR_MIN_FLOPS, serial inside a parallel region;
- * per-thread packing buffers grown when needed, never shrunk).
+ * per-thread packing buffers of one block each, allocated by the thread's
+ * first call).
  *
  * Packed weights (tfm_bf16_weight_pack): a weight W (n_out, in) packed once
  * as op(B) = W^T, every BNC x BKC block in the order bgemm_run reads it;

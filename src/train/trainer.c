@@ -54,11 +54,12 @@ void tfm_trainer_log(tfm_trainer *tr, const char *fmt, ...) {
     int n = vsnprintf(buf, sizeof buf, fmt, ap);
     va_end(ap);
     if (n >= (int)sizeof buf) {
-        line = malloc((size_t)n + 1);
-        if (line) vsnprintf(line, (size_t)n + 1, fmt, again);
+        char *full = malloc((size_t)n + 1);
+        if (full) vsnprintf(full, (size_t)n + 1, fmt, again);
+        line = full ? full : buf; /* out of memory: the line cut short */
     }
     va_end(again);
-    if (n < 0 || !line) return;
+    if (n < 0) return;
     if (!tr->o.quiet) {
         fputs(line, stdout);
         fflush(stdout);

@@ -20,9 +20,11 @@
 
 #include "tfm/base.h"
 
-/* The threads a parallel region opened here would get: 1 inside another
- * region (nested regions are not used), with OMP_MAX_ACTIVE_LEVELS=0, and
- * without OpenMP; else the thread count, at most OMP_THREAD_LIMIT. */
+/* The threads a parallel region opened here gets: 1 inside another active
+ * region (nested regions are not used, whatever OMP_MAX_ACTIVE_LEVELS
+ * says), with OMP_MAX_ACTIVE_LEVELS=0, and without OpenMP; else the thread
+ * count, at most OMP_THREAD_LIMIT (libgomp may give fewer when its threads
+ * are busy elsewhere; the GEMMs read the team's size). */
 static inline int tfm_par_threads(void) {
 #ifdef _OPENMP
     if (omp_in_parallel() || omp_get_max_active_levels() < 1) return 1;
