@@ -34,6 +34,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <regex.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -215,6 +216,18 @@ static int run_shell(const char *cmd) {
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + (WIFSIGNALED(st) ? WTERMSIG(st) : 0);
 }
 
+/* SIGKILL to the process group the case's script recorded, if any process
+ * of it is left (timeout, its leader, has exited by now) */
+static void kill_leftovers(const char *dir) {
+    char path[800];
+    snprintf(path, sizeof path, "%s/pgid", dir);
+    FILE *f = fopen(path, "r");
+    if (!f) return;
+    long pg = 0;
+    if (fscanf(f, "%ld", &pg) == 1 && pg > 1 && pg != (long)getpgrp()) kill((pid_t)-pg, SIGKILL);
+    fclose(f);
+}
+
 START_TEST(test_case) {
     const hostile_case *c = &cases[_i];
     char dir[600], work[700], cmd[16384];
@@ -232,12 +245,19 @@ START_TEST(test_case) {
     snprintf(script, sizeof script, "%s/cmd.sh", dir);
     FILE *f = fopen(script, "w");
     ck_assert_ptr_nonnull(f);
-    fprintf(f, "%s\n", c->command);
+    /* the process group (timeout's) into dir/pgid, to kill what outlives the
+     * script: timeout returns when the shell dies, and a process that
+     * ignored its SIGTERM would run on (silent where /proc is missing) */
+    fprintf(f,
+            "{ read -r _p _c _s _pp _pg _rest </proc/$$/stat && echo \"$_pg\" >'%s/pgid'; } "
+            "2>/dev/null\n%s\n",
+            dir, c->command);
     fclose(f);
     snprintf(cmd, sizeof cmd,
              "cd '%s' && timeout -k 5 60 /bin/sh '%s' </dev/null >'%s/stdout' 2>'%s/stderr'", work,
              script, dir, dir);
     int rc = run_shell(cmd);
+    kill_leftovers(dir);
 
     char path[800];
     snprintf(path, sizeof path, "%s/stdout", dir);
