@@ -505,7 +505,9 @@ START_TEST(train_refuses_a_trainer_not_initialised) {
 }
 END_TEST
 
-START_TEST(step_refuses_a_freed_trainer) {
+/* _i: 0 tfm_trainer_step, 1 tfm_trainer_checkpoint (validate and save_best
+ * check the same way) */
+START_TEST(a_freed_trainer_is_refused) {
     tfm_model_config c;
     tfm_toy_source toy;
     tfm_train_opts o = tiny_toy_run(&c, &toy, 2);
@@ -513,7 +515,10 @@ START_TEST(step_refuses_a_freed_trainer) {
     ck_assert_msg(tfm_trainer_init(&tr, &o, &c, &toy.source, NULL) == 0, "%s", tfm_last_error());
     ck_assert_int_ge(tfm_trainer_step(&tr), 0);
     tfm_trainer_free(&tr);
-    tfm_trainer_step(&tr);
+    if (_i == 0)
+        tfm_trainer_step(&tr);
+    else
+        tfm_trainer_checkpoint(&tr);
 }
 END_TEST
 
@@ -535,7 +540,7 @@ int main(void) {
     tcase_add_test(tc, export_save_refuses_an_unknown_data_kind);
     tcase_add_test(tc, translate_lines_names_the_line_and_checks_counts);
     tcase_add_test_raise_signal(tc, train_refuses_a_trainer_not_initialised, SIGABRT);
-    tcase_add_test_raise_signal(tc, step_refuses_a_freed_trainer, SIGABRT);
+    tcase_add_loop_test_raise_signal(tc, a_freed_trainer_is_refused, SIGABRT, 0, 2);
     suite_add_tcase(s, tc);
     return tfm_test_main(s);
 }

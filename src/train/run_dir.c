@@ -611,6 +611,7 @@ static int on_grid(const tfm_trainer *tr, int64_t step) {
 }
 
 int tfm_trainer_checkpoint(tfm_trainer *tr) {
+    TFM_TRAINER_CHECK(tr, "tfm_trainer_checkpoint");
     if (!tr->o.run_dir) return 0;
     if (tr->source->save) tr->source->save(tr->source->ctx, &tr->state);
     char *path = checkpoint_path(tr->o.run_dir, tr->step);
@@ -643,6 +644,7 @@ int tfm_trainer_checkpoint(tfm_trainer *tr) {
 }
 
 int tfm_trainer_save_best(tfm_trainer *tr) {
+    TFM_TRAINER_CHECK(tr, "tfm_trainer_save_best");
     if (!tr->o.run_dir) return 0;
     if (tr->source->save) tr->source->save(tr->source->ctx, &tr->state);
     char *path = tfm_path_join(tr->o.run_dir, "best.tfm");

@@ -26,4 +26,9 @@ int64_t tfm_run_remove_temporaries(const char *dir);
  * the weight average with o.ema ("ema"). */
 tfm_state_block *tfm_trainer_state_blocks(tfm_trainer *tr, int *n);
 
+/* A programmer error: the trainer was never initialised, or was freed */
+#define TFM_TRAINER_CHECK(tr, fn)                                                                  \
+    TFM_ASSERT((tr) && (tr)->params && (tr)->source,                                               \
+               fn ": the trainer is not initialised (tfm_trainer_init)")
+
 #endif

@@ -783,8 +783,7 @@ static int one_batch(tfm_trainer *tr, int64_t step, tfm_step_stats *st, int64_t 
 }
 
 int tfm_trainer_step(tfm_trainer *tr) {
-    TFM_ASSERT(tr && tr->params && tr->source,
-               "tfm_trainer_step: the trainer is not initialised (tfm_trainer_init)");
+    TFM_TRAINER_CHECK(tr, "tfm_trainer_step");
     tfm_params *p = tr->params;
     int64_t step = tr->step + 1;
     int64_t batch_tokens = 0;
@@ -876,6 +875,7 @@ static int keep_best_aside(tfm_trainer *tr) {
 }
 
 int tfm_trainer_validate(tfm_trainer *tr, tfm_valid_result *out) {
+    TFM_TRAINER_CHECK(tr, "tfm_trainer_validate");
     memset(out, 0, sizeof *out);
     out->loss = NAN;
     if (!tr->hooks.validate) return 0;
@@ -1028,8 +1028,7 @@ static int train_loop(tfm_trainer *tr, int *answered) {
 }
 
 int tfm_train(tfm_trainer *tr) {
-    TFM_ASSERT(tr && tr->params && tr->source,
-               "tfm_train: the trainer is not initialised (tfm_trainer_init)");
+    TFM_TRAINER_CHECK(tr, "tfm_train");
     int answered = 0;
     int rc = train_loop(tr, &answered);
     /* the error ends train.log too (the caller prints it; the log is what
