@@ -200,11 +200,16 @@ static tfm_model_config toy_model(void) {
     return c;
 }
 
+/* a trainer of toy_model() on the copy task, batches of 32, with o and h */
+static void toy_trainer(tfm_trainer *tr, tfm_toy_source *toy, const tfm_train_opts *o,
+                        const tfm_train_hooks *h) {
+    tfm_model_config c = toy_model();
+    ck_assert_int_eq(tfm_toy_source_init(toy, &k_task, 32, 1), 0);
+    ck_assert_msg(tfm_trainer_init(tr, o, &c, &toy->source, h) == 0, "%s", tfm_last_error());
+}
+
 /* steps 4-8 of a run (1-3 warm up: GEMM packing buffers, libgomp's pool) */
 static void steps_allocate_nothing(int threads, tfm_precision prec, int64_t accum, double ema) {
-    tfm_model_config c = toy_model();
-    tfm_toy_source toy;
-    ck_assert_int_eq(tfm_toy_source_init(&toy, &k_task, 32, 1), 0);
     tfm_train_opts o = tfm_test_tiny_opts(100, 1);
     o.threads = threads;
     o.precision = prec;
@@ -212,7 +217,8 @@ static void steps_allocate_nothing(int threads, tfm_precision prec, int64_t accu
     o.ema = ema;
     o.clip_norm = 1.0f;
     tfm_trainer tr;
-    ck_assert_msg(tfm_trainer_init(&tr, &o, &c, &toy.source, NULL) == 0, "%s", tfm_last_error());
+    tfm_toy_source toy;
+    toy_trainer(&tr, &toy, &o, NULL);
     for (int i = 0; i < 3; i++) ck_assert_int_ge(tfm_trainer_step(&tr), 0);
     char what[64];
     count_begin();
@@ -239,14 +245,12 @@ static tfm_tensor *nan_loss(void *ctx, tfm_trainer *tr, const tfm_seq_batch *b, 
 
 START_TEST(a_skipped_step_allocates_nothing) {
     NEEDS_COUNTING();
-    tfm_model_config c = toy_model();
-    tfm_toy_source toy;
-    ck_assert_int_eq(tfm_toy_source_init(&toy, &k_task, 32, 1), 0);
     tfm_train_opts o = tfm_test_tiny_opts(100, 1);
     int calls = 0;
     tfm_train_hooks h = {.ctx = &calls, .loss = nan_loss};
     tfm_trainer tr;
-    ck_assert_msg(tfm_trainer_init(&tr, &o, &c, &toy.source, &h) == 0, "%s", tfm_last_error());
+    tfm_toy_source toy;
+    toy_trainer(&tr, &toy, &o, &h);
     for (int i = 0; i < 3; i++) ck_assert_int_eq(tfm_trainer_step(&tr), 0);
     char what[64];
     int rc[5];
