@@ -288,7 +288,11 @@ static int beam_search(tfm_model *const *models, int64_t n_models, tfm_tape *t, 
             if (prof) p_dec += p1 - p0, p_out += tfm_now() - p1;
         }
         double p2 = prof ? tfm_now() : 0, p_lse = 0;
-        TFM_PAR_FOR_CL(tfm_par_worth(rows * V), reduction(+ : p_lse),
+        /* p_lse sums the rows' seconds: divided by the threads that ran them */
+        const int par = tfm_par_worth(rows * V);
+        const double lse_threads =
+            par && rows > 1 ? (double)(rows < tfm_par_threads() ? rows : tfm_par_threads()) : 1.0;
+        TFM_PAR_FOR_CL(par, reduction(+ : p_lse),
                        for (int64_t r = 0; r < rows; r++) p_lse += rank_row(
                            logits, n_models, V, n, scores, r, n_cand, cand, prof != NULL));
         double p3 = prof ? tfm_now() : 0;
@@ -359,11 +363,10 @@ static int beam_search(tfm_model *const *models, int64_t n_models, tfm_tape *t, 
         sent = sent_next;
         sent_next = swap_l;
         if (prof) {
-            int nt = tfm_num_threads();
             prof->decoder += p_dec;
             prof->output += p_out;
-            prof->log_softmax += p_lse / (nt > 0 ? nt : 1);
-            prof->top_k += p3 - p2 - p_lse / (nt > 0 ? nt : 1);
+            prof->log_softmax += p_lse / lse_threads;
+            prof->top_k += p3 - p2 - p_lse / lse_threads;
             prof->bookkeeping += p4 - p3;
             prof->select += tfm_now() - p4;
             prof->steps++;
