@@ -150,6 +150,10 @@ START_TEST(test_bad_flags) {
     train_expect("--lr-factor nan", "tfm: --lr-factor: 'nan' is not a number", NULL);
     train_expect("--steps", "tfm: --steps: missing value", NULL);
     train_expect("--dropout 1.5", "tfm: --dropout:", NULL);
+    train_expect("--ffn-dropout 1", "tfm: --ffn-dropout: must be in [0, 1), or -1", NULL);
+    train_expect("--ffn-dropout -0.5", "tfm: --ffn-dropout: must be in [0, 1), or -1", NULL);
+    train_expect("--emb-init gaussian", "tfm: --emb-init: 'gaussian' is not xavier or normal",
+                 NULL);
     train_expect("--task copy --steps -3", "tfm: --steps:", NULL);
     train_expect("--task copy --steps 10 --cooldown 11",
                  "tfm: --cooldown: must be between 0 and --steps (10)", NULL);

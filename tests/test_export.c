@@ -100,7 +100,7 @@ static void check_round_trip(const char *ckpt_file, const char *export_dir, cons
     ck_assert_int_eq(a.cfg.share_src_emb, b.cfg.share_src_emb);
     ck_assert_int_eq(a.cfg.decoder_start, b.cfg.decoder_start);
     ck_assert(a.cfg.ln_eps == b.cfg.ln_eps && a.cfg.dropout == b.cfg.dropout &&
-              a.cfg.attn_dropout == b.cfg.attn_dropout);
+              a.cfg.attn_dropout == b.cfg.attn_dropout && a.cfg.ffn_dropout == b.cfg.ffn_dropout);
     ck_assert_int_eq(a.params.count, b.params.count);
     ck_assert_int_eq(a.params.total_n, b.params.total_n);
     for (int64_t i = 0; i < a.params.count; i++) {
@@ -175,7 +175,11 @@ static void text_case(int share, int legacy) {
     char run_dir[512], exp[512], in[512], p[600];
     snprintf(run_dir, sizeof run_dir, "%s/run", dir);
     snprintf(exp, sizeof exp, "%s/export", dir);
-    train_text(dir, share, legacy ? "--decoder-start bos --exact-vocab=false" : "");
+    /* the new model also drops no FFN activations and starts its embeddings
+     * from a normal distribution (the export carries the first) */
+    train_text(dir, share,
+               legacy ? "--decoder-start bos --exact-vocab=false"
+                      : "--ffn-dropout 0 --emb-init normal");
     /* from the checkpoint file: the tokenizer is found beside it */
     snprintf(p, sizeof p, "%s/best.tfm", run_dir);
     export_cli(p, exp);
@@ -207,6 +211,11 @@ static void text_case(int share, int legacy) {
                           run("grep -qF '\"vocab_size\": %ld,' %s/config.json", V + 1, exp) == 0,
                       "pad-last layout missing (vocabulary %ld)", V);
     }
+    /* ffn_dropout: in the tfm section only when set, and as HF's activation_dropout */
+    ck_assert_int_eq(run("grep -q '\"ffn_dropout\": 0.0$' %s/config.json", exp), (legacy ? 1 : 0));
+    ck_assert_int_eq(
+        run("grep -Eq '\"activation_dropout\": %s,' %s/config.json", legacy ? "0.1" : "0.0", exp),
+        0);
     ck_assert_int_eq(run("grep -c '\"share_encoder_decoder_embeddings\": %s' %s/config.json",
                          share ? "true" : "false", exp),
                      0);

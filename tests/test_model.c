@@ -372,6 +372,137 @@ START_TEST(same_seed_same_threads_bit_identical) {
 }
 END_TEST
 
+/* n copy-task steps with dropout 0.2 and the given FFN dropout and embedding
+ * init; a copy of the weights */
+static float *ffn_emb_steps(int64_t n, float ffn_dropout, int emb_init, int64_t *n_weights) {
+    tfm_model_config c = small_config(10, 16, 2, 32, 1);
+    c.dropout = 0.2f;
+    c.ffn_dropout = ffn_dropout;
+    tfm_toy_config tc = {TFM_TOY_COPY, 10, 1, 6, 0};
+    tfm_toy_source toy;
+    ck_assert_int_eq(tfm_toy_source_init(&toy, &tc, 16, 42), 0);
+    tfm_train_opts o;
+    tfm_train_opts_default(&o);
+    o.seed = 42;
+    o.emb_init = emb_init;
+    o.schedule.warmup = 10;
+    o.quiet = 1;
+    tfm_trainer tr;
+    ck_assert_msg(tfm_trainer_init(&tr, &o, &c, &toy.source, NULL) == 0, "%s", tfm_last_error());
+    for (int64_t step = 1; step <= n; step++) ck_assert_int_eq(tfm_trainer_step(&tr), 0);
+    *n_weights = tr.params->total_n;
+    float *w = malloc((size_t)tr.params->total_n * sizeof(float));
+    memcpy(w, tr.params->data, (size_t)tr.params->total_n * sizeof(float));
+    tfm_trainer_free(&tr);
+    tfm_toy_source_free(&toy);
+    return w;
+}
+
+START_TEST(ffn_dropout_setting) {
+    tfm_model_config c;
+    tfm_model_config_default(&c);
+    ck_assert(c.ffn_dropout == -1.0f); /* the rate of dropout, as before the setting */
+    c.dropout = 0.25f;
+    ck_assert(tfm_model_ffn_dropout(&c) == 0.25f);
+    c.ffn_dropout = 0.0f;
+    ck_assert(tfm_model_ffn_dropout(&c) == 0.0f);
+    ck_assert_int_eq(tfm_model_config_check(&c), 0);
+    const float bad[] = {1.0f, -0.5f, -2.0f, NAN};
+    for (int i = 0; i < 4; i++) {
+        c.ffn_dropout = bad[i];
+        ck_assert_int_ne(tfm_model_config_check(&c), 0);
+        ck_assert_msg(strstr(tfm_last_error(), "ffn-dropout"), "%s", tfm_last_error());
+    }
+    /* checkpoints: left out at its default (the file of the code before the
+     * setting, byte for byte), absent reads as the default, written else */
+    tfm_model_config_default(&c);
+    tfm_kv kv;
+    tfm_kv_init(&kv);
+    tfm_model_config_to_kv(&c, &kv);
+    ck_assert_ptr_null(tfm_kv_get(&kv, "model.ffn_dropout"));
+    tfm_model_config back;
+    ck_assert_int_eq(tfm_model_config_from_kv(&back, &kv, "x.tfm"), 0);
+    ck_assert(back.ffn_dropout == -1.0f);
+    c.ffn_dropout = 0.0f;
+    tfm_model_config_to_kv(&c, &kv);
+    ck_assert_str_eq(tfm_kv_get(&kv, "model.ffn_dropout"), "0");
+    ck_assert_int_eq(tfm_model_config_from_kv(&back, &kv, "x.tfm"), 0);
+    ck_assert(back.ffn_dropout == 0.0f);
+    ck_assert_ptr_null(tfm_model_config_differs(&c, &back, 0));
+    tfm_model_config_default(&back);
+    ck_assert_str_eq(tfm_model_config_differs(&c, &back, 0), "ffn_dropout");
+    ck_assert_ptr_null(tfm_model_config_differs(&c, &back, 1)); /* a resume may change it */
+    tfm_kv_set(&kv, "model.ffn_dropout", "1.5");
+    ck_assert_int_ne(tfm_model_config_from_kv(&back, &kv, "x.tfm"), 0);
+    ck_assert_msg(strstr(tfm_last_error(), "x.tfm: bad model config: ffn-dropout 1.5"), "%s",
+                  tfm_last_error());
+    tfm_kv_free(&kv);
+    /* training: -1 is the rate of dropout, bit for bit; 0 trains differently */
+    int64_t n1, n2, n3;
+    float *follow = ffn_emb_steps(5, -1.0f, TFM_EMB_INIT_XAVIER, &n1);
+    float *same = ffn_emb_steps(5, 0.2f, TFM_EMB_INIT_XAVIER, &n2);
+    float *none = ffn_emb_steps(5, 0.0f, TFM_EMB_INIT_XAVIER, &n3);
+    ck_assert(n1 == n2 && n1 == n3);
+    ck_assert_msg(memcmp(follow, same, (size_t)n1 * sizeof(float)) == 0,
+                  "ffn-dropout -1 and 0.2 (= dropout) trained differently");
+    ck_assert_msg(memcmp(follow, none, (size_t)n1 * sizeof(float)) != 0,
+                  "ffn-dropout 0 trained as 0.2");
+    free(follow);
+    free(same);
+    free(none);
+}
+END_TEST
+
+START_TEST(embedding_init) {
+    ck_assert_str_eq(tfm_emb_init_name(TFM_EMB_INIT_XAVIER), "xavier");
+    ck_assert_str_eq(tfm_emb_init_name(TFM_EMB_INIT_NORMAL), "normal");
+    ck_assert_ptr_null(tfm_emb_init_name(2));
+    ck_assert_int_eq(tfm_emb_init_parse("normal"), TFM_EMB_INIT_NORMAL);
+    ck_assert_int_eq(tfm_emb_init_parse("Normal"), -1);
+    tfm_model_config c = small_config(300, 32, 2, 32, 1);
+    tfm_model a, b, n;
+    ck_assert_int_eq(tfm_model_init(&a, &c), 0);
+    ck_assert_int_eq(tfm_model_init(&b, &c), 0);
+    ck_assert_int_eq(tfm_model_init(&n, &c), 0);
+    tfm_model_init_weights(&a, 7);
+    tfm_model_init_weights_emb(&b, 7, TFM_EMB_INIT_XAVIER);
+    tfm_model_init_weights_emb(&n, 7, TFM_EMB_INIT_NORMAL);
+    ck_assert(memcmp(a.params.data, b.params.data, (size_t)a.params.total_n * sizeof(float)) == 0);
+    /* both tables (not shared here) from N(0, 1/32): 9600 numbers each */
+    tfm_tensor *tables[] = {n.src_emb, n.tgt_emb};
+    for (int k = 0; k < 2; k++) {
+        double s = 0, s2 = 0, mx = 0;
+        for (int64_t j = 0; j < tables[k]->n; j++) {
+            double x = tables[k]->data[j];
+            s += x, s2 += x * x, mx = fabs(x) > mx ? fabs(x) : mx;
+        }
+        double mean = s / (double)tables[k]->n, sd = sqrt(s2 / (double)tables[k]->n - mean * mean);
+        ck_assert_msg(fabs(sd * sqrt(32.0) - 1.0) < 0.03 && fabs(mean) * sqrt(32.0) < 0.05,
+                      "table %d: mean %g, sd %g (want 0, %g)", k, mean, sd, 1 / sqrt(32.0));
+        ck_assert_msg(mx * sqrt(32.0) > 3.0, "no tail: largest |x| %g", mx); /* not uniform */
+    }
+    /* the other matrices still Xavier-uniform, LN weights 1, biases 0 */
+    for (int64_t i = 0; i < n.params.count; i++) {
+        tfm_tensor *p = n.params.items[i];
+        if (p == n.src_emb || p == n.tgt_emb) continue;
+        double bound = p->ndim == 2 ? sqrt(6.0 / (double)(p->shape[0] + p->shape[1])) : 1.0;
+        for (int64_t j = 0; j < p->n; j++)
+            ck_assert_msg(fabs(p->data[j]) <= bound, "%s[%lld] = %g", p->name, (long long)j,
+                          p->data[j]);
+    }
+    tfm_model_free(&a);
+    tfm_model_free(&b);
+    tfm_model_free(&n);
+    /* through the trainer: normal starts and trains differently from xavier */
+    int64_t n1, n2;
+    float *x = ffn_emb_steps(2, -1.0f, TFM_EMB_INIT_XAVIER, &n1);
+    float *y = ffn_emb_steps(2, -1.0f, TFM_EMB_INIT_NORMAL, &n2);
+    ck_assert(n1 == n2 && memcmp(x, y, (size_t)n1 * sizeof(float)) != 0);
+    free(x);
+    free(y);
+}
+END_TEST
+
 START_TEST(copy_task_smoke) {
     /* a short run of the real task must drive the loss well down */
     tfm_model_config c = small_config(8, 32, 2, 64, 1);
@@ -683,6 +814,8 @@ int main(void) {
     tcase_add_test(tc, encoder_without_gradients_keeps_one_layer);
     tcase_add_test(tc, same_seed_same_threads_bit_identical);
     tcase_add_test(tc, copy_task_smoke);
+    tcase_add_test(tc, ffn_dropout_setting);
+    tcase_add_test(tc, embedding_init);
     tcase_add_test(tc, checkpoint_round_trip_and_corruption);
     tcase_add_test(tc, checkpoint_params_only_read);
     tcase_add_test(tc, checkpoint_metadata_long_values_and_line_breaks);

@@ -43,7 +43,7 @@ typedef struct {
     int64_t seed, threads, log_every, save_every, keep, max_bad_steps, arena_mb, reduce_bucket,
         average_last;
     const char *save, *init;
-    const char *precision, *bpe_dropout_side;
+    const char *precision, *bpe_dropout_side, *emb_init;
     int resume, quiet, check_numerics;
     flag_choice choice[2]; /* the FLAG_CHOICE model settings */
     int n_choice;
@@ -80,6 +80,7 @@ static void defaults(train_cli *o) {
     o->keep = t.keep;
     o->max_bad_steps = t.max_bad_steps;
     o->precision = tfm_precision_name(t.precision);
+    o->emb_init = tfm_emb_init_name(t.emb_init);
 }
 
 /* tfm_decoder_start by index */
@@ -138,6 +139,7 @@ static int make_flags(train_cli *o, flag_def *f) {
 #define FLAG_TYPE_BOOL FLAG_BOOL, NULL
 #define FLAG_TYPE_START FLAG_CHOICE, START_NAMES
 #define FLAG_TYPE_NEWBOOL FLAG_BOOL, NULL
+#define FLAG_TYPE_NEWFLOAT FLAG_F32, NULL
 #define X(type, field, flag, def, must_match, help)                                                \
     if (flag) add_setting(o, &f[n++], flag, &o->model.field, help, FLAG_TYPE_##type);
     TFM_MODEL_SETTINGS(X)
@@ -163,6 +165,9 @@ static int make_flags(train_cli *o, flag_def *f) {
     F("clip-norm", clip_norm, "clip the global gradient norm (0: off)");
     F("weight-decay", weight_decay, "AdamW decoupled weight decay on matrices (0: off)");
     I("seed", seed, "random seed (weights, data, dropout)");
+    S("emb-init", emb_init,
+      "how the embedding tables start: xavier (uniform, as every matrix) or normal (standard "
+      "deviation d-model^-0.5, as fairseq: unit variance after the sqrt(d-model) scale)");
     I("threads", threads, "OpenMP threads (0: all cores)");
     I("eval-n", eval_n, "toy: held-out sequences to evaluate");
     I("log-every", log_every, "progress line every N steps when not on a terminal");
@@ -213,10 +218,14 @@ static int check_flags(const train_cli *o) {
     NEED(o->lr_factor <= FLT_MAX, "--lr-factor: at most %g (a float)", FLT_MAX);
     NEED(o->lr > 0, "--lr: must be positive");
     NEED(o->lr <= FLT_MAX, "--lr: at most %g (a float)", FLT_MAX);
+    NEED(tfm_emb_init_parse(o->emb_init) >= 0, "--emb-init: '%s' is not xavier or normal",
+         o->emb_init);
     NEED(tfm_schedule_parse(o->schedule) >= 0,
          "--schedule: '%s' is not a schedule (noam, inverse-sqrt, constant)", o->schedule);
     NEED(o->label_smoothing >= 0 && o->label_smoothing < 1, "--label-smoothing: must be in [0, 1)");
     NEED(o->model.dropout >= 0 && o->model.dropout < 1, "--dropout: must be in [0, 1)");
+    NEED(o->model.ffn_dropout == -1 || (o->model.ffn_dropout >= 0 && o->model.ffn_dropout < 1),
+         "--ffn-dropout: must be in [0, 1), or -1 (the rate of --dropout)");
     NEED(o->model.attn_dropout >= 0 && o->model.attn_dropout < 1,
          "--attn-dropout: must be in [0, 1)");
     NEED(o->clip_norm >= 0, "--clip-norm: must not be negative");
@@ -311,6 +320,7 @@ static void to_train_opts(const train_cli *c, const char *config, tfm_train_opts
     tfm_train_opts_default(o);
     o->steps = c->steps;
     o->seed = (uint64_t)c->seed;
+    o->emb_init = tfm_emb_init_parse(c->emb_init); /* checked by check_flags */
     o->schedule.kind = (tfm_schedule_kind)tfm_schedule_parse(c->schedule);
     o->schedule.lr = o->schedule.kind == TFM_SCHEDULE_NOAM ? c->lr_factor : c->lr;
     o->schedule.warmup = c->warmup;

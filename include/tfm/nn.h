@@ -41,7 +41,8 @@ int tfm_decoder_start_parse(const char *name);
  *   X(type, field, flag, default, must_match_on_resume, help)
  * type INT is int64_t, FLOAT float, BOOL int, START an int holding a
  * tfm_decoder_start (written by name; absent in a file: TFM_START_BOS),
- * NEWBOOL a BOOL added after files existed (absent in a file: 0); flag
+ * NEWBOOL a BOOL added after files existed (absent in a file: 0), NEWFLOAT
+ * a FLOAT added after files existed (absent in a file: its default); flag
  * is NULL when the program sets the value itself (the vocabulary comes from
  * the data). */
 #define TFM_MODEL_SETTINGS(X)                                                                      \
@@ -60,15 +61,19 @@ int tfm_decoder_start_parse(const char *name);
     X(BOOL, share_src_emb, "share-emb", 0, 1, "one embedding for source and target")               \
     X(START, decoder_start, "decoder-start", TFM_START_ZERO, 1,                                    \
       "decoder's first input: zero (a zero vector, as Marian) or bos (the <s> embedding)")         \
-    X(NEWBOOL, marian_positions, "marian-positions", 0, 1,                                            \
-      "marian-dev's sinusoids (log(10000)/(D/2-1), float) instead of 10000^(-2i/D), for the Marian " \
-      "export")
+    X(NEWBOOL, marian_positions, "marian-positions", 0, 1,                                         \
+      "marian-dev's sinusoids (log(10000)/(D/2-1), float) instead of 10000^(-2i/D), for the "      \
+      "Marian export")                                                                             \
+    X(NEWFLOAT, ffn_dropout, "ffn-dropout", -1.0, 0,                                               \
+      "dropout on the FFN's hidden layer, after the ReLU (fairseq's activation dropout; -1: the "  \
+      "rate of --dropout)")
 
 #define TFM_SETTING_CTYPE_INT int64_t
 #define TFM_SETTING_CTYPE_FLOAT float
 #define TFM_SETTING_CTYPE_BOOL int
 #define TFM_SETTING_CTYPE_START int
 #define TFM_SETTING_CTYPE_NEWBOOL int
+#define TFM_SETTING_CTYPE_NEWFLOAT float
 
 typedef struct {
 #define TFM_X_FIELD(type, field, flag, def, must_match, help) TFM_SETTING_CTYPE_##type field;
@@ -96,6 +101,9 @@ const char *tfm_model_config_differs(const tfm_model_config *a, const tfm_model_
                                      int resume_only);
 /* 0 ok; else an error naming the offending setting. */
 int tfm_model_config_check(const tfm_model_config *c);
+/* The rate of dropout on the FFN's hidden layer: ffn_dropout, or dropout
+ * when ffn_dropout is -1 (the default, and every file before the setting). */
+float tfm_model_ffn_dropout(const tfm_model_config *c);
 
 typedef struct {
     tfm_tensor *q_w, *q_b, *k_w, *k_b, *v_w, *v_b, *o_w, *o_b;
@@ -143,6 +151,22 @@ int tfm_model_packed(const tfm_model *m, tfm_precision prec); /* 1 between pack 
 /* Xavier-uniform for every 2-D weight (embeddings included), zero biases,
  * LN weight 1 and bias 0, from a seed. */
 void tfm_model_init_weights(tfm_model *m, uint64_t seed);
+/* How the embedding tables start: Xavier-uniform as every matrix (the
+ * default: the Annotated Transformer's, and PyTorch's xavier_uniform_ on
+ * every parameter), or normal with standard deviation d_model^-1/2 (fairseq's
+ * and tensor2tensor's), so that the sqrt(d_model) scale gives the token
+ * embeddings unit variance, where Xavier gives them about
+ * sqrt(2 d_model / (vocab + d_model)): 0.28 for d_model 256 and 6000 words,
+ * small beside the positions' sinusoids. */
+typedef enum { TFM_EMB_INIT_XAVIER = 0, TFM_EMB_INIT_NORMAL = 1 } tfm_emb_init;
+/* "xavier" / "normal" (NULL for another value); parse: -1 when neither. */
+const char *tfm_emb_init_name(int init);
+int tfm_emb_init_parse(const char *name);
+/* tfm_model_init_weights with the embedding tables (src_emb.weight,
+ * tgt_emb.weight) drawn as emb_init says. Every draw comes from the one
+ * stream in parameter order (a normal number takes two uniform draws, Box-
+ * Muller), so with TFM_EMB_INIT_XAVIER it is tfm_model_init_weights. */
+void tfm_model_init_weights_emb(tfm_model *m, uint64_t seed, int emb_init);
 
 /* One batch of id sequences, row-major:
  *   src (B, S) with src_pad (B, S) nonzero = padding

@@ -230,6 +230,7 @@ typedef struct {
      * is refused. 0: off; else in (0, 1), e.g. 0.999. */
     double ema;
     uint64_t seed; /* weights, dropout; checked on resume */
+    int emb_init;  /* tfm_emb_init: how the embedding tables start (tfm/nn.h) */
     tfm_schedule schedule;
     tfm_adam_config adam;
     float clip_norm;         /* global gradient norm limit (0: off) */

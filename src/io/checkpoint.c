@@ -217,8 +217,17 @@ void tfm_model_config_to_kv(const tfm_model_config *c, tfm_kv *kv) {
 #define FMT_BOOL(v) "%d", (int)(v)
 #define FMT_START(v) "%s", tfm_decoder_start_name(v)
 #define FMT_NEWBOOL(v) "%d", (int)(v)
+#define FMT_NEWFLOAT(v) FMT_FLOAT(v)
+/* a NEWFLOAT at its default is left out: the file is the one the code
+ * before the setting wrote, byte for byte */
+#define WRITE_NEWFLOAT(v, def) ((v) != (float)(def))
+#define WRITE_INT(v, def) 1
+#define WRITE_FLOAT(v, def) 1
+#define WRITE_BOOL(v, def) 1
+#define WRITE_START(v, def) 1
+#define WRITE_NEWBOOL(v, def) 1
 #define X(type, field, flag, def, must_match, help)                                                \
-    tfm_kv_set(kv, "model." #field, FMT_##type(c->field));
+    if (WRITE_##type(c->field, def)) tfm_kv_set(kv, "model." #field, FMT_##type(c->field));
     TFM_MODEL_SETTINGS(X)
 #undef X
 #undef FMT_INT
@@ -226,6 +235,13 @@ void tfm_model_config_to_kv(const tfm_model_config *c, tfm_kv *kv) {
 #undef FMT_BOOL
 #undef FMT_START
 #undef FMT_NEWBOOL
+#undef FMT_NEWFLOAT
+#undef WRITE_NEWFLOAT
+#undef WRITE_INT
+#undef WRITE_FLOAT
+#undef WRITE_BOOL
+#undef WRITE_START
+#undef WRITE_NEWBOOL
 }
 
 int tfm_model_config_from_kv(tfm_model_config *c, const tfm_kv *kv, const char *where) {
@@ -258,6 +274,13 @@ int tfm_model_config_from_kv(tfm_model_config *c, const tfm_kv *kv, const char *
         if (tfm_kv_get_i64(kv, "model." #field, &i64, where)) return 1;                            \
         c->field = (int)i64;                                                                       \
     }
+/* absent: a checkpoint of the code before the setting; it keeps its default
+ * (tfm_model_config_default above), which means what that code did */
+#define GET_NEWFLOAT(field)                                                                        \
+    if (tfm_kv_get(kv, "model." #field)) {                                                         \
+        if (tfm_kv_get_f64(kv, "model." #field, &f64, where)) return 1;                            \
+        c->field = (float)f64;                                                                     \
+    }
 #define X(type, field, flag, def, must_match, help) GET_##type(field)
     TFM_MODEL_SETTINGS(X)
 #undef X
@@ -266,6 +289,7 @@ int tfm_model_config_from_kv(tfm_model_config *c, const tfm_kv *kv, const char *
 #undef GET_FLOAT
 #undef GET_START
 #undef GET_NEWBOOL
+#undef GET_NEWFLOAT
     if (tfm_model_config_check(c)) {
         tfm_set_error("%s: bad model config: %s", where, tfm_last_error());
         return 1;

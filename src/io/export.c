@@ -197,8 +197,8 @@ static int write_config(const tfm_model_config *c, const char *data_kind, const 
     tfm_jw_int(&w, c->max_len);
     tfm_jw_key(&w, "dropout");
     tfm_jw_float(&w, c->dropout);
-    tfm_jw_key(&w, "activation_dropout"); /* ours drops the FFN's hidden layer with the same rate */
-    tfm_jw_float(&w, c->dropout);
+    tfm_jw_key(&w, "activation_dropout"); /* the FFN's hidden layer */
+    tfm_jw_float(&w, tfm_model_ffn_dropout(c));
     tfm_jw_key(&w, "attention_dropout");
     tfm_jw_float(&w, c->attn_dropout);
     tfm_jw_key(&w, "encoder_layerdrop");
@@ -251,9 +251,19 @@ static int write_config(const tfm_model_config *c, const char *data_kind, const 
 #define JW_BOOL(v) tfm_jw_bool(&w, v)
 #define JW_START(v) tfm_jw_string(&w, tfm_decoder_start_name(v))
 #define JW_NEWBOOL(v) tfm_jw_bool(&w, v)
+#define JW_NEWFLOAT(v) tfm_jw_float(&w, v)
+/* a NEWFLOAT at its default is left out, as in checkpoints */
+#define JW_WRITE_NEWFLOAT(v, def) ((v) != (float)(def))
+#define JW_WRITE_INT(v, def) 1
+#define JW_WRITE_FLOAT(v, def) 1
+#define JW_WRITE_BOOL(v, def) 1
+#define JW_WRITE_START(v, def) 1
+#define JW_WRITE_NEWBOOL(v, def) 1
 #define X(type, field, flag, def, must_match, help)                                                \
-    tfm_jw_key(&w, #field);                                                                        \
-    JW_##type(c->field);
+    if (JW_WRITE_##type(c->field, def)) {                                                          \
+        tfm_jw_key(&w, #field);                                                                    \
+        JW_##type(c->field);                                                                       \
+    }
     TFM_MODEL_SETTINGS(X)
 #undef X
 #undef JW_INT
@@ -261,6 +271,13 @@ static int write_config(const tfm_model_config *c, const char *data_kind, const 
 #undef JW_BOOL
 #undef JW_START
 #undef JW_NEWBOOL
+#undef JW_NEWFLOAT
+#undef JW_WRITE_NEWFLOAT
+#undef JW_WRITE_INT
+#undef JW_WRITE_FLOAT
+#undef JW_WRITE_BOOL
+#undef JW_WRITE_START
+#undef JW_WRITE_NEWBOOL
     tfm_jw_end_object(&w);
     tfm_jw_end_object(&w);
     int rc = tfm_jw_save(&w, path);
@@ -480,6 +497,11 @@ static int read_config(const char *path, tfm_model_config *c, char *kind, size_t
         CFG_CALL(tfm_json_get_bool(t, #field, &b), "tfm.");                                        \
         section.field = b;                                                                         \
     }
+#define GET_NEWFLOAT(field) /* exports written before the setting: its default */                  \
+    if (tfm_json_get(t, #field)) {                                                                 \
+        CFG_CALL(tfm_json_get_double(t, #field, &x), "tfm.");                                      \
+        section.field = (float)x;                                                                  \
+    }
 #define X(type, field, flag, def, must_match, help) GET_##type(field)
     TFM_MODEL_SETTINGS(X)
 #undef X
@@ -488,6 +510,7 @@ static int read_config(const char *path, tfm_model_config *c, char *kind, size_t
 #undef GET_BOOL
 #undef GET_START
 #undef GET_NEWBOOL
+#undef GET_NEWFLOAT
 
     /* the architecture as the MarianConfig fields give it, over the section
      * (the ids depend on the decoder-start convention read above) */
@@ -542,6 +565,7 @@ static int read_config(const char *path, tfm_model_config *c, char *kind, size_t
 #define SHOW_BOOL(v) snprintf(is, sizeof is, "%s", (v) ? "true" : "false")
 #define SHOW_START(v) snprintf(is, sizeof is, "%s", tfm_decoder_start_name(v))
 #define SHOW_NEWBOOL(v) SHOW_BOOL(v)
+#define SHOW_NEWFLOAT(v) SHOW_FLOAT(v)
 #define X(type, field, flag, def, must_match, help)                                                \
     if (section.field != c->field) {                                                               \
         char is[32], says[32];                                                                     \
@@ -557,6 +581,7 @@ static int read_config(const char *path, tfm_model_config *c, char *kind, size_t
 #undef SHOW_BOOL
 #undef SHOW_START
 #undef SHOW_NEWBOOL
+#undef SHOW_NEWFLOAT
     rc = 0;
 #undef CFG_CALL
 #undef CFG_FAIL

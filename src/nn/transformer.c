@@ -71,6 +71,10 @@ int tfm_model_config_check(const tfm_model_config *c) {
                1;
     if (!(c->dropout >= 0 && c->dropout < 1))
         return tfm_set_error("dropout %g: must be in [0, 1)", (double)c->dropout), 1;
+    if (!(c->ffn_dropout == -1 || (c->ffn_dropout >= 0 && c->ffn_dropout < 1)))
+        return tfm_set_error("ffn-dropout %g: must be in [0, 1), or -1 (the rate of dropout)",
+                             (double)c->ffn_dropout),
+               1;
     if (!(c->attn_dropout >= 0 && c->attn_dropout < 1))
         return tfm_set_error("attn-dropout %g: must be in [0, 1)", (double)c->attn_dropout), 1;
     /* the float that is used: 1e300 becomes inf, 1e-50 becomes 0 */
@@ -229,13 +233,40 @@ void tfm_model_free(tfm_model *m) {
     memset(m, 0, sizeof *m);
 }
 
+const char *tfm_emb_init_name(int init) {
+    return init == TFM_EMB_INIT_XAVIER ? "xavier" : init == TFM_EMB_INIT_NORMAL ? "normal" : NULL;
+}
+
+int tfm_emb_init_parse(const char *name) {
+    if (!strcmp(name, "xavier")) return TFM_EMB_INIT_XAVIER;
+    if (!strcmp(name, "normal")) return TFM_EMB_INIT_NORMAL;
+    return -1;
+}
+
+float tfm_model_ffn_dropout(const tfm_model_config *c) {
+    return c->ffn_dropout < 0 ? c->dropout : c->ffn_dropout;
+}
+
 void tfm_model_init_weights(tfm_model *m, uint64_t seed) {
+    tfm_model_init_weights_emb(m, seed, TFM_EMB_INIT_XAVIER);
+}
+
+void tfm_model_init_weights_emb(tfm_model *m, uint64_t seed, int emb_init) {
+    TFM_ASSERT(emb_init == TFM_EMB_INIT_XAVIER || emb_init == TFM_EMB_INIT_NORMAL);
     tfm_rng rng;
     tfm_rng_seed(&rng, seed);
     for (int64_t i = 0; i < m->params.count; i++) {
         tfm_tensor *p = m->params.items[i];
         size_t len = strlen(p->name);
-        if (p->ndim == 2) {
+        if (emb_init == TFM_EMB_INIT_NORMAL && (p == m->src_emb || p == m->tgt_emb)) {
+            /* (V, D) from N(0, 1/D), Box-Muller on two draws per number */
+            double sd = 1.0 / sqrt((double)p->shape[1]);
+            for (int64_t j = 0; j < p->n; j++) {
+                double u1 = tfm_rng_double(&rng), u2 = tfm_rng_double(&rng);
+                if (u1 < 1e-300) u1 = 1e-300; /* log(0) */
+                p->data[j] = (float)(sd * sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
+            }
+        } else if (p->ndim == 2) {
             double bound = sqrt(6.0 / (double)(p->shape[0] + p->shape[1]));
             for (int64_t j = 0; j < p->n; j++)
                 p->data[j] = (float)((2.0 * tfm_rng_double(&rng) - 1.0) * bound);
@@ -290,7 +321,7 @@ static tfm_tensor *attention_block(tfm_model *m, tfm_tape *t, const tfm_attn_par
 
 static tfm_tensor *ffn_block(tfm_model *m, tfm_tape *t, const tfm_layer_params *L, tfm_tensor *x) {
     tfm_tensor *h = tfm_relu(t, tfm_linear(t, x, L->fc1_w, L->fc1_b));
-    return tfm_linear(t, tfm_dropout(t, h, m->cfg.dropout), L->fc2_w, L->fc2_b);
+    return tfm_linear(t, tfm_dropout(t, h, tfm_model_ffn_dropout(&m->cfg)), L->fc2_w, L->fc2_b);
 }
 
 /* post-LN: LN(x + dropout(y));  pre-LN: x + dropout(y) (y computed from LN(x)) */

@@ -512,7 +512,7 @@ int tfm_trainer_init(tfm_trainer *tr, const tfm_train_opts *o, const tfm_model_c
     if (tfm_model_init(&tr->model, mc)) goto fail;
     tr->has_model = 1;
     tr->params = &tr->model.params;
-    tfm_model_init_weights(&tr->model, o->seed);
+    tfm_model_init_weights_emb(&tr->model, o->seed, o->emb_init);
     if (init_common(tr, arena, fresh_restart)) goto fail;
     return 0;
 fail:
