@@ -330,30 +330,39 @@ START_TEST(encoder_without_gradients_keeps_one_layer) {
 }
 END_TEST
 
-/* n steps with dropout; returns the losses and a copy of the weights */
-static void train_steps(int64_t n, float *losses, float **weights, int64_t *n_weights) {
-    tfm_model_config c = small_config(10, 16, 2, 32, 1);
-    c.dropout = 0.1f;
-    c.attn_dropout = 0.1f;
+/* n copy-task steps (seed 42) of model c with the given embedding init; the
+ * losses into losses (unless NULL) and a copy of the weights */
+static float *copy_task_steps(tfm_model_config c, int emb_init, int64_t n, float *losses,
+                              int64_t *n_weights) {
     tfm_toy_config tc = {TFM_TOY_COPY, 10, 1, 6, 0};
     tfm_toy_source toy;
     ck_assert_int_eq(tfm_toy_source_init(&toy, &tc, 16, 42), 0);
     tfm_train_opts o;
     tfm_train_opts_default(&o);
     o.seed = 42;
+    o.emb_init = emb_init;
     o.schedule.warmup = 10;
     o.quiet = 1;
     tfm_trainer tr;
     ck_assert_msg(tfm_trainer_init(&tr, &o, &c, &toy.source, NULL) == 0, "%s", tfm_last_error());
     for (int64_t step = 1; step <= n; step++) {
         ck_assert_int_eq(tfm_trainer_step(&tr), 0);
-        losses[step - 1] = (float)tr.last_loss;
+        if (losses) losses[step - 1] = (float)tr.last_loss;
     }
     *n_weights = tr.params->total_n;
-    *weights = malloc((size_t)tr.params->total_n * sizeof(float));
-    memcpy(*weights, tr.params->data, (size_t)tr.params->total_n * sizeof(float));
+    float *w = malloc((size_t)tr.params->total_n * sizeof(float));
+    memcpy(w, tr.params->data, (size_t)tr.params->total_n * sizeof(float));
     tfm_trainer_free(&tr);
     tfm_toy_source_free(&toy);
+    return w;
+}
+
+/* n steps with dropout; returns the losses and a copy of the weights */
+static void train_steps(int64_t n, float *losses, float **weights, int64_t *n_weights) {
+    tfm_model_config c = small_config(10, 16, 2, 32, 1);
+    c.dropout = 0.1f;
+    c.attn_dropout = 0.1f;
+    *weights = copy_task_steps(c, TFM_EMB_INIT_XAVIER, n, losses, n_weights);
 }
 
 START_TEST(same_seed_same_threads_bit_identical) {
@@ -378,24 +387,7 @@ static float *ffn_emb_steps(int64_t n, float ffn_dropout, int emb_init, int64_t 
     tfm_model_config c = small_config(10, 16, 2, 32, 1);
     c.dropout = 0.2f;
     c.ffn_dropout = ffn_dropout;
-    tfm_toy_config tc = {TFM_TOY_COPY, 10, 1, 6, 0};
-    tfm_toy_source toy;
-    ck_assert_int_eq(tfm_toy_source_init(&toy, &tc, 16, 42), 0);
-    tfm_train_opts o;
-    tfm_train_opts_default(&o);
-    o.seed = 42;
-    o.emb_init = emb_init;
-    o.schedule.warmup = 10;
-    o.quiet = 1;
-    tfm_trainer tr;
-    ck_assert_msg(tfm_trainer_init(&tr, &o, &c, &toy.source, NULL) == 0, "%s", tfm_last_error());
-    for (int64_t step = 1; step <= n; step++) ck_assert_int_eq(tfm_trainer_step(&tr), 0);
-    *n_weights = tr.params->total_n;
-    float *w = malloc((size_t)tr.params->total_n * sizeof(float));
-    memcpy(w, tr.params->data, (size_t)tr.params->total_n * sizeof(float));
-    tfm_trainer_free(&tr);
-    tfm_toy_source_free(&toy);
-    return w;
+    return copy_task_steps(c, emb_init, n, NULL, n_weights);
 }
 
 START_TEST(ffn_dropout_setting) {
