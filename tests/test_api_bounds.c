@@ -118,6 +118,10 @@ START_TEST(trainer_refuses_adam_settings_that_make_nan) {
     tfm_trainer tr;
     expect_error(tfm_trainer_init(&tr, &o, &c, &toy.source, NULL) != 0, "precision 9",
                  "precision 9");
+    o.precision = TFM_FP32;
+    o.emb_init = 2;
+    expect_error(tfm_trainer_init(&tr, &o, &c, &toy.source, NULL) != 0, "emb_init 2",
+                 "emb init 2: unknown");
     tfm_adam a;
     tfm_adam_config ac;
     tfm_adam_config_default(&ac);

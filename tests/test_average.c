@@ -209,6 +209,14 @@ START_TEST(different_configurations_are_refused) {
     expect_refused(a, missing, out, "missing.tfm: cannot open checkpoint");
     const char *none[1] = {a};
     ck_assert_int_ne(tfm_checkpoint_average(none, 0, out), 0);
+    /* the dropout rates are training-only (a resume may change them): they
+     * need not match, nor may a rate written only when not the default */
+    tfm_model_config drop = c;
+    drop.dropout = 0.3f;
+    drop.attn_dropout = 0.1f;
+    drop.ffn_dropout = 0.0f;
+    const char *pair[2] = {a, save_model(dir, "drop.tfm", &drop, 2, "toy")};
+    ck_assert_msg(tfm_checkpoint_average(pair, 2, out) == 0, "%s", tfm_last_error());
 }
 END_TEST
 

@@ -353,7 +353,8 @@ START_TEST(test_resume_other_config_refused) {
      * (--ema, --accum here): they are at their defaults now, so it resumes;
      * set to something else they are refused */
     snprintf(cmd, sizeof cmd,
-             "rm -f %s/run/checkpoint-*.tfm && sed -i '/^ema = /d; /^accum = /d' %s/run/config.txt",
+             "rm -f %s/run/checkpoint-*.tfm && sed -i '/^ema = /d; /^accum = /d; /^ffn-dropout = "
+             "/d; /^emb-init = /d' %s/run/config.txt",
              dir, dir);
     ck_assert_int_eq(tfm_test_run(cmd, out, sizeof out), 0);
     snprintf(cmd, sizeof cmd, "%s train %s --ema 0.9 --steps 2 --save %s/run --resume 2>&1",

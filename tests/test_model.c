@@ -485,6 +485,34 @@ START_TEST(embedding_init) {
     tfm_model_free(&a);
     tfm_model_free(&b);
     tfm_model_free(&n);
+    /* through the program: --emb-init normal starts the run from these
+     * tables (one step at a learning rate of about 1e-10 moves no weight by
+     * more than that) */
+    {
+        const char *dir = tfm_test_tmpdir("emb-init");
+        char cmd[2048], out[4096];
+        snprintf(cmd, sizeof cmd,
+                 "%s train --task copy --steps 1 --lr-factor 1e-9 --emb-init normal --seed 5 "
+                 "--threads 1 --quiet --save %s/run",
+                 tfm_test_bin(), dir);
+        ck_assert_msg(tfm_test_run(cmd, out, sizeof out) == 0, "%s", out);
+        snprintf(cmd, sizeof cmd, "%s/run/checkpoint-00000001.tfm", dir);
+        tfm_checkpoint ck;
+        ck_assert_msg(tfm_checkpoint_read(cmd, &ck) == 0, "%s", tfm_last_error());
+        tfm_model trained, fresh;
+        ck_assert_msg(tfm_model_from_checkpoint(&trained, &ck) == 0, "%s", tfm_last_error());
+        ck_assert_int_eq(tfm_model_init(&fresh, &trained.cfg), 0);
+        tfm_model_init_weights_emb(&fresh, 5, TFM_EMB_INIT_NORMAL);
+        double worst = 0;
+        for (int64_t j = 0; j < fresh.tgt_emb->n; j++) {
+            double d = fabs((double)fresh.tgt_emb->data[j] - trained.tgt_emb->data[j]);
+            worst = d > worst ? d : worst;
+        }
+        ck_assert_msg(worst < 1e-6, "tgt_emb moved by %g from --emb-init normal's", worst);
+        tfm_model_free(&trained);
+        tfm_model_free(&fresh);
+        tfm_checkpoint_free(&ck);
+    }
     /* through the trainer: normal starts and trains differently from xavier */
     int64_t n1, n2;
     float *x = ffn_emb_steps(2, -1.0f, TFM_EMB_INIT_XAVIER, &n1);

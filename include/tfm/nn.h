@@ -54,7 +54,8 @@ int tfm_decoder_start_parse(const char *name);
     X(INT, dec_layers, "dec-layers", 2, 1, "decoder layers")                                       \
     X(INT, max_len, "model-max-len", 256, 0, "longest sequence the model handles")                 \
     X(FLOAT, dropout, "dropout", 0.1, 0,                                                           \
-      "dropout on embeddings, residuals, FFN (toy tasks: 0 unless given)")                         \
+      "dropout on embeddings, residuals and (unless --ffn-dropout) the FFN's hidden layer (toy "   \
+      "tasks: 0 unless given)")                                                                    \
     X(FLOAT, attn_dropout, "attn-dropout", 0.0, 0, "dropout on attention weights")                 \
     X(FLOAT, ln_eps, "ln-eps", 1e-5, 0, "layer-norm epsilon")                                      \
     X(BOOL, pre_ln, "pre-ln", 0, 1, "pre-LN layers (default post-LN as in the paper)")             \

@@ -7,8 +7,13 @@
 #include "tfm/base.h"
 #include "tfm/checkpoint.h"
 
-/* The settings two checkpoints must share to be averaged. */
+/* The settings two checkpoints must share to be averaged: the model's, but
+ * not its dropout rates, which only training uses (a resume may change
+ * them), and the data's kind. */
 static int same_setting(const char *key) {
+    if (!strcmp(key, "model.dropout") || !strcmp(key, "model.attn_dropout") ||
+        !strcmp(key, "model.ffn_dropout"))
+        return 0;
     return !strncmp(key, "model.", 6) || !strcmp(key, "data.kind") || !strcmp(key, "data.task");
 }
 

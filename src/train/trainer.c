@@ -137,6 +137,8 @@ static int check_opts(const tfm_train_opts *o, const tfm_train_hooks *h) {
     NEED(o->threads <= TFM_MAX_THREADS, "threads %d: at most %d", o->threads, TFM_MAX_THREADS);
     NEED(o->precision == TFM_FP32 || o->precision == TFM_BF16, "precision %d: unknown",
          (int)o->precision);
+    NEED(o->emb_init == TFM_EMB_INIT_XAVIER || o->emb_init == TFM_EMB_INIT_NORMAL,
+         "emb init %d: unknown (xavier or normal)", o->emb_init);
     NEED(o->keep >= 1, "keep: must be at least 1");
     NEED(o->log_every >= 1, "log every: must be at least 1");
     NEED(o->save_every >= 0, "save every: must not be negative");
@@ -159,6 +161,12 @@ static int check_opts(const tfm_train_opts *o, const tfm_train_hooks *h) {
  * checkpoint at path differs from the one given (both sides as written from
  * the configs: a setting the checkpoint predates has its default there,
  * tfm/nn.h); what prefixes the message (e.g. "--init "). */
+/* a key of tfm_model_config_to_kv, which leaves a NEWFLOAT at its default out */
+static const char *kv_or_default(const tfm_kv *kv, const char *key) {
+    const char *v = tfm_kv_get(kv, key);
+    return v ? v : "(the default)";
+}
+
 static int config_mismatch(const char *path, const char *what, const tfm_model_config *saved,
                            const tfm_model_config *given) {
     const char *diff = tfm_model_config_differs(saved, given, 1);
@@ -172,7 +180,7 @@ static int config_mismatch(const char *path, const char *what, const tfm_model_c
     tfm_model_config_to_kv(saved, &theirs);
     tfm_set_error("%s%s: the model configuration differs from the one given: %s is %s in the "
                   "checkpoint, %s now",
-                  what, path, diff, tfm_kv_get(&theirs, key), tfm_kv_get(&mine, key));
+                  what, path, diff, kv_or_default(&theirs, key), kv_or_default(&mine, key));
     tfm_kv_free(&mine);
     tfm_kv_free(&theirs);
     return 1;
