@@ -116,7 +116,9 @@ typedef struct {
 } bcase;
 
 #ifndef STEPS_COPY
-#define STEPS_COPY 800
+/* 800 reached exact match 1.000 on an AMD Zen 4 (AVX512_BF16) but 0.950 on a
+ * Zen 3 (the emulated bf16 GEMM); 1000-1500 reach 1.000 on the Zen 3 */
+#define STEPS_COPY 1200
 #endif
 
 static int differs(const float *a, const float *b, int64_t n);
@@ -753,8 +755,8 @@ static tfm_model_config toy_model(void) {
     c.max_len = 16;
     c.dropout = 0.0f;
     /* STEPS_COPY was measured with the decoder starting from <s>; with the
-     * zero start of new models this run ends at exact match 0.990 (fp32 with
-     * the zero start reaches 1.000: test_decoder_start) */
+     * zero start of new models this run ended at exact match 0.990 (800 steps,
+     * Zen 4; fp32 with the zero start reaches 1.000: test_decoder_start) */
     c.decoder_start = TFM_START_BOS;
     return c;
 }
