@@ -172,6 +172,33 @@ static float *buf_reserve(gemm_buf *b, size_t n, size_t max_n) {
  * op(A) rows are A's columns when trans_a (copy), else A's rows (transpose);
  * op(B) columns are B's columns unless trans_b (transpose). */
 
+#if !defined(__AVX512F__) && defined(__AVX2__) && defined(__FMA__)
+/* A mask of the lanes i < n (none when n <= 0), for maskload/maskstore. */
+static inline __m256i lanes_below(int64_t n) {
+    int w = n <= 0 ? 0 : n >= 8 ? 8 : (int)n;
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(w), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+/* v[0..7] := its transpose (v[k][r] = old v[r][k]). */
+static inline void transpose8(__m256 v[8]) {
+    __m256 t[8], u[8];
+    for (int i = 0; i < 8; i += 2) {
+        t[i] = _mm256_unpacklo_ps(v[i], v[i + 1]);
+        t[i + 1] = _mm256_unpackhi_ps(v[i], v[i + 1]);
+    }
+    for (int i = 0; i < 8; i += 4) {
+        u[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
+        u[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xEE);
+        u[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+        u[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
+    }
+    for (int i = 0; i < 4; i++) {
+        v[i] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x20);
+        v[i + 4] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x31);
+    }
+}
+#endif
+
 static void pack_copy(float *restrict out, int R, int64_t pstride, const float *restrict src,
                       int64_t ld, int64_t width, int64_t kc) {
     /* `width` valid columns in ceil(width / R) panels, pstride floats apart.
@@ -204,6 +231,25 @@ static void pack_copy(float *restrict out, int R, int64_t pstride, const float *
                     _mm512_storeu_ps(o + r, x);
                 else
                     _mm512_mask_storeu_ps(o + r, (__mmask16)((1u << wr) - 1), x);
+            }
+#elif defined(__AVX2__) && defined(__FMA__)
+            /* as the AVX-512 path above, 8 floats at a time */
+            if (k + GEMM_COPY_PREFETCH_ROWS < kc)
+                for (int r = 0; r < R; r += 16)
+                    _mm_prefetch((const char *)(sp + GEMM_COPY_PREFETCH_ROWS * ld + r),
+                                 _MM_HINT_T0);
+            for (int r = 0; r < R; r += 8) {
+                int64_t w = valid - r;
+                __m256 x;
+                if (w >= 8)
+                    x = _mm256_loadu_ps(sp + r);
+                else
+                    x = _mm256_maskload_ps(sp + r, lanes_below(w));
+                int wr = R - r;
+                if (wr >= 8 || k + 1 < kc)
+                    _mm256_storeu_ps(o + r, x);
+                else
+                    _mm256_maskstore_ps(o + r, lanes_below(wr), x);
             }
 #else
             int r = 0;
@@ -242,6 +288,30 @@ static void pack_transpose(float *restrict out, int R, const float *restrict src
             }
             transpose16(v);
             for (int64_t k = 0; k < kk; k++) _mm512_storeu_ps(out + (k0 + k) * R + r0, v[k]);
+        }
+    }
+#elif defined(__AVX2__) && defined(__FMA__)
+    /* as the AVX-512 path above, in 8 x 8 blocks: full 8-wide stores, whose
+     * spill past R (R = 6) lands in slot k+1 or, after the last k, in the
+     * next panel or the panel's padding, written later */
+    for (int r0 = 0; r0 < R; r0 += 8) {
+        int rows = valid - r0;
+        if (rows > 8) rows = 8;
+        for (int64_t k0 = 0; k0 < kc; k0 += 8) {
+            int64_t kk = kc - k0 < 8 ? kc - k0 : 8;
+            __m256i mk = lanes_below(kk);
+            __m256 v[8];
+            for (int i = 0; i < 8; i++) {
+                const float *row = src + (int64_t)(r0 + i) * ld + k0;
+                if (i < rows) {
+                    _mm_prefetch((const char *)(row + GEMM_PACK_PREFETCH), _MM_HINT_T0);
+                    v[i] = kk == 8 ? _mm256_loadu_ps(row) : _mm256_maskload_ps(row, mk);
+                } else {
+                    v[i] = _mm256_setzero_ps();
+                }
+            }
+            transpose8(v);
+            for (int64_t k = 0; k < kk; k++) _mm256_storeu_ps(out + (k0 + k) * R + r0, v[k]);
         }
     }
 #else
@@ -474,6 +544,22 @@ static void ukernel(int a_rows, int64_t kc, const float *restrict a, const float
      * AVX-512 paths) */
     (void)ldbk;
     (void)a_rows;
+    /* C is touched once per KC block, rows ldc apart: fetch the tile while
+     * the k loop runs (as the AVX-512 kernel does, into L2 when the rows all
+     * fall into one L1 set) */
+    if (ldc % 1024 != 0) {
+#pragma GCC unroll 16
+        for (int i = 0; i < MR; i++) {
+            _mm_prefetch((const char *)(C + i * ldc), _MM_HINT_T0);
+            _mm_prefetch((const char *)(C + i * ldc + NR - 1), _MM_HINT_T0);
+        }
+    } else {
+#pragma GCC unroll 16
+        for (int i = 0; i < MR; i++) {
+            _mm_prefetch((const char *)(C + i * ldc), _MM_HINT_T1);
+            _mm_prefetch((const char *)(C + i * ldc + NR - 1), _MM_HINT_T1);
+        }
+    }
     __m256 acc[MR][NV];
 #pragma GCC unroll 16
     for (int i = 0; i < MR; i++)
