@@ -335,6 +335,7 @@ static void to_train_opts(const train_cli *c, const char *config, tfm_train_opts
     o->bucket_floats = c->reduce_bucket;
     o->check_numerics = c->check_numerics;
     tfm_precision_parse(c->precision, &o->precision); /* checked by check_flags */
+    cli_note_bf16(o->precision);
     o->threads = (int)c->threads;
     o->run_dir = c->save;
     o->resume = c->resume;

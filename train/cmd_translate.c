@@ -348,6 +348,7 @@ int tfm_cmd_translate(int argc, char **argv) {
     tfm_precision prec;
     if (tfm_precision_parse(precision, &prec))
         return tfm_cli_fail(2, "--precision: '%s' is not fp32 or bf16", precision);
+    cli_note_bf16(prec);
     if (threads > 0) tfm_set_num_threads((int)threads);
     /* progress per window: translate_main shows the running count */
     tfm_translate_opts to = {.beam = beam,

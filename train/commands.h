@@ -5,6 +5,8 @@
 
 #include <stddef.h>
 
+#include "tfm/kernels.h"
+
 int tfm_cmd_train(int argc, char **argv);
 int tfm_cmd_translate(int argc, char **argv);
 int tfm_cmd_bench(int argc, char **argv);
@@ -38,6 +40,12 @@ int cli_dist_end(tfm_dist *d, int rc);
 /* 1 when paths a and b name the same file (the same string, or the same
  * device and inode), else 0: an output that would replace an input. */
 int cli_same_file(const char *a, const char *b);
+
+/* On a CPU without AVX512_BF16, --precision bf16 runs the emulated bf16
+ * GEMM (the same bits, several times slower than fp32): says so once on
+ * stderr, so that a config made on another machine does not crawl silently.
+ * Nothing for fp32 or on a CPU with the instruction. */
+void cli_note_bf16(tfm_precision p);
 
 /* Print "tfm: <message>" to stderr and return 1 (or 2 for usage). */
 int tfm_cli_fail(int status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

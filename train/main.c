@@ -74,6 +74,15 @@ int tfm_cli_fail(int status, const char *fmt, ...) {
     return status;
 }
 
+void cli_note_bf16(tfm_precision p) {
+    static int said;
+    if (p != TFM_BF16 || said || strcmp(tfm_gemm_bf16_kernel_name(), "emulated")) return;
+    said = 1;
+    fprintf(stderr, "tfm: note: --precision bf16 runs the emulated bf16 GEMM here (no "
+                    "AVX512_BF16, or TFM_BF16_EMULATE=1): the same results, several times slower "
+                    "than fp32\n");
+}
+
 static void usage(FILE *f) {
     fprintf(f, "usage: tfm <command> [options]   (tfm <command> --help for its options)\n\n"
                "commands:\n");
