@@ -377,6 +377,23 @@ START_TEST(dropout_keep_rate_and_scale) {
                   (long long)differ);
     tfm_k_dropout_forward(y2, x, N, 0.0f, 42);
     ck_assert_allclose("dropout p=0", y2, x, N, 0, 0);
+    /* the mask is tfm_dropout_keep's per element (the kernels compute one
+     * hash per four elements without AVX-512), also for lengths that end
+     * inside a group of four and for short ones below the threading size */
+    const int64_t lens[] = {N - 1, N - 2, N - 3, 5, 1};
+    for (size_t c = 0; c < sizeof lens / sizeof lens[0]; c++) {
+        int64_t n = lens[c];
+        for (int64_t i = 0; i < n; i++) dx[i] = 1.0f;
+        tfm_k_dropout_forward(y, x, n, p, 7);
+        tfm_k_dropout_backward(dx, dy, n, p, 7);
+        uint32_t th = tfm_dropout_threshold(p);
+        for (int64_t i = 0; i < n; i++) {
+            int keep = tfm_dropout_keep(7, (uint64_t)i, th);
+            ck_assert_msg((y[i] != 0.0f) == keep && (dy[i] == 0.0f || (dx[i] != 1.0f) == keep),
+                          "n=%lld: element %lld: y %g, dx %g, tfm_dropout_keep %d", (long long)n,
+                          (long long)i, y[i], dx[i], keep);
+        }
+    }
 }
 END_TEST
 
