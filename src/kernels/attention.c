@@ -60,10 +60,7 @@ static void masked_softmax(float *p, const tfm_attn_shape *s, int64_t b) {
 }
 
 static void dropout_probs(float *dst, const float *src, int64_t n, float p, uint64_t key) {
-    float keep_scale = 1.0f / (1.0f - p);
-    uint32_t th = tfm_dropout_threshold(p);
-    for (int64_t i = 0; i < n; i++)
-        dst[i] = tfm_dropout_keep(key, (uint64_t)i, th) ? src[i] * keep_scale : 0.0f;
+    tfm_dropout_span(dst, src, n, key, tfm_dropout_threshold(p), 1.0f / (1.0f - p));
 }
 
 /* The scratch of this thread: its slot in a parallel region (par), else
@@ -113,7 +110,7 @@ static void backward_head(float *dq, float *dk, float *dv, const float *dout, co
     const int64_t H = s->H, Tq = s->Tq, Tk = s->Tk, D = s->D, dh = D / H;
     const float scale = 1.0f / sqrtf((float)dh);
     const int64_t tile = Tq * Tk;
-    const float p_drop = s->dropout_p, keep_scale = 1.0f / (1.0f - p_drop);
+    const float p_drop = s->dropout_p;
     float *dp = scratch_slot(scratch, par, 2 * tile);
     float *pd = dp + tile;
     const float *p = probs + (b * H + h) * tile;
@@ -131,15 +128,11 @@ static void backward_head(float *dq, float *dk, float *dv, const float *dout, co
         tfm_gemm_prec(s->precision, 1, 0, Tk, dh, Tq, 1.0f, p_used, Tk, dob, D, 1.0f,
                       dv + b * s->kv_bs + h * dh, D);
     tfm_gemm_prec(s->precision, 0, 1, Tq, Tk, dh, 1.0f, dob, D, vb, D, 0.0f, dp, Tk);
+    /* through the forward's mask (element i * Tk + j of the tile) */
+    if (p_drop > 0.0f) dropout_probs(dp, dp, tile, p_drop, key);
     for (int64_t i = 0; i < Tq; i++) {
         float *dpr = dp + i * Tk;
         const float *pr = p + i * Tk;
-        if (p_drop > 0.0f) {
-            uint32_t th = tfm_dropout_threshold(p_drop);
-            for (int64_t j = 0; j < Tk; j++)
-                dpr[j] =
-                    tfm_dropout_keep(key, (uint64_t)(i * Tk + j), th) ? dpr[j] * keep_scale : 0.0f;
-        }
         float dot = 0.0f;
 #pragma omp simd reduction(+ : dot)
         for (int64_t j = 0; j < Tk; j++) dot += dpr[j] * pr[j];

@@ -63,10 +63,8 @@ void tfm_k_relu_backward(float *dx, const float *dy, const float *y, int64_t n) 
 
 /* Element i is kept when its 16 bits of the hash of (key, i / 4) pass
  * (tfm_dropout_keep); out = in * keep / (1 - p), or out += that when acc.
- * With AVX-512 (64-bit vector multiplies) the compiler vectorizes the loop
- * per element, 16 hashes at a time, a quarter of them redundant; elsewhere
- * the hashes stay scalar, and one per four elements is cheaper. The same
- * mask either way. */
+ * Per element with AVX-512, per group of four elsewhere (tfm_dropout_span
+ * says why); the same mask either way. */
 #if defined(__AVX512DQ__)
 static inline void dropout_range(float *out, const float *in, int64_t n, uint64_t key, uint32_t th,
                                  float keep_scale, int acc) {
@@ -80,24 +78,11 @@ static inline void dropout_range(float *out, const float *in, int64_t n, uint64_
                         tfm_dropout_keep(key, (uint64_t)i, th) ? in[i] * keep_scale : 0.0f);
 }
 #else
-static inline void dropout_group(float *out, const float *in, int64_t g, int64_t n, uint64_t key,
-                                 uint32_t th, float keep_scale, int acc) {
-    uint64_t h = tfm_mix64(key, (uint64_t)g);
-    int64_t i0 = 4 * g, m = n - i0 < 4 ? n - i0 : 4;
-    for (int64_t j = 0; j < m; j++) {
-        float v = ((uint32_t)(h >> (16 * j)) & 0xFFFFu) >= th ? in[i0 + j] * keep_scale : 0.0f;
-        if (acc)
-            out[i0 + j] += v;
-        else
-            out[i0 + j] = v;
-    }
-}
-
 static inline void dropout_range(float *out, const float *in, int64_t n, uint64_t key, uint32_t th,
                                  float keep_scale, int acc) {
     int64_t groups = (n + 3) / 4;
     TFM_PAR_FOR(tfm_par_worth(n), for (int64_t g = 0; g < groups; g++)
-                                      dropout_group(out, in, g, n, key, th, keep_scale, acc));
+                                      tfm_dropout_group(out, in, g, n, key, th, keep_scale, acc));
 }
 #endif
 

@@ -133,4 +133,36 @@ static inline int tfm_dropout_keep(uint64_t key, uint64_t i, uint32_t threshold)
     return u >= threshold;
 }
 
+/* Elements 4g..4g+3 (those below n), the four of one hash, through the mask
+ * of tfm_dropout_keep: out = in * keep_scale where kept, else 0 (out +=
+ * that when acc). */
+static inline void tfm_dropout_group(float *out, const float *in, int64_t g, int64_t n,
+                                     uint64_t key, uint32_t th, float keep_scale, int acc) {
+    uint64_t h = tfm_mix64(key, (uint64_t)g);
+    int64_t i0 = 4 * g, m = n - i0 < 4 ? n - i0 : 4;
+    for (int64_t j = 0; j < m; j++) {
+        float v = ((uint32_t)(h >> (16 * j)) & 0xFFFFu) >= th ? in[i0 + j] * keep_scale : 0.0f;
+        if (acc)
+            out[i0 + j] += v;
+        else
+            out[i0 + j] = v;
+    }
+}
+
+/* out[0..n) = in * keep_scale where tfm_dropout_keep(key, i), else 0, on
+ * the calling thread (out may be in). With AVX-512 (64-bit vector
+ * multiplies) the compiler vectorizes the loop per element, 16 hashes at a
+ * time, a quarter of them redundant; elsewhere the hashes stay scalar, and
+ * one per four elements is cheaper. The same mask either way. */
+static inline void tfm_dropout_span(float *out, const float *in, int64_t n, uint64_t key,
+                                    uint32_t th, float keep_scale) {
+#if defined(__AVX512DQ__)
+    for (int64_t i = 0; i < n; i++)
+        out[i] = tfm_dropout_keep(key, (uint64_t)i, th) ? in[i] * keep_scale : 0.0f;
+#else
+    for (int64_t g = 0; g < (n + 3) / 4; g++)
+        tfm_dropout_group(out, in, g, n, key, th, keep_scale, 0);
+#endif
+}
+
 #endif
