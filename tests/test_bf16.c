@@ -117,7 +117,9 @@ typedef struct {
 
 #ifndef STEPS_COPY
 /* 800 reached exact match 1.000 on an AMD Zen 4 (AVX512_BF16) but 0.950 on a
- * Zen 3 (the emulated bf16 GEMM); 1000-1500 reach 1.000 on the Zen 3 */
+ * Zen 3 (whose emulated bf16 GEMM gives the native kernel's bits, so the
+ * difference comes from the AVX2 fp32 kernels around it); 1000, 1200 and
+ * 1500 reached 1.000 on the Zen 3 */
 #define STEPS_COPY 1200
 #endif
 
