@@ -75,6 +75,15 @@ int tfm_decoder_start_parse(const char *name);
 #define TFM_SETTING_CTYPE_START int
 #define TFM_SETTING_CTYPE_NEWBOOL int
 #define TFM_SETTING_CTYPE_NEWFLOAT float
+/* Whether a setting is written to checkpoints and exports: always, except a
+ * NEWFLOAT at its default, left out so that the file is the one the code
+ * before the setting wrote, byte for byte. */
+#define TFM_SETTING_WRITTEN_INT(v, def) 1
+#define TFM_SETTING_WRITTEN_FLOAT(v, def) 1
+#define TFM_SETTING_WRITTEN_BOOL(v, def) 1
+#define TFM_SETTING_WRITTEN_START(v, def) 1
+#define TFM_SETTING_WRITTEN_NEWBOOL(v, def) 1
+#define TFM_SETTING_WRITTEN_NEWFLOAT(v, def) ((v) != (float)(def))
 
 typedef struct {
 #define TFM_X_FIELD(type, field, flag, def, must_match, help) TFM_SETTING_CTYPE_##type field;

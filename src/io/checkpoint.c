@@ -218,16 +218,9 @@ void tfm_model_config_to_kv(const tfm_model_config *c, tfm_kv *kv) {
 #define FMT_START(v) "%s", tfm_decoder_start_name(v)
 #define FMT_NEWBOOL(v) "%d", (int)(v)
 #define FMT_NEWFLOAT(v) FMT_FLOAT(v)
-/* a NEWFLOAT at its default is left out: the file is the one the code
- * before the setting wrote, byte for byte */
-#define WRITE_NEWFLOAT(v, def) ((v) != (float)(def))
-#define WRITE_INT(v, def) 1
-#define WRITE_FLOAT(v, def) 1
-#define WRITE_BOOL(v, def) 1
-#define WRITE_START(v, def) 1
-#define WRITE_NEWBOOL(v, def) 1
 #define X(type, field, flag, def, must_match, help)                                                \
-    if (WRITE_##type(c->field, def)) tfm_kv_set(kv, "model." #field, FMT_##type(c->field));
+    if (TFM_SETTING_WRITTEN_##type(c->field, def))                                                 \
+        tfm_kv_set(kv, "model." #field, FMT_##type(c->field));
     TFM_MODEL_SETTINGS(X)
 #undef X
 #undef FMT_INT
@@ -236,12 +229,6 @@ void tfm_model_config_to_kv(const tfm_model_config *c, tfm_kv *kv) {
 #undef FMT_START
 #undef FMT_NEWBOOL
 #undef FMT_NEWFLOAT
-#undef WRITE_NEWFLOAT
-#undef WRITE_INT
-#undef WRITE_FLOAT
-#undef WRITE_BOOL
-#undef WRITE_START
-#undef WRITE_NEWBOOL
 }
 
 int tfm_model_config_from_kv(tfm_model_config *c, const tfm_kv *kv, const char *where) {

@@ -252,15 +252,8 @@ static int write_config(const tfm_model_config *c, const char *data_kind, const 
 #define JW_START(v) tfm_jw_string(&w, tfm_decoder_start_name(v))
 #define JW_NEWBOOL(v) tfm_jw_bool(&w, v)
 #define JW_NEWFLOAT(v) tfm_jw_float(&w, v)
-/* a NEWFLOAT at its default is left out, as in checkpoints */
-#define JW_WRITE_NEWFLOAT(v, def) ((v) != (float)(def))
-#define JW_WRITE_INT(v, def) 1
-#define JW_WRITE_FLOAT(v, def) 1
-#define JW_WRITE_BOOL(v, def) 1
-#define JW_WRITE_START(v, def) 1
-#define JW_WRITE_NEWBOOL(v, def) 1
 #define X(type, field, flag, def, must_match, help)                                                \
-    if (JW_WRITE_##type(c->field, def)) {                                                          \
+    if (TFM_SETTING_WRITTEN_##type(c->field, def)) {                                               \
         tfm_jw_key(&w, #field);                                                                    \
         JW_##type(c->field);                                                                       \
     }
@@ -272,12 +265,6 @@ static int write_config(const tfm_model_config *c, const char *data_kind, const 
 #undef JW_START
 #undef JW_NEWBOOL
 #undef JW_NEWFLOAT
-#undef JW_WRITE_NEWFLOAT
-#undef JW_WRITE_INT
-#undef JW_WRITE_FLOAT
-#undef JW_WRITE_BOOL
-#undef JW_WRITE_START
-#undef JW_WRITE_NEWBOOL
     tfm_jw_end_object(&w);
     tfm_jw_end_object(&w);
     int rc = tfm_jw_save(&w, path);

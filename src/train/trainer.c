@@ -157,16 +157,16 @@ static int check_opts(const tfm_train_opts *o, const tfm_train_hooks *h) {
     return 0;
 }
 
-/* 1 with the error set when the model configuration saved in the
- * checkpoint at path differs from the one given (both sides as written from
- * the configs: a setting the checkpoint predates has its default there,
- * tfm/nn.h); what prefixes the message (e.g. "--init "). */
 /* a key of tfm_model_config_to_kv, which leaves a NEWFLOAT at its default out */
 static const char *kv_or_default(const tfm_kv *kv, const char *key) {
     const char *v = tfm_kv_get(kv, key);
     return v ? v : "(the default)";
 }
 
+/* 1 with the error set when the model configuration saved in the
+ * checkpoint at path differs from the one given (both sides as written from
+ * the configs: a setting the checkpoint predates has its default there,
+ * tfm/nn.h); what prefixes the message (e.g. "--init "). */
 static int config_mismatch(const char *path, const char *what, const tfm_model_config *saved,
                            const tfm_model_config *given) {
     const char *diff = tfm_model_config_differs(saved, given, 1);
