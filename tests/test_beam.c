@@ -13,7 +13,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../src/decode/decode_internal.h"
 #include "tfm/decode.h"
+#include "tfm/kernels.h"
 #include "tfm/nn.h"
 #include "util_test.h"
 
@@ -800,6 +802,89 @@ START_TEST(ensemble_ranks_by_the_mean_of_its_members) {
 }
 END_TEST
 
+/* ---- one row's ranking ---------------------------------------------------- */
+
+static uint64_t rank_rng = 0x9e3779b97f4a7c15ull;
+static double rank_uniform(void) { /* [0, 1) */
+    rank_rng ^= rank_rng << 13;
+    rank_rng ^= rank_rng >> 7;
+    rank_rng ^= rank_rng << 17;
+    return (double)(rank_rng >> 11) * 0x1p-53;
+}
+
+/* ids sorted by key descending, equal keys in id order */
+static const float *sort_key;
+static int by_key_desc(const void *pa, const void *pb) {
+    const int32_t a = *(const int32_t *)pa, b = *(const int32_t *)pb;
+    if (sort_key[a] != sort_key[b]) return sort_key[a] > sort_key[b] ? -1 : 1;
+    return (a > b) - (a < b);
+}
+static void sort_desc(int32_t *ids, int64_t len, const float *key) {
+    sort_key = key;
+    qsort(ids, (size_t)len, sizeof ids[0], by_key_desc);
+}
+
+/* tfm_beam_row_max and tfm_beam_row_top against a plain sort: the max, the
+ * n-th largest bound (never above the true n-th largest), and the stable
+ * top n of score + (row[v] - lse) (equal scores in id order), listed by id.
+ * Rows with ties (values on a coarse grid), -inf entries, fewer ids than n,
+ * ids not a multiple of the 64 lanes, and n both within and above 64. */
+START_TEST(row_ranking_equals_a_stable_sort) {
+    enum { V_MAX = 6108, N_MAX = 130 };
+    static const int64_t vocabs[] = {4, 9, 40, 66, 67, 131, 200, 1000, V_MAX};
+    static const int64_t ns[] = {1, 2, 10, 64, 65, 130};
+    static float row[V_MAX], ext[V_MAX];
+    static int32_t by_value[V_MAX], by_score[V_MAX];
+    tfm_beam_candidate list[N_MAX];
+    int cases = 0;
+    for (size_t vi = 0; vi < sizeof vocabs / sizeof vocabs[0]; vi++)
+        for (size_t ni = 0; ni < sizeof ns / sizeof ns[0]; ni++)
+            for (int rep = 0; rep < 12; rep++) {
+                const int64_t V = vocabs[vi], n = ns[ni], len = V - TFM_EOS_ID;
+                const double spread = rep % 3 == 0 ? 2.0 : 20.0 * rank_uniform() + 0.5;
+                for (int64_t v = 0; v < V; v++) {
+                    double x = spread * (rank_uniform() + rank_uniform() - 1);
+                    if (rep % 4 == 1) x = floor(x * 2) / 2; /* many ties */
+                    row[v] = (float)x;
+                    if (rep % 5 == 2 && v % 3 == 0) row[v] = -INFINITY;
+                }
+                float nth_low, mx = tfm_beam_row_max(row, V, n, &nth_low);
+                for (int64_t i = 0; i < len; i++)
+                    by_value[i] = by_score[i] = (int32_t)(TFM_EOS_ID + i);
+                sort_desc(by_value, len, row);
+                ck_assert_msg(mx == row[by_value[0]], "V %lld: max %g, want %g", (long long)V,
+                              (double)mx, (double)row[by_value[0]]);
+                if (len >= n)
+                    ck_assert_msg(nth_low <= row[by_value[n - 1]],
+                                  "V %lld n %lld rep %d: bound %g above the n-th largest %g",
+                                  (long long)V, (long long)n, rep, (double)nth_low,
+                                  (double)row[by_value[n - 1]]);
+                const float score = (float)(-10 * rank_uniform());
+                const float lse = tfm_k_log_sum_exp(row + TFM_EOS_ID, len, mx);
+                for (int64_t v = TFM_EOS_ID; v < V; v++) ext[v] = score + (row[v] - lse);
+                sort_desc(by_score, len, ext);
+                const int64_t want = len < n ? len : n;
+                int64_t count = tfm_beam_row_top(row, V, score, lse, nth_low, 7, n, list);
+                ck_assert_int_eq(count, want);
+                for (int64_t i = 1; i < want; i++)
+                    for (int64_t j = i; j > 0 && by_score[j - 1] > by_score[j]; j--) {
+                        int32_t c = by_score[j];
+                        by_score[j] = by_score[j - 1];
+                        by_score[j - 1] = c;
+                    }
+                for (int64_t i = 0; i < want; i++) {
+                    ck_assert_msg(list[i].token == by_score[i] && list[i].from == 7,
+                                  "V %lld n %lld rep %d: entry %lld is id %d, want %d",
+                                  (long long)V, (long long)n, rep, (long long)i, list[i].token,
+                                  by_score[i]);
+                    ck_assert(list[i].score == ext[by_score[i]]);
+                }
+                cases++;
+            }
+    printf("  row ranking: %d rows compared with a sort\n", cases);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("beam");
     TCase *tc = tcase_create("beam");
@@ -811,6 +896,7 @@ int main(void) {
     tcase_add_test(tc, wide_beam_nbest_equals_exhaustive_top_n);
     tcase_add_test(tc, ensemble_of_a_model_with_itself_is_the_model);
     tcase_add_test(tc, ensemble_ranks_by_the_mean_of_its_members);
+    tcase_add_test(tc, row_ranking_equals_a_stable_sort);
     suite_add_tcase(s, tc);
     return tfm_test_main(s);
 }

@@ -292,6 +292,49 @@ START_TEST(log_sum_exp_matches_long_double) {
 }
 END_TEST
 
+/* The kernel's contract, written out: term i in lane i mod 8, each by
+ * tfm_exp_nonpos, the lanes summed pairwise. */
+static float lse_lanes(const float *x, int64_t n, float mx) {
+    double acc[8] = {0};
+    for (int64_t i = 0; i < n; i++) acc[i % 8] += tfm_exp_nonpos((double)(x[i] - mx));
+    double sum = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+    return mx + (float)log(sum);
+}
+
+/* Vector paths (AVX2 intrinsics, AVX-512 by the compiler) give the contract's
+ * bits, on logit-like rows and on rows with -inf, terms below -708 (0) and
+ * NaN in every lane. Only where this file's tfm_exp_nonpos fuses as the
+ * kernels do (FMA here, kernels other than the generic ones). */
+START_TEST(log_sum_exp_is_the_lane_contract) {
+#if defined(__FMA__)
+    if (!strcmp(tfm_kernels_name(), "generic")) return;
+    enum { V = 6108 };
+    static float row[V];
+    const int64_t sizes[] = {8, 9, 16, 31, 333, V};
+    for (int64_t k = 0; k < (int64_t)(sizeof sizes / sizeof sizes[0]); k++)
+        for (int rep = 0; rep < 40; rep++) {
+            const int64_t n = sizes[k];
+            double spread = 0.1 + (rep % 4 == 3 ? 2000 : 40) * lse_uniform();
+            float mx = -INFINITY;
+            for (int64_t i = 0; i < n; i++) {
+                row[i] = (float)(spread * (lse_uniform() + lse_uniform() - 1));
+                if (rep % 5 == 4 && i % 7 == 3) row[i] = -INFINITY;
+                mx = row[i] > mx ? row[i] : mx;
+            }
+            float got = tfm_k_log_sum_exp(row, n, mx), want = lse_lanes(row, n, mx);
+            ck_assert_msg(memcmp(&got, &want, sizeof got) == 0,
+                          "n %lld rep %d: %.9g, contract %.9g", (long long)n, rep, (double)got,
+                          (double)want);
+        }
+    for (int lane = 0; lane < 16; lane++) {
+        for (int i = 0; i < 16; i++) row[i] = -(float)i;
+        row[lane] = NAN;
+        ck_assert_msg(isnan(tfm_k_log_sum_exp(row, 16, 0.0f)), "NaN in lane %d", lane);
+    }
+#endif
+}
+END_TEST
+
 /* ---- embedding ---------------------------------------------------------------- */
 
 START_TEST(embedding_scatter_add) {
@@ -709,6 +752,7 @@ int main(void) {
     tcase_add_test(tc, cross_entropy_smoothed_2x3);
     tcase_add_test(tc, exp_nonpos_within_2_ulp);
     tcase_add_test(tc, log_sum_exp_matches_long_double);
+    tcase_add_test(tc, log_sum_exp_is_the_lane_contract);
     tcase_add_test(tc, embedding_scatter_add);
     tcase_add_test(tc, dropout_keep_rate_and_scale);
     tcase_add_test(tc, attention_masks_by_hand);

@@ -17,11 +17,7 @@ static tfm_decode_profile *g_profile;
 void tfm_decode_set_profile(tfm_decode_profile *p) { g_profile = p; }
 tfm_decode_profile *tfm_decode_profile_active(void) { return g_profile; }
 
-typedef struct {
-    float score;  /* sum of log-probabilities */
-    int64_t from; /* parent row */
-    int32_t token;
-} candidate;
+typedef tfm_beam_candidate candidate;
 
 static double length_penalty(int64_t len, float alpha) {
     return pow((5.0 + (double)len) / 6.0, alpha);
@@ -62,22 +58,51 @@ static void keep_best(candidate *best, int64_t *count, int64_t n, candidate c) {
     best[i] = c;
 }
 
-/* The max of row[v] over v >= </s> (the first of equal values, in id order)
- * and, in *nth_low, the smallest of the maxima of n disjoint groups of ids:
- * those maxima are n of the row's values, so the row's n-th largest is at
- * least that (-inf when there are fewer than n ids). */
-static float row_max(const float *row, int64_t V, int64_t n, float *nth_low) {
-    const int64_t first = TFM_EOS_ID, size = (V - first) / n;
-    float mx = -INFINITY, low = size > 0 ? INFINITY : -INFINITY;
-    int64_t v = first;
-    for (int64_t g = 0; size > 0 && g < n; g++) {
-        float gm = -INFINITY;
-        for (int64_t end = v + size; v < end; v++) gm = row[v] > gm ? row[v] : gm;
-        low = gm < low ? gm : low;
-        mx = gm > mx ? gm : mx;
+/* The max of row[v] over v >= </s> and, in *nth_low, a lower bound of the
+ * row's n-th largest value there. The ids are dealt into L = 64 lanes (id i
+ * to lane (i - </s>) mod L) and each lane keeps its running max, element-wise
+ * so that it vectorizes: those maxima are up to L of the row's values at
+ * distinct ids (-inf for a lane that saw none, or only NaN), so the n-th
+ * largest of them is at most the row's n-th largest. For n > L, the ids
+ * split into n groups instead and the bound is the smallest group max. Any
+ * order of the comparisons gives the same values (up to the sign of a zero,
+ * which no caller sees: it only enters differences and comparisons);
+ * NaN is passed over. */
+float tfm_beam_row_max(const float *row, int64_t V, int64_t n, float *nth_low) {
+    enum { L = 64 };
+    const float *x = row + TFM_EOS_ID;
+    const int64_t len = V - TFM_EOS_ID;
+    float mx = -INFINITY;
+    if (n > L) {
+        const int64_t size = len / n;
+        float low = size > 0 ? INFINITY : -INFINITY;
+        int64_t v = 0;
+        for (int64_t g = 0; size > 0 && g < n; g++) {
+            float gm = -INFINITY;
+            for (int64_t end = v + size; v < end; v++) gm = x[v] > gm ? x[v] : gm;
+            low = gm < low ? gm : low;
+            mx = gm > mx ? gm : mx;
+        }
+        for (; v < len; v++) mx = x[v] > mx ? x[v] : mx;
+        *nth_low = low;
+        return mx;
     }
-    for (; v < V; v++) mx = row[v] > mx ? row[v] : mx;
-    *nth_low = low;
+    float acc[L], top[L]; /* lane maxima; the n largest of them, descending */
+    for (int j = 0; j < L; j++) acc[j] = -INFINITY;
+    int64_t i = 0;
+    for (; i + L <= len; i += L)
+        for (int j = 0; j < L; j++) acc[j] = x[i + j] > acc[j] ? x[i + j] : acc[j];
+    for (int j = 0; i < len; i++, j++) acc[j] = x[i] > acc[j] ? x[i] : acc[j];
+    int64_t kept = 0;
+    for (int j = 0; j < L; j++) {
+        const float a = acc[j];
+        mx = a > mx ? a : mx;
+        if (kept == n && !(a > top[n - 1])) continue;
+        int64_t k = kept < n ? kept++ : n - 1;
+        for (; k > 0 && top[k - 1] < a; k--) top[k] = top[k - 1];
+        top[k] = a;
+    }
+    *nth_low = top[n - 1];
     return mx;
 }
 
@@ -95,8 +120,8 @@ static float row_log_sum_exp(const float *row, int64_t V, float mx) {
  * arithmetic too, so nothing scoring below th0 = score + (nth_low - lse) can
  * be among the n best: those ids are passed over without being ranked. (A
  * NaN anywhere makes th0 NaN; then every candidate is ranked as before.) */
-static int64_t row_top(const float *row, int64_t V, float score, float lse, float nth_low,
-                       int64_t r, int64_t n, candidate *list) {
+int64_t tfm_beam_row_top(const float *row, int64_t V, float score, float lse, float nth_low,
+                         int64_t r, int64_t n, candidate *list) {
     int64_t count = 0;
     float th0 = score + (nth_low - lse);
     int all = th0 != th0;
@@ -167,7 +192,7 @@ static void nbest_insert(tfm_nbest *nb, double *fin, int64_t b, int64_t stride, 
 static void ensemble_row(float *const *rows, int64_t n_models, int64_t V) {
     float lse[TFM_ENSEMBLE_MAX];
     for (int64_t k = 0; k < n_models; k++) {
-        float nth_low, mx = row_max(rows[k], V, 1, &nth_low);
+        float nth_low, mx = tfm_beam_row_max(rows[k], V, 1, &nth_low);
         lse[k] = row_log_sum_exp(rows[k], V, mx);
     }
     for (int64_t v = TFM_EOS_ID; v < V; v++) {
@@ -187,18 +212,19 @@ static double rank_row(float *const *logits, int64_t n_models, int64_t V, int64_
     double q0 = prof ? tfm_now() : 0, spent = 0;
     float nth_low, lse;
     if (n_models == 1) { /* the logits: log-softmax on the fly */
-        float mx = row_max(row, V, n, &nth_low);
+        float mx = tfm_beam_row_max(row, V, n, &nth_low);
         lse = row_log_sum_exp(row, V, mx);
     } else { /* the ensemble's log-probabilities, in place */
         float *rk[TFM_ENSEMBLE_MAX];
         for (int64_t k = 0; k < n_models; k++) rk[k] = logits[k] + r * V;
         ensemble_row(rk, n_models, V);
-        (void)row_max(row, V, n, &nth_low);
+        (void)tfm_beam_row_max(row, V, n, &nth_low);
         lse = 0.0f;
     }
     if (prof) spent = tfm_now() - q0;
-    n_cand[r] =
-        scores[r] == -INFINITY ? 0 : row_top(row, V, scores[r], lse, nth_low, r, n, cand + r * n);
+    n_cand[r] = scores[r] == -INFINITY
+                    ? 0
+                    : tfm_beam_row_top(row, V, scores[r], lse, nth_low, r, n, cand + r * n);
     return spent;
 }
 
