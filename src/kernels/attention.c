@@ -215,6 +215,16 @@ static void keys_transposed(float *kt, const float *k, const int64_t *off, int64
             transpose16(v);
             for (int64_t r = 0; r < kk; r++) _mm512_storeu_ps(kt + (k0 + r) * Tk + j0, v[r]);
         }
+#elif defined(__AVX2__) && defined(__FMA__)
+    for (; j0 + 8 <= Tk; j0 += 8)
+        for (int64_t k0 = 0; k0 < kc; k0 += 8) {
+            int64_t kk = kc - k0 < 8 ? kc - k0 : 8;
+            const __m256i mk = lanes_below(kk);
+            __m256 v[8];
+            for (int i = 0; i < 8; i++) v[i] = _mm256_maskload_ps(k + off[j0 + i] + k0, mk);
+            transpose8(v);
+            for (int64_t r = 0; r < kk; r++) _mm256_storeu_ps(kt + (k0 + r) * Tk + j0, v[r]);
+        }
 #endif
     for (int64_t j = j0; j < Tk; j++) {
         const float *kj = k + off[j];

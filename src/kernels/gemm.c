@@ -172,33 +172,6 @@ static float *buf_reserve(gemm_buf *b, size_t n, size_t max_n) {
  * op(A) rows are A's columns when trans_a (copy), else A's rows (transpose);
  * op(B) columns are B's columns unless trans_b (transpose). */
 
-#if !defined(__AVX512F__) && defined(__AVX2__) && defined(__FMA__)
-/* A mask of the lanes i < n (none when n <= 0), for maskload/maskstore. */
-static inline __m256i lanes_below(int64_t n) {
-    int w = n <= 0 ? 0 : n >= 8 ? 8 : (int)n;
-    return _mm256_cmpgt_epi32(_mm256_set1_epi32(w), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-}
-
-/* v[0..7] := its transpose (v[k][r] = old v[r][k]). */
-static inline void transpose8(__m256 v[8]) {
-    __m256 t[8], u[8];
-    for (int i = 0; i < 8; i += 2) {
-        t[i] = _mm256_unpacklo_ps(v[i], v[i + 1]);
-        t[i + 1] = _mm256_unpackhi_ps(v[i], v[i + 1]);
-    }
-    for (int i = 0; i < 8; i += 4) {
-        u[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
-        u[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xEE);
-        u[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
-        u[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
-    }
-    for (int i = 0; i < 4; i++) {
-        v[i] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x20);
-        v[i + 4] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x31);
-    }
-}
-#endif
-
 static void pack_copy(float *restrict out, int R, int64_t pstride, const float *restrict src,
                       int64_t ld, int64_t width, int64_t kc) {
     /* `width` valid columns in ceil(width / R) panels, pstride floats apart.

@@ -1,5 +1,5 @@
 /* Inline helpers shared by the kernels: a vectorizable expf, a vectorizable
- * exp in double for x <= 0, the AVX-512 16 x 16 transpose, and the dropout
+ * exp in double for x <= 0, the AVX2 8 x 8 and AVX-512 16 x 16 transposes, and the dropout
  * mask. */
 #ifndef TFM_KERNELS_INTERNAL_H
 #define TFM_KERNELS_INTERNAL_H
@@ -75,6 +75,34 @@ static inline double tfm_exp_nonpos(double x) {
     y = x < -708.0 ? 0.0 : y;
     return x != x ? x : y;
 }
+
+#if !defined(__AVX512F__) && defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+/* A mask of the lanes i < n (none when n <= 0), for maskload/maskstore. */
+static inline __m256i lanes_below(int64_t n) {
+    int w = n <= 0 ? 0 : n >= 8 ? 8 : (int)n;
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(w), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+/* v[0..7] := its transpose (v[k][r] = old v[r][k]). */
+static inline void transpose8(__m256 v[8]) {
+    __m256 t[8], u[8];
+    for (int i = 0; i < 8; i += 2) {
+        t[i] = _mm256_unpacklo_ps(v[i], v[i + 1]);
+        t[i + 1] = _mm256_unpackhi_ps(v[i], v[i + 1]);
+    }
+    for (int i = 0; i < 8; i += 4) {
+        u[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
+        u[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xEE);
+        u[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+        u[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
+    }
+    for (int i = 0; i < 4; i++) {
+        v[i] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x20);
+        v[i + 4] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x31);
+    }
+}
+#endif
 
 #if defined(__AVX512F__)
 #include <immintrin.h>
