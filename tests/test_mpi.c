@@ -369,6 +369,14 @@ START_TEST(same_ranks_bit_identical) {
     snprintf(fa, sizeof fa, "%s/best.tfm", a);
     snprintf(fb, sizeof fb, "%s/best.tfm", tcp);
     check_same_file(fa, fb);
+    /* bf16 on the emulated GEMM: the note once, not once per rank */
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd,
+             "%s -x TFM_BF16_EMULATE=1 '%s' %s --precision bf16 --save %s 2>&1 >/dev/null | "
+             "grep -c 'emulated bf16 GEMM'",
+             mpirun(2, NULL), tfm_test_bin(), train_args(dir, 2, NULL), sub(dir, "bf16"));
+    tfm_test_run(cmd, g_out, sizeof g_out);
+    ck_assert_msg(atoi(g_out) == 1, "train: the bf16 note %s times", g_out);
 }
 END_TEST
 
@@ -520,6 +528,13 @@ START_TEST(translate_split) {
         snprintf(b, sizeof b, "%s/np%d.txt", dir, np);
         check_same_file(a, b);
     }
+    /* bf16 on the emulated GEMM: the note once, not once per rank */
+    snprintf(cmd, sizeof cmd,
+             "%s -x TFM_BF16_EMULATE=1 '%s' %s --precision bf16 --model %s/toy < %s 2>&1 "
+             ">/dev/null | grep -c 'emulated bf16 GEMM'",
+             mpirun(2, NULL), tfm_test_bin(), args, dir, path);
+    tfm_test_run(cmd, g_out, sizeof g_out);
+    ck_assert_msg(atoi(g_out) == 1, "translate: the bf16 note %s times", g_out);
     /* a missing input: rank 0 says so, once, and the job fails */
     snprintf(cmd, sizeof cmd, "%s '%s' %s --model %s/toy --input %s/missing.txt 2>&1",
              mpirun(2, NULL), tfm_test_bin(), args, dir, dir);

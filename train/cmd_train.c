@@ -335,7 +335,6 @@ static void to_train_opts(const train_cli *c, const char *config, tfm_train_opts
     o->bucket_floats = c->reduce_bucket;
     o->check_numerics = c->check_numerics;
     tfm_precision_parse(c->precision, &o->precision); /* checked by check_flags */
-    cli_note_bf16(o->precision);
     o->threads = (int)c->threads;
     o->run_dir = c->save;
     o->resume = c->resume;
@@ -555,6 +554,7 @@ int tfm_cmd_train(int argc, char **argv) {
     sigaction(SIGTERM, &sa, NULL);
     tfm_dist *dist = cli_dist_start(); /* one process: NULL (also one rank of mpirun) */
     g_dist = dist && dist->size > 1 ? dist : NULL;
+    if (!g_dist || g_dist->rank == 0) cli_note_bf16(o.precision); /* once, not per rank */
     rc = c.src_train ? train_corpus(&c, &o) : train_toy(&c, &o);
     free(config);
     free(config_defaults);

@@ -348,7 +348,6 @@ int tfm_cmd_translate(int argc, char **argv) {
     tfm_precision prec;
     if (tfm_precision_parse(precision, &prec))
         return tfm_cli_fail(2, "--precision: '%s' is not fp32 or bf16", precision);
-    cli_note_bf16(prec);
     if (threads > 0) tfm_set_num_threads((int)threads);
     /* progress per window: translate_main shows the running count */
     tfm_translate_opts to = {.beam = beam,
@@ -361,6 +360,7 @@ int tfm_cmd_translate(int argc, char **argv) {
     memset(&prof, 0, sizeof prof);
     if (profile) tfm_decode_set_profile(&prof);
     tfm_dist *d = cli_dist_start(); /* under mpirun: the ranks share the sentences */
+    if (!d || d->rank == 0) cli_note_bf16(prec); /* once, not per rank */
     rc = translate_main(model_paths.items, model_paths.n, input, &to,
                         !quiet && isatty(fileno(stderr)) && !(d && d->rank),
                         d && d->size > 1 ? d : NULL);
