@@ -207,6 +207,37 @@ static double exp_ulps(double got, double x) {
     return (double)(fabsl((long double)got - want) / ldexpl(1.0L, ilogbl(want) - 52));
 }
 
+/* The AVX2 kernels' 8-lane tfm_expf gives the scalar one's bits: random
+ * floats over the whole range and near the clamps, and the special values. */
+START_TEST(expf8_is_expf) {
+#if !defined(__AVX512F__) && defined(__AVX2__) && defined(__FMA__)
+    static const float special[] = {0.0f,        -0.0f,  1e-30f,       -1e-30f,      88.3762626f,
+                                    88.3762627f, 88.38f, -87.3365447f, -87.3365448f, -87.34f,
+                                    -103.0f,     -1e10f, 1e10f,        INFINITY,     -INFINITY,
+                                    NAN,         0.5f,   -0.5f,        0x1p-126f,    -0x1p-149f};
+    float in[8], got[8];
+    int n_special = (int)(sizeof special / sizeof special[0]);
+    for (int i = 0; i < 400000 + n_special; i++) {
+        float x;
+        if (i < n_special) {
+            x = special[i];
+        } else {
+            double u = lse_uniform();
+            x = (float)(i % 3 == 0 ? 400 * u - 200 : i % 3 == 1 ? 40 * u - 20 : -87.3 + 0.1 * u);
+        }
+        in[i % 8] = x;
+        if (i % 8 != 7 && i != 400000 + n_special - 1) continue;
+        _mm256_storeu_ps(got, tfm_expf8(_mm256_loadu_ps(in)));
+        for (int j = 0; j <= i % 8; j++) {
+            float want = tfm_expf(in[j]);
+            ck_assert_msg(memcmp(&got[j], &want, sizeof want) == 0, "expf(%a): %a, scalar %a",
+                          (double)in[j], (double)got[j], (double)want);
+        }
+    }
+#endif
+}
+END_TEST
+
 START_TEST(exp_nonpos_within_2_ulp) {
     double worst = 0;
     /* float arguments (decoding's are float differences) over the whole range
@@ -751,6 +782,7 @@ int main(void) {
     tcase_add_test(tc, layernorm_2x4);
     tcase_add_test(tc, cross_entropy_smoothed_2x3);
     tcase_add_test(tc, exp_nonpos_within_2_ulp);
+    tcase_add_test(tc, expf8_is_expf);
     tcase_add_test(tc, log_sum_exp_matches_long_double);
     tcase_add_test(tc, log_sum_exp_is_the_lane_contract);
     tcase_add_test(tc, embedding_scatter_add);

@@ -29,21 +29,43 @@ static uint64_t head_key(const tfm_attn_shape *s, int64_t b, int64_t h) {
 }
 
 /* One row of scores (Tk) -> masked softmax in place: keys at or after
- * `visible` and padded keys get 0; a row with no visible key is all zeros. */
+ * `visible` and padded keys get 0; a row with no visible key is all zeros.
+ * The max by 8 running maxima and the exponentials side by side (both
+ * vectorize; the max is the same value in any order, NaN passed over; the
+ * padded keys' exponentials are computed and then zeroed), the sum in key
+ * order. */
 static void masked_softmax_row(float *row, int64_t Tk, int64_t visible, const uint8_t *pad) {
-    float mx = -INFINITY;
-    for (int64_t j = 0; j < visible; j++)
-        if (!(pad && pad[j]) && row[j] > mx) mx = row[j];
+    enum { L = 8 };
+    float acc[L];
+    for (int j = 0; j < L; j++) acc[j] = -INFINITY;
+    int64_t j0 = 0;
+    if (pad) {
+        for (; j0 + L <= visible; j0 += L)
+            for (int j = 0; j < L; j++)
+                acc[j] = !pad[j0 + j] && row[j0 + j] > acc[j] ? row[j0 + j] : acc[j];
+        for (int j = 0; j0 < visible; j0++, j++)
+            acc[j] = !pad[j0] && row[j0] > acc[j] ? row[j0] : acc[j];
+    } else {
+        for (; j0 + L <= visible; j0 += L)
+            for (int j = 0; j < L; j++) acc[j] = row[j0 + j] > acc[j] ? row[j0 + j] : acc[j];
+        for (int j = 0; j0 < visible; j0++, j++) acc[j] = row[j0] > acc[j] ? row[j0] : acc[j];
+    }
+    float mx = acc[0];
+    for (int j = 1; j < L; j++) mx = acc[j] > mx ? acc[j] : mx;
     if (mx == -INFINITY) {
         memset(row, 0, (size_t)Tk * sizeof(float));
         return;
     }
+    int64_t j1 = 0;
+#if !defined(__AVX512F__) && defined(__AVX2__) && defined(__FMA__)
+    for (const __m256 m = _mm256_set1_ps(mx); j1 + 8 <= visible; j1 += 8)
+        _mm256_storeu_ps(row + j1, tfm_expf8(_mm256_sub_ps(_mm256_loadu_ps(row + j1), m)));
+#endif
+#pragma omp simd
+    for (int64_t j = j1; j < visible; j++) row[j] = tfm_expf(row[j] - mx);
+    for (int64_t j = 0; pad && j < visible; j++) row[j] = pad[j] ? 0.0f : row[j];
     float sum = 0.0f;
-    for (int64_t j = 0; j < visible; j++) {
-        float e = (pad && pad[j]) ? 0.0f : tfm_expf(row[j] - mx);
-        row[j] = e;
-        sum += e;
-    }
+    for (int64_t j = 0; j < visible; j++) sum += row[j];
     float inv = 1.0f / sum;
     for (int64_t j = 0; j < visible; j++) row[j] *= inv;
     for (int64_t j = visible; j < Tk; j++) row[j] = 0.0f;

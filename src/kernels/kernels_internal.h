@@ -84,6 +84,31 @@ static inline __m256i lanes_below(int64_t n) {
     return _mm256_cmpgt_epi32(_mm256_set1_epi32(w), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
 
+/* tfm_expf on 8 lanes, operation for operation (GCC's if-conversion keeps
+ * the scalar one's selects out of vector loops here, trapping math being
+ * the default): the same bits in each lane. */
+static inline __m256 tfm_expf8(__m256 x) {
+    const __m256 hi = _mm256_set1_ps(88.3762626647949f), lo = _mm256_set1_ps(-87.3365447505531f);
+    const __m256 below = _mm256_cmp_ps(x, lo, _CMP_LT_OQ);
+    __m256 xc = _mm256_blendv_ps(x, lo, below);
+    xc = _mm256_blendv_ps(xc, hi, _mm256_cmp_ps(x, hi, _CMP_GT_OQ));
+    const __m256 n = _mm256_round_ps(_mm256_mul_ps(xc, _mm256_set1_ps(1.44269504088896341f)),
+                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_sub_ps(xc, _mm256_mul_ps(n, _mm256_set1_ps(0.693359375f)));
+    r = _mm256_sub_ps(r, _mm256_mul_ps(n, _mm256_set1_ps(-2.12194440e-4f)));
+    __m256 p = _mm256_mul_ps(r, _mm256_set1_ps(0.00138888881f));
+    p = _mm256_mul_ps(r, _mm256_add_ps(_mm256_set1_ps(0.00833345205f), p));
+    p = _mm256_mul_ps(r, _mm256_add_ps(_mm256_set1_ps(0.0416666642f), p));
+    p = _mm256_mul_ps(r, _mm256_add_ps(_mm256_set1_ps(0.166666672f), p));
+    p = _mm256_mul_ps(r, _mm256_add_ps(_mm256_set1_ps(0.5f), p));
+    p = _mm256_mul_ps(r, _mm256_add_ps(_mm256_set1_ps(1.0f), p));
+    p = _mm256_add_ps(_mm256_set1_ps(1.0f), p);
+    const __m256i e = _mm256_add_epi32(_mm256_cvttps_epi32(n), _mm256_set1_epi32(127));
+    __m256 y = _mm256_mul_ps(p, _mm256_castsi256_ps(_mm256_slli_epi32(e, 23)));
+    y = _mm256_blendv_ps(y, _mm256_setzero_ps(), below);
+    return _mm256_blendv_ps(y, x, _mm256_cmp_ps(x, x, _CMP_UNORD_Q));
+}
+
 /* v[0..7] := its transpose (v[k][r] = old v[r][k]). */
 static inline void transpose8(__m256 v[8]) {
     __m256 t[8], u[8];

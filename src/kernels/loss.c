@@ -8,6 +8,7 @@
 #include "tfm/kernels.h"
 
 #define ROW_CHUNKS 64
+#define XENT_BLOCK 256 /* exponentials per block (AVX2 forward) */
 
 /* loss_i = (1-eps) (lse_i - x_{i,y}) + eps (lse_i - mean_v x_{i,v}), summed
  * over the rows of chunk c (rows of `chunk`) into part[c], the rows counted
@@ -26,8 +27,22 @@ static void xent_forward_chunk(float *lse, const float *logits, const int32_t *t
             mx = x[v] > mx ? x[v] : mx;
             sum_x += x[v];
         }
+#if !defined(__AVX512F__) && defined(__AVX2__) && defined(__FMA__)
+        /* GCC leaves the loop below scalar here, so the sum has always been
+         * in id order: the exponentials by 8 into a block, then that sum */
+        for (int64_t v0 = 0; v0 < V; v0 += XENT_BLOCK) {
+            const int64_t w = V - v0 < XENT_BLOCK ? V - v0 : XENT_BLOCK;
+            float e[XENT_BLOCK];
+            int64_t i = 0;
+            for (const __m256 m = _mm256_set1_ps(mx); i + 8 <= w; i += 8)
+                _mm256_storeu_ps(e + i, tfm_expf8(_mm256_sub_ps(_mm256_loadu_ps(x + v0 + i), m)));
+            for (; i < w; i++) e[i] = tfm_expf(x[v0 + i] - mx);
+            for (i = 0; i < w; i++) se += e[i];
+        }
+#else
 #pragma omp simd reduction(+ : se)
         for (int64_t v = 0; v < V; v++) se += tfm_expf(x[v] - mx);
+#endif
         double l = (double)mx + log((double)se);
         lse[r] = (float)l;
         int32_t y = targets[r];
@@ -67,8 +82,17 @@ static void xent_backward_row(float *dlogits, const float *logits, const float *
     const float *x = logits + r * V;
     float *dx = dlogits + r * V;
     float l = lse[r];
+    int64_t v0 = 0;
+#if !defined(__AVX512F__) && defined(__AVX2__) && defined(__FMA__)
+    const __m256 lv = _mm256_set1_ps(l), sv = _mm256_set1_ps(scale), mv = _mm256_set1_ps(smooth);
+    for (; v0 + 8 <= V; v0 += 8) {
+        const __m256 e = tfm_expf8(_mm256_sub_ps(_mm256_loadu_ps(x + v0), lv));
+        _mm256_storeu_ps(dx + v0, _mm256_add_ps(_mm256_loadu_ps(dx + v0),
+                                                _mm256_mul_ps(sv, _mm256_sub_ps(e, mv))));
+    }
+#endif
 #pragma omp simd
-    for (int64_t v = 0; v < V; v++) dx[v] += scale * (tfm_expf(x[v] - l) - smooth);
+    for (int64_t v = v0; v < V; v++) dx[v] += scale * (tfm_expf(x[v] - l) - smooth);
     dx[y] -= scale * (1.0f - eps);
 }
 
@@ -81,7 +105,6 @@ void tfm_k_xent_backward(float *dlogits, const float *logits, const float *lse,
 }
 
 #if defined(__AVX2__) && defined(__FMA__) && !defined(__AVX512F__)
-#include <immintrin.h>
 /* tfm_exp_nonpos on 4 lanes, operation for operation (GCC leaves the scalar
  * loop below scalar for AVX2): the same bits in each lane. */
 static inline __m256d exp_nonpos4(__m256d x) {
