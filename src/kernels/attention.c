@@ -30,12 +30,31 @@ static uint64_t head_key(const tfm_attn_shape *s, int64_t b, int64_t h) {
 
 /* One row of scores (Tk) -> masked softmax in place: keys at or after
  * `visible` and padded keys get 0; a row with no visible key is all zeros.
- * The max by 8 running maxima and the exponentials side by side (both
+ * From 16 visible keys on, the max by 8 running maxima and the exponentials side by side (both
  * vectorize; the max is the same value in any order, NaN passed over; the
  * padded keys' exponentials are computed and then zeroed), the sum in key
  * order. */
 static void masked_softmax_row(float *row, int64_t Tk, int64_t visible, const uint8_t *pad) {
     enum { L = 8 };
+    if (visible < 2 * L) { /* short rows (decoding's): one pass costs less, same values */
+        float mx = -INFINITY;
+        for (int64_t j = 0; j < visible; j++)
+            if (!(pad && pad[j]) && row[j] > mx) mx = row[j];
+        if (mx == -INFINITY) {
+            memset(row, 0, (size_t)Tk * sizeof(float));
+            return;
+        }
+        float sum = 0.0f;
+        for (int64_t j = 0; j < visible; j++) {
+            float e = (pad && pad[j]) ? 0.0f : tfm_expf(row[j] - mx);
+            row[j] = e;
+            sum += e;
+        }
+        float inv = 1.0f / sum;
+        for (int64_t j = 0; j < visible; j++) row[j] *= inv;
+        for (int64_t j = visible; j < Tk; j++) row[j] = 0.0f;
+        return;
+    }
     float acc[L];
     for (int j = 0; j < L; j++) acc[j] = -INFINITY;
     int64_t j0 = 0;
