@@ -25,7 +25,10 @@
 #         a model trained here with a fixed seed), 2 threads, RUNS alternating
 #         runs, medians and the beam5/greedy ratio; TFM_OLD=path/to/old/tfm
 #         also times another build on the same model and input (before/after;
-#         the old build then trains the model, as it cannot read newer checkpoints)
+#         the old build then trains the model, as it cannot read newer
+#         checkpoints); with BENCH_MODEL=DIR BENCH_SRC=FILE [BENCH_REF=FILE]
+#         [BENCH_ALPHA=a], a model and input of yours instead (fp32, the
+#         default precision; TFM_OLD must then read that model's checkpoint)
 #   translate-bf16  beam 5 and greedy with --precision fp32 and bf16, alternating,
 #         RUNS runs, medians and the bf16 speed-up, on the numbers model of
 #         `translate` or, with BENCH_MODEL=DIR BENCH_SRC=FILE [BENCH_REF=FILE],
@@ -152,16 +155,26 @@ step-bf16)
     echo "targets (issue 13) at base: tfm bf16 >= 1.5x tfm fp32 and >= 1.3x PyTorch bf16 autocast"
     ;;
 translate)
-    echo; echo "## Translation: seconds for the 1000 numbers test sentences, 2 threads (median of $RUNS)"
     work=$(mktemp -d)
-    "$TFM" data numbers --out "$work/data" --train 3000 --valid 100 --test 1000 >/dev/null
-    # With TFM_OLD the old build trains the model: it cannot read the newer
-    # checkpoint format, while this build reads the old one (training is
-    # bit-identical between the two, test_bit_identity).
-    "${TFM_OLD:-$TFM}" train --src-train "$work/data/train.de" --tgt-train "$work/data/train.en" \
-        --src-valid "$work/data/valid.de" --tgt-valid "$work/data/valid.en" --save "$work/run" \
-        --bpe-merges 300 --batch-tokens 2048 --steps 500 --valid-every 500 --share-emb \
-        --d-model 64 --heads 4 --d-ff 256 --layers 2 --seed 1 --threads 2 --quiet >/dev/null
+    if [ -n "${BENCH_MODEL:-}" ]; then
+        if [ -z "${BENCH_SRC:-}" ]; then
+            echo "bench translate: BENCH_MODEL needs BENCH_SRC (the input to translate)" >&2
+            rm -rf "$work"; exit 2
+        fi
+        model=$BENCH_MODEL; src=$BENCH_SRC; ref=${BENCH_REF:-}
+        echo; echo "## Translation: seconds for the $(wc -l < "$src") sentences of $src, model $model, fp32, 2 threads (median of $RUNS)"
+    else
+        echo; echo "## Translation: seconds for the 1000 numbers test sentences, 2 threads (median of $RUNS)"
+        "$TFM" data numbers --out "$work/data" --train 3000 --valid 100 --test 1000 >/dev/null
+        # With TFM_OLD the old build trains the model: it cannot read the newer
+        # checkpoint format, while this build reads the old one (training is
+        # bit-identical between the two, test_bit_identity).
+        "${TFM_OLD:-$TFM}" train --src-train "$work/data/train.de" --tgt-train "$work/data/train.en" \
+            --src-valid "$work/data/valid.de" --tgt-valid "$work/data/valid.en" --save "$work/run" \
+            --bpe-merges 300 --batch-tokens 2048 --steps 500 --valid-every 500 --share-emb \
+            --d-model 64 --heads 4 --d-ff 256 --layers 2 --seed 1 --threads 2 --quiet >/dev/null
+        model=$work/run; src=$work/data/test.de; ref=$work/data/test.en
+    fi
     bins=("$TFM"); names=(tfm)
     if [ -n "${TFM_OLD:-}" ]; then bins+=("$TFM_OLD"); names+=(old); fi
     declare -A secs
@@ -169,8 +182,9 @@ translate)
         for i in "${!bins[@]}"; do
             for beam in 1 5; do
                 t0=$(date +%s.%N)
-                "${bins[$i]}" translate --model "$work/run" --beam "$beam" --threads 2 --quiet \
-                    < "$work/data/test.de" > "$work/hyp.${names[$i]}.$beam"
+                "${bins[$i]}" translate --model "$model" --beam "$beam" --alpha "${BENCH_ALPHA:-0.6}" \
+                    --threads 2 --quiet < "$src" > "$work/hyp.${names[$i]}.$beam" ||
+                    echo "bench translate: ${names[$i]} failed (beam $beam)" >&2
                 secs[${names[$i]}.$beam]+="$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN {print b - a}') "
             done
         done
@@ -179,8 +193,11 @@ translate)
     for i in "${!bins[@]}"; do
         n=${names[$i]}
         g=$(printf '%s\n' ${secs[$n.1]} | median); b=$(printf '%s\n' ${secs[$n.5]} | median)
-        bg=$("$TFM" bleu "$work/data/test.en" < "$work/hyp.$n.1" | tail -1)
-        bb=$("$TFM" bleu "$work/data/test.en" < "$work/hyp.$n.5" | tail -1)
+        bg=-; bb=-
+        if [ -n "$ref" ]; then
+            bg=$("$TFM" bleu "$ref" < "$work/hyp.$n.1" | tail -1)
+            bb=$("$TFM" bleu "$ref" < "$work/hyp.$n.5" | tail -1)
+        fi
         printf "%-6s %10.3f %10.3f %12.2f %s / %s\n" "$n" "$g" "$b" "$(awk -v a="$b" -v c="$g" 'BEGIN {print a / c}')" "$bg" "$bb"
         [ "$n" = tfm ] && new_g=$g && new_b=$b
         [ "$n" = old ] && echo "old/new: greedy $(awk -v a="$g" -v c="$new_g" 'BEGIN {printf "%.2f", a / c}')x, beam 5 $(awk -v a="$b" -v c="$new_b" 'BEGIN {printf "%.2f", a / c}')x; outputs $(cmp -s "$work/hyp.tfm.5" "$work/hyp.old.5" && cmp -s "$work/hyp.tfm.1" "$work/hyp.old.1" && echo identical || echo DIFFER)"
