@@ -63,6 +63,15 @@ fi
 
 median() { sort -g | awk '{v[NR] = $1} END {if (NR == 0) print "nan"; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
 field() { grep -o "\(^\| \)$1=[^ ]*" | tail -1 | sed 's/.*=//'; }
+# The translate sections' model: the numbers corpus in $2/data and a small
+# model trained on it with a fixed seed by tfm build $1, in $2/run.
+numbers_model() {
+    "$TFM" data numbers --out "$2/data" --train 3000 --valid 100 --test 1000 >/dev/null
+    "$1" train --src-train "$2/data/train.de" --tgt-train "$2/data/train.en" \
+        --src-valid "$2/data/valid.de" --tgt-valid "$2/data/valid.en" --save "$2/run" \
+        --bpe-merges 300 --batch-tokens 2048 --steps 500 --valid-every 500 --share-emb \
+        --d-model 64 --heads 4 --d-ff 256 --layers 2 --seed 1 --threads 2 --quiet >/dev/null
+}
 
 echo "# tfm bench on $(nproc) cores, $(date -u +%Y-%m-%dT%H:%MZ), gemm kernel $("$TFM" bench gemm --m 8 --n 8 --k 8 --reps 1 | sed -n 's/^kernel=//p')"
 
@@ -165,14 +174,10 @@ translate)
         echo; echo "## Translation: seconds for the $(wc -l < "$src") sentences of $src, model $model, fp32, 2 threads (median of $RUNS)"
     else
         echo; echo "## Translation: seconds for the 1000 numbers test sentences, 2 threads (median of $RUNS)"
-        "$TFM" data numbers --out "$work/data" --train 3000 --valid 100 --test 1000 >/dev/null
         # With TFM_OLD the old build trains the model: it cannot read the newer
         # checkpoint format, while this build reads the old one (training is
         # bit-identical between the two, test_bit_identity).
-        "${TFM_OLD:-$TFM}" train --src-train "$work/data/train.de" --tgt-train "$work/data/train.en" \
-            --src-valid "$work/data/valid.de" --tgt-valid "$work/data/valid.en" --save "$work/run" \
-            --bpe-merges 300 --batch-tokens 2048 --steps 500 --valid-every 500 --share-emb \
-            --d-model 64 --heads 4 --d-ff 256 --layers 2 --seed 1 --threads 2 --quiet >/dev/null
+        numbers_model "${TFM_OLD:-$TFM}" "$work"
         model=$work/run; src=$work/data/test.de; ref=$work/data/test.en
     fi
     bins=("$TFM"); names=(tfm)
@@ -209,11 +214,7 @@ translate-bf16)
     if [ -n "${BENCH_MODEL:-}" ]; then
         model=$BENCH_MODEL; src=${BENCH_SRC:?BENCH_SRC: the input to translate}; ref=${BENCH_REF:-}
     else
-        "$TFM" data numbers --out "$work/data" --train 3000 --valid 100 --test 1000 >/dev/null
-        "$TFM" train --src-train "$work/data/train.de" --tgt-train "$work/data/train.en" \
-            --src-valid "$work/data/valid.de" --tgt-valid "$work/data/valid.en" --save "$work/run" \
-            --bpe-merges 300 --batch-tokens 2048 --steps 500 --valid-every 500 --share-emb \
-            --d-model 64 --heads 4 --d-ff 256 --layers 2 --seed 1 --threads 2 --quiet >/dev/null
+        numbers_model "$TFM" "$work"
         model=$work/run; src=$work/data/test.de; ref=$work/data/test.en
     fi
     echo; echo "## Translation in bf16: seconds for the $(wc -l < "$src") sentences of $src, model $model, 2 threads (median of $RUNS)"
