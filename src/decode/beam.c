@@ -58,41 +58,22 @@ static void keep_best(candidate *best, int64_t *count, int64_t n, candidate c) {
     best[i] = c;
 }
 
-/* The max of row[v] over v >= </s> and, in *nth_low, a lower bound of the
- * row's n-th largest value there. The ids are dealt into L = 64 lanes (id i
- * to lane (i - </s>) mod L) and each lane keeps its running max, element-wise
- * so that it vectorizes: those maxima are up to L of the row's values at
- * distinct ids (-inf for a lane that saw none, or only NaN), so the n-th
- * largest of them is at most the row's n-th largest. For n > L, the ids
- * split into n groups instead and the bound is the smallest group max. Any
- * order of the comparisons gives the same values (up to the sign of a zero,
- * which no caller sees: it only enters differences and comparisons);
- * NaN is passed over. */
-float tfm_beam_row_max(const float *row, int64_t V, int64_t n, float *nth_low) {
-    enum { L = 64 };
-    const float *x = row + TFM_EOS_ID;
-    const int64_t len = V - TFM_EOS_ID;
-    float mx = -INFINITY;
-    if (n > L) {
-        const int64_t size = len / n;
-        float low = size > 0 ? INFINITY : -INFINITY;
-        int64_t v = 0;
-        for (int64_t g = 0; size > 0 && g < n; g++) {
-            float gm = -INFINITY;
-            for (int64_t end = v + size; v < end; v++) gm = x[v] > gm ? x[v] : gm;
-            low = gm < low ? gm : low;
-            mx = gm > mx ? gm : mx;
-        }
-        for (; v < len; v++) mx = x[v] > mx ? x[v] : mx;
-        *nth_low = low;
-        return mx;
-    }
-    float acc[L], top[L]; /* lane maxima; the n largest of them, descending */
+/* The max of x[0..len) and in *nth_low the n-th largest (n <= L) of L lane
+ * maxima: x[i] goes to lane i mod L, each lane keeping its running max
+ * element-wise so that it vectorizes. Those maxima are up to L of the
+ * values at distinct positions (-inf for a lane that saw none, or only
+ * NaN), so *nth_low is at most the n-th largest of x. Any order of the
+ * comparisons gives the same values (up to the sign of a zero, which no
+ * caller sees: it only enters differences and comparisons); NaN is passed
+ * over. L is a constant at each call, so each gets its own loops. */
+static inline float lane_maxima(const float *x, int64_t len, int64_t n, int L, float *nth_low) {
+    float acc[64], top[64]; /* lane maxima; the n largest of them, descending */
     for (int j = 0; j < L; j++) acc[j] = -INFINITY;
     int64_t i = 0;
     for (; i + L <= len; i += L)
         for (int j = 0; j < L; j++) acc[j] = x[i + j] > acc[j] ? x[i + j] : acc[j];
     for (int j = 0; i < len; i++, j++) acc[j] = x[i] > acc[j] ? x[i] : acc[j];
+    float mx = -INFINITY;
     int64_t kept = 0;
     for (int j = 0; j < L; j++) {
         const float a = acc[j];
@@ -103,6 +84,32 @@ float tfm_beam_row_max(const float *row, int64_t V, int64_t n, float *nth_low) {
         top[k] = a;
     }
     *nth_low = top[n - 1];
+    return mx;
+}
+
+/* The max of row[v] over v >= </s> and, in *nth_low, a lower bound of the
+ * row's n-th largest value there: lane_maxima with 16 lanes for short rows
+ * (where picking among 64 maxima would cost more than the tighter bound
+ * saves) and 64 for long ones (vocabularies of 1024 and more) or n > 16.
+ * For n > 64, the ids split into n groups instead and the bound is the
+ * smallest group max. */
+float tfm_beam_row_max(const float *row, int64_t V, int64_t n, float *nth_low) {
+    const float *x = row + TFM_EOS_ID;
+    const int64_t len = V - TFM_EOS_ID;
+    if (n <= 16 && len < 1024) return lane_maxima(x, len, n, 16, nth_low);
+    if (n <= 64) return lane_maxima(x, len, n, 64, nth_low);
+    float mx = -INFINITY;
+    const int64_t size = len / n;
+    float low = size > 0 ? INFINITY : -INFINITY;
+    int64_t v = 0;
+    for (int64_t g = 0; size > 0 && g < n; g++) {
+        float gm = -INFINITY;
+        for (int64_t end = v + size; v < end; v++) gm = x[v] > gm ? x[v] : gm;
+        low = gm < low ? gm : low;
+        mx = gm > mx ? gm : mx;
+    }
+    for (; v < len; v++) mx = x[v] > mx ? x[v] : mx;
+    *nth_low = low;
     return mx;
 }
 
