@@ -828,11 +828,12 @@ static void sort_desc(int32_t *ids, int64_t len, const float *key) {
  * n-th largest bound (never above the true n-th largest), and the stable
  * top n of score + (row[v] - lse) (equal scores in id order), listed by id.
  * Rows with ties (values on a coarse grid), -inf entries, fewer ids than n,
- * ids not a multiple of the 64 lanes, and n both within and above 64. */
+ * ids not a multiple of the lanes, and both sides of each switch: 16 lanes
+ * (n <= 16 and under 1024 ids) or 64, and the groups (n > 64). */
 START_TEST(row_ranking_equals_a_stable_sort) {
     enum { V_MAX = 6108, N_MAX = 130 };
-    static const int64_t vocabs[] = {4, 9, 40, 66, 67, 131, 200, 1000, V_MAX};
-    static const int64_t ns[] = {1, 2, 10, 64, 65, 130};
+    static const int64_t vocabs[] = {4, 9, 40, 66, 67, 131, 200, 1000, 1025, 1026, V_MAX};
+    static const int64_t ns[] = {1, 2, 10, 16, 17, 64, 65, 130};
     static float row[V_MAX], ext[V_MAX];
     static int32_t by_value[V_MAX], by_score[V_MAX];
     tfm_beam_candidate list[N_MAX];

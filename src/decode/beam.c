@@ -90,7 +90,7 @@ static inline float lane_maxima(const float *x, int64_t len, int64_t n, int L, f
 /* The max of row[v] over v >= </s> and, in *nth_low, a lower bound of the
  * row's n-th largest value there: lane_maxima with 16 lanes for short rows
  * (where picking among 64 maxima would cost more than the tighter bound
- * saves) and 64 for long ones (vocabularies of 1024 and more) or n > 16.
+ * saves) and 64 for long ones (1024 ids >= </s> and more) or n > 16.
  * For n > 64, the ids split into n groups instead and the bound is the
  * smallest group max. */
 float tfm_beam_row_max(const float *row, int64_t V, int64_t n, float *nth_low) {

@@ -30,10 +30,10 @@ static uint64_t head_key(const tfm_attn_shape *s, int64_t b, int64_t h) {
 
 /* One row of scores (Tk) -> masked softmax in place: keys at or after
  * `visible` and padded keys get 0; a row with no visible key is all zeros.
- * From 16 visible keys on, the max by 8 running maxima and the exponentials side by side (both
- * vectorize; the max is the same value in any order, NaN passed over; the
- * padded keys' exponentials are computed and then zeroed), the sum in key
- * order. */
+ * From 16 visible keys on, the max by 8 running maxima and the exponentials
+ * side by side (both vectorize; the max is the same value in any order, NaN
+ * passed over; the padded keys' exponentials are computed and then zeroed),
+ * the sum in key order. */
 static void masked_softmax_row(float *row, int64_t Tk, int64_t visible, const uint8_t *pad) {
     enum { L = 8 };
     if (visible < 2 * L) { /* short rows (decoding's): one pass costs less, same values */
