@@ -329,6 +329,7 @@ START_TEST(log_sum_exp_matches_long_double) {
 }
 END_TEST
 
+#if defined(__FMA__)
 /* The kernel's contract, written out: term i in lane i mod 8, each by
  * tfm_exp_nonpos, the lanes summed pairwise. */
 static float lse_lanes(const float *x, int64_t n, float mx) {
@@ -337,6 +338,7 @@ static float lse_lanes(const float *x, int64_t n, float mx) {
     double sum = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
     return mx + (float)log(sum);
 }
+#endif
 
 /* Vector paths (AVX2 intrinsics, AVX-512 by the compiler) give the contract's
  * bits, on logit-like rows and on rows with -inf, terms below -708 (0) and
