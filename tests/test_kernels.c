@@ -210,7 +210,7 @@ static double exp_ulps(double got, double x) {
 /* The AVX2 kernels' 8-lane tfm_expf gives the scalar one's bits: random
  * floats over the whole range and near the clamps, and the special values. */
 START_TEST(expf8_is_expf) {
-#if !defined(__AVX512F__) && defined(__AVX2__) && defined(__FMA__)
+#ifdef TFM_AVX2_ONLY
     static const float special[] = {0.0f,        -0.0f,  1e-30f,       -1e-30f,      88.3762626f,
                                     88.3762627f, 88.38f, -87.3365447f, -87.3365448f, -87.34f,
                                     -103.0f,     -1e10f, 1e10f,        INFINITY,     -INFINITY,
@@ -240,6 +240,45 @@ START_TEST(expf8_is_expf) {
 #else
     tfm_test_skip("tfm_expf8 is the AVX2 kernels' (this file is built without AVX2 + FMA, or "
                   "with AVX-512)");
+#endif
+}
+END_TEST
+
+/* The AVX2 kernels' 4-lane tfm_exp_nonpos gives the scalar one's bits (this
+ * file's scalar one fuses as the kernels' does: both are built with FMA
+ * here): float differences over the whole range, the clamp, -inf and NaN. */
+START_TEST(exp_nonpos4_is_exp_nonpos) {
+#ifdef TFM_AVX2_ONLY
+    static const double special[] = {0.0,
+                                     -0.0,
+                                     -1e-300,
+                                     -707.9,
+                                     -708.0,
+                                     -708.1,
+                                     -745.2,
+                                     -1e10,
+                                     -INFINITY,
+                                     NAN,
+                                     -0.3465735902799727,
+                                     -0.34657359027997264};
+    double in[4], got[4];
+    int n_special = (int)(sizeof special / sizeof special[0]);
+    for (int i = 0; i < 200000 + n_special; i++) {
+        double x = i < n_special ? special[i]
+                   : i % 2       ? (double)(float)(-720.0 * lse_uniform())
+                                 : (double)(float)(-8.0 * lse_uniform());
+        in[i % 4] = x;
+        if (i % 4 != 3 && i != 200000 + n_special - 1) continue;
+        _mm256_storeu_pd(got, tfm_exp_nonpos4(_mm256_loadu_pd(in)));
+        for (int j = 0; j <= i % 4; j++) {
+            double want = tfm_exp_nonpos(in[j]);
+            ck_assert_msg(memcmp(&got[j], &want, sizeof want) == 0, "exp(%a): %a, scalar %a", in[j],
+                          got[j], want);
+        }
+    }
+#else
+    tfm_test_skip("tfm_exp_nonpos4 is the AVX2 kernels' (this file is built without AVX2 + FMA, "
+                  "or with AVX-512)");
 #endif
 }
 END_TEST
@@ -796,6 +835,7 @@ int main(void) {
     tcase_add_test(tc, expf8_is_expf);
     tcase_add_test(tc, log_sum_exp_matches_long_double);
     tcase_add_test(tc, log_sum_exp_is_the_lane_contract);
+    tcase_add_test(tc, exp_nonpos4_is_exp_nonpos);
     tcase_add_test(tc, embedding_scatter_add);
     tcase_add_test(tc, dropout_keep_rate_and_scale);
     tcase_add_test(tc, attention_masks_by_hand);

@@ -76,7 +76,7 @@ static void masked_softmax_row(float *row, int64_t Tk, int64_t visible, const ui
         return;
     }
     int64_t j1 = 0;
-#if !defined(__AVX512F__) && defined(__AVX2__) && defined(__FMA__)
+#ifdef TFM_AVX2_ONLY
     for (const __m256 m = _mm256_set1_ps(mx); j1 + 8 <= visible; j1 += 8)
         _mm256_storeu_ps(row + j1, tfm_expf8(_mm256_sub_ps(_mm256_loadu_ps(row + j1), m)));
 #endif
@@ -256,7 +256,7 @@ static void keys_transposed(float *kt, const float *k, const int64_t *off, int64
             transpose16(v);
             for (int64_t r = 0; r < kk; r++) _mm512_storeu_ps(kt + (k0 + r) * Tk + j0, v[r]);
         }
-#elif defined(__AVX2__) && defined(__FMA__)
+#elif defined(TFM_AVX2_ONLY)
     for (; j0 + 8 <= Tk; j0 += 8)
         for (int64_t k0 = 0; k0 < kc; k0 += 8) {
             int64_t kk = kc - k0 < 8 ? kc - k0 : 8;

@@ -1,6 +1,6 @@
 /* Inline helpers shared by the kernels: a vectorizable expf, a vectorizable
- * exp in double for x <= 0, the AVX2 8 x 8 and AVX-512 16 x 16 transposes, and the dropout
- * mask. */
+ * exp in double for x <= 0, their AVX2 versions, the AVX2 8 x 8 and AVX-512
+ * 16 x 16 transposes, and the dropout mask. */
 #ifndef TFM_KERNELS_INTERNAL_H
 #define TFM_KERNELS_INTERNAL_H
 
@@ -76,7 +76,14 @@ static inline double tfm_exp_nonpos(double x) {
     return x != x ? x : y;
 }
 
+/* The kernels with hand-written AVX2 + FMA paths, where GCC leaves a loop
+ * scalar for AVX2 but vectorizes it for AVX-512: defined for the AVX2
+ * variant only. */
 #if !defined(__AVX512F__) && defined(__AVX2__) && defined(__FMA__)
+#define TFM_AVX2_ONLY 1
+#endif
+
+#ifdef TFM_AVX2_ONLY
 #include <immintrin.h>
 /* A mask of the lanes i < n (none when n <= 0), for maskload/maskstore. */
 static inline __m256i lanes_below(int64_t n) {
@@ -107,6 +114,38 @@ static inline __m256 tfm_expf8(__m256 x) {
     __m256 y = _mm256_mul_ps(p, _mm256_castsi256_ps(_mm256_slli_epi32(e, 23)));
     y = _mm256_blendv_ps(y, _mm256_setzero_ps(), below);
     return _mm256_blendv_ps(y, x, _mm256_cmp_ps(x, x, _CMP_UNORD_Q));
+}
+
+/* tfm_exp_nonpos on 4 lanes, operation for operation (GCC leaves the scalar
+ * loops that call it scalar for AVX2): the same bits in each lane. */
+static inline __m256d tfm_exp_nonpos4(__m256d x) {
+    const __m256d shift = _mm256_set1_pd(0x1.8p52), lim = _mm256_set1_pd(-708.0);
+    const __m256d below = _mm256_cmp_pd(x, lim, _CMP_LT_OQ);
+    const __m256d xc = _mm256_blendv_pd(x, lim, below);
+    const __m256d t = _mm256_fmadd_pd(xc, _mm256_set1_pd(0x1.71547652b82fep0), shift);
+    const __m256d n = _mm256_sub_pd(t, shift);
+    __m256d r = _mm256_fnmadd_pd(n, _mm256_set1_pd(0x1.62e42fee00000p-1), xc);
+    r = _mm256_fnmadd_pd(n, _mm256_set1_pd(0x1.a39ef35793c76p-33), r);
+    static const double c[] = {1.0 / 479001600.0,
+                               1.0 / 39916800.0,
+                               1.0 / 3628800.0,
+                               1.0 / 362880.0,
+                               1.0 / 40320.0,
+                               1.0 / 5040.0,
+                               1.0 / 720.0,
+                               1.0 / 120.0,
+                               1.0 / 24.0,
+                               1.0 / 6.0,
+                               0.5,
+                               1.0,
+                               1.0};
+    __m256d p = _mm256_set1_pd(1.0 / 6227020800.0);
+    for (int k = 0; k < 13; k++) p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(c[k]));
+    const __m256i bits = _mm256_add_epi64(_mm256_slli_epi64(_mm256_castpd_si256(t), 52),
+                                          _mm256_set1_epi64x((int64_t)1023 << 52));
+    __m256d y = _mm256_mul_pd(p, _mm256_castsi256_pd(bits));
+    y = _mm256_blendv_pd(y, _mm256_setzero_pd(), below);
+    return _mm256_blendv_pd(y, x, _mm256_cmp_pd(x, x, _CMP_UNORD_Q));
 }
 
 /* v[0..7] := its transpose (v[k][r] = old v[r][k]). */

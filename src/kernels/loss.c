@@ -27,7 +27,7 @@ static void xent_forward_chunk(float *lse, const float *logits, const int32_t *t
             mx = x[v] > mx ? x[v] : mx;
             sum_x += x[v];
         }
-#if !defined(__AVX512F__) && defined(__AVX2__) && defined(__FMA__)
+#ifdef TFM_AVX2_ONLY
         /* GCC leaves the loop below scalar here, so the sum has always been
          * in id order: the exponentials by 8 into a block, then that sum */
         for (int64_t v0 = 0; v0 < V; v0 += XENT_BLOCK) {
@@ -83,7 +83,7 @@ static void xent_backward_row(float *dlogits, const float *logits, const float *
     float *dx = dlogits + r * V;
     float l = lse[r];
     int64_t v0 = 0;
-#if !defined(__AVX512F__) && defined(__AVX2__) && defined(__FMA__)
+#ifdef TFM_AVX2_ONLY
     const __m256 lv = _mm256_set1_ps(l), sv = _mm256_set1_ps(scale), mv = _mm256_set1_ps(smooth);
     for (; v0 + 8 <= V; v0 += 8) {
         const __m256 e = tfm_expf8(_mm256_sub_ps(_mm256_loadu_ps(x + v0), lv));
@@ -104,54 +104,20 @@ void tfm_k_xent_backward(float *dlogits, const float *logits, const float *lse,
                                                                   ignore_index, eps, scale, r));
 }
 
-#if defined(__AVX2__) && defined(__FMA__) && !defined(__AVX512F__)
-/* tfm_exp_nonpos on 4 lanes, operation for operation (GCC leaves the scalar
- * loop below scalar for AVX2): the same bits in each lane. */
-static inline __m256d exp_nonpos4(__m256d x) {
-    const __m256d shift = _mm256_set1_pd(0x1.8p52), lim = _mm256_set1_pd(-708.0);
-    const __m256d below = _mm256_cmp_pd(x, lim, _CMP_LT_OQ);
-    const __m256d xc = _mm256_blendv_pd(x, lim, below);
-    const __m256d t = _mm256_fmadd_pd(xc, _mm256_set1_pd(0x1.71547652b82fep0), shift);
-    const __m256d n = _mm256_sub_pd(t, shift);
-    __m256d r = _mm256_fnmadd_pd(n, _mm256_set1_pd(0x1.62e42fee00000p-1), xc);
-    r = _mm256_fnmadd_pd(n, _mm256_set1_pd(0x1.a39ef35793c76p-33), r);
-    static const double c[] = {1.0 / 479001600.0,
-                               1.0 / 39916800.0,
-                               1.0 / 3628800.0,
-                               1.0 / 362880.0,
-                               1.0 / 40320.0,
-                               1.0 / 5040.0,
-                               1.0 / 720.0,
-                               1.0 / 120.0,
-                               1.0 / 24.0,
-                               1.0 / 6.0,
-                               0.5,
-                               1.0,
-                               1.0};
-    __m256d p = _mm256_set1_pd(1.0 / 6227020800.0);
-    for (int k = 0; k < 13; k++) p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(c[k]));
-    const __m256i bits = _mm256_add_epi64(_mm256_slli_epi64(_mm256_castpd_si256(t), 52),
-                                          _mm256_set1_epi64x((int64_t)1023 << 52));
-    __m256d y = _mm256_mul_pd(p, _mm256_castsi256_pd(bits));
-    y = _mm256_blendv_pd(y, _mm256_setzero_pd(), below);
-    return _mm256_blendv_pd(y, x, _mm256_cmp_pd(x, x, _CMP_UNORD_Q));
-}
-#endif
-
 /* The terms in 8 lanes (term i in lane i mod 8), then the lanes pairwise:
  * a fixed order, whatever the compiler vectorizes. */
 float tfm_k_log_sum_exp(const float *x, int64_t n, float mx) {
     enum { L = 8 };
     double acc[L] = {0};
     int64_t i = 0;
-#if defined(__AVX2__) && defined(__FMA__) && !defined(__AVX512F__)
+#ifdef TFM_AVX2_ONLY
     {
         const __m256 m = _mm256_set1_ps(mx);
         __m256d a0 = _mm256_setzero_pd(), a1 = _mm256_setzero_pd();
         for (; i + L <= n; i += L) {
             const __m256 d = _mm256_sub_ps(_mm256_loadu_ps(x + i), m);
-            a0 = _mm256_add_pd(a0, exp_nonpos4(_mm256_cvtps_pd(_mm256_castps256_ps128(d))));
-            a1 = _mm256_add_pd(a1, exp_nonpos4(_mm256_cvtps_pd(_mm256_extractf128_ps(d, 1))));
+            a0 = _mm256_add_pd(a0, tfm_exp_nonpos4(_mm256_cvtps_pd(_mm256_castps256_ps128(d))));
+            a1 = _mm256_add_pd(a1, tfm_exp_nonpos4(_mm256_cvtps_pd(_mm256_extractf128_ps(d, 1))));
         }
         _mm256_storeu_pd(acc, a0);
         _mm256_storeu_pd(acc + 4, a1);
