@@ -649,8 +649,9 @@ END_TEST
 
 /* Decoding attention over gathered keys (slots, groups, padding) equals the
  * fused attention over the same keys copied contiguously, bit for bit, in
- * fp32 and in bf16; with head width and key count above the GEMM's 256-long
- * blocks too (and bf16's 512). */
+ * fp32 and in bf16, the groups' keys also given transposed (keys_t); with
+ * head width and key count above the GEMM's 256-long blocks too (and bf16's
+ * 512). */
 START_TEST(attention_decode_equals_forward) {
     const int64_t shapes[][3] = {{4, 2, 9}, {600, 2, 300}, {1100, 2, 530}}; /* D, H, Tk */
     for (int si = 0; si < 3; si++) {
@@ -668,22 +669,31 @@ START_TEST(attention_decode_equals_forward) {
         int32_t *slot = malloc((size_t)(R * Tk) * sizeof(int32_t));
         int32_t group[3] = {1, 0, 1};
         uint8_t *pad = calloc((size_t)(G * Tk), 1);
+        float *keys_t = malloc((size_t)(G * Tk * D) * sizeof(float));
         tfm_attn_gather g0 = {.rows = R, .Tk = Tk, .D = D, .H = H};
         tfm_attn_shape s0 = {.B = 1, .Tq = 1, .Tk = Tk, .D = D, .H = H, .q_bs = D, .kv_bs = Tk * D};
         int64_t nscr = tfm_attention_decode_scratch_floats(&g0) + tfm_attention_scratch_floats(&s0);
         float *scratch = malloc((size_t)nscr * sizeof(float));
         ck_assert(q && cache_k && cache_v && kc && vc && got && want && pg && pw && slot && pad &&
-                  scratch);
+                  keys_t && scratch);
         tfm_test_fill(q, R * D, 1, -2, 2);
         tfm_test_fill(cache_k, Tk * slots * D, 2, -2, 2);
         tfm_test_fill(cache_v, Tk * slots * D, 3, -1, 1);
         for (int64_t i = 0; i < R * Tk; i++) slot[i] = (int32_t)((i * 7 + i / Tk) % slots);
         for (int64_t j = 0; j < Tk; j++) pad[Tk + j] = j % 3 == 2; /* group 1 pads some keys */
-        for (int mode = 0; mode < 4; mode++) { /* 0: self (slots), 1: cross (groups, pad) */
-            tfm_precision prec = mode < 2 ? TFM_FP32 : TFM_BF16; /* 2, 3: the same in bf16 */
+        const int64_t dh = D / H;
+        for (int64_t i = 0; i < G * Tk * D; i++) { /* (group, head, kk, j) */
+            int64_t j = i % Tk, kk = i / Tk % dh, h = i / (Tk * dh) % H, gr = i / (Tk * D);
+            keys_t[i] = cache_k[gr * Tk * D + j * D + h * dh + kk];
+        }
+        /* 0: self (slots), 1: cross (groups, pad); 2, 3: the same in bf16;
+         * 4, 5: cross with keys_t, fp32 and bf16 */
+        for (int mode = 0; mode < 6; mode++) {
+            tfm_precision prec = mode == 0 || mode == 1 || mode == 4 ? TFM_FP32 : TFM_BF16;
             tfm_attn_gather g = g0;
             g.precision = prec;
-            if (mode % 2 == 0) {
+            if (mode >= 4) g.keys_t = keys_t;
+            if (mode < 4 && mode % 2 == 0) {
                 g.pos_stride = slots * D;
                 g.slot = slot;
                 g.slot_ld = Tk;
@@ -696,13 +706,13 @@ START_TEST(attention_decode_equals_forward) {
             tfm_k_attention_decode(got, pg, q, cache_k, cache_v, &g, scratch);
             for (int64_t r = 0; r < R; r++) {
                 for (int64_t j = 0; j < Tk; j++) {
-                    int64_t off = mode % 2 == 0 ? j * slots * D + slot[r * Tk + j] * D
-                                                : group[r] * Tk * D + j * D;
+                    int64_t off = mode < 4 && mode % 2 == 0 ? j * slots * D + slot[r * Tk + j] * D
+                                                            : group[r] * Tk * D + j * D;
                     memcpy(kc + j * D, cache_k + off, (size_t)D * sizeof(float));
                     memcpy(vc + j * D, cache_v + off, (size_t)D * sizeof(float));
                 }
                 tfm_attn_shape s = s0;
-                s.key_pad = mode % 2 == 1 ? pad + group[r] * Tk : NULL;
+                s.key_pad = mode % 2 == 1 || mode >= 4 ? pad + group[r] * Tk : NULL;
                 s.precision = prec;
                 tfm_k_attention_forward(want, pw, q + r * D, kc, vc, &s, scratch);
                 ck_assert_msg(memcmp(got + r * D, want, (size_t)D * sizeof(float)) == 0,
@@ -724,6 +734,7 @@ START_TEST(attention_decode_equals_forward) {
         free(pw);
         free(slot);
         free(pad);
+        free(keys_t);
         free(scratch);
     }
 }

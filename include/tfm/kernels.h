@@ -246,6 +246,13 @@ typedef struct {
     int64_t slot_ld;
     const uint8_t *key_pad;
     tfm_precision precision; /* of the QK^T and PV products */
+    /* NULL, or (groups, H, D/H, Tk): the keys again, transposed per group
+     * and head (element kk of key j of group g, head h at
+     * ((g * H + h) * D/H + kk) * Tk + j), for groups whose key j is at
+     * group * group_stride + j * pos_stride (no slot). fp32 reads them
+     * there instead of transposing its row's keys each call; bf16 ignores
+     * them. The same numbers either way. */
+    const float *keys_t;
 } tfm_attn_gather;
 /* scratch: at least this many floats */
 int64_t tfm_attention_decode_scratch_floats(const tfm_attn_gather *s);

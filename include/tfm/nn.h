@@ -228,6 +228,7 @@ typedef struct {
     int64_t rows;                  /* rows in the current batch (<= B) */
     float *self_k, *self_v;        /* per layer (T_max, B, D): position j of slot r */
     float *cross_k, *cross_v;      /* per layer (B, S, D): only the first n_src sources used */
+    float *cross_kt;               /* per layer (B, H, D/H, S): cross_k transposed per head */
     int32_t *slot, *slot_alt;      /* (B, T_max): slot[r * T_max + j] holds row r's position j */
     int32_t *src_of_row, *src_alt; /* (B): the source row r attends to */
     const uint8_t *src_pad;        /* (n_src, S), owned by the caller */

@@ -276,7 +276,9 @@ static void keys_transposed(float *kt, const float *k, const int64_t *off, int64
 /* S_j = q . k_j / sqrt(dh); P = masked softmax(S); out = sum_j P_j v_j, head
  * by head, with k_j and v_j at the row's gathered offsets. The keys of a head
  * are first copied transposed (kc x Tk, as the GEMM packs them) so that the
- * score chains run side by side in vector lanes. */
+ * score chains run side by side in vector lanes, unless the caller gives
+ * them transposed (keys_t: a source's cross-attention keys, once for all its
+ * rows and steps). */
 static void decode_row(float *out, float *probs, const float *q, const float *k, const float *v,
                        const tfm_attn_gather *s, float *scratch, int par, int64_t r) {
     const int64_t H = s->H, Tk = s->Tk, D = s->D, dh = D / H;
@@ -300,12 +302,14 @@ static void decode_row(float *out, float *probs, const float *q, const float *k,
             decode_head_bf16(out + r * D + h * dh, p, qh, kh, vh, off, Tk, dh, scale, pad, kt);
             continue;
         }
+        const float *kt_given = s->keys_t ? s->keys_t + (g * H + h) * dh * Tk : NULL;
         for (int64_t k0 = 0; k0 < dh; k0 += DECODE_KC) {
             int64_t kc = dh - k0 < DECODE_KC ? dh - k0 : DECODE_KC;
-            keys_transposed(kt, kh + k0, off, Tk, kc);
+            const float *ktc = kt_given ? kt_given + k0 * Tk : kt;
+            if (!kt_given) keys_transposed(kt, kh + k0, off, Tk, kc);
             for (int64_t j = 0; j < Tk; j++) acc[j] = 0.0f;
             for (int64_t kk = 0; kk < kc; kk++) {
-                const float qk = qh[k0 + kk], *row = kt + kk * Tk;
+                const float qk = qh[k0 + kk], *row = ktc + kk * Tk;
 #pragma omp simd
                 for (int64_t j = 0; j < Tk; j++) acc[j] = fmaf(qk, row[j], acc[j]);
             }

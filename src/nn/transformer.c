@@ -433,7 +433,8 @@ static tfm_tensor *cross_attention(tfm_model *m, tfm_tape *t, int64_t l, tfm_ten
                          .pos_stride = D,
                          .group = c->src_of_row,
                          .group_stride = S * D,
-                         .key_pad = c->src_pad};
+                         .key_pad = c->src_pad,
+                         .keys_t = c->cross_kt + layer};
     float *probs = NULL;
     tfm_tensor *o = cached_attention(m, t, c, q, c->cross_k + layer, c->cross_v + layer, &g,
                                      c->attn_cross ? &probs : NULL);
@@ -520,8 +521,9 @@ int64_t tfm_model_param_count(const tfm_model_config *c) {
  * reordering or dropping rows copies those indices, never the cache. */
 
 /* The cache's blocks: self K, V, cross K, V (floats), slot, slot_alt (B x
- * T_max int32), src_of_row, src_alt (B int32), scratch (floats). */
-enum { CACHE_BLOCKS = 9 };
+ * T_max int32), src_of_row, src_alt (B int32), scratch, cross K transposed
+ * (floats). */
+enum { CACHE_BLOCKS = 10 };
 static int cache_sizes(const tfm_model *m, int64_t B, int64_t S, int64_t T_max,
                        size_t sizes[CACHE_BLOCKS]) {
     int64_t L = m->cfg.dec_layers, D = m->cfg.d_model, H = m->cfg.n_heads, cells;
@@ -541,7 +543,8 @@ static int cache_sizes(const tfm_model *m, int64_t B, int64_t S, int64_t T_max,
                                 (size_t)(B * T_max) * i32,
                                 (size_t)B * i32,
                                 (size_t)B * i32,
-                                (size_t)tfm_attention_decode_scratch_floats(&g) * f};
+                                (size_t)tfm_attention_decode_scratch_floats(&g) * f,
+                                cross};
     memcpy(sizes, out, sizeof out);
     return 0;
 }
@@ -586,6 +589,7 @@ int tfm_kv_cache_init_in(tfm_kv_cache *c, const tfm_model *m, int64_t B, int64_t
     c->src_of_row = blocks[6];
     c->src_alt = blocks[7];
     c->scratch = blocks[8];
+    c->cross_kt = blocks[9];
     if (!ok) {
         tfm_kv_cache_free(c);
         tfm_set_error("out of memory for the decoder cache (batch %lld)", (long long)B);
@@ -612,12 +616,14 @@ void tfm_kv_cache_free(tfm_kv_cache *c) {
     tfm_free(c->src_of_row);
     tfm_free(c->src_alt);
     tfm_free(c->scratch);
+    tfm_free(c->cross_kt);
     memset(c, 0, sizeof *c);
 }
 
 int tfm_kv_cache_start(tfm_kv_cache *c, tfm_model *m, tfm_tape *t, const tfm_tensor *memory,
                        const uint8_t *src_pad) {
-    int64_t D = m->cfg.d_model, n_src = memory->shape[0], n = n_src * c->S * D;
+    int64_t D = m->cfg.d_model, H = m->cfg.n_heads, dh = D / H, S = c->S;
+    int64_t n_src = memory->shape[0], n = n_src * S * D;
     if (n_src > c->B || memory->shape[1] != c->S) {
         tfm_set_error("decoder cache for %lld sources of length %lld, given %lld of %lld",
                       (long long)c->B, (long long)c->S, (long long)n_src,
@@ -631,8 +637,16 @@ int tfm_kv_cache_start(tfm_kv_cache *c, tfm_model *m, tfm_tape *t, const tfm_ten
         tfm_tensor *k = tfm_linear(t, mem, a->k_w, a->k_b);
         tfm_tensor *v = tfm_linear(t, mem, a->v_w, a->v_b);
         if (!k || !v) return 1;
-        memcpy(c->cross_k + l * c->B * c->S * D, k->data, (size_t)n * sizeof(float));
-        memcpy(c->cross_v + l * c->B * c->S * D, v->data, (size_t)n * sizeof(float));
+        memcpy(c->cross_k + l * c->B * S * D, k->data, (size_t)n * sizeof(float));
+        memcpy(c->cross_v + l * c->B * S * D, v->data, (size_t)n * sizeof(float));
+        /* (source, head, kk, j): what each row's attention would transpose */
+        float *kt = c->cross_kt + l * c->B * S * D;
+        for (int64_t r = 0; r < n_src; r++)
+            for (int64_t h = 0; h < H; h++)
+                for (int64_t kk = 0; kk < dh; kk++)
+                    for (int64_t j = 0; j < S; j++)
+                        kt[((r * H + h) * dh + kk) * S + j] =
+                            k->data[(r * S + j) * D + h * dh + kk];
         tfm_arena_rewind(&t->arena, mark);
     }
     for (int64_t r = 0; r < n_src; r++) c->src_of_row[r] = (int32_t)r;
