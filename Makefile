@@ -115,7 +115,7 @@ BIN_KIND := $(BUILD)/tfm.mpi
 $(shell mkdir -p $(BUILD) && { [ "$$(cat $(BIN_KIND) 2>/dev/null)" = "$(MPI)" ] || echo "$(MPI)" > $(BIN_KIND); })
 
 SHELL := bash
-.PHONY: all test test-mpi run bench clean fuzz install check-layers
+.PHONY: all test test-mpi run bench clean fuzz install check-layers check-isa-tests
 .SECONDARY:
 all: $(LIB) $(BIN) $(EX_BIN)
 
@@ -166,7 +166,19 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(TUTIL_OBJ) $(LIB)
 check-layers:
 	@bash tests/check_layers.sh
 
-test: check-layers $(BIN) $(TEST_BIN) $(EX_BIN) $(BUILD)/tests/runner_selftest
+# Test files with code for one instruction set compile, warnings as errors,
+# for each x86-64 level, as the Debian package (x86-64-v2) and other CPUs
+# build them; this build compiles them for its own CPU only.
+ISA_TESTS := tests/test_kernels.c
+check-isa-tests:
+ifeq ($(shell uname -m),x86_64)
+	@for a in x86-64-v2 x86-64-v3 x86-64-v4; do for f in $(ISA_TESTS); do \
+	    $(CC) $(filter-out $(OPT),$(CFLAGS)) -O3 -march=$$a -mtune=generic $(CHECK_CFLAGS) \
+	        -c $$f -o /dev/null || { echo "$$f does not compile for -march=$$a"; exit 1; }; \
+	done; done
+endif
+
+test: check-layers check-isa-tests $(BIN) $(TEST_BIN) $(EX_BIN) $(BUILD)/tests/runner_selftest
 	@bash tests/run_tests.sh --self-test $(BUILD)/tests/runner_selftest
 	@TFM_MPI_BUILD=$(MPI) TFM_BIN=$(abspath $(BIN)) TFM_ROOT=$(CURDIR) bash tests/run_tests.sh $(TEST_BIN)
 	@echo "kernel tests again with the portable kernels (TFM_KERNELS=portable):"
