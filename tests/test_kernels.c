@@ -283,6 +283,33 @@ START_TEST(exp_nonpos4_is_exp_nonpos) {
 }
 END_TEST
 
+/* The AVX2 kernels' 4-lane tfm_mix64 (64-bit multiplies from 32-bit ones)
+ * gives the scalar one's integers, for counters and keys with high bits. */
+START_TEST(mix64x4_is_mix64) {
+#ifdef TFM_AVX2_ONLY
+    uint64_t s = 0x243F6A8885A308D3ull;
+    for (int i = 0; i < 100000; i++) {
+        uint64_t c[4], got[4];
+        for (int j = 0; j < 4; j++) {
+            s ^= s << 13, s ^= s >> 7, s ^= s << 17;
+            c[j] = i % 3 == 0 ? s : i % 3 == 1 ? s >> 32 : (uint64_t)i * 4 + (uint64_t)j;
+        }
+        s ^= s << 13, s ^= s >> 7, s ^= s << 17;
+        uint64_t key = i % 2 ? s : (uint64_t)i;
+        _mm256_storeu_si256((__m256i *)(void *)got,
+                            tfm_mix64x4(key, _mm256_loadu_si256((const __m256i *)(const void *)c)));
+        for (int j = 0; j < 4; j++)
+            ck_assert_msg(got[j] == tfm_mix64(key, c[j]), "mix64(%llx, %llx): %llx, scalar %llx",
+                          (unsigned long long)key, (unsigned long long)c[j],
+                          (unsigned long long)got[j], (unsigned long long)tfm_mix64(key, c[j]));
+    }
+#else
+    tfm_test_skip("tfm_mix64x4 is the AVX2 kernels' (this file is built without AVX2 + FMA, or "
+                  "with AVX-512)");
+#endif
+}
+END_TEST
+
 START_TEST(exp_nonpos_within_2_ulp) {
     double worst = 0;
     /* float arguments (decoding's are float differences) over the whole range
@@ -501,22 +528,29 @@ START_TEST(dropout_keep_rate_and_scale) {
                   (long long)differ);
     tfm_k_dropout_forward(y2, x, N, 0.0f, 42);
     ck_assert_allclose("dropout p=0", y2, x, N, 0, 0);
-    /* the mask is tfm_dropout_keep's per element (the kernels compute one
-     * hash per four elements without AVX-512), also for lengths that end
-     * inside a group of four and for short ones below the threading size */
-    const int64_t lens[] = {N - 1, N - 2, N - 3, 5, 1};
+    /* the values are tfm_dropout_keep's mask per element times the scalar
+     * product (the kernels compute one hash per four elements without
+     * AVX-512, four hashes per 16 elements with AVX2), also for lengths that
+     * end inside a group of four or a block of 16 and for short ones below
+     * the threading size */
+    const int64_t lens[] = {N - 1, N - 2, N - 3, N - 15, 33, 32, 17, 16, 15, 5, 1};
+    const float scale = 1.0f / (1.0f - p);
     for (size_t c = 0; c < sizeof lens / sizeof lens[0]; c++) {
         int64_t n = lens[c];
         for (int64_t i = 0; i < n; i++) dx[i] = 1.0f;
+        y[n] = dx[n] = 99.0f; /* past the end: untouched */
         tfm_k_dropout_forward(y, x, n, p, 7);
         tfm_k_dropout_backward(dx, dy, n, p, 7);
         uint32_t th = tfm_dropout_threshold(p);
         for (int64_t i = 0; i < n; i++) {
             int keep = tfm_dropout_keep(7, (uint64_t)i, th);
-            ck_assert_msg((y[i] != 0.0f) == keep && (dy[i] == 0.0f || (dx[i] != 1.0f) == keep),
-                          "n=%lld: element %lld: y %g, dx %g, tfm_dropout_keep %d", (long long)n,
-                          (long long)i, y[i], dx[i], keep);
+            float yw = keep ? x[i] * scale : 0.0f, dxw = 1.0f + (keep ? dy[i] * scale : 0.0f);
+            ck_assert_msg(memcmp(&y[i], &yw, sizeof yw) == 0 &&
+                              memcmp(&dx[i], &dxw, sizeof dxw) == 0,
+                          "n=%lld: element %lld: y %a, dx %a, want %a, %a (keep %d)", (long long)n,
+                          (long long)i, (double)y[i], (double)dx[i], (double)yw, (double)dxw, keep);
         }
+        ck_assert_msg(y[n] == 99.0f && dx[n] == 99.0f, "n=%lld: wrote past the end", (long long)n);
     }
 }
 END_TEST
@@ -847,6 +881,7 @@ int main(void) {
     tcase_add_test(tc, log_sum_exp_matches_long_double);
     tcase_add_test(tc, log_sum_exp_is_the_lane_contract);
     tcase_add_test(tc, exp_nonpos4_is_exp_nonpos);
+    tcase_add_test(tc, mix64x4_is_mix64);
     tcase_add_test(tc, embedding_scatter_add);
     tcase_add_test(tc, dropout_keep_rate_and_scale);
     tcase_add_test(tc, attention_masks_by_hand);

@@ -63,8 +63,8 @@ void tfm_k_relu_backward(float *dx, const float *dy, const float *y, int64_t n) 
 
 /* Element i is kept when its 16 bits of the hash of (key, i / 4) pass
  * (tfm_dropout_keep); out = in * keep / (1 - p), or out += that when acc.
- * Per element with AVX-512, per group of four elsewhere (tfm_dropout_span
- * says why); the same mask either way. */
+ * Per element with AVX-512, 16 at a time (four hashes) with AVX2, per group
+ * of four elsewhere (tfm_dropout_span says why); the same mask either way. */
 #if defined(__AVX512DQ__)
 static inline void dropout_range(float *out, const float *in, int64_t n, uint64_t key, uint32_t th,
                                  float keep_scale, int acc) {
@@ -76,6 +76,15 @@ static inline void dropout_range(float *out, const float *in, int64_t n, uint64_
         TFM_PAR_FOR(tfm_par_worth(n),
                     for (int64_t i = 0; i < n; i++) out[i] =
                         tfm_dropout_keep(key, (uint64_t)i, th) ? in[i] * keep_scale : 0.0f);
+}
+#elif defined(TFM_AVX2_ONLY)
+static inline void dropout_range(float *out, const float *in, int64_t n, uint64_t key, uint32_t th,
+                                 float keep_scale, int acc) {
+    const int64_t blocks = n / 16; /* of 16 elements, four hashes */
+    TFM_PAR_FOR(tfm_par_worth(n), for (int64_t q = 0; q < blocks; q++)
+                                      tfm_dropout16(out, in, q, key, th, keep_scale, acc));
+    for (int64_t g = 4 * blocks; g < (n + 3) / 4; g++)
+        tfm_dropout_group(out, in, g, n, key, th, keep_scale, acc);
 }
 #else
 static inline void dropout_range(float *out, const float *in, int64_t n, uint64_t key, uint32_t th,
