@@ -173,7 +173,7 @@ ISA_TESTS := tests/test_kernels.c
 check-isa-tests:
 ifeq ($(shell uname -m),x86_64)
 	@for a in x86-64-v2 x86-64-v3 x86-64-v4; do for f in $(ISA_TESTS); do \
-	    $(CC) $(filter-out $(OPT),$(CFLAGS)) -O3 -march=$$a -mtune=generic $(CHECK_CFLAGS) \
+	    $(CC) $(filter-out -O% -march=% -mtune=%,$(CFLAGS)) -O3 -march=$$a -mtune=generic $(CHECK_CFLAGS) \
 	        -c $$f -o /dev/null || { echo "$$f does not compile for -march=$$a"; exit 1; }; \
 	done; done
 endif

@@ -228,7 +228,6 @@ typedef struct {
     int64_t rows;                  /* rows in the current batch (<= B) */
     float *self_k, *self_v;        /* per layer (T_max, B, D): position j of slot r */
     float *cross_k, *cross_v;      /* per layer (B, S, D): only the first n_src sources used */
-    float *cross_kt;               /* per layer (B, H, D/H, S): cross_k transposed per head */
     int32_t *slot, *slot_alt;      /* (B, T_max): slot[r * T_max + j] holds row r's position j */
     int32_t *src_of_row, *src_alt; /* (B): the source row r attends to */
     const uint8_t *src_pad;        /* (n_src, S), owned by the caller */
@@ -236,6 +235,8 @@ typedef struct {
     float *attn_cross; /* if non-NULL: (layers, B, H, T_max, S) cross-attention weights of
                           row r at [.., r, .., pos, ..] (meaningful while rows keep their order) */
     int in_arena;      /* the blocks above came from an arena (tfm_kv_cache_init_in) */
+    float *cross_kt;   /* per layer (B, H, D/H, S): cross_k transposed per source and head
+                          (fp32 decoding reads the keys here); from the same allocation */
 } tfm_kv_cache;
 
 /* B: the most rows a step will hold (sources times beam); T_max: positions. */
@@ -250,8 +251,8 @@ int tfm_kv_cache_init_in(tfm_kv_cache *c, const tfm_model *m, int64_t B, int64_t
 /* Bytes tfm_kv_cache_init_in takes from an arena (0 when it overflows). */
 size_t tfm_kv_cache_bytes(const tfm_model *m, int64_t B, int64_t S, int64_t T_max);
 void tfm_kv_cache_free(tfm_kv_cache *c);
-/* Fills the cross-attention keys/values from memory (n_src, S, D), n_src <= B;
- * len = 0; rows = n_src, row r attending to source r. */
+/* Fills the cross-attention keys/values from memory (n_src, S, D), n_src <= B,
+ * and cross_kt; len = 0; rows = n_src, row r attending to source r. */
 int tfm_kv_cache_start(tfm_kv_cache *c, tfm_model *m, tfm_tape *t, const tfm_tensor *memory,
                        const uint8_t *src_pad);
 /* Feeds tokens (rows) at position c->len; returns the logits (rows, V) for
