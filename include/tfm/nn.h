@@ -236,7 +236,8 @@ typedef struct {
                           row r at [.., r, .., pos, ..] (meaningful while rows keep their order) */
     int in_arena;      /* the blocks above came from an arena (tfm_kv_cache_init_in) */
     float *cross_kt;   /* per layer (B, H, D/H, S): cross_k transposed per source and head
-                          (fp32 decoding reads the keys here); from the same allocation */
+                          (fp32 decoding reads the keys here); allocated and freed with the
+                          blocks above */
 } tfm_kv_cache;
 
 /* B: the most rows a step will hold (sources times beam); T_max: positions. */
