@@ -4,7 +4,7 @@
 # load from other processes hits both alike).
 #
 #   bash train/bench.sh [gemm] [step] [copy] [gemm-bf16] [step-bf16] [translate]
-#                       [translate-bf16] [allreduce]   (default: all)
+#                       [translate-bf16] [translate-hf] [allreduce]   (default: all)
 #   RUNS=5 bash train/bench.sh step
 #
 #   gemm  tfm_gemm vs OpenBLAS (AVX-512, OpenMP build) at the 12 GEMMs of
@@ -37,6 +37,14 @@
 #         test.de: the README's figure), with the BLEU of each output;
 #         TFM_OLD=path/to/old/tfm also times another build, alternating, on
 #         the same model and input (before/after), and compares the outputs
+#   translate-hf  greedy and beam 5 against Hugging Face transformers'
+#         MarianMTModel.generate on CPU (train/bench_hf.py), both on the same
+#         `tfm export` of the numbers model of `translate` (or BENCH_MODEL=DIR
+#         BENCH_SRC=FILE [BENCH_REF=FILE]), 2 threads, batches of 64, RUNS
+#         alternating runs, medians, speed-ups and the outputs compared line
+#         by line; needs transformers importable by /usr/bin/python3 (Debian
+#         has no package: HF_PYTHONPATH=DIR adds a directory that holds it),
+#         skipped otherwise
 #   allreduce  MPI builds (make MPI=1) with mpirun: 2 ranks on this machine;
 #         the gradient bytes reduced per step of each preset and the blocking
 #         sum's time over shared memory and over TCP (--mca btl self,tcp,
@@ -52,7 +60,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 SHARED_DIR=${SHARED_DIR:-$ROOT/../shared}
 RUNS=${RUNS:-3}
 TFM=${TFM:-$ROOT/build/tfm}
-SECTIONS=${*:-gemm step copy gemm-bf16 step-bf16 translate translate-bf16 allreduce}
+SECTIONS=${*:-gemm step copy gemm-bf16 step-bf16 translate translate-bf16 translate-hf allreduce}
 TORCH_ENV=(env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE LD_LIBRARY_PATH=/usr/lib/x86_64-linux-gnu/openblas-openmp)
 have_torch=0
 if /usr/bin/python3 -c "import torch" 2>/dev/null && [ -f "$SHARED_DIR/bench/torch_transformer.py" ]; then
@@ -273,6 +281,52 @@ translate-bf16)
         done
     done
     echo "target (issue 13): beam 5 in bf16 >= 1.4x fp32 on the 1000 Multi30k test sentences"
+    rm -rf "$work"
+    ;;
+translate-hf)
+    hfpy=("${TORCH_ENV[@]}" PYTHONPATH="${HF_PYTHONPATH:-}" /usr/bin/python3)
+    if ! "${hfpy[@]}" -c "import torch, transformers" 2>/dev/null; then
+        echo; echo "## Translation against transformers: skipped (/usr/bin/python3 cannot import torch and transformers; HF_PYTHONPATH=DIR adds a directory holding transformers)"
+        continue
+    fi
+    work=$(mktemp -d)
+    if [ -n "${BENCH_MODEL:-}" ]; then
+        model=$BENCH_MODEL; src=${BENCH_SRC:?BENCH_SRC: the input to translate}; ref=${BENCH_REF:-}
+    else
+        numbers_model "$TFM" "$work"
+        model=$work/run; src=$work/data/test.de; ref=$work/data/test.en
+    fi
+    # Both sides translate the export, so that they hold the same weights.
+    if ! "$TFM" export --model "$model" --out "$work/export" >/dev/null ||
+        ! "$TFM" bpe encode -c "$work/export/bpe.codes" -v "$work/export/vocab.txt" < "$src" > "$work/src.ids"; then
+        echo "bench translate-hf: could not export $model" >&2; rm -rf "$work"; exit 1
+    fi
+    echo; echo "## Translation against transformers' MarianMTModel.generate: seconds for the $(wc -l < "$src") sentences of $src, model $model exported, 2 threads, batches of 64 (median of $RUNS)"
+    "${hfpy[@]}" -c "import transformers, torch; print('# transformers', transformers.__version__, 'from', transformers.__file__, '; torch', torch.__version__)"
+    declare -A hsec
+    for _ in $(seq "$RUNS"); do
+        for beam in 1 5; do
+            t0=$(date +%s.%N)
+            "$TFM" translate --model "$work/export" --beam "$beam" --threads 2 --quiet < "$src" > "$work/hyp.tfm.$beam"
+            hsec[tfm.$beam]+="$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN {print b - a}') "
+        done
+        out=$("${hfpy[@]}" "$ROOT/train/bench_hf.py" "$work/export" "$work/src.ids" "$work/ids.hf" 2 2>/dev/null) ||
+            { echo "bench translate-hf: train/bench_hf.py failed" >&2; rm -rf "$work"; exit 1; }
+        for beam in 1 5; do
+            hsec[hf.$beam]+="$(sed -n "s/^hf beam=$beam seconds=//p" <<<"$out") "
+        done
+    done
+    printf "%-7s %8s %15s %9s %s\n" search "tfm s" "transformers s" speed-up "outputs; BLEU tfm / transformers"
+    for beam in 1 5; do
+        "$TFM" bpe decode -v "$work/export/vocab.txt" < "$work/ids.hf.$beam" > "$work/hyp.hf.$beam"
+        t=$(printf '%s\n' ${hsec[tfm.$beam]} | median); h=$(printf '%s\n' ${hsec[hf.$beam]} | median)
+        bl=""
+        [ -n "$ref" ] && bl="; BLEU $("$TFM" bleu "$ref" < "$work/hyp.tfm.$beam" | tail -1) / $("$TFM" bleu "$ref" < "$work/hyp.hf.$beam" | tail -1)"
+        printf "%-7s %8.3f %15.3f %8.2fx %s%s\n" "$([ "$beam" = 1 ] && echo greedy || echo "beam $beam")" "$t" "$h" \
+            "$(awk -v a="$h" -v c="$t" 'BEGIN {print a / c}')" "$(line_diff "$work/hyp.tfm.$beam" "$work/hyp.hf.$beam" | sed "s/this build'/tfm'/; s/the old one'/transformers'/")" "$bl"
+    done
+    echo "(beam 5 differs by design: tfm's length penalty is GNMT's with alpha 0.6, transformers' divides by length^1.0)"
+    echo "target (issue 18): beam 5 >= 2x faster than transformers, greedy >= 3x"
     rm -rf "$work"
     ;;
 allreduce)
