@@ -183,15 +183,20 @@ START_TEST(wide_beam_equals_exhaustive_search) {
         const int64_t K = n_possible(V - 3, MO);
         for (uint64_t seed = 1; seed <= 3; seed++) {
             tfm_model m;
+            tfm_model *mp = &m;
             random_model(&m, V, 100 * sh + seed, 2.0f);
             int32_t src[B * S];
             uint8_t pad[B * S];
             make_sources(src, pad, B, S, V, seed);
             for (size_t a = 0; a < sizeof alphas / sizeof alphas[0]; a++) {
-                int32_t out[B * MAX_OUT];
-                int64_t lens[B];
+                int32_t out[B * MAX_OUT], outb[B * MAX_OUT];
+                int64_t lens[B], lensb[B];
                 ck_assert_int_eq(
                     tfm_beam_decode(&m, &t, src, pad, B, S, K, alphas[a], MO, out, lens), 0);
+                /* stopping at the bound finds the same when the beam holds all */
+                ck_assert_int_eq(tfm_beam_decode_stop(&mp, 1, &t, src, pad, B, S, K, alphas[a],
+                                                      TFM_BEAM_STOP_BOUND, MO, outb, lensb, NULL),
+                                 0);
                 for (int64_t b = 0; b < B; b++) {
                     int32_t want[MAX_OUT];
                     int64_t want_len = -1;
@@ -214,6 +219,13 @@ START_TEST(wide_beam_equals_exhaustive_search) {
                         (long long)V, (long long)MO, (unsigned long long)seed, (double)alphas[a],
                         (long long)b, (long long)K, ids_str(out + b * MO, MO), ids_str(want, MO),
                         gap);
+                    ck_assert_msg(lensb[b] == want_len &&
+                                      !memcmp(outb + b * MO, want, (size_t)MO * sizeof *want),
+                                  "stop at the bound: vocab %lld max_out %lld seed %llu alpha %.1f "
+                                  "source %lld: [%s], exhaustive best is [%s]",
+                                  (long long)V, (long long)MO, (unsigned long long)seed,
+                                  (double)alphas[a], (long long)b, ids_str(outb + b * MO, MO),
+                                  ids_str(want, MO));
                 }
             }
             tfm_model_free(&m);
@@ -253,12 +265,16 @@ static int cmp_cand(const void *pa, const void *pb) {
  * finishes a hypothesis (ranked by score / lp(len with </s>)), anything else
  * fills the next of the K live slots until they are full. Stops when K have
  * finished or after max_out tokens; with none finished, the best live one.
+ * With `bound` (TFM_BEAM_STOP_BOUND) it does not stop at K finished and
+ * every </s> looked at finishes one: it runs until max_out or no live
+ * hypothesis is left (tfm's early exit by the bound cannot change the
+ * result, so this reference has none).
  * Returns the smallest score gap that decided anything (a near-tie makes the
  * case ambiguous); best (max_out) and *best_len as tfm_beam_decode; *score
  * the winner's accumulated log-probability. */
 static double reference_beam(tfm_model *m, tfm_tape *t, const int32_t *src1, const uint8_t *pad1,
-                             int64_t S, int64_t K, double alpha, int64_t max_out, int32_t *best,
-                             int64_t *best_len, double *best_score) {
+                             int64_t S, int64_t K, double alpha, int bound, int64_t max_out,
+                             int32_t *best, int64_t *best_len, double *best_score) {
     const int64_t V = m->cfg.vocab;
     int32_t *live = calloc((size_t)(K * max_out), sizeof *live);
     int32_t *next = calloc((size_t)(K * max_out), sizeof *next);
@@ -270,7 +286,7 @@ static double reference_beam(tfm_model *m, tfm_tape *t, const int32_t *src1, con
     live_score[0] = 0;
     double min_gap = INFINITY, best_final = -INFINITY;
     *best_len = -1;
-    for (int64_t step = 0; step < max_out && n_finished < K; step++) {
+    for (int64_t step = 0; step < max_out && n_live > 0 && (bound || n_finished < K); step++) {
         tf_next_logprobs(m, t, src1, pad1, S, live, n_live, step, lp);
         int64_t n_cand = 0;
         for (int64_t k = 0; k < n_live; k++)
@@ -287,7 +303,7 @@ static double reference_beam(tfm_model *m, tfm_tape *t, const int32_t *src1, con
         ck_assert_int_le(K, 64);
         for (int64_t c = 0; c < considered && alive < K; c++) {
             if (cand[c].token == TFM_EOS_ID) {
-                if (n_finished >= K) continue;
+                if (!bound && n_finished >= K) continue;
                 n_finished++;
                 double final = cand[c].score / gnmt_lp(step + 1, alpha);
                 if (fabs(final - best_final) < min_gap) min_gap = fabs(final - best_final);
@@ -329,6 +345,12 @@ static double reference_beam(tfm_model *m, tfm_tape *t, const int32_t *src1, con
     return min_gap;
 }
 
+/* The final score a result is ranked by (finished: score / lp(len + 1);
+ * unfinished, len == max_out: score / lp(max_out)). */
+static double final_score(double score, int64_t len, int64_t max_out, double alpha) {
+    return score / gnmt_lp(len < max_out ? len + 1 : max_out, alpha);
+}
+
 START_TEST(narrow_beam_equals_reference_beam) {
     static const int64_t beams[] = {2, 3, 5};
     static const float alphas[] = {0.0f, 0.6f, 1.5f};
@@ -336,9 +358,10 @@ START_TEST(narrow_beam_equals_reference_beam) {
     tfm_tape t;
     ck_assert_int_eq(tfm_tape_init(&t, 64 << 20, 64), 0);
     t.no_grad = 1;
-    int compared = 0, skipped = 0, differs_from_greedy = 0;
+    int compared = 0, skipped = 0, differs_from_greedy = 0, bound_compared = 0, bound_better = 0;
     for (uint64_t seed = 1; seed <= 4; seed++) {
         tfm_model m;
+        tfm_model *mp = &m;
         random_model(&m, V, 1000 + seed, 2.0f);
         int32_t src[B * S];
         uint8_t pad[B * S];
@@ -348,38 +371,66 @@ START_TEST(narrow_beam_equals_reference_beam) {
         ck_assert_int_eq(tfm_greedy_decode(&m, &t, src, pad, B, S, MO, greedy, greedy_lens), 0);
         for (size_t bi = 0; bi < sizeof beams / sizeof beams[0]; bi++) {
             for (size_t a = 0; a < sizeof alphas / sizeof alphas[0]; a++) {
-                int32_t out[B * MO];
-                int64_t lens[B];
+                int32_t out[B * MO], outb[B * MO];
+                int64_t lens[B], lensb[B];
                 ck_assert_int_eq(
                     tfm_beam_decode(&m, &t, src, pad, B, S, beams[bi], alphas[a], MO, out, lens),
                     0);
+                ck_assert_int_eq(tfm_beam_decode_stop(&mp, 1, &t, src, pad, B, S, beams[bi],
+                                                      alphas[a], TFM_BEAM_STOP_BOUND, MO, outb,
+                                                      lensb, NULL),
+                                 0);
                 for (int64_t b = 0; b < B; b++) {
-                    int32_t want[MO];
-                    int64_t want_len;
-                    double want_score = 0;
+                    int32_t want[MO], wantb[MO];
+                    int64_t want_len, wantb_len;
+                    double want_score = 0, wantb_score = 0;
                     double gap = reference_beam(&m, &t, src + b * S, pad + b * S, S, beams[bi],
-                                                alphas[a], MO, want, &want_len, &want_score);
-                    if (gap < TIE_EPS) {
+                                                alphas[a], 0, MO, want, &want_len, &want_score);
+                    double gapb = reference_beam(&m, &t, src + b * S, pad + b * S, S, beams[bi],
+                                                 alphas[a], 1, MO, wantb, &wantb_len, &wantb_score);
+                    if (gap >= TIE_EPS) {
+                        compared++;
+                        differs_from_greedy += memcmp(want, greedy + b * MO, sizeof want) != 0;
+                        ck_assert_msg(
+                            lens[b] == want_len && !memcmp(out + b * MO, want, sizeof want),
+                            "seed %llu beam %lld alpha %.1f source %lld: [%s], the "
+                            "reference beam search found [%s]",
+                            (unsigned long long)seed, (long long)beams[bi], (double)alphas[a],
+                            (long long)b, ids_str(out + b * MO, MO), ids_str(want, MO));
+                    } else {
                         skipped++;
-                        continue;
                     }
-                    compared++;
-                    differs_from_greedy += memcmp(want, greedy + b * MO, sizeof want) != 0;
-                    ck_assert_msg(lens[b] == want_len && !memcmp(out + b * MO, want, sizeof want),
-                                  "seed %llu beam %lld alpha %.1f source %lld: [%s], the "
-                                  "reference beam search found [%s]",
+                    if (gap < TIE_EPS || gapb < TIE_EPS) continue;
+                    bound_compared++;
+                    ck_assert_msg(
+                        lensb[b] == wantb_len && !memcmp(outb + b * MO, wantb, sizeof wantb),
+                        "stop at the bound: seed %llu beam %lld alpha %.1f source %lld: [%s], the "
+                        "reference beam search found [%s]",
+                        (unsigned long long)seed, (long long)beams[bi], (double)alphas[a],
+                        (long long)b, ids_str(outb + b * MO, MO), ids_str(wantb, MO));
+                    /* never worse than stopping at `beam` finished */
+                    double fb = final_score(wantb_score, wantb_len, MO, alphas[a]);
+                    double ff = final_score(want_score, want_len, MO, alphas[a]);
+                    ck_assert_msg(fb >= ff - 1e-9,
+                                  "seed %llu beam %lld alpha %.1f source %lld: "
+                                  "bound %.6f below finished %.6f",
                                   (unsigned long long)seed, (long long)beams[bi], (double)alphas[a],
-                                  (long long)b, ids_str(out + b * MO, MO), ids_str(want, MO));
+                                  (long long)b, fb, ff);
+                    bound_better += fb > ff + TIE_EPS;
                 }
             }
         }
         tfm_model_free(&m);
     }
-    printf("  reference beam: %d cases compared, %d near-ties skipped, %d differ from greedy\n",
-           compared, skipped, differs_from_greedy);
+    printf("  reference beam: %d cases compared, %d near-ties skipped, %d differ from greedy; "
+           "stop at the bound: %d compared, %d better than at `beam` finished\n",
+           compared, skipped, differs_from_greedy, bound_compared, bound_better);
     ck_assert_int_ge(compared, 100);
     /* a beam that is not a greedy search in disguise */
     ck_assert_int_ge(differs_from_greedy, compared / 5);
+    /* (on these models the two rules almost always agree: the case where
+     * they differ is stop_at_the_bound_keeps_searching) */
+    ck_assert_int_ge(bound_compared, 100);
     ck_assert_int_eq(t.arena.used, 0);
     tfm_tape_free(&t);
 }
@@ -446,6 +497,51 @@ START_TEST(length_penalty_direction_and_value) {
     ck_assert_int_eq(tfm_beam_decode(&m, &t, src, pad, 1, 3, 8, 1.0f, 6, out, &len), 0);
     ck_assert_int_eq(len, 5);
     ck_assert_int_eq(out[5], TFM_EOS_ID);
+    ck_assert_int_eq(t.arena.used, 0);
+    tfm_tape_free(&t);
+    tfm_model_free(&m);
+}
+END_TEST
+
+/* The two stopping rules on the constant model of the test above (p(</s>)
+ * 0.1 after every prefix, beam 2, alpha 1, max_out 6). Step 0: "a" stays
+ * live and "</s>" finishes (final e = log 0.1); step 1: "a a" stays live and
+ * "a </s>" finishes (6 (x + e) / 7, x = log 0.9). With `beam` finished the
+ * search ends there with "a </s>". At the bound it goes on: j tokens then
+ * </s> score 6 (j x + e) / (6 + j), which rises with j, so the longest that
+ * fits (5 tokens and </s>) wins, as the exhaustive search above found. */
+START_TEST(stop_at_the_bound_keeps_searching) {
+    tfm_model m;
+    tfm_model *mp = &m;
+    constant_model(&m, 4, 0.1);
+    tfm_tape t;
+    ck_assert_int_eq(tfm_tape_init(&t, 16 << 20, 64), 0);
+    int32_t src[3] = {3, 3, TFM_EOS_ID};
+    uint8_t pad[3] = {0, 0, 0};
+    int32_t out[6];
+    int64_t len;
+    ck_assert_int_eq(tfm_beam_decode_stop(&mp, 1, &t, src, pad, 1, 3, 2, 1.0f,
+                                          TFM_BEAM_STOP_FINISHED, 6, out, &len, NULL),
+                     0);
+    ck_assert_msg(len == 1 && out[0] == 3 && out[1] == TFM_EOS_ID, "finished: len %lld [%s]",
+                  (long long)len, ids_str(out, 6));
+    ck_assert_int_eq(tfm_beam_decode(&m, &t, src, pad, 1, 3, 2, 1.0f, 6, out, &len), 0);
+    ck_assert_int_eq(len, 1); /* the default */
+    ck_assert_int_eq(tfm_beam_decode_stop(&mp, 1, &t, src, pad, 1, 3, 2, 1.0f, TFM_BEAM_STOP_BOUND,
+                                          6, out, &len, NULL),
+                     0);
+    ck_assert_msg(len == 5 && out[5] == TFM_EOS_ID, "bound: len %lld [%s]", (long long)len,
+                  ids_str(out, 6));
+    /* alpha 0: every token costs, the first finished one is the best and
+     * the bound ends the search as soon as the live ones fall below it */
+    ck_assert_int_eq(tfm_beam_decode_stop(&mp, 1, &t, src, pad, 1, 3, 2, 0.0f, TFM_BEAM_STOP_BOUND,
+                                          6, out, &len, NULL),
+                     0);
+    ck_assert_int_eq(len, 0);
+    /* neither rule: an error */
+    ck_assert_int_ne(tfm_beam_decode_stop(&mp, 1, &t, src, pad, 1, 3, 2, 1.0f, (tfm_beam_stop)2, 6,
+                                          out, &len, NULL),
+                     0);
     ck_assert_int_eq(t.arena.used, 0);
     tfm_tape_free(&t);
     tfm_model_free(&m);
@@ -891,6 +987,7 @@ int main(void) {
     TCase *tc = tcase_create("beam");
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, length_penalty_direction_and_value);
+    tcase_add_test(tc, stop_at_the_bound_keeps_searching);
     tcase_add_test(tc, wide_beam_equals_exhaustive_search);
     tcase_add_test(tc, narrow_beam_equals_reference_beam);
     tcase_add_test(tc, nbest_lists_are_sorted_rescored_and_start_with_the_1best);

@@ -143,6 +143,65 @@ START_TEST(nbest_first_entry_is_the_1best_and_scores_are_sorted) {
 }
 END_TEST
 
+/* The next "LINE ||| hyp ||| score" entry's line number and score from *p
+ * (advanced past it); 0 at the end. */
+static int next_entry(char **p, long *line, double *score) {
+    if (!*p || !**p) return 0;
+    char *end = strchr(*p, '\n'), *b = NULL;
+    if (end) *end = 0;
+    *line = atol(*p);
+    char *a = strstr(*p, " ||| ");
+    if (a) b = strstr(a + 5, " ||| ");
+    ck_assert_msg(a && b, "not 'LINE ||| hyp ||| score': %s", *p);
+    *score = atof(b + 5);
+    *p = end ? end + 1 : *p + strlen(*p);
+    return 1;
+}
+
+/* --beam-stop bound through the program: each line's 1-best scores at least
+ * what the default (stop at `beam` finished) gives, its n-best list starts
+ * with its translation, and a rule that is neither is refused. */
+START_TEST(beam_stop_bound_never_scores_lower) {
+    char *fin = run_out(0, "TFM translate --model %s/a --beam 3 --n-best 1 < %s/data/test.de");
+    char *bnd = run_out(
+        0, "TFM translate --model %s/a --beam 3 --n-best 1 --beam-stop bound < %s/data/test.de");
+    char *pf = fin, *pb = bnd;
+    long lf, lb, lines = 0, higher = 0;
+    double sf, sb;
+    while (next_entry(&pf, &lf, &sf)) {
+        ck_assert_msg(next_entry(&pb, &lb, &sb) && lb == lf, "line %ld: no bound entry", lf);
+        ck_assert_msg(sb >= sf - 1e-5, "line %ld: bound %.6f below finished %.6f", lf, sb, sf);
+        higher += sb > sf + 1e-5;
+        lines++;
+    }
+    ck_assert_int_eq(lines, 200);
+    ck_assert_int_ge(higher, 10); /* the rule is not ignored (57 of 200 when written) */
+    printf("  --beam-stop bound: %ld of %ld lines score higher than stopping at 3 finished\n",
+           higher, lines);
+    free(fin);
+    free(bnd);
+    char *one =
+        run_out(0, "TFM translate --model %s/a --beam 3 --beam-stop bound < %s/data/test.de");
+    char *nb = run_out(
+        0, "TFM translate --model %s/a --beam 3 --n-best 2 --beam-stop bound < %s/data/test.de");
+    char *save1 = NULL, *save2 = NULL;
+    char *line1 = strtok_r(one, "\n", &save1), *entry = strtok_r(nb, "\n", &save2);
+    for (long expect = 0; line1; expect++, line1 = strtok_r(NULL, "\n", &save1)) {
+        ck_assert_msg(entry && atol(entry) == expect, "line %ld: no n-best entry", expect);
+        char *a = strstr(entry, " ||| "), *b = a ? strstr(a + 5, " ||| ") : NULL;
+        ck_assert_msg(a && b, "not 'LINE ||| hyp ||| score': %s", entry);
+        *b = 0;
+        ck_assert_msg(!strcmp(a + 5, line1), "line %ld: n-best entry 0 '%s', 1-best '%s'", expect,
+                      a + 5, line1);
+        while ((entry = strtok_r(NULL, "\n", &save2)) && atol(entry) == expect) continue;
+    }
+    free(one);
+    free(nb);
+    expect_error(2, "--model %s/a --beam 3 --beam-stop never",
+                 "--beam-stop: 'never' is not finished or bound");
+}
+END_TEST
+
 START_TEST(ensemble_with_itself_is_the_model) {
     static const char *modes[] = {"", " --beam 4", " --beam 3 --n-best 2"};
     for (int i = 0; i < 3; i++) {
@@ -202,6 +261,7 @@ int main(void) {
     tcase_set_timeout(tc, 300);
     tcase_add_unchecked_fixture(tc, train_models, NULL); /* once, before the forks */
     tcase_add_test(tc, nbest_first_entry_is_the_1best_and_scores_are_sorted);
+    tcase_add_test(tc, beam_stop_bound_never_scores_lower);
     tcase_add_test(tc, ensemble_with_itself_is_the_model);
     tcase_add_test(tc, ensemble_of_two_models_translates);
     tcase_add_test(tc, ensemble_needs_one_vocabulary);

@@ -304,7 +304,7 @@ static void print_profile(const tfm_decode_profile *p) {
 }
 
 int tfm_cmd_translate(int argc, char **argv) {
-    const char *input = "-", *precision = "fp32";
+    const char *input = "-", *precision = "fp32", *beam_stop = "finished";
     flag_list model_paths = {{0}, 0};
     int64_t beam = 1, batch = 64, threads = 0, max_len = 0, n_best = 0;
     double alpha = 0.6;
@@ -321,6 +321,11 @@ int tfm_cmd_translate(int argc, char **argv) {
          "write the K best hypotheses of beam search per input line as 'LINE ||| hypothesis ||| "
          "score' (Moses; LINE from 0, score the length-normalized log-probability; K <= --beam; "
          "0: the translation only)",
+         0},
+        {"beam-stop", FLAG_STR, &beam_stop,
+         "when beam search ends a sentence: finished (once --beam hypotheses have finished) or "
+         "bound (once no unfinished hypothesis can finish above the best finished one: never a "
+         "lower score, more steps)",
          0},
         {"batch", FLAG_INT, &batch, "sentences decoded together", 0},
         {"max-len", FLAG_INT, &max_len, "longest output in subwords (0: from the input)", 0},
@@ -345,6 +350,13 @@ int tfm_cmd_translate(int argc, char **argv) {
     if (max_len < 0) return tfm_cli_fail(2, "--max-len: must not be negative");
     if (threads < 0 || threads > TFM_MAX_THREADS)
         return tfm_cli_fail(2, "--threads: must be between 0 and %d", TFM_MAX_THREADS);
+    tfm_beam_stop stop;
+    if (!strcmp(beam_stop, "finished"))
+        stop = TFM_BEAM_STOP_FINISHED;
+    else if (!strcmp(beam_stop, "bound"))
+        stop = TFM_BEAM_STOP_BOUND;
+    else
+        return tfm_cli_fail(2, "--beam-stop: '%s' is not finished or bound", beam_stop);
     tfm_precision prec;
     if (tfm_precision_parse(precision, &prec))
         return tfm_cli_fail(2, "--precision: '%s' is not fp32 or bf16", precision);
@@ -355,7 +367,8 @@ int tfm_cmd_translate(int argc, char **argv) {
                              .batch = batch,
                              .max_len = max_len,
                              .precision = prec,
-                             .n_best = n_best};
+                             .n_best = n_best,
+                             .beam_stop = stop};
     tfm_decode_profile prof;
     memset(&prof, 0, sizeof prof);
     if (profile) tfm_decode_set_profile(&prof);

@@ -88,6 +88,29 @@ int tfm_beam_decode_ensemble(tfm_model *const *models, int64_t n_models, tfm_tap
                              int64_t beam, float alpha, int64_t max_out, int32_t *out,
                              int64_t *lens, tfm_nbest *nb);
 
+/* When beam search ends a source. The other entry points use
+ * TFM_BEAM_STOP_FINISHED.
+ *  - TFM_BEAM_STOP_FINISHED: once `beam` hypotheses have finished. A poor
+ *    hypothesis that finishes early takes one of the places, and a better
+ *    one still being extended is then never finished.
+ *  - TFM_BEAM_STOP_BOUND: once no live hypothesis can finish above the best
+ *    finished one (above the n_best-th with n-best lists), or after max_out
+ *    steps. Every </s> among a step's candidates (those taken in order until
+ *    `beam` live hypotheses are found) finishes a hypothesis, however many
+ *    finished before. Up to the step where FINISHED would end a source both
+ *    rules search alike, and afterwards BOUND only replaces the result by a
+ *    better one, so its best final score is never lower; it runs more steps
+ *    (lp(len) is bounded by its value at max_out, a loose bound when alpha
+ *    is large). With beam 1 it is not greedy decoding when alpha > 0. */
+typedef enum { TFM_BEAM_STOP_FINISHED = 0, TFM_BEAM_STOP_BOUND = 1 } tfm_beam_stop;
+
+/* tfm_beam_decode_ensemble with the stopping rule `stop` (an error if it is
+ * neither). */
+int tfm_beam_decode_stop(tfm_model *const *models, int64_t n_models, tfm_tape *t,
+                         const int32_t *src, const uint8_t *src_pad, int64_t B, int64_t S,
+                         int64_t beam, float alpha, tfm_beam_stop stop, int64_t max_out,
+                         int32_t *out, int64_t *lens, tfm_nbest *nb);
+
 /* Seconds spent per phase of decoding, summed over the calls made while it is
  * installed (for benchmarks and profiles; not thread-safe). */
 typedef struct {
@@ -101,7 +124,7 @@ typedef struct {
     double select;       /* next rows' cache indices (reordering, leaving) */
     int64_t steps;       /* decoder steps */
     int64_t row_steps;   /* rows summed over steps */
-    int64_t early_stops; /* beam: sources that left before `beam` finished */
+    int64_t early_stops; /* beam: sources that left by the bound (before `beam` finished) */
 } tfm_decode_profile;
 
 /* Installs p (NULL: none); decoding adds to it. */

@@ -455,9 +455,14 @@ typedef struct {
      * 0-based line number (first_line - 1 + i; first_line 0 counts as 1),
      * score the length-normalized log-probability that ranked it (%.6f). */
     int64_t n_best;
+    /* When beam search ends a sentence (tfm_beam_stop of decode.h);
+     * TFM_BEAM_STOP_FINISHED (0) by default. Greedy decoding (beam 1, one
+     * model, no n-best list) does not use it. */
+    tfm_beam_stop beam_stop;
 } tfm_translate_opts;
-/* tfm translate's defaults: greedy (beam 1; alpha 0.6 for beam search),
- * batches of 64, output limit from the input, fp32, no n-best list. */
+/* tfm translate's defaults: greedy (beam 1; alpha 0.6 for beam search, which
+ * ends a sentence when `beam` hypotheses have finished), batches of 64,
+ * output limit from the input, fp32, no n-best list. */
 void tfm_translate_opts_default(tfm_translate_opts *o);
 
 /* Translates n sentences; out[i] receives a malloc'd string. Sentences are

@@ -1,6 +1,7 @@
 /* Batched beam search. The decoder batch holds every live hypothesis of every
  * unfinished source, grouped by source in source order; a source starts with
- * one row (<s>) and leaves the batch when `beam` hypotheses have finished.
+ * one row (<s>) and leaves the batch when `beam` hypotheses have finished
+ * (TFM_BEAM_STOP_BOUND: when no live one can finish above the best).
  * Each step, per row (in parallel): the log-sum-exp of the logits and the
  * row's 2K best extensions; then per source, those rows' lists merged into
  * the source's 2K best, which finish hypotheses or become the next rows. The
@@ -237,8 +238,10 @@ static double rank_row(float *const *logits, int64_t n_models, int64_t V, int64_
 
 static int beam_search(tfm_model *const *models, int64_t n_models, tfm_tape *t, const int32_t *src,
                        const uint8_t *src_pad, int64_t B, int64_t S, int64_t beam, float alpha,
-                       int64_t max_out, int32_t *out, int64_t *lens, tfm_nbest *nb) {
+                       int64_t max_out, tfm_beam_stop stop, int32_t *out, int64_t *lens,
+                       tfm_nbest *nb) {
     tfm_model *m = models[0];
+    const int at_k = stop == TFM_BEAM_STOP_FINISHED; /* a source ends when K have finished */
     const int64_t K = beam, R = B * K, V = m->cfg.vocab, n = 2 * K, stride = max_out;
     const int64_t N = nb ? nb->n_best : 1;
     /* positions 0..T: <s> and T outputs must fit every model's positions */
@@ -339,7 +342,7 @@ static int beam_search(tfm_model *const *models, int64_t n_models, tfm_tape *t, 
             for (int64_t c = 0; c < count && alive < K; c++) {
                 candidate cd = merged[c];
                 if (cd.token == TFM_EOS_ID) {
-                    if (n_finished[b] >= K) continue;
+                    if (at_k && n_finished[b] >= K) continue;
                     n_finished[b]++;
                     double final = cd.score / length_penalty(step + 1, alpha);
                     if (nb)
@@ -371,7 +374,7 @@ static int beam_search(tfm_model *const *models, int64_t n_models, tfm_tape *t, 
             double settle = !nb                 ? best_final[b]
                             : nb->count[b] >= N ? nb_final[b * N + N - 1]
                                                 : -INFINITY;
-            if (n_finished[b] >= K) {
+            if (at_k && n_finished[b] >= K) {
                 next -= alive; /* done: its rows leave the batch */
             } else if (alive > 0 && settle > -INFINITY &&
                        !can_beat(scores_next + next - alive, alive, settle,
@@ -459,13 +462,27 @@ int tfm_beam_decode(tfm_model *m, tfm_tape *t, const int32_t *src, const uint8_t
                     int64_t *lens) {
     if (check_search(B, beam, alpha) || tfm_decode_check_lengths("beam search", S, max_out))
         return 1;
-    return beam_search(&m, 1, t, src, src_pad, B, S, beam, alpha, max_out, out, lens, NULL);
+    return beam_search(&m, 1, t, src, src_pad, B, S, beam, alpha, max_out, TFM_BEAM_STOP_FINISHED,
+                       out, lens, NULL);
 }
 
 int tfm_beam_decode_ensemble(tfm_model *const *models, int64_t n_models, tfm_tape *t,
                              const int32_t *src, const uint8_t *src_pad, int64_t B, int64_t S,
                              int64_t beam, float alpha, int64_t max_out, int32_t *out,
                              int64_t *lens, tfm_nbest *nb) {
+    return tfm_beam_decode_stop(models, n_models, t, src, src_pad, B, S, beam, alpha,
+                                TFM_BEAM_STOP_FINISHED, max_out, out, lens, nb);
+}
+
+int tfm_beam_decode_stop(tfm_model *const *models, int64_t n_models, tfm_tape *t,
+                         const int32_t *src, const uint8_t *src_pad, int64_t B, int64_t S,
+                         int64_t beam, float alpha, tfm_beam_stop stop, int64_t max_out,
+                         int32_t *out, int64_t *lens, tfm_nbest *nb) {
+    if (stop != TFM_BEAM_STOP_FINISHED && stop != TFM_BEAM_STOP_BOUND)
+        return tfm_set_error("beam search: stopping rule %d: must be TFM_BEAM_STOP_FINISHED (0) "
+                             "or TFM_BEAM_STOP_BOUND (1)",
+                             (int)stop),
+               1;
     if (n_models < 1 || n_models > TFM_ENSEMBLE_MAX)
         return tfm_set_error("ensemble: %lld models: must be between 1 and %d", (long long)n_models,
                              TFM_ENSEMBLE_MAX),
@@ -483,6 +500,6 @@ int tfm_beam_decode_ensemble(tfm_model *const *models, int64_t n_models, tfm_tap
         return tfm_set_error("n-best %lld: must be between 1 and the beam size %lld",
                              (long long)nb->n_best, (long long)beam),
                1;
-    return beam_search(models, n_models, t, src, src_pad, B, S, beam, alpha, max_out, out, lens,
-                       nb);
+    return beam_search(models, n_models, t, src, src_pad, B, S, beam, alpha, max_out, stop, out,
+                       lens, nb);
 }

@@ -328,13 +328,13 @@ int tfm_translate_lines_ensemble(tfm_model *const *models, int64_t n_models,
             }
         }
         int64_t lim = o->max_len > 0 ? max_out : (2 * S + 10 < max_out ? 2 * S + 10 : max_out);
-        /* one model without n-best lists: as before ensembles (beam 1 greedy) */
-        int st = n_models > 1 || NB
-                     ? tfm_beam_decode_ensemble(models, n_models, &t, src, pad, rows, S, o->beam,
-                                                (float)o->alpha, lim, hyp, lens, NB ? &nb : NULL)
-                 : o->beam > 1 ? tfm_beam_decode(m, &t, src, pad, rows, S, o->beam, (float)o->alpha,
-                                                 lim, hyp, lens)
-                               : tfm_greedy_decode(m, &t, src, pad, rows, S, lim, hyp, lens);
+        /* beam search (one model without n-best lists: as tfm_beam_decode),
+         * or greedy decoding for beam 1 with one model and no lists */
+        int st = n_models > 1 || NB || o->beam > 1
+                     ? tfm_beam_decode_stop(models, n_models, &t, src, pad, rows, S, o->beam,
+                                            (float)o->alpha, o->beam_stop, lim, hyp, lens,
+                                            NB ? &nb : NULL)
+                     : tfm_greedy_decode(m, &t, src, pad, rows, S, lim, hyp, lens);
         if (st) goto done_tape;
         for (int64_t r = 0; r < rows; r++) {
             /* greedy decoding of a row does not depend on the other rows, but
