@@ -532,12 +532,27 @@ START_TEST(stop_at_the_bound_keeps_searching) {
                      0);
     ck_assert_msg(len == 5 && out[5] == TFM_EOS_ID, "bound: len %lld [%s]", (long long)len,
                   ids_str(out, 6));
-    /* alpha 0: every token costs, the first finished one is the best and
-     * the bound ends the search as soon as the live ones fall below it */
+    /* alpha 0: every token costs log 0.9, so the empty hypothesis stays the
+     * best; the live ones (j log 0.9 >= -0.63) stay above it (log 0.1), so
+     * the search runs to max_out */
     ck_assert_int_eq(tfm_beam_decode_stop(&mp, 1, &t, src, pad, 1, 3, 2, 0.0f, TFM_BEAM_STOP_BOUND,
                                           6, out, &len, NULL),
                      0);
     ck_assert_int_eq(len, 0);
+    /* p(</s>) 0.6, alpha 0: after step 0 the live "a" (log 0.4) is below the
+     * finished "</s>" (log 0.6), so the bound ends the search there */
+    tfm_model_free(&m);
+    constant_model(&m, 4, 0.6);
+    tfm_decode_profile prof;
+    memset(&prof, 0, sizeof prof);
+    tfm_decode_set_profile(&prof);
+    ck_assert_int_eq(tfm_beam_decode_stop(&mp, 1, &t, src, pad, 1, 3, 2, 0.0f, TFM_BEAM_STOP_BOUND,
+                                          6, out, &len, NULL),
+                     0);
+    tfm_decode_set_profile(NULL);
+    ck_assert_int_eq(len, 0);
+    ck_assert_int_eq(prof.early_stops, 1);
+    ck_assert_int_eq(prof.steps, 1);
     /* neither rule: an error */
     ck_assert_int_ne(tfm_beam_decode_stop(&mp, 1, &t, src, pad, 1, 3, 2, 1.0f, (tfm_beam_stop)2, 6,
                                           out, &len, NULL),

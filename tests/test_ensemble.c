@@ -197,6 +197,27 @@ START_TEST(beam_stop_bound_never_scores_lower) {
     }
     free(one);
     free(nb);
+    /* beam 1 is greedy decoding with either rule, n-best list or not (a
+     * strong length penalty: with it a beam of 1 searching on to the bound
+     * would pick longer hypotheses than greedy's) */
+    one = run_out(0, "TFM translate --model %s/a --alpha 5 < %s/data/test.de");
+    nb = run_out(0, "TFM translate --model %s/a --alpha 5 --n-best 1 --beam-stop bound < "
+                    "%s/data/test.de");
+    save1 = save2 = NULL;
+    line1 = strtok_r(one, "\n", &save1);
+    entry = strtok_r(nb, "\n", &save2);
+    for (long expect = 0; line1; expect++) {
+        ck_assert_msg(entry && atol(entry) == expect, "beam 1: line %ld: no n-best entry", expect);
+        char *a = strstr(entry, " ||| "), *b = a ? strstr(a + 5, " ||| ") : NULL;
+        ck_assert_msg(a && b, "not 'LINE ||| hyp ||| score': %s", entry);
+        *b = 0;
+        ck_assert_msg(!strcmp(a + 5, line1), "beam 1, bound: line %ld: '%s', greedy '%s'", expect,
+                      a + 5, line1);
+        line1 = strtok_r(NULL, "\n", &save1);
+        entry = strtok_r(NULL, "\n", &save2);
+    }
+    free(one);
+    free(nb);
     expect_error(2, "--model %s/a --beam 3 --beam-stop never",
                  "--beam-stop: 'never' is not finished or bound");
 }

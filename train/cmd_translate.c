@@ -324,8 +324,8 @@ int tfm_cmd_translate(int argc, char **argv) {
          0},
         {"beam-stop", FLAG_STR, &beam_stop,
          "when beam search ends a sentence: finished (once --beam hypotheses have finished) or "
-         "bound (once no unfinished hypothesis can finish above the best finished one: never a "
-         "lower score, more steps)",
+         "bound (once no unfinished hypothesis can finish above the best finished one, or the "
+         "--n-best-th: never a lower score, more steps); --beam 1 is greedy with either",
          0},
         {"batch", FLAG_INT, &batch, "sentences decoded together", 0},
         {"max-len", FLAG_INT, &max_len, "longest output in subwords (0: from the input)", 0},

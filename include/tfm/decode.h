@@ -124,7 +124,7 @@ typedef struct {
     double select;       /* next rows' cache indices (reordering, leaving) */
     int64_t steps;       /* decoder steps */
     int64_t row_steps;   /* rows summed over steps */
-    int64_t early_stops; /* beam: sources that left by the bound (before `beam` finished) */
+    int64_t early_stops; /* beam: sources that left by the bound */
 } tfm_decode_profile;
 
 /* Installs p (NULL: none); decoding adds to it. */

@@ -456,8 +456,8 @@ typedef struct {
      * score the length-normalized log-probability that ranked it (%.6f). */
     int64_t n_best;
     /* When beam search ends a sentence (tfm_beam_stop of decode.h);
-     * TFM_BEAM_STOP_FINISHED (0) by default. Greedy decoding (beam 1, one
-     * model, no n-best list) does not use it. */
+     * TFM_BEAM_STOP_FINISHED (0) by default. Beam 1 ignores it: that is
+     * greedy decoding, with n-best lists and ensembles too. */
     tfm_beam_stop beam_stop;
 } tfm_translate_opts;
 /* tfm translate's defaults: greedy (beam 1; alpha 0.6 for beam search, which

@@ -215,6 +215,8 @@ int tfm_translate_lines_ensemble(tfm_model *const *models, int64_t n_models,
                1;
     if (o->precision != TFM_FP32 && o->precision != TFM_BF16)
         return tfm_set_error("translate: precision %d: unknown", (int)o->precision), 1;
+    if (o->beam_stop != TFM_BEAM_STOP_FINISHED && o->beam_stop != TFM_BEAM_STOP_BOUND)
+        return tfm_set_error("translate: beam_stop %d: unknown", (int)o->beam_stop), 1;
     if (o->beam < 1 || o->batch < 1)
         return tfm_set_error("translate: beam and batch must be at least 1"), 1;
     if (o->n_best < 0 || o->n_best > o->beam)
@@ -329,11 +331,13 @@ int tfm_translate_lines_ensemble(tfm_model *const *models, int64_t n_models,
         }
         int64_t lim = o->max_len > 0 ? max_out : (2 * S + 10 < max_out ? 2 * S + 10 : max_out);
         /* beam search (one model without n-best lists: as tfm_beam_decode),
-         * or greedy decoding for beam 1 with one model and no lists */
+         * or greedy decoding for beam 1 with one model and no lists; beam 1
+         * is greedy decoding whatever the stopping rule (with the bound it
+         * would not be), so that --n-best 1 and ensembles agree with it */
+        const tfm_beam_stop stop = o->beam > 1 ? o->beam_stop : TFM_BEAM_STOP_FINISHED;
         int st = n_models > 1 || NB || o->beam > 1
                      ? tfm_beam_decode_stop(models, n_models, &t, src, pad, rows, S, o->beam,
-                                            (float)o->alpha, o->beam_stop, lim, hyp, lens,
-                                            NB ? &nb : NULL)
+                                            (float)o->alpha, stop, lim, hyp, lens, NB ? &nb : NULL)
                      : tfm_greedy_decode(m, &t, src, pad, rows, S, lim, hyp, lens);
         if (st) goto done_tape;
         for (int64_t r = 0; r < rows; r++) {
