@@ -284,50 +284,68 @@ translate-bf16)
     rm -rf "$work"
     ;;
 translate-hf)
-    hfpy=("${TORCH_ENV[@]}" PYTHONPATH="${HF_PYTHONPATH:-}" /usr/bin/python3)
+    hfpy=("${TORCH_ENV[@]}" PYTHONPATH="${HF_PYTHONPATH:-}${PYTHONPATH:+:$PYTHONPATH}" /usr/bin/python3)
     if ! "${hfpy[@]}" -c "import torch, transformers" 2>/dev/null; then
         echo; echo "## Translation against transformers: skipped (/usr/bin/python3 cannot import torch and transformers; HF_PYTHONPATH=DIR adds a directory holding transformers)"
         continue
     fi
+    if [ -n "${BENCH_MODEL:-}" ] && [ -z "${BENCH_SRC:-}" ]; then
+        echo "bench translate-hf: BENCH_MODEL needs BENCH_SRC (the input to translate)" >&2; exit 2
+    fi
     work=$(mktemp -d)
+    trap 'rm -rf "$work"' EXIT
     if [ -n "${BENCH_MODEL:-}" ]; then
-        model=$BENCH_MODEL; src=${BENCH_SRC:?BENCH_SRC: the input to translate}; ref=${BENCH_REF:-}
+        model=$BENCH_MODEL; src=$BENCH_SRC; ref=${BENCH_REF:-}
     else
         numbers_model "$TFM" "$work"
         model=$work/run; src=$work/data/test.de; ref=$work/data/test.en
     fi
     # Both sides translate the export, so that they hold the same weights.
-    if ! "$TFM" export --model "$model" --out "$work/export" >/dev/null ||
-        ! "$TFM" bpe encode -c "$work/export/bpe.codes" -v "$work/export/vocab.txt" < "$src" > "$work/src.ids"; then
-        echo "bench translate-hf: could not export $model" >&2; rm -rf "$work"; exit 1
+    if ! "$TFM" export --model "$model" --out "$work/export" >/dev/null; then
+        echo "bench translate-hf: could not export $model" >&2; exit 1
     fi
+    if ! "$TFM" bpe encode -c "$work/export/bpe.codes" -v "$work/export/vocab.txt" < "$src" > "$work/src.ids"; then
+        echo "bench translate-hf: could not encode $src" >&2; exit 1
+    fi
+    alpha=${BENCH_ALPHA:-0.6}
     echo; echo "## Translation against transformers' MarianMTModel.generate: seconds for the $(wc -l < "$src") sentences of $src, model $model exported, 2 threads, batches of 64 (median of $RUNS)"
     "${hfpy[@]}" -c "import transformers, torch; print('# transformers', transformers.__version__, 'from', transformers.__file__, '; torch', torch.__version__)"
+    unset hsec
     declare -A hsec
+    # tfm: greedy, beam 5 as by default (a sentence ends when 5 hypotheses
+    # have finished), beam 5 with --beam-stop bound (it ends when no
+    # unfinished hypothesis can win, closer to what transformers does)
+    searches=("1 finished" "5 finished" "5 bound")
     for _ in $(seq "$RUNS"); do
-        for beam in 1 5; do
+        for sr in "${searches[@]}"; do
+            set -- $sr
             t0=$(date +%s.%N)
-            "$TFM" translate --model "$work/export" --beam "$beam" --threads 2 --quiet < "$src" > "$work/hyp.tfm.$beam"
-            hsec[tfm.$beam]+="$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN {print b - a}') "
+            "$TFM" translate --model "$work/export" --beam "$1" --beam-stop "$2" --alpha "$alpha" \
+                --threads 2 --quiet < "$src" > "$work/hyp.tfm.$1.$2" ||
+                { echo "bench translate-hf: tfm translate failed (beam $1, --beam-stop $2)" >&2; exit 1; }
+            hsec[tfm.$1.$2]+="$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN {print b - a}') "
         done
-        out=$("${hfpy[@]}" "$ROOT/train/bench_hf.py" "$work/export" "$work/src.ids" "$work/ids.hf" 2 2>/dev/null) ||
-            { echo "bench translate-hf: train/bench_hf.py failed" >&2; rm -rf "$work"; exit 1; }
+        if ! out=$("${hfpy[@]}" "$ROOT/train/bench_hf.py" "$work/export" "$work/src.ids" "$work/ids.hf" 2 2>"$work/hf.err"); then
+            echo "bench translate-hf: train/bench_hf.py failed:" >&2; tail -5 "$work/hf.err" >&2; exit 1
+        fi
         for beam in 1 5; do
             hsec[hf.$beam]+="$(sed -n "s/^hf beam=$beam seconds=//p" <<<"$out") "
         done
     done
-    printf "%-7s %8s %15s %9s %s\n" search "tfm s" "transformers s" speed-up "outputs; BLEU tfm / transformers"
-    for beam in 1 5; do
-        "$TFM" bpe decode -v "$work/export/vocab.txt" < "$work/ids.hf.$beam" > "$work/hyp.hf.$beam"
-        t=$(printf '%s\n' ${hsec[tfm.$beam]} | median); h=$(printf '%s\n' ${hsec[hf.$beam]} | median)
+    printf "%-19s %8s %15s %9s %s\n" "search (tfm)" "tfm s" "transformers s" speed-up "outputs against transformers'; BLEU tfm / transformers"
+    for sr in "${searches[@]}"; do
+        set -- $sr
+        [ -f "$work/hyp.hf.$1" ] || "$TFM" bpe decode -v "$work/export/vocab.txt" < "$work/ids.hf.$1" > "$work/hyp.hf.$1"
+        t=$(printf '%s\n' ${hsec[tfm.$1.$2]} | median); h=$(printf '%s\n' ${hsec[hf.$1]} | median)
         bl=""
-        [ -n "$ref" ] && bl="; BLEU $("$TFM" bleu "$ref" < "$work/hyp.tfm.$beam" | tail -1) / $("$TFM" bleu "$ref" < "$work/hyp.hf.$beam" | tail -1)"
-        printf "%-7s %8.3f %15.3f %8.2fx %s%s\n" "$([ "$beam" = 1 ] && echo greedy || echo "beam $beam")" "$t" "$h" \
-            "$(awk -v a="$h" -v c="$t" 'BEGIN {print a / c}')" "$(line_diff "$work/hyp.tfm.$beam" "$work/hyp.hf.$beam" | sed "s/this build'/tfm'/; s/the old one'/transformers'/")" "$bl"
+        [ -n "$ref" ] && bl="; BLEU $("$TFM" bleu "$ref" < "$work/hyp.tfm.$1.$2" | tail -1) / $("$TFM" bleu "$ref" < "$work/hyp.hf.$1" | tail -1)"
+        label=greedy; [ "$1" = 1 ] || label="beam $1, $2"
+        printf "%-19s %8.3f %15.3f %8.2fx %s%s\n" "$label" "$t" "$h" \
+            "$(awk -v a="$h" -v c="$t" 'BEGIN {print a / c}')" "$(line_diff "$work/hyp.tfm.$1.$2" "$work/hyp.hf.$1" | sed "s/this build'/tfm'/; s/the old one'/transformers'/")" "$bl"
     done
-    echo "(beam 5 differs by design: tfm's length penalty is GNMT's with alpha 0.6, transformers' divides by length^1.0)"
+    echo "(beam search: tfm's length penalty is GNMT's, ((5 + len) / 6)^$alpha; transformers' divides the score by len^1.0)"
     echo "target (issue 18): beam 5 >= 2x faster than transformers, greedy >= 3x"
-    rm -rf "$work"
+    rm -rf "$work"; trap - EXIT
     ;;
 allreduce)
     # MPI builds only (make MPI=1): 2 ranks on this machine; figures for the

@@ -7,14 +7,15 @@ MarianMTModel.generate on a `tfm export` (greedy, then beam 5) on CPU.
 IDS_FILE holds the source subword ids, one sentence per line, as
 `tfm bpe encode` writes them (</s> is appended here, as tfm's encoder input
 has it). The sentences go in batches of 64 in order of length (tfm sorts the
-same way), each batch allowed 2 x its longest source + 11 tokens (tfm's limit
-is 2 x the source + 10 per line). Writes OUT_PREFIX.1 and OUT_PREFIX.5 (the
+same way), each batch allowed 2 x its longest source (with </s>) + 10
+subwords, tfm's limit for the batch (beam search; its greedy decoding cuts
+each line to its own). Writes OUT_PREFIX.1 and OUT_PREFIX.5 (the
 output ids, one line per sentence, input order) and prints
 `hf beam=K seconds=S` for each search: model loading is not timed.
 
 Loads the weights itself (safetensors is a plain header + raw float32), so
 that it runs with transformers versions that cannot read model.safetensors
-and without the safetensors package. Works with transformers 4.9 and later."""
+and without the safetensors package. Tested with transformers 4.9.0.dev0 only."""
 import json
 import struct
 import sys
@@ -41,7 +42,7 @@ def read_safetensors(path):
         if v["dtype"] != "F32":
             sys.exit(f"bench_hf.py: {path}: tensor {name} is {v['dtype']}, expected F32")
         s, e = v["data_offsets"]
-        a = np.frombuffer(data[8 + n + s:8 + n + e], dtype=np.float32).reshape(v["shape"])
+        a = np.frombuffer(data[8 + n + s:8 + n + e], dtype="<f4").reshape(v["shape"])
         out[name] = torch.from_numpy(a.copy())
     return out
 
@@ -50,11 +51,18 @@ cfg = json.load(open(exp + "/config.json"))
 gen = json.load(open(exp + "/generation_config.json"))
 model = MarianMTModel(MarianConfig(**{k: v for k, v in cfg.items() if k != "tfm"}))
 res = model.load_state_dict(read_safetensors(exp + "/model.safetensors"), strict=False)
-# The sinusoidal position tables are computed, not stored; final_logits_bias
-# is zero (tfm has none).
-missing = [k for k in res.missing_keys if "embed_positions" not in k and k != "final_logits_bias"]
+# The sinusoidal position tables are not stored: the model computes them.
+# Check that it did (Marian's layout: the sines of all pairs, then the cosines).
+missing = [k for k in res.missing_keys if "embed_positions" not in k]
 if missing or res.unexpected_keys:
     sys.exit(f"bench_hf.py: {exp}: missing weights {missing}, unexpected {res.unexpected_keys}")
+for part in (model.model.encoder, model.model.decoder):
+    table = part.embed_positions.weight.detach().double().numpy()
+    pos, d = np.arange(table.shape[0])[:, None], table.shape[1]
+    angle = pos / np.power(10000.0, 2 * np.arange(d // 2)[None, :] / d)
+    want = np.concatenate([np.sin(angle), np.cos(angle)], axis=1)
+    if np.abs(table - want).max() > 1e-5:
+        sys.exit(f"bench_hf.py: {exp}: the model's position table is not Marian's sinusoid")
 model.eval()
 print(f"# transformers {transformers.__version__}, torch {torch.__version__}, "
       f"{torch.get_num_threads()} threads", flush=True)
@@ -73,9 +81,11 @@ def translate(beams, batch=64):
         S = max(len(r) for r in rows)
         ids = torch.tensor([r + [pad] * (S - len(r)) for r in rows])
         mask = torch.tensor([[1] * len(r) + [0] * (S - len(r)) for r in rows])
+        # max_length counts the start token, and a forced </s> takes the
+        # last place: 2S + 10 subwords, then </s>
         with torch.no_grad():
             g = model.generate(input_ids=ids, attention_mask=mask, num_beams=beams,
-                               do_sample=False, max_length=2 * S + 11,
+                               do_sample=False, max_length=2 * S + 12,
                                bad_words_ids=gen.get("bad_words_ids"), forced_eos_token_id=eos,
                                decoder_start_token_id=gen.get("decoder_start_token_id"))
         for j, r in zip(idx, g.tolist()):
