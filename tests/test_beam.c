@@ -345,6 +345,17 @@ static double reference_beam(tfm_model *m, tfm_tape *t, const int32_t *src1, con
     return min_gap;
 }
 
+/* tfm's result for one source (got, got_len) is the reference's. */
+static void expect_reference(const char *rule, const int32_t *got, int64_t got_len,
+                             const int32_t *want, int64_t want_len, int64_t max_out, uint64_t seed,
+                             int64_t beam, double alpha, int64_t b) {
+    ck_assert_msg(got_len == want_len && !memcmp(got, want, (size_t)max_out * sizeof *want),
+                  "stop when %s: seed %llu beam %lld alpha %.1f source %lld: [%s], the reference "
+                  "beam search found [%s]",
+                  rule, (unsigned long long)seed, (long long)beam, alpha, (long long)b,
+                  ids_str(got, max_out), ids_str(want, max_out));
+}
+
 /* The final score a result is ranked by (finished: score / lp(len + 1);
  * unfinished, len == max_out: score / lp(max_out)). */
 static double final_score(double score, int64_t len, int64_t max_out, double alpha) {
@@ -391,23 +402,15 @@ START_TEST(narrow_beam_equals_reference_beam) {
                     if (gap >= TIE_EPS) {
                         compared++;
                         differs_from_greedy += memcmp(want, greedy + b * MO, sizeof want) != 0;
-                        ck_assert_msg(
-                            lens[b] == want_len && !memcmp(out + b * MO, want, sizeof want),
-                            "seed %llu beam %lld alpha %.1f source %lld: [%s], the "
-                            "reference beam search found [%s]",
-                            (unsigned long long)seed, (long long)beams[bi], (double)alphas[a],
-                            (long long)b, ids_str(out + b * MO, MO), ids_str(want, MO));
+                        expect_reference("finished", out + b * MO, lens[b], want, want_len, MO,
+                                         seed, beams[bi], alphas[a], b);
                     } else {
                         skipped++;
                     }
                     if (gap < TIE_EPS || gapb < TIE_EPS) continue;
                     bound_compared++;
-                    ck_assert_msg(
-                        lensb[b] == wantb_len && !memcmp(outb + b * MO, wantb, sizeof wantb),
-                        "stop at the bound: seed %llu beam %lld alpha %.1f source %lld: [%s], the "
-                        "reference beam search found [%s]",
-                        (unsigned long long)seed, (long long)beams[bi], (double)alphas[a],
-                        (long long)b, ids_str(outb + b * MO, MO), ids_str(wantb, MO));
+                    expect_reference("bound", outb + b * MO, lensb[b], wantb, wantb_len, MO, seed,
+                                     beams[bi], alphas[a], b);
                     /* never worse than stopping at `beam` finished */
                     double fb = final_score(wantb_score, wantb_len, MO, alphas[a]);
                     double ff = final_score(want_score, want_len, MO, alphas[a]);

@@ -158,6 +158,27 @@ static int next_entry(char **p, long *line, double *score) {
     return 1;
 }
 
+/* Each input line's translation (one line each in `one`) is the first
+ * entry of its n-best list in `nb` ("LINE ||| hyp ||| score", LINE from 0);
+ * both are cut up by strtok_r. Returns the lines. */
+static long expect_first_entries(char *one, char *nb, const char *what) {
+    char *save1 = NULL, *save2 = NULL;
+    char *line1 = strtok_r(one, "\n", &save1), *entry = strtok_r(nb, "\n", &save2);
+    long expect = 0;
+    for (; line1; expect++, line1 = strtok_r(NULL, "\n", &save1)) {
+        ck_assert_msg(entry && atol(entry) == expect, "%s: line %ld: no n-best entry", what,
+                      expect);
+        char *a = strstr(entry, " ||| "), *b = a ? strstr(a + 5, " ||| ") : NULL;
+        ck_assert_msg(a && b, "%s: not 'LINE ||| hyp ||| score': %s", what, entry);
+        *b = 0;
+        ck_assert_msg(!strcmp(a + 5, line1), "%s: line %ld: n-best entry 0 '%s', translation '%s'",
+                      what, expect, a + 5, line1);
+        while ((entry = strtok_r(NULL, "\n", &save2)) && atol(entry) == expect) continue;
+    }
+    ck_assert_msg(entry == NULL, "%s: n-best entries past the input: %s", what, entry);
+    return expect;
+}
+
 /* --beam-stop bound through the program: each line's 1-best scores at least
  * what the default (stop at `beam` finished) gives, its n-best list starts
  * with its translation, and a rule that is neither is refused. */
@@ -184,17 +205,7 @@ START_TEST(beam_stop_bound_never_scores_lower) {
         run_out(0, "TFM translate --model %s/a --beam 3 --beam-stop bound < %s/data/test.de");
     char *nb = run_out(
         0, "TFM translate --model %s/a --beam 3 --n-best 2 --beam-stop bound < %s/data/test.de");
-    char *save1 = NULL, *save2 = NULL;
-    char *line1 = strtok_r(one, "\n", &save1), *entry = strtok_r(nb, "\n", &save2);
-    for (long expect = 0; line1; expect++, line1 = strtok_r(NULL, "\n", &save1)) {
-        ck_assert_msg(entry && atol(entry) == expect, "line %ld: no n-best entry", expect);
-        char *a = strstr(entry, " ||| "), *b = a ? strstr(a + 5, " ||| ") : NULL;
-        ck_assert_msg(a && b, "not 'LINE ||| hyp ||| score': %s", entry);
-        *b = 0;
-        ck_assert_msg(!strcmp(a + 5, line1), "line %ld: n-best entry 0 '%s', 1-best '%s'", expect,
-                      a + 5, line1);
-        while ((entry = strtok_r(NULL, "\n", &save2)) && atol(entry) == expect) continue;
-    }
+    ck_assert_int_eq(expect_first_entries(one, nb, "beam 3, bound"), 200);
     free(one);
     free(nb);
     /* beam 1 is greedy decoding with either rule, n-best list or not (a
@@ -203,19 +214,7 @@ START_TEST(beam_stop_bound_never_scores_lower) {
     one = run_out(0, "TFM translate --model %s/a --alpha 5 < %s/data/test.de");
     nb = run_out(0, "TFM translate --model %s/a --alpha 5 --n-best 1 --beam-stop bound < "
                     "%s/data/test.de");
-    save1 = save2 = NULL;
-    line1 = strtok_r(one, "\n", &save1);
-    entry = strtok_r(nb, "\n", &save2);
-    for (long expect = 0; line1; expect++) {
-        ck_assert_msg(entry && atol(entry) == expect, "beam 1: line %ld: no n-best entry", expect);
-        char *a = strstr(entry, " ||| "), *b = a ? strstr(a + 5, " ||| ") : NULL;
-        ck_assert_msg(a && b, "not 'LINE ||| hyp ||| score': %s", entry);
-        *b = 0;
-        ck_assert_msg(!strcmp(a + 5, line1), "beam 1, bound: line %ld: '%s', greedy '%s'", expect,
-                      a + 5, line1);
-        line1 = strtok_r(NULL, "\n", &save1);
-        entry = strtok_r(NULL, "\n", &save2);
-    }
+    ck_assert_int_eq(expect_first_entries(one, nb, "beam 1, bound, alpha 5"), 200);
     free(one);
     free(nb);
     expect_error(2, "--model %s/a --beam 3 --beam-stop never",
