@@ -15,8 +15,10 @@
 # (two decimals): greedy and beam 5 with the length penalties $ALPHAS for
 # best.tfm, the last checkpoint and each average, then ensembles with the
 # length penalties $ENS_ALPHAS.
-# Decoding is fp32 with $THREADS threads (default 2); TFM (default
-# build/tfm) is the binary. Nothing here looks at the test set.
+# Decoding is fp32 with $THREADS threads (default 2), beam search with
+# --beam-stop $BEAM_STOP (default finished, what the recipes were chosen
+# with; bound searches on until no unfinished hypothesis can win); TFM
+# (default build/tfm) is the binary. Nothing here looks at the test set.
 set -euo pipefail
 if [ $# -lt 3 ]; then
     echo "usage: $0 RUN_DIR VALID_SRC VALID_REF [tfm bleu options]" >&2
@@ -30,6 +32,7 @@ THREADS=${THREADS:-2}
 AVG=${AVG:-5 10 20}
 ALPHAS=${ALPHAS:-0.6 1.0 1.5 2.0 2.5}
 ENS_ALPHAS=${ENS_ALPHAS:-1.0 1.5 2.0}
+BEAM_STOP=${BEAM_STOP:-finished}
 [ -f "$run/best.tfm" ] || { echo "$0: $run/best.tfm: no such file" >&2; exit 1; }
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -38,12 +41,12 @@ trap 'rm -rf "$work"' EXIT
 score() {
     local name=$1
     shift
-    "$TFM" translate --threads "$THREADS" --quiet "$@" < "$src" > "$work/hyp"
+    "$TFM" translate --threads "$THREADS" --quiet --beam-stop "$BEAM_STOP" "$@" < "$src" > "$work/hyp"
     printf '%-44s %s\n' "$name" "$("$TFM" bleu --width 2 "$ref" "${bleu_opts[@]}" < "$work/hyp" | tail -1)"
 }
 
 last=$(ls "$run"/checkpoint-*.tfm | sort | tail -1)
-echo "# $run: validation BLEU ($ref, ${bleu_opts[*]:-13a cased})"
+echo "# $run: validation BLEU ($ref, ${bleu_opts[*]:-13a cased}), beam search --beam-stop $BEAM_STOP"
 best_step=$(awk -F, 'BEGIN { b = -1 } NR > 1 && $8 != "" && $8 + 0 > b { b = $8 + 0; s = $1 } END { print s }' "$run/metrics.csv")
 echo "# best.tfm: step $best_step (best validation BLEU while training); last: $(basename "$last")"
 for n in $AVG; do "$TFM" average --out "$run/avg-$n.tfm" --last "$n" "$run" >/dev/null; done

@@ -521,15 +521,29 @@ START_TEST(test_example_configs) {
              "TFM=%s THREADS=1 AVG='2 3' ALPHAS=1.5 ENS_ALPHAS=2.0 bash %s %s/r %s %s --lowercase",
              tfm_test_bin(), tfm_test_path("examples/recipe_eval.sh"), dir, src, tgt);
     ck_assert_msg(tfm_test_run(cmd, out, sizeof out) == 0, "recipe_eval.sh: %s", out);
-    const char *want[] = {"validation BLEU", "best.tfm greedy ", "best.tfm beam 5 alpha 1.5 ",
-                          "checkpoint-00000003.tfm greedy ", "avg-2.tfm beam 5 alpha 1.5 ",
-                          "avg-3.tfm greedy ", "ensemble avg-3.tfm + best.tfm, beam 5 alpha 2.0 ",
+    const char *want[] = {"validation BLEU",
+                          "--beam-stop finished",
+                          "best.tfm greedy ",
+                          "best.tfm beam 5 alpha 1.5 ",
+                          "checkpoint-00000003.tfm greedy ",
+                          "avg-2.tfm beam 5 alpha 1.5 ",
+                          "avg-3.tfm greedy ",
+                          "ensemble avg-3.tfm + best.tfm, beam 5 alpha 2.0 ",
                           "ensemble avg-{2,3}, beam 5 alpha 2.0 "};
     for (size_t i = 0; i < sizeof want / sizeof *want; i++)
         ck_assert_msg(strstr(out, want[i]), "recipe_eval.sh: no '%s' in:\n%s", want[i], out);
     int lines = 0;
     for (const char *c = out; *c; c++) lines += *c == '\n';
     ck_assert_msg(lines == 13, "recipe_eval.sh: %d lines, want 13:\n%s", lines, out);
+    /* the other stopping rule reaches tfm translate (a bad one would fail) */
+    snprintf(cmd, sizeof cmd,
+             "TFM=%s THREADS=1 AVG=2 ALPHAS=1.5 ENS_ALPHAS=2.0 BEAM_STOP=bound bash %s %s/r %s %s",
+             tfm_test_bin(), tfm_test_path("examples/recipe_eval.sh"), dir, src, tgt);
+    ck_assert_msg(tfm_test_run(cmd, out, sizeof out) == 0, "recipe_eval.sh, bound: %s", out);
+    ck_assert_msg(strstr(out, "--beam-stop bound"), "recipe_eval.sh, bound: %s", out);
+    snprintf(cmd, sizeof cmd, "TFM=%s THREADS=1 AVG=2 BEAM_STOP=never bash %s %s/r %s %s",
+             tfm_test_bin(), tfm_test_path("examples/recipe_eval.sh"), dir, src, tgt);
+    ck_assert_msg(tfm_test_run(cmd, out, sizeof out) != 0, "recipe_eval.sh, never: %s", out);
 }
 END_TEST
 
