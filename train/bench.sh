@@ -91,6 +91,22 @@ line_diff() {
     }' "$1"
 }
 
+# The translate sections' model and input: BENCH_MODEL and BENCH_SRC (and
+# BENCH_REF) when given, else the numbers model that tfm build $2 trains in
+# a new $work; section $1 names itself in the error.
+bench_input() {
+    if [ -n "${BENCH_MODEL:-}" ] && [ -z "${BENCH_SRC:-}" ]; then
+        echo "bench $1: BENCH_MODEL needs BENCH_SRC (the input to translate)" >&2; exit 2
+    fi
+    work=$(mktemp -d)
+    if [ -n "${BENCH_MODEL:-}" ]; then
+        model=$BENCH_MODEL; src=$BENCH_SRC; ref=${BENCH_REF:-}
+    else
+        numbers_model "$2" "$work"
+        model=$work/run; src=$work/data/test.de; ref=$work/data/test.en
+    fi
+}
+
 numbers_model() {
     "$TFM" data numbers --out "$2/data" --train 3000 --valid 100 --test 1000 >/dev/null
     "$1" train --src-train "$2/data/train.de" --tgt-train "$2/data/train.en" \
@@ -190,23 +206,16 @@ step-bf16)
     echo "targets (issue 13) at base: tfm bf16 >= 1.5x tfm fp32 and >= 1.3x PyTorch bf16 autocast"
     ;;
 translate)
-    work=$(mktemp -d)
+    # With TFM_OLD the old build trains the numbers model: it cannot read the
+    # newer checkpoint format, while this build reads the old one. The model
+    # is this build's own only where the two train bit for bit alike (check
+    # the BLEU against a run without TFM_OLD); dc9ef78, for one, trains
+    # another.
+    bench_input translate "${TFM_OLD:-$TFM}"
     if [ -n "${BENCH_MODEL:-}" ]; then
-        if [ -z "${BENCH_SRC:-}" ]; then
-            echo "bench translate: BENCH_MODEL needs BENCH_SRC (the input to translate)" >&2
-            rm -rf "$work"; exit 2
-        fi
-        model=$BENCH_MODEL; src=$BENCH_SRC; ref=${BENCH_REF:-}
         echo; echo "## Translation: seconds for the $(wc -l < "$src") sentences of $src, model $model, fp32, 2 threads (median of $RUNS)"
     else
         echo; echo "## Translation: seconds for the 1000 numbers test sentences, 2 threads (median of $RUNS)"
-        # With TFM_OLD the old build trains the model: it cannot read the newer
-        # checkpoint format, while this build reads the old one. The model is
-        # this build's own only where the two train bit for bit alike (check
-        # the BLEU against a run without TFM_OLD); dc9ef78, for one, trains
-        # another.
-        numbers_model "${TFM_OLD:-$TFM}" "$work"
-        model=$work/run; src=$work/data/test.de; ref=$work/data/test.en
     fi
     bins=("$TFM"); names=(tfm)
     if [ -n "${TFM_OLD:-}" ]; then bins+=("$TFM_OLD"); names+=(old); fi
@@ -238,13 +247,7 @@ translate)
     rm -rf "$work"
     ;;
 translate-bf16)
-    work=$(mktemp -d)
-    if [ -n "${BENCH_MODEL:-}" ]; then
-        model=$BENCH_MODEL; src=${BENCH_SRC:?BENCH_SRC: the input to translate}; ref=${BENCH_REF:-}
-    else
-        numbers_model "$TFM" "$work"
-        model=$work/run; src=$work/data/test.de; ref=$work/data/test.en
-    fi
+    bench_input translate-bf16 "$TFM"
     echo; echo "## Translation in bf16: seconds for the $(wc -l < "$src") sentences of $src, model $model, 2 threads (median of $RUNS)"
     bins=("$TFM"); names=(tfm)
     if [ -n "${TFM_OLD:-}" ]; then bins+=("$TFM_OLD"); names+=(old); fi
@@ -289,17 +292,8 @@ translate-hf)
         echo; echo "## Translation against transformers: skipped (/usr/bin/python3 cannot import torch and transformers; HF_PYTHONPATH=DIR adds a directory holding transformers)"
         continue
     fi
-    if [ -n "${BENCH_MODEL:-}" ] && [ -z "${BENCH_SRC:-}" ]; then
-        echo "bench translate-hf: BENCH_MODEL needs BENCH_SRC (the input to translate)" >&2; exit 2
-    fi
-    work=$(mktemp -d)
+    bench_input translate-hf "$TFM"
     trap 'rm -rf "$work"' EXIT
-    if [ -n "${BENCH_MODEL:-}" ]; then
-        model=$BENCH_MODEL; src=$BENCH_SRC; ref=${BENCH_REF:-}
-    else
-        numbers_model "$TFM" "$work"
-        model=$work/run; src=$work/data/test.de; ref=$work/data/test.en
-    fi
     # Both sides translate the export, so that they hold the same weights.
     if ! "$TFM" export --model "$model" --out "$work/export" >/dev/null; then
         echo "bench translate-hf: could not export $model" >&2; exit 1
