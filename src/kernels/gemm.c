@@ -86,10 +86,18 @@
 #ifndef GEMM_COPY_PREFETCH_ROWS
 #define GEMM_COPY_PREFETCH_ROWS 4
 #endif
-/* Below this many flops (2*M*N*K) a GEMM runs on one thread: waking the team
- * costs a few microseconds, about 1 Mflop at this machine's speed. */
+/* Below this many flops (2*M*N*K) a GEMM runs on one thread: the team's
+ * start and join cost a few microseconds, about 1 Mflop of the AVX-512
+ * kernel on a Zen 4. The AVX2 kernel does half the flops per cycle, so its
+ * break-even is half as many flops: on a Zen 3 (tfm bench gemm, 1 against
+ * 2 threads, the team kept warm) 2 threads won from about 2 Mflop (M x 256
+ * x 64 at M = 64: 1.3x) and lost or tied below 1.5 Mflop. */
 #ifndef GEMM_PAR_MIN_FLOPS
+#if defined(__AVX512F__)
 #define GEMM_PAR_MIN_FLOPS 4.0e6
+#else
+#define GEMM_PAR_MIN_FLOPS 2.0e6
+#endif
 #endif
 
 const char *tfm_gemm_kernel_name(void) { return GEMM_KERNEL; }

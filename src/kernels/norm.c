@@ -29,7 +29,8 @@ static void layernorm_forward_row(float *y, float *mean, float *rstd, const floa
 
 void tfm_k_layernorm_forward(float *y, float *mean, float *rstd, const float *x, const float *gamma,
                              const float *beta, int64_t rows, int64_t cols, float eps) {
-    TFM_PAR_FOR(tfm_par_worth(rows * cols),
+    /* about 8 flops per element: the two sums, then the normalization */
+    TFM_PAR_FOR(tfm_par_worth(8 * rows * cols),
                 for (int64_t r = 0; r < rows; r++)
                     layernorm_forward_row(y, mean, rstd, x, gamma, beta, cols, eps, r));
 }
