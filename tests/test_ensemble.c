@@ -222,6 +222,52 @@ START_TEST(beam_stop_bound_never_scores_lower) {
 }
 END_TEST
 
+/* tfm train --beam-stop reaches validation: two runs of model a's settings
+ * with validation by beam 3 train alike (the same loss and validation loss
+ * in metrics.csv) and score the rule's own translations (74.8 finished,
+ * 91.9 bound when written, 300 steps). */
+START_TEST(train_beam_stop_sets_validation_search) {
+    char last[2][512];
+    static const char *rules[] = {"finished", "bound"};
+    for (int i = 0; i < 2; i++) {
+        char fmt[1024];
+        snprintf(fmt, sizeof fmt,
+                 "TFM train --src-train %%s/data/train.de --tgt-train %%s/data/train.en "
+                 "--src-valid %%s/data/valid.de --tgt-valid %%s/data/valid.en --batch-tokens 1024 "
+                 "--valid-every 300 --warmup 100 --share-emb --heads 2 --layers 1 --dropout 0 "
+                 "--threads 1 --quiet --bpe-merges 200 --steps 300 --d-model 32 --d-ff 64 "
+                 "--seed 1 --beam 3 --beam-stop %s --save %%s/stop-%s",
+                 rules[i], rules[i]);
+        free(run_out(0, fmt));
+        char path[1024];
+        snprintf(path, sizeof path, "%s/stop-%s/metrics.csv", models_dir(), rules[i]);
+        char *csv = tfm_test_slurp(path);
+        ck_assert_msg(csv, "no %s", path);
+        char *end = csv + strlen(csv);
+        while (end > csv && end[-1] == '\n') *--end = 0;
+        char *line = strrchr(csv, '\n');
+        snprintf(last[i], sizeof last[i], "%s", line ? line + 1 : csv);
+        free(csv);
+    }
+    /* step,epoch,loss,lr,grad_norm,tokens_per_s,valid_loss,valid_bleu: all
+     * but the speed and the BLEU are the same */
+    char *f[2][8];
+    for (int i = 0; i < 2; i++) {
+        char *save = NULL;
+        for (int k = 0; k < 8; k++) {
+            f[i][k] = strtok_r(k ? NULL : last[i], ",", &save);
+            ck_assert_msg(f[i][k], "%s: metrics.csv's last line has %d fields", rules[i], k);
+        }
+    }
+    for (int k = 0; k < 7; k++)
+        if (k != 5) ck_assert_str_eq(f[0][k], f[1][k]);
+    ck_assert_msg(strcmp(f[0][7], f[1][7]) != 0,
+                  "validation BLEU %s with either rule: --beam-stop did not reach validation",
+                  f[0][7]);
+    printf("  train --beam-stop: validation BLEU %s finished, %s bound\n", f[0][7], f[1][7]);
+}
+END_TEST
+
 START_TEST(ensemble_with_itself_is_the_model) {
     static const char *modes[] = {"", " --beam 4", " --beam 3 --n-best 2"};
     for (int i = 0; i < 3; i++) {
@@ -282,6 +328,7 @@ int main(void) {
     tcase_add_unchecked_fixture(tc, train_models, NULL); /* once, before the forks */
     tcase_add_test(tc, nbest_first_entry_is_the_1best_and_scores_are_sorted);
     tcase_add_test(tc, beam_stop_bound_never_scores_lower);
+    tcase_add_test(tc, train_beam_stop_sets_validation_search);
     tcase_add_test(tc, ensemble_with_itself_is_the_model);
     tcase_add_test(tc, ensemble_of_two_models_translates);
     tcase_add_test(tc, ensemble_needs_one_vocabulary);

@@ -43,7 +43,7 @@ typedef struct {
     int64_t seed, threads, log_every, save_every, keep, max_bad_steps, arena_mb, reduce_bucket,
         average_last;
     const char *save, *init;
-    const char *precision, *bpe_dropout_side, *emb_init;
+    const char *precision, *bpe_dropout_side, *emb_init, *beam_stop;
     int resume, quiet, check_numerics;
     flag_choice choice[2]; /* the FLAG_CHOICE model settings */
     int n_choice;
@@ -62,6 +62,7 @@ static void defaults(train_cli *o) {
     o->beam = 1;
     o->exact_vocab = 1;
     o->alpha = 0.6;
+    o->beam_stop = "finished";
     o->bpe_merges = 8000;
     o->bpe_dropout_side = "both";
     tfm_model_config_default(&o->model);
@@ -133,6 +134,10 @@ static int make_flags(train_cli *o, flag_def *f) {
     F("max-minutes", max_minutes, "stop after this much training time (0: off)");
     I("beam", beam, "validation decoding beam size");
     F("alpha", alpha, "beam length penalty (GNMT)");
+    S("beam-stop", beam_stop,
+      "validation beam search: when it ends a sentence: finished (once --beam hypotheses have "
+      "finished) or bound (once no unfinished hypothesis can finish above the best finished "
+      "one: never a lower score, more steps), as tfm translate --beam-stop");
     /* the model settings, from the one list in tfm/nn.h */
 #define FLAG_TYPE_INT FLAG_INT, NULL
 #define FLAG_TYPE_FLOAT FLAG_F32, NULL
@@ -234,6 +239,8 @@ static int check_flags(const train_cli *o) {
     /* tfm translate's bounds; inf failed at the first validation */
     NEED(o->alpha >= 0, "--alpha: must not be negative");
     NEED(o->alpha <= FLT_MAX, "--alpha: at most %g (a float)", FLT_MAX);
+    NEED(!strcmp(o->beam_stop, "finished") || !strcmp(o->beam_stop, "bound"),
+         "--beam-stop: '%s' is not finished or bound", o->beam_stop);
     NEED(o->threads >= 0 && o->threads <= 1024, "--threads: must be between 0 and 1024");
     NEED(o->keep >= 1, "--keep: must be at least 1");
     NEED(o->log_every >= 1, "--log-every: must be at least 1");
@@ -404,6 +411,8 @@ static int train_corpus(train_cli *c, const tfm_train_opts *o) {
         .bpe_dropout_source_only = !strcmp(c->bpe_dropout_side, "source"),
         .decode = {.beam = c->beam, .alpha = c->alpha, .batch = 64, .precision = o->precision},
         .dist = g_dist};
+    task.decode.beam_stop =
+        strcmp(c->beam_stop, "bound") ? TFM_BEAM_STOP_FINISHED : TFM_BEAM_STOP_BOUND;
     tfm_corpus_summary sum;
     if (tfm_train_corpus(&task, o, &c->model, &sum)) return train_fail();
     if (g_signal) {
