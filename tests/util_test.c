@@ -1,5 +1,6 @@
 #include "util_test.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -13,14 +14,14 @@
 #include "tfm/base.h"
 
 const char *tfm_test_path(const char *rel) {
-    static _Thread_local char buf[8][2048];
+    static _Thread_local char buf[8][PATH_MAX + 512];
     static _Thread_local int slot;
     char *out = buf[slot++ & 7];
     const char *root = getenv("TFM_ROOT");
     /* without TFM_ROOT (a test run by hand from the repository root): the
      * working directory as an absolute path, so that the path still holds
      * in a command that changes directory first */
-    static _Thread_local char cwd[1024];
+    static _Thread_local char cwd[PATH_MAX];
     if (!(root && root[0])) root = getcwd(cwd, sizeof cwd) ? cwd : ".";
     snprintf(out, sizeof buf[0], "%s/%s", root, rel);
     return out;

@@ -135,9 +135,10 @@ static int make_flags(train_cli *o, flag_def *f) {
     I("beam", beam, "validation decoding beam size");
     F("alpha", alpha, "beam length penalty (GNMT)");
     S("beam-stop", beam_stop,
-      "validation beam search: when it ends a sentence: finished (once --beam hypotheses have "
+      "when validation's beam search ends a sentence: finished (once --beam hypotheses have "
       "finished) or bound (once no unfinished hypothesis can finish above the best finished "
-      "one: never a lower score, more steps), as tfm translate --beam-stop");
+      "one: never a lower score, more steps); --beam 1 is greedy with either (tfm translate's "
+      "--beam-stop)");
     /* the model settings, from the one list in tfm/nn.h */
 #define FLAG_TYPE_INT FLAG_INT, NULL
 #define FLAG_TYPE_FLOAT FLAG_F32, NULL

@@ -86,17 +86,20 @@
 #ifndef GEMM_COPY_PREFETCH_ROWS
 #define GEMM_COPY_PREFETCH_ROWS 4
 #endif
-/* Below this many flops (2*M*N*K) a GEMM runs on one thread: the team's
- * start and join cost a few microseconds, about 1 Mflop of the AVX-512
- * kernel on a Zen 4. The AVX2 kernel does half the flops per cycle, so its
- * break-even is half as many flops: on a Zen 3 (tfm bench gemm, 1 against
- * 2 threads, the team kept warm) 2 threads won from about 2 Mflop (M x 256
- * x 64 at M = 64: 1.3x) and lost or tied below 1.5 Mflop. */
+/* Below this many flops (2*M*N*K) a GEMM runs on one thread: starting and
+ * joining the team costs a few microseconds, which is more flops the faster
+ * a thread is. The AVX-512 figure was set on the README's 2-core AVX-512
+ * machine (243 GFLOP/s per thread in tfm bench gemm). The AVX2 one was
+ * measured on a 2-core Zen 3 (74 GFLOP/s per thread): with the team kept
+ * warm, 2 threads won from about 1.5 Mflop (1.05-1.5x at 2.1-2.8 Mflop)
+ * and tied or lost at 1 Mflop and below
+ * (docs/bench/2026-12-01-zen3-gemm-threshold.log). The generic kernel keeps
+ * the first figure (not measured). */
 #ifndef GEMM_PAR_MIN_FLOPS
-#if defined(__AVX512F__)
-#define GEMM_PAR_MIN_FLOPS 4.0e6
-#else
+#if defined(__AVX2__) && defined(__FMA__) && !defined(__AVX512F__)
 #define GEMM_PAR_MIN_FLOPS 2.0e6
+#else
+#define GEMM_PAR_MIN_FLOPS 4.0e6
 #endif
 #endif
 
