@@ -382,13 +382,19 @@ START_TEST(train_average_last_writes_the_mean_of_the_last_checkpoints) {
 }
 END_TEST
 
+/* A new directory under tag with the numbers corpus written in data
+ * (DIR/data) and run naming DIR/run (not created). */
+static void numbers_dirs(const char *tag, char data[600], char run[600]) {
+    const char *root = tfm_test_tmpdir(tag);
+    snprintf(data, 600, "%s/data", root);
+    snprintf(run, 600, "%s/run", root);
+    tfm_test_numbers_corpus_write(data);
+}
+
 /* With validation, averaged.tfm is scored too (logged, not best.tfm's). */
 START_TEST(train_average_last_is_validated) {
-    const char *root = tfm_test_tmpdir("avg-valid");
     char data[600], run[600];
-    snprintf(data, sizeof data, "%s/data", root);
-    snprintf(run, sizeof run, "%s/run", root);
-    tfm_test_numbers_corpus_write(data);
+    numbers_dirs("avg-valid", data, run);
     tfm_test_corpus_files files;
     tfm_corpus_task task = tfm_test_numbers_task(data, &files);
     tfm_model_config mc = tfm_test_tiny_model();
@@ -407,6 +413,28 @@ START_TEST(train_average_last_is_validated) {
     ck_assert_msg(v && strstr(v, " BLEU "), "%s", log);
     ck_assert_int_eq(tfm_test_count_lines(log, "validation at step "), 2);
     free(log);
+}
+END_TEST
+
+/* tfm_train_corpus refuses a bad validation search before any step: a beam
+ * of 0 and a stopping rule that is neither (a library caller's values). */
+START_TEST(train_corpus_checks_the_validation_search) {
+    char data[600], run[600];
+    numbers_dirs("avg-search", data, run);
+    tfm_test_corpus_files files;
+    tfm_model_config mc = tfm_test_tiny_model();
+    tfm_train_opts o = tfm_test_tiny_opts(2, 1);
+    o.run_dir = run;
+    tfm_corpus_summary sum;
+    tfm_corpus_task task = tfm_test_numbers_task(data, &files);
+    task.decode.beam = 0;
+    ck_assert_int_eq(tfm_train_corpus(&task, &o, &mc, &sum), 1);
+    ck_assert_str_eq(tfm_last_error(), "--beam: must be between 1 and 64");
+    task = tfm_test_numbers_task(data, &files);
+    task.decode.beam_stop = (tfm_beam_stop)7;
+    ck_assert_int_eq(tfm_train_corpus(&task, &o, &mc, &sum), 1);
+    ck_assert_str_eq(tfm_last_error(), "--beam-stop: rule 7 is not finished (0) or bound (1)");
+    ck_assert_int_ne(access(run, F_OK), 0); /* nothing written */
 }
 END_TEST
 
@@ -538,6 +566,7 @@ int main(void) {
     tcase_add_test(tc, cli_average_last_n_translates_and_exports);
     tcase_add_test(tc, train_average_last_writes_the_mean_of_the_last_checkpoints);
     tcase_add_test(tc, train_average_last_is_validated);
+    tcase_add_test(tc, train_corpus_checks_the_validation_search);
     tcase_add_test(tc, train_init_starts_fresh_from_the_weights);
     tcase_add_test(tc, cli_init_takes_the_vocabulary_beside_the_checkpoint);
     suite_add_tcase(s, tc);
