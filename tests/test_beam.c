@@ -462,13 +462,19 @@ static void constant_model(tfm_model *m, int64_t vocab, double p_eos) {
     }
 }
 
+/* The constant model of the next two tests (p(</s>) 0.1; ids pad, <s>,
+ * </s>, a), a tape for it, and its one source "a a </s>". */
+static const int32_t const_src[3] = {3, 3, TFM_EOS_ID};
+static const uint8_t const_pad[3] = {0, 0, 0};
+static void constant_setup(tfm_model *m, tfm_tape *t) {
+    constant_model(m, 4, 0.1);
+    ck_assert_int_eq(tfm_tape_init(t, 16 << 20, 64), 0);
+}
+
 START_TEST(length_penalty_direction_and_value) {
     tfm_model m;
-    constant_model(&m, 4, 0.1); /* ids: pad, <s>, </s>, a */
     tfm_tape t;
-    ck_assert_int_eq(tfm_tape_init(&t, 16 << 20, 64), 0);
-    int32_t src[3] = {3, 3, TFM_EOS_ID};
-    uint8_t pad[3] = {0, 0, 0};
+    constant_setup(&m, &t);
     int32_t out[8];
     int64_t len;
     /* the model really is constant: log p(</s>) = log 0.1 after any prefix */
@@ -476,7 +482,7 @@ START_TEST(length_penalty_direction_and_value) {
     int32_t prefix[3] = {3, 3, 3};
     t.no_grad = 1;
     for (int64_t L = 0; L <= 3; L++) {
-        tf_next_logprobs(&m, &t, src, pad, 3, prefix, 1, L, lp);
+        tf_next_logprobs(&m, &t, const_src, const_pad, 3, prefix, 1, L, lp);
         ck_assert_double_eq_tol(lp[TFM_EOS_ID], log(0.1), 1e-6);
         ck_assert_double_eq_tol(lp[3], log(0.9), 1e-6);
     }
@@ -487,17 +493,19 @@ START_TEST(length_penalty_direction_and_value) {
      * = ln(1.045757) / ln(1.166667) = 0.044741 / 0.154151 = 0.29024. */
     double crossing = log((log(0.9) + log(0.1)) / log(0.1)) / log(7.0 / 6.0);
     ck_assert_double_eq_tol(crossing, 0.29024, 1e-4);
-    ck_assert_int_eq(tfm_beam_decode(&m, &t, src, pad, 1, 3, 2, 0.28f, 2, out, &len), 0);
+    ck_assert_int_eq(tfm_beam_decode(&m, &t, const_src, const_pad, 1, 3, 2, 0.28f, 2, out, &len),
+                     0);
     ck_assert_msg(len == 0 && out[0] == TFM_EOS_ID, "alpha 0.28: want the empty hypothesis");
-    ck_assert_int_eq(tfm_beam_decode(&m, &t, src, pad, 1, 3, 2, 0.30f, 2, out, &len), 0);
+    ck_assert_int_eq(tfm_beam_decode(&m, &t, const_src, const_pad, 1, 3, 2, 0.30f, 2, out, &len),
+                     0);
     ck_assert_msg(len == 1 && out[0] == 3 && out[1] == TFM_EOS_ID, "alpha 0.30: want \"a </s>\"");
     /* Direction over six lengths: no penalty keeps the shortest (every token
      * costs log 0.9), alpha 1 already prefers the longest that fits: with
      * lp(len) = (5 + len) / 6 the normalized score 6 (j x + e) / (6 + j)
      * rises with j because 6x > e. Beam 8 holds every hypothesis. */
-    ck_assert_int_eq(tfm_beam_decode(&m, &t, src, pad, 1, 3, 8, 0.0f, 6, out, &len), 0);
+    ck_assert_int_eq(tfm_beam_decode(&m, &t, const_src, const_pad, 1, 3, 8, 0.0f, 6, out, &len), 0);
     ck_assert_int_eq(len, 0);
-    ck_assert_int_eq(tfm_beam_decode(&m, &t, src, pad, 1, 3, 8, 1.0f, 6, out, &len), 0);
+    ck_assert_int_eq(tfm_beam_decode(&m, &t, const_src, const_pad, 1, 3, 8, 1.0f, 6, out, &len), 0);
     ck_assert_int_eq(len, 5);
     ck_assert_int_eq(out[5], TFM_EOS_ID);
     ck_assert_int_eq(t.arena.used, 0);
@@ -516,30 +524,27 @@ END_TEST
 START_TEST(stop_at_the_bound_keeps_searching) {
     tfm_model m;
     tfm_model *mp = &m;
-    constant_model(&m, 4, 0.1);
     tfm_tape t;
-    ck_assert_int_eq(tfm_tape_init(&t, 16 << 20, 64), 0);
-    int32_t src[3] = {3, 3, TFM_EOS_ID};
-    uint8_t pad[3] = {0, 0, 0};
+    constant_setup(&m, &t);
     int32_t out[6];
     int64_t len;
-    ck_assert_int_eq(tfm_beam_decode_stop(&mp, 1, &t, src, pad, 1, 3, 2, 1.0f,
+    ck_assert_int_eq(tfm_beam_decode_stop(&mp, 1, &t, const_src, const_pad, 1, 3, 2, 1.0f,
                                           TFM_BEAM_STOP_FINISHED, 6, out, &len, NULL),
                      0);
     ck_assert_msg(len == 1 && out[0] == 3 && out[1] == TFM_EOS_ID, "finished: len %lld [%s]",
                   (long long)len, ids_str(out, 6));
-    ck_assert_int_eq(tfm_beam_decode(&m, &t, src, pad, 1, 3, 2, 1.0f, 6, out, &len), 0);
+    ck_assert_int_eq(tfm_beam_decode(&m, &t, const_src, const_pad, 1, 3, 2, 1.0f, 6, out, &len), 0);
     ck_assert_int_eq(len, 1); /* the default */
-    ck_assert_int_eq(tfm_beam_decode_stop(&mp, 1, &t, src, pad, 1, 3, 2, 1.0f, TFM_BEAM_STOP_BOUND,
-                                          6, out, &len, NULL),
+    ck_assert_int_eq(tfm_beam_decode_stop(&mp, 1, &t, const_src, const_pad, 1, 3, 2, 1.0f,
+                                          TFM_BEAM_STOP_BOUND, 6, out, &len, NULL),
                      0);
     ck_assert_msg(len == 5 && out[5] == TFM_EOS_ID, "bound: len %lld [%s]", (long long)len,
                   ids_str(out, 6));
     /* alpha 0: every token costs log 0.9, so the empty hypothesis stays the
      * best; the live ones (j log 0.9 >= -0.63) stay above it (log 0.1), so
      * the search runs to max_out */
-    ck_assert_int_eq(tfm_beam_decode_stop(&mp, 1, &t, src, pad, 1, 3, 2, 0.0f, TFM_BEAM_STOP_BOUND,
-                                          6, out, &len, NULL),
+    ck_assert_int_eq(tfm_beam_decode_stop(&mp, 1, &t, const_src, const_pad, 1, 3, 2, 0.0f,
+                                          TFM_BEAM_STOP_BOUND, 6, out, &len, NULL),
                      0);
     ck_assert_int_eq(len, 0);
     /* p(</s>) 0.6, alpha 0: after step 0 the live "a" (log 0.4) is below the
@@ -549,16 +554,16 @@ START_TEST(stop_at_the_bound_keeps_searching) {
     tfm_decode_profile prof;
     memset(&prof, 0, sizeof prof);
     tfm_decode_set_profile(&prof);
-    ck_assert_int_eq(tfm_beam_decode_stop(&mp, 1, &t, src, pad, 1, 3, 2, 0.0f, TFM_BEAM_STOP_BOUND,
-                                          6, out, &len, NULL),
+    ck_assert_int_eq(tfm_beam_decode_stop(&mp, 1, &t, const_src, const_pad, 1, 3, 2, 0.0f,
+                                          TFM_BEAM_STOP_BOUND, 6, out, &len, NULL),
                      0);
     tfm_decode_set_profile(NULL);
     ck_assert_int_eq(len, 0);
     ck_assert_int_eq(prof.early_stops, 1);
     ck_assert_int_eq(prof.steps, 1);
     /* neither rule: an error */
-    ck_assert_int_ne(tfm_beam_decode_stop(&mp, 1, &t, src, pad, 1, 3, 2, 1.0f, (tfm_beam_stop)2, 6,
-                                          out, &len, NULL),
+    ck_assert_int_ne(tfm_beam_decode_stop(&mp, 1, &t, const_src, const_pad, 1, 3, 2, 1.0f,
+                                          (tfm_beam_stop)2, 6, out, &len, NULL),
                      0);
     ck_assert_int_eq(t.arena.used, 0);
     tfm_tape_free(&t);
