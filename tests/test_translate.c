@@ -1,6 +1,7 @@
 /* Decoding and the corpus pipeline: beam 1 equals greedy, beam search is
  * deterministic, and the generated numbers corpus trains through the CLI
- * (BPE, batching, validation) to a BLEU threshold on its test split. */
+ * (BPE, batching, validation) to a BLEU threshold on its test split; batches
+ * translated on several threads give what one thread gives. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -86,6 +87,30 @@ START_TEST(numbers_corpus_trains_to_bleu) {
     double bleu = atof(eq + 3);
     printf("  numbers de->en test BLEU after 300 steps: %.2f\n", bleu);
     ck_assert_msg(bleu >= 50.0, "test BLEU %.2f below 50", bleu);
+    /* batches decoded on two threads at once (one per thread) translate as
+     * one thread does, batch by batch: greedy, beam with n-best lists, an
+     * ensemble, and under --profile (batches one at a time) */
+    const char *modes[] = {"--beam 1", "--beam 3 --n-best 2", "--beam 2 --model %s/run",
+                           "--beam 3 --profile"};
+    for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++) {
+        char mode[700];
+        snprintf(mode, sizeof mode, modes[i], dir);
+        for (int threads = 1; threads <= 2; threads++) {
+            snprintf(cmd, sizeof cmd,
+                     "%s translate --model %s/run %s --batch 16 --threads %d --quiet "
+                     "< %s/data/test.de > %s/t%d.txt",
+                     tfm_test_bin(), dir, mode, threads, dir, dir, threads);
+            rc = tfm_test_run(cmd, out, sizeof out);
+            ck_assert_msg(rc == 0, "%s: %s", cmd, out);
+        }
+        /* (the profile's line, with its times, is left out) */
+        snprintf(cmd, sizeof cmd,
+                 "test -s %s/t1.txt && grep -v '^profile: ' %s/t1.txt > %s/c1.txt && "
+                 "grep -v '^profile: ' %s/t2.txt | cmp %s/c1.txt -",
+                 dir, dir, dir, dir, dir);
+        ck_assert_msg(tfm_test_run(cmd, out, sizeof out) == 0, "%s: 2 threads differ: %s", mode,
+                      out);
+    }
     /* the run directory has what translate and resume need */
     const char *files[] = {"best.tfm",   "bpe.codes", "vocab.txt",
                            "config.txt", "train.log", "metrics.csv"};

@@ -127,8 +127,12 @@ typedef struct {
     int64_t early_stops; /* beam: sources that left by the bound */
 } tfm_decode_profile;
 
-/* Installs p (NULL: none); decoding adds to it. */
+/* Installs p (NULL: none); decoding adds to it. tfm_translate_lines decodes
+ * one batch at a time while a profile is installed (else several batches at
+ * once, one per thread). */
 void tfm_decode_set_profile(tfm_decode_profile *p);
+/* The profile installed, or NULL. */
+tfm_decode_profile *tfm_decode_get_profile(void);
 
 #ifdef __cplusplus
 }

@@ -17,6 +17,7 @@ static tfm_decode_profile *g_profile;
 
 void tfm_decode_set_profile(tfm_decode_profile *p) { g_profile = p; }
 tfm_decode_profile *tfm_decode_profile_active(void) { return g_profile; }
+tfm_decode_profile *tfm_decode_get_profile(void) { return g_profile; }
 
 typedef tfm_beam_candidate candidate;
 

@@ -6,7 +6,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
+#include "../util/par.h"
 #include "tfm/train.h"
 
 /* A model's file must be a regular one: refused (the error set) before a
@@ -196,6 +200,131 @@ static char *format_nbest(const tfm_text_model *tm, const tfm_nbest *nb, int64_t
     return s;
 }
 
+/* What one thread decodes a batch with: a tape whose arena holds a batch's
+ * activations and decoder caches, and the batch's buffers. */
+typedef struct {
+    tfm_tape t;
+    int tape_ok;
+    int32_t *src, *hyp;
+    uint8_t *pad;
+    int64_t *lens;
+    tfm_nbest nb;
+} decode_slot;
+
+static void slot_free(decode_slot *s) {
+    free(s->src);
+    free(s->pad);
+    free(s->hyp);
+    free(s->lens);
+    free(s->nb.tokens);
+    free(s->nb.lens);
+    free(s->nb.scores);
+    free(s->nb.logprobs);
+    free(s->nb.count);
+    if (s->tape_ok) tfm_tape_free(&s->t);
+    memset(s, 0, sizeof *s);
+}
+
+static int slot_init(decode_slot *s, size_t arena, tfm_precision precision, int64_t B,
+                     int64_t S_max, int64_t max_out, int64_t NB) {
+    memset(s, 0, sizeof *s);
+    if (tfm_tape_init(&s->t, arena, 16)) return 1;
+    s->tape_ok = 1;
+    tfm_arena_advise_huge(&s->t.arena);
+    s->t.no_grad = 1;
+    s->t.training = 0;
+    s->t.precision = precision;
+    s->src = malloc((size_t)(B * S_max) * sizeof(int32_t));
+    s->pad = malloc((size_t)(B * S_max));
+    s->hyp = malloc((size_t)(B * max_out) * sizeof(int32_t));
+    s->lens = malloc((size_t)B * sizeof(int64_t));
+    s->nb = (tfm_nbest){NB,
+                        NB ? malloc((size_t)(B * NB * max_out) * sizeof(int32_t)) : NULL,
+                        NB ? malloc((size_t)(B * NB) * sizeof(int64_t)) : NULL,
+                        NB ? malloc((size_t)(B * NB) * sizeof(float)) : NULL,
+                        NB ? malloc((size_t)(B * NB) * sizeof(float)) : NULL,
+                        NB ? malloc((size_t)B * sizeof(int64_t)) : NULL};
+    if (!s->src || !s->pad || !s->hyp || !s->lens ||
+        (NB &&
+         (!s->nb.tokens || !s->nb.lens || !s->nb.scores || !s->nb.logprobs || !s->nb.count))) {
+        slot_free(s);
+        return tfm_set_error("out of memory"), 1;
+    }
+    return 0;
+}
+
+/* The translation's shared, read-only state (done: sentences so far, for
+ * the progress line). */
+typedef struct {
+    tfm_model *const *models;
+    int64_t n_models;
+    const tfm_text_model *tm;
+    int32_t *const *ids;
+    const by_len *order;
+    int64_t n, B, max_out;
+    const tfm_translate_opts *o;
+    char **out;
+    double t0;
+    int64_t done;
+} batch_job;
+
+/* Decodes the batch of order[start ...] with slot s and writes its out[]. */
+static int translate_batch(batch_job *job, decode_slot *s, int64_t start) {
+    const tfm_translate_opts *o = job->o;
+    const by_len *order = job->order;
+    int64_t n = job->n, B = job->B, rows = n - start < B ? n - start : B;
+    int64_t S = order[start + rows - 1].len + 1;
+    for (int64_t r = 0; r < rows; r++) {
+        const by_len *e = &order[start + r];
+        for (int64_t j = 0; j < S; j++) {
+            int32_t v = j < e->len ? job->ids[e->index][j] : j == e->len ? TFM_EOS_ID : TFM_PAD_ID;
+            s->src[r * S + j] = v;
+            s->pad[r * S + j] = v == TFM_PAD_ID;
+        }
+    }
+    int64_t max_out = job->max_out;
+    int64_t lim = o->max_len > 0 ? max_out : (2 * S + 10 < max_out ? 2 * S + 10 : max_out);
+    const int64_t NB = o->n_best;
+    /* beam search (one model without n-best lists: as tfm_beam_decode),
+     * or greedy decoding for beam 1 with one model and no lists; beam 1
+     * is greedy decoding whatever the stopping rule (with the bound it
+     * would not be), so that --n-best 1 and ensembles agree with it */
+    const tfm_beam_stop stop = o->beam > 1 ? o->beam_stop : TFM_BEAM_STOP_FINISHED;
+    int st = job->n_models > 1 || NB || o->beam > 1
+                 ? tfm_beam_decode_stop(job->models, job->n_models, &s->t, s->src, s->pad, rows, S,
+                                        o->beam, (float)o->alpha, stop, lim, s->hyp, s->lens,
+                                        NB ? &s->nb : NULL)
+                 : tfm_greedy_decode(job->models[0], &s->t, s->src, s->pad, rows, S, lim, s->hyp,
+                                     s->lens);
+    if (st) return 1;
+    for (int64_t r = 0; r < rows; r++) {
+        /* greedy decoding of a row does not depend on the other rows, but
+         * the batch's limit does (2 * its longest source + 10): each row
+         * is cut to its own, so that a sentence translates the same in
+         * any batch (tfm translate's windows depend on when input comes) */
+        int64_t own = 2 * (order[start + r].len + 1) + 10;
+        int cut = o->beam == 1 && o->max_len <= 0;
+        if (cut && s->lens[r] > own) s->lens[r] = own;
+        int64_t index = order[start + r].index;
+        /* n-best LINE: the 0-based number of the input line (Moses) */
+        job->out[index] =
+            NB ? format_nbest(job->tm, &s->nb, r, lim,
+                              (o->first_line > 0 ? o->first_line - 1 : 0) + index, cut ? own : -1)
+               : tfm_vocab_decode(job->tm->vocab, s->hyp + r * lim, s->lens[r]);
+        if (!job->out[index]) return 1;
+    }
+    if (o->progress) {
+#pragma omp critical(tfm_translate_progress)
+        {
+            job->done += rows;
+            double el = tfm_now() - job->t0;
+            fprintf(stderr, "\rtranslated %lld/%lld sentences, %.1f sentences/s   ",
+                    (long long)job->done, (long long)n, el > 0 ? (double)job->done / el : 0.0);
+        }
+    }
+    return 0;
+}
+
 int tfm_translate_lines_ensemble(tfm_model *const *models, int64_t n_models,
                                  const tfm_text_model *tm, char *const *lines, int64_t n,
                                  const tfm_translate_opts *o, char **out) {
@@ -246,6 +375,7 @@ int tfm_translate_lines_ensemble(tfm_model *const *models, int64_t n_models,
         return tfm_set_error("out of memory"), 1;
     }
     int rc = 1;
+    int packed_here[TFM_ENSEMBLE_MAX] = {0}; /* weights packed by this call */
     const char *name = o->input_name ? o->input_name : "input";
     int64_t first = o->first_line ? o->first_line : 1;
     for (int64_t i = 0; i < n; i++) {
@@ -276,108 +406,92 @@ int tfm_translate_lines_ensemble(tfm_model *const *models, int64_t n_models,
     int64_t B = o->batch < n ? o->batch : n > 0 ? n : 1, S_max = n ? order[n - 1].len + 1 : 1;
     int64_t max_out = o->max_len > 0 ? o->max_len : 2 * S_max + 10;
     if (max_out > cap) max_out = cap;
-    tfm_tape t;
-    /* the decoder caches too: taken from this arena, every batch reuses
-     * memory already mapped (tfm_kv_cache_init_in) */
+    const int64_t n_batches = n > 0 ? (n + B - 1) / B : 0;
+    /* the decoder caches too: taken from each slot's arena, every batch
+     * reuses memory already mapped (tfm_kv_cache_init_in) */
     size_t arena = 4096;
     for (int64_t k = 0; k < n_models; k++)
         arena += tfm_model_activation_bytes(&models[k]->cfg, B * o->beam, S_max, 2) +
                  tfm_kv_cache_bytes(models[k], B * o->beam, S_max, max_out + 1);
-    if (tfm_tape_init(&t, arena, 16)) {
-        tfm_set_error("%s: for batches of %lld sentences x beam %lld of up to %lld subwords "
-                      "(lower --batch or --beam)",
-                      tfm_last_error(), (long long)B, (long long)o->beam, (long long)S_max);
+    /* Several batches on several threads: a slot per thread, each batch
+     * decoded on one thread (its kernels run serially there), which uses
+     * the cores better than splitting every small GEMM of a batch. Not under
+     * a profile (its phase clocks are shared) nor when a second slot's
+     * memory is not there. Which thread decodes a batch changes no number:
+     * the kernels' results do not depend on the thread count. */
+    int workers = n_batches > 1 && !tfm_decode_get_profile() ? tfm_par_threads() : 1;
+    if (workers > n_batches) workers = (int)n_batches;
+    if (workers < 1) workers = 1;
+    decode_slot *slots = calloc((size_t)workers, sizeof *slots);
+    if (!slots) {
+        tfm_set_error("out of memory");
         goto done;
     }
-    tfm_arena_advise_huge(&t.arena);
-    t.no_grad = 1;
-    t.training = 0;
-    t.precision = o->precision;
-    int packed_here[TFM_ENSEMBLE_MAX] = {0}; /* weights packed by this call */
-    int32_t *src = malloc((size_t)(B * S_max) * sizeof(int32_t));
-    uint8_t *pad = malloc((size_t)(B * S_max));
-    int32_t *hyp = malloc((size_t)(B * max_out) * sizeof(int32_t));
-    int64_t *lens = malloc((size_t)B * sizeof(int64_t));
     const int64_t NB = o->n_best;
-    tfm_nbest nb = {NB,
-                    NB ? malloc((size_t)(B * NB * max_out) * sizeof(int32_t)) : NULL,
-                    NB ? malloc((size_t)(B * NB) * sizeof(int64_t)) : NULL,
-                    NB ? malloc((size_t)(B * NB) * sizeof(float)) : NULL,
-                    NB ? malloc((size_t)(B * NB) * sizeof(float)) : NULL,
-                    NB ? malloc((size_t)B * sizeof(int64_t)) : NULL};
-    if (!src || !pad || !hyp || !lens ||
-        (NB && (!nb.tokens || !nb.lens || !nb.scores || !nb.logprobs || !nb.count))) {
-        tfm_set_error("out of memory");
-        goto done_tape;
-    }
+    for (int w = 0; w < workers; w++)
+        if (slot_init(&slots[w], arena, o->precision, B, S_max, max_out, NB)) {
+            if (w == 0) {
+                tfm_set_error("%s: for batches of %lld sentences x beam %lld of up to %lld "
+                              "subwords (lower --batch or --beam)",
+                              tfm_last_error(), (long long)B, (long long)o->beam, (long long)S_max);
+                goto done_slots;
+            }
+            workers = w; /* fewer threads, the same translations */
+            break;
+        }
     /* the weights packed (bf16: rounded and packed) once, not on every GEMM
      * call (the same results); unpacked at the end, unless the caller packed */
     for (int64_t k = 0; k < n_models; k++) {
         if (tfm_model_packed(models[k], o->precision)) continue;
-        if (tfm_model_pack(models[k], o->precision)) goto done_tape;
+        if (tfm_model_pack(models[k], o->precision)) goto done_slots;
         packed_here[k] = 1;
     }
-    double t0 = tfm_now();
-    for (int64_t start = 0; start < n; start += B) {
-        int64_t rows = n - start < B ? n - start : B;
-        int64_t S = order[start + rows - 1].len + 1;
-        for (int64_t r = 0; r < rows; r++) {
-            const by_len *e = &order[start + r];
-            for (int64_t j = 0; j < S; j++) {
-                int32_t v = j < e->len ? ids[e->index][j] : j == e->len ? TFM_EOS_ID : TFM_PAD_ID;
-                src[r * S + j] = v;
-                pad[r * S + j] = v == TFM_PAD_ID;
+    batch_job job = {models, n_models, tm, ids, order, n, B, max_out, o, out, tfm_now(), 0};
+    if (workers == 1) {
+        for (int64_t j = 0; j < n_batches; j++)
+            if (translate_batch(&job, &slots[0], j * B)) goto done_slots;
+    } else {
+        int failed = 0;
+        char *first_error = NULL;
+        /* longest batches first, each to the next free thread: the last
+         * batch to finish is a short one (dynamic: any order gives the same
+         * translations) */
+#pragma omp parallel num_threads(workers)
+        {
+#ifdef _OPENMP
+            decode_slot *mine = &slots[omp_get_thread_num()];
+#else
+            decode_slot *mine = &slots[0];
+#endif
+#pragma omp for schedule(dynamic, 1)
+            for (int64_t j = 0; j < n_batches; j++) {
+                int stop;
+#pragma omp atomic read
+                stop = failed;
+                if (stop) continue;
+                if (translate_batch(&job, mine, (n_batches - 1 - j) * B)) {
+#pragma omp critical(tfm_translate_failed)
+                    {
+                        if (!failed) first_error = tfm_format("%s", tfm_last_error());
+#pragma omp atomic write
+                        failed = 1;
+                    }
+                }
             }
         }
-        int64_t lim = o->max_len > 0 ? max_out : (2 * S + 10 < max_out ? 2 * S + 10 : max_out);
-        /* beam search (one model without n-best lists: as tfm_beam_decode),
-         * or greedy decoding for beam 1 with one model and no lists; beam 1
-         * is greedy decoding whatever the stopping rule (with the bound it
-         * would not be), so that --n-best 1 and ensembles agree with it */
-        const tfm_beam_stop stop = o->beam > 1 ? o->beam_stop : TFM_BEAM_STOP_FINISHED;
-        int st = n_models > 1 || NB || o->beam > 1
-                     ? tfm_beam_decode_stop(models, n_models, &t, src, pad, rows, S, o->beam,
-                                            (float)o->alpha, stop, lim, hyp, lens, NB ? &nb : NULL)
-                     : tfm_greedy_decode(m, &t, src, pad, rows, S, lim, hyp, lens);
-        if (st) goto done_tape;
-        for (int64_t r = 0; r < rows; r++) {
-            /* greedy decoding of a row does not depend on the other rows, but
-             * the batch's limit does (2 * its longest source + 10): each row
-             * is cut to its own, so that a sentence translates the same in
-             * any batch (tfm translate's windows depend on when input comes) */
-            int64_t own = 2 * (order[start + r].len + 1) + 10;
-            int cut = o->beam == 1 && o->max_len <= 0;
-            if (cut && lens[r] > own) lens[r] = own;
-            int64_t index = order[start + r].index;
-            /* n-best LINE: the 0-based number of the input line (Moses) */
-            out[index] = NB ? format_nbest(tm, &nb, r, lim,
-                                           (o->first_line > 0 ? o->first_line - 1 : 0) + index,
-                                           cut ? own : -1)
-                            : tfm_vocab_decode(tm->vocab, hyp + r * lim, lens[r]);
-            if (!out[order[start + r].index]) goto done_tape;
-        }
-        if (o->progress) {
-            double el = tfm_now() - t0;
-            fprintf(stderr, "\rtranslated %lld/%lld sentences, %.1f sentences/s   ",
-                    (long long)(start + rows), (long long)n,
-                    el > 0 ? (double)(start + rows) / el : 0.0);
+        if (failed) {
+            tfm_set_error("%s", first_error ? first_error : "out of memory");
+            free(first_error);
+            goto done_slots;
         }
     }
     if (o->progress) fprintf(stderr, "\n");
     rc = 0;
-done_tape:
-    free(src);
-    free(pad);
-    free(hyp);
-    free(lens);
-    free(nb.tokens);
-    free(nb.lens);
-    free(nb.scores);
-    free(nb.logprobs);
-    free(nb.count);
+done_slots:
     for (int64_t k = 0; k < n_models; k++)
         if (packed_here[k]) tfm_model_unpack(models[k], o->precision);
-    tfm_tape_free(&t);
+    for (int w = 0; slots && w < workers; w++) slot_free(&slots[w]);
+    free(slots);
 done:
     for (int64_t i = 0; i < n; i++) free(ids[i]);
     free(ids);
