@@ -629,6 +629,26 @@ static void check_nbest(tfm_model *const *models, int n_models, tfm_tape *t, con
     }
 }
 
+/* The rule's names, as tfm translate --beam-stop and config.txt spell them. */
+START_TEST(stop_rule_names_parse_both_ways) {
+    tfm_beam_stop s = TFM_BEAM_STOP_BOUND;
+    ck_assert_int_eq(tfm_beam_stop_parse("finished", &s), 0);
+    ck_assert_int_eq(s, TFM_BEAM_STOP_FINISHED);
+    ck_assert_int_eq(tfm_beam_stop_parse("bound", &s), 0);
+    ck_assert_int_eq(s, TFM_BEAM_STOP_BOUND);
+    ck_assert_str_eq(tfm_beam_stop_name(TFM_BEAM_STOP_FINISHED), "finished");
+    ck_assert_str_eq(tfm_beam_stop_name(TFM_BEAM_STOP_BOUND), "bound");
+    const char *bad[] = {"", "Bound", "finish", "bound ", "2"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        s = TFM_BEAM_STOP_BOUND;
+        ck_assert_int_ne(tfm_beam_stop_parse(bad[i], &s), 0);
+        ck_assert_int_eq(s, TFM_BEAM_STOP_BOUND); /* left as it was */
+        ck_assert_ptr_nonnull(strstr(tfm_last_error(), "not finished or bound"));
+    }
+    ck_assert_ptr_null(tfm_beam_stop_name((tfm_beam_stop)2));
+}
+END_TEST
+
 START_TEST(nbest_lists_are_sorted_rescored_and_start_with_the_1best) {
     enum { B = 4, S = 6, MO = 9, V = 9 };
     tfm_tape t;
@@ -1011,6 +1031,7 @@ int main(void) {
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, length_penalty_direction_and_value);
     tcase_add_test(tc, stop_at_the_bound_keeps_searching);
+    tcase_add_test(tc, stop_rule_names_parse_both_ways);
     tcase_add_test(tc, wide_beam_equals_exhaustive_search);
     tcase_add_test(tc, narrow_beam_equals_reference_beam);
     tcase_add_test(tc, nbest_lists_are_sorted_rescored_and_start_with_the_1best);

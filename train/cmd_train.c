@@ -240,8 +240,9 @@ static int check_flags(const train_cli *o) {
     /* tfm translate's bounds; inf failed at the first validation */
     NEED(o->alpha >= 0, "--alpha: must not be negative");
     NEED(o->alpha <= FLT_MAX, "--alpha: at most %g (a float)", FLT_MAX);
-    NEED(!strcmp(o->beam_stop, "finished") || !strcmp(o->beam_stop, "bound"),
-         "--beam-stop: '%s' is not finished or bound", o->beam_stop);
+    tfm_beam_stop stop;
+    NEED(!tfm_beam_stop_parse(o->beam_stop, &stop), "--beam-stop: '%s' is not finished or bound",
+         o->beam_stop);
     NEED(o->threads >= 0 && o->threads <= 1024, "--threads: must be between 0 and 1024");
     NEED(o->keep >= 1, "--keep: must be at least 1");
     NEED(o->log_every >= 1, "--log-every: must be at least 1");
@@ -412,8 +413,7 @@ static int train_corpus(train_cli *c, const tfm_train_opts *o) {
         .bpe_dropout_source_only = !strcmp(c->bpe_dropout_side, "source"),
         .decode = {.beam = c->beam, .alpha = c->alpha, .batch = 64, .precision = o->precision},
         .dist = g_dist};
-    task.decode.beam_stop =
-        strcmp(c->beam_stop, "bound") ? TFM_BEAM_STOP_FINISHED : TFM_BEAM_STOP_BOUND;
+    tfm_beam_stop_parse(c->beam_stop, &task.decode.beam_stop); /* checked by check_flags */
     tfm_corpus_summary sum;
     if (tfm_train_corpus(&task, o, &c->model, &sum)) return train_fail();
     if (g_signal) {

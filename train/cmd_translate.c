@@ -351,11 +351,7 @@ int tfm_cmd_translate(int argc, char **argv) {
     if (threads < 0 || threads > TFM_MAX_THREADS)
         return tfm_cli_fail(2, "--threads: must be between 0 and %d", TFM_MAX_THREADS);
     tfm_beam_stop stop;
-    if (!strcmp(beam_stop, "finished"))
-        stop = TFM_BEAM_STOP_FINISHED;
-    else if (!strcmp(beam_stop, "bound"))
-        stop = TFM_BEAM_STOP_BOUND;
-    else
+    if (tfm_beam_stop_parse(beam_stop, &stop))
         return tfm_cli_fail(2, "--beam-stop: '%s' is not finished or bound", beam_stop);
     tfm_precision prec;
     if (tfm_precision_parse(precision, &prec))

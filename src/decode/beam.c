@@ -19,6 +19,21 @@ void tfm_decode_set_profile(tfm_decode_profile *p) { g_profile = p; }
 tfm_decode_profile *tfm_decode_profile_active(void) { return g_profile; }
 tfm_decode_profile *tfm_decode_get_profile(void) { return g_profile; }
 
+const char *tfm_beam_stop_name(tfm_beam_stop stop) {
+    return stop == TFM_BEAM_STOP_FINISHED ? "finished"
+           : stop == TFM_BEAM_STOP_BOUND  ? "bound"
+                                          : NULL;
+}
+
+int tfm_beam_stop_parse(const char *name, tfm_beam_stop *out) {
+    for (int s = TFM_BEAM_STOP_FINISHED; s <= TFM_BEAM_STOP_BOUND; s++)
+        if (!strcmp(name, tfm_beam_stop_name((tfm_beam_stop)s))) {
+            *out = (tfm_beam_stop)s;
+            return 0;
+        }
+    return tfm_set_error("beam stop rule '%s': not finished or bound", name), 1;
+}
+
 typedef tfm_beam_candidate candidate;
 
 static double length_penalty(int64_t len, float alpha) {
@@ -479,7 +494,7 @@ int tfm_beam_decode_stop(tfm_model *const *models, int64_t n_models, tfm_tape *t
                          const int32_t *src, const uint8_t *src_pad, int64_t B, int64_t S,
                          int64_t beam, float alpha, tfm_beam_stop stop, int64_t max_out,
                          int32_t *out, int64_t *lens, tfm_nbest *nb) {
-    if (stop != TFM_BEAM_STOP_FINISHED && stop != TFM_BEAM_STOP_BOUND)
+    if (!tfm_beam_stop_name(stop))
         return tfm_set_error("beam search: stopping rule %d: must be TFM_BEAM_STOP_FINISHED (0) "
                              "or TFM_BEAM_STOP_BOUND (1)",
                              (int)stop),

@@ -542,8 +542,7 @@ int tfm_train_corpus(const tfm_corpus_task *task, const tfm_train_opts *opts,
     if (task->max_tokens < 1) return tfm_set_error("--max-tokens: must be positive"), 1;
     if (task->decode.beam < 1 || task->decode.beam > 64)
         return tfm_set_error("--beam: must be between 1 and 64"), 1;
-    if (task->decode.beam_stop != TFM_BEAM_STOP_FINISHED &&
-        task->decode.beam_stop != TFM_BEAM_STOP_BOUND)
+    if (!tfm_beam_stop_name(task->decode.beam_stop))
         return tfm_set_error("--beam-stop: rule %d is not finished (0) or bound (1)",
                              (int)task->decode.beam_stop),
                1;

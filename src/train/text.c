@@ -344,7 +344,7 @@ int tfm_translate_lines_ensemble(tfm_model *const *models, int64_t n_models,
                1;
     if (o->precision != TFM_FP32 && o->precision != TFM_BF16)
         return tfm_set_error("translate: precision %d: unknown", (int)o->precision), 1;
-    if (o->beam_stop != TFM_BEAM_STOP_FINISHED && o->beam_stop != TFM_BEAM_STOP_BOUND)
+    if (!tfm_beam_stop_name(o->beam_stop))
         return tfm_set_error("translate: beam_stop %d: unknown", (int)o->beam_stop), 1;
     if (o->beam < 1 || o->batch < 1)
         return tfm_set_error("translate: beam and batch must be at least 1"), 1;
