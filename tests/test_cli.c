@@ -368,6 +368,32 @@ START_TEST(test_resume_other_config_refused) {
 }
 END_TEST
 
+/* --resume with other settings goes on (the checkpoint's checks allow
+ * them), and train.log keeps what config.txt, rewritten, no longer says;
+ * the settings that may change between attempts (--steps) are not listed */
+START_TEST(test_resume_logs_changed_settings) {
+    const char *dir = tfm_test_tmpdir("cli-resume-changed");
+    char cmd[4096], out[8192];
+    snprintf(cmd, sizeof cmd, "%s train %s --steps 2 --save %s/run 2>&1", tfm_test_bin(), TINY,
+             dir);
+    ck_assert_msg(tfm_test_run(cmd, out, sizeof out) == 0, "%s", out);
+    snprintf(cmd, sizeof cmd,
+             "%s train %s --warmup 20 --alpha 1 --steps 4 --save %s/run --resume 2>&1",
+             tfm_test_bin(), TINY, dir);
+    ck_assert_msg(tfm_test_run(cmd, out, sizeof out) == 0, "%s", out);
+    snprintf(cmd, sizeof cmd,
+             "%s train %s --warmup 20 --alpha 1 --steps 6 --save %s/run --resume 2>&1 && "
+             "grep -c '^settings changed' %s/run/train.log && grep '^settings changed' "
+             "%s/run/train.log && grep '^warmup = 20$' %s/run/config.txt",
+             tfm_test_bin(), TINY, dir, dir, dir, dir);
+    ck_assert_msg(tfm_test_run(cmd, out, sizeof out) == 0, "%s", out);
+    ck_assert_msg(strstr(out, "\n1\nsettings changed at this resume (config.txt now has the new "
+                              "ones): alpha was 0.59999999999999998, now 1; warmup was 10, "
+                              "now 20\n"),
+                  "%s", out);
+}
+END_TEST
+
 START_TEST(test_config_parse) {
     collect c = {.fail_at = 0};
     const char *text =
@@ -626,6 +652,7 @@ static Suite *suite(void) {
     tcase_add_test(tc, test_config_parse);
     tcase_add_test(tc, test_bench_help);
     tcase_add_test(tc, test_resume_other_config_refused);
+    tcase_add_test(tc, test_resume_logs_changed_settings);
     tcase_add_test(tc, test_train_output);
     tcase_add_test(tc, test_config_flags_win);
     tcase_add_test(tc, test_example_configs);

@@ -184,43 +184,72 @@ static int ignored_setting(const char *key) {
     return 0;
 }
 
-/* config.txt of an earlier attempt against the configuration given now. */
-static int same_config(const char *dir, const char *path, const char *given,
-                       const char *defaults) {
+/* The settings of config.txt `path` (an earlier attempt of the run) that
+ * differ from the configuration `given` now, as "key was X, now Y" joined by
+ * "; " (malloc'd; "" when none; at most the first with first_only), or NULL
+ * with the error set when path cannot be read or parsed. Settings that may
+ * change between attempts (ignored_setting) are left out, and so is a
+ * setting the earlier version did not have that is at its default now. */
+static char *config_changes(const char *path, const char *given, const char *defaults,
+                            int first_only) {
     size_t len = 0;
     char *text;
-    if (tfm_read_regular(path, &text, &len)) return 0;
+    if (tfm_read_regular(path, &text, &len)) return NULL;
     tfm_kv old, now, def;
     tfm_kv_init(&old);
     tfm_kv_init(&now);
     tfm_kv_init(&def);
-    int ok = 0;
+    char *list = NULL;
+    size_t list_len = 0;
+    FILE *f = NULL;
     if (tfm_kv_parse(&old, text, len, path)) goto done;
     if (tfm_kv_parse(&now, given, strlen(given), "the configuration given")) goto done;
     if (defaults && tfm_kv_parse(&def, defaults, strlen(defaults), "the defaults")) goto done;
-    for (int pass = 0; pass < 2; pass++) {
+    f = open_memstream(&list, &list_len);
+    if (!f) {
+        tfm_set_error("out of memory");
+        goto done;
+    }
+    int n = 0;
+    for (int pass = 0; pass < 2 && !(first_only && n); pass++) {
         const tfm_kv *a = pass ? &now : &old, *b = pass ? &old : &now;
-        for (int64_t i = 0; i < a->n; i++) {
+        for (int64_t i = 0; i < a->n && !(first_only && n); i++) {
             if (ignored_setting(a->keys[i])) continue;
             const char *v = tfm_kv_get(b, a->keys[i]);
             if (v && !strcmp(v, a->vals[i])) continue;
+            if (pass && v) continue; /* both have it: said in the first pass */
             /* a setting the earlier version did not have, at its default now */
             const char *d = pass && !v ? tfm_kv_get(&def, a->keys[i]) : NULL;
             if (d && !strcmp(d, a->vals[i])) continue;
             const char *was = pass ? v : a->vals[i], *is = pass ? a->vals[i] : v;
-            tfm_set_error("%s: --resume: %s holds a different run that never reached a "
-                          "checkpoint: %s was %s, now %s (choose another directory)",
-                          path, dir, a->keys[i], was ? was : "(not set)", is ? is : "(not set)");
-            goto done;
+            fprintf(f, "%s%s was %s, now %s", n++ ? "; " : "", a->keys[i], was ? was : "(not set)",
+                    is ? is : "(not set)");
         }
     }
-    ok = 1;
+    if (fclose(f) != 0) {
+        free(list);
+        list = NULL;
+        tfm_set_error("out of memory");
+    }
 done:
     tfm_kv_free(&old);
     tfm_kv_free(&now);
     tfm_kv_free(&def);
     free(text);
-    return ok;
+    return list;
+}
+
+/* config.txt of an earlier attempt against the configuration given now. */
+static int same_config(const char *dir, const char *path, const char *given, const char *defaults) {
+    char *first = config_changes(path, given, defaults, 1);
+    if (!first) return 0;
+    int same = !*first;
+    if (!same)
+        tfm_set_error("%s: --resume: %s holds a different run that never reached a "
+                      "checkpoint: %s (choose another directory)",
+                      path, dir, first);
+    free(first);
+    return same;
 }
 
 static int ensure_dir(const char *dir, int create) {
@@ -489,7 +518,7 @@ static int put_back_best(tfm_trainer *tr, int how) {
     return rc;
 }
 
-int tfm_run_open_files(tfm_trainer *tr, int resuming) {
+int tfm_run_open_files(tfm_trainer *tr, int resuming, char **changed) {
     const tfm_train_opts *o = &tr->o;
     char *log = tfm_path_join(o->run_dir, "train.log"),
          *metrics = tfm_path_join(o->run_dir, "metrics.csv"),
@@ -515,6 +544,16 @@ int tfm_run_open_files(tfm_trainer *tr, int resuming) {
     if (!tr->log || !tr->metrics) {
         tfm_set_error("%s: cannot write logs: %s", o->run_dir, strerror(errno));
         goto done;
+    }
+    /* what this attempt changes, before its config.txt replaces the one
+     * before (an unreadable one: nothing to compare) */
+    *changed = NULL;
+    if (resuming && o->config_text && access(config, F_OK) == 0) {
+        *changed = config_changes(config, o->config_text, o->config_defaults, 0);
+        if (*changed && !**changed) {
+            free(*changed);
+            *changed = NULL;
+        }
     }
     if (o->config_text && tfm_write_file_atomic(config, o->config_text, strlen(o->config_text)))
         goto done;

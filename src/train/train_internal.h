@@ -17,8 +17,10 @@ int tfm_run_lock(tfm_trainer *tr);
 /* Releases the lock tfm_run_lock took for tr (nothing if none). */
 void tfm_run_unlock(tfm_trainer *tr);
 /* train.log, metrics.csv (header written through when new, put back when
- * a resumed file lacks it), config.txt. */
-int tfm_run_open_files(tfm_trainer *tr, int resuming);
+ * a resumed file lacks it), config.txt. Resuming, *changed receives the
+ * settings that differ from the config.txt before ("key was X, now Y; ...",
+ * malloc'd), or NULL when none do (or there was none to read). */
+int tfm_run_open_files(tfm_trainer *tr, int resuming, char **changed);
 /* Removes temporary files of interrupted checkpoint writes; returns how many. */
 int64_t tfm_run_remove_temporaries(const char *dir);
 

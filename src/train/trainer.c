@@ -425,8 +425,10 @@ static int init_common(tfm_trainer *tr, size_t arena, int fresh_restart) {
     if (tr->ema && !resuming) /* the average starts at the starting weights */
         memcpy(tr->ema, tr->params->data, (size_t)tr->params->total_n * sizeof(float));
     int past_end = resuming && tr->stop.step == tr->step && o->steps > tr->step;
-    if (o->run_dir && tfm_run_open_files(tr, resuming)) {
+    char *changed = NULL;
+    if (o->run_dir && tfm_run_open_files(tr, resuming, &changed)) {
         free(resumed);
+        free(changed);
         return 1;
     }
     /* the leg before's end is dealt with (its rows and best.tfm); its
@@ -436,12 +438,18 @@ static int init_common(tfm_trainer *tr, size_t arena, int fresh_restart) {
         tr->stop.step = -1;
         if (tfm_trainer_checkpoint(tr)) {
             free(resumed);
+            free(changed);
             return 1;
         }
     }
     tr->first_step = tr->step;
     if (resumed)
         tfm_trainer_log(tr, "resumed from %s at step %lld\n", resumed, (long long)tr->step);
+    /* config.txt holds this attempt's settings: the log keeps the ones before */
+    if (resumed && changed)
+        tfm_trainer_log(
+            tr, "settings changed at this resume (config.txt now has the new ones): %s\n", changed);
+    free(changed);
     if (initialized)
         tfm_trainer_log(tr, "weights from %s (--init); a fresh optimizer from step 0\n",
                         o->init_from);
