@@ -645,6 +645,8 @@ START_TEST(stop_rule_names_parse_both_ways) {
         ck_assert_int_eq(s, TFM_BEAM_STOP_BOUND); /* left as it was */
         ck_assert_ptr_nonnull(strstr(tfm_last_error(), "not finished or bound"));
     }
+    ck_assert_int_ne(tfm_beam_stop_parse(NULL, &s), 0);
+    ck_assert_int_eq(s, TFM_BEAM_STOP_BOUND);
     ck_assert_ptr_null(tfm_beam_stop_name((tfm_beam_stop)2));
 }
 END_TEST

@@ -104,7 +104,7 @@ int tfm_beam_decode_ensemble(tfm_model *const *models, int64_t n_models, tfm_tap
  *    is large). With beam 1 it is not greedy decoding when alpha > 0. */
 typedef enum { TFM_BEAM_STOP_FINISHED = 0, TFM_BEAM_STOP_BOUND = 1 } tfm_beam_stop;
 /* "finished" / "bound" (NULL for another value); parse: 0 and *out set, or 1
- * (the error set) when name is neither. */
+ * (the error set, *out untouched) when name is neither or NULL. */
 const char *tfm_beam_stop_name(tfm_beam_stop stop);
 int tfm_beam_stop_parse(const char *name, tfm_beam_stop *out);
 

@@ -26,6 +26,7 @@ const char *tfm_beam_stop_name(tfm_beam_stop stop) {
 }
 
 int tfm_beam_stop_parse(const char *name, tfm_beam_stop *out) {
+    if (!name) return tfm_set_error("beam stop rule: none given (finished or bound)"), 1;
     for (int s = TFM_BEAM_STOP_FINISHED; s <= TFM_BEAM_STOP_BOUND; s++)
         if (!strcmp(name, tfm_beam_stop_name((tfm_beam_stop)s))) {
             *out = (tfm_beam_stop)s;
