@@ -422,6 +422,13 @@ void tfm_checkpoint_free(tfm_checkpoint *ck) {
     memset(ck, 0, sizeof *ck);
 }
 
+/* The index of block `name` among those read, or -1. */
+static int block_index(const tfm_checkpoint *ck, const char *name) {
+    for (int b = 0; b < (ck->params_only ? 1 : ck->n_blocks); b++)
+        if (!strcmp(ck->block_names[b], name)) return b;
+    return -1;
+}
+
 /* Parses a checkpoint of `size` bytes of which the first `avail` are at
  * data. verify: the whole file is there (avail == size): check the magic,
  * the end marker and the CRC first. Otherwise the caller checks those, and
@@ -526,7 +533,8 @@ static int parse(const unsigned char *data, size_t avail, size_t size, const cha
         if (strcmp(ck->block_names[0], "params"))
             BAD("%s: the first block is '%s', not 'params'", name, ck->block_names[0]);
     }
-    ck->has_moments = tfm_checkpoint_block(ck, "adam.m") && tfm_checkpoint_block(ck, "adam.v");
+    /* by name: the blocks' data is not located yet */
+    ck->has_moments = block_index(ck, "adam.m") >= 0 && block_index(ck, "adam.v") >= 0;
     uint64_t need = (uint64_t)total * 4 * (uint64_t)ck->n_blocks;
     if (need != size - 12 - r.pos)
         BAD("%s: data size %zu does not match the tensor table (%llu)", name, size - 12 - r.pos,
@@ -637,10 +645,8 @@ int tfm_checkpoint_read_params(const char *path, tfm_checkpoint *ck) {
 }
 
 const unsigned char *tfm_checkpoint_block(const tfm_checkpoint *ck, const char *name) {
-    for (int b = 0; b < (ck->params_only ? 1 : ck->n_blocks); b++)
-        if (!strcmp(ck->block_names[b], name))
-            return ck->blocks + (size_t)b * (size_t)ck->n_floats * 4;
-    return NULL;
+    int b = block_index(ck, name);
+    return b < 0 || !ck->blocks ? NULL : ck->blocks + (size_t)b * (size_t)ck->n_floats * 4;
 }
 
 /* Copies block `data` (n_floats floats in file order) into dst laid out like p. */

@@ -6,7 +6,8 @@
 #   bash tests/fuzz/run.sh 600 vocab & bash tests/fuzz/run.sh 600 corpus &   (two at once is fine)
 #
 # Each target defines LLVMFuzzerTestOneInput and is linked against every
-# library source src/*/*.c, built with clang -fsanitize=fuzzer,address,undefined.
+# library source src/*/*.c (the MPI transport left out, as the library leaves it
+# out), built with clang -fsanitize=fuzzer,address,undefined.
 # Its seed corpus tests/fuzz/corpus_<name>/ (if present) is copied into a
 # scratch directory under build/fuzz, so the repository is never modified;
 # tests/fuzz/<name>.dict is passed as a dictionary when present. Crash inputs
@@ -49,6 +50,8 @@ echo "fuzz: clang $(clang -dumpversion) ${omp[*]:-(no OpenMP)}"
 lib_objs=()
 build_failed=0
 for src in src/*/*.c; do
+    # the MPI transport is the `make MPI=1` build's (it needs mpi.h), not the library's
+    [ "$src" = src/train/dist_mpi.c ] && continue
     obj=$out/obj/${src//\//_}
     obj=${obj%.c}.o
     if [ ! -f "$obj" ] || [ "$src" -nt "$obj" ] || [ -n "$(find include -name '*.h' -newer "$obj" 2>/dev/null | head -n 1)" ]; then
