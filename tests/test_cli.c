@@ -402,6 +402,13 @@ START_TEST(test_config_parse) {
     ck_assert_str_eq(
         c.text, "[d-model|16|t.cfg:2][save|/tmp/x|t.cfg:4][empty||t.cfg:5][lr-factor|2.5|t.cfg:6]");
 
+    /* '#' starts a comment after any white space (a tab, \v, \f too), and
+     * stays inside a word */
+    memset(&c, 0, sizeof c);
+    const char *hashes = "a = x#1\tb\t# c\nb = y\v#z\n\f#k = 1\nc =#2\n";
+    ck_assert_int_eq(tfm_config_parse(hashes, strlen(hashes), "h", on_pair, &c), 0);
+    ck_assert_str_eq(c.text, "[a|x#1\tb|h:1][b|y|h:2][c|#2|h:4]");
+
     /* the length is honoured: nothing after len is read */
     memset(&c, 0, sizeof c);
     ck_assert_int_eq(tfm_config_parse("a = 1\nb = 2\n", 6, "t", on_pair, &c), 0);

@@ -357,7 +357,7 @@ static const char *unrecordable(const char *text, int list_item) {
     if (n && (isspace((unsigned char)text[0]) || isspace((unsigned char)text[n - 1])))
         return "a space at either end";
     for (const char *h = strchr(text, '#'); h; h = strchr(h + 1, '#'))
-        if (h == text || h[-1] == ' ' || h[-1] == '\t') return "a '#' that would start a comment";
+        if (h == text || isspace((unsigned char)h[-1])) return "a '#' that would start a comment";
     return NULL;
 }
 

@@ -62,10 +62,11 @@ static int config_line(void *ctx, const char *text, size_t n, const char *name, 
     }
     memcpy(line, text, n);
     line[n] = 0;
-    /* a comment starts at a '#' that begins the line or follows a space or
-     * tab, so that values such as paths may contain '#' ("data#2.de") */
+    /* a comment starts at a '#' that begins the line or follows white space
+     * (a space or tab, or \v \f \r), so that values such as paths may
+     * contain '#' ("data#2.de") */
     for (char *h = line; (h = strchr(h, '#')) != NULL; h++)
-        if (h == line || h[-1] == ' ' || h[-1] == '\t') {
+        if (h == line || isspace((unsigned char)h[-1])) {
             *h = 0;
             break;
         }
