@@ -12,6 +12,9 @@
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #include "tfm/average.h"
 #include "tfm/checkpoint.h"
@@ -500,6 +503,55 @@ START_TEST(translate_lines_names_the_line_and_checks_counts) {
 }
 END_TEST
 
+/* A batch that fails on a thread of its own (a model whose vocabulary is
+ * larger than vocab.txt: the decoded ids fall outside it) fails the call
+ * with that batch's error, and no out[i] is left allocated; so does the
+ * same call batch by batch on one thread. */
+START_TEST(translate_fails_cleanly_from_a_batch_thread) {
+    static const char text[] = "ein haus\nzwei haeuser\nein baum\n";
+    tfm_text_input in = {"t", text, sizeof text - 1};
+    tfm_text_model tm;
+    ck_assert_msg(tfm_text_model_learn_texts(&in, 1, 5, &tm) == 0, "%s", tfm_last_error());
+    tfm_model_config c = tfm_test_tiny_model();
+    c.vocab = tfm_vocab_size(tm.vocab) + 1; /* one id past vocab.txt */
+    c.max_len = 32;
+    tfm_model m;
+    ck_assert_int_eq(tfm_model_init(&m, &c), 0);
+    tfm_model_init_weights(&m, 5); /* 5 of the 8 lines translate (avx2), the others hit it */
+    tfm_translate_opts o;
+    tfm_translate_opts_default(&o);
+    o.batch = 1;
+    o.max_len = 6;
+    enum { N = 8 };
+    char *lines[N] = {"ein haus", "zwei", "ein baum", "haus", "baum", "ein", "zwei haus", "x"};
+    char *out[N];
+#ifdef _OPENMP
+    int saved = omp_get_max_threads();
+#endif
+    for (int threads = 2; threads >= 1; threads--) {
+#ifdef _OPENMP
+        omp_set_num_threads(threads);
+#endif
+        int ok = 0; /* the lines one at a time: some fail, some do not */
+        for (int i = 0; i < N; i++) {
+            char *one[1] = {NULL};
+            ok += tfm_translate_lines(&m, &tm, lines + i, 1, &o, one) == 0;
+            free(one[0]);
+        }
+        ck_assert_msg(ok > 0 && ok < N, "%d of %d lines translate alone", ok, N);
+        for (int i = 0; i < N; i++) out[i] = (char *)"unset";
+        expect_error(tfm_translate_lines(&m, &tm, lines, N, &o, out) != 0, "ids past vocab.txt",
+                     "outside the vocabulary");
+        for (int i = 0; i < N; i++) ck_assert_ptr_null(out[i]);
+    }
+#ifdef _OPENMP
+    omp_set_num_threads(saved);
+#endif
+    tfm_model_free(&m);
+    tfm_text_model_free(&tm);
+}
+END_TEST
+
 /* tfm_train on a trainer never initialised returned 0 (steps 0), and on a
  * freed one read freed memory: both are programmer errors, asserted */
 START_TEST(train_refuses_a_trainer_not_initialised) {
@@ -543,6 +595,7 @@ int main(void) {
     tcase_add_test(tc, a_stop_request_ends_with_its_training);
     tcase_add_test(tc, export_save_refuses_an_unknown_data_kind);
     tcase_add_test(tc, translate_lines_names_the_line_and_checks_counts);
+    tcase_add_test(tc, translate_fails_cleanly_from_a_batch_thread);
     tcase_add_test_raise_signal(tc, train_refuses_a_trainer_not_initialised, SIGABRT);
     tcase_add_loop_test_raise_signal(tc, a_freed_trainer_is_refused, SIGABRT, 0, 2);
     suite_add_tcase(s, tc);

@@ -465,8 +465,12 @@ typedef struct {
  * output limit from the input, fp32, no n-best list. */
 void tfm_translate_opts_default(tfm_translate_opts *o);
 
-/* Translates n sentences; out[i] receives a malloc'd string. Sentences are
- * decoded in batches of similar length. */
+/* Translates n sentences; out[i] receives a malloc'd string (on failure no
+ * out[i] is left allocated). Sentences are decoded in batches of similar
+ * length; with several batches and threads, a batch per thread at a time,
+ * each thread with memory of its own for a batch's activations and caches
+ * (all of them within a quarter of the machine's memory), else one batch
+ * after the other on all threads. The output does not depend on which. */
 int tfm_translate_lines(tfm_model *m, const tfm_text_model *tm, char *const *lines, int64_t n,
                         const tfm_translate_opts *o, char **out);
 /* The same with an ensemble of n_models models (1..TFM_ENSEMBLE_MAX of

@@ -520,6 +520,7 @@ static int put_back_best(tfm_trainer *tr, int how) {
 
 int tfm_run_open_files(tfm_trainer *tr, int resuming, char **changed) {
     const tfm_train_opts *o = &tr->o;
+    *changed = NULL;
     char *log = tfm_path_join(o->run_dir, "train.log"),
          *metrics = tfm_path_join(o->run_dir, "metrics.csv"),
          *config = tfm_path_join(o->run_dir, "config.txt");
@@ -547,7 +548,6 @@ int tfm_run_open_files(tfm_trainer *tr, int resuming, char **changed) {
     }
     /* what this attempt changes, before its config.txt replaces the one
      * before (an unreadable one: nothing to compare) */
-    *changed = NULL;
     if (resuming && o->config_text && access(config, F_OK) == 0) {
         *changed = config_changes(config, o->config_text, o->config_defaults, 0);
         if (*changed && !**changed) {

@@ -253,8 +253,9 @@ static int slot_init(decode_slot *s, size_t arena, tfm_precision precision, int6
     return 0;
 }
 
-/* The translation's shared, read-only state (done: sentences so far, for
- * the progress line). */
+/* The translation's shared state: read only, but for out[] (each batch
+ * writes its own lines) and done (sentences so far, for the progress line,
+ * under a critical section). */
 typedef struct {
     tfm_model *const *models;
     int64_t n_models;
@@ -367,8 +368,11 @@ int tfm_translate_lines_ensemble(tfm_model *const *models, int64_t n_models,
                              "subword beside </s>",
                              (long long)(cap + 1)),
                1;
-    int32_t **ids = calloc((size_t)(n ? n : 1), sizeof *ids);
-    by_len *order = malloc((size_t)(n ? n : 1) * sizeof *order);
+    if (n == 0) return 0;
+    /* on failure no out[i] is left allocated (freed at done) */
+    for (int64_t i = 0; i < n; i++) out[i] = NULL;
+    int32_t **ids = calloc((size_t)n, sizeof *ids);
+    by_len *order = malloc((size_t)n * sizeof *order);
     if (!ids || !order) {
         free(ids);
         free(order);
@@ -403,10 +407,10 @@ int tfm_translate_lines_ensemble(tfm_model *const *models, int64_t n_models,
     qsort(order, (size_t)n, sizeof *order, cmp_len);
     /* batches of o->batch, but no larger than the lines there are (the same
      * batches: one of n when n is smaller) */
-    int64_t B = o->batch < n ? o->batch : n > 0 ? n : 1, S_max = n ? order[n - 1].len + 1 : 1;
+    int64_t B = o->batch < n ? o->batch : n, S_max = order[n - 1].len + 1;
     int64_t max_out = o->max_len > 0 ? o->max_len : 2 * S_max + 10;
     if (max_out > cap) max_out = cap;
-    const int64_t n_batches = n > 0 ? (n + B - 1) / B : 0;
+    const int64_t n_batches = (n + B - 1) / B;
     /* the decoder caches too: taken from each slot's arena, every batch
      * reuses memory already mapped (tfm_kv_cache_init_in) */
     size_t arena = 4096;
@@ -421,6 +425,12 @@ int tfm_translate_lines_ensemble(tfm_model *const *models, int64_t n_models,
      * the kernels' results do not depend on the thread count. */
     int workers = n_batches > 1 && !tfm_decode_get_profile() ? tfm_par_threads() : 1;
     if (workers > n_batches) workers = (int)n_batches;
+    /* each slot may fill its arena: all of them together within a quarter
+     * of the machine's memory (allocations succeed long before pages run
+     * out, so a failed one is no guide) */
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    double budget = pages > 0 && page > 0 ? (double)pages * (double)page / 4 : 0;
+    while (workers > 1 && (double)workers * (double)arena > budget) workers--;
     if (workers < 1) workers = 1;
     decode_slot *slots = calloc((size_t)workers, sizeof *slots);
     if (!slots) {
@@ -496,6 +506,10 @@ done:
     for (int64_t i = 0; i < n; i++) free(ids[i]);
     free(ids);
     free(order);
+    for (int64_t i = 0; rc && i < n; i++) {
+        free(out[i]);
+        out[i] = NULL;
+    }
     return rc;
 }
 
