@@ -456,14 +456,19 @@ START_TEST(export_save_refuses_an_unknown_data_kind) {
 }
 END_TEST
 
+/* BPE and vocabulary of three short German lines, 5 merges. */
+static void three_line_text_model(tfm_text_model *tm) {
+    static const char text[] = "ein haus\nzwei haeuser\nein baum\n";
+    tfm_text_input in = {"t", text, sizeof text - 1};
+    ck_assert_msg(tfm_text_model_learn_texts(&in, 1, 5, tm) == 0, "%s", tfm_last_error());
+}
+
 /* bad UTF-8 was "invalid UTF-8 at byte 1" without the line; -1 lines was
  * "out of memory"; a negative max_len, a count of -1 checkpoints and 1025
  * threads were accepted */
 START_TEST(translate_lines_names_the_line_and_checks_counts) {
-    static const char text[] = "ein haus\nzwei haeuser\nein baum\n";
-    tfm_text_input in = {"t", text, sizeof text - 1};
     tfm_text_model tm;
-    ck_assert_msg(tfm_text_model_learn_texts(&in, 1, 5, &tm) == 0, "%s", tfm_last_error());
+    three_line_text_model(&tm);
     tfm_model_config c = tfm_test_tiny_model();
     c.vocab = tfm_vocab_size(tm.vocab);
     tfm_model m;
@@ -508,10 +513,8 @@ END_TEST
  * with that batch's error, and no out[i] is left allocated; so does the
  * same call batch by batch on one thread. */
 START_TEST(translate_fails_cleanly_from_a_batch_thread) {
-    static const char text[] = "ein haus\nzwei haeuser\nein baum\n";
-    tfm_text_input in = {"t", text, sizeof text - 1};
     tfm_text_model tm;
-    ck_assert_msg(tfm_text_model_learn_texts(&in, 1, 5, &tm) == 0, "%s", tfm_last_error());
+    three_line_text_model(&tm);
     tfm_model_config c = tfm_test_tiny_model();
     c.vocab = tfm_vocab_size(tm.vocab) + 1; /* one id past vocab.txt */
     c.max_len = 32;
